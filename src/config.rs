@@ -1,0 +1,389 @@
+//! The project configuration (`relance.yaml`): where things are, who sends, and how.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use serde::{Deserialize, Deserializer};
+
+use crate::diagnostics::{Location, Problem, Problems, yaml_problem};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    #[serde(deserialize_with = "de_timezone")]
+    pub timezone: Tz,
+    pub language: String,
+    pub currency: String,
+    pub company: Company,
+    pub feeds: Vec<FeedConfig>,
+    pub rules: PathBuf,
+    pub templates: PathBuf,
+    pub journal: PathBuf,
+    pub delivery: Delivery,
+    pub tasks: PathBuf,
+    pub schedule: Schedule,
+    pub limits: Limits,
+    /// The folder paths are relative to (the config file's folder); not read from YAML.
+    #[serde(skip)]
+    pub base: PathBuf,
+    /// The config file, when one exists.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            timezone: Tz::UTC,
+            language: "fr".into(),
+            currency: "EUR".into(),
+            company: Company::default(),
+            feeds: vec![FeedConfig::new(PathBuf::from("data/invoices.csv"))],
+            rules: "rules".into(),
+            templates: "templates".into(),
+            journal: "state/relance.db".into(),
+            delivery: Delivery::default(),
+            tasks: "tasks".into(),
+            schedule: Schedule::default(),
+            limits: Limits::default(),
+            base: PathBuf::from("."),
+            file: None,
+        }
+    }
+}
+
+/// The sender's identity, shown in templates as `company.*`. Any extra key
+/// (address, siren, …) is kept and available to templates too.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(transparent)]
+pub struct Company(pub BTreeMap<String, String>);
+
+impl Default for Company {
+    fn default() -> Self {
+        Company(BTreeMap::new()).with_standard_keys()
+    }
+}
+
+impl Company {
+    const STANDARD_KEYS: [&'static str; 5] = ["name", "email", "phone", "payment_url", "iban"];
+    fn with_standard_keys(mut self) -> Self {
+        for key in Self::STANDARD_KEYS {
+            self.0.entry(key.to_string()).or_default();
+        }
+        self
+    }
+    pub fn get(&self, key: &str) -> &str {
+        self.0.get(key).map(String::as_str).unwrap_or("")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedFormat {
+    Csv,
+    Json,
+    Jsonl,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedConfig {
+    pub path: PathBuf,
+    /// Guessed from the extension when absent: .json, .jsonl/.ndjson, else CSV.
+    #[serde(default)]
+    pub format: Option<FeedFormat>,
+    /// CSV only; auto-detected (`,` or `;`) when absent.
+    #[serde(default)]
+    pub delimiter: Option<char>,
+    /// The decimal separator of amounts: `.` (default) or `,`.
+    #[serde(default = "default_decimal")]
+    pub decimal: char,
+    /// strftime format of dates; ISO `%Y-%m-%d` by default.
+    #[serde(default = "default_date_format")]
+    pub date_format: String,
+    /// canonical field name -> the column name used by this feed.
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+}
+
+fn default_decimal() -> char {
+    '.'
+}
+fn default_date_format() -> String {
+    "%Y-%m-%d".into()
+}
+
+impl FeedConfig {
+    pub fn new(path: PathBuf) -> Self {
+        FeedConfig {
+            path,
+            format: None,
+            delimiter: None,
+            decimal: default_decimal(),
+            date_format: default_date_format(),
+            columns: BTreeMap::new(),
+        }
+    }
+    pub fn format(&self) -> FeedFormat {
+        self.format.unwrap_or_else(|| {
+            match self.path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+                Some("json") => FeedFormat::Json,
+                Some("jsonl" | "ndjson") => FeedFormat::Jsonl,
+                _ => FeedFormat::Csv,
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Tls {
+    #[default]
+    Starttls,
+    Tls,
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Delivery {
+    Outbox {
+        #[serde(default = "default_outbox")]
+        dir: PathBuf,
+    },
+    Smtp {
+        host: String,
+        #[serde(default = "default_smtp_port")]
+        port: u16,
+        #[serde(default)]
+        tls: Tls,
+        #[serde(default)]
+        user: Option<String>,
+        /// The name of the environment variable holding the password; the
+        /// password itself never appears in the YAML.
+        #[serde(default)]
+        password_env: Option<String>,
+    },
+    Log,
+}
+
+fn default_outbox() -> PathBuf {
+    "outbox".into()
+}
+fn default_smtp_port() -> u16 {
+    587
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery::Outbox { dir: default_outbox() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub every: Option<Duration>,
+    /// Local time of day ("09:00") in the config's time zone.
+    #[serde(default, deserialize_with = "de_opt_time")]
+    pub at: Option<chrono::NaiveTime>,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Schedule { every: Some(Duration::from_secs(3600)), at: None }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub max_per_run: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_per_run: 200 }
+    }
+}
+
+fn de_timezone<'de, D: Deserializer<'de>>(d: D) -> Result<Tz, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse::<Tz>()
+        .map_err(|_| serde::de::Error::custom(format!("unknown time zone {s:?} (expected an IANA name such as Europe/Paris)")))
+}
+
+/// Parses durations such as `30s`, `15m`, `1h`, `1d`, `1h30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let err = || format!("invalid duration {s:?} (expected e.g. 30s, 15m, 1h, 1d)");
+    let mut total = 0u64;
+    let mut number = String::new();
+    for ch in s.trim().chars() {
+        if ch.is_ascii_digit() {
+            number.push(ch);
+            continue;
+        }
+        let n: u64 = number.parse().map_err(|_| err())?;
+        number.clear();
+        total += n * match ch {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(err()),
+        };
+    }
+    if !number.is_empty() || total == 0 {
+        return Err(err());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    Option::<String>::deserialize(d)?.map(|s| parse_duration(&s).map_err(serde::de::Error::custom)).transpose()
+}
+
+fn de_opt_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<chrono::NaiveTime>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|s| {
+            chrono::NaiveTime::parse_from_str(&s, "%H:%M")
+                .map_err(|_| serde::de::Error::custom(format!("invalid time {s:?} (expected HH:MM, e.g. \"09:00\")")))
+        })
+        .transpose()
+}
+
+impl Config {
+    /// Loads `config` (default `dir/relance.yaml`); an absent file means all defaults.
+    /// An explicitly named file that does not exist is an error.
+    pub fn load(dir: &Path, config: Option<&Path>) -> Result<Config, Problem> {
+        let (path, explicit) = match config {
+            Some(p) => (p.to_path_buf(), true),
+            None => (dir.join("relance.yaml"), false),
+        };
+        if !path.exists() {
+            if explicit {
+                return Err(Problem::error(Location::file(&path), "config file not found"));
+            }
+            return Ok(Config { base: dir.to_path_buf(), ..Config::default() });
+        }
+        let source = std::fs::read_to_string(&path)
+            .map_err(|e| Problem::error(Location::file(&path), format!("cannot read config: {e}")))?;
+        let mut config: Config = if source.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_yaml::from_str(&source).map_err(|e| yaml_problem(&path, &e, 0))?
+        };
+        config.company = config.company.with_standard_keys();
+        config.base = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        if config.base.as_os_str().is_empty() {
+            config.base = PathBuf::from(".");
+        }
+        config.file = Some(path);
+        Ok(config)
+    }
+
+    /// Semantic checks the YAML types cannot express.
+    pub fn validate(&self) -> Problems {
+        let mut problems = Problems::default();
+        let file = self.file.clone().unwrap_or_else(|| self.base.join("relance.yaml"));
+        let source = std::fs::read_to_string(&file).unwrap_or_default();
+        let at = |key: &str| match crate::diagnostics::locate_yaml_key(&source, 1, key, None) {
+            Some((l, c)) => Location::at(&file, l, c),
+            None => Location::file(&file),
+        };
+        if !is_language_tag(&self.language) {
+            problems.error(at("language"), format!("language {:?} is not a language tag such as fr or en", self.language));
+        }
+        if !is_currency_code(&self.currency) {
+            problems.error(at("currency"), format!("currency {:?} is not an ISO 4217 code such as EUR", self.currency));
+        }
+        if self.feeds.is_empty() {
+            problems.warning(at("feeds"), "no feeds configured: there are no invoices to remind");
+        }
+        for feed in &self.feeds {
+            if feed.decimal != '.' && feed.decimal != ',' {
+                problems.error(at("decimal"), format!("decimal must be \".\" or \",\", not {:?}", feed.decimal));
+            }
+            if let Some(d) = feed.delimiter {
+                if !d.is_ascii() {
+                    problems.error(at("delimiter"), format!("delimiter {d:?} must be a single ASCII character"));
+                }
+            }
+            if chrono::format::StrftimeItems::new(&feed.date_format).any(|i| matches!(i, chrono::format::Item::Error)) {
+                problems.error(at("date_format"), format!("date_format {:?} is not a valid strftime format", feed.date_format));
+            }
+        }
+        if self.schedule.every.is_some() && self.schedule.at.is_some() {
+            problems.error(at("schedule"), "schedule: give either `every` or `at`, not both");
+        }
+        if self.limits.max_per_run == 0 {
+            problems.error(at("max_per_run"), "limits.max_per_run must be at least 1");
+        }
+        if let Delivery::Smtp { password_env: Some(var), .. } = &self.delivery {
+            if var.is_empty() {
+                problems.error(at("password_env"), "password_env must name an environment variable");
+            }
+        }
+        problems
+    }
+
+    /// Resolves a path from the config against the config file's folder.
+    pub fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) }
+    }
+}
+
+pub fn is_language_tag(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('-').all(|part| (1..=8).contains(&part.len()) && part.chars().all(|c| c.is_ascii_alphanumeric()))
+        && s.split('-').next().is_some_and(|p| p.chars().all(|c| c.is_ascii_alphabetic()))
+}
+
+pub fn is_currency_code(s: &str) -> bool {
+    s.len() == 3 && s.chars().all(|c| c.is_ascii_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86400)));
+        assert!(parse_duration("15").is_err());
+        assert!(parse_duration("abc").is_err());
+        assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn language_tags() {
+        assert!(is_language_tag("fr"));
+        assert!(is_language_tag("fr-CA"));
+        assert!(!is_language_tag(""));
+        assert!(!is_language_tag("fr_CA"));
+    }
+
+    #[test]
+    fn defaults_when_config_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(dir.path(), None).unwrap();
+        assert_eq!(c.language, "fr");
+        assert_eq!(c.limits.max_per_run, 200);
+        assert_eq!(c.feeds[0].path, PathBuf::from("data/invoices.csv"));
+        assert_eq!(c.company.get("iban"), "");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_position() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("relance.yaml"), "language: en\ntimezon: UTC\n").unwrap();
+        let err = Config::load(dir.path(), None).unwrap_err();
+        assert_eq!(err.location.line, Some(2));
+        assert!(err.message.contains("timezon"), "{}", err.message);
+    }
+}

@@ -1,0 +1,13 @@
+//! relance: a payment-reminder (dunning) engine.
+//!
+//! Data flows one way: [`feed`] reads invoices into the [`model`], the
+//! [`engine`] decides with [`policy`] rules and [`script`]s which reminders are
+//! due, [`render`] turns them into messages, and the [`journal`] remembers what
+//! was sent. [`project`] loads a whole relance folder; the binary is a thin shell.
+
+pub mod config;
+pub mod diagnostics;
+pub mod feed;
+pub mod model;
+pub mod policy;
+pub mod script;

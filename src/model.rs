@@ -1,0 +1,285 @@
+//! The invoices and customers relance reasons about, as read from the feeds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Open,
+    Paid,
+    Void,
+    Disputed,
+}
+
+impl Status {
+    pub fn parse(s: &str) -> Option<Status> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "open" => Some(Status::Open),
+            "paid" => Some(Status::Paid),
+            "void" => Some(Status::Void),
+            "disputed" => Some(Status::Disputed),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Paid => "paid",
+            Status::Void => "void",
+            Status::Disputed => "disputed",
+        }
+    }
+}
+
+/// Where an invoice came from, for messages that point a user at the row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: Arc<PathBuf>,
+    /// CSV / JSON Lines: the line; JSON arrays: the element index.
+    pub line: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Invoice {
+    pub number: String,
+    pub customer_id: String,
+    pub customer_name: String,
+    /// As given: one or more addresses separated by `;`.
+    pub email: String,
+    pub issue_date: NaiveDate,
+    pub due_date: NaiveDate,
+    pub amount: Decimal,
+    pub amount_paid: Decimal,
+    pub currency: String,
+    pub status: Status,
+    pub paid_date: Option<NaiveDate>,
+    /// The invoice's own language, if the feed gives one.
+    pub language: Option<String>,
+    pub tags: Vec<String>,
+    pub promise_date: Option<NaiveDate>,
+    pub extra: BTreeMap<String, String>,
+    pub origin: Origin,
+}
+
+impl Invoice {
+    pub fn amount_due(&self) -> Decimal {
+        self.amount - self.amount_paid
+    }
+
+    /// Open means: status open, something left to pay, and not a credit note.
+    pub fn is_open(&self) -> bool {
+        self.status == Status::Open && self.amount > Decimal::ZERO && self.amount_due() > Decimal::ZERO
+    }
+
+    /// Days since the due date; negative before it.
+    pub fn days_overdue(&self, today: NaiveDate) -> i64 {
+        (today - self.due_date).num_days()
+    }
+
+    /// The addresses, trimmed, without empty parts.
+    pub fn recipients(&self) -> impl Iterator<Item = &str> {
+        self.email.split(';').map(str::trim).filter(|s| !s.is_empty())
+    }
+}
+
+/// A customer as the scripts see it: identity plus aggregates over all of its
+/// invoices in the feeds, computed once per load.
+#[derive(Debug, Clone, Serialize)]
+pub struct Customer {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub language: Option<String>,
+    pub tags: Vec<String>,
+    pub open_count: i64,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub total_due: Decimal,
+    /// Share of settled invoices (with a paid date) that were paid after their due date.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub late_paid_ratio: Decimal,
+    /// Mean days between due date and payment over settled invoices (early = 0).
+    #[serde(with = "rust_decimal::serde::str")]
+    pub avg_days_late: Decimal,
+    /// Due dates of the open invoices, sorted, so `overdue_count` is exact for any date.
+    #[serde(skip)]
+    pub open_due_dates: Vec<NaiveDate>,
+}
+
+impl Customer {
+    /// Open invoices whose due date is before `today`.
+    pub fn overdue_count(&self, today: NaiveDate) -> i64 {
+        self.open_due_dates.partition_point(|d| *d < today) as i64
+    }
+}
+
+/// All the invoices of the feeds and their customers.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    pub invoices: Vec<Invoice>,
+    pub customers: Vec<Customer>,
+    /// Index into `customers` for each invoice.
+    pub customer_of: Vec<usize>,
+    by_number: HashMap<String, usize>,
+    /// Every extra column seen, so `check` can render templates with them.
+    pub extra_columns: Vec<String>,
+}
+
+impl Ledger {
+    /// Builds the ledger; invoices must already have unique numbers.
+    pub fn new(invoices: Vec<Invoice>) -> Ledger {
+        let mut customer_index: HashMap<&str, usize> = HashMap::new();
+        let mut customer_of = Vec::with_capacity(invoices.len());
+        let mut customers: Vec<Customer> = Vec::new();
+        // Settled-invoice statistics per customer: (settled, late, total days late).
+        let mut settled: Vec<(i64, i64, i64)> = Vec::new();
+        for inv in &invoices {
+            let idx = *customer_index.entry(inv.customer_id.as_str()).or_insert_with(|| {
+                customers.push(Customer {
+                    id: inv.customer_id.clone(),
+                    name: inv.customer_name.clone(),
+                    email: inv.email.clone(),
+                    language: inv.language.clone(),
+                    tags: Vec::new(),
+                    open_count: 0,
+                    total_due: Decimal::ZERO,
+                    late_paid_ratio: Decimal::ZERO,
+                    avg_days_late: Decimal::ZERO,
+                    open_due_dates: Vec::new(),
+                });
+                settled.push((0, 0, 0));
+                customers.len() - 1
+            });
+            customer_of.push(idx);
+            let c = &mut customers[idx];
+            if c.email.is_empty() {
+                c.email = inv.email.clone();
+            }
+            if c.language.is_none() {
+                c.language = inv.language.clone();
+            }
+            for tag in &inv.tags {
+                if !c.tags.contains(tag) {
+                    c.tags.push(tag.clone());
+                }
+            }
+            if inv.is_open() {
+                c.open_count += 1;
+                c.total_due += inv.amount_due();
+                c.open_due_dates.push(inv.due_date);
+            }
+            if let Some(paid) = inv.paid_date {
+                let s = &mut settled[idx];
+                let late = (paid - inv.due_date).num_days().max(0);
+                s.0 += 1;
+                s.1 += i64::from(late > 0);
+                s.2 += late;
+            }
+        }
+        for (c, (count, late, days)) in customers.iter_mut().zip(settled) {
+            c.open_due_dates.sort_unstable();
+            c.tags.sort();
+            if count > 0 {
+                c.late_paid_ratio = (Decimal::from(late) / Decimal::from(count)).round_dp(4).normalize();
+                c.avg_days_late = (Decimal::from(days) / Decimal::from(count)).round_dp(2).normalize();
+            }
+        }
+        let by_number = invoices.iter().enumerate().map(|(i, inv)| (inv.number.clone(), i)).collect();
+        let mut extra: Vec<String> = invoices.iter().flat_map(|i| i.extra.keys().cloned()).collect();
+        extra.sort();
+        extra.dedup();
+        Ledger { invoices, customers, customer_of, by_number, extra_columns: extra }
+    }
+
+    pub fn find(&self, number: &str) -> Option<usize> {
+        self.by_number.get(number).copied()
+    }
+
+    pub fn customer(&self, invoice: usize) -> &Customer {
+        &self.customers[self.customer_of[invoice]]
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn date(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    pub fn invoice(number: &str, customer: &str, due: &str, amount: &str) -> Invoice {
+        Invoice {
+            number: number.into(),
+            customer_id: customer.into(),
+            customer_name: format!("Customer {customer}"),
+            email: format!("{customer}@example.com"),
+            issue_date: date(due) - chrono::Days::new(30),
+            due_date: date(due),
+            amount: amount.parse().unwrap(),
+            amount_paid: Decimal::ZERO,
+            currency: "EUR".into(),
+            status: Status::Open,
+            paid_date: None,
+            language: None,
+            tags: vec![],
+            promise_date: None,
+            extra: BTreeMap::new(),
+            origin: Origin { file: Arc::new("test.csv".into()), line: 2 },
+        }
+    }
+
+    #[test]
+    fn open_and_amount_due() {
+        let mut inv = invoice("A", "C1", "2026-01-31", "100.00");
+        assert!(inv.is_open());
+        inv.amount_paid = "100".parse().unwrap();
+        assert!(!inv.is_open());
+        let mut credit = invoice("B", "C1", "2026-01-31", "-50");
+        assert!(!credit.is_open());
+        credit.amount = Decimal::ZERO;
+        assert!(!credit.is_open());
+        let mut void = invoice("C", "C1", "2026-01-31", "10");
+        void.status = Status::Void;
+        assert!(!void.is_open());
+    }
+
+    #[test]
+    fn days_overdue_across_leap_day() {
+        let inv = invoice("A", "C1", "2028-02-28", "1");
+        assert_eq!(inv.days_overdue(date("2028-03-01")), 2);
+        assert_eq!(inv.days_overdue(date("2028-02-21")), -7);
+    }
+
+    #[test]
+    fn customer_aggregates() {
+        let mut paid_late = invoice("P1", "C1", "2026-01-10", "10");
+        paid_late.status = Status::Paid;
+        paid_late.paid_date = Some(date("2026-01-30"));
+        let mut paid_early = invoice("P2", "C1", "2026-02-10", "10");
+        paid_early.status = Status::Paid;
+        paid_early.paid_date = Some(date("2026-02-01"));
+        let mut open1 = invoice("O1", "C1", "2026-03-10", "100.50");
+        open1.tags = vec!["vip".into()];
+        let mut open2 = invoice("O2", "C1", "2026-04-10", "200");
+        open2.amount_paid = "50.25".parse().unwrap();
+        let other = invoice("X", "C2", "2026-03-10", "1");
+        let ledger = Ledger::new(vec![paid_late, paid_early, open1, open2, other]);
+        let c = ledger.customer(0);
+        assert_eq!(c.open_count, 2);
+        assert_eq!(c.total_due.to_string(), "250.25");
+        assert_eq!(c.late_paid_ratio.to_string(), "0.5");
+        assert_eq!(c.avg_days_late.to_string(), "10");
+        assert_eq!(c.tags, vec!["vip".to_string()]);
+        assert_eq!(c.overdue_count(date("2026-03-10")), 0);
+        assert_eq!(c.overdue_count(date("2026-03-11")), 1);
+        assert_eq!(c.overdue_count(date("2026-05-01")), 2);
+        assert_eq!(ledger.customer(4).open_count, 1);
+        assert_eq!(ledger.find("O2"), Some(3));
+    }
+}

@@ -1,0 +1,332 @@
+//! Escalation policies (`rules/*.yaml`): which invoices they cover and their stages.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{Days, NaiveDate};
+use serde::Deserialize;
+
+use crate::diagnostics::{Location, Problems, locate_yaml_key, yaml_problem};
+use crate::model::Invoice;
+use crate::script::{Expr, Scripts, StageView, files_with_extension};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Anchor {
+    #[default]
+    DueDate,
+    IssueDate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    #[default]
+    Email,
+    Letter,
+    Sms,
+    Call,
+    Task,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::Letter => "letter",
+            Channel::Sms => "sms",
+            Channel::Call => "call",
+            Channel::Task => "task",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Repeat {
+    pub every: u32,
+    /// How many more times at most; no max = for as long as the invoice is open.
+    #[serde(default)]
+    pub max: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    priority: i64,
+    #[serde(default)]
+    applies_to: Option<String>,
+    #[serde(default)]
+    anchor: Anchor,
+    stages: Vec<StageFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StageFile {
+    id: String,
+    offset: i64,
+    #[serde(default)]
+    channel: Channel,
+    template: String,
+    #[serde(default)]
+    when: Option<String>,
+    #[serde(default)]
+    repeat: Option<Repeat>,
+}
+
+pub struct Stage {
+    pub id: String,
+    pub offset: i64,
+    pub channel: Channel,
+    pub template: String,
+    pub when: Option<Expr>,
+    pub repeat: Option<Repeat>,
+    /// The `- id:` line, for messages about the stage.
+    pub location: Location,
+    /// The `template:` line, for messages about a missing template.
+    pub template_location: Location,
+}
+
+impl Stage {
+    pub fn view(&self, occurrence: u32) -> StageView {
+        StageView {
+            id: self.id.as_str().into(),
+            offset: self.offset,
+            channel: self.channel.as_str().into(),
+            template: self.template.as_str().into(),
+            occurrence: i64::from(occurrence),
+        }
+    }
+
+    /// How many repeats after the first firing, `None` meaning unbounded.
+    pub fn max_occurrence(&self) -> Option<u32> {
+        match self.repeat {
+            None => Some(0),
+            Some(r) => r.max,
+        }
+    }
+}
+
+pub struct Policy {
+    pub name: String,
+    pub description: String,
+    pub priority: i64,
+    pub applies_to: Option<Expr>,
+    pub anchor: Anchor,
+    pub stages: Vec<Stage>,
+    pub file: PathBuf,
+}
+
+impl Policy {
+    pub fn anchor_date(&self, invoice: &Invoice) -> NaiveDate {
+        match self.anchor {
+            Anchor::DueDate => invoice.due_date,
+            Anchor::IssueDate => invoice.issue_date,
+        }
+    }
+
+    /// The date occurrence `k` of stage `s` is reached.
+    pub fn reach_date(&self, anchor: NaiveDate, s: usize, k: u32) -> NaiveDate {
+        let stage = &self.stages[s];
+        let every = stage.repeat.map_or(0, |r| i64::from(r.every));
+        add_days(anchor, stage.offset + i64::from(k) * every)
+    }
+
+    /// Whether any expression of the policy reads the date.
+    pub fn time_dependent(&self) -> bool {
+        self.applies_to.as_ref().is_some_and(|e| e.time_dependent)
+            || self.stages.iter().any(|s| s.when.as_ref().is_some_and(|e| e.time_dependent))
+    }
+}
+
+pub fn add_days(date: NaiveDate, days: i64) -> NaiveDate {
+    let moved = if days >= 0 {
+        date.checked_add_days(Days::new(days.unsigned_abs()))
+    } else {
+        date.checked_sub_days(Days::new(days.unsigned_abs()))
+    };
+    moved.unwrap_or(if days >= 0 { NaiveDate::MAX } else { NaiveDate::MIN })
+}
+
+/// Loads every policy of `dir`, sorted by priority (highest first), then name.
+/// A policy that does not load is reported and left out; the others run.
+pub fn load_policies(dir: &Path, scripts: &Scripts, problems: &mut Problems) -> Vec<Policy> {
+    let mut policies: Vec<Policy> = Vec::new();
+    let mut files = files_with_extension(dir, "yaml");
+    files.extend(files_with_extension(dir, "yml"));
+    files.sort();
+    for path in files {
+        let source = match std::fs::read_to_string(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                problems.error(Location::file(&path), format!("cannot read policy: {e}"));
+                continue;
+            }
+        };
+        let file: PolicyFile = match serde_yaml::from_str(&source) {
+            Ok(f) => f,
+            Err(e) => {
+                problems.push(yaml_problem(&path, &e, 0));
+                continue;
+            }
+        };
+        if let Some(policy) = compile_policy(file, &path, &source, scripts, problems) {
+            if let Some(other) = policies.iter().find(|p| p.name == policy.name) {
+                problems.error(
+                    key_location(&path, &source, 1, "name", None),
+                    format!("policy name {:?} is already used by {}", policy.name, other.file.display()),
+                );
+                continue;
+            }
+            policies.push(policy);
+        }
+    }
+    policies.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
+    policies
+}
+
+fn key_location(path: &Path, source: &str, from: usize, key: &str, value: Option<&str>) -> Location {
+    match locate_yaml_key(source, from, key, value) {
+        Some((line, col)) => Location::at(path, line, col),
+        None => Location::file(path),
+    }
+}
+
+/// Where the text of an expression starts: after `key:` and any quote.
+fn expression_location(path: &Path, source: &str, from: usize, key: &str) -> Location {
+    let mut loc = key_location(path, source, from, key, None);
+    if let (Some(line), Some(col)) = (loc.line, loc.col) {
+        let text = source.lines().nth(line - 1).unwrap_or("");
+        let after = &text[(col - 1 + key.len() + 1).min(text.len())..];
+        let skipped = after.len() - after.trim_start_matches([' ', '\'', '"', '|', '>']).len();
+        loc.col = Some(col + key.len() + 1 + skipped);
+    }
+    loc
+}
+
+fn compile_policy(file: PolicyFile, path: &Path, source: &str, scripts: &Scripts, problems: &mut Problems) -> Option<Policy> {
+    let before = problems.len();
+    if file.name.trim().is_empty() {
+        problems.error(key_location(path, source, 1, "name", None), "policy name must not be empty");
+    }
+    let applies_to = file.applies_to.as_deref().and_then(|src| {
+        scripts.compile(src, expression_location(path, source, 1, "applies_to")).map_err(|p| problems.push(p)).ok()
+    });
+    if file.stages.is_empty() {
+        problems.error(key_location(path, source, 1, "stages", None), "a policy needs at least one stage");
+    }
+    let mut stages: Vec<Stage> = Vec::new();
+    let mut search_from = 1;
+    for s in file.stages {
+        // Stages are written in order: each one's `id:` is after the previous one's.
+        let location = key_location(path, source, search_from, "id", Some(&s.id));
+        let from = location.line.unwrap_or(1);
+        search_from = from + 1;
+        if s.id.is_empty() || !s.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            problems.error(location.clone(), format!("stage id {:?} must be letters, digits, _ or -", s.id));
+        }
+        if s.id == "on_paid" {
+            problems.error(location.clone(), "stage id on_paid is reserved for thank-you messages");
+        }
+        if stages.iter().any(|o| o.id == s.id) {
+            problems.error(location.clone(), format!("stage id {:?} is used twice in this policy", s.id));
+        }
+        if let Some(r) = s.repeat {
+            if r.every == 0 {
+                problems.error(key_location(path, source, from, "repeat", None), "repeat.every must be at least 1 day");
+            }
+        }
+        if let Some(prev) = stages.last() {
+            if s.offset < prev.offset {
+                problems.warning(
+                    key_location(path, source, from, "offset", None),
+                    format!(
+                        "stage {} (offset {}) comes after {} (offset {}): stages fire in file order, so {} can never fire after {}",
+                        s.id, s.offset, prev.id, prev.offset, prev.id, s.id
+                    ),
+                );
+            }
+        }
+        let when = s.when.as_deref().and_then(|src| {
+            scripts.compile(src, expression_location(path, source, from, "when")).map_err(|p| problems.push(p)).ok()
+        });
+        stages.push(Stage {
+            template_location: key_location(path, source, from, "template", None),
+            id: s.id,
+            offset: s.offset,
+            channel: s.channel,
+            template: s.template,
+            when,
+            repeat: s.repeat,
+            location,
+        });
+    }
+    if problems.len() > before && problems.0[before..].iter().any(|p| p.is_error()) {
+        return None;
+    }
+    Some(Policy {
+        name: file.name,
+        description: file.description,
+        priority: file.priority,
+        applies_to,
+        anchor: file.anchor,
+        stages,
+        file: path.to_path_buf(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(files: &[(&str, &str)]) -> (Vec<Policy>, Problems) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).unwrap();
+        }
+        let mut problems = Problems::default();
+        let policies = load_policies(dir.path(), &Scripts::empty(), &mut problems);
+        (policies, problems)
+    }
+
+    #[test]
+    fn sorted_by_priority_then_name() {
+        let (p, problems) = load(&[
+            ("a.yaml", "name: b\npriority: 5\nstages: [{id: s, offset: 1, template: t}]\n"),
+            ("b.yaml", "name: a\npriority: 5\nstages: [{id: s, offset: 1, template: t}]\n"),
+            ("c.yaml", "name: c\npriority: 9\nstages: [{id: s, offset: 1, template: t}]\n"),
+        ]);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(p.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), vec!["c", "a", "b"]);
+    }
+
+    #[test]
+    fn errors_are_located_and_other_policies_still_load() {
+        let (p, problems) = load(&[
+            ("bad.yaml", "name: bad\nstages:\n  - id: one\n    offset: 1\n    template: t\n    when: 'invoice.amount_due >'\n"),
+            ("typo.yaml", "name: typo\nstages:\n  - id: one\n    ofset: 1\n    template: t\n"),
+            ("dup.yaml", "name: dup\nstages:\n  - {id: x, offset: 1, template: t}\n  - {id: x, offset: 2, template: t}\n"),
+            ("good.yaml", "name: good\nstages:\n  - {id: x, offset: 1, template: t}\n"),
+        ]);
+        assert_eq!(p.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), vec!["good"]);
+        let msgs: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert!(msgs.iter().any(|m| m.contains("bad.yaml:6:") && m.contains("invoice.amount_due >")), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.contains("typo.yaml:4:5: stages[0]: unknown field `ofset`")), "{msgs:?}");
+        assert!(msgs.iter().any(|m| m.contains("dup.yaml:4:") && m.contains("used twice")), "{msgs:?}");
+    }
+
+    #[test]
+    fn reach_dates_with_repeats_and_month_ends() {
+        let (p, _) = load(&[("a.yaml", "name: a\nstages:\n  - {id: pre, offset: -7, template: t}\n  - {id: c, offset: 30, template: t, repeat: {every: 30, max: 3}}\n")]);
+        let p = &p[0];
+        let anchor = NaiveDate::from_ymd_opt(2028, 1, 31).unwrap();
+        assert_eq!(p.reach_date(anchor, 0, 0).to_string(), "2028-01-24");
+        assert_eq!(p.reach_date(anchor, 1, 0).to_string(), "2028-03-01"); // 2028 is a leap year
+        assert_eq!(p.reach_date(anchor, 1, 2).to_string(), "2028-04-30");
+        assert_eq!(p.stages[1].max_occurrence(), Some(3));
+    }
+}

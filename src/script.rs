@@ -1,0 +1,484 @@
+//! The Rhai sandbox: one engine, expressions compiled once, invoices exposed as typed views.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use rhai::{AST, Array, CallFnOptions, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position, Scope};
+use rust_decimal::Decimal;
+
+use crate::diagnostics::{Location, Problem, Problems};
+use crate::model::Ledger;
+
+/// Words that make an expression's value change from one day to the next
+/// even when nothing else changes; the preview re-evaluates such expressions daily.
+const TIME_WORDS: [&str; 3] = ["today", "days_overdue", "overdue_count"];
+
+/// An invoice as scripts see it: a cheap handle into the ledger plus the evaluation date.
+#[derive(Clone)]
+pub struct InvoiceView {
+    pub ledger: Arc<Ledger>,
+    pub index: usize,
+    pub today: NaiveDate,
+}
+
+/// A customer as scripts see it, with aggregates as of `today`.
+#[derive(Clone)]
+pub struct CustomerView {
+    pub ledger: Arc<Ledger>,
+    pub index: usize,
+    pub today: NaiveDate,
+}
+
+/// The stage being evaluated.
+#[derive(Clone)]
+pub struct StageView {
+    pub id: ImmutableString,
+    pub offset: i64,
+    pub channel: ImmutableString,
+    pub template: ImmutableString,
+    pub occurrence: i64,
+}
+
+/// A script failure, located in the expression or the `.rhai` file where it happened.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ScriptError {
+    pub location: Location,
+    pub message: String,
+}
+
+impl std::fmt::Display for ScriptError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+/// A compiled `applies_to` or `when` expression.
+#[derive(Clone)]
+pub struct Expr {
+    pub source: String,
+    ast: AST,
+    /// Where the expression is written (its first character).
+    pub location: Location,
+    pub time_dependent: bool,
+}
+
+/// The engine and the functions of every `rules/*.rhai` file.
+pub struct Scripts {
+    engine: Engine,
+    library: AST,
+    /// Script functions, their arity and file; offered to templates as helpers.
+    pub functions: Vec<(String, usize, PathBuf)>,
+    /// Function names whose bodies read the date, directly or not.
+    time_functions: Vec<String>,
+}
+
+fn sandboxed_engine() -> Engine {
+    let mut engine = Engine::new();
+    // Bounds chosen so that any honest rule runs in microseconds while a
+    // runaway loop or recursion stops within a few milliseconds.
+    engine.set_max_operations(200_000);
+    engine.set_max_call_levels(32);
+    engine.set_max_expr_depths(64, 32);
+    engine.set_max_string_size(64 * 1024);
+    engine.set_max_array_size(10_000);
+    engine.set_max_map_size(10_000);
+    engine.disable_symbol("eval");
+    engine.on_print(|_| {});
+    engine.on_debug(|_, _, _| {});
+    engine.set_strict_variables(true);
+
+    engine.register_type_with_name::<InvoiceView>("Invoice");
+    macro_rules! invoice_get {
+        ($($name:literal => |$i:ident, $v:ident| $body:expr),* $(,)?) => {$(
+            engine.register_get($name, |$v: &mut InvoiceView| -> Dynamic {
+                let $i = &$v.ledger.invoices[$v.index];
+                Dynamic::from($body)
+            });
+        )*};
+    }
+    invoice_get! {
+        "number" => |i, _v| ImmutableString::from(i.number.as_str()),
+        "customer_id" => |i, _v| ImmutableString::from(i.customer_id.as_str()),
+        "customer_name" => |i, _v| ImmutableString::from(i.customer_name.as_str()),
+        "email" => |i, _v| ImmutableString::from(i.email.as_str()),
+        "issue_date" => |i, _v| date_string(i.issue_date),
+        "due_date" => |i, _v| date_string(i.due_date),
+        "amount" => |i, _v| i.amount,
+        "amount_paid" => |i, _v| i.amount_paid,
+        "amount_due" => |i, _v| i.amount_due(),
+        "currency" => |i, _v| ImmutableString::from(i.currency.as_str()),
+        "status" => |i, _v| ImmutableString::from(i.status.as_str()),
+        "paid_date" => |i, _v| opt_date(i.paid_date),
+        "language" => |i, v| ImmutableString::from(i.language.as_deref().unwrap_or(v.ledger.customer(v.index).language.as_deref().unwrap_or(""))),
+        "tags" => |i, _v| strings(&i.tags),
+        "promise_date" => |i, _v| opt_date(i.promise_date),
+        "days_overdue" => |i, v| i.days_overdue(v.today),
+        "extra" => |i, _v| i.extra.iter().map(|(k, val)| (k.as_str().into(), Dynamic::from(ImmutableString::from(val.as_str())))).collect::<Map>(),
+    }
+
+    engine.register_type_with_name::<CustomerView>("Customer");
+    macro_rules! customer_get {
+        ($($name:literal => |$c:ident, $v:ident| $body:expr),* $(,)?) => {$(
+            engine.register_get($name, |$v: &mut CustomerView| -> Dynamic {
+                let $c = &$v.ledger.customers[$v.index];
+                Dynamic::from($body)
+            });
+        )*};
+    }
+    customer_get! {
+        "id" => |c, _v| ImmutableString::from(c.id.as_str()),
+        "name" => |c, _v| ImmutableString::from(c.name.as_str()),
+        "email" => |c, _v| ImmutableString::from(c.email.as_str()),
+        "language" => |c, _v| ImmutableString::from(c.language.as_deref().unwrap_or("")),
+        "tags" => |c, _v| strings(&c.tags),
+        "open_count" => |c, _v| c.open_count,
+        "total_due" => |c, _v| c.total_due,
+        "overdue_count" => |c, v| c.overdue_count(v.today),
+        "late_paid_ratio" => |c, _v| c.late_paid_ratio,
+        "avg_days_late" => |c, _v| c.avg_days_late,
+    }
+
+    engine.register_type_with_name::<StageView>("Stage");
+    engine.register_get("id", |s: &mut StageView| s.id.clone());
+    engine.register_get("offset", |s: &mut StageView| s.offset);
+    engine.register_get("channel", |s: &mut StageView| s.channel.clone());
+    engine.register_get("template", |s: &mut StageView| s.template.clone());
+    engine.register_get("occurrence", |s: &mut StageView| s.occurrence);
+
+    // Dates are ISO strings in scripts (they compare correctly as strings);
+    // this gives the one piece of date arithmetic rules need.
+    engine.register_fn("days_between", |from: &str, to: &str| -> Result<i64, Box<EvalAltResult>> {
+        let parse = |s: &str| {
+            NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("days_between: {s:?} is not a YYYY-MM-DD date"))
+        };
+        Ok((parse(to)? - parse(from)?).num_days())
+    });
+    engine
+}
+
+pub fn date_string(d: NaiveDate) -> ImmutableString {
+    d.format("%Y-%m-%d").to_string().into()
+}
+
+fn opt_date(d: Option<NaiveDate>) -> Dynamic {
+    d.map_or(Dynamic::UNIT, |d| Dynamic::from(date_string(d)))
+}
+
+fn strings(v: &[String]) -> Array {
+    v.iter().map(|s| Dynamic::from(ImmutableString::from(s.as_str()))).collect()
+}
+
+/// The variables every expression sees, in the order `Scope` stores them.
+pub struct Variables {
+    pub invoice: InvoiceView,
+    pub customer: CustomerView,
+    pub today: NaiveDate,
+    pub sent: Array,
+}
+
+impl Variables {
+    pub fn into_scope(self, stage: Option<StageView>) -> Scope<'static> {
+        let mut scope = Scope::new();
+        scope.push("invoice", self.invoice);
+        scope.push("customer", self.customer);
+        scope.push("today", date_string(self.today));
+        scope.push("sent", self.sent);
+        match stage {
+            Some(s) => scope.push("stage", s),
+            None => scope.push("stage", ()),
+        };
+        scope
+    }
+}
+
+impl Scripts {
+    /// Compiles every `*.rhai` file of `dir`; a file that does not compile is
+    /// reported and left out, so that the rules that do not call it still run.
+    pub fn load(dir: &Path, problems: &mut Problems) -> Scripts {
+        let engine = sandboxed_engine();
+        let mut library = AST::empty();
+        let mut functions: Vec<(String, usize, PathBuf)> = Vec::new();
+        let mut sources = Vec::new();
+        for path in files_with_extension(dir, "rhai") {
+            let source = match std::fs::read_to_string(&path) {
+                Ok(s) => s,
+                Err(e) => {
+                    problems.error(Location::file(&path), format!("cannot read script: {e}"));
+                    continue;
+                }
+            };
+            match engine.compile(&source) {
+                Ok(mut ast) => {
+                    ast.set_source(path.to_string_lossy().as_ref());
+                    for f in ast.iter_functions() {
+                        if let Some((_, _, other)) = functions.iter().find(|(n, a, _)| n == f.name && *a == f.params.len()) {
+                            let (line, col) = find_fn(&source, f.name);
+                            problems.error(
+                                Location::at(&path, line, col),
+                                format!("function {} is already defined in {}", f.name, other.display()),
+                            );
+                        } else {
+                            functions.push((f.name.to_string(), f.params.len(), path.clone()));
+                        }
+                    }
+                    // A .rhai file is a library of `fn`s; top-level statements never run.
+                    ast.clear_statements();
+                    library += ast;
+                    sources.push(source);
+                }
+                Err(e) => {
+                    let (line, col) = position(e.1);
+                    problems.error(Location::at(&path, line, col), e.0.to_string());
+                }
+            }
+        }
+        // A function reads the date if its body names a time word or calls one that does.
+        let mut time_functions: Vec<String> = Vec::new();
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for (name, _, _) in &functions {
+                if time_functions.contains(name) {
+                    continue;
+                }
+                let body = sources.iter().find_map(|s| fn_body(s, name)).unwrap_or_default();
+                if mentions_any(body, TIME_WORDS.iter().copied()) || mentions_call(body, time_functions.iter().map(String::as_str)) {
+                    time_functions.push(name.clone());
+                    changed = true;
+                }
+            }
+        }
+        Scripts { engine, library, functions, time_functions }
+    }
+
+    /// An empty library, for tests and folders without scripts.
+    pub fn empty() -> Scripts {
+        Scripts { engine: sandboxed_engine(), library: AST::empty(), functions: Vec::new(), time_functions: Vec::new() }
+    }
+
+    /// Compiles an expression written at `location` (its first character).
+    pub fn compile(&self, source: &str, location: Location) -> Result<Expr, Problem> {
+        let mut scope = Scope::new();
+        for name in ["invoice", "customer", "today", "sent", "stage"] {
+            scope.push(name, ());
+        }
+        match self.engine.compile_expression_with_scope(&scope, source) {
+            Ok(ast) => Ok(Expr {
+                source: source.to_string(),
+                ast: self.library.merge(&ast),
+                time_dependent: mentions_any(source, TIME_WORDS.iter().copied())
+                    || mentions_call(source, self.time_functions.iter().map(String::as_str)),
+                location,
+            }),
+            Err(e) => {
+                let (line, col) = position(e.1);
+                Err(Problem::error(offset_location(&location, line, col), format!("in expression {source:?}: {}", e.0)))
+            }
+        }
+    }
+
+    /// Evaluates a yes/no expression.
+    pub fn eval_bool(&self, expr: &Expr, scope: &mut Scope) -> Result<bool, ScriptError> {
+        let value = self.engine.eval_ast_with_scope::<Dynamic>(scope, &expr.ast).map_err(|e| self.error(&e, &expr.location))?;
+        value.as_bool().map_err(|type_name| ScriptError {
+            location: expr.location.clone(),
+            message: format!("expression {:?} must be true or false, but gave a {type_name}", expr.source),
+        })
+    }
+
+    /// Calls a function of the `.rhai` files (for template helpers).
+    pub fn call(&self, name: &str, args: Vec<Dynamic>) -> Result<Dynamic, ScriptError> {
+        let options = CallFnOptions::new().eval_ast(false);
+        self.engine
+            .call_fn_with_options::<Dynamic>(options, &mut Scope::new(), &self.library, name, args)
+            .map_err(|e| self.error(&e, &Location::file(Path::new("rules"))))
+    }
+
+    /// Locates a runtime error: inside a script function when it was thrown
+    /// there, else inside the expression.
+    fn error(&self, err: &EvalAltResult, expr_location: &Location) -> ScriptError {
+        let mut err = err;
+        let mut location = None;
+        let mut chain = Vec::new();
+        while let EvalAltResult::ErrorInFunctionCall(name, _, inner, pos) = err {
+            chain.push(name.clone());
+            if location.is_none() {
+                let (line, col) = position(*pos);
+                location = Some(offset_location(expr_location, line, col));
+            }
+            // Positions inside a function are positions in the .rhai file that defines it.
+            if let Some((_, _, file)) = self.functions.iter().find(|(n, _, _)| n == name) {
+                let (line, col) = position(inner.position());
+                location = Some(Location::at(file, line, col));
+            }
+            err = inner;
+        }
+        let location = location.unwrap_or_else(|| {
+            let (line, col) = position(err.position());
+            offset_location(expr_location, line, col)
+        });
+        let mut message = match err {
+            EvalAltResult::ErrorTooManyOperations(_) => "script stopped: too many operations (an endless loop?)".to_string(),
+            EvalAltResult::ErrorStackOverflow(_) => "script stopped: calls nested too deep (endless recursion?)".to_string(),
+            other => {
+                let text = other.to_string();
+                match text.rfind(" (line ") {
+                    Some(i) => text[..i].to_string(),
+                    None => text,
+                }
+            }
+        };
+        if !chain.is_empty() {
+            message = format!("{message} (in {})", chain.join(" → "));
+        }
+        ScriptError { location, message }
+    }
+}
+
+fn position(p: Position) -> (usize, usize) {
+    (p.line().unwrap_or(1), p.position().unwrap_or(1))
+}
+
+/// A position inside an expression, made absolute in the file that holds it.
+fn offset_location(base: &Location, line: usize, col: usize) -> Location {
+    let mut loc = base.clone();
+    if let Some(l) = base.line {
+        loc.line = Some(l + line - 1);
+        loc.col = Some(if line == 1 { base.col.unwrap_or(1) + col - 1 } else { col });
+    }
+    loc
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+fn mentions_any<'a>(source: &str, words: impl Iterator<Item = &'a str>) -> bool {
+    let mut words = words;
+    words.any(|w| source.match_indices(w).any(|(i, _)| word_at(source, i, w.len())))
+}
+
+fn mentions_call<'a>(source: &str, names: impl Iterator<Item = &'a str>) -> bool {
+    let mut names = names;
+    names.any(|n| {
+        source
+            .match_indices(n)
+            .any(|(i, _)| word_at(source, i, n.len()) && source[i + n.len()..].trim_start().starts_with('('))
+    })
+}
+
+fn word_at(source: &str, i: usize, len: usize) -> bool {
+    !source[..i].ends_with(is_ident) && !source[i + len..].starts_with(is_ident)
+}
+
+fn find_fn(source: &str, name: &str) -> (usize, usize) {
+    let pattern = format!("fn {name}");
+    source
+        .lines()
+        .enumerate()
+        .find_map(|(i, l)| l.find(&pattern).map(|c| (i + 1, c + 1)))
+        .unwrap_or((1, 1))
+}
+
+/// The text of `fn name(...) { ... }`, up to the next `fn` (good enough to look for words).
+fn fn_body<'s>(source: &'s str, name: &str) -> Option<&'s str> {
+    let start = source.find(&format!("fn {name}"))?;
+    let rest = &source[start + 3..];
+    let end = rest.find("\nfn ").map_or(rest.len(), |e| e);
+    Some(&rest[..end])
+}
+
+/// Files of `dir` with the extension, sorted by name so that loading is deterministic.
+pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().and_then(|e| e.to_str()) == Some(ext))
+        .filter(|p| !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')))
+        .collect();
+    files.sort();
+    files
+}
+
+/// A decimal for scripts from a template argument written as text.
+pub fn decimal_arg(s: &str) -> Option<Decimal> {
+    Decimal::from_str_exact(s.trim()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::tests::{date, invoice};
+
+    fn vars(ledger: &Arc<Ledger>, today: &str) -> Scope<'static> {
+        Variables {
+            invoice: InvoiceView { ledger: ledger.clone(), index: 0, today: date(today) },
+            customer: CustomerView { ledger: ledger.clone(), index: 0, today: date(today) },
+            today: date(today),
+            sent: vec![],
+        }
+        .into_scope(None)
+    }
+
+    fn scripts_with(src: &str) -> (tempfile::TempDir, Scripts, Problems) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("lib.rhai"), src).unwrap();
+        let mut problems = Problems::default();
+        let s = Scripts::load(dir.path(), &mut problems);
+        (dir, s, problems)
+    }
+
+    #[test]
+    fn decimals_are_exact_and_functions_callable() {
+        let (_d, s, p) = scripts_with("fn fee(invoice) { (invoice.amount_due * 0.1).round(2) }\nfn stamp(today) { today }\n");
+        assert!(p.is_empty(), "{p:?}");
+        let ledger = Arc::new(Ledger::new(vec![invoice("F1", "C1", "2026-01-31", "100.05")]));
+        let mut scope = vars(&ledger, "2026-02-10");
+        let loc = Location::at(Path::new("rules/p.yaml"), 3, 10);
+        let e = s.compile("fee(invoice) == 10.00 && invoice.days_overdue == 10", loc.clone()).unwrap();
+        assert!(s.eval_bool(&e, &mut scope).unwrap());
+        assert!(e.time_dependent);
+        assert!(!s.compile("fee(invoice) > 1", loc.clone()).unwrap().time_dependent);
+        assert!(s.compile("stamp(today) != \"\"", loc.clone()).unwrap().time_dependent);
+        let fee = s.call("fee", vec![Dynamic::from(InvoiceView { ledger: ledger.clone(), index: 0, today: date("2026-02-10") })]).unwrap();
+        assert_eq!(fee.as_decimal().unwrap().to_string(), "10.00");
+    }
+
+    #[test]
+    fn runaway_scripts_are_stopped_and_located() {
+        let (_d, s, _) = scripts_with("fn forever() { loop { } }\nfn deep(n) { deep(n + 1) }\nfn boom() { throw \"no\"; }\n");
+        let ledger = Arc::new(Ledger::new(vec![invoice("F1", "C1", "2026-01-31", "1")]));
+        let mut scope = vars(&ledger, "2026-02-10");
+        let loc = Location::at(Path::new("rules/p.yaml"), 7, 11);
+        let err = s.eval_bool(&s.compile("forever()", loc.clone()).unwrap(), &mut scope).unwrap_err();
+        assert!(err.message.contains("too many operations"), "{err}");
+        let err = s.eval_bool(&s.compile("deep(0)", loc.clone()).unwrap(), &mut scope).unwrap_err();
+        assert!(err.message.contains("nested too deep"), "{err}");
+        let err = s.eval_bool(&s.compile("boom()", loc.clone()).unwrap(), &mut scope).unwrap_err();
+        assert!(err.location.file.ends_with("lib.rhai"), "{err}");
+        assert_eq!(err.location.line, Some(3));
+        let err = s.eval_bool(&s.compile("invoice.amount", loc.clone()).unwrap(), &mut scope).unwrap_err();
+        assert!(err.message.contains("must be true or false"), "{err}");
+    }
+
+    #[test]
+    fn compile_errors_point_into_the_yaml() {
+        let s = Scripts::empty();
+        let err = s.compile("invoice.amount >", Location::at(Path::new("p.yaml"), 4, 13)).err().unwrap();
+        assert_eq!(err.location.line, Some(4));
+        assert!(err.location.col.unwrap() > 13);
+        let err = s.compile("invoce.amount > 1", Location::at(Path::new("p.yaml"), 4, 13)).err().unwrap();
+        assert!(err.message.contains("invoce"), "{}", err.message);
+        assert!(s.compile("eval(\"1\")", Location::at(Path::new("p.yaml"), 1, 1)).is_err());
+    }
+
+    #[test]
+    fn bad_script_file_is_reported_with_position() {
+        let (_d, _s, p) = scripts_with("fn ok() { 1 }\nfn broken( { }\n");
+        let msg = p.0[0].to_string();
+        assert!(msg.contains("lib.rhai:2:"), "{msg}");
+    }
+}
