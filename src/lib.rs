@@ -11,3 +11,5 @@ pub mod feed;
 pub mod model;
 pub mod policy;
 pub mod script;
+pub mod engine;
+pub mod journal;

@@ -1,0 +1,543 @@
+//! The firing rules (SPEC §4): which stage of which policy fires for an invoice on a date.
+//!
+//! One function, [`Evaluator::evaluate`], decides for one invoice and one
+//! date; the daemon calls it for today, `preview` for each coming day against a
+//! journal it simulates forward, and `explain` with a trace. So a preview is
+//! exactly what the daemon will send.
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use rhai::{Dynamic, ImmutableString};
+use serde::Serialize;
+
+use crate::journal::{JournalView, Mark, State};
+use crate::model::Ledger;
+use crate::policy::{Policy, add_days};
+use crate::script::{CustomerView, InvoiceView, ScriptError, Scripts, Variables};
+
+/// One occurrence of a stage: occurrence 0 is its first firing, k its k-th repeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Occurrence {
+    pub stage: usize,
+    pub occurrence: u32,
+    /// The day it is reached: anchor + offset + k × every.
+    pub reached_on: NaiveDate,
+}
+
+/// The decision for one invoice on one date.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Index of the chosen policy; `None` when no policy applies.
+    pub policy: Option<usize>,
+    pub fire: Option<Occurrence>,
+    /// Earlier candidates overtaken by the one that fires: recorded, never sent.
+    pub skipped: Vec<Occurrence>,
+    /// Reached candidates left waiting because their `when` was false.
+    pub pending: bool,
+    pub errors: Vec<ScriptError>,
+}
+
+/// What `explain` shows of one stage occurrence.
+#[derive(Debug, Clone, Serialize)]
+pub struct StageTrace {
+    pub stage: String,
+    pub occurrence: u32,
+    pub date: NaiveDate,
+    pub reached: bool,
+    /// `None` when not evaluated (no `when`, or not a candidate).
+    pub when: Option<Result<bool, String>>,
+    pub journal: Option<State>,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    NotReached,
+    InJournal,
+    /// Before the last stage the journal holds for this policy: a policy never steps back.
+    Passed,
+    Fires,
+    Skipped,
+    Waiting,
+}
+
+/// What `explain` shows of the policy choice.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyTrace {
+    pub policy: String,
+    pub priority: i64,
+    /// `None`: not evaluated because a higher policy was chosen.
+    pub applies: Option<Result<bool, String>>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Trace {
+    pub policies: Vec<PolicyTrace>,
+    pub stages: Vec<StageTrace>,
+}
+
+/// A reminder the plan says will go out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Planned {
+    pub date: NaiveDate,
+    pub invoice: usize,
+    pub policy: usize,
+    pub stage: usize,
+    pub occurrence: u32,
+}
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Sorted by date, then invoice number.
+    pub reminders: Vec<Planned>,
+    /// Open invoices that no policy matched.
+    pub unmatched: Vec<usize>,
+    /// Script failures, one per invoice and message.
+    pub errors: Vec<(usize, ScriptError)>,
+}
+
+/// Decides reminders for the invoices of a ledger under a set of policies.
+pub struct Evaluator<'a> {
+    pub policies: &'a [Policy],
+    pub scripts: &'a Scripts,
+    pub ledger: &'a Arc<Ledger>,
+}
+
+impl Evaluator<'_> {
+    fn variables(&self, invoice: usize, date: NaiveDate, marks: &[Mark]) -> Variables {
+        let sent = marks
+            .iter()
+            .filter(|m| m.state == State::Sent)
+            .map(|m| Dynamic::from(ImmutableString::from(m.stage.as_str())))
+            .collect();
+        Variables {
+            invoice: InvoiceView { ledger: self.ledger.clone(), index: invoice, today: date },
+            customer: CustomerView { ledger: self.ledger.clone(), index: self.ledger.customer_of[invoice], today: date },
+            today: date,
+            sent,
+        }
+    }
+
+    /// Applies SPEC §4 to one open invoice on `date`, given its journal marks.
+    pub fn evaluate(&self, invoice: usize, date: NaiveDate, marks: &[Mark], mut trace: Option<&mut Trace>) -> Outcome {
+        let mut out = Outcome::default();
+        let mut scope = self.variables(invoice, date, marks).into_scope(None);
+
+        // 1. The highest-priority policy whose applies_to holds.
+        for (i, policy) in self.policies.iter().enumerate() {
+            let applies = match &policy.applies_to {
+                None => Ok(true),
+                Some(expr) => self.scripts.eval_bool(expr, &mut scope),
+            };
+            if let Some(t) = trace.as_deref_mut() {
+                t.policies.push(PolicyTrace {
+                    policy: policy.name.clone(),
+                    priority: policy.priority,
+                    applies: Some(applies.clone().map_err(|e| e.to_string())),
+                });
+            }
+            match applies {
+                Ok(true) => {
+                    out.policy = Some(i);
+                    break;
+                }
+                Ok(false) => {}
+                Err(e) => out.errors.push(e),
+            }
+        }
+        if let (Some(t), Some(chosen)) = (trace.as_deref_mut(), out.policy) {
+            t.policies.extend(self.policies[chosen + 1..].iter().map(|p| PolicyTrace {
+                policy: p.name.clone(),
+                priority: p.priority,
+                applies: None,
+            }));
+        }
+        let Some(p) = out.policy else { return out };
+        let policy = &self.policies[p];
+        let inv = &self.ledger.invoices[invoice];
+        let anchor = policy.anchor_date(inv);
+
+        // 3. What the journal holds under this policy, and the last of it.
+        let journaled = |s: usize, k: u32| {
+            marks
+                .iter()
+                .find(|m| m.policy == policy.name && m.stage == policy.stages[s].id && m.occurrence == k)
+                .map(|m| m.state)
+        };
+        let last = marks
+            .iter()
+            .filter(|m| m.policy == policy.name)
+            .filter_map(|m| policy.stages.iter().position(|s| s.id == m.stage).map(|s| (s, m.occurrence)))
+            .max();
+
+        // 2. Reached occurrences that are candidates, in order.
+        let mut candidates: Vec<Occurrence> = Vec::new();
+        for (s, stage) in policy.stages.iter().enumerate() {
+            let mut k = 0u32;
+            loop {
+                if stage.max_occurrence().is_some_and(|max| k > max) {
+                    break;
+                }
+                let reached_on = policy.reach_date(anchor, s, k);
+                let reached = reached_on <= date;
+                let state = journaled(s, k);
+                let passed = last.is_some_and(|l| (s, k) <= l);
+                if let Some(t) = trace.as_deref_mut() {
+                    let verdict = match (reached, state, passed) {
+                        (_, Some(_), _) => Verdict::InJournal,
+                        (false, None, _) => Verdict::NotReached,
+                        (true, None, true) => Verdict::Passed,
+                        (true, None, false) => Verdict::Waiting,
+                    };
+                    t.stages.push(StageTrace {
+                        stage: stage.id.clone(),
+                        occurrence: k,
+                        date: reached_on,
+                        reached,
+                        when: None,
+                        journal: state,
+                        verdict,
+                    });
+                }
+                if !reached {
+                    break;
+                }
+                if state.is_none() && !passed {
+                    candidates.push(Occurrence { stage: s, occurrence: k, reached_on });
+                }
+                k += 1;
+            }
+        }
+
+        // 4. The latest candidate whose `when` holds fires; earlier ones are skipped.
+        for (i, c) in candidates.iter().enumerate().rev() {
+            let stage = &policy.stages[c.stage];
+            let holds = match &stage.when {
+                None => Ok(true),
+                Some(expr) => {
+                    scope.set_value("stage", stage.view(c.occurrence));
+                    self.scripts.eval_bool(expr, &mut scope)
+                }
+            };
+            if let Some(t) = trace.as_deref_mut() {
+                if let Some(st) = t.stages.iter_mut().find(|st| st.stage == stage.id && st.occurrence == c.occurrence) {
+                    st.when = stage.when.as_ref().map(|_| holds.clone().map_err(|e| e.to_string()));
+                }
+            }
+            match holds {
+                Ok(true) if out.fire.is_none() => {
+                    out.fire = Some(*c);
+                    out.skipped = candidates[..i].to_vec();
+                    if trace.is_none() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => out.errors.push(e),
+            }
+        }
+        out.pending = match out.fire {
+            None => !candidates.is_empty(),
+            Some(f) => candidates.last() != Some(&f),
+        };
+        if let Some(t) = trace {
+            for st in &mut t.stages {
+                let is = |o: &Occurrence| policy.stages[o.stage].id == st.stage && o.occurrence == st.occurrence;
+                if out.fire.as_ref().is_some_and(is) {
+                    st.verdict = Verdict::Fires;
+                } else if out.skipped.iter().any(is) {
+                    st.verdict = Verdict::Skipped;
+                }
+            }
+        }
+        out
+    }
+
+    /// The first day after `date` on which a new stage occurrence of any policy is reached.
+    fn next_reach(&self, invoice: usize, date: NaiveDate) -> Option<NaiveDate> {
+        let inv = &self.ledger.invoices[invoice];
+        let mut next: Option<NaiveDate> = None;
+        for policy in self.policies {
+            let anchor = policy.anchor_date(inv);
+            for (s, stage) in policy.stages.iter().enumerate() {
+                let first = policy.reach_date(anchor, s, 0);
+                let candidate = if first > date {
+                    Some(first)
+                } else if let Some(r) = stage.repeat.filter(|r| r.every > 0) {
+                    let k = ((date - first).num_days() / i64::from(r.every) + 1) as u32;
+                    (r.max.is_none_or(|max| k <= max)).then(|| policy.reach_date(anchor, s, k))
+                } else {
+                    None
+                };
+                if let Some(c) = candidate {
+                    next = Some(next.map_or(c, |n| n.min(c)));
+                }
+            }
+        }
+        next
+    }
+
+    /// The reminders of the `days` days from `from`, as the daemon would send
+    /// them if no payment arrived: each day's decisions are journaled in memory
+    /// before the next day is decided. Days on which nothing can change for an
+    /// invoice are not evaluated.
+    pub fn plan(&self, from: NaiveDate, days: u32, journal: &JournalView, only: Option<usize>) -> Plan {
+        let end = add_days(from, i64::from(days));
+        let daily = self.policies.iter().any(Policy::time_dependent);
+        let mut plan = Plan::default();
+        let invoices: Vec<usize> = match only {
+            Some(i) => vec![i],
+            None => (0..self.ledger.invoices.len()).collect(),
+        };
+        for invoice in invoices {
+            let inv = &self.ledger.invoices[invoice];
+            if !inv.is_open() {
+                continue;
+            }
+            let mut marks = journal.marks(&inv.number).to_vec();
+            let mut day = from;
+            let mut first = true;
+            while day < end {
+                let out = self.evaluate(invoice, day, &marks, None);
+                for e in out.errors {
+                    if !plan.errors.iter().any(|(i, known)| *i == invoice && *known == e) {
+                        plan.errors.push((invoice, e));
+                    }
+                }
+                let Some(p) = out.policy else {
+                    if first {
+                        plan.unmatched.push(invoice);
+                    }
+                    if !daily {
+                        break;
+                    }
+                    day = add_days(day, 1);
+                    first = false;
+                    continue;
+                };
+                first = false;
+                let policy = &self.policies[p];
+                let mark = |o: &Occurrence, state| Mark {
+                    policy: policy.name.clone(),
+                    stage: policy.stages[o.stage].id.clone(),
+                    occurrence: o.occurrence,
+                    state,
+                    date: day.to_string(),
+                };
+                marks.extend(out.skipped.iter().map(|o| mark(o, State::Skipped)));
+                if let Some(f) = out.fire {
+                    marks.push(mark(&f, State::Sent));
+                    plan.reminders.push(Planned { date: day, invoice, policy: p, stage: f.stage, occurrence: f.occurrence });
+                }
+                day = if daily || out.pending {
+                    add_days(day, 1)
+                } else {
+                    match self.next_reach(invoice, day) {
+                        Some(next) => next,
+                        None => break,
+                    }
+                };
+            }
+        }
+        let ledger = self.ledger;
+        plan.reminders.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| ledger.invoices[a.invoice].number.cmp(&ledger.invoices[b.invoice].number)));
+        plan
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostics::Problems;
+    use crate::model::tests::{date, invoice};
+    use crate::model::{Invoice, Status};
+    use crate::policy::load_policies;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        policies: Vec<Policy>,
+        scripts: Scripts,
+        ledger: Arc<Ledger>,
+    }
+
+    fn fixture(policies: &[&str], invoices: Vec<Invoice>) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, p) in policies.iter().enumerate() {
+            std::fs::write(dir.path().join(format!("p{i}.yaml")), p).unwrap();
+        }
+        let mut problems = Problems::default();
+        let scripts = Scripts::load(dir.path(), &mut problems);
+        let policies = load_policies(dir.path(), &scripts, &mut problems);
+        assert!(!problems.has_errors(), "{problems:?}");
+        Fixture { _dir: dir, policies, scripts, ledger: Arc::new(Ledger::new(invoices)) }
+    }
+
+    impl Fixture {
+        fn ev(&self) -> Evaluator<'_> {
+            Evaluator { policies: &self.policies, scripts: &self.scripts, ledger: &self.ledger }
+        }
+        /// (date, stage, occurrence) of each planned reminder.
+        fn plan(&self, from: &str, days: u32, journal: &JournalView) -> Vec<(String, String, u32)> {
+            self.ev()
+                .plan(date(from), days, journal, None)
+                .reminders
+                .iter()
+                .map(|r| (r.date.to_string(), self.policies[r.policy].stages[r.stage].id.clone(), r.occurrence))
+                .collect()
+        }
+    }
+
+    const STANDARD: &str = "name: standard
+stages:
+  - {id: courtesy, offset: -7, template: t}
+  - {id: due_soon, offset: -2, template: t}
+  - {id: overdue_1, offset: 1, template: t}
+  - {id: overdue_2, offset: 15, template: t, when: 'invoice.amount_due >= 50'}
+  - {id: collection, offset: 90, template: t, repeat: {every: 30, max: 3}}
+";
+
+    fn row(s: &str, k: u32) -> (String, String, u32) {
+        let (d, st) = s.split_once(' ').unwrap();
+        (d.to_string(), st.to_string(), k)
+    }
+
+    #[test]
+    fn a_stage_fires_on_the_day_it_is_reached() {
+        let f = fixture(&[STANDARD], vec![invoice("F1", "C1", "2026-12-10", "100")]);
+        let out = f.ev().evaluate(0, date("2026-12-02"), &[], None);
+        assert_eq!(out.fire, None);
+        let out = f.ev().evaluate(0, date("2026-12-03"), &[], None);
+        assert_eq!(out.fire.map(|o| o.stage), Some(0));
+        assert!(out.skipped.is_empty());
+    }
+
+    #[test]
+    fn the_latest_candidate_fires_and_earlier_ones_are_skipped() {
+        let f = fixture(&[STANDARD], vec![invoice("F1", "C1", "2026-12-10", "100")]);
+        // A daemon down for a fortnight: one reminder, the right one.
+        let out = f.ev().evaluate(0, date("2026-12-12"), &[], None);
+        assert_eq!(out.fire.map(|o| o.stage), Some(2));
+        assert_eq!(out.skipped.iter().map(|o| o.stage).collect::<Vec<_>>(), vec![0, 1]);
+    }
+
+    #[test]
+    fn when_false_falls_back_to_an_earlier_candidate_and_waits() {
+        let f = fixture(&[STANDARD], vec![invoice("F1", "C1", "2026-12-10", "20")]);
+        let out = f.ev().evaluate(0, date("2026-12-26"), &[], None);
+        assert_eq!(out.fire.map(|o| o.stage), Some(2), "overdue_2 needs >= 50 due");
+        assert!(out.pending);
+    }
+
+    #[test]
+    fn a_policy_never_steps_back() {
+        let f = fixture(&[STANDARD], vec![invoice("F1", "C1", "2026-12-10", "100")]);
+        let marks = vec![Mark { policy: "standard".into(), stage: "overdue_1".into(), occurrence: 0, state: State::Sent, date: "2026-12-11".into() }];
+        // courtesy and due_soon are reached and not journaled, but come before overdue_1.
+        let out = f.ev().evaluate(0, date("2026-12-12"), &marks, None);
+        assert_eq!(out.fire, None);
+        assert!(!out.pending);
+        let mut trace = Trace::default();
+        f.ev().evaluate(0, date("2026-12-12"), &marks, Some(&mut trace));
+        assert_eq!(trace.stages[0].verdict, Verdict::Passed);
+        assert_eq!(trace.stages[2].verdict, Verdict::InJournal);
+        assert_eq!(trace.stages[3].verdict, Verdict::NotReached);
+    }
+
+    #[test]
+    fn highest_priority_matching_policy_wins_ties_by_name() {
+        let vip = "name: vip\npriority: 20\napplies_to: 'customer.tags.contains(\"vip\")'\nstages: [{id: v, offset: 1, template: t}]\n";
+        let b = "name: b\npriority: 10\nstages: [{id: b, offset: 1, template: t}]\n";
+        let a = "name: a\npriority: 10\nstages: [{id: a, offset: 1, template: t}]\n";
+        let mut tagged = invoice("F2", "C2", "2026-12-10", "100");
+        tagged.tags = vec!["vip".into()];
+        let f = fixture(&[vip, b, a], vec![invoice("F1", "C1", "2026-12-10", "100"), tagged]);
+        let name = |i| f.policies[f.ev().evaluate(i, date("2026-12-11"), &[], None).policy.unwrap()].name.clone();
+        assert_eq!(name(0), "a");
+        assert_eq!(name(1), "vip");
+    }
+
+    #[test]
+    fn unmatched_invoices_are_reported_not_errors() {
+        let only_usd = "name: usd\napplies_to: 'invoice.currency == \"USD\"'\nstages: [{id: s, offset: 1, template: t}]\n";
+        let f = fixture(&[only_usd], vec![invoice("F1", "C1", "2026-12-10", "100")]);
+        let plan = f.ev().plan(date("2026-12-01"), 30, &JournalView::default(), None);
+        assert_eq!(plan.unmatched, vec![0]);
+        assert!(plan.reminders.is_empty() && plan.errors.is_empty());
+    }
+
+    #[test]
+    fn a_throwing_script_is_reported_for_that_invoice_only() {
+        let p = "name: p\nstages:\n  - {id: s, offset: 1, template: t, when: 'invoice.number != \"BAD\" || days_between(\"boom\", today) > 0'}\n";
+        let f = fixture(&[p], vec![invoice("BAD", "C1", "2026-12-10", "100"), invoice("OK", "C1", "2026-12-10", "100")]);
+        let plan = f.ev().plan(date("2026-12-11"), 1, &JournalView::default(), None);
+        assert_eq!(plan.reminders.len(), 1);
+        assert_eq!(plan.reminders[0].invoice, 1);
+        assert_eq!(plan.errors.len(), 1);
+        assert!(plan.errors[0].1.message.contains("\"boom\" is not a YYYY-MM-DD date"), "{}", plan.errors[0].1);
+    }
+
+    #[test]
+    fn preview_simulates_the_journal_day_by_day() {
+        let f = fixture(&[STANDARD], vec![invoice("F1", "C1", "2026-12-10", "100")]);
+        let plan = f.plan("2026-12-01", 30, &JournalView::default());
+        assert_eq!(
+            plan,
+            vec![row("2026-12-03 courtesy", 0), row("2026-12-08 due_soon", 0), row("2026-12-11 overdue_1", 0), row("2026-12-25 overdue_2", 0)]
+        );
+        // Starting late: the first day catches up with one reminder, the latest.
+        let plan = f.plan("2026-12-20", 10, &JournalView::default());
+        assert_eq!(plan, vec![row("2026-12-20 overdue_1", 0), row("2026-12-25 overdue_2", 0)]);
+    }
+
+    #[test]
+    fn repeats_fire_every_period_up_to_max() {
+        let f = fixture(&[STANDARD], vec![invoice("F1", "C1", "2026-01-31", "100")]);
+        let mut journal = JournalView::default();
+        journal.by_invoice.insert(
+            "F1".into(),
+            vec![Mark { policy: "standard".into(), stage: "overdue_2".into(), occurrence: 0, state: State::Sent, date: "2026-02-15".into() }],
+        );
+        let plan = f.plan("2026-04-01", 200, &journal);
+        // 2026-01-31 + 90 = 2026-05-01, then +30 three times.
+        assert_eq!(
+            plan,
+            vec![row("2026-05-01 collection", 0), row("2026-05-31 collection", 1), row("2026-06-30 collection", 2), row("2026-07-30 collection", 3)]
+        );
+    }
+
+    #[test]
+    fn unbounded_repeat_and_leap_years() {
+        let p = "name: p\nanchor: issue_date\nstages:\n  - {id: monthly, offset: 29, template: t, repeat: {every: 1}}\n";
+        let mut inv = invoice("F1", "C1", "2028-03-31", "100");
+        inv.issue_date = date("2028-01-31");
+        let f = fixture(&[p], vec![inv]);
+        let plan = f.plan("2028-02-28", 4, &JournalView::default());
+        assert_eq!(plan, vec![row("2028-02-29 monthly", 0), row("2028-03-01 monthly", 1), row("2028-03-02 monthly", 2)]);
+    }
+
+    #[test]
+    fn one_reminder_per_invoice_per_day() {
+        let p = "name: p\nstages:\n  - {id: a, offset: 0, template: t}\n  - {id: b, offset: 0, template: t}\n";
+        let f = fixture(&[p], vec![invoice("F1", "C1", "2026-12-10", "100")]);
+        assert_eq!(f.plan("2026-12-01", 20, &JournalView::default()), vec![row("2026-12-10 b", 0)]);
+    }
+
+    #[test]
+    fn time_dependent_when_is_rechecked_daily() {
+        let p = "name: p\nstages:\n  - {id: late, offset: 1, template: t, when: 'invoice.days_overdue >= 5 && customer.overdue_count >= 1'}\n";
+        let f = fixture(&[p], vec![invoice("F1", "C1", "2026-12-10", "100")]);
+        assert_eq!(f.plan("2026-12-01", 30, &JournalView::default()), vec![row("2026-12-15 late", 0)]);
+    }
+
+    #[test]
+    fn closed_invoices_get_nothing() {
+        let mut paid = invoice("F1", "C1", "2026-12-10", "100");
+        paid.status = Status::Paid;
+        let mut credit = invoice("F2", "C1", "2026-12-10", "-100");
+        credit.status = Status::Open;
+        let f = fixture(&[STANDARD], vec![paid, credit]);
+        assert!(f.plan("2026-12-01", 60, &JournalView::default()).is_empty());
+    }
+}

@@ -1,0 +1,265 @@
+//! The journal (SQLite): every reminder's identity and state, so each happens exactly once.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde::Serialize;
+
+/// The life of a reminder: `planned` before delivery, then `sent` or
+/// `failed`; `skipped` for an earlier stage overtaken by a later one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Planned,
+    Sent,
+    Failed,
+    Skipped,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Planned => "planned",
+            State::Sent => "sent",
+            State::Failed => "failed",
+            State::Skipped => "skipped",
+        }
+    }
+    pub fn parse(s: &str) -> Option<State> {
+        Some(match s {
+            "planned" => State::Planned,
+            "sent" => State::Sent,
+            "failed" => State::Failed,
+            "skipped" => State::Skipped,
+            _ => return None,
+        })
+    }
+}
+
+/// What the engine needs to know of one journaled reminder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    pub policy: String,
+    pub stage: String,
+    pub occurrence: u32,
+    pub state: State,
+    /// The evaluation date it belongs to (YYYY-MM-DD).
+    pub date: String,
+}
+
+/// The journal's marks grouped by invoice number.
+#[derive(Debug, Default, Clone)]
+pub struct JournalView {
+    pub by_invoice: HashMap<String, Vec<Mark>>,
+}
+
+impl JournalView {
+    pub fn marks(&self, invoice: &str) -> &[Mark] {
+        self.by_invoice.get(invoice).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// One row of `relance history`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    pub invoice: String,
+    pub policy: String,
+    pub stage: String,
+    pub occurrence: u32,
+    pub state: State,
+    pub date: String,
+    pub channel: String,
+    pub recipient: String,
+    pub subject: String,
+    pub message_id: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Migrations, in order; `user_version` records how many have run.
+const MIGRATIONS: [&str; 1] = ["CREATE TABLE reminder (
+        id          INTEGER PRIMARY KEY,
+        invoice     TEXT NOT NULL,
+        policy      TEXT NOT NULL,
+        stage       TEXT NOT NULL,
+        occurrence  INTEGER NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('planned', 'sent', 'failed', 'skipped')),
+        date        TEXT NOT NULL,
+        channel     TEXT NOT NULL DEFAULT '',
+        recipient   TEXT NOT NULL DEFAULT '',
+        subject     TEXT NOT NULL DEFAULT '',
+        message_id  TEXT NOT NULL DEFAULT '',
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        last_error  TEXT,
+        next_try_at TEXT,
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL,
+        UNIQUE (invoice, policy, stage, occurrence)
+    );
+    CREATE INDEX reminder_invoice ON reminder (invoice);"];
+
+pub struct Journal {
+    conn: Connection,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("{path}: journal: {source}")]
+    Sqlite { path: String, source: rusqlite::Error },
+    #[error("{path}: journal schema version {found} is newer than this relance understands ({SCHEMA_VERSION})")]
+    TooNew { path: String, found: i64 },
+}
+
+impl Journal {
+    /// Opens the journal for reading only; `None` when it does not exist yet
+    /// (a preview must not create it).
+    pub fn open_read_only(path: &Path) -> Result<Option<Journal>, JournalError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let err = |source| JournalError::Sqlite { path: path.display().to_string(), source };
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(err)?;
+        let journal = Journal { conn };
+        let version = journal.version().map_err(err)?;
+        if version > SCHEMA_VERSION {
+            return Err(JournalError::TooNew { path: path.display().to_string(), found: version });
+        }
+        Ok((version > 0).then_some(journal))
+    }
+
+    /// Opens (creating it and its folder if needed) and migrates the journal.
+    pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        let err = |source| JournalError::Sqlite { path: path.display().to_string(), source };
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn = Connection::open(path).map_err(err)?;
+        // WAL lets `preview` and `history` read while the daemon writes; FULL sync
+        // makes a committed `sent` survive a power cut.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+        let journal = Journal { conn };
+        let version = journal.version().map_err(err)?;
+        if version > SCHEMA_VERSION {
+            return Err(JournalError::TooNew { path: path.display().to_string(), found: version });
+        }
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = journal.conn.unchecked_transaction().map_err(err)?;
+            tx.execute_batch(migration).map_err(err)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(err)?;
+            tx.commit().map_err(err)?;
+        }
+        Ok(journal)
+    }
+
+    fn version(&self) -> rusqlite::Result<i64> {
+        self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Every reminder, grouped by invoice, for the engine.
+    pub fn view(&self) -> rusqlite::Result<JournalView> {
+        let mut view = JournalView::default();
+        let mut stmt = self.conn.prepare("SELECT invoice, policy, stage, occurrence, state, date FROM reminder ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                Mark {
+                    policy: r.get(1)?,
+                    stage: r.get(2)?,
+                    occurrence: r.get(3)?,
+                    state: State::parse(&r.get::<_, String>(4)?).unwrap_or(State::Planned),
+                    date: r.get(5)?,
+                },
+            ))
+        })?;
+        for row in rows {
+            let (invoice, mark) = row?;
+            view.by_invoice.entry(invoice).or_default().push(mark);
+        }
+        Ok(view)
+    }
+
+    /// The journal, newest first, optionally for one invoice.
+    pub fn history(&self, invoice: Option<&str>) -> rusqlite::Result<Vec<Entry>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT invoice, policy, stage, occurrence, state, date, channel, recipient, subject, message_id,
+                    attempts, last_error, created_at, updated_at
+             FROM reminder WHERE (?1 IS NULL OR invoice = ?1) ORDER BY updated_at DESC, id DESC",
+        )?;
+        let rows = stmt.query_map(params![invoice], |r| {
+            Ok(Entry {
+                invoice: r.get(0)?,
+                policy: r.get(1)?,
+                stage: r.get(2)?,
+                occurrence: r.get(3)?,
+                state: State::parse(&r.get::<_, String>(4)?).unwrap_or(State::Planned),
+                date: r.get(5)?,
+                channel: r.get(6)?,
+                recipient: r.get(7)?,
+                subject: r.get(8)?,
+                message_id: r.get(9)?,
+                attempts: r.get(10)?,
+                last_error: r.get(11)?,
+                created_at: r.get(12)?,
+                updated_at: r.get(13)?,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// Records a reminder in the given state unless its identity is already
+    /// there; returns whether it was new. The unique identity makes a double
+    /// insert impossible even when two evaluations race.
+    pub fn record(&self, invoice: &str, mark: &Mark, now: &str) -> rusqlite::Result<bool> {
+        let n = self.conn.execute(
+            "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+             ON CONFLICT (invoice, policy, stage, occurrence) DO NOTHING",
+            params![invoice, mark.policy, mark.stage, mark.occurrence, mark.state.as_str(), mark.date, now],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn state_of(&self, invoice: &str, policy: &str, stage: &str, occurrence: u32) -> rusqlite::Result<Option<State>> {
+        self.conn
+            .query_row(
+                "SELECT state FROM reminder WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4",
+                params![invoice, policy, stage, occurrence],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map(|s| s.and_then(|s| State::parse(&s)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_is_recorded_once_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/relance.db");
+        assert!(Journal::open_read_only(&path).unwrap().is_none());
+        let j = Journal::open(&path).unwrap();
+        let mark = Mark { policy: "p".into(), stage: "s".into(), occurrence: 0, state: State::Sent, date: "2026-12-01".into() };
+        assert!(j.record("F1", &mark, "2026-12-01T09:00:00Z").unwrap());
+        assert!(!j.record("F1", &Mark { state: State::Skipped, ..mark.clone() }, "2026-12-02T09:00:00Z").unwrap());
+        drop(j);
+        let j = Journal::open_read_only(&path).unwrap().unwrap();
+        assert_eq!(j.view().unwrap().marks("F1"), &[mark]);
+        assert_eq!(j.state_of("F1", "p", "s", 0).unwrap(), Some(State::Sent));
+        assert_eq!(j.history(Some("F1")).unwrap().len(), 1);
+        assert!(j.history(Some("F2")).unwrap().is_empty());
+    }
+}
