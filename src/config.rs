@@ -261,6 +261,7 @@ impl Config {
     pub fn load(dir: &Path, config: Option<&Path>) -> Result<Config, Problem> {
         let (path, explicit) = match config {
             Some(p) => (p.to_path_buf(), true),
+            None if dir == Path::new(".") => (PathBuf::from("relance.yaml"), false),
             None => (dir.join("relance.yaml"), false),
         };
         if !path.exists() {
@@ -332,7 +333,8 @@ impl Config {
 
     /// Resolves a path from the config against the config file's folder.
     pub fn path(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() { p.to_path_buf() } else { self.base.join(p) }
+        // Paths under the current folder print without a leading `./`.
+        if p.is_absolute() || self.base == Path::new(".") { p.to_path_buf() } else { self.base.join(p) }
     }
 }
 

@@ -13,3 +13,6 @@ pub mod policy;
 pub mod script;
 pub mod engine;
 pub mod journal;
+pub mod render;
+pub mod project;
+pub mod report;

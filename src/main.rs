@@ -1,1 +1,283 @@
-fn main(){}
+//! The `relance` command line: a thin shell over the library.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+
+use relance::diagnostics::Problems;
+use relance::journal::Journal;
+use relance::project::{Options, Project};
+use relance::report::{self, Format};
+
+#[derive(Parser)]
+#[command(name = "relance", version, about = "Payment reminders (dunning) from YAML policies, Rhai scripts and Handlebars templates")]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// The relance folder.
+    #[arg(long, global = true, default_value = ".")]
+    dir: PathBuf,
+    /// The config file [default: DIR/relance.yaml; absent = all defaults].
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// A feed to read instead of the config's feeds (repeatable).
+    #[arg(long = "feed", global = true)]
+    feeds: Vec<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Load and validate everything; print every problem as file:line:col: message.
+    Check {
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// Dry run: the reminders that would go out each day from --as-of for --days days.
+    Preview {
+        /// Evaluate as if this were today (YYYY-MM-DD).
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=3660))]
+        days: u32,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+        /// Print each full message.
+        #[arg(long)]
+        render: bool,
+        /// Only this invoice.
+        #[arg(long)]
+        invoice: Option<String>,
+    },
+    /// For one invoice: the policy chosen and why, and each stage's state.
+    Explain {
+        invoice: String,
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+    /// The journal, newest first.
+    History {
+        invoice: Option<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("relance: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn options(g: &Global) -> Options {
+    Options { dir: g.dir.clone(), config: g.config.clone(), feeds: g.feeds.clone() }
+}
+
+/// Loads the project; problems that stop nothing are printed as warnings.
+fn load(g: &Global, strict: bool) -> Result<Project> {
+    let project = Project::load(&options(g)).map_err(|p| anyhow::anyhow!("{p}"))?;
+    if !strict {
+        print_problems(&mut io::stderr(), &project.problems, false)?;
+        print_problems(&mut io::stderr(), &project.feed_problems, true)?;
+        if project.bad_rows > 0 {
+            eprintln!("warning: {} bad feed row(s) skipped", project.bad_rows);
+        }
+    }
+    Ok(project)
+}
+
+fn print_problems(out: &mut dyn Write, problems: &Problems, as_warnings: bool) -> io::Result<()> {
+    for p in problems.iter() {
+        if as_warnings && p.is_error() {
+            writeln!(out, "{}: warning: {}", p.location, p.message)?;
+        } else {
+            writeln!(out, "{p}")?;
+        }
+    }
+    Ok(())
+}
+
+fn today(project: &Project, as_of: Option<NaiveDate>) -> NaiveDate {
+    as_of.unwrap_or_else(|| chrono::Utc::now().with_timezone(&project.config.timezone).date_naive())
+}
+
+fn journal_view(project: &Project) -> Result<relance::journal::JournalView> {
+    let path = project.config.path(&project.config.journal);
+    Ok(match Journal::open_read_only(&path)? {
+        Some(j) => j.view().with_context(|| format!("{}: cannot read the journal", path.display()))?,
+        None => Default::default(),
+    })
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let g = &cli.global;
+    match cli.command {
+        Command::Check { format } => {
+            let project = load(g, true)?;
+            let problems = project.check(today(&project, None));
+            let errors = problems.iter().filter(|p| p.is_error()).count();
+            match format {
+                Format::Json => report::json(&mut out, &problems.0)?,
+                _ => print_problems(&mut out, &problems, false)?,
+            }
+            eprintln!(
+                "{}: {errors} error(s), {} warning(s) in {} invoice(s) ({} bad row(s)), {} policies, {} templates",
+                if errors == 0 { "ok" } else { "problems found" },
+                problems.len() - errors,
+                project.ledger.invoices.len() + project.bad_rows,
+                project.bad_rows,
+                project.rulebook.policies.len(),
+                project.rulebook.templates.all().len(),
+            );
+            Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Preview { as_of, days, format, render, invoice } => {
+            let project = load(g, false)?;
+            let from = today(&project, as_of);
+            let only = match &invoice {
+                Some(number) => Some(project.ledger.find(number).with_context(|| format!("invoice {number} is not in the feeds"))?),
+                None => None,
+            };
+            let plan = project.evaluator().plan(from, days, &journal_view(&project)?, only);
+            for (invoice, error) in &plan.errors {
+                eprintln!("{error} (invoice {})", project.ledger.invoices[*invoice].number);
+            }
+            let reminders: Vec<_> = plan.reminders.iter().map(|p| project.reminder(p, render)).collect();
+            for r in reminders.iter().filter(|r| r.error.is_some()) {
+                eprintln!("warning: {} {} {}: {}", r.date, r.invoice, r.stage, r.error.as_deref().unwrap_or(""));
+            }
+            report::preview(&mut out, &reminders, format, render)?;
+            if format == Format::Table {
+                let until = relance::policy::add_days(from, i64::from(days) - 1);
+                writeln!(out, "\n{} reminder(s) from {from} to {until}.", reminders.len())?;
+            }
+            if !plan.unmatched.is_empty() {
+                let numbers: Vec<&str> = plan.unmatched.iter().take(10).map(|i| project.ledger.invoices[*i].number.as_str()).collect();
+                eprintln!(
+                    "note: {} open invoice(s) matched no policy: {}{}",
+                    plan.unmatched.len(),
+                    numbers.join(", "),
+                    if plan.unmatched.len() > 10 { ", …" } else { "" }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain { invoice, as_of, format } => {
+            let project = load(g, false)?;
+            let date = today(&project, as_of);
+            let Some(index) = project.ledger.find(&invoice) else {
+                bail!("invoice {invoice} is not in the feeds");
+            };
+            let journal = journal_view(&project)?;
+            explain(&mut out, &project, index, date, &journal, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::History { invoice, format } => {
+            let config = relance::config::Config::load(&g.dir, g.config.as_deref()).map_err(|p| anyhow::anyhow!("{p}"))?;
+            let path = config.path(&config.journal);
+            let entries = match Journal::open_read_only(&path)? {
+                Some(j) => j.history(invoice.as_deref())?,
+                None => Vec::new(),
+            };
+            report::history(&mut out, &entries, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn explain(
+    out: &mut dyn Write,
+    project: &Project,
+    index: usize,
+    date: NaiveDate,
+    journal: &relance::journal::JournalView,
+    format: Format,
+) -> Result<()> {
+    let inv = &project.ledger.invoices[index];
+    let marks = journal.marks(&inv.number);
+    let mut trace = relance::engine::Trace::default();
+    let outcome = inv.is_open().then(|| project.evaluator().evaluate(index, date, marks, Some(&mut trace)));
+    let policy = outcome.as_ref().and_then(|o| o.policy).map(|p| &project.rulebook.policies[p]);
+    let fires = outcome.as_ref().and_then(|o| o.fire).map(|f| {
+        project.reminder(
+            &relance::engine::Planned { date, invoice: index, policy: outcome.as_ref().unwrap().policy.unwrap(), stage: f.stage, occurrence: f.occurrence },
+            false,
+        )
+    });
+    if format == Format::Json {
+        let value = serde_json::json!({
+            "invoice": inv.number,
+            "as_of": date.to_string(),
+            "open": inv.is_open(),
+            "status": inv.status.as_str(),
+            "amount_due": relance::render::invoice_json(&project.ledger, index, date, &project.config.language)["amount_due"],
+            "currency": inv.currency,
+            "days_overdue": inv.days_overdue(date),
+            "policy": policy.map(|p| p.name.clone()),
+            "policies": trace.policies,
+            "stages": trace.stages,
+            "fires": fires,
+            "skipped": outcome.as_ref().map(|o| o.skipped.iter().map(|s| policy.map_or(String::new(), |p| p.stages[s.stage].id.clone())).collect::<Vec<_>>()),
+            "errors": outcome.as_ref().map(|o| o.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()),
+            "journal": marks.iter().map(|m| serde_json::json!({"policy": m.policy, "stage": m.stage, "occurrence": m.occurrence, "state": m.state, "date": m.date})).collect::<Vec<_>>(),
+        });
+        report::json(out, &value)?;
+        return Ok(());
+    }
+    let due = relance::render::format_money(inv.amount_due(), &inv.currency, "en");
+    writeln!(out, "Invoice {} — {} ({})", inv.number, inv.customer_name, inv.customer_id)?;
+    writeln!(
+        out,
+        "  {due} due {} ({} day(s) {}), status {}, as of {date}",
+        inv.due_date,
+        inv.days_overdue(date).abs(),
+        if inv.days_overdue(date) >= 0 { "overdue" } else { "to go" },
+        inv.status.as_str()
+    )?;
+    if !inv.is_open() {
+        writeln!(out, "  Not open (paid, void, disputed, credit or nothing left to pay): no reminder.")?;
+        return Ok(());
+    }
+    writeln!(out, "\nPolicies, highest priority first:")?;
+    for p in &trace.policies {
+        let verdict = match &p.applies {
+            None => "not evaluated (a higher policy was chosen)".to_string(),
+            Some(Ok(true)) => "applies_to holds → CHOSEN".to_string(),
+            Some(Ok(false)) => "applies_to is false".to_string(),
+            Some(Err(e)) => format!("applies_to failed: {e}"),
+        };
+        writeln!(out, "  {:<20} priority {:>4}  {verdict}", p.policy, p.priority)?;
+    }
+    let Some(policy) = policy else {
+        writeln!(out, "\nNo policy matched: this invoice gets no reminder.")?;
+        return Ok(());
+    };
+    writeln!(out, "\nStages of {} (anchor {:?}):", policy.name, policy.anchor)?;
+    report::explain_stages(out, &trace)?;
+    match &fires {
+        Some(r) => writeln!(out, "\nOn {date}: sends {} ({}) to {}: {}", report::stage_label(&r.stage, r.occurrence), r.channel.as_str(), r.to, r.subject)?,
+        None => writeln!(out, "\nOn {date}: nothing fires.")?,
+    }
+    for e in outcome.iter().flat_map(|o| &o.errors) {
+        writeln!(out, "error: {e}")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,667 @@
+//! Messages from Handlebars templates: front matter, languages, partials, locale helpers.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{Datelike, NaiveDate};
+use handlebars::{
+    Context, Handlebars, Helper, HelperDef, JsonRender, RenderContext, RenderError, RenderErrorReason, ScopedJson,
+};
+use rhai::Dynamic;
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::diagnostics::{Location, Problem, Problems, yaml_problem};
+use crate::model::Ledger;
+use crate::policy::{Policy, Stage};
+use crate::script::{CustomerView, InvoiceView, Scripts, files_with_extension};
+
+/// A rendered reminder.
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    pub subject: String,
+    pub body: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FrontMatter {
+    subject: String,
+}
+
+/// One template file's origin, to locate render errors.
+#[derive(Debug, Clone)]
+struct Source {
+    file: PathBuf,
+    /// Lines before the body (the front matter), added to the body's error lines.
+    body_offset: usize,
+    /// The line of `subject:`.
+    subject_line: usize,
+    html_file: Option<PathBuf>,
+}
+
+/// The registries of one language: text is never escaped, HTML always is.
+struct LanguageSet {
+    text: Handlebars<'static>,
+    html: Handlebars<'static>,
+    sources: HashMap<String, Source>,
+}
+
+pub struct Templates {
+    languages: HashMap<String, LanguageSet>,
+    default_language: String,
+}
+
+thread_local! {
+    /// The invoice being rendered, as scripts see it. Handlebars hands helpers
+    /// only JSON, but script functions take the typed invoice (exact decimals,
+    /// days overdue as of the message date), so a helper finds it here.
+    static CURRENT: RefCell<Option<(InvoiceView, CustomerView)>> = const { RefCell::new(None) };
+}
+
+/// The language chain of SPEC §5: `fr-CA` → `fr` → the config's language.
+pub fn language_chain<'a>(language: &'a str, default: &'a str) -> impl Iterator<Item = &'a str> {
+    let primary = language.split('-').next().unwrap_or(language);
+    let mut chain = vec![language];
+    for l in [primary, default, default.split('-').next().unwrap_or(default)] {
+        if !chain.contains(&l) {
+            chain.push(l);
+        }
+    }
+    chain.into_iter()
+}
+
+impl Templates {
+    /// Loads `NAME.LANG.hbs`, `NAME.LANG.html.hbs` and `partials/NAME.LANG.hbs`.
+    pub fn load(dir: &Path, config: &Config, scripts: &Arc<Scripts>, problems: &mut Problems) -> Templates {
+        let mut files: BTreeMap<(String, String), (Option<PathBuf>, Option<PathBuf>)> = BTreeMap::new();
+        for path in files_with_extension(dir, "hbs") {
+            match split_name(&path) {
+                Some((name, lang, html)) => {
+                    let entry = files.entry((lang, name)).or_default();
+                    if html { entry.1 = Some(path) } else { entry.0 = Some(path) }
+                }
+                None => problems.error(Location::file(&path), "template file names are NAME.LANG.hbs or NAME.LANG.html.hbs"),
+            }
+        }
+        let mut partials: BTreeMap<String, BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)>> = BTreeMap::new();
+        for path in files_with_extension(&dir.join("partials"), "hbs") {
+            match split_name(&path) {
+                Some((name, lang, html)) => {
+                    let entry = partials.entry(name).or_default().entry(lang).or_default();
+                    if html { entry.1 = Some(path) } else { entry.0 = Some(path) }
+                }
+                None => problems.error(Location::file(&path), "partial file names are NAME.LANG.hbs"),
+            }
+        }
+        let mut templates = Templates { languages: HashMap::new(), default_language: config.language.clone() };
+        let languages: Vec<String> = {
+            let mut l: Vec<String> = files.keys().map(|(lang, _)| lang.clone()).collect();
+            l.dedup();
+            l
+        };
+        for lang in languages {
+            let mut set = LanguageSet {
+                text: registry(false, scripts),
+                html: registry(true, scripts),
+                sources: HashMap::new(),
+            };
+            for (name, by_lang) in &partials {
+                let Some(chosen) = language_chain(&lang, &config.language).find_map(|l| by_lang.get(l)) else { continue };
+                let text = chosen.0.as_ref();
+                for (registry, file) in [(&mut set.text, text), (&mut set.html, chosen.1.as_ref().or(text))] {
+                    let Some(file) = file else { continue };
+                    if let Some(source) = read(file, problems) {
+                        if let Err(e) = registry.register_partial(name, source) {
+                            problems.push(template_problem(file, 0, &e));
+                        }
+                    }
+                }
+            }
+            for ((l, name), (text, html)) in files.range((lang.clone(), String::new())..) {
+                if *l != lang {
+                    break;
+                }
+                let Some(text) = text else {
+                    let html = html.as_ref().expect("one of the two exists");
+                    problems.error(Location::file(html), format!("{name}.{lang}.html.hbs needs a text version {name}.{lang}.hbs beside it"));
+                    continue;
+                };
+                if let Some(source) = register(&mut set, name, text, html.as_deref(), problems) {
+                    set.sources.insert(name.clone(), source);
+                }
+            }
+            templates.languages.insert(lang, set);
+        }
+        templates
+    }
+
+    /// The language whose version of template `name` a message in `language` uses.
+    pub fn resolve<'a>(&'a self, name: &str, language: &'a str) -> Option<&'a str> {
+        language_chain(language, &self.default_language)
+            .find(|l| self.languages.get(*l).is_some_and(|s| s.sources.contains_key(name)))
+    }
+
+    /// Every (template, language) pair that exists.
+    pub fn all(&self) -> Vec<(String, String)> {
+        let mut all: Vec<(String, String)> = self
+            .languages
+            .iter()
+            .flat_map(|(lang, set)| set.sources.keys().map(move |name| (name.clone(), lang.clone())))
+            .collect();
+        all.sort();
+        all
+    }
+
+    pub fn languages_of(&self, name: &str) -> Vec<String> {
+        let mut langs: Vec<String> = self.languages.iter().filter(|(_, s)| s.sources.contains_key(name)).map(|(l, _)| l.clone()).collect();
+        langs.sort();
+        langs
+    }
+
+    /// Renders template `name` in the already resolved `language`. The body is
+    /// rendered only when asked (a preview table needs just the subject).
+    pub fn render(&self, name: &str, language: &str, context: &MessageContext, body: bool) -> Result<Message, Problem> {
+        let set = self.languages.get(language).expect("resolved language");
+        let source = set.sources.get(name).expect("resolved template");
+        let data = Context::wraps(&context.json).map_err(|e| Problem::error(Location::file(&source.file), e.to_string()))?;
+        CURRENT.with(|c| *c.borrow_mut() = Some((context.invoice.clone(), context.customer.clone())));
+        let result = (|| {
+            let subject = set
+                .text
+                .render_with_context(&subject_key(name), &data)
+                .map_err(|e| render_problem(&source.file, source.subject_line, true, &e))?;
+            // A subject is one header line, whatever the data holds.
+            let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+            let (body, html) = if body {
+                let text = set.text.render_with_context(name, &data).map_err(|e| render_problem(&source.file, source.body_offset, false, &e))?;
+                let html = match &source.html_file {
+                    Some(file) => Some(set.html.render_with_context(name, &data).map_err(|e| render_problem(file, 0, false, &e))?),
+                    None => None,
+                };
+                (text, html)
+            } else {
+                (String::new(), None)
+            };
+            Ok(Message { subject, body, html })
+        })();
+        CURRENT.with(|c| *c.borrow_mut() = None);
+        result
+    }
+
+    pub fn has_html(&self, name: &str, language: &str) -> bool {
+        self.languages.get(language).and_then(|s| s.sources.get(name)).is_some_and(|s| s.html_file.is_some())
+    }
+
+    pub fn file(&self, name: &str, language: &str) -> Option<&Path> {
+        self.languages.get(language).and_then(|s| s.sources.get(name)).map(|s| s.file.as_path())
+    }
+}
+
+fn subject_key(name: &str) -> String {
+    format!("{name}#subject")
+}
+
+/// `NAME.LANG.hbs` → (NAME, LANG, false); `NAME.LANG.html.hbs` → (NAME, LANG, true).
+fn split_name(path: &Path) -> Option<(String, String, bool)> {
+    let stem = path.file_name()?.to_str()?.strip_suffix(".hbs")?;
+    let (stem, html) = match stem.strip_suffix(".html") {
+        Some(s) => (s, true),
+        None => (stem, false),
+    };
+    let (name, lang) = stem.rsplit_once('.')?;
+    (!name.is_empty() && crate::config::is_language_tag(lang)).then(|| (name.to_string(), lang.to_string(), html))
+}
+
+fn read(file: &Path, problems: &mut Problems) -> Option<String> {
+    std::fs::read_to_string(file).map_err(|e| problems.error(Location::file(file), format!("cannot read template: {e}"))).ok()
+}
+
+fn register(set: &mut LanguageSet, name: &str, text: &Path, html: Option<&Path>, problems: &mut Problems) -> Option<Source> {
+    let content = read(text, problems)?;
+    let (front, body, body_offset) = match split_front_matter(&content) {
+        Some(parts) => parts,
+        None => {
+            problems.error(Location::at(text, 1, 1), "a template starts with a front matter holding its subject: ---\\nsubject: \"…\"\\n---");
+            return None;
+        }
+    };
+    let front: FrontMatter = match serde_yaml::from_str(front) {
+        Ok(f) => f,
+        Err(e) => {
+            problems.push(yaml_problem(text, &e, 1));
+            return None;
+        }
+    };
+    let subject_line = front_matter_line(&content, "subject");
+    let mut ok = true;
+    if let Err(e) = set.text.register_template_string(&subject_key(name), &front.subject) {
+        problems.push(template_problem(text, subject_line - 1, &e));
+        ok = false;
+    }
+    if let Err(e) = set.text.register_template_string(name, body) {
+        problems.push(template_problem(text, body_offset, &e));
+        ok = false;
+    }
+    if let Some(html) = html {
+        let source = read(html, problems)?;
+        if let Err(e) = set.html.register_template_string(name, source) {
+            problems.push(template_problem(html, 0, &e));
+            ok = false;
+        }
+    }
+    ok.then(|| Source { file: text.to_path_buf(), body_offset, subject_line, html_file: html.map(Path::to_path_buf) })
+}
+
+/// Splits `---\n<yaml>\n---\n<body>`; returns (yaml, body, lines before the body).
+fn split_front_matter(content: &str) -> Option<(&str, &str, usize)> {
+    let content = content.strip_prefix('\u{feff}').unwrap_or(content);
+    let rest = content.strip_prefix("---\n").or_else(|| content.strip_prefix("---\r\n"))?;
+    let mut offset = 0;
+    for (i, line) in rest.split_inclusive('\n').enumerate() {
+        if line.trim_end() == "---" {
+            let front = &rest[..offset];
+            let body = &rest[offset + line.len()..];
+            return Some((front, body, i + 2));
+        }
+        offset += line.len();
+    }
+    None
+}
+
+fn front_matter_line(content: &str, key: &str) -> usize {
+    crate::diagnostics::locate_yaml_key(content, 1, key, None).map_or(2, |(l, _)| l)
+}
+
+fn template_problem(file: &Path, line_offset: usize, e: &handlebars::TemplateError) -> Problem {
+    let location = match e.pos() {
+        Some((line, col)) => Location::at(file, line + line_offset, col),
+        None => Location::file(file),
+    };
+    Problem::error(location, format!("template syntax: {}", e.reason()))
+}
+
+fn render_problem(file: &Path, line_offset: usize, subject: bool, e: &RenderError) -> Problem {
+    let location = match (e.line_no, e.column_no) {
+        (Some(line), Some(col)) if !subject => Location::at(file, line + line_offset, col),
+        _ if subject => Location::at(file, line_offset, 1),
+        _ => Location::file(file),
+    };
+    let what = match e.reason() {
+        RenderErrorReason::MissingVariable(Some(path)) => format!("missing variable {path} (templates render in strict mode)"),
+        RenderErrorReason::MissingVariable(None) => "a helper was given a missing variable (templates render in strict mode)".to_string(),
+        other => other.to_string(),
+    };
+    let part = if subject { "subject: " } else { "" };
+    Problem::error(location, format!("{part}{what}"))
+}
+
+fn registry(html: bool, scripts: &Arc<Scripts>) -> Handlebars<'static> {
+    let mut hb = Handlebars::new();
+    hb.set_strict_mode(true);
+    if !html {
+        hb.register_escape_fn(handlebars::no_escape);
+    }
+    hb.register_helper("money", Box::new(MoneyHelper));
+    hb.register_helper("date", Box::new(DateHelper));
+    hb.register_helper("days_overdue", Box::new(DaysOverdueHelper));
+    for (name, _, _) in &scripts.functions {
+        hb.register_helper(name, Box::new(ScriptHelper { scripts: scripts.clone(), name: name.clone() }));
+    }
+    hb
+}
+
+fn fail(message: impl Into<String>) -> RenderError {
+    RenderErrorReason::Other(message.into()).into()
+}
+
+fn root_str<'c>(ctx: &'c Context, path: &[&str]) -> Option<&'c str> {
+    let mut v = ctx.data();
+    for p in path {
+        v = v.get(p)?;
+    }
+    v.as_str()
+}
+
+fn param<'a>(h: &'a Helper, i: usize, helper: &'static str) -> Result<&'a Value, RenderError> {
+    match h.param(i) {
+        Some(p) if !p.is_value_missing() => Ok(p.value()),
+        Some(p) => Err(RenderErrorReason::MissingVariable(p.relative_path().cloned()).into()),
+        None => Err(RenderErrorReason::ParamNotFoundForIndex(helper, i).into()),
+    }
+}
+
+fn decimal_of(v: &Value) -> Option<Decimal> {
+    match v {
+        Value::String(s) => Decimal::from_str_exact(s.trim()).ok(),
+        Value::Number(n) => Decimal::from_str_exact(&n.to_string()).ok().or_else(|| Decimal::from_scientific(&n.to_string()).ok()),
+        _ => None,
+    }
+}
+
+/// `{{money AMOUNT [CURRENCY]}}`: `1 234,56 €` in French, `€1,234.56` in English.
+struct MoneyHelper;
+impl HelperDef for MoneyHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let value = param(h, 0, "money")?;
+        let amount = decimal_of(value).ok_or_else(|| fail(format!("money: {} is not an amount", value.render())))?;
+        let currency = match h.param(1) {
+            Some(_) => param(h, 1, "money")?.render(),
+            None => root_str(ctx, &["invoice", "currency"]).unwrap_or("EUR").to_string(),
+        };
+        let language = root_str(ctx, &["language"]).unwrap_or("en");
+        Ok(ScopedJson::Derived(Value::String(format_money(amount, &currency, language))))
+    }
+}
+
+/// `{{date DATE}}`: `1er novembre 2026` in French, `November 1, 2026` in English.
+struct DateHelper;
+impl HelperDef for DateHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let value = param(h, 0, "date")?;
+        let text = value.as_str().unwrap_or_default();
+        let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map_err(|_| fail(format!("date: {} is not a YYYY-MM-DD date", value.render())))?;
+        let language = root_str(ctx, &["language"]).unwrap_or("en");
+        Ok(ScopedJson::Derived(Value::String(format_date(date, language))))
+    }
+}
+
+/// `{{days_overdue invoice}}`: days since the due date as of the message date.
+struct DaysOverdueHelper;
+impl HelperDef for DaysOverdueHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let inv = param(h, 0, "days_overdue")?;
+        let due = inv.get("due_date").and_then(Value::as_str).and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+        let today = root_str(ctx, &["today"]).and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+        match (due, today) {
+            (Some(due), Some(today)) => Ok(ScopedJson::Derived(json!((today - due).num_days()))),
+            _ => Err(fail("days_overdue: expects an invoice, as in {{days_overdue invoice}}")),
+        }
+    }
+}
+
+/// A function of `rules/*.rhai` called from a template.
+struct ScriptHelper {
+    scripts: Arc<Scripts>,
+    name: String,
+}
+impl HelperDef for ScriptHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let current = CURRENT.with(|c| c.borrow().clone());
+        let mut args = Vec::with_capacity(h.params().len());
+        for (i, p) in h.params().iter().enumerate() {
+            let path = p.relative_path().map(String::as_str);
+            args.push(match (path, &current) {
+                (Some("invoice"), Some((inv, _))) => Dynamic::from(inv.clone()),
+                (Some("customer"), Some((_, cust))) => Dynamic::from(cust.clone()),
+                _ => to_dynamic(param(h, i, "script function")?),
+            });
+        }
+        let result = self.scripts.call(&self.name, args).map_err(|e| fail(format!("{}: {}", self.name, e.message)))?;
+        Ok(ScopedJson::Derived(from_dynamic(result)))
+    }
+}
+
+fn to_dynamic(v: &Value) -> Dynamic {
+    match v {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => Dynamic::from(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Dynamic::from(i),
+            None => decimal_of(v).map_or(Dynamic::UNIT, Dynamic::from),
+        },
+        Value::String(s) => Dynamic::from(s.clone()),
+        Value::Array(a) => Dynamic::from(a.iter().map(to_dynamic).collect::<rhai::Array>()),
+        Value::Object(o) => Dynamic::from(o.iter().map(|(k, v)| (k.as_str().into(), to_dynamic(v))).collect::<rhai::Map>()),
+    }
+}
+
+fn from_dynamic(d: Dynamic) -> Value {
+    if let Ok(dec) = d.as_decimal() {
+        return Value::String(dec.to_string());
+    }
+    if let Ok(i) = d.as_int() {
+        return json!(i);
+    }
+    if let Ok(b) = d.as_bool() {
+        return json!(b);
+    }
+    if d.is_unit() {
+        return Value::Null;
+    }
+    if d.is_string() {
+        return Value::String(d.into_string().unwrap_or_default());
+    }
+    if d.is_array() {
+        return Value::Array(d.into_array().unwrap_or_default().into_iter().map(from_dynamic).collect());
+    }
+    Value::String(d.to_string())
+}
+
+fn is_french(language: &str) -> bool {
+    language.split('-').next() == Some("fr")
+}
+
+/// Formats money for a language: French groups with spaces and puts the
+/// symbol after, English groups with commas and puts it before.
+pub fn format_money(amount: Decimal, currency: &str, language: &str) -> String {
+    let places = match currency {
+        "JPY" | "KRW" | "CLP" | "ISK" => 0,
+        _ => 2,
+    };
+    let rounded = amount.round_dp_with_strategy(places, RoundingStrategy::MidpointNearestEven);
+    let text = format!("{:.*}", places as usize, rounded.abs());
+    let (int, frac) = text.split_once('.').map_or((text.as_str(), ""), |(i, f)| (i, f));
+    let french = is_french(language);
+    let group = if french { ' ' } else { ',' };
+    let mut grouped = String::with_capacity(int.len() + int.len() / 3);
+    for (i, ch) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push(group);
+        }
+        grouped.push(ch);
+    }
+    let number = if frac.is_empty() { grouped } else { format!("{grouped}{}{frac}", if french { ',' } else { '.' }) };
+    let sign = if rounded.is_sign_negative() && !rounded.is_zero() { "-" } else { "" };
+    let symbol = match (currency, french) {
+        ("EUR", _) => "€",
+        ("USD", false) => "$",
+        ("USD", true) => "$ US",
+        ("CAD", false) => "CA$",
+        ("CAD", true) => "$ CA",
+        ("GBP", _) => "£",
+        ("JPY", _) => "¥",
+        _ => currency,
+    };
+    if french {
+        format!("{sign}{number} {symbol}")
+    } else if symbol.len() == 3 && symbol == currency {
+        format!("{sign}{symbol} {number}")
+    } else {
+        format!("{sign}{symbol}{number}")
+    }
+}
+
+const MONTHS_FR: [&str; 12] =
+    ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre", "décembre"];
+const MONTHS_EN: [&str; 12] =
+    ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+
+/// A long date: `1er novembre 2026` in French, `November 1, 2026` in English.
+pub fn format_date(date: NaiveDate, language: &str) -> String {
+    let month = date.month0() as usize;
+    if is_french(language) {
+        let day = if date.day() == 1 { "1er".to_string() } else { date.day().to_string() };
+        format!("{day} {} {}", MONTHS_FR[month], date.year())
+    } else {
+        format!("{} {}, {}", MONTHS_EN[month], date.day(), date.year())
+    }
+}
+
+/// Everything a template sees for one message, plus the typed views its
+/// script helpers need.
+pub struct MessageContext {
+    pub json: Value,
+    pub invoice: InvoiceView,
+    pub customer: CustomerView,
+}
+
+fn money(d: Decimal) -> String {
+    // Amounts show at least cents: 100 is written 100.00, 99.995 stays exact.
+    if d.scale() < 2 {
+        let mut d = d;
+        d.rescale(2);
+        d.to_string()
+    } else {
+        d.to_string()
+    }
+}
+
+/// The JSON an invoice shows to templates (and `preview --format json`).
+pub fn invoice_json(ledger: &Ledger, index: usize, today: NaiveDate, default_language: &str) -> Value {
+    let inv = &ledger.invoices[index];
+    let language = inv.language.clone().or_else(|| ledger.customer(index).language.clone()).unwrap_or_else(|| default_language.to_string());
+    json!({
+        "number": inv.number,
+        "customer_id": inv.customer_id,
+        "customer_name": inv.customer_name,
+        "email": inv.email,
+        "issue_date": inv.issue_date.to_string(),
+        "due_date": inv.due_date.to_string(),
+        "amount": money(inv.amount),
+        "amount_paid": money(inv.amount_paid),
+        "amount_due": money(inv.amount_due()),
+        "currency": inv.currency,
+        "status": inv.status.as_str(),
+        "paid_date": inv.paid_date.map(|d| d.to_string()),
+        "language": language,
+        "tags": inv.tags,
+        "promise_date": inv.promise_date.map(|d| d.to_string()),
+        "days_overdue": inv.days_overdue(today),
+        "extra": inv.extra,
+    })
+}
+
+/// Builds the context of one reminder: invoice, customer, stage, policy, company, today.
+#[allow(clippy::too_many_arguments)]
+pub fn message_context(
+    ledger: &Arc<Ledger>,
+    index: usize,
+    policy: &Policy,
+    stage: &Stage,
+    occurrence: u32,
+    today: NaiveDate,
+    language: &str,
+    config: &Config,
+) -> MessageContext {
+    let customer_index = ledger.customer_of[index];
+    let c = &ledger.customers[customer_index];
+    let json = json!({
+        "invoice": invoice_json(ledger, index, today, &config.language),
+        "customer": {
+            "id": c.id,
+            "name": c.name,
+            "email": c.email,
+            "language": c.language.clone().unwrap_or_else(|| config.language.clone()),
+            "tags": c.tags,
+            "open_count": c.open_count,
+            "total_due": money(c.total_due),
+            "overdue_count": c.overdue_count(today),
+            "late_paid_ratio": c.late_paid_ratio.to_string(),
+            "avg_days_late": c.avg_days_late.to_string(),
+        },
+        "stage": {
+            "id": stage.id,
+            "offset": stage.offset,
+            "channel": stage.channel.as_str(),
+            "template": stage.template,
+            "occurrence": occurrence,
+        },
+        "policy": {"name": policy.name, "description": policy.description},
+        "company": config.company,
+        "today": today.to_string(),
+        "language": language,
+    });
+    MessageContext {
+        json,
+        invoice: InvoiceView { ledger: ledger.clone(), index, today },
+        customer: CustomerView { ledger: ledger.clone(), index: customer_index, today },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn money_in_french_and_english() {
+        let m = |s: &str, c: &str, l: &str| format_money(s.parse().unwrap(), c, l);
+        assert_eq!(m("1234.56", "EUR", "fr"), "1 234,56 €");
+        assert_eq!(m("1234.56", "EUR", "en"), "€1,234.56");
+        assert_eq!(m("1234.56", "EUR", "fr-CA"), "1 234,56 €");
+        assert_eq!(m("1234567.5", "USD", "en"), "$1,234,567.50");
+        assert_eq!(m("12", "CAD", "fr-CA"), "12,00 $ CA");
+        assert_eq!(m("-40", "EUR", "fr"), "-40,00 €");
+        assert_eq!(m("0.125", "EUR", "en"), "€0.12"); // half to even
+        assert_eq!(m("999.995", "CHF", "en"), "CHF 1,000.00");
+        assert_eq!(m("100", "CHF", "fr"), "100,00 CHF");
+    }
+
+    #[test]
+    fn long_dates() {
+        assert_eq!(format_date(d("2026-11-01"), "fr"), "1er novembre 2026");
+        assert_eq!(format_date(d("2026-12-24"), "fr"), "24 décembre 2026");
+        assert_eq!(format_date(d("2026-11-01"), "en"), "November 1, 2026");
+        assert_eq!(format_date(d("2028-02-29"), "en-GB"), "February 29, 2028");
+    }
+
+    #[test]
+    fn language_fallback_chain() {
+        assert_eq!(language_chain("fr-CA", "en").collect::<Vec<_>>(), vec!["fr-CA", "fr", "en"]);
+        assert_eq!(language_chain("de", "fr").collect::<Vec<_>>(), vec!["de", "fr"]);
+    }
+
+    #[test]
+    fn front_matter() {
+        let (front, body, offset) = split_front_matter("---\nsubject: \"Hi\"\n---\nBody {{x}}\n").unwrap();
+        assert_eq!(front, "subject: \"Hi\"\n");
+        assert_eq!(body, "Body {{x}}\n");
+        assert_eq!(offset, 3);
+        assert!(split_front_matter("no front matter").is_none());
+    }
+}

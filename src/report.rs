@@ -1,0 +1,210 @@
+//! Presenting results to people (aligned tables, prose) and machines (JSON, CSV).
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::engine::{StageTrace, Trace, Verdict};
+use crate::journal::Entry;
+use crate::project::Reminder;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+/// Writes rows as a table with aligned columns (widths in characters).
+pub fn table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |out: &mut dyn Write, cells: &mut dyn Iterator<Item = &str>| -> io::Result<()> {
+        let mut text = String::new();
+        for (i, cell) in cells.enumerate() {
+            if i > 0 {
+                text.push_str("  ");
+            }
+            text.push_str(cell);
+            if i + 1 < widths.len() {
+                text.extend(std::iter::repeat_n(' ', widths[i].saturating_sub(cell.chars().count())));
+            }
+        }
+        writeln!(out, "{}", text.trim_end())
+    };
+    line(out, &mut header.iter().copied())?;
+    for row in rows {
+        line(out, &mut row.iter().map(String::as_str))?;
+    }
+    Ok(())
+}
+
+pub fn json<T: Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)
+}
+
+/// CSV with the keys of the JSON objects as columns (nested values as JSON text).
+pub fn csv<T: Serialize>(out: &mut dyn Write, rows: &[T], columns: &[&str]) -> io::Result<()> {
+    let mut w = ::csv::Writer::from_writer(out);
+    w.write_record(columns)?;
+    for row in rows {
+        let value = serde_json::to_value(row)?;
+        w.write_record(columns.iter().map(|c| match value.get(*c) {
+            None | Some(serde_json::Value::Null) => String::new(),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        }))?;
+    }
+    w.flush()
+}
+
+pub const REMINDER_COLUMNS: [&str; 15] = [
+    "date",
+    "invoice",
+    "customer_id",
+    "customer_name",
+    "policy",
+    "stage",
+    "occurrence",
+    "channel",
+    "to",
+    "language",
+    "template",
+    "subject",
+    "amount_due",
+    "currency",
+    "error",
+];
+
+pub fn stage_label(stage: &str, occurrence: u32) -> String {
+    if occurrence == 0 { stage.to_string() } else { format!("{stage} #{occurrence}") }
+}
+
+pub fn preview(out: &mut dyn Write, reminders: &[Reminder], format: Format, render: bool) -> io::Result<()> {
+    match format {
+        Format::Json => json(out, reminders),
+        Format::Csv => {
+            let mut columns = REMINDER_COLUMNS.to_vec();
+            if render {
+                columns.extend(["body", "html"]);
+            }
+            csv(out, reminders, &columns)
+        }
+        Format::Table if render => {
+            for r in reminders {
+                writeln!(out, "=== {}  {}  {}  {} ({})", r.date, r.invoice, stage_label(&r.stage, r.occurrence), r.channel.as_str(), r.policy)?;
+                writeln!(out, "To: {}", r.to)?;
+                writeln!(out, "Subject: {}", r.subject)?;
+                if let Some(e) = &r.error {
+                    writeln!(out, "NOT SENDABLE: {e}")?;
+                }
+                writeln!(out)?;
+                writeln!(out, "{}", r.body.as_deref().unwrap_or("").trim_end())?;
+                writeln!(out)?;
+            }
+            Ok(())
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = reminders
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.date.to_string(),
+                        r.invoice.clone(),
+                        r.customer_name.clone(),
+                        r.policy.clone(),
+                        stage_label(&r.stage, r.occurrence),
+                        r.channel.as_str().to_string(),
+                        format!("{} {}", r.amount_due, r.currency),
+                        match &r.error {
+                            Some(e) => format!("NOT SENDABLE: {e}"),
+                            None => r.subject.clone(),
+                        },
+                    ]
+                })
+                .collect();
+            table(out, &["DATE", "INVOICE", "CUSTOMER", "POLICY", "STAGE", "CHANNEL", "DUE", "SUBJECT"], &rows)
+        }
+    }
+}
+
+pub fn history(out: &mut dyn Write, entries: &[Entry], format: Format) -> io::Result<()> {
+    const COLUMNS: [&str; 14] = [
+        "invoice",
+        "policy",
+        "stage",
+        "occurrence",
+        "state",
+        "date",
+        "channel",
+        "recipient",
+        "subject",
+        "message_id",
+        "attempts",
+        "last_error",
+        "created_at",
+        "updated_at",
+    ];
+    match format {
+        Format::Json => json(out, entries),
+        Format::Csv => csv(out, entries, &COLUMNS),
+        Format::Table => {
+            let rows: Vec<Vec<String>> = entries
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.updated_at.clone(),
+                        e.invoice.clone(),
+                        e.policy.clone(),
+                        stage_label(&e.stage, e.occurrence),
+                        e.state.as_str().to_string(),
+                        e.channel.clone(),
+                        e.recipient.clone(),
+                        e.last_error.clone().unwrap_or_else(|| e.subject.clone()),
+                    ]
+                })
+                .collect();
+            table(out, &["WHEN", "INVOICE", "POLICY", "STAGE", "STATE", "CHANNEL", "TO", "SUBJECT / ERROR"], &rows)
+        }
+    }
+}
+
+/// Explains one stage occurrence in words.
+pub fn verdict_text(s: &StageTrace) -> String {
+    let when = match &s.when {
+        None => String::new(),
+        Some(Ok(v)) => format!("when = {v}; "),
+        Some(Err(e)) => format!("when failed: {e}; "),
+    };
+    let what = match s.verdict {
+        Verdict::NotReached => "not reached yet".to_string(),
+        Verdict::InJournal => format!("already in the journal ({})", s.journal.map_or("?", |j| j.as_str())),
+        Verdict::Passed => "passed: a later stage is already in the journal, a policy never steps back".to_string(),
+        Verdict::Fires => "FIRES".to_string(),
+        Verdict::Skipped => "skipped: overtaken by a later stage reached the same day".to_string(),
+        Verdict::Waiting => "waiting: reached, but its `when` is false".to_string(),
+    };
+    format!("{when}{what}")
+}
+
+pub fn explain_stages(out: &mut dyn Write, trace: &Trace) -> io::Result<()> {
+    let rows: Vec<Vec<String>> = trace
+        .stages
+        .iter()
+        .map(|s| {
+            vec![
+                stage_label(&s.stage, s.occurrence),
+                s.date.to_string(),
+                if s.reached { "reached".into() } else { "not reached".into() },
+                s.journal.map_or("-".to_string(), |j| j.as_str().to_string()),
+                verdict_text(s),
+            ]
+        })
+        .collect();
+    table(out, &["STAGE", "DATE", "REACHED", "JOURNAL", "VERDICT"], &rows)
+}
