@@ -25,6 +25,7 @@ pub struct Config {
     pub tasks: PathBuf,
     pub schedule: Schedule,
     pub limits: Limits,
+    pub retry: Retry,
     /// The folder paths are relative to (the config file's folder); not read from YAML.
     #[serde(skip)]
     pub base: PathBuf,
@@ -48,6 +49,7 @@ impl Default for Config {
             tasks: "tasks".into(),
             schedule: Schedule::default(),
             limits: Limits::default(),
+            retry: Retry::default(),
             base: PathBuf::from("."),
             file: None,
         }
@@ -210,6 +212,35 @@ impl Default for Limits {
     }
 }
 
+/// How failed deliveries are retried: after `first`, doubling up to `max`,
+/// `attempts` times in all before giving up (the reminder stays `failed`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retry {
+    #[serde(deserialize_with = "de_duration")]
+    pub first: Duration,
+    #[serde(deserialize_with = "de_duration")]
+    pub max: Duration,
+    pub attempts: u32,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry { first: Duration::from_secs(60), max: Duration::from_secs(3600), attempts: 8 }
+    }
+}
+
+impl Retry {
+    /// The wait after the `attempt`-th failure (1-based); `None` once attempts are used up.
+    pub fn delay(&self, attempt: u32) -> Option<Duration> {
+        (attempt < self.attempts).then(|| self.first.saturating_mul(1 << attempt.saturating_sub(1).min(20)).min(self.max))
+    }
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
 fn de_timezone<'de, D: Deserializer<'de>>(d: D) -> Result<Tz, D::Error> {
     let s = String::deserialize(d)?;
     s.parse::<Tz>()
@@ -360,6 +391,15 @@ mod tests {
         assert!(parse_duration("15").is_err());
         assert!(parse_duration("abc").is_err());
         assert!(parse_duration("0s").is_err());
+    }
+
+    #[test]
+    fn retry_backoff_doubles_up_to_max_then_stops() {
+        let r = Retry { first: Duration::from_secs(10), max: Duration::from_secs(25), attempts: 4 };
+        assert_eq!(r.delay(1), Some(Duration::from_secs(10)));
+        assert_eq!(r.delay(2), Some(Duration::from_secs(20)));
+        assert_eq!(r.delay(3), Some(Duration::from_secs(25)));
+        assert_eq!(r.delay(4), None);
     }
 
     #[test]

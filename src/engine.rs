@@ -92,6 +92,8 @@ pub struct Planned {
 pub struct Plan {
     /// Sorted by date, then invoice number.
     pub reminders: Vec<Planned>,
+    /// Occurrences overtaken by a later one on the same day: journaled as skipped.
+    pub skipped: Vec<Planned>,
     /// Open invoices that no policy matched.
     pub unmatched: Vec<usize>,
     /// Script failures, one per invoice and message.
@@ -327,6 +329,7 @@ impl Evaluator<'_> {
                     date: day.to_string(),
                 };
                 marks.extend(out.skipped.iter().map(|o| mark(o, State::Skipped)));
+                plan.skipped.extend(out.skipped.iter().map(|o| Planned { date: day, invoice, policy: p, stage: o.stage, occurrence: o.occurrence }));
                 if let Some(f) = out.fire {
                     marks.push(mark(&f, State::Sent));
                     plan.reminders.push(Planned { date: day, invoice, policy: p, stage: f.stage, occurrence: f.occurrence });

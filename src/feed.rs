@@ -42,6 +42,8 @@ pub struct FeedLoad {
     pub invoices: Vec<Invoice>,
     pub problems: Problems,
     pub bad_rows: usize,
+    /// Feeds that could not be read at all.
+    pub unreadable: Vec<PathBuf>,
 }
 
 /// One row's values by canonical field, plus its other columns.
@@ -77,6 +79,7 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig]) -> FeedLoad {
             Ok(b) => b,
             Err(e) => {
                 load.problems.error(Location::file(&path), format!("cannot read feed: {e}"));
+                load.unreadable.push(path);
                 continue;
             }
         };
@@ -110,6 +113,7 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig]) -> FeedLoad {
         };
         if let Err(p) = result {
             load.problems.push(p);
+            load.unreadable.push(path);
         }
     }
     load

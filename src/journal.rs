@@ -6,6 +6,8 @@ use std::path::Path;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
 
+use crate::deliver::Identity;
+
 /// The life of a reminder: `planned` before delivery, then `sent` or
 /// `failed`; `skipped` for an earlier stage overtaken by a later one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -97,6 +99,7 @@ const MIGRATIONS: [&str; 1] = ["CREATE TABLE reminder (
         attempts    INTEGER NOT NULL DEFAULT 0,
         last_error  TEXT,
         next_try_at TEXT,
+        owner       INTEGER,
         created_at  TEXT NOT NULL,
         updated_at  TEXT NOT NULL,
         UNIQUE (invoice, policy, stage, occurrence)
@@ -239,6 +242,138 @@ impl Journal {
             )
             .optional()
             .map(|s| s.and_then(|s| State::parse(&s)))
+    }
+}
+
+/// A reminder the daemon still has to deliver: left `planned` (by a crash,
+/// or by this process a moment ago) or `failed` and due for a retry.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub identity: Identity,
+    pub state: State,
+    pub date: String,
+    pub channel: String,
+    pub attempts: u32,
+    /// The process that planned it.
+    pub owner: Option<u32>,
+}
+
+/// A new journal row.
+pub struct NewRow<'a> {
+    pub identity: &'a Identity,
+    pub state: State,
+    pub date: &'a str,
+    pub channel: &'a str,
+    pub recipient: &'a str,
+    pub subject: &'a str,
+    pub message_id: &'a str,
+    pub last_error: Option<&'a str>,
+}
+
+impl Journal {
+    /// Starts a write transaction (taking the write lock at once, so that two
+    /// processes never interleave their batches).
+    pub fn begin(&self) -> rusqlite::Result<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")
+    }
+
+    pub fn commit(&self) -> rusqlite::Result<()> {
+        self.conn.execute_batch("COMMIT")
+    }
+
+    /// Inserts a row unless its identity is already journaled; true when inserted.
+    pub fn insert(&self, row: &NewRow, now: &str) -> rusqlite::Result<bool> {
+        let id = row.identity;
+        let n = self.conn.execute(
+            "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, channel, recipient, subject,
+                                   message_id, last_error, owner, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)
+             ON CONFLICT (invoice, policy, stage, occurrence) DO NOTHING",
+            params![
+                id.invoice,
+                id.policy,
+                id.stage,
+                id.occurrence,
+                row.state.as_str(),
+                row.date,
+                row.channel,
+                row.recipient,
+                row.subject,
+                row.message_id,
+                row.last_error,
+                std::process::id(),
+                now
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    pub fn mark_sent(&self, id: &Identity, message_id: &str, now: &str) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE reminder SET state = 'sent', message_id = ?5, attempts = attempts + 1, last_error = NULL,
+                    next_try_at = NULL, updated_at = ?6
+             WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4",
+            params![id.invoice, id.policy, id.stage, id.occurrence, message_id, now],
+        )?;
+        Ok(())
+    }
+
+    /// Records a failed attempt; `next_try_at` None means it will not be retried.
+    pub fn mark_failed(&self, id: &Identity, error: &str, next_try_at: Option<&str>, now: &str) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE reminder SET state = 'failed', attempts = attempts + 1, last_error = ?5, next_try_at = ?6,
+                    owner = NULL, updated_at = ?7
+             WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4",
+            params![id.invoice, id.policy, id.stage, id.occurrence, error, next_try_at, now],
+        )?;
+        Ok(())
+    }
+
+    /// Gives up on a reminder that is no longer due (the invoice was paid or removed).
+    pub fn mark_skipped(&self, id: &Identity, reason: &str, now: &str) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "UPDATE reminder SET state = 'skipped', last_error = ?5, next_try_at = NULL, updated_at = ?6
+             WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4",
+            params![id.invoice, id.policy, id.stage, id.occurrence, reason, now],
+        )?;
+        Ok(())
+    }
+
+    /// Reminders to deliver now: every `planned` one, and `failed` ones whose retry time has come.
+    pub fn pending(&self, now: &str) -> rusqlite::Result<Vec<Pending>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT invoice, policy, stage, occurrence, state, date, channel, attempts, owner FROM reminder
+             WHERE state = 'planned' OR (state = 'failed' AND next_try_at IS NOT NULL AND next_try_at <= ?1)
+             ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![now], |r| {
+            Ok(Pending {
+                identity: Identity { invoice: r.get(0)?, policy: r.get(1)?, stage: r.get(2)?, occurrence: r.get(3)? },
+                state: State::parse(&r.get::<_, String>(4)?).unwrap_or(State::Planned),
+                date: r.get(5)?,
+                channel: r.get(6)?,
+                attempts: r.get(7)?,
+                owner: r.get(8)?,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// How many delivery attempts a reminder has had.
+    pub fn state_attempts(&self, id: &Identity) -> rusqlite::Result<u32> {
+        self.conn
+            .query_row(
+                "SELECT attempts FROM reminder WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4",
+                params![id.invoice, id.policy, id.stage, id.occurrence],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(Option::unwrap_or_default)
+    }
+
+    /// When the next failed reminder is due for a retry.
+    pub fn next_retry(&self) -> rusqlite::Result<Option<String>> {
+        self.conn.query_row("SELECT MIN(next_try_at) FROM reminder WHERE state = 'failed'", [], |r| r.get(0))
     }
 }
 

@@ -16,3 +16,5 @@ pub mod journal;
 pub mod render;
 pub mod project;
 pub mod report;
+pub mod deliver;
+pub mod daemon;

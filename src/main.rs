@@ -66,12 +66,44 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+    /// The daemon: evaluate on start and on schedule, deliver, reload on edits.
+    Run {
+        /// Evaluate one date, deliver and exit.
+        #[arg(long)]
+        once: bool,
+        /// Log what would be sent; touch neither the journal nor the outbox.
+        #[arg(long)]
+        dry_run: bool,
+        /// Send even a batch larger than limits.max_per_run.
+        #[arg(long)]
+        confirm: bool,
+        /// Evaluate as if this were today (YYYY-MM-DD).
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        #[arg(long, value_enum, default_value = "human")]
+        log_format: LogFormat,
+    },
     /// The journal, newest first.
     History {
         invoice: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RELANCE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).with_ansi(io::IsTerminal::is_terminal(&io::stderr()));
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Human => builder.init(),
+    }
 }
 
 fn main() -> ExitCode {
@@ -189,6 +221,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let journal = journal_view(&project)?;
             explain(&mut out, &project, index, date, &journal, format)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { once, dry_run, confirm, as_of, log_format } => {
+            init_logging(log_format);
+            let run = relance::daemon::RunOptions { as_of, dry_run, confirm };
+            let mut daemon = relance::daemon::Daemon::start(options(g), run)?;
+            if !once {
+                daemon.serve()?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            relance::daemon::stop_on_signals(daemon.stop_flag())?;
+            let report = daemon.evaluate(chrono::Utc::now())?;
+            tracing::info!(date = ?report.date, due = report.due, sent = report.sent, failed = report.failed,
+                recovered = report.recovered, held = report.held, "evaluation done");
+            Ok(if report.held || report.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         Command::History { invoice, format } => {
             let config = relance::config::Config::load(&g.dir, g.config.as_deref()).map_err(|p| anyhow::anyhow!("{p}"))?;

@@ -118,8 +118,7 @@ impl Project {
         let mut problems = config.validate();
         let (rulebook, rule_problems) = Rulebook::load(&config);
         problems.extend(rule_problems);
-        let feeds = feeds_for(&config, &options.feeds);
-        let load = load_feeds(&config, &feeds);
+        let load = Self::read_feeds(&config, options);
         Ok(Project {
             ledger: Arc::new(Ledger::new(load.invoices)),
             config,
@@ -128,6 +127,11 @@ impl Project {
             feed_problems: load.problems,
             bad_rows: load.bad_rows,
         })
+    }
+
+    /// Reads the feeds a command uses (`--feed` overrides the config's).
+    pub fn read_feeds(config: &Config, options: &Options) -> crate::feed::FeedLoad {
+        load_feeds(config, &feeds_for(config, &options.feeds))
     }
 
     pub fn evaluator(&self) -> Evaluator<'_> {

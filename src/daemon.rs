@@ -1,0 +1,570 @@
+//! The daemon (`relance run`): evaluate on a schedule, deliver each reminder
+//! exactly once, hot-reload a finance manager's edits, and stop cleanly.
+//!
+//! Exactly once: a reminder is journaled `planned` (with this process as its
+//! owner) before delivery and `sent` after. A `planned` row whose owner is no
+//! longer running was interrupted by a crash: if its outbox or task file exists
+//! it was delivered and is marked `sent`; otherwise it is delivered now. Over
+//! SMTP no file proves delivery, so each `sent` is committed the moment the
+//! server accepts the message; a crash inside that instant resends the message
+//! with the same Message-ID, which mail clients show once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use notify::RecursiveMode;
+use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+
+use crate::deliver::{Deliverer, Identity};
+use crate::engine::Planned;
+use crate::journal::{Journal, JournalView, NewRow, Pending, State};
+use crate::project::{Options, Project, Reminder, Rulebook};
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Evaluate this date instead of today.
+    pub as_of: Option<NaiveDate>,
+    pub dry_run: bool,
+    /// Send even when the batch is larger than `limits.max_per_run`.
+    pub confirm: bool,
+}
+
+/// What one evaluation did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub date: Option<NaiveDate>,
+    /// New reminders due on the date.
+    pub due: usize,
+    pub sent: usize,
+    pub failed: usize,
+    /// Planned reminders left by a crash, now resolved.
+    pub recovered: usize,
+    /// The batch was larger than `limits.max_per_run`: nothing was sent.
+    pub held: bool,
+    /// Stopped by a signal before the batch was done (the rest stays planned).
+    pub interrupted: bool,
+}
+
+enum Event {
+    Changed(Vec<PathBuf>),
+    Reload,
+    Stop,
+}
+
+pub struct Daemon {
+    options: Options,
+    run: RunOptions,
+    pub project: Project,
+    deliverer: Deliverer,
+    journal: Option<Journal>,
+    stop: Arc<AtomicBool>,
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Whether a process is running (Linux: it has a /proc entry).
+fn alive(pid: u32) -> bool {
+    cfg!(target_os = "linux") && Path::new(&format!("/proc/{pid}")).exists()
+}
+
+impl Daemon {
+    /// Loads the folder; refuses to start on any error, since running with a
+    /// policy missing would send the wrong letters.
+    pub fn start(options: Options, run: RunOptions) -> Result<Daemon> {
+        let project = Project::load(&options).map_err(|p| anyhow::anyhow!("{p}"))?;
+        if project.problems.has_errors() {
+            for p in project.problems.iter() {
+                tracing::error!("{p}");
+            }
+            bail!("the configuration has errors (listed above); fix them and start again (relance check shows them)");
+        }
+        log_feed_problems(&project);
+        let deliverer = Deliverer::new(&project.config).context("delivery")?;
+        let path = project.config.path(&project.config.journal);
+        // A dry run reads the journal if there is one, and never creates it.
+        let journal = if run.dry_run { Journal::open_read_only(&path)? } else { Some(Journal::open(&path)?) };
+        Ok(Daemon { options, run, project, deliverer, journal, stop: Arc::new(AtomicBool::new(false)) })
+    }
+
+    /// The flag that stops delivery between two messages.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    pub fn today(&self, now: DateTime<Utc>) -> NaiveDate {
+        self.run.as_of.unwrap_or_else(|| now.with_timezone(&self.project.config.timezone).date_naive())
+    }
+
+    fn journal_view(&self) -> Result<JournalView> {
+        Ok(match &self.journal {
+            Some(j) => j.view()?,
+            None => JournalView::default(),
+        })
+    }
+
+    /// One evaluation: finish what the journal still owes, then decide and
+    /// deliver today's reminders through the same path `preview` uses.
+    pub fn evaluate(&mut self, now: DateTime<Utc>) -> Result<Report> {
+        let date = self.today(now);
+        let mut report = Report { date: Some(date), ..Report::default() };
+        if !self.run.dry_run {
+            self.deliver_pending(now, &mut report)?;
+        }
+        let plan = self.project.evaluator().plan(date, 1, &self.journal_view()?, None);
+        for (invoice, e) in &plan.errors {
+            tracing::warn!(invoice = %self.project.ledger.invoices[*invoice].number, "{e}");
+        }
+        if !plan.unmatched.is_empty() {
+            tracing::info!(count = plan.unmatched.len(), "open invoices matched no policy");
+        }
+        report.due = plan.reminders.len();
+        let limit = self.project.config.limits.max_per_run;
+        if report.due > limit && !self.run.confirm {
+            report.held = true;
+            let mut by_stage: BTreeMap<(String, String), usize> = BTreeMap::new();
+            for p in &plan.reminders {
+                let policy = &self.project.rulebook.policies[p.policy];
+                *by_stage.entry((policy.name.clone(), policy.stages[p.stage].id.clone())).or_default() += 1;
+            }
+            let mut top: Vec<_> = by_stage.into_iter().collect();
+            top.sort_by(|a, b| b.1.cmp(&a.1));
+            let top: Vec<String> = top.iter().take(5).map(|((p, s), n)| format!("{p}/{s}: {n}")).collect();
+            tracing::error!(
+                due = report.due,
+                limit,
+                "held: {} reminders are due on {date}, more than limits.max_per_run ({limit}); nothing was sent. \
+                 Largest: {}. Check the policies with `relance preview`, then send with `relance run --once --confirm`",
+                report.due,
+                top.join(", ")
+            );
+            return Ok(report);
+        }
+        let reminders: Vec<(Planned, Reminder)> = plan.reminders.iter().map(|p| (*p, self.project.reminder(p, true))).collect();
+        if self.run.dry_run {
+            for (_, r) in &reminders {
+                tracing::info!(invoice = %r.invoice, policy = %r.policy, stage = %r.stage, occurrence = r.occurrence,
+                    channel = r.channel.as_str(), to = %r.to, subject = %r.subject, "would send (dry run)");
+            }
+            return Ok(report);
+        }
+        let journal = self.journal.as_ref().expect("a journal outside dry runs");
+        let now_s = rfc3339(now);
+        let date_s = date.to_string();
+        // Plan the whole batch in one transaction: skipped occurrences and
+        // every reminder, each `planned` before anything is delivered.
+        journal.begin()?;
+        for s in &plan.skipped {
+            let policy = &self.project.rulebook.policies[s.policy];
+            let identity = Identity {
+                invoice: self.project.ledger.invoices[s.invoice].number.clone(),
+                policy: policy.name.clone(),
+                stage: policy.stages[s.stage].id.clone(),
+                occurrence: s.occurrence,
+            };
+            let row = NewRow {
+                identity: &identity,
+                state: State::Skipped,
+                date: &date_s,
+                channel: policy.stages[s.stage].channel.as_str(),
+                recipient: "",
+                subject: "",
+                message_id: "",
+                last_error: None,
+            };
+            journal.insert(&row, &now_s)?;
+        }
+        let mut mine = Vec::new();
+        for (planned, r) in reminders {
+            let identity = Identity::of(&r);
+            let message_id = self.deliverer.message_id(&identity);
+            let row = NewRow {
+                identity: &identity,
+                state: State::Planned,
+                date: &date_s,
+                channel: r.channel.as_str(),
+                recipient: &r.to,
+                subject: &r.subject,
+                message_id: &message_id,
+                last_error: None,
+            };
+            // Another process may have planned it a moment ago: then it is theirs.
+            if journal.insert(&row, &now_s)? {
+                mine.push((planned, r));
+            }
+        }
+        journal.commit()?;
+        self.deliver_batch(mine, now, &mut report)?;
+        Ok(report)
+    }
+
+    /// Delivers planned reminders, committing `sent` in batches (files prove
+    /// delivery after a crash) or one by one over SMTP.
+    fn deliver_batch(&self, batch: Vec<(Planned, Reminder)>, now: DateTime<Utc>, report: &mut Report) -> Result<()> {
+        let journal = self.journal.as_ref().expect("a journal outside dry runs");
+        let batched = !self.deliverer.is_smtp();
+        let mut open = false;
+        for (i, (_, r)) in batch.iter().enumerate() {
+            if self.stop.load(Ordering::SeqCst) {
+                report.interrupted = true;
+                tracing::info!(left = batch.len() - i, "stopping: the rest stays planned and is delivered at the next start");
+                break;
+            }
+            if batched && !open {
+                journal.begin()?;
+                open = true;
+            }
+            self.deliver_one(r, now, report)?;
+            if open && (i + 1) % 256 == 0 {
+                journal.commit()?;
+                open = false;
+            }
+        }
+        if open {
+            journal.commit()?;
+        }
+        Ok(())
+    }
+
+    fn deliver_one(&self, r: &Reminder, now: DateTime<Utc>, report: &mut Report) -> Result<()> {
+        let journal = self.journal.as_ref().expect("a journal outside dry runs");
+        let identity = Identity::of(r);
+        let now_s = rfc3339(now);
+        let result = match &r.error {
+            Some(e) => Err(e.clone()),
+            None => self.deliverer.deliver(r).map_err(|e| e.to_string()),
+        };
+        match result {
+            Ok(id) => {
+                journal.mark_sent(&identity, &id, &now_s)?;
+                report.sent += 1;
+                tracing::info!(event = "sent", invoice = %r.invoice, policy = %r.policy, stage = %r.stage,
+                    occurrence = r.occurrence, channel = r.channel.as_str(), to = %r.to, id = %id, "sent");
+            }
+            Err(error) => {
+                let attempts = journal.state_attempts(&identity)? + 1;
+                let next = self.project.config.retry.delay(attempts).map(|d| rfc3339(now + chrono::Duration::from_std(d).unwrap_or_default()));
+                journal.mark_failed(&identity, &error, next.as_deref(), &now_s)?;
+                report.failed += 1;
+                match &next {
+                    Some(at) => tracing::warn!(event = "failed", invoice = %r.invoice, stage = %r.stage, attempts, retry_at = %at, "delivery failed: {error}"),
+                    None => tracing::error!(event = "failed", invoice = %r.invoice, stage = %r.stage, attempts, "delivery failed, giving up: {error}"),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds the reminder a journal row stands for in the current project.
+    fn resolve(&self, p: &Pending) -> Result<Planned, String> {
+        let id = &p.identity;
+        let invoice = self.project.ledger.find(&id.invoice).ok_or("the invoice is no longer in the feeds")?;
+        if !self.project.ledger.invoices[invoice].is_open() {
+            return Err("the invoice is no longer open".into());
+        }
+        let policy = self.project.rulebook.policies.iter().position(|x| x.name == id.policy).ok_or("the policy no longer exists")?;
+        let stage = self.project.rulebook.policies[policy].stages.iter().position(|s| s.id == id.stage).ok_or("the stage no longer exists")?;
+        let date = NaiveDate::parse_from_str(&p.date, "%Y-%m-%d").map_err(|_| "bad date in the journal")?;
+        Ok(Planned { date, invoice, policy, stage, occurrence: id.occurrence })
+    }
+
+    /// Crash leftovers and due retries.
+    fn deliver_pending(&self, now: DateTime<Utc>, report: &mut Report) -> Result<()> {
+        let journal = self.journal.as_ref().expect("a journal outside dry runs");
+        let now_s = rfc3339(now);
+        for p in journal.pending(&now_s)? {
+            if self.stop.load(Ordering::SeqCst) {
+                report.interrupted = true;
+                break;
+            }
+            if p.state == State::Planned && p.owner.is_some_and(|o| o == std::process::id() || alive(o)) {
+                continue; // another running process (or this one) is delivering it
+            }
+            let planned = match self.resolve(&p) {
+                Ok(planned) => planned,
+                Err(reason) => {
+                    journal.mark_skipped(&p.identity, reason.as_str(), &now_s)?;
+                    tracing::info!(invoice = %p.identity.invoice, stage = %p.identity.stage, "not retried: {reason}");
+                    continue;
+                }
+            };
+            let channel = self.project.rulebook.policies[planned.policy].stages[planned.stage].channel;
+            if p.state == State::Planned {
+                report.recovered += 1;
+                let file = self.deliverer.file_for(planned.date, &p.identity, channel);
+                if file.as_ref().is_some_and(|f| f.exists()) {
+                    journal.mark_sent(&p.identity, &self.deliverer.message_id(&p.identity), &now_s)?;
+                    tracing::info!(invoice = %p.identity.invoice, stage = %p.identity.stage, "recovered: delivered before the interruption");
+                    continue;
+                }
+            }
+            let r = self.project.reminder(&planned, true);
+            self.deliver_one(&r, now, report)?;
+        }
+        Ok(())
+    }
+
+    /// Reloads after files changed. Anything that fails to load keeps the
+    /// last good version running; every error is logged with its location.
+    pub fn reload(&mut self, changed: &[PathBuf]) -> bool {
+        let config = &self.project.config;
+        let config_file = config.file.clone().map(|f| absolute(&f));
+        let rules = absolute(&config.path(&config.rules));
+        let templates = absolute(&config.path(&config.templates));
+        let feeds: Vec<PathBuf> = crate::feed::feeds_for(config, &self.options.feeds).iter().map(|f| absolute(&config.path(&f.path))).collect();
+        let all = changed.is_empty();
+        let config_changed = all || changed.iter().any(|c| Some(c) == config_file.as_ref());
+        let rules_changed = changed.iter().any(|c| c.starts_with(&rules) || c.starts_with(&templates));
+        let feeds_changed = changed.iter().any(|c| feeds.contains(c));
+        let names: Vec<String> = changed.iter().map(|c| c.display().to_string()).collect();
+        let ok = if config_changed {
+            match Project::load(&self.options) {
+                Err(p) => {
+                    tracing::error!("{p}");
+                    false
+                }
+                Ok(project) if project.problems.has_errors() => {
+                    log_problems(&project.problems);
+                    false
+                }
+                Ok(project) => match Deliverer::new(&project.config) {
+                    Ok(deliverer) => {
+                        log_feed_problems(&project);
+                        self.project = project;
+                        self.deliverer = deliverer;
+                        true
+                    }
+                    Err(e) => {
+                        tracing::error!("delivery: {e}");
+                        false
+                    }
+                },
+            }
+        } else {
+            let mut ok = true;
+            if rules_changed {
+                let (rulebook, problems) = Rulebook::load(&self.project.config);
+                if problems.has_errors() {
+                    log_problems(&problems);
+                    ok = false;
+                } else {
+                    self.project.rulebook = rulebook;
+                }
+            }
+            if feeds_changed {
+                let load = Project::read_feeds(&self.project.config, &self.options);
+                if load.unreadable.is_empty() {
+                    for p in load.problems.iter() {
+                        tracing::warn!("{p}");
+                    }
+                    self.project.ledger = Arc::new(crate::model::Ledger::new(load.invoices));
+                    self.project.bad_rows = load.bad_rows;
+                } else {
+                    log_problems(&load.problems);
+                    ok = false;
+                }
+            }
+            ok
+        };
+        if !ok {
+            tracing::error!(changed = ?names, "reload failed: keeping the last good configuration");
+            return false;
+        }
+        let today = self.today(Utc::now());
+        let due = self.journal_view().map(|view| self.project.evaluator().plan(today, 1, &view, None).reminders.len()).unwrap_or(0);
+        tracing::info!(
+            changed = ?names,
+            policies = self.project.rulebook.policies.len(),
+            templates = self.project.rulebook.templates.all().len(),
+            invoices = self.project.ledger.invoices.len(),
+            due,
+            "reloaded; new plan for {today}: {due} reminder(s) due"
+        );
+        true
+    }
+
+    /// When the schedule next evaluates after `now`.
+    pub fn next_evaluation(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let schedule = &self.project.config.schedule;
+        if let Some(at) = schedule.at {
+            let tz = self.project.config.timezone;
+            let local = now.with_timezone(&tz).date_naive();
+            for offset in 0..3 {
+                let day = local + chrono::Days::new(offset);
+                // On a daylight-saving gap the time does not exist: take the next hour.
+                let when = tz
+                    .from_local_datetime(&day.and_time(at))
+                    .earliest()
+                    .or_else(|| tz.from_local_datetime(&(day.and_time(at) + chrono::Duration::hours(1))).earliest());
+                if let Some(when) = when.map(|w| w.with_timezone(&Utc)).filter(|w| *w > now) {
+                    return when;
+                }
+            }
+        }
+        let every = schedule.every.unwrap_or(Duration::from_secs(3600));
+        now + chrono::Duration::from_std(every).unwrap_or(chrono::Duration::hours(1))
+    }
+
+    /// Runs until SIGTERM or SIGINT: evaluates on start and on schedule,
+    /// retries failed deliveries, reloads on file changes and SIGHUP.
+    pub fn serve(mut self) -> Result<()> {
+        let (tx, rx) = mpsc::channel::<Event>();
+        spawn_signal_thread(tx.clone(), self.stop.clone())?;
+        let mut watcher = self.watch(tx.clone())?;
+        let mut next_eval = Utc::now();
+        tracing::info!(dir = %self.options.dir.display(), "relance daemon started");
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let now = Utc::now();
+            if now >= next_eval {
+                let report = self.evaluate(now)?;
+                tracing::info!(date = ?report.date, due = report.due, sent = report.sent, failed = report.failed,
+                    recovered = report.recovered, held = report.held, "evaluation done");
+                next_eval = self.next_evaluation(Utc::now());
+            } else if let Some(journal) = &self.journal {
+                if journal.next_retry()?.is_some_and(|at| at <= rfc3339(now)) {
+                    let mut report = Report::default();
+                    self.deliver_pending(now, &mut report)?;
+                }
+            }
+            let next_retry = match &self.journal {
+                Some(j) => j.next_retry()?.and_then(|at| DateTime::parse_from_rfc3339(&at).ok()).map(|t| t.with_timezone(&Utc)),
+                None => None,
+            };
+            let wake = next_retry.map_or(next_eval, |r| r.min(next_eval));
+            let wait = (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            match rx.recv_timeout(wait) {
+                Ok(Event::Stop) => break,
+                Ok(Event::Reload) => {
+                    tracing::info!("SIGHUP: reloading everything");
+                    if self.reload(&[]) {
+                        watcher = self.watch(tx.clone())?;
+                    }
+                }
+                Ok(Event::Changed(mut paths)) => {
+                    // Editors save in bursts: take everything already queued at once.
+                    while let Ok(Event::Changed(more)) = rx.try_recv() {
+                        paths.extend(more);
+                    }
+                    paths.sort();
+                    paths.dedup();
+                    let config_changed = self.project.config.file.as_ref().is_some_and(|f| paths.contains(&absolute(f)));
+                    if self.reload(&paths) && config_changed {
+                        watcher = self.watch(tx.clone())?;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        drop(watcher);
+        tracing::info!("relance daemon stopped");
+        Ok(())
+    }
+
+    /// Watches the folders (not single files, so that editors that save via a
+    /// temporary file and a rename are seen) and sends the relevant changes.
+    fn watch(&self, tx: mpsc::Sender<Event>) -> Result<Debouncer<notify::RecommendedWatcher, RecommendedCache>> {
+        let config = &self.project.config;
+        let rules = absolute(&config.path(&config.rules));
+        let templates = absolute(&config.path(&config.templates));
+        let config_file = config.file.clone().map(|f| absolute(&f)).unwrap_or_else(|| absolute(&self.options.dir.join("relance.yaml")));
+        let feeds: Vec<PathBuf> = crate::feed::feeds_for(config, &self.options.feeds).iter().map(|f| absolute(&config.path(&f.path))).collect();
+        let relevant = {
+            let (rules, templates, config_file, feeds) = (rules.clone(), templates.clone(), config_file.clone(), feeds.clone());
+            move |p: &Path| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let edited = !name.starts_with('.') && !name.ends_with('~');
+                let rule_file = matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "rhai" | "hbs"));
+                (edited && rule_file && (p.starts_with(&rules) || p.starts_with(&templates))) || p == config_file || feeds.iter().any(|f| f == p)
+            }
+        };
+        let mut debouncer = new_debouncer(Duration::from_millis(150), None, move |result: DebounceEventResult| match result {
+            Ok(events) => {
+                let paths: Vec<PathBuf> = events.iter().flat_map(|e| e.paths.iter()).filter(|p| relevant(p)).cloned().collect();
+                if !paths.is_empty() {
+                    let _ = tx.send(Event::Changed(paths));
+                }
+            }
+            Err(errors) => {
+                for e in errors {
+                    tracing::warn!("file watcher: {e}");
+                }
+            }
+        })?;
+        for dir in [&rules, &templates] {
+            if dir.is_dir() {
+                debouncer.watch(dir, RecursiveMode::Recursive).with_context(|| format!("watching {}", dir.display()))?;
+            }
+        }
+        let mut parents: Vec<PathBuf> = feeds.iter().chain([&config_file]).filter_map(|f| f.parent().map(Path::to_path_buf)).collect();
+        parents.sort();
+        parents.dedup();
+        for dir in parents.iter().filter(|d| d.is_dir()) {
+            debouncer.watch(dir, RecursiveMode::NonRecursive).with_context(|| format!("watching {}", dir.display()))?;
+        }
+        Ok(debouncer)
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    // Resolve symlinks of the folder (e.g. /tmp on macOS) so paths compare with the watcher's.
+    match (abs.parent().and_then(|d| d.canonicalize().ok()), abs.file_name()) {
+        (Some(dir), Some(name)) => dir.join(name),
+        _ => abs,
+    }
+}
+
+fn log_problems(problems: &crate::diagnostics::Problems) {
+    for p in problems.iter() {
+        if p.is_error() {
+            tracing::error!("{p}");
+        } else {
+            tracing::warn!("{p}");
+        }
+    }
+}
+
+fn log_feed_problems(project: &Project) {
+    for p in project.feed_problems.iter() {
+        tracing::warn!("{p}");
+    }
+}
+
+fn spawn_signal_thread(tx: mpsc::Sender<Event>, stop: Arc<AtomicBool>) -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            let event = if signal == SIGHUP {
+                Event::Reload
+            } else {
+                tracing::info!("signal {signal}: finishing the message in flight, then stopping");
+                stop.store(true, Ordering::SeqCst);
+                Event::Stop
+            };
+            if tx.send(event).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Registers SIGTERM/SIGINT for a one-shot run: they only raise the stop flag.
+pub fn stop_on_signals(stop: Arc<AtomicBool>) -> Result<()> {
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    Ok(())
+}

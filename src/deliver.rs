@@ -1,0 +1,256 @@
+//! Delivering rendered reminders: `.eml` files in the outbox, SMTP through lettre,
+//! the log, and task files for letters, calls and other work for people.
+
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls as SmtpTls, TlsParameters};
+use lettre::{SmtpTransport, Transport};
+
+use crate::config::{Config, Delivery, Tls};
+use crate::policy::Channel;
+use crate::project::Reminder;
+
+/// The journal's identity of a reminder.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identity {
+    pub invoice: String,
+    pub policy: String,
+    pub stage: String,
+    pub occurrence: u32,
+}
+
+impl Identity {
+    pub fn of(r: &Reminder) -> Identity {
+        Identity { invoice: r.invoice.clone(), policy: r.policy.clone(), stage: r.stage.clone(), occurrence: r.occurrence }
+    }
+
+    /// A stable token for file names and Message-IDs: the four parts joined by
+    /// dots, each with anything but letters, digits, `-` and `_` written `%XX`,
+    /// so that two identities never share a token.
+    pub fn token(&self) -> String {
+        [escape(&self.invoice), escape(&self.policy), escape(&self.stage), self.occurrence.to_string()].join(".")
+    }
+}
+
+fn escape(part: &str) -> String {
+    let mut out = String::with_capacity(part.len());
+    for b in part.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("{0}")]
+    Address(String),
+    #[error("building the email: {0}")]
+    Build(#[from] lettre::error::Error),
+    #[error("SMTP: {0}")]
+    Smtp(#[from] lettre::transport::smtp::Error),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("SMTP password: environment variable {0} is not set")]
+    MissingPassword(String),
+}
+
+enum Route {
+    Outbox(PathBuf),
+    Smtp(Box<SmtpTransport>),
+    Log,
+}
+
+impl Deliverer {
+    /// Whether delivery is over SMTP, where each `sent` is committed at once
+    /// (no file can prove delivery after a crash).
+    pub fn is_smtp(&self) -> bool {
+        matches!(self.route, Route::Smtp(_))
+    }
+}
+
+/// Where reminders go, built once from the config (an SMTP pool keeps its connections).
+pub struct Deliverer {
+    route: Route,
+    tasks: PathBuf,
+    from: Option<Mailbox>,
+    domain: String,
+}
+
+impl Deliverer {
+    pub fn new(config: &Config) -> Result<Deliverer, DeliveryError> {
+        let route = match &config.delivery {
+            Delivery::Outbox { dir } => Route::Outbox(config.path(dir)),
+            Delivery::Log => Route::Log,
+            Delivery::Smtp { host, port, tls, user, password_env } => {
+                let mut builder = match tls {
+                    Tls::Tls => SmtpTransport::relay(host)?,
+                    Tls::Starttls => SmtpTransport::starttls_relay(host)?,
+                    Tls::None => SmtpTransport::builder_dangerous(host),
+                };
+                if *tls == Tls::None {
+                    builder = builder.tls(SmtpTls::None);
+                } else if *tls == Tls::Starttls {
+                    builder = builder.tls(SmtpTls::Required(TlsParameters::new(host.clone())?));
+                }
+                builder = builder.port(*port).timeout(Some(Duration::from_secs(30)));
+                if let Some(user) = user {
+                    let password = match password_env {
+                        Some(var) => std::env::var(var).map_err(|_| DeliveryError::MissingPassword(var.clone()))?,
+                        None => String::new(),
+                    };
+                    builder = builder.credentials(Credentials::new(user.clone(), password));
+                }
+                Route::Smtp(Box::new(builder.build()))
+            }
+        };
+        let email = config.company.get("email");
+        let from = (!email.is_empty())
+            .then(|| email.parse().ok().map(|addr| Mailbox::new(clean_name(config.company.get("name")), addr)))
+            .flatten();
+        let domain = email.rsplit_once('@').map_or("relance.invalid", |(_, d)| d).to_string();
+        Ok(Deliverer { route, tasks: config.path(&config.tasks), from, domain })
+    }
+
+    pub fn message_id(&self, identity: &Identity) -> String {
+        format!("<{}@{}>", identity.token(), self.domain)
+    }
+
+    /// The file a reminder is written to, if its route writes files: the
+    /// proof, after a crash, that it was delivered.
+    pub fn file_for(&self, date: chrono::NaiveDate, identity: &Identity, channel: Channel) -> Option<PathBuf> {
+        let stem = format!("{date}.{}", identity.token());
+        match (channel, &self.route) {
+            (Channel::Email, Route::Outbox(dir)) => Some(dir.join(format!("{stem}.eml"))),
+            (Channel::Email, _) => None,
+            (channel, _) => Some(self.tasks.join(format!("{stem}.{}.txt", channel.as_str()))),
+        }
+    }
+
+    /// Delivers a rendered reminder; returns its Message-ID (emails) or file.
+    pub fn deliver(&self, r: &Reminder) -> Result<String, DeliveryError> {
+        if r.channel != Channel::Email {
+            let path = self.file_for(r.date, &Identity::of(r), r.channel).expect("task channels write files");
+            write_atomically(&path, task_text(r).as_bytes())?;
+            return Ok(path.display().to_string());
+        }
+        let id = self.message_id(&Identity::of(r));
+        match &self.route {
+            Route::Log => {
+                tracing::info!(invoice = %r.invoice, to = %r.to, subject = %r.subject, message_id = %id, "email (log delivery)");
+                Ok(id)
+            }
+            Route::Outbox(_) => {
+                let email = self.email(r, &id)?;
+                let path = self.file_for(r.date, &Identity::of(r), r.channel).expect("outbox writes files");
+                write_atomically(&path, &email.formatted())?;
+                Ok(id)
+            }
+            Route::Smtp(transport) => {
+                let email = self.email(r, &id)?;
+                transport.send(&email)?;
+                Ok(id)
+            }
+        }
+    }
+
+    /// Builds the MIME message. Names and subjects are encoded by lettre;
+    /// control characters are removed first, so feed data cannot add headers.
+    pub fn email(&self, r: &Reminder, message_id: &str) -> Result<lettre::Message, DeliveryError> {
+        let from = self
+            .from
+            .clone()
+            .ok_or_else(|| DeliveryError::Address("company.email in relance.yaml is not a valid sender address".into()))?;
+        let mut builder = lettre::Message::builder()
+            .from(from.clone())
+            .reply_to(from)
+            .subject(clean_line(&r.subject))
+            .message_id(Some(message_id.to_string()))
+            .date_now()
+            .user_agent(format!("relance/{}", env!("CARGO_PKG_VERSION")));
+        let mut any = false;
+        for address in r.to.split([',', ';']).map(str::trim).filter(|a| !a.is_empty()) {
+            let addr = address
+                .parse()
+                .map_err(|e| DeliveryError::Address(format!("invoice {}: recipient {address:?}: {e}", r.invoice)))?;
+            builder = builder.to(Mailbox::new(clean_name(&r.customer_name), addr));
+            any = true;
+        }
+        if !any {
+            return Err(DeliveryError::Address(format!("invoice {} has no email address", r.invoice)));
+        }
+        let text = r.body.clone().unwrap_or_default();
+        let email = match &r.html {
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(text, html.clone()))?,
+            None => builder.singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text))?,
+        };
+        Ok(email)
+    }
+}
+
+fn clean_line(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>().split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn clean_name(s: &str) -> Option<String> {
+    let name = clean_line(s);
+    (!name.is_empty()).then_some(name)
+}
+
+/// The file a person acts on for a letter, a call, an SMS or a task.
+fn task_text(r: &Reminder) -> String {
+    format!(
+        "Channel:  {}\nInvoice:  {}\nCustomer: {} ({})\nTo:       {}\nDue:      {} {}\nPolicy:   {} / {}\nDate:     {}\nSubject:  {}\n\n{}\n",
+        r.channel.as_str(),
+        r.invoice,
+        r.customer_name,
+        r.customer_id,
+        r.to,
+        r.amount_due,
+        r.currency,
+        r.policy,
+        crate::report::stage_label(&r.stage, r.occurrence),
+        r.date,
+        r.subject,
+        r.body.as_deref().unwrap_or("").trim_end()
+    )
+}
+
+/// Writes a file so that it is either absent or complete: temp file, fsync, rename, fsync of the folder.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DeliveryError> {
+    let io = |source| DeliveryError::Io { path: path.to_path_buf(), source };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("message")));
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_stable_and_distinct() {
+        let id = |inv: &str, stage: &str| Identity { invoice: inv.into(), policy: "std".into(), stage: stage.into(), occurrence: 2 };
+        assert_eq!(id("F2026-0012", "overdue_1").token(), "F2026-0012.std.overdue_1.2");
+        assert_eq!(id("A/B c", "x").token(), "A%2FB%20c.std.x.2");
+        assert_ne!(id("a.b", "c").token(), id("a", "b.c").token());
+    }
+}
