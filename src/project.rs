@@ -1,6 +1,6 @@
 //! A whole relance folder loaded: config, rulebook (policies, scripts, templates) and ledger.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -11,7 +11,7 @@ use crate::diagnostics::{Location, Problem, Problems};
 use crate::engine::{Evaluator, Planned};
 use crate::feed::{feeds_for, load_feeds};
 use crate::model::{Invoice, Ledger, Origin, Status};
-use crate::policy::{Channel, Policy, load_policies};
+use crate::policy::{Channel, Policy, Stage, load_policies};
 use crate::render::{Message, Templates, message_context};
 use crate::script::{CustomerView, InvoiceView, Scripts, Variables};
 
@@ -234,15 +234,41 @@ impl Project {
                         problems.error(e.location, format!("{} (with a sample invoice)", e.message));
                     }
                 }
-                // Every language the stage's template exists in, rendered once.
-                for language in self.rulebook.templates.languages_of(&stage.template) {
-                    let context = message_context(&sample, 0, policy, stage, 0, today, &language, &self.config);
-                    if let Err(problem) = self.rulebook.templates.render(&stage.template, &language, &context, true) {
-                        if !problems.0.contains(&problem) {
-                            problems.push(problem);
-                        }
-                    }
+            }
+        }
+        // Every template in every language, rendered once: under the first stage
+        // that uses it, or a stand-in stage for templates no stage uses yet.
+        let stand_in = Policy {
+            name: "sample".into(),
+            description: String::new(),
+            priority: 0,
+            applies_to: None,
+            anchor: Default::default(),
+            stages: Vec::new(),
+            file: PathBuf::new(),
+        };
+        for (name, language) in self.rulebook.templates.all() {
+            let used = self.rulebook.policies.iter().find_map(|p| p.stages.iter().find(|s| s.template == name).map(|s| (p, s)));
+            let sample_stage;
+            let (policy, stage) = match used {
+                Some(found) => found,
+                None => {
+                    sample_stage = Stage {
+                        id: "sample".into(),
+                        offset: 0,
+                        channel: Channel::Email,
+                        template: name.clone(),
+                        when: None,
+                        repeat: None,
+                        location: Location::file(Path::new("")),
+                        template_location: Location::file(Path::new("")),
+                    };
+                    (&stand_in, &sample_stage)
                 }
+            };
+            let context = message_context(&sample, 0, policy, stage, 0, today, &language, &self.config);
+            if let Err(problem) = self.rulebook.templates.render(&name, &language, &context, true) {
+                problems.push(problem);
             }
         }
         problems
