@@ -48,12 +48,23 @@ struct Customer {
 }
 
 const NAMES: [&str; 24] = [
-    "Durand", "Martin", "Bernard", "Petit", "Robert", "Richard", "Moreau", "Laurent", "Simon", "Michel", "Lefebvre", "Leroy",
-    "Roux", "David", "Bertrand", "Morel", "Fournier", "Girard", "Bonnet", "Dupont", "Lambert", "Fontaine", "Rousseau", "Vincent",
+    "Durand", "Martin", "Bernard", "Petit", "Robert", "Richard", "Moreau", "Laurent", "Simon",
+    "Michel", "Lefebvre", "Leroy", "Roux", "David", "Bertrand", "Morel", "Fournier", "Girard",
+    "Bonnet", "Dupont", "Lambert", "Fontaine", "Rousseau", "Vincent",
 ];
 const TRADES: [&str; 12] = [
-    "Menuiserie", "Transports", "Boulangerie", "Imprimerie", "Conseil", "Bâtiment", "Garage", "Pharmacie", "Architectes",
-    "Informatique", "Traiteur", "Électricité",
+    "Menuiserie",
+    "Transports",
+    "Boulangerie",
+    "Imprimerie",
+    "Conseil",
+    "Bâtiment",
+    "Garage",
+    "Pharmacie",
+    "Architectes",
+    "Informatique",
+    "Traiteur",
+    "Électricité",
 ];
 const FORMS: [&str; 5] = ["SARL", "SAS", "SA", "EURL", "& Fils"];
 
@@ -129,7 +140,10 @@ fn main() -> Result<()> {
     let customers_count = args.customers.unwrap_or((args.invoices / 20).max(1));
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let out = &args.out;
-    let repo = args.from.clone().unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let repo = args
+        .from
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     copy_dir(&repo.join("rules"), &out.join("rules"))?;
     copy_dir(&repo.join("templates"), &out.join("templates"))?;
     std::fs::create_dir_all(out.join("data"))?;
@@ -158,23 +172,56 @@ limits: {{max_per_run: 10000000}}
             m = customers_count
         ),
     )?;
-    let customers: Vec<Customer> = (0..customers_count).map(|i| customer(i, &mut rng)).collect();
+    let customers: Vec<Customer> = (0..customers_count)
+        .map(|i| customer(i, &mut rng))
+        .collect();
     let zipf = Zipf::new(customers_count as f64, 1.07).context("zipf")?;
     let amounts = LogNormal::new(6.4, 1.1).context("lognormal")?;
-    let mut main = csv::Writer::from_writer(BufWriter::with_capacity(1 << 20, std::fs::File::create(out.join("data/invoices.csv"))?));
+    let mut main = csv::Writer::from_writer(BufWriter::with_capacity(
+        1 << 20,
+        std::fs::File::create(out.join("data/invoices.csv"))?,
+    ));
     main.write_record([
-        "number", "customer_id", "customer_name", "email", "issue_date", "due_date", "amount", "amount_paid", "currency", "status",
-        "paid_date", "language", "tags",
+        "number",
+        "customer_id",
+        "customer_name",
+        "email",
+        "issue_date",
+        "due_date",
+        "amount",
+        "amount_paid",
+        "currency",
+        "status",
+        "paid_date",
+        "language",
+        "tags",
     ])?;
-    let mut french = csv::WriterBuilder::new()
-        .delimiter(b';')
-        .from_writer(BufWriter::with_capacity(1 << 20, std::fs::File::create(out.join("data/export_fr.csv"))?));
+    let mut french =
+        csv::WriterBuilder::new()
+            .delimiter(b';')
+            .from_writer(BufWriter::with_capacity(
+                1 << 20,
+                std::fs::File::create(out.join("data/export_fr.csv"))?,
+            ));
     french.write_record([
-        "N° facture", "Code client", "Raison sociale", "Courriel", "Date facture", "Échéance", "Montant TTC", "Réglé", "Devise", "Statut",
-        "Date règlement", "Langue", "Étiquettes",
+        "N° facture",
+        "Code client",
+        "Raison sociale",
+        "Courriel",
+        "Date facture",
+        "Échéance",
+        "Montant TTC",
+        "Réglé",
+        "Devise",
+        "Statut",
+        "Date règlement",
+        "Langue",
+        "Étiquettes",
     ])?;
     for n in 0..args.invoices {
-        let c = &customers[(zipf.sample(&mut rng) as usize).saturating_sub(1).min(customers_count - 1)];
+        let c = &customers[(zipf.sample(&mut rng) as usize)
+            .saturating_sub(1)
+            .min(customers_count - 1)];
         let offset: i64 = rng.random_range(-150..=60);
         let due = if offset >= 0 {
             args.as_of + Days::new(offset as u64)
@@ -188,13 +235,23 @@ limits: {{max_per_run: 10000000}}
             raw *= 80.0;
         }
         // A sampled float turned into cents once, here; relance itself never sees a float.
-        let amount = Decimal::from_f64_retain(raw.max(1.0)).unwrap_or(Decimal::ONE).round_dp(2);
+        let amount = Decimal::from_f64_retain(raw.max(1.0))
+            .unwrap_or(Decimal::ONE)
+            .round_dp(2);
         let overdue = due < args.as_of;
         let roll: u32 = rng.random_range(0..100);
         let (status, paid, paid_date) = if overdue && roll < 33 || !overdue && roll < 8 {
             let late = rng.random_bool(c.lateness);
-            let delay: i64 = if late { rng.random_range(3..=75) } else { rng.random_range(-20..=0) };
-            let date = if delay >= 0 { due + Days::new(delay as u64) } else { due - Days::new(delay.unsigned_abs()) };
+            let delay: i64 = if late {
+                rng.random_range(3..=75)
+            } else {
+                rng.random_range(-20..=0)
+            };
+            let date = if delay >= 0 {
+                due + Days::new(delay as u64)
+            } else {
+                due - Days::new(delay.unsigned_abs())
+            };
             ("paid", amount, Some(date.min(args.as_of)))
         } else if roll < 38 {
             let part = (amount * Decimal::new(rng.random_range(20..80), 2)).round_dp(2);
@@ -246,6 +303,11 @@ limits: {{max_per_run: 10000000}}
     main.flush()?;
     french.flush()?;
     let mut stderr = std::io::stderr();
-    writeln!(stderr, "wrote {} invoices for {customers_count} customers to {}", args.invoices, out.display())?;
+    writeln!(
+        stderr,
+        "wrote {} invoices for {customers_count} customers to {}",
+        args.invoices,
+        out.display()
+    )?;
     Ok(())
 }

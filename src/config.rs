@@ -130,7 +130,13 @@ impl FeedConfig {
     }
     pub fn format(&self) -> FeedFormat {
         self.format.unwrap_or_else(|| {
-            match self.path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            match self
+                .path
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
                 Some("json") => FeedFormat::Json,
                 Some("jsonl" | "ndjson") => FeedFormat::Jsonl,
                 _ => FeedFormat::Csv,
@@ -180,7 +186,9 @@ fn default_smtp_port() -> u16 {
 
 impl Default for Delivery {
     fn default() -> Self {
-        Delivery::Outbox { dir: default_outbox() }
+        Delivery::Outbox {
+            dir: default_outbox(),
+        }
     }
 }
 
@@ -196,7 +204,10 @@ pub struct Schedule {
 
 impl Default for Schedule {
     fn default() -> Self {
-        Schedule { every: Some(Duration::from_secs(3600)), at: None }
+        Schedule {
+            every: Some(Duration::from_secs(3600)),
+            at: None,
+        }
     }
 }
 
@@ -226,14 +237,22 @@ pub struct Retry {
 
 impl Default for Retry {
     fn default() -> Self {
-        Retry { first: Duration::from_secs(60), max: Duration::from_secs(3600), attempts: 8 }
+        Retry {
+            first: Duration::from_secs(60),
+            max: Duration::from_secs(3600),
+            attempts: 8,
+        }
     }
 }
 
 impl Retry {
     /// The wait after the `attempt`-th failure (1-based); `None` once attempts are used up.
     pub fn delay(&self, attempt: u32) -> Option<Duration> {
-        (attempt < self.attempts).then(|| self.first.saturating_mul(1 << attempt.saturating_sub(1).min(20)).min(self.max))
+        (attempt < self.attempts).then(|| {
+            self.first
+                .saturating_mul(1 << attempt.saturating_sub(1).min(20))
+                .min(self.max)
+        })
     }
 }
 
@@ -243,8 +262,11 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 
 fn de_timezone<'de, D: Deserializer<'de>>(d: D) -> Result<Tz, D::Error> {
     let s = String::deserialize(d)?;
-    s.parse::<Tz>()
-        .map_err(|_| serde::de::Error::custom(format!("unknown time zone {s:?} (expected an IANA name such as Europe/Paris)")))
+    s.parse::<Tz>().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "unknown time zone {s:?} (expected an IANA name such as Europe/Paris)"
+        ))
+    })
 }
 
 /// Parses durations such as `30s`, `15m`, `1h`, `1d`, `1h30m`.
@@ -274,14 +296,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    Option::<String>::deserialize(d)?.map(|s| parse_duration(&s).map_err(serde::de::Error::custom)).transpose()
+    Option::<String>::deserialize(d)?
+        .map(|s| parse_duration(&s).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 fn de_opt_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<chrono::NaiveTime>, D::Error> {
     Option::<String>::deserialize(d)?
         .map(|s| {
-            chrono::NaiveTime::parse_from_str(&s, "%H:%M")
-                .map_err(|_| serde::de::Error::custom(format!("invalid time {s:?} (expected HH:MM, e.g. \"09:00\")")))
+            chrono::NaiveTime::parse_from_str(&s, "%H:%M").map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "invalid time {s:?} (expected HH:MM, e.g. \"09:00\")"
+                ))
+            })
         })
         .transpose()
 }
@@ -297,19 +324,29 @@ impl Config {
         };
         if !path.exists() {
             if explicit {
-                return Err(Problem::error(Location::file(&path), "config file not found"));
+                return Err(Problem::error(
+                    Location::file(&path),
+                    "config file not found",
+                ));
             }
-            return Ok(Config { base: dir.to_path_buf(), ..Config::default() });
+            return Ok(Config {
+                base: dir.to_path_buf(),
+                ..Config::default()
+            });
         }
-        let source = std::fs::read_to_string(&path)
-            .map_err(|e| Problem::error(Location::file(&path), format!("cannot read config: {e}")))?;
+        let source = std::fs::read_to_string(&path).map_err(|e| {
+            Problem::error(Location::file(&path), format!("cannot read config: {e}"))
+        })?;
         let mut config: Config = if source.trim().is_empty() {
             Config::default()
         } else {
             serde_yaml::from_str(&source).map_err(|e| yaml_problem(&path, &e, 0))?
         };
         config.company = config.company.with_standard_keys();
-        config.base = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        config.base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
         if config.base.as_os_str().is_empty() {
             config.base = PathBuf::from(".");
         }
@@ -320,44 +357,85 @@ impl Config {
     /// Semantic checks the YAML types cannot express.
     pub fn validate(&self) -> Problems {
         let mut problems = Problems::default();
-        let file = self.file.clone().unwrap_or_else(|| self.base.join("relance.yaml"));
+        let file = self
+            .file
+            .clone()
+            .unwrap_or_else(|| self.base.join("relance.yaml"));
         let source = std::fs::read_to_string(&file).unwrap_or_default();
         let at = |key: &str| match crate::diagnostics::locate_yaml_key(&source, 1, key, None) {
             Some((l, c)) => Location::at(&file, l, c),
             None => Location::file(&file),
         };
         if !is_language_tag(&self.language) {
-            problems.error(at("language"), format!("language {:?} is not a language tag such as fr or en", self.language));
+            problems.error(
+                at("language"),
+                format!(
+                    "language {:?} is not a language tag such as fr or en",
+                    self.language
+                ),
+            );
         }
         if !is_currency_code(&self.currency) {
-            problems.error(at("currency"), format!("currency {:?} is not an ISO 4217 code such as EUR", self.currency));
+            problems.error(
+                at("currency"),
+                format!(
+                    "currency {:?} is not an ISO 4217 code such as EUR",
+                    self.currency
+                ),
+            );
         }
         if self.feeds.is_empty() {
-            problems.warning(at("feeds"), "no feeds configured: there are no invoices to remind");
+            problems.warning(
+                at("feeds"),
+                "no feeds configured: there are no invoices to remind",
+            );
         }
         for feed in &self.feeds {
             if feed.decimal != '.' && feed.decimal != ',' {
-                problems.error(at("decimal"), format!("decimal must be \".\" or \",\", not {:?}", feed.decimal));
+                problems.error(
+                    at("decimal"),
+                    format!("decimal must be \".\" or \",\", not {:?}", feed.decimal),
+                );
             }
-            if let Some(d) = feed.delimiter {
-                if !d.is_ascii() {
-                    problems.error(at("delimiter"), format!("delimiter {d:?} must be a single ASCII character"));
-                }
+            if let Some(d) = feed.delimiter
+                && !d.is_ascii()
+            {
+                problems.error(
+                    at("delimiter"),
+                    format!("delimiter {d:?} must be a single ASCII character"),
+                );
             }
-            if chrono::format::StrftimeItems::new(&feed.date_format).any(|i| matches!(i, chrono::format::Item::Error)) {
-                problems.error(at("date_format"), format!("date_format {:?} is not a valid strftime format", feed.date_format));
+            if chrono::format::StrftimeItems::new(&feed.date_format)
+                .any(|i| matches!(i, chrono::format::Item::Error))
+            {
+                problems.error(
+                    at("date_format"),
+                    format!(
+                        "date_format {:?} is not a valid strftime format",
+                        feed.date_format
+                    ),
+                );
             }
         }
         if self.schedule.every.is_some() && self.schedule.at.is_some() {
-            problems.error(at("schedule"), "schedule: give either `every` or `at`, not both");
+            problems.error(
+                at("schedule"),
+                "schedule: give either `every` or `at`, not both",
+            );
         }
         if self.limits.max_per_run == 0 {
             problems.error(at("max_per_run"), "limits.max_per_run must be at least 1");
         }
-        if let Delivery::Smtp { password_env: Some(var), .. } = &self.delivery {
-            if var.is_empty() {
-                problems.error(at("password_env"), "password_env must name an environment variable");
-            }
+        if let Delivery::Smtp {
+            password_env: Some(var),
+            ..
+        } = &self.delivery
+            && var.is_empty()
+        {
+            problems.error(
+                at("password_env"),
+                "password_env must name an environment variable",
+            );
         }
         problems
     }
@@ -365,14 +443,22 @@ impl Config {
     /// Resolves a path from the config against the config file's folder.
     pub fn path(&self, p: &Path) -> PathBuf {
         // Paths under the current folder print without a leading `./`.
-        if p.is_absolute() || self.base == Path::new(".") { p.to_path_buf() } else { self.base.join(p) }
+        if p.is_absolute() || self.base == Path::new(".") {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
     }
 }
 
 pub fn is_language_tag(s: &str) -> bool {
     !s.is_empty()
-        && s.split('-').all(|part| (1..=8).contains(&part.len()) && part.chars().all(|c| c.is_ascii_alphanumeric()))
-        && s.split('-').next().is_some_and(|p| p.chars().all(|c| c.is_ascii_alphabetic()))
+        && s.split('-').all(|part| {
+            (1..=8).contains(&part.len()) && part.chars().all(|c| c.is_ascii_alphanumeric())
+        })
+        && s.split('-')
+            .next()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_alphabetic()))
 }
 
 pub fn is_currency_code(s: &str) -> bool {
@@ -395,7 +481,11 @@ mod tests {
 
     #[test]
     fn retry_backoff_doubles_up_to_max_then_stops() {
-        let r = Retry { first: Duration::from_secs(10), max: Duration::from_secs(25), attempts: 4 };
+        let r = Retry {
+            first: Duration::from_secs(10),
+            max: Duration::from_secs(25),
+            attempts: 4,
+        };
         assert_eq!(r.delay(1), Some(Duration::from_secs(10)));
         assert_eq!(r.delay(2), Some(Duration::from_secs(20)));
         assert_eq!(r.delay(3), Some(Duration::from_secs(25)));
@@ -423,7 +513,11 @@ mod tests {
     #[test]
     fn unknown_key_is_an_error_with_position() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("relance.yaml"), "language: en\ntimezon: UTC\n").unwrap();
+        std::fs::write(
+            dir.path().join("relance.yaml"),
+            "language: en\ntimezon: UTC\n",
+        )
+        .unwrap();
         let err = Config::load(dir.path(), None).unwrap_err();
         assert_eq!(err.location.line, Some(2));
         assert!(err.message.contains("timezon"), "{}", err.message);

@@ -84,14 +84,27 @@ impl Daemon {
             for p in project.problems.iter() {
                 tracing::error!("{p}");
             }
-            bail!("the configuration has errors (listed above); fix them and start again (relance check shows them)");
+            bail!(
+                "the configuration has errors (listed above); fix them and start again (relance check shows them)"
+            );
         }
         log_feed_problems(&project);
         let deliverer = Deliverer::new(&project.config).context("delivery")?;
         let path = project.config.path(&project.config.journal);
         // A dry run reads the journal if there is one, and never creates it.
-        let journal = if run.dry_run { Journal::open_read_only(&path)? } else { Some(Journal::open(&path)?) };
-        Ok(Daemon { options, run, project, deliverer, journal, stop: Arc::new(AtomicBool::new(false)) })
+        let journal = if run.dry_run {
+            Journal::open_read_only(&path)?
+        } else {
+            Some(Journal::open(&path)?)
+        };
+        Ok(Daemon {
+            options,
+            run,
+            project,
+            deliverer,
+            journal,
+            stop: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     /// The flag that stops delivery between two messages.
@@ -100,7 +113,10 @@ impl Daemon {
     }
 
     pub fn today(&self, now: DateTime<Utc>) -> NaiveDate {
-        self.run.as_of.unwrap_or_else(|| now.with_timezone(&self.project.config.timezone).date_naive())
+        self.run.as_of.unwrap_or_else(|| {
+            now.with_timezone(&self.project.config.timezone)
+                .date_naive()
+        })
     }
 
     fn journal_view(&self) -> Result<JournalView> {
@@ -114,16 +130,25 @@ impl Daemon {
     /// deliver today's reminders through the same path `preview` uses.
     pub fn evaluate(&mut self, now: DateTime<Utc>) -> Result<Report> {
         let date = self.today(now);
-        let mut report = Report { date: Some(date), ..Report::default() };
+        let mut report = Report {
+            date: Some(date),
+            ..Report::default()
+        };
         if !self.run.dry_run {
             self.deliver_pending(now, &mut report)?;
         }
-        let plan = self.project.evaluator().plan(date, 1, &self.journal_view()?, None);
+        let plan = self
+            .project
+            .evaluator()
+            .plan(date, 1, &self.journal_view()?, None);
         for (invoice, e) in &plan.errors {
             tracing::warn!(invoice = %self.project.ledger.invoices[*invoice].number, "{e}");
         }
         if !plan.unmatched.is_empty() {
-            tracing::info!(count = plan.unmatched.len(), "open invoices matched no policy");
+            tracing::info!(
+                count = plan.unmatched.len(),
+                "open invoices matched no policy"
+            );
         }
         report.due = plan.reminders.len();
         let limit = self.project.config.limits.max_per_run;
@@ -132,11 +157,17 @@ impl Daemon {
             let mut by_stage: BTreeMap<(String, String), usize> = BTreeMap::new();
             for p in &plan.reminders {
                 let policy = &self.project.rulebook.policies[p.policy];
-                *by_stage.entry((policy.name.clone(), policy.stages[p.stage].id.clone())).or_default() += 1;
+                *by_stage
+                    .entry((policy.name.clone(), policy.stages[p.stage].id.clone()))
+                    .or_default() += 1;
             }
             let mut top: Vec<_> = by_stage.into_iter().collect();
-            top.sort_by(|a, b| b.1.cmp(&a.1));
-            let top: Vec<String> = top.iter().take(5).map(|((p, s), n)| format!("{p}/{s}: {n}")).collect();
+            top.sort_by_key(|entry| std::cmp::Reverse(entry.1));
+            let top: Vec<String> = top
+                .iter()
+                .take(5)
+                .map(|((p, s), n)| format!("{p}/{s}: {n}"))
+                .collect();
             tracing::error!(
                 due = report.due,
                 limit,
@@ -147,7 +178,11 @@ impl Daemon {
             );
             return Ok(report);
         }
-        let reminders: Vec<(Planned, Reminder)> = plan.reminders.iter().map(|p| (*p, self.project.reminder(p, true))).collect();
+        let reminders: Vec<(Planned, Reminder)> = plan
+            .reminders
+            .iter()
+            .map(|p| (*p, self.project.reminder(p, true)))
+            .collect();
         if self.run.dry_run {
             for (_, r) in &reminders {
                 tracing::info!(invoice = %r.invoice, policy = %r.policy, stage = %r.stage, occurrence = r.occurrence,
@@ -164,7 +199,7 @@ impl Daemon {
         for s in &plan.skipped {
             let policy = &self.project.rulebook.policies[s.policy];
             let identity = Identity {
-                invoice: self.project.ledger.invoices[s.invoice].number.clone(),
+                invoice: self.project.ledger.invoices[s.invoice].number.to_string(),
                 policy: policy.name.clone(),
                 stage: policy.stages[s.stage].id.clone(),
                 occurrence: s.occurrence,
@@ -207,14 +242,22 @@ impl Daemon {
 
     /// Delivers planned reminders, committing `sent` in batches (files prove
     /// delivery after a crash) or one by one over SMTP.
-    fn deliver_batch(&self, batch: Vec<(Planned, Reminder)>, now: DateTime<Utc>, report: &mut Report) -> Result<()> {
+    fn deliver_batch(
+        &self,
+        batch: Vec<(Planned, Reminder)>,
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) -> Result<()> {
         let journal = self.journal.as_ref().expect("a journal outside dry runs");
         let batched = !self.deliverer.is_smtp();
         let mut open = false;
         for (i, (_, r)) in batch.iter().enumerate() {
             if self.stop.load(Ordering::SeqCst) {
                 report.interrupted = true;
-                tracing::info!(left = batch.len() - i, "stopping: the rest stays planned and is delivered at the next start");
+                tracing::info!(
+                    left = batch.len() - i,
+                    "stopping: the rest stays planned and is delivered at the next start"
+                );
                 break;
             }
             if batched && !open {
@@ -250,12 +293,21 @@ impl Daemon {
             }
             Err(error) => {
                 let attempts = journal.state_attempts(&identity)? + 1;
-                let next = self.project.config.retry.delay(attempts).map(|d| rfc3339(now + chrono::Duration::from_std(d).unwrap_or_default()));
+                let next = self
+                    .project
+                    .config
+                    .retry
+                    .delay(attempts)
+                    .map(|d| rfc3339(now + chrono::Duration::from_std(d).unwrap_or_default()));
                 journal.mark_failed(&identity, &error, next.as_deref(), &now_s)?;
                 report.failed += 1;
                 match &next {
-                    Some(at) => tracing::warn!(event = "failed", invoice = %r.invoice, stage = %r.stage, attempts, retry_at = %at, "delivery failed: {error}"),
-                    None => tracing::error!(event = "failed", invoice = %r.invoice, stage = %r.stage, attempts, "delivery failed, giving up: {error}"),
+                    Some(at) => {
+                        tracing::warn!(event = "failed", invoice = %r.invoice, stage = %r.stage, attempts, retry_at = %at, "delivery failed: {error}")
+                    }
+                    None => {
+                        tracing::error!(event = "failed", invoice = %r.invoice, stage = %r.stage, attempts, "delivery failed, giving up: {error}")
+                    }
                 }
             }
         }
@@ -265,14 +317,35 @@ impl Daemon {
     /// Finds the reminder a journal row stands for in the current project.
     fn resolve(&self, p: &Pending) -> Result<Planned, String> {
         let id = &p.identity;
-        let invoice = self.project.ledger.find(&id.invoice).ok_or("the invoice is no longer in the feeds")?;
+        let invoice = self
+            .project
+            .ledger
+            .find(&id.invoice)
+            .ok_or("the invoice is no longer in the feeds")?;
         if !self.project.ledger.invoices[invoice].is_open() {
             return Err("the invoice is no longer open".into());
         }
-        let policy = self.project.rulebook.policies.iter().position(|x| x.name == id.policy).ok_or("the policy no longer exists")?;
-        let stage = self.project.rulebook.policies[policy].stages.iter().position(|s| s.id == id.stage).ok_or("the stage no longer exists")?;
-        let date = NaiveDate::parse_from_str(&p.date, "%Y-%m-%d").map_err(|_| "bad date in the journal")?;
-        Ok(Planned { date, invoice, policy, stage, occurrence: id.occurrence })
+        let policy = self
+            .project
+            .rulebook
+            .policies
+            .iter()
+            .position(|x| x.name == id.policy)
+            .ok_or("the policy no longer exists")?;
+        let stage = self.project.rulebook.policies[policy]
+            .stages
+            .iter()
+            .position(|s| s.id == id.stage)
+            .ok_or("the stage no longer exists")?;
+        let date = NaiveDate::parse_from_str(&p.date, "%Y-%m-%d")
+            .map_err(|_| "bad date in the journal")?;
+        Ok(Planned {
+            date,
+            invoice,
+            policy,
+            stage,
+            occurrence: id.occurrence,
+        })
     }
 
     /// Crash leftovers and due retries.
@@ -284,7 +357,9 @@ impl Daemon {
                 report.interrupted = true;
                 break;
             }
-            if p.state == State::Planned && p.owner.is_some_and(|o| o == std::process::id() || alive(o)) {
+            if p.state == State::Planned
+                && p.owner.is_some_and(|o| o == std::process::id() || alive(o))
+            {
                 continue; // another running process (or this one) is delivering it
             }
             let planned = match self.resolve(&p) {
@@ -295,12 +370,17 @@ impl Daemon {
                     continue;
                 }
             };
-            let channel = self.project.rulebook.policies[planned.policy].stages[planned.stage].channel;
+            let channel =
+                self.project.rulebook.policies[planned.policy].stages[planned.stage].channel;
             if p.state == State::Planned {
                 report.recovered += 1;
                 let file = self.deliverer.file_for(planned.date, &p.identity, channel);
                 if file.as_ref().is_some_and(|f| f.exists()) {
-                    journal.mark_sent(&p.identity, &self.deliverer.message_id(&p.identity), &now_s)?;
+                    journal.mark_sent(
+                        &p.identity,
+                        &self.deliverer.message_id(&p.identity),
+                        &now_s,
+                    )?;
                     tracing::info!(invoice = %p.identity.invoice, stage = %p.identity.stage, "recovered: delivered before the interruption");
                     continue;
                 }
@@ -318,10 +398,15 @@ impl Daemon {
         let config_file = config.file.clone().map(|f| absolute(&f));
         let rules = absolute(&config.path(&config.rules));
         let templates = absolute(&config.path(&config.templates));
-        let feeds: Vec<PathBuf> = crate::feed::feeds_for(config, &self.options.feeds).iter().map(|f| absolute(&config.path(&f.path))).collect();
+        let feeds: Vec<PathBuf> = crate::feed::feeds_for(config, &self.options.feeds)
+            .iter()
+            .map(|f| absolute(&config.path(&f.path)))
+            .collect();
         let all = changed.is_empty();
         let config_changed = all || changed.iter().any(|c| Some(c) == config_file.as_ref());
-        let rules_changed = changed.iter().any(|c| c.starts_with(&rules) || c.starts_with(&templates));
+        let rules_changed = changed
+            .iter()
+            .any(|c| c.starts_with(&rules) || c.starts_with(&templates));
         let feeds_changed = changed.iter().any(|c| feeds.contains(c));
         let names: Vec<String> = changed.iter().map(|c| c.display().to_string()).collect();
         let ok = if config_changed {
@@ -364,7 +449,8 @@ impl Daemon {
                     for p in load.problems.iter() {
                         tracing::warn!("{p}");
                     }
-                    self.project.ledger = Arc::new(crate::model::Ledger::new(load.invoices));
+                    self.project.ledger =
+                        Arc::new(crate::model::Ledger::with_index(load.invoices, load.index));
                     self.project.bad_rows = load.bad_rows;
                 } else {
                     log_problems(&load.problems);
@@ -378,7 +464,16 @@ impl Daemon {
             return false;
         }
         let today = self.today(Utc::now());
-        let due = self.journal_view().map(|view| self.project.evaluator().plan(today, 1, &view, None).reminders.len()).unwrap_or(0);
+        let due = self
+            .journal_view()
+            .map(|view| {
+                self.project
+                    .evaluator()
+                    .plan(today, 1, &view, None)
+                    .reminders
+                    .len()
+            })
+            .unwrap_or(0);
         tracing::info!(
             changed = ?names,
             policies = self.project.rulebook.policies.len(),
@@ -402,7 +497,10 @@ impl Daemon {
                 let when = tz
                     .from_local_datetime(&day.and_time(at))
                     .earliest()
-                    .or_else(|| tz.from_local_datetime(&(day.and_time(at) + chrono::Duration::hours(1))).earliest());
+                    .or_else(|| {
+                        tz.from_local_datetime(&(day.and_time(at) + chrono::Duration::hours(1)))
+                            .earliest()
+                    });
                 if let Some(when) = when.map(|w| w.with_timezone(&Utc)).filter(|w| *w > now) {
                     return when;
                 }
@@ -430,14 +528,17 @@ impl Daemon {
                 tracing::info!(date = ?report.date, due = report.due, sent = report.sent, failed = report.failed,
                     recovered = report.recovered, held = report.held, "evaluation done");
                 next_eval = self.next_evaluation(Utc::now());
-            } else if let Some(journal) = &self.journal {
-                if journal.next_retry()?.is_some_and(|at| at <= rfc3339(now)) {
-                    let mut report = Report::default();
-                    self.deliver_pending(now, &mut report)?;
-                }
+            } else if let Some(journal) = &self.journal
+                && journal.next_retry()?.is_some_and(|at| at <= rfc3339(now))
+            {
+                let mut report = Report::default();
+                self.deliver_pending(now, &mut report)?;
             }
             let next_retry = match &self.journal {
-                Some(j) => j.next_retry()?.and_then(|at| DateTime::parse_from_rfc3339(&at).ok()).map(|t| t.with_timezone(&Utc)),
+                Some(j) => j
+                    .next_retry()?
+                    .and_then(|at| DateTime::parse_from_rfc3339(&at).ok())
+                    .map(|t| t.with_timezone(&Utc)),
                 None => None,
             };
             let wake = next_retry.map_or(next_eval, |r| r.min(next_eval));
@@ -457,7 +558,12 @@ impl Daemon {
                     }
                     paths.sort();
                     paths.dedup();
-                    let config_changed = self.project.config.file.as_ref().is_some_and(|f| paths.contains(&absolute(f)));
+                    let config_changed = self
+                        .project
+                        .config
+                        .file
+                        .as_ref()
+                        .is_some_and(|f| paths.contains(&absolute(f)));
                     if self.reload(&paths) && config_changed {
                         watcher = self.watch(tx.clone())?;
                     }
@@ -473,44 +579,81 @@ impl Daemon {
 
     /// Watches the folders (not single files, so that editors that save via a
     /// temporary file and a rename are seen) and sends the relevant changes.
-    fn watch(&self, tx: mpsc::Sender<Event>) -> Result<Debouncer<notify::RecommendedWatcher, RecommendedCache>> {
+    fn watch(
+        &self,
+        tx: mpsc::Sender<Event>,
+    ) -> Result<Debouncer<notify::RecommendedWatcher, RecommendedCache>> {
         let config = &self.project.config;
         let rules = absolute(&config.path(&config.rules));
         let templates = absolute(&config.path(&config.templates));
-        let config_file = config.file.clone().map(|f| absolute(&f)).unwrap_or_else(|| absolute(&self.options.dir.join("relance.yaml")));
-        let feeds: Vec<PathBuf> = crate::feed::feeds_for(config, &self.options.feeds).iter().map(|f| absolute(&config.path(&f.path))).collect();
+        let config_file = config
+            .file
+            .clone()
+            .map(|f| absolute(&f))
+            .unwrap_or_else(|| absolute(&self.options.dir.join("relance.yaml")));
+        let feeds: Vec<PathBuf> = crate::feed::feeds_for(config, &self.options.feeds)
+            .iter()
+            .map(|f| absolute(&config.path(&f.path)))
+            .collect();
         let relevant = {
-            let (rules, templates, config_file, feeds) = (rules.clone(), templates.clone(), config_file.clone(), feeds.clone());
+            let (rules, templates, config_file, feeds) = (
+                rules.clone(),
+                templates.clone(),
+                config_file.clone(),
+                feeds.clone(),
+            );
             move |p: &Path| {
                 let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
                 let edited = !name.starts_with('.') && !name.ends_with('~');
-                let rule_file = matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "rhai" | "hbs"));
-                (edited && rule_file && (p.starts_with(&rules) || p.starts_with(&templates))) || p == config_file || feeds.iter().any(|f| f == p)
+                let rule_file = matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml" | "rhai" | "hbs")
+                );
+                (edited && rule_file && (p.starts_with(&rules) || p.starts_with(&templates)))
+                    || p == config_file
+                    || feeds.iter().any(|f| f == p)
             }
         };
-        let mut debouncer = new_debouncer(Duration::from_millis(150), None, move |result: DebounceEventResult| match result {
-            Ok(events) => {
-                let paths: Vec<PathBuf> = events.iter().flat_map(|e| e.paths.iter()).filter(|p| relevant(p)).cloned().collect();
-                if !paths.is_empty() {
-                    let _ = tx.send(Event::Changed(paths));
+        let mut debouncer = new_debouncer(
+            Duration::from_millis(150),
+            None,
+            move |result: DebounceEventResult| match result {
+                Ok(events) => {
+                    let paths: Vec<PathBuf> = events
+                        .iter()
+                        .flat_map(|e| e.paths.iter())
+                        .filter(|p| relevant(p))
+                        .cloned()
+                        .collect();
+                    if !paths.is_empty() {
+                        let _ = tx.send(Event::Changed(paths));
+                    }
                 }
-            }
-            Err(errors) => {
-                for e in errors {
-                    tracing::warn!("file watcher: {e}");
+                Err(errors) => {
+                    for e in errors {
+                        tracing::warn!("file watcher: {e}");
+                    }
                 }
-            }
-        })?;
+            },
+        )?;
         for dir in [&rules, &templates] {
             if dir.is_dir() {
-                debouncer.watch(dir, RecursiveMode::Recursive).with_context(|| format!("watching {}", dir.display()))?;
+                debouncer
+                    .watch(dir, RecursiveMode::Recursive)
+                    .with_context(|| format!("watching {}", dir.display()))?;
             }
         }
-        let mut parents: Vec<PathBuf> = feeds.iter().chain([&config_file]).filter_map(|f| f.parent().map(Path::to_path_buf)).collect();
+        let mut parents: Vec<PathBuf> = feeds
+            .iter()
+            .chain([&config_file])
+            .filter_map(|f| f.parent().map(Path::to_path_buf))
+            .collect();
         parents.sort();
         parents.dedup();
         for dir in parents.iter().filter(|d| d.is_dir()) {
-            debouncer.watch(dir, RecursiveMode::NonRecursive).with_context(|| format!("watching {}", dir.display()))?;
+            debouncer
+                .watch(dir, RecursiveMode::NonRecursive)
+                .with_context(|| format!("watching {}", dir.display()))?;
         }
         Ok(debouncer)
     }
@@ -519,7 +662,10 @@ impl Daemon {
 fn absolute(p: &Path) -> PathBuf {
     let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     // Resolve symlinks of the folder (e.g. /tmp on macOS) so paths compare with the watcher's.
-    match (abs.parent().and_then(|d| d.canonicalize().ok()), abs.file_name()) {
+    match (
+        abs.parent().and_then(|d| d.canonicalize().ok()),
+        abs.file_name(),
+    ) {
         (Some(dir), Some(name)) => dir.join(name),
         _ => abs,
     }

@@ -26,14 +26,25 @@ pub struct Identity {
 
 impl Identity {
     pub fn of(r: &Reminder) -> Identity {
-        Identity { invoice: r.invoice.clone(), policy: r.policy.clone(), stage: r.stage.clone(), occurrence: r.occurrence }
+        Identity {
+            invoice: r.invoice.clone(),
+            policy: r.policy.clone(),
+            stage: r.stage.clone(),
+            occurrence: r.occurrence,
+        }
     }
 
     /// A stable token for file names and Message-IDs: the four parts joined by
     /// dots, each with anything but letters, digits, `-` and `_` written `%XX`,
     /// so that two identities never share a token.
     pub fn token(&self) -> String {
-        [escape(&self.invoice), escape(&self.policy), escape(&self.stage), self.occurrence.to_string()].join(".")
+        [
+            escape(&self.invoice),
+            escape(&self.policy),
+            escape(&self.stage),
+            self.occurrence.to_string(),
+        ]
+        .join(".")
     }
 }
 
@@ -58,7 +69,10 @@ pub enum DeliveryError {
     #[error("SMTP: {0}")]
     Smtp(#[from] lettre::transport::smtp::Error),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("SMTP password: environment variable {0} is not set")]
     MissingPassword(String),
 }
@@ -90,7 +104,13 @@ impl Deliverer {
         let route = match &config.delivery {
             Delivery::Outbox { dir } => Route::Outbox(config.path(dir)),
             Delivery::Log => Route::Log,
-            Delivery::Smtp { host, port, tls, user, password_env } => {
+            Delivery::Smtp {
+                host,
+                port,
+                tls,
+                user,
+                password_env,
+            } => {
                 let mut builder = match tls {
                     Tls::Tls => SmtpTransport::relay(host)?,
                     Tls::Starttls => SmtpTransport::starttls_relay(host)?,
@@ -104,7 +124,8 @@ impl Deliverer {
                 builder = builder.port(*port).timeout(Some(Duration::from_secs(30)));
                 if let Some(user) = user {
                     let password = match password_env {
-                        Some(var) => std::env::var(var).map_err(|_| DeliveryError::MissingPassword(var.clone()))?,
+                        Some(var) => std::env::var(var)
+                            .map_err(|_| DeliveryError::MissingPassword(var.clone()))?,
                         None => String::new(),
                     };
                     builder = builder.credentials(Credentials::new(user.clone(), password));
@@ -114,10 +135,23 @@ impl Deliverer {
         };
         let email = config.company.get("email");
         let from = (!email.is_empty())
-            .then(|| email.parse().ok().map(|addr| Mailbox::new(clean_name(config.company.get("name")), addr)))
+            .then(|| {
+                email
+                    .parse()
+                    .ok()
+                    .map(|addr| Mailbox::new(clean_name(config.company.get("name")), addr))
+            })
             .flatten();
-        let domain = email.rsplit_once('@').map_or("relance.invalid", |(_, d)| d).to_string();
-        Ok(Deliverer { route, tasks: config.path(&config.tasks), from, domain })
+        let domain = email
+            .rsplit_once('@')
+            .map_or("relance.invalid", |(_, d)| d)
+            .to_string();
+        Ok(Deliverer {
+            route,
+            tasks: config.path(&config.tasks),
+            from,
+            domain,
+        })
     }
 
     pub fn message_id(&self, identity: &Identity) -> String {
@@ -126,7 +160,12 @@ impl Deliverer {
 
     /// The file a reminder is written to, if its route writes files: the
     /// proof, after a crash, that it was delivered.
-    pub fn file_for(&self, date: chrono::NaiveDate, identity: &Identity, channel: Channel) -> Option<PathBuf> {
+    pub fn file_for(
+        &self,
+        date: chrono::NaiveDate,
+        identity: &Identity,
+        channel: Channel,
+    ) -> Option<PathBuf> {
         let stem = format!("{date}.{}", identity.token());
         match (channel, &self.route) {
             (Channel::Email, Route::Outbox(dir)) => Some(dir.join(format!("{stem}.eml"))),
@@ -138,7 +177,9 @@ impl Deliverer {
     /// Delivers a rendered reminder; returns its Message-ID (emails) or file.
     pub fn deliver(&self, r: &Reminder) -> Result<String, DeliveryError> {
         if r.channel != Channel::Email {
-            let path = self.file_for(r.date, &Identity::of(r), r.channel).expect("task channels write files");
+            let path = self
+                .file_for(r.date, &Identity::of(r), r.channel)
+                .expect("task channels write files");
             write_atomically(&path, task_text(r).as_bytes())?;
             return Ok(path.display().to_string());
         }
@@ -150,7 +191,9 @@ impl Deliverer {
             }
             Route::Outbox(_) => {
                 let email = self.email(r, &id)?;
-                let path = self.file_for(r.date, &Identity::of(r), r.channel).expect("outbox writes files");
+                let path = self
+                    .file_for(r.date, &Identity::of(r), r.channel)
+                    .expect("outbox writes files");
                 write_atomically(&path, &email.formatted())?;
                 Ok(id)
             }
@@ -165,10 +208,11 @@ impl Deliverer {
     /// Builds the MIME message. Names and subjects are encoded by lettre;
     /// control characters are removed first, so feed data cannot add headers.
     pub fn email(&self, r: &Reminder, message_id: &str) -> Result<lettre::Message, DeliveryError> {
-        let from = self
-            .from
-            .clone()
-            .ok_or_else(|| DeliveryError::Address("company.email in relance.yaml is not a valid sender address".into()))?;
+        let from = self.from.clone().ok_or_else(|| {
+            DeliveryError::Address(
+                "company.email in relance.yaml is not a valid sender address".into(),
+            )
+        })?;
         let mut builder = lettre::Message::builder()
             .from(from.clone())
             .reply_to(from)
@@ -177,27 +221,45 @@ impl Deliverer {
             .date_now()
             .user_agent(format!("relance/{}", env!("CARGO_PKG_VERSION")));
         let mut any = false;
-        for address in r.to.split([',', ';']).map(str::trim).filter(|a| !a.is_empty()) {
-            let addr = address
-                .parse()
-                .map_err(|e| DeliveryError::Address(format!("invoice {}: recipient {address:?}: {e}", r.invoice)))?;
+        for address in
+            r.to.split([',', ';'])
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+        {
+            let addr = address.parse().map_err(|e| {
+                DeliveryError::Address(format!("invoice {}: recipient {address:?}: {e}", r.invoice))
+            })?;
             builder = builder.to(Mailbox::new(clean_name(&r.customer_name), addr));
             any = true;
         }
         if !any {
-            return Err(DeliveryError::Address(format!("invoice {} has no email address", r.invoice)));
+            return Err(DeliveryError::Address(format!(
+                "invoice {} has no email address",
+                r.invoice
+            )));
         }
         let text = r.body.clone().unwrap_or_default();
         let email = match &r.html {
-            Some(html) => builder.multipart(MultiPart::alternative_plain_html(text, html.clone()))?,
-            None => builder.singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(text))?,
+            Some(html) => {
+                builder.multipart(MultiPart::alternative_plain_html(text, html.clone()))?
+            }
+            None => builder.singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(text),
+            )?,
         };
         Ok(email)
     }
 }
 
 fn clean_line(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect::<String>().split_whitespace().collect::<Vec<_>>().join(" ")
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn clean_name(s: &str) -> Option<String> {
@@ -226,10 +288,18 @@ fn task_text(r: &Reminder) -> String {
 
 /// Writes a file so that it is either absent or complete: temp file, fsync, rename, fsync of the folder.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DeliveryError> {
-    let io = |source| DeliveryError::Io { path: path.to_path_buf(), source };
+    let io = |source| DeliveryError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("message")));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("message")
+    ));
     {
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
         f.write_all(bytes).map_err(io)?;
@@ -248,8 +318,16 @@ mod tests {
 
     #[test]
     fn tokens_are_stable_and_distinct() {
-        let id = |inv: &str, stage: &str| Identity { invoice: inv.into(), policy: "std".into(), stage: stage.into(), occurrence: 2 };
-        assert_eq!(id("F2026-0012", "overdue_1").token(), "F2026-0012.std.overdue_1.2");
+        let id = |inv: &str, stage: &str| Identity {
+            invoice: inv.into(),
+            policy: "std".into(),
+            stage: stage.into(),
+            occurrence: 2,
+        };
+        assert_eq!(
+            id("F2026-0012", "overdue_1").token(),
+            "F2026-0012.std.overdue_1.2"
+        );
         assert_eq!(id("A/B c", "x").token(), "A%2FB%20c.std.x.2");
         assert_ne!(id("a.b", "c").token(), id("a", "b.c").token());
     }

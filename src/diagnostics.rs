@@ -23,13 +23,28 @@ pub struct Location {
 
 impl Location {
     pub fn file(file: &Path) -> Self {
-        Location { file: file.to_path_buf(), line: None, col: None, index: None }
+        Location {
+            file: file.to_path_buf(),
+            line: None,
+            col: None,
+            index: None,
+        }
     }
     pub fn at(file: &Path, line: usize, col: usize) -> Self {
-        Location { file: file.to_path_buf(), line: Some(line), col: Some(col), index: None }
+        Location {
+            file: file.to_path_buf(),
+            line: Some(line),
+            col: Some(col),
+            index: None,
+        }
     }
     pub fn line(file: &Path, line: usize) -> Self {
-        Location { file: file.to_path_buf(), line: Some(line), col: None, index: None }
+        Location {
+            file: file.to_path_buf(),
+            line: Some(line),
+            col: None,
+            index: None,
+        }
     }
 }
 
@@ -56,10 +71,18 @@ pub struct Problem {
 
 impl Problem {
     pub fn error(location: Location, message: impl Into<String>) -> Self {
-        Problem { severity: Severity::Error, location, message: message.into() }
+        Problem {
+            severity: Severity::Error,
+            location,
+            message: message.into(),
+        }
     }
     pub fn warning(location: Location, message: impl Into<String>) -> Self {
-        Problem { severity: Severity::Warning, location, message: message.into() }
+        Problem {
+            severity: Severity::Warning,
+            location,
+            message: message.into(),
+        }
     }
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
@@ -111,19 +134,28 @@ impl Problems {
 /// (1-based) on, optionally only on a line that also contains `value`.
 /// serde_yaml reports positions of syntax errors only; this pins semantic
 /// errors (an unknown template, a bad expression) to the line a user edits.
-pub fn locate_yaml_key(source: &str, from: usize, key: &str, value: Option<&str>) -> Option<(usize, usize)> {
+pub fn locate_yaml_key(
+    source: &str,
+    from: usize,
+    key: &str,
+    value: Option<&str>,
+) -> Option<(usize, usize)> {
     let pattern = format!("{key}:");
-    source.lines().enumerate().skip(from.saturating_sub(1)).find_map(|(i, line)| {
-        // The key starts a block line (`key:`, `- key:`) or follows `{` or `,` in a flow mapping.
-        let col = line.match_indices(&pattern).map(|(c, _)| c).find(|&c| {
-            let before = line[..c].trim_end();
-            before.is_empty() || before.ends_with(['-', '{', ','])
-        })?;
-        if value.is_some_and(|v| !line[col..].contains(v)) {
-            return None;
-        }
-        Some((i + 1, col + 1))
-    })
+    source
+        .lines()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .find_map(|(i, line)| {
+            // The key starts a block line (`key:`, `- key:`) or follows `{` or `,` in a flow mapping.
+            let col = line.match_indices(&pattern).map(|(c, _)| c).find(|&c| {
+                let before = line[..c].trim_end();
+                before.is_empty() || before.ends_with(['-', '{', ','])
+            })?;
+            if value.is_some_and(|v| !line[col..].contains(v)) {
+                return None;
+            }
+            Some((i + 1, col + 1))
+        })
 }
 
 /// Converts a YAML error into a problem at its position in `file`.

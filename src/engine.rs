@@ -115,15 +115,29 @@ impl Evaluator<'_> {
             .map(|m| Dynamic::from(ImmutableString::from(m.stage.as_str())))
             .collect();
         Variables {
-            invoice: InvoiceView { ledger: self.ledger.clone(), index: invoice, today: date },
-            customer: CustomerView { ledger: self.ledger.clone(), index: self.ledger.customer_of[invoice], today: date },
+            invoice: InvoiceView {
+                ledger: self.ledger.clone(),
+                index: invoice,
+                today: date,
+            },
+            customer: CustomerView {
+                ledger: self.ledger.clone(),
+                index: self.ledger.customer_index(invoice),
+                today: date,
+            },
             today: date,
             sent,
         }
     }
 
     /// Applies SPEC §4 to one open invoice on `date`, given its journal marks.
-    pub fn evaluate(&self, invoice: usize, date: NaiveDate, marks: &[Mark], mut trace: Option<&mut Trace>) -> Outcome {
+    pub fn evaluate(
+        &self,
+        invoice: usize,
+        date: NaiveDate,
+        marks: &[Mark],
+        mut trace: Option<&mut Trace>,
+    ) -> Outcome {
         let mut out = Outcome::default();
         let mut scope = self.variables(invoice, date, marks).into_scope(None);
 
@@ -150,11 +164,12 @@ impl Evaluator<'_> {
             }
         }
         if let (Some(t), Some(chosen)) = (trace.as_deref_mut(), out.policy) {
-            t.policies.extend(self.policies[chosen + 1..].iter().map(|p| PolicyTrace {
-                policy: p.name.clone(),
-                priority: p.priority,
-                applies: None,
-            }));
+            t.policies
+                .extend(self.policies[chosen + 1..].iter().map(|p| PolicyTrace {
+                    policy: p.name.clone(),
+                    priority: p.priority,
+                    applies: None,
+                }));
         }
         let Some(p) = out.policy else { return out };
         let policy = &self.policies[p];
@@ -165,13 +180,21 @@ impl Evaluator<'_> {
         let journaled = |s: usize, k: u32| {
             marks
                 .iter()
-                .find(|m| m.policy == policy.name && m.stage == policy.stages[s].id && m.occurrence == k)
+                .find(|m| {
+                    m.policy == policy.name && m.stage == policy.stages[s].id && m.occurrence == k
+                })
                 .map(|m| m.state)
         };
         let last = marks
             .iter()
             .filter(|m| m.policy == policy.name)
-            .filter_map(|m| policy.stages.iter().position(|s| s.id == m.stage).map(|s| (s, m.occurrence)))
+            .filter_map(|m| {
+                policy
+                    .stages
+                    .iter()
+                    .position(|s| s.id == m.stage)
+                    .map(|s| (s, m.occurrence))
+            })
             .max();
 
         // 2. Reached occurrences that are candidates, in order.
@@ -207,7 +230,11 @@ impl Evaluator<'_> {
                     break;
                 }
                 if state.is_none() && !passed {
-                    candidates.push(Occurrence { stage: s, occurrence: k, reached_on });
+                    candidates.push(Occurrence {
+                        stage: s,
+                        occurrence: k,
+                        reached_on,
+                    });
                 }
                 k += 1;
             }
@@ -223,10 +250,16 @@ impl Evaluator<'_> {
                     self.scripts.eval_bool(expr, &mut scope)
                 }
             };
-            if let Some(t) = trace.as_deref_mut() {
-                if let Some(st) = t.stages.iter_mut().find(|st| st.stage == stage.id && st.occurrence == c.occurrence) {
-                    st.when = stage.when.as_ref().map(|_| holds.clone().map_err(|e| e.to_string()));
-                }
+            if let Some(t) = trace.as_deref_mut()
+                && let Some(st) = t
+                    .stages
+                    .iter_mut()
+                    .find(|st| st.stage == stage.id && st.occurrence == c.occurrence)
+            {
+                st.when = stage
+                    .when
+                    .as_ref()
+                    .map(|_| holds.clone().map_err(|e| e.to_string()));
             }
             match holds {
                 Ok(true) if out.fire.is_none() => {
@@ -246,7 +279,9 @@ impl Evaluator<'_> {
         };
         if let Some(t) = trace {
             for st in &mut t.stages {
-                let is = |o: &Occurrence| policy.stages[o.stage].id == st.stage && o.occurrence == st.occurrence;
+                let is = |o: &Occurrence| {
+                    policy.stages[o.stage].id == st.stage && o.occurrence == st.occurrence
+                };
                 if out.fire.as_ref().is_some_and(is) {
                     st.verdict = Verdict::Fires;
                 } else if out.skipped.iter().any(is) {
@@ -285,7 +320,13 @@ impl Evaluator<'_> {
     /// them if no payment arrived: each day's decisions are journaled in memory
     /// before the next day is decided. Days on which nothing can change for an
     /// invoice are not evaluated.
-    pub fn plan(&self, from: NaiveDate, days: u32, journal: &JournalView, only: Option<usize>) -> Plan {
+    pub fn plan(
+        &self,
+        from: NaiveDate,
+        days: u32,
+        journal: &JournalView,
+        only: Option<usize>,
+    ) -> Plan {
         let end = add_days(from, i64::from(days));
         let daily = self.policies.iter().any(Policy::time_dependent);
         let mut plan = Plan::default();
@@ -304,7 +345,11 @@ impl Evaluator<'_> {
             while day < end {
                 let out = self.evaluate(invoice, day, &marks, None);
                 for e in out.errors {
-                    if !plan.errors.iter().any(|(i, known)| *i == invoice && *known == e) {
+                    if !plan
+                        .errors
+                        .iter()
+                        .any(|(i, known)| *i == invoice && *known == e)
+                    {
                         plan.errors.push((invoice, e));
                     }
                 }
@@ -329,10 +374,22 @@ impl Evaluator<'_> {
                     date: day.to_string(),
                 };
                 marks.extend(out.skipped.iter().map(|o| mark(o, State::Skipped)));
-                plan.skipped.extend(out.skipped.iter().map(|o| Planned { date: day, invoice, policy: p, stage: o.stage, occurrence: o.occurrence }));
+                plan.skipped.extend(out.skipped.iter().map(|o| Planned {
+                    date: day,
+                    invoice,
+                    policy: p,
+                    stage: o.stage,
+                    occurrence: o.occurrence,
+                }));
                 if let Some(f) = out.fire {
                     marks.push(mark(&f, State::Sent));
-                    plan.reminders.push(Planned { date: day, invoice, policy: p, stage: f.stage, occurrence: f.occurrence });
+                    plan.reminders.push(Planned {
+                        date: day,
+                        invoice,
+                        policy: p,
+                        stage: f.stage,
+                        occurrence: f.occurrence,
+                    });
                 }
                 day = if daily || out.pending {
                     add_days(day, 1)
@@ -345,7 +402,13 @@ impl Evaluator<'_> {
             }
         }
         let ledger = self.ledger;
-        plan.reminders.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| ledger.invoices[a.invoice].number.cmp(&ledger.invoices[b.invoice].number)));
+        plan.reminders.sort_by(|a, b| {
+            a.date.cmp(&b.date).then_with(|| {
+                ledger.invoices[a.invoice]
+                    .number
+                    .cmp(&ledger.invoices[b.invoice].number)
+            })
+        });
         plan
     }
 }
@@ -374,12 +437,21 @@ mod tests {
         let scripts = Scripts::load(dir.path(), &mut problems);
         let policies = load_policies(dir.path(), &scripts, &mut problems);
         assert!(!problems.has_errors(), "{problems:?}");
-        Fixture { _dir: dir, policies, scripts, ledger: Arc::new(Ledger::new(invoices)) }
+        Fixture {
+            _dir: dir,
+            policies,
+            scripts,
+            ledger: Arc::new(Ledger::new(invoices)),
+        }
     }
 
     impl Fixture {
         fn ev(&self) -> Evaluator<'_> {
-            Evaluator { policies: &self.policies, scripts: &self.scripts, ledger: &self.ledger }
+            Evaluator {
+                policies: &self.policies,
+                scripts: &self.scripts,
+                ledger: &self.ledger,
+            }
         }
         /// (date, stage, occurrence) of each planned reminder.
         fn plan(&self, from: &str, days: u32, journal: &JournalView) -> Vec<(String, String, u32)> {
@@ -387,7 +459,13 @@ mod tests {
                 .plan(date(from), days, journal, None)
                 .reminders
                 .iter()
-                .map(|r| (r.date.to_string(), self.policies[r.policy].stages[r.stage].id.clone(), r.occurrence))
+                .map(|r| {
+                    (
+                        r.date.to_string(),
+                        self.policies[r.policy].stages[r.stage].id.clone(),
+                        r.occurrence,
+                    )
+                })
                 .collect()
         }
     }
@@ -422,27 +500,41 @@ stages:
         // A daemon down for a fortnight: one reminder, the right one.
         let out = f.ev().evaluate(0, date("2026-12-12"), &[], None);
         assert_eq!(out.fire.map(|o| o.stage), Some(2));
-        assert_eq!(out.skipped.iter().map(|o| o.stage).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(
+            out.skipped.iter().map(|o| o.stage).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
     }
 
     #[test]
     fn when_false_falls_back_to_an_earlier_candidate_and_waits() {
         let f = fixture(&[STANDARD], vec![invoice("F1", "C1", "2026-12-10", "20")]);
         let out = f.ev().evaluate(0, date("2026-12-26"), &[], None);
-        assert_eq!(out.fire.map(|o| o.stage), Some(2), "overdue_2 needs >= 50 due");
+        assert_eq!(
+            out.fire.map(|o| o.stage),
+            Some(2),
+            "overdue_2 needs >= 50 due"
+        );
         assert!(out.pending);
     }
 
     #[test]
     fn a_policy_never_steps_back() {
         let f = fixture(&[STANDARD], vec![invoice("F1", "C1", "2026-12-10", "100")]);
-        let marks = vec![Mark { policy: "standard".into(), stage: "overdue_1".into(), occurrence: 0, state: State::Sent, date: "2026-12-11".into() }];
+        let marks = vec![Mark {
+            policy: "standard".into(),
+            stage: "overdue_1".into(),
+            occurrence: 0,
+            state: State::Sent,
+            date: "2026-12-11".into(),
+        }];
         // courtesy and due_soon are reached and not journaled, but come before overdue_1.
         let out = f.ev().evaluate(0, date("2026-12-12"), &marks, None);
         assert_eq!(out.fire, None);
         assert!(!out.pending);
         let mut trace = Trace::default();
-        f.ev().evaluate(0, date("2026-12-12"), &marks, Some(&mut trace));
+        f.ev()
+            .evaluate(0, date("2026-12-12"), &marks, Some(&mut trace));
         assert_eq!(trace.stages[0].verdict, Verdict::Passed);
         assert_eq!(trace.stages[2].verdict, Verdict::InJournal);
         assert_eq!(trace.stages[3].verdict, Verdict::NotReached);
@@ -454,9 +546,20 @@ stages:
         let b = "name: b\npriority: 10\nstages: [{id: b, offset: 1, template: t}]\n";
         let a = "name: a\npriority: 10\nstages: [{id: a, offset: 1, template: t}]\n";
         let mut tagged = invoice("F2", "C2", "2026-12-10", "100");
-        tagged.tags = vec!["vip".into()];
-        let f = fixture(&[vip, b, a], vec![invoice("F1", "C1", "2026-12-10", "100"), tagged]);
-        let name = |i| f.policies[f.ev().evaluate(i, date("2026-12-11"), &[], None).policy.unwrap()].name.clone();
+        tagged.tags = Arc::new(["vip".into()]);
+        let f = fixture(
+            &[vip, b, a],
+            vec![invoice("F1", "C1", "2026-12-10", "100"), tagged],
+        );
+        let name = |i| {
+            f.policies[f
+                .ev()
+                .evaluate(i, date("2026-12-11"), &[], None)
+                .policy
+                .unwrap()]
+            .name
+            .clone()
+        };
         assert_eq!(name(0), "a");
         assert_eq!(name(1), "vip");
     }
@@ -465,7 +568,9 @@ stages:
     fn unmatched_invoices_are_reported_not_errors() {
         let only_usd = "name: usd\napplies_to: 'invoice.currency == \"USD\"'\nstages: [{id: s, offset: 1, template: t}]\n";
         let f = fixture(&[only_usd], vec![invoice("F1", "C1", "2026-12-10", "100")]);
-        let plan = f.ev().plan(date("2026-12-01"), 30, &JournalView::default(), None);
+        let plan = f
+            .ev()
+            .plan(date("2026-12-01"), 30, &JournalView::default(), None);
         assert_eq!(plan.unmatched, vec![0]);
         assert!(plan.reminders.is_empty() && plan.errors.is_empty());
     }
@@ -473,12 +578,27 @@ stages:
     #[test]
     fn a_throwing_script_is_reported_for_that_invoice_only() {
         let p = "name: p\nstages:\n  - {id: s, offset: 1, template: t, when: 'invoice.number != \"BAD\" || days_between(\"boom\", today) > 0'}\n";
-        let f = fixture(&[p], vec![invoice("BAD", "C1", "2026-12-10", "100"), invoice("OK", "C1", "2026-12-10", "100")]);
-        let plan = f.ev().plan(date("2026-12-11"), 1, &JournalView::default(), None);
+        let f = fixture(
+            &[p],
+            vec![
+                invoice("BAD", "C1", "2026-12-10", "100"),
+                invoice("OK", "C1", "2026-12-10", "100"),
+            ],
+        );
+        let plan = f
+            .ev()
+            .plan(date("2026-12-11"), 1, &JournalView::default(), None);
         assert_eq!(plan.reminders.len(), 1);
         assert_eq!(plan.reminders[0].invoice, 1);
         assert_eq!(plan.errors.len(), 1);
-        assert!(plan.errors[0].1.message.contains("\"boom\" is not a YYYY-MM-DD date"), "{}", plan.errors[0].1);
+        assert!(
+            plan.errors[0]
+                .1
+                .message
+                .contains("\"boom\" is not a YYYY-MM-DD date"),
+            "{}",
+            plan.errors[0].1
+        );
     }
 
     #[test]
@@ -487,11 +607,22 @@ stages:
         let plan = f.plan("2026-12-01", 30, &JournalView::default());
         assert_eq!(
             plan,
-            vec![row("2026-12-03 courtesy", 0), row("2026-12-08 due_soon", 0), row("2026-12-11 overdue_1", 0), row("2026-12-25 overdue_2", 0)]
+            vec![
+                row("2026-12-03 courtesy", 0),
+                row("2026-12-08 due_soon", 0),
+                row("2026-12-11 overdue_1", 0),
+                row("2026-12-25 overdue_2", 0)
+            ]
         );
         // Starting late: the first day catches up with one reminder, the latest.
         let plan = f.plan("2026-12-20", 10, &JournalView::default());
-        assert_eq!(plan, vec![row("2026-12-20 overdue_1", 0), row("2026-12-25 overdue_2", 0)]);
+        assert_eq!(
+            plan,
+            vec![
+                row("2026-12-20 overdue_1", 0),
+                row("2026-12-25 overdue_2", 0)
+            ]
+        );
     }
 
     #[test]
@@ -500,13 +631,24 @@ stages:
         let mut journal = JournalView::default();
         journal.by_invoice.insert(
             "F1".into(),
-            vec![Mark { policy: "standard".into(), stage: "overdue_2".into(), occurrence: 0, state: State::Sent, date: "2026-02-15".into() }],
+            vec![Mark {
+                policy: "standard".into(),
+                stage: "overdue_2".into(),
+                occurrence: 0,
+                state: State::Sent,
+                date: "2026-02-15".into(),
+            }],
         );
         let plan = f.plan("2026-04-01", 200, &journal);
         // 2026-01-31 + 90 = 2026-05-01, then +30 three times.
         assert_eq!(
             plan,
-            vec![row("2026-05-01 collection", 0), row("2026-05-31 collection", 1), row("2026-06-30 collection", 2), row("2026-07-30 collection", 3)]
+            vec![
+                row("2026-05-01 collection", 0),
+                row("2026-05-31 collection", 1),
+                row("2026-06-30 collection", 2),
+                row("2026-07-30 collection", 3)
+            ]
         );
     }
 
@@ -517,21 +659,34 @@ stages:
         inv.issue_date = date("2028-01-31");
         let f = fixture(&[p], vec![inv]);
         let plan = f.plan("2028-02-28", 4, &JournalView::default());
-        assert_eq!(plan, vec![row("2028-02-29 monthly", 0), row("2028-03-01 monthly", 1), row("2028-03-02 monthly", 2)]);
+        assert_eq!(
+            plan,
+            vec![
+                row("2028-02-29 monthly", 0),
+                row("2028-03-01 monthly", 1),
+                row("2028-03-02 monthly", 2)
+            ]
+        );
     }
 
     #[test]
     fn one_reminder_per_invoice_per_day() {
         let p = "name: p\nstages:\n  - {id: a, offset: 0, template: t}\n  - {id: b, offset: 0, template: t}\n";
         let f = fixture(&[p], vec![invoice("F1", "C1", "2026-12-10", "100")]);
-        assert_eq!(f.plan("2026-12-01", 20, &JournalView::default()), vec![row("2026-12-10 b", 0)]);
+        assert_eq!(
+            f.plan("2026-12-01", 20, &JournalView::default()),
+            vec![row("2026-12-10 b", 0)]
+        );
     }
 
     #[test]
     fn time_dependent_when_is_rechecked_daily() {
         let p = "name: p\nstages:\n  - {id: late, offset: 1, template: t, when: 'invoice.days_overdue >= 5 && customer.overdue_count >= 1'}\n";
         let f = fixture(&[p], vec![invoice("F1", "C1", "2026-12-10", "100")]);
-        assert_eq!(f.plan("2026-12-01", 30, &JournalView::default()), vec![row("2026-12-15 late", 0)]);
+        assert_eq!(
+            f.plan("2026-12-01", 30, &JournalView::default()),
+            vec![row("2026-12-15 late", 0)]
+        );
     }
 
     #[test]

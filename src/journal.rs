@@ -113,8 +113,13 @@ pub struct Journal {
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     #[error("{path}: journal: {source}")]
-    Sqlite { path: String, source: rusqlite::Error },
-    #[error("{path}: journal schema version {found} is newer than this relance understands ({SCHEMA_VERSION})")]
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "{path}: journal schema version {found} is newer than this relance understands ({SCHEMA_VERSION})"
+    )]
     TooNew { path: String, found: i64 },
 }
 
@@ -125,37 +130,57 @@ impl Journal {
         if !path.exists() {
             return Ok(None);
         }
-        let err = |source| JournalError::Sqlite { path: path.display().to_string(), source };
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(err)?;
+        let err = |source| JournalError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        };
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(err)?;
         let journal = Journal { conn };
         let version = journal.version().map_err(err)?;
         if version > SCHEMA_VERSION {
-            return Err(JournalError::TooNew { path: path.display().to_string(), found: version });
+            return Err(JournalError::TooNew {
+                path: path.display().to_string(),
+                found: version,
+            });
         }
         Ok((version > 0).then_some(journal))
     }
 
     /// Opens (creating it and its folder if needed) and migrates the journal.
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
-        let err = |source| JournalError::Sqlite { path: path.display().to_string(), source };
+        let err = |source| JournalError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        };
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
         let conn = Connection::open(path).map_err(err)?;
         // WAL lets `preview` and `history` read while the daemon writes; FULL sync
         // makes a committed `sent` survive a power cut.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
         let journal = Journal { conn };
         let version = journal.version().map_err(err)?;
         if version > SCHEMA_VERSION {
-            return Err(JournalError::TooNew { path: path.display().to_string(), found: version });
+            return Err(JournalError::TooNew {
+                path: path.display().to_string(),
+                found: version,
+            });
         }
         for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = journal.conn.unchecked_transaction().map_err(err)?;
             tx.execute_batch(migration).map_err(err)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(err)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(err)?;
             tx.commit().map_err(err)?;
         }
         Ok(journal)
@@ -172,7 +197,9 @@ impl Journal {
     /// Every reminder, grouped by invoice, for the engine.
     pub fn view(&self) -> rusqlite::Result<JournalView> {
         let mut view = JournalView::default();
-        let mut stmt = self.conn.prepare("SELECT invoice, policy, stage, occurrence, state, date FROM reminder ORDER BY id")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT invoice, policy, stage, occurrence, state, date FROM reminder ORDER BY id",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -233,7 +260,13 @@ impl Journal {
         Ok(n == 1)
     }
 
-    pub fn state_of(&self, invoice: &str, policy: &str, stage: &str, occurrence: u32) -> rusqlite::Result<Option<State>> {
+    pub fn state_of(
+        &self,
+        invoice: &str,
+        policy: &str,
+        stage: &str,
+        occurrence: u32,
+    ) -> rusqlite::Result<Option<State>> {
         self.conn
             .query_row(
                 "SELECT state FROM reminder WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4",
@@ -319,7 +352,13 @@ impl Journal {
     }
 
     /// Records a failed attempt; `next_try_at` None means it will not be retried.
-    pub fn mark_failed(&self, id: &Identity, error: &str, next_try_at: Option<&str>, now: &str) -> rusqlite::Result<()> {
+    pub fn mark_failed(
+        &self,
+        id: &Identity,
+        error: &str,
+        next_try_at: Option<&str>,
+        now: &str,
+    ) -> rusqlite::Result<()> {
         self.conn.execute(
             "UPDATE reminder SET state = 'failed', attempts = attempts + 1, last_error = ?5, next_try_at = ?6,
                     owner = NULL, updated_at = ?7
@@ -348,7 +387,12 @@ impl Journal {
         )?;
         let rows = stmt.query_map(params![now], |r| {
             Ok(Pending {
-                identity: Identity { invoice: r.get(0)?, policy: r.get(1)?, stage: r.get(2)?, occurrence: r.get(3)? },
+                identity: Identity {
+                    invoice: r.get(0)?,
+                    policy: r.get(1)?,
+                    stage: r.get(2)?,
+                    occurrence: r.get(3)?,
+                },
                 state: State::parse(&r.get::<_, String>(4)?).unwrap_or(State::Planned),
                 date: r.get(5)?,
                 channel: r.get(6)?,
@@ -373,7 +417,11 @@ impl Journal {
 
     /// When the next failed reminder is due for a retry.
     pub fn next_retry(&self) -> rusqlite::Result<Option<String>> {
-        self.conn.query_row("SELECT MIN(next_try_at) FROM reminder WHERE state = 'failed'", [], |r| r.get(0))
+        self.conn.query_row(
+            "SELECT MIN(next_try_at) FROM reminder WHERE state = 'failed'",
+            [],
+            |r| r.get(0),
+        )
     }
 }
 
@@ -387,9 +435,25 @@ mod tests {
         let path = dir.path().join("state/relance.db");
         assert!(Journal::open_read_only(&path).unwrap().is_none());
         let j = Journal::open(&path).unwrap();
-        let mark = Mark { policy: "p".into(), stage: "s".into(), occurrence: 0, state: State::Sent, date: "2026-12-01".into() };
+        let mark = Mark {
+            policy: "p".into(),
+            stage: "s".into(),
+            occurrence: 0,
+            state: State::Sent,
+            date: "2026-12-01".into(),
+        };
         assert!(j.record("F1", &mark, "2026-12-01T09:00:00Z").unwrap());
-        assert!(!j.record("F1", &Mark { state: State::Skipped, ..mark.clone() }, "2026-12-02T09:00:00Z").unwrap());
+        assert!(
+            !j.record(
+                "F1",
+                &Mark {
+                    state: State::Skipped,
+                    ..mark.clone()
+                },
+                "2026-12-02T09:00:00Z"
+            )
+            .unwrap()
+        );
         drop(j);
         let j = Journal::open_read_only(&path).unwrap().unwrap();
         assert_eq!(j.view().unwrap().marks("F1"), &[mark]);

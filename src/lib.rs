@@ -6,15 +6,15 @@
 //! was sent. [`project`] loads a whole relance folder; the binary is a thin shell.
 
 pub mod config;
+pub mod daemon;
+pub mod deliver;
 pub mod diagnostics;
+pub mod engine;
 pub mod feed;
+pub mod journal;
 pub mod model;
 pub mod policy;
-pub mod script;
-pub mod engine;
-pub mod journal;
-pub mod render;
 pub mod project;
+pub mod render;
 pub mod report;
-pub mod deliver;
-pub mod daemon;
+pub mod script;

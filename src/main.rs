@@ -14,7 +14,11 @@ use relance::project::{Options, Project};
 use relance::report::{self, Format};
 
 #[derive(Parser)]
-#[command(name = "relance", version, about = "Payment reminders (dunning) from YAML policies, Rhai scripts and Handlebars templates")]
+#[command(
+    name = "relance",
+    version,
+    about = "Payment reminders (dunning) from YAML policies, Rhai scripts and Handlebars templates"
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -98,8 +102,12 @@ enum LogFormat {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RELANCE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).with_ansi(io::IsTerminal::is_terminal(&io::stderr()));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RELANCE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()));
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Human => builder.init(),
@@ -118,7 +126,11 @@ fn main() -> ExitCode {
 }
 
 fn options(g: &Global) -> Options {
-    Options { dir: g.dir.clone(), config: g.config.clone(), feeds: g.feeds.clone() }
+    Options {
+        dir: g.dir.clone(),
+        config: g.config.clone(),
+        feeds: g.feeds.clone(),
+    }
 }
 
 /// Loads the project; problems that stop nothing are printed as warnings.
@@ -146,13 +158,19 @@ fn print_problems(out: &mut dyn Write, problems: &Problems, as_warnings: bool) -
 }
 
 fn today(project: &Project, as_of: Option<NaiveDate>) -> NaiveDate {
-    as_of.unwrap_or_else(|| chrono::Utc::now().with_timezone(&project.config.timezone).date_naive())
+    as_of.unwrap_or_else(|| {
+        chrono::Utc::now()
+            .with_timezone(&project.config.timezone)
+            .date_naive()
+    })
 }
 
 fn journal_view(project: &Project) -> Result<relance::journal::JournalView> {
     let path = project.config.path(&project.config.journal);
     Ok(match Journal::open_read_only(&path)? {
-        Some(j) => j.view().with_context(|| format!("{}: cannot read the journal", path.display()))?,
+        Some(j) => j
+            .view()
+            .with_context(|| format!("{}: cannot read the journal", path.display()))?,
         None => Default::default(),
     })
 }
@@ -179,40 +197,87 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 project.rulebook.policies.len(),
                 project.rulebook.templates.all().len(),
             );
-            Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        Command::Preview { as_of, days, format, render, invoice } => {
+        Command::Preview {
+            as_of,
+            days,
+            format,
+            render,
+            invoice,
+        } => {
             let project = load(g, false)?;
             let from = today(&project, as_of);
             let only = match &invoice {
-                Some(number) => Some(project.ledger.find(number).with_context(|| format!("invoice {number} is not in the feeds"))?),
+                Some(number) => Some(
+                    project
+                        .ledger
+                        .find(number)
+                        .with_context(|| format!("invoice {number} is not in the feeds"))?,
+                ),
                 None => None,
             };
-            let plan = project.evaluator().plan(from, days, &journal_view(&project)?, only);
+            let plan = project
+                .evaluator()
+                .plan(from, days, &journal_view(&project)?, only);
             for (invoice, error) in &plan.errors {
-                eprintln!("{error} (invoice {})", project.ledger.invoices[*invoice].number);
+                eprintln!(
+                    "{error} (invoice {})",
+                    project.ledger.invoices[*invoice].number
+                );
             }
-            let reminders: Vec<_> = plan.reminders.iter().map(|p| project.reminder(p, render)).collect();
+            let reminders: Vec<_> = plan
+                .reminders
+                .iter()
+                .map(|p| project.reminder(p, render))
+                .collect();
             for r in reminders.iter().filter(|r| r.error.is_some()) {
-                eprintln!("warning: {} {} {}: {}", r.date, r.invoice, r.stage, r.error.as_deref().unwrap_or(""));
+                eprintln!(
+                    "warning: {} {} {}: {}",
+                    r.date,
+                    r.invoice,
+                    r.stage,
+                    r.error.as_deref().unwrap_or("")
+                );
             }
             report::preview(&mut out, &reminders, format, render)?;
             if format == Format::Table {
                 let until = relance::policy::add_days(from, i64::from(days) - 1);
-                writeln!(out, "\n{} reminder(s) from {from} to {until}.", reminders.len())?;
+                writeln!(
+                    out,
+                    "\n{} reminder(s) from {from} to {until}.",
+                    reminders.len()
+                )?;
             }
             if !plan.unmatched.is_empty() {
-                let numbers: Vec<&str> = plan.unmatched.iter().take(10).map(|i| project.ledger.invoices[*i].number.as_str()).collect();
+                let numbers: Vec<&str> = plan
+                    .unmatched
+                    .iter()
+                    .take(10)
+                    .map(|i| &*project.ledger.invoices[*i].number)
+                    .collect();
                 eprintln!(
                     "note: {} open invoice(s) matched no policy: {}{}",
                     plan.unmatched.len(),
                     numbers.join(", "),
-                    if plan.unmatched.len() > 10 { ", …" } else { "" }
+                    if plan.unmatched.len() > 10 {
+                        ", …"
+                    } else {
+                        ""
+                    }
                 );
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Explain { invoice, as_of, format } => {
+        Command::Explain {
+            invoice,
+            as_of,
+            format,
+        } => {
             let project = load(g, false)?;
             let date = today(&project, as_of);
             let Some(index) = project.ledger.find(&invoice) else {
@@ -222,9 +287,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             explain(&mut out, &project, index, date, &journal, format)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { once, dry_run, confirm, as_of, log_format } => {
+        Command::Run {
+            once,
+            dry_run,
+            confirm,
+            as_of,
+            log_format,
+        } => {
             init_logging(log_format);
-            let run = relance::daemon::RunOptions { as_of, dry_run, confirm };
+            let run = relance::daemon::RunOptions {
+                as_of,
+                dry_run,
+                confirm,
+            };
             let mut daemon = relance::daemon::Daemon::start(options(g), run)?;
             if !once {
                 daemon.serve()?;
@@ -234,10 +309,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let report = daemon.evaluate(chrono::Utc::now())?;
             tracing::info!(date = ?report.date, due = report.due, sent = report.sent, failed = report.failed,
                 recovered = report.recovered, held = report.held, "evaluation done");
-            Ok(if report.held || report.failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if report.held || report.failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::History { invoice, format } => {
-            let config = relance::config::Config::load(&g.dir, g.config.as_deref()).map_err(|p| anyhow::anyhow!("{p}"))?;
+            let config = relance::config::Config::load(&g.dir, g.config.as_deref())
+                .map_err(|p| anyhow::anyhow!("{p}"))?;
             let path = config.path(&config.journal);
             let entries = match Journal::open_read_only(&path)? {
                 Some(j) => j.history(invoice.as_deref())?,
@@ -260,11 +340,24 @@ fn explain(
     let inv = &project.ledger.invoices[index];
     let marks = journal.marks(&inv.number);
     let mut trace = relance::engine::Trace::default();
-    let outcome = inv.is_open().then(|| project.evaluator().evaluate(index, date, marks, Some(&mut trace)));
-    let policy = outcome.as_ref().and_then(|o| o.policy).map(|p| &project.rulebook.policies[p]);
+    let outcome = inv.is_open().then(|| {
+        project
+            .evaluator()
+            .evaluate(index, date, marks, Some(&mut trace))
+    });
+    let policy = outcome
+        .as_ref()
+        .and_then(|o| o.policy)
+        .map(|p| &project.rulebook.policies[p]);
     let fires = outcome.as_ref().and_then(|o| o.fire).map(|f| {
         project.reminder(
-            &relance::engine::Planned { date, invoice: index, policy: outcome.as_ref().unwrap().policy.unwrap(), stage: f.stage, occurrence: f.occurrence },
+            &relance::engine::Planned {
+                date,
+                invoice: index,
+                policy: outcome.as_ref().unwrap().policy.unwrap(),
+                stage: f.stage,
+                occurrence: f.occurrence,
+            },
             false,
         )
     });
@@ -289,17 +382,28 @@ fn explain(
         return Ok(());
     }
     let due = relance::render::format_money(inv.amount_due(), &inv.currency, "en");
-    writeln!(out, "Invoice {} — {} ({})", inv.number, inv.customer_name, inv.customer_id)?;
+    writeln!(
+        out,
+        "Invoice {} — {} ({})",
+        inv.number, inv.customer_name, inv.customer_id
+    )?;
     writeln!(
         out,
         "  {due} due {} ({} day(s) {}), status {}, as of {date}",
         inv.due_date,
         inv.days_overdue(date).abs(),
-        if inv.days_overdue(date) >= 0 { "overdue" } else { "to go" },
+        if inv.days_overdue(date) >= 0 {
+            "overdue"
+        } else {
+            "to go"
+        },
         inv.status.as_str()
     )?;
     if !inv.is_open() {
-        writeln!(out, "  Not open (paid, void, disputed, credit or nothing left to pay): no reminder.")?;
+        writeln!(
+            out,
+            "  Not open (paid, void, disputed, credit or nothing left to pay): no reminder."
+        )?;
         return Ok(());
     }
     writeln!(out, "\nPolicies, highest priority first:")?;
@@ -310,16 +414,31 @@ fn explain(
             Some(Ok(false)) => "applies_to is false".to_string(),
             Some(Err(e)) => format!("applies_to failed: {e}"),
         };
-        writeln!(out, "  {:<20} priority {:>4}  {verdict}", p.policy, p.priority)?;
+        writeln!(
+            out,
+            "  {:<20} priority {:>4}  {verdict}",
+            p.policy, p.priority
+        )?;
     }
     let Some(policy) = policy else {
         writeln!(out, "\nNo policy matched: this invoice gets no reminder.")?;
         return Ok(());
     };
-    writeln!(out, "\nStages of {} (anchor {:?}):", policy.name, policy.anchor)?;
+    writeln!(
+        out,
+        "\nStages of {} (anchor {:?}):",
+        policy.name, policy.anchor
+    )?;
     report::explain_stages(out, &trace)?;
     match &fires {
-        Some(r) => writeln!(out, "\nOn {date}: sends {} ({}) to {}: {}", report::stage_label(&r.stage, r.occurrence), r.channel.as_str(), r.to, r.subject)?,
+        Some(r) => writeln!(
+            out,
+            "\nOn {date}: sends {} ({}) to {}: {}",
+            report::stage_label(&r.stage, r.occurrence),
+            r.channel.as_str(),
+            r.to,
+            r.subject
+        )?,
         None => writeln!(out, "\nOn {date}: nothing fires.")?,
     }
     for e in outcome.iter().flat_map(|o| &o.errors) {

@@ -1,6 +1,9 @@
 //! The invoices and customers relance reasons about, as read from the feeds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -45,23 +48,27 @@ pub struct Origin {
     pub line: usize,
 }
 
+/// Text shared by many invoices (customer, email, currency, language): one
+/// allocation per distinct value, however many invoices carry it.
+pub type Shared = Arc<str>;
+
 #[derive(Debug, Clone)]
 pub struct Invoice {
-    pub number: String,
-    pub customer_id: String,
-    pub customer_name: String,
+    pub number: Box<str>,
+    pub customer_id: Shared,
+    pub customer_name: Shared,
     /// As given: one or more addresses separated by `;`.
-    pub email: String,
+    pub email: Shared,
     pub issue_date: NaiveDate,
     pub due_date: NaiveDate,
     pub amount: Decimal,
     pub amount_paid: Decimal,
-    pub currency: String,
+    pub currency: Shared,
     pub status: Status,
     pub paid_date: Option<NaiveDate>,
     /// The invoice's own language, if the feed gives one.
-    pub language: Option<String>,
-    pub tags: Vec<String>,
+    pub language: Option<Shared>,
+    pub tags: Arc<[Shared]>,
     pub promise_date: Option<NaiveDate>,
     pub extra: BTreeMap<String, String>,
     pub origin: Origin,
@@ -74,7 +81,9 @@ impl Invoice {
 
     /// Open means: status open, something left to pay, and not a credit note.
     pub fn is_open(&self) -> bool {
-        self.status == Status::Open && self.amount > Decimal::ZERO && self.amount_due() > Decimal::ZERO
+        self.status == Status::Open
+            && self.amount > Decimal::ZERO
+            && self.amount_due() > Decimal::ZERO
     }
 
     /// Days since the due date; negative before it.
@@ -84,7 +93,10 @@ impl Invoice {
 
     /// The addresses, trimmed, without empty parts.
     pub fn recipients(&self) -> impl Iterator<Item = &str> {
-        self.email.split(';').map(str::trim).filter(|s| !s.is_empty())
+        self.email
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
     }
 }
 
@@ -92,11 +104,11 @@ impl Invoice {
 /// invoices in the feeds, computed once per load.
 #[derive(Debug, Clone, Serialize)]
 pub struct Customer {
-    pub id: String,
-    pub name: String,
-    pub email: String,
-    pub language: Option<String>,
-    pub tags: Vec<String>,
+    pub id: Shared,
+    pub name: Shared,
+    pub email: Shared,
+    pub language: Option<Shared>,
+    pub tags: Vec<Shared>,
     pub open_count: i64,
     #[serde(with = "rust_decimal::serde::str")]
     pub total_due: Decimal,
@@ -118,28 +130,79 @@ impl Customer {
     }
 }
 
+/// Finds invoices by number. It stores each invoice's index and hash, not
+/// its number, so numbers are not held twice and growing the table never
+/// reads the invoices again.
+#[derive(Debug, Default, Clone)]
+pub struct NumberIndex {
+    table: HashTable<(u64, u32)>,
+    hasher: DefaultHashBuilder,
+}
+
+impl NumberIndex {
+    pub fn with_capacity(n: usize) -> Self {
+        NumberIndex {
+            table: HashTable::with_capacity(n),
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+
+    /// Records `invoices[index]`; returns the index of an earlier invoice with
+    /// the same number instead, if there is one.
+    pub fn insert(&mut self, invoices: &[Invoice], index: usize) -> Result<(), usize> {
+        let number = &*invoices[index].number;
+        let hash = self.hasher.hash_one(number);
+        let same = |&(h, i): &(u64, u32)| h == hash && &*invoices[i as usize].number == number;
+        if let Some(&(_, existing)) = self.table.find(hash, same) {
+            return Err(existing as usize);
+        }
+        self.table
+            .insert_unique(hash, (hash, index as u32), |&(h, _)| h);
+        Ok(())
+    }
+
+    pub fn find(&self, invoices: &[Invoice], number: &str) -> Option<usize> {
+        let hash = self.hasher.hash_one(number);
+        self.table
+            .find(hash, |&(h, i)| {
+                h == hash && &*invoices[i as usize].number == number
+            })
+            .map(|&(_, i)| i as usize)
+    }
+}
+
 /// All the invoices of the feeds and their customers.
 #[derive(Debug, Default)]
 pub struct Ledger {
     pub invoices: Vec<Invoice>,
     pub customers: Vec<Customer>,
     /// Index into `customers` for each invoice.
-    pub customer_of: Vec<usize>,
-    by_number: HashMap<String, usize>,
+    pub customer_of: Vec<u32>,
+    by_number: NumberIndex,
     /// Every extra column seen, so `check` can render templates with them.
     pub extra_columns: Vec<String>,
 }
 
 impl Ledger {
-    /// Builds the ledger; invoices must already have unique numbers.
+    /// Builds the ledger from invoices with unique numbers.
     pub fn new(invoices: Vec<Invoice>) -> Ledger {
-        let mut customer_index: HashMap<&str, usize> = HashMap::new();
+        let mut index = NumberIndex::default();
+        for i in 0..invoices.len() {
+            let _ = index.insert(&invoices, i);
+        }
+        Ledger::with_index(invoices, index)
+    }
+
+    /// Builds the ledger from invoices already indexed by number (the feed
+    /// loader indexes them to find duplicates).
+    pub fn with_index(invoices: Vec<Invoice>, by_number: NumberIndex) -> Ledger {
+        let mut customer_index: hashbrown::HashMap<&str, u32> = hashbrown::HashMap::new();
         let mut customer_of = Vec::with_capacity(invoices.len());
         let mut customers: Vec<Customer> = Vec::new();
         // Settled-invoice statistics per customer: (settled, late, total days late).
         let mut settled: Vec<(i64, i64, i64)> = Vec::new();
         for inv in &invoices {
-            let idx = *customer_index.entry(inv.customer_id.as_str()).or_insert_with(|| {
+            let idx = *customer_index.entry(&inv.customer_id).or_insert_with(|| {
                 customers.push(Customer {
                     id: inv.customer_id.clone(),
                     name: inv.customer_name.clone(),
@@ -153,17 +216,17 @@ impl Ledger {
                     open_due_dates: Vec::new(),
                 });
                 settled.push((0, 0, 0));
-                customers.len() - 1
+                (customers.len() - 1) as u32
             });
             customer_of.push(idx);
-            let c = &mut customers[idx];
+            let c = &mut customers[idx as usize];
             if c.email.is_empty() {
                 c.email = inv.email.clone();
             }
             if c.language.is_none() {
                 c.language = inv.language.clone();
             }
-            for tag in &inv.tags {
+            for tag in inv.tags.iter() {
                 if !c.tags.contains(tag) {
                     c.tags.push(tag.clone());
                 }
@@ -174,34 +237,54 @@ impl Ledger {
                 c.open_due_dates.push(inv.due_date);
             }
             if let Some(paid) = inv.paid_date {
-                let s = &mut settled[idx];
+                let s = &mut settled[idx as usize];
                 let late = (paid - inv.due_date).num_days().max(0);
                 s.0 += 1;
                 s.1 += i64::from(late > 0);
                 s.2 += late;
             }
         }
+        drop(customer_index);
         for (c, (count, late, days)) in customers.iter_mut().zip(settled) {
             c.open_due_dates.sort_unstable();
             c.tags.sort();
             if count > 0 {
-                c.late_paid_ratio = (Decimal::from(late) / Decimal::from(count)).round_dp(4).normalize();
-                c.avg_days_late = (Decimal::from(days) / Decimal::from(count)).round_dp(2).normalize();
+                c.late_paid_ratio = (Decimal::from(late) / Decimal::from(count))
+                    .round_dp(4)
+                    .normalize();
+                c.avg_days_late = (Decimal::from(days) / Decimal::from(count))
+                    .round_dp(2)
+                    .normalize();
             }
         }
-        let by_number = invoices.iter().enumerate().map(|(i, inv)| (inv.number.clone(), i)).collect();
-        let mut extra: Vec<String> = invoices.iter().flat_map(|i| i.extra.keys().cloned()).collect();
+        let mut extra: Vec<String> = Vec::new();
+        for inv in &invoices {
+            for key in inv.extra.keys() {
+                if !extra.contains(key) {
+                    extra.push(key.clone());
+                }
+            }
+        }
         extra.sort();
-        extra.dedup();
-        Ledger { invoices, customers, customer_of, by_number, extra_columns: extra }
+        Ledger {
+            invoices,
+            customers,
+            customer_of,
+            by_number,
+            extra_columns: extra,
+        }
     }
 
     pub fn find(&self, number: &str) -> Option<usize> {
-        self.by_number.get(number).copied()
+        self.by_number.find(&self.invoices, number)
+    }
+
+    pub fn customer_index(&self, invoice: usize) -> usize {
+        self.customer_of[invoice] as usize
     }
 
     pub fn customer(&self, invoice: usize) -> &Customer {
-        &self.customers[self.customer_of[invoice]]
+        &self.customers[self.customer_index(invoice)]
     }
 }
 
@@ -217,8 +300,8 @@ pub(crate) mod tests {
         Invoice {
             number: number.into(),
             customer_id: customer.into(),
-            customer_name: format!("Customer {customer}"),
-            email: format!("{customer}@example.com"),
+            customer_name: format!("Customer {customer}").into(),
+            email: format!("{customer}@example.com").into(),
             issue_date: date(due) - chrono::Days::new(30),
             due_date: date(due),
             amount: amount.parse().unwrap(),
@@ -227,10 +310,13 @@ pub(crate) mod tests {
             status: Status::Open,
             paid_date: None,
             language: None,
-            tags: vec![],
+            tags: Arc::new([]),
             promise_date: None,
             extra: BTreeMap::new(),
-            origin: Origin { file: Arc::new("test.csv".into()), line: 2 },
+            origin: Origin {
+                file: Arc::new("test.csv".into()),
+                line: 2,
+            },
         }
     }
 
@@ -265,7 +351,7 @@ pub(crate) mod tests {
         paid_early.status = Status::Paid;
         paid_early.paid_date = Some(date("2026-02-01"));
         let mut open1 = invoice("O1", "C1", "2026-03-10", "100.50");
-        open1.tags = vec!["vip".into()];
+        open1.tags = Arc::new(["vip".into()]);
         let mut open2 = invoice("O2", "C1", "2026-04-10", "200");
         open2.amount_paid = "50.25".parse().unwrap();
         let other = invoice("X", "C2", "2026-03-10", "1");
@@ -275,7 +361,7 @@ pub(crate) mod tests {
         assert_eq!(c.total_due.to_string(), "250.25");
         assert_eq!(c.late_paid_ratio.to_string(), "0.5");
         assert_eq!(c.avg_days_late.to_string(), "10");
-        assert_eq!(c.tags, vec!["vip".to_string()]);
+        assert_eq!(c.tags, vec![Shared::from("vip")]);
         assert_eq!(c.overdue_count(date("2026-03-10")), 0);
         assert_eq!(c.overdue_count(date("2026-03-11")), 1);
         assert_eq!(c.overdue_count(date("2026-05-01")), 2);

@@ -139,7 +139,10 @@ impl Policy {
     /// Whether any expression of the policy reads the date.
     pub fn time_dependent(&self) -> bool {
         self.applies_to.as_ref().is_some_and(|e| e.time_dependent)
-            || self.stages.iter().any(|s| s.when.as_ref().is_some_and(|e| e.time_dependent))
+            || self
+                .stages
+                .iter()
+                .any(|s| s.when.as_ref().is_some_and(|e| e.time_dependent))
     }
 }
 
@@ -149,7 +152,11 @@ pub fn add_days(date: NaiveDate, days: i64) -> NaiveDate {
     } else {
         date.checked_sub_days(Days::new(days.unsigned_abs()))
     };
-    moved.unwrap_or(if days >= 0 { NaiveDate::MAX } else { NaiveDate::MIN })
+    moved.unwrap_or(if days >= 0 {
+        NaiveDate::MAX
+    } else {
+        NaiveDate::MIN
+    })
 }
 
 /// Loads every policy of `dir`, sorted by priority (highest first), then name.
@@ -178,18 +185,32 @@ pub fn load_policies(dir: &Path, scripts: &Scripts, problems: &mut Problems) -> 
             if let Some(other) = policies.iter().find(|p| p.name == policy.name) {
                 problems.error(
                     key_location(&path, &source, 1, "name", None),
-                    format!("policy name {:?} is already used by {}", policy.name, other.file.display()),
+                    format!(
+                        "policy name {:?} is already used by {}",
+                        policy.name,
+                        other.file.display()
+                    ),
                 );
                 continue;
             }
             policies.push(policy);
         }
     }
-    policies.sort_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)));
+    policies.sort_by(|a, b| {
+        b.priority
+            .cmp(&a.priority)
+            .then_with(|| a.name.cmp(&b.name))
+    });
     policies
 }
 
-fn key_location(path: &Path, source: &str, from: usize, key: &str, value: Option<&str>) -> Location {
+fn key_location(
+    path: &Path,
+    source: &str,
+    from: usize,
+    key: &str,
+    value: Option<&str>,
+) -> Location {
     match locate_yaml_key(source, from, key, value) {
         Some((line, col)) => Location::at(path, line, col),
         None => Location::file(path),
@@ -208,16 +229,31 @@ fn expression_location(path: &Path, source: &str, from: usize, key: &str) -> Loc
     loc
 }
 
-fn compile_policy(file: PolicyFile, path: &Path, source: &str, scripts: &Scripts, problems: &mut Problems) -> Option<Policy> {
+fn compile_policy(
+    file: PolicyFile,
+    path: &Path,
+    source: &str,
+    scripts: &Scripts,
+    problems: &mut Problems,
+) -> Option<Policy> {
     let before = problems.len();
     if file.name.trim().is_empty() {
-        problems.error(key_location(path, source, 1, "name", None), "policy name must not be empty");
+        problems.error(
+            key_location(path, source, 1, "name", None),
+            "policy name must not be empty",
+        );
     }
     let applies_to = file.applies_to.as_deref().and_then(|src| {
-        scripts.compile(src, expression_location(path, source, 1, "applies_to")).map_err(|p| problems.push(p)).ok()
+        scripts
+            .compile(src, expression_location(path, source, 1, "applies_to"))
+            .map_err(|p| problems.push(p))
+            .ok()
     });
     if file.stages.is_empty() {
-        problems.error(key_location(path, source, 1, "stages", None), "a policy needs at least one stage");
+        problems.error(
+            key_location(path, source, 1, "stages", None),
+            "a policy needs at least one stage",
+        );
     }
     let mut stages: Vec<Stage> = Vec::new();
     let mut search_from = 1;
@@ -226,33 +262,53 @@ fn compile_policy(file: PolicyFile, path: &Path, source: &str, scripts: &Scripts
         let location = key_location(path, source, search_from, "id", Some(&s.id));
         let from = location.line.unwrap_or(1);
         search_from = from + 1;
-        if s.id.is_empty() || !s.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-            problems.error(location.clone(), format!("stage id {:?} must be letters, digits, _ or -", s.id));
+        if s.id.is_empty()
+            || !s
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            problems.error(
+                location.clone(),
+                format!("stage id {:?} must be letters, digits, _ or -", s.id),
+            );
         }
         if s.id == "on_paid" {
-            problems.error(location.clone(), "stage id on_paid is reserved for thank-you messages");
+            problems.error(
+                location.clone(),
+                "stage id on_paid is reserved for thank-you messages",
+            );
         }
         if stages.iter().any(|o| o.id == s.id) {
-            problems.error(location.clone(), format!("stage id {:?} is used twice in this policy", s.id));
+            problems.error(
+                location.clone(),
+                format!("stage id {:?} is used twice in this policy", s.id),
+            );
         }
-        if let Some(r) = s.repeat {
-            if r.every == 0 {
-                problems.error(key_location(path, source, from, "repeat", None), "repeat.every must be at least 1 day");
-            }
+        if let Some(r) = s.repeat
+            && r.every == 0
+        {
+            problems.error(
+                key_location(path, source, from, "repeat", None),
+                "repeat.every must be at least 1 day",
+            );
         }
-        if let Some(prev) = stages.last() {
-            if s.offset < prev.offset {
-                problems.warning(
+        if let Some(prev) = stages.last()
+            && s.offset < prev.offset
+        {
+            problems.warning(
                     key_location(path, source, from, "offset", None),
                     format!(
                         "stage {} (offset {}) comes after {} (offset {}): stages fire in file order, so {} can never fire after {}",
                         s.id, s.offset, prev.id, prev.offset, prev.id, s.id
                     ),
                 );
-            }
         }
         let when = s.when.as_deref().and_then(|src| {
-            scripts.compile(src, expression_location(path, source, from, "when")).map_err(|p| problems.push(p)).ok()
+            scripts
+                .compile(src, expression_location(path, source, from, "when"))
+                .map_err(|p| problems.push(p))
+                .ok()
         });
         stages.push(Stage {
             template_location: key_location(path, source, from, "template", None),
@@ -296,32 +352,74 @@ mod tests {
     #[test]
     fn sorted_by_priority_then_name() {
         let (p, problems) = load(&[
-            ("a.yaml", "name: b\npriority: 5\nstages: [{id: s, offset: 1, template: t}]\n"),
-            ("b.yaml", "name: a\npriority: 5\nstages: [{id: s, offset: 1, template: t}]\n"),
-            ("c.yaml", "name: c\npriority: 9\nstages: [{id: s, offset: 1, template: t}]\n"),
+            (
+                "a.yaml",
+                "name: b\npriority: 5\nstages: [{id: s, offset: 1, template: t}]\n",
+            ),
+            (
+                "b.yaml",
+                "name: a\npriority: 5\nstages: [{id: s, offset: 1, template: t}]\n",
+            ),
+            (
+                "c.yaml",
+                "name: c\npriority: 9\nstages: [{id: s, offset: 1, template: t}]\n",
+            ),
         ]);
         assert!(problems.is_empty(), "{problems:?}");
-        assert_eq!(p.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), vec!["c", "a", "b"]);
+        assert_eq!(
+            p.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            vec!["c", "a", "b"]
+        );
     }
 
     #[test]
     fn errors_are_located_and_other_policies_still_load() {
         let (p, problems) = load(&[
-            ("bad.yaml", "name: bad\nstages:\n  - id: one\n    offset: 1\n    template: t\n    when: 'invoice.amount_due >'\n"),
-            ("typo.yaml", "name: typo\nstages:\n  - id: one\n    ofset: 1\n    template: t\n"),
-            ("dup.yaml", "name: dup\nstages:\n  - {id: x, offset: 1, template: t}\n  - {id: x, offset: 2, template: t}\n"),
-            ("good.yaml", "name: good\nstages:\n  - {id: x, offset: 1, template: t}\n"),
+            (
+                "bad.yaml",
+                "name: bad\nstages:\n  - id: one\n    offset: 1\n    template: t\n    when: 'invoice.amount_due >'\n",
+            ),
+            (
+                "typo.yaml",
+                "name: typo\nstages:\n  - id: one\n    ofset: 1\n    template: t\n",
+            ),
+            (
+                "dup.yaml",
+                "name: dup\nstages:\n  - {id: x, offset: 1, template: t}\n  - {id: x, offset: 2, template: t}\n",
+            ),
+            (
+                "good.yaml",
+                "name: good\nstages:\n  - {id: x, offset: 1, template: t}\n",
+            ),
         ]);
-        assert_eq!(p.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), vec!["good"]);
+        assert_eq!(
+            p.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            vec!["good"]
+        );
         let msgs: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-        assert!(msgs.iter().any(|m| m.contains("bad.yaml:6:") && m.contains("invoice.amount_due >")), "{msgs:?}");
-        assert!(msgs.iter().any(|m| m.contains("typo.yaml:4:5: stages[0]: unknown field `ofset`")), "{msgs:?}");
-        assert!(msgs.iter().any(|m| m.contains("dup.yaml:4:") && m.contains("used twice")), "{msgs:?}");
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("bad.yaml:6:") && m.contains("invoice.amount_due >")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("typo.yaml:4:5: stages[0]: unknown field `ofset`")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("dup.yaml:4:") && m.contains("used twice")),
+            "{msgs:?}"
+        );
     }
 
     #[test]
     fn reach_dates_with_repeats_and_month_ends() {
-        let (p, _) = load(&[("a.yaml", "name: a\nstages:\n  - {id: pre, offset: -7, template: t}\n  - {id: c, offset: 30, template: t, repeat: {every: 30, max: 3}}\n")]);
+        let (p, _) = load(&[(
+            "a.yaml",
+            "name: a\nstages:\n  - {id: pre, offset: -7, template: t}\n  - {id: c, offset: 30, template: t, repeat: {every: 30, max: 3}}\n",
+        )]);
         let p = &p[0];
         let anchor = NaiveDate::from_ymd_opt(2028, 1, 31).unwrap();
         assert_eq!(p.reach_date(anchor, 0, 0).to_string(), "2028-01-24");

@@ -47,12 +47,18 @@ impl Rulebook {
         let templates = Templates::load(&templates_dir, config, &scripts, &mut problems);
         for policy in &policies {
             for stage in &policy.stages {
-                if templates.resolve(&stage.template, &config.language).is_none() {
+                if templates
+                    .resolve(&stage.template, &config.language)
+                    .is_none()
+                {
                     let known = templates.languages_of(&stage.template);
                     let hint = if known.is_empty() {
                         String::new()
                     } else {
-                        format!(" (it exists in {}, but the config's language is the fallback of every message)", known.join(", "))
+                        format!(
+                            " (it exists in {}, but the config's language is the fallback of every message)",
+                            known.join(", ")
+                        )
                     };
                     problems.error(
                         stage.template_location.clone(),
@@ -60,16 +66,28 @@ impl Rulebook {
                             "stage {}: template {:?} not found: expected {}{hint}",
                             stage.id,
                             stage.template,
-                            templates_dir.join(format!("{}.{}.hbs", stage.template, config.language)).display()
+                            templates_dir
+                                .join(format!("{}.{}.hbs", stage.template, config.language))
+                                .display()
                         ),
                     );
                 }
             }
         }
         if policies.is_empty() && !problems.has_errors() {
-            problems.warning(Location::file(&rules), "no policies: no reminder will ever fire");
+            problems.warning(
+                Location::file(&rules),
+                "no policies: no reminder will ever fire",
+            );
         }
-        (Rulebook { policies, scripts, templates }, problems)
+        (
+            Rulebook {
+                policies,
+                scripts,
+                templates,
+            },
+            problems,
+        )
     }
 }
 
@@ -120,7 +138,7 @@ impl Project {
         problems.extend(rule_problems);
         let load = Self::read_feeds(&config, options);
         Ok(Project {
-            ledger: Arc::new(Ledger::new(load.invoices)),
+            ledger: Arc::new(Ledger::with_index(load.invoices, load.index)),
             config,
             rulebook,
             problems,
@@ -135,13 +153,20 @@ impl Project {
     }
 
     pub fn evaluator(&self) -> Evaluator<'_> {
-        Evaluator { policies: &self.rulebook.policies, scripts: &self.rulebook.scripts, ledger: &self.ledger }
+        Evaluator {
+            policies: &self.rulebook.policies,
+            scripts: &self.rulebook.scripts,
+            ledger: &self.ledger,
+        }
     }
 
     /// The language a message to this invoice is written in, before template fallback.
     pub fn language_of(&self, invoice: usize) -> &str {
         let inv = &self.ledger.invoices[invoice];
-        inv.language.as_deref().or(self.ledger.customer(invoice).language.as_deref()).unwrap_or(&self.config.language)
+        inv.language
+            .as_deref()
+            .or(self.ledger.customer(invoice).language.as_deref())
+            .unwrap_or(&self.config.language)
     }
 
     /// Renders a planned reminder (the body only when asked).
@@ -150,17 +175,22 @@ impl Project {
         let policy = &self.rulebook.policies[planned.policy];
         let stage = &policy.stages[planned.stage];
         let wanted = self.language_of(planned.invoice);
-        let language = self.rulebook.templates.resolve(&stage.template, wanted).unwrap_or(wanted).to_string();
+        let language = self
+            .rulebook
+            .templates
+            .resolve(&stage.template, wanted)
+            .unwrap_or(wanted)
+            .to_string();
         let to = match stage.channel {
             Channel::Email => inv.recipients().collect::<Vec<_>>().join(", "),
             Channel::Sms | Channel::Call => inv.extra.get("phone").cloned().unwrap_or_default(),
-            Channel::Letter | Channel::Task => inv.customer_name.clone(),
+            Channel::Letter | Channel::Task => inv.customer_name.to_string(),
         };
         let mut reminder = Reminder {
             date: planned.date,
-            invoice: inv.number.clone(),
-            customer_id: inv.customer_id.clone(),
-            customer_name: inv.customer_name.clone(),
+            invoice: inv.number.to_string(),
+            customer_id: inv.customer_id.to_string(),
+            customer_name: inv.customer_name.to_string(),
             policy: policy.name.clone(),
             stage: stage.id.clone(),
             occurrence: planned.occurrence,
@@ -169,11 +199,16 @@ impl Project {
             language,
             template: stage.template.clone(),
             subject: String::new(),
-            amount_due: crate::render::invoice_json(&self.ledger, planned.invoice, planned.date, &self.config.language)["amount_due"]
+            amount_due: crate::render::invoice_json(
+                &self.ledger,
+                planned.invoice,
+                planned.date,
+                &self.config.language,
+            )["amount_due"]
                 .as_str()
                 .unwrap_or_default()
                 .to_string(),
-            currency: inv.currency.clone(),
+            currency: inv.currency.to_string(),
             body: None,
             html: None,
             error: None,
@@ -202,9 +237,19 @@ impl Project {
     fn render(&self, planned: &Planned, language: &str, body: bool) -> Result<Message, Problem> {
         let policy = &self.rulebook.policies[planned.policy];
         let stage = &policy.stages[planned.stage];
-        let context =
-            message_context(&self.ledger, planned.invoice, policy, stage, planned.occurrence, planned.date, language, &self.config);
-        self.rulebook.templates.render(&stage.template, language, &context, body)
+        let context = message_context(
+            &self.ledger,
+            planned.invoice,
+            policy,
+            stage,
+            planned.occurrence,
+            planned.date,
+            language,
+            &self.config,
+        );
+        self.rulebook
+            .templates
+            .render(&stage.template, language, &context, body)
     }
 
     /// `relance check`: every problem of the folder, with templates rendered
@@ -216,22 +261,31 @@ impl Project {
         let sample = Arc::new(self.sample_ledger(today));
         for policy in &self.rulebook.policies {
             let mut scope = Variables {
-                invoice: InvoiceView { ledger: sample.clone(), index: 0, today },
-                customer: CustomerView { ledger: sample.clone(), index: 0, today },
+                invoice: InvoiceView {
+                    ledger: sample.clone(),
+                    index: 0,
+                    today,
+                },
+                customer: CustomerView {
+                    ledger: sample.clone(),
+                    index: 0,
+                    today,
+                },
                 today,
                 sent: vec![],
             }
             .into_scope(None);
-            if let Some(expr) = &policy.applies_to {
-                if let Err(e) = self.rulebook.scripts.eval_bool(expr, &mut scope) {
-                    problems.error(e.location, format!("{} (with a sample invoice)", e.message));
-                }
+            if let Some(expr) = &policy.applies_to
+                && let Err(e) = self.rulebook.scripts.eval_bool(expr, &mut scope)
+            {
+                problems.error(e.location, format!("{} (with a sample invoice)", e.message));
             }
             for stage in &policy.stages {
                 if let Some(expr) = &stage.when {
                     scope.set_value("stage", stage.view(0));
                     if let Err(e) = self.rulebook.scripts.eval_bool(expr, &mut scope) {
-                        problems.error(e.location, format!("{} (with a sample invoice)", e.message));
+                        problems
+                            .error(e.location, format!("{} (with a sample invoice)", e.message));
                     }
                 }
             }
@@ -248,7 +302,11 @@ impl Project {
             file: PathBuf::new(),
         };
         for (name, language) in self.rulebook.templates.all() {
-            let used = self.rulebook.policies.iter().find_map(|p| p.stages.iter().find(|s| s.template == name).map(|s| (p, s)));
+            let used = self
+                .rulebook
+                .policies
+                .iter()
+                .find_map(|p| p.stages.iter().find(|s| s.template == name).map(|s| (p, s)));
             let sample_stage;
             let (policy, stage) = match used {
                 Some(found) => found,
@@ -266,8 +324,13 @@ impl Project {
                     (&stand_in, &sample_stage)
                 }
             };
-            let context = message_context(&sample, 0, policy, stage, 0, today, &language, &self.config);
-            if let Err(problem) = self.rulebook.templates.render(&name, &language, &context, true) {
+            let context =
+                message_context(&sample, 0, policy, stage, 0, today, &language, &self.config);
+            if let Err(problem) = self
+                .rulebook
+                .templates
+                .render(&name, &language, &context, true)
+            {
                 problems.push(problem);
             }
         }
@@ -291,14 +354,17 @@ impl Project {
             due_date: due,
             amount: rust_decimal::Decimal::new(123456, 2),
             amount_paid: rust_decimal::Decimal::ZERO,
-            currency: self.config.currency.clone(),
+            currency: self.config.currency.as_str().into(),
             status: Status::Open,
             paid_date: Some(today),
-            language: Some(self.config.language.clone()),
-            tags: vec!["sample".into()],
+            language: Some(self.config.language.as_str().into()),
+            tags: Arc::new(["sample".into()]),
             promise_date: Some(today),
             extra,
-            origin: Origin { file: Arc::new(PathBuf::from("sample")), line: 0 },
+            origin: Origin {
+                file: Arc::new(PathBuf::from("sample")),
+                line: 0,
+            },
         }])
     }
 }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
 use handlebars::{
-    Context, Handlebars, Helper, HelperDef, JsonRender, RenderContext, RenderError, RenderErrorReason, ScopedJson,
+    Context, Handlebars, Helper, HelperDef, JsonRender, RenderContext, RenderError,
+    RenderErrorReason, ScopedJson,
 };
 use rhai::Dynamic;
 use rust_decimal::{Decimal, RoundingStrategy};
@@ -58,6 +59,9 @@ pub struct Templates {
     default_language: String,
 }
 
+/// The text and HTML files of one template or partial in one language.
+type TextAndHtml = (Option<PathBuf>, Option<PathBuf>);
+
 thread_local! {
     /// The invoice being rendered, as scripts see it. Handlebars hands helpers
     /// only JSON, but script functions take the typed invoice (exact decimals,
@@ -69,7 +73,11 @@ thread_local! {
 pub fn language_chain<'a>(language: &'a str, default: &'a str) -> impl Iterator<Item = &'a str> {
     let primary = language.split('-').next().unwrap_or(language);
     let mut chain = vec![language];
-    for l in [primary, default, default.split('-').next().unwrap_or(default)] {
+    for l in [
+        primary,
+        default,
+        default.split('-').next().unwrap_or(default),
+    ] {
         if !chain.contains(&l) {
             chain.push(l);
         }
@@ -79,28 +87,50 @@ pub fn language_chain<'a>(language: &'a str, default: &'a str) -> impl Iterator<
 
 impl Templates {
     /// Loads `NAME.LANG.hbs`, `NAME.LANG.html.hbs` and `partials/NAME.LANG.hbs`.
-    pub fn load(dir: &Path, config: &Config, scripts: &Arc<Scripts>, problems: &mut Problems) -> Templates {
-        let mut files: BTreeMap<(String, String), (Option<PathBuf>, Option<PathBuf>)> = BTreeMap::new();
+    pub fn load(
+        dir: &Path,
+        config: &Config,
+        scripts: &Arc<Scripts>,
+        problems: &mut Problems,
+    ) -> Templates {
+        let mut files: BTreeMap<(String, String), TextAndHtml> = BTreeMap::new();
         for path in files_with_extension(dir, "hbs") {
             match split_name(&path) {
                 Some((name, lang, html)) => {
                     let entry = files.entry((lang, name)).or_default();
-                    if html { entry.1 = Some(path) } else { entry.0 = Some(path) }
+                    if html {
+                        entry.1 = Some(path)
+                    } else {
+                        entry.0 = Some(path)
+                    }
                 }
-                None => problems.error(Location::file(&path), "template file names are NAME.LANG.hbs or NAME.LANG.html.hbs"),
+                None => problems.error(
+                    Location::file(&path),
+                    "template file names are NAME.LANG.hbs or NAME.LANG.html.hbs",
+                ),
             }
         }
-        let mut partials: BTreeMap<String, BTreeMap<String, (Option<PathBuf>, Option<PathBuf>)>> = BTreeMap::new();
+        let mut partials: BTreeMap<String, BTreeMap<String, TextAndHtml>> = BTreeMap::new();
         for path in files_with_extension(&dir.join("partials"), "hbs") {
             match split_name(&path) {
                 Some((name, lang, html)) => {
                     let entry = partials.entry(name).or_default().entry(lang).or_default();
-                    if html { entry.1 = Some(path) } else { entry.0 = Some(path) }
+                    if html {
+                        entry.1 = Some(path)
+                    } else {
+                        entry.0 = Some(path)
+                    }
                 }
-                None => problems.error(Location::file(&path), "partial file names are NAME.LANG.hbs"),
+                None => problems.error(
+                    Location::file(&path),
+                    "partial file names are NAME.LANG.hbs",
+                ),
             }
         }
-        let mut templates = Templates { languages: HashMap::new(), default_language: config.language.clone() };
+        let mut templates = Templates {
+            languages: HashMap::new(),
+            default_language: config.language.clone(),
+        };
         let languages: Vec<String> = {
             let mut l: Vec<String> = files.keys().map(|(lang, _)| lang.clone()).collect();
             l.dedup();
@@ -113,14 +143,21 @@ impl Templates {
                 sources: HashMap::new(),
             };
             for (name, by_lang) in &partials {
-                let Some(chosen) = language_chain(&lang, &config.language).find_map(|l| by_lang.get(l)) else { continue };
+                let Some(chosen) =
+                    language_chain(&lang, &config.language).find_map(|l| by_lang.get(l))
+                else {
+                    continue;
+                };
                 let text = chosen.0.as_ref();
-                for (registry, file) in [(&mut set.text, text), (&mut set.html, chosen.1.as_ref().or(text))] {
+                for (registry, file) in [
+                    (&mut set.text, text),
+                    (&mut set.html, chosen.1.as_ref().or(text)),
+                ] {
                     let Some(file) = file else { continue };
-                    if let Some(source) = read(file, problems) {
-                        if let Err(e) = registry.register_partial(name, source) {
-                            problems.push(template_problem(file, 0, &e));
-                        }
+                    if let Some(source) = read(file, problems)
+                        && let Err(e) = registry.register_partial(name, source)
+                    {
+                        problems.push(template_problem(file, 0, &e));
                     }
                 }
             }
@@ -144,8 +181,11 @@ impl Templates {
 
     /// The language whose version of template `name` a message in `language` uses.
     pub fn resolve<'a>(&'a self, name: &str, language: &'a str) -> Option<&'a str> {
-        language_chain(language, &self.default_language)
-            .find(|l| self.languages.get(*l).is_some_and(|s| s.sources.contains_key(name)))
+        language_chain(language, &self.default_language).find(|l| {
+            self.languages
+                .get(*l)
+                .is_some_and(|s| s.sources.contains_key(name))
+        })
     }
 
     /// Every (template, language) pair that exists.
@@ -153,25 +193,42 @@ impl Templates {
         let mut all: Vec<(String, String)> = self
             .languages
             .iter()
-            .flat_map(|(lang, set)| set.sources.keys().map(move |name| (name.clone(), lang.clone())))
+            .flat_map(|(lang, set)| {
+                set.sources
+                    .keys()
+                    .map(move |name| (name.clone(), lang.clone()))
+            })
             .collect();
         all.sort();
         all
     }
 
     pub fn languages_of(&self, name: &str) -> Vec<String> {
-        let mut langs: Vec<String> = self.languages.iter().filter(|(_, s)| s.sources.contains_key(name)).map(|(l, _)| l.clone()).collect();
+        let mut langs: Vec<String> = self
+            .languages
+            .iter()
+            .filter(|(_, s)| s.sources.contains_key(name))
+            .map(|(l, _)| l.clone())
+            .collect();
         langs.sort();
         langs
     }
 
     /// Renders template `name` in the already resolved `language`. The body is
     /// rendered only when asked (a preview table needs just the subject).
-    pub fn render(&self, name: &str, language: &str, context: &MessageContext, body: bool) -> Result<Message, Problem> {
+    pub fn render(
+        &self,
+        name: &str,
+        language: &str,
+        context: &MessageContext,
+        body: bool,
+    ) -> Result<Message, Problem> {
         let set = self.languages.get(language).expect("resolved language");
         let source = set.sources.get(name).expect("resolved template");
-        let data = Context::wraps(&context.json).map_err(|e| Problem::error(Location::file(&source.file), e.to_string()))?;
-        CURRENT.with(|c| *c.borrow_mut() = Some((context.invoice.clone(), context.customer.clone())));
+        let data = Context::wraps(&context.json)
+            .map_err(|e| Problem::error(Location::file(&source.file), e.to_string()))?;
+        CURRENT
+            .with(|c| *c.borrow_mut() = Some((context.invoice.clone(), context.customer.clone())));
         let result = (|| {
             let subject = set
                 .text
@@ -180,27 +237,44 @@ impl Templates {
             // A subject is one header line, whatever the data holds.
             let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
             let (body, html) = if body {
-                let text = set.text.render_with_context(name, &data).map_err(|e| render_problem(&source.file, source.body_offset, false, &e))?;
+                let text = set
+                    .text
+                    .render_with_context(name, &data)
+                    .map_err(|e| render_problem(&source.file, source.body_offset, false, &e))?;
                 let html = match &source.html_file {
-                    Some(file) => Some(set.html.render_with_context(name, &data).map_err(|e| render_problem(file, 0, false, &e))?),
+                    Some(file) => Some(
+                        set.html
+                            .render_with_context(name, &data)
+                            .map_err(|e| render_problem(file, 0, false, &e))?,
+                    ),
                     None => None,
                 };
                 (text, html)
             } else {
                 (String::new(), None)
             };
-            Ok(Message { subject, body, html })
+            Ok(Message {
+                subject,
+                body,
+                html,
+            })
         })();
         CURRENT.with(|c| *c.borrow_mut() = None);
         result
     }
 
     pub fn has_html(&self, name: &str, language: &str) -> bool {
-        self.languages.get(language).and_then(|s| s.sources.get(name)).is_some_and(|s| s.html_file.is_some())
+        self.languages
+            .get(language)
+            .and_then(|s| s.sources.get(name))
+            .is_some_and(|s| s.html_file.is_some())
     }
 
     pub fn file(&self, name: &str, language: &str) -> Option<&Path> {
-        self.languages.get(language).and_then(|s| s.sources.get(name)).map(|s| s.file.as_path())
+        self.languages
+            .get(language)
+            .and_then(|s| s.sources.get(name))
+            .map(|s| s.file.as_path())
     }
 }
 
@@ -216,14 +290,23 @@ fn split_name(path: &Path) -> Option<(String, String, bool)> {
         None => (stem, false),
     };
     let (name, lang) = stem.rsplit_once('.')?;
-    (!name.is_empty() && crate::config::is_language_tag(lang)).then(|| (name.to_string(), lang.to_string(), html))
+    (!name.is_empty() && crate::config::is_language_tag(lang))
+        .then(|| (name.to_string(), lang.to_string(), html))
 }
 
 fn read(file: &Path, problems: &mut Problems) -> Option<String> {
-    std::fs::read_to_string(file).map_err(|e| problems.error(Location::file(file), format!("cannot read template: {e}"))).ok()
+    std::fs::read_to_string(file)
+        .map_err(|e| problems.error(Location::file(file), format!("cannot read template: {e}")))
+        .ok()
 }
 
-fn register(set: &mut LanguageSet, name: &str, text: &Path, html: Option<&Path>, problems: &mut Problems) -> Option<Source> {
+fn register(
+    set: &mut LanguageSet,
+    name: &str,
+    text: &Path,
+    html: Option<&Path>,
+    problems: &mut Problems,
+) -> Option<Source> {
     let content = read(text, problems)?;
     let (front, body, body_offset) = match split_front_matter(&content) {
         Some(parts) => parts,
@@ -241,7 +324,10 @@ fn register(set: &mut LanguageSet, name: &str, text: &Path, html: Option<&Path>,
     };
     let subject_line = front_matter_line(&content, "subject");
     let mut ok = true;
-    if let Err(e) = set.text.register_template_string(&subject_key(name), &front.subject) {
+    if let Err(e) = set
+        .text
+        .register_template_string(&subject_key(name), &front.subject)
+    {
         problems.push(template_problem(text, subject_line - 1, &e));
         ok = false;
     }
@@ -256,13 +342,20 @@ fn register(set: &mut LanguageSet, name: &str, text: &Path, html: Option<&Path>,
             ok = false;
         }
     }
-    ok.then(|| Source { file: text.to_path_buf(), body_offset, subject_line, html_file: html.map(Path::to_path_buf) })
+    ok.then(|| Source {
+        file: text.to_path_buf(),
+        body_offset,
+        subject_line,
+        html_file: html.map(Path::to_path_buf),
+    })
 }
 
 /// Splits `---\n<yaml>\n---\n<body>`; returns (yaml, body, lines before the body).
 fn split_front_matter(content: &str) -> Option<(&str, &str, usize)> {
     let content = content.strip_prefix('\u{feff}').unwrap_or(content);
-    let rest = content.strip_prefix("---\n").or_else(|| content.strip_prefix("---\r\n"))?;
+    let rest = content
+        .strip_prefix("---\n")
+        .or_else(|| content.strip_prefix("---\r\n"))?;
     let mut offset = 0;
     for (i, line) in rest.split_inclusive('\n').enumerate() {
         if line.trim_end() == "---" {
@@ -294,8 +387,12 @@ fn render_problem(file: &Path, line_offset: usize, subject: bool, e: &RenderErro
         _ => Location::file(file),
     };
     let what = match e.reason() {
-        RenderErrorReason::MissingVariable(Some(path)) => format!("missing variable {path} (templates render in strict mode)"),
-        RenderErrorReason::MissingVariable(None) => "a helper was given a missing variable (templates render in strict mode)".to_string(),
+        RenderErrorReason::MissingVariable(Some(path)) => {
+            format!("missing variable {path} (templates render in strict mode)")
+        }
+        RenderErrorReason::MissingVariable(None) => {
+            "a helper was given a missing variable (templates render in strict mode)".to_string()
+        }
         other => other.to_string(),
     };
     let part = if subject { "subject: " } else { "" };
@@ -312,7 +409,13 @@ fn registry(html: bool, scripts: &Arc<Scripts>) -> Handlebars<'static> {
     hb.register_helper("date", Box::new(DateHelper));
     hb.register_helper("days_overdue", Box::new(DaysOverdueHelper));
     for (name, _, _) in &scripts.functions {
-        hb.register_helper(name, Box::new(ScriptHelper { scripts: scripts.clone(), name: name.clone() }));
+        hb.register_helper(
+            name,
+            Box::new(ScriptHelper {
+                scripts: scripts.clone(),
+                name: name.clone(),
+            }),
+        );
     }
     hb
 }
@@ -340,7 +443,9 @@ fn param<'a>(h: &'a Helper, i: usize, helper: &'static str) -> Result<&'a Value,
 fn decimal_of(v: &Value) -> Option<Decimal> {
     match v {
         Value::String(s) => Decimal::from_str_exact(s.trim()).ok(),
-        Value::Number(n) => Decimal::from_str_exact(&n.to_string()).ok().or_else(|| Decimal::from_scientific(&n.to_string()).ok()),
+        Value::Number(n) => Decimal::from_str_exact(&n.to_string())
+            .ok()
+            .or_else(|| Decimal::from_scientific(&n.to_string()).ok()),
         _ => None,
     }
 }
@@ -356,13 +461,18 @@ impl HelperDef for MoneyHelper {
         _: &mut RenderContext<'reg, 'rc>,
     ) -> Result<ScopedJson<'rc>, RenderError> {
         let value = param(h, 0, "money")?;
-        let amount = decimal_of(value).ok_or_else(|| fail(format!("money: {} is not an amount", value.render())))?;
+        let amount = decimal_of(value)
+            .ok_or_else(|| fail(format!("money: {} is not an amount", value.render())))?;
         let currency = match h.param(1) {
             Some(_) => param(h, 1, "money")?.render(),
-            None => root_str(ctx, &["invoice", "currency"]).unwrap_or("EUR").to_string(),
+            None => root_str(ctx, &["invoice", "currency"])
+                .unwrap_or("EUR")
+                .to_string(),
         };
         let language = root_str(ctx, &["language"]).unwrap_or("en");
-        Ok(ScopedJson::Derived(Value::String(format_money(amount, &currency, language))))
+        Ok(ScopedJson::Derived(Value::String(format_money(
+            amount, &currency, language,
+        ))))
     }
 }
 
@@ -381,7 +491,9 @@ impl HelperDef for DateHelper {
         let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
             .map_err(|_| fail(format!("date: {} is not a YYYY-MM-DD date", value.render())))?;
         let language = root_str(ctx, &["language"]).unwrap_or("en");
-        Ok(ScopedJson::Derived(Value::String(format_date(date, language))))
+        Ok(ScopedJson::Derived(Value::String(format_date(
+            date, language,
+        ))))
     }
 }
 
@@ -396,11 +508,17 @@ impl HelperDef for DaysOverdueHelper {
         _: &mut RenderContext<'reg, 'rc>,
     ) -> Result<ScopedJson<'rc>, RenderError> {
         let inv = param(h, 0, "days_overdue")?;
-        let due = inv.get("due_date").and_then(Value::as_str).and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
-        let today = root_str(ctx, &["today"]).and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+        let due = inv
+            .get("due_date")
+            .and_then(Value::as_str)
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+        let today =
+            root_str(ctx, &["today"]).and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
         match (due, today) {
             (Some(due), Some(today)) => Ok(ScopedJson::Derived(json!((today - due).num_days()))),
-            _ => Err(fail("days_overdue: expects an invoice, as in {{days_overdue invoice}}")),
+            _ => Err(fail(
+                "days_overdue: expects an invoice, as in {{days_overdue invoice}}",
+            )),
         }
     }
 }
@@ -428,7 +546,10 @@ impl HelperDef for ScriptHelper {
                 _ => to_dynamic(param(h, i, "script function")?),
             });
         }
-        let result = self.scripts.call(&self.name, args).map_err(|e| fail(format!("{}: {}", self.name, e.message)))?;
+        let result = self
+            .scripts
+            .call(&self.name, args)
+            .map_err(|e| fail(format!("{}: {}", self.name, e.message)))?;
         Ok(ScopedJson::Derived(from_dynamic(result)))
     }
 }
@@ -443,7 +564,11 @@ fn to_dynamic(v: &Value) -> Dynamic {
         },
         Value::String(s) => Dynamic::from(s.clone()),
         Value::Array(a) => Dynamic::from(a.iter().map(to_dynamic).collect::<rhai::Array>()),
-        Value::Object(o) => Dynamic::from(o.iter().map(|(k, v)| (k.as_str().into(), to_dynamic(v))).collect::<rhai::Map>()),
+        Value::Object(o) => Dynamic::from(
+            o.iter()
+                .map(|(k, v)| (k.as_str().into(), to_dynamic(v)))
+                .collect::<rhai::Map>(),
+        ),
     }
 }
 
@@ -464,7 +589,13 @@ fn from_dynamic(d: Dynamic) -> Value {
         return Value::String(d.into_string().unwrap_or_default());
     }
     if d.is_array() {
-        return Value::Array(d.into_array().unwrap_or_default().into_iter().map(from_dynamic).collect());
+        return Value::Array(
+            d.into_array()
+                .unwrap_or_default()
+                .into_iter()
+                .map(from_dynamic)
+                .collect(),
+        );
     }
     Value::String(d.to_string())
 }
@@ -482,7 +613,9 @@ pub fn format_money(amount: Decimal, currency: &str, language: &str) -> String {
     };
     let rounded = amount.round_dp_with_strategy(places, RoundingStrategy::MidpointNearestEven);
     let text = format!("{:.*}", places as usize, rounded.abs());
-    let (int, frac) = text.split_once('.').map_or((text.as_str(), ""), |(i, f)| (i, f));
+    let (int, frac) = text
+        .split_once('.')
+        .map_or((text.as_str(), ""), |(i, f)| (i, f));
     let french = is_french(language);
     let group = if french { ' ' } else { ',' };
     let mut grouped = String::with_capacity(int.len() + int.len() / 3);
@@ -492,8 +625,16 @@ pub fn format_money(amount: Decimal, currency: &str, language: &str) -> String {
         }
         grouped.push(ch);
     }
-    let number = if frac.is_empty() { grouped } else { format!("{grouped}{}{frac}", if french { ',' } else { '.' }) };
-    let sign = if rounded.is_sign_negative() && !rounded.is_zero() { "-" } else { "" };
+    let number = if frac.is_empty() {
+        grouped
+    } else {
+        format!("{grouped}{}{frac}", if french { ',' } else { '.' })
+    };
+    let sign = if rounded.is_sign_negative() && !rounded.is_zero() {
+        "-"
+    } else {
+        ""
+    };
     let symbol = match (currency, french) {
         ("EUR", _) => "€",
         ("USD", false) => "$",
@@ -513,16 +654,44 @@ pub fn format_money(amount: Decimal, currency: &str, language: &str) -> String {
     }
 }
 
-const MONTHS_FR: [&str; 12] =
-    ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre", "décembre"];
-const MONTHS_EN: [&str; 12] =
-    ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+const MONTHS_FR: [&str; 12] = [
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+];
+const MONTHS_EN: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
 
 /// A long date: `1er novembre 2026` in French, `November 1, 2026` in English.
 pub fn format_date(date: NaiveDate, language: &str) -> String {
     let month = date.month0() as usize;
     if is_french(language) {
-        let day = if date.day() == 1 { "1er".to_string() } else { date.day().to_string() };
+        let day = if date.day() == 1 {
+            "1er".to_string()
+        } else {
+            date.day().to_string()
+        };
         format!("{day} {} {}", MONTHS_FR[month], date.year())
     } else {
         format!("{} {}, {}", MONTHS_EN[month], date.day(), date.year())
@@ -549,9 +718,18 @@ fn money(d: Decimal) -> String {
 }
 
 /// The JSON an invoice shows to templates (and `preview --format json`).
-pub fn invoice_json(ledger: &Ledger, index: usize, today: NaiveDate, default_language: &str) -> Value {
+pub fn invoice_json(
+    ledger: &Ledger,
+    index: usize,
+    today: NaiveDate,
+    default_language: &str,
+) -> Value {
     let inv = &ledger.invoices[index];
-    let language = inv.language.clone().or_else(|| ledger.customer(index).language.clone()).unwrap_or_else(|| default_language.to_string());
+    let language = inv
+        .language
+        .as_deref()
+        .or(ledger.customer(index).language.as_deref())
+        .unwrap_or(default_language);
     json!({
         "number": inv.number,
         "customer_id": inv.customer_id,
@@ -585,7 +763,7 @@ pub fn message_context(
     language: &str,
     config: &Config,
 ) -> MessageContext {
-    let customer_index = ledger.customer_of[index];
+    let customer_index = ledger.customer_index(index);
     let c = &ledger.customers[customer_index];
     let json = json!({
         "invoice": invoice_json(ledger, index, today, &config.language),
@@ -593,7 +771,7 @@ pub fn message_context(
             "id": c.id,
             "name": c.name,
             "email": c.email,
-            "language": c.language.clone().unwrap_or_else(|| config.language.clone()),
+            "language": c.language.as_deref().unwrap_or(&config.language),
             "tags": c.tags,
             "open_count": c.open_count,
             "total_due": money(c.total_due),
@@ -615,8 +793,16 @@ pub fn message_context(
     });
     MessageContext {
         json,
-        invoice: InvoiceView { ledger: ledger.clone(), index, today },
-        customer: CustomerView { ledger: ledger.clone(), index: customer_index, today },
+        invoice: InvoiceView {
+            ledger: ledger.clone(),
+            index,
+            today,
+        },
+        customer: CustomerView {
+            ledger: ledger.clone(),
+            index: customer_index,
+            today,
+        },
     }
 }
 
@@ -652,13 +838,20 @@ mod tests {
 
     #[test]
     fn language_fallback_chain() {
-        assert_eq!(language_chain("fr-CA", "en").collect::<Vec<_>>(), vec!["fr-CA", "fr", "en"]);
-        assert_eq!(language_chain("de", "fr").collect::<Vec<_>>(), vec!["de", "fr"]);
+        assert_eq!(
+            language_chain("fr-CA", "en").collect::<Vec<_>>(),
+            vec!["fr-CA", "fr", "en"]
+        );
+        assert_eq!(
+            language_chain("de", "fr").collect::<Vec<_>>(),
+            vec!["de", "fr"]
+        );
     }
 
     #[test]
     fn front_matter() {
-        let (front, body, offset) = split_front_matter("---\nsubject: \"Hi\"\n---\nBody {{x}}\n").unwrap();
+        let (front, body, offset) =
+            split_front_matter("---\nsubject: \"Hi\"\n---\nBody {{x}}\n").unwrap();
         assert_eq!(front, "subject: \"Hi\"\n");
         assert_eq!(body, "Body {{x}}\n");
         assert_eq!(offset, 3);

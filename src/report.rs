@@ -31,7 +31,10 @@ pub fn table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> io::
             }
             text.push_str(cell);
             if i + 1 < widths.len() {
-                text.extend(std::iter::repeat_n(' ', widths[i].saturating_sub(cell.chars().count())));
+                text.extend(std::iter::repeat_n(
+                    ' ',
+                    widths[i].saturating_sub(cell.chars().count()),
+                ));
             }
         }
         writeln!(out, "{}", text.trim_end())
@@ -82,10 +85,19 @@ pub const REMINDER_COLUMNS: [&str; 15] = [
 ];
 
 pub fn stage_label(stage: &str, occurrence: u32) -> String {
-    if occurrence == 0 { stage.to_string() } else { format!("{stage} #{occurrence}") }
+    if occurrence == 0 {
+        stage.to_string()
+    } else {
+        format!("{stage} #{occurrence}")
+    }
 }
 
-pub fn preview(out: &mut dyn Write, reminders: &[Reminder], format: Format, render: bool) -> io::Result<()> {
+pub fn preview(
+    out: &mut dyn Write,
+    reminders: &[Reminder],
+    format: Format,
+    render: bool,
+) -> io::Result<()> {
     match format {
         Format::Json => json(out, reminders),
         Format::Csv => {
@@ -97,7 +109,15 @@ pub fn preview(out: &mut dyn Write, reminders: &[Reminder], format: Format, rend
         }
         Format::Table if render => {
             for r in reminders {
-                writeln!(out, "=== {}  {}  {}  {} ({})", r.date, r.invoice, stage_label(&r.stage, r.occurrence), r.channel.as_str(), r.policy)?;
+                writeln!(
+                    out,
+                    "=== {}  {}  {}  {} ({})",
+                    r.date,
+                    r.invoice,
+                    stage_label(&r.stage, r.occurrence),
+                    r.channel.as_str(),
+                    r.policy
+                )?;
                 writeln!(out, "To: {}", r.to)?;
                 writeln!(out, "Subject: {}", r.subject)?;
                 if let Some(e) = &r.error {
@@ -128,7 +148,13 @@ pub fn preview(out: &mut dyn Write, reminders: &[Reminder], format: Format, rend
                     ]
                 })
                 .collect();
-            table(out, &["DATE", "INVOICE", "CUSTOMER", "POLICY", "STAGE", "CHANNEL", "DUE", "SUBJECT"], &rows)
+            table(
+                out,
+                &[
+                    "DATE", "INVOICE", "CUSTOMER", "POLICY", "STAGE", "CHANNEL", "DUE", "SUBJECT",
+                ],
+                &rows,
+            )
         }
     }
 }
@@ -169,7 +195,20 @@ pub fn history(out: &mut dyn Write, entries: &[Entry], format: Format) -> io::Re
                     ]
                 })
                 .collect();
-            table(out, &["WHEN", "INVOICE", "POLICY", "STAGE", "STATE", "CHANNEL", "TO", "SUBJECT / ERROR"], &rows)
+            table(
+                out,
+                &[
+                    "WHEN",
+                    "INVOICE",
+                    "POLICY",
+                    "STAGE",
+                    "STATE",
+                    "CHANNEL",
+                    "TO",
+                    "SUBJECT / ERROR",
+                ],
+                &rows,
+            )
         }
     }
 }
@@ -183,8 +222,13 @@ pub fn verdict_text(s: &StageTrace) -> String {
     };
     let what = match s.verdict {
         Verdict::NotReached => "not reached yet".to_string(),
-        Verdict::InJournal => format!("already in the journal ({})", s.journal.map_or("?", |j| j.as_str())),
-        Verdict::Passed => "passed: a later stage is already in the journal, a policy never steps back".to_string(),
+        Verdict::InJournal => format!(
+            "already in the journal ({})",
+            s.journal.map_or("?", |j| j.as_str())
+        ),
+        Verdict::Passed => {
+            "passed: a later stage is already in the journal, a policy never steps back".to_string()
+        }
         Verdict::Fires => "FIRES".to_string(),
         Verdict::Skipped => "skipped: overtaken by a later stage reached the same day".to_string(),
         Verdict::Waiting => "waiting: reached, but its `when` is false".to_string(),
@@ -200,11 +244,20 @@ pub fn explain_stages(out: &mut dyn Write, trace: &Trace) -> io::Result<()> {
             vec![
                 stage_label(&s.stage, s.occurrence),
                 s.date.to_string(),
-                if s.reached { "reached".into() } else { "not reached".into() },
-                s.journal.map_or("-".to_string(), |j| j.as_str().to_string()),
+                if s.reached {
+                    "reached".into()
+                } else {
+                    "not reached".into()
+                },
+                s.journal
+                    .map_or("-".to_string(), |j| j.as_str().to_string()),
                 verdict_text(s),
             ]
         })
         .collect();
-    table(out, &["STAGE", "DATE", "REACHED", "JOURNAL", "VERDICT"], &rows)
+    table(
+        out,
+        &["STAGE", "DATE", "REACHED", "JOURNAL", "VERDICT"],
+        &rows,
+    )
 }

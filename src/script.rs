@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use rhai::{AST, Array, CallFnOptions, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position, Scope};
+use rhai::{
+    AST, Array, CallFnOptions, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position,
+    Scope,
+};
 use rust_decimal::Decimal;
 
 use crate::diagnostics::{Location, Problem, Problems};
@@ -98,16 +101,16 @@ fn sandboxed_engine() -> Engine {
         )*};
     }
     invoice_get! {
-        "number" => |i, _v| ImmutableString::from(i.number.as_str()),
-        "customer_id" => |i, _v| ImmutableString::from(i.customer_id.as_str()),
-        "customer_name" => |i, _v| ImmutableString::from(i.customer_name.as_str()),
-        "email" => |i, _v| ImmutableString::from(i.email.as_str()),
+        "number" => |i, _v| ImmutableString::from(&*i.number),
+        "customer_id" => |i, _v| ImmutableString::from(&*i.customer_id),
+        "customer_name" => |i, _v| ImmutableString::from(&*i.customer_name),
+        "email" => |i, _v| ImmutableString::from(&*i.email),
         "issue_date" => |i, _v| date_string(i.issue_date),
         "due_date" => |i, _v| date_string(i.due_date),
         "amount" => |i, _v| i.amount,
         "amount_paid" => |i, _v| i.amount_paid,
         "amount_due" => |i, _v| i.amount_due(),
-        "currency" => |i, _v| ImmutableString::from(i.currency.as_str()),
+        "currency" => |i, _v| ImmutableString::from(&*i.currency),
         "status" => |i, _v| ImmutableString::from(i.status.as_str()),
         "paid_date" => |i, _v| opt_date(i.paid_date),
         "language" => |i, v| ImmutableString::from(i.language.as_deref().unwrap_or(v.ledger.customer(v.index).language.as_deref().unwrap_or(""))),
@@ -127,9 +130,9 @@ fn sandboxed_engine() -> Engine {
         )*};
     }
     customer_get! {
-        "id" => |c, _v| ImmutableString::from(c.id.as_str()),
-        "name" => |c, _v| ImmutableString::from(c.name.as_str()),
-        "email" => |c, _v| ImmutableString::from(c.email.as_str()),
+        "id" => |c, _v| ImmutableString::from(&*c.id),
+        "name" => |c, _v| ImmutableString::from(&*c.name),
+        "email" => |c, _v| ImmutableString::from(&*c.email),
         "language" => |c, _v| ImmutableString::from(c.language.as_deref().unwrap_or("")),
         "tags" => |c, _v| strings(&c.tags),
         "open_count" => |c, _v| c.open_count,
@@ -148,12 +151,16 @@ fn sandboxed_engine() -> Engine {
 
     // Dates are ISO strings in scripts (they compare correctly as strings);
     // this gives the one piece of date arithmetic rules need.
-    engine.register_fn("days_between", |from: &str, to: &str| -> Result<i64, Box<EvalAltResult>> {
-        let parse = |s: &str| {
-            NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| format!("days_between: {s:?} is not a YYYY-MM-DD date"))
-        };
-        Ok((parse(to)? - parse(from)?).num_days())
-    });
+    engine.register_fn(
+        "days_between",
+        |from: &str, to: &str| -> Result<i64, Box<EvalAltResult>> {
+            let parse = |s: &str| {
+                NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .map_err(|_| format!("days_between: {s:?} is not a YYYY-MM-DD date"))
+            };
+            Ok((parse(to)? - parse(from)?).num_days())
+        },
+    );
     engine
 }
 
@@ -165,8 +172,10 @@ fn opt_date(d: Option<NaiveDate>) -> Dynamic {
     d.map_or(Dynamic::UNIT, |d| Dynamic::from(date_string(d)))
 }
 
-fn strings(v: &[String]) -> Array {
-    v.iter().map(|s| Dynamic::from(ImmutableString::from(s.as_str()))).collect()
+fn strings(v: &[crate::model::Shared]) -> Array {
+    v.iter()
+        .map(|s| Dynamic::from(ImmutableString::from(&**s)))
+        .collect()
 }
 
 /// The variables every expression sees, in the order `Scope` stores them.
@@ -212,11 +221,18 @@ impl Scripts {
                 Ok(mut ast) => {
                     ast.set_source(path.to_string_lossy().as_ref());
                     for f in ast.iter_functions() {
-                        if let Some((_, _, other)) = functions.iter().find(|(n, a, _)| n == f.name && *a == f.params.len()) {
+                        if let Some((_, _, other)) = functions
+                            .iter()
+                            .find(|(n, a, _)| n == f.name && *a == f.params.len())
+                        {
                             let (line, col) = find_fn(&source, f.name);
                             problems.error(
                                 Location::at(&path, line, col),
-                                format!("function {} is already defined in {}", f.name, other.display()),
+                                format!(
+                                    "function {} is already defined in {}",
+                                    f.name,
+                                    other.display()
+                                ),
                             );
                         } else {
                             functions.push((f.name.to_string(), f.params.len(), path.clone()));
@@ -242,19 +258,34 @@ impl Scripts {
                 if time_functions.contains(name) {
                     continue;
                 }
-                let body = sources.iter().find_map(|s| fn_body(s, name)).unwrap_or_default();
-                if mentions_any(body, TIME_WORDS.iter().copied()) || mentions_call(body, time_functions.iter().map(String::as_str)) {
+                let body = sources
+                    .iter()
+                    .find_map(|s| fn_body(s, name))
+                    .unwrap_or_default();
+                if mentions_any(body, TIME_WORDS.iter().copied())
+                    || mentions_call(body, time_functions.iter().map(String::as_str))
+                {
                     time_functions.push(name.clone());
                     changed = true;
                 }
             }
         }
-        Scripts { engine, library, functions, time_functions }
+        Scripts {
+            engine,
+            library,
+            functions,
+            time_functions,
+        }
     }
 
     /// An empty library, for tests and folders without scripts.
     pub fn empty() -> Scripts {
-        Scripts { engine: sandboxed_engine(), library: AST::empty(), functions: Vec::new(), time_functions: Vec::new() }
+        Scripts {
+            engine: sandboxed_engine(),
+            library: AST::empty(),
+            functions: Vec::new(),
+            time_functions: Vec::new(),
+        }
     }
 
     /// Compiles an expression written at `location` (its first character).
@@ -273,17 +304,26 @@ impl Scripts {
             }),
             Err(e) => {
                 let (line, col) = position(e.1);
-                Err(Problem::error(offset_location(&location, line, col), format!("in expression {source:?}: {}", e.0)))
+                Err(Problem::error(
+                    offset_location(&location, line, col),
+                    format!("in expression {source:?}: {}", e.0),
+                ))
             }
         }
     }
 
     /// Evaluates a yes/no expression.
     pub fn eval_bool(&self, expr: &Expr, scope: &mut Scope) -> Result<bool, ScriptError> {
-        let value = self.engine.eval_ast_with_scope::<Dynamic>(scope, &expr.ast).map_err(|e| self.error(&e, &expr.location))?;
+        let value = self
+            .engine
+            .eval_ast_with_scope::<Dynamic>(scope, &expr.ast)
+            .map_err(|e| self.error(&e, &expr.location))?;
         value.as_bool().map_err(|type_name| ScriptError {
             location: expr.location.clone(),
-            message: format!("expression {:?} must be true or false, but gave a {type_name}", expr.source),
+            message: format!(
+                "expression {:?} must be true or false, but gave a {type_name}",
+                expr.source
+            ),
         })
     }
 
@@ -319,8 +359,12 @@ impl Scripts {
             offset_location(expr_location, line, col)
         });
         let mut message = match err {
-            EvalAltResult::ErrorTooManyOperations(_) => "script stopped: too many operations (an endless loop?)".to_string(),
-            EvalAltResult::ErrorStackOverflow(_) => "script stopped: calls nested too deep (endless recursion?)".to_string(),
+            EvalAltResult::ErrorTooManyOperations(_) => {
+                "script stopped: too many operations (an endless loop?)".to_string()
+            }
+            EvalAltResult::ErrorStackOverflow(_) => {
+                "script stopped: calls nested too deep (endless recursion?)".to_string()
+            }
             other => {
                 let text = other.to_string();
                 match text.rfind(" (line ") {
@@ -345,7 +389,11 @@ fn offset_location(base: &Location, line: usize, col: usize) -> Location {
     let mut loc = base.clone();
     if let Some(l) = base.line {
         loc.line = Some(l + line - 1);
-        loc.col = Some(if line == 1 { base.col.unwrap_or(1) + col - 1 } else { col });
+        loc.col = Some(if line == 1 {
+            base.col.unwrap_or(1) + col - 1
+        } else {
+            col
+        });
     }
     loc
 }
@@ -356,15 +404,19 @@ fn is_ident(c: char) -> bool {
 
 fn mentions_any<'a>(source: &str, words: impl Iterator<Item = &'a str>) -> bool {
     let mut words = words;
-    words.any(|w| source.match_indices(w).any(|(i, _)| word_at(source, i, w.len())))
+    words.any(|w| {
+        source
+            .match_indices(w)
+            .any(|(i, _)| word_at(source, i, w.len()))
+    })
 }
 
 fn mentions_call<'a>(source: &str, names: impl Iterator<Item = &'a str>) -> bool {
     let mut names = names;
     names.any(|n| {
-        source
-            .match_indices(n)
-            .any(|(i, _)| word_at(source, i, n.len()) && source[i + n.len()..].trim_start().starts_with('('))
+        source.match_indices(n).any(|(i, _)| {
+            word_at(source, i, n.len()) && source[i + n.len()..].trim_start().starts_with('(')
+        })
     })
 }
 
@@ -397,7 +449,11 @@ pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<std::path::PathBuf> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.is_file() && p.extension().and_then(|e| e.to_str()) == Some(ext))
-        .filter(|p| !p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')))
+        .filter(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+        })
         .collect();
     files.sort();
     files
@@ -415,8 +471,16 @@ mod tests {
 
     fn vars(ledger: &Arc<Ledger>, today: &str) -> Scope<'static> {
         Variables {
-            invoice: InvoiceView { ledger: ledger.clone(), index: 0, today: date(today) },
-            customer: CustomerView { ledger: ledger.clone(), index: 0, today: date(today) },
+            invoice: InvoiceView {
+                ledger: ledger.clone(),
+                index: 0,
+                today: date(today),
+            },
+            customer: CustomerView {
+                ledger: ledger.clone(),
+                index: 0,
+                today: date(today),
+            },
             today: date(today),
             sent: vec![],
         }
@@ -433,46 +497,100 @@ mod tests {
 
     #[test]
     fn decimals_are_exact_and_functions_callable() {
-        let (_d, s, p) = scripts_with("fn fee(invoice) { (invoice.amount_due * 0.1).round(2) }\nfn stamp(today) { today }\n");
+        let (_d, s, p) = scripts_with(
+            "fn fee(invoice) { (invoice.amount_due * 0.1).round(2) }\nfn stamp(today) { today }\n",
+        );
         assert!(p.is_empty(), "{p:?}");
-        let ledger = Arc::new(Ledger::new(vec![invoice("F1", "C1", "2026-01-31", "100.05")]));
+        let ledger = Arc::new(Ledger::new(vec![invoice(
+            "F1",
+            "C1",
+            "2026-01-31",
+            "100.05",
+        )]));
         let mut scope = vars(&ledger, "2026-02-10");
         let loc = Location::at(Path::new("rules/p.yaml"), 3, 10);
-        let e = s.compile("fee(invoice) == 10.00 && invoice.days_overdue == 10", loc.clone()).unwrap();
+        let e = s
+            .compile(
+                "fee(invoice) == 10.00 && invoice.days_overdue == 10",
+                loc.clone(),
+            )
+            .unwrap();
         assert!(s.eval_bool(&e, &mut scope).unwrap());
         assert!(e.time_dependent);
-        assert!(!s.compile("fee(invoice) > 1", loc.clone()).unwrap().time_dependent);
-        assert!(s.compile("stamp(today) != \"\"", loc.clone()).unwrap().time_dependent);
-        let fee = s.call("fee", vec![Dynamic::from(InvoiceView { ledger: ledger.clone(), index: 0, today: date("2026-02-10") })]).unwrap();
+        assert!(
+            !s.compile("fee(invoice) > 1", loc.clone())
+                .unwrap()
+                .time_dependent
+        );
+        assert!(
+            s.compile("stamp(today) != \"\"", loc.clone())
+                .unwrap()
+                .time_dependent
+        );
+        let fee = s
+            .call(
+                "fee",
+                vec![Dynamic::from(InvoiceView {
+                    ledger: ledger.clone(),
+                    index: 0,
+                    today: date("2026-02-10"),
+                })],
+            )
+            .unwrap();
         assert_eq!(fee.as_decimal().unwrap().to_string(), "10.00");
     }
 
     #[test]
     fn runaway_scripts_are_stopped_and_located() {
-        let (_d, s, _) = scripts_with("fn forever() { loop { } }\nfn deep(n) { deep(n + 1) }\nfn boom() { throw \"no\"; }\n");
+        let (_d, s, _) = scripts_with(
+            "fn forever() { loop { } }\nfn deep(n) { deep(n + 1) }\nfn boom() { throw \"no\"; }\n",
+        );
         let ledger = Arc::new(Ledger::new(vec![invoice("F1", "C1", "2026-01-31", "1")]));
         let mut scope = vars(&ledger, "2026-02-10");
         let loc = Location::at(Path::new("rules/p.yaml"), 7, 11);
-        let err = s.eval_bool(&s.compile("forever()", loc.clone()).unwrap(), &mut scope).unwrap_err();
+        let err = s
+            .eval_bool(&s.compile("forever()", loc.clone()).unwrap(), &mut scope)
+            .unwrap_err();
         assert!(err.message.contains("too many operations"), "{err}");
-        let err = s.eval_bool(&s.compile("deep(0)", loc.clone()).unwrap(), &mut scope).unwrap_err();
+        let err = s
+            .eval_bool(&s.compile("deep(0)", loc.clone()).unwrap(), &mut scope)
+            .unwrap_err();
         assert!(err.message.contains("nested too deep"), "{err}");
-        let err = s.eval_bool(&s.compile("boom()", loc.clone()).unwrap(), &mut scope).unwrap_err();
+        let err = s
+            .eval_bool(&s.compile("boom()", loc.clone()).unwrap(), &mut scope)
+            .unwrap_err();
         assert!(err.location.file.ends_with("lib.rhai"), "{err}");
         assert_eq!(err.location.line, Some(3));
-        let err = s.eval_bool(&s.compile("invoice.amount", loc.clone()).unwrap(), &mut scope).unwrap_err();
+        let err = s
+            .eval_bool(
+                &s.compile("invoice.amount", loc.clone()).unwrap(),
+                &mut scope,
+            )
+            .unwrap_err();
         assert!(err.message.contains("must be true or false"), "{err}");
     }
 
     #[test]
     fn compile_errors_point_into_the_yaml() {
         let s = Scripts::empty();
-        let err = s.compile("invoice.amount >", Location::at(Path::new("p.yaml"), 4, 13)).err().unwrap();
+        let err = s
+            .compile("invoice.amount >", Location::at(Path::new("p.yaml"), 4, 13))
+            .err()
+            .unwrap();
         assert_eq!(err.location.line, Some(4));
         assert!(err.location.col.unwrap() > 13);
-        let err = s.compile("invoce.amount > 1", Location::at(Path::new("p.yaml"), 4, 13)).err().unwrap();
+        let err = s
+            .compile(
+                "invoce.amount > 1",
+                Location::at(Path::new("p.yaml"), 4, 13),
+            )
+            .err()
+            .unwrap();
         assert!(err.message.contains("invoce"), "{}", err.message);
-        assert!(s.compile("eval(\"1\")", Location::at(Path::new("p.yaml"), 1, 1)).is_err());
+        assert!(
+            s.compile("eval(\"1\")", Location::at(Path::new("p.yaml"), 1, 1))
+                .is_err()
+        );
     }
 
     #[test]
