@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use rayon::prelude::*;
 use rhai::{Dynamic, ImmutableString};
 use serde::Serialize;
 
@@ -319,7 +320,7 @@ impl Evaluator<'_> {
     /// The reminders of the `days` days from `from`, as the daemon would send
     /// them if no payment arrived: each day's decisions are journaled in memory
     /// before the next day is decided. Days on which nothing can change for an
-    /// invoice are not evaluated.
+    /// invoice are not evaluated. Invoices are planned in parallel.
     pub fn plan(
         &self,
         from: NaiveDate,
@@ -329,87 +330,104 @@ impl Evaluator<'_> {
     ) -> Plan {
         let end = add_days(from, i64::from(days));
         let daily = self.policies.iter().any(Policy::time_dependent);
-        let mut plan = Plan::default();
         let invoices: Vec<usize> = match only {
             Some(i) => vec![i],
             None => (0..self.ledger.invoices.len()).collect(),
         };
-        for invoice in invoices {
-            let inv = &self.ledger.invoices[invoice];
-            if !inv.is_open() {
-                continue;
-            }
-            let mut marks = journal.marks(&inv.number).to_vec();
-            let mut day = from;
-            let mut first = true;
-            while day < end {
-                let out = self.evaluate(invoice, day, &marks, None);
-                for e in out.errors {
-                    if !plan
-                        .errors
-                        .iter()
-                        .any(|(i, known)| *i == invoice && *known == e)
-                    {
-                        plan.errors.push((invoice, e));
+        let parts: Vec<Plan> = invoices
+            .par_chunks(2048)
+            .map(|chunk| {
+                let mut plan = Plan::default();
+                for &invoice in chunk {
+                    if self.ledger.invoices[invoice].is_open() {
+                        self.plan_invoice(invoice, from, end, daily, journal, &mut plan);
                     }
                 }
-                let Some(p) = out.policy else {
-                    if first {
-                        plan.unmatched.push(invoice);
-                    }
-                    if !daily {
-                        break;
-                    }
-                    day = add_days(day, 1);
-                    first = false;
-                    continue;
-                };
-                first = false;
-                let policy = &self.policies[p];
-                let mark = |o: &Occurrence, state| Mark {
-                    policy: policy.name.clone(),
-                    stage: policy.stages[o.stage].id.clone(),
-                    occurrence: o.occurrence,
-                    state,
-                    date: day.to_string(),
-                };
-                marks.extend(out.skipped.iter().map(|o| mark(o, State::Skipped)));
-                plan.skipped.extend(out.skipped.iter().map(|o| Planned {
-                    date: day,
-                    invoice,
-                    policy: p,
-                    stage: o.stage,
-                    occurrence: o.occurrence,
-                }));
-                if let Some(f) = out.fire {
-                    marks.push(mark(&f, State::Sent));
-                    plan.reminders.push(Planned {
-                        date: day,
-                        invoice,
-                        policy: p,
-                        stage: f.stage,
-                        occurrence: f.occurrence,
-                    });
-                }
-                day = if daily || out.pending {
-                    add_days(day, 1)
-                } else {
-                    match self.next_reach(invoice, day) {
-                        Some(next) => next,
-                        None => break,
-                    }
-                };
-            }
-        }
-        let ledger = self.ledger;
-        plan.reminders.sort_by(|a, b| {
-            a.date.cmp(&b.date).then_with(|| {
-                ledger.invoices[a.invoice]
-                    .number
-                    .cmp(&ledger.invoices[b.invoice].number)
+                plan
             })
+            .collect();
+        let mut plan = Plan::default();
+        for part in parts {
+            plan.reminders.extend(part.reminders);
+            plan.skipped.extend(part.skipped);
+            plan.unmatched.extend(part.unmatched);
+            plan.errors.extend(part.errors);
+        }
+        let invoices = &self.ledger.invoices;
+        plan.reminders.par_sort_unstable_by(|a, b| {
+            a.date
+                .cmp(&b.date)
+                .then_with(|| invoices[a.invoice].number.cmp(&invoices[b.invoice].number))
         });
         plan
+    }
+
+    fn plan_invoice(
+        &self,
+        invoice: usize,
+        from: NaiveDate,
+        end: NaiveDate,
+        daily: bool,
+        journal: &JournalView,
+        plan: &mut Plan,
+    ) {
+        let inv = &self.ledger.invoices[invoice];
+        let mut marks = journal.marks(&inv.number).to_vec();
+        let mut day = from;
+        let mut first = true;
+        while day < end {
+            let out = self.evaluate(invoice, day, &marks, None);
+            for e in out.errors {
+                if !plan
+                    .errors
+                    .iter()
+                    .any(|(i, known)| *i == invoice && *known == e)
+                {
+                    plan.errors.push((invoice, e));
+                }
+            }
+            let Some(p) = out.policy else {
+                if first {
+                    plan.unmatched.push(invoice);
+                }
+                if !daily {
+                    break;
+                }
+                day = add_days(day, 1);
+                first = false;
+                continue;
+            };
+            first = false;
+            let policy = &self.policies[p];
+            let planned = |o: &Occurrence| Planned {
+                date: day,
+                invoice,
+                policy: p,
+                stage: o.stage,
+                occurrence: o.occurrence,
+            };
+            let mark = |o: &Occurrence, state| Mark {
+                policy: policy.name.clone(),
+                stage: policy.stages[o.stage].id.clone(),
+                occurrence: o.occurrence,
+                state,
+                date: day.to_string(),
+            };
+            marks.extend(out.skipped.iter().map(|o| mark(o, State::Skipped)));
+            plan.skipped.extend(out.skipped.iter().map(planned));
+            if let Some(f) = out.fire {
+                marks.push(mark(&f, State::Sent));
+                plan.reminders.push(planned(&f));
+            }
+            day = if daily || out.pending {
+                add_days(day, 1)
+            } else {
+                match self.next_reach(invoice, day) {
+                    Some(next) => next,
+                    None => break,
+                }
+            };
+        }
     }
 }
 

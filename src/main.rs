@@ -230,27 +230,29 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     project.ledger.invoices[*invoice].number
                 );
             }
-            let reminders: Vec<_> = plan
-                .reminders
-                .iter()
-                .map(|p| project.reminder(p, render))
-                .collect();
-            for r in reminders.iter().filter(|r| r.error.is_some()) {
-                eprintln!(
-                    "warning: {} {} {}: {}",
-                    r.date,
-                    r.invoice,
-                    r.stage,
-                    r.error.as_deref().unwrap_or("")
-                );
+            // Rendered in parallel a chunk at a time, written as they come.
+            let mut writer =
+                report::PreviewWriter::new(&mut out, format, render, &project, &plan.reminders)?;
+            for chunk in plan.reminders.chunks(8192) {
+                let reminders = project.reminders(chunk, render);
+                for r in reminders.iter().filter(|r| r.error.is_some()) {
+                    eprintln!(
+                        "warning: {} {} {}: {}",
+                        r.date,
+                        r.invoice,
+                        r.stage,
+                        r.error.as_deref().unwrap_or("")
+                    );
+                }
+                writer.write(&reminders)?;
             }
-            report::preview(&mut out, &reminders, format, render)?;
+            writer.finish()?;
             if format == Format::Table {
                 let until = relance::policy::add_days(from, i64::from(days) - 1);
                 writeln!(
                     out,
                     "\n{} reminder(s) from {from} to {until}.",
-                    reminders.len()
+                    plan.reminders.len()
                 )?;
             }
             if !plan.unmatched.is_empty() {
@@ -367,7 +369,7 @@ fn explain(
             "as_of": date.to_string(),
             "open": inv.is_open(),
             "status": inv.status.as_str(),
-            "amount_due": relance::render::invoice_json(&project.ledger, index, date, &project.config.language)["amount_due"],
+            "amount_due": relance::render::money(inv.amount_due()),
             "currency": inv.currency,
             "days_overdue": inv.days_overdue(date),
             "policy": policy.map(|p| p.name.clone()),

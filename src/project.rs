@@ -12,7 +12,7 @@ use crate::engine::{Evaluator, Planned};
 use crate::feed::{feeds_for, load_feeds};
 use crate::model::{Invoice, Ledger, Origin, Status};
 use crate::policy::{Channel, Policy, Stage, load_policies};
-use crate::render::{Message, Templates, message_context};
+use crate::render::{Message, Parts, Templates, message_context};
 use crate::script::{CustomerView, InvoiceView, Scripts, Variables};
 
 /// Where to find the folder and what to override, as given on the command line.
@@ -169,6 +169,12 @@ impl Project {
             .unwrap_or(&self.config.language)
     }
 
+    /// Renders planned reminders in parallel, in order.
+    pub fn reminders(&self, planned: &[Planned], body: bool) -> Vec<Reminder> {
+        use rayon::prelude::*;
+        planned.par_iter().map(|p| self.reminder(p, body)).collect()
+    }
+
     /// Renders a planned reminder (the body only when asked).
     pub fn reminder(&self, planned: &Planned, body: bool) -> Reminder {
         let inv = &self.ledger.invoices[planned.invoice];
@@ -199,15 +205,7 @@ impl Project {
             language,
             template: stage.template.clone(),
             subject: String::new(),
-            amount_due: crate::render::invoice_json(
-                &self.ledger,
-                planned.invoice,
-                planned.date,
-                &self.config.language,
-            )["amount_due"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
+            amount_due: crate::render::money(inv.amount_due()),
             currency: inv.currency.to_string(),
             body: None,
             html: None,
@@ -237,6 +235,12 @@ impl Project {
     fn render(&self, planned: &Planned, language: &str, body: bool) -> Result<Message, Problem> {
         let policy = &self.rulebook.policies[planned.policy];
         let stage = &policy.stages[planned.stage];
+        let templates = &self.rulebook.templates;
+        let parts = if body {
+            Parts::ALL
+        } else {
+            templates.subject_parts(&stage.template, language)
+        };
         let context = message_context(
             &self.ledger,
             planned.invoice,
@@ -246,10 +250,9 @@ impl Project {
             planned.date,
             language,
             &self.config,
+            parts,
         );
-        self.rulebook
-            .templates
-            .render(&stage.template, language, &context, body)
+        templates.render(&stage.template, language, context, body)
     }
 
     /// `relance check`: every problem of the folder, with templates rendered
@@ -324,12 +327,21 @@ impl Project {
                     (&stand_in, &sample_stage)
                 }
             };
-            let context =
-                message_context(&sample, 0, policy, stage, 0, today, &language, &self.config);
+            let context = message_context(
+                &sample,
+                0,
+                policy,
+                stage,
+                0,
+                today,
+                &language,
+                &self.config,
+                Parts::ALL,
+            );
             if let Err(problem) = self
                 .rulebook
                 .templates
-                .render(&name, &language, &context, true)
+                .render(&name, &language, context, true)
             {
                 problems.push(problem);
             }

@@ -4,9 +4,10 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use crate::engine::Planned;
 use crate::engine::{StageTrace, Trace, Verdict};
 use crate::journal::Entry;
-use crate::project::Reminder;
+use crate::project::{Project, Reminder};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -92,48 +93,122 @@ pub fn stage_label(stage: &str, occurrence: u32) -> String {
     }
 }
 
-pub fn preview(
-    out: &mut dyn Write,
-    reminders: &[Reminder],
-    format: Format,
+const PREVIEW_HEADER: [&str; 8] = [
+    "DATE", "INVOICE", "CUSTOMER", "POLICY", "STAGE", "CHANNEL", "DUE", "SUBJECT",
+];
+
+/// Writes a preview as it is rendered, chunk by chunk, so that a million
+/// reminders are never all held in memory.
+pub struct PreviewWriter<'a> {
     render: bool,
-) -> io::Result<()> {
-    match format {
-        Format::Json => json(out, reminders),
-        Format::Csv => {
-            let mut columns = REMINDER_COLUMNS.to_vec();
-            if render {
-                columns.extend(["body", "html"]);
+    sink: PreviewSink<'a>,
+}
+
+enum PreviewSink<'a> {
+    Table {
+        out: &'a mut dyn Write,
+        widths: [usize; 7],
+    },
+    Json {
+        out: &'a mut dyn Write,
+        first: bool,
+    },
+    Csv(::csv::Writer<&'a mut dyn Write>),
+}
+
+impl<'a> PreviewWriter<'a> {
+    /// Starts the output; a table needs its column widths, computed from the
+    /// plan without rendering anything.
+    pub fn new(
+        out: &'a mut dyn Write,
+        format: Format,
+        render: bool,
+        project: &Project,
+        plan: &[Planned],
+    ) -> io::Result<Self> {
+        let sink = match format {
+            Format::Json => {
+                out.write_all(b"[")?;
+                PreviewSink::Json { out, first: true }
             }
-            csv(out, reminders, &columns)
-        }
-        Format::Table if render => {
-            for r in reminders {
-                writeln!(
-                    out,
-                    "=== {}  {}  {}  {} ({})",
-                    r.date,
-                    r.invoice,
-                    stage_label(&r.stage, r.occurrence),
-                    r.channel.as_str(),
-                    r.policy
-                )?;
-                writeln!(out, "To: {}", r.to)?;
-                writeln!(out, "Subject: {}", r.subject)?;
-                if let Some(e) = &r.error {
-                    writeln!(out, "NOT SENDABLE: {e}")?;
+            Format::Csv => {
+                let mut w = ::csv::Writer::from_writer(out);
+                let mut columns = REMINDER_COLUMNS.to_vec();
+                if render {
+                    columns.extend(["body", "html"]);
                 }
-                writeln!(out)?;
-                writeln!(out, "{}", r.body.as_deref().unwrap_or("").trim_end())?;
-                writeln!(out)?;
+                w.write_record(&columns)?;
+                PreviewSink::Csv(w)
             }
-            Ok(())
-        }
-        Format::Table => {
-            let rows: Vec<Vec<String>> = reminders
-                .iter()
-                .map(|r| {
-                    vec![
+            Format::Table => {
+                let mut widths = [0; 7];
+                for (w, h) in widths.iter_mut().zip(PREVIEW_HEADER) {
+                    *w = h.len();
+                }
+                if !render {
+                    for p in plan {
+                        for (w, cell) in widths.iter_mut().zip(cell_widths(project, p)) {
+                            *w = (*w).max(cell);
+                        }
+                    }
+                    write_row(out, &widths, PREVIEW_HEADER.iter().copied())?;
+                }
+                PreviewSink::Table { out, widths }
+            }
+        };
+        Ok(PreviewWriter { render, sink })
+    }
+
+    pub fn write(&mut self, reminders: &[Reminder]) -> io::Result<()> {
+        match &mut self.sink {
+            PreviewSink::Json { out, first } => {
+                for r in reminders {
+                    out.write_all(if *first { b"\n" } else { b",\n" })?;
+                    serde_json::to_writer(&mut **out, r)?;
+                    *first = false;
+                }
+                Ok(())
+            }
+            PreviewSink::Csv(w) => {
+                for r in reminders {
+                    let columns = REMINDER_COLUMNS.iter().chain(if self.render {
+                        &["body", "html"][..]
+                    } else {
+                        &[]
+                    });
+                    w.write_record(columns.map(|c| reminder_cell(r, c)))?;
+                }
+                Ok(())
+            }
+            PreviewSink::Table { out, .. } if self.render => {
+                for r in reminders {
+                    writeln!(
+                        out,
+                        "=== {}  {}  {}  {} ({})",
+                        r.date,
+                        r.invoice,
+                        stage_label(&r.stage, r.occurrence),
+                        r.channel.as_str(),
+                        r.policy
+                    )?;
+                    writeln!(out, "To: {}", r.to)?;
+                    writeln!(out, "Subject: {}", r.subject)?;
+                    if let Some(e) = &r.error {
+                        writeln!(out, "NOT SENDABLE: {e}")?;
+                    }
+                    writeln!(out)?;
+                    writeln!(out, "{}", r.body.as_deref().unwrap_or("").trim_end())?;
+                    writeln!(out)?;
+                }
+                Ok(())
+            }
+            PreviewSink::Table { out, widths } => {
+                for r in reminders {
+                    let subject = match &r.error {
+                        Some(e) => format!("NOT SENDABLE: {e}"),
+                        None => r.subject.clone(),
+                    };
+                    let cells = [
                         r.date.to_string(),
                         r.invoice.clone(),
                         r.customer_name.clone(),
@@ -141,21 +216,83 @@ pub fn preview(
                         stage_label(&r.stage, r.occurrence),
                         r.channel.as_str().to_string(),
                         format!("{} {}", r.amount_due, r.currency),
-                        match &r.error {
-                            Some(e) => format!("NOT SENDABLE: {e}"),
-                            None => r.subject.clone(),
-                        },
-                    ]
-                })
-                .collect();
-            table(
-                out,
-                &[
-                    "DATE", "INVOICE", "CUSTOMER", "POLICY", "STAGE", "CHANNEL", "DUE", "SUBJECT",
-                ],
-                &rows,
-            )
+                        subject,
+                    ];
+                    write_row(&mut **out, widths, cells.iter().map(String::as_str))?;
+                }
+                Ok(())
+            }
         }
+    }
+
+    pub fn finish(self) -> io::Result<()> {
+        match self.sink {
+            PreviewSink::Json { out, first } => {
+                out.write_all(if first { b"]\n" } else { b"\n]\n" })
+            }
+            PreviewSink::Csv(mut w) => w.flush(),
+            PreviewSink::Table { .. } => Ok(()),
+        }
+    }
+}
+
+fn write_row<'c>(
+    out: &mut dyn Write,
+    widths: &[usize],
+    cells: impl Iterator<Item = &'c str>,
+) -> io::Result<()> {
+    let mut line = String::new();
+    for (i, cell) in cells.enumerate() {
+        if i > 0 {
+            line.push_str("  ");
+        }
+        line.push_str(cell);
+        if let Some(w) = widths.get(i) {
+            line.extend(std::iter::repeat_n(
+                ' ',
+                w.saturating_sub(cell.chars().count()),
+            ));
+        }
+    }
+    writeln!(out, "{}", line.trim_end())
+}
+
+/// The widths of a preview row's first seven cells, from the plan alone.
+fn cell_widths(project: &Project, p: &Planned) -> [usize; 7] {
+    let inv = &project.ledger.invoices[p.invoice];
+    let policy = &project.rulebook.policies[p.policy];
+    let stage = &policy.stages[p.stage];
+    [
+        10,
+        inv.number.chars().count(),
+        inv.customer_name.chars().count(),
+        policy.name.chars().count(),
+        stage_label(&stage.id, p.occurrence).chars().count(),
+        stage.channel.as_str().len(),
+        crate::render::money(inv.amount_due()).len() + 1 + inv.currency.len(),
+    ]
+}
+
+fn reminder_cell(r: &Reminder, column: &str) -> String {
+    match column {
+        "date" => r.date.to_string(),
+        "invoice" => r.invoice.clone(),
+        "customer_id" => r.customer_id.clone(),
+        "customer_name" => r.customer_name.clone(),
+        "policy" => r.policy.clone(),
+        "stage" => r.stage.clone(),
+        "occurrence" => r.occurrence.to_string(),
+        "channel" => r.channel.as_str().to_string(),
+        "to" => r.to.clone(),
+        "language" => r.language.clone(),
+        "template" => r.template.clone(),
+        "subject" => r.subject.clone(),
+        "amount_due" => r.amount_due.clone(),
+        "currency" => r.currency.clone(),
+        "error" => r.error.clone().unwrap_or_default(),
+        "body" => r.body.clone().unwrap_or_default(),
+        "html" => r.html.clone().unwrap_or_default(),
+        _ => String::new(),
     }
 }
 
