@@ -27,9 +27,9 @@ pub struct Identity {
 impl Identity {
     pub fn of(r: &Reminder) -> Identity {
         Identity {
-            invoice: r.invoice.clone(),
-            policy: r.policy.clone(),
-            stage: r.stage.clone(),
+            invoice: r.invoice.to_string(),
+            policy: r.policy.to_string(),
+            stage: r.stage.to_string(),
             occurrence: r.occurrence,
         }
     }
@@ -229,7 +229,7 @@ impl Deliverer {
             let addr = address.parse().map_err(|e| {
                 DeliveryError::Address(format!("invoice {}: recipient {address:?}: {e}", r.invoice))
             })?;
-            builder = builder.to(Mailbox::new(clean_name(&r.customer_name), addr));
+            builder = builder.to(Mailbox::new(clean_name(r.customer_name), addr));
             any = true;
         }
         if !any {
@@ -279,7 +279,7 @@ fn task_text(r: &Reminder) -> String {
         r.amount_due,
         r.currency,
         r.policy,
-        crate::report::stage_label(&r.stage, r.occurrence),
+        crate::report::stage_label(r.stage, r.occurrence),
         r.date,
         r.subject,
         r.body.as_deref().unwrap_or("").trim_end()

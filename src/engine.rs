@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use rayon::prelude::*;
-use rhai::{Dynamic, ImmutableString};
+use rhai::{Dynamic, ImmutableString, Scope};
 use serde::Serialize;
 
 use crate::journal::{JournalView, Mark, State};
@@ -73,6 +73,13 @@ pub struct PolicyTrace {
     pub applies: Option<Result<bool, String>>,
 }
 
+/// The policy an invoice falls under, with the script failures met on the way.
+#[derive(Debug, Default, Clone)]
+pub struct PolicyChoice {
+    pub policy: Option<usize>,
+    pub errors: Vec<ScriptError>,
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Trace {
     pub policies: Vec<PolicyTrace>,
@@ -99,6 +106,16 @@ pub struct Plan {
     pub unmatched: Vec<usize>,
     /// Script failures, one per invoice and message.
     pub errors: Vec<(usize, ScriptError)>,
+}
+
+/// What `plan_invoice` needs besides the invoice.
+struct PlanContext<'a> {
+    from: NaiveDate,
+    end: NaiveDate,
+    /// Some expression reads the date: evaluate every day.
+    daily: bool,
+    journal: &'a JournalView,
+    chosen: Option<&'a PolicyChoice>,
 }
 
 /// Decides reminders for the invoices of a ledger under a set of policies.
@@ -137,16 +154,18 @@ impl Evaluator<'_> {
         invoice: usize,
         date: NaiveDate,
         marks: &[Mark],
-        mut trace: Option<&mut Trace>,
+        trace: Option<&mut Trace>,
     ) -> Outcome {
-        let mut out = Outcome::default();
-        let mut scope = self.variables(invoice, date, marks).into_scope(None);
+        self.decide(invoice, date, marks, trace, None, &mut Scope::new())
+    }
 
-        // 1. The highest-priority policy whose applies_to holds.
+    /// Step 1 of SPEC §4: the highest-priority policy whose applies_to holds.
+    fn choose(&self, scope: &mut Scope<'static>, mut trace: Option<&mut Trace>) -> PolicyChoice {
+        let mut choice = PolicyChoice::default();
         for (i, policy) in self.policies.iter().enumerate() {
             let applies = match &policy.applies_to {
                 None => Ok(true),
-                Some(expr) => self.scripts.eval_bool(expr, &mut scope),
+                Some(expr) => self.scripts.eval_bool(expr, scope),
             };
             if let Some(t) = trace.as_deref_mut() {
                 t.policies.push(PolicyTrace {
@@ -157,14 +176,14 @@ impl Evaluator<'_> {
             }
             match applies {
                 Ok(true) => {
-                    out.policy = Some(i);
+                    choice.policy = Some(i);
                     break;
                 }
                 Ok(false) => {}
-                Err(e) => out.errors.push(e),
+                Err(e) => choice.errors.push(e),
             }
         }
-        if let (Some(t), Some(chosen)) = (trace.as_deref_mut(), out.policy) {
+        if let (Some(t), Some(chosen)) = (trace, choice.policy) {
             t.policies
                 .extend(self.policies[chosen + 1..].iter().map(|p| PolicyTrace {
                     policy: p.name.clone(),
@@ -172,6 +191,28 @@ impl Evaluator<'_> {
                     applies: None,
                 }));
         }
+        choice
+    }
+
+    /// SPEC §4 for one invoice and date. `chosen` is the policy choice when
+    /// it was made once for the invoice's customer; `scope` is reused.
+    fn decide(
+        &self,
+        invoice: usize,
+        date: NaiveDate,
+        marks: &[Mark],
+        mut trace: Option<&mut Trace>,
+        chosen: Option<&PolicyChoice>,
+        scope: &mut Scope<'static>,
+    ) -> Outcome {
+        let mut out = Outcome::default();
+        self.variables(invoice, date, marks).apply(scope);
+        let choice = match chosen {
+            Some(c) => c.clone(),
+            None => self.choose(scope, trace.as_deref_mut()),
+        };
+        out.policy = choice.policy;
+        out.errors = choice.errors;
         let Some(p) = out.policy else { return out };
         let policy = &self.policies[p];
         let inv = &self.ledger.invoices[invoice];
@@ -248,7 +289,7 @@ impl Evaluator<'_> {
                 None => Ok(true),
                 Some(expr) => {
                     scope.set_value("stage", stage.view(c.occurrence));
-                    self.scripts.eval_bool(expr, &mut scope)
+                    self.scripts.eval_bool(expr, scope)
                 }
             };
             if let Some(t) = trace.as_deref_mut()
@@ -334,13 +375,25 @@ impl Evaluator<'_> {
             Some(i) => vec![i],
             None => (0..self.ledger.invoices.len()).collect(),
         };
+        let choices = self.choices_per_customer(from);
         let parts: Vec<Plan> = invoices
             .par_chunks(2048)
             .map(|chunk| {
                 let mut plan = Plan::default();
+                let mut scope = Scope::new();
                 for &invoice in chunk {
                     if self.ledger.invoices[invoice].is_open() {
-                        self.plan_invoice(invoice, from, end, daily, journal, &mut plan);
+                        let chosen = choices
+                            .as_ref()
+                            .map(|c| &c[self.ledger.customer_index(invoice)]);
+                        let ctx = PlanContext {
+                            from,
+                            end,
+                            daily,
+                            journal,
+                            chosen,
+                        };
+                        self.plan_invoice(invoice, &ctx, &mut scope, &mut plan);
                     }
                 }
                 plan
@@ -362,21 +415,55 @@ impl Evaluator<'_> {
         plan
     }
 
+    /// When every `applies_to` reads only the customer, the policy choice is
+    /// made once per customer instead of once per invoice.
+    fn choices_per_customer(&self, date: NaiveDate) -> Option<Vec<PolicyChoice>> {
+        if !self
+            .policies
+            .iter()
+            .all(|p| p.applies_to.as_ref().is_none_or(|e| e.per_customer))
+        {
+            return None;
+        }
+        // Any invoice of the customer will do for the scope: the expressions do not read it.
+        let mut representative = vec![usize::MAX; self.ledger.customers.len()];
+        for (invoice, &customer) in self.ledger.customer_of.iter().enumerate() {
+            let r = &mut representative[customer as usize];
+            if *r == usize::MAX {
+                *r = invoice;
+            }
+        }
+        Some(
+            representative
+                .par_chunks(1024)
+                .flat_map_iter(|chunk| {
+                    let mut scope = Scope::new();
+                    chunk
+                        .iter()
+                        .map(|&invoice| {
+                            self.variables(invoice, date, &[]).apply(&mut scope);
+                            self.choose(&mut scope, None)
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+        )
+    }
+
     fn plan_invoice(
         &self,
         invoice: usize,
-        from: NaiveDate,
-        end: NaiveDate,
-        daily: bool,
-        journal: &JournalView,
+        ctx: &PlanContext,
+        scope: &mut Scope<'static>,
         plan: &mut Plan,
     ) {
         let inv = &self.ledger.invoices[invoice];
-        let mut marks = journal.marks(&inv.number).to_vec();
-        let mut day = from;
+        let mut marks = ctx.journal.marks(&inv.number).to_vec();
+        let (end, daily) = (ctx.end, ctx.daily);
+        let mut day = ctx.from;
         let mut first = true;
         while day < end {
-            let out = self.evaluate(invoice, day, &marks, None);
+            let out = self.decide(invoice, day, &marks, None, ctx.chosen, scope);
             for e in out.errors {
                 if !plan
                     .errors
@@ -406,6 +493,19 @@ impl Evaluator<'_> {
                 stage: o.stage,
                 occurrence: o.occurrence,
             };
+            plan.skipped.extend(out.skipped.iter().map(planned));
+            if let Some(f) = out.fire {
+                plan.reminders.push(planned(&f));
+            }
+            let next = if daily || out.pending {
+                Some(add_days(day, 1))
+            } else {
+                self.next_reach(invoice, day)
+            };
+            let Some(next) = next.filter(|n| *n < end) else {
+                break;
+            };
+            // Journal today's decisions in memory before deciding the next day.
             let mark = |o: &Occurrence, state| Mark {
                 policy: policy.name.clone(),
                 stage: policy.stages[o.stage].id.clone(),
@@ -414,19 +514,8 @@ impl Evaluator<'_> {
                 date: day.to_string(),
             };
             marks.extend(out.skipped.iter().map(|o| mark(o, State::Skipped)));
-            plan.skipped.extend(out.skipped.iter().map(planned));
-            if let Some(f) = out.fire {
-                marks.push(mark(&f, State::Sent));
-                plan.reminders.push(planned(&f));
-            }
-            day = if daily || out.pending {
-                add_days(day, 1)
-            } else {
-                match self.next_reach(invoice, day) {
-                    Some(next) => next,
-                    None => break,
-                }
-            };
+            marks.extend(out.fire.iter().map(|f| mark(f, State::Sent)));
+            day = next;
         }
     }
 }

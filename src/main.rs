@@ -436,7 +436,7 @@ fn explain(
         Some(r) => writeln!(
             out,
             "\nOn {date}: sends {} ({}) to {}: {}",
-            report::stage_label(&r.stage, r.occurrence),
+            report::stage_label(r.stage, r.occurrence),
             r.channel.as_str(),
             r.to,
             r.subject

@@ -1,5 +1,6 @@
 //! A whole relance folder loaded: config, rulebook (policies, scripts, templates) and ledger.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -93,21 +94,23 @@ impl Rulebook {
 
 /// A reminder as `preview` and the daemon present it (SPEC §6 keys).
 #[derive(Debug, Clone, Serialize)]
-pub struct Reminder {
+/// It borrows what the project holds, so that a preview of a million
+/// reminders allocates only what each message adds.
+pub struct Reminder<'p> {
     pub date: NaiveDate,
-    pub invoice: String,
-    pub customer_id: String,
-    pub customer_name: String,
-    pub policy: String,
-    pub stage: String,
+    pub invoice: &'p str,
+    pub customer_id: &'p str,
+    pub customer_name: &'p str,
+    pub policy: &'p str,
+    pub stage: &'p str,
     pub occurrence: u32,
     pub channel: Channel,
-    pub to: String,
-    pub language: String,
-    pub template: String,
+    pub to: Cow<'p, str>,
+    pub language: &'p str,
+    pub template: &'p str,
     pub subject: String,
     pub amount_due: String,
-    pub currency: String,
+    pub currency: &'p str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -170,13 +173,13 @@ impl Project {
     }
 
     /// Renders planned reminders in parallel, in order.
-    pub fn reminders(&self, planned: &[Planned], body: bool) -> Vec<Reminder> {
+    pub fn reminders(&self, planned: &[Planned], body: bool) -> Vec<Reminder<'_>> {
         use rayon::prelude::*;
         planned.par_iter().map(|p| self.reminder(p, body)).collect()
     }
 
     /// Renders a planned reminder (the body only when asked).
-    pub fn reminder(&self, planned: &Planned, body: bool) -> Reminder {
+    pub fn reminder(&self, planned: &Planned, body: bool) -> Reminder<'_> {
         let inv = &self.ledger.invoices[planned.invoice];
         let policy = &self.rulebook.policies[planned.policy];
         let stage = &policy.stages[planned.stage];
@@ -185,33 +188,35 @@ impl Project {
             .rulebook
             .templates
             .resolve(&stage.template, wanted)
-            .unwrap_or(wanted)
-            .to_string();
+            .unwrap_or(wanted);
         let to = match stage.channel {
-            Channel::Email => inv.recipients().collect::<Vec<_>>().join(", "),
-            Channel::Sms | Channel::Call => inv.extra.get("phone").cloned().unwrap_or_default(),
-            Channel::Letter | Channel::Task => inv.customer_name.to_string(),
+            Channel::Email if !inv.email.contains(';') => Cow::Borrowed(inv.email.trim()),
+            Channel::Email => Cow::Owned(inv.recipients().collect::<Vec<_>>().join(", ")),
+            Channel::Sms | Channel::Call => {
+                Cow::Borrowed(inv.extra.get("phone").map_or("", String::as_str))
+            }
+            Channel::Letter | Channel::Task => Cow::Borrowed(&*inv.customer_name),
         };
         let mut reminder = Reminder {
             date: planned.date,
-            invoice: inv.number.to_string(),
-            customer_id: inv.customer_id.to_string(),
-            customer_name: inv.customer_name.to_string(),
-            policy: policy.name.clone(),
-            stage: stage.id.clone(),
+            invoice: &inv.number,
+            customer_id: &inv.customer_id,
+            customer_name: &inv.customer_name,
+            policy: &policy.name,
+            stage: &stage.id,
             occurrence: planned.occurrence,
             channel: stage.channel,
             to,
             language,
-            template: stage.template.clone(),
+            template: &stage.template,
             subject: String::new(),
             amount_due: crate::render::money(inv.amount_due()),
-            currency: inv.currency.to_string(),
+            currency: &inv.currency,
             body: None,
             html: None,
             error: None,
         };
-        match self.render(planned, &reminder.language, body) {
+        match self.render(planned, reminder.language, body) {
             Ok(message) => {
                 reminder.subject = message.subject;
                 if body {

@@ -113,7 +113,7 @@ enum PreviewSink<'a> {
         out: &'a mut dyn Write,
         first: bool,
     },
-    Csv(::csv::Writer<&'a mut dyn Write>),
+    Csv(Box<::csv::Writer<&'a mut dyn Write>>),
 }
 
 impl<'a> PreviewWriter<'a> {
@@ -138,7 +138,7 @@ impl<'a> PreviewWriter<'a> {
                     columns.extend(["body", "html"]);
                 }
                 w.write_record(&columns)?;
-                PreviewSink::Csv(w)
+                PreviewSink::Csv(Box::new(w))
             }
             Format::Table => {
                 let mut widths = [0; 7];
@@ -159,7 +159,7 @@ impl<'a> PreviewWriter<'a> {
         Ok(PreviewWriter { render, sink })
     }
 
-    pub fn write(&mut self, reminders: &[Reminder]) -> io::Result<()> {
+    pub fn write(&mut self, reminders: &[Reminder<'_>]) -> io::Result<()> {
         match &mut self.sink {
             PreviewSink::Json { out, first } => {
                 for r in reminders {
@@ -187,7 +187,7 @@ impl<'a> PreviewWriter<'a> {
                         "=== {}  {}  {}  {} ({})",
                         r.date,
                         r.invoice,
-                        stage_label(&r.stage, r.occurrence),
+                        stage_label(r.stage, r.occurrence),
                         r.channel.as_str(),
                         r.policy
                     )?;
@@ -210,10 +210,10 @@ impl<'a> PreviewWriter<'a> {
                     };
                     let cells = [
                         r.date.to_string(),
-                        r.invoice.clone(),
-                        r.customer_name.clone(),
-                        r.policy.clone(),
-                        stage_label(&r.stage, r.occurrence),
+                        r.invoice.to_string(),
+                        r.customer_name.to_string(),
+                        r.policy.to_string(),
+                        stage_label(r.stage, r.occurrence),
                         r.channel.as_str().to_string(),
                         format!("{} {}", r.amount_due, r.currency),
                         subject,
@@ -276,19 +276,19 @@ fn cell_widths(project: &Project, p: &Planned) -> [usize; 7] {
 fn reminder_cell(r: &Reminder, column: &str) -> String {
     match column {
         "date" => r.date.to_string(),
-        "invoice" => r.invoice.clone(),
-        "customer_id" => r.customer_id.clone(),
-        "customer_name" => r.customer_name.clone(),
-        "policy" => r.policy.clone(),
-        "stage" => r.stage.clone(),
+        "invoice" => r.invoice.to_string(),
+        "customer_id" => r.customer_id.to_string(),
+        "customer_name" => r.customer_name.to_string(),
+        "policy" => r.policy.to_string(),
+        "stage" => r.stage.to_string(),
         "occurrence" => r.occurrence.to_string(),
         "channel" => r.channel.as_str().to_string(),
-        "to" => r.to.clone(),
-        "language" => r.language.clone(),
-        "template" => r.template.clone(),
+        "to" => r.to.to_string(),
+        "language" => r.language.to_string(),
+        "template" => r.template.to_string(),
         "subject" => r.subject.clone(),
         "amount_due" => r.amount_due.clone(),
-        "currency" => r.currency.clone(),
+        "currency" => r.currency.to_string(),
         "error" => r.error.clone().unwrap_or_default(),
         "body" => r.body.clone().unwrap_or_default(),
         "html" => r.html.clone().unwrap_or_default(),

@@ -64,6 +64,9 @@ pub struct Expr {
     /// Where the expression is written (its first character).
     pub location: Location,
     pub time_dependent: bool,
+    /// Reads only `customer` (and constants): its value is the same for every
+    /// invoice of a customer, so it can be evaluated once per customer.
+    pub per_customer: bool,
 }
 
 /// The engine and the functions of every `rules/*.rhai` file.
@@ -165,7 +168,8 @@ fn sandboxed_engine() -> Engine {
 }
 
 pub fn date_string(d: NaiveDate) -> ImmutableString {
-    d.format("%Y-%m-%d").to_string().into()
+    // NaiveDate displays as YYYY-MM-DD, without strftime's format parsing.
+    d.to_string().into()
 }
 
 fn opt_date(d: Option<NaiveDate>) -> Dynamic {
@@ -187,6 +191,19 @@ pub struct Variables {
 }
 
 impl Variables {
+    /// Sets the variables in a scope made by `into_scope` (reusing it saves
+    /// its allocations on every invoice).
+    pub fn apply(self, scope: &mut Scope<'static>) {
+        if scope.is_empty() {
+            *scope = self.into_scope(None);
+            return;
+        }
+        scope.set_value("invoice", self.invoice);
+        scope.set_value("customer", self.customer);
+        scope.set_value("today", date_string(self.today));
+        scope.set_value("sent", self.sent);
+    }
+
     pub fn into_scope(self, stage: Option<StageView>) -> Scope<'static> {
         let mut scope = Scope::new();
         scope.push("invoice", self.invoice);
@@ -295,13 +312,19 @@ impl Scripts {
             scope.push(name, ());
         }
         match self.engine.compile_expression_with_scope(&scope, source) {
-            Ok(ast) => Ok(Expr {
-                source: source.to_string(),
-                ast: self.library.merge(&ast),
-                time_dependent: mentions_any(source, TIME_WORDS.iter().copied())
-                    || mentions_call(source, self.time_functions.iter().map(String::as_str)),
-                location,
-            }),
+            Ok(ast) => {
+                let time_dependent = mentions_any(source, TIME_WORDS.iter().copied())
+                    || mentions_call(source, self.time_functions.iter().map(String::as_str));
+                let per_invoice =
+                    mentions_any(source, ["invoice", "today", "sent", "stage"].into_iter());
+                Ok(Expr {
+                    source: source.to_string(),
+                    ast: self.library.merge(&ast),
+                    time_dependent,
+                    per_customer: !time_dependent && !per_invoice,
+                    location,
+                })
+            }
             Err(e) => {
                 let (line, col) = position(e.1);
                 Err(Problem::error(
