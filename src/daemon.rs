@@ -614,8 +614,10 @@ impl Daemon {
                     || feeds.iter().any(|f| f == p)
             }
         };
+        // Short enough that a save is live well within a second; long enough
+        // to join an editor's write-temp-then-rename into one reload.
         let mut debouncer = new_debouncer(
-            Duration::from_millis(150),
+            Duration::from_millis(50),
             None,
             move |result: DebounceEventResult| match result {
                 Ok(events) => {
