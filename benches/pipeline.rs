@@ -34,14 +34,22 @@ fn folder() -> tempfile::TempDir {
     }
     std::fs::copy(repo.join("relance.yaml"), dir.path().join("relance.yaml")).unwrap();
     std::fs::create_dir_all(dir.path().join("data")).unwrap();
-    let mut csv = String::from("number,customer_id,customer_name,email,issue_date,due_date,amount,amount_paid,currency,status,language,tags\n");
-    let mut french = String::from("N° facture;customer_id;customer_name;email;issue_date;due_date;amount;amount_paid;currency;status;language;tags\n");
+    let mut csv = String::from(
+        "number,customer_id,customer_name,email,issue_date,due_date,amount,amount_paid,currency,status,language,tags\n",
+    );
+    let mut french = String::from(
+        "N° facture;customer_id;customer_name;email;issue_date;due_date;amount;amount_paid;currency;status;language;tags\n",
+    );
     let mut jsonl = String::new();
     for i in 0..ROWS {
         let due = as_of() + chrono::Duration::days((i as i64 * 7919) % 211 - 150);
         let issue = due - chrono::Duration::days(30 + (i as i64 % 3) * 15);
         let (cents, customer) = ((i * 104_729) % 900_000 + 1_000, i % 997);
-        let (language, tags) = if i % 5 == 0 { ("en", "key-account") } else { ("fr", "") };
+        let (language, tags) = if i % 5 == 0 {
+            ("en", "key-account")
+        } else {
+            ("fr", "")
+        };
         csv += &format!(
             "F{i:07},C{customer:04},Client {customer} SARL,compta{customer}@client.example,{issue},{due},{}.{:02},0,EUR,open,{language},{tags}\n",
             cents / 100,
@@ -68,7 +76,11 @@ fn folder() -> tempfile::TempDir {
 }
 
 fn project(dir: &Path) -> Project {
-    let options = Options { dir: dir.to_path_buf(), config: None, feeds: vec![dir.join("data/invoices.csv")] };
+    let options = Options {
+        dir: dir.to_path_buf(),
+        config: None,
+        feeds: vec![dir.join("data/invoices.csv")],
+    };
     let project = Project::load(&options).unwrap();
     assert!(!project.problems.has_errors(), "{:?}", project.problems);
     project
@@ -87,12 +99,17 @@ fn feeds(c: &mut Criterion) {
     let cases = [
         ("csv", FeedConfig::new(PathBuf::from("data/invoices.csv"))),
         ("csv_french_dialect", french),
-        ("jsonl", FeedConfig::new(PathBuf::from("data/invoices.jsonl"))),
+        (
+            "jsonl",
+            FeedConfig::new(PathBuf::from("data/invoices.jsonl")),
+        ),
     ];
     for (name, feed) in cases {
         let load = load_feeds(&project.config, std::slice::from_ref(&feed));
         assert_eq!(load.invoices.len(), ROWS, "{name}: {:?}", load.problems);
-        group.bench_function(name, |b| b.iter(|| black_box(load_feeds(&project.config, std::slice::from_ref(&feed)))));
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(load_feeds(&project.config, std::slice::from_ref(&feed))))
+        });
     }
     group.finish();
 }
@@ -101,31 +118,68 @@ fn decide(c: &mut Criterion) {
     let dir = folder();
     let project = project(dir.path());
     let evaluator = project.evaluator();
-    let overdue = (0..ROWS).find(|&i| project.ledger.invoices[i].days_overdue(as_of()) == 20).unwrap();
-    c.bench_function("decide/one_invoice", |b| b.iter(|| black_box(evaluator.evaluate(overdue, as_of(), &[], None))));
+    let overdue = (0..ROWS)
+        .find(|&i| project.ledger.invoices[i].days_overdue(as_of()) == 20)
+        .unwrap();
+    c.bench_function("decide/one_invoice", |b| {
+        b.iter(|| black_box(evaluator.evaluate(overdue, as_of(), &[], None)))
+    });
 
-    let policy = project.rulebook.policies.iter().find(|p| p.stages.iter().any(|s| s.when.is_some())).expect("a shipped stage with `when`");
+    let policy = project
+        .rulebook
+        .policies
+        .iter()
+        .find(|p| p.stages.iter().any(|s| s.when.is_some()))
+        .expect("a shipped stage with `when`");
     let stage = policy.stages.iter().find(|s| s.when.is_some()).unwrap();
     let mut scope = relance::script::Variables {
-        invoice: relance::script::InvoiceView { ledger: project.ledger.clone(), index: overdue, today: as_of() },
-        customer: relance::script::CustomerView { ledger: project.ledger.clone(), index: project.ledger.customer_index(overdue), today: as_of() },
+        invoice: relance::script::InvoiceView {
+            ledger: project.ledger.clone(),
+            index: overdue,
+            today: as_of(),
+        },
+        customer: relance::script::CustomerView {
+            ledger: project.ledger.clone(),
+            index: project.ledger.customer_index(overdue),
+            today: as_of(),
+        },
         today: as_of(),
         sent: vec![],
     }
     .into_scope(Some(stage.view(0)));
     let when = stage.when.as_ref().unwrap();
-    c.bench_function("decide/when_expression", |b| b.iter(|| black_box(project.rulebook.scripts.eval_bool(when, &mut scope))));
+    c.bench_function("decide/when_expression", |b| {
+        b.iter(|| black_box(project.rulebook.scripts.eval_bool(when, &mut scope)))
+    });
 }
 
 fn render(c: &mut Criterion) {
     let dir = folder();
     let project = project(dir.path());
-    let plan = project.evaluator().plan(as_of(), 1, &Default::default(), None);
-    let text_only = plan.reminders.iter().find(|p| project.reminder(p, true).html.is_none()).copied().expect("a text-only reminder");
-    let with_html = plan.reminders.iter().find(|p| project.reminder(p, true).html.is_some()).copied().expect("a reminder with HTML");
-    c.bench_function("render/subject_only", |b| b.iter(|| black_box(project.reminder(&text_only, false))));
-    c.bench_function("render/text", |b| b.iter(|| black_box(project.reminder(&text_only, true))));
-    c.bench_function("render/text_and_html", |b| b.iter(|| black_box(project.reminder(&with_html, true))));
+    let plan = project
+        .evaluator()
+        .plan(as_of(), 1, &Default::default(), None);
+    let text_only = plan
+        .reminders
+        .iter()
+        .find(|p| project.reminder(p, true).html.is_none())
+        .copied()
+        .expect("a text-only reminder");
+    let with_html = plan
+        .reminders
+        .iter()
+        .find(|p| project.reminder(p, true).html.is_some())
+        .copied()
+        .expect("a reminder with HTML");
+    c.bench_function("render/subject_only", |b| {
+        b.iter(|| black_box(project.reminder(&text_only, false)))
+    });
+    c.bench_function("render/text", |b| {
+        b.iter(|| black_box(project.reminder(&text_only, true)))
+    });
+    c.bench_function("render/text_and_html", |b| {
+        b.iter(|| black_box(project.reminder(&with_html, true)))
+    });
 }
 
 fn journal(c: &mut Criterion) {
@@ -136,7 +190,14 @@ fn journal(c: &mut Criterion) {
         b.iter_batched(
             || {
                 n += 1;
-                (0..256).map(|i| Identity { invoice: format!("F{n}-{i}"), policy: "standard".into(), stage: "overdue_1".into(), occurrence: 0 }).collect::<Vec<_>>()
+                (0..256)
+                    .map(|i| Identity {
+                        invoice: format!("F{n}-{i}"),
+                        policy: "standard".into(),
+                        stage: "overdue_1".into(),
+                        occurrence: 0,
+                    })
+                    .collect::<Vec<_>>()
             },
             |ids| {
                 journal.begin().unwrap();

@@ -12,7 +12,11 @@ use std::time::{Duration, Instant};
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 fn wait_for(lines: &mpsc::Receiver<String>, needle: &str) -> Instant {
@@ -29,12 +33,23 @@ fn wait_for(lines: &mpsc::Receiver<String>, needle: &str) -> Instant {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = args.next().expect("usage: reload_latency DIR [EDITS] [RELOADS]");
+    let dir = args
+        .next()
+        .expect("usage: reload_latency DIR [EDITS] [RELOADS]");
     let edits: usize = args.next().map_or(20, |n| n.parse().unwrap());
     let reloads: usize = args.next().map_or(1000, |n| n.parse().unwrap());
     let relance = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/relance");
     let mut child = Command::new(relance)
-        .args(["run", "--dry-run", "--as-of", "2026-12-01", "--log-format", "json", "--dir", &dir])
+        .args([
+            "run",
+            "--dry-run",
+            "--as-of",
+            "2026-12-01",
+            "--log-format",
+            "json",
+            "--dir",
+            &dir,
+        ])
         .env("RELANCE_LOG", "info")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -74,12 +89,18 @@ fn main() {
     println!("reload_p95_ms {:.1}", ms(p95));
     let before = rss_kib(pid);
     for _ in 0..reloads {
-        Command::new("kill").args(["-HUP", &pid.to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap();
         wait_for(&lines, "new plan");
     }
     let after = rss_kib(pid);
     println!("rss_before_reloads_kib {before}");
     println!("rss_after_{reloads}_reloads_kib {after}");
-    Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     let _ = child.wait();
 }

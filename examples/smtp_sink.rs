@@ -24,7 +24,11 @@ impl Handler for Count {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let port: u16 = std::env::args().nth(1).map_or(Ok(2525), |p| p.parse())?;
     let mut server = Server::new(Count(Arc::new(AtomicU64::new(0))));
-    server.with_name("localhost").with_ssl(SslConfig::None)?.with_num_threads(4).with_addr(("127.0.0.1", port))?;
+    server
+        .with_name("localhost")
+        .with_ssl(SslConfig::None)?
+        .with_num_threads(4)
+        .with_addr(("127.0.0.1", port))?;
     eprintln!("smtp_sink: listening on 127.0.0.1:{port}");
     server.serve()?;
     Ok(())

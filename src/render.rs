@@ -416,6 +416,7 @@ fn registry(html: bool, scripts: &Arc<Scripts>) -> Handlebars<'static> {
     }
     hb.register_helper("money", Box::new(MoneyHelper));
     hb.register_helper("date", Box::new(DateHelper));
+    hb.register_helper("percent", Box::new(PercentHelper));
     hb.register_helper("days_overdue", Box::new(DaysOverdueHelper));
     for (name, _, _) in &scripts.functions {
         hb.register_helper(
@@ -502,6 +503,26 @@ impl HelperDef for DateHelper {
         let language = root_str(ctx, &["language"]).unwrap_or("en");
         Ok(ScopedJson::Derived(Value::String(format_date(
             date, language,
+        ))))
+    }
+}
+
+/// `{{percent RATE}}`: `12,15 %` in French, `12.15%` in English.
+struct PercentHelper;
+impl HelperDef for PercentHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let value = param(h, 0, "percent")?;
+        let rate = decimal_of(value)
+            .ok_or_else(|| fail(format!("percent: {} is not a number", value.render())))?;
+        let language = root_str(ctx, &["language"]).unwrap_or("en");
+        Ok(ScopedJson::Derived(Value::String(format_percent(
+            rate, language,
         ))))
     }
 }
@@ -613,6 +634,31 @@ fn is_french(language: &str) -> bool {
     language.split('-').next() == Some("fr")
 }
 
+/// Writes a decimal the way a language does: French groups thousands with
+/// spaces and uses a decimal comma, English uses commas and a dot. Plain
+/// spaces, not no-break ones: what SPEC §5 shows, and what survives every mail client.
+fn format_number(value: Decimal, language: &str) -> String {
+    let text = value.abs().to_string();
+    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let french = is_french(language);
+    let group = if french { ' ' } else { ',' };
+    let mut out = String::with_capacity(text.len() + text.len() / 3 + 1);
+    if value.is_sign_negative() && !value.is_zero() {
+        out.push('-');
+    }
+    for (i, ch) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            out.push(group);
+        }
+        out.push(ch);
+    }
+    if !frac.is_empty() {
+        out.push(if french { ',' } else { '.' });
+        out.push_str(frac);
+    }
+    out
+}
+
 /// Formats money for a language: French groups with spaces and puts the
 /// symbol after, English groups with commas and puts it before.
 pub fn format_money(amount: Decimal, currency: &str, language: &str) -> String {
@@ -620,30 +666,10 @@ pub fn format_money(amount: Decimal, currency: &str, language: &str) -> String {
         "JPY" | "KRW" | "CLP" | "ISK" => 0,
         _ => 2,
     };
-    let rounded = amount.round_dp_with_strategy(places, RoundingStrategy::MidpointNearestEven);
-    let text = format!("{:.*}", places as usize, rounded.abs());
-    let (int, frac) = text
-        .split_once('.')
-        .map_or((text.as_str(), ""), |(i, f)| (i, f));
+    let mut rounded = amount.round_dp_with_strategy(places, RoundingStrategy::MidpointNearestEven);
+    rounded.rescale(places);
+    let number = format_number(rounded, language);
     let french = is_french(language);
-    let group = if french { ' ' } else { ',' };
-    let mut grouped = String::with_capacity(int.len() + int.len() / 3);
-    for (i, ch) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i) % 3 == 0 {
-            grouped.push(group);
-        }
-        grouped.push(ch);
-    }
-    let number = if frac.is_empty() {
-        grouped
-    } else {
-        format!("{grouped}{}{frac}", if french { ',' } else { '.' })
-    };
-    let sign = if rounded.is_sign_negative() && !rounded.is_zero() {
-        "-"
-    } else {
-        ""
-    };
     let symbol = match (currency, french) {
         ("EUR", _) => "€",
         ("USD", false) => "$",
@@ -655,11 +681,23 @@ pub fn format_money(amount: Decimal, currency: &str, language: &str) -> String {
         _ => currency,
     };
     if french {
-        format!("{sign}{number} {symbol}")
-    } else if symbol.len() == 3 && symbol == currency {
-        format!("{sign}{symbol} {number}")
+        format!("{number} {symbol}")
     } else {
-        format!("{sign}{symbol}{number}")
+        let (sign, digits) = number
+            .strip_prefix('-')
+            .map_or(("", number.as_str()), |d| ("-", d));
+        let space = if symbol == currency { " " } else { "" };
+        format!("{sign}{symbol}{space}{digits}")
+    }
+}
+
+/// A percentage: `12,15 %` in French, `12.15%` in English.
+pub fn format_percent(rate: Decimal, language: &str) -> String {
+    let number = format_number(rate.normalize(), language);
+    if is_french(language) {
+        format!("{number} %")
+    } else {
+        format!("{number}%")
     }
 }
 
@@ -788,7 +826,18 @@ pub fn invoice_json(
             13 => json!(inv.tags),
             14 => json!(inv.promise_date.map(|d| d.to_string())),
             15 => json!(inv.days_overdue(today)),
-            _ => json!(inv.extra),
+            // Every extra column of every feed, empty where this invoice's feed
+            // lacks it, so that one template serves invoices from all feeds.
+            _ => Value::Object(
+                ledger
+                    .extra_columns
+                    .iter()
+                    .map(|c| {
+                        let v = inv.extra.get(c).map_or("", String::as_str);
+                        (c.clone(), Value::String(v.to_string()))
+                    })
+                    .collect(),
+            ),
         };
         map.insert((*name).to_string(), value);
     }
@@ -972,6 +1021,10 @@ mod tests {
         assert_eq!(m("0.125", "EUR", "en"), "€0.12"); // half to even
         assert_eq!(m("999.995", "CHF", "en"), "CHF 1,000.00");
         assert_eq!(m("100", "CHF", "fr"), "100,00 CHF");
+        assert_eq!(m("-1234.5", "USD", "en"), "-$1,234.50");
+        assert_eq!(m("1234567.891", "EUR", "fr"), "1 234 567,89 €");
+        assert_eq!(format_percent("12.150".parse().unwrap(), "fr"), "12,15 %");
+        assert_eq!(format_percent("12.15".parse().unwrap(), "en"), "12.15%");
     }
 
     #[test]
