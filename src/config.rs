@@ -427,15 +427,21 @@ impl Config {
             problems.error(at("max_per_run"), "limits.max_per_run must be at least 1");
         }
         if let Delivery::Smtp {
-            password_env: Some(var),
-            ..
+            user, password_env, ..
         } = &self.delivery
-            && var.is_empty()
         {
-            problems.error(
-                at("password_env"),
-                "password_env must name an environment variable",
-            );
+            match (user, password_env) {
+                (_, Some(var)) if var.is_empty() => problems.error(
+                    at("password_env"),
+                    "password_env must name an environment variable",
+                ),
+                // Logging in with an empty password is never what was meant.
+                (Some(_), None) => problems.error(
+                    at("user"),
+                    "delivery: user needs password_env, the environment variable holding the password (never the password itself)",
+                ),
+                _ => {}
+            }
         }
         problems
     }

@@ -2,12 +2,15 @@
 //! exactly once, hot-reload a finance manager's edits, and stop cleanly.
 //!
 //! Exactly once: a reminder is journaled `planned` (with this process as its
-//! owner) before delivery and `sent` after. A `planned` row whose owner is no
-//! longer running was interrupted by a crash: if its outbox or task file exists
-//! it was delivered and is marked `sent`; otherwise it is delivered now. Over
-//! SMTP no file proves delivery, so each `sent` is committed the moment the
-//! server accepts the message; a crash inside that instant resends the message
-//! with the same Message-ID, which mail clients show once.
+//! owner) before delivery and `sent` after. A `planned` row whose owner is not
+//! a running relance (other than this process) was interrupted by a crash.
+//! Before a run acts on such a row, or retries a `failed` one, it claims it
+//! (`planned`, owner: itself) in one conditional update, so that two runs
+//! never both take it. If its outbox or task file exists it was delivered and
+//! is marked `sent`; otherwise it is delivered now. Over SMTP no file proves
+//! delivery, so each `sent` is committed the moment the server accepts the
+//! message; a crash inside that instant resends the message with the same
+//! Message-ID, which mail clients show once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +27,7 @@ use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, ne
 use crate::deliver::{Deliverer, Identity};
 use crate::engine::Planned;
 use crate::journal::{Journal, JournalView, NewRow, Pending, State};
+use crate::policy::Channel;
 use crate::project::{Options, Project, Reminder, Rulebook};
 
 #[derive(Debug, Clone, Default)]
@@ -64,21 +68,47 @@ pub struct Daemon {
     deliverer: Deliverer,
     journal: Option<Journal>,
     stop: Arc<AtomicBool>,
+    /// Signals, file changes and reload requests, in arrival order.
+    events: mpsc::Receiver<Event>,
+    sender: mpsc::Sender<Event>,
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Whether a process is running (Linux: it has a /proc entry).
-fn alive(pid: u32) -> bool {
-    cfg!(target_os = "linux") && Path::new(&format!("/proc/{pid}")).exists()
+/// Whether the process that planned a reminder may still be delivering it.
+///
+/// Never this process: it leaves nothing `planned` behind while it runs (a
+/// batch is delivered, or the process stops), so a row with our pid was left
+/// by an earlier process that had the same pid, as in a container where
+/// relance is always pid 1. Another pid counts only while it is a running
+/// relance: after a reboot its number may belong to an unrelated program,
+/// and a zombie delivers nothing. Without /proc (not Linux), no process is.
+fn delivering_elsewhere(owner: u32) -> bool {
+    owner != std::process::id()
+        && program_of(owner).is_some_and(|p| Some(p) == program_of(std::process::id()))
+}
+
+/// The command name of a live (not zombie) process, from /proc/PID/stat.
+fn program_of(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "PID (COMM) STATE …": the name may itself hold spaces and parentheses.
+    let (head, tail) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1;
+    let state = tail.trim_start().chars().next()?;
+    (!matches!(state, 'Z' | 'X' | 'x')).then(|| name.to_string())
 }
 
 impl Daemon {
     /// Loads the folder; refuses to start on any error, since running with a
     /// policy missing would send the wrong letters.
     pub fn start(options: Options, run: RunOptions) -> Result<Daemon> {
+        // Signals first: a SIGTERM while a large folder loads must still
+        // stop the process cleanly (exit 0), not by the default action.
+        let stop = Arc::new(AtomicBool::new(false));
+        let (sender, events) = mpsc::channel::<Event>();
+        spawn_signal_thread(sender.clone(), stop.clone())?;
         let project = Project::load(&options).map_err(|p| anyhow::anyhow!("{p}"))?;
         if project.problems.has_errors() {
             for p in project.problems.iter() {
@@ -89,6 +119,19 @@ impl Daemon {
             );
         }
         log_feed_problems(&project);
+        // A feed that cannot be read would make its invoices look settled:
+        // pending reminders would be dropped as "no longer in the feeds".
+        if !project.unreadable_feeds.is_empty() {
+            let names: Vec<String> = project
+                .unreadable_feeds
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect();
+            bail!(
+                "cannot read the feed {}; start again once it can be read",
+                names.join(", ")
+            );
+        }
         let deliverer = Deliverer::new(&project.config).context("delivery")?;
         let path = project.config.path(&project.config.journal);
         // A dry run reads the journal if there is one, and never creates it.
@@ -103,13 +146,10 @@ impl Daemon {
             project,
             deliverer,
             journal,
-            stop: Arc::new(AtomicBool::new(false)),
+            stop,
+            events,
+            sender,
         })
-    }
-
-    /// The flag that stops delivery between two messages.
-    pub fn stop_flag(&self) -> Arc<AtomicBool> {
-        self.stop.clone()
     }
 
     pub fn today(&self, now: DateTime<Utc>) -> NaiveDate {
@@ -134,6 +174,11 @@ impl Daemon {
             date: Some(date),
             ..Report::default()
         };
+        // Stopped before anything began (a signal while the folder loaded).
+        if self.stop.load(Ordering::SeqCst) {
+            report.interrupted = true;
+            return Ok(report);
+        }
         if !self.run.dry_run {
             self.deliver_pending(now, &mut report)?;
         }
@@ -303,10 +348,14 @@ impl Daemon {
                 report.failed += 1;
                 match &next {
                     Some(at) => {
-                        tracing::warn!(event = "failed", invoice = %r.invoice, stage = %r.stage, attempts, retry_at = %at, "delivery failed: {error}")
+                        tracing::warn!(event = "failed", invoice = %r.invoice, policy = %r.policy, stage = %r.stage,
+                            occurrence = r.occurrence, channel = r.channel.as_str(), to = %r.to, attempts,
+                            retry_at = %at, error = %error, "delivery failed: {error}")
                     }
                     None => {
-                        tracing::error!(event = "failed", invoice = %r.invoice, stage = %r.stage, attempts, "delivery failed, giving up: {error}")
+                        tracing::error!(event = "failed", invoice = %r.invoice, policy = %r.policy, stage = %r.stage,
+                            occurrence = r.occurrence, channel = r.channel.as_str(), to = %r.to, attempts,
+                            error = %error, "delivery failed, giving up: {error}")
                     }
                 }
             }
@@ -348,6 +397,27 @@ impl Daemon {
         })
     }
 
+    /// The id a pending reminder was delivered with, if its outbox or task
+    /// file exists (the Message-ID for an email, the file for the others, as
+    /// [`Deliverer::deliver`] returns them).
+    fn delivered_file(&self, p: &Pending) -> Option<String> {
+        let date = NaiveDate::parse_from_str(&p.date, "%Y-%m-%d").ok()?;
+        let channel = [
+            Channel::Email,
+            Channel::Letter,
+            Channel::Sms,
+            Channel::Call,
+            Channel::Task,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == p.channel)?;
+        let file = self.deliverer.file_for(date, &p.identity, channel)?;
+        file.exists().then(|| match channel {
+            Channel::Email => self.deliverer.message_id(&p.identity),
+            _ => file.display().to_string(),
+        })
+    }
+
     /// Crash leftovers and due retries.
     fn deliver_pending(&self, now: DateTime<Utc>, report: &mut Report) -> Result<()> {
         let journal = self.journal.as_ref().expect("a journal outside dry runs");
@@ -357,10 +427,22 @@ impl Daemon {
                 report.interrupted = true;
                 break;
             }
-            if p.state == State::Planned
-                && p.owner.is_some_and(|o| o == std::process::id() || alive(o))
-            {
-                continue; // another running process (or this one) is delivering it
+            if p.state == State::Planned && p.owner.is_some_and(delivering_elsewhere) {
+                continue; // another running relance is delivering it
+            }
+            if !journal.claim(&p, &now_s)? {
+                continue; // another run took it a moment ago
+            }
+            if p.state == State::Planned {
+                report.recovered += 1;
+            }
+            // A written file proves delivery before an interruption, between
+            // `planned` (or a retry) and the commit of `sent`: the reminder is
+            // sent, even if its invoice was paid since, and is not written again.
+            if let Some(id) = self.delivered_file(&p) {
+                journal.mark_sent(&p.identity, &id, &now_s)?;
+                tracing::info!(invoice = %p.identity.invoice, stage = %p.identity.stage, "recovered: delivered before the interruption");
+                continue;
             }
             let planned = match self.resolve(&p) {
                 Ok(planned) => planned,
@@ -370,21 +452,6 @@ impl Daemon {
                     continue;
                 }
             };
-            let channel =
-                self.project.rulebook.policies[planned.policy].stages[planned.stage].channel;
-            if p.state == State::Planned {
-                report.recovered += 1;
-                let file = self.deliverer.file_for(planned.date, &p.identity, channel);
-                if file.as_ref().is_some_and(|f| f.exists()) {
-                    journal.mark_sent(
-                        &p.identity,
-                        &self.deliverer.message_id(&p.identity),
-                        &now_s,
-                    )?;
-                    tracing::info!(invoice = %p.identity.invoice, stage = %p.identity.stage, "recovered: delivered before the interruption");
-                    continue;
-                }
-            }
             let r = self.project.reminder(&planned, true);
             self.deliver_one(&r, now, report)?;
         }
@@ -417,6 +484,11 @@ impl Daemon {
                 }
                 Ok(project) if project.problems.has_errors() => {
                     log_problems(&project.problems);
+                    false
+                }
+                // As at start: an unreadable feed is not a feed with no invoices.
+                Ok(project) if !project.unreadable_feeds.is_empty() => {
+                    log_problems(&project.feed_problems);
                     false
                 }
                 Ok(project) => match Deliverer::new(&project.config) {
@@ -513,8 +585,7 @@ impl Daemon {
     /// Runs until SIGTERM or SIGINT: evaluates on start and on schedule,
     /// retries failed deliveries, reloads on file changes and SIGHUP.
     pub fn serve(mut self) -> Result<()> {
-        let (tx, rx) = mpsc::channel::<Event>();
-        spawn_signal_thread(tx.clone(), self.stop.clone())?;
+        let tx = self.sender.clone();
         let mut watcher = self.watch(tx.clone())?;
         let mut next_eval = Utc::now();
         tracing::info!(dir = %self.options.dir.display(), "relance daemon started");
@@ -543,7 +614,7 @@ impl Daemon {
             };
             let wake = next_retry.map_or(next_eval, |r| r.min(next_eval));
             let wait = (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-            match rx.recv_timeout(wait) {
+            match self.events.recv_timeout(wait) {
                 Ok(Event::Stop) => break,
                 Ok(Event::Reload) => {
                     tracing::info!("SIGHUP: reloading everything");
@@ -553,7 +624,7 @@ impl Daemon {
                 }
                 Ok(Event::Changed(mut paths)) => {
                     // Editors save in bursts: take everything already queued at once.
-                    while let Ok(Event::Changed(more)) = rx.try_recv() {
+                    while let Ok(Event::Changed(more)) = self.events.try_recv() {
                         paths.extend(more);
                     }
                     paths.sort();
@@ -623,6 +694,10 @@ impl Daemon {
                 Ok(events) => {
                     let paths: Vec<PathBuf> = events
                         .iter()
+                        // Opening and reading a file is not an edit: without
+                        // this, the reload's own reads of the files it watches
+                        // trigger the next reload, forever (inotify reports them).
+                        .filter(|e| !e.kind.is_access())
                         .flat_map(|e| e.paths.iter())
                         .filter(|p| relevant(p))
                         .cloned()
@@ -697,8 +772,7 @@ fn spawn_signal_thread(tx: mpsc::Sender<Event>, stop: Arc<AtomicBool>) -> Result
             let event = if signal == SIGHUP {
                 Event::Reload
             } else {
-                tracing::info!("signal {signal}: finishing the message in flight, then stopping");
-                stop.store(true, Ordering::SeqCst);
+                stop_for(signal, &stop);
                 Event::Stop
             };
             if tx.send(event).is_err() {
@@ -709,10 +783,36 @@ fn spawn_signal_thread(tx: mpsc::Sender<Event>, stop: Arc<AtomicBool>) -> Result
     Ok(())
 }
 
-/// Registers SIGTERM/SIGINT for a one-shot run: they only raise the stop flag.
-pub fn stop_on_signals(stop: Arc<AtomicBool>) -> Result<()> {
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, stop.clone())?;
+/// Raises the stop flag, then says so: once the line is logged, the message
+/// in flight is the last one.
+fn stop_for(signal: i32, stop: &AtomicBool) {
+    stop.store(true, Ordering::SeqCst);
+    tracing::info!("signal {signal}: finishing the message in flight, then stopping");
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_another_running_relance_can_be_delivering_a_planned_reminder() {
+        let me = std::process::id();
+        assert!(program_of(me).is_some());
+        assert!(
+            !delivering_elsewhere(me),
+            "a row with our own pid is a leftover"
+        );
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        assert_eq!(program_of(other.id()).as_deref(), Some("sleep"));
+        assert!(
+            !delivering_elsewhere(other.id()),
+            "another program with a reused pid"
+        );
+        other.kill().unwrap();
+        other.wait().unwrap();
+        assert_eq!(program_of(other.id()), None, "a process that is gone");
     }
-    Ok(())
 }

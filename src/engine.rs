@@ -47,6 +47,7 @@ pub struct StageTrace {
     pub date: NaiveDate,
     pub reached: bool,
     /// `None` when not evaluated (no `when`, or not a candidate).
+    #[serde(serialize_with = "script_value")]
     pub when: Option<Result<bool, String>>,
     pub journal: Option<State>,
     pub verdict: Verdict,
@@ -62,6 +63,8 @@ pub enum Verdict {
     Fires,
     Skipped,
     Waiting,
+    /// Reached, but the invoice already had a reminder on this date (SPEC §4.5).
+    OnePerDay,
 }
 
 /// What `explain` shows of the policy choice.
@@ -70,7 +73,27 @@ pub struct PolicyTrace {
     pub policy: String,
     pub priority: i64,
     /// `None`: not evaluated because a higher policy was chosen.
+    #[serde(serialize_with = "script_value")]
     pub applies: Option<Result<bool, String>>,
+}
+
+/// An expression's value for machines: `null` (not evaluated), `true`,
+/// `false`, or `{"error": "file:line:col: message"}` — rather than serde's
+/// `{"Ok": true}` rendering of a `Result`.
+fn script_value<S: serde::Serializer>(
+    value: &Option<Result<bool, String>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    match value {
+        None => s.serialize_none(),
+        Some(Ok(b)) => s.serialize_bool(*b),
+        Some(Err(e)) => {
+            let mut map = s.serialize_map(Some(1))?;
+            map.serialize_entry("error", e)?;
+            map.end()
+        }
+    }
 }
 
 /// The policy an invoice falls under, with the script failures met on the way.
@@ -118,6 +141,19 @@ struct PlanContext<'a> {
     chosen: Option<&'a PolicyChoice>,
 }
 
+/// Whether the journal holds a reminder (not a skip) of this invoice for `date`.
+fn sent_on(marks: &[Mark], date: NaiveDate) -> bool {
+    let mut reminders = marks
+        .iter()
+        .filter(|m| m.state != State::Skipped)
+        .peekable();
+    // Most invoices have no reminder yet: only then format the date.
+    reminders.peek().is_some() && {
+        let date = date.to_string();
+        reminders.any(|m| m.date == date)
+    }
+}
+
 /// Decides reminders for the invoices of a ledger under a set of policies.
 pub struct Evaluator<'a> {
     pub policies: &'a [Policy],
@@ -162,7 +198,9 @@ impl Evaluator<'_> {
     /// Step 1 of SPEC §4: the highest-priority policy whose applies_to holds.
     fn choose(&self, scope: &mut Scope<'static>, mut trace: Option<&mut Trace>) -> PolicyChoice {
         let mut choice = PolicyChoice::default();
+        let mut evaluated = 0;
         for (i, policy) in self.policies.iter().enumerate() {
+            evaluated = i + 1;
             let applies = match &policy.applies_to {
                 None => Ok(true),
                 Some(expr) => self.scripts.eval_bool(expr, scope),
@@ -180,12 +218,21 @@ impl Evaluator<'_> {
                     break;
                 }
                 Ok(false) => {}
-                Err(e) => choice.errors.push(e),
+                // Whether this policy applies is unknown, so which policy is the
+                // highest matching one is unknown too: falling through to a lower
+                // one would send a reminder the rules never chose (the standard
+                // cadence to a key account whose rule threw). The invoice gets
+                // nothing until the script is fixed, and the error is reported.
+                Err(e) => {
+                    choice.errors.push(e);
+                    break;
+                }
             }
         }
-        if let (Some(t), Some(chosen)) = (trace, choice.policy) {
+        if let Some(t) = trace {
+            // The policies after the one that decided were not evaluated.
             t.policies
-                .extend(self.policies[chosen + 1..].iter().map(|p| PolicyTrace {
+                .extend(self.policies[evaluated..].iter().map(|p| PolicyTrace {
                     policy: p.name.clone(),
                     priority: p.priority,
                     applies: None,
@@ -280,6 +327,22 @@ impl Evaluator<'_> {
                 }
                 k += 1;
             }
+        }
+
+        // 5. At most one reminder per invoice per date — also across
+        // evaluations: the daemon evaluates the same date again (hourly by
+        // default), and a policy edited or a feed refreshed in between must
+        // not send a second reminder that day. The candidates wait for tomorrow.
+        if sent_on(marks, date) {
+            out.pending = !candidates.is_empty();
+            if let Some(t) = trace {
+                for st in &mut t.stages {
+                    if st.verdict == Verdict::Waiting {
+                        st.verdict = Verdict::OnePerDay;
+                    }
+                }
+            }
+            return out;
         }
 
         // 4. The latest candidate whose `when` holds fires; earlier ones are skipped.
@@ -464,6 +527,8 @@ impl Evaluator<'_> {
         let mut first = true;
         while day < end {
             let out = self.decide(invoice, day, &marks, None, ctx.chosen, scope);
+            // No policy because an applies_to failed is an error, not "unmatched".
+            let failed = !out.errors.is_empty();
             for e in out.errors {
                 if !plan
                     .errors
@@ -474,7 +539,7 @@ impl Evaluator<'_> {
                 }
             }
             let Some(p) = out.policy else {
-                if first {
+                if first && !failed {
                     plan.unmatched.push(invoice);
                 }
                 if !daily {
@@ -709,6 +774,44 @@ stages:
     }
 
     #[test]
+    fn a_failing_applies_to_does_not_fall_through_to_a_lower_policy() {
+        let vip = "name: vip\npriority: 20\napplies_to: 'invoice.number == \"BAD\" && days_between(\"x\", today) > 0 || invoice.number == \"VIP\"'\nstages: [{id: v, offset: 1, template: t}]\n";
+        let standard = "name: standard\nstages: [{id: s, offset: 1, template: t}]\n";
+        let f = fixture(
+            &[vip, standard],
+            vec![
+                invoice("BAD", "C1", "2026-12-10", "100"),
+                invoice("OK", "C2", "2026-12-10", "100"),
+                invoice("VIP", "C3", "2026-12-10", "100"),
+            ],
+        );
+        let out = f.ev().evaluate(0, date("2026-12-11"), &[], None);
+        assert_eq!(out.policy, None, "the standard policy must not take over");
+        assert_eq!(out.errors.len(), 1);
+        let plan = f
+            .ev()
+            .plan(date("2026-12-11"), 1, &JournalView::default(), None);
+        let fired: Vec<(&str, &str)> = plan
+            .reminders
+            .iter()
+            .map(|r| {
+                (
+                    &*f.ledger.invoices[r.invoice].number,
+                    f.policies[r.policy].name.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(fired, vec![("OK", "standard"), ("VIP", "vip")]);
+        assert!(plan.unmatched.is_empty(), "a failure is not 'unmatched'");
+        assert_eq!(plan.errors.len(), 1);
+        let mut trace = Trace::default();
+        f.ev()
+            .evaluate(0, date("2026-12-11"), &[], Some(&mut trace));
+        assert!(matches!(trace.policies[0].applies, Some(Err(_))));
+        assert!(trace.policies[1].applies.is_none(), "not evaluated");
+    }
+
+    #[test]
     fn preview_simulates_the_journal_day_by_day() {
         let f = fixture(&[STANDARD], vec![invoice("F1", "C1", "2026-12-10", "100")]);
         let plan = f.plan("2026-12-01", 30, &JournalView::default());
@@ -783,6 +886,43 @@ stages:
         assert_eq!(
             f.plan("2026-12-01", 20, &JournalView::default()),
             vec![row("2026-12-10 b", 0)]
+        );
+    }
+
+    #[test]
+    fn one_reminder_per_invoice_per_day_across_evaluations() {
+        // Evaluated this morning: `a` was sent. The policy then gained `b`,
+        // reached the same day: it waits for tomorrow.
+        let p = "name: p\nstages:\n  - {id: a, offset: 0, template: t}\n  - {id: b, offset: 0, template: t}\n";
+        let f = fixture(&[p], vec![invoice("F1", "C1", "2026-12-10", "100")]);
+        let sent_a = |state| Mark {
+            policy: "p".into(),
+            stage: "a".into(),
+            occurrence: 0,
+            state,
+            date: "2026-12-10".into(),
+        };
+        let out = f
+            .ev()
+            .evaluate(0, date("2026-12-10"), &[sent_a(State::Sent)], None);
+        assert_eq!(out.fire, None);
+        assert!(out.pending);
+        let out = f
+            .ev()
+            .evaluate(0, date("2026-12-11"), &[sent_a(State::Sent)], None);
+        assert_eq!(out.fire.map(|o| o.stage), Some(1));
+        // A skip is not a reminder: it does not use up the day.
+        let out = f
+            .ev()
+            .evaluate(0, date("2026-12-10"), &[sent_a(State::Skipped)], None);
+        assert_eq!(out.fire.map(|o| o.stage), Some(1));
+        let mut journal = JournalView::default();
+        journal
+            .by_invoice
+            .insert("F1".into(), vec![sent_a(State::Sent)]);
+        assert_eq!(
+            f.plan("2026-12-10", 3, &journal),
+            vec![row("2026-12-11 b", 0)]
         );
     }
 

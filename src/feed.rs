@@ -638,7 +638,7 @@ impl<'c> FeedParser<'c> {
             }
         };
         let language = match row.get("language") {
-            Some(l) if is_language_tag(l) => Some(l.to_string()),
+            Some(l) if is_language_tag(l) => Some(canonical_language(l)),
             Some(l) => {
                 bad(
                     "language",
@@ -692,6 +692,27 @@ enum Column {
     Extra(String),
 }
 
+/// A language tag in its usual case (`FR` → `fr`, `fr-ca` → `fr-CA`):
+/// tags are case-insensitive, but template files and the French/English
+/// helpers are looked up by the canonical spelling, so an export writing
+/// `FR` must not get English amounts or fall back to the default language.
+fn canonical_language(tag: &str) -> String {
+    tag.split('-')
+        .enumerate()
+        .map(|(i, part)| match (i, part.len()) {
+            (0, _) => part.to_ascii_lowercase(),
+            (_, 2) => part.to_ascii_uppercase(), // region: CA, GB
+            (_, 4) => {
+                // script: Latn
+                let lower = part.to_ascii_lowercase();
+                lower[..1].to_ascii_uppercase() + &lower[1..]
+            }
+            _ => part.to_ascii_lowercase(),
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
 /// Picks `;` or `,` from the header line: whichever occurs more often outside quotes.
 fn detect_delimiter(bytes: &[u8]) -> u8 {
     let header = bytes.split(|b| *b == b'\n').next().unwrap_or(&[]);
@@ -734,7 +755,9 @@ pub fn parse_amount(s: &str, decimal: char) -> Result<Decimal, String> {
             .trim_start_matches(['-', '+'])
             .chars()
             .all(|c| c.is_ascii_digit() || c == '.')
-        && normalized.chars().any(|c| c.is_ascii_digit());
+        && normalized.chars().any(|c| c.is_ascii_digit())
+        // `1.2.3` is as unreadable as `abc`: say so the same way.
+        && normalized.matches('.').count() <= 1;
     if !valid {
         return Err(format!(
             "expected a decimal number like {}, found {s:?}",
@@ -762,7 +785,13 @@ pub fn feeds_for(config: &Config, overrides: &[PathBuf]) -> Vec<FeedConfig> {
             let mut feed = configured
                 .cloned()
                 .unwrap_or_else(|| FeedConfig::new(abs.clone()));
-            feed.path = abs;
+            // Messages name the file as the user typed it when that path
+            // resolves the same from the config's folder (the current one).
+            feed.path = if config.base == Path::new(".") {
+                p.clone()
+            } else {
+                abs
+            };
             feed
         })
         .collect()
@@ -923,6 +952,15 @@ mod tests {
     }
 
     #[test]
+    fn language_tags_get_their_canonical_case() {
+        assert_eq!(canonical_language("FR"), "fr");
+        assert_eq!(canonical_language("fr-ca"), "fr-CA");
+        assert_eq!(canonical_language("EN-gb"), "en-GB");
+        assert_eq!(canonical_language("zh-HANT-tw"), "zh-Hant-TW");
+        assert_eq!(canonical_language("en"), "en");
+    }
+
+    #[test]
     fn amounts() {
         assert_eq!(parse_amount("1234.56", '.').unwrap().to_string(), "1234.56");
         assert_eq!(
@@ -936,6 +974,10 @@ mod tests {
         assert_eq!(parse_amount("-10", '.').unwrap().to_string(), "-10");
         assert!(parse_amount("1,5", '.').is_err());
         assert!(parse_amount("1e3", '.').is_err());
+        assert_eq!(
+            parse_amount("1.2.3", '.'),
+            Err("expected a decimal number like 1234.56, found \"1.2.3\"".into())
+        );
         assert!(parse_amount("", '.').is_err());
     }
 }

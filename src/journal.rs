@@ -351,6 +351,32 @@ impl Journal {
         Ok(())
     }
 
+    /// Takes a pending reminder for this process before acting on it: it
+    /// becomes `planned` with this process as its owner, unless it changed
+    /// since `pending` read it. Two runs that recover the same crash, or retry
+    /// the same failure, would otherwise both deliver it; the one whose update
+    /// comes second finds it taken. True when this process has it.
+    pub fn claim(&self, p: &Pending, now: &str) -> rusqlite::Result<bool> {
+        let id = &p.identity;
+        let n = self.conn.execute(
+            "UPDATE reminder SET state = 'planned', owner = ?8, updated_at = ?9
+             WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4
+               AND state = ?5 AND owner IS ?6 AND attempts = ?7",
+            params![
+                id.invoice,
+                id.policy,
+                id.stage,
+                id.occurrence,
+                p.state.as_str(),
+                p.owner,
+                p.attempts,
+                std::process::id(),
+                now
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
     /// Records a failed attempt; `next_try_at` None means it will not be retried.
     pub fn mark_failed(
         &self,
@@ -460,5 +486,36 @@ mod tests {
         assert_eq!(j.state_of("F1", "p", "s", 0).unwrap(), Some(State::Sent));
         assert_eq!(j.history(Some("F1")).unwrap().len(), 1);
         assert!(j.history(Some("F2")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_pending_reminder_is_claimed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("relance.db")).unwrap();
+        let identity = Identity {
+            invoice: "F1".into(),
+            policy: "p".into(),
+            stage: "s".into(),
+            occurrence: 0,
+        };
+        let row = NewRow {
+            identity: &identity,
+            state: State::Planned,
+            date: "2026-12-01",
+            channel: "email",
+            recipient: "a@example.com",
+            subject: "",
+            message_id: "",
+            last_error: None,
+        };
+        assert!(j.insert(&row, "2026-12-01T09:00:00.000Z").unwrap());
+        j.mark_failed(&identity, "451", Some("2026-12-01T09:01:00.000Z"), "t")
+            .unwrap();
+        let pending = j.pending("2026-12-01T09:02:00.000Z").unwrap();
+        assert_eq!(pending.len(), 1);
+        // Two runs read the same failed reminder; only the first takes it.
+        assert!(j.claim(&pending[0], "t").unwrap());
+        assert!(!j.claim(&pending[0], "t").unwrap());
+        assert_eq!(j.state_of("F1", "p", "s", 0).unwrap(), Some(State::Planned));
     }
 }

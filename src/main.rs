@@ -118,6 +118,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // `relance history | head`: the reader has what it wanted.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<io::Error>()
+                    .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("relance: {e:#}");
             ExitCode::from(1)
@@ -137,22 +146,34 @@ fn options(g: &Global) -> Options {
 fn load(g: &Global, strict: bool) -> Result<Project> {
     let project = Project::load(&options(g)).map_err(|p| anyhow::anyhow!("{p}"))?;
     if !strict {
-        print_problems(&mut io::stderr(), &project.problems, false)?;
-        print_problems(&mut io::stderr(), &project.feed_problems, true)?;
+        print_problems(&mut io::stderr(), &project.problems)?;
+        // Bad rows keep the documented `file:line: field: reason` form (no
+        // "warning:" wedged between location and field); the summary line
+        // says they are warnings that stopped nothing.
+        print_problems(&mut io::stderr(), &project.feed_problems)?;
         if project.bad_rows > 0 {
-            eprintln!("warning: {} bad feed row(s) skipped", project.bad_rows);
+            eprintln!(
+                "warning: {} bad feed row(s) skipped; the other rows were processed",
+                project.bad_rows
+            );
         }
     }
     Ok(project)
 }
 
-fn print_problems(out: &mut dyn Write, problems: &Problems, as_warnings: bool) -> io::Result<()> {
+/// A feed that cannot be read at all is an error (SPEC §2), unlike a bad
+/// row: the command still shows what the other feeds give, then exits 1.
+fn feeds_exit_code(project: &Project) -> ExitCode {
+    if project.unreadable_feeds.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn print_problems(out: &mut dyn Write, problems: &Problems) -> io::Result<()> {
     for p in problems.iter() {
-        if as_warnings && p.is_error() {
-            writeln!(out, "{}: warning: {}", p.location, p.message)?;
-        } else {
-            writeln!(out, "{p}")?;
-        }
+        writeln!(out, "{p}")?;
     }
     Ok(())
 }
@@ -186,7 +207,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let errors = problems.iter().filter(|p| p.is_error()).count();
             match format {
                 Format::Json => report::json(&mut out, &problems.0)?,
-                _ => print_problems(&mut out, &problems, false)?,
+                _ => print_problems(&mut out, &problems)?,
             }
             eprintln!(
                 "{}: {errors} error(s), {} warning(s) in {} invoice(s) ({} bad row(s)), {} policies, {} templates",
@@ -273,7 +294,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 );
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(feeds_exit_code(&project))
         }
         Command::Explain {
             invoice,
@@ -287,7 +308,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let journal = journal_view(&project)?;
             explain(&mut out, &project, index, date, &journal, format)?;
-            Ok(ExitCode::SUCCESS)
+            Ok(feeds_exit_code(&project))
         }
         Command::Run {
             once,
@@ -307,7 +328,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 daemon.serve()?;
                 return Ok(ExitCode::SUCCESS);
             }
-            relance::daemon::stop_on_signals(daemon.stop_flag())?;
             let report = daemon.evaluate(chrono::Utc::now())?;
             tracing::info!(date = ?report.date, due = report.due, sent = report.sent, failed = report.failed,
                 recovered = report.recovered, held = report.held, "evaluation done");
@@ -410,8 +430,16 @@ fn explain(
     }
     writeln!(out, "\nPolicies, highest priority first:")?;
     for p in &trace.policies {
+        let has_applies_to = project
+            .rulebook
+            .policies
+            .iter()
+            .any(|q| q.name == p.policy && q.applies_to.is_some());
         let verdict = match &p.applies {
             None => "not evaluated (a higher policy was chosen)".to_string(),
+            Some(Ok(true)) if !has_applies_to => {
+                "no applies_to: covers every invoice → CHOSEN".to_string()
+            }
             Some(Ok(true)) => "applies_to holds → CHOSEN".to_string(),
             Some(Ok(false)) => "applies_to is false".to_string(),
             Some(Err(e)) => format!("applies_to failed: {e}"),
@@ -423,16 +451,38 @@ fn explain(
         )?;
     }
     let Some(policy) = policy else {
-        writeln!(out, "\nNo policy matched: this invoice gets no reminder.")?;
+        let errors: Vec<_> = outcome.iter().flat_map(|o| &o.errors).collect();
+        if errors.is_empty() {
+            writeln!(out, "\nNo policy matched: this invoice gets no reminder.")?;
+        } else {
+            writeln!(
+                out,
+                "\nAn applies_to failed, so no policy can be chosen: this invoice gets no reminder until it is fixed."
+            )?;
+            for e in errors {
+                writeln!(out, "error: {e}")?;
+            }
+        }
         return Ok(());
+    };
+    let anchor = match policy.anchor {
+        relance::policy::Anchor::DueDate => ("due_date", inv.due_date),
+        relance::policy::Anchor::IssueDate => ("issue_date", inv.issue_date),
     };
     writeln!(
         out,
-        "\nStages of {} (anchor {:?}):",
-        policy.name, policy.anchor
+        "\nStages of {} (offsets from {} {}):",
+        policy.name, anchor.0, anchor.1
     )?;
     report::explain_stages(out, &trace)?;
     match &fires {
+        Some(r) if r.error.is_some() => writeln!(
+            out,
+            "\nOn {date}: {} ({}) fires but cannot be sent: {}",
+            report::stage_label(r.stage, r.occurrence),
+            r.channel.as_str(),
+            r.error.as_deref().unwrap_or_default()
+        )?,
         Some(r) => writeln!(
             out,
             "\nOn {date}: sends {} ({}) to {}: {}",

@@ -48,9 +48,14 @@ impl Rulebook {
         let templates = Templates::load(&templates_dir, config, &scripts, &mut problems);
         for policy in &policies {
             for stage in &policy.stages {
+                let fallback =
+                    templates_dir.join(format!("{}.{}.hbs", stage.template, config.language));
+                // A template file that is there but did not load has its own
+                // error already (syntax, front matter): "not found" would mislead.
                 if templates
                     .resolve(&stage.template, &config.language)
                     .is_none()
+                    && !fallback.is_file()
                 {
                     let known = templates.languages_of(&stage.template);
                     let hint = if known.is_empty() {
@@ -67,9 +72,7 @@ impl Rulebook {
                             "stage {}: template {:?} not found: expected {}{hint}",
                             stage.id,
                             stage.template,
-                            templates_dir
-                                .join(format!("{}.{}.hbs", stage.template, config.language))
-                                .display()
+                            fallback.display()
                         ),
                     );
                 }
@@ -129,6 +132,8 @@ pub struct Project {
     /// Bad feed rows and unreadable feeds.
     pub feed_problems: Problems,
     pub bad_rows: usize,
+    /// Feeds that could not be read at all (each also has an error in `feed_problems`).
+    pub unreadable_feeds: Vec<PathBuf>,
 }
 
 impl Project {
@@ -147,6 +152,7 @@ impl Project {
             problems,
             feed_problems: load.problems,
             bad_rows: load.bad_rows,
+            unreadable_feeds: load.unreadable,
         })
     }
 

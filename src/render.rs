@@ -54,11 +54,17 @@ struct LanguageSet {
     text: Handlebars<'static>,
     html: Handlebars<'static>,
     sources: HashMap<String, Source>,
+    /// The file of each partial in the text and the HTML registry, so that an
+    /// error inside a partial points at the partial, not at its includer.
+    text_partials: HashMap<String, PathBuf>,
+    html_partials: HashMap<String, PathBuf>,
 }
 
 pub struct Templates {
     languages: HashMap<String, LanguageSet>,
     default_language: String,
+    /// The templates folder, to name the file a missing template should be.
+    dir: PathBuf,
 }
 
 /// The text and HTML files of one template or partial in one language.
@@ -132,6 +138,7 @@ impl Templates {
         let mut templates = Templates {
             languages: HashMap::new(),
             default_language: config.language.clone(),
+            dir: dir.to_path_buf(),
         };
         let languages: Vec<String> = {
             let mut l: Vec<String> = files.keys().map(|(lang, _)| lang.clone()).collect();
@@ -143,6 +150,8 @@ impl Templates {
                 text: registry(false, scripts),
                 html: registry(true, scripts),
                 sources: HashMap::new(),
+                text_partials: HashMap::new(),
+                html_partials: HashMap::new(),
             };
             for (name, by_lang) in &partials {
                 let Some(chosen) =
@@ -151,11 +160,16 @@ impl Templates {
                     continue;
                 };
                 let text = chosen.0.as_ref();
-                for (registry, file) in [
-                    (&mut set.text, text),
-                    (&mut set.html, chosen.1.as_ref().or(text)),
+                for (registry, files, file) in [
+                    (&mut set.text, &mut set.text_partials, text),
+                    (
+                        &mut set.html,
+                        &mut set.html_partials,
+                        chosen.1.as_ref().or(text),
+                    ),
                 ] {
                     let Some(file) = file else { continue };
+                    files.insert(name.clone(), file.clone());
                     if let Some(source) = read(file, problems)
                         && let Err(e) = registry.register_partial(name, source)
                     {
@@ -225,8 +239,19 @@ impl Templates {
         context: MessageContext,
         body: bool,
     ) -> Result<Message, Problem> {
-        let set = self.languages.get(language).expect("resolved language");
-        let source = set.sources.get(name).expect("resolved template");
+        // A stage may name a template that does not exist (`check` reports
+        // it, but the policy still loads): that reminder cannot be sent, and
+        // says why, rather than stopping the whole preview or daemon.
+        let Some((set, source)) = self
+            .languages
+            .get(language)
+            .and_then(|set| Some((set, set.sources.get(name)?)))
+        else {
+            return Err(Problem::error(
+                Location::file(&self.dir.join(format!("{name}.{language}.hbs"))),
+                format!("template {name:?} not found"),
+            ));
+        };
         CURRENT.with(|c| *c.borrow_mut() = Some((context.invoice, context.customer)));
         let data = Context::from(context.json);
         let result = (|| {
@@ -239,13 +264,19 @@ impl Templates {
             let (body, html) = if body {
                 let text = set
                     .text
-                    .render_with_context(name, &data)
-                    .map_err(|e| render_problem(&source.file, source.body_offset, false, &e))?;
+                    .render_with_context(&body_key(name), &data)
+                    .map_err(|e| match partial_file(&e, &set.text_partials) {
+                        Some(partial) => render_problem(partial, 0, false, &e),
+                        None => render_problem(&source.file, source.body_offset, false, &e),
+                    })?;
                 let html = match &source.html_file {
                     Some(file) => Some(
                         set.html
-                            .render_with_context(name, &data)
-                            .map_err(|e| render_problem(file, 0, false, &e))?,
+                            .render_with_context(&body_key(name), &data)
+                            .map_err(|e| {
+                                let file = partial_file(&e, &set.html_partials).unwrap_or(file);
+                                render_problem(file, 0, false, &e)
+                            })?,
                     ),
                     None => None,
                 };
@@ -288,6 +319,20 @@ impl Templates {
 
 fn subject_key(name: &str) -> String {
     format!("{name}#subject")
+}
+
+/// Handlebars keeps templates and partials in one namespace: a body
+/// registered under its bare name would shadow (or be shadowed by) the
+/// partial of the same name, and `{{> payment}}` would include the wrong text.
+fn body_key(name: &str) -> String {
+    format!("{name}#body")
+}
+
+/// The file of the partial a render error happened in, if it happened in one.
+fn partial_file<'a>(e: &RenderError, partials: &'a HashMap<String, PathBuf>) -> Option<&'a Path> {
+    partials
+        .get(e.template_name.as_deref()?)
+        .map(PathBuf::as_path)
 }
 
 /// `NAME.LANG.hbs` → (NAME, LANG, false); `NAME.LANG.html.hbs` → (NAME, LANG, true).
@@ -339,13 +384,13 @@ fn register(
         problems.push(template_problem(text, subject_line - 1, &e));
         ok = false;
     }
-    if let Err(e) = set.text.register_template_string(name, body) {
+    if let Err(e) = set.text.register_template_string(&body_key(name), body) {
         problems.push(template_problem(text, body_offset, &e));
         ok = false;
     }
     if let Some(html) = html {
         let source = read(html, problems)?;
-        if let Err(e) = set.html.register_template_string(name, source) {
+        if let Err(e) = set.html.register_template_string(&body_key(name), source) {
             problems.push(template_problem(html, 0, &e));
             ok = false;
         }

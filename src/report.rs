@@ -369,6 +369,9 @@ pub fn verdict_text(s: &StageTrace) -> String {
         Verdict::Fires => "FIRES".to_string(),
         Verdict::Skipped => "skipped: overtaken by a later stage reached the same day".to_string(),
         Verdict::Waiting => "waiting: reached, but its `when` is false".to_string(),
+        Verdict::OnePerDay => {
+            "waiting: this invoice already had a reminder on this date (one a day)".to_string()
+        }
     };
     format!("{when}{what}")
 }

@@ -1,0 +1,434 @@
+//! Shared by the integration tests: a relance folder in a temporary directory
+//! and the real `relance` binary run on it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// The `relance` binary cargo built for these tests.
+pub fn relance() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_relance"))
+}
+
+/// What a finished command printed and returned.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// The stdout parsed as JSON (panics with the output when it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+/// A relance folder in a temporary directory, deleted when dropped.
+pub struct Folder {
+    dir: tempfile::TempDir,
+}
+
+impl Folder {
+    /// An empty folder.
+    pub fn empty() -> Folder {
+        Folder {
+            dir: tempfile::tempdir().expect("temporary folder"),
+        }
+    }
+
+    /// A copy of the sample folder shipped at the root of the repository.
+    pub fn sample() -> Folder {
+        let folder = Folder::empty();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for sub in ["rules", "templates", "data"] {
+            copy_dir(&repo.join(sub), &folder.path().join(sub));
+        }
+        std::fs::copy(
+            repo.join("relance.yaml"),
+            folder.path().join("relance.yaml"),
+        )
+        .expect("copy relance.yaml");
+        folder
+    }
+
+    /// The shipped rules and templates with a config and feed of the test's own.
+    pub fn shipped_rules() -> Folder {
+        let folder = Folder::empty();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for sub in ["rules", "templates"] {
+            copy_dir(&repo.join(sub), &folder.path().join(sub));
+        }
+        folder
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file (creating its folders), relative to the folder.
+    pub fn write(&self, rel: &str, content: &str) -> &Folder {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("a parent")).expect("create folders");
+        std::fs::write(&path, content).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        self
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        let path = self.path().join(rel);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    pub fn remove(&self, rel: &str) {
+        let path = self.path().join(rel);
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).expect("remove folder");
+        } else {
+            std::fs::remove_file(&path).expect("remove file");
+        }
+    }
+
+    /// The files of a subfolder, sorted by name (empty when it does not exist).
+    pub fn files(&self, rel: &str) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.path().join(rel))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// `relance --dir FOLDER ARGS…`, with the log level pinned.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = relance();
+        cmd.arg("--dir").arg(self.path()).args(args);
+        cmd.env("RELANCE_LOG", "info");
+        cmd.env_remove("RUST_LOG");
+        cmd
+    }
+
+    /// Runs `relance --dir FOLDER ARGS…` to completion.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.command(args).output().expect("run relance").into()
+    }
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create folder");
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let entry = entry.expect("folder entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+/// Tests wait on a condition with a deadline, never on a bare sleep.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A minimal valid policy file with the given stages (YAML flow mappings).
+pub fn policy(name: &str, stages: &[&str]) -> String {
+    let mut s = format!("name: {name}\nstages:\n");
+    for stage in stages {
+        s.push_str(&format!("  - {stage}\n"));
+    }
+    s
+}
+
+/// A template file with a subject and a body.
+pub fn template(subject: &str, body: &str) -> String {
+    format!("---\nsubject: \"{subject}\"\n---\n{body}\n")
+}
+
+/// The header of a canonical CSV feed.
+pub const CSV_HEADER: &str = "number,customer_id,customer_name,email,issue_date,due_date,amount,amount_paid,currency,status,paid_date,language,tags,promise_date";
+
+// ---------------------------------------------------------------------------
+// Helpers for the daemon and delivery tests (tests/daemon.rs, tests/delivery.rs).
+// ---------------------------------------------------------------------------
+
+/// The evaluation date of the small folders below: the day after their
+/// invoices' due date, when the `overdue` stage fires.
+pub const AS_OF: &str = "2026-12-01";
+
+/// A small folder for daemon tests: `config` (YAML lines, e.g. a `delivery:`)
+/// after a sender identity, one policy `dunning` whose single stage `overdue`
+/// (email, template `overdue`) fires the day after the due date, an English
+/// template, and the given invoices (CSV rows, see [`invoice_row`]).
+pub fn dunning_folder(config: &str, invoices: &[String]) -> Folder {
+    let folder = Folder::empty();
+    folder
+        .write(
+            "relance.yaml",
+            &format!(
+                "language: en\ncompany: {{name: \"Atelier Durand\", email: \"compta@atelier-durand.fr\"}}\n{config}\n"
+            ),
+        )
+        .write(
+            "rules/dunning.yaml",
+            &policy("dunning", &["{id: overdue, offset: 1, template: overdue}"]),
+        )
+        .write(
+            "templates/overdue.en.hbs",
+            &template(
+                "Invoice {{invoice.number}} is overdue",
+                "Dear {{customer.name}},\nplease pay {{money invoice.amount_due}}.",
+            ),
+        );
+    folder.write_invoices(invoices);
+    folder
+}
+
+/// A canonical CSV row: an open invoice of 100.00 EUR in English, due on
+/// 2026-11-30 (so overdue on [`AS_OF`]).
+pub fn invoice_row(number: &str, customer_name: &str, email: &str) -> String {
+    format!(
+        "{number},C-{number},{customer_name},{email},2026-11-01,2026-11-30,100.00,0,EUR,open,,en,,"
+    )
+}
+
+/// `n` invoices F001…, each with its own customer and address.
+pub fn invoices(n: usize) -> Vec<String> {
+    (1..=n)
+        .map(|i| {
+            invoice_row(
+                &format!("F{i:03}"),
+                &format!("Customer {i}"),
+                &format!("c{i}@example.com"),
+            )
+        })
+        .collect()
+}
+
+impl Folder {
+    /// Replaces `data/invoices.csv` (the default feed) with these rows.
+    pub fn write_invoices(&self, rows: &[String]) -> &Folder {
+        let mut csv = format!("{CSV_HEADER}\n");
+        for row in rows {
+            csv.push_str(row);
+            csv.push('\n');
+        }
+        self.write("data/invoices.csv", &csv)
+    }
+
+    /// Every row of the journal (`state/relance.db`), in insertion order.
+    pub fn journal(&self) -> Vec<JournalRow> {
+        let conn = rusqlite::Connection::open_with_flags(
+            self.path().join("state/relance.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE,
+        )
+        .expect("the journal exists");
+        let mut stmt = conn
+            .prepare(
+                "SELECT invoice, policy, stage, occurrence, state, date, channel, recipient, subject,
+                        message_id, attempts, last_error, next_try_at FROM reminder ORDER BY id",
+            )
+            .expect("the journal has a reminder table");
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(JournalRow {
+                    invoice: r.get(0)?,
+                    policy: r.get(1)?,
+                    stage: r.get(2)?,
+                    occurrence: r.get(3)?,
+                    state: r.get(4)?,
+                    date: r.get(5)?,
+                    channel: r.get(6)?,
+                    recipient: r.get(7)?,
+                    subject: r.get(8)?,
+                    message_id: r.get(9)?,
+                    attempts: r.get(10)?,
+                    last_error: r.get(11)?,
+                    next_try_at: r.get(12)?,
+                })
+            })
+            .expect("read the journal");
+        rows.map(|r| r.expect("a journal row")).collect()
+    }
+
+    /// The journal's states by invoice number, e.g. `[("F001", "sent")]`.
+    pub fn journal_states(&self) -> Vec<(String, String)> {
+        self.journal()
+            .into_iter()
+            .map(|r| (r.invoice, r.state))
+            .collect()
+    }
+
+    /// Starts `relance --dir FOLDER ARGS…` in the background (the daemon).
+    pub fn spawn(&self, args: &[&str]) -> Spawned {
+        Spawned::start(self.command(args))
+    }
+}
+
+/// One row of the journal, as a test reads it with SQLite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalRow {
+    pub invoice: String,
+    pub policy: String,
+    pub stage: String,
+    pub occurrence: u32,
+    pub state: String,
+    pub date: String,
+    pub channel: String,
+    pub recipient: String,
+    pub subject: String,
+    pub message_id: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub next_try_at: Option<String>,
+}
+
+/// A `relance` process running in the background, killed (and reaped) when
+/// dropped. Its stderr log is read line by line on a thread, so that a test
+/// waits for a log line with a deadline instead of sleeping.
+pub struct Spawned {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every log line read so far.
+    pub log: Vec<String>,
+}
+
+impl Spawned {
+    pub fn start(mut command: Command) -> Spawned {
+        use std::io::BufRead;
+        let mut child = command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start relance");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Spawned {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next log line matching `wanted`, waiting at most `timeout`; `None`
+    /// when the deadline passes or the process closes its stderr first.
+    pub fn next_line(
+        &mut self,
+        timeout: Duration,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.recv_timeout(left).ok()?;
+            self.log.push(line.clone());
+            if wanted(&line) {
+                return Some(line);
+            }
+        }
+    }
+
+    /// Like [`Spawned::next_line`], but a missing line fails the test with the log so far.
+    pub fn expect_line(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        wanted: impl Fn(&str) -> bool,
+    ) -> String {
+        self.next_line(timeout, wanted).unwrap_or_else(|| {
+            panic!(
+                "no log line {what} within {timeout:?}; the log so far:\n{}",
+                self.log.join("\n")
+            )
+        })
+    }
+
+    /// Sends a signal by name (`TERM`, `INT`, `HUP`) with kill(1).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args(["-s", name, &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -s {name} failed");
+    }
+
+    /// Kills the process with SIGKILL, as a crash or a power cut would, and reaps it.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap the killed process");
+    }
+
+    /// Waits for the process to exit (at most `timeout`), reading the rest of its log.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut status = None;
+        let exited = wait_until(timeout, || {
+            status = self.child.try_wait().expect("try_wait");
+            status.is_some()
+        });
+        assert!(
+            exited,
+            "relance did not exit within {timeout:?}; the log:\n{}",
+            self.log.join("\n")
+        );
+        // The process is gone: its stderr ends, and the reader thread with it.
+        self.log.extend(self.lines.iter());
+        status.expect("an exit status")
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

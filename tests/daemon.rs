@@ -1,0 +1,909 @@
+//! `relance run` and `relance history` on real folders: the SQLite journal,
+//! exactly-once across runs and crashes, the blast-radius guard, dry runs,
+//! task files, JSON logs, hot reload of real file edits, and signals.
+//! (Email delivery, SMTP included, is in tests/delivery.rs.)
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+/// Long enough for anything that has no deadline of its own on a busy machine.
+const DEADLINE: Duration = Duration::from_secs(20);
+/// SPEC §7: a change is picked up within a second of the save.
+const SAVE_TO_LIVE: Duration = Duration::from_secs(1);
+/// How long a test watches the log for something that must *not* happen
+/// (a second reload after one save, when reloads come every 50 ms in a storm).
+const QUIET: Duration = Duration::from_millis(600);
+
+/// `relance run --once --as-of AS_OF [extra…]`.
+fn run_once(folder: &Folder, extra: &[&str]) -> Run {
+    let mut args = vec!["run", "--once", "--as-of", AS_OF];
+    args.extend_from_slice(extra);
+    folder.run(&args)
+}
+
+/// The daemon (`relance run --as-of AS_OF`), once its first evaluation is done
+/// (by then it watches the folder).
+fn start_daemon(folder: &Folder) -> Spawned {
+    let mut daemon = folder.spawn(&["run", "--as-of", AS_OF]);
+    daemon.expect_line(DEADLINE, "for the first evaluation", |l| {
+        l.contains("evaluation done")
+    });
+    daemon
+}
+
+/// The policy of `dunning_folder` with its stage moved to `offset` days after the due date.
+fn overdue_after(offset: i32) -> String {
+    policy(
+        "dunning",
+        &[&format!(
+            "{{id: overdue, offset: {offset}, template: overdue}}"
+        )],
+    )
+}
+
+/// The log line of a successful reload whose new plan has `due` reminders.
+fn reloaded_with(due: usize) -> impl Fn(&str) -> bool {
+    let wanted = format!("reloaded; new plan for {AS_OF}: {due} reminder(s) due");
+    move |line: &str| line.contains(&wanted)
+}
+
+fn is_reload_line(line: &str) -> bool {
+    line.contains("reloaded;") || line.contains("reload failed")
+}
+
+/// After one save and its reload, no other reload follows (reading the files
+/// to reload them is not an edit).
+fn assert_no_more_reloads(daemon: &mut Spawned) {
+    if let Some(line) = daemon.next_line(QUIET, is_reload_line) {
+        panic!(
+            "a second reload without any edit: {line}\nthe log:\n{}",
+            daemon.log.join("\n")
+        );
+    }
+}
+
+/// Whether `line` holds `FILE:LINE:COL: message` for `file`.
+fn has_location(line: &str, file: &str) -> bool {
+    line.split(&format!("{file}:")).skip(1).any(|rest| {
+        let mut parts = rest.splitn(3, ':');
+        let (l, c, message) = (parts.next(), parts.next(), parts.next());
+        [l, c]
+            .iter()
+            .all(|n| n.is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())))
+            && message.is_some_and(|m| m.starts_with(' ') && m.trim().len() > 3)
+    })
+}
+
+fn sqlite(folder: &Folder) -> rusqlite::Connection {
+    rusqlite::Connection::open(folder.path().join("state/relance.db")).expect("open the journal")
+}
+
+fn count(rows: &[JournalRow], state: &str) -> usize {
+    rows.iter().filter(|r| r.state == state).count()
+}
+
+// --- The journal -------------------------------------------------------------
+
+#[test]
+fn run_once_creates_a_wal_journal_with_a_schema_version() {
+    let folder = Folder::sample();
+    let run = run_once(&folder, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    let db = sqlite(&folder);
+    let mode: String = db
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let version: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, relance::journal::SCHEMA_VERSION);
+    assert_eq!(version, 1);
+}
+
+#[test]
+fn the_journal_records_each_reminder_with_its_identity_and_delivery_facts() {
+    let folder = Folder::sample();
+    let run = run_once(&folder, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let rows = folder.journal();
+
+    // One `sent` row per file delivered, and the overtaken stages `skipped`.
+    let delivered = folder.files("outbox").len() + folder.files("tasks").len();
+    assert_eq!(
+        (folder.files("outbox").len(), folder.files("tasks").len()),
+        (17, 7)
+    );
+    assert_eq!(count(&rows, "sent"), delivered);
+    assert_eq!(count(&rows, "planned") + count(&rows, "failed"), 0);
+
+    let row = |invoice: &str, stage: &str| {
+        rows.iter()
+            .find(|r| r.invoice == invoice && r.stage == stage)
+            .unwrap_or_else(|| panic!("no journal row for {invoice} {stage}: {rows:#?}"))
+    };
+    assert_eq!(
+        row("F2026-0103", "courtesy"),
+        &JournalRow {
+            invoice: "F2026-0103".into(),
+            policy: "standard".into(),
+            stage: "courtesy".into(),
+            occurrence: 0,
+            state: "sent".into(),
+            date: AS_OF.into(),
+            channel: "email".into(),
+            recipient: "ap@northwind.example, finance@northwind.example".into(),
+            subject: "Invoice F2026-0103 is due on December 5, 2026".into(),
+            message_id: "<F2026-0103.standard.courtesy.0@atelier-durand.fr>".into(),
+            attempts: 1,
+            last_error: None,
+            next_try_at: None,
+        }
+    );
+    // F2026-0050 is 61 days late on its first evaluation: the formal notice
+    // goes out, the four earlier stages are journaled as skipped.
+    let f50: Vec<(&str, &str)> = rows
+        .iter()
+        .filter(|r| r.invoice == "F2026-0050")
+        .map(|r| (r.stage.as_str(), r.state.as_str()))
+        .collect();
+    assert_eq!(
+        f50,
+        [
+            ("courtesy", "skipped"),
+            ("due_soon", "skipped"),
+            ("overdue_1", "skipped"),
+            ("overdue_2", "skipped"),
+            ("formal_notice", "sent")
+        ]
+    );
+    let notice = row("F2026-0050", "formal_notice");
+    assert_eq!(notice.channel, "letter");
+    assert_eq!(notice.attempts, 1);
+}
+
+#[test]
+fn the_journal_holds_an_identity_once() {
+    let folder = Folder::sample();
+    assert_eq!(run_once(&folder, &[]).code, 0);
+    let duplicate = sqlite(&folder).execute(
+        "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, created_at, updated_at)
+         VALUES ('F2026-0103', 'standard', 'courtesy', 0, 'planned', '2026-12-02', 'now', 'now')",
+        [],
+    );
+    let error = duplicate
+        .expect_err("a second row for one identity")
+        .to_string();
+    assert!(error.contains("UNIQUE"), "{error}");
+}
+
+#[test]
+fn a_second_run_on_the_same_date_sends_nothing_again() {
+    let folder = Folder::sample();
+    assert_eq!(run_once(&folder, &[]).code, 0);
+    let journal = folder.journal();
+    let outbox: Vec<_> = folder
+        .files("outbox")
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().ino())
+        .collect();
+
+    let again = run_once(&folder, &[]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stderr.contains("due=0 sent=0"), "{}", again.stderr);
+    assert_eq!(folder.journal(), journal);
+    let outbox_again: Vec<_> = folder
+        .files("outbox")
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().ino())
+        .collect();
+    assert_eq!(outbox_again, outbox, "no outbox file was written again");
+}
+
+#[test]
+fn a_journal_from_a_newer_relance_is_refused() {
+    let folder = Folder::sample();
+    assert_eq!(run_once(&folder, &[]).code, 0);
+    sqlite(&folder)
+        .pragma_update(None, "user_version", 99)
+        .unwrap();
+    for args in [&["run", "--once", "--as-of", AS_OF][..], &["history"]] {
+        let run = folder.run(args);
+        assert_eq!(run.code, 1, "{args:?}");
+        assert!(
+            run.stderr.contains("journal schema version 99 is newer"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}
+
+// --- history -----------------------------------------------------------------
+
+#[test]
+fn history_lists_the_journal_newest_first() {
+    let folder = Folder::sample();
+    assert_eq!(run_once(&folder, &[]).code, 0);
+    // F2026-0101 is due on 8 December: courtesy on the 1st, due_soon on the 6th.
+    let later = folder.run(&["run", "--once", "--as-of", "2026-12-06"]);
+    assert_eq!(later.code, 0, "{}", later.stderr);
+
+    let all = folder.run(&["history", "--format", "json"]);
+    assert_eq!(all.code, 0, "{}", all.stderr);
+    let entries = all.json();
+    let entries = entries.as_array().expect("an array");
+    assert_eq!(entries.len(), folder.journal().len());
+    let updated: Vec<&str> = entries
+        .iter()
+        .map(|e| e["updated_at"].as_str().unwrap())
+        .collect();
+    assert!(
+        updated.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {updated:?}"
+    );
+    assert_eq!(entries[0]["date"], "2026-12-06");
+    assert_eq!(entries.last().unwrap()["date"], AS_OF);
+
+    let one = folder.run(&["history", "F2026-0101", "--format", "json"]);
+    let stages: Vec<(String, String, String)> = one
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap().to_string();
+            (s("date"), s("stage"), s("state"))
+        })
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            ("2026-12-06".into(), "due_soon".into(), "sent".into()),
+            (AS_OF.into(), "courtesy".into(), "sent".into())
+        ]
+    );
+    let entry = &one.json()[0];
+    assert_eq!(entry["invoice"], "F2026-0101");
+    assert_eq!(entry["policy"], "standard");
+    assert_eq!(entry["channel"], "email");
+    assert_eq!(entry["recipient"], "compta@menuiserie-martin.fr");
+    assert_eq!(
+        entry["message_id"],
+        "<F2026-0101.standard.due_soon.0@atelier-durand.fr>"
+    );
+    assert_eq!(entry["attempts"], 1);
+
+    let table = folder.run(&["history", "F2026-0101"]);
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    let lines: Vec<&str> = table.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "a header and two rows:\n{}", table.stdout);
+    assert!(lines[0].contains("INVOICE"), "{}", table.stdout);
+    assert!(lines[1].contains("due_soon") && lines[1].contains("sent"));
+    assert!(lines[2].contains("courtesy") && lines[2].contains("sent"));
+}
+
+#[test]
+fn history_without_a_journal_is_empty_and_creates_nothing() {
+    let folder = Folder::sample();
+    let run = folder.run(&["history", "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json(), serde_json::json!([]));
+    assert!(!folder.path().join("state").exists());
+}
+
+// --- Safety and operations ---------------------------------------------------
+
+#[test]
+fn a_batch_over_max_per_run_is_held_until_confirmed() {
+    let folder = dunning_folder("limits: {max_per_run: 2}", &invoices(3));
+
+    let held = run_once(&folder, &[]);
+    assert_eq!(held.code, 1, "{}", held.stderr);
+    assert!(
+        held.stderr
+            .contains("held: 3 reminders are due on 2026-12-01, more than limits.max_per_run (2)"),
+        "{}",
+        held.stderr
+    );
+    assert!(
+        held.stderr.contains("dunning/overdue: 3"),
+        "{}",
+        held.stderr
+    );
+    assert!(
+        held.stderr.contains("relance run --once --confirm"),
+        "{}",
+        held.stderr
+    );
+    assert!(folder.files("outbox").is_empty());
+    assert!(folder.journal().is_empty(), "nothing journaled while held");
+
+    let confirmed = run_once(&folder, &["--confirm"]);
+    assert_eq!(confirmed.code, 0, "{}", confirmed.stderr);
+    assert_eq!(folder.files("outbox").len(), 3);
+    assert_eq!(count(&folder.journal(), "sent"), 3);
+}
+
+#[test]
+fn a_dry_run_touches_neither_journal_nor_outbox() {
+    let folder = Folder::sample();
+    let run = run_once(&folder, &["--dry-run"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let would = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("would send (dry run)"))
+        .count();
+    assert_eq!(would, 24, "{}", run.stderr);
+    assert!(run.stderr.contains("invoice=F2026-0103"), "{}", run.stderr);
+    for created in ["state", "outbox", "tasks"] {
+        assert!(
+            !folder.path().join(created).exists(),
+            "{created}/ was created by a dry run"
+        );
+    }
+}
+
+#[test]
+fn a_dry_run_leaves_an_existing_journal_as_it_is() {
+    let folder = dunning_folder("", &invoices(2));
+    assert_eq!(run_once(&folder, &[]).code, 0);
+    folder.write_invoices(&invoices(3));
+    let journal = folder.journal();
+    let run = run_once(&folder, &["--dry-run"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stderr.contains("would send (dry run)") && run.stderr.contains("F003"));
+    assert_eq!(folder.journal(), journal);
+    assert_eq!(folder.files("outbox").len(), 2);
+}
+
+#[test]
+fn letters_calls_and_tasks_become_files_in_tasks_and_are_journaled() {
+    let folder = Folder::sample();
+    assert_eq!(run_once(&folder, &[]).code, 0);
+    let names: Vec<String> = folder
+        .files("tasks")
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "2026-12-01.F2026-0009.standard.collection.0.task.txt",
+            "2026-12-01.F2026-0040.habitual_late.collection.1.task.txt",
+            "2026-12-01.F2026-0045.key_accounts.account_call.0.call.txt",
+            "2026-12-01.F2026-0050.standard.formal_notice.0.letter.txt",
+            "2026-12-01.F2026-0072.habitual_late.formal_notice.0.letter.txt",
+            "2026-12-01.F2026-0080.standard.formal_notice.0.letter.txt",
+            "2026-12-01.F2026-0203.key_accounts.account_call.0.call.txt",
+        ]
+    );
+
+    let letter = folder.read("tasks/2026-12-01.F2026-0050.standard.formal_notice.0.letter.txt");
+    for fact in [
+        "Channel:  letter",
+        "Invoice:  F2026-0050",
+        "Customer: Boulangerie Dupont (C005)",
+        "Due:      245.90 EUR",
+        "Policy:   standard / formal_notice",
+        "Subject:  Mise en demeure de payer — facture F2026-0050",
+        // The rendered letter itself.
+        "Par la présente, nous vous mettons en demeure",
+        "Principal restant dû :                  245,90 €",
+    ] {
+        assert!(letter.contains(fact), "{fact:?} missing from:\n{letter}");
+    }
+    let call = folder.read("tasks/2026-12-01.F2026-0045.key_accounts.account_call.0.call.txt");
+    assert!(call.contains("To:       +33 1 40 00 12 12"), "{call}");
+
+    let journal = folder.journal();
+    for (invoice, channel) in [
+        ("F2026-0009", "task"),
+        ("F2026-0045", "call"),
+        ("F2026-0050", "letter"),
+    ] {
+        let row = journal
+            .iter()
+            .find(|r| r.invoice == invoice && r.state != "skipped")
+            .unwrap();
+        assert_eq!(
+            (row.channel.as_str(), row.state.as_str()),
+            (channel, "sent")
+        );
+        assert_eq!(row.attempts, 1);
+        assert!(
+            row.message_id.ends_with(&format!(".{channel}.txt")),
+            "the journal names the file: {row:?}"
+        );
+    }
+}
+
+#[test]
+fn json_logs_have_one_event_per_reminder_sent_or_failed() {
+    let mut rows = invoices(2);
+    rows.push(invoice_row("F003", "No Address Ltd", ""));
+    let folder = dunning_folder("", &rows);
+    let run = run_once(&folder, &["--log-format", "json"]);
+    assert_eq!(run.code, 1, "a failed reminder makes run --once exit 1");
+
+    let events: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let of = |kind: &str| -> Vec<String> {
+        events
+            .iter()
+            .filter(|e| e["event"] == kind)
+            .map(|e| e["invoice"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(of("sent"), ["F001", "F002"]);
+    assert_eq!(of("failed"), ["F003"]);
+    let sent = events.iter().find(|e| e["event"] == "sent").unwrap();
+    assert_eq!(sent["stage"], "overdue");
+    assert_eq!(sent["channel"], "email");
+    assert_eq!(sent["to"], "c1@example.com");
+    // A failed event names the reminder as a sent one does, with the error
+    // and the retry time in fields of their own.
+    let failed = events.iter().find(|e| e["event"] == "failed").unwrap();
+    for key in ["policy", "stage", "occurrence", "channel", "to"] {
+        assert_eq!(
+            failed[key].is_null(),
+            sent[key].is_null(),
+            "{key}: {failed}"
+        );
+    }
+    assert_eq!(failed["attempts"], 1);
+    assert!(failed["retry_at"].is_string(), "{failed}");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(error.contains("no email address"), "{failed}");
+}
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly() {
+    assert_stops_cleanly_on("TERM");
+}
+
+#[test]
+fn sigint_stops_the_daemon_cleanly() {
+    assert_stops_cleanly_on("INT");
+}
+
+fn assert_stops_cleanly_on(signal: &str) {
+    let folder = dunning_folder("", &invoices(2));
+    let mut daemon = start_daemon(&folder);
+    daemon.signal(signal);
+    let status = daemon.wait_exit(DEADLINE);
+    assert_eq!(status.code(), Some(0), "log:\n{}", daemon.log.join("\n"));
+    assert!(
+        daemon
+            .log
+            .iter()
+            .any(|l| l.contains("relance daemon stopped")),
+        "{}",
+        daemon.log.join("\n")
+    );
+    assert_eq!(count(&folder.journal(), "sent"), 2);
+}
+
+// --- Crash -------------------------------------------------------------------
+
+#[test]
+fn sigkill_in_the_middle_of_an_outbox_batch_loses_nothing_and_sends_nothing_twice() {
+    let folder = dunning_folder("", &invoices(5));
+    // The third email's temporary file is a FIFO: opening it for writing
+    // blocks until someone reads it, so the daemon is stuck right there, two
+    // emails into its batch of five, until it is killed.
+    let stuck = folder
+        .path()
+        .join("outbox/.2026-12-01.F003.dunning.overdue.0.eml.tmp");
+    mkfifo(&stuck);
+    let mut first = folder.spawn(&["run", "--once", "--as-of", AS_OF]);
+    assert!(
+        wait_until(DEADLINE, || folder.files("outbox").len() == 2),
+        "the first two emails are written; log:\n{}",
+        first.log.join("\n")
+    );
+    first.kill();
+
+    let written: Vec<(std::path::PathBuf, u64)> = folder
+        .files("outbox")
+        .into_iter()
+        .map(|f| {
+            let inode = std::fs::metadata(&f).unwrap().ino();
+            (f, inode)
+        })
+        .collect();
+    let states = folder.journal_states();
+    assert_eq!(states.len(), 5, "the whole batch was planned first");
+    assert!(
+        states.iter().all(|(_, s)| s == "planned" || s == "sent"),
+        "{states:?}"
+    );
+    assert!(
+        states[2..].iter().all(|(_, s)| s == "planned"),
+        "{states:?}"
+    );
+
+    std::fs::remove_file(&stuck).unwrap();
+    let second = run_once(&folder, &[]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(
+        folder.journal_states(),
+        (1..=5)
+            .map(|i| (format!("F{i:03}"), "sent".to_string()))
+            .collect::<Vec<_>>()
+    );
+    let names: Vec<String> = folder
+        .files("outbox")
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        (1..=5)
+            .map(|i| format!("2026-12-01.F{i:03}.dunning.overdue.0.eml"))
+            .collect::<Vec<_>>(),
+        "nothing lost, no stray temporary file"
+    );
+    for (file, inode) in written {
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().ino(),
+            inode,
+            "{} was delivered before the crash and must not be written again",
+            file.display()
+        );
+    }
+}
+
+/// Sets a journal row's state and owner as a crash would have left them.
+fn rewind(folder: &Folder, invoice: &str, state: &str, owner: u32) {
+    let changed = sqlite(folder)
+        .execute(
+            "UPDATE reminder SET state = ?2, owner = ?3,
+                    next_try_at = CASE ?2 WHEN 'failed' THEN '2000-01-01T00:00:00.000Z' END
+             WHERE invoice = ?1",
+            rusqlite::params![invoice, state, owner],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+}
+
+#[test]
+fn reminders_left_planned_or_failed_by_a_crash_are_resolved_by_their_outbox_file() {
+    let folder = dunning_folder("", &invoices(4));
+    assert_eq!(run_once(&folder, &[]).code, 0);
+    let file = |n: u32| {
+        folder
+            .path()
+            .join(format!("outbox/2026-12-01.F00{n}.dunning.overdue.0.eml"))
+    };
+    let inode = |n: u32| std::fs::metadata(file(n)).unwrap().ino();
+    let dead = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        child.wait().unwrap();
+        child.id()
+    };
+    // F001: planned by a process that died before writing its file.
+    rewind(&folder, "F001", "planned", dead);
+    std::fs::remove_file(file(1)).unwrap();
+    // F002: planned by a process that died after writing its file.
+    rewind(&folder, "F002", "planned", dead);
+    // F003: planned by a pid now reused by another, running program (this
+    // test): only a running relance can still be delivering it.
+    rewind(&folder, "F003", "planned", std::process::id());
+    std::fs::remove_file(file(3)).unwrap();
+    // F004: a retry that wrote its file, then crashed before journaling `sent`.
+    rewind(&folder, "F004", "failed", dead);
+    let (before_2, before_4) = (inode(2), inode(4));
+
+    let run = run_once(&folder, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        folder.journal_states(),
+        (1..=4)
+            .map(|i| (format!("F{i:03}"), "sent".to_string()))
+            .collect::<Vec<_>>(),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        file(1).exists() && file(3).exists(),
+        "the missing emails are delivered"
+    );
+    assert_eq!(inode(2), before_2, "F002 was delivered: not written again");
+    assert_eq!(inode(4), before_4, "F004 was delivered: not written again");
+}
+
+#[test]
+fn an_unreadable_feed_stops_the_run_before_it_drops_pending_reminders() {
+    let folder = dunning_folder("", &invoices(2));
+    assert_eq!(run_once(&folder, &[]).code, 0);
+    // F002 was planned by a process that crashed before writing its file; now
+    // the export job is rewriting the feed and it cannot be read.
+    rewind(&folder, "F002", "planned", 0);
+    std::fs::remove_file(
+        folder
+            .path()
+            .join("outbox/2026-12-01.F002.dunning.overdue.0.eml"),
+    )
+    .unwrap();
+    folder.remove("data/invoices.csv");
+
+    let run = run_once(&folder, &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("data/invoices.csv"), "{}", run.stderr);
+    assert_eq!(
+        folder.journal_states(),
+        [
+            ("F001".into(), "sent".into()),
+            ("F002".into(), "planned".into())
+        ],
+        "an invoice missing because its feed is unreadable is not an invoice gone"
+    );
+
+    folder.write_invoices(&invoices(2));
+    assert_eq!(run_once(&folder, &[]).code, 0);
+    assert_eq!(count(&folder.journal(), "sent"), 2);
+    assert_eq!(folder.files("outbox").len(), 2);
+}
+
+#[test]
+fn a_letter_left_planned_by_a_crash_after_its_file_was_written_is_not_written_again() {
+    let folder = dunning_folder("", &invoices(1));
+    folder.write(
+        "rules/dunning.yaml",
+        &policy(
+            "dunning",
+            &["{id: notice, offset: 1, channel: letter, template: overdue}"],
+        ),
+    );
+    assert_eq!(run_once(&folder, &[]).code, 0);
+    let sent = folder.journal().remove(0);
+    let letter = folder
+        .path()
+        .join("tasks/2026-12-01.F001.dunning.notice.0.letter.txt");
+    assert_eq!(sent.message_id, letter.display().to_string());
+    let inode = std::fs::metadata(&letter).unwrap().ino();
+
+    rewind(&folder, "F001", "planned", 0);
+    let run = run_once(&folder, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let recovered = folder.journal().remove(0);
+    assert_eq!(recovered.state, "sent");
+    assert_eq!(
+        recovered.message_id, sent.message_id,
+        "the journal names the file"
+    );
+    assert_eq!(std::fs::metadata(&letter).unwrap().ino(), inode);
+}
+
+fn mkfifo(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success());
+}
+
+// --- Hot reload --------------------------------------------------------------
+
+#[test]
+fn a_policy_saved_in_place_is_live_within_a_second() {
+    let folder = dunning_folder("", &invoices(2));
+    folder.write("rules/dunning.yaml", &overdue_after(10));
+    let mut daemon = start_daemon(&folder);
+
+    folder.write("rules/dunning.yaml", &overdue_after(1));
+    daemon.expect_line(
+        SAVE_TO_LIVE,
+        "reloading the edited policy",
+        reloaded_with(2),
+    );
+    assert_no_more_reloads(&mut daemon);
+}
+
+#[test]
+fn an_editor_save_through_a_temporary_file_and_a_rename_is_live_within_a_second() {
+    let folder = dunning_folder("", &invoices(2));
+    folder.write("rules/dunning.yaml", &overdue_after(10));
+    let mut daemon = start_daemon(&folder);
+
+    folder.write("rules/.dunning.yaml.swp", &overdue_after(1));
+    std::fs::rename(
+        folder.path().join("rules/.dunning.yaml.swp"),
+        folder.path().join("rules/dunning.yaml"),
+    )
+    .unwrap();
+    daemon.expect_line(
+        SAVE_TO_LIVE,
+        "reloading the renamed policy",
+        reloaded_with(2),
+    );
+    assert_no_more_reloads(&mut daemon);
+}
+
+#[test]
+fn a_broken_policy_keeps_the_last_good_one_running_until_it_is_fixed() {
+    let folder = dunning_folder("", &invoices(2));
+    folder.write("rules/dunning.yaml", &overdue_after(5));
+    let mut daemon = start_daemon(&folder);
+
+    // An unclosed flow mapping: a YAML syntax error.
+    folder.write(
+        "rules/dunning.yaml",
+        "name: dunning\nstages:\n  - {id: overdue, offset: 1, template: overdue\n",
+    );
+    let error = daemon.expect_line(SAVE_TO_LIVE, "locating the error", |l| {
+        l.contains("rules/dunning.yaml:")
+    });
+    assert!(has_location(&error, "rules/dunning.yaml"), "{error}");
+    daemon.expect_line(DEADLINE, "refusing the broken version", |l| {
+        l.contains("reload failed: keeping the last good configuration")
+    });
+    assert!(daemon.running());
+
+    // The last good policy (5 days after the due date) still decides: an
+    // invoice 11 days late is due, the two 1 day late are not.
+    let mut rows = invoices(2);
+    rows.push(
+        "F900,C-F900,Late Payer,late@example.com,2026-10-20,2026-11-20,50.00,0,EUR,open,,en,,"
+            .into(),
+    );
+    folder.write_invoices(&rows);
+    daemon.expect_line(SAVE_TO_LIVE, "reloading the feed", reloaded_with(1));
+
+    folder.write("rules/dunning.yaml", &overdue_after(1));
+    daemon.expect_line(SAVE_TO_LIVE, "loading the fixed policy", reloaded_with(3));
+    assert_no_more_reloads(&mut daemon);
+}
+
+#[test]
+fn a_policy_with_an_unknown_key_is_refused_with_its_location() {
+    let folder = dunning_folder("", &invoices(2));
+    let mut daemon = start_daemon(&folder);
+
+    folder.write(
+        "rules/dunning.yaml",
+        &policy("dunning", &["{id: overdue, ofset: 1, template: overdue}"]),
+    );
+    let error = daemon.expect_line(SAVE_TO_LIVE, "locating the error", |l| {
+        l.contains("rules/dunning.yaml:")
+    });
+    assert!(has_location(&error, "rules/dunning.yaml"), "{error}");
+    assert!(error.contains("unknown field `ofset`"), "{error}");
+    daemon.expect_line(DEADLINE, "refusing the broken version", |l| {
+        l.contains("reload failed")
+    });
+    assert!(daemon.running());
+}
+
+#[test]
+fn a_broken_template_is_refused_and_its_fix_loaded() {
+    let folder = dunning_folder("", &invoices(2));
+    folder.write("rules/dunning.yaml", &overdue_after(10));
+    let mut daemon = start_daemon(&folder);
+
+    folder.write(
+        "templates/overdue.en.hbs",
+        &template(
+            "Invoice {{invoice.number}}",
+            "{{#if invoice.amount_due}}unclosed",
+        ),
+    );
+    let error = daemon.expect_line(SAVE_TO_LIVE, "locating the error", |l| {
+        l.contains("templates/overdue.en.hbs:")
+    });
+    assert!(has_location(&error, "templates/overdue.en.hbs"), "{error}");
+    daemon.expect_line(DEADLINE, "refusing the broken version", |l| {
+        l.contains("reload failed")
+    });
+
+    folder.write(
+        "templates/overdue.en.hbs",
+        &template("Invoice {{invoice.number}}", "Please pay."),
+    );
+    daemon.expect_line(SAVE_TO_LIVE, "loading the fixed template", reloaded_with(0));
+    assert_no_more_reloads(&mut daemon);
+}
+
+#[test]
+fn a_feed_edit_is_live_within_a_second() {
+    let folder = dunning_folder("", &invoices(2));
+    folder.write("rules/dunning.yaml", &overdue_after(10));
+    let mut daemon = start_daemon(&folder);
+
+    // Two invoices more, due long ago enough for the 10-day stage.
+    let mut rows = invoices(2);
+    for n in ["F900", "F901"] {
+        rows.push(format!(
+            "{n},C-{n},Late Payer,late@example.com,2026-10-01,2026-11-01,50.00,0,EUR,open,,en,,"
+        ));
+    }
+    folder.write_invoices(&rows);
+    daemon.expect_line(SAVE_TO_LIVE, "reloading the feed", reloaded_with(2));
+    assert_no_more_reloads(&mut daemon);
+}
+
+#[test]
+fn the_next_scheduled_evaluation_sends_what_an_edit_made_due() {
+    let folder = dunning_folder("schedule: {every: 1s}", &invoices(1));
+    let mut daemon = start_daemon(&folder);
+    assert_eq!(folder.files("outbox").len(), 1, "evaluated on start");
+
+    folder.write_invoices(&invoices(2));
+    daemon.expect_line(SAVE_TO_LIVE, "reloading the feed", reloaded_with(1));
+    let next = daemon.expect_line(DEADLINE, "for the next evaluation", |l| {
+        l.contains("evaluation done") && l.contains("sent=1")
+    });
+    assert!(next.contains("due=1"), "{next}");
+    assert_eq!(folder.files("outbox").len(), 2);
+    assert_eq!(count(&folder.journal(), "sent"), 2);
+}
+
+#[test]
+fn a_config_edit_is_live_and_a_broken_config_is_refused() {
+    let folder = dunning_folder("", &invoices(2));
+    folder.write("rules/dunning.yaml", &overdue_after(10));
+    let mut daemon = start_daemon(&folder);
+    let config = folder.read("relance.yaml");
+
+    folder.write(
+        "relance.yaml",
+        &format!("{config}limts: {{max_per_run: 5}}\n"),
+    );
+    let error = daemon.expect_line(SAVE_TO_LIVE, "locating the error", |l| {
+        l.contains("relance.yaml:")
+    });
+    assert!(has_location(&error, "relance.yaml"), "{error}");
+    daemon.expect_line(DEADLINE, "refusing the broken config", |l| {
+        l.contains("reload failed")
+    });
+
+    folder.write(
+        "relance.yaml",
+        &format!("{config}limits: {{max_per_run: 5}}\n"),
+    );
+    daemon.expect_line(SAVE_TO_LIVE, "loading the fixed config", reloaded_with(0));
+    assert_no_more_reloads(&mut daemon);
+}
+
+#[test]
+fn a_config_reload_with_an_unreadable_feed_keeps_the_last_good_invoices() {
+    let folder = dunning_folder("", &invoices(2));
+    let mut daemon = start_daemon(&folder);
+    let config = folder.read("relance.yaml");
+
+    folder.write(
+        "relance.yaml",
+        &format!("{config}feeds: [{{path: data/missing.csv}}]\n"),
+    );
+    let error = daemon.expect_line(SAVE_TO_LIVE, "naming the feed", |l| {
+        l.contains("data/missing.csv")
+    });
+    assert!(error.contains("ERROR"), "{error}");
+    daemon.expect_line(DEADLINE, "refusing the new config", |l| {
+        l.contains("reload failed")
+    });
+    assert!(daemon.running());
+}
+
+#[test]
+fn sighup_forces_a_reload() {
+    let folder = dunning_folder("", &invoices(2));
+    folder.write("rules/dunning.yaml", &overdue_after(10));
+    let mut daemon = start_daemon(&folder);
+
+    daemon.signal("HUP");
+    daemon.expect_line(DEADLINE, "acknowledging SIGHUP", |l| l.contains("SIGHUP"));
+    daemon.expect_line(SAVE_TO_LIVE, "reloading everything", reloaded_with(0));
+    assert_no_more_reloads(&mut daemon);
+}

@@ -1,0 +1,942 @@
+//! Delivery by `relance run`: `.eml` files in the outbox and SMTP to a real
+//! server on 127.0.0.1, with what arrives parsed as MIME; refusals, retries
+//! with backoff, crashes and signals in the middle of a batch, and exactly once.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mailin_embedded::{Action, AuthMechanism, Handler, Response, response};
+use mailparse::{MailAddr, MailHeaderMap, ParsedMail};
+
+use common::*;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+// --- A real SMTP server ------------------------------------------------------
+
+/// What the test SMTP server does with the messages it is given, numbered
+/// from 0 in the order their DATA commands arrive.
+#[derive(Clone, Default)]
+struct Script {
+    /// Answers the DATA command of the first N messages with a temporary failure.
+    refuse_first: usize,
+    /// Holds message K, all its data received, before answering, until the
+    /// test calls [`SmtpServer::release`]: the client is then in the middle of a batch.
+    hold: Option<usize>,
+    /// Offers AUTH PLAIN without TLS and accepts only this user and password.
+    login: Option<(&'static str, &'static str)>,
+}
+
+/// A message the server accepted (answered 250 to).
+#[derive(Debug, Clone)]
+struct Mail {
+    recipients: Vec<String>,
+    raw: Vec<u8>,
+}
+
+impl Mail {
+    fn parsed(&self) -> ParsedMail<'_> {
+        mailparse::parse_mail(&self.raw).expect("a MIME message")
+    }
+    fn header(&self, name: &str) -> String {
+        self.parsed()
+            .headers
+            .get_first_value(name)
+            .unwrap_or_else(|| panic!("no {name} header"))
+    }
+}
+
+/// What the server has seen.
+#[derive(Default)]
+struct Seen {
+    /// Every DATA command, accepted or refused: when, and for whom.
+    attempts: Vec<(Instant, Vec<String>)>,
+    accepted: Vec<Mail>,
+    /// AUTH PLAIN attempts: (user, password).
+    logins: Vec<(String, String)>,
+    holding: bool,
+    /// The test's verdict on the held message: accept it or not.
+    verdict: Option<bool>,
+}
+
+struct Shared {
+    script: Script,
+    seen: Mutex<Seen>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn seen(&self) -> MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap()
+    }
+}
+
+/// A real SMTP server (mailin-embedded) on a free port of 127.0.0.1 that
+/// records what it receives and follows a [`Script`].
+struct SmtpServer {
+    port: u16,
+    shared: Arc<Shared>,
+}
+
+impl SmtpServer {
+    fn accepting() -> SmtpServer {
+        SmtpServer::start(Script::default())
+    }
+
+    fn start(script: Script) -> SmtpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().unwrap().port();
+        let auth = script.login.is_some();
+        let shared = Arc::new(Shared {
+            script,
+            seen: Mutex::default(),
+            changed: Condvar::new(),
+        });
+        let session = Session {
+            shared: shared.clone(),
+            message: None,
+            recipients: Vec::new(),
+            data: Vec::new(),
+        };
+        if auth {
+            std::thread::spawn(move || serve_with_plaintext_auth(listener, session));
+        } else {
+            let mut server = mailin_embedded::Server::new(session);
+            server
+                .with_name("localhost")
+                .with_ssl(mailin_embedded::SslConfig::None)
+                .expect("no TLS")
+                .with_num_threads(4)
+                .with_tcp_listener(listener);
+            std::thread::spawn(move || {
+                if let Err(e) = server.serve() {
+                    panic!("SMTP server: {e}");
+                }
+            });
+        }
+        SmtpServer { port, shared }
+    }
+
+    /// The `delivery:` line of relance.yaml for this server.
+    fn delivery(&self) -> String {
+        format!(
+            "delivery: {{kind: smtp, host: 127.0.0.1, port: {}, tls: none}}",
+            self.port
+        )
+    }
+
+    fn accepted(&self) -> Vec<Mail> {
+        self.shared.seen().accepted.clone()
+    }
+
+    fn attempts(&self) -> Vec<(Instant, Vec<String>)> {
+        self.shared.seen().attempts.clone()
+    }
+
+    fn logins(&self) -> Vec<(String, String)> {
+        self.shared.seen().logins.clone()
+    }
+
+    /// Waits until the scripted message is held.
+    fn wait_until_holding(&self) {
+        assert!(
+            wait_until(DEADLINE, || self.shared.seen().holding),
+            "the server never received the message to hold"
+        );
+    }
+
+    /// Lets the held message go: accepted (250) or not (451).
+    fn release(&self, accept: bool) {
+        self.shared.seen().verdict = Some(accept);
+        self.shared.changed.notify_all();
+    }
+
+    /// Waits until `n` messages have been accepted.
+    fn wait_for_accepted(&self, n: usize) -> Vec<Mail> {
+        assert!(
+            wait_until(DEADLINE, || self.accepted().len() >= n),
+            "{} message(s) accepted, {n} expected",
+            self.accepted().len()
+        );
+        self.accepted()
+    }
+}
+
+/// One SMTP connection's handler (mailin-embedded clones one per connection).
+#[derive(Clone)]
+struct Session {
+    shared: Arc<Shared>,
+    /// The number of the message being received.
+    message: Option<usize>,
+    recipients: Vec<String>,
+    data: Vec<u8>,
+}
+
+impl Handler for Session {
+    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
+        let mut seen = self.shared.seen();
+        let n = seen.attempts.len();
+        seen.attempts.push((Instant::now(), to.to_vec()));
+        if n < self.shared.script.refuse_first {
+            return Response::custom(451, "4.3.0 Mailbox busy, try again later".into());
+        }
+        self.message = Some(n);
+        self.recipients = to.to_vec();
+        self.data.clear();
+        response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        let mut seen = self.shared.seen();
+        if self.message.is_some() && self.message == self.shared.script.hold {
+            seen.holding = true;
+            seen = self
+                .shared
+                .changed
+                .wait_while(seen, |s| s.verdict.is_none())
+                .unwrap();
+            if seen.verdict == Some(false) {
+                return Response::custom(451, "4.3.0 Not accepted".into());
+            }
+        }
+        seen.accepted.push(Mail {
+            recipients: self.recipients.clone(),
+            raw: std::mem::take(&mut self.data),
+        });
+        response::OK
+    }
+
+    fn auth_plain(&mut self, _authorization_id: &str, user: &str, password: &str) -> Response {
+        self.shared
+            .seen()
+            .logins
+            .push((user.to_string(), password.to_string()));
+        if self.shared.script.login == Some((user, password)) {
+            response::AUTH_OK
+        } else {
+            response::INVALID_CREDENTIALS
+        }
+    }
+}
+
+/// mailin-embedded offers AUTH only after STARTTLS, which relance rightly
+/// refuses with a self-signed certificate: for the AUTH test, mailin's own
+/// session is driven here, with AUTH PLAIN allowed in clear on 127.0.0.1.
+fn serve_with_plaintext_auth(listener: TcpListener, session: Session) {
+    let mut sessions = mailin::SessionBuilder::new("localhost");
+    sessions
+        .enable_auth(AuthMechanism::Plain)
+        .insecure_enable_plaintext_auth();
+    for stream in listener.incoming().flatten() {
+        let (sessions, session) = (sessions.clone(), session.clone());
+        std::thread::spawn(move || converse(&sessions, session, stream));
+    }
+}
+
+fn converse(
+    sessions: &mailin::SessionBuilder,
+    handler: Session,
+    stream: TcpStream,
+) -> std::io::Result<()> {
+    let mut session = sessions.build(stream.peer_addr()?.ip(), handler);
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut writer = stream;
+    session.greeting().write_to(&mut writer)?;
+    let mut line = Vec::new();
+    while reader.read_until(b'\n', &mut line)? > 0 {
+        let response = session.process(&line);
+        line.clear();
+        match response.action {
+            Action::Reply => response.write_to(&mut writer)?,
+            Action::Close => return response.write_to(&mut writer),
+            Action::NoReply | Action::UpgradeTls => {}
+        }
+    }
+    Ok(())
+}
+
+// --- Helpers -----------------------------------------------------------------
+
+/// `relance run --once --as-of AS_OF`.
+fn run_once(folder: &Folder) -> Run {
+    folder.run(&["run", "--once", "--as-of", AS_OF])
+}
+
+/// The Message-IDs of the messages, sorted; a duplicate would show twice.
+fn message_ids(mails: &[Mail]) -> Vec<String> {
+    let mut ids: Vec<String> = mails.iter().map(|m| m.header("Message-ID")).collect();
+    ids.sort();
+    ids
+}
+
+/// The Message-ID the journal gives the `overdue` reminder of each invoice.
+fn expected_ids(numbers: impl IntoIterator<Item = usize>) -> Vec<String> {
+    numbers
+        .into_iter()
+        .map(|i| format!("<F{i:03}.dunning.overdue.0@atelier-durand.fr>"))
+        .collect()
+}
+
+fn single(addr: &mailparse::MailHeader) -> mailparse::SingleInfo {
+    match mailparse::addrparse_header(addr)
+        .expect("an address list")
+        .into_inner()
+        .as_slice()
+    {
+        [MailAddr::Single(info)] => info.clone(),
+        other => panic!("one address expected, got {other:?}"),
+    }
+}
+
+/// A part's decoded body, with the CRLF line ends of MIME made LF.
+fn body(part: &ParsedMail) -> String {
+    part.get_body()
+        .expect("a decodable body")
+        .replace("\r\n", "\n")
+}
+
+fn states(folder: &Folder) -> Vec<String> {
+    folder.journal().into_iter().map(|r| r.state).collect()
+}
+
+fn all_sent(n: usize) -> Vec<String> {
+    vec!["sent".to_string(); n]
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+// --- Outbox ------------------------------------------------------------------
+
+/// A French invoice with a name that needs encoding (and HTML escaping), from
+/// a company whose name needs encoding too, with text and HTML templates.
+fn mime_folder() -> Folder {
+    let folder = dunning_folder("", &[]);
+    folder
+        .write(
+            "relance.yaml",
+            "language: en\ncompany: {name: \"Atelier Durand — Réparations\", email: \"compta@atelier-durand.fr\"}\n",
+        )
+        .write_invoices(&[
+            "F001,C1,Café Noël & Fils,compta@cafe-noel.fr,2026-11-01,2026-11-30,1234.56,0,EUR,open,,fr,,".into(),
+        ])
+        .write(
+            "templates/overdue.fr.hbs",
+            &template(
+                "Relance — facture {{invoice.number}} échue : {{money invoice.amount_due}}",
+                "Bonjour {{customer.name}},\nmerci de régler {{money invoice.amount_due}}.",
+            ),
+        )
+        .write(
+            "templates/overdue.fr.html.hbs",
+            "<p>Bonjour {{customer.name}}, merci de régler {{money invoice.amount_due}}.</p>\n",
+        );
+    folder
+}
+
+#[test]
+fn the_outbox_gets_one_proper_mime_email_per_reminder() {
+    let folder = mime_folder();
+    let preview = folder.run(&[
+        "preview", "--as-of", AS_OF, "--days", "1", "--format", "json",
+    ]);
+    let subject = preview.json()[0]["subject"].as_str().unwrap().to_string();
+    assert!(
+        subject.starts_with("Relance — facture F001 échue : 1"),
+        "{subject}"
+    );
+    assert!(subject.ends_with('€'), "{subject}");
+
+    let before = unix_now();
+    let run = run_once(&folder);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let files = folder.files("outbox");
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].ends_with("2026-12-01.F001.dunning.overdue.0.eml"));
+    let raw = std::fs::read(&files[0]).unwrap();
+    let mail = Mail {
+        recipients: Vec::new(),
+        raw,
+    };
+    let parsed = mail.parsed();
+
+    // Headers are 7-bit: the UTF-8 subject and names are encoded words.
+    let (head, _) = mailparse::parse_headers(&mail.raw).unwrap();
+    assert!(
+        head.iter().all(|h| h.get_value_raw().is_ascii()),
+        "8-bit header in:\n{}",
+        String::from_utf8_lossy(&mail.raw)
+    );
+    assert_eq!(parsed.headers.get_first_value("Subject").unwrap(), subject);
+    let from = single(parsed.headers.get_first_header("From").unwrap());
+    assert_eq!(
+        from.display_name.as_deref(),
+        Some("Atelier Durand — Réparations")
+    );
+    assert_eq!(from.addr, "compta@atelier-durand.fr");
+    let to = single(parsed.headers.get_first_header("To").unwrap());
+    assert_eq!(to.display_name.as_deref(), Some("Café Noël & Fils"));
+    assert_eq!(to.addr, "compta@cafe-noel.fr");
+    assert_eq!(
+        mail.header("Message-ID"),
+        "<F001.dunning.overdue.0@atelier-durand.fr>"
+    );
+    assert_eq!(mail.header("Message-ID"), folder.journal()[0].message_id);
+    let date = mailparse::dateparse(&mail.header("Date")).expect("an RFC 5322 date");
+    assert!(
+        (before - 1..=unix_now() + 1).contains(&date),
+        "Date is the sending time"
+    );
+
+    // multipart/alternative: the text as written, the HTML escaped.
+    assert_eq!(parsed.ctype.mimetype, "multipart/alternative");
+    let parts: Vec<(&str, String)> = parsed
+        .subparts
+        .iter()
+        .map(|p| (p.ctype.mimetype.as_str(), body(p)))
+        .collect();
+    assert_eq!(parts.len(), 2);
+    assert_eq!(parts[0].0, "text/plain");
+    assert!(
+        parts[0]
+            .1
+            .starts_with("Bonjour Café Noël & Fils,\nmerci de régler 1"),
+        "{}",
+        parts[0].1
+    );
+    assert_eq!(parts[1].0, "text/html");
+    assert!(
+        parts[1]
+            .1
+            .contains("<p>Bonjour Café Noël &amp; Fils, merci"),
+        "{}",
+        parts[1].1
+    );
+
+    // No temporary file is left behind.
+    let names: Vec<_> = std::fs::read_dir(folder.path().join("outbox"))
+        .unwrap()
+        .collect();
+    assert_eq!(names.len(), 1);
+}
+
+#[test]
+fn a_text_only_template_makes_a_single_part_email() {
+    let folder = dunning_folder("", &invoices(1));
+    assert_eq!(run_once(&folder).code, 0);
+    let raw = std::fs::read(&folder.files("outbox")[0]).unwrap();
+    let parsed = mailparse::parse_mail(&raw).unwrap();
+    assert_eq!(parsed.ctype.mimetype, "text/plain");
+    assert_eq!(parsed.ctype.charset, "utf-8");
+    assert!(parsed.subparts.is_empty());
+    assert_eq!(
+        body(&parsed).trim_end(),
+        "Dear Customer 1,\nplease pay €100.00."
+    );
+}
+
+#[test]
+fn the_message_id_is_derived_from_the_reminder_identity() {
+    let ids: Vec<String> = (0..2)
+        .map(|_| {
+            let folder = mime_folder();
+            assert_eq!(run_once(&folder).code, 0);
+            let raw = std::fs::read(&folder.files("outbox")[0]).unwrap();
+            mailparse::parse_mail(&raw)
+                .unwrap()
+                .headers
+                .get_first_value("Message-ID")
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        ids[0], ids[1],
+        "the same reminder gets the same Message-ID wherever it is sent"
+    );
+}
+
+#[test]
+fn a_customer_name_with_cr_lf_cannot_inject_a_header() {
+    let folder = dunning_folder("feeds: [{path: data/invoices.json}]", &[]);
+    folder
+        .write(
+            "data/invoices.json",
+            r#"[{"number": "F001", "customer_id": "C1", "customer_name": "Evil\r\nBcc: spy@evil.example",
+                "email": "victim@example.com", "issue_date": "2026-11-01", "due_date": "2026-11-30",
+                "amount": "100.00", "language": "en"}]"#,
+        )
+        .write(
+            "templates/overdue.en.hbs",
+            &template("Invoice for {{customer.name}}", "Dear {{customer.name}}"),
+        );
+    let run = run_once(&folder);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let raw = std::fs::read(&folder.files("outbox")[0]).unwrap();
+    let text = String::from_utf8_lossy(&raw);
+    let parsed = mailparse::parse_mail(&raw).unwrap();
+
+    assert!(parsed.headers.get_first_header("Bcc").is_none(), "{text}");
+    let (headers, _) = text.split_once("\r\n\r\n").expect("headers, then the body");
+    assert!(
+        !headers
+            .lines()
+            .any(|l| l.to_ascii_lowercase().starts_with("bcc:")),
+        "{text}"
+    );
+    let to = parsed.headers.get_all_headers("To");
+    assert_eq!(to.len(), 1);
+    let to = single(to[0]);
+    assert_eq!(to.addr, "victim@example.com");
+    assert!(to.display_name.unwrap().starts_with("Evil"));
+    let subject = parsed.headers.get_first_value("Subject").unwrap();
+    assert!(
+        subject.starts_with("Invoice for Evil") && !subject.contains(['\r', '\n']),
+        "{subject:?}"
+    );
+}
+
+// --- SMTP --------------------------------------------------------------------
+
+#[test]
+fn every_reminder_arrives_once_over_smtp() {
+    let server = SmtpServer::accepting();
+    let mut rows = invoices(2);
+    rows.push(invoice_row(
+        "F003",
+        "Two Desks Ltd",
+        "ap@two.example;boss@two.example",
+    ));
+    let folder = dunning_folder(&server.delivery(), &rows);
+
+    let run = run_once(&folder);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mails = server.wait_for_accepted(3);
+    assert_eq!(message_ids(&mails), expected_ids(1..=3));
+    let journal = folder.journal();
+    assert_eq!(states(&folder), all_sent(3));
+    for row in &journal {
+        let mail = mails
+            .iter()
+            .find(|m| m.header("Message-ID") == row.message_id)
+            .unwrap();
+        assert_eq!(mail.header("Subject"), row.subject);
+        assert_eq!(
+            mail.header("Subject"),
+            format!("Invoice {} is overdue", row.invoice)
+        );
+        assert_eq!(row.attempts, 1);
+    }
+    let two = mails
+        .iter()
+        .find(|m| m.header("Message-ID").starts_with("<F003."))
+        .unwrap();
+    assert_eq!(two.recipients, ["ap@two.example", "boss@two.example"]);
+    assert_eq!(mails[0].recipients, ["c1@example.com"]);
+    assert!(body(&mails[0].parsed()).contains("please pay €100.00."));
+
+    // The same date again: nothing is sent twice.
+    let again = run_once(&folder);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(server.attempts().len(), 3);
+}
+
+const PASSWORD: &str = "s3cret-Pa55word";
+
+fn smtp_auth_folder(server: &SmtpServer) -> Folder {
+    dunning_folder(
+        &format!(
+            "delivery: {{kind: smtp, host: 127.0.0.1, port: {}, tls: none, user: relance, password_env: RELANCE_TEST_SMTP_PASSWORD}}",
+            server.port
+        ),
+        &invoices(2),
+    )
+}
+
+/// Whether `secret` appears in any file of the folder (config, journal and its WAL, outbox…).
+fn folder_contains(folder: &Folder, secret: &str) -> bool {
+    fn walk(dir: &std::path::Path, secret: &[u8]) -> bool {
+        std::fs::read_dir(dir).unwrap().flatten().any(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, secret)
+            } else {
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                bytes.windows(secret.len()).any(|w| w == secret)
+            }
+        })
+    }
+    walk(folder.path(), secret.as_bytes())
+}
+
+#[test]
+fn smtp_logs_in_with_the_password_from_the_environment_and_writes_it_nowhere() {
+    let server = SmtpServer::start(Script {
+        login: Some(("relance", PASSWORD)),
+        ..Script::default()
+    });
+    let folder = smtp_auth_folder(&server);
+    let run: Run = folder
+        .command(&["run", "--once", "--as-of", AS_OF])
+        .env("RELANCE_TEST_SMTP_PASSWORD", PASSWORD)
+        .env("RELANCE_LOG", "trace")
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!server.logins().is_empty());
+    assert!(
+        server
+            .logins()
+            .iter()
+            .all(|l| *l == ("relance".to_string(), PASSWORD.to_string())),
+        "{:?}",
+        server.logins()
+    );
+    assert_eq!(
+        message_ids(&server.wait_for_accepted(2)),
+        expected_ids(1..=2)
+    );
+    assert!(!run.stderr.contains(PASSWORD) && !run.stdout.contains(PASSWORD));
+    assert!(!folder_contains(&folder, PASSWORD));
+}
+
+#[test]
+fn a_wrong_smtp_password_fails_the_delivery_without_revealing_it() {
+    let server = SmtpServer::start(Script {
+        login: Some(("relance", "the-right-one")),
+        ..Script::default()
+    });
+    let folder = smtp_auth_folder(&server);
+    let run: Run = folder
+        .command(&["run", "--once", "--as-of", AS_OF])
+        .env("RELANCE_TEST_SMTP_PASSWORD", PASSWORD)
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(server.accepted().is_empty());
+    let journal = folder.journal();
+    assert_eq!(states(&folder), ["failed", "failed"]);
+    let error = journal[0].last_error.as_deref().unwrap();
+    assert!(error.contains("535"), "{error}");
+    assert!(!run.stderr.contains(PASSWORD));
+    assert!(!folder_contains(&folder, PASSWORD));
+}
+
+#[test]
+fn smtp_without_its_password_variable_refuses_to_start() {
+    let server = SmtpServer::accepting();
+    let folder = smtp_auth_folder(&server);
+    let run: Run = folder
+        .command(&["run", "--once", "--as-of", AS_OF])
+        .env_remove("RELANCE_TEST_SMTP_PASSWORD")
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr
+            .contains("environment variable RELANCE_TEST_SMTP_PASSWORD is not set"),
+        "{}",
+        run.stderr
+    );
+    assert!(server.attempts().is_empty());
+}
+
+// --- Failures and retries ----------------------------------------------------
+
+#[test]
+fn a_refusing_server_gets_retries_with_backoff_and_every_reminder_arrives_once() {
+    // Three reminders; the first four DATA commands are refused: all three at
+    // the first evaluation, then F001 again at its first retry.
+    let server = SmtpServer::start(Script {
+        refuse_first: 4,
+        ..Script::default()
+    });
+    let folder = dunning_folder(
+        &format!(
+            "{}\nretry: {{first: 1s, max: 2s, attempts: 5}}",
+            server.delivery()
+        ),
+        &invoices(3),
+    );
+    let mut daemon = folder.spawn(&["run", "--as-of", AS_OF]);
+    let done = daemon.expect_line(DEADLINE, "for the first evaluation", |l| {
+        l.contains("evaluation done")
+    });
+    assert!(done.contains("sent=0 failed=3"), "{done}");
+    for row in folder.journal() {
+        assert_eq!(row.state, "failed", "never sent while refused: {row:?}");
+        assert_eq!(row.attempts, 1);
+        assert!(
+            row.last_error.as_deref().unwrap().contains("451"),
+            "{row:?}"
+        );
+        assert!(row.next_try_at.is_some(), "{row:?}");
+    }
+
+    let mails = server.wait_for_accepted(3);
+    assert!(
+        wait_until(DEADLINE, || states(&folder) == all_sent(3)),
+        "{:?}",
+        folder.journal()
+    );
+    assert_eq!(
+        message_ids(&mails),
+        expected_ids(1..=3),
+        "each arrives exactly once"
+    );
+    let attempts: Vec<u32> = folder.journal().iter().map(|r| r.attempts).collect();
+    assert_eq!(attempts, [3, 2, 2]);
+    assert!(
+        folder
+            .journal()
+            .iter()
+            .all(|r| r.last_error.is_none() && r.next_try_at.is_none())
+    );
+
+    // Exponential backoff: F001 was tried again after ~1 s, then after ~2 s.
+    let tries: Vec<Instant> = server
+        .attempts()
+        .into_iter()
+        .filter(|(_, to)| to == &["c1@example.com"])
+        .map(|(at, _)| at)
+        .collect();
+    assert_eq!(tries.len(), 3);
+    let (first, second) = (tries[1] - tries[0], tries[2] - tries[1]);
+    assert!(first >= Duration::from_millis(900), "{first:?}");
+    assert!(second >= Duration::from_millis(1900), "{second:?}");
+    assert!(second > first);
+
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(DEADLINE).code(), Some(0));
+    let failures = daemon
+        .log
+        .iter()
+        .filter(|l| l.contains("delivery failed"))
+        .count();
+    assert_eq!(failures, 4, "{}", daemon.log.join("\n"));
+}
+
+#[test]
+fn a_reminder_that_keeps_failing_is_given_up_after_its_last_attempt() {
+    let server = SmtpServer::start(Script {
+        refuse_first: usize::MAX,
+        ..Script::default()
+    });
+    let folder = dunning_folder(
+        &format!(
+            "{}\nretry: {{first: 1s, max: 1s, attempts: 2}}",
+            server.delivery()
+        ),
+        &invoices(1),
+    );
+    let mut daemon = folder.spawn(&["run", "--as-of", AS_OF]);
+    daemon.expect_line(DEADLINE, "giving up", |l| l.contains("giving up"));
+    let row = &folder.journal()[0];
+    assert_eq!((row.state.as_str(), row.attempts), ("failed", 2));
+    assert_eq!(row.next_try_at, None);
+    assert!(row.last_error.as_deref().unwrap().contains("451"));
+    assert!(server.accepted().is_empty());
+    assert_eq!(server.attempts().len(), 2);
+}
+
+// --- Crashes and signals in the middle of a batch ----------------------------
+
+/// A folder of `n` reminders whose delivery was SIGKILLed while `first` held
+/// a message (its script's `hold`): the messages before it accepted, the rest
+/// left `planned`.
+fn crash_while_holding(first: &SmtpServer, n: usize) -> Folder {
+    let folder = dunning_folder(&first.delivery(), &invoices(n));
+    let mut crashed = folder.spawn(&["run", "--once", "--as-of", AS_OF]);
+    first.wait_until_holding();
+    crashed.kill();
+    first.release(false);
+    folder
+}
+
+/// Points the folder's config at another SMTP server.
+fn move_to(folder: &Folder, from: &SmtpServer, to: &SmtpServer) {
+    let config = folder.read("relance.yaml");
+    folder.write(
+        "relance.yaml",
+        &config.replace(&from.delivery(), &to.delivery()),
+    );
+}
+
+#[test]
+fn sigkill_in_the_middle_of_an_smtp_batch_loses_nothing_and_sends_nothing_twice() {
+    // Five reminders; the server holds the third until relance has been killed.
+    let first = SmtpServer::start(Script {
+        hold: Some(2),
+        ..Script::default()
+    });
+    let folder = crash_while_holding(&first, 5);
+    assert_eq!(message_ids(&first.accepted()), expected_ids(1..=2));
+    assert_eq!(
+        states(&folder),
+        ["sent", "sent", "planned", "planned", "planned"],
+        "accepted messages are journaled sent at once; the rest stays planned"
+    );
+
+    // Restarted against a server that accepts everything.
+    let second = SmtpServer::accepting();
+    move_to(&folder, &first, &second);
+    let restart = run_once(&folder);
+    assert_eq!(restart.code, 0, "{}", restart.stderr);
+    assert_eq!(message_ids(&second.accepted()), expected_ids(3..=5));
+    let mut all = first.accepted();
+    all.extend(second.accepted());
+    assert_eq!(
+        message_ids(&all),
+        expected_ids(1..=5),
+        "nothing lost, nothing twice"
+    );
+    assert_eq!(states(&folder), all_sent(5));
+}
+
+#[test]
+fn sigterm_finishes_the_message_in_flight_then_the_daemon_exits_0() {
+    assert_finishes_the_message_in_flight(&["run", "--as-of", AS_OF], "TERM");
+}
+
+#[test]
+fn sigint_finishes_the_message_in_flight_then_run_once_exits_0() {
+    assert_finishes_the_message_in_flight(&["run", "--once", "--as-of", AS_OF], "INT");
+}
+
+/// Four reminders; `signal` arrives while the server holds the second: it is
+/// delivered and journaled `sent`, the other two stay `planned` for the next
+/// start, and relance exits 0.
+fn assert_finishes_the_message_in_flight(args: &[&str], signal: &str) {
+    let server = SmtpServer::start(Script {
+        hold: Some(1),
+        ..Script::default()
+    });
+    let folder = dunning_folder(&server.delivery(), &invoices(4));
+    let mut relance = folder.spawn(args);
+    server.wait_until_holding();
+    relance.signal(signal);
+    relance.expect_line(DEADLINE, "acknowledging the signal", |l| {
+        l.contains("finishing the message in flight")
+    });
+    server.release(true);
+    let status = relance.wait_exit(DEADLINE);
+    assert_eq!(status.code(), Some(0), "{}", relance.log.join("\n"));
+    assert_eq!(message_ids(&server.accepted()), expected_ids(1..=2));
+    assert_eq!(states(&folder), ["sent", "sent", "planned", "planned"]);
+
+    // The next start delivers the rest.
+    let restart = run_once(&folder);
+    assert_eq!(restart.code, 0, "{}", restart.stderr);
+    assert_eq!(message_ids(&server.accepted()), expected_ids(1..=4));
+    assert_eq!(states(&folder), all_sent(4));
+}
+
+#[test]
+fn a_second_run_never_sends_what_a_running_daemon_is_delivering() {
+    let server = SmtpServer::start(Script {
+        hold: Some(1),
+        ..Script::default()
+    });
+    let folder = dunning_folder(&server.delivery(), &invoices(3));
+    let mut daemon = folder.spawn(&["run", "--as-of", AS_OF]);
+    server.wait_until_holding();
+
+    // The daemon is in the middle of its batch: F002 in flight, F003 planned.
+    let racing = folder.run(&["run", "--once", "--confirm", "--as-of", AS_OF]);
+    assert_eq!(racing.code, 0, "{}", racing.stderr);
+    assert!(racing.stderr.contains("due=0 sent=0"), "{}", racing.stderr);
+    assert_eq!(server.attempts().len(), 2, "the second run sent nothing");
+
+    server.release(true);
+    assert_eq!(
+        message_ids(&server.wait_for_accepted(3)),
+        expected_ids(1..=3)
+    );
+    assert!(wait_until(DEADLINE, || states(&folder) == all_sent(3)));
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(DEADLINE).code(), Some(0));
+    assert_eq!(server.attempts().len(), 3, "each reminder was sent once");
+}
+
+#[test]
+fn a_failed_reminder_whose_invoice_is_paid_before_its_retry_is_skipped() {
+    let server = SmtpServer::start(Script {
+        refuse_first: 1,
+        ..Script::default()
+    });
+    let folder = dunning_folder(
+        &format!(
+            "{}\nretry: {{first: 2s, max: 2s, attempts: 5}}",
+            server.delivery()
+        ),
+        &invoices(1),
+    );
+    let mut daemon = folder.spawn(&["run", "--as-of", AS_OF]);
+    let done = daemon.expect_line(DEADLINE, "for the first evaluation", |l| {
+        l.contains("evaluation done")
+    });
+    assert!(done.contains("failed=1"), "{done}");
+
+    folder.write_invoices(&[
+        invoice_row("F001", "Customer 1", "c1@example.com").replace(",open,", ",paid,")
+    ]);
+    daemon.expect_line(DEADLINE, "reloading the feed", |l| l.contains("reloaded;"));
+    daemon.expect_line(DEADLINE, "dropping the retry", |l| {
+        l.contains("not retried")
+    });
+    let row = &folder.journal()[0];
+    assert_eq!(row.state, "skipped");
+    assert_eq!(
+        row.last_error.as_deref(),
+        Some("the invoice is no longer open")
+    );
+    assert!(server.accepted().is_empty());
+    assert_eq!(server.attempts().len(), 1);
+}
+
+#[test]
+fn two_runs_recovering_the_same_crash_send_each_reminder_once() {
+    let first = SmtpServer::start(Script {
+        hold: Some(0),
+        ..Script::default()
+    });
+    let folder = crash_while_holding(&first, 3);
+    assert_eq!(states(&folder), ["planned", "planned", "planned"]);
+
+    // Two runs start after the crash: the first is delivering F001 (held by
+    // the server) when the second looks at what the crash left.
+    let second = SmtpServer::start(Script {
+        hold: Some(0),
+        ..Script::default()
+    });
+    move_to(&folder, &first, &second);
+    let mut recovering = folder.spawn(&["run", "--once", "--as-of", AS_OF]);
+    second.wait_until_holding();
+    let racing = run_once(&folder);
+    assert_eq!(racing.code, 0, "{}", racing.stderr);
+    second.release(true);
+    let status = recovering.wait_exit(DEADLINE);
+    assert_eq!(status.code(), Some(0), "{}", recovering.log.join("\n"));
+
+    assert_eq!(
+        message_ids(&second.accepted()),
+        expected_ids(1..=3),
+        "each reminder arrives once"
+    );
+    assert_eq!(states(&folder), all_sent(3));
+}
