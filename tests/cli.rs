@@ -20,128 +20,9 @@ mod scripts;
 #[path = "cli/templates.rs"]
 mod templates;
 
-use common::{CSV_HEADER, Folder, Run, policy, template};
+use common::{Folder, Run, policy, template};
+pub use common::{Inv, csv, inv};
 use serde_json::Value;
-
-/// One row of a canonical CSV feed: an open EUR invoice issued on its due
-/// date unless a builder method says otherwise.
-#[derive(Clone)]
-pub struct Inv {
-    number: String,
-    customer_id: String,
-    customer_name: String,
-    email: String,
-    issue_date: String,
-    due_date: String,
-    amount: String,
-    amount_paid: String,
-    currency: String,
-    status: String,
-    paid_date: String,
-    language: String,
-    tags: String,
-    promise_date: String,
-}
-
-pub fn inv(number: &str, due: &str, amount: &str) -> Inv {
-    Inv {
-        number: number.into(),
-        customer_id: format!("C-{number}"),
-        customer_name: format!("Customer {number}"),
-        email: format!("{}@example.com", number.to_lowercase()),
-        issue_date: due.into(),
-        due_date: due.into(),
-        amount: amount.into(),
-        amount_paid: String::new(),
-        currency: String::new(),
-        status: String::new(),
-        paid_date: String::new(),
-        language: String::new(),
-        tags: String::new(),
-        promise_date: String::new(),
-    }
-}
-
-impl Inv {
-    pub fn customer(mut self, id: &str, name: &str) -> Inv {
-        self.customer_id = id.into();
-        self.customer_name = name.into();
-        self
-    }
-    pub fn email(mut self, email: &str) -> Inv {
-        self.email = email.into();
-        self
-    }
-    pub fn issued(mut self, date: &str) -> Inv {
-        self.issue_date = date.into();
-        self
-    }
-    pub fn paid(mut self, amount_paid: &str) -> Inv {
-        self.amount_paid = amount_paid.into();
-        self
-    }
-    pub fn status(mut self, status: &str) -> Inv {
-        self.status = status.into();
-        self
-    }
-    /// Settled on `date` (status paid).
-    pub fn settled(mut self, date: &str) -> Inv {
-        self.status = "paid".into();
-        self.paid_date = date.into();
-        self
-    }
-    pub fn currency(mut self, currency: &str) -> Inv {
-        self.currency = currency.into();
-        self
-    }
-    pub fn language(mut self, language: &str) -> Inv {
-        self.language = language.into();
-        self
-    }
-    pub fn tags(mut self, tags: &str) -> Inv {
-        self.tags = tags.into();
-        self
-    }
-
-    fn csv_line(&self) -> String {
-        [
-            &self.number,
-            &self.customer_id,
-            &self.customer_name,
-            &self.email,
-            &self.issue_date,
-            &self.due_date,
-            &self.amount,
-            &self.amount_paid,
-            &self.currency,
-            &self.status,
-            &self.paid_date,
-            &self.language,
-            &self.tags,
-            &self.promise_date,
-        ]
-        .map(|v| csv_quote(v))
-        .join(",")
-    }
-}
-
-fn csv_quote(value: &str) -> String {
-    if value.contains([',', '"', '\n']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_string()
-    }
-}
-
-/// A canonical CSV feed of these invoices.
-pub fn csv(rows: &[Inv]) -> String {
-    let mut s = format!("{CSV_HEADER}\n");
-    for row in rows {
-        s.push_str(&row.csv_line());
-        s.push('\n');
-    }
-    s
-}
 
 /// The single stage of the default policy: on the due date.
 pub const ON_DUE: &str = "{id: on_due, offset: 0, template: t}";
@@ -160,18 +41,33 @@ pub const STANDARD: [&str; 6] = [
 /// the policy `p` with one stage on the due date, the French template `t`
 /// whose subject is the invoice number, and a feed of `rows`.
 pub fn folder(rows: &[Inv]) -> Folder {
+    with_stages(rows, &[ON_DUE])
+}
+
+/// Like [`folder`], with these stages (YAML flow mappings) in the policy `p`.
+pub fn with_stages(rows: &[Inv], stages: &[&str]) -> Folder {
     let f = Folder::empty();
-    f.write("rules/p.yaml", &policy("p", &[ON_DUE]))
+    write_stages(&f, stages)
         .write(
             "templates/t.fr.hbs",
             &template("{{invoice.number}}", "Body of {{invoice.number}}"),
         )
-        .write("data/invoices.csv", &csv(rows));
+        .write_invoices(rows);
     f
 }
 
+/// Writes the policy `p` with these stages (YAML flow mappings) over the old one.
+pub fn write_stages<'f>(f: &'f Folder, stages: &[&str]) -> &'f Folder {
+    f.write("rules/p.yaml", &policy("p", stages))
+}
+
+/// The words of a command line: `"preview --days 1"` is `["preview", "--days", "1"]`.
+pub fn args(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
 /// Runs `relance ARGS…` and checks its exit code (showing the output if not).
-pub fn run_expect(f: &Folder, args: &[&str], code: i32) -> Run {
+pub fn run_args(f: &Folder, args: &[&str], code: i32) -> Run {
     let run = f.run(args);
     assert_eq!(
         run.code,
@@ -184,20 +80,70 @@ pub fn run_expect(f: &Folder, args: &[&str], code: i32) -> Run {
     run
 }
 
-/// `preview --format json ARGS…` (which must exit 0): the reminders.
-pub fn preview_json(f: &Folder, args: &[&str]) -> Vec<Value> {
-    let mut all = vec!["preview", "--format", "json"];
-    all.extend_from_slice(args);
-    match run_expect(f, &all, 0).json() {
-        Value::Array(reminders) => reminders,
+/// Runs the command line `relance LINE` (words split on white space) and
+/// checks its exit code.
+pub fn run_expect(f: &Folder, line: &str, code: i32) -> Run {
+    run_args(f, &args(line), code)
+}
+
+/// Runs `relance LINE` without `--dir`, from inside the folder (so that the
+/// folder is the current one and relative paths resolve there).
+pub fn run_inside(f: &Folder, line: &str) -> Run {
+    common::relance()
+        .args(args(line))
+        .current_dir(f.path())
+        .output()
+        .expect("run relance")
+        .into()
+}
+
+/// What `relance LINE` (which must exit `code`) writes to stderr: its
+/// non-empty lines, relative to the folder.
+pub fn stderr_lines(f: &Folder, line: &str, code: i32) -> Vec<String> {
+    lines(f, &run_expect(f, line, code).stderr)
+}
+
+/// The problems `check` finds (it must exit 1): its output lines, relative to the folder.
+pub fn check_problems(f: &Folder) -> Vec<String> {
+    lines(f, &run_expect(f, "check", 1).stdout)
+}
+
+/// `preview --format json ARGS` (which must exit 0): the reminders.
+pub fn preview_json(f: &Folder, args: &str) -> Vec<Value> {
+    array(run_expect(f, &format!("preview --format json {args}"), 0).json())
+}
+
+/// The elements of a JSON array (panics with the value when it is not one).
+pub fn array(value: Value) -> Vec<Value> {
+    match value {
+        Value::Array(elements) => elements,
         other => panic!("not an array: {other}"),
     }
+}
+
+/// For each object, the string fields named in `keys` (separated by spaces),
+/// joined by spaces: `"invoice policy"` gives `"F1 p"`.
+pub fn fields(objects: &[Value], keys: &str) -> Vec<String> {
+    objects
+        .iter()
+        .map(|o| {
+            keys.split_whitespace()
+                .map(|k| str_of(o, k))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// [`fields`] of the reminders of `preview --format json ARGS`.
+pub fn preview_fields(f: &Folder, args: &str, keys: &str) -> Vec<String> {
+    fields(&preview_json(f, args), keys)
 }
 
 /// The reminders of `preview --as-of FROM --days DAYS`, one
 /// `"DATE INVOICE STAGE"` each (`STAGE#k` for its k-th repeat).
 pub fn fired(f: &Folder, from: &str, days: &str) -> Vec<String> {
-    preview_json(f, &["--as-of", from, "--days", days])
+    preview_json(f, &format!("--as-of {from} --days {days}"))
         .iter()
         .map(|r| {
             let k = r["occurrence"].as_u64().expect("occurrence is a number");
@@ -240,6 +186,6 @@ pub fn run_once(f: &Folder, date: &str) {
     if !f.path().join("relance.yaml").exists() {
         f.write("relance.yaml", "delivery: {kind: log}\n");
     }
-    run_expect(f, &["run", "--once", "--as-of", date], 0);
+    run_expect(f, &format!("run --once --as-of {date}"), 0);
     assert!(f.path().join("state/relance.db").exists());
 }

@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use common::*;
 
-/// Long enough for anything that has no deadline of its own on a busy machine.
-const DEADLINE: Duration = Duration::from_secs(20);
 /// SPEC §7: a change is picked up within a second of the save.
 const SAVE_TO_LIVE: Duration = Duration::from_secs(1);
 /// How long a test watches the log for something that must *not* happen
@@ -21,19 +19,32 @@ const QUIET: Duration = Duration::from_millis(600);
 
 /// `relance run --once --as-of AS_OF [extra…]`.
 fn run_once(folder: &Folder, extra: &[&str]) -> Run {
-    let mut args = vec!["run", "--once", "--as-of", AS_OF];
-    args.extend_from_slice(extra);
-    folder.run(&args)
+    folder.run(&[&RUN_ONCE[..], extra].concat())
 }
 
 /// The daemon (`relance run --as-of AS_OF`), once its first evaluation is done
 /// (by then it watches the folder).
 fn start_daemon(folder: &Folder) -> Spawned {
-    let mut daemon = folder.spawn(&["run", "--as-of", AS_OF]);
-    daemon.expect_line(DEADLINE, "for the first evaluation", |l| {
-        l.contains("evaluation done")
-    });
+    let mut daemon = folder.spawn(&DAEMON);
+    daemon.expect_evaluation();
     daemon
+}
+
+/// A [`dunning_folder`] of two invoices whose stage comes `offset` days after
+/// the due date, watched by a started daemon.
+fn watched_folder(offset: i32) -> (Folder, Spawned) {
+    let folder = dunning_folder("", &invoices(2));
+    folder.write("rules/dunning.yaml", &overdue_after(offset));
+    let daemon = start_daemon(&folder);
+    (folder, daemon)
+}
+
+/// An invoice of 50.00 EUR from a late payer, issued on `issued` and due on `due`.
+fn late_invoice(number: &str, issued: &str, due: &str) -> Inv {
+    invoice_row(number, "Late Payer", "late@example.com")
+        .with("issue_date", issued)
+        .with("due_date", due)
+        .with("amount", "50.00")
 }
 
 /// The policy of `dunning_folder` with its stage moved to `offset` days after the due date.
@@ -52,6 +63,7 @@ fn reloaded_with(due: usize) -> impl Fn(&str) -> bool {
     move |line: &str| line.contains(&wanted)
 }
 
+/// Whether `line` reports a reload, done or failed.
 fn is_reload_line(line: &str) -> bool {
     line.contains("reloaded;") || line.contains("reload failed")
 }
@@ -67,6 +79,26 @@ fn assert_no_more_reloads(daemon: &mut Spawned) {
     }
 }
 
+/// After a bad save: waits for the log line naming `naming`, then for the
+/// refusal that keeps the last good configuration; returns the first line.
+fn expect_refusal(daemon: &mut Spawned, naming: &str) -> String {
+    let error = daemon.expect_line(SAVE_TO_LIVE, &format!("naming {naming}"), |l| {
+        l.contains(naming)
+    });
+    daemon.expect_line(DEADLINE, "refusing the broken version", |l| {
+        l.contains("reload failed: keeping the last good configuration")
+    });
+    error
+}
+
+/// Like [`expect_refusal`] for an error in `file`, which the line must locate
+/// as `FILE:LINE:COL: message`.
+fn expect_located_refusal(daemon: &mut Spawned, file: &str) -> String {
+    let error = expect_refusal(daemon, &format!("{file}:"));
+    assert!(has_location(&error, file), "{error}");
+    error
+}
+
 /// Whether `line` holds `FILE:LINE:COL: message` for `file`.
 fn has_location(line: &str, file: &str) -> bool {
     line.split(&format!("{file}:")).skip(1).any(|rest| {
@@ -79,12 +111,39 @@ fn has_location(line: &str, file: &str) -> bool {
     })
 }
 
+/// The journal, opened with SQLite for the test to read or tamper with.
 fn sqlite(folder: &Folder) -> rusqlite::Connection {
     rusqlite::Connection::open(folder.path().join("state/relance.db")).expect("open the journal")
 }
 
+/// How many journal rows are in `state`.
 fn count(rows: &[JournalRow], state: &str) -> usize {
     rows.iter().filter(|r| r.state == state).count()
+}
+
+/// The inode of each file of a subfolder: a file written again gets a new one.
+fn inodes(folder: &Folder, rel: &str) -> Vec<u64> {
+    folder
+        .files(rel)
+        .iter()
+        .map(|f| std::fs::metadata(f).unwrap().ino())
+        .collect()
+}
+
+/// The names of the files of a subfolder, sorted.
+fn file_names(folder: &Folder, rel: &str) -> Vec<String> {
+    folder
+        .files(rel)
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The journal states of F001…Fn, each `sent`.
+fn all_sent(n: usize) -> Vec<(String, String)> {
+    (1..=n)
+        .map(|i| (format!("F{i:03}"), "sent".to_string()))
+        .collect()
 }
 
 // --- The journal -------------------------------------------------------------
@@ -92,8 +151,7 @@ fn count(rows: &[JournalRow], state: &str) -> usize {
 #[test]
 fn run_once_creates_a_wal_journal_with_a_schema_version() {
     let folder = Folder::sample();
-    let run = run_once(&folder, &[]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    run_once(&folder, &[]).expect_code(0);
 
     let db = sqlite(&folder);
     let mode: String = db
@@ -110,8 +168,7 @@ fn run_once_creates_a_wal_journal_with_a_schema_version() {
 #[test]
 fn the_journal_records_each_reminder_with_its_identity_and_delivery_facts() {
     let folder = Folder::sample();
-    let run = run_once(&folder, &[]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    run_once(&folder, &[]).expect_code(0);
     let rows = folder.journal();
 
     // One `sent` row per file delivered, and the overtaken stages `skipped`.
@@ -171,7 +228,7 @@ fn the_journal_records_each_reminder_with_its_identity_and_delivery_facts() {
 #[test]
 fn the_journal_holds_an_identity_once() {
     let folder = Folder::sample();
-    assert_eq!(run_once(&folder, &[]).code, 0);
+    run_once(&folder, &[]).expect_code(0);
     let duplicate = sqlite(&folder).execute(
         "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, created_at, updated_at)
          VALUES ('F2026-0103', 'standard', 'courtesy', 0, 'planned', '2026-12-02', 'now', 'now')",
@@ -180,36 +237,30 @@ fn the_journal_holds_an_identity_once() {
     let error = duplicate
         .expect_err("a second row for one identity")
         .to_string();
-    assert!(error.contains("UNIQUE"), "{error}");
+    assert_contains(&error, "UNIQUE");
 }
 
 #[test]
 fn a_second_run_on_the_same_date_sends_nothing_again() {
     let folder = Folder::sample();
-    assert_eq!(run_once(&folder, &[]).code, 0);
+    run_once(&folder, &[]).expect_code(0);
     let journal = folder.journal();
-    let outbox: Vec<_> = folder
-        .files("outbox")
-        .iter()
-        .map(|f| std::fs::metadata(f).unwrap().ino())
-        .collect();
+    let outbox = inodes(&folder, "outbox");
 
-    let again = run_once(&folder, &[]);
-    assert_eq!(again.code, 0, "{}", again.stderr);
-    assert!(again.stderr.contains("due=0 sent=0"), "{}", again.stderr);
+    let again = run_once(&folder, &[]).expect_code(0);
+    assert_contains(&again.stderr, "due=0 sent=0");
     assert_eq!(folder.journal(), journal);
-    let outbox_again: Vec<_> = folder
-        .files("outbox")
-        .iter()
-        .map(|f| std::fs::metadata(f).unwrap().ino())
-        .collect();
-    assert_eq!(outbox_again, outbox, "no outbox file was written again");
+    assert_eq!(
+        inodes(&folder, "outbox"),
+        outbox,
+        "no outbox file was written again"
+    );
 }
 
 #[test]
 fn a_journal_from_a_newer_relance_is_refused() {
     let folder = Folder::sample();
-    assert_eq!(run_once(&folder, &[]).code, 0);
+    run_once(&folder, &[]).expect_code(0);
     sqlite(&folder)
         .pragma_update(None, "user_version", 99)
         .unwrap();
@@ -229,13 +280,13 @@ fn a_journal_from_a_newer_relance_is_refused() {
 #[test]
 fn history_lists_the_journal_newest_first() {
     let folder = Folder::sample();
-    assert_eq!(run_once(&folder, &[]).code, 0);
+    run_once(&folder, &[]).expect_code(0);
     // F2026-0101 is due on 8 December: courtesy on the 1st, due_soon on the 6th.
-    let later = folder.run(&["run", "--once", "--as-of", "2026-12-06"]);
-    assert_eq!(later.code, 0, "{}", later.stderr);
+    folder
+        .run(&["run", "--once", "--as-of", "2026-12-06"])
+        .expect_code(0);
 
-    let all = folder.run(&["history", "--format", "json"]);
-    assert_eq!(all.code, 0, "{}", all.stderr);
+    let all = folder.run(&["history", "--format", "json"]).expect_code(0);
     let entries = all.json();
     let entries = entries.as_array().expect("an array");
     assert_eq!(entries.len(), folder.journal().len());
@@ -279,8 +330,7 @@ fn history_lists_the_journal_newest_first() {
     );
     assert_eq!(entry["attempts"], 1);
 
-    let table = folder.run(&["history", "F2026-0101"]);
-    assert_eq!(table.code, 0, "{}", table.stderr);
+    let table = folder.run(&["history", "F2026-0101"]).expect_code(0);
     let lines: Vec<&str> = table.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "a header and two rows:\n{}", table.stdout);
     assert!(lines[0].contains("INVOICE"), "{}", table.stdout);
@@ -291,8 +341,7 @@ fn history_lists_the_journal_newest_first() {
 #[test]
 fn history_without_a_journal_is_empty_and_creates_nothing() {
     let folder = Folder::sample();
-    let run = folder.run(&["history", "--format", "json"]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = folder.run(&["history", "--format", "json"]).expect_code(0);
     assert_eq!(run.json(), serde_json::json!([]));
     assert!(!folder.path().join("state").exists());
 }
@@ -303,29 +352,17 @@ fn history_without_a_journal_is_empty_and_creates_nothing() {
 fn a_batch_over_max_per_run_is_held_until_confirmed() {
     let folder = dunning_folder("limits: {max_per_run: 2}", &invoices(3));
 
-    let held = run_once(&folder, &[]);
-    assert_eq!(held.code, 1, "{}", held.stderr);
-    assert!(
-        held.stderr
-            .contains("held: 3 reminders are due on 2026-12-01, more than limits.max_per_run (2)"),
-        "{}",
-        held.stderr
+    let held = run_once(&folder, &[]).expect_code(1);
+    assert_contains(
+        &held.stderr,
+        "held: 3 reminders are due on 2026-12-01, more than limits.max_per_run (2)",
     );
-    assert!(
-        held.stderr.contains("dunning/overdue: 3"),
-        "{}",
-        held.stderr
-    );
-    assert!(
-        held.stderr.contains("relance run --once --confirm"),
-        "{}",
-        held.stderr
-    );
+    assert_contains(&held.stderr, "dunning/overdue: 3");
+    assert_contains(&held.stderr, "relance run --once --confirm");
     assert!(folder.files("outbox").is_empty());
     assert!(folder.journal().is_empty(), "nothing journaled while held");
 
-    let confirmed = run_once(&folder, &["--confirm"]);
-    assert_eq!(confirmed.code, 0, "{}", confirmed.stderr);
+    run_once(&folder, &["--confirm"]).expect_code(0);
     assert_eq!(folder.files("outbox").len(), 3);
     assert_eq!(count(&folder.journal(), "sent"), 3);
 }
@@ -333,15 +370,14 @@ fn a_batch_over_max_per_run_is_held_until_confirmed() {
 #[test]
 fn a_dry_run_touches_neither_journal_nor_outbox() {
     let folder = Folder::sample();
-    let run = run_once(&folder, &["--dry-run"]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = run_once(&folder, &["--dry-run"]).expect_code(0);
     let would = run
         .stderr
         .lines()
         .filter(|l| l.contains("would send (dry run)"))
         .count();
     assert_eq!(would, 24, "{}", run.stderr);
-    assert!(run.stderr.contains("invoice=F2026-0103"), "{}", run.stderr);
+    assert_contains(&run.stderr, "invoice=F2026-0103");
     for created in ["state", "outbox", "tasks"] {
         assert!(
             !folder.path().join(created).exists(),
@@ -353,12 +389,12 @@ fn a_dry_run_touches_neither_journal_nor_outbox() {
 #[test]
 fn a_dry_run_leaves_an_existing_journal_as_it_is() {
     let folder = dunning_folder("", &invoices(2));
-    assert_eq!(run_once(&folder, &[]).code, 0);
+    run_once(&folder, &[]).expect_code(0);
     folder.write_invoices(&invoices(3));
     let journal = folder.journal();
-    let run = run_once(&folder, &["--dry-run"]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stderr.contains("would send (dry run)") && run.stderr.contains("F003"));
+    let run = run_once(&folder, &["--dry-run"]).expect_code(0);
+    assert_contains(&run.stderr, "would send (dry run)");
+    assert_contains(&run.stderr, "F003");
     assert_eq!(folder.journal(), journal);
     assert_eq!(folder.files("outbox").len(), 2);
 }
@@ -366,14 +402,9 @@ fn a_dry_run_leaves_an_existing_journal_as_it_is() {
 #[test]
 fn letters_calls_and_tasks_become_files_in_tasks_and_are_journaled() {
     let folder = Folder::sample();
-    assert_eq!(run_once(&folder, &[]).code, 0);
-    let names: Vec<String> = folder
-        .files("tasks")
-        .iter()
-        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
+    run_once(&folder, &[]).expect_code(0);
     assert_eq!(
-        names,
+        file_names(&folder, "tasks"),
         [
             "2026-12-01.F2026-0009.standard.collection.0.task.txt",
             "2026-12-01.F2026-0040.habitual_late.collection.1.task.txt",
@@ -400,7 +431,7 @@ fn letters_calls_and_tasks_become_files_in_tasks_and_are_journaled() {
         assert!(letter.contains(fact), "{fact:?} missing from:\n{letter}");
     }
     let call = folder.read("tasks/2026-12-01.F2026-0045.key_accounts.account_call.0.call.txt");
-    assert!(call.contains("To:       +33 1 40 00 12 12"), "{call}");
+    assert_contains(&call, "To:       +33 1 40 00 12 12");
 
     let journal = folder.journal();
     for (invoice, channel) in [
@@ -505,7 +536,7 @@ fn sigkill_in_the_middle_of_an_outbox_batch_loses_nothing_and_sends_nothing_twic
         .path()
         .join("outbox/.2026-12-01.F003.dunning.overdue.0.eml.tmp");
     mkfifo(&stuck);
-    let mut first = folder.spawn(&["run", "--once", "--as-of", AS_OF]);
+    let mut first = folder.spawn(&RUN_ONCE);
     assert!(
         wait_until(DEADLINE, || folder.files("outbox").len() == 2),
         "the first two emails are written; log:\n{}",
@@ -533,21 +564,10 @@ fn sigkill_in_the_middle_of_an_outbox_batch_loses_nothing_and_sends_nothing_twic
     );
 
     std::fs::remove_file(&stuck).unwrap();
-    let second = run_once(&folder, &[]);
-    assert_eq!(second.code, 0, "{}", second.stderr);
+    run_once(&folder, &[]).expect_code(0);
+    assert_eq!(folder.journal_states(), all_sent(5));
     assert_eq!(
-        folder.journal_states(),
-        (1..=5)
-            .map(|i| (format!("F{i:03}"), "sent".to_string()))
-            .collect::<Vec<_>>()
-    );
-    let names: Vec<String> = folder
-        .files("outbox")
-        .iter()
-        .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(
-        names,
+        file_names(&folder, "outbox"),
         (1..=5)
             .map(|i| format!("2026-12-01.F{i:03}.dunning.overdue.0.eml"))
             .collect::<Vec<_>>(),
@@ -579,7 +599,7 @@ fn rewind(folder: &Folder, invoice: &str, state: &str, owner: u32) {
 #[test]
 fn reminders_left_planned_or_failed_by_a_crash_are_resolved_by_their_outbox_file() {
     let folder = dunning_folder("", &invoices(4));
-    assert_eq!(run_once(&folder, &[]).code, 0);
+    run_once(&folder, &[]).expect_code(0);
     let file = |n: u32| {
         folder
             .path()
@@ -604,16 +624,8 @@ fn reminders_left_planned_or_failed_by_a_crash_are_resolved_by_their_outbox_file
     rewind(&folder, "F004", "failed", dead);
     let (before_2, before_4) = (inode(2), inode(4));
 
-    let run = run_once(&folder, &[]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(
-        folder.journal_states(),
-        (1..=4)
-            .map(|i| (format!("F{i:03}"), "sent".to_string()))
-            .collect::<Vec<_>>(),
-        "{}",
-        run.stderr
-    );
+    let run = run_once(&folder, &[]).expect_code(0);
+    assert_eq!(folder.journal_states(), all_sent(4), "{}", run.stderr);
     assert!(
         file(1).exists() && file(3).exists(),
         "the missing emails are delivered"
@@ -625,7 +637,7 @@ fn reminders_left_planned_or_failed_by_a_crash_are_resolved_by_their_outbox_file
 #[test]
 fn an_unreadable_feed_stops_the_run_before_it_drops_pending_reminders() {
     let folder = dunning_folder("", &invoices(2));
-    assert_eq!(run_once(&folder, &[]).code, 0);
+    run_once(&folder, &[]).expect_code(0);
     // F002 was planned by a process that crashed before writing its file; now
     // the export job is rewriting the feed and it cannot be read.
     rewind(&folder, "F002", "planned", 0);
@@ -637,9 +649,8 @@ fn an_unreadable_feed_stops_the_run_before_it_drops_pending_reminders() {
     .unwrap();
     folder.remove("data/invoices.csv");
 
-    let run = run_once(&folder, &[]);
-    assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(run.stderr.contains("data/invoices.csv"), "{}", run.stderr);
+    let run = run_once(&folder, &[]).expect_code(1);
+    assert_contains(&run.stderr, "data/invoices.csv");
     assert_eq!(
         folder.journal_states(),
         [
@@ -650,7 +661,7 @@ fn an_unreadable_feed_stops_the_run_before_it_drops_pending_reminders() {
     );
 
     folder.write_invoices(&invoices(2));
-    assert_eq!(run_once(&folder, &[]).code, 0);
+    run_once(&folder, &[]).expect_code(0);
     assert_eq!(count(&folder.journal(), "sent"), 2);
     assert_eq!(folder.files("outbox").len(), 2);
 }
@@ -665,7 +676,7 @@ fn a_letter_left_planned_by_a_crash_after_its_file_was_written_is_not_written_ag
             &["{id: notice, offset: 1, channel: letter, template: overdue}"],
         ),
     );
-    assert_eq!(run_once(&folder, &[]).code, 0);
+    run_once(&folder, &[]).expect_code(0);
     let sent = folder.journal().remove(0);
     let letter = folder
         .path()
@@ -674,8 +685,7 @@ fn a_letter_left_planned_by_a_crash_after_its_file_was_written_is_not_written_ag
     let inode = std::fs::metadata(&letter).unwrap().ino();
 
     rewind(&folder, "F001", "planned", 0);
-    let run = run_once(&folder, &[]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    run_once(&folder, &[]).expect_code(0);
     let recovered = folder.journal().remove(0);
     assert_eq!(recovered.state, "sent");
     assert_eq!(
@@ -698,9 +708,7 @@ fn mkfifo(path: &Path) {
 
 #[test]
 fn a_policy_saved_in_place_is_live_within_a_second() {
-    let folder = dunning_folder("", &invoices(2));
-    folder.write("rules/dunning.yaml", &overdue_after(10));
-    let mut daemon = start_daemon(&folder);
+    let (folder, mut daemon) = watched_folder(10);
 
     folder.write("rules/dunning.yaml", &overdue_after(1));
     daemon.expect_line(
@@ -713,9 +721,7 @@ fn a_policy_saved_in_place_is_live_within_a_second() {
 
 #[test]
 fn an_editor_save_through_a_temporary_file_and_a_rename_is_live_within_a_second() {
-    let folder = dunning_folder("", &invoices(2));
-    folder.write("rules/dunning.yaml", &overdue_after(10));
-    let mut daemon = start_daemon(&folder);
+    let (folder, mut daemon) = watched_folder(10);
 
     folder.write("rules/.dunning.yaml.swp", &overdue_after(1));
     std::fs::rename(
@@ -733,31 +739,20 @@ fn an_editor_save_through_a_temporary_file_and_a_rename_is_live_within_a_second(
 
 #[test]
 fn a_broken_policy_keeps_the_last_good_one_running_until_it_is_fixed() {
-    let folder = dunning_folder("", &invoices(2));
-    folder.write("rules/dunning.yaml", &overdue_after(5));
-    let mut daemon = start_daemon(&folder);
+    let (folder, mut daemon) = watched_folder(5);
 
     // An unclosed flow mapping: a YAML syntax error.
     folder.write(
         "rules/dunning.yaml",
         "name: dunning\nstages:\n  - {id: overdue, offset: 1, template: overdue\n",
     );
-    let error = daemon.expect_line(SAVE_TO_LIVE, "locating the error", |l| {
-        l.contains("rules/dunning.yaml:")
-    });
-    assert!(has_location(&error, "rules/dunning.yaml"), "{error}");
-    daemon.expect_line(DEADLINE, "refusing the broken version", |l| {
-        l.contains("reload failed: keeping the last good configuration")
-    });
+    expect_located_refusal(&mut daemon, "rules/dunning.yaml");
     assert!(daemon.running());
 
     // The last good policy (5 days after the due date) still decides: an
     // invoice 11 days late is due, the two 1 day late are not.
     let mut rows = invoices(2);
-    rows.push(
-        "F900,C-F900,Late Payer,late@example.com,2026-10-20,2026-11-20,50.00,0,EUR,open,,en,,"
-            .into(),
-    );
+    rows.push(late_invoice("F900", "2026-10-20", "2026-11-20"));
     folder.write_invoices(&rows);
     daemon.expect_line(SAVE_TO_LIVE, "reloading the feed", reloaded_with(1));
 
@@ -775,22 +770,14 @@ fn a_policy_with_an_unknown_key_is_refused_with_its_location() {
         "rules/dunning.yaml",
         &policy("dunning", &["{id: overdue, ofset: 1, template: overdue}"]),
     );
-    let error = daemon.expect_line(SAVE_TO_LIVE, "locating the error", |l| {
-        l.contains("rules/dunning.yaml:")
-    });
-    assert!(has_location(&error, "rules/dunning.yaml"), "{error}");
-    assert!(error.contains("unknown field `ofset`"), "{error}");
-    daemon.expect_line(DEADLINE, "refusing the broken version", |l| {
-        l.contains("reload failed")
-    });
+    let error = expect_located_refusal(&mut daemon, "rules/dunning.yaml");
+    assert_contains(&error, "unknown field `ofset`");
     assert!(daemon.running());
 }
 
 #[test]
 fn a_broken_template_is_refused_and_its_fix_loaded() {
-    let folder = dunning_folder("", &invoices(2));
-    folder.write("rules/dunning.yaml", &overdue_after(10));
-    let mut daemon = start_daemon(&folder);
+    let (folder, mut daemon) = watched_folder(10);
 
     folder.write(
         "templates/overdue.en.hbs",
@@ -799,13 +786,7 @@ fn a_broken_template_is_refused_and_its_fix_loaded() {
             "{{#if invoice.amount_due}}unclosed",
         ),
     );
-    let error = daemon.expect_line(SAVE_TO_LIVE, "locating the error", |l| {
-        l.contains("templates/overdue.en.hbs:")
-    });
-    assert!(has_location(&error, "templates/overdue.en.hbs"), "{error}");
-    daemon.expect_line(DEADLINE, "refusing the broken version", |l| {
-        l.contains("reload failed")
-    });
+    expect_located_refusal(&mut daemon, "templates/overdue.en.hbs");
 
     folder.write(
         "templates/overdue.en.hbs",
@@ -817,16 +798,12 @@ fn a_broken_template_is_refused_and_its_fix_loaded() {
 
 #[test]
 fn a_feed_edit_is_live_within_a_second() {
-    let folder = dunning_folder("", &invoices(2));
-    folder.write("rules/dunning.yaml", &overdue_after(10));
-    let mut daemon = start_daemon(&folder);
+    let (folder, mut daemon) = watched_folder(10);
 
     // Two invoices more, due long ago enough for the 10-day stage.
     let mut rows = invoices(2);
     for n in ["F900", "F901"] {
-        rows.push(format!(
-            "{n},C-{n},Late Payer,late@example.com,2026-10-01,2026-11-01,50.00,0,EUR,open,,en,,"
-        ));
+        rows.push(late_invoice(n, "2026-10-01", "2026-11-01"));
     }
     folder.write_invoices(&rows);
     daemon.expect_line(SAVE_TO_LIVE, "reloading the feed", reloaded_with(2));
@@ -844,29 +821,21 @@ fn the_next_scheduled_evaluation_sends_what_an_edit_made_due() {
     let next = daemon.expect_line(DEADLINE, "for the next evaluation", |l| {
         l.contains("evaluation done") && l.contains("sent=1")
     });
-    assert!(next.contains("due=1"), "{next}");
+    assert_contains(&next, "due=1");
     assert_eq!(folder.files("outbox").len(), 2);
     assert_eq!(count(&folder.journal(), "sent"), 2);
 }
 
 #[test]
 fn a_config_edit_is_live_and_a_broken_config_is_refused() {
-    let folder = dunning_folder("", &invoices(2));
-    folder.write("rules/dunning.yaml", &overdue_after(10));
-    let mut daemon = start_daemon(&folder);
+    let (folder, mut daemon) = watched_folder(10);
     let config = folder.read("relance.yaml");
 
     folder.write(
         "relance.yaml",
         &format!("{config}limts: {{max_per_run: 5}}\n"),
     );
-    let error = daemon.expect_line(SAVE_TO_LIVE, "locating the error", |l| {
-        l.contains("relance.yaml:")
-    });
-    assert!(has_location(&error, "relance.yaml"), "{error}");
-    daemon.expect_line(DEADLINE, "refusing the broken config", |l| {
-        l.contains("reload failed")
-    });
+    expect_located_refusal(&mut daemon, "relance.yaml");
 
     folder.write(
         "relance.yaml",
@@ -886,21 +855,14 @@ fn a_config_reload_with_an_unreadable_feed_keeps_the_last_good_invoices() {
         "relance.yaml",
         &format!("{config}feeds: [{{path: data/missing.csv}}]\n"),
     );
-    let error = daemon.expect_line(SAVE_TO_LIVE, "naming the feed", |l| {
-        l.contains("data/missing.csv")
-    });
-    assert!(error.contains("ERROR"), "{error}");
-    daemon.expect_line(DEADLINE, "refusing the new config", |l| {
-        l.contains("reload failed")
-    });
+    let error = expect_refusal(&mut daemon, "data/missing.csv");
+    assert_contains(&error, "ERROR");
     assert!(daemon.running());
 }
 
 #[test]
 fn sighup_forces_a_reload() {
-    let folder = dunning_folder("", &invoices(2));
-    folder.write("rules/dunning.yaml", &overdue_after(10));
-    let mut daemon = start_daemon(&folder);
+    let (_folder, mut daemon) = watched_folder(10);
 
     daemon.signal("HUP");
     daemon.expect_line(DEADLINE, "acknowledging SIGHUP", |l| l.contains("SIGHUP"));

@@ -14,8 +14,6 @@ use mailparse::{MailAddr, MailHeaderMap, ParsedMail};
 
 use common::*;
 
-const DEADLINE: Duration = Duration::from_secs(20);
-
 // --- A real SMTP server ------------------------------------------------------
 
 /// What the test SMTP server does with the messages it is given, numbered
@@ -83,8 +81,33 @@ struct SmtpServer {
 }
 
 impl SmtpServer {
+    /// A server that accepts every message.
     fn accepting() -> SmtpServer {
         SmtpServer::start(Script::default())
+    }
+
+    /// A server that refuses the first `n` messages (451), then accepts.
+    fn refusing_first(n: usize) -> SmtpServer {
+        SmtpServer::start(Script {
+            refuse_first: n,
+            ..Script::default()
+        })
+    }
+
+    /// A server that holds message `k` (see [`Script::hold`]).
+    fn holding(k: usize) -> SmtpServer {
+        SmtpServer::start(Script {
+            hold: Some(k),
+            ..Script::default()
+        })
+    }
+
+    /// A server that offers AUTH PLAIN and accepts only `user` and `password`.
+    fn with_login(user: &'static str, password: &'static str) -> SmtpServer {
+        SmtpServer::start(Script {
+            login: Some((user, password)),
+            ..Script::default()
+        })
     }
 
     fn start(script: Script) -> SmtpServer {
@@ -268,7 +291,43 @@ fn converse(
 
 /// `relance run --once --as-of AS_OF`.
 fn run_once(folder: &Folder) -> Run {
-    folder.run(&["run", "--once", "--as-of", AS_OF])
+    folder.run(&RUN_ONCE)
+}
+
+/// `relance run --once --as-of AS_OF` with the SMTP password variable set to
+/// `password` (unset for `None`), and `RELANCE_LOG` set to `log`.
+fn run_once_with_password(folder: &Folder, password: Option<&str>, log: &str) -> Run {
+    let mut command = folder.command(&RUN_ONCE);
+    match password {
+        Some(password) => command.env("RELANCE_TEST_SMTP_PASSWORD", password),
+        None => command.env_remove("RELANCE_TEST_SMTP_PASSWORD"),
+    };
+    command.env("RELANCE_LOG", log);
+    command.output().expect("run relance").into()
+}
+
+/// A server that refuses the first `refused` messages, and a [`dunning_folder`]
+/// of `n` invoices delivered to it and retried as `retry` says.
+fn refusing_server_and_folder(refused: usize, retry: &str, n: usize) -> (SmtpServer, Folder) {
+    let server = SmtpServer::refusing_first(refused);
+    let folder = dunning_folder(
+        &format!("{}\nretry: {retry}", server.delivery()),
+        &invoices(n),
+    );
+    (server, folder)
+}
+
+/// The daemon (`relance run --as-of AS_OF`) started on `folder`, and the log
+/// line of its first evaluation.
+fn start_daemon(folder: &Folder) -> (Spawned, String) {
+    let mut daemon = folder.spawn(&DAEMON);
+    let done = daemon.expect_evaluation();
+    (daemon, done)
+}
+
+/// The Message-IDs of the messages the server accepted, sorted.
+fn accepted_ids(server: &SmtpServer) -> Vec<String> {
+    message_ids(&server.accepted())
 }
 
 /// The Message-IDs of the messages, sorted; a duplicate would show twice.
@@ -286,6 +345,7 @@ fn expected_ids(numbers: impl IntoIterator<Item = usize>) -> Vec<String> {
         .collect()
 }
 
+/// The one address of an address header.
 fn single(addr: &mailparse::MailHeader) -> mailparse::SingleInfo {
     match mailparse::addrparse_header(addr)
         .expect("an address list")
@@ -304,14 +364,17 @@ fn body(part: &ParsedMail) -> String {
         .replace("\r\n", "\n")
 }
 
+/// The state of each journal row, in order.
 fn states(folder: &Folder) -> Vec<String> {
     folder.journal().into_iter().map(|r| r.state).collect()
 }
 
+/// `n` journal states, each `sent`.
 fn all_sent(n: usize) -> Vec<String> {
     vec!["sent".to_string(); n]
 }
 
+/// Seconds since the Unix epoch.
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -331,7 +394,10 @@ fn mime_folder() -> Folder {
             "language: en\ncompany: {name: \"Atelier Durand — Réparations\", email: \"compta@atelier-durand.fr\"}\n",
         )
         .write_invoices(&[
-            "F001,C1,Café Noël & Fils,compta@cafe-noel.fr,2026-11-01,2026-11-30,1234.56,0,EUR,open,,fr,,".into(),
+            invoice_row("F001", "Café Noël & Fils", "compta@cafe-noel.fr")
+                .with("customer_id", "C1")
+                .with("amount", "1234.56")
+                .with("language", "fr"),
         ])
         .write(
             "templates/overdue.fr.hbs",
@@ -354,15 +420,11 @@ fn the_outbox_gets_one_proper_mime_email_per_reminder() {
         "preview", "--as-of", AS_OF, "--days", "1", "--format", "json",
     ]);
     let subject = preview.json()[0]["subject"].as_str().unwrap().to_string();
-    assert!(
-        subject.starts_with("Relance — facture F001 échue : 1"),
-        "{subject}"
-    );
+    assert_starts_with(&subject, "Relance — facture F001 échue : 1");
     assert!(subject.ends_with('€'), "{subject}");
 
     let before = unix_now();
-    let run = run_once(&folder);
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    run_once(&folder).expect_code(0);
     let files = folder.files("outbox");
     assert_eq!(files.len(), 1, "{files:?}");
     assert!(files[0].ends_with("2026-12-01.F001.dunning.overdue.0.eml"));
@@ -410,21 +472,9 @@ fn the_outbox_gets_one_proper_mime_email_per_reminder() {
         .collect();
     assert_eq!(parts.len(), 2);
     assert_eq!(parts[0].0, "text/plain");
-    assert!(
-        parts[0]
-            .1
-            .starts_with("Bonjour Café Noël & Fils,\nmerci de régler 1"),
-        "{}",
-        parts[0].1
-    );
+    assert_starts_with(&parts[0].1, "Bonjour Café Noël & Fils,\nmerci de régler 1");
     assert_eq!(parts[1].0, "text/html");
-    assert!(
-        parts[1]
-            .1
-            .contains("<p>Bonjour Café Noël &amp; Fils, merci"),
-        "{}",
-        parts[1].1
-    );
+    assert_contains(&parts[1].1, "<p>Bonjour Café Noël &amp; Fils, merci");
 
     // No temporary file is left behind.
     let names: Vec<_> = std::fs::read_dir(folder.path().join("outbox"))
@@ -436,7 +486,7 @@ fn the_outbox_gets_one_proper_mime_email_per_reminder() {
 #[test]
 fn a_text_only_template_makes_a_single_part_email() {
     let folder = dunning_folder("", &invoices(1));
-    assert_eq!(run_once(&folder).code, 0);
+    run_once(&folder).expect_code(0);
     let raw = std::fs::read(&folder.files("outbox")[0]).unwrap();
     let parsed = mailparse::parse_mail(&raw).unwrap();
     assert_eq!(parsed.ctype.mimetype, "text/plain");
@@ -453,7 +503,7 @@ fn the_message_id_is_derived_from_the_reminder_identity() {
     let ids: Vec<String> = (0..2)
         .map(|_| {
             let folder = mime_folder();
-            assert_eq!(run_once(&folder).code, 0);
+            run_once(&folder).expect_code(0);
             let raw = std::fs::read(&folder.files("outbox")[0]).unwrap();
             mailparse::parse_mail(&raw)
                 .unwrap()
@@ -482,8 +532,7 @@ fn a_customer_name_with_cr_lf_cannot_inject_a_header() {
             "templates/overdue.en.hbs",
             &template("Invoice for {{customer.name}}", "Dear {{customer.name}}"),
         );
-    let run = run_once(&folder);
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    run_once(&folder).expect_code(0);
     let raw = std::fs::read(&folder.files("outbox")[0]).unwrap();
     let text = String::from_utf8_lossy(&raw);
     let parsed = mailparse::parse_mail(&raw).unwrap();
@@ -521,8 +570,7 @@ fn every_reminder_arrives_once_over_smtp() {
     ));
     let folder = dunning_folder(&server.delivery(), &rows);
 
-    let run = run_once(&folder);
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    run_once(&folder).expect_code(0);
     let mails = server.wait_for_accepted(3);
     assert_eq!(message_ids(&mails), expected_ids(1..=3));
     let journal = folder.journal();
@@ -548,8 +596,7 @@ fn every_reminder_arrives_once_over_smtp() {
     assert!(body(&mails[0].parsed()).contains("please pay €100.00."));
 
     // The same date again: nothing is sent twice.
-    let again = run_once(&folder);
-    assert_eq!(again.code, 0, "{}", again.stderr);
+    run_once(&folder).expect_code(0);
     assert_eq!(server.attempts().len(), 3);
 }
 
@@ -583,19 +630,9 @@ fn folder_contains(folder: &Folder, secret: &str) -> bool {
 
 #[test]
 fn smtp_logs_in_with_the_password_from_the_environment_and_writes_it_nowhere() {
-    let server = SmtpServer::start(Script {
-        login: Some(("relance", PASSWORD)),
-        ..Script::default()
-    });
+    let server = SmtpServer::with_login("relance", PASSWORD);
     let folder = smtp_auth_folder(&server);
-    let run: Run = folder
-        .command(&["run", "--once", "--as-of", AS_OF])
-        .env("RELANCE_TEST_SMTP_PASSWORD", PASSWORD)
-        .env("RELANCE_LOG", "trace")
-        .output()
-        .unwrap()
-        .into();
-    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = run_once_with_password(&folder, Some(PASSWORD), "trace").expect_code(0);
     assert!(!server.logins().is_empty());
     assert!(
         server
@@ -615,23 +652,14 @@ fn smtp_logs_in_with_the_password_from_the_environment_and_writes_it_nowhere() {
 
 #[test]
 fn a_wrong_smtp_password_fails_the_delivery_without_revealing_it() {
-    let server = SmtpServer::start(Script {
-        login: Some(("relance", "the-right-one")),
-        ..Script::default()
-    });
+    let server = SmtpServer::with_login("relance", "the-right-one");
     let folder = smtp_auth_folder(&server);
-    let run: Run = folder
-        .command(&["run", "--once", "--as-of", AS_OF])
-        .env("RELANCE_TEST_SMTP_PASSWORD", PASSWORD)
-        .output()
-        .unwrap()
-        .into();
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    let run = run_once_with_password(&folder, Some(PASSWORD), "info").expect_code(1);
     assert!(server.accepted().is_empty());
     let journal = folder.journal();
     assert_eq!(states(&folder), ["failed", "failed"]);
     let error = journal[0].last_error.as_deref().unwrap();
-    assert!(error.contains("535"), "{error}");
+    assert_contains(error, "535");
     assert!(!run.stderr.contains(PASSWORD));
     assert!(!folder_contains(&folder, PASSWORD));
 }
@@ -640,18 +668,10 @@ fn a_wrong_smtp_password_fails_the_delivery_without_revealing_it() {
 fn smtp_without_its_password_variable_refuses_to_start() {
     let server = SmtpServer::accepting();
     let folder = smtp_auth_folder(&server);
-    let run: Run = folder
-        .command(&["run", "--once", "--as-of", AS_OF])
-        .env_remove("RELANCE_TEST_SMTP_PASSWORD")
-        .output()
-        .unwrap()
-        .into();
-    assert_eq!(run.code, 1);
-    assert!(
-        run.stderr
-            .contains("environment variable RELANCE_TEST_SMTP_PASSWORD is not set"),
-        "{}",
-        run.stderr
+    let run = run_once_with_password(&folder, None, "info").expect_code(1);
+    assert_contains(
+        &run.stderr,
+        "environment variable RELANCE_TEST_SMTP_PASSWORD is not set",
     );
     assert!(server.attempts().is_empty());
 }
@@ -662,22 +682,9 @@ fn smtp_without_its_password_variable_refuses_to_start() {
 fn a_refusing_server_gets_retries_with_backoff_and_every_reminder_arrives_once() {
     // Three reminders; the first four DATA commands are refused: all three at
     // the first evaluation, then F001 again at its first retry.
-    let server = SmtpServer::start(Script {
-        refuse_first: 4,
-        ..Script::default()
-    });
-    let folder = dunning_folder(
-        &format!(
-            "{}\nretry: {{first: 1s, max: 2s, attempts: 5}}",
-            server.delivery()
-        ),
-        &invoices(3),
-    );
-    let mut daemon = folder.spawn(&["run", "--as-of", AS_OF]);
-    let done = daemon.expect_line(DEADLINE, "for the first evaluation", |l| {
-        l.contains("evaluation done")
-    });
-    assert!(done.contains("sent=0 failed=3"), "{done}");
+    let (server, folder) = refusing_server_and_folder(4, "{first: 1s, max: 2s, attempts: 5}", 3);
+    let (mut daemon, done) = start_daemon(&folder);
+    assert_contains(&done, "sent=0 failed=3");
     for row in folder.journal() {
         assert_eq!(row.state, "failed", "never sent while refused: {row:?}");
         assert_eq!(row.attempts, 1);
@@ -733,18 +740,9 @@ fn a_refusing_server_gets_retries_with_backoff_and_every_reminder_arrives_once()
 
 #[test]
 fn a_reminder_that_keeps_failing_is_given_up_after_its_last_attempt() {
-    let server = SmtpServer::start(Script {
-        refuse_first: usize::MAX,
-        ..Script::default()
-    });
-    let folder = dunning_folder(
-        &format!(
-            "{}\nretry: {{first: 1s, max: 1s, attempts: 2}}",
-            server.delivery()
-        ),
-        &invoices(1),
-    );
-    let mut daemon = folder.spawn(&["run", "--as-of", AS_OF]);
+    let (server, folder) =
+        refusing_server_and_folder(usize::MAX, "{first: 1s, max: 1s, attempts: 2}", 1);
+    let mut daemon = folder.spawn(&DAEMON);
     daemon.expect_line(DEADLINE, "giving up", |l| l.contains("giving up"));
     let row = &folder.journal()[0];
     assert_eq!((row.state.as_str(), row.attempts), ("failed", 2));
@@ -761,7 +759,7 @@ fn a_reminder_that_keeps_failing_is_given_up_after_its_last_attempt() {
 /// left `planned`.
 fn crash_while_holding(first: &SmtpServer, n: usize) -> Folder {
     let folder = dunning_folder(&first.delivery(), &invoices(n));
-    let mut crashed = folder.spawn(&["run", "--once", "--as-of", AS_OF]);
+    let mut crashed = folder.spawn(&RUN_ONCE);
     first.wait_until_holding();
     crashed.kill();
     first.release(false);
@@ -780,12 +778,9 @@ fn move_to(folder: &Folder, from: &SmtpServer, to: &SmtpServer) {
 #[test]
 fn sigkill_in_the_middle_of_an_smtp_batch_loses_nothing_and_sends_nothing_twice() {
     // Five reminders; the server holds the third until relance has been killed.
-    let first = SmtpServer::start(Script {
-        hold: Some(2),
-        ..Script::default()
-    });
+    let first = SmtpServer::holding(2);
     let folder = crash_while_holding(&first, 5);
-    assert_eq!(message_ids(&first.accepted()), expected_ids(1..=2));
+    assert_eq!(accepted_ids(&first), expected_ids(1..=2));
     assert_eq!(
         states(&folder),
         ["sent", "sent", "planned", "planned", "planned"],
@@ -795,9 +790,8 @@ fn sigkill_in_the_middle_of_an_smtp_batch_loses_nothing_and_sends_nothing_twice(
     // Restarted against a server that accepts everything.
     let second = SmtpServer::accepting();
     move_to(&folder, &first, &second);
-    let restart = run_once(&folder);
-    assert_eq!(restart.code, 0, "{}", restart.stderr);
-    assert_eq!(message_ids(&second.accepted()), expected_ids(3..=5));
+    run_once(&folder).expect_code(0);
+    assert_eq!(accepted_ids(&second), expected_ids(3..=5));
     let mut all = first.accepted();
     all.extend(second.accepted());
     assert_eq!(
@@ -810,22 +804,19 @@ fn sigkill_in_the_middle_of_an_smtp_batch_loses_nothing_and_sends_nothing_twice(
 
 #[test]
 fn sigterm_finishes_the_message_in_flight_then_the_daemon_exits_0() {
-    assert_finishes_the_message_in_flight(&["run", "--as-of", AS_OF], "TERM");
+    assert_finishes_the_message_in_flight(&DAEMON, "TERM");
 }
 
 #[test]
 fn sigint_finishes_the_message_in_flight_then_run_once_exits_0() {
-    assert_finishes_the_message_in_flight(&["run", "--once", "--as-of", AS_OF], "INT");
+    assert_finishes_the_message_in_flight(&RUN_ONCE, "INT");
 }
 
 /// Four reminders; `signal` arrives while the server holds the second: it is
 /// delivered and journaled `sent`, the other two stay `planned` for the next
 /// start, and relance exits 0.
 fn assert_finishes_the_message_in_flight(args: &[&str], signal: &str) {
-    let server = SmtpServer::start(Script {
-        hold: Some(1),
-        ..Script::default()
-    });
+    let server = SmtpServer::holding(1);
     let folder = dunning_folder(&server.delivery(), &invoices(4));
     let mut relance = folder.spawn(args);
     server.wait_until_holding();
@@ -836,30 +827,27 @@ fn assert_finishes_the_message_in_flight(args: &[&str], signal: &str) {
     server.release(true);
     let status = relance.wait_exit(DEADLINE);
     assert_eq!(status.code(), Some(0), "{}", relance.log.join("\n"));
-    assert_eq!(message_ids(&server.accepted()), expected_ids(1..=2));
+    assert_eq!(accepted_ids(&server), expected_ids(1..=2));
     assert_eq!(states(&folder), ["sent", "sent", "planned", "planned"]);
 
     // The next start delivers the rest.
-    let restart = run_once(&folder);
-    assert_eq!(restart.code, 0, "{}", restart.stderr);
-    assert_eq!(message_ids(&server.accepted()), expected_ids(1..=4));
+    run_once(&folder).expect_code(0);
+    assert_eq!(accepted_ids(&server), expected_ids(1..=4));
     assert_eq!(states(&folder), all_sent(4));
 }
 
 #[test]
 fn a_second_run_never_sends_what_a_running_daemon_is_delivering() {
-    let server = SmtpServer::start(Script {
-        hold: Some(1),
-        ..Script::default()
-    });
+    let server = SmtpServer::holding(1);
     let folder = dunning_folder(&server.delivery(), &invoices(3));
-    let mut daemon = folder.spawn(&["run", "--as-of", AS_OF]);
+    let mut daemon = folder.spawn(&DAEMON);
     server.wait_until_holding();
 
     // The daemon is in the middle of its batch: F002 in flight, F003 planned.
-    let racing = folder.run(&["run", "--once", "--confirm", "--as-of", AS_OF]);
-    assert_eq!(racing.code, 0, "{}", racing.stderr);
-    assert!(racing.stderr.contains("due=0 sent=0"), "{}", racing.stderr);
+    let racing = folder
+        .run(&["run", "--once", "--confirm", "--as-of", AS_OF])
+        .expect_code(0);
+    assert_contains(&racing.stderr, "due=0 sent=0");
     assert_eq!(server.attempts().len(), 2, "the second run sent nothing");
 
     server.release(true);
@@ -875,25 +863,12 @@ fn a_second_run_never_sends_what_a_running_daemon_is_delivering() {
 
 #[test]
 fn a_failed_reminder_whose_invoice_is_paid_before_its_retry_is_skipped() {
-    let server = SmtpServer::start(Script {
-        refuse_first: 1,
-        ..Script::default()
-    });
-    let folder = dunning_folder(
-        &format!(
-            "{}\nretry: {{first: 2s, max: 2s, attempts: 5}}",
-            server.delivery()
-        ),
-        &invoices(1),
-    );
-    let mut daemon = folder.spawn(&["run", "--as-of", AS_OF]);
-    let done = daemon.expect_line(DEADLINE, "for the first evaluation", |l| {
-        l.contains("evaluation done")
-    });
-    assert!(done.contains("failed=1"), "{done}");
+    let (server, folder) = refusing_server_and_folder(1, "{first: 2s, max: 2s, attempts: 5}", 1);
+    let (mut daemon, done) = start_daemon(&folder);
+    assert_contains(&done, "failed=1");
 
     folder.write_invoices(&[
-        invoice_row("F001", "Customer 1", "c1@example.com").replace(",open,", ",paid,")
+        invoice_row("F001", "Customer 1", "c1@example.com").with("status", "paid")
     ]);
     daemon.expect_line(DEADLINE, "reloading the feed", |l| l.contains("reloaded;"));
     daemon.expect_line(DEADLINE, "dropping the retry", |l| {
@@ -911,30 +886,23 @@ fn a_failed_reminder_whose_invoice_is_paid_before_its_retry_is_skipped() {
 
 #[test]
 fn two_runs_recovering_the_same_crash_send_each_reminder_once() {
-    let first = SmtpServer::start(Script {
-        hold: Some(0),
-        ..Script::default()
-    });
+    let first = SmtpServer::holding(0);
     let folder = crash_while_holding(&first, 3);
     assert_eq!(states(&folder), ["planned", "planned", "planned"]);
 
     // Two runs start after the crash: the first is delivering F001 (held by
     // the server) when the second looks at what the crash left.
-    let second = SmtpServer::start(Script {
-        hold: Some(0),
-        ..Script::default()
-    });
+    let second = SmtpServer::holding(0);
     move_to(&folder, &first, &second);
-    let mut recovering = folder.spawn(&["run", "--once", "--as-of", AS_OF]);
+    let mut recovering = folder.spawn(&RUN_ONCE);
     second.wait_until_holding();
-    let racing = run_once(&folder);
-    assert_eq!(racing.code, 0, "{}", racing.stderr);
+    run_once(&folder).expect_code(0);
     second.release(true);
     let status = recovering.wait_exit(DEADLINE);
     assert_eq!(status.code(), Some(0), "{}", recovering.log.join("\n"));
 
     assert_eq!(
-        message_ids(&second.accepted()),
+        accepted_ids(&second),
         expected_ids(1..=3),
         "each reminder arrives once"
     );

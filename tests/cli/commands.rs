@@ -1,35 +1,34 @@
 //! SPEC §6: `preview` output formats, `explain`, `check`, exit codes, and the
 //! shipped sample folder.
 
-use crate::common::{Folder, policy};
-use crate::{STANDARD, folder, inv, lines, preview_json, run_expect, str_of};
+use crate::common::{Folder, assert_starts_with};
+use crate::{
+    ON_DUE, STANDARD, args, check_problems, fields, folder, inv, lines, preview_json, run_expect,
+    run_inside, str_of, with_stages,
+};
 use serde_json::{Value, json};
 
 /// Invoices whose reminders fall on two days, listed out of order.
 fn two_days() -> Folder {
-    let f = folder(&[
-        inv("B2", "2026-12-10", "1500")
-            .customer("C2", "Beta & Co")
-            .email("b@x.fr; compta@x.fr"),
-        inv("A10", "2026-12-11", "99.5")
-            .currency("USD")
-            .language("en"),
-        inv("A1", "2026-12-10", "1234.56")
-            .paid("0.56")
-            .customer("C1", "Acme"),
-        inv("A2", "2026-12-11", "12").customer("C1", "Acme"),
-    ]);
+    let f = with_stages(
+        &[
+            inv("B2", "2026-12-10", "1500")
+                .customer("C2", "Beta & Co")
+                .with("email", "b@x.fr; compta@x.fr"),
+            inv("A10", "2026-12-11", "99.5")
+                .with("currency", "USD")
+                .with("language", "en"),
+            inv("A1", "2026-12-10", "1234.56")
+                .with("amount_paid", "0.56")
+                .customer("C1", "Acme"),
+            inv("A2", "2026-12-11", "12").customer("C1", "Acme"),
+        ],
+        &[
+            ON_DUE,
+            "{id: letter, offset: 1, channel: letter, template: t}",
+        ],
+    );
     f.write(
-        "rules/p.yaml",
-        &policy(
-            "p",
-            &[
-                "{id: on_due, offset: 0, template: t}",
-                "{id: letter, offset: 1, channel: letter, template: t}",
-            ],
-        ),
-    )
-    .write(
         "templates/t.en.hbs",
         &crate::common::template("Invoice {{invoice.number}}", "Hello"),
     );
@@ -39,20 +38,9 @@ fn two_days() -> Folder {
 #[test]
 fn preview_json_is_one_array_sorted_by_date_then_invoice_with_every_key() {
     let f = two_days();
-    let reminders = preview_json(&f, &["--as-of", "2026-12-10", "--days", "2"]);
-    let order: Vec<String> = reminders
-        .iter()
-        .map(|r| {
-            format!(
-                "{} {} {}",
-                str_of(r, "date"),
-                str_of(r, "invoice"),
-                str_of(r, "stage")
-            )
-        })
-        .collect();
+    let reminders = preview_json(&f, "--as-of 2026-12-10 --days 2");
     assert_eq!(
-        order,
+        fields(&reminders, "date invoice stage"),
         vec![
             "2026-12-10 A1 on_due",
             "2026-12-10 B2 on_due",
@@ -94,20 +82,8 @@ fn preview_json_is_one_array_sorted_by_date_then_invoice_with_every_key() {
 #[test]
 fn preview_csv_has_the_same_columns_and_values_as_json() {
     let f = two_days();
-    let json = preview_json(&f, &["--as-of", "2026-12-10", "--days", "2"]);
-    let run = run_expect(
-        &f,
-        &[
-            "preview",
-            "--as-of",
-            "2026-12-10",
-            "--days",
-            "2",
-            "--format",
-            "csv",
-        ],
-        0,
-    );
+    let json = preview_json(&f, "--as-of 2026-12-10 --days 2");
+    let run = run_expect(&f, "preview --as-of 2026-12-10 --days 2 --format csv", 0);
     let mut reader = ::csv::Reader::from_reader(run.stdout.as_bytes());
     let header: Vec<String> = reader
         .headers()
@@ -115,23 +91,10 @@ fn preview_csv_has_the_same_columns_and_values_as_json() {
         .iter()
         .map(str::to_string)
         .collect();
-    let keys = [
-        "date",
-        "invoice",
-        "customer_id",
-        "customer_name",
-        "policy",
-        "stage",
-        "occurrence",
-        "channel",
-        "to",
-        "language",
-        "template",
-        "subject",
-        "amount_due",
-        "currency",
-    ];
-    assert_eq!(header[..keys.len()], keys.map(str::to_string));
+    let keys: Vec<&str> = "date invoice customer_id customer_name policy stage occurrence channel to language template subject amount_due currency"
+        .split_whitespace()
+        .collect();
+    assert_eq!(header[..keys.len()], keys);
     let rows: Vec<::csv::StringRecord> = reader.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), json.len());
     for (row, object) in rows.iter().zip(&json) {
@@ -148,7 +111,7 @@ fn preview_csv_has_the_same_columns_and_values_as_json() {
 #[test]
 fn preview_table_is_aligned_and_ends_with_a_count() {
     let f = two_days();
-    let run = run_expect(&f, &["preview", "--as-of", "2026-12-10", "--days", "1"], 0);
+    let run = run_expect(&f, "preview --as-of 2026-12-10 --days 1", 0);
     assert_eq!(
         run.stdout,
         "DATE        INVOICE  CUSTOMER   POLICY  STAGE   CHANNEL  DUE          SUBJECT\n\
@@ -164,16 +127,7 @@ fn preview_render_prints_each_full_message() {
     let f = two_days();
     let run = run_expect(
         &f,
-        &[
-            "preview",
-            "--as-of",
-            "2026-12-10",
-            "--days",
-            "1",
-            "--render",
-            "--invoice",
-            "B2",
-        ],
+        "preview --as-of 2026-12-10 --days 1 --render --invoice B2",
         0,
     );
     assert_eq!(
@@ -192,18 +146,7 @@ fn preview_render_prints_each_full_message() {
 #[test]
 fn preview_writes_nothing() {
     let f = two_days();
-    run_expect(
-        &f,
-        &[
-            "preview",
-            "--as-of",
-            "2026-12-10",
-            "--days",
-            "60",
-            "--render",
-        ],
-        0,
-    );
+    run_expect(&f, "preview --as-of 2026-12-10 --days 60 --render", 0);
     for made in ["state", "outbox", "tasks"] {
         assert!(!f.path().join(made).exists(), "preview created {made}/");
     }
@@ -214,26 +157,26 @@ fn preview_leaves_an_existing_journal_as_it_was() {
     let f = two_days();
     crate::run_once(&f, "2026-12-10");
     let before = std::fs::read(f.path().join("state/relance.db")).unwrap();
-    let history = run_expect(&f, &["history", "--format", "json"], 0).stdout;
-    run_expect(&f, &["preview", "--as-of", "2026-12-11", "--days", "30"], 0);
+    let history = run_expect(&f, "history --format json", 0).stdout;
+    run_expect(&f, "preview --as-of 2026-12-11 --days 30", 0);
     assert_eq!(
         std::fs::read(f.path().join("state/relance.db")).unwrap(),
         before
     );
-    assert_eq!(
-        run_expect(&f, &["history", "--format", "json"], 0).stdout,
-        history
-    );
+    assert_eq!(run_expect(&f, "history --format json", 0).stdout, history);
 }
 
 #[test]
 fn explain_shows_the_policy_chosen_and_why_and_each_stage() {
-    let f = folder(&[inv("F1", "2026-12-10", "20").customer("C1", "Acme")]);
-    f.write("rules/p.yaml", &policy("p", &STANDARD)).write(
+    let f = with_stages(
+        &[inv("F1", "2026-12-10", "20").customer("C1", "Acme")],
+        &STANDARD,
+    );
+    f.write(
         "rules/big.yaml",
         "name: big\npriority: 10\napplies_to: 'invoice.amount_due >= 1000'\nstages: [{id: call, offset: 1, channel: call, template: t}]\n",
     );
-    let run = run_expect(&f, &["explain", "F1", "--as-of", "2026-12-27"], 0);
+    let run = run_expect(&f, "explain F1 --as-of 2026-12-27", 0);
     assert_eq!(
         run.stdout,
         "Invoice F1 — Acme (C1)\n  \
@@ -258,13 +201,8 @@ fn explain_shows_the_policy_chosen_and_why_and_each_stage() {
 
 #[test]
 fn explain_json_gives_the_same_facts_to_machines() {
-    let f = folder(&[inv("F1", "2026-12-10", "20")]);
-    f.write("rules/p.yaml", &policy("p", &STANDARD));
-    let run = run_expect(
-        &f,
-        &["explain", "F1", "--as-of", "2026-12-27", "--format", "json"],
-        0,
-    );
+    let f = with_stages(&[inv("F1", "2026-12-10", "20")], &STANDARD);
+    let run = run_expect(&f, "explain F1 --as-of 2026-12-27 --format json", 0);
     let v = run.json();
     assert_eq!(v["policy"], "p");
     assert_eq!(
@@ -283,14 +221,10 @@ fn explain_json_gives_the_same_facts_to_machines() {
 #[test]
 fn explain_an_unknown_invoice_exits_1_with_a_clear_message() {
     let f = folder(&[inv("F1", "2026-12-10", "20")]);
-    let run = run_expect(&f, &["explain", "F404", "--as-of", "2026-12-10"], 1);
+    let run = run_expect(&f, "explain F404 --as-of 2026-12-10", 1);
     assert_eq!(run.stdout, "");
     assert_eq!(run.stderr, "relance: invoice F404 is not in the feeds\n");
-    let preview = run_expect(
-        &f,
-        &["preview", "--invoice", "F404", "--as-of", "2026-12-10"],
-        1,
-    );
+    let preview = run_expect(&f, "preview --invoice F404 --as-of 2026-12-10", 1);
     assert_eq!(
         preview.stderr,
         "relance: invoice F404 is not in the feeds\n"
@@ -300,30 +234,26 @@ fn explain_an_unknown_invoice_exits_1_with_a_clear_message() {
 #[test]
 fn usage_errors_exit_2() {
     let f = folder(&[inv("F1", "2026-12-10", "20")]);
-    for args in [
-        &["preview", "--bogus"][..],
-        &["preview", "--as-of", "2026-13-01"],
-        &["preview", "--as-of", "10/12/2026"],
-        &["explain", "F1", "--as-of", "tomorrow"],
-        &["preview", "--days", "0"],
-        &["preview", "--days", "many"],
-        &["preview", "--format", "xml"],
-        &["explain"],
-        &["frobnicate"],
+    for line in [
+        "preview --bogus",
+        "preview --as-of 2026-13-01",
+        "preview --as-of 10/12/2026",
+        "explain F1 --as-of tomorrow",
+        "preview --days 0",
+        "preview --days many",
+        "preview --format xml",
+        "explain",
+        "frobnicate",
     ] {
-        let run = run_expect(&f, args, 2);
-        assert!(
-            run.stderr.starts_with("error: "),
-            "{args:?}: {}",
-            run.stderr
-        );
+        let run = run_expect(&f, line, 2);
+        assert!(run.stderr.starts_with("error: "), "{line}: {}", run.stderr);
     }
 }
 
 #[test]
 fn check_on_a_clean_folder_prints_nothing_and_exits_0() {
     let f = folder(&[inv("F1", "2026-12-10", "20")]);
-    let run = run_expect(&f, &["check"], 0);
+    let run = run_expect(&f, "check", 0);
     assert_eq!(run.stdout, "");
     assert_eq!(
         lines(&f, &run.stderr),
@@ -336,19 +266,15 @@ fn check_on_a_clean_folder_prints_nothing_and_exits_0() {
 #[test]
 fn check_on_the_shipped_sample_exits_0() {
     let f = Folder::sample();
-    let run = run_expect(&f, &["check"], 0);
+    let run = run_expect(&f, "check", 0);
     assert_eq!(run.stdout, "");
-    assert!(
-        run.stderr.starts_with("ok: 0 error(s), 0 warning(s)"),
-        "{}",
-        run.stderr
-    );
+    assert_starts_with(&run.stderr, "ok: 0 error(s), 0 warning(s)");
 }
 
 #[test]
 fn the_shipped_sample_previews_what_the_readme_shows() {
     let f = Folder::sample();
-    let run = run_expect(&f, &["preview", "--as-of", "2026-12-01"], 0);
+    let run = run_expect(&f, "preview --as-of 2026-12-01", 0);
     assert_eq!(run.stderr, "");
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
@@ -370,22 +296,10 @@ fn the_shipped_sample_previews_what_the_readme_shows() {
 #[test]
 fn an_email_reminder_without_an_address_is_reported_not_sent() {
     let f = folder(&[
-        inv("F1", "2026-12-10", "10").email(""),
+        inv("F1", "2026-12-10", "10").with("email", ""),
         inv("F2", "2026-12-10", "10"),
     ]);
-    let run = run_expect(
-        &f,
-        &[
-            "preview",
-            "--as-of",
-            "2026-12-10",
-            "--days",
-            "1",
-            "--format",
-            "json",
-        ],
-        0,
-    );
+    let run = run_expect(&f, "preview --as-of 2026-12-10 --days 1 --format json", 0);
     let reminders = run.json();
     assert_eq!(
         crate::local(&f, str_of(&reminders[0], "error")),
@@ -407,14 +321,10 @@ fn without_dir_the_current_folder_is_used_and_locations_are_relative_to_it() {
         "rules/typo.yaml",
         "name: typo\nstages:\n  - {id: one, ofset: 1, template: t}\n",
     );
-    let out = crate::common::relance()
-        .arg("check")
-        .current_dir(f.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let run = run_inside(&f, "check");
+    assert_eq!(run.code, 1);
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
+        run.stdout,
         "rules/typo.yaml:3:15: stages[0]: unknown field `ofset`, expected one of `id`, `offset`, `channel`, `template`, `when`, `repeat`\n"
     );
 }
@@ -426,16 +336,9 @@ fn a_reader_that_stops_early_is_not_an_error() {
     // is gone, the rest of the output has nowhere to go, and that is fine.
     let f = Folder::sample();
     let mut child = f
-        .command(&[
-            "preview",
-            "--as-of",
-            "2026-12-01",
-            "--days",
-            "60",
-            "--render",
-            "--format",
-            "json",
-        ])
+        .command(&args(
+            "preview --as-of 2026-12-01 --days 60 --render --format json",
+        ))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -456,9 +359,8 @@ fn an_smtp_user_without_password_env_is_a_config_error() {
         "relance.yaml",
         "delivery: {kind: smtp, host: smtp.example.com, user: relance}\n",
     );
-    let run = run_expect(&f, &["check"], 1);
     assert_eq!(
-        lines(&f, &run.stdout),
+        check_problems(&f),
         vec![
             "relance.yaml:1:48: delivery: user needs password_env, the environment variable holding the password (never the password itself)"
         ]

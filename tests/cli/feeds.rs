@@ -1,16 +1,38 @@
 //! SPEC §2: CSV, JSON and JSON Lines feeds, dialects, bad rows, open invoices.
 
-use crate::common::{CSV_HEADER, policy};
-use crate::{csv, fired, folder, inv, lines, preview_json, run_expect, str_of};
+use crate::common::{
+    CSV_HEADER, Folder, Inv, Run, assert_contains, assert_starts_with, csv_delimited, policy,
+};
+use crate::{
+    args, array, check_problems, csv, fields, fired, folder, inv, lines, preview_fields,
+    preview_json, run_expect, run_inside, stderr_lines, str_of, with_stages,
+};
 
 /// The invoice number and amount due of each reminder on 2026-12-10.
-fn due_on_dec_10(f: &crate::common::Folder) -> Vec<(String, String)> {
-    preview_json(f, &["--as-of", "2026-12-10", "--days", "1"])
+fn due_on_dec_10(f: &Folder) -> Vec<(String, String)> {
+    preview_json(f, "--as-of 2026-12-10 --days 1")
         .iter()
         .map(|r| (str_of(r, "invoice").into(), str_of(r, "amount_due").into()))
         .collect()
 }
 
+/// A folder whose only feed is `path` (JSON, or JSON Lines for `.jsonl` and
+/// `.ndjson`), holding `content`.
+fn json_feed(path: &str, content: &str) -> Folder {
+    let f = folder(&[]);
+    f.write("relance.yaml", &format!("feeds: [{{path: {path}}}]\n"))
+        .write(path, content);
+    f
+}
+
+/// Asserts that the reminders on 2026-12-10 are for these invoices, with
+/// these amounts due.
+#[track_caller]
+fn assert_due_on_dec_10(f: &Folder, expected: &[(&str, &str)]) {
+    assert_eq!(due_on_dec_10(f), pairs(expected));
+}
+
+/// The pairs as owned strings, to compare with [`due_on_dec_10`].
 fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
     expected
         .iter()
@@ -21,40 +43,37 @@ fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
 #[test]
 fn a_comma_separated_csv_is_read() {
     let f = folder(&[
-        inv("F1", "2026-12-10", "1234.56").paid("34.56"),
+        inv("F1", "2026-12-10", "1234.56").with("amount_paid", "34.56"),
         inv("F2", "2026-12-10", "99.9"),
     ]);
-    assert_eq!(
-        due_on_dec_10(&f),
-        pairs(&[("F1", "1200.00"), ("F2", "99.90")])
-    );
+    assert_due_on_dec_10(&f, &[("F1", "1200.00"), ("F2", "99.90")]);
 }
 
 #[test]
 fn a_semicolon_separated_csv_is_detected_without_configuration() {
     let f = folder(&[]);
-    let rows = csv(&[
-        inv("F1", "2026-12-10", "1234.56"),
-        inv("F2", "2026-12-10", "5"),
-    ]);
-    f.write("data/invoices.csv", &rows.replace(',', ";"));
-    let run = run_expect(&f, &["preview", "--as-of", "2026-12-10", "--days", "1"], 0);
-    assert_eq!(run.stderr, "");
-    assert_eq!(
-        due_on_dec_10(&f),
-        pairs(&[("F1", "1234.56"), ("F2", "5.00")])
+    let rows = csv_delimited(
+        &[
+            inv("F1", "2026-12-10", "1234.56"),
+            inv("F2", "2026-12-10", "5"),
+        ],
+        b';',
     );
+    f.write("data/invoices.csv", &rows);
+    let run = run_expect(&f, "preview --as-of 2026-12-10 --days 1", 0);
+    assert_eq!(run.stderr, "");
+    assert_due_on_dec_10(&f, &[("F1", "1234.56"), ("F2", "5.00")]);
 }
 
 #[test]
 fn a_utf8_byte_order_mark_before_the_header_is_ignored() {
     let f = folder(&[]);
     // Were the BOM kept, the first column would be "\u{feff}number", not `number`.
-    let rows = csv(&[inv("F1", "2026-12-10", "10")]).replace(',', ";");
+    let rows = csv_delimited(&[inv("F1", "2026-12-10", "10")], b';');
     f.write("data/invoices.csv", &format!("\u{feff}{rows}"));
-    let run = run_expect(&f, &["check"], 0);
+    let run = run_expect(&f, "check", 0);
     assert_eq!(run.stdout, "");
-    assert_eq!(due_on_dec_10(&f), pairs(&[("F1", "10.00")]));
+    assert_due_on_dec_10(&f, &[("F1", "10.00")]);
 }
 
 #[test]
@@ -78,30 +97,24 @@ fn the_french_export_dialect_decimal_comma_date_format_and_column_mapping() {
          FR-2;C2;Martin;m@x.fr;01/11/2026;10/12/2026;12 000,00;1 500,5\n\
          FR-3;C3;Leroy;l@x.fr;01/11/2026;2026-12-10;10,00;\n",
     );
-    let run = run_expect(&f, &["preview", "--as-of", "2026-12-10", "--days", "1"], 0);
     assert_eq!(
-        lines(&f, &run.stderr),
+        stderr_lines(&f, "preview --as-of 2026-12-10 --days 1", 0),
         vec![
             "data/export_fr.csv:4: due_date: expected a date in the format %d/%m/%Y, found \"2026-12-10\"",
             "warning: 1 bad feed row(s) skipped; the other rows were processed",
         ]
     );
-    assert_eq!(
-        due_on_dec_10(&f),
-        pairs(&[("FR-1", "1234.56"), ("FR-2", "10499.50")])
-    );
-    let r = &preview_json(&f, &["--as-of", "2026-12-10", "--days", "1"])[0];
+    assert_due_on_dec_10(&f, &[("FR-1", "1234.56"), ("FR-2", "10499.50")]);
+    let r = &preview_json(&f, "--as-of 2026-12-10 --days 1")[0];
     assert_eq!(str_of(r, "customer_name"), "Dupont SARL");
     assert_eq!(str_of(r, "to"), "d@x.fr");
 }
 
 #[test]
 fn a_json_array_keeps_amounts_exact() {
-    let f = folder(&[]);
-    f.write("relance.yaml", "feeds: [{path: data/invoices.json}]\n")
-        .write(
-            "data/invoices.json",
-            r#"[
+    let f = json_feed(
+        "data/invoices.json",
+        r#"[
   {"number": "J1", "customer_id": "C1", "customer_name": "Acme", "email": "a@x.fr",
    "issue_date": "2026-11-10", "due_date": "2026-12-10", "amount": 1234.56},
   {"number": "J2", "customer_id": "C1", "customer_name": "Acme", "email": "a@x.fr",
@@ -111,39 +124,36 @@ fn a_json_array_keeps_amounts_exact() {
   {"number": "J4", "customer_id": "C1", "customer_name": "Acme", "email": "a@x.fr",
    "issue_date": "2026-11-10", "due_date": "2026-12-10", "amount": "100.10", "amount_paid": 0.2}
 ]"#,
-        );
+    );
     // As floats: 0.19999999999999998 and 12345678901234568.
-    assert_eq!(
-        due_on_dec_10(&f),
-        pairs(&[
+    assert_due_on_dec_10(
+        &f,
+        &[
             ("J1", "1234.56"),
             ("J2", "0.20"),
             ("J3", "12345678901234567.89"),
             ("J4", "99.90"),
-        ])
+        ],
     );
 }
 
 #[test]
 fn a_bad_json_element_is_reported_by_its_index() {
-    let f = folder(&[]);
-    f.write("relance.yaml", "feeds: [{path: data/invoices.json}]\n")
-        .write(
-            "data/invoices.json",
-            r#"[{"number": "J1", "customer_id": "C1", "customer_name": "Acme", "email": "a@x.fr",
+    let f = json_feed(
+        "data/invoices.json",
+        r#"[{"number": "J1", "customer_id": "C1", "customer_name": "Acme", "email": "a@x.fr",
                  "issue_date": "2026-11-10", "due_date": "2026-12-10", "amount": 10},
                 {"number": "J2", "customer_id": "C1", "customer_name": "Acme",
                  "issue_date": "2026-11-10", "due_date": "2026-12-10"}]"#,
-        );
-    let run = run_expect(&f, &["preview", "--as-of", "2026-12-10", "--days", "1"], 0);
+    );
     assert_eq!(
-        lines(&f, &run.stderr),
+        stderr_lines(&f, "preview --as-of 2026-12-10 --days 1", 0),
         vec![
             "data/invoices.json:[1]: amount: missing (required)",
             "warning: 1 bad feed row(s) skipped; the other rows were processed",
         ]
     );
-    assert_eq!(due_on_dec_10(&f), pairs(&[("J1", "10.00")]));
+    assert_due_on_dec_10(&f, &[("J1", "10.00")]);
 }
 
 const JSON_LINES: &str = r#"{"number": "L1", "customer_id": "C1", "customer_name": "Acme", "email": "a@x.fr", "issue_date": "2026-11-10", "due_date": "2026-12-10", "amount": "10.5"}
@@ -153,9 +163,7 @@ const JSON_LINES: &str = r#"{"number": "L1", "customer_id": "C1", "customer_name
 #[test]
 fn json_lines_feeds_are_read_from_jsonl_and_ndjson_files() {
     for name in ["data/invoices.jsonl", "data/invoices.ndjson"] {
-        let f = folder(&[]);
-        f.write("relance.yaml", &format!("feeds: [{{path: {name}}}]\n"))
-            .write(name, JSON_LINES);
+        let f = json_feed(name, JSON_LINES);
         assert_eq!(
             due_on_dec_10(&f),
             pairs(&[("L1", "10.50"), ("L2", "20.00")]),
@@ -166,26 +174,17 @@ fn json_lines_feeds_are_read_from_jsonl_and_ndjson_files() {
 
 #[test]
 fn a_bad_json_line_is_reported_with_its_line_and_the_others_are_read() {
-    let f = folder(&[]);
-    f.write("relance.yaml", "feeds: [{path: data/invoices.jsonl}]\n")
-        .write(
-            "data/invoices.jsonl",
-            &format!("{JSON_LINES}{{\"number\": \"L3\", \"amount\": }}\n"),
-        );
-    let run = run_expect(&f, &["preview", "--as-of", "2026-12-10", "--days", "1"], 0);
-    let stderr = lines(&f, &run.stderr);
-    assert!(
-        stderr[0].starts_with("data/invoices.jsonl:3:"),
-        "{stderr:?}"
+    let f = json_feed(
+        "data/invoices.jsonl",
+        &format!("{JSON_LINES}{{\"number\": \"L3\", \"amount\": }}\n"),
     );
+    let stderr = stderr_lines(&f, "preview --as-of 2026-12-10 --days 1", 0);
+    assert_starts_with(&stderr[0], "data/invoices.jsonl:3:");
     assert_eq!(
         stderr[1],
         "warning: 1 bad feed row(s) skipped; the other rows were processed"
     );
-    assert_eq!(
-        due_on_dec_10(&f),
-        pairs(&[("L1", "10.50"), ("L2", "20.00")])
-    );
+    assert_due_on_dec_10(&f, &[("L1", "10.50"), ("L2", "20.00")]);
 }
 
 #[test]
@@ -213,7 +212,7 @@ fn other_columns_are_kept_in_invoice_extra_for_scripts_and_templates() {
             "Région {{invoice.extra.region}}",
         ),
     );
-    let reminders = preview_json(&f, &["--as-of", "2026-12-10", "--days", "1", "--render"]);
+    let reminders = preview_json(&f, "--as-of 2026-12-10 --days 1 --render");
     assert_eq!(reminders.len(), 1, "{reminders:?}");
     assert_eq!(str_of(&reminders[0], "subject"), "F1 (PO-77)");
     assert_eq!(str_of(&reminders[0], "body"), "Région north\n");
@@ -224,27 +223,26 @@ fn pipe_separated_tags_reach_scripts_and_customer_tags_are_their_union() {
     let f = folder(&[
         inv("F1", "2026-12-10", "10")
             .customer("C1", "Acme")
-            .tags("vip|public-sector"),
+            .with("tags", "vip|public-sector"),
         inv("F2", "2026-12-10", "10").customer("C1", "Acme"),
         inv("F3", "2026-12-10", "10")
             .customer("C2", "Beta")
-            .tags("public-sector"),
+            .with("tags", "public-sector"),
     ]);
     f.write(
         "rules/vip.yaml",
         "name: vip\npriority: 5\napplies_to: 'customer.tags.contains(\"vip\")'\nstages: [{id: vip_due, offset: 0, template: t}]\n",
     );
-    let stages: Vec<String> = preview_json(&f, &["--as-of", "2026-12-10", "--days", "1"])
-        .iter()
-        .map(|r| format!("{} {}", str_of(r, "invoice"), str_of(r, "policy")))
-        .collect();
-    assert_eq!(stages, vec!["F1 vip", "F2 vip", "F3 p"]);
+    assert_eq!(
+        preview_fields(&f, "--as-of 2026-12-10 --days 1", "invoice policy"),
+        vec!["F1 vip", "F2 vip", "F3 p"]
+    );
 }
 
 #[test]
 fn several_addresses_separated_by_semicolons_are_all_recipients() {
-    let f = folder(&[inv("F1", "2026-12-10", "10").email("a@x.fr; compta@x.fr")]);
-    let r = &preview_json(&f, &["--as-of", "2026-12-10", "--days", "1"])[0];
+    let f = folder(&[inv("F1", "2026-12-10", "10").with("email", "a@x.fr; compta@x.fr")]);
+    let r = &preview_json(&f, "--as-of 2026-12-10 --days 1")[0];
     assert_eq!(str_of(r, "to"), "a@x.fr, compta@x.fr");
 }
 
@@ -252,30 +250,30 @@ fn several_addresses_separated_by_semicolons_are_all_recipients() {
 fn currency_and_language_default_to_the_config() {
     let f = folder(&[
         inv("F1", "2026-12-10", "10"),
-        inv("F2", "2026-12-10", "10").currency("USD"),
+        inv("F2", "2026-12-10", "10").with("currency", "USD"),
     ]);
     f.write("relance.yaml", "currency: CHF\nlanguage: en\n")
         .write(
             "templates/t.en.hbs",
             &crate::common::template("EN {{invoice.number}}", "."),
         );
-    let got: Vec<String> = preview_json(&f, &["--as-of", "2026-12-10", "--days", "1"])
-        .iter()
-        .map(|r| {
-            format!(
-                "{} {} {}",
-                str_of(r, "invoice"),
-                str_of(r, "currency"),
-                str_of(r, "language")
-            )
-        })
-        .collect();
-    assert_eq!(got, vec!["F1 CHF en", "F2 USD en"]);
+    assert_eq!(
+        preview_fields(
+            &f,
+            "--as-of 2026-12-10 --days 1",
+            "invoice currency language"
+        ),
+        vec!["F1 CHF en", "F2 USD en"]
+    );
 }
 
-const BAD_ROWS: &str = "F2,C2,Beta,b@x.fr,2026-11-10,2026-12-10,abc,,,,,,,\n\
-                        F3,C3,Gamma,g@x.fr,2026-13-01,2026-12-10,10,,,,,,,\n\
-                        F4,,Delta,d@x.fr,2026-11-10,2026-12-10,10,,,lost,,,,\n";
+/// An invoice of 10 due 2026-12-10, issued 2026-11-10, to this customer and address.
+fn invoice_to(number: &str, customer_id: &str, name: &str, email: &str) -> Inv {
+    inv(number, "2026-12-10", "10")
+        .customer(customer_id, name)
+        .with("email", email)
+        .with("issue_date", "2026-11-10")
+}
 
 const BAD_ROW_REPORT: [&str; 4] = [
     "data/invoices.csv:3: amount: expected a decimal number like 1234.56, found \"abc\"",
@@ -284,51 +282,50 @@ const BAD_ROW_REPORT: [&str; 4] = [
     "data/invoices.csv:5: status: expected open, paid, void or disputed, found \"lost\"",
 ];
 
-fn folder_with_bad_rows() -> crate::common::Folder {
-    let f = folder(&[]);
-    let good = csv(&[inv("F1", "2026-12-10", "10"), inv("F5", "2026-12-10", "5")]);
-    let (header_and_f1, f5) = good.split_at(good.find("F5").unwrap());
-    f.write(
-        "data/invoices.csv",
-        &format!("{header_and_f1}{BAD_ROWS}{f5}"),
-    );
-    f
+/// Three rows with bad values (F2 to F4, lines 3 to 5) between two good ones.
+fn folder_with_bad_rows() -> Folder {
+    folder(&[
+        inv("F1", "2026-12-10", "10"),
+        invoice_to("F2", "C2", "Beta", "b@x.fr").with("amount", "abc"),
+        invoice_to("F3", "C3", "Gamma", "g@x.fr").with("issue_date", "2026-13-01"),
+        invoice_to("F4", "", "Delta", "d@x.fr").with("status", "lost"),
+        inv("F5", "2026-12-10", "5"),
+    ])
 }
 
 #[test]
 fn bad_rows_are_reported_skipped_and_counted_while_preview_goes_on() {
     let f = folder_with_bad_rows();
-    let run = run_expect(&f, &["preview", "--as-of", "2026-12-10", "--days", "1"], 0);
     let mut expected: Vec<&str> = BAD_ROW_REPORT.to_vec();
     expected.push("warning: 3 bad feed row(s) skipped; the other rows were processed");
-    assert_eq!(lines(&f, &run.stderr), expected);
-    assert_eq!(due_on_dec_10(&f), pairs(&[("F1", "10.00"), ("F5", "5.00")]));
+    assert_eq!(
+        stderr_lines(&f, "preview --as-of 2026-12-10 --days 1", 0),
+        expected
+    );
+    assert_due_on_dec_10(&f, &[("F1", "10.00"), ("F5", "5.00")]);
 }
 
 #[test]
 fn check_counts_bad_rows_as_problems() {
     let f = folder_with_bad_rows();
-    let run = run_expect(&f, &["check"], 1);
+    let run = run_expect(&f, "check", 1);
     assert_eq!(lines(&f, &run.stdout), BAD_ROW_REPORT.to_vec());
-    assert!(
-        run.stderr
-            .contains("problems found: 4 error(s), 0 warning(s) in 5 invoice(s) (3 bad row(s))"),
-        "{}",
-        run.stderr
+    assert_contains(
+        &run.stderr,
+        "problems found: 4 error(s), 0 warning(s) in 5 invoice(s) (3 bad row(s))",
     );
 }
 
 #[test]
 fn a_duplicate_invoice_number_is_a_bad_row() {
     let f = folder(&[inv("F1", "2026-12-10", "10"), inv("F1", "2026-12-10", "99")]);
-    let run = run_expect(&f, &["check"], 1);
     assert_eq!(
-        lines(&f, &run.stdout),
+        check_problems(&f),
         vec![
             "data/invoices.csv:3: number: duplicate invoice number \"F1\" (first seen at data/invoices.csv:2)"
         ]
     );
-    assert_eq!(due_on_dec_10(&f), pairs(&[("F1", "10.00")]));
+    assert_due_on_dec_10(&f, &[("F1", "10.00")]);
 }
 
 #[test]
@@ -338,16 +335,15 @@ fn a_feed_that_cannot_be_read_is_an_error_naming_the_file() {
         "relance.yaml",
         "feeds: [{path: data/missing.csv}, {path: data/invoices.csv}]\n",
     );
-    let preview = run_expect(&f, &["preview", "--as-of", "2026-12-10", "--days", "1"], 1);
+    let preview = run_expect(&f, "preview --as-of 2026-12-10 --days 1", 1);
     assert_eq!(
         lines(&f, &preview.stderr),
         vec!["data/missing.csv: cannot read feed: No such file or directory (os error 2)"]
     );
     // The other feed is still read.
-    assert!(preview.stdout.contains("F1"), "{}", preview.stdout);
-    let check = run_expect(&f, &["check"], 1);
+    assert_contains(&preview.stdout, "F1");
     assert_eq!(
-        lines(&f, &check.stdout),
+        check_problems(&f),
         vec!["data/missing.csv: cannot read feed: No such file or directory (os error 2)"]
     );
 }
@@ -359,23 +355,19 @@ fn a_csv_without_a_required_column_is_an_error_naming_the_file() {
         "data/invoices.csv",
         "number,customer_id,customer_name,issue_date,amount\nF1,C1,Acme,2026-11-10,10\n",
     );
-    let run = run_expect(&f, &["check"], 1);
     assert_eq!(
-        lines(&f, &run.stdout),
+        check_problems(&f),
         vec!["data/invoices.csv:1: missing required column(s): due_date"]
     );
 }
 
 #[test]
 fn a_json_feed_that_is_not_an_array_is_an_error_naming_the_file() {
-    let f = folder(&[]);
-    f.write("relance.yaml", "feeds: [{path: data/invoices.json}]\n")
-        .write("data/invoices.json", "{\"number\": \"J1\"}\n");
-    let run = run_expect(&f, &["preview", "--as-of", "2026-12-10"], 1);
-    let stderr = lines(&f, &run.stderr);
-    assert!(
-        stderr[0].starts_with("data/invoices.json:1:1: not a JSON array of invoices"),
-        "{stderr:?}"
+    let f = json_feed("data/invoices.json", "{\"number\": \"J1\"}\n");
+    let stderr = stderr_lines(&f, "preview --as-of 2026-12-10", 1);
+    assert_starts_with(
+        &stderr[0],
+        "data/invoices.json:1:1: not a JSON array of invoices",
     );
 }
 
@@ -385,47 +377,34 @@ fn feed_flags_replace_the_configured_feeds() {
     f.write("other/a.csv", &csv(&[inv("A1", "2026-12-10", "1")]))
         .write("other/b.jsonl", &JSON_LINES.replace("\"L", "\"B"));
     // Paths on the command line are relative to where the command runs.
-    let out = f
-        .command(&[
-            "preview",
-            "--as-of",
-            "2026-12-10",
-            "--days",
-            "1",
-            "--format",
-            "json",
-            "--feed",
-            "other/a.csv",
-            "--feed",
-            "other/b.jsonl",
-        ])
+    let run: Run = f
+        .command(&args(
+            "preview --as-of 2026-12-10 --days 1 --format json --feed other/a.csv --feed other/b.jsonl",
+        ))
         .current_dir(f.path())
         .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reminders: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    let numbers: Vec<&str> = reminders.iter().map(|r| str_of(r, "invoice")).collect();
-    assert_eq!(numbers, vec!["A1", "B1", "B2"]);
+        .expect("run relance")
+        .into();
+    let reminders = array(run.expect_code(0).json());
+    assert_eq!(fields(&reminders, "invoice"), vec!["A1", "B1", "B2"]);
 }
 
 #[test]
 fn paid_void_disputed_credit_and_settled_invoices_get_nothing() {
-    let f = folder(&[
-        inv("OPEN", "2026-12-10", "100"),
-        inv("PARTLY", "2026-12-10", "100").paid("40"),
-        inv("PAID", "2026-12-10", "100").status("paid"),
-        inv("VOID", "2026-12-10", "100").status("void"),
-        inv("DISPUTED", "2026-12-10", "100").status("disputed"),
-        inv("CREDIT", "2026-12-10", "-50"),
-        inv("ZERO", "2026-12-10", "0"),
-        inv("FULLY", "2026-12-10", "100").paid("100"),
-        inv("OVERPAID", "2026-12-10", "100").paid("150"),
-    ]);
-    f.write("rules/p.yaml", &policy("p", &crate::STANDARD));
+    let f = with_stages(
+        &[
+            inv("OPEN", "2026-12-10", "100"),
+            inv("PARTLY", "2026-12-10", "100").with("amount_paid", "40"),
+            inv("PAID", "2026-12-10", "100").with("status", "paid"),
+            inv("VOID", "2026-12-10", "100").with("status", "void"),
+            inv("DISPUTED", "2026-12-10", "100").with("status", "disputed"),
+            inv("CREDIT", "2026-12-10", "-50"),
+            inv("ZERO", "2026-12-10", "0"),
+            inv("FULLY", "2026-12-10", "100").with("amount_paid", "100"),
+            inv("OVERPAID", "2026-12-10", "100").with("amount_paid", "150"),
+        ],
+        &crate::STANDARD,
+    );
     let invoices: std::collections::BTreeSet<String> = fired(&f, "2026-11-01", "400")
         .iter()
         .map(|r| r.split(' ').nth(1).unwrap().to_string())
@@ -434,14 +413,11 @@ fn paid_void_disputed_credit_and_settled_invoices_get_nothing() {
         invoices.into_iter().collect::<Vec<_>>(),
         vec!["OPEN", "PARTLY"]
     );
-    let explain = run_expect(&f, &["explain", "DISPUTED", "--as-of", "2026-12-11"], 0);
-    assert!(
-        explain.stdout.contains("status disputed")
-            && explain.stdout.contains(
-                "Not open (paid, void, disputed, credit or nothing left to pay): no reminder."
-            ),
-        "{}",
-        explain.stdout
+    let explain = run_expect(&f, "explain DISPUTED --as-of 2026-12-11", 0);
+    assert_contains(&explain.stdout, "status disputed");
+    assert_contains(
+        &explain.stdout,
+        "Not open (paid, void, disputed, credit or nothing left to pay): no reminder.",
     );
 }
 
@@ -450,27 +426,18 @@ fn a_bad_row_of_a_feed_given_on_the_command_line_is_named_as_typed() {
     let f = folder(&[]);
     f.write(
         "exports/a.csv",
-        &format!(
-            "{}F9,C9,X,x@x.fr,2026-11-10,2026-12-10,1.2.3,,,,,,,\n",
-            csv(&[inv("A1", "2026-12-10", "1")])
-        ),
+        &csv(&[
+            inv("A1", "2026-12-10", "1"),
+            invoice_to("F9", "C9", "X", "x@x.fr").with("amount", "1.2.3"),
+        ]),
     );
-    let out = crate::common::relance()
-        .args([
-            "preview",
-            "--as-of",
-            "2026-12-10",
-            "--days",
-            "1",
-            "--feed",
-            "exports/a.csv",
-        ])
-        .current_dir(f.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
+    let run = run_inside(
+        &f,
+        "preview --as-of 2026-12-10 --days 1 --feed exports/a.csv",
+    );
+    assert_eq!(run.code, 0);
     assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
+        run.stderr,
         "exports/a.csv:3: amount: expected a decimal number like 1234.56, found \"1.2.3\"\n\
          warning: 1 bad feed row(s) skipped; the other rows were processed\n"
     );

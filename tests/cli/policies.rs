@@ -1,28 +1,27 @@
 //! SPEC §3 and §4.1: policies, their choice, and their mistakes located by `check`.
 
-use crate::common::{Folder, policy};
-use crate::{folder, inv, lines, preview_json, run_expect, str_of};
+use crate::common::{Folder, assert_contains, assert_starts_with, policy};
+use crate::{
+    args, check_problems, folder, inv, preview_fields, run_args, run_expect, stderr_lines,
+};
 
 /// "INVOICE POLICY STAGE" of each reminder on 2026-12-10.
 fn chosen_on_dec_10(f: &Folder) -> Vec<String> {
-    preview_json(f, &["--as-of", "2026-12-10", "--days", "1"])
-        .iter()
-        .map(|r| {
-            format!(
-                "{} {} {}",
-                str_of(r, "invoice"),
-                str_of(r, "policy"),
-                str_of(r, "stage")
-            )
-        })
-        .collect()
+    preview_fields(f, "--as-of 2026-12-10 --days 1", "invoice policy stage")
+}
+
+/// A folder of one invoice (F1, due 2026-12-10) with `content` written at `rel`.
+fn one_invoice_with_file(rel: &str, content: &str) -> Folder {
+    let f = folder(&[inv("F1", "2026-12-10", "10")]);
+    f.write(rel, content);
+    f
 }
 
 #[test]
 fn the_highest_priority_policy_whose_applies_to_holds_wins() {
     let f = folder(&[
         inv("EUR1", "2026-12-10", "10"),
-        inv("USD1", "2026-12-10", "10").currency("USD"),
+        inv("USD1", "2026-12-10", "10").with("currency", "USD"),
     ]);
     f.write(
         "rules/euro.yaml",
@@ -61,49 +60,42 @@ fn an_invoice_no_policy_matches_is_reported_not_an_error() {
         "rules/p.yaml",
         "name: p\napplies_to: 'invoice.number == \"F2\"'\nstages: [{id: on_due, offset: 0, template: t}]\n",
     );
-    let run = run_expect(&f, &["preview", "--as-of", "2026-12-10", "--days", "1"], 0);
     assert_eq!(
-        lines(&f, &run.stderr),
+        stderr_lines(&f, "preview --as-of 2026-12-10 --days 1", 0),
         vec!["note: 1 open invoice(s) matched no policy: F1"]
     );
     assert_eq!(chosen_on_dec_10(&f), vec!["F2 p on_due"]);
-    let explain = run_expect(&f, &["explain", "F1", "--as-of", "2026-12-10"], 0);
-    assert!(
-        explain
-            .stdout
-            .contains("p                    priority    0  applies_to is false")
-            && explain
-                .stdout
-                .contains("No policy matched: this invoice gets no reminder."),
-        "{}",
-        explain.stdout
+    let explain = run_expect(&f, "explain F1 --as-of 2026-12-10", 0);
+    assert_contains(
+        &explain.stdout,
+        "p                    priority    0  applies_to is false",
     );
-    run_expect(&f, &["check"], 0);
+    assert_contains(
+        &explain.stdout,
+        "No policy matched: this invoice gets no reminder.",
+    );
+    run_expect(&f, "check", 0);
 }
 
 #[test]
 fn a_yaml_syntax_error_is_located_and_check_fails() {
-    let f = folder(&[inv("F1", "2026-12-10", "10")]);
-    f.write(
+    let f = one_invoice_with_file(
         "rules/broken.yaml",
         "name: broken\nstages:\n  - {id: a, offset: 1, template: t\n",
     );
-    let run = run_expect(&f, &["check"], 1);
-    let out = lines(&f, &run.stdout);
+    let out = check_problems(&f);
     assert_eq!(out.len(), 1, "{out:?}");
     assert!(out[0].starts_with("rules/broken.yaml:4:1: "), "{out:?}");
 }
 
 #[test]
 fn an_unknown_key_is_reported_with_its_position_and_the_other_policies_still_load() {
-    let f = folder(&[inv("F1", "2026-12-10", "10")]);
-    f.write(
+    let f = one_invoice_with_file(
         "rules/typo.yaml",
         "name: typo\npriority: 50\nstages:\n  - id: one\n    ofset: 1\n    template: t\n",
     );
-    let check = run_expect(&f, &["check"], 1);
     assert_eq!(
-        lines(&f, &check.stdout),
+        check_problems(&f),
         vec![
             "rules/typo.yaml:5:5: stages[0]: unknown field `ofset`, expected one of `id`, `offset`, `channel`, `template`, `when`, `repeat`"
         ]
@@ -114,14 +106,12 @@ fn an_unknown_key_is_reported_with_its_position_and_the_other_policies_still_loa
 
 #[test]
 fn an_expression_that_does_not_compile_is_located_inside_the_yaml() {
-    let f = folder(&[inv("F1", "2026-12-10", "10")]);
-    f.write(
+    let f = one_invoice_with_file(
         "rules/p.yaml",
         "name: p\napplies_to: 'invoce.amount > 1'\nstages:\n  - id: on_due\n    offset: 0\n    template: t\n    when: 'invoice.amount_due >= '\n",
     );
-    let check = run_expect(&f, &["check"], 1);
     assert_eq!(
-        lines(&f, &check.stdout),
+        check_problems(&f),
         vec![
             "rules/p.yaml:2:14: in expression \"invoce.amount > 1\": Undefined variable: invoce",
             "rules/p.yaml:7:34: in expression \"invoice.amount_due >= \": Script is incomplete",
@@ -131,14 +121,12 @@ fn an_expression_that_does_not_compile_is_located_inside_the_yaml() {
 
 #[test]
 fn a_missing_template_is_reported_at_the_stage() {
-    let f = folder(&[inv("F1", "2026-12-10", "10")]);
-    f.write(
+    let f = one_invoice_with_file(
         "rules/p.yaml",
         "name: p\nstages:\n  - id: on_due\n    offset: 0\n    template: nowhere\n",
     );
-    let check = run_expect(&f, &["check"], 1);
     assert_eq!(
-        lines(&f, &check.stdout),
+        check_problems(&f),
         vec![
             "rules/p.yaml:5:5: stage on_due: template \"nowhere\" not found: expected templates/nowhere.fr.hbs"
         ]
@@ -162,8 +150,7 @@ fn duplicate_policy_names_and_stage_ids_are_errors() {
             ],
         ),
     );
-    let check = run_expect(&f, &["check"], 1);
-    let out = lines(&f, &check.stdout);
+    let out = check_problems(&f);
     assert!(
         out.iter()
             .any(|l| l.starts_with("rules/q.yaml:1:1: policy name \"p\" is already used by")),
@@ -177,13 +164,11 @@ fn duplicate_policy_names_and_stage_ids_are_errors() {
 
 #[test]
 fn an_unknown_config_key_is_an_error_with_its_position() {
-    let f = folder(&[inv("F1", "2026-12-10", "10")]);
-    f.write("relance.yaml", "language: en\ncurency: USD\n");
-    let run = run_expect(&f, &["check"], 1);
-    let err = lines(&f, &run.stderr);
-    assert!(
-        err[0].starts_with("relance: relance.yaml:2:1: unknown field `curency`"),
-        "{err:?}"
+    let f = one_invoice_with_file("relance.yaml", "language: en\ncurency: USD\n");
+    let err = stderr_lines(&f, "check", 1);
+    assert_starts_with(
+        &err[0],
+        "relance: relance.yaml:2:1: unknown field `curency`",
     );
 }
 
@@ -206,20 +191,8 @@ fn paths_in_the_config_are_relative_to_the_config_file() {
         &crate::csv(&[inv("X1", "2026-12-10", "10")]),
     );
     let config = f.path().join("conf/relance.yaml");
-    let run = run_expect(
-        &f,
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "preview",
-            "--as-of",
-            "2026-12-10",
-            "--days",
-            "1",
-            "--format",
-            "json",
-        ],
-        0,
-    );
+    let preview = args("preview --as-of 2026-12-10 --days 1 --format json");
+    let command = [&["--config", config.to_str().unwrap()][..], &preview].concat();
+    let run = run_args(&f, &command, 0);
     assert_eq!(run.json()[0]["invoice"], "X1");
 }

@@ -1,27 +1,54 @@
 //! SPEC §3: Rhai in policies and templates, exact decimals, the sandbox,
 //! customer aggregates.
 
-use crate::common::{Folder, template};
-use crate::{folder, inv, lines, preview_json, run_expect, str_of};
+use crate::common::{Folder, assert_contains, assert_ends_with, assert_starts_with, template};
+use crate::{
+    check_problems, folder, inv, preview_fields, preview_json, run_expect, stderr_lines, str_of,
+};
 
 /// A folder whose policy `p` fires on the due date when `when` holds.
 fn with_when(rows: &[crate::Inv], when: &str) -> Folder {
     let f = folder(rows);
+    write_when(&f, when);
+    f
+}
+
+/// Writes the policy `p`, whose stage fires on the due date when `when` holds.
+fn write_when(f: &Folder, when: &str) {
     f.write(
         "rules/p.yaml",
         &format!(
             "name: p\nstages:\n  - id: on_due\n    offset: 0\n    template: t\n    when: '{when}'\n"
         ),
     );
+}
+
+/// Invoices `failing` and `other` (10 each, due 2026-12-10) and the script
+/// file `rules/lib.rhai` of `lib`.
+fn two_invoices_and_lib(failing: &str, other: &str, lib: &str) -> Folder {
+    let f = folder(&[
+        inv(failing, "2026-12-10", "10"),
+        inv(other, "2026-12-10", "10"),
+    ]);
+    f.write("rules/lib.rhai", lib);
     f
 }
 
 /// The invoice numbers of the reminders on 2026-12-10.
 fn numbers_on_dec_10(f: &Folder) -> Vec<String> {
-    preview_json(f, &["--as-of", "2026-12-10", "--days", "1"])
-        .iter()
-        .map(|r| str_of(r, "invoice").to_string())
-        .collect()
+    preview_fields(f, "--as-of 2026-12-10 --days 1", "invoice")
+}
+
+/// Invoices `failing` and `OK`, whose stage fires when `when` holds, with the
+/// script file `rules/lib.rhai` of `lib`, which fails for `failing` only.
+/// Checks that `OK` still gets its reminder of 2026-12-10 and returns the
+/// folder and the problems `preview` reported.
+fn preview_with_a_failing_script(failing: &str, when: &str, lib: &str) -> (Folder, Vec<String>) {
+    let f = two_invoices_and_lib(failing, "OK", lib);
+    write_when(&f, when);
+    let problems = stderr_lines(&f, "preview --as-of 2026-12-10 --days 1", 0);
+    assert_eq!(numbers_on_dec_10(&f), vec!["OK"]);
+    (f, problems)
 }
 
 const FEES: &str = "\
@@ -57,7 +84,7 @@ fn functions_of_rhai_files_are_template_helpers() {
             "Pénalité : {{late_fee invoice}}",
         ),
     );
-    let r = &preview_json(&f, &["--as-of", "2026-12-10", "--days", "1", "--render"])[0];
+    let r = &preview_json(&f, "--as-of 2026-12-10 --days 1 --render")[0];
     // 1234.56 × 0.05 = 61.728, rounded to the cent.
     assert_eq!(str_of(r, "subject"), "F1 : pénalité 61,73 €");
     assert_eq!(str_of(r, "body"), "Pénalité : 61.73\n");
@@ -66,7 +93,7 @@ fn functions_of_rhai_files_are_template_helpers() {
 #[test]
 fn numbers_in_scripts_are_exact_decimals() {
     let f = with_when(
-        &[inv("F1", "2026-12-10", "0.3").paid("0.1")],
+        &[inv("F1", "2026-12-10", "0.3").with("amount_paid", "0.1")],
         "0.1 + 0.2 == 0.3 && invoice.amount_due == 0.2 && invoice.amount_due * 3 == 0.6",
     );
     f.write("rules/sum.rhai", "fn tenths() { 0.1 + 0.2 }\n")
@@ -74,143 +101,95 @@ fn numbers_in_scripts_are_exact_decimals() {
             "templates/t.fr.hbs",
             &template("{{invoice.number}}", "{{tenths}}"),
         );
-    let r = &preview_json(&f, &["--as-of", "2026-12-10", "--days", "1", "--render"])[0];
+    let r = &preview_json(&f, "--as-of 2026-12-10 --days 1 --render")[0];
     assert_eq!(str_of(r, "body"), "0.3\n");
 }
 
 #[test]
 fn a_script_that_loops_forever_is_stopped_for_that_invoice_only() {
-    let f = with_when(
-        &[
-            inv("LOOP", "2026-12-10", "10"),
-            inv("OK", "2026-12-10", "10"),
-        ],
+    let (_f, problems) = preview_with_a_failing_script(
+        "LOOP",
         "spin(invoice)",
-    );
-    f.write(
-        "rules/lib.rhai",
         "fn spin(invoice) {\n    if invoice.number == \"LOOP\" { loop { } }\n    true\n}\n",
     );
-    let run = run_expect(&f, &["preview", "--as-of", "2026-12-10", "--days", "1"], 0);
     assert_eq!(
-        lines(&f, &run.stderr),
+        problems,
         vec![
             "rules/p.yaml:6:12: script stopped: too many operations (an endless loop?) (invoice LOOP)"
         ]
     );
-    assert_eq!(numbers_on_dec_10(&f), vec!["OK"]);
 }
 
 #[test]
 fn a_script_that_recurses_too_deep_is_stopped_for_that_invoice_only() {
-    let f = with_when(
-        &[
-            inv("DEEP", "2026-12-10", "10"),
-            inv("OK", "2026-12-10", "10"),
-        ],
+    let (_f, err) = preview_with_a_failing_script(
+        "DEEP",
         "invoice.number != \"DEEP\" || depth(0) > 0",
+        "fn depth(n) { depth(n + 1) }\n",
     );
-    f.write("rules/lib.rhai", "fn depth(n) { depth(n + 1) }\n");
-    let run = run_expect(&f, &["preview", "--as-of", "2026-12-10", "--days", "1"], 0);
-    let err = lines(&f, &run.stderr);
     assert_eq!(err.len(), 1, "{err:?}");
-    assert!(
-        err[0].contains("script stopped: calls nested too deep (endless recursion?)")
-            && err[0].ends_with("(invoice DEEP)"),
-        "{err:?}"
+    assert_contains(
+        &err[0],
+        "script stopped: calls nested too deep (endless recursion?)",
     );
-    assert_eq!(numbers_on_dec_10(&f), vec!["OK"]);
+    assert_ends_with(&err[0], "(invoice DEEP)");
 }
 
 #[test]
 fn a_script_that_throws_is_reported_where_it_threw_for_that_invoice_only() {
-    let f = with_when(
-        &[
-            inv("BOOM", "2026-12-10", "10"),
-            inv("OK", "2026-12-10", "10"),
-        ],
+    let (f, problems) = preview_with_a_failing_script(
+        "BOOM",
         "known(invoice)",
-    );
-    f.write(
-        "rules/lib.rhai",
         "fn known(invoice) {\n    if invoice.number == \"BOOM\" { throw \"unknown customer\"; }\n    true\n}\n",
     );
-    let run = run_expect(&f, &["preview", "--as-of", "2026-12-10", "--days", "1"], 0);
     assert_eq!(
-        lines(&f, &run.stderr),
+        problems,
         vec!["rules/lib.rhai:2:35: Runtime error: unknown customer (in known) (invoice BOOM)"]
     );
-    assert_eq!(numbers_on_dec_10(&f), vec!["OK"]);
-    let explain = run_expect(&f, &["explain", "BOOM", "--as-of", "2026-12-10"], 0);
-    assert!(
-        explain.stdout.contains("when failed: ")
-            && explain
-                .stdout
-                .contains("lib.rhai:2:35: Runtime error: unknown customer"),
-        "{}",
-        explain.stdout
+    let explain = run_expect(&f, "explain BOOM --as-of 2026-12-10", 0);
+    assert_contains(&explain.stdout, "when failed: ");
+    assert_contains(
+        &explain.stdout,
+        "lib.rhai:2:35: Runtime error: unknown customer",
     );
 }
 
 #[test]
 fn a_failing_applies_to_gives_that_invoice_nothing_rather_than_a_lower_policy() {
-    let f = folder(&[
-        inv("BOOM", "2026-12-10", "10"),
-        inv("KEY", "2026-12-10", "10"),
-    ]);
-    f.write(
-        "rules/lib.rhai",
+    let f = two_invoices_and_lib(
+        "BOOM",
+        "KEY",
         "fn is_key(invoice) {\n    if invoice.number == \"BOOM\" { throw \"CRM unreachable\"; }\n    invoice.number == \"KEY\"\n}\n",
-    )
-    .write(
+    );
+    f.write(
         "rules/key.yaml",
         "name: key\npriority: 20\napplies_to: 'is_key(invoice)'\nstages: [{id: gentle, offset: 0, template: t}]\n",
     );
-    let run = run_expect(&f, &["preview", "--as-of", "2026-12-10", "--days", "1"], 0);
     assert_eq!(
-        lines(&f, &run.stderr),
+        stderr_lines(&f, "preview --as-of 2026-12-10 --days 1", 0),
         vec!["rules/lib.rhai:2:35: Runtime error: CRM unreachable (in is_key) (invoice BOOM)"]
     );
     // BOOM might be a key account: it must not get the standard policy's reminder.
-    let got: Vec<String> = preview_json(&f, &["--as-of", "2026-12-10", "--days", "1"])
-        .iter()
-        .map(|r| format!("{} {}", str_of(r, "invoice"), str_of(r, "policy")))
-        .collect();
-    assert_eq!(got, vec!["KEY key"]);
-    let explain = run_expect(&f, &["explain", "BOOM", "--as-of", "2026-12-10"], 0);
-    assert!(
-        explain.stdout.contains(
-            "An applies_to failed, so no policy can be chosen: this invoice gets no reminder until it is fixed."
-        ),
-        "{}",
-        explain.stdout
+    assert_eq!(
+        preview_fields(&f, "--as-of 2026-12-10 --days 1", "invoice policy"),
+        vec!["KEY key"]
+    );
+    let explain = run_expect(&f, "explain BOOM --as-of 2026-12-10", 0);
+    assert_contains(
+        &explain.stdout,
+        "An applies_to failed, so no policy can be chosen: this invoice gets no reminder until it is fixed.",
     );
 }
 
 #[test]
 fn a_template_helper_that_fails_marks_that_reminder_only() {
-    let f = folder(&[
-        inv("BOOM", "2026-12-10", "10"),
-        inv("OK", "2026-12-10", "10"),
-    ]);
-    f.write(
-        "rules/lib.rhai",
+    let f = two_invoices_and_lib(
+        "BOOM",
+        "OK",
         "fn label(invoice) {\n    if invoice.number == \"BOOM\" { throw \"no label\"; }\n    \"L-\" + invoice.number\n}\n",
-    )
-    .write("templates/t.fr.hbs", &template("{{label invoice}}", "."));
-    let run = run_expect(
-        &f,
-        &[
-            "preview",
-            "--as-of",
-            "2026-12-10",
-            "--days",
-            "1",
-            "--format",
-            "json",
-        ],
-        0,
     );
+    f.write("templates/t.fr.hbs", &template("{{label invoice}}", "."));
+    let run = run_expect(&f, "preview --as-of 2026-12-10 --days 1 --format json", 0);
     let reminders = run.json();
     assert_eq!(reminders[0]["invoice"], "BOOM");
     assert!(
@@ -222,21 +201,16 @@ fn a_template_helper_that_fails_marks_that_reminder_only() {
     );
     assert_eq!(reminders[1]["subject"], "L-OK");
     assert!(reminders[1].get("error").is_none());
-    assert!(
-        run.stderr.contains("warning: 2026-12-10 BOOM on_due: "),
-        "{}",
-        run.stderr
-    );
+    assert_contains(&run.stderr, "warning: 2026-12-10 BOOM on_due: ");
 }
 
 #[test]
 fn scripts_cannot_use_eval() {
     let f = with_when(&[inv("F1", "2026-12-10", "10")], "eval(\"true\")");
-    let check = run_expect(&f, &["check"], 1);
-    let out = lines(&f, &check.stdout);
-    assert!(
-        out[0].starts_with("rules/p.yaml:6:12: in expression \"eval(\\\"true\\\")\""),
-        "{out:?}"
+    let out = check_problems(&f);
+    assert_starts_with(
+        &out[0],
+        "rules/p.yaml:6:12: in expression \"eval(\\\"true\\\")\"",
     );
 }
 
@@ -253,7 +227,7 @@ fn customers() -> Vec<crate::Inv> {
             .settled("2026-10-30"),
         inv("O1", "2026-11-15", "100.50").customer("C1", "Acme"),
         inv("O2", "2026-12-20", "200")
-            .paid("50.25")
+            .with("amount_paid", "50.25")
             .customer("C1", "Acme"),
         inv("O3", "2026-11-15", "300").customer("C2", "Beta"),
     ]
@@ -268,20 +242,9 @@ fn customer_aggregates_are_usable_in_applies_to_and_when() {
          applies_to: 'customer.open_count == 2 && customer.total_due == 250.25 && customer.late_paid_ratio == 0.5 && customer.avg_days_late == 10'\n\
          stages: [{id: watch_early, offset: -30, template: t, when: 'customer.overdue_count >= 1'}]\n",
     );
-    let got: Vec<String> = preview_json(&f, &["--as-of", "2026-12-01", "--days", "1"])
-        .iter()
-        .map(|r| {
-            format!(
-                "{} {} {}",
-                str_of(r, "invoice"),
-                str_of(r, "policy"),
-                str_of(r, "stage")
-            )
-        })
-        .collect();
     // As of 1 December O1 is overdue: the watch policy holds for both of C1's open invoices.
     assert_eq!(
-        got,
+        preview_fields(&f, "--as-of 2026-12-01 --days 1", "invoice policy stage"),
         vec![
             "O1 watch watch_early",
             "O2 watch watch_early",
@@ -300,18 +263,7 @@ fn customer_aggregates_are_shown_to_templates() {
             "{{customer.open_count}} {{customer.total_due}} {{customer.overdue_count}} {{customer.late_paid_ratio}} {{customer.avg_days_late}}",
         ),
     );
-    let reminders = preview_json(
-        &f,
-        &[
-            "--as-of",
-            "2026-12-20",
-            "--days",
-            "1",
-            "--render",
-            "--invoice",
-            "O2",
-        ],
-    );
+    let reminders = preview_json(&f, "--as-of 2026-12-20 --days 1 --render --invoice O2");
     // As of 20 December only O1 is overdue (O2 is due that day).
     assert_eq!(str_of(&reminders[0], "body"), "2 250.25 1 0.5 10\n");
 }

@@ -1,13 +1,15 @@
 //! SPEC §5: front matter, HTML versions, partials, languages, strict mode,
 //! the money and date helpers, escaping.
 
-use crate::common::{Folder, template};
-use crate::{folder, inv, lines, preview_json, run_expect, str_of};
+use crate::common::{Folder, assert_contains, assert_ends_with, template};
+use crate::{
+    check_problems, folder, inv, preview_fields, preview_json, run_expect, str_of, with_stages,
+};
 use serde_json::Value;
 
 /// The reminders of 2026-12-10 rendered in full (`--render`).
 fn rendered(f: &Folder) -> Vec<Value> {
-    preview_json(f, &["--as-of", "2026-12-10", "--days", "1", "--render"])
+    preview_json(f, "--as-of 2026-12-10 --days 1 --render")
 }
 
 /// A folder with one invoice and the French template `t` given as (subject, body).
@@ -15,6 +17,12 @@ fn one_invoice_with(row: crate::Inv, subject: &str, body: &str) -> Folder {
     let f = folder(&[row]);
     f.write("templates/t.fr.hbs", &template(subject, body));
     f
+}
+
+/// One invoice, F1, and the French template `t` whose subject is the invoice
+/// number and whose body is `body`.
+fn with_body(body: &str) -> Folder {
+    one_invoice_with(inv("F1", "2026-12-10", "10"), "{{invoice.number}}", body)
 }
 
 #[test]
@@ -45,7 +53,7 @@ fn an_html_template_beside_the_text_one_gives_an_html_body() {
     assert_eq!(str_of(r, "html"), "<p>Facture <b>F1</b></p>\n");
     assert_eq!(str_of(r, "body"), "Body of F1\n");
     // Without --render, neither body is printed.
-    let plain = &preview_json(&f, &["--as-of", "2026-12-10", "--days", "1"])[0];
+    let plain = &preview_json(&f, "--as-of 2026-12-10 --days 1")[0];
     assert!(
         plain.get("body").is_none() && plain.get("html").is_none(),
         "{plain}"
@@ -54,11 +62,7 @@ fn an_html_template_beside_the_text_one_gives_an_html_body() {
 
 #[test]
 fn partials_are_included_in_the_message_language() {
-    let f = one_invoice_with(
-        inv("F1", "2026-12-10", "10"),
-        "{{invoice.number}}",
-        "Bonjour.\n{{> payment}}",
-    );
+    let f = with_body("Bonjour.\n{{> payment}}");
     f.write("relance.yaml", "company: {iban: FR76 1234}\n")
         .write(
             "templates/partials/payment.fr.hbs",
@@ -83,11 +87,7 @@ fn partials_are_included_in_the_message_language() {
 
 #[test]
 fn a_partial_named_like_a_template_is_still_the_partial() {
-    let f = one_invoice_with(
-        inv("F1", "2026-12-10", "10"),
-        "{{invoice.number}}",
-        "Message, then: {{> t}}",
-    );
+    let f = with_body("Message, then: {{> t}}");
     f.write("templates/partials/t.fr.hbs", "the partial t\n");
     assert_eq!(
         str_of(&rendered(&f)[0], "body"),
@@ -103,7 +103,11 @@ fn multilingual(config_language: &str, languages: &[&str]) -> Folder {
         .enumerate()
         .map(|(i, l)| {
             let row = inv(&format!("F{i}"), "2026-12-10", "10");
-            if *l == "-" { row } else { row.language(l) }
+            if *l == "-" {
+                row
+            } else {
+                row.with("language", l)
+            }
         })
         .collect();
     let f = folder(&rows);
@@ -121,10 +125,7 @@ fn multilingual(config_language: &str, languages: &[&str]) -> Folder {
 
 /// "LANGUAGE SUBJECT" of each reminder of 2026-12-10.
 fn languages_and_subjects(f: &Folder) -> Vec<String> {
-    preview_json(f, &["--as-of", "2026-12-10", "--days", "1"])
-        .iter()
-        .map(|r| format!("{} {}", str_of(r, "language"), str_of(r, "subject")))
-        .collect()
+    preview_fields(f, "--as-of 2026-12-10 --days 1", "language subject")
 }
 
 #[test]
@@ -152,17 +153,14 @@ fn money_and_dates_are_written_the_french_and_english_way() {
     let body = "{{money invoice.amount_due}} | {{money invoice.amount_due \"USD\"}} | {{date invoice.issue_date}} | {{date invoice.due_date}}";
     f.write("templates/t.fr.hbs", &template("FR", body))
         .write("templates/t.en.hbs", &template("EN", body))
-        .write(
-            "data/invoices.csv",
-            &crate::csv(&[
-                inv("F0", "2026-12-10", "1234.56")
-                    .issued("2026-11-01")
-                    .language("fr"),
-                inv("F1", "2026-12-10", "1234.56")
-                    .issued("2026-11-01")
-                    .language("en"),
-            ]),
-        );
+        .write_invoices(&[
+            inv("F0", "2026-12-10", "1234.56")
+                .with("issue_date", "2026-11-01")
+                .with("language", "fr"),
+            inv("F1", "2026-12-10", "1234.56")
+                .with("issue_date", "2026-11-01")
+                .with("language", "en"),
+        ]);
     let bodies: Vec<String> = rendered(&f)
         .iter()
         .map(|r| str_of(r, "body").to_string())
@@ -202,14 +200,9 @@ fn the_text_body_is_never_escaped_and_the_html_body_always_is() {
 
 #[test]
 fn check_finds_a_missing_variable_in_a_body_with_its_line() {
-    let f = one_invoice_with(
-        inv("F1", "2026-12-10", "10"),
-        "{{invoice.number}}",
-        "Bonjour,\n\nvotre solde : {{invoice.balance}}",
-    );
-    let check = run_expect(&f, &["check"], 1);
+    let f = with_body("Bonjour,\n\nvotre solde : {{invoice.balance}}");
     assert_eq!(
-        lines(&f, &check.stdout),
+        check_problems(&f),
         vec![
             "templates/t.fr.hbs:6:15: missing variable invoice.balance (templates render in strict mode)"
         ]
@@ -226,9 +219,8 @@ fn check_finds_a_missing_variable_in_a_subject_an_html_body_and_a_partial() {
         )
         .write("templates/v.fr.hbs", &template("V", "."))
         .write("templates/v.fr.html.hbs", "<p>{{customer.nom}}</p>");
-    let check = run_expect(&f, &["check"], 1);
     assert_eq!(
-        lines(&f, &check.stdout),
+        check_problems(&f),
         vec![
             "templates/t.fr.hbs:2:1: subject: missing variable invoice.numero (templates render in strict mode)",
             "templates/partials/sig.fr.hbs:2:1: missing variable company.signature (templates render in strict mode)",
@@ -240,43 +232,20 @@ fn check_finds_a_missing_variable_in_a_subject_an_html_body_and_a_partial() {
 #[test]
 fn a_message_with_a_missing_variable_is_never_sent_blank() {
     let f = one_invoice_with(inv("F1", "2026-12-10", "10"), "{{invoice.numero}}", ".");
-    let run = run_expect(
-        &f,
-        &[
-            "preview",
-            "--as-of",
-            "2026-12-10",
-            "--days",
-            "1",
-            "--format",
-            "json",
-        ],
-        0,
-    );
+    let run = run_expect(&f, "preview --as-of 2026-12-10 --days 1 --format json", 0);
     let r = &run.json()[0];
     assert_eq!(r["subject"], "");
-    assert!(
-        str_of(r, "error").ends_with(
-            "templates/t.fr.hbs:2:1: subject: missing variable invoice.numero (templates render in strict mode)"
-        ),
-        "{r}"
+    assert_ends_with(
+        str_of(r, "error"),
+        "templates/t.fr.hbs:2:1: subject: missing variable invoice.numero (templates render in strict mode)",
     );
-    assert!(
-        run.stderr.contains("warning: 2026-12-10 F1 on_due: "),
-        "{}",
-        run.stderr
-    );
+    assert_contains(&run.stderr, "warning: 2026-12-10 F1 on_due: ");
 }
 
 #[test]
 fn a_template_syntax_error_is_located() {
-    let f = one_invoice_with(
-        inv("F1", "2026-12-10", "10"),
-        "{{invoice.number}}",
-        "Line one\n{{#if invoice.tags}}unclosed",
-    );
-    let check = run_expect(&f, &["check"], 1);
-    let out = lines(&f, &check.stdout);
+    let f = with_body("Line one\n{{#if invoice.tags}}unclosed");
+    let out = check_problems(&f);
     assert_eq!(out.len(), 1, "{out:?}");
     assert!(out[0].starts_with("templates/t.fr.hbs:"), "{out:?}");
     assert!(out[0].contains("template syntax:"), "{out:?}");
@@ -293,13 +262,10 @@ fn a_language_tag_is_matched_whatever_its_case() {
         "templates/t.fr-CA.hbs",
         &template("QC {{invoice.number}}", "."),
     )
-    .write(
-        "data/invoices.csv",
-        &crate::csv(&[
-            inv("F0", "2026-12-10", "1234.5").language("FR"),
-            inv("F1", "2026-12-10", "10").language("fr-ca"),
-        ]),
-    );
+    .write_invoices(&[
+        inv("F0", "2026-12-10", "1234.5").with("language", "FR"),
+        inv("F1", "2026-12-10", "10").with("language", "fr-ca"),
+    ]);
     assert_eq!(
         languages_and_subjects(&f),
         vec!["fr FR F0 1 234,50 €", "fr-CA QC F1"]
@@ -308,36 +274,20 @@ fn a_language_tag_is_matched_whatever_its_case() {
 
 #[test]
 fn a_stage_whose_template_is_missing_is_reported_and_never_sent() {
-    let f = folder(&[inv("F1", "2026-12-10", "10")]);
-    f.write(
-        "rules/p.yaml",
-        &crate::common::policy("p", &["{id: on_due, offset: 0, template: nowhere}"]),
+    let f = with_stages(
+        &[inv("F1", "2026-12-10", "10")],
+        &["{id: on_due, offset: 0, template: nowhere}"],
     );
-    let run = run_expect(
-        &f,
-        &[
-            "preview",
-            "--as-of",
-            "2026-12-10",
-            "--days",
-            "1",
-            "--format",
-            "json",
-        ],
-        0,
-    );
+    let run = run_expect(&f, "preview --as-of 2026-12-10 --days 1 --format json", 0);
     let r = &run.json()[0];
     assert_eq!(r["subject"], "");
     assert_eq!(
         crate::local(&f, str_of(r, "error")),
         "templates/nowhere.fr.hbs: template \"nowhere\" not found"
     );
-    let explain = run_expect(&f, &["explain", "F1", "--as-of", "2026-12-10"], 0);
-    assert!(
-        crate::local(&f, &explain.stdout).ends_with(
-            "On 2026-12-10: on_due (email) fires but cannot be sent: templates/nowhere.fr.hbs: template \"nowhere\" not found\n"
-        ),
-        "{}",
-        explain.stdout
+    let explain = run_expect(&f, "explain F1 --as-of 2026-12-10", 0);
+    assert_ends_with(
+        &crate::local(&f, &explain.stdout),
+        "On 2026-12-10: on_due (email) fires but cannot be sent: templates/nowhere.fr.hbs: template \"nowhere\" not found\n",
     );
 }

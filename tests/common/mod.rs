@@ -30,6 +30,17 @@ impl From<Output> for Run {
 }
 
 impl Run {
+    /// Checks the exit code (failing the test with the output when it is
+    /// another) and gives the run back.
+    pub fn expect_code(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
     /// The stdout parsed as JSON (panics with the output when it is not).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
@@ -161,6 +172,27 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     }
 }
 
+/// Asserts that `text` contains `part`, showing `text` when it does not.
+#[track_caller]
+pub fn assert_contains(text: &str, part: &str) {
+    assert!(text.contains(part), "{part:?} is not in:\n{text}");
+}
+
+/// Asserts that `text` starts with `prefix`, showing `text` when it does not.
+#[track_caller]
+pub fn assert_starts_with(text: &str, prefix: &str) {
+    assert!(
+        text.starts_with(prefix),
+        "{prefix:?} does not start:\n{text}"
+    );
+}
+
+/// Asserts that `text` ends with `suffix`, showing `text` when it does not.
+#[track_caller]
+pub fn assert_ends_with(text: &str, suffix: &str) {
+    assert!(text.ends_with(suffix), "{suffix:?} does not end:\n{text}");
+}
+
 /// A minimal valid policy file with the given stages (YAML flow mappings).
 pub fn policy(name: &str, stages: &[&str]) -> String {
     let mut s = format!("name: {name}\nstages:\n");
@@ -178,19 +210,85 @@ pub fn template(subject: &str, body: &str) -> String {
 /// The header of a canonical CSV feed.
 pub const CSV_HEADER: &str = "number,customer_id,customer_name,email,issue_date,due_date,amount,amount_paid,currency,status,paid_date,language,tags,promise_date";
 
+/// One row of a canonical CSV feed: a value for each column of [`CSV_HEADER`].
+#[derive(Clone)]
+pub struct Inv(Vec<String>);
+
+/// An open invoice of `amount` issued on its due date `due`, with its own
+/// customer (`C-NUMBER`, `Customer NUMBER`) and address; every other column empty.
+pub fn inv(number: &str, due: &str, amount: &str) -> Inv {
+    Inv(vec![String::new(); CSV_HEADER.split(',').count()])
+        .with("number", number)
+        .customer(&format!("C-{number}"), &format!("Customer {number}"))
+        .with("email", &format!("{}@example.com", number.to_lowercase()))
+        .with("issue_date", due)
+        .with("due_date", due)
+        .with("amount", amount)
+}
+
+impl Inv {
+    /// The row with `value` in `column` (a column of [`CSV_HEADER`]).
+    pub fn with(mut self, column: &str, value: &str) -> Inv {
+        let index = CSV_HEADER
+            .split(',')
+            .position(|c| c == column)
+            .unwrap_or_else(|| panic!("{column} is not a column of the canonical feed"));
+        self.0[index] = value.to_string();
+        self
+    }
+
+    /// Billed to customer `id` named `name`.
+    pub fn customer(self, id: &str, name: &str) -> Inv {
+        self.with("customer_id", id).with("customer_name", name)
+    }
+
+    /// Settled on `date` (status paid).
+    pub fn settled(self, date: &str) -> Inv {
+        self.with("status", "paid").with("paid_date", date)
+    }
+}
+
+/// A canonical CSV feed of these rows, written by the `csv` crate.
+pub fn csv(rows: &[Inv]) -> String {
+    csv_delimited(rows, b',')
+}
+
+/// Like [`csv`], with another field delimiter (e.g. `b';'`, as spreadsheets export).
+pub fn csv_delimited(rows: &[Inv], delimiter: u8) -> String {
+    let mut writer = ::csv::WriterBuilder::new()
+        .delimiter(delimiter)
+        .from_writer(Vec::new());
+    writer
+        .write_record(CSV_HEADER.split(','))
+        .expect("write the header");
+    for row in rows {
+        writer.write_record(&row.0).expect("write a row");
+    }
+    String::from_utf8(writer.into_inner().expect("flush the feed")).expect("UTF-8")
+}
+
 // ---------------------------------------------------------------------------
 // Helpers for the daemon and delivery tests (tests/daemon.rs, tests/delivery.rs).
 // ---------------------------------------------------------------------------
+
+/// Long enough for anything that has no deadline of its own on a busy machine.
+pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// The evaluation date of the small folders below: the day after their
 /// invoices' due date, when the `overdue` stage fires.
 pub const AS_OF: &str = "2026-12-01";
 
+/// `relance run --once --as-of AS_OF`: one evaluation, then exit.
+pub const RUN_ONCE: [&str; 4] = ["run", "--once", "--as-of", AS_OF];
+
+/// `relance run --as-of AS_OF`: the daemon.
+pub const DAEMON: [&str; 3] = ["run", "--as-of", AS_OF];
+
 /// A small folder for daemon tests: `config` (YAML lines, e.g. a `delivery:`)
 /// after a sender identity, one policy `dunning` whose single stage `overdue`
 /// (email, template `overdue`) fires the day after the due date, an English
-/// template, and the given invoices (CSV rows, see [`invoice_row`]).
-pub fn dunning_folder(config: &str, invoices: &[String]) -> Folder {
+/// template, and the given invoices (see [`invoice_row`]).
+pub fn dunning_folder(config: &str, invoices: &[Inv]) -> Folder {
     let folder = Folder::empty();
     folder
         .write(
@@ -214,16 +312,21 @@ pub fn dunning_folder(config: &str, invoices: &[String]) -> Folder {
     folder
 }
 
-/// A canonical CSV row: an open invoice of 100.00 EUR in English, due on
+/// An open invoice of 100.00 EUR in English, issued on 2026-11-01 and due on
 /// 2026-11-30 (so overdue on [`AS_OF`]).
-pub fn invoice_row(number: &str, customer_name: &str, email: &str) -> String {
-    format!(
-        "{number},C-{number},{customer_name},{email},2026-11-01,2026-11-30,100.00,0,EUR,open,,en,,"
-    )
+pub fn invoice_row(number: &str, customer_name: &str, email: &str) -> Inv {
+    inv(number, "2026-11-30", "100.00")
+        .with("customer_name", customer_name)
+        .with("email", email)
+        .with("issue_date", "2026-11-01")
+        .with("amount_paid", "0")
+        .with("currency", "EUR")
+        .with("status", "open")
+        .with("language", "en")
 }
 
 /// `n` invoices F001…, each with its own customer and address.
-pub fn invoices(n: usize) -> Vec<String> {
+pub fn invoices(n: usize) -> Vec<Inv> {
     (1..=n)
         .map(|i| {
             invoice_row(
@@ -237,13 +340,8 @@ pub fn invoices(n: usize) -> Vec<String> {
 
 impl Folder {
     /// Replaces `data/invoices.csv` (the default feed) with these rows.
-    pub fn write_invoices(&self, rows: &[String]) -> &Folder {
-        let mut csv = format!("{CSV_HEADER}\n");
-        for row in rows {
-            csv.push_str(row);
-            csv.push('\n');
-        }
-        self.write("data/invoices.csv", &csv)
+    pub fn write_invoices(&self, rows: &[Inv]) -> &Folder {
+        self.write("data/invoices.csv", &csv(rows))
     }
 
     /// Every row of the journal (`state/relance.db`), in insertion order.
@@ -421,6 +519,14 @@ impl Spawned {
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Waits (at most [`DEADLINE`]) for the log line of a finished evaluation,
+    /// the first one when the daemon has just started, and returns it.
+    pub fn expect_evaluation(&mut self) -> String {
+        self.expect_line(DEADLINE, "for the evaluation", |l| {
+            l.contains("evaluation done")
+        })
     }
 }
 
