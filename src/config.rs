@@ -343,6 +343,9 @@ impl Config {
             serde_yaml::from_str(&source).map_err(|e| yaml_problem(&path, &e, 0))?
         };
         config.company = config.company.with_standard_keys();
+        // Currency codes are upper-case, but `usd` is as clear here as in a feed
+        // (which upper-cases it too); `validate` then checks the code.
+        config.currency.make_ascii_uppercase();
         config.base = path
             .parent()
             .map(Path::to_path_buf)
@@ -443,6 +446,20 @@ impl Config {
                 _ => {}
             }
         }
+        // The sender of every email: `relance run` refuses to start without a
+        // usable one, so `check` says so first.
+        let sender = self.company.get("email");
+        if !sender.is_empty() && sender.parse::<lettre::Address>().is_err() {
+            problems.error(
+                at("email"),
+                format!("company.email {sender:?} is not an email address"),
+            );
+        } else if sender.is_empty() && matches!(self.delivery, Delivery::Smtp { .. }) {
+            problems.error(
+                at("company"),
+                "company.email is empty: SMTP delivery needs the sender address",
+            );
+        }
         problems
     }
 
@@ -514,6 +531,18 @@ mod tests {
         assert_eq!(c.limits.max_per_run, 200);
         assert_eq!(c.feeds[0].path, PathBuf::from("data/invoices.csv"));
         assert_eq!(c.company.get("iban"), "");
+    }
+
+    #[test]
+    fn a_lower_case_currency_is_upper_cased() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("relance.yaml"), "currency: usd\n").unwrap();
+        let c = Config::load(dir.path(), None).unwrap();
+        assert_eq!(c.currency, "USD");
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+        std::fs::write(dir.path().join("relance.yaml"), "currency: dollars\n").unwrap();
+        let c = Config::load(dir.path(), None).unwrap();
+        assert!(c.validate().has_errors());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 
-use crate::deliver::{Deliverer, Identity};
+use crate::deliver::{Deliverer, Identity, PLACEHOLDER_SENDER};
 use crate::engine::Planned;
 use crate::journal::{Journal, JournalView, NewRow, Pending, State};
 use crate::policy::Channel;
@@ -53,6 +53,22 @@ pub struct Report {
     pub held: bool,
     /// Stopped by a signal before the batch was done (the rest stays planned).
     pub interrupted: bool,
+}
+
+impl Report {
+    /// The one-line summary of an evaluation. The date is logged as a date
+    /// (`date=2026-12-01`), not as the `Option` it is held in.
+    pub fn log(&self) {
+        tracing::info!(
+            date = self.date.map(tracing::field::display),
+            due = self.due,
+            sent = self.sent,
+            failed = self.failed,
+            recovered = self.recovered,
+            held = self.held,
+            "evaluation done"
+        );
+    }
 }
 
 enum Event {
@@ -133,6 +149,7 @@ impl Daemon {
             );
         }
         let deliverer = Deliverer::new(&project.config).context("delivery")?;
+        warn_if_placeholder_sender(&deliverer, None);
         let path = project.config.path(&project.config.journal);
         // A dry run reads the journal if there is one, and never creates it.
         let journal = if run.dry_run {
@@ -196,6 +213,15 @@ impl Daemon {
             );
         }
         report.due = plan.reminders.len();
+        // A dry run shows every reminder, held or not: over the limit is
+        // exactly when the operator needs to see what would go out.
+        if self.run.dry_run {
+            for p in &plan.reminders {
+                let r = self.project.reminder(p, true);
+                tracing::info!(invoice = %r.invoice, policy = %r.policy, stage = %r.stage, occurrence = r.occurrence,
+                    channel = r.channel.as_str(), to = %r.to, subject = %r.subject, "would send (dry run)");
+            }
+        }
         let limit = self.project.config.limits.max_per_run;
         if report.due > limit && !self.run.confirm {
             report.held = true;
@@ -223,24 +249,24 @@ impl Daemon {
             );
             return Ok(report);
         }
+        if self.run.dry_run {
+            return Ok(report);
+        }
         let reminders: Vec<(Planned, Reminder)> = plan
             .reminders
             .iter()
             .map(|p| (*p, self.project.reminder(p, true)))
             .collect();
-        if self.run.dry_run {
-            for (_, r) in &reminders {
-                tracing::info!(invoice = %r.invoice, policy = %r.policy, stage = %r.stage, occurrence = r.occurrence,
-                    channel = r.channel.as_str(), to = %r.to, subject = %r.subject, "would send (dry run)");
-            }
-            return Ok(report);
-        }
         let journal = self.journal.as_ref().expect("a journal outside dry runs");
         let now_s = rfc3339(now);
         let date_s = date.to_string();
         // Plan the whole batch in one transaction: skipped occurrences and
         // every reminder, each `planned` before anything is delivered.
         journal.begin()?;
+        // Which stage overtook each skipped one (one reminder per invoice and
+        // date): `history` shows it as the reason of the skip.
+        let fired: BTreeMap<usize, &Reminder> =
+            reminders.iter().map(|(p, r)| (p.invoice, r)).collect();
         for s in &plan.skipped {
             let policy = &self.project.rulebook.policies[s.policy];
             let identity = Identity {
@@ -249,6 +275,12 @@ impl Daemon {
                 stage: policy.stages[s.stage].id.clone(),
                 occurrence: s.occurrence,
             };
+            let reason = fired.get(&s.invoice).map(|r| {
+                format!(
+                    "overtaken by {}",
+                    crate::report::stage_label(r.stage, r.occurrence)
+                )
+            });
             let row = NewRow {
                 identity: &identity,
                 state: State::Skipped,
@@ -257,7 +289,7 @@ impl Daemon {
                 recipient: "",
                 subject: "",
                 message_id: "",
-                last_error: None,
+                last_error: reason.as_deref(),
             };
             journal.insert(&row, &now_s)?;
         }
@@ -296,7 +328,7 @@ impl Daemon {
         let journal = self.journal.as_ref().expect("a journal outside dry runs");
         let batched = !self.deliverer.is_smtp();
         let mut open = false;
-        for (i, (_, r)) in batch.iter().enumerate() {
+        for (i, (planned, r)) in batch.iter().enumerate() {
             if self.stop.load(Ordering::SeqCst) {
                 report.interrupted = true;
                 tracing::info!(
@@ -309,7 +341,7 @@ impl Daemon {
                 journal.begin()?;
                 open = true;
             }
-            self.deliver_one(r, now, report)?;
+            self.deliver_one(planned, r, now, report)?;
             if open && (i + 1) % 256 == 0 {
                 journal.commit()?;
                 open = false;
@@ -321,13 +353,23 @@ impl Daemon {
         Ok(())
     }
 
-    fn deliver_one(&self, r: &Reminder, now: DateTime<Utc>, report: &mut Report) -> Result<()> {
+    fn deliver_one(
+        &self,
+        planned: &Planned,
+        r: &Reminder,
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) -> Result<()> {
         let journal = self.journal.as_ref().expect("a journal outside dry runs");
         let identity = Identity::of(r);
         let now_s = rfc3339(now);
+        let invoice = &self.project.ledger.invoices[planned.invoice];
         let result = match &r.error {
             Some(e) => Err(e.clone()),
-            None => self.deliverer.deliver(r).map_err(|e| e.to_string()),
+            None => self
+                .deliverer
+                .deliver(r, invoice)
+                .map_err(|e| e.to_string()),
         };
         match result {
             Ok(id) => {
@@ -453,7 +495,7 @@ impl Daemon {
                 }
             };
             let r = self.project.reminder(&planned, true);
-            self.deliver_one(&r, now, report)?;
+            self.deliver_one(&planned, &r, now, report)?;
         }
         Ok(())
     }
@@ -493,6 +535,7 @@ impl Daemon {
                 }
                 Ok(project) => match Deliverer::new(&project.config) {
                     Ok(deliverer) => {
+                        warn_if_placeholder_sender(&deliverer, Some(&self.deliverer));
                         log_feed_problems(&project);
                         self.project = project;
                         self.deliverer = deliverer;
@@ -522,7 +565,7 @@ impl Daemon {
                         tracing::warn!("{p}");
                     }
                     self.project.ledger =
-                        Arc::new(crate::model::Ledger::with_index(load.invoices, load.index));
+                        Project::ledger(&self.project.config, load.invoices, load.index);
                     self.project.bad_rows = load.bad_rows;
                 } else {
                     log_problems(&load.problems);
@@ -595,9 +638,7 @@ impl Daemon {
             }
             let now = Utc::now();
             if now >= next_eval {
-                let report = self.evaluate(now)?;
-                tracing::info!(date = ?report.date, due = report.due, sent = report.sent, failed = report.failed,
-                    recovered = report.recovered, held = report.held, "evaluation done");
+                self.evaluate(now)?.log();
                 next_eval = self.next_evaluation(Utc::now());
             } else if let Some(journal) = &self.journal
                 && journal.next_retry()?.is_some_and(|at| at <= rfc3339(now))
@@ -755,6 +796,19 @@ fn log_problems(problems: &crate::diagnostics::Problems) {
         } else {
             tracing::warn!("{p}");
         }
+    }
+}
+
+/// Warns that emails go out from the placeholder sender: at start, and on a
+/// reload that empties `company.email` (not on every reload: once is enough).
+fn warn_if_placeholder_sender(deliverer: &Deliverer, before: Option<&Deliverer>) {
+    if deliverer.uses_placeholder_sender()
+        && !before.is_some_and(Deliverer::uses_placeholder_sender)
+    {
+        tracing::warn!(
+            "company.email is empty in the config: emails are sent from {PLACEHOLDER_SENDER}; \
+             set company.email to the address customers should reply to"
+        );
     }
 }
 

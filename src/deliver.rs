@@ -12,8 +12,14 @@ use lettre::transport::smtp::client::{Tls as SmtpTls, TlsParameters};
 use lettre::{SmtpTransport, Transport};
 
 use crate::config::{Config, Delivery, Tls};
+use crate::model::Invoice;
 use crate::policy::Channel;
 use crate::project::Reminder;
+
+/// The sender of emails when `company.email` is empty (the default): outbox
+/// and log deliveries still produce complete messages, for a person to read
+/// or a later job to send, instead of failing every one of them.
+pub const PLACEHOLDER_SENDER: &str = "relance@localhost";
 
 /// The journal's identity of a reminder.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -75,6 +81,8 @@ pub enum DeliveryError {
     },
     #[error("SMTP password: environment variable {0} is not set")]
     MissingPassword(String),
+    #[error("{0}")]
+    Sender(String),
 }
 
 enum Route {
@@ -95,8 +103,11 @@ impl Deliverer {
 pub struct Deliverer {
     route: Route,
     tasks: PathBuf,
-    from: Option<Mailbox>,
+    from: Mailbox,
+    /// The Message-IDs' domain: the sender's.
     domain: String,
+    /// `company.email` is empty: emails come from [`PLACEHOLDER_SENDER`].
+    placeholder_sender: bool,
 }
 
 impl Deliverer {
@@ -133,25 +144,20 @@ impl Deliverer {
                 Route::Smtp(Box::new(builder.build()))
             }
         };
-        let email = config.company.get("email");
-        let from = (!email.is_empty())
-            .then(|| {
-                email
-                    .parse()
-                    .ok()
-                    .map(|addr| Mailbox::new(clean_name(config.company.get("name")), addr))
-            })
-            .flatten();
-        let domain = email
-            .rsplit_once('@')
-            .map_or("relance.invalid", |(_, d)| d)
-            .to_string();
+        let (from, placeholder_sender) = sender(config)?;
         Ok(Deliverer {
             route,
             tasks: config.path(&config.tasks),
+            domain: from.email.domain().to_string(),
             from,
-            domain,
+            placeholder_sender,
         })
+    }
+
+    /// Whether emails come from [`PLACEHOLDER_SENDER`] because `company.email`
+    /// is empty (the daemon warns about it when it starts).
+    pub fn uses_placeholder_sender(&self) -> bool {
+        self.placeholder_sender
     }
 
     pub fn message_id(&self, identity: &Identity) -> String {
@@ -174,13 +180,22 @@ impl Deliverer {
         }
     }
 
-    /// Delivers a rendered reminder; returns its Message-ID (emails) or file.
-    pub fn deliver(&self, r: &Reminder) -> Result<String, DeliveryError> {
+    /// Delivers a rendered reminder of `invoice`; returns its Message-ID
+    /// (emails) or file (the other channels, whose files carry the invoice's facts).
+    pub fn deliver(&self, r: &Reminder, invoice: &Invoice) -> Result<String, DeliveryError> {
         if r.channel != Channel::Email {
             let path = self
                 .file_for(r.date, &Identity::of(r), r.channel)
                 .expect("task channels write files");
-            write_atomically(&path, task_text(r).as_bytes())?;
+            let phone = phone_of(invoice);
+            // The file is still written: the person who makes the call can
+            // look the number up, and a missing number must not hold the task.
+            if matches!(r.channel, Channel::Sms | Channel::Call) && phone.is_none() {
+                tracing::warn!(invoice = %r.invoice, policy = %r.policy, stage = %r.stage, channel = r.channel.as_str(),
+                    "no phone number for this {} (the feed's `phone` column is empty): {} written without one",
+                    r.channel.as_str(), path.display());
+            }
+            write_atomically(&path, task_text(r, invoice, phone).as_bytes())?;
             return Ok(path.display().to_string());
         }
         let id = self.message_id(&Identity::of(r));
@@ -208,11 +223,7 @@ impl Deliverer {
     /// Builds the MIME message. Names and subjects are encoded by lettre;
     /// control characters are removed first, so feed data cannot add headers.
     pub fn email(&self, r: &Reminder, message_id: &str) -> Result<lettre::Message, DeliveryError> {
-        let from = self.from.clone().ok_or_else(|| {
-            DeliveryError::Address(
-                "company.email in relance.yaml is not a valid sender address".into(),
-            )
-        })?;
+        let from = self.from.clone();
         let mut builder = lettre::Message::builder()
             .from(from.clone())
             .reply_to(from)
@@ -267,23 +278,90 @@ fn clean_name(s: &str) -> Option<String> {
     (!name.is_empty()).then_some(name)
 }
 
-/// The file a person acts on for a letter, a call, an SMS or a task.
-fn task_text(r: &Reminder) -> String {
-    format!(
-        "Channel:  {}\nInvoice:  {}\nCustomer: {} ({})\nTo:       {}\nDue:      {} {}\nPolicy:   {} / {}\nDate:     {}\nSubject:  {}\n\n{}\n",
-        r.channel.as_str(),
-        r.invoice,
-        r.customer_name,
-        r.customer_id,
-        r.to,
-        r.amount_due,
-        r.currency,
-        r.policy,
-        crate::report::stage_label(r.stage, r.occurrence),
-        r.date,
-        r.subject,
-        r.body.as_deref().unwrap_or("").trim_end()
-    )
+/// The sender identity from `company`. An empty `company.email` is the
+/// default: outbox and log deliveries fall back to [`PLACEHOLDER_SENDER`],
+/// while SMTP needs a real sender (a server would refuse the placeholder, and
+/// customers could not reply to it). An address that does not parse is
+/// refused for every delivery: someone chose a sender, and replacing it
+/// behind their back would send mail in nobody's name.
+fn sender(config: &Config) -> Result<(Mailbox, bool), DeliveryError> {
+    let email = config.company.get("email").trim();
+    let (address, placeholder) = match email {
+        "" if matches!(config.delivery, Delivery::Smtp { .. }) => {
+            return Err(DeliveryError::Sender(
+                "company.email is empty in the config: SMTP delivery needs the sender address (e.g. company: {email: billing@example.com})".into(),
+            ));
+        }
+        "" => (PLACEHOLDER_SENDER, true),
+        email => (email, false),
+    };
+    let addr = address.parse().map_err(|e| {
+        DeliveryError::Sender(format!(
+            "company.email {address:?} in the config is not a valid sender address: {e}"
+        ))
+    })?;
+    Ok((
+        Mailbox::new(clean_name(config.company.get("name")), addr),
+        placeholder,
+    ))
+}
+
+/// The invoice's phone number (the feed's `phone` column), if it has one.
+fn phone_of(invoice: &Invoice) -> Option<&str> {
+    invoice
+        .extra
+        .get("phone")
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+}
+
+/// The file a person acts on for a letter, a call, an SMS or a task: the
+/// rendered text and the invoice facts needed to act without opening the
+/// accounting system (amounts, dates, how to reach the customer).
+fn task_text(r: &Reminder, inv: &Invoice, phone: Option<&str>) -> String {
+    // A blank line would read as a fact lost in the file; say where it is missing.
+    let given = |value: String| {
+        if value.is_empty() {
+            "(not in the feed)".to_string()
+        } else {
+            value
+        }
+    };
+    let amount = |d| format!("{} {}", crate::render::money(d), r.currency);
+    let days_overdue = match inv.days_overdue(r.date) {
+        d if d >= 0 => d.to_string(),
+        d => format!("0 (due in {} day(s))", -d),
+    };
+    let stage = crate::report::stage_label(r.stage, r.occurrence);
+    let facts = [
+        ("Channel", r.channel.as_str().to_string()),
+        ("Invoice", r.invoice.to_string()),
+        (
+            "Customer",
+            format!("{} ({})", r.customer_name, r.customer_id),
+        ),
+        ("To", given(r.to.to_string())),
+        ("Issued", inv.issue_date.to_string()),
+        ("Due date", inv.due_date.to_string()),
+        ("Days overdue", days_overdue),
+        ("Amount", amount(inv.amount)),
+        ("Amount paid", amount(inv.amount_paid)),
+        ("Amount due", amount(inv.amount_due())),
+        (
+            "Email",
+            given(inv.recipients().collect::<Vec<_>>().join(", ")),
+        ),
+        ("Phone", given(phone.unwrap_or_default().to_string())),
+        ("Policy", format!("{} / {stage}", r.policy)),
+        ("Date", r.date.to_string()),
+        ("Subject", r.subject.clone()),
+    ];
+    let mut text = String::new();
+    for (label, value) in facts {
+        let _ = writeln!(text, "{:<14}{value}", format!("{label}:"));
+    }
+    let _ = writeln!(text, "\n{}", r.body.as_deref().unwrap_or("").trim_end());
+    text
 }
 
 /// Writes a file so that it is either absent or complete: temp file, fsync, rename, fsync of the folder.
@@ -330,5 +408,62 @@ mod tests {
         );
         assert_eq!(id("A/B c", "x").token(), "A%2FB%20c.std.x.2");
         assert_ne!(id("a.b", "c").token(), id("a", "b.c").token());
+    }
+
+    fn config(delivery: Delivery, email: &str) -> Config {
+        let mut config = Config {
+            delivery,
+            ..Config::default()
+        };
+        config.company.0.insert("email".into(), email.into());
+        config
+    }
+
+    fn smtp() -> Delivery {
+        Delivery::Smtp {
+            host: "127.0.0.1".into(),
+            port: 2525,
+            tls: Tls::None,
+            user: None,
+            password_env: None,
+        }
+    }
+
+    #[test]
+    fn without_company_email_outbox_and_log_send_from_the_placeholder() {
+        for delivery in [Delivery::default(), Delivery::Log] {
+            let d = Deliverer::new(&config(delivery, "")).unwrap();
+            assert!(d.uses_placeholder_sender());
+            assert_eq!(d.from.email.to_string(), PLACEHOLDER_SENDER);
+            let identity = Identity {
+                invoice: "F1".into(),
+                policy: "p".into(),
+                stage: "s".into(),
+                occurrence: 0,
+            };
+            assert_eq!(d.message_id(&identity), "<F1.p.s.0@localhost>");
+        }
+        let d = Deliverer::new(&config(Delivery::Log, "compta@atelier.fr")).unwrap();
+        assert!(!d.uses_placeholder_sender());
+        assert_eq!(d.domain, "atelier.fr");
+    }
+
+    #[test]
+    fn smtp_needs_a_real_sender_and_no_delivery_takes_an_invalid_one() {
+        let error = |delivery, email| {
+            Deliverer::new(&config(delivery, email))
+                .err()
+                .expect("refused")
+                .to_string()
+        };
+        assert!(error(smtp(), "").contains("company.email is empty"));
+        for delivery in [smtp(), Delivery::default(), Delivery::Log] {
+            let e = error(delivery, "compta at atelier");
+            assert!(
+                e.contains("\"compta at atelier\" in the config is not a valid sender address"),
+                "{e}"
+            );
+        }
+        assert!(Deliverer::new(&config(smtp(), "compta@atelier.fr")).is_ok());
     }
 }

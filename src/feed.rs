@@ -117,7 +117,7 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig]) -> FeedLoad {
                 continue;
             }
         };
-        let reader = BufReader::with_capacity(1 << 16, file);
+        let mut reader = BufReader::with_capacity(1 << 16, file);
         let mut accept = |row: Result<Invoice, Vec<Problem>>| match row {
             Ok(invoice) => {
                 load.invoices.push(invoice);
@@ -156,11 +156,13 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig]) -> FeedLoad {
                         let _ = tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
                     }
                 };
-                let result = match parser.feed.format() {
-                    FeedFormat::Csv => parser.csv(reader, interner, &mut send),
-                    FeedFormat::Json => parser.json_array(reader, interner, &mut send),
-                    FeedFormat::Jsonl => parser.json_lines(reader, interner, &mut send),
-                };
+                let result = skip_bom(&mut reader)
+                    .map_err(|e| parser.read_error(e))
+                    .and_then(|()| match parser.feed.format() {
+                        FeedFormat::Csv => parser.csv(reader, interner, &mut send),
+                        FeedFormat::Json => parser.json_array(reader, interner, &mut send),
+                        FeedFormat::Jsonl => parser.json_lines(reader, interner, &mut send),
+                    });
                 let _ = tx.send(batch);
                 result
             });
@@ -185,6 +187,17 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig]) -> FeedLoad {
 
 /// Rows handed from the reading thread to the indexing one at a time.
 const BATCH: usize = 4096;
+
+/// Skips a UTF-8 byte order mark at the start of a feed: spreadsheets and
+/// Windows tools write one before CSV and JSON alike, and a JSON parser
+/// would refuse it as an unexpected character.
+fn skip_bom(input: &mut impl BufRead) -> std::io::Result<()> {
+    const BOM: &[u8] = b"\xEF\xBB\xBF";
+    if input.fill_buf()?.starts_with(BOM) {
+        input.consume(BOM.len());
+    }
+    Ok(())
+}
 
 /// One allocation per distinct customer id, name, address, currency,
 /// language and tag set, however many invoices share it.
@@ -224,6 +237,8 @@ struct FeedParser<'c> {
     file: Arc<PathBuf>,
     dates: DateFormat<'c>,
     default_currency: Shared,
+    /// The feed's own column names (as [`column_key`]) -> canonical field, from `columns`.
+    renamed: HashMap<String, usize>,
 }
 
 /// A date format parsed once per feed rather than once per date.
@@ -277,12 +292,25 @@ impl<'c> FeedParser<'c> {
                     })?,
             )
         };
+        let renamed = feed
+            .columns
+            .iter()
+            .filter_map(|(canonical, foreign)| {
+                field_index(canonical).map(|i| (column_key(foreign), i))
+            })
+            .collect();
         Ok(FeedParser {
             feed,
             file,
             dates,
             default_currency: config.currency.as_str().into(),
+            renamed,
         })
+    }
+
+    /// The feed could not be read (an I/O error mid-way): one error naming it.
+    fn read_error(&self, e: impl std::fmt::Display) -> Problem {
+        Problem::error(Location::file(&self.file), format!("cannot read feed: {e}"))
     }
 
     fn location(&self, line: usize) -> Location {
@@ -306,14 +334,8 @@ impl<'c> FeedParser<'c> {
     ) -> Result<(), Problem> {
         let delimiter = match self.feed.delimiter {
             Some(d) => d as u8,
-            None => {
-                let head = input.fill_buf().map_err(|e| {
-                    Problem::error(Location::file(&self.file), format!("cannot read feed: {e}"))
-                })?;
-                detect_delimiter(head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head))
-            }
+            None => detect_delimiter(input.fill_buf().map_err(|e| self.read_error(e))?),
         };
-        // csv strips a UTF-8 byte order mark itself.
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
             .flexible(true)
@@ -327,9 +349,7 @@ impl<'c> FeedParser<'c> {
                 )
             })?
             .clone();
-        let columns = self.map_columns(headers.iter().map(str::trim), || {
-            Location::line(&self.file, 1)
-        })?;
+        let columns = self.map_columns(headers.iter(), || Location::line(&self.file, 1))?;
         let mut record = csv::StringRecord::new();
         loop {
             match reader.read_record(&mut record) {
@@ -337,6 +357,24 @@ impl<'c> FeedParser<'c> {
                 Ok(true) => {
                     let line = record.position().map_or(0, |p| p.line() as usize);
                     if record.iter().all(|v| v.trim().is_empty()) {
+                        continue;
+                    }
+                    // Values past the header have no column to go to: dropping them would
+                    // hide a shifted row (an unquoted separator inside a value). Empty ones
+                    // are only trailing separators, as some exports write on every row.
+                    if record
+                        .iter()
+                        .skip(columns.len())
+                        .any(|v| !v.trim().is_empty())
+                    {
+                        sink(Err(vec![Problem::error(
+                            Location::line(&self.file, line),
+                            format!(
+                                "row has {} fields, the header has {}",
+                                record.len(),
+                                columns.len()
+                            ),
+                        )]));
                         continue;
                     }
                     let mut row = Row::new();
@@ -353,10 +391,7 @@ impl<'c> FeedParser<'c> {
                 Err(e) => {
                     let line = e.position().map_or(0, |p| p.line() as usize);
                     if let csv::ErrorKind::Io(_) = e.kind() {
-                        return Err(Problem::error(
-                            Location::file(&self.file),
-                            format!("cannot read feed: {e}"),
-                        ));
+                        return Err(self.read_error(e));
                     }
                     sink(Err(vec![Problem::error(
                         Location::line(&self.file, line),
@@ -419,9 +454,7 @@ impl<'c> FeedParser<'c> {
         sink: &mut Sink,
     ) -> Result<(), Problem> {
         for (i, line) in input.split(b'\n').enumerate() {
-            let line = line.map_err(|e| {
-                Problem::error(Location::file(&self.file), format!("cannot read feed: {e}"))
-            })?;
+            let line = line.map_err(|e| self.read_error(e))?;
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
@@ -455,20 +488,28 @@ impl<'c> FeedParser<'c> {
         let mut row = Row::new();
         let mut problems = Vec::new();
         for ((name, value), column) in object.iter().zip(&columns) {
-            let text: Option<Cow<str>> = match value {
-                Value::Null => None,
-                Value::String(s) => Some(Cow::Borrowed(s.as_str())),
-                Value::Number(n) => Some(Cow::Owned(n.to_string())),
-                Value::Bool(b) => Some(Cow::Owned(b.to_string())),
-                Value::Array(items) if matches!(column, Column::Field(i) if FIELDS[*i] == "tags") => {
-                    Some(Cow::Owned(
-                        items
-                            .iter()
-                            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-                            .collect::<Vec<_>>()
-                            .join("|"),
-                    ))
+            let field = match column {
+                Column::Field(i) => Some(FIELDS[*i]),
+                Column::Extra(_) => None,
+            };
+            let text: Option<Cow<str>> = match (value, field) {
+                (Value::Null, _) => None,
+                (Value::String(s), _) => Some(Cow::Borrowed(s.as_str())),
+                (Value::Number(n), Some("amount" | "amount_paid")) => {
+                    Some(Cow::Owned(json_amount(n.as_str(), self.feed.decimal)))
                 }
+                (Value::Number(n), _) => Some(Cow::Owned(n.to_string())),
+                (Value::Bool(b), _) => Some(Cow::Owned(b.to_string())),
+                (Value::Array(items), Some("tags")) => Some(Cow::Owned(
+                    items
+                        .iter()
+                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                        .collect::<Vec<_>>()
+                        .join("|"),
+                )),
+                // Every other column is kept as text (SPEC §2): a nested
+                // object or array as its compact JSON, for scripts to inspect.
+                (Value::Object(_) | Value::Array(_), None) => Some(Cow::Owned(value.to_string())),
                 _ => {
                     problems.push(Problem::error(
                         self.location(line),
@@ -479,15 +520,7 @@ impl<'c> FeedParser<'c> {
             };
             let Some(text) = text else { continue };
             match column {
-                Column::Field(i) => {
-                    // A JSON number is written with a dot whatever the feed's decimal setting.
-                    let text = if matches!(value, Value::Number(_)) && self.feed.decimal == ',' {
-                        Cow::Owned(text.replace('.', ","))
-                    } else {
-                        text
-                    };
-                    row.set(*i, text)
-                }
+                Column::Field(i) => row.set(*i, text),
                 Column::Extra(name) => {
                     row.extra.insert(name.clone(), text.into_owned());
                 }
@@ -500,33 +533,58 @@ impl<'c> FeedParser<'c> {
     }
 
     /// Maps each column name of the feed to a canonical field or an extra column.
+    /// Names are matched trimmed and whatever their case, mapped ones (`columns`)
+    /// as canonical ones: `Montant TTC ` is the column mapped as `montant ttc`.
     fn map_columns<'n>(
         &self,
         names: impl Iterator<Item = &'n str>,
         at: impl Fn() -> Location,
     ) -> Result<Vec<Column>, Problem> {
-        let renamed: HashMap<&str, usize> = self
-            .feed
-            .columns
-            .iter()
-            .filter_map(|(canonical, foreign)| {
-                field_index(canonical).map(|i| (foreign.as_str(), i))
-            })
-            .collect();
-        let columns: Vec<Column> = names
-            .map(|name| {
-                if let Some(i) = renamed.get(name) {
-                    return Column::Field(*i);
+        let mut columns = Vec::new();
+        // The column that gives each canonical field, to refuse a second one:
+        // which of two `amount` columns is the amount would be a guess.
+        let mut giving: [Option<&str>; FIELDS.len()] = Default::default();
+        for name in names.map(str::trim) {
+            let key = column_key(name);
+            let field = match self.renamed.get(&key) {
+                Some(i) => Some(*i),
+                // A canonical name mapped to another column is an extra column here.
+                None => field_index(&key).filter(|_| !self.feed.columns.contains_key(&key)),
+            };
+            match field {
+                Some(i) => {
+                    if let Some(first) = giving[i].replace(name) {
+                        return Err(Problem::error(
+                            at(),
+                            if first == name {
+                                format!("duplicate column {name:?}")
+                            } else {
+                                format!(
+                                    "duplicate column {name:?}: {first:?} already gives {}",
+                                    FIELDS[i]
+                                )
+                            },
+                        ));
+                    }
+                    columns.push(Column::Field(i));
                 }
-                let lower = name.to_ascii_lowercase();
-                match field_index(&lower) {
-                    Some(i) if !self.feed.columns.contains_key(&lower) => Column::Field(i),
-                    _ => Column::Extra(name.to_string()),
-                }
-            })
-            .collect();
+                None => columns.push(Column::Extra(name.to_string())),
+            }
+        }
         // Only CSV has one header for the whole file; JSON rows are checked field by field.
         if self.feed.format() == FeedFormat::Csv {
+            // (A JSON object cannot repeat a key.) Unnamed columns are left
+            // alone: an export's trailing separators make several.
+            for (i, column) in columns.iter().enumerate() {
+                if let Column::Extra(name) = column
+                    && !name.is_empty()
+                    && columns[..i]
+                        .iter()
+                        .any(|c| matches!(c, Column::Extra(n) if n == name))
+                {
+                    return Err(Problem::error(at(), format!("duplicate column {name:?}")));
+                }
+            }
             for canonical in self.feed.columns.keys() {
                 if field_index(canonical).is_none() {
                     return Err(Problem::error(
@@ -613,7 +671,20 @@ impl<'c> FeedParser<'c> {
                 })
         };
         let amount_total = amount("amount", &mut bad);
-        let amount_paid = amount("amount_paid", &mut bad).unwrap_or(Decimal::ZERO);
+        // A negative payment would raise the amount due: a sign error in the export.
+        let amount_paid = match amount("amount_paid", &mut bad) {
+            Some(paid) if paid < Decimal::ZERO => {
+                bad(
+                    "amount_paid",
+                    format!(
+                        "must not be negative, found {:?}",
+                        row.get("amount_paid").unwrap_or_default()
+                    ),
+                );
+                Decimal::ZERO
+            }
+            paid => paid.unwrap_or(Decimal::ZERO),
+        };
         let currency = match row.get("currency") {
             Some(c) if is_currency_code(c) => Some(c.to_string()),
             Some(c) if is_currency_code(&c.to_ascii_uppercase()) => Some(c.to_ascii_uppercase()),
@@ -692,6 +763,12 @@ enum Column {
     Extra(String),
 }
 
+/// How a column name is matched, to canonical names and to the feed's
+/// `columns`: trimmed and lower-cased, as exports vary in both.
+fn column_key(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
 /// A language tag in its usual case (`FR` → `fr`, `fr-ca` → `fr-CA`):
 /// tags are case-insensitive, but template files and the French/English
 /// helpers are looked up by the canonical spelling, so an export writing
@@ -713,6 +790,24 @@ fn canonical_language(tag: &str) -> String {
         .join("-")
 }
 
+/// A JSON number given as an amount, written the way the feed's amounts are
+/// (`decimal`), for [`parse_amount`]: JSON writes numbers with a dot whatever
+/// the feed's setting, and may use an exponent (`1.5E3`). A number that is no
+/// exact decimal is left as written, to be reported as such.
+fn json_amount(number: &str, decimal: char) -> String {
+    let exact = if number.contains(['e', 'E']) {
+        Decimal::from_scientific(number)
+    } else {
+        Decimal::from_str_exact(number)
+    };
+    match exact {
+        // Decimal writes digits, `-` and at most one `.`: nothing else to translate.
+        Ok(d) if decimal == ',' => d.to_string().replace('.', ","),
+        Ok(d) => d.to_string(),
+        Err(_) => number.to_string(),
+    }
+}
+
 /// Picks `;` or `,` from the header line: whichever occurs more often outside quotes.
 fn detect_delimiter(bytes: &[u8]) -> u8 {
     let header = bytes.split(|b| *b == b'\n').next().unwrap_or(&[]);
@@ -728,44 +823,60 @@ fn detect_delimiter(bytes: &[u8]) -> u8 {
     if semicolons > commas { b';' } else { b',' }
 }
 
-/// Parses an amount exactly. With `decimal: ","` spaces, no-break spaces and
-/// dots group thousands (`1 234,56`, `1.234,56`); with `.` only spaces do,
-/// and a comma is refused rather than guessed (is `1,5` one and a half or fifteen?).
+/// Parses an amount exactly: an optional sign, the integer part, then the
+/// `decimal` separator and the fraction. The integer part may group thousands
+/// with one separator — a space, a no-break space, `'`, and with `decimal: ","`
+/// a dot (`1 234,56`, `1.234.567,89`) — but only between groups of exactly three
+/// digits: a dot in a `decimal: ","` feed (`1234.56`, `1.5`) is then refused
+/// rather than silently read as 123456 or 15. With `.` a comma is refused
+/// rather than guessed (is `1,5` one and a half or fifteen?).
 pub fn parse_amount(s: &str, decimal: char) -> Result<Decimal, String> {
-    let spaces = |c: char| c == ' ' || c == '\u{a0}' || c == '\u{202f}' || c == '\'';
-    let normalized: Cow<str> = if decimal == ',' {
-        Cow::Owned(
-            s.chars()
-                .filter(|c| !spaces(*c) && *c != '.')
-                .map(|c| if c == ',' { '.' } else { c })
-                .collect(),
-        )
-    } else if s.contains(spaces) {
-        Cow::Owned(s.chars().filter(|c| !spaces(*c)).collect())
-    } else {
-        Cow::Borrowed(s)
-    };
-    if decimal == '.' && normalized.contains(',') {
+    if decimal == '.' && s.contains(',') {
         return Err(format!(
             "expected a decimal number like 1234.56, found {s:?} (for amounts written 1 234,56 set `decimal: \",\"` on this feed)"
         ));
     }
-    let valid = !normalized.is_empty()
-        && normalized
-            .trim_start_matches(['-', '+'])
-            .chars()
-            .all(|c| c.is_ascii_digit() || c == '.')
-        && normalized.chars().any(|c| c.is_ascii_digit())
-        // `1.2.3` is as unreadable as `abc`: say so the same way.
-        && normalized.matches('.').count() <= 1;
-    if !valid {
-        return Err(format!(
+    let invalid = || {
+        format!(
             "expected a decimal number like {}, found {s:?}",
             if decimal == ',' { "1234,56" } else { "1234.56" }
-        ));
+        )
+    };
+    let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
+    let (whole, fraction) = unsigned.split_once(decimal).unwrap_or((unsigned, ""));
+    let digits = ungroup(whole, decimal).ok_or_else(invalid)?;
+    // `1.2.3` is as unreadable as `abc`: say so the same way.
+    if !fraction.bytes().all(|b| b.is_ascii_digit()) || digits.is_empty() && fraction.is_empty() {
+        return Err(invalid());
     }
-    Decimal::from_str_exact(&normalized)
-        .map_err(|e| format!("amount {s:?} cannot be read exactly: {e}"))
+    // The common case, `1234.56`, is parsed as it is, without a copy.
+    let exact: Cow<str> = match digits {
+        Cow::Borrowed(_) if decimal == '.' => Cow::Borrowed(s),
+        _ => {
+            let sign = if s.starts_with('-') { "-" } else { "" };
+            let point = if fraction.is_empty() { "" } else { "." };
+            Cow::Owned(format!("{sign}{digits}{point}{fraction}"))
+        }
+    };
+    Decimal::from_str_exact(&exact).map_err(|e| format!("amount {s:?} cannot be read exactly: {e}"))
+}
+
+/// The digits of an amount's integer part without its thousands separators
+/// (see [`parse_amount`]); `None` unless every group after the first has
+/// exactly three digits, all split by the same separator.
+fn ungroup(whole: &str, decimal: char) -> Option<Cow<'_, str>> {
+    let Some(separator) = whole.chars().find(|c| !c.is_ascii_digit()) else {
+        return Some(Cow::Borrowed(whole));
+    };
+    let thousands = matches!(separator, ' ' | '\u{a0}' | '\u{202f}' | '\'')
+        || (separator == '.' && decimal == ',');
+    let digits = |g: &str| g.bytes().all(|b| b.is_ascii_digit());
+    let mut groups = whole.split(separator);
+    let first = groups
+        .next()
+        .filter(|g| (1..=3).contains(&g.len()) && digits(g));
+    (thousands && first.is_some() && groups.all(|g| g.len() == 3 && digits(g)))
+        .then(|| Cow::Owned(whole.replace(separator, "")))
 }
 
 /// The feeds a command reads: `--feed` overrides the config's list.
@@ -776,23 +887,30 @@ pub fn feeds_for(config: &Config, overrides: &[PathBuf]) -> Vec<FeedConfig> {
     overrides
         .iter()
         .map(|p| {
-            // A path given on the command line is relative to where the command runs,
-            // but keep the settings of a configured feed with the same file.
-            let abs = std::path::absolute(p).unwrap_or_else(|_| p.clone());
+            // A path given on the command line is relative to where the command runs.
+            let typed = std::path::absolute(p).unwrap_or_else(|_| p.clone());
+            // When nothing is there, it is the folder's file: a harness running
+            // `relance --dir X --feed data/b.json` from elsewhere means X/data/b.json.
+            // `config.path` resolves a relative `feed.path` against the folder.
+            let in_folder = p.is_relative() && !typed.exists() && config.path(p).exists();
+            let (abs, path) = if in_folder {
+                let abs = std::path::absolute(config.path(p)).unwrap_or_else(|_| p.clone());
+                (abs, p.clone())
+            } else if config.base == Path::new(".") {
+                // Messages name the file as the user typed it when that path
+                // resolves the same from the config's folder (the current one).
+                (typed, p.clone())
+            } else {
+                (typed.clone(), typed)
+            };
+            // Keep the settings of a configured feed with the same file.
             let configured = config.feeds.iter().find(|f| {
                 std::path::absolute(config.path(&f.path)).ok().as_deref() == Some(abs.as_path())
             });
-            let mut feed = configured
-                .cloned()
-                .unwrap_or_else(|| FeedConfig::new(abs.clone()));
-            // Messages name the file as the user typed it when that path
-            // resolves the same from the config's folder (the current one).
-            feed.path = if config.base == Path::new(".") {
-                p.clone()
-            } else {
-                abs
-            };
-            feed
+            FeedConfig {
+                path,
+                ..configured.cloned().unwrap_or_else(|| FeedConfig::new(abs))
+            }
         })
         .collect()
 }
@@ -818,6 +936,18 @@ mod tests {
         let mut f = FeedConfig::new(name.into());
         feed(&mut f);
         load_feeds(&config, &[f])
+    }
+
+    /// Asserts that the first problem of the load reads `expected` after the
+    /// feed's folder (`a.csv:3: amount: …`), or contains it.
+    #[track_caller]
+    fn assert_first_problem(l: &FeedLoad, expected: &str) {
+        let first = l.problems.0.first().map(ToString::to_string);
+        assert!(
+            first.is_some_and(|p| p.contains(expected)),
+            "{expected:?} is not the first of {:?}",
+            l.problems
+        );
     }
 
     const HEADER: &str = "number,customer_id,customer_name,email,issue_date,due_date,amount,amount_paid,currency,status,tags,region\n";
@@ -889,21 +1019,16 @@ mod tests {
         assert_eq!(l.invoices.len(), 1, "{:?}", l.problems);
         assert_eq!(l.invoices[0].amount.to_string(), "1234.56");
         assert_eq!(l.invoices[0].due_date.to_string(), "2024-02-29");
-        assert!(
-            l.problems.0[0].to_string().contains("fr.csv:3: due_date"),
-            "{:?}",
-            l.problems
-        );
+        assert_first_problem(&l, "fr.csv:3: due_date");
     }
 
     #[test]
     fn missing_required_column_is_a_feed_error() {
         let l = load("a.csv", "number,customer_id\nF1,C1\n", |_| {});
         assert!(l.invoices.is_empty());
-        assert!(
-            l.problems.0[0]
-                .to_string()
-                .contains("a.csv:1: missing required column(s): customer_name, issue_date")
+        assert_first_problem(
+            &l,
+            "a.csv:1: missing required column(s): customer_name, issue_date",
         );
     }
 
@@ -929,11 +1054,7 @@ mod tests {
         let jsonl = "{\"number\":\"L1\",\"customer_id\":\"C\",\"customer_name\":\"N\",\"issue_date\":\"2026-01-01\",\"due_date\":\"2026-01-31\",\"amount\":\"10\"}\n\n{oops\n";
         let l = load("a.jsonl", jsonl, |_| {});
         assert_eq!(l.invoices.len(), 1);
-        assert!(
-            l.problems.0[0].to_string().contains("a.jsonl:3:"),
-            "{:?}",
-            l.problems
-        );
+        assert_first_problem(&l, "a.jsonl:3:");
     }
 
     #[test]
@@ -944,11 +1065,7 @@ mod tests {
             ..Config::default()
         };
         let l = load_feeds(&config, &[FeedConfig::new("nope.csv".into())]);
-        assert!(
-            l.problems.0[0]
-                .to_string()
-                .contains("nope.csv: cannot read feed")
-        );
+        assert_first_problem(&l, "nope.csv: cannot read feed");
     }
 
     #[test]
@@ -979,5 +1096,198 @@ mod tests {
             Err("expected a decimal number like 1234.56, found \"1.2.3\"".into())
         );
         assert!(parse_amount("", '.').is_err());
+    }
+
+    #[test]
+    fn thousands_separators_only_between_groups_of_three() {
+        let ok = |s: &str, decimal| parse_amount(s, decimal).unwrap().to_string();
+        assert_eq!(ok("1.234.567,89", ','), "1234567.89");
+        assert_eq!(ok("1 234,56", ','), "1234.56");
+        assert_eq!(ok("1\u{a0}234\u{a0}567", ','), "1234567");
+        assert_eq!(ok("-1'234,5", ','), "-1234.5");
+        assert_eq!(ok("1.234", ','), "1234");
+        assert_eq!(ok("12 345.6", '.'), "12345.6");
+        assert_eq!(ok("+0,5", ','), "0.5");
+        let comma = |s: &str| format!("expected a decimal number like 1234,56, found {s:?}");
+        for bad in [
+            "1234.56",
+            "1.5",
+            "1 23,4",
+            "1234 567,8",
+            "1.234 567",
+            ",",
+            "1,2,3",
+            "1.234,5.6",
+        ] {
+            assert_eq!(parse_amount(bad, ','), Err(comma(bad)), "{bad}");
+        }
+        for bad in ["1 23.4", "1234 567", "1.234.567", " 123"] {
+            assert!(parse_amount(bad, '.').is_err(), "{bad}");
+        }
+    }
+
+    /// A JSON feed of one invoice with these extra members (`"key": value, …`).
+    fn json_invoice(members: &str) -> String {
+        format!(
+            r#"{{"number":"J1","customer_id":"C","customer_name":"N","issue_date":"2026-01-01","due_date":"2026-01-31",{members}}}"#
+        )
+    }
+
+    #[test]
+    fn json_and_json_lines_with_a_byte_order_mark() {
+        let one = json_invoice(r#""amount":"10""#);
+        for (name, content) in [
+            ("a.json", format!("[{one}]")),
+            ("a.jsonl", format!("{one}\n")),
+        ] {
+            let l = load(name, &format!("\u{feff}{content}"), |_| {});
+            assert!(l.problems.is_empty(), "{name}: {:?}", l.problems);
+            assert_eq!(l.invoices.len(), 1, "{name}");
+        }
+    }
+
+    #[test]
+    fn json_objects_and_arrays_are_kept_as_json_text_in_extra() {
+        let l = load(
+            "a.json",
+            &format!(
+                "[{}, {}]",
+                json_invoice(
+                    r#""amount":1,"address":{"city":"Lyon", "zip": "69001"},"lines":[1, "a"]"#
+                ),
+                json_invoice(r#""amount":{"value":1}"#).replace("J1", "J2"),
+            ),
+            |_| {},
+        );
+        let extra = &l.invoices[0].extra;
+        assert_eq!(extra["address"], r#"{"city":"Lyon","zip":"69001"}"#);
+        assert_eq!(extra["lines"], r#"[1,"a"]"#);
+        // A canonical field still has to be a string or a number.
+        assert_eq!(l.invoices.len(), 1);
+        assert_first_problem(&l, "[1]: amount: expected a string or a number");
+    }
+
+    #[test]
+    fn json_amounts_in_exponent_form_and_with_a_decimal_comma() {
+        let content = format!(
+            "[{}, {}]",
+            json_invoice(r#""amount":1.5E3,"amount_paid":1e-2"#),
+            json_invoice(r#""amount":1234.56,"customer_id":1.5"#).replace("J1", "J2"),
+        );
+        for decimal in ['.', ','] {
+            let l = load("a.json", &content, |f| f.decimal = decimal);
+            assert!(l.problems.is_empty(), "{:?}", l.problems);
+            assert_eq!(l.invoices[0].amount_due().to_string(), "1499.99");
+            assert_eq!(l.invoices[1].amount.to_string(), "1234.56");
+            // Only amounts follow the feed's decimal: other numbers stay as written.
+            assert_eq!(&*l.invoices[1].customer_id, "1.5");
+        }
+        let l = load(
+            "a.json",
+            &format!("[{}]", json_invoice(r#""amount":1e999"#)),
+            |_| {},
+        );
+        assert_first_problem(&l, "amount: expected a decimal number");
+    }
+
+    #[test]
+    fn mapped_column_names_match_trimmed_and_in_any_case() {
+        let content = " FACTURE ;Customer_ID;customer_name;issue_date;due_date;Montant TTC\nF1;C1;Dupont;2024-02-01;2024-02-29;10\n";
+        let l = load("fr.csv", content, |f| {
+            f.columns.insert("number".into(), "Facture".into());
+            f.columns.insert("amount".into(), "montant ttc".into());
+        });
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        assert_eq!(
+            (
+                &*l.invoices[0].number,
+                l.invoices[0].amount.to_string().as_str()
+            ),
+            ("F1", "10")
+        );
+        let l = load(
+            "a.json",
+            &format!("[{}]", json_invoice(r#""Montant TTC":"10""#)),
+            |f| {
+                f.columns.insert("amount".into(), "montant ttc".into());
+            },
+        );
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+    }
+
+    #[test]
+    fn a_negative_payment_is_a_bad_row() {
+        let l = load(
+            "a.csv",
+            &format!("{HEADER}F1,C1,Acme,,2026-01-01,2026-01-31,100,-30,,,,\n"),
+            |_| {},
+        );
+        assert!(l.invoices.is_empty());
+        assert_first_problem(
+            &l,
+            "a.csv:2: amount_paid: must not be negative, found \"-30\"",
+        );
+    }
+
+    #[test]
+    fn a_duplicate_column_is_a_feed_error() {
+        let cases = [
+            (
+                "number,customer_id,customer_name,issue_date,due_date,amount,Amount\n",
+                None,
+                "duplicate column \"Amount\": \"amount\" already gives amount",
+            ),
+            (
+                "number,customer_id,customer_name,issue_date,due_date,amount,po,po\n",
+                None,
+                "duplicate column \"po\"",
+            ),
+            (
+                "number,customer_id,customer_name,issue_date,due_date,Montant,MONTANT\n",
+                Some("montant"),
+                "duplicate column \"MONTANT\": \"Montant\" already gives amount",
+            ),
+        ];
+        for (header, mapped, message) in cases {
+            let l = load(
+                "a.csv",
+                &format!("{header}F1,C1,A,2026-01-01,2026-01-31,1,2\n"),
+                |f| {
+                    if let Some(m) = mapped {
+                        f.columns.insert("amount".into(), m.into());
+                    }
+                },
+            );
+            assert_eq!(l.unreadable.len(), 1, "{header}");
+            assert_first_problem(&l, &format!("a.csv:1: {message}"));
+        }
+        // Unnamed columns (trailing separators in the header) are no duplicates.
+        let l = load(
+            "a.csv",
+            "number,customer_id,customer_name,issue_date,due_date,amount,,\nF1,C1,A,2026-01-01,2026-01-31,1,,\n",
+            |_| {},
+        );
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+    }
+
+    #[test]
+    fn bad_rows_after_a_multi_line_value_are_located_by_physical_line() {
+        let content = "number,customer_id,customer_name,issue_date,due_date,amount,note\n\
+                       F1,C1,A,2026-01-01,2026-01-31,1,\"two\nlines\r\nhere\"\n\
+                       F2,C1,A,2026-01-01,2026-01-31,abc,\n";
+        let l = load("a.csv", content, |_| {});
+        assert_eq!(l.invoices[0].extra["note"], "two\nlines\r\nhere");
+        assert_first_problem(&l, "a.csv:5: amount:");
+    }
+
+    #[test]
+    fn values_past_the_header_are_a_bad_row_unless_empty() {
+        let content = format!(
+            "{HEADER}F1,C1,Acme,,2026-01-01,2026-01-31,1,,,,,north,,\nF2,C1,Acme,,2026-01-01,2026-01-31,1,,,,,north,shifted\n"
+        );
+        let l = load("a.csv", &content, |_| {});
+        assert_eq!(l.invoices.len(), 1);
+        assert_eq!(l.invoices[0].extra["region"], "north");
+        assert_first_problem(&l, "a.csv:3: row has 13 fields, the header has 12");
     }
 }

@@ -161,10 +161,13 @@ fn load(g: &Global, strict: bool) -> Result<Project> {
     Ok(project)
 }
 
-/// A feed that cannot be read at all is an error (SPEC §2), unlike a bad
-/// row: the command still shows what the other feeds give, then exits 1.
-fn feeds_exit_code(project: &Project) -> ExitCode {
-    if project.unreadable_feeds.is_empty() {
+/// The exit code of `preview` and `explain`, which still show what the rest
+/// of the folder gives: 1 when a feed cannot be read at all (an error, SPEC
+/// §2, unlike a bad row) or when a policy, script, template or the config
+/// failed to load. `run` refuses to start on the latter, so a preview that
+/// exits 0 there would promise reminders the daemon never sends.
+fn exit_code(project: &Project) -> ExitCode {
+    if project.unreadable_feeds.is_empty() && !project.has_rule_errors() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -294,7 +297,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 );
             }
-            Ok(feeds_exit_code(&project))
+            Ok(exit_code(&project))
         }
         Command::Explain {
             invoice,
@@ -308,7 +311,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let journal = journal_view(&project)?;
             explain(&mut out, &project, index, date, &journal, format)?;
-            Ok(feeds_exit_code(&project))
+            Ok(exit_code(&project))
         }
         Command::Run {
             once,
@@ -329,8 +332,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let report = daemon.evaluate(chrono::Utc::now())?;
-            tracing::info!(date = ?report.date, due = report.due, sent = report.sent, failed = report.failed,
-                recovered = report.recovered, held = report.held, "evaluation done");
+            report.log();
             Ok(if report.held || report.failed > 0 {
                 ExitCode::from(1)
             } else {
@@ -403,7 +405,9 @@ fn explain(
         report::json(out, &value)?;
         return Ok(());
     }
-    let due = relance::render::format_money(inv.amount_due(), &inv.currency, "en");
+    // Money as the invoice's messages write it (`100,00 €` for a French invoice).
+    let due =
+        relance::render::format_money(inv.amount_due(), &inv.currency, project.language_of(index));
     writeln!(
         out,
         "Invoice {} — {} ({})",

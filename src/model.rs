@@ -181,6 +181,9 @@ pub struct Ledger {
     by_number: NumberIndex,
     /// Every extra column seen, so `check` can render templates with them.
     pub extra_columns: Vec<String>,
+    /// The config's `language`, the language of invoices and customers the
+    /// feeds give none (SPEC §2); empty until [`Ledger::with_default_language`].
+    pub default_language: Shared,
 }
 
 impl Ledger {
@@ -272,7 +275,31 @@ impl Ledger {
             customer_of,
             by_number,
             extra_columns: extra,
+            default_language: Shared::default(),
         }
+    }
+
+    /// The ledger with the config's `language` as the default of invoices and
+    /// customers without one, so that scripts read the language templates use.
+    pub fn with_default_language(mut self, language: &str) -> Ledger {
+        self.default_language = language.into();
+        self
+    }
+
+    /// The language of an invoice: its own, else its customer's, else the default.
+    pub fn language_of(&self, invoice: usize) -> &str {
+        self.invoices[invoice]
+            .language
+            .as_deref()
+            .unwrap_or_else(|| self.customer_language(self.customer_index(invoice)))
+    }
+
+    /// The language of a customer: from its invoices, else the default.
+    pub fn customer_language(&self, customer: usize) -> &str {
+        self.customers[customer]
+            .language
+            .as_deref()
+            .unwrap_or(&self.default_language)
     }
 
     pub fn find(&self, number: &str) -> Option<usize> {
@@ -367,5 +394,21 @@ pub(crate) mod tests {
         assert_eq!(c.overdue_count(date("2026-05-01")), 2);
         assert_eq!(ledger.customer(4).open_count, 1);
         assert_eq!(ledger.find("O2"), Some(3));
+    }
+
+    #[test]
+    fn languages_fall_back_to_the_customer_then_the_default() {
+        let mut own = invoice("A", "C1", "2026-01-31", "1");
+        own.language = Some("en".into());
+        let customers = invoice("B", "C1", "2026-01-31", "1");
+        let none = invoice("C", "C2", "2026-01-31", "1");
+        let ledger = Ledger::new(vec![own, customers, none]);
+        assert_eq!(ledger.language_of(2), "");
+        let ledger = ledger.with_default_language("fr");
+        assert_eq!(
+            (0..3).map(|i| ledger.language_of(i)).collect::<Vec<_>>(),
+            vec!["en", "en", "fr"]
+        );
+        assert_eq!(ledger.customer_language(1), "fr");
     }
 }

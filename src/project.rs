@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use rust_decimal::Decimal;
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, FeedConfig, FeedFormat};
 use crate::diagnostics::{Location, Problem, Problems};
 use crate::engine::{Evaluator, Planned};
 use crate::feed::{feeds_for, load_feeds};
-use crate::model::{Invoice, Ledger, Origin, Status};
+use crate::model::{Invoice, Ledger, NumberIndex, Origin, Status};
 use crate::policy::{Channel, Policy, Stage, load_policies};
 use crate::render::{Message, Parts, Templates, message_context};
 use crate::script::{CustomerView, InvoiceView, Scripts, Variables};
@@ -146,7 +147,7 @@ impl Project {
         problems.extend(rule_problems);
         let load = Self::read_feeds(&config, options);
         Ok(Project {
-            ledger: Arc::new(Ledger::with_index(load.invoices, load.index)),
+            ledger: Self::ledger(&config, load.invoices, load.index),
             config,
             rulebook,
             problems,
@@ -154,6 +155,12 @@ impl Project {
             bad_rows: load.bad_rows,
             unreadable_feeds: load.unreadable,
         })
+    }
+
+    /// The ledger of what the feeds gave, with the config's language as the
+    /// language of invoices and customers that have none.
+    pub fn ledger(config: &Config, invoices: Vec<Invoice>, index: NumberIndex) -> Arc<Ledger> {
+        Arc::new(Ledger::with_index(invoices, index).with_default_language(&config.language))
     }
 
     /// Reads the feeds a command uses (`--feed` overrides the config's).
@@ -234,13 +241,38 @@ impl Project {
         }
         if reminder.error.is_none() && stage.channel == Channel::Email && reminder.to.is_empty() {
             reminder.error = Some(format!(
-                "{}:{}: email: invoice {} has no email address",
-                inv.origin.file.display(),
-                inv.origin.line,
+                "{}: email: invoice {} has no email address",
+                self.origin(inv),
                 inv.number
             ));
         }
         reminder
+    }
+
+    /// Where an invoice is written in its feed: its line, or its index in a
+    /// JSON array, as bad rows are reported.
+    fn origin(&self, inv: &Invoice) -> Location {
+        let file = inv.origin.file.as_path();
+        let format = self
+            .config
+            .feeds
+            .iter()
+            .find(|f| self.config.path(&f.path) == file)
+            .map_or_else(|| FeedConfig::new(file.into()).format(), |f| f.format());
+        match format {
+            FeedFormat::Json => Location {
+                index: Some(inv.origin.line),
+                ..Location::file(file)
+            },
+            _ => Location::line(file, inv.origin.line),
+        }
+    }
+
+    /// Whether the config, a policy, a script or a template has an error:
+    /// what the daemon refuses to start with, so `preview` and `explain`
+    /// must not show what the other policies would send instead.
+    pub fn has_rule_errors(&self) -> bool {
+        self.problems.has_errors()
     }
 
     fn render(&self, planned: &Planned, language: &str, body: bool) -> Result<Message, Problem> {
@@ -267,22 +299,23 @@ impl Project {
     }
 
     /// `relance check`: every problem of the folder, with templates rendered
-    /// and expressions run once against a sample invoice so that a missing
+    /// and expressions run against sample invoices so that a missing
     /// variable or an unknown property is found before a customer sees it.
     pub fn check(&self, today: NaiveDate) -> Problems {
         let mut problems = self.problems.clone();
         problems.extend(self.feed_problems.clone());
+        self.check_email_addresses(&mut problems);
         let sample = Arc::new(self.sample_ledger(today));
         for policy in &self.rulebook.policies {
             let mut scope = Variables {
                 invoice: InvoiceView {
                     ledger: sample.clone(),
-                    index: 0,
+                    index: FULL_SAMPLE,
                     today,
                 },
                 customer: CustomerView {
                     ledger: sample.clone(),
-                    index: 0,
+                    index: FULL_SAMPLE,
                     today,
                 },
                 today,
@@ -338,45 +371,84 @@ impl Project {
                     (&stand_in, &sample_stage)
                 }
             };
-            let context = message_context(
-                &sample,
-                0,
-                policy,
-                stage,
-                0,
-                today,
-                &language,
-                &self.config,
-                Parts::ALL,
-            );
-            if let Err(problem) = self
-                .rulebook
-                .templates
-                .render(&name, &language, context, true)
-            {
+            let render = |invoice| {
+                let context = message_context(
+                    &sample,
+                    invoice,
+                    policy,
+                    stage,
+                    0,
+                    today,
+                    &language,
+                    &self.config,
+                    Parts::ALL,
+                );
+                self.rulebook
+                    .templates
+                    .render(&name, &language, context, true)
+            };
+            // The sparse invoice only where the full one renders: a mistake
+            // that fails both is reported once, without a misleading hint.
+            if let Err(problem) = render(FULL_SAMPLE) {
+                problems.push(problem);
+            } else if let Err(mut problem) = render(SPARSE_SAMPLE) {
+                problem.message.push_str(
+                    " (with a sample invoice that has no paid_date, promise_date, tags, \
+                     language, extra values or payment: show an optional field only when \
+                     it is there, as in {{#if invoice.promise_date}}…{{/if}})",
+                );
                 problems.push(problem);
             }
         }
         problems
     }
 
-    /// One invoice with every field set (and every extra column the feeds
-    /// have), for rendering templates in `check`.
-    fn sample_ledger(&self, today: NaiveDate) -> Ledger {
-        let mut extra = std::collections::BTreeMap::new();
-        for column in &self.ledger.extra_columns {
-            extra.insert(column.clone(), String::new());
+    /// Warns of each open invoice without an address when some policy sends
+    /// emails: its email reminders would fail on their day, one by one,
+    /// where a finance manager can fix the feed today.
+    fn check_email_addresses(&self, problems: &mut Problems) {
+        let sends_email = self
+            .rulebook
+            .policies
+            .iter()
+            .any(|p| p.stages.iter().any(|s| s.channel == Channel::Email));
+        if !sends_email {
+            return;
         }
+        for inv in &self.ledger.invoices {
+            if inv.is_open() && inv.recipients().next().is_none() {
+                problems.warning(
+                    self.origin(inv),
+                    format!(
+                        "email: invoice {} has no email address: its email reminders cannot be sent",
+                        inv.number
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The invoices `check` renders templates with: at `FULL_SAMPLE` one
+    /// with every field set (and every extra column the feeds have), at
+    /// `SPARSE_SAMPLE` one of another customer with every optional field
+    /// empty, as many real invoices are: a template must render for both.
+    fn sample_ledger(&self, today: NaiveDate) -> Ledger {
+        let extra: std::collections::BTreeMap<String, String> = self
+            .ledger
+            .extra_columns
+            .iter()
+            .map(|column| (column.clone(), String::new()))
+            .collect();
         let due = today - chrono::Days::new(10);
-        Ledger::new(vec![Invoice {
+        let full = Invoice {
             number: "SAMPLE-0001".into(),
             customer_id: "SAMPLE".into(),
             customer_name: "Sample Customer".into(),
             email: "sample@example.com".into(),
             issue_date: due - chrono::Days::new(30),
             due_date: due,
-            amount: rust_decimal::Decimal::new(123456, 2),
-            amount_paid: rust_decimal::Decimal::ZERO,
+            amount: Decimal::new(123456, 2),
+            amount_paid: Decimal::new(23456, 2),
             currency: self.config.currency.as_str().into(),
             status: Status::Open,
             paid_date: Some(today),
@@ -388,6 +460,104 @@ impl Project {
                 file: Arc::new(PathBuf::from("sample")),
                 line: 0,
             },
-        }])
+        };
+        let sparse = Invoice {
+            number: "SAMPLE-0002".into(),
+            customer_id: "SAMPLE-2".into(),
+            customer_name: "Sparse Customer".into(),
+            amount_paid: Decimal::ZERO,
+            paid_date: None,
+            language: None,
+            tags: Arc::new([]),
+            promise_date: None,
+            ..full.clone()
+        };
+        Ledger::new(vec![full, sparse])
+    }
+}
+
+/// The indexes of the two invoices of [`Project::sample_ledger`].
+const FULL_SAMPLE: usize = 0;
+const SPARSE_SAMPLE: usize = 1;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads a folder of these files (path, content); the folder is gone
+    /// afterwards, which a loaded project no longer needs.
+    fn load(files: &[(&str, &str)]) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, content) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        Project::load(&Options {
+            dir: dir.path().to_path_buf(),
+            ..Options::default()
+        })
+        .unwrap()
+    }
+
+    const POLICY: (&str, &str) = (
+        "rules/p.yaml",
+        "name: p\nstages:\n  - {id: on_due, offset: 0, template: t}\n",
+    );
+    const TEMPLATE: (&str, &str) = ("templates/t.fr.hbs", "---\nsubject: \"S\"\n---\nB\n");
+    const HEADER: &str = "number,customer_id,customer_name,email,issue_date,due_date,amount\n";
+
+    #[test]
+    fn rule_errors_are_those_of_config_policies_scripts_and_templates() {
+        let feed = format!("{HEADER}F1,C1,Dupont,a@b.fr,2026-12-01,2026-12-10,not a number\n");
+        let bad_row = load(&[POLICY, TEMPLATE, ("data/invoices.csv", &feed)]);
+        assert!(bad_row.feed_problems.has_errors());
+        assert!(
+            !bad_row.has_rule_errors(),
+            "a bad feed row is no rule error"
+        );
+        for broken in [
+            (
+                "rules/p.yaml",
+                "name: p\nstages: [{id: x, ofset: 0, template: t}]\n",
+            ),
+            ("rules/lib.rhai", "fn f( {"),
+            ("templates/t.fr.html.hbs", "{{{customer.name}}}"),
+            ("relance.yaml", "currency: euros\n"),
+        ] {
+            let project = load(&[POLICY, TEMPLATE, broken]);
+            assert!(project.has_rule_errors(), "{broken:?}");
+        }
+    }
+
+    #[test]
+    fn a_missing_address_is_located_by_line_or_json_index() {
+        let json = r#"[
+            {"number": "F1", "customer_id": "C1", "customer_name": "A", "email": "a@b.fr",
+             "issue_date": "2026-12-01", "due_date": "2026-12-10", "amount": "10"},
+            {"number": "F2", "customer_id": "C2", "customer_name": "B",
+             "issue_date": "2026-12-01", "due_date": "2026-12-10", "amount": "10"}
+        ]"#;
+        let project = load(&[
+            POLICY,
+            TEMPLATE,
+            ("relance.yaml", "feeds: [{path: data/invoices.json}]\n"),
+            ("data/invoices.json", json),
+        ]);
+        let today = NaiveDate::from_ymd_opt(2026, 12, 10).unwrap();
+        let problems = project.check(today);
+        let [warning] = problems.0.as_slice() else {
+            panic!("one warning expected: {problems:?}");
+        };
+        assert!(!warning.is_error());
+        assert!(warning.location.file.ends_with("data/invoices.json"));
+        assert_eq!(
+            (warning.location.line, warning.location.index),
+            (None, Some(1))
+        );
+        assert_eq!(
+            warning.message,
+            "email: invoice F2 has no email address: its email reminders cannot be sent"
+        );
     }
 }

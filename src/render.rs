@@ -1,19 +1,20 @@
 //! Messages from Handlebars templates: front matter, languages, partials, locale helpers.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
+use handlebars::template::TemplateElement;
 use handlebars::{
-    Context, Handlebars, Helper, HelperDef, JsonRender, RenderContext, RenderError,
-    RenderErrorReason, ScopedJson,
+    Context, Handlebars, Helper, HelperDef, HelperResult, JsonRender, Output, RenderContext,
+    RenderError, RenderErrorReason, Renderable, ScopedJson, Template, TemplateError,
 };
 use rhai::Dynamic;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Number, Value, json};
 
 use crate::config::Config;
 use crate::diagnostics::{Location, Problem, Problems, yaml_problem};
@@ -145,6 +146,9 @@ impl Templates {
             l.dedup();
             l
         };
+        // A partial serves several languages (`fr-CA` falls back to `fr`):
+        // its unescaped tags are reported once, not once per language.
+        let mut reported = BTreeSet::new();
         for lang in languages {
             let mut set = LanguageSet {
                 text: registry(false, scripts),
@@ -153,6 +157,10 @@ impl Templates {
                 text_partials: HashMap::new(),
                 html_partials: HashMap::new(),
             };
+            let mut raw_html = RawHtml {
+                partials: HashMap::new(),
+                reported: &mut reported,
+            };
             for (name, by_lang) in &partials {
                 let Some(chosen) =
                     language_chain(&lang, &config.language).find_map(|l| by_lang.get(l))
@@ -160,20 +168,25 @@ impl Templates {
                     continue;
                 };
                 let text = chosen.0.as_ref();
-                for (registry, files, file) in [
-                    (&mut set.text, &mut set.text_partials, text),
-                    (
-                        &mut set.html,
-                        &mut set.html_partials,
-                        chosen.1.as_ref().or(text),
-                    ),
-                ] {
-                    let Some(file) = file else { continue };
-                    files.insert(name.clone(), file.clone());
-                    if let Some(source) = read(file, problems)
-                        && let Err(e) = registry.register_partial(name, source)
-                    {
+                if let Some(file) = text
+                    && let Some(source) = read(file, problems)
+                {
+                    set.text_partials.insert(name.clone(), file.clone());
+                    if let Err(e) = set.text.register_partial(name, source) {
                         problems.push(template_problem(file, 0, &e));
+                    }
+                }
+                // HTML bodies include the HTML version of a partial, else its text one.
+                if let Some(file) = chosen.1.as_ref().or(text)
+                    && let Some(source) = read(file, problems)
+                {
+                    set.html_partials.insert(name.clone(), file.clone());
+                    match compile_html(name, &source) {
+                        Ok((template, scan)) => {
+                            set.html.register_template(name, template);
+                            raw_html.partials.insert(name.clone(), (file.clone(), scan));
+                        }
+                        Err(e) => problems.push(template_problem(file, 0, &e)),
                     }
                 }
             }
@@ -186,7 +199,13 @@ impl Templates {
                     problems.error(Location::file(html), format!("{name}.{lang}.html.hbs needs a text version {name}.{lang}.hbs beside it"));
                     continue;
                 };
-                if let Some(source) = register(&mut set, name, text, html.as_deref(), problems) {
+                if let Some(source) = register(
+                    &mut set,
+                    name,
+                    (text, html.as_deref()),
+                    &mut raw_html,
+                    problems,
+                ) {
                     set.sources.insert(name.clone(), source);
                 }
             }
@@ -353,11 +372,12 @@ fn read(file: &Path, problems: &mut Problems) -> Option<String> {
         .ok()
 }
 
+/// Registers template `name` from its `text` file and optional `html` file.
 fn register(
     set: &mut LanguageSet,
     name: &str,
-    text: &Path,
-    html: Option<&Path>,
+    (text, html): (&Path, Option<&Path>),
+    raw_html: &mut RawHtml,
     problems: &mut Problems,
 ) -> Option<Source> {
     let content = read(text, problems)?;
@@ -390,9 +410,15 @@ fn register(
     }
     if let Some(html) = html {
         let source = read(html, problems)?;
-        if let Err(e) = set.html.register_template_string(&body_key(name), source) {
-            problems.push(template_problem(html, 0, &e));
-            ok = false;
+        match compile_html(&body_key(name), &source) {
+            Ok((template, scan)) => {
+                set.html.register_template(&body_key(name), template);
+                raw_html.report(html, &scan, problems);
+            }
+            Err(e) => {
+                problems.push(template_problem(html, 0, &e));
+                ok = false;
+            }
         }
     }
     ok.then(|| Source {
@@ -402,6 +428,143 @@ fn register(
         subject_parts: Parts::used_by(&front.subject),
         html_file: html.map(Path::to_path_buf),
     })
+}
+
+/// What escaping needs to know of one compiled HTML body or partial.
+#[derive(Debug, Default)]
+struct HtmlScan {
+    /// Its `{{{…}}}` and `{{& …}}` tags: (line, column, the tag as written).
+    raw: Vec<(usize, usize, String)>,
+    /// The partials it includes by name (`{{> NAME}}`, `{{#> NAME}}`).
+    partials: Vec<String>,
+}
+
+/// Compiles an HTML body or partial with every unescaped tag (`{{{…}}}`,
+/// `{{& …}}`) turned into an escaped one, and says where they were: SPEC §5
+/// has HTML bodies always escaped, so a customer name such as `<b>Leroy</b>`
+/// must never reach a mail client as markup, even from a folder whose check
+/// errors were ignored.
+fn compile_html(name: &str, source: &str) -> Result<(Template, HtmlScan), TemplateError> {
+    let mut template = Template::compile_with_name(source, name.to_string())?;
+    let mut scan = HtmlScan::default();
+    escape_all(&mut template, source, &mut scan);
+    Ok((template, scan))
+}
+
+/// Walks a compiled template and the blocks nested in it (`#if`, `#each`,
+/// partial blocks, inline partials): their positions are lines and columns
+/// of the whole source.
+fn escape_all(template: &mut Template, source: &str, scan: &mut HtmlScan) {
+    for (i, element) in template.elements.iter_mut().enumerate() {
+        match element {
+            TemplateElement::HtmlExpression(_) => {
+                let TemplateElement::HtmlExpression(expression) =
+                    std::mem::replace(element, TemplateElement::Comment(String::new()))
+                else {
+                    unreachable!("matched just above")
+                };
+                *element = TemplateElement::Expression(expression);
+                if let Some(at) = template.mapping.get(i) {
+                    let tag = tag_at(source, at.0, at.1).unwrap_or("{{{…}}}");
+                    scan.raw.push((at.0, at.1, tag.to_string()));
+                }
+            }
+            TemplateElement::HelperBlock(block) => {
+                for nested in [&mut block.template, &mut block.inverse]
+                    .into_iter()
+                    .flatten()
+                {
+                    escape_all(nested, source, scan);
+                }
+            }
+            TemplateElement::PartialExpression(partial)
+            | TemplateElement::PartialBlock(partial) => {
+                scan.partials
+                    .extend(partial.name.as_name().map(str::to_string));
+                if let Some(nested) = &mut partial.template {
+                    escape_all(nested, source, scan);
+                }
+            }
+            // `{{#*inline "NAME"}}…{{/inline}}`: a partial defined in place.
+            TemplateElement::DecoratorBlock(decorator) => {
+                if let Some(nested) = &mut decorator.template {
+                    escape_all(nested, source, scan);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The tag that starts at `line`:`col` (counted in characters, from 1) of
+/// `source`, up to its closing braces, when it closes on the same line.
+fn tag_at(source: &str, line: usize, col: usize) -> Option<&str> {
+    let text = source.lines().nth(line.checked_sub(1)?)?;
+    let start = text.char_indices().nth(col.checked_sub(1)?)?.0;
+    let rest = &text[start..];
+    let close = rest.find("}}")?;
+    let braces = rest[close..].len() - rest[close..].trim_start_matches('}').len();
+    Some(&rest[..close + braces])
+}
+
+/// Reports the unescaped tags of HTML bodies and of the partials they
+/// include, in one language. A partial that no HTML body includes is not
+/// reported: its text version may rightly hold `{{{…}}}` (the text body is
+/// never escaped anyway).
+struct RawHtml<'a> {
+    /// Each partial of the language's HTML registry: its file and scan.
+    partials: HashMap<String, (PathBuf, HtmlScan)>,
+    /// Tags already reported, by location, across languages.
+    reported: &'a mut BTreeSet<Location>,
+}
+
+impl RawHtml<'_> {
+    /// Reports the unescaped tags of the HTML body in `file` and of every
+    /// partial it includes, directly or through another partial.
+    fn report(&mut self, file: &Path, scan: &HtmlScan, problems: &mut Problems) {
+        report_tags(self.reported, file, scan, None, problems);
+        let mut seen: Vec<&str> = Vec::new();
+        let mut pending: Vec<&str> = scan.partials.iter().map(String::as_str).collect();
+        while let Some(name) = pending.pop() {
+            if seen.contains(&name) {
+                continue;
+            }
+            seen.push(name);
+            // An unknown partial fails when rendered, and `check` says so.
+            if let Some((partial_file, partial)) = self.partials.get(name) {
+                report_tags(self.reported, partial_file, partial, Some(file), problems);
+                pending.extend(partial.partials.iter().map(String::as_str));
+            }
+        }
+    }
+}
+
+/// Reports the unescaped tags of one HTML body, or of a partial that the
+/// HTML body `included_by` includes.
+fn report_tags(
+    reported: &mut BTreeSet<Location>,
+    file: &Path,
+    scan: &HtmlScan,
+    included_by: Option<&Path>,
+    problems: &mut Problems,
+) {
+    for (line, col, tag) in &scan.raw {
+        let location = Location::at(file, *line, *col);
+        if !reported.insert(location.clone()) {
+            continue;
+        }
+        let escaped = tag.trim_matches(['{', '}', '&', '~']).trim();
+        let mut message = format!(
+            "{tag} would insert raw HTML, but HTML bodies are always escaped: write {{{{{escaped}}}}}"
+        );
+        if let Some(body) = included_by {
+            message += &format!(
+                " (this partial is included by the HTML body {})",
+                body.display()
+            );
+        }
+        problems.error(location, message);
+    }
 }
 
 /// Splits `---\n<yaml>\n---\n<body>`; returns (yaml, body, lines before the body).
@@ -459,9 +622,12 @@ fn registry(html: bool, scripts: &Arc<Scripts>) -> Handlebars<'static> {
     if !html {
         hb.register_escape_fn(handlebars::no_escape);
     }
-    hb.register_helper("money", Box::new(MoneyHelper));
-    hb.register_helper("date", Box::new(DateHelper));
-    hb.register_helper("percent", Box::new(PercentHelper));
+    for (name, equal) in [("eq", true), ("ne", false)] {
+        hb.register_helper(name, Box::new(Equality { name, equal }));
+    }
+    hb.register_helper("money", Box::new(Localized(money_helper)));
+    hb.register_helper("date", Box::new(Localized(date_helper)));
+    hb.register_helper("percent", Box::new(Localized(percent_helper)));
     hb.register_helper("days_overdue", Box::new(DaysOverdueHelper));
     for (name, _, _) in &scripts.functions {
         hb.register_helper(
@@ -495,19 +661,23 @@ fn param<'a>(h: &'a Helper, i: usize, helper: &'static str) -> Result<&'a Value,
     }
 }
 
+/// The exact decimal a number or a numeric string holds. A number's text is
+/// read as is (no float on the way, no copy).
 fn decimal_of(v: &Value) -> Option<Decimal> {
     match v {
         Value::String(s) => Decimal::from_str_exact(s.trim()).ok(),
-        Value::Number(n) => Decimal::from_str_exact(&n.to_string())
+        Value::Number(n) => Decimal::from_str_exact(n.as_str())
             .ok()
-            .or_else(|| Decimal::from_scientific(&n.to_string()).ok()),
+            // A literal such as `1e3` in a template.
+            .or_else(|| Decimal::from_scientific(n.as_str()).ok()),
         _ => None,
     }
 }
 
-/// `{{money AMOUNT [CURRENCY]}}`: `1 234,56 €` in French, `€1,234.56` in English.
-struct MoneyHelper;
-impl HelperDef for MoneyHelper {
+/// A helper that writes its parameters the way the message's language does.
+struct Localized(fn(&Helper, &Context, &str) -> Result<String, RenderError>);
+
+impl HelperDef for Localized {
     fn call_inner<'reg: 'rc, 'rc>(
         &self,
         h: &Helper<'rc>,
@@ -515,60 +685,105 @@ impl HelperDef for MoneyHelper {
         ctx: &'rc Context,
         _: &mut RenderContext<'reg, 'rc>,
     ) -> Result<ScopedJson<'rc>, RenderError> {
-        let value = param(h, 0, "money")?;
-        let amount = decimal_of(value)
-            .ok_or_else(|| fail(format!("money: {} is not an amount", value.render())))?;
-        let currency = match h.param(1) {
-            Some(_) => param(h, 1, "money")?.render(),
-            None => root_str(ctx, &["invoice", "currency"])
-                .unwrap_or("EUR")
-                .to_string(),
-        };
         let language = root_str(ctx, &["language"]).unwrap_or("en");
-        Ok(ScopedJson::Derived(Value::String(format_money(
-            amount, &currency, language,
-        ))))
+        Ok(ScopedJson::Derived(Value::String((self.0)(
+            h, ctx, language,
+        )?)))
     }
+}
+
+/// `{{money AMOUNT [CURRENCY]}}`: `1 234,56 €` in French, `€1,234.56` in English.
+fn money_helper(h: &Helper, ctx: &Context, language: &str) -> Result<String, RenderError> {
+    let value = param(h, 0, "money")?;
+    let amount = decimal_of(value)
+        .ok_or_else(|| fail(format!("money: {} is not an amount", value.render())))?;
+    let currency = match h.param(1) {
+        // ISO 4217 codes are upper case; `"usd"` is a slip, not another currency.
+        Some(_) => param(h, 1, "money")?.render().trim().to_ascii_uppercase(),
+        None => root_str(ctx, &["invoice", "currency"])
+            .unwrap_or("EUR")
+            .to_string(),
+    };
+    Ok(format_money(amount, &currency, language))
 }
 
 /// `{{date DATE}}`: `1er novembre 2026` in French, `November 1, 2026` in English.
-struct DateHelper;
-impl HelperDef for DateHelper {
-    fn call_inner<'reg: 'rc, 'rc>(
-        &self,
-        h: &Helper<'rc>,
-        _: &'reg Handlebars<'reg>,
-        ctx: &'rc Context,
-        _: &mut RenderContext<'reg, 'rc>,
-    ) -> Result<ScopedJson<'rc>, RenderError> {
-        let value = param(h, 0, "date")?;
-        let text = value.as_str().unwrap_or_default();
-        let date = NaiveDate::parse_from_str(text, "%Y-%m-%d")
-            .map_err(|_| fail(format!("date: {} is not a YYYY-MM-DD date", value.render())))?;
-        let language = root_str(ctx, &["language"]).unwrap_or("en");
-        Ok(ScopedJson::Derived(Value::String(format_date(
-            date, language,
-        ))))
-    }
+fn date_helper(h: &Helper, _: &Context, language: &str) -> Result<String, RenderError> {
+    let value = param(h, 0, "date")?;
+    let text = value.as_str().unwrap_or_default();
+    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+        let shown = value.render();
+        // An empty extra column would otherwise read "date:  is not…".
+        fail(match h.param(0).and_then(|p| p.relative_path()) {
+            Some(path) if shown.is_empty() => format!("date: {path} is empty"),
+            _ => format!("date: {shown} is not a YYYY-MM-DD date"),
+        })
+    })?;
+    Ok(format_date(date, language))
 }
 
 /// `{{percent RATE}}`: `12,15 %` in French, `12.15%` in English.
-struct PercentHelper;
-impl HelperDef for PercentHelper {
+fn percent_helper(h: &Helper, _: &Context, language: &str) -> Result<String, RenderError> {
+    let value = param(h, 0, "percent")?;
+    let rate = decimal_of(value)
+        .ok_or_else(|| fail(format!("percent: {} is not a number", value.render())))?;
+    Ok(format_percent(rate, language))
+}
+
+/// `eq` and `ne`, in place of Handlebars' own, whose JSON equality tells
+/// 1234.00 from 1234 (exact numbers keep their text). When one side is a
+/// number and the other a number or a numeric string (`"1234"`, an extra
+/// column), they compare as decimals; anything else compares as JSON, so two
+/// strings such as postcodes `"01000"` and `"1000"` stay different.
+struct Equality {
+    name: &'static str,
+    equal: bool,
+}
+
+impl Equality {
+    fn holds(&self, h: &Helper) -> Result<bool, RenderError> {
+        let (x, y) = (param(h, 0, self.name)?, param(h, 1, self.name)?);
+        // Two strings are never parsed: they compare as text whatever they hold.
+        let decimals = (x.is_number() || y.is_number())
+            .then(|| decimal_of(x).zip(decimal_of(y)))
+            .flatten();
+        let same = match decimals {
+            Some((a, b)) => a == b,
+            None => x == y,
+        };
+        Ok(same == self.equal)
+    }
+}
+
+impl HelperDef for Equality {
+    /// Also a block, as the built-in is: `{{#eq a b}}…{{else}}…{{/eq}}`.
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        r: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        rc: &mut RenderContext<'reg, 'rc>,
+        out: &mut dyn Output,
+    ) -> HelperResult {
+        let holds = self.holds(h)?;
+        if !h.is_block() {
+            out.write(if holds { "true" } else { "false" })?;
+            return Ok(());
+        }
+        match if holds { h.template() } else { h.inverse() } {
+            Some(t) => t.render(r, ctx, rc, out),
+            None => Ok(()),
+        }
+    }
+
     fn call_inner<'reg: 'rc, 'rc>(
         &self,
         h: &Helper<'rc>,
         _: &'reg Handlebars<'reg>,
-        ctx: &'rc Context,
+        _: &'rc Context,
         _: &mut RenderContext<'reg, 'rc>,
     ) -> Result<ScopedJson<'rc>, RenderError> {
-        let value = param(h, 0, "percent")?;
-        let rate = decimal_of(value)
-            .ok_or_else(|| fail(format!("percent: {} is not a number", value.render())))?;
-        let language = root_str(ctx, &["language"]).unwrap_or("en");
-        Ok(ScopedJson::Derived(Value::String(format_percent(
-            rate, language,
-        ))))
+        Ok(ScopedJson::Derived(Value::Bool(self.holds(h)?)))
     }
 }
 
@@ -633,6 +848,9 @@ fn to_dynamic(v: &Value) -> Dynamic {
     match v {
         Value::Null => Dynamic::UNIT,
         Value::Bool(b) => Dynamic::from(*b),
+        // What a script would get for the same value: an integer stays an
+        // INT (`days_overdue`, `open_count`), an amount such as 1234.00 is an
+        // exact Decimal, never a float nor a string.
         Value::Number(n) => match n.as_i64() {
             Some(i) => Dynamic::from(i),
             None => decimal_of(v).map_or(Dynamic::UNIT, Dynamic::from),
@@ -648,8 +866,10 @@ fn to_dynamic(v: &Value) -> Dynamic {
 }
 
 fn from_dynamic(d: Dynamic) -> Value {
+    // A script's decimal is a number to templates too, like the amounts:
+    // `{{#if (interest_due invoice)}}` is false for 0.00.
     if let Ok(dec) = d.as_decimal() {
-        return Value::String(dec.to_string());
+        return exact_number(dec.to_string());
     }
     if let Ok(i) = d.as_int() {
         return json!(i);
@@ -798,7 +1018,7 @@ pub struct MessageContext {
     pub customer: CustomerView,
 }
 
-/// An amount as text with at least cents: the form amounts take in JSON and templates.
+/// An amount as text with at least cents: the form amounts take in JSON output.
 pub fn money(d: Decimal) -> String {
     // Amounts show at least cents: 100 is written 100.00, 99.995 stays exact.
     if d.scale() < 2 {
@@ -808,6 +1028,23 @@ pub fn money(d: Decimal) -> String {
     } else {
         d.to_string()
     }
+}
+
+/// An exact JSON number for a template context. serde_json's
+/// `arbitrary_precision` keeps its text, so it renders as written (`1234.00`),
+/// while `#if`, `eq` and `gt` see a number: `0.00` is false, `1234.00` equals
+/// `1234`. As a string it would be truthy and compare as text.
+fn exact_number(text: String) -> Value {
+    match text.parse::<Number>() {
+        Ok(n) => Value::Number(n),
+        // A decimal's text is always a JSON number; keep the text if not.
+        Err(_) => Value::String(text),
+    }
+}
+
+/// An amount for a template context: an exact number with at least cents.
+fn amount_json(d: Decimal) -> Value {
+    exact_number(money(d))
 }
 
 /// The fields an invoice shows to templates, in the order of `invoice_json`.
@@ -856,12 +1093,19 @@ pub fn invoice_json(
             3 => json!(inv.email),
             4 => json!(inv.issue_date.to_string()),
             5 => json!(inv.due_date.to_string()),
-            6 => json!(money(inv.amount)),
-            7 => json!(money(inv.amount_paid)),
-            8 => json!(money(inv.amount_due())),
+            6 => amount_json(inv.amount),
+            7 => amount_json(inv.amount_paid),
+            8 => amount_json(inv.amount_due()),
             9 => json!(inv.currency),
             10 => json!(inv.status.as_str()),
-            11 => json!(inv.paid_date.map(|d| d.to_string())),
+            // An optional date the invoice lacks is left out rather than
+            // null: in strict mode `{{invoice.paid_date}}` is then an error
+            // (a null would render blank in a customer's mailbox), while
+            // `{{#if invoice.paid_date}}` still works.
+            11 => match inv.paid_date {
+                Some(d) => json!(d.to_string()),
+                None => continue,
+            },
             12 => json!(
                 inv.language
                     .as_deref()
@@ -869,7 +1113,10 @@ pub fn invoice_json(
                     .unwrap_or(default_language)
             ),
             13 => json!(inv.tags),
-            14 => json!(inv.promise_date.map(|d| d.to_string())),
+            14 => match inv.promise_date {
+                Some(d) => json!(d.to_string()),
+                None => continue,
+            },
             15 => json!(inv.days_overdue(today)),
             // Every extra column of every feed, empty where this invoice's feed
             // lacks it, so that one template serves invoices from all feeds.
@@ -1001,10 +1248,10 @@ pub fn message_context(
                 "language": c.language.as_deref().unwrap_or(&config.language),
                 "tags": c.tags,
                 "open_count": c.open_count,
-                "total_due": money(c.total_due),
+                "total_due": amount_json(c.total_due),
                 "overdue_count": c.overdue_count(today),
-                "late_paid_ratio": c.late_paid_ratio.to_string(),
-                "avg_days_late": c.avg_days_late.to_string(),
+                "late_paid_ratio": exact_number(c.late_paid_ratio.to_string()),
+                "avg_days_late": exact_number(c.avg_days_late.to_string()),
             }),
         );
     }
@@ -1109,6 +1356,72 @@ mod tests {
         );
         assert_eq!(Parts::used_by("{{> header}}"), Parts::ALL);
         assert_eq!(Parts::used_by("Hello").objects, 0);
+    }
+
+    #[test]
+    fn amounts_are_exact_numbers_in_the_context() {
+        use handlebars::JsonTruthy;
+        let due = amount_json(Decimal::new(1234, 0));
+        assert_eq!(due.to_string(), "1234.00");
+        assert_eq!(decimal_of(&due), Some(Decimal::new(123400, 2)));
+        assert!(!amount_json(Decimal::ZERO).is_truthy(false));
+        assert!(amount_json(Decimal::new(1, 2)).is_truthy(false));
+        // A script gets a Decimal, as for `invoice.amount_due` in a script.
+        assert_eq!(to_dynamic(&due).as_decimal(), Ok(Decimal::new(123400, 2)));
+        assert_eq!(to_dynamic(&json!(7)).as_int(), Ok(7));
+        assert_eq!(
+            from_dynamic(Dynamic::from(Decimal::new(1274, 0))),
+            json!(1274)
+        );
+    }
+
+    /// `source` rendered by an HTML registry without script helpers.
+    fn render_html(source: &str, data: &Value) -> String {
+        registry(true, &Arc::new(Scripts::empty()))
+            .render_template(source, data)
+            .unwrap()
+    }
+
+    #[test]
+    fn eq_and_ne_compare_numbers_as_decimals() {
+        let data = json!({"due": amount_json(Decimal::new(1234, 0)), "zip": "01000"});
+        for (source, expected) in [
+            ("{{eq due 1234}}", "true"),
+            ("{{ne due 1234}}", "false"),
+            ("{{eq due \"1234.000\"}}", "true"),
+            ("{{eq due 1234.01}}", "false"),
+            ("{{#ne due 1234}}yes{{else}}no{{/ne}}", "no"),
+            ("{{eq zip \"1000\"}}", "false"),
+            ("{{eq zip 1000}}", "true"),
+            ("{{eq zip \"01000\"}}", "true"),
+        ] {
+            assert_eq!(render_html(source, &data), expected, "{source}");
+        }
+    }
+
+    #[test]
+    fn unescaped_html_tags_are_located_and_escaped() {
+        let source =
+            "<p>{{{a}}}</p>\n{{#if a}}é {{& a}}{{/if}}\n{{> sig}}{{#> layout}}{{{a}}}{{/layout}}";
+        let (template, scan) = compile_html("t", source).unwrap();
+        assert_eq!(
+            scan.raw,
+            vec![
+                (1, 4, "{{{a}}}".to_string()),
+                (2, 12, "{{& a}}".to_string()),
+                (3, 23, "{{{a}}}".to_string()),
+            ]
+        );
+        assert_eq!(scan.partials, vec!["sig", "layout"]);
+        let mut hb = registry(true, &Arc::new(Scripts::empty()));
+        hb.register_template("t", template);
+        hb.register_partial("sig", "").unwrap();
+        hb.register_partial("layout", "{{> @partial-block}}")
+            .unwrap();
+        assert_eq!(
+            hb.render("t", &json!({"a": "<b>"})).unwrap(),
+            "<p>&lt;b&gt;</p>\né &lt;b&gt;\n&lt;b&gt;"
+        );
     }
 
     #[test]

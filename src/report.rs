@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::engine::Planned;
 use crate::engine::{StageTrace, Trace, Verdict};
-use crate::journal::Entry;
+use crate::journal::{Entry, State};
 use crate::project::{Project, Reminder};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -198,6 +198,11 @@ impl<'a> PreviewWriter<'a> {
                     }
                     writeln!(out)?;
                     writeln!(out, "{}", r.body.as_deref().unwrap_or("").trim_end())?;
+                    // The HTML part goes out too: show it, marked off from the text.
+                    if let Some(html) = &r.html {
+                        writeln!(out, "--- html ---")?;
+                        writeln!(out, "{}", html.trim_end())?;
+                    }
                     writeln!(out)?;
                 }
                 Ok(())
@@ -320,22 +325,32 @@ pub fn history(out: &mut dyn Write, entries: &[Entry], format: Format) -> io::Re
             let rows: Vec<Vec<String>> = entries
                 .iter()
                 .map(|e| {
+                    // Failed and skipped rows show why; a skip journaled
+                    // before skips carried their reason was an overtaken stage.
+                    let detail = match (&e.last_error, e.state) {
+                        (Some(reason), _) => reason.clone(),
+                        (None, State::Skipped) => "overtaken by a later stage".to_string(),
+                        (None, _) => e.subject.clone(),
+                    };
                     vec![
                         e.updated_at.clone(),
+                        e.date.clone(),
                         e.invoice.clone(),
                         e.policy.clone(),
                         stage_label(&e.stage, e.occurrence),
                         e.state.as_str().to_string(),
                         e.channel.clone(),
                         e.recipient.clone(),
-                        e.last_error.clone().unwrap_or_else(|| e.subject.clone()),
+                        detail,
                     ]
                 })
                 .collect();
+            // WHEN is the row's last change; DATE the evaluation date it is for.
             table(
                 out,
                 &[
                     "WHEN",
+                    "DATE",
                     "INVOICE",
                     "POLICY",
                     "STAGE",
@@ -367,7 +382,9 @@ pub fn verdict_text(s: &StageTrace) -> String {
             "passed: a later stage is already in the journal, a policy never steps back".to_string()
         }
         Verdict::Fires => "FIRES".to_string(),
-        Verdict::Skipped => "skipped: overtaken by a later stage reached the same day".to_string(),
+        // The later stage may have been reached days after this one (a
+        // catch-up): only its being reached by the evaluation date matters.
+        Verdict::Skipped => "skipped: overtaken by a later stage".to_string(),
         Verdict::Waiting => "waiting: reached, but its `when` is false".to_string(),
         Verdict::OnePerDay => {
             "waiting: this invoice already had a reminder on this date (one a day)".to_string()

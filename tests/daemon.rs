@@ -339,6 +339,65 @@ fn history_lists_the_journal_newest_first() {
 }
 
 #[test]
+fn the_history_table_has_the_evaluation_date_and_why_a_stage_was_skipped() {
+    // First evaluated 10 days after the due date: `reminder` goes out,
+    // `courtesy` is overtaken and journaled skipped, with the reason.
+    let folder = dunning_folder("", &invoices(1));
+    folder.write(
+        "rules/dunning.yaml",
+        &policy(
+            "dunning",
+            &[
+                "{id: courtesy, offset: 1, template: overdue}",
+                "{id: reminder, offset: 10, template: overdue}",
+            ],
+        ),
+    );
+    folder
+        .run(&["run", "--once", "--as-of", "2026-12-10"])
+        .expect_code(0);
+    let skipped = &folder.journal()[0];
+    assert_eq!(
+        (skipped.stage.as_str(), skipped.state.as_str()),
+        ("courtesy", "skipped")
+    );
+    assert_eq!(skipped.last_error.as_deref(), Some("overtaken by reminder"));
+
+    let table = folder.run(&["history"]).expect_code(0).stdout;
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        rows[0].join("|"),
+        "WHEN|DATE|INVOICE|POLICY|STAGE|STATE|CHANNEL|TO|SUBJECT / ERROR"
+    );
+    assert_eq!(rows.len(), 3, "{table}");
+    // WHEN is the wall-clock time of the row's last change; DATE the evaluation date.
+    for row in &rows[1..] {
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(row[0]).is_ok(),
+            "{table}"
+        );
+        assert_eq!(row[1], "2026-12-10", "{table}");
+    }
+    let by_stage = |stage: &str| rows.iter().find(|r| r[4] == stage).unwrap()[5..].to_vec();
+    assert_eq!(
+        by_stage("reminder"),
+        ["sent", "email", "c1@example.com", "Invoice F001 is overdue"]
+    );
+    assert_eq!(
+        by_stage("courtesy"),
+        ["skipped", "email", "overtaken by reminder"]
+    );
+}
+
+#[test]
 fn history_without_a_journal_is_empty_and_creates_nothing() {
     let folder = Folder::sample();
     let run = folder.run(&["history", "--format", "json"]).expect_code(0);
@@ -365,6 +424,48 @@ fn a_batch_over_max_per_run_is_held_until_confirmed() {
     run_once(&folder, &["--confirm"]).expect_code(0);
     assert_eq!(folder.files("outbox").len(), 3);
     assert_eq!(count(&folder.journal(), "sent"), 3);
+}
+
+#[test]
+fn a_dry_run_over_max_per_run_shows_every_reminder_then_the_hold() {
+    let folder = dunning_folder("limits: {max_per_run: 2}", &invoices(3));
+    let run = run_once(&folder, &["--dry-run"]).expect_code(1);
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    let would: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains("would send (dry run)"))
+        .collect();
+    let held = lines
+        .iter()
+        .position(|l| l.contains("held: 3 reminders are due on 2026-12-01"))
+        .unwrap_or_else(|| panic!("no held note in:\n{}", run.stderr));
+    assert_eq!(would.len(), 3, "{}", run.stderr);
+    assert!(would.iter().all(|&i| i < held), "{}", run.stderr);
+    for (i, n) in would.iter().zip(["F001", "F002", "F003"]) {
+        assert_contains(lines[*i], &format!("invoice={n}"));
+    }
+    for created in ["state", "outbox", "tasks"] {
+        assert!(!folder.path().join(created).exists(), "{created}/ created");
+    }
+}
+
+#[test]
+fn the_evaluation_summary_logs_the_date_itself() {
+    let folder = dunning_folder("", &invoices(1));
+    let human = run_once(&folder, &["--dry-run"]).expect_code(0);
+    let done = human.log_lines("evaluation done");
+    assert_eq!(done.len(), 1, "{}", human.stderr);
+    assert_contains(done[0], "date=2026-12-01 due=1");
+    assert!(!done[0].contains("Some("), "{}", done[0]);
+
+    let json = run_once(&folder, &["--log-format", "json"]).expect_code(0);
+    let done: serde_json::Value = json
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["message"] == "evaluation done")
+        .unwrap_or_else(|| panic!("no summary in:\n{}", json.stderr));
+    assert_eq!(done["date"], AS_OF);
+    assert_eq!(done["sent"], 1);
 }
 
 #[test]
@@ -402,7 +503,7 @@ fn a_dry_run_leaves_an_existing_journal_as_it_is() {
 #[test]
 fn letters_calls_and_tasks_become_files_in_tasks_and_are_journaled() {
     let folder = Folder::sample();
-    run_once(&folder, &[]).expect_code(0);
+    let run = run_once(&folder, &[]).expect_code(0);
     assert_eq!(
         file_names(&folder, "tasks"),
         [
@@ -417,13 +518,22 @@ fn letters_calls_and_tasks_become_files_in_tasks_and_are_journaled() {
     );
 
     let letter = folder.read("tasks/2026-12-01.F2026-0050.standard.formal_notice.0.letter.txt");
+    // The facts a person needs to act without the accounting system.
     for fact in [
-        "Channel:  letter",
-        "Invoice:  F2026-0050",
-        "Customer: Boulangerie Dupont (C005)",
-        "Due:      245.90 EUR",
-        "Policy:   standard / formal_notice",
-        "Subject:  Mise en demeure de payer — facture F2026-0050",
+        "Channel:      letter\n",
+        "Invoice:      F2026-0050\n",
+        "Customer:     Boulangerie Dupont (C005)\n",
+        "Issued:       2026-09-01\n",
+        "Due date:     2026-10-01\n",
+        "Days overdue: 61\n",
+        "Amount:       245.90 EUR\n",
+        "Amount paid:  0.00 EUR\n",
+        "Amount due:   245.90 EUR\n",
+        "Email:        contact@boulangerie-dupont.fr\n",
+        "Phone:        +33 5 56 00 11 22\n",
+        "Policy:       standard / formal_notice\n",
+        "Date:         2026-12-01\n",
+        "Subject:      Mise en demeure de payer — facture F2026-0050\n",
         // The rendered letter itself.
         "Par la présente, nous vous mettons en demeure",
         "Principal restant dû :                  245,90 €",
@@ -431,7 +541,18 @@ fn letters_calls_and_tasks_become_files_in_tasks_and_are_journaled() {
         assert!(letter.contains(fact), "{fact:?} missing from:\n{letter}");
     }
     let call = folder.read("tasks/2026-12-01.F2026-0045.key_accounts.account_call.0.call.txt");
-    assert_contains(&call, "To:       +33 1 40 00 12 12");
+    assert_contains(&call, "To:           +33 1 40 00 12 12\n");
+    assert_contains(&call, "Phone:        +33 1 40 00 12 12\n");
+
+    // The French export has no phone column: the call is still written (the
+    // number can be looked up), with a warning naming it.
+    let call = folder.read("tasks/2026-12-01.F2026-0203.key_accounts.account_call.0.call.txt");
+    assert_contains(&call, "Phone:        (not in the feed)\n");
+    assert_contains(&call, "Email:        facturation@conseil-bonnet.fr\n");
+    let warnings = run.log_lines("no phone number");
+    assert_eq!(warnings.len(), 1, "{}", run.stderr);
+    assert_contains(warnings[0], "WARN");
+    assert_contains(warnings[0], "invoice=F2026-0203");
 
     let journal = folder.journal();
     for (invoice, channel) in [

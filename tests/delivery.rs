@@ -557,6 +557,41 @@ fn a_customer_name_with_cr_lf_cannot_inject_a_header() {
     );
 }
 
+#[test]
+fn without_a_config_emails_reach_the_outbox_from_a_placeholder_sender() {
+    // SPEC §1: no relance.yaml means all defaults: outbox delivery, and an
+    // empty company.email, which must not fail every email.
+    let folder = dunning_folder("", &invoices(2));
+    folder.remove("relance.yaml");
+    folder.write(
+        "templates/overdue.fr.hbs",
+        &template("Facture {{invoice.number}}", "Merci."),
+    );
+    let run = run_once(&folder).expect_code(0);
+    let warnings = run.log_lines("company.email is empty");
+    assert_eq!(warnings.len(), 1, "warned once:\n{}", run.stderr);
+    assert_contains(warnings[0], "WARN");
+    assert_contains(warnings[0], "relance@localhost");
+
+    assert_eq!(states(&folder), ["sent", "sent"]);
+    let files = folder.files("outbox");
+    assert_eq!(files.len(), 2, "{files:?}");
+    let mail = Mail {
+        recipients: Vec::new(),
+        raw: std::fs::read(&files[0]).unwrap(),
+    };
+    let from = single(mail.parsed().headers.get_first_header("From").unwrap());
+    assert_eq!(
+        (from.display_name, from.addr.as_str()),
+        (None, "relance@localhost")
+    );
+    assert_eq!(
+        mail.header("Message-ID"),
+        "<F001.dunning.overdue.0@localhost>"
+    );
+    assert_eq!(mail.header("Message-ID"), folder.journal()[0].message_id);
+}
+
 // --- SMTP --------------------------------------------------------------------
 
 #[test]
@@ -673,6 +708,31 @@ fn smtp_without_its_password_variable_refuses_to_start() {
         &run.stderr,
         "environment variable RELANCE_TEST_SMTP_PASSWORD is not set",
     );
+    assert!(server.attempts().is_empty());
+}
+
+#[test]
+fn smtp_without_a_sender_address_refuses_to_start() {
+    let server = SmtpServer::accepting();
+    for company in ["", "company: {name: Atelier, email: \"compta at atelier\"}"] {
+        let folder = dunning_folder(&server.delivery(), &invoices(1));
+        folder.write(
+            "relance.yaml",
+            &format!("language: en\n{company}\n{}\n", server.delivery()),
+        );
+        let run = run_once(&folder).expect_code(1);
+        // The config's validation finds it, as `check` does.
+        let expected = if company.is_empty() {
+            "relance.yaml: company.email is empty: SMTP delivery needs the sender address"
+        } else {
+            "company.email \"compta at atelier\" is not an email address"
+        };
+        assert_contains(&run.stderr, expected);
+        assert!(
+            !folder.path().join("state").exists(),
+            "refused before the journal is opened"
+        );
+    }
     assert!(server.attempts().is_empty());
 }
 

@@ -3,8 +3,8 @@
 
 use crate::common::{Folder, assert_starts_with};
 use crate::{
-    ON_DUE, STANDARD, args, check_problems, fields, folder, inv, lines, preview_json, run_expect,
-    run_inside, str_of, with_stages,
+    ON_DUE, STANDARD, args, array, check_problems, fields, folder, inv, lines, preview_json,
+    run_expect, run_inside, str_of, with_stages,
 };
 use serde_json::{Value, json};
 
@@ -122,24 +122,45 @@ fn preview_table_is_aligned_and_ends_with_a_count() {
     );
 }
 
-#[test]
-fn preview_render_prints_each_full_message() {
-    let f = two_days();
-    let run = run_expect(
-        &f,
+/// `preview --render` of B2 on 2026-12-10 in `f` (it must exit 0).
+fn render_b2(f: &Folder) -> String {
+    run_expect(
+        f,
         "preview --as-of 2026-12-10 --days 1 --render --invoice B2",
         0,
-    );
-    assert_eq!(
-        run.stdout,
+    )
+    .stdout
+}
+
+/// What [`render_b2`] prints when the text body is followed by `after_body`.
+fn rendered_b2(after_body: &str) -> String {
+    format!(
         "=== 2026-12-10  B2  on_due  email (p)\n\
          To: b@x.fr, compta@x.fr\n\
          Subject: B2\n\
          \n\
          Body of B2\n\
-         \n\
+         {after_body}\n\
          \n\
          1 reminder(s) from 2026-12-10 to 2026-12-10.\n"
+    )
+}
+
+#[test]
+fn preview_render_prints_each_full_message() {
+    assert_eq!(render_b2(&two_days()), rendered_b2(""));
+}
+
+#[test]
+fn preview_render_prints_the_html_part_after_the_text() {
+    let f = two_days();
+    f.write(
+        "templates/t.fr.html.hbs",
+        "<p>Bonjour {{customer.name}}</p>\n",
+    );
+    assert_eq!(
+        render_b2(&f),
+        rendered_b2("--- html ---\n<p>Bonjour Beta &amp; Co</p>\n")
     );
 }
 
@@ -180,7 +201,7 @@ fn explain_shows_the_policy_chosen_and_why_and_each_stage() {
     assert_eq!(
         run.stdout,
         "Invoice F1 — Acme (C1)\n  \
-         €20.00 due 2026-12-10 (17 day(s) overdue), status open, as of 2026-12-27\n\
+         20,00 € due 2026-12-10 (17 day(s) overdue), status open, as of 2026-12-27\n\
          \n\
          Policies, highest priority first:\n  \
          big                  priority   10  applies_to is false\n  \
@@ -188,8 +209,8 @@ fn explain_shows_the_policy_chosen_and_why_and_each_stage() {
          \n\
          Stages of p (offsets from due_date 2026-12-10):\n\
          STAGE          DATE        REACHED      JOURNAL  VERDICT\n\
-         courtesy       2026-12-03  reached      -        skipped: overtaken by a later stage reached the same day\n\
-         due_soon       2026-12-08  reached      -        skipped: overtaken by a later stage reached the same day\n\
+         courtesy       2026-12-03  reached      -        skipped: overtaken by a later stage\n\
+         due_soon       2026-12-08  reached      -        skipped: overtaken by a later stage\n\
          overdue_1      2026-12-11  reached      -        FIRES\n\
          overdue_2      2026-12-25  reached      -        when = false; waiting: reached, but its `when` is false\n\
          formal_notice  2027-01-09  not reached  -        not reached yet\n\
@@ -197,6 +218,49 @@ fn explain_shows_the_policy_chosen_and_why_and_each_stage() {
          \n\
          On 2026-12-27: sends overdue_1 (email) to f1@example.com: F1\n"
     );
+}
+
+#[test]
+fn explain_writes_money_in_the_language_of_the_invoice() {
+    let f = folder(&[
+        inv("F1", "2026-12-10", "1234.5"),
+        inv("F2", "2026-12-10", "1234.5").with("language", "en"),
+    ]);
+    let header = |number: &str| {
+        let run = run_expect(&f, &format!("explain {number} --as-of 2026-12-10"), 0);
+        run.stdout.lines().nth(1).unwrap().to_string()
+    };
+    assert_starts_with(&header("F1"), "  1 234,50 € due 2026-12-10");
+    assert_starts_with(&header("F2"), "  €1,234.50 due 2026-12-10");
+}
+
+#[test]
+fn preview_and_explain_with_a_broken_policy_show_the_rest_but_exit_1() {
+    // `run` refuses to start on this folder: a preview that exited 0 would
+    // promise reminders the daemon never sends.
+    let f = folder(&[inv("F1", "2026-12-10", "20")]);
+    f.write(
+        "rules/typo.yaml",
+        "name: typo\nstages:\n  - {id: one, ofset: 1, template: t}\n",
+    );
+    let problem = "rules/typo.yaml:3:15: stages[0]: unknown field `ofset`";
+    let preview = run_expect(&f, "preview --as-of 2026-12-10 --days 1 --format json", 1);
+    assert_starts_with(&crate::local(&f, &preview.stderr), problem);
+    assert_eq!(
+        fields(&array(preview.json()), "invoice stage"),
+        ["F1 on_due"]
+    );
+
+    let explain = run_expect(&f, "explain F1 --as-of 2026-12-10", 1);
+    assert_starts_with(&crate::local(&f, &explain.stderr), problem);
+    assert!(
+        explain
+            .stdout
+            .ends_with("On 2026-12-10: sends on_due (email) to f1@example.com: F1\n"),
+        "{}",
+        explain.stdout
+    );
+    run_expect(&f, "run --once --dry-run --as-of 2026-12-10", 1);
 }
 
 #[test]
@@ -357,12 +421,25 @@ fn an_smtp_user_without_password_env_is_a_config_error() {
     let f = folder(&[inv("F1", "2026-12-10", "20")]);
     f.write(
         "relance.yaml",
-        "delivery: {kind: smtp, host: smtp.example.com, user: relance}\n",
+        "delivery: {kind: smtp, host: smtp.example.com, user: relance}\ncompany: {email: ar@acme.example}\n",
     );
     assert_eq!(
         check_problems(&f),
         vec![
             "relance.yaml:1:48: delivery: user needs password_env, the environment variable holding the password (never the password itself)"
         ]
+    );
+}
+
+#[test]
+fn check_refuses_a_sender_that_is_not_an_email_address() {
+    let f = folder(&[inv("F1", "2026-12-10", "20")]);
+    f.write(
+        "relance.yaml",
+        "company: {name: Acme, email: compta-at-acme}\n",
+    );
+    assert_eq!(
+        check_problems(&f),
+        vec!["relance.yaml:1:23: company.email \"compta-at-acme\" is not an email address"]
     );
 }

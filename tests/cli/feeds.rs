@@ -19,10 +19,27 @@ fn due_on_dec_10(f: &Folder) -> Vec<(String, String)> {
 /// A folder whose only feed is `path` (JSON, or JSON Lines for `.jsonl` and
 /// `.ndjson`), holding `content`.
 fn json_feed(path: &str, content: &str) -> Folder {
+    feed_with(path, "", content)
+}
+
+/// A folder whose only feed is `path`, holding `content`, with these
+/// `settings` (YAML flow entries after its path: `, decimal: ","`).
+fn feed_with(path: &str, settings: &str, content: &str) -> Folder {
     let f = folder(&[]);
-    f.write("relance.yaml", &format!("feeds: [{{path: {path}}}]\n"))
-        .write(path, content);
+    f.write(
+        "relance.yaml",
+        &format!("feeds: [{{path: {path}{settings}}}]\n"),
+    )
+    .write(path, content);
     f
+}
+
+/// Asserts that `check` finds no problem and that the reminders on
+/// 2026-12-10 are for these invoices, with these amounts due.
+#[track_caller]
+fn assert_clean_and_due_on_dec_10(f: &Folder, expected: &[(&str, &str)]) {
+    assert_eq!(run_expect(f, "check", 0).stdout, "");
+    assert_due_on_dec_10(f, expected);
 }
 
 /// Asserts that the reminders on 2026-12-10 are for these invoices, with
@@ -71,9 +88,7 @@ fn a_utf8_byte_order_mark_before_the_header_is_ignored() {
     // Were the BOM kept, the first column would be "\u{feff}number", not `number`.
     let rows = csv_delimited(&[inv("F1", "2026-12-10", "10")], b';');
     f.write("data/invoices.csv", &format!("\u{feff}{rows}"));
-    let run = run_expect(&f, "check", 0);
-    assert_eq!(run.stdout, "");
-    assert_due_on_dec_10(&f, &[("F1", "10.00")]);
+    assert_clean_and_due_on_dec_10(&f, &[("F1", "10.00")]);
 }
 
 #[test]
@@ -377,16 +392,24 @@ fn feed_flags_replace_the_configured_feeds() {
     f.write("other/a.csv", &csv(&[inv("A1", "2026-12-10", "1")]))
         .write("other/b.jsonl", &JSON_LINES.replace("\"L", "\"B"));
     // Paths on the command line are relative to where the command runs.
+    assert_eq!(
+        invoices_run_from(&f, f.path(), "--feed other/a.csv --feed other/b.jsonl"),
+        vec!["A1", "B1", "B2"]
+    );
+}
+
+/// The invoices of the reminders on 2026-12-10 of `relance --dir F preview …
+/// FLAGS` run from the folder `cwd`.
+fn invoices_run_from(f: &Folder, cwd: &std::path::Path, flags: &str) -> Vec<String> {
     let run: Run = f
-        .command(&args(
-            "preview --as-of 2026-12-10 --days 1 --format json --feed other/a.csv --feed other/b.jsonl",
-        ))
-        .current_dir(f.path())
+        .command(&args(&format!(
+            "preview --as-of 2026-12-10 --days 1 --format json {flags}"
+        )))
+        .current_dir(cwd)
         .output()
         .expect("run relance")
         .into();
-    let reminders = array(run.expect_code(0).json());
-    assert_eq!(fields(&reminders, "invoice"), vec!["A1", "B1", "B2"]);
+    fields(&array(run.expect_code(0).json()), "invoice")
 }
 
 #[test]
@@ -440,5 +463,224 @@ fn a_bad_row_of_a_feed_given_on_the_command_line_is_named_as_typed() {
         run.stderr,
         "exports/a.csv:3: amount: expected a decimal number like 1234.56, found \"1.2.3\"\n\
          warning: 1 bad feed row(s) skipped; the other rows were processed\n"
+    );
+}
+
+/// The French dialect of [`the_french_export_dialect_decimal_comma_date_format_and_column_mapping`]
+/// (`decimal: ","`, `;`), its amounts column holding each of `amounts` in turn.
+fn decimal_comma_feed(amounts: &[&str]) -> Folder {
+    let rows: String = amounts
+        .iter()
+        .enumerate()
+        .map(|(i, amount)| {
+            format!(
+                "FR-{};C1;Dupont;d@x.fr;2026-11-10;2026-12-10;{amount}\n",
+                i + 1
+            )
+        })
+        .collect();
+    feed_with(
+        "data/fr.csv",
+        ", decimal: \",\"",
+        &format!("number;customer_id;customer_name;email;issue_date;due_date;amount\n{rows}"),
+    )
+}
+
+#[test]
+fn with_a_decimal_comma_dots_and_spaces_only_group_thousands() {
+    let f = decimal_comma_feed(&[
+        "1.234.567,89",
+        "1234.56",
+        "1.5",
+        "1 23,4",
+        "1 234,5",
+        "1.234",
+    ]);
+    assert_eq!(
+        stderr_lines(&f, "preview --as-of 2026-12-10 --days 1", 0),
+        vec![
+            "data/fr.csv:3: amount: expected a decimal number like 1234,56, found \"1234.56\"",
+            "data/fr.csv:4: amount: expected a decimal number like 1234,56, found \"1.5\"",
+            "data/fr.csv:5: amount: expected a decimal number like 1234,56, found \"1 23,4\"",
+            "warning: 3 bad feed row(s) skipped; the other rows were processed",
+        ]
+    );
+    assert_due_on_dec_10(
+        &f,
+        &[
+            ("FR-1", "1234567.89"),
+            ("FR-5", "1234.50"),
+            ("FR-6", "1234.00"),
+        ],
+    );
+}
+
+#[test]
+fn with_a_decimal_point_spaces_only_group_thousands() {
+    let f = folder(&[
+        inv("F1", "2026-12-10", "12 345.6"),
+        invoice_to("F2", "C2", "Beta", "b@x.fr").with("amount", "1 23.4"),
+    ]);
+    assert_eq!(
+        check_problems(&f),
+        vec![
+            "data/invoices.csv:3: amount: expected a decimal number like 1234.56, found \"1 23.4\""
+        ]
+    );
+    assert_due_on_dec_10(&f, &[("F1", "12345.60")]);
+}
+
+#[test]
+fn json_and_json_lines_feeds_may_start_with_a_byte_order_mark() {
+    for (name, content) in [
+        (
+            "data/invoices.json",
+            format!("[{}]", JSON_LINES.replace("}\n{", "},{")),
+        ),
+        ("data/invoices.jsonl", JSON_LINES.to_string()),
+    ] {
+        let f = json_feed(name, &format!("\u{feff}{content}"));
+        assert_clean_and_due_on_dec_10(&f, &[("L1", "10.50"), ("L2", "20.00")]);
+    }
+}
+
+#[test]
+fn json_objects_and_arrays_in_other_fields_are_kept_as_json_text() {
+    let f = json_feed(
+        "data/invoices.json",
+        r#"[{"number": "J1", "customer_id": "C1", "customer_name": "Acme", "email": "a@x.fr",
+             "issue_date": "2026-11-10", "due_date": "2026-12-10", "amount": 10,
+             "address": {"city": "Lyon", "zip": "69001"}, "lines": [1, "a"]}]"#,
+    );
+    f.write(
+        "templates/t.fr.hbs",
+        &crate::common::template(
+            "{{invoice.number}}",
+            "{{invoice.extra.address}} {{invoice.extra.lines}}",
+        ),
+    );
+    let reminders = preview_json(&f, "--as-of 2026-12-10 --days 1 --render");
+    assert_eq!(
+        str_of(&reminders[0], "body"),
+        "{\"city\":\"Lyon\",\"zip\":\"69001\"} [1,\"a\"]\n"
+    );
+}
+
+#[test]
+fn json_amounts_may_be_written_with_an_exponent() {
+    let f = json_feed(
+        "data/invoices.json",
+        r#"[{"number": "J1", "customer_id": "C1", "customer_name": "Acme", "email": "a@x.fr",
+             "issue_date": "2026-11-10", "due_date": "2026-12-10", "amount": 1.5E3, "amount_paid": 1e2}]"#,
+    );
+    assert_due_on_dec_10(&f, &[("J1", "1400.00")]);
+}
+
+#[test]
+fn mapped_column_names_match_whatever_their_case_and_surrounding_spaces() {
+    let f = feed_with(
+        "data/export.csv",
+        ", columns: {number: facture, amount: \"Montant TTC\"}",
+        "FACTURE , customer_id,Customer_Name,email,issue_date,due_date,montant ttc\n\
+         F1,C1,Acme,a@x.fr,2026-11-10,2026-12-10,10\n",
+    );
+    assert_clean_and_due_on_dec_10(&f, &[("F1", "10.00")]);
+}
+
+#[test]
+fn a_negative_payment_and_values_past_the_header_are_bad_rows() {
+    let f = folder(&[
+        inv("F1", "2026-12-10", "100"),
+        invoice_to("F2", "C2", "Beta", "b@x.fr").with("amount_paid", "-30"),
+    ]);
+    // One value past the header is a shifted row; empty ones are trailing separators.
+    let feed = f.read("data/invoices.csv");
+    f.write(
+        "data/invoices.csv",
+        &format!(
+            "{feed}F3,C3,Gamma,g@x.fr,2026-11-10,2026-12-10,1,0,EUR,open,,fr,,,oops\n\
+             F4,C4,Delta,d@x.fr,2026-11-10,2026-12-10,4,,,,,,,,,\n"
+        ),
+    );
+    assert_eq!(
+        check_problems(&f),
+        vec![
+            "data/invoices.csv:3: amount_paid: must not be negative, found \"-30\"",
+            "data/invoices.csv:4: row has 15 fields, the header has 14",
+        ]
+    );
+    assert_due_on_dec_10(&f, &[("F1", "100.00"), ("F4", "4.00")]);
+}
+
+#[test]
+fn a_duplicate_column_is_an_error_naming_it() {
+    for (settings, columns, message) in [
+        ("", "amount,amount", "duplicate column \"amount\""),
+        // Two columns mapped to the same field, spelled differently.
+        (
+            ", columns: {amount: montant}",
+            "Montant,MONTANT",
+            "duplicate column \"MONTANT\": \"Montant\" already gives amount",
+        ),
+    ] {
+        let f = feed_with(
+            "data/invoices.csv",
+            settings,
+            &format!(
+                "number,customer_id,customer_name,issue_date,due_date,{columns}\n\
+                 F1,C1,Acme,2026-11-10,2026-12-10,10,20\n"
+            ),
+        );
+        assert_eq!(
+            check_problems(&f),
+            vec![format!("data/invoices.csv:1: {message}")]
+        );
+    }
+}
+
+#[test]
+fn a_lower_case_currency_in_the_config_is_upper_cased() {
+    let f = folder(&[inv("F1", "2026-12-10", "10")]);
+    f.write("relance.yaml", "currency: usd\n");
+    assert_eq!(run_expect(&f, "check", 0).stdout, "");
+    assert_eq!(
+        preview_fields(&f, "--as-of 2026-12-10 --days 1", "invoice currency"),
+        vec!["F1 USD"]
+    );
+}
+
+#[test]
+fn scripts_read_the_config_language_when_the_feed_has_none() {
+    let f = with_stages(
+        &[],
+        &[
+            "{id: on_due, offset: 0, template: t, when: 'invoice.language == \"fr\" && customer.language == \"fr\"'}",
+        ],
+    );
+    f.write("relance.yaml", "language: fr\n").write(
+        "data/invoices.csv",
+        "number,customer_id,customer_name,email,issue_date,due_date,amount\nF1,C1,Acme,a@x.fr,2026-11-10,2026-12-10,10\n",
+    );
+    assert_eq!(
+        preview_fields(&f, "--as-of 2026-12-10 --days 1", "invoice language"),
+        vec!["F1 fr"]
+    );
+}
+
+#[test]
+fn a_relative_feed_flag_falls_back_to_the_folder_when_not_in_the_current_one() {
+    let f = folder(&[inv("CONFIGURED", "2026-12-10", "10")]);
+    f.write("data/b.jsonl", &JSON_LINES.replace("\"L", "\"B"));
+    let elsewhere = Folder::empty();
+    let flag = "--feed data/b.jsonl";
+    assert_eq!(
+        invoices_run_from(&f, elsewhere.path(), flag),
+        vec!["B1", "B2"]
+    );
+    // A file of that name where the command runs is still the one meant.
+    elsewhere.write("data/b.jsonl", JSON_LINES);
+    assert_eq!(
+        invoices_run_from(&f, elsewhere.path(), flag),
+        vec!["L1", "L2"]
     );
 }

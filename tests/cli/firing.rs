@@ -69,9 +69,9 @@ fn catching_up_fires_only_the_latest_reached_stage() {
     assert_eq!(
         verdicts(&f, "F1", "2026-12-27"),
         vec![
-            "courtesy skipped: overtaken by a later stage reached the same day",
-            "due_soon skipped: overtaken by a later stage reached the same day",
-            "overdue_1 skipped: overtaken by a later stage reached the same day",
+            "courtesy skipped: overtaken by a later stage",
+            "due_soon skipped: overtaken by a later stage",
+            "overdue_1 skipped: overtaken by a later stage",
             "overdue_2 when = true; FIRES",
             "formal_notice not reached yet",
             "collection not reached yet",

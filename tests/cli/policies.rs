@@ -2,7 +2,8 @@
 
 use crate::common::{Folder, assert_contains, assert_starts_with, policy};
 use crate::{
-    args, check_problems, folder, inv, preview_fields, run_args, run_expect, stderr_lines,
+    args, array, check_problems, fields, folder, inv, preview_fields, run_args, run_expect,
+    stderr_lines,
 };
 
 /// "INVOICE POLICY STAGE" of each reminder on 2026-12-10.
@@ -100,8 +101,13 @@ fn an_unknown_key_is_reported_with_its_position_and_the_other_policies_still_loa
             "rules/typo.yaml:5:5: stages[0]: unknown field `ofset`, expected one of `id`, `offset`, `channel`, `template`, `when`, `repeat`"
         ]
     );
-    // The broken policy is left out; `p` still works.
-    assert_eq!(chosen_on_dec_10(&f), vec!["F1 p on_due"]);
+    // The broken policy is left out and `p` still works, but preview says
+    // (exit 1) that what it shows is not what the daemon would run with.
+    let run = run_expect(&f, "preview --as-of 2026-12-10 --days 1 --format json", 1);
+    assert_eq!(
+        fields(&array(run.json()), "invoice policy stage"),
+        vec!["F1 p on_due"]
+    );
 }
 
 #[test]

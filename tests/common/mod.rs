@@ -41,6 +41,11 @@ impl Run {
         self
     }
 
+    /// The lines of stderr (the log of `run`) that contain `part`.
+    pub fn log_lines(&self, part: &str) -> Vec<&str> {
+        self.stderr.lines().filter(|l| l.contains(part)).collect()
+    }
+
     /// The stdout parsed as JSON (panics with the output when it is not).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
