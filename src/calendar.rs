@@ -1,5 +1,9 @@
 //! Sending days: the weekdays and bank holidays on which reminders go out, and
 //! where a stage whose date falls on another day moves to.
+//!
+//! Groundwork for the calendar of issue 6 (`send_days`, `holidays`, `shift`):
+//! tested here, not yet consulted by the engine, so today every day is a
+//! sending day as SPEC §4 describes.
 
 use std::collections::BTreeSet;
 
@@ -261,11 +265,17 @@ mod tests {
 
     #[test]
     fn french_holidays_of_2026() {
-        let days: Vec<String> = names(Holidays::FR, 2026).into_iter().map(|(d, _)| d).collect();
+        let days: Vec<String> = names(Holidays::FR, 2026)
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
         // Easter 2026 is 5 April.
         assert_eq!(
             days,
-            ["01-01", "04-06", "05-01", "05-08", "05-14", "05-25", "07-14", "08-15", "11-01", "11-11", "12-25"]
+            [
+                "01-01", "04-06", "05-01", "05-08", "05-14", "05-25", "07-14", "08-15", "11-01",
+                "11-11", "12-25"
+            ]
         );
     }
 
@@ -282,7 +292,10 @@ mod tests {
                 "12-26", "12-27", "12-28"
             ]
         );
-        assert_eq!(holiday(Holidays::CA, d("2027-12-27")), Some("Christmas Day"));
+        assert_eq!(
+            holiday(Holidays::CA, d("2027-12-27")),
+            Some("Christmas Day")
+        );
         assert_eq!(holiday(Holidays::CA, d("2027-12-28")), Some("Boxing Day"));
     }
 
@@ -296,17 +309,35 @@ mod tests {
             },
         );
         // Saturday 5 December 2026.
-        assert_eq!(calendar.closed(d("2026-12-05")).as_deref(), Some("not a sending day"));
-        assert_eq!(calendar.shift(d("2026-12-05"), Shift::Later), d("2026-12-07"));
-        assert_eq!(calendar.shift(d("2026-12-05"), Shift::Earlier), d("2026-12-04"));
+        assert_eq!(
+            calendar.closed(d("2026-12-05")).as_deref(),
+            Some("not a sending day")
+        );
+        assert_eq!(
+            calendar.shift(d("2026-12-05"), Shift::Later),
+            d("2026-12-07")
+        );
+        assert_eq!(
+            calendar.shift(d("2026-12-05"), Shift::Earlier),
+            d("2026-12-04")
+        );
         // Christmas Eve (the config's) then Christmas (FR), then the weekend.
-        assert_eq!(calendar.shift(d("2026-12-24"), Shift::Later), d("2026-12-28"));
-        assert_eq!(calendar.shift(d("2026-12-25"), Shift::Earlier), d("2026-12-23"));
+        assert_eq!(
+            calendar.shift(d("2026-12-24"), Shift::Later),
+            d("2026-12-28")
+        );
+        assert_eq!(
+            calendar.shift(d("2026-12-25"), Shift::Earlier),
+            d("2026-12-23")
+        );
         assert_eq!(
             calendar.closed(d("2026-12-25")).as_deref(),
             Some("bank holiday: Christmas Day")
         );
-        assert_eq!(calendar.shift(d("2026-12-07"), Shift::Later), d("2026-12-07"));
+        assert_eq!(
+            calendar.shift(d("2026-12-07"), Shift::Later),
+            d("2026-12-07")
+        );
         assert!(Calendar::every_day().is_sending_day(d("2026-12-05")));
     }
 }

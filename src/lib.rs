@@ -5,6 +5,7 @@
 //! due, [`render`] turns them into messages, and the [`journal`] remembers what
 //! was sent. [`project`] loads a whole relance folder; the binary is a thin shell.
 
+pub mod calendar;
 pub mod config;
 pub mod daemon;
 pub mod deliver;
