@@ -155,7 +155,8 @@ timezone: Europe/Paris
 language: fr
 currency: EUR
 company: {{name: \"Atelier Durand SARL\", email: \"compta@atelier-durand.fr\", phone: \"+33 1 23 45 67 89\",
-          payment_url: \"https://pay.atelier-durand.fr\", iban: \"FR76 3000 6000 0112 3456 7890 189\"}}
+          payment_url: \"https://pay.atelier-durand.fr\", iban: \"FR76 3000 6000 0112 3456 7890 189\",
+          address: \"12 rue des Tanneurs, 69001 Lyon\"}}
 feeds:
   - path: data/invoices.csv
   - path: data/export_fr.csv

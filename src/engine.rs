@@ -432,6 +432,7 @@ impl Evaluator<'_> {
         journal: &JournalView,
         only: Option<usize>,
     ) -> Plan {
+        let started = std::time::Instant::now();
         let end = add_days(from, i64::from(days));
         let daily = self.policies.iter().any(Policy::time_dependent);
         let invoices: Vec<usize> = match only {
@@ -475,6 +476,7 @@ impl Evaluator<'_> {
                 .cmp(&b.date)
                 .then_with(|| invoices[a.invoice].number.cmp(&invoices[b.invoice].number))
         });
+        tracing::debug!(days, reminders = plan.reminders.len(), elapsed = ?started.elapsed(), "planned");
         plan
     }
 

@@ -9,6 +9,9 @@ use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 
 use relance::diagnostics::Problems;
+
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use relance::journal::Journal;
 use relance::project::{Options, Project};
 use relance::report::{self, Format};
@@ -101,9 +104,11 @@ enum LogFormat {
     Json,
 }
 
-fn init_logging(format: LogFormat) {
+/// Logs to stderr at `default` level unless `RELANCE_LOG` says otherwise
+/// (`RELANCE_LOG=debug relance preview` times each step).
+fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RELANCE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
@@ -200,8 +205,19 @@ fn journal_view(project: &Project) -> Result<relance::journal::JournalView> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let stdout = io::stdout();
-    let mut out = stdout.lock();
+    // The daemon logs from info up; the other commands print their own
+    // results and only log what RELANCE_LOG asks for.
+    if !matches!(cli.command, Command::Run { .. }) {
+        init_logging(LogFormat::Human, "warn");
+    }
+    // Buffered: a preview of a million rows must not cost a write per line.
+    let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    let code = execute(cli, &mut out)?;
+    out.flush()?;
+    Ok(code)
+}
+
+fn execute(cli: Cli, mut out: &mut dyn Write) -> Result<ExitCode> {
     let g = &cli.global;
     match cli.command {
         Command::Check { format } => {
@@ -254,6 +270,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     project.ledger.invoices[*invoice].number
                 );
             }
+            let started = std::time::Instant::now();
             // Rendered in parallel a chunk at a time, written as they come.
             let mut writer =
                 report::PreviewWriter::new(&mut out, format, render, &project, &plan.reminders)?;
@@ -271,6 +288,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 writer.write(&reminders)?;
             }
             writer.finish()?;
+            tracing::debug!(elapsed = ?started.elapsed(), "rendered and written");
             if format == Format::Table {
                 let until = relance::policy::add_days(from, i64::from(days) - 1);
                 writeln!(
@@ -320,7 +338,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             as_of,
             log_format,
         } => {
-            init_logging(log_format);
+            init_logging(log_format, "info");
             let run = relance::daemon::RunOptions {
                 as_of,
                 dry_run,

@@ -145,7 +145,9 @@ impl Project {
         let mut problems = config.validate();
         let (rulebook, rule_problems) = Rulebook::load(&config);
         problems.extend(rule_problems);
+        let started = std::time::Instant::now();
         let load = Self::read_feeds(&config, options);
+        tracing::debug!(invoices = load.invoices.len(), elapsed = ?started.elapsed(), "feeds read");
         Ok(Project {
             ledger: Self::ledger(&config, load.invoices, load.index),
             config,
