@@ -139,19 +139,14 @@ struct PlanContext<'a> {
     daily: bool,
     journal: &'a JournalView,
     chosen: Option<&'a PolicyChoice>,
+    /// Each policy's name and stage ids, shared by the marks the plan journals.
+    names: &'a [(Arc<str>, Vec<Arc<str>>)],
 }
 
 /// Whether the journal holds a reminder (not a skip) of this invoice for `date`.
 fn sent_on(marks: &[Mark], date: NaiveDate) -> bool {
-    let mut reminders = marks
-        .iter()
-        .filter(|m| m.state != State::Skipped)
-        .peekable();
-    // Most invoices have no reminder yet: only then format the date.
-    reminders.peek().is_some() && {
-        let date = date.to_string();
-        reminders.any(|m| m.date == date)
-    }
+    let mut reminders = marks.iter().filter(|m| m.state != State::Skipped);
+    reminders.any(|m| m.date == date)
 }
 
 /// Decides reminders for the invoices of a ledger under a set of policies.
@@ -166,7 +161,7 @@ impl Evaluator<'_> {
         let sent = marks
             .iter()
             .filter(|m| m.state == State::Sent)
-            .map(|m| Dynamic::from(ImmutableString::from(m.stage.as_str())))
+            .map(|m| Dynamic::from(ImmutableString::from(&*m.stage)))
             .collect();
         Variables {
             invoice: InvoiceView {
@@ -253,10 +248,22 @@ impl Evaluator<'_> {
         scope: &mut Scope<'static>,
     ) -> Outcome {
         let mut out = Outcome::default();
-        self.variables(invoice, date, marks).apply(scope);
+        // The script variables are set only when an expression is about to
+        // run: most decisions (a stage without `when`, a policy chosen once
+        // for the customer) need none, and setting them is most of their cost.
+        let mut scope_ready = false;
+        let mut ready = |scope: &mut Scope<'static>| {
+            if !scope_ready {
+                self.variables(invoice, date, marks).apply(scope);
+                scope_ready = true;
+            }
+        };
         let choice = match chosen {
             Some(c) => c.clone(),
-            None => self.choose(scope, trace.as_deref_mut()),
+            None => {
+                ready(scope);
+                self.choose(scope, trace.as_deref_mut())
+            }
         };
         out.policy = choice.policy;
         out.errors = choice.errors;
@@ -270,18 +277,20 @@ impl Evaluator<'_> {
             marks
                 .iter()
                 .find(|m| {
-                    m.policy == policy.name && m.stage == policy.stages[s].id && m.occurrence == k
+                    *m.policy == *policy.name
+                        && *m.stage == *policy.stages[s].id
+                        && m.occurrence == k
                 })
                 .map(|m| m.state)
         };
         let last = marks
             .iter()
-            .filter(|m| m.policy == policy.name)
+            .filter(|m| *m.policy == *policy.name)
             .filter_map(|m| {
                 policy
                     .stages
                     .iter()
-                    .position(|s| s.id == m.stage)
+                    .position(|s| *s.id == *m.stage)
                     .map(|s| (s, m.occurrence))
             })
             .max();
@@ -351,6 +360,7 @@ impl Evaluator<'_> {
             let holds = match &stage.when {
                 None => Ok(true),
                 Some(expr) => {
+                    ready(scope);
                     scope.set_value("stage", stage.view(c.occurrence));
                     self.scripts.eval_bool(expr, scope)
                 }
@@ -440,6 +450,14 @@ impl Evaluator<'_> {
             None => (0..self.ledger.invoices.len()).collect(),
         };
         let choices = self.choices_per_customer(from);
+        let names: Vec<(Arc<str>, Vec<Arc<str>>)> = self
+            .policies
+            .iter()
+            .map(|p| {
+                let stages = p.stages.iter().map(|s| Arc::from(s.id.as_str())).collect();
+                (Arc::from(p.name.as_str()), stages)
+            })
+            .collect();
         let parts: Vec<Plan> = invoices
             .par_chunks(2048)
             .map(|chunk| {
@@ -456,6 +474,7 @@ impl Evaluator<'_> {
                             daily,
                             journal,
                             chosen,
+                            names: &names,
                         };
                         self.plan_invoice(invoice, &ctx, &mut scope, &mut plan);
                     }
@@ -552,7 +571,6 @@ impl Evaluator<'_> {
                 continue;
             };
             first = false;
-            let policy = &self.policies[p];
             let planned = |o: &Occurrence| Planned {
                 date: day,
                 invoice,
@@ -573,12 +591,13 @@ impl Evaluator<'_> {
                 break;
             };
             // Journal today's decisions in memory before deciding the next day.
+            let (policy_name, stage_ids) = &ctx.names[p];
             let mark = |o: &Occurrence, state| Mark {
-                policy: policy.name.clone(),
-                stage: policy.stages[o.stage].id.clone(),
+                policy: policy_name.clone(),
+                stage: stage_ids[o.stage].clone(),
                 occurrence: o.occurrence,
                 state,
-                date: day.to_string(),
+                date: day,
             };
             marks.extend(out.skipped.iter().map(|o| mark(o, State::Skipped)));
             marks.extend(out.fire.iter().map(|f| mark(f, State::Sent)));
@@ -700,7 +719,7 @@ stages:
             stage: "overdue_1".into(),
             occurrence: 0,
             state: State::Sent,
-            date: "2026-12-11".into(),
+            date: date("2026-12-11"),
         }];
         // courtesy and due_soon are reached and not journaled, but come before overdue_1.
         let out = f.ev().evaluate(0, date("2026-12-12"), &marks, None);
@@ -848,7 +867,7 @@ stages:
                 stage: "overdue_2".into(),
                 occurrence: 0,
                 state: State::Sent,
-                date: "2026-02-15".into(),
+                date: date("2026-02-15"),
             }],
         );
         let plan = f.plan("2026-04-01", 200, &journal);
@@ -902,7 +921,7 @@ stages:
             stage: "a".into(),
             occurrence: 0,
             state,
-            date: "2026-12-10".into(),
+            date: date("2026-12-10"),
         };
         let out = f
             .ev()

@@ -2,6 +2,9 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::Serialize;
@@ -42,12 +45,13 @@ impl State {
 /// What the engine needs to know of one journaled reminder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mark {
-    pub policy: String,
-    pub stage: String,
+    /// Shared text: a preview simulates millions of marks of a few names.
+    pub policy: Arc<str>,
+    pub stage: Arc<str>,
     pub occurrence: u32,
     pub state: State,
-    /// The evaluation date it belongs to (YYYY-MM-DD).
-    pub date: String,
+    /// The evaluation date it belongs to.
+    pub date: NaiveDate,
 }
 
 /// The journal's marks grouped by invoice number.
@@ -204,8 +208,8 @@ impl Journal {
             Ok((
                 r.get::<_, String>(0)?,
                 Mark {
-                    policy: r.get(1)?,
-                    stage: r.get(2)?,
+                    policy: r.get::<_, String>(1)?.into(),
+                    stage: r.get::<_, String>(2)?.into(),
                     occurrence: r.get(3)?,
                     state: State::parse(&r.get::<_, String>(4)?).unwrap_or(State::Planned),
                     date: r.get(5)?,
@@ -255,7 +259,7 @@ impl Journal {
             "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
              ON CONFLICT (invoice, policy, stage, occurrence) DO NOTHING",
-            params![invoice, mark.policy, mark.stage, mark.occurrence, mark.state.as_str(), mark.date, now],
+            params![invoice, &*mark.policy, &*mark.stage, mark.occurrence, mark.state.as_str(), mark.date, now],
         )?;
         Ok(n == 1)
     }
@@ -466,7 +470,7 @@ mod tests {
             stage: "s".into(),
             occurrence: 0,
             state: State::Sent,
-            date: "2026-12-01".into(),
+            date: "2026-12-01".parse().unwrap(),
         };
         assert!(j.record("F1", &mark, "2026-12-01T09:00:00Z").unwrap());
         assert!(

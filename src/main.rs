@@ -271,23 +271,14 @@ fn execute(cli: Cli, mut out: &mut dyn Write) -> Result<ExitCode> {
                 );
             }
             let started = std::time::Instant::now();
-            // Rendered in parallel a chunk at a time, written as they come.
-            let mut writer =
-                report::PreviewWriter::new(&mut out, format, render, &project, &plan.reminders)?;
-            for chunk in plan.reminders.chunks(8192) {
-                let reminders = project.reminders(chunk, render);
-                for r in reminders.iter().filter(|r| r.error.is_some()) {
-                    eprintln!(
-                        "warning: {} {} {}: {}",
-                        r.date,
-                        r.invoice,
-                        r.stage,
-                        r.error.as_deref().unwrap_or("")
-                    );
-                }
-                writer.write(&reminders)?;
-            }
-            writer.finish()?;
+            report::write_preview(
+                &mut out,
+                &project,
+                &plan.reminders,
+                format,
+                render,
+                &mut |warning| eprintln!("{warning}"),
+            )?;
             tracing::debug!(elapsed = ?started.elapsed(), "rendered and written");
             if format == Format::Table {
                 let until = relance::policy::add_days(from, i64::from(days) - 1);

@@ -187,12 +187,6 @@ impl Project {
             .unwrap_or(&self.config.language)
     }
 
-    /// Renders planned reminders in parallel, in order.
-    pub fn reminders(&self, planned: &[Planned], body: bool) -> Vec<Reminder<'_>> {
-        use rayon::prelude::*;
-        planned.par_iter().map(|p| self.reminder(p, body)).collect()
-    }
-
     /// Renders a planned reminder (the body only when asked).
     pub fn reminder(&self, planned: &Planned, body: bool) -> Reminder<'_> {
         let inv = &self.ledger.invoices[planned.invoice];

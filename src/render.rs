@@ -18,7 +18,7 @@ use serde_json::{Number, Value, json};
 
 use crate::config::Config;
 use crate::diagnostics::{Location, Problem, Problems, yaml_problem};
-use crate::model::Ledger;
+use crate::model::{Customer, Ledger};
 use crate::policy::{Policy, Stage};
 use crate::script::{CustomerView, InvoiceView, Scripts, files_with_extension};
 
@@ -279,7 +279,7 @@ impl Templates {
                 .render_with_context(&subject_key(name), &data)
                 .map_err(|e| render_problem(&source.file, source.subject_line, true, &e))?;
             // A subject is one header line, whatever the data holds.
-            let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+            let subject = one_line(subject);
             let (body, html) = if body {
                 let text = set
                     .text
@@ -333,6 +333,20 @@ impl Templates {
             .get(language)
             .and_then(|s| s.sources.get(name))
             .map(|s| s.file.as_path())
+    }
+}
+
+/// Whitespace runs (newlines included) folded into single spaces: a subject
+/// is one header line, whatever the data holds. Most subjects already are.
+fn one_line(text: String) -> String {
+    let folded = !text.starts_with(' ')
+        && !text.ends_with(' ')
+        && !text.contains("  ")
+        && !text.contains(|c: char| c.is_whitespace() && c != ' ');
+    if folded {
+        text
+    } else {
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -711,7 +725,7 @@ fn money_helper(h: &Helper, ctx: &Context, language: &str) -> Result<String, Ren
 fn date_helper(h: &Helper, _: &Context, language: &str) -> Result<String, RenderError> {
     let value = param(h, 0, "date")?;
     let text = value.as_str().unwrap_or_default();
-    let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+    let date = text.parse::<NaiveDate>().map_err(|_| {
         let shown = value.render();
         // An empty extra column would otherwise read "date:  is not…".
         fail(match h.param(0).and_then(|p| p.relative_path()) {
@@ -801,9 +815,8 @@ impl HelperDef for DaysOverdueHelper {
         let due = inv
             .get("due_date")
             .and_then(Value::as_str)
-            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
-        let today =
-            root_str(ctx, &["today"]).and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+            .and_then(|d| d.parse::<NaiveDate>().ok());
+        let today = root_str(ctx, &["today"]).and_then(|d| d.parse::<NaiveDate>().ok());
         match (due, today) {
             (Some(due), Some(today)) => Ok(ScopedJson::Derived(json!((today - due).num_days()))),
             _ => Err(fail(
@@ -1068,6 +1081,23 @@ const INVOICE_FIELDS: [&str; 17] = [
     "extra",
 ];
 
+/// The fields a customer shows to templates, in the order of `customer_json`.
+const CUSTOMER_FIELDS: [&str; 10] = [
+    "id",
+    "name",
+    "email",
+    "language",
+    "tags",
+    "open_count",
+    "total_due",
+    "overdue_count",
+    "late_paid_ratio",
+    "avg_days_late",
+];
+
+/// Every field of `CUSTOMER_FIELDS`, as a mask for `customer_json`.
+const ALL_CUSTOMER_FIELDS: u32 = (1 << CUSTOMER_FIELDS.len()) - 1;
+
 /// Every field of `INVOICE_FIELDS`, as a mask for `invoice_json`.
 pub const ALL_INVOICE_FIELDS: u32 = (1 << INVOICE_FIELDS.len()) - 1;
 
@@ -1136,6 +1166,31 @@ pub fn invoice_json(
     Value::Object(map)
 }
 
+/// The JSON a customer shows to templates; `fields` selects by bit (in the
+/// order of `CUSTOMER_FIELDS`).
+fn customer_json(c: &Customer, today: NaiveDate, default_language: &str, fields: u32) -> Value {
+    let mut map = serde_json::Map::new();
+    for (bit, name) in CUSTOMER_FIELDS.iter().enumerate() {
+        if fields & (1 << bit) == 0 {
+            continue;
+        }
+        let value = match bit {
+            0 => json!(c.id),
+            1 => json!(c.name),
+            2 => json!(c.email),
+            3 => json!(c.language.as_deref().unwrap_or(default_language)),
+            4 => json!(c.tags),
+            5 => json!(c.open_count),
+            6 => amount_json(c.total_due),
+            7 => json!(c.overdue_count(today)),
+            8 => exact_number(c.late_paid_ratio.to_string()),
+            _ => exact_number(c.avg_days_late.to_string()),
+        };
+        map.insert((*name).to_string(), value);
+    }
+    Value::Object(map)
+}
+
 /// What a message context holds: some of its top-level objects (invoice,
 /// customer, stage, policy, company) and some fields of the invoice. A
 /// subject names few of them, and building only those makes a preview of a
@@ -1144,6 +1199,7 @@ pub fn invoice_json(
 pub struct Parts {
     objects: u8,
     invoice_fields: u32,
+    customer_fields: u32,
 }
 
 impl Parts {
@@ -1152,10 +1208,10 @@ impl Parts {
     const STAGE: u8 = 4;
     const POLICY: u8 = 8;
     const COMPANY: u8 = 16;
-    const ALL_FIELDS: u32 = ALL_INVOICE_FIELDS;
     pub const ALL: Parts = Parts {
         objects: 31,
         invoice_fields: ALL_INVOICE_FIELDS,
+        customer_fields: ALL_CUSTOMER_FIELDS,
     };
     const NAMED: [(&'static str, u8); 5] = [
         ("invoice", Parts::INVOICE),
@@ -1171,8 +1227,8 @@ impl Parts {
 
     /// The parts a template's source names. Anything that can reach a part
     /// without naming it (partials, `this`, `@root`, `lookup`, blocks that
-    /// change the context) means everything, and so does passing the whole
-    /// invoice to a helper.
+    /// change the context) means everything, and so does passing a whole
+    /// invoice or customer to a helper.
     pub fn used_by(source: &str) -> Parts {
         if [
             "{{>", "this", "@root", "../", "lookup", "{{#with", "{{#each",
@@ -1184,26 +1240,12 @@ impl Parts {
         }
         let mut parts = Parts {
             objects: 0,
-            invoice_fields: 0,
+            invoice_fields: fields_used(source, "invoice", &INVOICE_FIELDS),
+            customer_fields: fields_used(source, "customer", &CUSTOMER_FIELDS),
         };
         for (name, object) in Parts::NAMED {
             if source.contains(name) {
                 parts.objects |= object;
-            }
-        }
-        for (at, _) in source.match_indices("invoice") {
-            match source[at + "invoice".len()..].strip_prefix('.') {
-                Some(field) => {
-                    let name: String = field
-                        .chars()
-                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                        .collect();
-                    match INVOICE_FIELDS.iter().position(|f| *f == name) {
-                        Some(bit) => parts.invoice_fields |= 1 << bit,
-                        None => parts.invoice_fields = Parts::ALL_FIELDS,
-                    }
-                }
-                None => parts.invoice_fields = Parts::ALL_FIELDS,
             }
         }
         // `money` reads the invoice's currency, `days_overdue` its due date.
@@ -1213,6 +1255,37 @@ impl Parts {
         }
         parts
     }
+}
+
+/// The fields of `object` (by bit, in the order of `fields`) that a
+/// template's source reads as `object.field`; all of them when it passes the
+/// whole object to a helper (`{{days_overdue invoice}}` reads only the due
+/// date) or names a field this list lacks.
+fn fields_used(source: &str, object: &str, fields: &[&str]) -> u32 {
+    let all = (1u32 << fields.len()) - 1;
+    let mut used = 0;
+    for (at, _) in source.match_indices(object) {
+        let after = &source[at + object.len()..];
+        match after.strip_prefix('.') {
+            Some(field) => {
+                let name: String = field
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                used |= fields
+                    .iter()
+                    .position(|f| *f == name)
+                    .map_or(all, |bit| 1 << bit);
+            }
+            // Part of a longer word (`invoices`, `customer_name`): not this object.
+            None if after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') => {}
+            None if object == "invoice" && source[..at].trim_end().ends_with("days_overdue") => {
+                used |= 1 << 5
+            }
+            None => used = all,
+        }
+    }
+    used
 }
 
 /// Builds the context of one reminder: `parts` of invoice, customer, stage,
@@ -1241,18 +1314,7 @@ pub fn message_context(
     if parts.has(Parts::CUSTOMER) {
         root.insert(
             "customer".into(),
-            json!({
-                "id": c.id,
-                "name": c.name,
-                "email": c.email,
-                "language": c.language.as_deref().unwrap_or(&config.language),
-                "tags": c.tags,
-                "open_count": c.open_count,
-                "total_due": amount_json(c.total_due),
-                "overdue_count": c.overdue_count(today),
-                "late_paid_ratio": exact_number(c.late_paid_ratio.to_string()),
-                "avg_days_late": exact_number(c.avg_days_late.to_string()),
-            }),
+            customer_json(c, today, &config.language, parts.customer_fields),
         );
     }
     if parts.has(Parts::STAGE) {
@@ -1352,7 +1414,23 @@ mod tests {
         );
         assert_eq!(
             Parts::used_by("{{late_fee invoice}}").invoice_fields,
-            Parts::ALL_FIELDS
+            ALL_INVOICE_FIELDS
+        );
+        assert_eq!(
+            Parts::used_by("{{days_overdue invoice}} days").invoice_fields,
+            1 << 5 | 1 << 9
+        );
+        let p =
+            Parts::used_by("{{customer.name}} owes {{money customer.total_due}} on {{invoices}}");
+        assert_eq!(p.customer_fields, 1 << 1 | 1 << 6);
+        assert_eq!(
+            p.invoice_fields,
+            1 << 5 | 1 << 9,
+            "`invoices` is not `invoice`"
+        );
+        assert_eq!(
+            Parts::used_by("{{score customer}}").customer_fields,
+            ALL_CUSTOMER_FIELDS
         );
         assert_eq!(Parts::used_by("{{> header}}"), Parts::ALL);
         assert_eq!(Parts::used_by("Hello").objects, 0);

@@ -97,117 +97,140 @@ const PREVIEW_HEADER: [&str; 8] = [
     "DATE", "INVOICE", "CUSTOMER", "POLICY", "STAGE", "CHANNEL", "DUE", "SUBJECT",
 ];
 
-/// Writes a preview as it is rendered, chunk by chunk, so that a million
-/// reminders are never all held in memory.
-pub struct PreviewWriter<'a> {
+/// Reminders rendered and formatted at once (on every core); memory holds
+/// only this many, whatever the size of the preview.
+const WINDOW: usize = 1 << 16;
+/// The reminders one core renders and formats in one go.
+const CHUNK: usize = 2048;
+
+/// Writes a preview: the planned reminders rendered (subjects, or whole
+/// messages with `render`) and formatted on every core, a window at a time,
+/// then written in order. `warn` gets a line for each reminder that could not
+/// be rendered, in the order of the output.
+pub fn write_preview(
+    out: &mut dyn Write,
+    project: &Project,
+    plan: &[Planned],
+    format: Format,
     render: bool,
-    sink: PreviewSink<'a>,
+    warn: &mut dyn FnMut(&str),
+) -> io::Result<()> {
+    use rayon::prelude::*;
+    let rows = RowFormat::new(format, render, project, plan);
+    out.write_all(&rows.header())?;
+    for (w, window) in plan.chunks(WINDOW).enumerate() {
+        let parts: Vec<io::Result<(Vec<u8>, Vec<String>)>> = window
+            .par_chunks(CHUNK)
+            .enumerate()
+            .map(|(c, chunk)| {
+                let reminders: Vec<Reminder> =
+                    chunk.iter().map(|p| project.reminder(p, render)).collect();
+                let warnings = reminders
+                    .iter()
+                    .filter_map(|r| {
+                        let e = r.error.as_deref()?;
+                        Some(format!(
+                            "warning: {} {} {}: {e}",
+                            r.date, r.invoice, r.stage
+                        ))
+                    })
+                    .collect();
+                Ok((rows.rows(&reminders, w == 0 && c == 0)?, warnings))
+            })
+            .collect();
+        for part in parts {
+            let (bytes, warnings) = part?;
+            out.write_all(&bytes)?;
+            warnings.iter().for_each(|line| warn(line));
+        }
+    }
+    out.write_all(&rows.footer(plan.is_empty()))
 }
 
-enum PreviewSink<'a> {
-    Table {
-        out: &'a mut dyn Write,
-        widths: [usize; 7],
-    },
-    Json {
-        out: &'a mut dyn Write,
-        first: bool,
-    },
-    Csv(Box<::csv::Writer<&'a mut dyn Write>>),
+/// How preview rows are written: each chunk of rows is formatted on its own,
+/// into bytes, so that chunks can be formatted in parallel.
+struct RowFormat {
+    format: Format,
+    render: bool,
+    /// Table only: the widths of the first seven columns.
+    widths: [usize; 7],
 }
 
-impl<'a> PreviewWriter<'a> {
-    /// Starts the output; a table needs its column widths, computed from the
-    /// plan without rendering anything.
-    pub fn new(
-        out: &'a mut dyn Write,
-        format: Format,
-        render: bool,
-        project: &Project,
-        plan: &[Planned],
-    ) -> io::Result<Self> {
-        let sink = match format {
-            Format::Json => {
-                out.write_all(b"[")?;
-                PreviewSink::Json { out, first: true }
-            }
-            Format::Csv => {
-                let mut w = ::csv::Writer::from_writer(out);
-                let mut columns = REMINDER_COLUMNS.to_vec();
-                if render {
-                    columns.extend(["body", "html"]);
-                }
-                w.write_record(&columns)?;
-                PreviewSink::Csv(Box::new(w))
-            }
-            Format::Table => {
-                let mut widths = [0; 7];
-                for (w, h) in widths.iter_mut().zip(PREVIEW_HEADER) {
-                    *w = h.len();
-                }
-                if !render {
-                    for p in plan {
-                        for (w, cell) in widths.iter_mut().zip(cell_widths(project, p)) {
-                            *w = (*w).max(cell);
-                        }
-                    }
-                    write_row(out, &widths, PREVIEW_HEADER.iter().copied())?;
-                }
-                PreviewSink::Table { out, widths }
-            }
-        };
-        Ok(PreviewWriter { render, sink })
+impl RowFormat {
+    /// A table needs its column widths, computed from the plan without
+    /// rendering anything.
+    fn new(format: Format, render: bool, project: &Project, plan: &[Planned]) -> RowFormat {
+        use rayon::prelude::*;
+        let mut widths = PREVIEW_HEADER.map(str::len)[..7]
+            .try_into()
+            .expect("seven columns");
+        if format == Format::Table && !render {
+            widths = plan
+                .par_iter()
+                .map(|p| cell_widths(project, p))
+                .reduce(|| widths, |a, b| std::array::from_fn(|i| a[i].max(b[i])));
+        }
+        RowFormat {
+            format,
+            render,
+            widths,
+        }
     }
 
-    pub fn write(&mut self, reminders: &[Reminder<'_>]) -> io::Result<()> {
-        match &mut self.sink {
-            PreviewSink::Json { out, first } => {
-                for r in reminders {
-                    out.write_all(if *first { b"\n" } else { b",\n" })?;
-                    serde_json::to_writer(&mut **out, r)?;
-                    *first = false;
-                }
-                Ok(())
+    fn columns(&self) -> impl Iterator<Item = &'static str> {
+        let rendered: &[&str] = if self.render { &["body", "html"] } else { &[] };
+        REMINDER_COLUMNS.iter().chain(rendered).copied()
+    }
+
+    fn header(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self.format {
+            Format::Json => out.extend_from_slice(b"["),
+            Format::Csv => {
+                let mut w = ::csv::Writer::from_writer(&mut out);
+                let _ = w.write_record(self.columns());
+                drop(w);
             }
-            PreviewSink::Csv(w) => {
-                for r in reminders {
-                    let columns = REMINDER_COLUMNS.iter().chain(if self.render {
-                        &["body", "html"][..]
-                    } else {
-                        &[]
-                    });
-                    w.write_record(columns.map(|c| reminder_cell(r, c)))?;
-                }
-                Ok(())
+            Format::Table if !self.render => {
+                let _ = write_row(&mut out, &self.widths, PREVIEW_HEADER.iter().copied());
             }
-            PreviewSink::Table { out, .. } if self.render => {
-                for r in reminders {
-                    writeln!(
-                        out,
-                        "=== {}  {}  {}  {} ({})",
-                        r.date,
-                        r.invoice,
-                        stage_label(r.stage, r.occurrence),
-                        r.channel.as_str(),
-                        r.policy
-                    )?;
-                    writeln!(out, "To: {}", r.to)?;
-                    writeln!(out, "Subject: {}", r.subject)?;
-                    if let Some(e) = &r.error {
-                        writeln!(out, "NOT SENDABLE: {e}")?;
-                    }
-                    writeln!(out)?;
-                    writeln!(out, "{}", r.body.as_deref().unwrap_or("").trim_end())?;
-                    // The HTML part goes out too: show it, marked off from the text.
-                    if let Some(html) = &r.html {
-                        writeln!(out, "--- html ---")?;
-                        writeln!(out, "{}", html.trim_end())?;
-                    }
-                    writeln!(out)?;
+            Format::Table => {}
+        }
+        out
+    }
+
+    fn footer(&self, empty: bool) -> Vec<u8> {
+        match self.format {
+            Format::Json if empty => b"]\n".to_vec(),
+            Format::Json => b"\n]\n".to_vec(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The rows of `reminders`; `first` when they open the output (no JSON
+    /// comma before them).
+    fn rows(&self, reminders: &[Reminder<'_>], first: bool) -> io::Result<Vec<u8>> {
+        let mut out: Vec<u8> = Vec::with_capacity(reminders.len() * 256);
+        match self.format {
+            Format::Json => {
+                for (i, r) in reminders.iter().enumerate() {
+                    out.extend_from_slice(if first && i == 0 { b"\n" } else { b",\n" });
+                    serde_json::to_writer(&mut out, r)?;
                 }
-                Ok(())
             }
-            PreviewSink::Table { out, widths } => {
+            Format::Csv => {
+                let mut w = ::csv::Writer::from_writer(&mut out);
+                for r in reminders {
+                    w.write_record(self.columns().map(|c| reminder_cell(r, c)))?;
+                }
+                w.flush()?;
+            }
+            Format::Table if self.render => {
+                for r in reminders {
+                    write_message(&mut out, r)?;
+                }
+            }
+            Format::Table => {
                 for r in reminders {
                     let subject = match &r.error {
                         Some(e) => format!("NOT SENDABLE: {e}"),
@@ -223,22 +246,39 @@ impl<'a> PreviewWriter<'a> {
                         format!("{} {}", r.amount_due, r.currency),
                         subject,
                     ];
-                    write_row(&mut **out, widths, cells.iter().map(String::as_str))?;
+                    write_row(&mut out, &self.widths, cells.iter().map(String::as_str))?;
                 }
-                Ok(())
             }
         }
+        Ok(out)
     }
+}
 
-    pub fn finish(self) -> io::Result<()> {
-        match self.sink {
-            PreviewSink::Json { out, first } => {
-                out.write_all(if first { b"]\n" } else { b"\n]\n" })
-            }
-            PreviewSink::Csv(mut w) => w.flush(),
-            PreviewSink::Table { .. } => Ok(()),
-        }
+/// One whole message of `preview --render` in a table: its header lines,
+/// its text and, when it has one, its HTML part.
+fn write_message(out: &mut dyn Write, r: &Reminder) -> io::Result<()> {
+    writeln!(
+        out,
+        "=== {}  {}  {}  {} ({})",
+        r.date,
+        r.invoice,
+        stage_label(r.stage, r.occurrence),
+        r.channel.as_str(),
+        r.policy
+    )?;
+    writeln!(out, "To: {}", r.to)?;
+    writeln!(out, "Subject: {}", r.subject)?;
+    if let Some(e) = &r.error {
+        writeln!(out, "NOT SENDABLE: {e}")?;
     }
+    writeln!(out)?;
+    writeln!(out, "{}", r.body.as_deref().unwrap_or("").trim_end())?;
+    // The HTML part goes out too: show it, marked off from the text.
+    if let Some(html) = &r.html {
+        writeln!(out, "--- html ---")?;
+        writeln!(out, "{}", html.trim_end())?;
+    }
+    writeln!(out)
 }
 
 fn write_row<'c>(
