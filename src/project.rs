@@ -14,7 +14,7 @@ use crate::engine::{Evaluator, Planned};
 use crate::feed::{feeds_for, load_feeds};
 use crate::model::{Invoice, Ledger, NumberIndex, Origin, Status};
 use crate::policy::{Channel, Policy, Stage, load_policies};
-use crate::render::{Message, Parts, Templates, message_context};
+use crate::render::{Message, Templates, message_context};
 use crate::script::{CustomerView, InvoiceView, Scripts, Variables};
 
 /// Where to find the folder and what to override, as given on the command line.
@@ -275,11 +275,7 @@ impl Project {
         let policy = &self.rulebook.policies[planned.policy];
         let stage = &policy.stages[planned.stage];
         let templates = &self.rulebook.templates;
-        let parts = if body {
-            Parts::ALL
-        } else {
-            templates.subject_parts(&stage.template, language)
-        };
+        let parts = templates.parts(&stage.template, language, body);
         let context = message_context(
             &self.ledger,
             planned.invoice,
@@ -377,7 +373,9 @@ impl Project {
                     today,
                     &language,
                     &self.config,
-                    Parts::ALL,
+                    // What a real message gets: a field the template reads
+                    // but the context lacks is found here, not in a mailbox.
+                    self.rulebook.templates.parts(&name, &language, true),
                 );
                 self.rulebook
                     .templates

@@ -47,6 +47,8 @@ struct Source {
     subject_line: usize,
     /// What the subject needs of the context.
     subject_parts: Parts,
+    /// What the subject, the body and the HTML body need of it.
+    message_parts: Parts,
     html_file: Option<PathBuf>,
 }
 
@@ -56,9 +58,10 @@ struct LanguageSet {
     html: Handlebars<'static>,
     sources: HashMap<String, Source>,
     /// The file of each partial in the text and the HTML registry, so that an
-    /// error inside a partial points at the partial, not at its includer.
-    text_partials: HashMap<String, PathBuf>,
-    html_partials: HashMap<String, PathBuf>,
+    /// error inside a partial points at the partial, not at its includer, and
+    /// what the partial needs of the context.
+    text_partials: HashMap<String, (PathBuf, Parts)>,
+    html_partials: HashMap<String, (PathBuf, Parts)>,
 }
 
 pub struct Templates {
@@ -171,7 +174,9 @@ impl Templates {
                 if let Some(file) = text
                     && let Some(source) = read(file, problems)
                 {
-                    set.text_partials.insert(name.clone(), file.clone());
+                    let parts = Parts::used_by_with(&source, &set.text_partials);
+                    set.text_partials
+                        .insert(name.clone(), (file.clone(), parts));
                     if let Err(e) = set.text.register_partial(name, source) {
                         problems.push(template_problem(file, 0, &e));
                     }
@@ -180,7 +185,9 @@ impl Templates {
                 if let Some(file) = chosen.1.as_ref().or(text)
                     && let Some(source) = read(file, problems)
                 {
-                    set.html_partials.insert(name.clone(), file.clone());
+                    let parts = Parts::used_by_with(&source, &set.html_partials);
+                    set.html_partials
+                        .insert(name.clone(), (file.clone(), parts));
                     match compile_html(name, &source) {
                         Ok((template, scan)) => {
                             set.html.register_template(name, template);
@@ -313,12 +320,19 @@ impl Templates {
         result
     }
 
-    /// What rendering only the subject of a template needs of the context.
-    pub fn subject_parts(&self, name: &str, language: &str) -> Parts {
+    /// What rendering a template needs of the context: its subject only, or
+    /// the whole message (subject, body, HTML body and their partials).
+    pub fn parts(&self, name: &str, language: &str, body: bool) -> Parts {
         self.languages
             .get(language)
             .and_then(|s| s.sources.get(name))
-            .map_or(Parts::ALL, |s| s.subject_parts)
+            .map_or(Parts::ALL, |s| {
+                if body {
+                    s.message_parts
+                } else {
+                    s.subject_parts
+                }
+            })
     }
 
     pub fn has_html(&self, name: &str, language: &str) -> bool {
@@ -362,10 +376,13 @@ fn body_key(name: &str) -> String {
 }
 
 /// The file of the partial a render error happened in, if it happened in one.
-fn partial_file<'a>(e: &RenderError, partials: &'a HashMap<String, PathBuf>) -> Option<&'a Path> {
+fn partial_file<'a>(
+    e: &RenderError,
+    partials: &'a HashMap<String, (PathBuf, Parts)>,
+) -> Option<&'a Path> {
     partials
         .get(e.template_name.as_deref()?)
-        .map(PathBuf::as_path)
+        .map(|(file, _)| file.as_path())
 }
 
 /// `NAME.LANG.hbs` → (NAME, LANG, false); `NAME.LANG.html.hbs` → (NAME, LANG, true).
@@ -422,8 +439,11 @@ fn register(
         problems.push(template_problem(text, body_offset, &e));
         ok = false;
     }
+    let subject_parts = Parts::used_by(&front.subject);
+    let mut message_parts = subject_parts.union(Parts::used_by_with(body, &set.text_partials));
     if let Some(html) = html {
         let source = read(html, problems)?;
+        message_parts = message_parts.union(Parts::used_by_with(&source, &set.html_partials));
         match compile_html(&body_key(name), &source) {
             Ok((template, scan)) => {
                 set.html.register_template(&body_key(name), template);
@@ -439,7 +459,8 @@ fn register(
         file: text.to_path_buf(),
         body_offset,
         subject_line,
-        subject_parts: Parts::used_by(&front.subject),
+        subject_parts,
+        message_parts,
         html_file: html.map(Path::to_path_buf),
     })
 }
@@ -1208,6 +1229,11 @@ impl Parts {
     const STAGE: u8 = 4;
     const POLICY: u8 = 8;
     const COMPANY: u8 = 16;
+    const NONE: Parts = Parts {
+        objects: 0,
+        invoice_fields: 0,
+        customer_fields: 0,
+    };
     pub const ALL: Parts = Parts {
         objects: 31,
         invoice_fields: ALL_INVOICE_FIELDS,
@@ -1230,13 +1256,34 @@ impl Parts {
     /// change the context) means everything, and so does passing a whole
     /// invoice or customer to a helper.
     pub fn used_by(source: &str) -> Parts {
+        Parts::used_by_with(source, &HashMap::new())
+    }
+
+    /// The parts a template's source names, with those of the partials it
+    /// includes (`partials`: the ones known so far; an unknown partial, or
+    /// one given its own context, may read anything).
+    fn used_by_with(source: &str, partials: &HashMap<String, (PathBuf, Parts)>) -> Parts {
         if [
-            "{{>", "this", "@root", "../", "lookup", "{{#with", "{{#each",
+            "this", "@root", "../", "lookup", "{{#with", "{{#each", "{{#>",
         ]
         .iter()
         .any(|w| source.contains(w))
         {
             return Parts::ALL;
+        }
+        let mut included = Parts::NONE;
+        for (at, _) in source.match_indices("{{>") {
+            let call = &source[at + 3..];
+            let call = &call[..call.find("}}").unwrap_or(call.len())];
+            let mut words = call.split_whitespace();
+            let found = match (words.next(), words.next()) {
+                (Some(name), None) => partials.get(name).map(|(_, parts)| *parts),
+                _ => None,
+            };
+            match found {
+                Some(parts) => included = included.union(parts),
+                None => return Parts::ALL,
+            }
         }
         let mut parts = Parts {
             objects: 0,
@@ -1253,7 +1300,15 @@ impl Parts {
             parts.objects |= Parts::INVOICE;
             parts.invoice_fields |= 1 << 5 | 1 << 9;
         }
-        parts
+        parts.union(included)
+    }
+
+    fn union(self, other: Parts) -> Parts {
+        Parts {
+            objects: self.objects | other.objects,
+            invoice_fields: self.invoice_fields | other.invoice_fields,
+            customer_fields: self.customer_fields | other.customer_fields,
+        }
     }
 }
 
