@@ -1,10 +1,27 @@
 //! Reading invoices from CSV, JSON and JSON Lines feeds into the model.
+//!
+//! A feed is read by a pipeline of threads, because a million rows take one
+//! core about a second to convert:
+//!
+//! - one thread reads the file and splits it into rows (CSV records, JSON
+//!   Lines lines, elements of a JSON array), in batches;
+//! - one thread per core converts batches of rows into invoices (checking
+//!   every field and interning shared text), in any order;
+//! - the calling thread takes the converted batches back in the feed's order,
+//!   finds duplicate numbers and keeps the invoices.
+//!
+//! So every message, line number, "first seen at" and the order of the
+//! invoices are what reading the feed row by row gives. Batches go round:
+//! once kept, a batch goes back to the reading thread to be filled again, so
+//! its row buffers are allocated once, not per row, and at most
+//! [`IN_FLIGHT`] batches per converting thread exist at a time.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -31,14 +48,51 @@ pub const FIELDS: [&str; 14] = [
     "tags",
     "promise_date",
 ];
-const REQUIRED: [&str; 6] = [
-    "number",
-    "customer_id",
-    "customer_name",
-    "issue_date",
-    "due_date",
-    "amount",
+
+// Each field's place in `FIELDS`, found at compile time: a row's values are
+// read by index, millions of times, rather than searched for by name.
+const NUMBER: usize = field("number");
+const CUSTOMER_ID: usize = field("customer_id");
+const CUSTOMER_NAME: usize = field("customer_name");
+const EMAIL: usize = field("email");
+const ISSUE_DATE: usize = field("issue_date");
+const DUE_DATE: usize = field("due_date");
+const AMOUNT: usize = field("amount");
+const AMOUNT_PAID: usize = field("amount_paid");
+const CURRENCY: usize = field("currency");
+const STATUS: usize = field("status");
+const PAID_DATE: usize = field("paid_date");
+const LANGUAGE: usize = field("language");
+const TAGS: usize = field("tags");
+const PROMISE_DATE: usize = field("promise_date");
+
+const REQUIRED: [usize; 6] = [
+    NUMBER,
+    CUSTOMER_ID,
+    CUSTOMER_NAME,
+    ISSUE_DATE,
+    DUE_DATE,
+    AMOUNT,
 ];
+
+/// The index of a canonical field in [`FIELDS`]; a compile error for another name.
+const fn field(name: &str) -> usize {
+    let mut i = 0;
+    while i < FIELDS.len() {
+        if FIELDS[i].len() == name.len() {
+            let (a, b) = (FIELDS[i].as_bytes(), name.as_bytes());
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("not a canonical field")
+}
 
 fn field_index(name: &str) -> Option<usize> {
     FIELDS.iter().position(|f| *f == name)
@@ -70,7 +124,7 @@ impl<'a> Row<'a> {
         }
     }
     fn set(&mut self, index: usize, value: Cow<'a, str>) {
-        let trimmed = value.trim();
+        let trimmed = trim(&value);
         if !trimmed.is_empty() {
             self.fields[index] = Some(if trimmed.len() == value.len() {
                 value
@@ -79,10 +133,13 @@ impl<'a> Row<'a> {
             });
         }
     }
-    fn get(&self, name: &str) -> Option<&str> {
-        self.fields[field_index(name).expect("canonical field")].as_deref()
+    fn get(&self, field: usize) -> Option<&str> {
+        self.fields[field].as_deref()
     }
 }
+
+/// A row converted: an invoice, or the problems that make it a bad row.
+type Converted = Result<Invoice, Vec<Problem>>;
 
 /// Reads every feed of the config. A feed that cannot be read is one error
 /// naming it; a bad row is one problem and is skipped; the rest goes on.
@@ -97,7 +154,10 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig]) -> FeedLoad {
     let estimate = (size / 100) as usize;
     let mut index = NumberIndex::with_capacity(estimate);
     load.invoices.reserve(estimate);
-    let mut interner = Interner::default();
+    let interner = Mutex::new(Interner::default());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS));
+    // Kept from feed to feed: what each thread has interned and validated is still good.
+    let mut converters: Vec<Converter> = (0..threads).map(|_| Converter::new(&interner)).collect();
     for feed in feeds {
         let path = config.path(&feed.path);
         let file = match std::fs::File::open(&path) {
@@ -117,8 +177,8 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig]) -> FeedLoad {
                 continue;
             }
         };
-        let mut reader = BufReader::with_capacity(1 << 16, file);
-        let mut accept = |row: Result<Invoice, Vec<Problem>>| match row {
+        let mut input = BufReader::with_capacity(1 << 16, file);
+        let mut accept = |row: Converted| match row {
             Ok(invoice) => {
                 load.invoices.push(invoice);
                 let i = load.invoices.len() - 1;
@@ -142,40 +202,26 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig]) -> FeedLoad {
                 load.problems.0.extend(problems);
             }
         };
-        // Two stages on two threads: one reads, converts and interns rows,
-        // this one indexes them by number (to find duplicates) and keeps them.
-        let result = std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Result<Invoice, Vec<Problem>>>>(16);
-            let parser = &parser;
-            let interner = &mut interner;
-            let reading = scope.spawn(move || {
-                let mut batch = Vec::with_capacity(BATCH);
-                let mut send = |row| {
-                    batch.push(row);
-                    if batch.len() == BATCH {
-                        let _ = tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
-                    }
-                };
-                let result = skip_bom(&mut reader)
-                    .map_err(|e| parser.read_error(e))
-                    .and_then(|()| match parser.feed.format() {
-                        FeedFormat::Csv => parser.csv(reader, interner, &mut send),
-                        FeedFormat::Json => parser.json_array(reader, interner, &mut send),
-                        FeedFormat::Jsonl => parser.json_lines(reader, interner, &mut send),
-                    });
-                let _ = tx.send(batch);
-                result
+        let (parser, converters) = (&parser, &mut converters[..]);
+        let result = skip_bom(&mut input)
+            .map_err(|e| parser.read_error(e))
+            .and_then(|()| match parser.feed.format() {
+                FeedFormat::Csv => parser.csv(input, converters, &mut accept),
+                FeedFormat::Json => pipeline(
+                    |feeder| parser.read_json_array(input, feeder),
+                    |element, converter| parser.json_element(element, converter),
+                    converters,
+                    &mut accept,
+                )
+                .unwrap_or_else(|Crashed| Err(parser.crashed())),
+                FeedFormat::Jsonl => pipeline(
+                    |feeder| parser.read_json_lines(input, feeder),
+                    |line, converter| parser.json_line(line, converter),
+                    converters,
+                    &mut accept,
+                )
+                .unwrap_or_else(|Crashed| Err(parser.crashed())),
             });
-            for row in rx.into_iter().flatten() {
-                accept(row);
-            }
-            reading.join().unwrap_or_else(|_| {
-                Err(Problem::error(
-                    Location::file(&parser.file),
-                    "the feed reader crashed",
-                ))
-            })
-        });
         if let Err(p) = result {
             load.problems.push(p);
             load.unreadable.push(path);
@@ -184,9 +230,6 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig]) -> FeedLoad {
     load.index = index;
     load
 }
-
-/// Rows handed from the reading thread to the indexing one at a time.
-const BATCH: usize = 4096;
 
 /// Skips a UTF-8 byte order mark at the start of a feed: spreadsheets and
 /// Windows tools write one before CSV and JSON alike, and a JSON parser
@@ -198,6 +241,191 @@ fn skip_bom(input: &mut impl BufRead) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Rows per batch: enough that handing a batch from thread to thread costs
+/// little next to converting it, few enough that a batch's invoices are
+/// still in the cache when they are kept.
+const BATCH: usize = 1024;
+/// Batches per converting thread in the pipeline at a time: enough that no
+/// thread waits for another, few enough to bound the memory they take.
+const IN_FLIGHT: usize = 4;
+/// Converting threads at most: past a few, the reading and keeping threads are the limit.
+const MAX_THREADS: usize = 8;
+
+/// Rows read from a feed and, once converted, their invoices or problems.
+struct Batch<R> {
+    /// Its place in the feed: batches are converted in any order, kept in this one.
+    seq: usize,
+    /// Row buffers, reused from batch to batch: the first `len` are this batch's rows.
+    rows: Vec<R>,
+    len: usize,
+    /// One per row (none for a blank row), in the rows' order.
+    converted: Vec<Converted>,
+}
+
+impl<R> Batch<R> {
+    fn new() -> Self {
+        Batch {
+            seq: 0,
+            rows: Vec::with_capacity(BATCH),
+            len: 0,
+            converted: Vec::with_capacity(BATCH),
+        }
+    }
+}
+
+/// The reading thread's end of the pipeline: fills batches row by row and hands them on.
+struct Feeder<R> {
+    batch: Batch<R>,
+    /// Batches made so far: at most `limit`, then they are reused.
+    made: usize,
+    limit: usize,
+    /// Batches kept by the loading thread, to fill again.
+    empty: Receiver<Batch<R>>,
+    full: Sender<Batch<R>>,
+    seq: usize,
+}
+
+impl<R: Default> Feeder<R> {
+    /// The next row to fill: its buffers are those of a row of an earlier batch.
+    fn next(&mut self) -> &mut R {
+        let batch = &mut self.batch;
+        if batch.len == batch.rows.len() {
+            batch.rows.push(R::default());
+        }
+        &mut batch.rows[batch.len]
+    }
+
+    /// Keeps the row filled since [`Feeder::next`], and hands the batch on when it is full.
+    fn keep(&mut self) {
+        self.batch.len += 1;
+        if self.batch.len == BATCH {
+            self.hand_on();
+        }
+    }
+
+    fn hand_on(&mut self) {
+        let mut empty = match self.empty.try_recv() {
+            Ok(batch) => batch,
+            Err(_) if self.made < self.limit => {
+                self.made += 1;
+                Batch::new()
+            }
+            // Wait for the loading thread to keep a batch; if it has stopped
+            // (a converting thread crashed), the rest of the feed goes nowhere.
+            Err(_) => self.empty.recv().unwrap_or_else(|_| Batch::new()),
+        };
+        empty.len = 0;
+        let mut full = std::mem::replace(&mut self.batch, empty);
+        full.seq = self.seq;
+        self.seq += 1;
+        // Fails only when every converting thread has crashed, which joining them reports.
+        let _ = self.full.send(full);
+    }
+}
+
+/// Reads a feed with `read` on one thread, converts its rows with `convert`
+/// on one thread per converter, and hands each converted row to `accept` on
+/// this thread, in the feed's order. `Err` when a thread crashed.
+fn pipeline<R: Default + Send>(
+    read: impl FnOnce(&mut Feeder<R>) -> Result<(), Problem> + Send,
+    convert: impl Fn(&mut R, &mut Converter) -> Option<Converted> + Sync,
+    converters: &mut [Converter],
+    accept: &mut dyn FnMut(Converted),
+) -> Result<Result<(), Problem>, Crashed> {
+    let (full, to_convert) = std::sync::mpsc::channel::<Batch<R>>();
+    let (converted, to_keep) = std::sync::mpsc::channel::<Option<Batch<R>>>();
+    let (kept, empty) = std::sync::mpsc::channel::<Batch<R>>();
+    let convert = &convert;
+    std::thread::scope(|scope| {
+        let limit = IN_FLIGHT * converters.len();
+        let reading = scope.spawn(move || {
+            let mut feeder = Feeder {
+                batch: Batch::new(),
+                made: 1,
+                limit,
+                empty,
+                full,
+                seq: 0,
+            };
+            let result = read(&mut feeder);
+            if feeder.batch.len > 0 {
+                feeder.hand_on();
+            }
+            result
+        });
+        // Shared by the converting threads only: when they are all gone, the
+        // reading thread's sends fail rather than wait.
+        let to_convert = Arc::new(Mutex::new(to_convert));
+        let converting: Vec<_> = converters
+            .iter_mut()
+            .map(|converter| {
+                let (to_convert, converted) = (to_convert.clone(), converted.clone());
+                scope.spawn(move || {
+                    loop {
+                        // The lock is held only to take a batch; converting runs in parallel.
+                        let next = to_convert
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .recv();
+                        let Ok(mut batch) = next else { break };
+                        // A crash must not leave the loading thread waiting for this
+                        // batch forever: it is told, and stops the pipeline.
+                        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            let Batch {
+                                rows,
+                                len,
+                                converted,
+                                ..
+                            } = &mut batch;
+                            converted.extend(
+                                rows[..*len]
+                                    .iter_mut()
+                                    .filter_map(|row| convert(row, converter)),
+                            );
+                        }));
+                        if done.is_err() {
+                            let _ = converted.send(None);
+                            return Err(Crashed);
+                        }
+                        if converted.send(Some(batch)).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        drop((to_convert, converted));
+        let mut crashed = false;
+        // Batches converted ahead of the next one in the feed's order.
+        let mut waiting = BTreeMap::new();
+        let mut next = 0;
+        for batch in &to_keep {
+            let Some(batch) = batch else {
+                crashed = true;
+                break;
+            };
+            waiting.insert(batch.seq, batch);
+            while let Some(mut batch) = waiting.remove(&next) {
+                batch.converted.drain(..).for_each(&mut *accept);
+                next += 1;
+                let _ = kept.send(batch);
+            }
+        }
+        drop((kept, to_keep));
+        for thread in converting {
+            crashed |= !matches!(thread.join(), Ok(Ok(())));
+        }
+        match reading.join() {
+            Ok(result) if !crashed => Ok(result),
+            _ => Err(Crashed),
+        }
+    })
+}
+
+/// A thread of the pipeline panicked: the feed is reported as unreadable.
+struct Crashed;
 
 /// One allocation per distinct customer id, name, address, currency,
 /// language and tag set, however many invoices share it.
@@ -232,6 +460,85 @@ impl Interner {
     }
 }
 
+/// A converting thread's view of the [`Interner`] all threads share. It
+/// keeps its own table of what it has interned, so that the common case, a
+/// value seen before, takes no lock; only a value new to the thread is
+/// looked up in the shared one, so that all threads get the same allocation.
+struct ThreadInterner<'s> {
+    shared: &'s Mutex<Interner>,
+    own: Interner,
+}
+
+impl ThreadInterner<'_> {
+    fn get(&mut self, s: &str) -> Shared {
+        if let Some(shared) = self.own.strings.get(s) {
+            return shared.clone();
+        }
+        let shared = self.lock().get(s);
+        self.own.strings.insert(shared.clone());
+        shared
+    }
+
+    fn tags(&mut self, list: &str) -> Arc<[Shared]> {
+        if let Some(set) = self.own.tag_sets.get(list) {
+            return set.clone();
+        }
+        let set = self.lock().tags(list);
+        self.own.tag_sets.insert(list.into(), set.clone());
+        set
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Interner> {
+        // A thread that panicked while holding it left a consistent table: a
+        // set is only ever added to.
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What one converting thread keeps from row to row.
+struct Converter<'s> {
+    strings: ThreadInterner<'s>,
+    /// As written in the feeds (`usd`, `FR`) → canonical (`USD`, `fr`).
+    currencies: Canonical,
+    languages: Canonical,
+}
+
+impl<'s> Converter<'s> {
+    fn new(shared: &'s Mutex<Interner>) -> Self {
+        Converter {
+            strings: ThreadInterner {
+                shared,
+                own: Interner::default(),
+            },
+            currencies: Canonical::default(),
+            languages: Canonical::default(),
+        }
+    }
+}
+
+/// The canonical, interned form of the few values a column takes (`usd` →
+/// `USD`): a feed of a million rows in three currencies checks and
+/// canonicalizes each currency once, not once per row. Only valid values are
+/// remembered, and only the first [`Canonical::MAX`]: a feed with more still
+/// reads right, just slower.
+#[derive(Default)]
+struct Canonical(Vec<(Box<str>, Shared)>);
+
+impl Canonical {
+    const MAX: usize = 32;
+
+    fn get(&mut self, raw: &str, canonical: impl FnOnce(&str) -> Option<Shared>) -> Option<Shared> {
+        if let Some((_, value)) = self.0.iter().find(|(r, _)| **r == *raw) {
+            return Some(value.clone());
+        }
+        let value = canonical(raw)?;
+        if self.0.len() < Self::MAX {
+            self.0.push((raw.into(), value.clone()));
+        }
+        Some(value)
+    }
+}
+
 struct FeedParser<'c> {
     feed: &'c FeedConfig,
     file: Arc<PathBuf>,
@@ -242,56 +549,136 @@ struct FeedParser<'c> {
 }
 
 /// A date format parsed once per feed rather than once per date.
-enum DateFormat<'f> {
-    Iso,
-    Strftime(Vec<chrono::format::Item<'f>>),
+struct DateFormat<'f> {
+    /// The positions of the digits, for a format of `%Y`, `%m` and `%d` between literals.
+    fixed: Option<FixedDate>,
+    /// The format for chrono, for dates of any other shape. None for the
+    /// default `%Y-%m-%d`, which is only read in its fixed shape (`2026-1-5`
+    /// is not a date there).
+    strftime: Option<Vec<chrono::format::Item<'f>>>,
 }
 
-impl DateFormat<'_> {
+impl<'f> DateFormat<'f> {
+    fn new(format: &'f str) -> Option<Self> {
+        let items = chrono::format::StrftimeItems::new(format).parse().ok()?;
+        Some(DateFormat {
+            fixed: FixedDate::new(&items),
+            strftime: (format != "%Y-%m-%d").then_some(items),
+        })
+    }
+
     fn parse(&self, s: &str) -> Option<NaiveDate> {
-        match self {
-            DateFormat::Iso => {
-                let b = s.as_bytes();
-                let digits = |r: std::ops::Range<usize>| -> Option<u32> {
-                    b.get(r)?.iter().try_fold(0u32, |n, d| {
-                        d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
-                    })
-                };
-                if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-                    return None;
-                }
-                NaiveDate::from_ymd_opt(digits(0..4)? as i32, digits(5..7)?, digits(8..10)?)
-            }
-            DateFormat::Strftime(items) => {
-                let mut parsed = chrono::format::Parsed::new();
-                chrono::format::parse(&mut parsed, s, items.iter()).ok()?;
-                parsed.to_naive_date().ok()
-            }
+        if let Some((year, month, day)) = self.fixed.as_ref().and_then(|f| f.fields(s)) {
+            return NaiveDate::from_ymd_opt(year, month, day);
         }
+        let mut parsed = chrono::format::Parsed::new();
+        chrono::format::parse(&mut parsed, s, self.strftime.as_ref()?.iter()).ok()?;
+        parsed.to_naive_date().ok()
     }
 }
 
-type Sink<'s> = dyn FnMut(Result<Invoice, Vec<Problem>>) + 's;
+/// A date format made of `%Y`, `%m` and `%d` (once each) and separators
+/// without digits, such as `%d/%m/%Y`. A date of exactly its shape, all
+/// digits where the format has numbers (`05/01/2026`), is read by position:
+/// chrono's parser reads the same numbers from it, far slower. Chrono still
+/// says which dates exist ([`NaiveDate::from_ymd_opt`]) and reads the dates
+/// of any other shape (`5/1/2026`).
+struct FixedDate {
+    /// Per byte of a date: `None` for a digit, else the separator's byte.
+    shape: Vec<Option<u8>>,
+    year: std::ops::Range<usize>,
+    month: std::ops::Range<usize>,
+    day: std::ops::Range<usize>,
+}
+
+impl FixedDate {
+    fn new(items: &[chrono::format::Item]) -> Option<Self> {
+        use chrono::format::{Item, Numeric};
+        let mut shape = Vec::new();
+        let (mut year, mut month, mut day) = (None, None, None);
+        for item in items {
+            let (place, width) = match item {
+                Item::Literal(s) if s.bytes().all(|b| b.is_ascii_punctuation()) => {
+                    shape.extend(s.bytes().map(Some));
+                    continue;
+                }
+                // Chrono reads at most 4 digits for an unsigned year, 2 for a month or day.
+                Item::Numeric(Numeric::Year, _) => (&mut year, 4),
+                Item::Numeric(Numeric::Month, _) => (&mut month, 2),
+                Item::Numeric(Numeric::Day, _) => (&mut day, 2),
+                _ => return None,
+            };
+            if place.replace(shape.len()..shape.len() + width).is_some() {
+                return None;
+            }
+            shape.resize(shape.len() + width, None);
+        }
+        Some(FixedDate {
+            shape,
+            year: year?,
+            month: month?,
+            day: day?,
+        })
+    }
+
+    /// The year, month and day of a date of this shape; None for another shape.
+    fn fields(&self, s: &str) -> Option<(i32, u32, u32)> {
+        let b = s.as_bytes();
+        let fits = b.len() == self.shape.len()
+            && b.iter()
+                .zip(&self.shape)
+                .all(|(c, expected)| match expected {
+                    None => c.is_ascii_digit(),
+                    Some(separator) => c == separator,
+                });
+        let number = |r: &std::ops::Range<usize>| {
+            b[r.clone()]
+                .iter()
+                .fold(0, |n, d| n * 10 + u32::from(d - b'0'))
+        };
+        fits.then(|| {
+            (
+                number(&self.year) as i32,
+                number(&self.month),
+                number(&self.day),
+            )
+        })
+    }
+}
+
+/// A CSV record as the reading thread hands it on.
+#[derive(Default)]
+struct CsvRow {
+    record: csv::StringRecord,
+    /// Why the csv reader could not read the record (invalid UTF-8).
+    unreadable: Option<Problem>,
+}
+
+/// A line of a JSON Lines feed.
+#[derive(Default)]
+struct JsonLine {
+    line: usize,
+    bytes: Vec<u8>,
+}
+
+/// An element of a JSON array feed.
+#[derive(Default)]
+struct JsonElement {
+    index: usize,
+    value: Value,
+}
 
 impl<'c> FeedParser<'c> {
     fn new(feed: &'c FeedConfig, config: &Config, file: Arc<PathBuf>) -> Result<Self, Problem> {
-        let dates = if feed.date_format == "%Y-%m-%d" {
-            DateFormat::Iso
-        } else {
-            DateFormat::Strftime(
-                chrono::format::StrftimeItems::new(&feed.date_format)
-                    .parse()
-                    .map_err(|_| {
-                        Problem::error(
-                            Location::file(&file),
-                            format!(
-                                "date_format {:?} is not a valid strftime format",
-                                feed.date_format
-                            ),
-                        )
-                    })?,
+        let dates = DateFormat::new(&feed.date_format).ok_or_else(|| {
+            Problem::error(
+                Location::file(&file),
+                format!(
+                    "date_format {:?} is not a valid strftime format",
+                    feed.date_format
+                ),
             )
-        };
+        })?;
         let renamed = feed
             .columns
             .iter()
@@ -326,11 +713,12 @@ impl<'c> FeedParser<'c> {
         }
     }
 
+    /// Reads the header here, then the records through the [`pipeline`].
     fn csv(
         &self,
-        mut input: impl BufRead,
-        interner: &mut Interner,
-        sink: &mut Sink,
+        mut input: impl BufRead + Send,
+        converters: &mut [Converter],
+        accept: &mut dyn FnMut(Converted),
     ) -> Result<(), Problem> {
         let delimiter = match self.feed.delimiter {
             Some(d) => d as u8,
@@ -340,82 +728,93 @@ impl<'c> FeedParser<'c> {
             .delimiter(delimiter)
             .flexible(true)
             .from_reader(input);
-        let headers = reader
-            .headers()
-            .map_err(|e| {
-                Problem::error(
-                    Location::line(&self.file, 1),
-                    format!("cannot read the header row: {e}"),
-                )
-            })?
-            .clone();
+        let headers = reader.headers().map_err(|e| {
+            Problem::error(
+                Location::line(&self.file, 1),
+                format!("cannot read the header row: {e}"),
+            )
+        })?;
         let columns = self.map_columns(headers.iter(), || Location::line(&self.file, 1))?;
-        let mut record = csv::StringRecord::new();
-        loop {
-            match reader.read_record(&mut record) {
-                Ok(false) => break,
-                Ok(true) => {
-                    let line = record.position().map_or(0, |p| p.line() as usize);
-                    if record.iter().all(|v| v.trim().is_empty()) {
-                        continue;
-                    }
-                    // Values past the header have no column to go to: dropping them would
-                    // hide a shifted row (an unquoted separator inside a value). Empty ones
-                    // are only trailing separators, as some exports write on every row.
-                    if record
-                        .iter()
-                        .skip(columns.len())
-                        .any(|v| !v.trim().is_empty())
-                    {
-                        sink(Err(vec![Problem::error(
-                            Location::line(&self.file, line),
-                            format!(
-                                "row has {} fields, the header has {}",
-                                record.len(),
-                                columns.len()
-                            ),
-                        )]));
-                        continue;
-                    }
-                    let mut row = Row::new();
-                    for (value, column) in record.iter().zip(&columns) {
-                        match column {
-                            Column::Field(i) => row.set(*i, Cow::Borrowed(value)),
-                            Column::Extra(name) => {
-                                row.extra.insert(name.clone(), value.to_string());
-                            }
-                        }
-                    }
-                    sink(self.invoice(row, line, interner));
-                }
+        let read = |feeder: &mut Feeder<CsvRow>| loop {
+            let row = feeder.next();
+            row.unreadable = None;
+            match reader.read_record(&mut row.record) {
+                Ok(false) => return Ok(()),
+                Ok(true) => {}
                 Err(e) => {
-                    let line = e.position().map_or(0, |p| p.line() as usize);
                     if let csv::ErrorKind::Io(_) = e.kind() {
                         return Err(self.read_error(e));
                     }
-                    sink(Err(vec![Problem::error(
+                    let line = e.position().map_or(0, |p| p.line() as usize);
+                    row.unreadable = Some(Problem::error(
                         Location::line(&self.file, line),
                         format!("unreadable row: {e}"),
-                    )]));
+                    ));
+                }
+            }
+            feeder.keep();
+        };
+        let convert =
+            |row: &mut CsvRow, converter: &mut Converter| self.csv_row(row, &columns, converter);
+        pipeline(read, convert, converters, accept).unwrap_or_else(|Crashed| Err(self.crashed()))
+    }
+
+    fn crashed(&self) -> Problem {
+        Problem::error(Location::file(&self.file), "the feed reader crashed")
+    }
+
+    /// A CSV record as an invoice or a bad row; nothing for a blank one.
+    fn csv_row(
+        &self,
+        row: &mut CsvRow,
+        columns: &[Column],
+        converter: &mut Converter,
+    ) -> Option<Converted> {
+        if let Some(problem) = row.unreadable.take() {
+            return Some(Err(vec![problem]));
+        }
+        let record = &row.record;
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        if record.iter().all(|v| trim(v).is_empty()) {
+            return None;
+        }
+        // Values past the header have no column to go to: dropping them would
+        // hide a shifted row (an unquoted separator inside a value). Empty ones
+        // are only trailing separators, as some exports write on every row.
+        if record
+            .iter()
+            .skip(columns.len())
+            .any(|v| !trim(v).is_empty())
+        {
+            return Some(Err(vec![Problem::error(
+                Location::line(&self.file, line),
+                format!(
+                    "row has {} fields, the header has {}",
+                    record.len(),
+                    columns.len()
+                ),
+            )]));
+        }
+        let mut values = Row::new();
+        for (value, column) in record.iter().zip(columns) {
+            match column {
+                Column::Field(i) => values.set(*i, Cow::Borrowed(value)),
+                Column::Extra(name) => {
+                    values.extra.insert(name.clone(), value.to_string());
                 }
             }
         }
-        Ok(())
+        Some(self.invoice(values, line, converter))
     }
 
     /// Reads a JSON array one element at a time, so that the whole array is never held in memory.
-    fn json_array(
+    fn read_json_array(
         &self,
         input: impl BufRead,
-        interner: &mut Interner,
-        sink: &mut Sink,
+        feeder: &mut Feeder<JsonElement>,
     ) -> Result<(), Problem> {
-        struct Elements<'p, 'c, 's> {
-            parser: &'p FeedParser<'c>,
-            interner: &'p mut Interner,
-            sink: &'p mut Sink<'s>,
-        }
-        impl<'de> serde::de::Visitor<'de> for Elements<'_, '_, '_> {
+        struct Elements<'f>(&'f mut Feeder<JsonElement>);
+        impl<'de> serde::de::Visitor<'de> for Elements<'_> {
             type Value = ();
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON array of invoices")
@@ -423,58 +822,72 @@ impl<'c> FeedParser<'c> {
             fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
                 let mut index = 0;
                 while let Some(value) = seq.next_element::<Value>()? {
-                    (self.sink)(self.parser.json_row(value, index, self.interner));
+                    *self.0.next() = JsonElement { index, value };
+                    self.0.keep();
                     index += 1;
                 }
                 Ok(())
             }
         }
         let mut de = serde_json::Deserializer::from_reader(input);
-        serde::Deserializer::deserialize_seq(
-            &mut de,
-            Elements {
-                parser: self,
-                interner,
-                sink,
-            },
-        )
-        .and_then(|()| de.end())
-        .map_err(|e| {
-            Problem::error(
-                Location::at(&self.file, e.line(), e.column()),
-                format!("not a JSON array of invoices: {e}"),
-            )
-        })
+        serde::Deserializer::deserialize_seq(&mut de, Elements(feeder))
+            .and_then(|()| de.end())
+            .map_err(|e| {
+                Problem::error(
+                    Location::at(&self.file, e.line(), e.column()),
+                    format!("not a JSON array of invoices: {e}"),
+                )
+            })
     }
 
-    fn json_lines(
+    fn json_element(
         &self,
-        input: impl BufRead,
-        interner: &mut Interner,
-        sink: &mut Sink,
+        element: &mut JsonElement,
+        converter: &mut Converter,
+    ) -> Option<Converted> {
+        let value = std::mem::take(&mut element.value);
+        Some(self.json_row(value, element.index, converter))
+    }
+
+    /// Splits JSON Lines into lines; they are parsed on the converting threads.
+    fn read_json_lines(
+        &self,
+        mut input: impl BufRead,
+        feeder: &mut Feeder<JsonLine>,
     ) -> Result<(), Problem> {
-        for (i, line) in input.split(b'\n').enumerate() {
-            let line = line.map_err(|e| self.read_error(e))?;
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
+        for line in 1.. {
+            let row = feeder.next();
+            row.bytes.clear();
+            if input
+                .read_until(b'\n', &mut row.bytes)
+                .map_err(|e| self.read_error(e))?
+                == 0
+            {
+                break;
             }
-            match serde_json::from_slice::<Value>(&line) {
-                Ok(value) => sink(self.json_row(value, i + 1, interner)),
-                Err(e) => sink(Err(vec![Problem::error(
-                    Location::at(&self.file, i + 1, e.column()),
-                    format!("invalid JSON: {e}"),
-                )])),
+            if row.bytes.last() == Some(&b'\n') {
+                row.bytes.pop();
             }
+            row.line = line;
+            feeder.keep();
         }
         Ok(())
     }
 
-    fn json_row(
-        &self,
-        value: Value,
-        line: usize,
-        interner: &mut Interner,
-    ) -> Result<Invoice, Vec<Problem>> {
+    fn json_line(&self, line: &mut JsonLine, converter: &mut Converter) -> Option<Converted> {
+        if line.bytes.iter().all(u8::is_ascii_whitespace) {
+            return None;
+        }
+        Some(match serde_json::from_slice::<Value>(&line.bytes) {
+            Ok(value) => self.json_row(value, line.line, converter),
+            Err(e) => Err(vec![Problem::error(
+                Location::at(&self.file, line.line, e.column()),
+                format!("invalid JSON: {e}"),
+            )]),
+        })
+    }
+
+    fn json_row(&self, value: Value, line: usize, converter: &mut Converter) -> Converted {
         let Value::Object(object) = value else {
             return Err(vec![Problem::error(
                 self.location(line),
@@ -489,18 +902,18 @@ impl<'c> FeedParser<'c> {
         let mut problems = Vec::new();
         for ((name, value), column) in object.iter().zip(&columns) {
             let field = match column {
-                Column::Field(i) => Some(FIELDS[*i]),
+                Column::Field(i) => Some(*i),
                 Column::Extra(_) => None,
             };
             let text: Option<Cow<str>> = match (value, field) {
                 (Value::Null, _) => None,
                 (Value::String(s), _) => Some(Cow::Borrowed(s.as_str())),
-                (Value::Number(n), Some("amount" | "amount_paid")) => {
+                (Value::Number(n), Some(AMOUNT | AMOUNT_PAID)) => {
                     Some(Cow::Owned(json_amount(n.as_str(), self.feed.decimal)))
                 }
                 (Value::Number(n), _) => Some(Cow::Owned(n.to_string())),
                 (Value::Bool(b), _) => Some(Cow::Owned(b.to_string())),
-                (Value::Array(items), Some("tags")) => Some(Cow::Owned(
+                (Value::Array(items), Some(TAGS)) => Some(Cow::Owned(
                     items
                         .iter()
                         .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
@@ -529,7 +942,7 @@ impl<'c> FeedParser<'c> {
         if !problems.is_empty() {
             return Err(problems);
         }
-        self.invoice(row, line, interner)
+        self.invoice(row, line, converter)
     }
 
     /// Maps each column name of the feed to a canonical field or an extra column.
@@ -598,12 +1011,12 @@ impl<'c> FeedParser<'c> {
             }
             let missing: Vec<&str> = REQUIRED
                 .iter()
-                .copied()
-                .filter(|f| {
+                .filter(|&&f| {
                     !columns
                         .iter()
-                        .any(|c| matches!(c, Column::Field(i) if FIELDS[*i] == *f))
+                        .any(|c| matches!(c, Column::Field(i) if *i == f))
                 })
+                .map(|&f| FIELDS[f])
                 .collect();
             if !missing.is_empty() {
                 let hint = missing
@@ -623,17 +1036,12 @@ impl<'c> FeedParser<'c> {
         Ok(columns)
     }
 
-    fn invoice(
-        &self,
-        row: Row,
-        line: usize,
-        interner: &mut Interner,
-    ) -> Result<Invoice, Vec<Problem>> {
+    fn invoice(&self, row: Row, line: usize, converter: &mut Converter) -> Converted {
         let mut problems = Vec::new();
-        let mut bad = |field: &str, reason: String| {
+        let mut bad = |field: usize, reason: String| {
             problems.push(Problem::error(
                 self.location(line),
-                format!("{field}: {reason}"),
+                format!("{}: {reason}", FIELDS[field]),
             ))
         };
         for field in REQUIRED {
@@ -641,7 +1049,7 @@ impl<'c> FeedParser<'c> {
                 bad(field, "missing (required)".into());
             }
         }
-        let date = |f: &str, bad: &mut dyn FnMut(&str, String)| {
+        let date = |f: usize, bad: &mut dyn FnMut(usize, String)| {
             row.get(f).and_then(|s| match self.dates.parse(s) {
                 Some(d) => Some(d),
                 None => {
@@ -656,11 +1064,11 @@ impl<'c> FeedParser<'c> {
                 }
             })
         };
-        let issue_date = date("issue_date", &mut bad);
-        let due_date = date("due_date", &mut bad);
-        let paid_date = date("paid_date", &mut bad);
-        let promise_date = date("promise_date", &mut bad);
-        let amount = |f: &str, bad: &mut dyn FnMut(&str, String)| {
+        let issue_date = date(ISSUE_DATE, &mut bad);
+        let due_date = date(DUE_DATE, &mut bad);
+        let paid_date = date(PAID_DATE, &mut bad);
+        let promise_date = date(PROMISE_DATE, &mut bad);
+        let amount = |f: usize, bad: &mut dyn FnMut(usize, String)| {
             row.get(f)
                 .and_then(|s| match parse_amount(s, self.feed.decimal) {
                     Ok(d) => Some(d),
@@ -670,84 +1078,87 @@ impl<'c> FeedParser<'c> {
                     }
                 })
         };
-        let amount_total = amount("amount", &mut bad);
+        let amount_total = amount(AMOUNT, &mut bad);
         // A negative payment would raise the amount due: a sign error in the export.
-        let amount_paid = match amount("amount_paid", &mut bad) {
+        let amount_paid = match amount(AMOUNT_PAID, &mut bad) {
             Some(paid) if paid < Decimal::ZERO => {
                 bad(
-                    "amount_paid",
+                    AMOUNT_PAID,
                     format!(
                         "must not be negative, found {:?}",
-                        row.get("amount_paid").unwrap_or_default()
+                        row.get(AMOUNT_PAID).unwrap_or_default()
                     ),
                 );
                 Decimal::ZERO
             }
             paid => paid.unwrap_or(Decimal::ZERO),
         };
-        let currency = match row.get("currency") {
-            Some(c) if is_currency_code(c) => Some(c.to_string()),
-            Some(c) if is_currency_code(&c.to_ascii_uppercase()) => Some(c.to_ascii_uppercase()),
-            Some(c) => {
+        // Currencies and languages are checked and canonicalized once per
+        // distinct value (see `Canonical`), and interned at once.
+        let Converter {
+            strings,
+            currencies,
+            languages,
+        } = converter;
+        let currency = row.get(CURRENCY).and_then(|c| {
+            let code = currencies.get(c, |c| currency_code(c).map(|code| strings.get(&code)));
+            if code.is_none() {
                 bad(
-                    "currency",
+                    CURRENCY,
                     format!("expected an ISO 4217 code such as EUR, found {c:?}"),
                 );
-                None
             }
-            None => None,
-        };
-        let status = match row.get("status").map(|s| (s, Status::parse(s))) {
+            code
+        });
+        let status = match row.get(STATUS).map(|s| (s, Status::parse(s))) {
             None => Status::Open,
             Some((_, Some(s))) => s,
             Some((s, None)) => {
                 bad(
-                    "status",
+                    STATUS,
                     format!("expected open, paid, void or disputed, found {s:?}"),
                 );
                 Status::Open
             }
         };
-        let language = match row.get("language") {
-            Some(l) if is_language_tag(l) => Some(canonical_language(l)),
-            Some(l) => {
+        let language = row.get(LANGUAGE).and_then(|l| {
+            let tag = languages.get(l, |l| {
+                is_language_tag(l).then(|| strings.get(&canonical_language(l)))
+            });
+            if tag.is_none() {
                 bad(
-                    "language",
+                    LANGUAGE,
                     format!("expected a language tag such as fr, fr-CA or en, found {l:?}"),
                 );
-                None
             }
-            None => None,
-        };
+            tag
+        });
         if let (Some(issue), Some(due)) = (issue_date, due_date)
             && due < issue
         {
             bad(
-                "due_date",
+                DUE_DATE,
                 format!("due date {due} is before the issue date {issue}"),
             );
         }
         if !problems.is_empty() {
             return Err(problems);
         }
-        let mut text = |f: &str| interner.get(row.get(f).unwrap_or(""));
+        let mut text = |f: usize| strings.get(row.get(f).unwrap_or(""));
         Ok(Invoice {
-            number: row.get("number").unwrap_or("").into(),
-            customer_id: text("customer_id"),
-            customer_name: text("customer_name"),
-            email: text("email"),
+            number: row.get(NUMBER).unwrap_or("").into(),
+            customer_id: text(CUSTOMER_ID),
+            customer_name: text(CUSTOMER_NAME),
+            email: text(EMAIL),
             issue_date: issue_date.expect("checked"),
             due_date: due_date.expect("checked"),
             amount: amount_total.expect("checked"),
             amount_paid,
-            currency: match currency {
-                Some(c) => interner.get(&c),
-                None => self.default_currency.clone(),
-            },
+            currency: currency.unwrap_or_else(|| self.default_currency.clone()),
             status,
             paid_date,
-            language: language.map(|l| interner.get(&l)),
-            tags: interner.tags(row.get("tags").unwrap_or("")),
+            language,
+            tags: strings.tags(row.get(TAGS).unwrap_or("")),
             promise_date,
             extra: row.extra,
             origin: Origin {
@@ -761,6 +1172,26 @@ impl<'c> FeedParser<'c> {
 enum Column {
     Field(usize),
     Extra(String),
+}
+
+/// `s.trim()`, without decoding characters when `s` begins and ends with
+/// ASCII that is no whitespace, as nearly every value of a feed does.
+fn trim(s: &str) -> &str {
+    let solid = |b: &u8| b.is_ascii() && !char::from(*b).is_whitespace();
+    match s.as_bytes() {
+        [first, .., last] if solid(first) && solid(last) => s,
+        [only] if solid(only) => s,
+        _ => s.trim(),
+    }
+}
+
+/// A currency code as relance keeps it: upper case (`usd` is `USD`).
+fn currency_code(c: &str) -> Option<Cow<'_, str>> {
+    if is_currency_code(c) {
+        return Some(Cow::Borrowed(c));
+    }
+    let upper = c.to_ascii_uppercase();
+    is_currency_code(&upper).then_some(Cow::Owned(upper))
 }
 
 /// How a column name is matched, to canonical names and to the feed's
