@@ -15,16 +15,20 @@ RUNS=${RUNS:-5}
 AS_OF=2026-12-01
 OUT=$ROOT/bench/results.md
 
-if ! command -v hyperfine >/dev/null; then
-  (apt-get update -qq && apt-get install -y -qq hyperfine) >/dev/null
+# Timers: hyperfine for medians, GNU time for peak memory (both Debian packages).
+if ! command -v hyperfine >/dev/null || [ ! -x /usr/bin/time ]; then
+  (apt-get update -qq && apt-get install -y -qq hyperfine time) >/dev/null
 fi
 cargo build --release --bin relance --example gen --example floor --example smtp_sink --example reload_latency
 BIN=$ROOT/target/release
 RELANCE=$BIN/relance
 mkdir -p "$WORK"
 
-median() { # hyperfine JSON → median seconds
-  python3 -c 'import json,sys; print("%.3f" % json.load(open(sys.argv[1]))["results"][0]["median"])' "$1"
+median() { # hyperfine CSV export (command,mean,stddev,median,...) → median seconds
+  awk -F, 'NR == 2 { printf "%.3f", $4 }' "$1"
+}
+rate() { # count, seconds → "N reminders/s"
+  awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f reminders/s", n / s }'
 }
 peak_mb() { # peak RSS of one run, in MB
   /usr/bin/time -f %M "$@" >/dev/null 2>"$WORK/time.txt" || true
@@ -32,8 +36,8 @@ peak_mb() { # peak RSS of one run, in MB
 }
 timeit() { # name, command...: median seconds and peak MB, tab-separated
   local name=$1; shift
-  hyperfine --style none --warmup 1 --runs "$RUNS" --export-json "$WORK/$name.json" "$(printf '%q ' "$@")" >/dev/null
-  printf '%s\t%s\n' "$(median "$WORK/$name.json")" "$(peak_mb "$@")"
+  hyperfine --style none --warmup 1 --runs "$RUNS" --export-csv "$WORK/$name.csv" "$(printf '%q ' "$@")" >/dev/null
+  printf '%s\t%s\n' "$(median "$WORK/$name.csv")" "$(peak_mb "$@")"
 }
 
 {
@@ -67,11 +71,10 @@ preview30render|preview --as-of $AS_OF --days 30 --render --format json
 ROWS
   IFS=$'\t' read -r secs mb < <(timeit "$n-floor" "$BIN/examples/floor" data/invoices.csv data/export_fr.csv)
   echo "| $n | csv floor: \`csv\` crate reading the same files into raw records | $secs | $mb |" >>"$OUT"
-  for name in preview30 preview30render; do
-    count=$($RELANCE preview --as-of $AS_OF --days 30 --format csv 2>/dev/null | tail -n +2 | wc -l)
-    echo "$count" >"$WORK/$n-count"
+  for days in 1 30; do
+    count=$($RELANCE preview --as-of $AS_OF --days $days --format csv 2>/dev/null | tail -n +2 | wc -l)
+    echo "| $n | reminders in the $days-day preview | $count | |" >>"$OUT"
   done
-  echo "| $n | reminders in the 30-day preview | $(cat "$WORK/$n-count") | |" >>"$OUT"
   cd "$ROOT"
 done
 
@@ -81,26 +84,33 @@ if [ ! -f "$dir/relance.yaml" ]; then
   "$BIN/examples/gen" --invoices 20200 --customers 1000 --seed 2 --out "$dir"
 fi
 cd "$dir"
+# Each run starts from an empty journal, outbox and tasks folder. The old ones
+# are moved aside, not deleted: ext4 allocates inodes slowly right after
+# thousands were freed, which would time the file system's bookkeeping of
+# `rm -rf` rather than relance.
+mkdir -p "$WORK/old"
+FRESH="mv state outbox tasks \$(mktemp -d -p $WORK/old) 2>/dev/null; true"
 due=$($RELANCE preview --as-of $AS_OF --days 1 --format csv 2>/dev/null | tail -n +2 | wc -l)
 IFS=$'\t' read -r secs mb < <(
-  hyperfine --style none --runs 3 --prepare 'rm -rf state outbox tasks' --export-json "$WORK/outbox.json" \
+  hyperfine --style none --runs 3 --prepare "$FRESH" --export-csv "$WORK/outbox.csv" \
     "$RELANCE run --once --confirm --as-of $AS_OF" >/dev/null
-  printf '%s\t-\n' "$(median "$WORK/outbox.json")"
+  printf '%s\t-\n' "$(median "$WORK/outbox.csv")"
 )
 sent=$(ls outbox | wc -l)
-echo "| $due due | \`run --once --confirm\` to the outbox ($sent .eml files) | $secs | $(python3 -c "print('%.0f reminders/s' % ($due / $secs))") |" >>"$OUT"
+echo "| $due due | \`run --once --confirm\` to the outbox ($sent .eml files, $((due - sent)) task files) | $secs | $(rate "$due" "$secs") |" >>"$OUT"
 
 "$BIN/examples/smtp_sink" 2525 2>"$WORK/smtp.log" &
 SINK=$!
 trap 'kill $SINK 2>/dev/null || true' EXIT
 cp relance.yaml relance.yaml.outbox
 printf 'delivery: {kind: smtp, host: 127.0.0.1, port: 2525, tls: none}\n' >>relance.yaml
-hyperfine --style none --runs 3 --prepare 'rm -rf state outbox tasks' --export-json "$WORK/smtp.json" \
+hyperfine --style none --runs 3 --prepare "$FRESH" --export-csv "$WORK/smtp.csv" \
   "$RELANCE run --once --confirm --as-of $AS_OF" >/dev/null
-secs=$(median "$WORK/smtp.json")
-echo "| $due due | \`run --once --confirm\` over SMTP to 127.0.0.1 | $secs | $(python3 -c "print('%.0f reminders/s' % ($due / $secs))") |" >>"$OUT"
+secs=$(median "$WORK/smtp.csv")
+echo "| $due due | \`run --once --confirm\` over SMTP to 127.0.0.1 ($sent emails, $((due - sent)) task files) | $secs | $(rate "$due" "$secs") |" >>"$OUT"
 mv relance.yaml.outbox relance.yaml
 kill $SINK 2>/dev/null || true
+rm -rf "$WORK/old"
 cd "$ROOT"
 
 # The daemon: reload latency and memory over many reloads, 100k invoices.

@@ -341,24 +341,30 @@ impl Daemon {
                 journal.begin()?;
                 open = true;
             }
-            self.deliver_one(planned, r, now, report)?;
+            self.deliver_one(planned, r, now, report, batched)?;
             if open && (i + 1) % 256 == 0 {
+                self.deliverer.flush()?;
                 journal.commit()?;
                 open = false;
             }
         }
         if open {
+            self.deliverer.flush()?;
             journal.commit()?;
         }
         Ok(())
     }
 
+    /// Delivers one reminder and journals the outcome. `in_batch`: the
+    /// caller flushes the delivered files before it commits the batch; else
+    /// they are flushed here, before `sent` is recorded.
     fn deliver_one(
         &self,
         planned: &Planned,
         r: &Reminder,
         now: DateTime<Utc>,
         report: &mut Report,
+        in_batch: bool,
     ) -> Result<()> {
         let journal = self.journal.as_ref().expect("a journal outside dry runs");
         let identity = Identity::of(r);
@@ -370,6 +376,14 @@ impl Daemon {
                 .deliverer
                 .deliver(r, invoice)
                 .map_err(|e| e.to_string()),
+        };
+        let result = match result {
+            Ok(id) if !in_batch => self
+                .deliverer
+                .flush()
+                .map(|()| id)
+                .map_err(|e| e.to_string()),
+            other => other,
         };
         match result {
             Ok(id) => {
@@ -454,7 +468,10 @@ impl Daemon {
         .into_iter()
         .find(|c| c.as_str() == p.channel)?;
         let file = self.deliverer.file_for(date, &p.identity, channel)?;
-        file.exists().then(|| match channel {
+        // Files are synced in batches: after a power loss, a file written
+        // but not yet synced may be there and empty. Only content proves delivery.
+        let written = std::fs::metadata(&file).is_ok_and(|m| m.len() > 0);
+        written.then(|| match channel {
             Channel::Email => self.deliverer.message_id(&p.identity),
             _ => file.display().to_string(),
         })
@@ -495,7 +512,7 @@ impl Daemon {
                 }
             };
             let r = self.project.reminder(&planned, true);
-            self.deliver_one(&planned, &r, now, report)?;
+            self.deliver_one(&planned, &r, now, report, false)?;
         }
         Ok(())
     }
