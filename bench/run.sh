@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 WORK=${WORK:-/tmp/relance-bench}
-SIZES=${SIZES:-"100000 1000000"}
+SIZES=${SIZES-"100000 1000000"}   # SIZES="" skips to delivery and the daemon
 RUNS=${RUNS:-5}
 AS_OF=2026-12-01
 OUT=$ROOT/bench/results.md
@@ -89,7 +89,8 @@ cd "$dir"
 # thousands were freed, which would time the file system's bookkeeping of
 # `rm -rf` rather than relance.
 mkdir -p "$WORK/old"
-FRESH="mv state outbox tasks \$(mktemp -d -p $WORK/old) 2>/dev/null; true"
+FRESH="mv state outbox tasks \$(mktemp -d -p $WORK/old) 2>/dev/null || true"
+eval "$FRESH"
 due=$($RELANCE preview --as-of $AS_OF --days 1 --format csv 2>/dev/null | tail -n +2 | wc -l)
 IFS=$'\t' read -r secs mb < <(
   hyperfine --style none --runs 3 --prepare "$FRESH" --export-csv "$WORK/outbox.csv" \

@@ -87,17 +87,19 @@ fn main() {
     let p95 = latencies[(latencies.len() * 95).div_ceil(100) - 1];
     println!("reload_median_ms {:.1}", ms(median));
     println!("reload_p95_ms {:.1}", ms(p95));
-    let before = rss_kib(pid);
-    for _ in 0..reloads {
+    println!("rss_before_reloads_kib {}", rss_kib(pid));
+    // Several points, not only the last: the allocator keeps what the first
+    // reloads freed for the next ones, so a plateau is no growth and a slope is a leak.
+    for done in 1..=reloads {
         Command::new("kill")
             .args(["-HUP", &pid.to_string()])
             .status()
             .unwrap();
         wait_for(&lines, "new plan");
+        if done == 10 || done % (reloads / 4).max(1) == 0 {
+            println!("rss_after_{done}_reloads_kib {}", rss_kib(pid));
+        }
     }
-    let after = rss_kib(pid);
-    println!("rss_before_reloads_kib {before}");
-    println!("rss_after_{reloads}_reloads_kib {after}");
     Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()

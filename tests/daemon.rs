@@ -725,7 +725,7 @@ fn rewind(folder: &Folder, invoice: &str, state: &str, owner: u32) {
 
 #[test]
 fn reminders_left_planned_or_failed_by_a_crash_are_resolved_by_their_outbox_file() {
-    let folder = dunning_folder("", &invoices(4));
+    let folder = dunning_folder("", &invoices(5));
     run_once(&folder, &[]).expect_code(0);
     let file = |n: u32| {
         folder
@@ -749,13 +749,22 @@ fn reminders_left_planned_or_failed_by_a_crash_are_resolved_by_their_outbox_file
     std::fs::remove_file(file(3)).unwrap();
     // F004: a retry that wrote its file, then crashed before journaling `sent`.
     rewind(&folder, "F004", "failed", dead);
+    // F005: the machine lost power after the file was named but before the
+    // batch's sync gave it its content: an empty file proves nothing.
+    rewind(&folder, "F005", "planned", dead);
+    std::fs::write(file(5), "").unwrap();
     let (before_2, before_4) = (inode(2), inode(4));
 
     let run = run_once(&folder, &[]).expect_code(0);
-    assert_eq!(folder.journal_states(), all_sent(4), "{}", run.stderr);
+    assert_eq!(folder.journal_states(), all_sent(5), "{}", run.stderr);
     assert!(
         file(1).exists() && file(3).exists(),
         "the missing emails are delivered"
+    );
+    let rewritten = std::fs::read_to_string(file(5)).unwrap();
+    assert!(
+        rewritten.contains("Message-ID: <F005.dunning.overdue.0@"),
+        "the empty file is written again: {rewritten}"
     );
     assert_eq!(inode(2), before_2, "F002 was delivered: not written again");
     assert_eq!(inode(4), before_4, "F004 was delivered: not written again");
