@@ -458,15 +458,7 @@ impl Daemon {
     /// [`Deliverer::deliver`] returns them).
     fn delivered_file(&self, p: &Pending) -> Option<String> {
         let date = NaiveDate::parse_from_str(&p.date, "%Y-%m-%d").ok()?;
-        let channel = [
-            Channel::Email,
-            Channel::Letter,
-            Channel::Sms,
-            Channel::Call,
-            Channel::Task,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == p.channel)?;
+        let channel = Channel::parse(&p.channel)?;
         let file = self.deliverer.file_for(date, &p.identity, channel)?;
         // Files are synced in batches: after a power loss, a file written
         // but not yet synced may be there and empty. Only content proves delivery.

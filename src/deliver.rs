@@ -173,7 +173,7 @@ impl Deliverer {
     /// Writes a delivered file (atomically, so it is absent or complete);
     /// it is made durable by the next [`Deliverer::flush`].
     fn write(&self, path: &Path, bytes: &[u8]) -> Result<(), DeliveryError> {
-        write_atomically(path, bytes, false)?;
+        write_atomically(path, bytes)?;
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut unsynced = self.unsynced.lock().unwrap_or_else(|e| e.into_inner());
         if !unsynced.contains(&dir) {
@@ -392,9 +392,9 @@ fn task_text(r: &Reminder, inv: &Invoice, phone: Option<&str>) -> String {
     text
 }
 
-/// Writes a file so that it is either absent or complete: temp file, rename;
-/// with `durable`, the file and its folder are synced before returning.
-pub fn write_atomically(path: &Path, bytes: &[u8], durable: bool) -> Result<(), DeliveryError> {
+/// Writes a file so that it is either absent or complete: temp file, then
+/// rename. It is not synced here: [`Deliverer::flush`] syncs a whole batch.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DeliveryError> {
     let io = |source| DeliveryError::Io {
         path: path.to_path_buf(),
         source,
@@ -410,14 +410,8 @@ pub fn write_atomically(path: &Path, bytes: &[u8], durable: bool) -> Result<(), 
     {
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
         f.write_all(bytes).map_err(io)?;
-        if durable {
-            f.sync_all().map_err(io)?;
-        }
     }
     std::fs::rename(&tmp, path).map_err(io)?;
-    if durable && let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
     Ok(())
 }
 

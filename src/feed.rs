@@ -77,25 +77,31 @@ const REQUIRED: [usize; 6] = [
 
 /// The index of a canonical field in [`FIELDS`]; a compile error for another name.
 const fn field(name: &str) -> usize {
+    match field_index(name) {
+        Some(i) => i,
+        None => panic!("not a canonical field"),
+    }
+}
+
+/// The index of `name` in [`FIELDS`], if it is a canonical field. A `const
+/// fn` (hence the loops: `position` and `==` on `str` are not) so that the
+/// field constants above are found at compile time.
+const fn field_index(name: &str) -> Option<usize> {
     let mut i = 0;
     while i < FIELDS.len() {
-        if FIELDS[i].len() == name.len() {
-            let (a, b) = (FIELDS[i].as_bytes(), name.as_bytes());
+        let (a, b) = (FIELDS[i].as_bytes(), name.as_bytes());
+        if a.len() == b.len() {
             let mut j = 0;
             while j < a.len() && a[j] == b[j] {
                 j += 1;
             }
             if j == a.len() {
-                return i;
+                return Some(i);
             }
         }
         i += 1;
     }
-    panic!("not a canonical field")
-}
-
-fn field_index(name: &str) -> Option<usize> {
-    FIELDS.iter().position(|f| *f == name)
+    None
 }
 
 /// What the feeds gave: the good invoices, and one problem per bad row or unreadable feed.

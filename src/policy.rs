@@ -29,6 +29,19 @@ pub enum Channel {
 }
 
 impl Channel {
+    pub const ALL: [Channel; 5] = [
+        Channel::Email,
+        Channel::Letter,
+        Channel::Sms,
+        Channel::Call,
+        Channel::Task,
+    ];
+
+    /// The channel named as in the config and the journal (`email`, `letter`, …).
+    pub fn parse(name: &str) -> Option<Channel> {
+        Channel::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Email => "email",

@@ -180,11 +180,7 @@ impl Project {
 
     /// The language a message to this invoice is written in, before template fallback.
     pub fn language_of(&self, invoice: usize) -> &str {
-        let inv = &self.ledger.invoices[invoice];
-        inv.language
-            .as_deref()
-            .or(self.ledger.customer(invoice).language.as_deref())
-            .unwrap_or(&self.config.language)
+        self.ledger.language_of(invoice)
     }
 
     /// Renders a planned reminder (the body only when asked).
@@ -466,7 +462,7 @@ impl Project {
             promise_date: None,
             ..full.clone()
         };
-        Ledger::new(vec![full, sparse])
+        Ledger::new(vec![full, sparse]).with_default_language(&self.config.language)
     }
 }
 

@@ -18,7 +18,7 @@ use serde_json::{Number, Value, json};
 
 use crate::config::Config;
 use crate::diagnostics::{Location, Problem, Problems, yaml_problem};
-use crate::model::{Customer, Ledger};
+use crate::model::Ledger;
 use crate::policy::{Policy, Stage};
 use crate::script::{CustomerView, InvoiceView, Scripts, files_with_extension};
 
@@ -1124,13 +1124,7 @@ pub const ALL_INVOICE_FIELDS: u32 = (1 << INVOICE_FIELDS.len()) - 1;
 
 /// The JSON an invoice shows to templates; `fields` selects by bit (in the
 /// order of `INVOICE_FIELDS`).
-pub fn invoice_json(
-    ledger: &Ledger,
-    index: usize,
-    today: NaiveDate,
-    default_language: &str,
-    fields: u32,
-) -> Value {
+pub fn invoice_json(ledger: &Ledger, index: usize, today: NaiveDate, fields: u32) -> Value {
     let inv = &ledger.invoices[index];
     let mut map = serde_json::Map::new();
     for (bit, name) in INVOICE_FIELDS.iter().enumerate() {
@@ -1157,12 +1151,7 @@ pub fn invoice_json(
                 Some(d) => json!(d.to_string()),
                 None => continue,
             },
-            12 => json!(
-                inv.language
-                    .as_deref()
-                    .or(ledger.customer(index).language.as_deref())
-                    .unwrap_or(default_language)
-            ),
+            12 => json!(ledger.language_of(index)),
             13 => json!(inv.tags),
             14 => match inv.promise_date {
                 Some(d) => json!(d.to_string()),
@@ -1189,7 +1178,8 @@ pub fn invoice_json(
 
 /// The JSON a customer shows to templates; `fields` selects by bit (in the
 /// order of `CUSTOMER_FIELDS`).
-fn customer_json(c: &Customer, today: NaiveDate, default_language: &str, fields: u32) -> Value {
+fn customer_json(ledger: &Ledger, customer: usize, today: NaiveDate, fields: u32) -> Value {
+    let c = &ledger.customers[customer];
     let mut map = serde_json::Map::new();
     for (bit, name) in CUSTOMER_FIELDS.iter().enumerate() {
         if fields & (1 << bit) == 0 {
@@ -1199,7 +1189,7 @@ fn customer_json(c: &Customer, today: NaiveDate, default_language: &str, fields:
             0 => json!(c.id),
             1 => json!(c.name),
             2 => json!(c.email),
-            3 => json!(c.language.as_deref().unwrap_or(default_language)),
+            3 => json!(ledger.customer_language(customer)),
             4 => json!(c.tags),
             5 => json!(c.open_count),
             6 => amount_json(c.total_due),
@@ -1358,18 +1348,17 @@ pub fn message_context(
     parts: Parts,
 ) -> MessageContext {
     let customer_index = ledger.customer_index(index);
-    let c = &ledger.customers[customer_index];
     let mut root = serde_json::Map::new();
     if parts.has(Parts::INVOICE) {
         root.insert(
             "invoice".into(),
-            invoice_json(ledger, index, today, &config.language, parts.invoice_fields),
+            invoice_json(ledger, index, today, parts.invoice_fields),
         );
     }
     if parts.has(Parts::CUSTOMER) {
         root.insert(
             "customer".into(),
-            customer_json(c, today, &config.language, parts.customer_fields),
+            customer_json(ledger, customer_index, today, parts.customer_fields),
         );
     }
     if parts.has(Parts::STAGE) {
