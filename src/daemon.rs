@@ -24,7 +24,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 
-use crate::deliver::{Deliverer, Identity, PLACEHOLDER_SENDER};
+use crate::deliver::{Deliverer, Identity, Item, PLACEHOLDER_SENDER};
 use crate::engine::Planned;
 use crate::journal::{Journal, JournalView, NewRow, Pending, State};
 use crate::policy::Channel;
@@ -289,6 +289,7 @@ impl Daemon {
                 recipient: "",
                 subject: "",
                 message_id: "",
+                message: "",
                 last_error: reason.as_deref(),
             };
             journal.insert(&row, &now_s)?;
@@ -296,7 +297,7 @@ impl Daemon {
         let mut mine = Vec::new();
         for (planned, r) in reminders {
             let identity = Identity::of(&r);
-            let message_id = self.deliverer.message_id(&identity);
+            let message_id = self.deliverer.message_id(&r.message);
             let row = NewRow {
                 identity: &identity,
                 state: State::Planned,
@@ -305,6 +306,7 @@ impl Daemon {
                 recipient: &r.to,
                 subject: &r.subject,
                 message_id: &message_id,
+                message: &r.message,
                 last_error: None,
             };
             // Another process may have planned it a moment ago: then it is theirs.
@@ -372,10 +374,17 @@ impl Daemon {
         let invoice = &self.project.ledger.invoices[planned.invoice];
         let result = match &r.error {
             Some(e) => Err(e.clone()),
-            None => self
-                .deliverer
-                .deliver(r, invoice)
-                .map_err(|e| e.to_string()),
+            None => {
+                let item = Item {
+                    invoice,
+                    policy: r.policy,
+                    stage: r.stage,
+                    occurrence: r.occurrence,
+                };
+                self.deliverer
+                    .deliver(r, &[item])
+                    .map_err(|e| e.to_string())
+            }
         };
         let result = match result {
             Ok(id) if !in_batch => self
@@ -458,15 +467,8 @@ impl Daemon {
     /// [`Deliverer::deliver`] returns them).
     fn delivered_file(&self, p: &Pending) -> Option<String> {
         let date = NaiveDate::parse_from_str(&p.date, "%Y-%m-%d").ok()?;
-        let channel = Channel::parse(&p.channel)?;
-        let file = self.deliverer.file_for(date, &p.identity, channel)?;
-        // Files are synced in batches: after a power loss, a file written
-        // but not yet synced may be there and empty. Only content proves delivery.
-        let written = std::fs::metadata(&file).is_ok_and(|m| m.len() > 0);
-        written.then(|| match channel {
-            Channel::Email => self.deliverer.message_id(&p.identity),
-            _ => file.display().to_string(),
-        })
+        self.deliverer
+            .delivered(date, &p.message, Channel::parse(&p.channel)?)
     }
 
     /// Crash leftovers and due retries.

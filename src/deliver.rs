@@ -54,6 +54,16 @@ impl Identity {
     }
 }
 
+/// One invoice of a message and the reminder it stands for: a message
+/// grouped per customer carries several, every other message one.
+#[derive(Debug, Clone, Copy)]
+pub struct Item<'a> {
+    pub invoice: &'a Invoice,
+    pub policy: &'a str,
+    pub stage: &'a str,
+    pub occurrence: u32,
+}
+
 fn escape(part: &str) -> String {
     let mut out = String::with_capacity(part.len());
     for b in part.bytes() {
@@ -188,19 +198,21 @@ impl Deliverer {
         self.placeholder_sender
     }
 
-    pub fn message_id(&self, identity: &Identity) -> String {
-        format!("<{}@{}>", identity.token(), self.domain)
+    /// The Message-ID of the message with this token (a reminder's
+    /// [`Identity::token`], or a grouped message's).
+    pub fn message_id(&self, token: &str) -> String {
+        format!("<{token}@{}>", self.domain)
     }
 
-    /// The file a reminder is written to, if its route writes files: the
+    /// The file a message is written to, if its route writes files: the
     /// proof, after a crash, that it was delivered.
     pub fn file_for(
         &self,
         date: chrono::NaiveDate,
-        identity: &Identity,
+        token: &str,
         channel: Channel,
     ) -> Option<PathBuf> {
-        let stem = format!("{date}.{}", identity.token());
+        let stem = format!("{date}.{token}");
         match (channel, &self.route) {
             (Channel::Email, Route::Outbox(dir)) => Some(dir.join(format!("{stem}.eml"))),
             (Channel::Email, _) => None,
@@ -208,12 +220,35 @@ impl Deliverer {
         }
     }
 
-    /// Delivers a rendered reminder of `invoice`; returns its Message-ID
-    /// (emails) or file (the other channels, whose files carry the invoice's facts).
-    pub fn deliver(&self, r: &Reminder, invoice: &Invoice) -> Result<String, DeliveryError> {
+    /// The id a message was delivered with, if what it wrote is there (its
+    /// outbox or task file): after a crash, the proof that it went out.
+    /// `None` when it was not written, or when its route writes nothing (SMTP).
+    pub fn delivered(
+        &self,
+        date: chrono::NaiveDate,
+        token: &str,
+        channel: Channel,
+    ) -> Option<String> {
+        let file = self.file_for(date, token, channel)?;
+        // Files are synced in batches: after a power loss, a file written
+        // but not yet synced may be there and empty. Only content proves delivery.
+        let written = std::fs::metadata(&file).is_ok_and(|m| m.len() > 0);
+        written.then(|| match channel {
+            Channel::Email => self.message_id(token),
+            _ => file.display().to_string(),
+        })
+    }
+
+    /// Delivers a rendered message (`r.message` names it) about `items`, the
+    /// invoices it covers (one, or a customer's several when grouped); returns
+    /// its Message-ID (emails) or file (the other channels, whose files carry
+    /// the invoices' facts).
+    pub fn deliver(&self, r: &Reminder, items: &[Item]) -> Result<String, DeliveryError> {
+        // Never empty: a message exists because one of its reminders fired.
+        let invoice = items[0].invoice;
         if r.channel != Channel::Email {
             let path = self
-                .file_for(r.date, &Identity::of(r), r.channel)
+                .file_for(r.date, &r.message, r.channel)
                 .expect("task channels write files");
             let phone = phone_of(invoice);
             // The file is still written: the person who makes the call can
@@ -226,7 +261,7 @@ impl Deliverer {
             self.write(&path, task_text(r, invoice, phone).as_bytes())?;
             return Ok(path.display().to_string());
         }
-        let id = self.message_id(&Identity::of(r));
+        let id = self.message_id(&r.message);
         match &self.route {
             Route::Log => {
                 tracing::info!(invoice = %r.invoice, to = %r.to, subject = %r.subject, message_id = %id, "email (log delivery)");
@@ -235,7 +270,7 @@ impl Deliverer {
             Route::Outbox(_) => {
                 let email = self.email(r, &id)?;
                 let path = self
-                    .file_for(r.date, &Identity::of(r), r.channel)
+                    .file_for(r.date, &r.message, r.channel)
                     .expect("outbox writes files");
                 self.write(&path, &email.formatted())?;
                 Ok(id)
@@ -490,7 +525,7 @@ mod tests {
                 stage: "s".into(),
                 occurrence: 0,
             };
-            assert_eq!(d.message_id(&identity), "<F1.p.s.0@localhost>");
+            assert_eq!(d.message_id(&identity.token()), "<F1.p.s.0@localhost>");
         }
         let d = Deliverer::new(&config(Delivery::Log, "compta@atelier.fr")).unwrap();
         assert!(!d.uses_placeholder_sender());

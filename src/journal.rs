@@ -85,10 +85,11 @@ pub struct Entry {
     pub updated_at: String,
 }
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations, in order; `user_version` records how many have run.
-const MIGRATIONS: [&str; 1] = ["CREATE TABLE reminder (
+const MIGRATIONS: [&str; 2] = [
+    "CREATE TABLE reminder (
         id          INTEGER PRIMARY KEY,
         invoice     TEXT NOT NULL,
         policy      TEXT NOT NULL,
@@ -108,7 +109,12 @@ const MIGRATIONS: [&str; 1] = ["CREATE TABLE reminder (
         updated_at  TEXT NOT NULL,
         UNIQUE (invoice, policy, stage, occurrence)
     );
-    CREATE INDEX reminder_invoice ON reminder (invoice);"];
+    CREATE INDEX reminder_invoice ON reminder (invoice);",
+    // The token of the message a reminder went out in: a customer's
+    // reminders of a day grouped into one email share it, and after a crash
+    // it names the file that proves the message was delivered.
+    "ALTER TABLE reminder ADD COLUMN message TEXT NOT NULL DEFAULT '';",
+];
 
 pub struct Journal {
     conn: Connection,
@@ -290,6 +296,8 @@ pub struct Pending {
     pub state: State,
     pub date: String,
     pub channel: String,
+    /// The token of the message it goes out in (see [`NewRow::message`]).
+    pub message: String,
     pub attempts: u32,
     /// The process that planned it.
     pub owner: Option<u32>,
@@ -304,6 +312,9 @@ pub struct NewRow<'a> {
     pub recipient: &'a str,
     pub subject: &'a str,
     pub message_id: &'a str,
+    /// The token of the message the reminder goes out in: its own
+    /// identity's, or the one it shares with the rest of a grouped message.
+    pub message: &'a str,
     pub last_error: Option<&'a str>,
 }
 
@@ -323,8 +334,8 @@ impl Journal {
         let id = row.identity;
         let n = self.conn.execute(
             "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, channel, recipient, subject,
-                                   message_id, last_error, owner, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)
+                                   message_id, last_error, owner, created_at, updated_at, message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14)
              ON CONFLICT (invoice, policy, stage, occurrence) DO NOTHING",
             params![
                 id.invoice,
@@ -339,7 +350,8 @@ impl Journal {
                 row.message_id,
                 row.last_error,
                 std::process::id(),
-                now
+                now,
+                row.message
             ],
         )?;
         Ok(n == 1)
@@ -411,18 +423,25 @@ impl Journal {
     /// Reminders to deliver now: every `planned` one, and `failed` ones whose retry time has come.
     pub fn pending(&self, now: &str) -> rusqlite::Result<Vec<Pending>> {
         let mut stmt = self.conn.prepare(
-            "SELECT invoice, policy, stage, occurrence, state, date, channel, attempts, owner FROM reminder
+            "SELECT invoice, policy, stage, occurrence, state, date, channel, attempts, owner, message FROM reminder
              WHERE state = 'planned' OR (state = 'failed' AND next_try_at IS NOT NULL AND next_try_at <= ?1)
              ORDER BY id",
         )?;
         let rows = stmt.query_map(params![now], |r| {
+            let identity = Identity {
+                invoice: r.get(0)?,
+                policy: r.get(1)?,
+                stage: r.get(2)?,
+                occurrence: r.get(3)?,
+            };
+            // Rows of a journal from before messages were recorded went out
+            // alone, under their own identity's token.
+            let message = Some(r.get::<_, String>(9)?)
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| identity.token());
             Ok(Pending {
-                identity: Identity {
-                    invoice: r.get(0)?,
-                    policy: r.get(1)?,
-                    stage: r.get(2)?,
-                    occurrence: r.get(3)?,
-                },
+                identity,
+                message,
                 state: State::parse(&r.get::<_, String>(4)?).unwrap_or(State::Planned),
                 date: r.get(5)?,
                 channel: r.get(6)?,
@@ -510,6 +529,7 @@ mod tests {
             recipient: "a@example.com",
             subject: "",
             message_id: "",
+            message: "F1.p.s.0",
             last_error: None,
         };
         assert!(j.insert(&row, "2026-12-01T09:00:00.000Z").unwrap());

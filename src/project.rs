@@ -108,6 +108,11 @@ pub struct Reminder<'p> {
     pub policy: &'p str,
     pub stage: &'p str,
     pub occurrence: u32,
+    /// The message this reminder goes out in: its own identity's token, or
+    /// the token of the message it shares with the customer's other
+    /// reminders of the day (`group: customer`). Rows with one `message`
+    /// are one email, letter or call sheet.
+    pub message: String,
     pub channel: Channel,
     pub to: Cow<'p, str>,
     pub language: &'p str,
@@ -210,6 +215,13 @@ impl Project {
             policy: &policy.name,
             stage: &stage.id,
             occurrence: planned.occurrence,
+            message: crate::deliver::Identity {
+                invoice: inv.number.to_string(),
+                policy: policy.name.clone(),
+                stage: stage.id.clone(),
+                occurrence: planned.occurrence,
+            }
+            .token(),
             channel: stage.channel,
             to,
             language,

@@ -67,7 +67,7 @@ pub fn csv<T: Serialize>(out: &mut dyn Write, rows: &[T], columns: &[&str]) -> i
     w.flush()
 }
 
-pub const REMINDER_COLUMNS: [&str; 15] = [
+pub const REMINDER_COLUMNS: [&str; 16] = [
     "date",
     "invoice",
     "customer_id",
@@ -75,6 +75,7 @@ pub const REMINDER_COLUMNS: [&str; 15] = [
     "policy",
     "stage",
     "occurrence",
+    "message",
     "channel",
     "to",
     "language",
@@ -327,6 +328,7 @@ fn reminder_cell(r: &Reminder, column: &str) -> String {
         "policy" => r.policy.to_string(),
         "stage" => r.stage.to_string(),
         "occurrence" => r.occurrence.to_string(),
+        "message" => r.message.clone(),
         "channel" => r.channel.as_str().to_string(),
         "to" => r.to.to_string(),
         "language" => r.language.to_string(),

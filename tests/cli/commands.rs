@@ -60,6 +60,7 @@ fn preview_json_is_one_array_sorted_by_date_then_invoice_with_every_key() {
             "policy": "p",
             "stage": "on_due",
             "occurrence": 0,
+            "message": "B2.p.on_due.0",
             "channel": "email",
             "to": "b@x.fr, compta@x.fr",
             "language": "fr",
@@ -91,7 +92,7 @@ fn preview_csv_has_the_same_columns_and_values_as_json() {
         .iter()
         .map(str::to_string)
         .collect();
-    let keys: Vec<&str> = "date invoice customer_id customer_name policy stage occurrence channel to language template subject amount_due currency"
+    let keys: Vec<&str> = "date invoice customer_id customer_name policy stage occurrence message channel to language template subject amount_due currency"
         .split_whitespace()
         .collect();
     assert_eq!(header[..keys.len()], keys);
