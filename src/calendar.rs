@@ -1,13 +1,10 @@
-//! Sending days: the weekdays and bank holidays on which reminders go out, and
-//! where a stage whose date falls on another day moves to.
-//!
-//! Groundwork for the calendar of issue 6 (`send_days`, `holidays`, `shift`):
-//! tested here, not yet consulted by the engine, so today every day is a
-//! sending day as SPEC §4 describes.
+//! The send window: the days reminders go out on (weekdays, bank holidays),
+//! where a stage dated on another day moves to, and the local time they are sent at.
 
 use std::collections::BTreeSet;
 
-use chrono::{Datelike, Days, NaiveDate, Weekday};
+use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Built-in bank-holiday calendars.
@@ -50,7 +47,27 @@ pub struct Calendar {
     send_days: [bool; 7],
     calendars: Vec<Holidays>,
     dates: BTreeSet<NaiveDate>,
+    /// Every holiday (built-in or the config's) of the years around now, a
+    /// bit per day from 1 January of the first: the engine asks about a day
+    /// for every stage of every invoice, and Easter is not free to compute.
+    closed_days: Vec<u64>,
 }
+
+/// The years whose holidays [`Calendar::closed_days`] holds; others are
+/// computed when asked.
+const PRECOMPUTED_YEARS: std::ops::RangeInclusive<i32> = 1990..=2100;
+/// How many days those years have (27 leap years among 111).
+const PRECOMPUTED_DAYS: usize = 111 * 365 + 27;
+
+/// The bit of `day` in [`Calendar::closed_days`], if its year is precomputed.
+fn precomputed_index(day: NaiveDate) -> Option<usize> {
+    PRECOMPUTED_YEARS
+        .contains(&day.year())
+        .then(|| (day.num_days_from_ce() - FIRST_PRECOMPUTED_DAY) as usize)
+}
+
+/// `num_days_from_ce` of 1 January 1990.
+const FIRST_PRECOMPUTED_DAY: i32 = 726_468;
 
 /// Monday to Friday: the default sending days.
 pub const WEEKDAYS: [Weekday; 5] = [
@@ -76,10 +93,27 @@ impl Calendar {
         let mut calendars = holidays.calendars.clone();
         calendars.sort();
         calendars.dedup();
+        let mut closed_days = vec![0u64; PRECOMPUTED_DAYS.div_ceil(64)];
+        let mut close = |day: NaiveDate| {
+            if let Some(i) = precomputed_index(day) {
+                closed_days[i / 64] |= 1 << (i % 64);
+            }
+        };
+        holidays.dates.iter().copied().for_each(&mut close);
+        for year in PRECOMPUTED_YEARS.filter(|_| !calendars.is_empty()) {
+            let mut day = NaiveDate::from_ymd_opt(year, 1, 1).expect("a valid year");
+            while day.year() == year {
+                if calendars.iter().any(|c| holiday(*c, day).is_some()) {
+                    close(day);
+                }
+                day = day.succ_opt().expect("within the calendar");
+            }
+        }
         Calendar {
             send_days: days,
             calendars,
             dates: holidays.dates.iter().copied().collect(),
+            closed_days,
         }
     }
 
@@ -97,6 +131,22 @@ impl Calendar {
             ],
             &HolidaySettings::default(),
         )
+    }
+
+    /// The weekdays it sends on.
+    pub fn send_days(&self) -> Vec<Weekday> {
+        (0..7u8)
+            .filter(|&i| self.send_days[usize::from(i)])
+            .filter_map(|i| Weekday::try_from(i).ok())
+            .collect()
+    }
+
+    /// The holidays it keeps, as configured.
+    pub fn holidays(&self) -> HolidaySettings {
+        HolidaySettings {
+            calendars: self.calendars.clone(),
+            dates: self.dates.iter().copied().collect(),
+        }
     }
 
     /// Whether no day of the week is a sending day (a configuration error).
@@ -119,7 +169,13 @@ impl Calendar {
     }
 
     pub fn is_sending_day(&self, date: NaiveDate) -> bool {
-        self.closed(date).is_none()
+        if !self.send_days[date.weekday().num_days_from_monday() as usize] {
+            return false;
+        }
+        match precomputed_index(date) {
+            Some(i) => self.closed_days[i / 64] & (1 << (i % 64)) == 0,
+            None => self.closed(date).is_none(),
+        }
     }
 
     /// The sending day a stage dated `date` goes out on.
@@ -148,6 +204,57 @@ impl Calendar {
     pub fn next_sending_day(&self, date: NaiveDate) -> NaiveDate {
         self.shift(date, Shift::Later)
     }
+}
+
+/// When reminders go out: on the calendar's sending days, at `send_time` in
+/// the recipient's time zone (none: as soon as they are decided).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SendWindow {
+    pub calendar: Calendar,
+    pub send_time: Option<NaiveTime>,
+}
+
+impl SendWindow {
+    /// The moment a reminder of `date` may go out to a recipient in `tz`;
+    /// `None` when no send time is set.
+    pub fn send_at(&self, date: NaiveDate, tz: Tz) -> Option<DateTime<Tz>> {
+        self.send_time.map(|time| local_moment(tz, date, time))
+    }
+}
+
+/// `time` on `day` in `tz`, whatever the clocks do that night. When they go
+/// back and the time happens twice, the first; when they jump forward over
+/// it, the same reading on the clock before the jump, as much later as the
+/// jump (02:30 on the night Paris goes from 02:00 to 03:00 is 03:30), so a
+/// reminder is never sent before its time, nor lost.
+pub fn local_moment(tz: Tz, day: NaiveDate, time: NaiveTime) -> DateTime<Tz> {
+    use chrono::offset::{LocalResult, Offset};
+    let local = day.and_time(time);
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => t,
+        LocalResult::None => {
+            // A jump lasts at most a few hours: three hours earlier is before it.
+            let before = tz
+                .offset_from_local_datetime(&(local - chrono::Duration::hours(3)))
+                .earliest()
+                .map_or(0, |o| o.fix().local_minus_utc());
+            let utc = local - chrono::Duration::seconds(i64::from(before));
+            Utc.from_utc_datetime(&utc).with_timezone(&tz)
+        }
+    }
+}
+
+/// Reads an optional `"HH:MM"` time of day.
+pub fn de_opt_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveTime>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|s| {
+            NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "invalid time {s:?} (expected HH:MM, e.g. \"09:00\")"
+                ))
+            })
+        })
+        .transpose()
 }
 
 /// The name of the bank holiday on `date` in a built-in calendar.
@@ -339,5 +446,64 @@ mod tests {
             d("2026-12-07")
         );
         assert!(Calendar::every_day().is_sending_day(d("2026-12-05")));
+        // Outside the precomputed years, holidays are still found.
+        assert!(!calendar.is_sending_day(d("2150-12-25")));
+        assert!(calendar.is_sending_day(d("2150-12-24")));
+    }
+
+    #[test]
+    fn the_precomputed_days_are_those_of_the_years() {
+        let first = NaiveDate::from_ymd_opt(1990, 1, 1).unwrap();
+        let last = NaiveDate::from_ymd_opt(2100, 12, 31).unwrap();
+        assert_eq!(first.num_days_from_ce(), FIRST_PRECOMPUTED_DAY);
+        assert_eq!((last - first).num_days() as usize + 1, PRECOMPUTED_DAYS);
+        assert_eq!(precomputed_index(last), Some(PRECOMPUTED_DAYS - 1));
+    }
+
+    #[test]
+    fn send_times_across_daylight_saving_changes() {
+        let at = |tz: Tz, day: &str, time: &str| {
+            local_moment(
+                tz,
+                d(day),
+                NaiveTime::parse_from_str(time, "%H:%M").unwrap(),
+            )
+            .with_timezone(&Utc)
+            .to_rfc3339()
+        };
+        let paris = chrono_tz::Europe::Paris;
+        let toronto = chrono_tz::America::Toronto;
+        // 09:00 in Paris is 08:00 UTC in winter, 07:00 in summer.
+        assert_eq!(
+            at(paris, "2026-03-28", "09:00"),
+            "2026-03-28T08:00:00+00:00"
+        );
+        assert_eq!(
+            at(paris, "2026-03-30", "09:00"),
+            "2026-03-30T07:00:00+00:00"
+        );
+        // Toronto moves on other dates (8 March, 1 November 2026).
+        assert_eq!(
+            at(toronto, "2026-03-06", "09:00"),
+            "2026-03-06T14:00:00+00:00"
+        );
+        assert_eq!(
+            at(toronto, "2026-03-09", "09:00"),
+            "2026-03-09T13:00:00+00:00"
+        );
+        assert_eq!(
+            at(toronto, "2026-11-02", "09:00"),
+            "2026-11-02T14:00:00+00:00"
+        );
+        // 02:30 does not exist in Paris on 29 March 2026: 03:30 CEST.
+        assert_eq!(
+            at(paris, "2026-03-29", "02:30"),
+            "2026-03-29T01:30:00+00:00"
+        );
+        // 02:30 happens twice on 25 October 2026: the first, still CEST.
+        assert_eq!(
+            at(paris, "2026-10-25", "02:30"),
+            "2026-10-25T00:30:00+00:00"
+        );
     }
 }

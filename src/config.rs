@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer};
 
+use crate::calendar::{Calendar, HolidaySettings, SendWindow};
 use crate::diagnostics::{Location, Problem, Problems, yaml_problem};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -26,6 +27,14 @@ pub struct Config {
     pub schedule: Schedule,
     pub limits: Limits,
     pub retry: Retry,
+    /// The days reminders go out on (default Monday to Friday); a policy may set its own.
+    #[serde(deserialize_with = "crate::calendar::de_weekdays")]
+    pub send_days: Vec<chrono::Weekday>,
+    pub holidays: HolidaySettings,
+    /// The local time (in the recipient's time zone) reminders are sent at;
+    /// none: as soon as they are decided.
+    #[serde(deserialize_with = "crate::calendar::de_opt_time")]
+    pub send_time: Option<chrono::NaiveTime>,
     /// The folder paths are relative to (the config file's folder); not read from YAML.
     #[serde(skip)]
     pub base: PathBuf,
@@ -50,6 +59,9 @@ impl Default for Config {
             schedule: Schedule::default(),
             limits: Limits::default(),
             retry: Retry::default(),
+            send_days: crate::calendar::WEEKDAYS.to_vec(),
+            holidays: HolidaySettings::default(),
+            send_time: None,
             base: PathBuf::from("."),
             file: None,
         }
@@ -198,7 +210,7 @@ pub struct Schedule {
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub every: Option<Duration>,
     /// Local time of day ("09:00") in the config's time zone.
-    #[serde(default, deserialize_with = "de_opt_time")]
+    #[serde(default, deserialize_with = "crate::calendar::de_opt_time")]
     pub at: Option<chrono::NaiveTime>,
 }
 
@@ -298,18 +310,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     Option::<String>::deserialize(d)?
         .map(|s| parse_duration(&s).map_err(serde::de::Error::custom))
-        .transpose()
-}
-
-fn de_opt_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<chrono::NaiveTime>, D::Error> {
-    Option::<String>::deserialize(d)?
-        .map(|s| {
-            chrono::NaiveTime::parse_from_str(&s, "%H:%M").map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "invalid time {s:?} (expected HH:MM, e.g. \"09:00\")"
-                ))
-            })
-        })
         .transpose()
 }
 
@@ -426,6 +426,12 @@ impl Config {
                 "schedule: give either `every` or `at`, not both",
             );
         }
+        if self.send_days.is_empty() {
+            problems.error(
+                at("send_days"),
+                "send_days is empty: no reminder could ever go out (the default is [mon, tue, wed, thu, fri])",
+            );
+        }
         if self.limits.max_per_run == 0 {
             problems.error(at("max_per_run"), "limits.max_per_run must be at least 1");
         }
@@ -461,6 +467,14 @@ impl Config {
             );
         }
         problems
+    }
+
+    /// When reminders go out, unless a policy says otherwise.
+    pub fn send_window(&self) -> SendWindow {
+        SendWindow {
+            calendar: Calendar::new(&self.send_days, &self.holidays),
+            send_time: self.send_time,
+        }
     }
 
     /// Resolves a path from the config against the config file's folder.

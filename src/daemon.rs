@@ -27,7 +27,7 @@ use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, ne
 use crate::deliver::{Deliverer, Identity, Item, PLACEHOLDER_SENDER};
 use crate::engine::Planned;
 use crate::journal::{Journal, JournalView, NewRow, Pending, State};
-use crate::policy::Channel;
+use crate::policy::{Channel, ON_PAID};
 use crate::project::{Options, Project, Reminder, Rulebook};
 
 #[derive(Debug, Clone, Default)]
@@ -436,7 +436,13 @@ impl Daemon {
             .ledger
             .find(&id.invoice)
             .ok_or("the invoice is no longer in the feeds")?;
-        if !self.project.ledger.invoices[invoice].is_open() {
+        // A thank-you is owed to a paid invoice, every other reminder to an open one.
+        let inv = &self.project.ledger.invoices[invoice];
+        if id.stage == ON_PAID {
+            if !inv.is_settled() {
+                return Err("the invoice is no longer paid".into());
+            }
+        } else if !inv.is_open() {
             return Err("the invoice is no longer open".into());
         }
         let policy = self

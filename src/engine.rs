@@ -13,8 +13,8 @@ use rhai::{Dynamic, ImmutableString, Scope};
 use serde::Serialize;
 
 use crate::journal::{JournalView, Mark, State};
-use crate::model::Ledger;
-use crate::policy::{Policy, add_days};
+use crate::model::{Invoice, Ledger};
+use crate::policy::{Holds, ON_PAID, Policy, add_days};
 use crate::script::{CustomerView, InvoiceView, ScriptError, Scripts, Variables};
 
 /// One occurrence of a stage: occurrence 0 is its first firing, k its k-th repeat.
@@ -44,7 +44,15 @@ pub struct Outcome {
 pub struct StageTrace {
     pub stage: String,
     pub occurrence: u32,
-    pub date: NaiveDate,
+    /// The day it is reached, on the calendar; `None` for a broken-promise
+    /// stage of an invoice without a promise.
+    pub date: Option<NaiveDate>,
+    /// The day the offsets give, when the calendar moved it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<NaiveDate>,
+    /// Why: "not a sending day", "bank holiday: Christmas Day"…
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved_because: Option<String>,
     pub reached: bool,
     /// `None` when not evaluated (no `when`, or not a candidate).
     #[serde(serialize_with = "script_value")]
@@ -65,6 +73,11 @@ pub enum Verdict {
     Waiting,
     /// Reached, but the invoice already had a reminder on this date (SPEC §4.5).
     OnePerDay,
+    /// Reached, but nothing goes out today: a hold, a promise to pay, a
+    /// day that is not a sending day (the trace's `blocked` says which).
+    Held,
+    /// A broken-promise stage of an invoice with no promise to pay.
+    NoPromise,
 }
 
 /// What `explain` shows of the policy choice.
@@ -107,6 +120,9 @@ pub struct PolicyChoice {
 pub struct Trace {
     pub policies: Vec<PolicyTrace>,
     pub stages: Vec<StageTrace>,
+    /// Why nothing goes out on the date, if so: "held until 2026-12-15:
+    /// contested delivery", a promise to pay, a day off.
+    pub blocked: Option<String>,
 }
 
 /// A reminder the plan says will go out.
@@ -149,11 +165,21 @@ fn sent_on(marks: &[Mark], date: NaiveDate) -> bool {
     reminders.any(|m| m.date == date)
 }
 
+/// How far the calendar may move a stage's date at most (weekends, bank
+/// holidays and the config's own days off in a row).
+const MAX_SHIFT_DAYS: i64 = 31;
+
+/// "Sat", as `explain` writes a day.
+pub fn weekday(date: NaiveDate) -> String {
+    date.format("%a").to_string()
+}
+
 /// Decides reminders for the invoices of a ledger under a set of policies.
 pub struct Evaluator<'a> {
     pub policies: &'a [Policy],
     pub scripts: &'a Scripts,
     pub ledger: &'a Arc<Ledger>,
+    pub holds: &'a Holds,
 }
 
 impl Evaluator<'_> {
@@ -236,6 +262,38 @@ impl Evaluator<'_> {
         choice
     }
 
+    /// Why nothing of `policy` can go out to `inv` on `date`, if so: a hold,
+    /// a promise to pay not yet due (`promise`: for an open invoice), or a
+    /// day that is not a sending day.
+    fn blocked(
+        &self,
+        policy: &Policy,
+        inv: &Invoice,
+        date: NaiveDate,
+        promise: bool,
+    ) -> Option<String> {
+        if let Some(hold) = self.holds.active(inv, date) {
+            return Some(hold.describe());
+        }
+        if promise
+            && let (Some(promised), Some(end)) = (inv.promise_date, policy.promise_end(inv))
+            && date <= end
+        {
+            let grace = match policy.promise_grace {
+                0 => String::new(),
+                1 => " + 1 day of grace".to_string(),
+                n => format!(" + {n} days of grace"),
+            };
+            return Some(format!(
+                "promised to pay by {promised}{grace}: reminders paused until {end}"
+            ));
+        }
+        policy
+            .calendar()
+            .closed(date)
+            .map(|why| format!("{} {date} is {why}: nothing goes out", weekday(date)))
+    }
+
     /// SPEC §4 for one invoice and date. `chosen` is the policy choice when
     /// it was made once for the invoice's customer; `scope` is reused.
     fn decide(
@@ -247,6 +305,10 @@ impl Evaluator<'_> {
         chosen: Option<&PolicyChoice>,
         scope: &mut Scope<'static>,
     ) -> Outcome {
+        let inv = &self.ledger.invoices[invoice];
+        if !inv.is_open() {
+            return self.thank(invoice, date, marks, trace);
+        }
         let mut out = Outcome::default();
         // The script variables are set only when an expression is about to
         // run: most decisions (a stage without `when`, a policy chosen once
@@ -269,7 +331,6 @@ impl Evaluator<'_> {
         out.errors = choice.errors;
         let Some(p) = out.policy else { return out };
         let policy = &self.policies[p];
-        let inv = &self.ledger.invoices[invoice];
         let anchor = policy.anchor_date(inv);
 
         // 3. What the journal holds under this policy, and the last of it.
@@ -283,6 +344,8 @@ impl Evaluator<'_> {
                 })
                 .map(|m| m.state)
         };
+        // Event stages (a broken promise, a thank-you) stand outside the
+        // sequence: journaling one does not pass the stages before it.
         let last = marks
             .iter()
             .filter(|m| *m.policy == *policy.name)
@@ -290,14 +353,18 @@ impl Evaluator<'_> {
                 policy
                     .stages
                     .iter()
-                    .position(|s| *s.id == *m.stage)
+                    .position(|s| s.is_scheduled() && *s.id == *m.stage)
                     .map(|s| (s, m.occurrence))
             })
             .max();
 
-        // 2. Reached occurrences that are candidates, in order.
+        // 2. Reached occurrences that are candidates, in order. A stage is
+        // reached on its date moved to a sending day.
         let mut candidates: Vec<Occurrence> = Vec::new();
         for (s, stage) in policy.stages.iter().enumerate() {
+            if !stage.is_scheduled() {
+                continue;
+            }
             let mut k = 0u32;
             loop {
                 if stage.max_occurrence().is_some_and(|max| k > max) {
@@ -314,10 +381,13 @@ impl Evaluator<'_> {
                         (true, None, true) => Verdict::Passed,
                         (true, None, false) => Verdict::Waiting,
                     };
+                    let scheduled = policy.scheduled_date(anchor, s, k);
                     t.stages.push(StageTrace {
                         stage: stage.id.clone(),
                         occurrence: k,
-                        date: reached_on,
+                        date: Some(reached_on),
+                        moved_from: (scheduled != reached_on).then_some(scheduled),
+                        moved_because: policy.calendar().closed(scheduled),
                         reached,
                         when: None,
                         journal: state,
@@ -338,12 +408,72 @@ impl Evaluator<'_> {
             }
         }
 
+        // A broken promise: the first day after the promised date (plus
+        // grace), once, while the invoice is still open.
+        let promise = policy.promise_broken().and_then(|s| {
+            let on = add_days(policy.promise_end(inv)?, 1);
+            let state = journaled(s, 0);
+            if let Some(t) = trace.as_deref_mut() {
+                t.stages.push(StageTrace {
+                    stage: policy.stages[s].id.clone(),
+                    occurrence: 0,
+                    date: Some(on),
+                    moved_from: None,
+                    moved_because: None,
+                    reached: on <= date,
+                    when: None,
+                    journal: state,
+                    verdict: match (state, on <= date) {
+                        (Some(_), _) => Verdict::InJournal,
+                        (None, false) => Verdict::NotReached,
+                        (None, true) => Verdict::Waiting,
+                    },
+                });
+            }
+            (state.is_none() && on <= date).then_some(Occurrence {
+                stage: s,
+                occurrence: 0,
+                reached_on: on,
+            })
+        });
+        if let Some(t) = trace.as_deref_mut()
+            && policy.promise_broken().is_some()
+            && inv.promise_date.is_none()
+            && let Some(s) = policy.promise_broken()
+        {
+            t.stages.push(StageTrace {
+                stage: policy.stages[s].id.clone(),
+                occurrence: 0,
+                date: None,
+                moved_from: None,
+                moved_because: None,
+                reached: false,
+                when: None,
+                journal: journaled(s, 0),
+                verdict: Verdict::NoPromise,
+            });
+        }
+
+        // A hold, a promise not yet due, a day off: the candidates wait.
+        if let Some(reason) = self.blocked(policy, inv, date, true) {
+            out.pending = !candidates.is_empty() || promise.is_some();
+            if let Some(t) = trace {
+                t.blocked = Some(reason);
+                for st in &mut t.stages {
+                    if st.verdict == Verdict::Waiting {
+                        st.verdict = Verdict::Held;
+                    }
+                }
+            }
+            return out;
+        }
+
         // 5. At most one reminder per invoice per date — also across
         // evaluations: the daemon evaluates the same date again (hourly by
         // default), and a policy edited or a feed refreshed in between must
         // not send a second reminder that day. The candidates wait for tomorrow.
         if sent_on(marks, date) {
-            out.pending = !candidates.is_empty();
+            out.pending = !candidates.is_empty() || promise.is_some();
             if let Some(t) = trace {
                 for st in &mut t.stages {
                     if st.verdict == Verdict::Waiting {
@@ -354,8 +484,14 @@ impl Evaluator<'_> {
             return out;
         }
 
+        // The broken promise goes first: the scheduled candidates wait for
+        // the next day rather than being overtaken (a formal notice reached
+        // during the pause must still go out).
+        let mut order: Vec<(bool, Occurrence)> = candidates.iter().map(|c| (false, *c)).collect();
+        order.extend(promise.map(|c| (true, c)));
+
         // 4. The latest candidate whose `when` holds fires; earlier ones are skipped.
-        for (i, c) in candidates.iter().enumerate().rev() {
+        for (i, (event, c)) in order.iter().enumerate().rev() {
             let stage = &policy.stages[c.stage];
             let holds = match &stage.when {
                 None => Ok(true),
@@ -379,7 +515,9 @@ impl Evaluator<'_> {
             match holds {
                 Ok(true) if out.fire.is_none() => {
                     out.fire = Some(*c);
-                    out.skipped = candidates[..i].to_vec();
+                    if !*event {
+                        out.skipped = candidates[..i].to_vec();
+                    }
                     if trace.is_none() {
                         break;
                     }
@@ -388,9 +526,10 @@ impl Evaluator<'_> {
                 Err(e) => out.errors.push(e),
             }
         }
+        // Left waiting: whatever neither fired nor was overtaken.
         out.pending = match out.fire {
-            None => !candidates.is_empty(),
-            Some(f) => candidates.last() != Some(&f),
+            None => !order.is_empty(),
+            Some(_) => order.len() > 1 + out.skipped.len(),
         };
         if let Some(t) = trace {
             for st in &mut t.stages {
@@ -407,6 +546,82 @@ impl Evaluator<'_> {
         out
     }
 
+    /// The policy's `on_paid` thank-you for a settled invoice that had a
+    /// reminder sent before `date`: under the policy of the latest such
+    /// reminder, once, on a sending day.
+    fn thank(
+        &self,
+        invoice: usize,
+        date: NaiveDate,
+        marks: &[Mark],
+        trace: Option<&mut Trace>,
+    ) -> Outcome {
+        let mut out = Outcome::default();
+        let inv = &self.ledger.invoices[invoice];
+        if !inv.is_settled() {
+            return out;
+        }
+        let Some(last) = marks
+            .iter()
+            .filter(|m| m.state == State::Sent && *m.stage != *ON_PAID)
+            .max_by_key(|m| m.date)
+        else {
+            return out;
+        };
+        // Paid the day of its reminder: thanked the next day, not in the
+        // same breath as the reminder.
+        if last.date >= date {
+            out.pending = true;
+            return out;
+        }
+        let Some(p) = self.policies.iter().position(|p| *p.name == *last.policy) else {
+            return out;
+        };
+        out.policy = Some(p);
+        let policy = &self.policies[p];
+        let Some(s) = policy.on_paid() else {
+            return out;
+        };
+        let state = marks
+            .iter()
+            .find(|m| *m.policy == *policy.name && *m.stage == *ON_PAID)
+            .map(|m| m.state);
+        let blocked = state
+            .is_none()
+            .then(|| self.blocked(policy, inv, date, false))
+            .flatten();
+        let fires = state.is_none() && blocked.is_none() && !sent_on(marks, date);
+        if let Some(t) = trace {
+            t.stages.push(StageTrace {
+                stage: ON_PAID.into(),
+                occurrence: 0,
+                date: Some(date),
+                moved_from: None,
+                moved_because: None,
+                reached: true,
+                when: None,
+                journal: state,
+                verdict: match (state, fires) {
+                    (Some(_), _) => Verdict::InJournal,
+                    (None, true) => Verdict::Fires,
+                    (None, false) if blocked.is_some() => Verdict::Held,
+                    (None, false) => Verdict::OnePerDay,
+                },
+            });
+            t.blocked = blocked.clone();
+        }
+        if fires {
+            out.fire = Some(Occurrence {
+                stage: s,
+                occurrence: 0,
+                reached_on: date,
+            });
+        } else {
+            out.pending = state.is_none();
+        }
+        out
+    }
+
     /// The first day after `date` on which a new stage occurrence is reached:
     /// of `policy` when the invoice's policy cannot change, else of any policy.
     fn next_reach(
@@ -417,24 +632,43 @@ impl Evaluator<'_> {
     ) -> Option<NaiveDate> {
         let inv = &self.ledger.invoices[invoice];
         let mut next: Option<NaiveDate> = None;
+        let mut consider = |d: NaiveDate| next = Some(next.map_or(d, |n| n.min(d)));
         let policies = match policy {
             Some(p) => std::slice::from_ref(&self.policies[p]),
             None => self.policies,
         };
         for policy in policies {
             let anchor = policy.anchor_date(inv);
+            if policy.promise_broken().is_some()
+                && let Some(end) = policy.promise_end(inv)
+                && add_days(end, 1) > date
+            {
+                consider(add_days(end, 1));
+            }
             for (s, stage) in policy.stages.iter().enumerate() {
-                let first = policy.reach_date(anchor, s, 0);
-                let candidate = if first > date {
-                    Some(first)
-                } else if let Some(r) = stage.repeat.filter(|r| r.every > 0) {
-                    let k = ((date - first).num_days() / i64::from(r.every) + 1) as u32;
-                    (r.max.is_none_or(|max| k <= max)).then(|| policy.reach_date(anchor, s, k))
-                } else {
-                    None
+                if !stage.is_scheduled() {
+                    continue;
+                }
+                // The calendar moves a date by days, a few weeks at most:
+                // start looking for the next occurrence a month early.
+                let from = add_days(date, -MAX_SHIFT_DAYS);
+                let first = policy.scheduled_date(anchor, s, 0);
+                let mut k = match stage.repeat.filter(|r| r.every > 0) {
+                    Some(r) if first < from => {
+                        ((from - first).num_days() / i64::from(r.every)) as u32
+                    }
+                    _ => 0,
                 };
-                if let Some(c) = candidate {
-                    next = Some(next.map_or(c, |n| n.min(c)));
+                while stage.max_occurrence().is_none_or(|max| k <= max) {
+                    let reached = policy.reach_date(anchor, s, k);
+                    if reached > date {
+                        consider(reached);
+                        break;
+                    }
+                    if stage.repeat.is_none() {
+                        break;
+                    }
+                    k += 1;
                 }
             }
         }
@@ -474,7 +708,10 @@ impl Evaluator<'_> {
                 let mut plan = Plan::default();
                 let mut scope = Scope::new();
                 for &invoice in chunk {
-                    if self.ledger.invoices[invoice].is_open() {
+                    let inv = &self.ledger.invoices[invoice];
+                    // A settled invoice the journal knows may be owed a thank-you.
+                    if inv.is_open() || (inv.is_settled() && !journal.marks(&inv.number).is_empty())
+                    {
                         let chosen = choices
                             .as_ref()
                             .map(|c| &c[self.ledger.customer_index(invoice)]);
@@ -571,7 +808,8 @@ impl Evaluator<'_> {
     ) {
         let inv = &self.ledger.invoices[invoice];
         let mut marks = ctx.journal.marks(&inv.number).to_vec();
-        let (end, daily) = (ctx.end, ctx.daily);
+        let open = inv.is_open();
+        let (end, daily) = (ctx.end, ctx.daily && open);
         let mut day = ctx.from;
         let mut first = true;
         while day < end {
@@ -588,10 +826,10 @@ impl Evaluator<'_> {
                 }
             }
             let Some(p) = out.policy else {
-                if first && !failed {
+                if first && !failed && open {
                     plan.unmatched.push(invoice);
                 }
-                if !daily {
+                if !daily && !out.pending {
                     break;
                 }
                 day = add_days(day, 1);
@@ -612,6 +850,8 @@ impl Evaluator<'_> {
             }
             let next = if daily || out.pending {
                 Some(add_days(day, 1))
+            } else if !open {
+                None // a thank-you goes out once
             } else {
                 // A choice made once for the customer holds every day.
                 self.next_reach(invoice, day, ctx.chosen.map(|_| p))
@@ -638,32 +878,55 @@ impl Evaluator<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calendar::{Calendar, HolidaySettings, Holidays, SendWindow, WEEKDAYS};
     use crate::diagnostics::Problems;
     use crate::model::tests::{date, invoice};
     use crate::model::{Invoice, Status};
-    use crate::policy::load_policies;
+    use crate::policy::ON_PAID;
+    use crate::policy::{load_holds, load_policies};
 
     struct Fixture {
         _dir: tempfile::TempDir,
         policies: Vec<Policy>,
         scripts: Scripts,
         ledger: Arc<Ledger>,
+        holds: Holds,
     }
 
+    /// Policies sending every day of the week: the rules of SPEC §4 alone.
     fn fixture(policies: &[&str], invoices: Vec<Invoice>) -> Fixture {
+        let every_day = SendWindow {
+            calendar: Calendar::every_day(),
+            send_time: None,
+        };
+        fixture_with(&every_day, None, policies, invoices)
+    }
+
+    /// Policies under the config's `window`, with a `rules/holds.yaml`.
+    fn fixture_with(
+        window: &SendWindow,
+        holds: Option<&str>,
+        policies: &[&str],
+        invoices: Vec<Invoice>,
+    ) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         for (i, p) in policies.iter().enumerate() {
             std::fs::write(dir.path().join(format!("p{i}.yaml")), p).unwrap();
         }
+        if let Some(h) = holds {
+            std::fs::write(dir.path().join("holds.yaml"), h).unwrap();
+        }
         let mut problems = Problems::default();
         let scripts = Scripts::load(dir.path(), &mut problems);
-        let policies = load_policies(dir.path(), &scripts, &mut problems);
+        let policies = load_policies(dir.path(), &scripts, window, &mut problems);
+        let holds = load_holds(dir.path(), &mut problems);
         assert!(!problems.has_errors(), "{problems:?}");
         Fixture {
             _dir: dir,
             policies,
             scripts,
             ledger: Arc::new(Ledger::new(invoices)),
+            holds,
         }
     }
 
@@ -673,6 +936,7 @@ mod tests {
                 policies: &self.policies,
                 scripts: &self.scripts,
                 ledger: &self.ledger,
+                holds: &self.holds,
             }
         }
         /// (date, stage, occurrence) of each planned reminder.
@@ -994,5 +1258,238 @@ stages:
         credit.status = Status::Open;
         let f = fixture(&[STANDARD], vec![paid, credit]);
         assert!(f.plan("2026-12-01", 60, &JournalView::default()).is_empty());
+    }
+
+    /// Monday to Friday with the French bank holidays and Christmas Eve.
+    fn french_weekdays() -> SendWindow {
+        SendWindow {
+            calendar: Calendar::new(
+                &WEEKDAYS,
+                &HolidaySettings {
+                    calendars: vec![Holidays::FR],
+                    dates: vec![date("2026-12-24")],
+                },
+            ),
+            send_time: None,
+        }
+    }
+
+    #[test]
+    fn a_stage_on_a_day_off_moves_to_the_next_sending_day_or_the_previous_one() {
+        // Due Monday 7 December 2026: -2 is Saturday 5, +1 is Tuesday 8.
+        let p = "name: p\nstages:\n  - {id: due_soon, offset: -2, template: t, shift: earlier}\n  - {id: late, offset: -2, template: t}\n";
+        let f = fixture_with(
+            &french_weekdays(),
+            None,
+            &[p],
+            vec![invoice("F1", "C1", "2026-12-07", "100")],
+        );
+        assert_eq!(
+            f.plan("2026-12-01", 10, &JournalView::default()),
+            vec![row("2026-12-04 due_soon", 0), row("2026-12-07 late", 0)]
+        );
+        // Nothing at all goes out on the weekend, not even a catch-up.
+        let out = f.ev().evaluate(0, date("2026-12-05"), &[], None);
+        assert_eq!(out.fire, None);
+        let mut trace = Trace::default();
+        f.ev()
+            .evaluate(0, date("2026-12-07"), &[], Some(&mut trace));
+        assert_eq!(trace.stages[0].moved_from, Some(date("2026-12-05")));
+        assert_eq!(trace.stages[0].date, Some(date("2026-12-04")));
+        assert_eq!(
+            trace.stages[0].moved_because.as_deref(),
+            Some("not a sending day")
+        );
+        assert_eq!(trace.stages[1].date, Some(date("2026-12-07")));
+    }
+
+    #[test]
+    fn holidays_move_stages_past_christmas() {
+        // Due Wednesday 23 December: +1 is the config's Christmas Eve, then
+        // Christmas (FR), then the weekend: Monday 28.
+        let p = "name: p\nstages:\n  - {id: overdue_1, offset: 1, template: t}\n";
+        let f = fixture_with(
+            &french_weekdays(),
+            None,
+            &[p],
+            vec![invoice("F1", "C1", "2026-12-23", "100")],
+        );
+        assert_eq!(
+            f.plan("2026-12-20", 14, &JournalView::default()),
+            vec![row("2026-12-28 overdue_1", 0)]
+        );
+    }
+
+    #[test]
+    fn a_repeat_finds_its_next_occurrence_after_the_calendar() {
+        // Every 7 days from Friday 4 December, shifted earlier when off: the
+        // plan must not skip an occurrence the calendar moved before its date.
+        let p = "name: p\nstages:\n  - {id: weekly, offset: 0, template: t, shift: earlier, repeat: {every: 7}}\n";
+        let window = SendWindow {
+            calendar: Calendar::new(&[chrono::Weekday::Thu], &HolidaySettings::default()),
+            send_time: None,
+        };
+        let f = fixture_with(
+            &window,
+            None,
+            &[p],
+            vec![invoice("F1", "C1", "2026-12-04", "100")],
+        );
+        assert_eq!(
+            f.plan("2026-12-01", 20, &JournalView::default()),
+            vec![
+                row("2026-12-03 weekly", 0),
+                row("2026-12-10 weekly", 1),
+                row("2026-12-17 weekly", 2)
+            ]
+        );
+    }
+
+    const HOLDS: &str = "holds:\n  - invoice: F1\n    until: 2026-12-15\n    reason: contested delivery\n  - customer: C9\n    reason: in talks\n";
+
+    #[test]
+    fn a_held_invoice_fires_nothing_and_resumes_under_spec_4() {
+        let f = fixture_with(
+            &SendWindow {
+                calendar: Calendar::every_day(),
+                send_time: None,
+            },
+            Some(HOLDS),
+            &[STANDARD],
+            vec![
+                invoice("F1", "C1", "2026-12-10", "100"),
+                invoice("F2", "C9", "2026-12-10", "100"),
+            ],
+        );
+        // Held through the 15th: on the 16th the latest reached stage fires
+        // (overdue_1), the earlier ones are skipped. C9 is held for good.
+        let plan = f
+            .ev()
+            .plan(date("2026-12-01"), 30, &JournalView::default(), None);
+        let fired: Vec<String> = plan
+            .reminders
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {}",
+                    r.date, f.ledger.invoices[r.invoice].number, f.policies[0].stages[r.stage].id
+                )
+            })
+            .collect();
+        assert_eq!(
+            fired,
+            vec!["2026-12-16 F1 overdue_1", "2026-12-25 F1 overdue_2"]
+        );
+        let mut trace = Trace::default();
+        f.ev()
+            .evaluate(0, date("2026-12-12"), &[], Some(&mut trace));
+        assert_eq!(
+            trace.blocked.as_deref(),
+            Some("held until 2026-12-15: contested delivery")
+        );
+        assert_eq!(trace.stages[2].verdict, Verdict::Held);
+        let mut trace = Trace::default();
+        f.ev()
+            .evaluate(1, date("2026-12-12"), &[], Some(&mut trace));
+        assert_eq!(
+            trace.blocked.as_deref(),
+            Some("held until the hold is removed (customer C9): in talks")
+        );
+    }
+
+    #[test]
+    fn a_promise_pauses_reminders_then_the_broken_promise_fires_once() {
+        let p = "name: p\npromise_grace: 2\nstages:\n  - {id: overdue_1, offset: 1, template: t}\n  - {id: broken, on: promise_broken, template: t}\n  - {id: overdue_2, offset: 15, template: t}\n";
+        let mut promised = invoice("F1", "C1", "2026-12-10", "100");
+        promised.promise_date = Some(date("2026-12-18"));
+        let f = fixture(
+            &[p],
+            vec![promised, invoice("F2", "C1", "2026-12-10", "100")],
+        );
+        let plan = f
+            .ev()
+            .plan(date("2026-12-01"), 30, &JournalView::default(), None);
+        let fired: Vec<String> = plan
+            .reminders
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {}",
+                    r.date, f.ledger.invoices[r.invoice].number, f.policies[0].stages[r.stage].id
+                )
+            })
+            .collect();
+        // Paused through the 20th (18 + 2 days of grace): the 21st the
+        // broken promise, the 22nd overdue_1 (waiting, not overtaken), then
+        // overdue_2 on its day. F2 has no promise: no broken-promise stage.
+        assert_eq!(
+            fired,
+            vec![
+                "2026-12-11 F2 overdue_1",
+                "2026-12-21 F1 broken",
+                "2026-12-22 F1 overdue_1",
+                "2026-12-25 F1 overdue_2",
+                "2026-12-25 F2 overdue_2",
+            ]
+        );
+        let mut trace = Trace::default();
+        f.ev()
+            .evaluate(0, date("2026-12-15"), &[], Some(&mut trace));
+        assert_eq!(
+            trace.blocked.as_deref(),
+            Some(
+                "promised to pay by 2026-12-18 + 2 days of grace: reminders paused until 2026-12-20"
+            )
+        );
+    }
+
+    #[test]
+    fn a_paid_invoice_that_was_reminded_gets_one_thank_you() {
+        let p = "name: p\non_paid: {template: thanks}\nstages:\n  - {id: overdue_1, offset: 1, template: t}\n";
+        let mut paid = invoice("F1", "C1", "2026-12-10", "100");
+        paid.status = Status::Paid;
+        let mut settled = invoice("F2", "C1", "2026-12-10", "100");
+        settled.amount_paid = settled.amount;
+        let mut never_reminded = invoice("F3", "C1", "2026-12-10", "100");
+        never_reminded.status = Status::Paid;
+        let f = fixture(&[p], vec![paid, settled, never_reminded]);
+        let sent = |d| Mark {
+            policy: "p".into(),
+            stage: "overdue_1".into(),
+            occurrence: 0,
+            state: State::Sent,
+            date: date(d),
+        };
+        let mut journal = JournalView::default();
+        journal
+            .by_invoice
+            .insert("F1".into(), vec![sent("2026-12-11")]);
+        journal
+            .by_invoice
+            .insert("F2".into(), vec![sent("2026-12-14")]);
+        let plan = f.ev().plan(date("2026-12-14"), 5, &journal, None);
+        let fired: Vec<String> = plan
+            .reminders
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {}",
+                    r.date, f.ledger.invoices[r.invoice].number, f.policies[0].stages[r.stage].id
+                )
+            })
+            .collect();
+        // F2's reminder went out on the 14th: its payment is seen the next day.
+        assert_eq!(
+            fired,
+            vec!["2026-12-14 F1 on_paid", "2026-12-15 F2 on_paid"]
+        );
+        journal.by_invoice.get_mut("F1").unwrap().push(Mark {
+            stage: ON_PAID.into(),
+            ..sent("2026-12-14")
+        });
+        let out = f
+            .ev()
+            .evaluate(0, date("2026-12-16"), journal.marks("F1"), None);
+        assert_eq!(out.fire, None, "once");
     }
 }

@@ -86,6 +86,16 @@ impl Invoice {
             && self.amount_due() > Decimal::ZERO
     }
 
+    /// Paid, as a thank-you needs it: status `paid`, or nothing left to pay
+    /// on an open invoice (not a credit note, a void or a disputed one).
+    pub fn is_settled(&self) -> bool {
+        match self.status {
+            Status::Paid => true,
+            Status::Open => self.amount > Decimal::ZERO && self.amount_due() <= Decimal::ZERO,
+            Status::Void | Status::Disputed => false,
+        }
+    }
+
     /// Days since the due date; negative before it.
     pub fn days_overdue(&self, today: NaiveDate) -> i64 {
         (today - self.due_date).num_days()

@@ -1,10 +1,12 @@
 //! Escalation policies (`rules/*.yaml`): which invoices they cover and their stages.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use chrono::{Days, NaiveDate};
+use chrono::{Days, NaiveDate, NaiveTime, Weekday};
 use serde::Deserialize;
 
+use crate::calendar::{Calendar, HolidaySettings, SendWindow, Shift};
 use crate::diagnostics::{Location, Problems, locate_yaml_key, yaml_problem};
 use crate::model::Invoice;
 use crate::script::{Expr, Scripts, StageView, files_with_extension};
@@ -62,6 +64,35 @@ pub struct Repeat {
     pub max: Option<u32>,
 }
 
+/// Whether a stage's reminders go out one per invoice or one per customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Grouping {
+    /// One message per reminder (the default).
+    #[default]
+    Invoice,
+    /// One message per customer, day and template for all of the customer's
+    /// reminders of that day.
+    Customer,
+}
+
+/// What makes a stage fire: days from the anchor, or an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// `offset` days from the anchor (SPEC §4).
+    #[default]
+    Offset,
+    /// `on: promise_broken`: the first evaluation day after the customer's
+    /// promise to pay (plus the policy's `promise_grace`) while still open.
+    PromiseBroken,
+    /// The policy's `on_paid` thank-you, once a reminded invoice is paid.
+    Paid,
+}
+
+/// The stage id the journal records thank-you messages under.
+pub const ON_PAID: &str = "on_paid";
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
@@ -74,14 +105,39 @@ struct PolicyFile {
     applies_to: Option<String>,
     #[serde(default)]
     anchor: Anchor,
+    /// Every stage's grouping, unless the stage sets its own.
+    #[serde(default)]
+    group: Grouping,
+    #[serde(default)]
+    promise_grace: u32,
+    #[serde(default)]
+    on_paid: Option<OnPaidFile>,
+    /// The config's send window, overridden key by key.
+    #[serde(default, deserialize_with = "crate::calendar::de_opt_weekdays")]
+    send_days: Option<Vec<Weekday>>,
+    #[serde(default)]
+    holidays: Option<HolidaySettings>,
+    #[serde(default, deserialize_with = "crate::calendar::de_opt_time")]
+    send_time: Option<NaiveTime>,
     stages: Vec<StageFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OnPaidFile {
+    template: String,
+    #[serde(default)]
+    channel: Channel,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StageFile {
     id: String,
-    offset: i64,
+    #[serde(default)]
+    offset: Option<i64>,
+    #[serde(default)]
+    on: Option<StageEvent>,
     #[serde(default)]
     channel: Channel,
     template: String,
@@ -89,15 +145,31 @@ struct StageFile {
     when: Option<String>,
     #[serde(default)]
     repeat: Option<Repeat>,
+    #[serde(default)]
+    shift: Shift,
+    #[serde(default)]
+    group: Option<Grouping>,
+}
+
+/// The events a stage can fire on (`on:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StageEvent {
+    PromiseBroken,
 }
 
 pub struct Stage {
     pub id: String,
+    /// Days from the anchor; 0 for a stage that fires on an event.
     pub offset: i64,
+    pub trigger: Trigger,
     pub channel: Channel,
     pub template: String,
     pub when: Option<Expr>,
     pub repeat: Option<Repeat>,
+    /// Where a date that is not a sending day moves to.
+    pub shift: Shift,
+    pub group: Grouping,
     /// The `- id:` line, for messages about the stage.
     pub location: Location,
     /// The `template:` line, for messages about a missing template.
@@ -105,6 +177,29 @@ pub struct Stage {
 }
 
 impl Stage {
+    /// A stage that fires `offset` days from the anchor, in the sequence
+    /// SPEC §4 walks (not on an event).
+    pub fn is_scheduled(&self) -> bool {
+        self.trigger == Trigger::Offset
+    }
+
+    /// A stand-in for templates no stage uses (`check` renders them all).
+    pub fn sample(template: &str) -> Stage {
+        Stage {
+            id: "sample".into(),
+            offset: 0,
+            trigger: Trigger::Offset,
+            channel: Channel::Email,
+            template: template.into(),
+            when: None,
+            repeat: None,
+            shift: Shift::Later,
+            group: Grouping::Invoice,
+            location: Location::file(Path::new("")),
+            template_location: Location::file(Path::new("")),
+        }
+    }
+
     pub fn view(&self, occurrence: u32) -> StageView {
         StageView {
             id: self.id.as_str().into(),
@@ -130,11 +225,50 @@ pub struct Policy {
     pub priority: i64,
     pub applies_to: Option<Expr>,
     pub anchor: Anchor,
+    /// The stages in file order, then the `on_paid` thank-you if there is one.
     pub stages: Vec<Stage>,
+    /// Days after a promised payment date before reminders resume.
+    pub promise_grace: u32,
+    pub window: SendWindow,
     pub file: PathBuf,
 }
 
 impl Policy {
+    /// A policy with no stages, for `check`'s stand-in stages.
+    pub fn sample() -> Policy {
+        Policy {
+            name: "sample".into(),
+            description: String::new(),
+            priority: 0,
+            applies_to: None,
+            anchor: Anchor::default(),
+            stages: Vec::new(),
+            promise_grace: 0,
+            window: SendWindow::default(),
+            file: PathBuf::new(),
+        }
+    }
+
+    /// The thank-you stage (`on_paid`), if the policy has one.
+    pub fn on_paid(&self) -> Option<usize> {
+        self.stages.iter().position(|s| s.trigger == Trigger::Paid)
+    }
+
+    /// The `on: promise_broken` stage, if the policy has one.
+    pub fn promise_broken(&self) -> Option<usize> {
+        self.stages
+            .iter()
+            .position(|s| s.trigger == Trigger::PromiseBroken)
+    }
+
+    /// The last day reminders are paused for a promise to pay, if the
+    /// invoice carries one.
+    pub fn promise_end(&self, invoice: &Invoice) -> Option<NaiveDate> {
+        invoice
+            .promise_date
+            .map(|d| add_days(d, i64::from(self.promise_grace)))
+    }
+
     pub fn anchor_date(&self, invoice: &Invoice) -> NaiveDate {
         match self.anchor {
             Anchor::DueDate => invoice.due_date,
@@ -142,11 +276,25 @@ impl Policy {
         }
     }
 
-    /// The date occurrence `k` of stage `s` is reached.
-    pub fn reach_date(&self, anchor: NaiveDate, s: usize, k: u32) -> NaiveDate {
+    /// The date occurrence `k` of stage `s` falls on, before the calendar
+    /// moves it: anchor + offset + k × every.
+    pub fn scheduled_date(&self, anchor: NaiveDate, s: usize, k: u32) -> NaiveDate {
         let stage = &self.stages[s];
         let every = stage.repeat.map_or(0, |r| i64::from(r.every));
         add_days(anchor, stage.offset + i64::from(k) * every)
+    }
+
+    /// The date occurrence `k` of stage `s` is reached: its scheduled date,
+    /// moved to a sending day (the next one, or the previous one for a
+    /// stage with `shift: earlier`).
+    pub fn reach_date(&self, anchor: NaiveDate, s: usize, k: u32) -> NaiveDate {
+        self.window
+            .calendar
+            .shift(self.scheduled_date(anchor, s, k), self.stages[s].shift)
+    }
+
+    pub fn calendar(&self) -> &Calendar {
+        &self.window.calendar
     }
 
     /// Whether any expression of the policy reads the date.
@@ -172,14 +320,26 @@ pub fn add_days(date: NaiveDate, days: i64) -> NaiveDate {
     })
 }
 
-/// Loads every policy of `dir`, sorted by priority (highest first), then name.
-/// A policy that does not load is reported and left out; the others run.
-pub fn load_policies(dir: &Path, scripts: &Scripts, problems: &mut Problems) -> Vec<Policy> {
-    let mut policies: Vec<Policy> = Vec::new();
+/// The policy files of `dir`: every `.yaml`/`.yml` but the holds file.
+fn policy_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = files_with_extension(dir, "yaml");
     files.extend(files_with_extension(dir, "yml"));
+    files.retain(|f| !is_holds_file(f));
     files.sort();
-    for path in files {
+    files
+}
+
+/// Loads every policy of `dir`, sorted by priority (highest first), then name.
+/// A policy that does not load is reported and left out; the others run.
+/// `window` is the config's send window, which a policy may override.
+pub fn load_policies(
+    dir: &Path,
+    scripts: &Scripts,
+    window: &SendWindow,
+    problems: &mut Problems,
+) -> Vec<Policy> {
+    let mut policies: Vec<Policy> = Vec::new();
+    for path in policy_files(dir) {
         let source = match std::fs::read_to_string(&path) {
             Ok(s) => s,
             Err(e) => {
@@ -194,7 +354,7 @@ pub fn load_policies(dir: &Path, scripts: &Scripts, problems: &mut Problems) -> 
                 continue;
             }
         };
-        if let Some(policy) = compile_policy(file, &path, &source, scripts, problems) {
+        if let Some(policy) = compile_policy(file, &path, &source, scripts, window, problems) {
             if let Some(other) = policies.iter().find(|p| p.name == policy.name) {
                 problems.error(
                     key_location(&path, &source, 1, "name", None),
@@ -247,6 +407,7 @@ fn compile_policy(
     path: &Path,
     source: &str,
     scripts: &Scripts,
+    window: &SendWindow,
     problems: &mut Problems,
 ) -> Option<Policy> {
     let before = problems.len();
@@ -275,6 +436,7 @@ fn compile_policy(
         let location = key_location(path, source, search_from, "id", Some(&s.id));
         let from = location.line.unwrap_or(1);
         search_from = from + 1;
+        let at = |key: &str| key_location(path, source, from, key, None);
         if s.id.is_empty()
             || !s
                 .id
@@ -286,10 +448,10 @@ fn compile_policy(
                 format!("stage id {:?} must be letters, digits, _ or -", s.id),
             );
         }
-        if s.id == "on_paid" {
+        if s.id == ON_PAID {
             problems.error(
                 location.clone(),
-                "stage id on_paid is reserved for thank-you messages",
+                "stage id on_paid is reserved for thank-you messages (the policy's `on_paid:`)",
             );
         }
         if stages.iter().any(|o| o.id == s.id) {
@@ -298,22 +460,63 @@ fn compile_policy(
                 format!("stage id {:?} is used twice in this policy", s.id),
             );
         }
+        let trigger = match (s.on, s.offset) {
+            (None, Some(_)) => Trigger::Offset,
+            (None, None) => {
+                problems.error(
+                    location.clone(),
+                    format!(
+                        "stage {}: missing `offset` (days from the {}; negative = before)",
+                        s.id,
+                        anchor_name(file.anchor)
+                    ),
+                );
+                Trigger::Offset
+            }
+            (Some(StageEvent::PromiseBroken), offset) => {
+                if offset.is_some() {
+                    problems.error(
+                        at("offset"),
+                        format!(
+                            "stage {}: a stage `on: promise_broken` fires the first day after the \
+                             promised date (plus promise_grace), not at an offset: remove `offset`",
+                            s.id
+                        ),
+                    );
+                }
+                if s.repeat.is_some() {
+                    problems.error(
+                        at("repeat"),
+                        format!(
+                            "stage {}: a stage `on: promise_broken` fires once: remove `repeat`",
+                            s.id
+                        ),
+                    );
+                }
+                if stages.iter().any(|o| o.trigger == Trigger::PromiseBroken) {
+                    problems.error(
+                        location.clone(),
+                        "only one stage per policy can fire `on: promise_broken`",
+                    );
+                }
+                Trigger::PromiseBroken
+            }
+        };
+        let offset = s.offset.unwrap_or(0);
         if let Some(r) = s.repeat
             && r.every == 0
         {
-            problems.error(
-                key_location(path, source, from, "repeat", None),
-                "repeat.every must be at least 1 day",
-            );
+            problems.error(at("repeat"), "repeat.every must be at least 1 day");
         }
-        if let Some(prev) = stages.last()
-            && s.offset < prev.offset
+        if trigger == Trigger::Offset
+            && let Some(prev) = stages.iter().rev().find(|p| p.is_scheduled())
+            && offset < prev.offset
         {
             problems.warning(
-                    key_location(path, source, from, "offset", None),
+                    at("offset"),
                     format!(
                         "stage {} (offset {}) comes after {} (offset {}): stages fire in file order, so {} can never fire after {}",
-                        s.id, s.offset, prev.id, prev.offset, prev.id, s.id
+                        s.id, offset, prev.id, prev.offset, prev.id, s.id
                     ),
                 );
         }
@@ -324,15 +527,56 @@ fn compile_policy(
                 .ok()
         });
         stages.push(Stage {
-            template_location: key_location(path, source, from, "template", None),
+            template_location: at("template"),
             id: s.id,
-            offset: s.offset,
+            offset,
+            trigger,
             channel: s.channel,
             template: s.template,
             when,
             repeat: s.repeat,
+            shift: s.shift,
+            group: s.group.unwrap_or(file.group),
             location,
         });
+    }
+    if let Some(thanks) = file.on_paid {
+        let location = key_location(path, source, 1, "on_paid", None);
+        stages.push(Stage {
+            id: ON_PAID.into(),
+            offset: 0,
+            trigger: Trigger::Paid,
+            channel: thanks.channel,
+            template: thanks.template,
+            when: None,
+            repeat: None,
+            shift: Shift::Later,
+            group: Grouping::Invoice,
+            template_location: key_location(
+                path,
+                source,
+                location.line.unwrap_or(1),
+                "template",
+                None,
+            ),
+            location,
+        });
+    }
+    let window = SendWindow {
+        calendar: match (&file.send_days, &file.holidays) {
+            (None, None) => window.calendar.clone(),
+            (days, holidays) => Calendar::new(
+                days.as_deref().unwrap_or(&window.calendar.send_days()),
+                holidays.as_ref().unwrap_or(&window.calendar.holidays()),
+            ),
+        },
+        send_time: file.send_time.or(window.send_time),
+    };
+    if window.calendar.is_empty() {
+        problems.error(
+            key_location(path, source, 1, "send_days", None),
+            "send_days is empty: no reminder of this policy could ever go out",
+        );
     }
     if problems.len() > before && problems.0[before..].iter().any(|p| p.is_error()) {
         return None;
@@ -344,8 +588,204 @@ fn compile_policy(
         applies_to,
         anchor: file.anchor,
         stages,
+        promise_grace: file.promise_grace,
+        window,
         file: path.to_path_buf(),
     })
+}
+
+/// `rules/holds.yaml`: invoices and customers that get no reminder for now.
+fn is_holds_file(path: &Path) -> bool {
+    matches!(
+        path.file_name().and_then(|n| n.to_str()),
+        Some("holds.yaml" | "holds.yml")
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldsFile {
+    #[serde(default)]
+    holds: Vec<HoldEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HoldEntry {
+    #[serde(default)]
+    invoice: Option<String>,
+    #[serde(default)]
+    customer: Option<String>,
+    #[serde(default)]
+    until: Option<NaiveDate>,
+    #[serde(default)]
+    reason: String,
+}
+
+/// What a hold stops: one invoice, or every invoice of a customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HoldTarget {
+    Invoice(String),
+    Customer(String),
+}
+
+/// A stop on reminders, from `rules/holds.yaml`.
+#[derive(Debug, Clone)]
+pub struct Hold {
+    pub target: HoldTarget,
+    /// The last day it holds (inclusive); none: until it is removed.
+    pub until: Option<NaiveDate>,
+    pub reason: String,
+    /// Its `- invoice:` or `- customer:` line.
+    pub location: Location,
+}
+
+impl Hold {
+    pub fn holds_on(&self, date: NaiveDate) -> bool {
+        self.until.is_none_or(|until| date <= until)
+    }
+
+    /// "held until 2026-12-15: contested delivery", as `explain` says it.
+    pub fn describe(&self) -> String {
+        let whom = match &self.target {
+            HoldTarget::Invoice(_) => String::new(),
+            HoldTarget::Customer(c) => format!(" (customer {c})"),
+        };
+        let until = match self.until {
+            Some(d) => format!("held until {d}"),
+            None => "held until the hold is removed".to_string(),
+        };
+        let reason = if self.reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", self.reason)
+        };
+        format!("{until}{whom}{reason}")
+    }
+}
+
+/// Every hold, found by invoice number or customer id.
+#[derive(Debug, Default, Clone)]
+pub struct Holds {
+    pub list: Vec<Hold>,
+    by_invoice: HashMap<String, Vec<usize>>,
+    by_customer: HashMap<String, Vec<usize>>,
+}
+
+impl Holds {
+    /// The hold that stops `invoice`'s reminders on `date`, if any: the one
+    /// that lasts longest when several do.
+    pub fn active(&self, invoice: &Invoice, date: NaiveDate) -> Option<&Hold> {
+        if self.list.is_empty() {
+            return None;
+        }
+        let on_invoice = self.by_invoice.get(&*invoice.number);
+        let on_customer = self.by_customer.get(&*invoice.customer_id);
+        on_invoice
+            .into_iter()
+            .chain(on_customer)
+            .flatten()
+            .map(|&i| &self.list[i])
+            .filter(|h| h.holds_on(date))
+            .max_by_key(|h| h.until.unwrap_or(NaiveDate::MAX))
+    }
+
+    /// The day after the last one any hold of `invoice` covers, counting
+    /// from `date`: when a held invoice's stages may fire again.
+    pub fn resume_after(&self, invoice: &Invoice, date: NaiveDate) -> Option<NaiveDate> {
+        self.active(invoice, date)
+            .and_then(|h| h.until)
+            .map(|until| add_days(until, 1))
+    }
+}
+
+/// Loads `rules/holds.yaml` (or `.yml`) if there is one. Mistakes are
+/// located; an entry that does not make sense is reported and left out.
+pub fn load_holds(dir: &Path, problems: &mut Problems) -> Holds {
+    let mut holds = Holds::default();
+    for path in files_with_extension(dir, "yaml")
+        .into_iter()
+        .chain(files_with_extension(dir, "yml"))
+        .filter(|f| is_holds_file(f))
+    {
+        let source = match std::fs::read_to_string(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                problems.error(Location::file(&path), format!("cannot read holds: {e}"));
+                continue;
+            }
+        };
+        if source.trim().is_empty() {
+            continue;
+        }
+        let file: HoldsFile = match serde_yaml::from_str(&source) {
+            Ok(f) => f,
+            Err(e) => {
+                problems.push(yaml_problem(&path, &e, 0));
+                continue;
+            }
+        };
+        let mut search_from = 1;
+        for (i, entry) in file.holds.into_iter().enumerate() {
+            let key = if entry.invoice.is_some() {
+                "invoice"
+            } else {
+                "customer"
+            };
+            let value = entry.invoice.as_deref().or(entry.customer.as_deref());
+            let location = key_location(&path, &source, search_from, key, value);
+            search_from = location.line.map_or(search_from, |l| l + 1);
+            let target = match (entry.invoice, entry.customer) {
+                (Some(n), None) if !n.trim().is_empty() => {
+                    HoldTarget::Invoice(n.trim().to_string())
+                }
+                (None, Some(c)) if !c.trim().is_empty() => {
+                    HoldTarget::Customer(c.trim().to_string())
+                }
+                (Some(_), Some(_)) => {
+                    problems.error(
+                        location,
+                        format!(
+                            "holds[{i}]: give `invoice` or `customer`, not both (write two holds)"
+                        ),
+                    );
+                    continue;
+                }
+                _ => {
+                    problems.error(
+                        location,
+                        format!(
+                            "holds[{i}]: say what is held: `invoice: NUMBER` or `customer: ID`"
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let index = holds.list.len();
+            match &target {
+                HoldTarget::Invoice(n) => {
+                    holds.by_invoice.entry(n.clone()).or_default().push(index)
+                }
+                HoldTarget::Customer(c) => {
+                    holds.by_customer.entry(c.clone()).or_default().push(index)
+                }
+            }
+            holds.list.push(Hold {
+                target,
+                until: entry.until,
+                reason: entry.reason.trim().to_string(),
+                location,
+            });
+        }
+    }
+    holds
+}
+
+fn anchor_name(anchor: Anchor) -> &'static str {
+    match anchor {
+        Anchor::DueDate => "due date",
+        Anchor::IssueDate => "issue date",
+    }
 }
 
 #[cfg(test)]
@@ -358,7 +798,12 @@ mod tests {
             std::fs::write(dir.path().join(name), content).unwrap();
         }
         let mut problems = Problems::default();
-        let policies = load_policies(dir.path(), &Scripts::empty(), &mut problems);
+        let policies = load_policies(
+            dir.path(),
+            &Scripts::empty(),
+            &SendWindow::default(),
+            &mut problems,
+        );
         (policies, problems)
     }
 
@@ -435,9 +880,11 @@ mod tests {
         )]);
         let p = &p[0];
         let anchor = NaiveDate::from_ymd_opt(2028, 1, 31).unwrap();
-        assert_eq!(p.reach_date(anchor, 0, 0).to_string(), "2028-01-24");
-        assert_eq!(p.reach_date(anchor, 1, 0).to_string(), "2028-03-01"); // 2028 is a leap year
-        assert_eq!(p.reach_date(anchor, 1, 2).to_string(), "2028-04-30");
+        assert_eq!(p.scheduled_date(anchor, 0, 0).to_string(), "2028-01-24");
+        assert_eq!(p.scheduled_date(anchor, 1, 0).to_string(), "2028-03-01"); // 2028 is a leap year
+        assert_eq!(p.scheduled_date(anchor, 1, 2).to_string(), "2028-04-30");
+        // Sunday 30 April 2028 moves to Monday 1 May with the default calendar.
+        assert_eq!(p.reach_date(anchor, 1, 2).to_string(), "2028-05-01");
         assert_eq!(p.stages[1].max_occurrence(), Some(3));
     }
 }

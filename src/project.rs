@@ -1,7 +1,7 @@
 //! A whole relance folder loaded: config, rulebook (policies, scripts, templates) and ledger.
 
 use std::borrow::Cow;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -13,7 +13,7 @@ use crate::diagnostics::{Location, Problem, Problems};
 use crate::engine::{Evaluator, Planned};
 use crate::feed::{feeds_for, load_feeds};
 use crate::model::{Invoice, Ledger, NumberIndex, Origin, Status};
-use crate::policy::{Channel, Policy, Stage, load_policies};
+use crate::policy::{Channel, Holds, Policy, Stage, load_holds, load_policies};
 use crate::render::{Message, Templates, message_context};
 use crate::script::{CustomerView, InvoiceView, Scripts, Variables};
 
@@ -31,6 +31,8 @@ pub struct Rulebook {
     pub policies: Vec<Policy>,
     pub scripts: Arc<Scripts>,
     pub templates: Templates,
+    /// `rules/holds.yaml`: invoices and customers that get no reminder for now.
+    pub holds: Holds,
 }
 
 impl Rulebook {
@@ -41,7 +43,8 @@ impl Rulebook {
             problems.error(Location::file(&rules), "rules folder not found");
         }
         let scripts = Arc::new(Scripts::load(&rules, &mut problems));
-        let policies = load_policies(&rules, &scripts, &mut problems);
+        let policies = load_policies(&rules, &scripts, &config.send_window(), &mut problems);
+        let holds = load_holds(&rules, &mut problems);
         let templates_dir = config.path(&config.templates);
         if !templates_dir.is_dir() {
             problems.error(Location::file(&templates_dir), "templates folder not found");
@@ -90,6 +93,7 @@ impl Rulebook {
                 policies,
                 scripts,
                 templates,
+                holds,
             },
             problems,
         )
@@ -180,6 +184,7 @@ impl Project {
             policies: &self.rulebook.policies,
             scripts: &self.rulebook.scripts,
             ledger: &self.ledger,
+            holds: &self.rulebook.holds,
         }
     }
 
@@ -339,15 +344,7 @@ impl Project {
         }
         // Every template in every language, rendered once: under the first stage
         // that uses it, or a stand-in stage for templates no stage uses yet.
-        let stand_in = Policy {
-            name: "sample".into(),
-            description: String::new(),
-            priority: 0,
-            applies_to: None,
-            anchor: Default::default(),
-            stages: Vec::new(),
-            file: PathBuf::new(),
-        };
+        let stand_in = Policy::sample();
         for (name, language) in self.rulebook.templates.all() {
             let used = self
                 .rulebook
@@ -358,16 +355,7 @@ impl Project {
             let (policy, stage) = match used {
                 Some(found) => found,
                 None => {
-                    sample_stage = Stage {
-                        id: "sample".into(),
-                        offset: 0,
-                        channel: Channel::Email,
-                        template: name.clone(),
-                        when: None,
-                        repeat: None,
-                        location: Location::file(Path::new("")),
-                        template_location: Location::file(Path::new("")),
-                    };
+                    sample_stage = Stage::sample(&name);
                     (&stand_in, &sample_stage)
                 }
             };

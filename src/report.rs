@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::engine::Planned;
-use crate::engine::{StageTrace, Trace, Verdict};
+use crate::engine::{StageTrace, Trace, Verdict, weekday};
 use crate::journal::{Entry, State};
 use crate::project::{Project, Reminder};
 
@@ -407,8 +407,14 @@ pub fn history(out: &mut dyn Write, entries: &[Entry], format: Format) -> io::Re
     }
 }
 
-/// Explains one stage occurrence in words.
-pub fn verdict_text(s: &StageTrace) -> String {
+/// Explains one stage occurrence in words; `blocked` is why nothing goes
+/// out on the date, if so.
+pub fn verdict_text(s: &StageTrace, blocked: Option<&str>) -> String {
+    let moved = match (s.moved_from, &s.moved_because) {
+        (Some(from), Some(why)) => format!("moved from {} {from} ({why}); ", weekday(from)),
+        (Some(from), None) => format!("moved from {} {from}; ", weekday(from)),
+        _ => String::new(),
+    };
     let when = match &s.when {
         None => String::new(),
         Some(Ok(v)) => format!("when = {v}; "),
@@ -431,8 +437,10 @@ pub fn verdict_text(s: &StageTrace) -> String {
         Verdict::OnePerDay => {
             "waiting: this invoice already had a reminder on this date (one a day)".to_string()
         }
+        Verdict::Held => format!("waiting: {}", blocked.unwrap_or("held")),
+        Verdict::NoPromise => "no promise to pay in the feed".to_string(),
     };
-    format!("{when}{what}")
+    format!("{moved}{when}{what}")
 }
 
 pub fn explain_stages(out: &mut dyn Write, trace: &Trace) -> io::Result<()> {
@@ -442,7 +450,7 @@ pub fn explain_stages(out: &mut dyn Write, trace: &Trace) -> io::Result<()> {
         .map(|s| {
             vec![
                 stage_label(&s.stage, s.occurrence),
-                s.date.to_string(),
+                s.date.map_or("-".to_string(), |d| d.to_string()),
                 if s.reached {
                     "reached".into()
                 } else {
@@ -450,7 +458,7 @@ pub fn explain_stages(out: &mut dyn Write, trace: &Trace) -> io::Result<()> {
                 },
                 s.journal
                     .map_or("-".to_string(), |j| j.as_str().to_string()),
-                verdict_text(s),
+                verdict_text(s, trace.blocked.as_deref()),
             ]
         })
         .collect();

@@ -56,9 +56,17 @@ pub fn with_stages(rows: &[Inv], stages: &[&str]) -> Folder {
     f
 }
 
-/// Writes the policy `p` with these stages (YAML flow mappings) over the old one.
+/// Writes the policy `p` with these stages (YAML flow mappings) over the old
+/// one. It sends every day of the week: these tests pin the firing rules of
+/// SPEC §4 to exact dates, and the calendar that moves them off weekends
+/// and holidays has tests of its own (`dunning.rs`).
 pub fn write_stages<'f>(f: &'f Folder, stages: &[&str]) -> &'f Folder {
-    f.write("rules/p.yaml", &policy("p", stages))
+    f.write("rules/p.yaml", &every_day(&policy("p", stages)))
+}
+
+/// A policy's YAML that sends every day of the week.
+pub fn every_day(policy: &str) -> String {
+    format!("send_days: [mon, tue, wed, thu, fri, sat, sun]\n{policy}")
 }
 
 /// The words of a command line: `"preview --days 1"` is `["preview", "--days", "1"]`.

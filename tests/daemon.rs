@@ -162,7 +162,7 @@ fn run_once_creates_a_wal_journal_with_a_schema_version() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, relance::journal::SCHEMA_VERSION);
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
 }
 
 #[test]
@@ -281,9 +281,10 @@ fn a_journal_from_a_newer_relance_is_refused() {
 fn history_lists_the_journal_newest_first() {
     let folder = Folder::sample();
     run_once(&folder, &[]).expect_code(0);
-    // F2026-0101 is due on 8 December: courtesy on the 1st, due_soon on the 6th.
+    // F2026-0101 is due on Tuesday 8 December: courtesy on the 1st, due_soon
+    // on the 6th, a Sunday, brought forward to Friday the 4th (`shift: earlier`).
     folder
-        .run(&["run", "--once", "--as-of", "2026-12-06"])
+        .run(&["run", "--once", "--as-of", "2026-12-04"])
         .expect_code(0);
 
     let all = folder.run(&["history", "--format", "json"]).expect_code(0);
@@ -298,7 +299,7 @@ fn history_lists_the_journal_newest_first() {
         updated.windows(2).all(|w| w[0] >= w[1]),
         "newest first: {updated:?}"
     );
-    assert_eq!(entries[0]["date"], "2026-12-06");
+    assert_eq!(entries[0]["date"], "2026-12-04");
     assert_eq!(entries.last().unwrap()["date"], AS_OF);
 
     let one = folder.run(&["history", "F2026-0101", "--format", "json"]);
@@ -315,7 +316,7 @@ fn history_lists_the_journal_newest_first() {
     assert_eq!(
         stages,
         [
-            ("2026-12-06".into(), "due_soon".into(), "sent".into()),
+            ("2026-12-04".into(), "due_soon".into(), "sent".into()),
             (AS_OF.into(), "courtesy".into(), "sent".into())
         ]
     );

@@ -350,7 +350,7 @@ fn the_journal_is_per_policy() {
     // even with a stage id the other policy already sent.
     f.write(
         "rules/strict.yaml",
-        "name: strict\npriority: 10\nstages:\n  - {id: overdue_1, offset: 1, template: t}\n  - {id: call, offset: 3, channel: call, template: t}\n",
+        "send_days: [mon, tue, wed, thu, fri, sat, sun]\nname: strict\npriority: 10\nstages:\n  - {id: overdue_1, offset: 1, template: t}\n  - {id: call, offset: 3, channel: call, template: t}\n",
     );
     assert_eq!(
         preview_fields(&f, "--as-of 2026-12-12 --days 5", "date policy stage"),

@@ -452,15 +452,16 @@ fn check_renders_every_template_for_an_invoice_without_optional_fields_too() {
 #[test]
 fn an_optional_field_an_invoice_lacks_is_never_sent_blank() {
     let f = with_body("Promesse : {{invoice.promise_date}}");
+    // A promise already broken: the reminder is not paused.
     f.write_invoices(&[
-        inv("F1", "2026-12-10", "10").with("promise_date", "2026-12-20"),
+        inv("F1", "2026-12-10", "10").with("promise_date", "2026-12-05"),
         inv("F2", "2026-12-10", "10"),
     ]);
     let run = f.run(&args(
         "preview --format json --as-of 2026-12-10 --days 1 --render",
     ));
     let reminders = run.json();
-    assert_eq!(str_of(&reminders[0], "body"), "Promesse : 2026-12-20\n");
+    assert_eq!(str_of(&reminders[0], "body"), "Promesse : 2026-12-05\n");
     assert_ends_with(
         str_of(&reminders[1], "error"),
         "templates/t.fr.hbs:4:12: missing variable invoice.promise_date (templates render in strict mode)",
