@@ -37,6 +37,9 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Send even when the batch is larger than `limits.max_per_run`.
     pub confirm: bool,
+    /// The time of day (in the config's time zone) to evaluate at, against
+    /// the send times: with `as_of` alone the whole day counts as elapsed.
+    pub at: Option<chrono::NaiveTime>,
 }
 
 /// What one evaluation did.
@@ -49,6 +52,10 @@ pub struct Report {
     pub failed: usize,
     /// Planned reminders left by a crash, now resolved.
     pub recovered: usize,
+    /// Messages due today whose send time has not come: left for later.
+    pub waiting: usize,
+    /// When the first of them may go out.
+    pub next_send: Option<DateTime<Utc>>,
     /// The batch was larger than `limits.max_per_run`: nothing was sent.
     pub held: bool,
     /// Stopped by a signal before the batch was done (the rest stays planned).
@@ -65,6 +72,7 @@ impl Report {
             sent = self.sent,
             failed = self.failed,
             recovered = self.recovered,
+            waiting = self.waiting,
             held = self.held,
             "evaluation done"
         );
@@ -183,6 +191,31 @@ impl Daemon {
         })
     }
 
+    /// The moment the send times of `date`'s messages are compared with:
+    /// now, or with `--as-of` the end of that day unless `--at` says when.
+    fn clock(&self, date: NaiveDate, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match (self.run.at, self.run.as_of) {
+            (Some(at), _) => Some(
+                crate::calendar::local_moment(self.project.config.timezone, date, at)
+                    .with_timezone(&Utc),
+            ),
+            (None, Some(_)) => None,
+            (None, None) => Some(now),
+        }
+    }
+
+    /// When a message led by `planned` may go out: its policy's send time
+    /// on the day, in its recipient's time zone (the feed's `timezone`,
+    /// else the config's); `None` when the policy has no send time.
+    pub fn send_at(&self, planned: &Planned) -> Option<DateTime<Utc>> {
+        let policy = &self.project.rulebook.policies[planned.policy];
+        let tz = self.project.time_zone_of(planned.invoice);
+        policy
+            .window
+            .send_at(planned.date, tz)
+            .map(|t| t.with_timezone(&Utc))
+    }
+
     /// One evaluation: finish what the journal still owes, then decide and
     /// deliver today's reminders through the same path `preview` uses.
     pub fn evaluate(&mut self, now: DateTime<Utc>) -> Result<Report> {
@@ -212,13 +245,37 @@ impl Daemon {
                 "open invoices matched no policy"
             );
         }
-        report.due = plan.reminders.len();
-        // A dry run shows every reminder, held or not: over the limit is
+        // Messages whose send time has not come wait, with the skips of
+        // their invoices: the next evaluation decides them again, the same way.
+        let clock = self.clock(date, now);
+        let mut messages: Vec<Vec<Planned>> = Vec::new();
+        let mut waiting_invoices: Vec<usize> = Vec::new();
+        for rows in self.project.messages(&plan.reminders).each() {
+            let rows: Vec<Planned> = rows.iter().map(|&i| plan.reminders[i]).collect();
+            match (self.send_at(&rows[0]), clock) {
+                (Some(at), Some(clock)) if at > clock => {
+                    report.waiting += 1;
+                    report.next_send = Some(report.next_send.map_or(at, |n| n.min(at)));
+                    waiting_invoices.extend(rows.iter().map(|r| r.invoice));
+                }
+                _ => messages.push(rows),
+            }
+        }
+        if let Some(at) = report.next_send {
+            tracing::info!(
+                waiting = report.waiting,
+                "{} message(s) wait for their send time; the first goes out at {}",
+                report.waiting,
+                rfc3339(at)
+            );
+        }
+        report.due = messages.len();
+        // A dry run shows every message, held or not: over the limit is
         // exactly when the operator needs to see what would go out.
         if self.run.dry_run {
-            for p in &plan.reminders {
-                let r = self.project.reminder(p, true);
-                tracing::info!(invoice = %r.invoice, policy = %r.policy, stage = %r.stage, occurrence = r.occurrence,
+            for rows in &messages {
+                let r = self.project.message(rows, true);
+                tracing::info!(invoice = %r.invoice, invoices = rows.len(), policy = %r.policy, stage = %r.stage, occurrence = r.occurrence,
                     channel = r.channel.as_str(), to = %r.to, subject = %r.subject, "would send (dry run)");
             }
         }
@@ -226,10 +283,10 @@ impl Daemon {
         if report.due > limit && !self.run.confirm {
             report.held = true;
             let mut by_stage: BTreeMap<(String, String), usize> = BTreeMap::new();
-            for p in &plan.reminders {
-                let policy = &self.project.rulebook.policies[p.policy];
+            for rows in &messages {
+                let policy = &self.project.rulebook.policies[rows[0].policy];
                 *by_stage
-                    .entry((policy.name.clone(), policy.stages[p.stage].id.clone()))
+                    .entry((policy.name.clone(), policy.stages[rows[0].stage].id.clone()))
                     .or_default() += 1;
             }
             let mut top: Vec<_> = by_stage.into_iter().collect();
@@ -239,12 +296,17 @@ impl Daemon {
                 .take(5)
                 .map(|((p, s), n)| format!("{p}/{s}: {n}"))
                 .collect();
+            let reminders: usize = messages.iter().map(Vec::len).sum();
+            let due = if reminders == report.due {
+                format!("{reminders} reminders are")
+            } else {
+                format!("{reminders} reminders in {} messages are", report.due)
+            };
             tracing::error!(
                 due = report.due,
                 limit,
-                "held: {} reminders are due on {date}, more than limits.max_per_run ({limit}); nothing was sent. \
+                "held: {due} due on {date}, more than limits.max_per_run ({limit}); nothing was sent. \
                  Largest: {}. Check the policies with `relance preview`, then send with `relance run --once --confirm`",
-                report.due,
                 top.join(", ")
             );
             return Ok(report);
@@ -252,10 +314,12 @@ impl Daemon {
         if self.run.dry_run {
             return Ok(report);
         }
-        let reminders: Vec<(Planned, Reminder)> = plan
-            .reminders
-            .iter()
-            .map(|p| (*p, self.project.reminder(p, true)))
+        let rendered: Vec<(Vec<Planned>, Reminder)> = messages
+            .into_iter()
+            .map(|rows| {
+                let r = self.project.message(&rows, true);
+                (rows, r)
+            })
             .collect();
         let journal = self.journal.as_ref().expect("a journal outside dry runs");
         let now_s = rfc3339(now);
@@ -265,20 +329,21 @@ impl Daemon {
         journal.begin()?;
         // Which stage overtook each skipped one (one reminder per invoice and
         // date): `history` shows it as the reason of the skip.
-        let fired: BTreeMap<usize, &Reminder> =
-            reminders.iter().map(|(p, r)| (p.invoice, r)).collect();
-        for s in &plan.skipped {
+        let fired: BTreeMap<usize, &Planned> = rendered
+            .iter()
+            .flat_map(|(rows, _)| rows.iter().map(|p| (p.invoice, p)))
+            .collect();
+        for s in plan
+            .skipped
+            .iter()
+            .filter(|s| !waiting_invoices.contains(&s.invoice))
+        {
+            let identity = self.identity(s);
             let policy = &self.project.rulebook.policies[s.policy];
-            let identity = Identity {
-                invoice: self.project.ledger.invoices[s.invoice].number.to_string(),
-                policy: policy.name.clone(),
-                stage: policy.stages[s.stage].id.clone(),
-                occurrence: s.occurrence,
-            };
-            let reason = fired.get(&s.invoice).map(|r| {
+            let reason = fired.get(&s.invoice).map(|p| {
                 format!(
                     "overtaken by {}",
-                    crate::report::stage_label(r.stage, r.occurrence)
+                    crate::report::stage_label(&policy.stages[p.stage].id, p.occurrence)
                 )
             });
             let row = NewRow {
@@ -295,23 +360,36 @@ impl Daemon {
             journal.insert(&row, &now_s)?;
         }
         let mut mine = Vec::new();
-        for (planned, r) in reminders {
-            let identity = Identity::of(&r);
+        for (rows, r) in rendered {
             let message_id = self.deliverer.message_id(&r.message);
-            let row = NewRow {
-                identity: &identity,
-                state: State::Planned,
-                date: &date_s,
-                channel: r.channel.as_str(),
-                recipient: &r.to,
-                subject: &r.subject,
-                message_id: &message_id,
-                message: &r.message,
-                last_error: None,
-            };
-            // Another process may have planned it a moment ago: then it is theirs.
-            if journal.insert(&row, &now_s)? {
-                mine.push((planned, r));
+            let whole = rows.len();
+            let mut taken = Vec::new();
+            for planned in rows {
+                let identity = self.identity(&planned);
+                let row = NewRow {
+                    identity: &identity,
+                    state: State::Planned,
+                    date: &date_s,
+                    channel: r.channel.as_str(),
+                    recipient: &r.to,
+                    subject: &r.subject,
+                    message_id: &message_id,
+                    message: &r.message,
+                    last_error: None,
+                };
+                // Another process may have planned it a moment ago: then it is theirs.
+                if journal.insert(&row, &now_s)? {
+                    taken.push(planned);
+                }
+            }
+            if taken.len() == whole {
+                mine.push((taken, r));
+            } else if !taken.is_empty() {
+                // Partly taken by a racing run: what is ours goes out as its
+                // own message, under the token journaled for it.
+                let mut part = self.project.message(&taken, true);
+                part.message = r.message;
+                mine.push((taken, part));
             }
         }
         journal.commit()?;
@@ -319,18 +397,31 @@ impl Daemon {
         Ok(report)
     }
 
-    /// Delivers planned reminders, committing `sent` in batches (files prove
+    /// The journal's identity of a planned reminder.
+    fn identity(&self, planned: &Planned) -> Identity {
+        let policy = &self.project.rulebook.policies[planned.policy];
+        Identity {
+            invoice: self.project.ledger.invoices[planned.invoice]
+                .number
+                .to_string(),
+            policy: policy.name.clone(),
+            stage: policy.stages[planned.stage].id.clone(),
+            occurrence: planned.occurrence,
+        }
+    }
+
+    /// Delivers planned messages, committing `sent` in batches (files prove
     /// delivery after a crash) or one by one over SMTP.
     fn deliver_batch(
         &self,
-        batch: Vec<(Planned, Reminder)>,
+        batch: Vec<(Vec<Planned>, Reminder)>,
         now: DateTime<Utc>,
         report: &mut Report,
     ) -> Result<()> {
         let journal = self.journal.as_ref().expect("a journal outside dry runs");
         let batched = !self.deliverer.is_smtp();
         let mut open = false;
-        for (i, (planned, r)) in batch.iter().enumerate() {
+        for (i, (rows, r)) in batch.iter().enumerate() {
             if self.stop.load(Ordering::SeqCst) {
                 report.interrupted = true;
                 tracing::info!(
@@ -343,7 +434,7 @@ impl Daemon {
                 journal.begin()?;
                 open = true;
             }
-            self.deliver_one(planned, r, now, report, batched)?;
+            self.deliver_one(rows, r, now, report, batched)?;
             if open && (i + 1) % 256 == 0 {
                 self.deliverer.flush()?;
                 journal.commit()?;
@@ -357,33 +448,35 @@ impl Daemon {
         Ok(())
     }
 
-    /// Delivers one reminder and journals the outcome. `in_batch`: the
-    /// caller flushes the delivered files before it commits the batch; else
-    /// they are flushed here, before `sent` is recorded.
+    /// Delivers one message (the reminders `rows`, rendered as `r`) and
+    /// journals the outcome of each of its reminders. `in_batch`: the caller
+    /// flushes the delivered files before it commits the batch; else they
+    /// are flushed here, and the message's rows change in one transaction.
     fn deliver_one(
         &self,
-        planned: &Planned,
+        rows: &[Planned],
         r: &Reminder,
         now: DateTime<Utc>,
         report: &mut Report,
         in_batch: bool,
     ) -> Result<()> {
         let journal = self.journal.as_ref().expect("a journal outside dry runs");
-        let identity = Identity::of(r);
+        let identities: Vec<Identity> = rows.iter().map(|p| self.identity(p)).collect();
         let now_s = rfc3339(now);
-        let invoice = &self.project.ledger.invoices[planned.invoice];
         let result = match &r.error {
             Some(e) => Err(e.clone()),
             None => {
-                let item = Item {
-                    invoice,
-                    policy: r.policy,
-                    stage: r.stage,
-                    occurrence: r.occurrence,
-                };
-                self.deliverer
-                    .deliver(r, &[item])
-                    .map_err(|e| e.to_string())
+                let items: Vec<Item> = rows
+                    .iter()
+                    .zip(&identities)
+                    .map(|(p, id)| Item {
+                        invoice: &self.project.ledger.invoices[p.invoice],
+                        policy: &id.policy,
+                        stage: &id.stage,
+                        occurrence: id.occurrence,
+                    })
+                    .collect();
+                self.deliverer.deliver(r, &items).map_err(|e| e.to_string())
             }
         };
         let result = match result {
@@ -394,22 +487,29 @@ impl Daemon {
                 .map_err(|e| e.to_string()),
             other => other,
         };
+        if !in_batch {
+            journal.begin()?;
+        }
         match result {
             Ok(id) => {
-                journal.mark_sent(&identity, &id, &now_s)?;
+                for identity in &identities {
+                    journal.mark_sent(identity, &id, &now_s)?;
+                }
                 report.sent += 1;
-                tracing::info!(event = "sent", invoice = %r.invoice, policy = %r.policy, stage = %r.stage,
+                tracing::info!(event = "sent", invoice = %r.invoice, invoices = rows.len(), policy = %r.policy, stage = %r.stage,
                     occurrence = r.occurrence, channel = r.channel.as_str(), to = %r.to, id = %id, "sent");
             }
             Err(error) => {
-                let attempts = journal.state_attempts(&identity)? + 1;
+                let attempts = journal.state_attempts(&identities[0])? + 1;
                 let next = self
                     .project
                     .config
                     .retry
                     .delay(attempts)
                     .map(|d| rfc3339(now + chrono::Duration::from_std(d).unwrap_or_default()));
-                journal.mark_failed(&identity, &error, next.as_deref(), &now_s)?;
+                for identity in &identities {
+                    journal.mark_failed(identity, &error, next.as_deref(), &now_s)?;
+                }
                 report.failed += 1;
                 match &next {
                     Some(at) => {
@@ -424,6 +524,9 @@ impl Daemon {
                     }
                 }
             }
+        }
+        if !in_batch {
+            journal.commit()?;
         }
         Ok(())
     }
@@ -477,42 +580,66 @@ impl Daemon {
             .delivered(date, &p.message, Channel::parse(&p.channel)?)
     }
 
-    /// Crash leftovers and due retries.
+    /// Crash leftovers and due retries, message by message: the rows that
+    /// share a message token went out, or go out again, together.
     fn deliver_pending(&self, now: DateTime<Utc>, report: &mut Report) -> Result<()> {
         let journal = self.journal.as_ref().expect("a journal outside dry runs");
         let now_s = rfc3339(now);
+        let mut by_message: Vec<(String, Vec<Pending>)> = Vec::new();
         for p in journal.pending(&now_s)? {
+            match by_message.iter_mut().find(|(token, _)| *token == p.message) {
+                Some((_, rows)) => rows.push(p),
+                None => by_message.push((p.message.clone(), vec![p])),
+            }
+        }
+        for (token, pending) in by_message {
             if self.stop.load(Ordering::SeqCst) {
                 report.interrupted = true;
                 break;
             }
-            if p.state == State::Planned && p.owner.is_some_and(delivering_elsewhere) {
-                continue; // another running relance is delivering it
+            let mut claimed = Vec::new();
+            for p in pending {
+                if p.state == State::Planned && p.owner.is_some_and(delivering_elsewhere) {
+                    continue; // another running relance is delivering it
+                }
+                if !journal.claim(&p, &now_s)? {
+                    continue; // another run took it a moment ago
+                }
+                if p.state == State::Planned {
+                    report.recovered += 1;
+                }
+                claimed.push(p);
             }
-            if !journal.claim(&p, &now_s)? {
-                continue; // another run took it a moment ago
-            }
-            if p.state == State::Planned {
-                report.recovered += 1;
-            }
+            let Some(first) = claimed.first() else {
+                continue;
+            };
             // A written file proves delivery before an interruption, between
-            // `planned` (or a retry) and the commit of `sent`: the reminder is
-            // sent, even if its invoice was paid since, and is not written again.
-            if let Some(id) = self.delivered_file(&p) {
-                journal.mark_sent(&p.identity, &id, &now_s)?;
-                tracing::info!(invoice = %p.identity.invoice, stage = %p.identity.stage, "recovered: delivered before the interruption");
+            // `planned` (or a retry) and the commit of `sent`: the message is
+            // sent, even if its invoices were paid since, and is not written again.
+            if let Some(id) = self.delivered_file(first) {
+                for p in &claimed {
+                    journal.mark_sent(&p.identity, &id, &now_s)?;
+                }
+                tracing::info!(invoice = %first.identity.invoice, stage = %first.identity.stage, "recovered: delivered before the interruption");
                 continue;
             }
-            let planned = match self.resolve(&p) {
-                Ok(planned) => planned,
-                Err(reason) => {
-                    journal.mark_skipped(&p.identity, reason.as_str(), &now_s)?;
-                    tracing::info!(invoice = %p.identity.invoice, stage = %p.identity.stage, "not retried: {reason}");
-                    continue;
+            let mut rows = Vec::new();
+            for p in &claimed {
+                match self.resolve(p) {
+                    Ok(planned) => rows.push(planned),
+                    Err(reason) => {
+                        journal.mark_skipped(&p.identity, reason.as_str(), &now_s)?;
+                        tracing::info!(invoice = %p.identity.invoice, stage = %p.identity.stage, "not retried: {reason}");
+                    }
                 }
-            };
-            let r = self.project.reminder(&planned, true);
-            self.deliver_one(&planned, &r, now, report, false)?;
+            }
+            if rows.is_empty() {
+                continue;
+            }
+            let mut r = self.project.message(&rows, true);
+            // The files and Message-ID of the message are those journaled.
+            r.message = token;
+            self.deliver_one(&rows, &r, now, report, false)?;
         }
         Ok(())
     }
@@ -655,8 +782,13 @@ impl Daemon {
             }
             let now = Utc::now();
             if now >= next_eval {
-                self.evaluate(now)?.log();
+                let report = self.evaluate(now)?;
+                report.log();
                 next_eval = self.next_evaluation(Utc::now());
+                // Messages waiting for their send time wake the daemon then.
+                if let Some(at) = report.next_send {
+                    next_eval = next_eval.min(at.max(Utc::now()));
+                }
             } else if let Some(journal) = &self.journal
                 && journal.next_retry()?.is_some_and(|at| at <= rfc3339(now))
             {

@@ -64,6 +64,21 @@ pub struct Item<'a> {
     pub occurrence: u32,
 }
 
+/// The token of a message grouped per customer: customer, template, date
+/// and its first invoice (so that a second message to the customer on the
+/// same day, for invoices that reached a stage after the first went out,
+/// has a token of its own). Five parts: never a reminder's four.
+pub fn group_token(customer: &str, template: &str, date: chrono::NaiveDate, first: &str) -> String {
+    [
+        "customer".to_string(),
+        escape(customer),
+        escape(template),
+        date.to_string(),
+        escape(first),
+    ]
+    .join(".")
+}
+
 fn escape(part: &str) -> String {
     let mut out = String::with_capacity(part.len());
     for b in part.bytes() {

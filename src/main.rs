@@ -84,9 +84,14 @@ enum Command {
         /// Send even a batch larger than limits.max_per_run.
         #[arg(long)]
         confirm: bool,
-        /// Evaluate as if this were today (YYYY-MM-DD).
+        /// Evaluate as if this were today (YYYY-MM-DD); the whole day counts
+        /// as elapsed for send times unless --at says when.
         #[arg(long)]
         as_of: Option<NaiveDate>,
+        /// The time of day (HH:MM, config's time zone) to evaluate at:
+        /// messages whose send time is later wait.
+        #[arg(long, value_parser = parse_time)]
+        at: Option<chrono::NaiveTime>,
         #[arg(long, value_enum, default_value = "human")]
         log_format: LogFormat,
     },
@@ -96,6 +101,11 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
+}
+
+fn parse_time(s: &str) -> Result<chrono::NaiveTime, String> {
+    chrono::NaiveTime::parse_from_str(s, "%H:%M")
+        .map_err(|_| format!("{s:?} is not a time of day HH:MM (e.g. 08:30)"))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -327,6 +337,7 @@ fn execute(cli: Cli, mut out: &mut dyn Write) -> Result<ExitCode> {
             dry_run,
             confirm,
             as_of,
+            at,
             log_format,
         } => {
             init_logging(log_format, "info");
@@ -334,6 +345,7 @@ fn execute(cli: Cli, mut out: &mut dyn Write) -> Result<ExitCode> {
                 as_of,
                 dry_run,
                 confirm,
+                at,
             };
             let mut daemon = relance::daemon::Daemon::start(options(g), run)?;
             if !once {

@@ -1,6 +1,7 @@
 //! A whole relance folder loaded: config, rulebook (policies, scripts, templates) and ledger.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -9,12 +10,13 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::config::{Config, FeedConfig, FeedFormat};
+use crate::deliver::group_token;
 use crate::diagnostics::{Location, Problem, Problems};
 use crate::engine::{Evaluator, Planned};
 use crate::feed::{feeds_for, load_feeds};
 use crate::model::{Invoice, Ledger, NumberIndex, Origin, Status};
-use crate::policy::{Channel, Holds, Policy, Stage, load_holds, load_policies};
-use crate::render::{Message, Templates, message_context};
+use crate::policy::{Channel, Grouping, Holds, Policy, Stage, load_holds, load_policies};
+use crate::render::{Message, StatementLine, Templates, message_context};
 use crate::script::{CustomerView, InvoiceView, Scripts, Variables};
 
 /// Where to find the folder and what to override, as given on the command line.
@@ -131,6 +133,28 @@ pub struct Reminder<'p> {
     /// Set when the message could not be rendered; it would not be sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The invoices of its message, when the message is grouped and this is
+    /// its first reminder (a table shows the message once, with them).
+    #[serde(skip)]
+    pub covers: Vec<&'p str>,
+    /// A later reminder of a grouped message already shown with its first.
+    #[serde(skip)]
+    pub shown_before: bool,
+}
+
+impl<'p> Reminder<'p> {
+    /// This reminder as one row of the grouped message `message`: it shares
+    /// the message's token, recipients, subject, body and error.
+    pub fn in_message(mut self, message: &Reminder<'p>) -> Reminder<'p> {
+        self.message.clone_from(&message.message);
+        self.to = message.to.clone();
+        self.subject.clone_from(&message.subject);
+        self.body.clone_from(&message.body);
+        self.html.clone_from(&message.html);
+        self.error.clone_from(&message.error);
+        self.shown_before = self.invoice != message.invoice;
+        self
+    }
 }
 
 pub struct Project {
@@ -157,7 +181,7 @@ impl Project {
         let started = std::time::Instant::now();
         let load = Self::read_feeds(&config, options);
         tracing::debug!(invoices = load.invoices.len(), elapsed = ?started.elapsed(), "feeds read");
-        Ok(Project {
+        let mut project = Project {
             ledger: Self::ledger(&config, load.invoices, load.index),
             config,
             rulebook,
@@ -165,7 +189,11 @@ impl Project {
             feed_problems: load.problems,
             bad_rows: load.bad_rows,
             unreadable_feeds: load.unreadable,
-        })
+        };
+        if project.ledger.extra_columns.iter().any(|c| c == "timezone") {
+            project.check_time_zones();
+        }
+        Ok(project)
     }
 
     /// The ledger of what the feeds gave, with the config's language as the
@@ -188,57 +216,66 @@ impl Project {
         }
     }
 
+    /// The time zone of the recipient of a message about this invoice: the
+    /// feed's `timezone` column, else the config's.
+    pub fn time_zone_of(&self, invoice: usize) -> chrono_tz::Tz {
+        self.ledger.invoices[invoice]
+            .extra
+            .get("timezone")
+            .and_then(|tz| tz.trim().parse().ok())
+            .unwrap_or(self.config.timezone)
+    }
+
+    /// Warns of each `timezone` value of the feeds that is no time zone:
+    /// its reminders go out at the config's time zone's send time instead.
+    fn check_time_zones(&mut self) {
+        for (invoice, inv) in self.ledger.invoices.iter().enumerate() {
+            if let Some(tz) = inv.extra.get("timezone").map(|t| t.trim())
+                && !tz.is_empty()
+                && tz.parse::<chrono_tz::Tz>().is_err()
+            {
+                let origin = self.origin(&self.ledger.invoices[invoice]);
+                self.feed_problems.warning(
+                    origin,
+                    format!(
+                        "timezone: {tz:?} is not a time zone (expected an IANA name such as \
+                         America/Toronto): invoice {} is sent at the config's time zone ({})",
+                        inv.number, self.config.timezone
+                    ),
+                );
+            }
+        }
+    }
+
     /// The language a message to this invoice is written in, before template fallback.
     pub fn language_of(&self, invoice: usize) -> &str {
         self.ledger.language_of(invoice)
     }
 
-    /// Renders a planned reminder (the body only when asked).
+    /// Renders a planned reminder that goes out alone (the body only when asked).
     pub fn reminder(&self, planned: &Planned, body: bool) -> Reminder<'_> {
+        self.message(std::slice::from_ref(planned), body)
+    }
+
+    /// Renders the message carrying `rows` (one reminder, or a customer's
+    /// several when grouped; the first leads): the first row's fields with
+    /// the message's token, recipients, subject and (when asked) body.
+    pub fn message(&self, rows: &[Planned], body: bool) -> Reminder<'_> {
+        let planned = &rows[0];
         let inv = &self.ledger.invoices[planned.invoice];
-        let policy = &self.rulebook.policies[planned.policy];
-        let stage = &policy.stages[planned.stage];
-        let wanted = self.language_of(planned.invoice);
-        let language = self
-            .rulebook
-            .templates
-            .resolve(&stage.template, wanted)
-            .unwrap_or(wanted);
-        let to = match stage.channel {
-            Channel::Email if !inv.email.contains(';') => Cow::Borrowed(inv.email.trim()),
-            Channel::Email => Cow::Owned(inv.recipients().collect::<Vec<_>>().join(", ")),
-            Channel::Sms | Channel::Call => {
-                Cow::Borrowed(inv.extra.get("phone").map_or("", String::as_str))
-            }
-            Channel::Letter | Channel::Task => Cow::Borrowed(&*inv.customer_name),
-        };
-        let mut reminder = Reminder {
-            date: planned.date,
-            invoice: &inv.number,
-            customer_id: &inv.customer_id,
-            customer_name: &inv.customer_name,
-            policy: &policy.name,
-            stage: &stage.id,
-            occurrence: planned.occurrence,
-            message: crate::deliver::Identity {
-                invoice: inv.number.to_string(),
-                policy: policy.name.clone(),
-                stage: stage.id.clone(),
-                occurrence: planned.occurrence,
-            }
-            .token(),
-            channel: stage.channel,
-            to,
-            language,
-            template: &stage.template,
-            subject: String::new(),
-            amount_due: crate::render::money(inv.amount_due()),
-            currency: &inv.currency,
-            body: None,
-            html: None,
-            error: None,
-        };
-        match self.render(planned, reminder.language, body) {
+        let stage = &self.rulebook.policies[planned.policy].stages[planned.stage];
+        let mut reminder = self.row(planned);
+        let grouped = stage.group == Grouping::Customer;
+        if grouped {
+            reminder.message =
+                group_token(&inv.customer_id, &stage.template, planned.date, &inv.number);
+            reminder.to = self.recipients(rows, stage.channel);
+            reminder.covers = rows
+                .iter()
+                .map(|r| &*self.ledger.invoices[r.invoice].number)
+                .collect();
+        }
+        match self.render(rows, reminder.language, body) {
             Ok(message) => {
                 reminder.subject = message.subject;
                 if body {
@@ -256,6 +293,118 @@ impl Project {
             ));
         }
         reminder
+    }
+
+    /// A planned reminder's own fields, not rendered: its message is its
+    /// own until [`Reminder::in_message`] puts it in a grouped one.
+    pub fn row(&self, planned: &Planned) -> Reminder<'_> {
+        let inv = &self.ledger.invoices[planned.invoice];
+        let policy = &self.rulebook.policies[planned.policy];
+        let stage = &policy.stages[planned.stage];
+        let wanted = self.language_of(planned.invoice);
+        let language = self
+            .rulebook
+            .templates
+            .resolve(&stage.template, wanted)
+            .unwrap_or(wanted);
+        Reminder {
+            date: planned.date,
+            invoice: &inv.number,
+            customer_id: &inv.customer_id,
+            customer_name: &inv.customer_name,
+            policy: &policy.name,
+            stage: &stage.id,
+            occurrence: planned.occurrence,
+            message: crate::deliver::Identity {
+                invoice: inv.number.to_string(),
+                policy: policy.name.clone(),
+                stage: stage.id.clone(),
+                occurrence: planned.occurrence,
+            }
+            .token(),
+            channel: stage.channel,
+            to: self.recipients(std::slice::from_ref(planned), stage.channel),
+            language,
+            template: &stage.template,
+            subject: String::new(),
+            amount_due: crate::render::money(inv.amount_due()),
+            currency: &inv.currency,
+            body: None,
+            html: None,
+            error: None,
+            covers: Vec::new(),
+            shown_before: false,
+        }
+    }
+
+    /// Who a message about `rows` goes to on `channel`: every address of
+    /// their invoices (each once) for an email, the first phone number for
+    /// a call or an SMS, the customer by name for a letter or a task.
+    fn recipients(&self, rows: &[Planned], channel: Channel) -> Cow<'_, str> {
+        let inv = &self.ledger.invoices[rows[0].invoice];
+        match channel {
+            Channel::Email if rows.len() == 1 && !inv.email.contains(';') => {
+                Cow::Borrowed(inv.email.trim())
+            }
+            Channel::Email => {
+                let mut all: Vec<&str> = Vec::new();
+                for address in rows
+                    .iter()
+                    .flat_map(|r| self.ledger.invoices[r.invoice].recipients())
+                {
+                    if !all.contains(&address) {
+                        all.push(address);
+                    }
+                }
+                Cow::Owned(all.join(", "))
+            }
+            Channel::Sms | Channel::Call => Cow::Borrowed(
+                rows.iter()
+                    .filter_map(|r| self.ledger.invoices[r.invoice].extra.get("phone"))
+                    .map(|p| p.trim())
+                    .find(|p| !p.is_empty())
+                    .unwrap_or(""),
+            ),
+            Channel::Letter | Channel::Task => Cow::Borrowed(&*inv.customer_name),
+        }
+    }
+
+    /// Which reminders of a plan go out together: those of a stage with
+    /// `group: customer` share one message per customer, date, template,
+    /// channel and language; every other reminder goes out alone.
+    pub fn messages(&self, plan: &[Planned]) -> Messages {
+        let mut messages = Messages {
+            group_of: vec![Messages::ALONE; plan.len()],
+            groups: Vec::new(),
+        };
+        let mut keys: HashMap<(NaiveDate, usize, &str, Channel, &str), u32> = HashMap::new();
+        for (i, planned) in plan.iter().enumerate() {
+            let stage = &self.rulebook.policies[planned.policy].stages[planned.stage];
+            if stage.group != Grouping::Customer {
+                continue;
+            }
+            let wanted = self.language_of(planned.invoice);
+            let language = self
+                .rulebook
+                .templates
+                .resolve(&stage.template, wanted)
+                .unwrap_or(wanted);
+            let key = (
+                planned.date,
+                self.ledger.customer_index(planned.invoice),
+                stage.template.as_str(),
+                stage.channel,
+                language,
+            );
+            let next = messages.groups.len() as u32;
+            let group = *keys.entry(key).or_insert(next);
+            if group == next {
+                messages.groups.push(Vec::new());
+            }
+            messages.groups[group as usize].push(i);
+            messages.group_of[i] = group;
+        }
+        messages
     }
 
     /// Where an invoice is written in its feed: its line, or its index in a
@@ -284,17 +433,25 @@ impl Project {
         self.problems.has_errors()
     }
 
-    fn render(&self, planned: &Planned, language: &str, body: bool) -> Result<Message, Problem> {
+    /// Renders the message of `rows` (the first leads) in `language`.
+    fn render(&self, rows: &[Planned], language: &str, body: bool) -> Result<Message, Problem> {
+        let planned = &rows[0];
         let policy = &self.rulebook.policies[planned.policy];
         let stage = &policy.stages[planned.stage];
         let templates = &self.rulebook.templates;
         let parts = templates.parts(&stage.template, language, body);
+        let lines: Vec<StatementLine> = rows
+            .iter()
+            .map(|r| StatementLine {
+                invoice: r.invoice,
+                stage: &self.rulebook.policies[r.policy].stages[r.stage],
+                occurrence: r.occurrence,
+            })
+            .collect();
         let context = message_context(
             &self.ledger,
-            planned.invoice,
+            &lines,
             policy,
-            stage,
-            planned.occurrence,
             planned.date,
             language,
             &self.config,
@@ -359,13 +516,21 @@ impl Project {
                     (&stand_in, &sample_stage)
                 }
             };
-            let render = |invoice| {
+            // The full sample leads a statement of both samples: a grouped
+            // message's table meets invoices with and without every field.
+            let render = |invoices: &[usize]| {
+                let lines: Vec<StatementLine> = invoices
+                    .iter()
+                    .map(|&invoice| StatementLine {
+                        invoice,
+                        stage,
+                        occurrence: 0,
+                    })
+                    .collect();
                 let context = message_context(
                     &sample,
-                    invoice,
+                    &lines,
                     policy,
-                    stage,
-                    0,
                     today,
                     &language,
                     &self.config,
@@ -379,9 +544,9 @@ impl Project {
             };
             // The sparse invoice only where the full one renders: a mistake
             // that fails both is reported once, without a misleading hint.
-            if let Err(problem) = render(FULL_SAMPLE) {
+            if let Err(problem) = render(&[FULL_SAMPLE, SPARSE_SAMPLE]) {
                 problems.push(problem);
-            } else if let Err(mut problem) = render(SPARSE_SAMPLE) {
+            } else if let Err(mut problem) = render(&[SPARSE_SAMPLE]) {
                 problem.message.push_str(
                     " (with a sample invoice that has no paid_date, promise_date, tags, \
                      language, extra values or payment: show an optional field only when \
@@ -463,6 +628,41 @@ impl Project {
             ..full.clone()
         };
         Ledger::new(vec![full, sparse]).with_default_language(&self.config.language)
+    }
+}
+
+/// Which reminders of a plan go out in one message ([`Project::messages`]).
+#[derive(Debug, Default)]
+pub struct Messages {
+    /// Each reminder's group, or [`Messages::ALONE`].
+    group_of: Vec<u32>,
+    /// The reminders of each grouped message, in plan order.
+    pub groups: Vec<Vec<usize>>,
+}
+
+impl Messages {
+    const ALONE: u32 = u32::MAX;
+
+    /// The reminders (plan indexes) of the grouped message reminder `i`
+    /// goes out in; `None` when it goes out alone.
+    pub fn group(&self, i: usize) -> Option<&[usize]> {
+        match self.group_of.get(i) {
+            Some(&g) if g != Self::ALONE => Some(&self.groups[g as usize]),
+            _ => None,
+        }
+    }
+
+    /// Whether reminder `i` opens its message (the first of it, or alone).
+    pub fn leads(&self, i: usize) -> bool {
+        self.group(i).is_none_or(|g| g[0] == i)
+    }
+
+    /// Every message, as the plan indexes of its reminders, in plan order
+    /// of their first.
+    pub fn each(&self) -> impl Iterator<Item = Vec<usize>> + '_ {
+        (0..self.group_of.len())
+            .filter(|&i| self.leads(i))
+            .map(|i| self.group(i).map_or_else(|| vec![i], <[usize]>::to_vec))
     }
 }
 

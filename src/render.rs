@@ -1219,22 +1219,25 @@ impl Parts {
     const STAGE: u8 = 4;
     const POLICY: u8 = 8;
     const COMPANY: u8 = 16;
+    const STATEMENT: u8 = 32;
     const NONE: Parts = Parts {
         objects: 0,
         invoice_fields: 0,
         customer_fields: 0,
     };
     pub const ALL: Parts = Parts {
-        objects: 31,
+        objects: 63,
         invoice_fields: ALL_INVOICE_FIELDS,
         customer_fields: ALL_CUSTOMER_FIELDS,
     };
-    const NAMED: [(&'static str, u8); 5] = [
+    const NAMED: [(&'static str, u8); 7] = [
         ("invoice", Parts::INVOICE),
         ("customer", Parts::CUSTOMER),
         ("stage", Parts::STAGE),
         ("policy", Parts::POLICY),
         ("company", Parts::COMPANY),
+        ("invoices", Parts::STATEMENT),
+        ("totals", Parts::STATEMENT),
     ];
 
     fn has(self, object: u8) -> bool {
@@ -1333,20 +1336,68 @@ fn fields_used(source: &str, object: &str, fields: &[&str]) -> u32 {
     used
 }
 
-/// Builds the context of one reminder: `parts` of invoice, customer, stage,
-/// policy and company, plus `today` and `language`.
-#[allow(clippy::too_many_arguments)]
+/// One invoice of a message and the stage it is at: a message grouped per
+/// customer has several, any other one.
+#[derive(Clone, Copy)]
+pub struct StatementLine<'a> {
+    pub invoice: usize,
+    pub stage: &'a Stage,
+    pub occurrence: u32,
+}
+
+fn stage_json(stage: &Stage, occurrence: u32) -> Value {
+    json!({
+        "id": stage.id,
+        "offset": stage.offset,
+        "channel": stage.channel.as_str(),
+        "template": stage.template,
+        "occurrence": occurrence,
+    })
+}
+
+/// A statement's `invoices` (each invoice with its `stage`) and `totals`
+/// (amount due and count per currency, by currency).
+fn statement_json(ledger: &Ledger, lines: &[StatementLine], today: NaiveDate) -> (Value, Value) {
+    let mut totals: BTreeMap<&str, (Decimal, usize)> = BTreeMap::new();
+    let invoices = lines
+        .iter()
+        .map(|line| {
+            let inv = &ledger.invoices[line.invoice];
+            let total = totals.entry(&inv.currency).or_default();
+            total.0 += inv.amount_due();
+            total.1 += 1;
+            let mut json = invoice_json(ledger, line.invoice, today, ALL_INVOICE_FIELDS);
+            json["stage"] = stage_json(line.stage, line.occurrence);
+            json
+        })
+        .collect();
+    let totals = totals
+        .into_iter()
+        .map(|(currency, (due, count))| {
+            json!({"currency": currency, "amount_due": amount_json(due), "count": count})
+        })
+        .collect();
+    (Value::Array(invoices), Value::Array(totals))
+}
+
+/// Builds the context of a message about `lines` (the first leads: it is
+/// the message's `invoice` and `stage`): `parts` of invoice, customer,
+/// stage, policy, company and the statement (`invoices`, `totals`), plus
+/// `today` and `language`.
 pub fn message_context(
     ledger: &Arc<Ledger>,
-    index: usize,
+    lines: &[StatementLine],
     policy: &Policy,
-    stage: &Stage,
-    occurrence: u32,
     today: NaiveDate,
     language: &str,
     config: &Config,
     parts: Parts,
 ) -> MessageContext {
+    let StatementLine {
+        invoice: index,
+        stage,
+        occurrence,
+    } = lines[0];
     let customer_index = ledger.customer_index(index);
     let mut root = serde_json::Map::new();
     if parts.has(Parts::INVOICE) {
@@ -1362,16 +1413,12 @@ pub fn message_context(
         );
     }
     if parts.has(Parts::STAGE) {
-        root.insert(
-            "stage".into(),
-            json!({
-                "id": stage.id,
-                "offset": stage.offset,
-                "channel": stage.channel.as_str(),
-                "template": stage.template,
-                "occurrence": occurrence,
-            }),
-        );
+        root.insert("stage".into(), stage_json(stage, occurrence));
+    }
+    if parts.has(Parts::STATEMENT) {
+        let (invoices, totals) = statement_json(ledger, lines, today);
+        root.insert("invoices".into(), invoices);
+        root.insert("totals".into(), totals);
     }
     if parts.has(Parts::POLICY) {
         root.insert(

@@ -1,5 +1,6 @@
 //! Presenting results to people (aligned tables, prose) and machines (JSON, CSV).
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 
 use serde::Serialize;
@@ -118,14 +119,34 @@ pub fn write_preview(
 ) -> io::Result<()> {
     use rayon::prelude::*;
     let rows = RowFormat::new(format, render, project, plan);
+    let messages = project.messages(plan);
+    // Grouped messages, rendered in the window of their first reminder and
+    // kept until the window of their last.
+    let mut grouped: HashMap<usize, Reminder> = HashMap::new();
     out.write_all(&rows.header())?;
     for (w, window) in plan.chunks(WINDOW).enumerate() {
+        let base = w * WINDOW;
+        let opened: Vec<(usize, Reminder)> = (base..base + window.len())
+            .into_par_iter()
+            .filter_map(|i| {
+                let group = messages.group(i).filter(|g| g[0] == i)?;
+                let rows: Vec<Planned> = group.iter().map(|&j| plan[j]).collect();
+                Some((i, project.message(&rows, render)))
+            })
+            .collect();
+        grouped.extend(opened);
         let parts: Vec<io::Result<(Vec<u8>, Vec<String>)>> = window
             .par_chunks(CHUNK)
             .enumerate()
             .map(|(c, chunk)| {
-                let reminders: Vec<Reminder> =
-                    chunk.iter().map(|p| project.reminder(p, render)).collect();
+                let reminders: Vec<Reminder> = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(k, p)| match messages.group(base + c * CHUNK + k) {
+                        Some(group) => project.row(p).in_message(&grouped[&group[0]]),
+                        None => project.reminder(p, render),
+                    })
+                    .collect();
                 let warnings = reminders
                     .iter()
                     .filter_map(|r| {
@@ -144,6 +165,8 @@ pub fn write_preview(
             out.write_all(&bytes)?;
             warnings.iter().for_each(|line| warn(line));
         }
+        let end = base + window.len();
+        grouped.retain(|&first, _| messages.group(first).is_some_and(|g| g[g.len() - 1] >= end));
     }
     out.write_all(&rows.footer(plan.is_empty()))
 }
@@ -227,7 +250,7 @@ impl RowFormat {
                 w.flush()?;
             }
             Format::Table if self.render => {
-                for r in reminders {
+                for r in reminders.iter().filter(|r| !r.shown_before) {
                     write_message(&mut out, r)?;
                 }
             }
@@ -258,11 +281,20 @@ impl RowFormat {
 /// One whole message of `preview --render` in a table: its header lines,
 /// its text and, when it has one, its HTML part.
 fn write_message(out: &mut dyn Write, r: &Reminder) -> io::Result<()> {
+    let invoices = if r.covers.is_empty() {
+        r.invoice.to_string()
+    } else {
+        format!(
+            "{} (one message for {})",
+            r.customer_name,
+            r.covers.join(", ")
+        )
+    };
     writeln!(
         out,
         "=== {}  {}  {}  {} ({})",
         r.date,
-        r.invoice,
+        invoices,
         stage_label(r.stage, r.occurrence),
         r.channel.as_str(),
         r.policy
