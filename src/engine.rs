@@ -291,7 +291,7 @@ impl Evaluator<'_> {
         policy
             .calendar()
             .closed(date)
-            .map(|why| format!("{} {date} is {why}: nothing goes out", weekday(date)))
+            .map(|why| format!("{} {date} is {why}", weekday(date)))
     }
 
     /// SPEC §4 for one invoice and date. `chosen` is the policy choice when

@@ -385,7 +385,8 @@ fn explain(
     let inv = &project.ledger.invoices[index];
     let marks = journal.marks(&inv.number);
     let mut trace = relance::engine::Trace::default();
-    let outcome = inv.is_open().then(|| {
+    // An open invoice is decided by SPEC §4, a paid one may be owed its thank-you.
+    let outcome = (inv.is_open() || inv.is_settled()).then(|| {
         project
             .evaluator()
             .evaluate(index, date, marks, Some(&mut trace))
@@ -418,6 +419,7 @@ fn explain(
             "policy": policy.map(|p| p.name.clone()),
             "policies": trace.policies,
             "stages": trace.stages,
+            "blocked": trace.blocked,
             "fires": fires,
             "skipped": outcome.as_ref().map(|o| o.skipped.iter().map(|s| policy.map_or(String::new(), |p| p.stages[s.stage].id.clone())).collect::<Vec<_>>()),
             "errors": outcome.as_ref().map(|o| o.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()),
@@ -446,11 +448,41 @@ fn explain(
         },
         inv.status.as_str()
     )?;
-    if !inv.is_open() {
+    if let Some(hold) = project.rulebook.holds.active(inv, date) {
+        writeln!(out, "  {}", hold.describe())?;
+    }
+    if inv.status == relance::model::Status::Disputed {
         writeln!(
             out,
-            "  Not open (paid, void, disputed, credit or nothing left to pay): no reminder."
+            "  Disputed: nothing fires while the status is disputed; when it changes, its stages resume where they are."
         )?;
+        return Ok(());
+    }
+    if !inv.is_open() {
+        match (&fires, policy) {
+            (Some(r), _) => writeln!(
+                out,
+                "  Paid, after a reminder: on {date} the thank-you ({}, {}) goes to {}: {}",
+                r.template,
+                r.channel.as_str(),
+                r.to,
+                r.subject
+            )?,
+            (None, Some(p)) if inv.is_settled() => {
+                report::explain_stages(out, &trace)?;
+                if p.on_paid().is_none() {
+                    writeln!(
+                        out,
+                        "  Paid; policy {} sends no thank-you (no on_paid).",
+                        p.name
+                    )?;
+                }
+            }
+            _ => writeln!(
+                out,
+                "  Not open (paid, void, credit or nothing left to pay): no reminder."
+            )?,
+        }
         return Ok(());
     }
     writeln!(out, "\nPolicies, highest priority first:")?;
@@ -500,6 +532,9 @@ fn explain(
         policy.name, anchor.0, anchor.1
     )?;
     report::explain_stages(out, &trace)?;
+    if let Some(blocked) = &trace.blocked {
+        writeln!(out, "\nOn {date}: nothing goes out: {blocked}.")?;
+    }
     match &fires {
         Some(r) if r.error.is_some() => writeln!(
             out,
@@ -516,6 +551,7 @@ fn explain(
             r.to,
             r.subject
         )?,
+        None if trace.blocked.is_some() => {}
         None => writeln!(out, "\nOn {date}: nothing fires.")?,
     }
     for e in outcome.iter().flat_map(|o| &o.errors) {

@@ -15,7 +15,9 @@ use crate::diagnostics::{Location, Problem, Problems};
 use crate::engine::{Evaluator, Planned};
 use crate::feed::{feeds_for, load_feeds};
 use crate::model::{Invoice, Ledger, NumberIndex, Origin, Status};
-use crate::policy::{Channel, Grouping, Holds, Policy, Stage, load_holds, load_policies};
+use crate::policy::{
+    Channel, Grouping, HoldTarget, Holds, Policy, Stage, Trigger, load_holds, load_policies,
+};
 use crate::render::{Message, StatementLine, Templates, message_context};
 use crate::script::{CustomerView, InvoiceView, Scripts, Variables};
 
@@ -467,6 +469,8 @@ impl Project {
         let mut problems = self.problems.clone();
         problems.extend(self.feed_problems.clone());
         self.check_email_addresses(&mut problems);
+        self.check_holds(&mut problems);
+        self.check_grouped_templates(&mut problems);
         let sample = Arc::new(self.sample_ledger(today));
         for policy in &self.rulebook.policies {
             let mut scope = Variables {
@@ -544,18 +548,83 @@ impl Project {
             };
             // The sparse invoice only where the full one renders: a mistake
             // that fails both is reported once, without a misleading hint.
-            if let Err(problem) = render(&[FULL_SAMPLE, SPARSE_SAMPLE]) {
+            // A template only broken promises use always has a promise date.
+            let promised = self.rulebook.policies.iter().all(|p| {
+                p.stages
+                    .iter()
+                    .filter(|s| s.template == name)
+                    .all(|s| s.trigger == Trigger::PromiseBroken)
+            }) && used.is_some();
+            let (sparse, lacks, guarded) = if promised {
+                (SPARSE_PROMISED_SAMPLE, "paid_date, tags", "paid_date")
+            } else {
+                (
+                    SPARSE_SAMPLE,
+                    "paid_date, promise_date, tags",
+                    "promise_date",
+                )
+            };
+            if let Err(problem) = render(&[FULL_SAMPLE, sparse]) {
                 problems.push(problem);
-            } else if let Err(mut problem) = render(&[SPARSE_SAMPLE]) {
-                problem.message.push_str(
-                    " (with a sample invoice that has no paid_date, promise_date, tags, \
-                     language, extra values or payment: show an optional field only when \
-                     it is there, as in {{#if invoice.promise_date}}…{{/if}})",
-                );
+            } else if let Err(mut problem) = render(&[sparse]) {
+                problem.message.push_str(&format!(
+                    " (with a sample invoice that has no {lacks}, language, extra values or \
+                     payment: show an optional field only when it is there, as in \
+                     {{{{#if invoice.{guarded}}}}}…{{{{/if}}}})"
+                ));
                 problems.push(problem);
             }
         }
         problems
+    }
+
+    /// Warns of each hold that names an invoice or a customer the feeds do
+    /// not have: a typo there holds nothing, and the customer gets reminded.
+    fn check_holds(&self, problems: &mut Problems) {
+        for hold in &self.rulebook.holds.list {
+            let (what, known) = match &hold.target {
+                HoldTarget::Invoice(n) => (format!("invoice {n}"), self.ledger.find(n).is_some()),
+                HoldTarget::Customer(c) => (
+                    format!("customer {c}"),
+                    self.ledger.customers.iter().any(|k| *k.id == **c),
+                ),
+            };
+            if !known {
+                problems.warning(
+                    hold.location.clone(),
+                    format!("hold: {what} is not in the feeds: this hold holds nothing (a typo?)"),
+                );
+            }
+        }
+    }
+
+    /// Warns of each grouped stage whose template does not list the
+    /// message's `invoices`: a customer's several reminders would go out as
+    /// one message showing only the first invoice.
+    fn check_grouped_templates(&self, problems: &mut Problems) {
+        for policy in &self.rulebook.policies {
+            for stage in policy
+                .stages
+                .iter()
+                .filter(|s| s.group == Grouping::Customer)
+            {
+                if !self
+                    .rulebook
+                    .templates
+                    .all_mention(&stage.template, "invoices")
+                {
+                    problems.warning(
+                        stage.location.clone(),
+                        format!(
+                            "stage {} groups reminders per customer, but template {:?} does not list \
+                             `invoices`: a message for several invoices would show only the first \
+                             (use a statement template, e.g. {{{{#each invoices}}}}…{{{{/each}}}})",
+                            stage.id, stage.template
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     /// Warns of each open invoice without an address when some policy sends
@@ -627,7 +696,12 @@ impl Project {
             promise_date: None,
             ..full.clone()
         };
-        Ledger::new(vec![full, sparse]).with_default_language(&self.config.language)
+        let promised = Invoice {
+            number: "SAMPLE-0003".into(),
+            promise_date: Some(today - chrono::Days::new(3)),
+            ..sparse.clone()
+        };
+        Ledger::new(vec![full, sparse, promised]).with_default_language(&self.config.language)
     }
 }
 
@@ -666,9 +740,11 @@ impl Messages {
     }
 }
 
-/// The indexes of the two invoices of [`Project::sample_ledger`].
+/// The indexes of the invoices of [`Project::sample_ledger`].
 const FULL_SAMPLE: usize = 0;
 const SPARSE_SAMPLE: usize = 1;
+/// The sparse one with a promise to pay: what a broken-promise message is about.
+const SPARSE_PROMISED_SAMPLE: usize = 2;
 
 #[cfg(test)]
 mod tests {

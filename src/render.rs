@@ -335,6 +335,16 @@ impl Templates {
             })
     }
 
+    /// Whether every language's files of template `name` (text and HTML)
+    /// say `word`; `check` asks it of the templates of grouped stages.
+    pub fn all_mention(&self, name: &str, word: &str) -> bool {
+        let mentions = |file: &Path| std::fs::read_to_string(file).is_ok_and(|t| t.contains(word));
+        self.languages
+            .values()
+            .filter_map(|set| set.sources.get(name))
+            .all(|s| mentions(&s.file) && s.html_file.as_deref().is_none_or(mentions))
+    }
+
     pub fn has_html(&self, name: &str, language: &str) -> bool {
         self.languages
             .get(language)

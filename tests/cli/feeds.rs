@@ -440,7 +440,7 @@ fn paid_void_disputed_credit_and_settled_invoices_get_nothing() {
     assert_contains(&explain.stdout, "status disputed");
     assert_contains(
         &explain.stdout,
-        "Not open (paid, void, disputed, credit or nothing left to pay): no reminder.",
+        "Disputed: nothing fires while the status is disputed; when it changes, its stages resume where they are.",
     );
 }
 
