@@ -210,6 +210,7 @@ fn journal(c: &mut Criterion) {
                         recipient: "a@b.c",
                         subject: "s",
                         message_id: "<m>",
+                        message: "m",
                         last_error: None,
                     };
                     journal.insert(&row, "2026-12-01T09:00:00Z").unwrap();
