@@ -541,7 +541,7 @@ fn letters_calls_and_tasks_become_files_in_tasks_and_are_journaled() {
     assert_contains(&call, "Téléphone :  +33 1 40 00 12 12\n");
     assert_contains(
         &call,
-        "Trame d'appel :\n\nAppel du chargé de compte — Groupe Hôtelier Belle-Rive",
+        "Trame d'appel :\n\nEncours total du client : 27 430,00 € sur 3 facture(s) ouverte(s).\n\n1. Se présenter",
     );
 
     // The French export has no phone column: the call is still written (the
