@@ -11,10 +11,11 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls as SmtpTls, TlsParameters};
 use lettre::{SmtpTransport, Transport};
 
-use crate::config::{Config, Delivery, Tls};
+use crate::config::{Company, Config, Delivery, Tls};
 use crate::model::Invoice;
 use crate::policy::Channel;
 use crate::project::Reminder;
+use crate::tasks;
 
 /// The sender of emails when `company.email` is empty (the default): outbox
 /// and log deliveries still produce complete messages, for a person to read
@@ -128,6 +129,8 @@ impl Deliverer {
 pub struct Deliverer {
     route: Route,
     tasks: PathBuf,
+    /// The sender of letters.
+    company: Company,
     from: Mailbox,
     /// The Message-IDs' domain: the sender's.
     domain: String,
@@ -175,6 +178,7 @@ impl Deliverer {
         Ok(Deliverer {
             route,
             tasks: config.path(&config.tasks),
+            company: config.company.clone(),
             domain: from.email.domain().to_string(),
             from,
             placeholder_sender,
@@ -199,12 +203,18 @@ impl Deliverer {
     /// it is made durable by the next [`Deliverer::flush`].
     fn write(&self, path: &Path, bytes: &[u8]) -> Result<(), DeliveryError> {
         write_atomically(path, bytes)?;
+        self.unsynced(path);
+        Ok(())
+    }
+
+    /// Notes that `path` changed: the next [`Deliverer::flush`] syncs its
+    /// folder (a file written, or appended to, and its name).
+    fn unsynced(&self, path: &Path) {
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let mut unsynced = self.unsynced.lock().unwrap_or_else(|e| e.into_inner());
         if !unsynced.contains(&dir) {
             unsynced.push(dir);
         }
-        Ok(())
     }
 
     /// Whether emails come from [`PLACEHOLDER_SENDER`] because `company.email`
@@ -235,9 +245,21 @@ impl Deliverer {
         }
     }
 
-    /// The id a message was delivered with, if what it wrote is there (its
-    /// outbox or task file): after a crash, the proof that it went out.
-    /// `None` when it was not written, or when its route writes nothing (SMTP).
+    /// The PDF of a letter, beside its text.
+    fn pdf_for(&self, txt: &Path) -> PathBuf {
+        txt.with_extension("pdf")
+    }
+
+    /// The worklist `task` messages append their rows to.
+    fn worklist(&self) -> PathBuf {
+        self.tasks.join(tasks::WORKLIST)
+    }
+
+    /// The id a message was delivered with, if what it wrote is there: after
+    /// a crash, the proof that it went out. That is its outbox or task file;
+    /// for a letter, its PDF too; for a task, its rows in the worklist.
+    /// `None` when it was not (completely) written, or when its route
+    /// writes nothing (SMTP).
     pub fn delivered(
         &self,
         date: chrono::NaiveDate,
@@ -247,8 +269,13 @@ impl Deliverer {
         let file = self.file_for(date, token, channel)?;
         // Files are synced in batches: after a power loss, a file written
         // but not yet synced may be there and empty. Only content proves delivery.
-        let written = std::fs::metadata(&file).is_ok_and(|m| m.len() > 0);
-        written.then(|| match channel {
+        let written = |file: &Path| std::fs::metadata(file).is_ok_and(|m| m.len() > 0);
+        let delivered = match channel {
+            Channel::Letter => written(&self.pdf_for(&file)) && written(&file),
+            Channel::Task => tasks::in_worklist(&self.worklist(), date, token),
+            Channel::Email | Channel::Sms | Channel::Call => written(&file),
+        };
+        delivered.then(|| match channel {
             Channel::Email => self.message_id(token),
             _ => file.display().to_string(),
         })
@@ -259,22 +286,8 @@ impl Deliverer {
     /// its Message-ID (emails) or file (the other channels, whose files carry
     /// the invoices' facts).
     pub fn deliver(&self, r: &Reminder, items: &[Item]) -> Result<String, DeliveryError> {
-        // Never empty: a message exists because one of its reminders fired.
-        let invoice = items[0].invoice;
         if r.channel != Channel::Email {
-            let path = self
-                .file_for(r.date, &r.message, r.channel)
-                .expect("task channels write files");
-            let phone = phone_of(invoice);
-            // The file is still written: the person who makes the call can
-            // look the number up, and a missing number must not hold the task.
-            if matches!(r.channel, Channel::Sms | Channel::Call) && phone.is_none() {
-                tracing::warn!(invoice = %r.invoice, policy = %r.policy, stage = %r.stage, channel = r.channel.as_str(),
-                    "no phone number for this {} (the feed's `phone` column is empty): {} written without one",
-                    r.channel.as_str(), path.display());
-            }
-            self.write(&path, task_text(r, invoice, phone).as_bytes())?;
-            return Ok(path.display().to_string());
+            return self.deliver_work(r, items);
         }
         let id = self.message_id(&r.message);
         match &self.route {
@@ -296,6 +309,52 @@ impl Deliverer {
                 Ok(id)
             }
         }
+    }
+
+    /// Writes the files of a message for a person to act on (see
+    /// [`crate::tasks`]); returns the text file, which the journal names.
+    /// Each is written so that the last thing written is the proof
+    /// [`Deliverer::delivered`] looks for: a letter's PDF before its text,
+    /// a task's text before its rows in the worklist.
+    fn deliver_work(&self, r: &Reminder, items: &[Item]) -> Result<String, DeliveryError> {
+        let path = self
+            .file_for(r.date, &r.message, r.channel)
+            .expect("task channels write files");
+        // A missing phone number or address does not hold the message: the
+        // person who acts on it can look them up, and is told to.
+        let missing = match r.channel {
+            Channel::Sms | Channel::Call if tasks::phone_of(items).is_none() => {
+                Some("phone number (the feed's `phone` column is empty)")
+            }
+            Channel::Letter if tasks::address_of(items).is_none() => {
+                Some("postal address (the feed's `address` column is empty)")
+            }
+            _ => None,
+        };
+        if let Some(what) = missing {
+            tracing::warn!(invoice = %r.invoice, policy = %r.policy, stage = %r.stage, channel = r.channel.as_str(),
+                "no {what} for this {}: {} written without one", r.channel.as_str(), path.display());
+        }
+        match r.channel {
+            Channel::Letter => {
+                let letter = tasks::letter(r, items, &self.company);
+                self.write(&self.pdf_for(&path), &crate::pdf::a4(&letter, &r.subject))?;
+                self.write(&path, letter.as_bytes())?;
+            }
+            Channel::Task => {
+                self.write(&path, tasks::sheet(r, items).as_bytes())?;
+                let worklist = self.worklist();
+                tasks::append_to_worklist(&worklist, r, items).map_err(|source| {
+                    DeliveryError::Io {
+                        path: worklist.clone(),
+                        source,
+                    }
+                })?;
+                self.unsynced(&worklist);
+            }
+            _ => self.write(&path, tasks::sheet(r, items).as_bytes())?,
+        }
+        Ok(path.display().to_string())
     }
 
     /// Builds the MIME message. Names and subjects are encoded by lettre;
@@ -342,7 +401,9 @@ impl Deliverer {
     }
 }
 
-fn clean_line(s: &str) -> String {
+/// `s` on one line: control characters (newlines included) become spaces,
+/// runs of spaces one.
+pub(crate) fn clean_line(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect::<String>()
@@ -382,64 +443,6 @@ fn sender(config: &Config) -> Result<(Mailbox, bool), DeliveryError> {
         Mailbox::new(clean_name(config.company.get("name")), addr),
         placeholder,
     ))
-}
-
-/// The invoice's phone number (the feed's `phone` column), if it has one.
-fn phone_of(invoice: &Invoice) -> Option<&str> {
-    invoice
-        .extra
-        .get("phone")
-        .map(|p| p.trim())
-        .filter(|p| !p.is_empty())
-}
-
-/// The file a person acts on for a letter, a call, an SMS or a task: the
-/// rendered text and the invoice facts needed to act without opening the
-/// accounting system (amounts, dates, how to reach the customer).
-fn task_text(r: &Reminder, inv: &Invoice, phone: Option<&str>) -> String {
-    // A blank line would read as a fact lost in the file; say where it is missing.
-    let given = |value: String| {
-        if value.is_empty() {
-            "(not in the feed)".to_string()
-        } else {
-            value
-        }
-    };
-    let amount = |d| format!("{} {}", crate::render::money(d), r.currency);
-    let days_overdue = match inv.days_overdue(r.date) {
-        d if d >= 0 => d.to_string(),
-        d => format!("0 (due in {} day(s))", -d),
-    };
-    let stage = crate::report::stage_label(r.stage, r.occurrence);
-    let facts = [
-        ("Channel", r.channel.as_str().to_string()),
-        ("Invoice", r.invoice.to_string()),
-        (
-            "Customer",
-            format!("{} ({})", r.customer_name, r.customer_id),
-        ),
-        ("To", given(r.to.to_string())),
-        ("Issued", inv.issue_date.to_string()),
-        ("Due date", inv.due_date.to_string()),
-        ("Days overdue", days_overdue),
-        ("Amount", amount(inv.amount)),
-        ("Amount paid", amount(inv.amount_paid)),
-        ("Amount due", amount(inv.amount_due())),
-        (
-            "Email",
-            given(inv.recipients().collect::<Vec<_>>().join(", ")),
-        ),
-        ("Phone", given(phone.unwrap_or_default().to_string())),
-        ("Policy", format!("{} / {stage}", r.policy)),
-        ("Date", r.date.to_string()),
-        ("Subject", r.subject.clone()),
-    ];
-    let mut text = String::new();
-    for (label, value) in facts {
-        let _ = writeln!(text, "{:<14}{value}", format!("{label}:"));
-    }
-    let _ = writeln!(text, "\n{}", r.body.as_deref().unwrap_or("").trim_end());
-    text
 }
 
 /// Writes a file so that it is either absent or complete: temp file, then

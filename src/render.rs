@@ -939,7 +939,8 @@ fn from_dynamic(d: Dynamic) -> Value {
     Value::String(d.to_string())
 }
 
-fn is_french(language: &str) -> bool {
+/// Whether a message in `language` is written in French (`fr`, `fr-CA`…).
+pub fn is_french(language: &str) -> bool {
     language.split('-').next() == Some("fr")
 }
 
@@ -1064,14 +1065,22 @@ pub struct MessageContext {
 
 /// An amount as text with at least cents: the form amounts take in JSON output.
 pub fn money(d: Decimal) -> String {
-    // Amounts show at least cents: 100 is written 100.00, 99.995 stays exact.
+    with_cents(d).to_string()
+}
+
+/// An exact amount with at least cents, grouped the way `language` writes
+/// numbers (`5 600,00` in French, `5,600.00` in English), without a currency:
+/// for tables that have a currency column.
+pub fn format_amount(d: Decimal, language: &str) -> String {
+    format_number(with_cents(d), language)
+}
+
+/// Amounts show at least cents: 100 is 100.00, 99.995 stays exact.
+fn with_cents(mut d: Decimal) -> Decimal {
     if d.scale() < 2 {
-        let mut d = d;
         d.rescale(2);
-        d.to_string()
-    } else {
-        d.to_string()
     }
+    d
 }
 
 /// An exact JSON number for a template context. serde_json's
@@ -1480,6 +1489,15 @@ mod tests {
         assert_eq!(m("1234567.891", "EUR", "fr"), "1 234 567,89 €");
         assert_eq!(format_percent("12.150".parse().unwrap(), "fr"), "12,15 %");
         assert_eq!(format_percent("12.15".parse().unwrap(), "en"), "12.15%");
+    }
+
+    #[test]
+    fn amounts_for_tables_are_exact_and_grouped_without_a_currency() {
+        let a = |s: &str, l: &str| format_amount(s.parse().unwrap(), l);
+        assert_eq!(a("5600", "fr"), "5 600,00");
+        assert_eq!(a("5600", "en"), "5,600.00");
+        assert_eq!(a("1234567.891", "fr-CA"), "1 234 567,891");
+        assert_eq!(a("0", "en"), "0.00");
     }
 
     #[test]

@@ -171,12 +171,14 @@ fn the_journal_records_each_reminder_with_its_identity_and_delivery_facts() {
     run_once(&folder, &[]).expect_code(0);
     let rows = folder.journal();
 
-    // One `sent` row per file delivered, and the overtaken stages `skipped`.
-    let delivered = folder.files("outbox").len() + folder.files("tasks").len();
-    assert_eq!(
-        (folder.files("outbox").len(), folder.files("tasks").len()),
-        (17, 7)
-    );
+    // One `sent` row per email or task file delivered (letters have a PDF
+    // beside their text), and the overtaken stages `skipped`.
+    let task_texts = file_names(&folder, "tasks")
+        .iter()
+        .filter(|name| name.ends_with(".txt"))
+        .count();
+    let delivered = folder.files("outbox").len() + task_texts;
+    assert_eq!((folder.files("outbox").len(), task_texts), (17, 7));
     assert_eq!(count(&rows, "sent"), delivered);
     assert_eq!(count(&rows, "planned") + count(&rows, "failed"), 0);
 
@@ -511,45 +513,46 @@ fn letters_calls_and_tasks_become_files_in_tasks_and_are_journaled() {
             "2026-12-01.F2026-0009.standard.collection.0.task.txt",
             "2026-12-01.F2026-0040.habitual_late.collection.1.task.txt",
             "2026-12-01.F2026-0045.key_accounts.account_call.0.call.txt",
+            "2026-12-01.F2026-0050.standard.formal_notice.0.letter.pdf",
             "2026-12-01.F2026-0050.standard.formal_notice.0.letter.txt",
+            "2026-12-01.F2026-0072.habitual_late.formal_notice.0.letter.pdf",
             "2026-12-01.F2026-0072.habitual_late.formal_notice.0.letter.txt",
+            "2026-12-01.F2026-0080.standard.formal_notice.0.letter.pdf",
             "2026-12-01.F2026-0080.standard.formal_notice.0.letter.txt",
             "2026-12-01.F2026-0203.key_accounts.account_call.0.call.txt",
+            "worklist.csv",
         ]
     );
 
+    // The shipped formal notice, laid out as a letter (tests/tasks.rs has
+    // the layout line by line).
     let letter = folder.read("tasks/2026-12-01.F2026-0050.standard.formal_notice.0.letter.txt");
-    // The facts a person needs to act without the accounting system.
-    for fact in [
-        "Channel:      letter\n",
-        "Invoice:      F2026-0050\n",
-        "Customer:     Boulangerie Dupont (C005)\n",
-        "Issued:       2026-09-01\n",
-        "Due date:     2026-10-01\n",
-        "Days overdue: 61\n",
-        "Amount:       245.90 EUR\n",
-        "Amount paid:  0.00 EUR\n",
-        "Amount due:   245.90 EUR\n",
-        "Email:        contact@boulangerie-dupont.fr\n",
-        "Phone:        +33 5 56 00 11 22\n",
-        "Policy:       standard / formal_notice\n",
-        "Date:         2026-12-01\n",
-        "Subject:      Mise en demeure de payer — facture F2026-0050\n",
-        // The rendered letter itself.
+    for part in [
+        "Atelier Durand SARL\n12 rue des Tanneurs, 69001 Lyon\n",
+        "Boulangerie Dupont\n",
+        "Lyon, le 1er décembre 2026\n",
+        "\nLettre recommandée avec accusé de réception\n",
+        "\nObjet : Mise en demeure de payer — facture F2026-0050\n",
         "Par la présente, nous vous mettons en demeure",
         "Principal restant dû :                  245,90 €",
     ] {
-        assert!(letter.contains(fact), "{fact:?} missing from:\n{letter}");
+        assert_contains(&letter, part);
     }
     let call = folder.read("tasks/2026-12-01.F2026-0045.key_accounts.account_call.0.call.txt");
-    assert_contains(&call, "To:           +33 1 40 00 12 12\n");
-    assert_contains(&call, "Phone:        +33 1 40 00 12 12\n");
+    assert_contains(&call, "Téléphone :  +33 1 40 00 12 12\n");
+    assert_contains(
+        &call,
+        "Trame d'appel :\n\nEncours total du client : 27 430,00 € sur 3 facture(s) ouverte(s).\n\n1. Se présenter",
+    );
 
     // The French export has no phone column: the call is still written (the
     // number can be looked up), with a warning naming it.
     let call = folder.read("tasks/2026-12-01.F2026-0203.key_accounts.account_call.0.call.txt");
-    assert_contains(&call, "Phone:        (not in the feed)\n");
-    assert_contains(&call, "Email:        facturation@conseil-bonnet.fr\n");
+    assert_contains(
+        &call,
+        "Téléphone :  (absent du flux : le chercher dans la fiche client)\n",
+    );
+    assert_contains(&call, "Courriel :   facturation@conseil-bonnet.fr\n");
     let warnings = run.log_lines("no phone number");
     assert_eq!(warnings.len(), 1, "{}", run.stderr);
     assert_contains(warnings[0], "WARN");
@@ -711,19 +714,6 @@ fn sigkill_in_the_middle_of_an_outbox_batch_loses_nothing_and_sends_nothing_twic
     }
 }
 
-/// Sets a journal row's state and owner as a crash would have left them.
-fn rewind(folder: &Folder, invoice: &str, state: &str, owner: u32) {
-    let changed = sqlite(folder)
-        .execute(
-            "UPDATE reminder SET state = ?2, owner = ?3,
-                    next_try_at = CASE ?2 WHEN 'failed' THEN '2000-01-01T00:00:00.000Z' END
-             WHERE invoice = ?1",
-            rusqlite::params![invoice, state, owner],
-        )
-        .unwrap();
-    assert_eq!(changed, 1);
-}
-
 #[test]
 fn reminders_left_planned_or_failed_by_a_crash_are_resolved_by_their_outbox_file() {
     let folder = dunning_folder("", &invoices(5));
@@ -740,19 +730,19 @@ fn reminders_left_planned_or_failed_by_a_crash_are_resolved_by_their_outbox_file
         child.id()
     };
     // F001: planned by a process that died before writing its file.
-    rewind(&folder, "F001", "planned", dead);
+    folder.rewind("F001", "planned", dead);
     std::fs::remove_file(file(1)).unwrap();
     // F002: planned by a process that died after writing its file.
-    rewind(&folder, "F002", "planned", dead);
+    folder.rewind("F002", "planned", dead);
     // F003: planned by a pid now reused by another, running program (this
     // test): only a running relance can still be delivering it.
-    rewind(&folder, "F003", "planned", std::process::id());
+    folder.rewind("F003", "planned", std::process::id());
     std::fs::remove_file(file(3)).unwrap();
     // F004: a retry that wrote its file, then crashed before journaling `sent`.
-    rewind(&folder, "F004", "failed", dead);
+    folder.rewind("F004", "failed", dead);
     // F005: the machine lost power after the file was named but before the
     // batch's sync gave it its content: an empty file proves nothing.
-    rewind(&folder, "F005", "planned", dead);
+    folder.rewind("F005", "planned", dead);
     std::fs::write(file(5), "").unwrap();
     let (before_2, before_4) = (inode(2), inode(4));
 
@@ -777,7 +767,7 @@ fn an_unreadable_feed_stops_the_run_before_it_drops_pending_reminders() {
     run_once(&folder, &[]).expect_code(0);
     // F002 was planned by a process that crashed before writing its file; now
     // the export job is rewriting the feed and it cannot be read.
-    rewind(&folder, "F002", "planned", 0);
+    folder.rewind("F002", "planned", 0);
     std::fs::remove_file(
         folder
             .path()
@@ -821,7 +811,7 @@ fn a_letter_left_planned_by_a_crash_after_its_file_was_written_is_not_written_ag
     assert_eq!(sent.message_id, letter.display().to_string());
     let inode = std::fs::metadata(&letter).unwrap().ino();
 
-    rewind(&folder, "F001", "planned", 0);
+    folder.rewind("F001", "planned", 0);
     run_once(&folder, &[]).expect_code(0);
     let recovered = folder.journal().remove(0);
     assert_eq!(recovered.state, "sent");

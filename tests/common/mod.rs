@@ -392,6 +392,21 @@ impl Folder {
             .collect()
     }
 
+    /// Sets the journal row of `invoice` to `state` and `owner`, as a crash
+    /// would have left it (a `failed` row is due for its retry).
+    pub fn rewind(&self, invoice: &str, state: &str, owner: u32) {
+        let changed = rusqlite::Connection::open(self.path().join("state/relance.db"))
+            .expect("open the journal")
+            .execute(
+                "UPDATE reminder SET state = ?2, owner = ?3,
+                        next_try_at = CASE ?2 WHEN 'failed' THEN '2000-01-01T00:00:00.000Z' END
+                 WHERE invoice = ?1 AND state != 'skipped'",
+                rusqlite::params![invoice, state, owner],
+            )
+            .expect("update the journal");
+        assert_eq!(changed, 1, "one reminder of {invoice} in the journal");
+    }
+
     /// Starts `relance --dir FOLDER ARGS…` in the background (the daemon).
     pub fn spawn(&self, args: &[&str]) -> Spawned {
         Spawned::start(self.command(args))
