@@ -559,6 +559,8 @@ mod tests {
             body: Some(format!("\n{body}\n\n")),
             html: None,
             error: None,
+            covers: Vec::new(),
+            shown_before: false,
         }
     }
 
