@@ -487,46 +487,53 @@ impl Daemon {
                 .map_err(|e| e.to_string()),
             other => other,
         };
+        // The rows of a message change together; what is logged has been
+        // committed (an operator, or a test, reads the journal after the log).
         if !in_batch {
             journal.begin()?;
         }
-        match result {
-            Ok(id) => {
-                for identity in &identities {
-                    journal.mark_sent(identity, &id, &now_s)?;
+        let retry =
+            match &result {
+                Ok(id) => {
+                    for identity in &identities {
+                        journal.mark_sent(identity, id, &now_s)?;
+                    }
+                    None
                 }
+                Err(error) => {
+                    let attempts = journal.state_attempts(&identities[0])? + 1;
+                    let next =
+                        self.project.config.retry.delay(attempts).map(|d| {
+                            rfc3339(now + chrono::Duration::from_std(d).unwrap_or_default())
+                        });
+                    for identity in &identities {
+                        journal.mark_failed(identity, error, next.as_deref(), &now_s)?;
+                    }
+                    Some((attempts, next))
+                }
+            };
+        if !in_batch {
+            journal.commit()?;
+        }
+        match (result, retry) {
+            (Ok(id), _) => {
                 report.sent += 1;
                 tracing::info!(event = "sent", invoice = %r.invoice, invoices = rows.len(), policy = %r.policy, stage = %r.stage,
                     occurrence = r.occurrence, channel = r.channel.as_str(), to = %r.to, id = %id, "sent");
             }
-            Err(error) => {
-                let attempts = journal.state_attempts(&identities[0])? + 1;
-                let next = self
-                    .project
-                    .config
-                    .retry
-                    .delay(attempts)
-                    .map(|d| rfc3339(now + chrono::Duration::from_std(d).unwrap_or_default()));
-                for identity in &identities {
-                    journal.mark_failed(identity, &error, next.as_deref(), &now_s)?;
-                }
+            (Err(error), Some((attempts, Some(at)))) => {
                 report.failed += 1;
-                match &next {
-                    Some(at) => {
-                        tracing::warn!(event = "failed", invoice = %r.invoice, policy = %r.policy, stage = %r.stage,
-                            occurrence = r.occurrence, channel = r.channel.as_str(), to = %r.to, attempts,
-                            retry_at = %at, error = %error, "delivery failed: {error}")
-                    }
-                    None => {
-                        tracing::error!(event = "failed", invoice = %r.invoice, policy = %r.policy, stage = %r.stage,
-                            occurrence = r.occurrence, channel = r.channel.as_str(), to = %r.to, attempts,
-                            error = %error, "delivery failed, giving up: {error}")
-                    }
-                }
+                tracing::warn!(event = "failed", invoice = %r.invoice, policy = %r.policy, stage = %r.stage,
+                    occurrence = r.occurrence, channel = r.channel.as_str(), to = %r.to, attempts,
+                    retry_at = %at, error = %error, "delivery failed: {error}")
             }
-        }
-        if !in_batch {
-            journal.commit()?;
+            (Err(error), retry) => {
+                report.failed += 1;
+                let attempts = retry.map_or(0, |(a, _)| a);
+                tracing::error!(event = "failed", invoice = %r.invoice, policy = %r.policy, stage = %r.stage,
+                    occurrence = r.occurrence, channel = r.channel.as_str(), to = %r.to, attempts,
+                    error = %error, "delivery failed, giving up: {error}")
+            }
         }
         Ok(())
     }
