@@ -14,6 +14,7 @@ pub mod engine;
 pub mod feed;
 pub mod journal;
 pub mod model;
+pub mod money;
 pub mod policy;
 pub mod project;
 pub mod render;
