@@ -40,7 +40,7 @@ impl Rulebook {
         if !rules.is_dir() {
             problems.error(Location::file(&rules), "rules folder not found");
         }
-        let scripts = Arc::new(Scripts::load(&rules, &mut problems));
+        let scripts = Arc::new(Scripts::load(&rules, &config.rates, &mut problems));
         let policies = load_policies(&rules, &scripts, &mut problems);
         let templates_dir = config.path(&config.templates);
         if !templates_dir.is_dir() {
@@ -330,6 +330,8 @@ impl Project {
             for stage in &policy.stages {
                 if let Some(expr) = &stage.when {
                     scope.set_value("stage", stage.view(0));
+                    let discount = policy.discount_variable(&sample.invoices[FULL_SAMPLE], today);
+                    scope.set_value("discount", discount);
                     if let Err(e) = self.rulebook.scripts.eval_bool(expr, &mut scope) {
                         problems
                             .error(e.location, format!("{} (with a sample invoice)", e.message));
@@ -337,72 +339,107 @@ impl Project {
                 }
             }
         }
-        // Every template in every language, rendered once: under the first stage
-        // that uses it, or a stand-in stage for templates no stage uses yet.
+        // Every template in every language, rendered under the first stage
+        // that uses it, or a stand-in stage for templates no stage uses yet;
+        // when policies with and without a discount share it, under one of
+        // each: `discount` is in the context of the first only.
         let stand_in = Policy {
             name: "sample".into(),
             description: String::new(),
             priority: 0,
             applies_to: None,
             anchor: Default::default(),
+            discount: None,
             stages: Vec::new(),
             file: PathBuf::new(),
         };
         for (name, language) in self.rulebook.templates.all() {
-            let used = self
+            let users: Vec<(&Policy, &Stage)> = self
                 .rulebook
                 .policies
                 .iter()
-                .find_map(|p| p.stages.iter().find(|s| s.template == name).map(|s| (p, s)));
-            let sample_stage;
-            let (policy, stage) = match used {
-                Some(found) => found,
-                None => {
-                    sample_stage = Stage {
-                        id: "sample".into(),
-                        offset: 0,
-                        channel: Channel::Email,
-                        template: name.clone(),
-                        when: None,
-                        repeat: None,
-                        location: Location::file(Path::new("")),
-                        template_location: Location::file(Path::new("")),
-                    };
-                    (&stand_in, &sample_stage)
+                .filter_map(|p| p.stages.iter().find(|s| s.template == name).map(|s| (p, s)))
+                .collect();
+            let with_discount = users.iter().find(|(p, _)| p.discount.is_some());
+            let without = users.iter().find(|(p, _)| p.discount.is_none());
+            let sample_stage = Stage {
+                id: "sample".into(),
+                offset: 0,
+                channel: Channel::Email,
+                template: name.clone(),
+                when: None,
+                repeat: None,
+                location: Location::file(Path::new("")),
+                template_location: Location::file(Path::new("")),
+            };
+            let mut variants: Vec<(&Policy, &Stage)> =
+                with_discount.into_iter().chain(without).copied().collect();
+            if variants.is_empty() {
+                variants.push((&stand_in, &sample_stage));
+            }
+            for (policy, stage) in variants {
+                let hint = if policy.discount.is_none() && with_discount.is_some() {
+                    format!(
+                        " (under policy {}, which offers no discount: show the discount only \
+                         inside {{{{#if discount}}}}…{{{{/if}}}})",
+                        policy.name
+                    )
+                } else {
+                    String::new()
+                };
+                if let Err(mut problem) =
+                    self.check_template(&sample, &name, &language, policy, stage, today)
+                {
+                    problem.message.push_str(&hint);
+                    problems.push(problem);
+                    break;
                 }
-            };
-            let render = |invoice| {
-                let context = message_context(
-                    &sample,
-                    invoice,
-                    policy,
-                    stage,
-                    0,
-                    today,
-                    &language,
-                    &self.config,
-                    // What a real message gets: a field the template reads
-                    // but the context lacks is found here, not in a mailbox.
-                    self.rulebook.templates.parts(&name, &language, true),
-                );
-                self.rulebook
-                    .templates
-                    .render(&name, &language, context, true)
-            };
-            // The sparse invoice only where the full one renders: a mistake
-            // that fails both is reported once, without a misleading hint.
-            if let Err(problem) = render(FULL_SAMPLE) {
-                problems.push(problem);
-            } else if let Err(mut problem) = render(SPARSE_SAMPLE) {
-                problem.message.push_str(
-                    " (with a sample invoice that has no paid_date, promise_date, tags, \
-                     language, extra values or payment: show an optional field only when \
-                     it is there, as in {{#if invoice.promise_date}}…{{/if}})",
-                );
-                problems.push(problem);
             }
         }
         problems
+    }
+
+    /// Renders a template against the two sample invoices, as a message of
+    /// `stage` of `policy`: the first problem, if any.
+    fn check_template(
+        &self,
+        sample: &Arc<Ledger>,
+        name: &str,
+        language: &str,
+        policy: &Policy,
+        stage: &Stage,
+        today: NaiveDate,
+    ) -> Result<(), Problem> {
+        let render = |invoice| {
+            let context = message_context(
+                sample,
+                invoice,
+                policy,
+                stage,
+                0,
+                today,
+                &language,
+                &self.config,
+                // What a real message gets: a field the template reads
+                // but the context lacks is found here, not in a mailbox.
+                self.rulebook.templates.parts(&name, &language, true),
+            );
+            self.rulebook
+                .templates
+                .render(&name, &language, context, true)
+        };
+        // The sparse invoice only where the full one renders: a mistake
+        // that fails both is reported once, without a misleading hint.
+        render(FULL_SAMPLE)?;
+        render(SPARSE_SAMPLE).map_err(|mut problem| {
+            problem.message.push_str(
+                " (with a sample invoice that has no paid_date, promise_date, tags, \
+                 language, extra values or payment: show an optional field only when \
+                 it is there, as in {{#if invoice.promise_date}}…{{/if}})",
+            );
+            problem
+        })?;
+        Ok(())
     }
 
     /// Warns of each open invoice without an address when some policy sends
@@ -447,7 +484,10 @@ impl Project {
             customer_id: "SAMPLE".into(),
             customer_name: "Sample Customer".into(),
             email: "sample@example.com".into(),
-            issue_date: due - chrono::Days::new(30),
+            // Issued today: an early-payment discount is still available, so
+            // the part of a template that offers one is rendered too (the
+            // sparse invoice's has passed).
+            issue_date: today,
             due_date: due,
             amount: Decimal::new(123456, 2),
             amount_paid: Decimal::new(23456, 2),
@@ -467,6 +507,7 @@ impl Project {
             number: "SAMPLE-0002".into(),
             customer_id: "SAMPLE-2".into(),
             customer_name: "Sparse Customer".into(),
+            issue_date: due - chrono::Days::new(30),
             amount_paid: Decimal::ZERO,
             paid_date: None,
             language: None,
