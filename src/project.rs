@@ -418,15 +418,15 @@ impl Project {
                 stage,
                 0,
                 today,
-                &language,
+                language,
                 &self.config,
                 // What a real message gets: a field the template reads
                 // but the context lacks is found here, not in a mailbox.
-                self.rulebook.templates.parts(&name, &language, true),
+                self.rulebook.templates.parts(name, language, true),
             );
             self.rulebook
                 .templates
-                .render(&name, &language, context, true)
+                .render(name, language, context, true)
         };
         // The sparse invoice only where the full one renders: a mistake
         // that fails both is reported once, without a misleading hint.
