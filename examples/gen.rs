@@ -167,6 +167,7 @@ feeds:
               issue_date: \"Date facture\", due_date: \"Échéance\", amount: \"Montant TTC\", amount_paid: \"Réglé\",
               currency: \"Devise\", status: \"Statut\", paid_date: \"Date règlement\", language: \"Langue\", tags: \"Étiquettes\"}}
 limits: {{max_per_run: 10000000}}
+rates: {{late_interest_annual: 12.15, recovery_indemnity: 40}}
 ",
             seed = args.seed,
             n = args.invoices,

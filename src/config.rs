@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono_tz::Tz;
+use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer};
 
 use crate::calendar::{Calendar, HolidaySettings, SendWindow};
@@ -35,6 +36,7 @@ pub struct Config {
     /// none: as soon as they are decided.
     #[serde(deserialize_with = "crate::calendar::de_opt_time")]
     pub send_time: Option<chrono::NaiveTime>,
+    pub rates: Rates,
     /// The folder paths are relative to (the config file's folder); not read from YAML.
     #[serde(skip)]
     pub base: PathBuf,
@@ -62,6 +64,7 @@ impl Default for Config {
             send_days: crate::calendar::WEEKDAYS.to_vec(),
             holidays: HolidaySettings::default(),
             send_time: None,
+            rates: Rates::default(),
             base: PathBuf::from("."),
             file: None,
         }
@@ -268,6 +271,52 @@ impl Retry {
     }
 }
 
+/// The figures of the money rules (late-payment interest, recovery
+/// indemnity), in the config because the law sets them, not the policies.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Rates {
+    /// The annual late-payment interest rate, in percent (12.15 for 12.15 %).
+    /// No default: the French reference rate changes every six months, and a
+    /// figure built into relance would silently go stale.
+    #[serde(deserialize_with = "de_opt_decimal")]
+    pub late_interest_annual: Option<Decimal>,
+    /// The fixed indemnity for recovery costs, per invoice paid late.
+    #[serde(deserialize_with = "de_decimal")]
+    pub recovery_indemnity: Decimal,
+}
+
+impl Default for Rates {
+    fn default() -> Self {
+        Rates {
+            late_interest_annual: None,
+            // 40 €, Code de commerce D441-5.
+            recovery_indemnity: Decimal::new(40, 0),
+        }
+    }
+}
+
+/// An exact decimal from YAML: `12.15` and `"12.15"` alike. YAML reads an
+/// unquoted 12.15 as a float; asking for a string gets its text as written,
+/// so the value never passes through a float.
+pub fn de_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    parse_decimal(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+fn de_opt_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|s| parse_decimal(&s).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// A decimal written with a dot (`12.15`, `40`, `1.5e1`).
+fn parse_decimal(text: &str) -> Result<Decimal, String> {
+    let text = text.trim();
+    Decimal::from_str_exact(text)
+        .or_else(|_| Decimal::from_scientific(text))
+        .map_err(|_| format!("expected a decimal number such as 12.15, found {text:?}"))
+}
+
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     parse_duration(&String::deserialize(d)?).map_err(serde::de::Error::custom)
 }
@@ -432,6 +481,14 @@ impl Config {
                 "send_days is empty: no reminder could ever go out (the default is [mon, tue, wed, thu, fri])",
             );
         }
+        for (key, value) in [
+            ("late_interest_annual", self.rates.late_interest_annual),
+            ("recovery_indemnity", Some(self.rates.recovery_indemnity)),
+        ] {
+            if value.is_some_and(|v| v.is_sign_negative() && !v.is_zero()) {
+                problems.error(at(key), format!("rates.{key} must not be negative"));
+            }
+        }
         if self.limits.max_per_run == 0 {
             problems.error(at("max_per_run"), "limits.max_per_run must be at least 1");
         }
@@ -557,6 +614,73 @@ mod tests {
         std::fs::write(dir.path().join("relance.yaml"), "currency: dollars\n").unwrap();
         let c = Config::load(dir.path(), None).unwrap();
         assert!(c.validate().has_errors());
+    }
+
+    /// The config of `yaml`, or the problem loading it, and the folder it is
+    /// in (`validate` reads the file again to locate problems).
+    fn config(yaml: &str) -> (tempfile::TempDir, Result<Config, Problem>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("relance.yaml"), yaml).unwrap();
+        let config = Config::load(dir.path(), None);
+        (dir, config)
+    }
+
+    #[test]
+    fn rates_are_exact_decimals_written_as_numbers_or_strings() {
+        let (_dir, c) =
+            config("rates: {late_interest_annual: 12.15, recovery_indemnity: \"40.50\"}\n");
+        let c = c.unwrap();
+        assert_eq!(c.rates.late_interest_annual.unwrap().to_string(), "12.15");
+        assert_eq!(c.rates.recovery_indemnity.to_string(), "40.50");
+        // More digits than a float holds: read from the text, never through an f64.
+        let (_dir, c) = config("rates:\n  late_interest_annual: 12.150000000000000000000001\n");
+        let c = c.unwrap();
+        assert_eq!(
+            c.rates.late_interest_annual.unwrap().to_string(),
+            "12.150000000000000000000001"
+        );
+        assert_eq!(c.rates.recovery_indemnity.to_string(), "40");
+        assert!(c.validate().is_empty(), "{:?}", c.validate());
+    }
+
+    #[test]
+    fn the_interest_rate_has_no_default_and_the_indemnity_defaults_to_40() {
+        let c = Config::default();
+        assert_eq!(c.rates.late_interest_annual, None);
+        assert_eq!(c.rates.recovery_indemnity, Decimal::new(40, 0));
+        let (_dir, c) = config("language: fr\n");
+        let c = c.unwrap();
+        assert_eq!(c.rates.late_interest_annual, None);
+    }
+
+    #[test]
+    fn rate_mistakes_are_located() {
+        let (_dir, err) = config("language: fr\nrates: {late_interest: 12.15}\n");
+        let err = err.unwrap_err();
+        assert_eq!(err.location.line, Some(2));
+        assert!(
+            err.message.contains("unknown field `late_interest`"),
+            "{}",
+            err.message
+        );
+        let (_dir, err) = config("rates:\n  late_interest_annual: \"12,15\"\n");
+        let err = err.unwrap_err();
+        assert_eq!(err.location.line, Some(2));
+        assert!(
+            err.message
+                .contains("expected a decimal number such as 12.15, found \"12,15\""),
+            "{}",
+            err.message
+        );
+        let (_dir, c) = config("language: fr\nrates:\n  recovery_indemnity: -40\n");
+        let c = c.unwrap();
+        let problems: Vec<String> = c.validate().iter().map(|p| p.to_string()).collect();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            problems[0]
+                .ends_with("relance.yaml:3:3: rates.recovery_indemnity must not be negative"),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -498,6 +498,7 @@ impl Evaluator<'_> {
                 Some(expr) => {
                     ready(scope);
                     scope.set_value("stage", stage.view(c.occurrence));
+                    scope.set_value("discount", policy.discount_variable(inv, date));
                     self.scripts.eval_bool(expr, scope)
                 }
             };
@@ -917,7 +918,7 @@ mod tests {
             std::fs::write(dir.path().join("holds.yaml"), h).unwrap();
         }
         let mut problems = Problems::default();
-        let scripts = Scripts::load(dir.path(), &mut problems);
+        let scripts = Scripts::load(dir.path(), &Default::default(), &mut problems);
         let policies = load_policies(dir.path(), &scripts, window, &mut problems);
         let holds = load_holds(dir.path(), &mut problems);
         assert!(!problems.has_errors(), "{problems:?}");

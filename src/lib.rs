@@ -16,6 +16,7 @@ pub mod engine;
 pub mod feed;
 pub mod journal;
 pub mod model;
+pub mod money;
 pub mod pdf;
 pub mod policy;
 pub mod project;

@@ -4,12 +4,15 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{Days, NaiveDate, NaiveTime, Weekday};
+use rhai::{Dynamic, Map};
+use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use crate::calendar::{Calendar, HolidaySettings, SendWindow, Shift};
 use crate::diagnostics::{Location, Problems, locate_yaml_key, yaml_problem};
 use crate::model::Invoice;
-use crate::script::{Expr, Scripts, StageView, files_with_extension};
+use crate::money::{Discount, DiscountTerms};
+use crate::script::{Expr, Scripts, StageView, date_string, files_with_extension};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -119,6 +122,8 @@ struct PolicyFile {
     holidays: Option<HolidaySettings>,
     #[serde(default, deserialize_with = "crate::calendar::de_opt_time")]
     send_time: Option<NaiveTime>,
+    #[serde(default)]
+    discount: Option<DiscountTerms>,
     stages: Vec<StageFile>,
 }
 
@@ -225,6 +230,8 @@ pub struct Policy {
     pub priority: i64,
     pub applies_to: Option<Expr>,
     pub anchor: Anchor,
+    /// The early-payment discount its messages may offer.
+    pub discount: Option<DiscountTerms>,
     /// The stages in file order, then the `on_paid` thank-you if there is one.
     pub stages: Vec<Stage>,
     /// Days after a promised payment date before reminders resume.
@@ -242,6 +249,7 @@ impl Policy {
             priority: 0,
             applies_to: None,
             anchor: Anchor::default(),
+            discount: None,
             stages: Vec::new(),
             promise_grace: 0,
             window: SendWindow::default(),
@@ -295,6 +303,32 @@ impl Policy {
 
     pub fn calendar(&self) -> &Calendar {
         &self.window.calendar
+    }
+
+    /// The early-payment discount the policy offers an invoice on `on`, if any.
+    pub fn discount(&self, invoice: &Invoice, on: NaiveDate) -> Option<Discount> {
+        let terms = self.discount.as_ref()?;
+        Some(terms.offer(invoice.amount_due(), invoice.issue_date, on))
+    }
+
+    /// `discount` in the policy's `when` expressions: a map of the
+    /// discount's figures, `()` when the policy offers none.
+    pub fn discount_variable(&self, invoice: &Invoice, on: NaiveDate) -> Dynamic {
+        let Some(offer) = self.discount(invoice, on) else {
+            return Dynamic::UNIT;
+        };
+        let mut map = Map::new();
+        map.insert("percent".into(), Dynamic::from(offer.percent));
+        map.insert("within_days".into(), Dynamic::from(offer.within_days));
+        map.insert("amount".into(), Dynamic::from(offer.amount));
+        let after = Dynamic::from(offer.amount_due_after);
+        map.insert("amount_due_after".into(), after);
+        map.insert(
+            "deadline".into(),
+            Dynamic::from(date_string(offer.deadline)),
+        );
+        map.insert("available".into(), Dynamic::from(offer.available));
+        Dynamic::from_map(map)
     }
 
     /// Whether any expression of the policy reads the date.
@@ -423,6 +457,27 @@ fn compile_policy(
             .map_err(|p| problems.push(p))
             .ok()
     });
+    if let Some(terms) = &file.discount {
+        let from = locate_yaml_key(source, 1, "discount", None).map_or(1, |(line, _)| line);
+        if terms.percent <= Decimal::ZERO || terms.percent >= Decimal::ONE_HUNDRED {
+            problems.error(
+                key_location(path, source, from, "percent", None),
+                format!(
+                    "discount.percent must be more than 0 and less than 100, not {}",
+                    terms.percent
+                ),
+            );
+        }
+        if terms.within_days < 0 {
+            problems.error(
+                key_location(path, source, from, "within_days", None),
+                format!(
+                    "discount.within_days counts days from the issue date: it must not be negative, not {}",
+                    terms.within_days
+                ),
+            );
+        }
+    }
     if file.stages.is_empty() {
         problems.error(
             key_location(path, source, 1, "stages", None),
@@ -587,6 +642,7 @@ fn compile_policy(
         priority: file.priority,
         applies_to,
         anchor: file.anchor,
+        discount: file.discount,
         stages,
         promise_grace: file.promise_grace,
         window,
@@ -791,6 +847,10 @@ fn anchor_name(anchor: Anchor) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Ledger;
+    use crate::model::tests::{date, invoice};
+    use crate::script::{CustomerView, InvoiceView, Variables};
+    use std::sync::Arc;
 
     fn load(files: &[(&str, &str)]) -> (Vec<Policy>, Problems) {
         let dir = tempfile::tempdir().unwrap();
@@ -870,6 +930,90 @@ mod tests {
                 .any(|m| m.contains("dup.yaml:4:") && m.contains("used twice")),
             "{msgs:?}"
         );
+    }
+
+    #[test]
+    fn a_discount_is_loaded_checked_and_seen_by_when() {
+        let (p, problems) = load(&[(
+            "a.yaml",
+            "name: a\ndiscount: {percent: 2.5, within_days: 10}\nstages: [{id: s, offset: 1, template: t}]\n",
+        )]);
+        assert!(problems.is_empty(), "{problems:?}");
+        let policy = &p[0];
+        let inv = invoice("F1", "C1", "2026-11-01", "1000.00");
+        // Issued 30 days before it is due, on 2026-10-02: the deadline is 2026-10-12.
+        let scripts = Scripts::empty();
+        let ledger = Arc::new(Ledger::new(vec![inv.clone()]));
+        let view = |on: &str| InvoiceView {
+            ledger: ledger.clone(),
+            index: 0,
+            today: date(on),
+        };
+        let when = scripts
+            .compile(
+                "discount.available && discount.amount == 25.00 && discount.amount_due_after == 975.00 \
+                 && discount.deadline == \"2026-10-12\" && discount.percent == 2.5 && discount.within_days == 10",
+                Location::at(Path::new("a.yaml"), 3, 1),
+            )
+            .unwrap();
+        for (on, expected) in [("2026-10-12", true), ("2026-10-13", false)] {
+            let mut scope = Variables {
+                invoice: view(on),
+                customer: CustomerView {
+                    ledger: ledger.clone(),
+                    index: 0,
+                    today: date(on),
+                },
+                today: date(on),
+                sent: vec![],
+            }
+            .into_scope(None);
+            let date = date(on);
+            scope.set_value("discount", policy.discount_variable(&inv, date));
+            assert_eq!(scripts.eval_bool(&when, &mut scope), Ok(expected), "{on}");
+        }
+        let (p, _) = load(&[(
+            "b.yaml",
+            "name: b\nstages: [{id: s, offset: 1, template: t}]\n",
+        )]);
+        assert!(p[0].discount_variable(&inv, date("2026-10-05")).is_unit());
+    }
+
+    #[test]
+    fn discount_mistakes_are_located() {
+        let (p, problems) = load(&[
+            (
+                "zero.yaml",
+                "name: zero\ndescription: no percent here\ndiscount:\n  percent: 0\n  within_days: -1\nstages: [{id: s, offset: 1, template: t}]\n",
+            ),
+            (
+                "whole.yaml",
+                "name: whole\ndiscount: {percent: 100, within_days: 0}\nstages: [{id: s, offset: 1, template: t}]\n",
+            ),
+            (
+                "typo.yaml",
+                "name: typo\ndiscount: {percent: 2, within: 10}\nstages: [{id: s, offset: 1, template: t}]\n",
+            ),
+        ]);
+        assert!(p.is_empty());
+        let msgs: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        let has = |part: &str| msgs.iter().any(|m| m.contains(part));
+        assert!(
+            has("whole.yaml:2:12: discount.percent must be more than 0 and less than 100, not 100"),
+            "{msgs:?}"
+        );
+        assert!(
+            has("zero.yaml:4:3: discount.percent must be more than 0 and less than 100, not 0"),
+            "{msgs:?}"
+        );
+        assert!(
+            has(
+                "zero.yaml:5:3: discount.within_days counts days from the issue date: it must not be negative, not -1"
+            ),
+            "{msgs:?}"
+        );
+        assert!(has("typo.yaml:2:"), "{msgs:?}");
+        assert!(has("unknown field `within`"), "{msgs:?}");
     }
 
     #[test]

@@ -46,7 +46,7 @@ impl Rulebook {
         if !rules.is_dir() {
             problems.error(Location::file(&rules), "rules folder not found");
         }
-        let scripts = Arc::new(Scripts::load(&rules, &mut problems));
+        let scripts = Arc::new(Scripts::load(&rules, &config.rates, &mut problems));
         let policies = load_policies(&rules, &scripts, &config.send_window(), &mut problems);
         let holds = load_holds(&rules, &mut problems);
         let templates_dir = config.path(&config.templates);
@@ -496,6 +496,8 @@ impl Project {
             for stage in &policy.stages {
                 if let Some(expr) = &stage.when {
                     scope.set_value("stage", stage.view(0));
+                    let discount = policy.discount_variable(&sample.invoices[FULL_SAMPLE], today);
+                    scope.set_value("discount", discount);
                     if let Err(e) = self.rulebook.scripts.eval_bool(expr, &mut scope) {
                         problems
                             .error(e.location, format!("{} (with a sample invoice)", e.message));
@@ -503,76 +505,56 @@ impl Project {
                 }
             }
         }
-        // Every template in every language, rendered once: under the first stage
-        // that uses it, or a stand-in stage for templates no stage uses yet.
+        // Every template in every language, rendered under the first stage
+        // that uses it, or a stand-in stage for templates no stage uses yet;
+        // when policies with and without a discount share it, under one of
+        // each: `discount` is in the context of the first only.
         let stand_in = Policy::sample();
         for (name, language) in self.rulebook.templates.all() {
-            let used = self
+            let users: Vec<(&Policy, &Stage)> = self
                 .rulebook
                 .policies
                 .iter()
-                .find_map(|p| p.stages.iter().find(|s| s.template == name).map(|s| (p, s)));
-            let sample_stage;
-            let (policy, stage) = match used {
-                Some(found) => found,
-                None => {
-                    sample_stage = Stage::sample(&name);
-                    (&stand_in, &sample_stage)
-                }
-            };
-            // The full sample leads a statement of both samples: a grouped
-            // message's table meets invoices with and without every field.
-            let render = |invoices: &[usize]| {
-                let lines: Vec<StatementLine> = invoices
-                    .iter()
-                    .map(|&invoice| StatementLine {
-                        invoice,
-                        stage,
-                        occurrence: 0,
-                    })
-                    .collect();
-                let context = message_context(
-                    &sample,
-                    &lines,
-                    policy,
-                    today,
-                    &language,
-                    &self.config,
-                    // What a real message gets: a field the template reads
-                    // but the context lacks is found here, not in a mailbox.
-                    self.rulebook.templates.parts(&name, &language, true),
-                );
-                self.rulebook
-                    .templates
-                    .render(&name, &language, context, true)
-            };
-            // The sparse invoice only where the full one renders: a mistake
-            // that fails both is reported once, without a misleading hint.
+                .filter_map(|p| p.stages.iter().find(|s| s.template == name).map(|s| (p, s)))
+                .collect();
+            let with_discount = users.iter().find(|(p, _)| p.discount.is_some());
+            let without = users.iter().find(|(p, _)| p.discount.is_none());
+            let sample_stage = Stage::sample(&name);
+            let mut variants: Vec<(&Policy, &Stage)> =
+                with_discount.into_iter().chain(without).copied().collect();
+            if variants.is_empty() {
+                variants.push((&stand_in, &sample_stage));
+            }
             // A template only broken promises use always has a promise date.
-            let promised = self.rulebook.policies.iter().all(|p| {
-                p.stages
-                    .iter()
-                    .filter(|s| s.template == name)
-                    .all(|s| s.trigger == Trigger::PromiseBroken)
-            }) && used.is_some();
-            let (sparse, lacks, guarded) = if promised {
-                (SPARSE_PROMISED_SAMPLE, "paid_date, tags", "paid_date")
-            } else {
-                (
-                    SPARSE_SAMPLE,
-                    "paid_date, promise_date, tags",
-                    "promise_date",
-                )
-            };
-            if let Err(problem) = render(&[FULL_SAMPLE, sparse]) {
-                problems.push(problem);
-            } else if let Err(mut problem) = render(&[sparse]) {
-                problem.message.push_str(&format!(
-                    " (with a sample invoice that has no {lacks}, language, extra values or \
-                     payment: show an optional field only when it is there, as in \
-                     {{{{#if invoice.{guarded}}}}}…{{{{/if}}}})"
-                ));
-                problems.push(problem);
+            let promised = !users.is_empty()
+                && self.rulebook.policies.iter().all(|p| {
+                    p.stages
+                        .iter()
+                        .filter(|s| s.template == name)
+                        .all(|s| s.trigger == Trigger::PromiseBroken)
+                });
+            for (policy, stage) in variants {
+                let hint = if policy.discount.is_none() && with_discount.is_some() {
+                    format!(
+                        " (under policy {}, which offers no discount: show the discount only \
+                         inside {{{{#if discount}}}}…{{{{/if}}}})",
+                        policy.name
+                    )
+                } else {
+                    String::new()
+                };
+                let message = SampleMessage {
+                    name: &name,
+                    language: &language,
+                    policy,
+                    stage,
+                    promised,
+                };
+                if let Err(mut problem) = self.check_template(&sample, &message, today) {
+                    problem.message.push_str(&hint);
+                    problems.push(problem);
+                    break;
+                }
             }
         }
         problems
@@ -627,6 +609,70 @@ impl Project {
         }
     }
 
+    /// Renders a template against the sample invoices, as a message of
+    /// `stage` of `policy`: the first problem, if any. The full sample leads
+    /// a statement of both: a grouped message's table meets invoices with
+    /// and without every optional field.
+    fn check_template(
+        &self,
+        sample: &Arc<Ledger>,
+        message: &SampleMessage,
+        today: NaiveDate,
+    ) -> Result<(), Problem> {
+        let SampleMessage {
+            name,
+            language,
+            policy,
+            stage,
+            promised,
+        } = *message;
+        let render = |invoices: &[usize]| {
+            let lines: Vec<StatementLine> = invoices
+                .iter()
+                .map(|&invoice| StatementLine {
+                    invoice,
+                    stage,
+                    occurrence: 0,
+                })
+                .collect();
+            let context = message_context(
+                sample,
+                &lines,
+                policy,
+                today,
+                language,
+                &self.config,
+                // What a real message gets: a field the template reads
+                // but the context lacks is found here, not in a mailbox.
+                self.rulebook.templates.parts(name, language, true),
+            );
+            self.rulebook
+                .templates
+                .render(name, language, context, true)
+        };
+        let (sparse, lacks, guarded) = if promised {
+            (SPARSE_PROMISED_SAMPLE, "paid_date, tags", "paid_date")
+        } else {
+            (
+                SPARSE_SAMPLE,
+                "paid_date, promise_date, tags",
+                "promise_date",
+            )
+        };
+        // The sparse invoice only where the full one renders: a mistake
+        // that fails both is reported once, without a misleading hint.
+        render(&[FULL_SAMPLE, sparse])?;
+        render(&[sparse]).map_err(|mut problem| {
+            problem.message.push_str(&format!(
+                " (with a sample invoice that has no {lacks}, language, extra values or \
+                 payment: show an optional field only when it is there, as in \
+                 {{{{#if invoice.{guarded}}}}}…{{{{/if}}}})"
+            ));
+            problem
+        })?;
+        Ok(())
+    }
+
     /// Warns of each open invoice without an address when some policy sends
     /// emails: its email reminders would fail on their day, one by one,
     /// where a finance manager can fix the feed today.
@@ -669,7 +715,10 @@ impl Project {
             customer_id: "SAMPLE".into(),
             customer_name: "Sample Customer".into(),
             email: "sample@example.com".into(),
-            issue_date: due - chrono::Days::new(30),
+            // Issued today: an early-payment discount is still available, so
+            // the part of a template that offers one is rendered too (the
+            // sparse invoice's has passed).
+            issue_date: today,
             due_date: due,
             amount: Decimal::new(123456, 2),
             amount_paid: Decimal::new(23456, 2),
@@ -689,6 +738,7 @@ impl Project {
             number: "SAMPLE-0002".into(),
             customer_id: "SAMPLE-2".into(),
             customer_name: "Sparse Customer".into(),
+            issue_date: due - chrono::Days::new(30),
             amount_paid: Decimal::ZERO,
             paid_date: None,
             language: None,
@@ -738,6 +788,17 @@ impl Messages {
             .filter(|&i| self.leads(i))
             .map(|i| self.group(i).map_or_else(|| vec![i], <[usize]>::to_vec))
     }
+}
+
+/// A template `check` renders, and as the message of which stage.
+#[derive(Clone, Copy)]
+struct SampleMessage<'a> {
+    name: &'a str,
+    language: &'a str,
+    policy: &'a Policy,
+    stage: &'a Stage,
+    /// Only broken promises use it: the sparse sample has a promise date.
+    promised: bool,
 }
 
 /// The indexes of the invoices of [`Project::sample_ledger`].

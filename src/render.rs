@@ -16,11 +16,15 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value, json};
 
-use crate::config::Config;
+use crate::config::{Config, Rates};
 use crate::diagnostics::{Location, Problem, Problems, yaml_problem};
 use crate::model::Ledger;
+use crate::money::{self, Discount};
 use crate::policy::{Policy, Stage};
-use crate::script::{CustomerView, InvoiceView, Scripts, files_with_extension};
+use crate::script::{
+    BUILT_IN_FUNCTIONS, CustomerView, INTEREST_RATE_NOT_SET, InvoiceView, Scripts,
+    files_with_extension,
+};
 
 /// A rendered reminder.
 #[derive(Debug, Clone, Serialize)]
@@ -649,6 +653,11 @@ fn render_problem(file: &Path, line_offset: usize, subject: bool, e: &RenderErro
         _ => Location::file(file),
     };
     let what = match e.reason() {
+        RenderErrorReason::MissingVariable(Some(path))
+            if path.ends_with("rates.late_interest_annual") =>
+        {
+            format!("missing variable {path}: {INTEREST_RATE_NOT_SET}")
+        }
         RenderErrorReason::MissingVariable(Some(path)) => {
             format!("missing variable {path} (templates render in strict mode)")
         }
@@ -674,6 +683,20 @@ fn registry(html: bool, scripts: &Arc<Scripts>) -> Handlebars<'static> {
     hb.register_helper("date", Box::new(Localized(date_helper)));
     hb.register_helper("percent", Box::new(Localized(percent_helper)));
     hb.register_helper("days_overdue", Box::new(DaysOverdueHelper));
+    hb.register_helper("late_interest", Box::new(LateInterestHelper));
+    hb.register_helper(
+        "recovery_indemnity",
+        Box::new(RecoveryIndemnityHelper {
+            indemnity: scripts.rates().recovery_indemnity,
+        }),
+    );
+    // `Scripts::load` reports and leaves out functions named like these.
+    debug_assert!(
+        scripts
+            .functions
+            .iter()
+            .all(|(name, _, _)| !BUILT_IN_FUNCTIONS.contains(&name.as_str()))
+    );
     for (name, _, _) in &scripts.functions {
         hb.register_helper(
             name,
@@ -857,6 +880,107 @@ impl HelperDef for DaysOverdueHelper {
     }
 }
 
+/// The date a message is written on: the root `today`.
+fn message_date(ctx: &Context) -> Result<NaiveDate, RenderError> {
+    root_str(ctx, &["today"])
+        .and_then(|d| d.parse::<NaiveDate>().ok())
+        .ok_or_else(|| fail("the context has no `today` to compute from"))
+}
+
+/// What the money rules read of an invoice-shaped object of the context:
+/// the message's `invoice`, or any of the `invoices` of a grouped message.
+fn invoice_param<'v>(h: &'v Helper, helper: &'static str) -> Result<&'v Value, RenderError> {
+    let invoice = param(h, 0, helper)?;
+    if invoice.get("due_date").is_none() || invoice.get("amount_due").is_none() {
+        return Err(fail(format!(
+            "{helper}: expects an invoice (with its due_date and amount_due), as in {{{{{helper} invoice}}}}, not {}",
+            invoice.render()
+        )));
+    }
+    Ok(invoice)
+}
+
+/// `{{late_interest INVOICE RATE}}`: the interest on the invoice's amount
+/// due at RATE percent a year, as of the message date; an exact amount.
+struct LateInterestHelper;
+impl HelperDef for LateInterestHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let invoice = invoice_param(h, "late_interest")?;
+        // Usually `rates.late_interest_annual`, absent when the config has no rate.
+        if let Some(p) = h.param(1)
+            && p.is_value_missing()
+            && p.relative_path()
+                .is_some_and(|path| path.ends_with("late_interest_annual"))
+        {
+            return Err(fail(format!("late_interest: {INTEREST_RATE_NOT_SET}")));
+        }
+        let value = param(h, 1, "late_interest")?;
+        let rate = decimal_of(value)
+            .filter(|r| !r.is_sign_negative() || r.is_zero())
+            .ok_or_else(|| {
+                fail(format!(
+                    "late_interest: the annual rate must be a percentage that is not negative, not {}",
+                    value.render()
+                ))
+            })?;
+        let amount_due = invoice.get("amount_due").and_then(decimal_of);
+        let due_date = invoice
+            .get("due_date")
+            .and_then(Value::as_str)
+            .and_then(|d| d.parse::<NaiveDate>().ok());
+        let (Some(amount_due), Some(due_date)) = (amount_due, due_date) else {
+            return Err(fail(format!(
+                "late_interest: {} has no amount_due or due_date to compute from",
+                invoice.render()
+            )));
+        };
+        let interest = money::late_interest(amount_due, due_date, message_date(ctx)?, rate)
+            .ok_or_else(|| fail("late_interest: the amount is too large"))?;
+        Ok(ScopedJson::Derived(amount_json(interest)))
+    }
+}
+
+/// `{{recovery_indemnity INVOICE}}`: the config's indemnity, or 0.00 for an
+/// invoice or customer tagged b2c; an exact amount.
+struct RecoveryIndemnityHelper {
+    indemnity: Decimal,
+}
+impl HelperDef for RecoveryIndemnityHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        _: &'reg Handlebars<'reg>,
+        _: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        let invoice = invoice_param(h, "recovery_indemnity")?;
+        let own_tags = invoice.get("tags").and_then(Value::as_array);
+        let mut tags: Vec<String> = own_tags
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect();
+        // The customer's tags are in the ledger, found by the invoice number.
+        let number = invoice.get("number").and_then(Value::as_str);
+        CURRENT.with(|current| {
+            if let (Some((view, _)), Some(number)) = (&*current.borrow(), number)
+                && let Some(i) = view.ledger.find(number)
+            {
+                tags.extend(view.ledger.customer(i).tags.iter().map(|t| t.to_string()));
+            }
+        });
+        let indemnity = money::recovery_indemnity(self.indemnity, tags.iter().map(String::as_str));
+        Ok(ScopedJson::Derived(amount_json(indemnity)))
+    }
+}
+
 /// A function of `rules/*.rhai` called from a template.
 struct ScriptHelper {
     scripts: Arc<Scripts>,
@@ -911,7 +1035,7 @@ fn to_dynamic(v: &Value) -> Dynamic {
 
 fn from_dynamic(d: Dynamic) -> Value {
     // A script's decimal is a number to templates too, like the amounts:
-    // `{{#if (interest_due invoice)}}` is false for 0.00.
+    // `{{#if (total_claimed invoice)}}` is false for 0.00.
     if let Ok(dec) = d.as_decimal() {
         return exact_number(dec.to_string());
     }
@@ -1222,7 +1346,7 @@ fn customer_json(ledger: &Ledger, customer: usize, today: NaiveDate, fields: u32
 }
 
 /// What a message context holds: some of its top-level objects (invoice,
-/// customer, stage, policy, company) and some fields of the invoice. A
+/// customer, stage, policy, company, rates, discount) and some fields of the invoice. A
 /// subject names few of them, and building only those makes a preview of a
 /// million reminders several times cheaper; a body always gets everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1239,17 +1363,19 @@ impl Parts {
     const POLICY: u8 = 8;
     const COMPANY: u8 = 16;
     const STATEMENT: u8 = 32;
+    const RATES: u8 = 64;
+    const DISCOUNT: u8 = 128;
     const NONE: Parts = Parts {
         objects: 0,
         invoice_fields: 0,
         customer_fields: 0,
     };
     pub const ALL: Parts = Parts {
-        objects: 63,
+        objects: 255,
         invoice_fields: ALL_INVOICE_FIELDS,
         customer_fields: ALL_CUSTOMER_FIELDS,
     };
-    const NAMED: [(&'static str, u8); 7] = [
+    const NAMED: [(&'static str, u8); 9] = [
         ("invoice", Parts::INVOICE),
         ("customer", Parts::CUSTOMER),
         ("stage", Parts::STAGE),
@@ -1257,6 +1383,8 @@ impl Parts {
         ("company", Parts::COMPANY),
         ("invoices", Parts::STATEMENT),
         ("totals", Parts::STATEMENT),
+        ("rates", Parts::RATES),
+        ("discount", Parts::DISCOUNT),
     ];
 
     fn has(self, object: u8) -> bool {
@@ -1355,6 +1483,35 @@ fn fields_used(source: &str, object: &str, fields: &[&str]) -> u32 {
     used
 }
 
+/// `rates` in templates: `late_interest_annual` (absent when the config has
+/// none, so that using it is an error `check` finds) and `recovery_indemnity`.
+fn rates_json(rates: &Rates) -> Value {
+    let mut map = serde_json::Map::new();
+    if let Some(rate) = rates.late_interest_annual {
+        map.insert(
+            "late_interest_annual".into(),
+            exact_number(rate.to_string()),
+        );
+    }
+    map.insert(
+        "recovery_indemnity".into(),
+        amount_json(rates.recovery_indemnity),
+    );
+    Value::Object(map)
+}
+
+/// `discount` in templates: the figures of [`Discount`], amounts exact.
+fn discount_json(offer: &Discount) -> Value {
+    json!({
+        "percent": exact_number(offer.percent.to_string()),
+        "within_days": offer.within_days,
+        "amount": amount_json(offer.amount),
+        "amount_due_after": amount_json(offer.amount_due_after),
+        "deadline": offer.deadline.to_string(),
+        "available": offer.available,
+    })
+}
+
 /// One invoice of a message and the stage it is at: a message grouped per
 /// customer has several, any other one.
 #[derive(Clone, Copy)]
@@ -1401,8 +1558,8 @@ fn statement_json(ledger: &Ledger, lines: &[StatementLine], today: NaiveDate) ->
 
 /// Builds the context of a message about `lines` (the first leads: it is
 /// the message's `invoice` and `stage`): `parts` of invoice, customer,
-/// stage, policy, company and the statement (`invoices`, `totals`), plus
-/// `today` and `language`.
+/// stage, policy, company, the statement (`invoices`, `totals`), rates and
+/// discount, plus `today` and `language`.
 pub fn message_context(
     ledger: &Arc<Ledger>,
     lines: &[StatementLine],
@@ -1447,6 +1604,15 @@ pub fn message_context(
     }
     if parts.has(Parts::COMPANY) {
         root.insert("company".into(), json!(config.company));
+    }
+    if parts.has(Parts::RATES) {
+        root.insert("rates".into(), rates_json(&config.rates));
+    }
+    // Only under a policy with a discount: `{{#if discount}}` tells.
+    if parts.has(Parts::DISCOUNT)
+        && let Some(offer) = policy.discount(&ledger.invoices[index], today)
+    {
+        root.insert("discount".into(), discount_json(&offer));
     }
     root.insert("today".into(), Value::String(today.to_string()));
     root.insert("language".into(), Value::String(language.to_string()));
@@ -1553,6 +1719,91 @@ mod tests {
         );
         assert_eq!(Parts::used_by("{{> header}}"), Parts::ALL);
         assert_eq!(Parts::used_by("Hello").objects, 0);
+    }
+
+    #[test]
+    fn subjects_get_the_rates_and_discount_they_name() {
+        let p = Parts::used_by("{{money (late_interest invoice rates.late_interest_annual)}}");
+        assert_eq!(p.objects, Parts::INVOICE | Parts::RATES);
+        assert_eq!(p.invoice_fields, ALL_INVOICE_FIELDS);
+        let p = Parts::used_by("{{#if discount.available}}-{{percent discount.percent}}{{/if}}");
+        assert_eq!(p.objects, Parts::DISCOUNT);
+        assert!(Parts::ALL.has(Parts::RATES) && Parts::ALL.has(Parts::DISCOUNT));
+    }
+
+    /// `source` rendered as text with the built-in helpers and no script.
+    fn render_text(source: &str, data: &Value) -> Result<String, String> {
+        registry(false, &Arc::new(Scripts::empty()))
+            .render_template(source, data)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn money_helpers_work_on_every_invoice_of_a_grouped_message() {
+        let data = json!({
+            "today": "2026-12-01",
+            "rates": rates_json(&Rates {
+                late_interest_annual: Some("12.15".parse().unwrap()),
+                recovery_indemnity: "40".parse().unwrap(),
+            }),
+            "invoices": [
+                {"number": "F1", "due_date": "2026-11-01", "amount_due": amount_json("1000".parse().unwrap()), "tags": []},
+                {"number": "F2", "due_date": "2026-12-01", "amount_due": amount_json("500".parse().unwrap()), "tags": ["b2c"]},
+            ],
+        });
+        let each = "{{#each invoices}}{{number}}: {{late_interest this @root.rates.late_interest_annual}} + {{recovery_indemnity this}}\n{{/each}}";
+        assert_eq!(
+            render_text(each, &data).unwrap(),
+            "F1: 9.99 + 40.00\nF2: 0.00 + 0.00\n"
+        );
+        // An integer rate is a rate; 0 is no interest.
+        assert_eq!(
+            render_text(
+                "{{late_interest invoices.[0] 12}} {{late_interest invoices.[0] 0}}",
+                &data
+            )
+            .unwrap(),
+            "9.86 0.00"
+        );
+        let err = render_text("{{late_interest rates 12}}", &data).unwrap_err();
+        assert!(err.contains("late_interest: expects an invoice"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_interest_rate_names_the_config_key() {
+        let data = json!({
+            "today": "2026-12-01",
+            "rates": rates_json(&Rates::default()),
+            "invoice": {"number": "F1", "due_date": "2026-11-01", "amount_due": amount_json(Decimal::ONE_HUNDRED), "tags": []},
+        });
+        assert_eq!(
+            data["rates"],
+            json!({"recovery_indemnity": amount_json(Decimal::new(40, 0))})
+        );
+        let err = render_text(
+            "{{late_interest invoice rates.late_interest_annual}}",
+            &data,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("late_interest: rates.late_interest_annual is not set in relance.yaml"),
+            "{err}"
+        );
+        let err = render_text("{{late_interest invoice -1}}", &data).unwrap_err();
+        assert!(err.contains("not negative"), "{err}");
+    }
+
+    #[test]
+    fn the_discount_shows_exact_figures() {
+        let offer = crate::money::DiscountTerms {
+            percent: "2".parse().unwrap(),
+            within_days: 10,
+        }
+        .offer("1840.00".parse().unwrap(), d("2026-11-23"), d("2026-12-01"));
+        assert_eq!(
+            discount_json(&offer).to_string(),
+            r#"{"amount":36.80,"amount_due_after":1803.20,"available":true,"deadline":"2026-12-03","percent":2,"within_days":10}"#
+        );
     }
 
     #[test]

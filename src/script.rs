@@ -10,12 +10,30 @@ use rhai::{
 };
 use rust_decimal::Decimal;
 
+use crate::config::Rates;
 use crate::diagnostics::{Location, Problem, Problems};
 use crate::model::Ledger;
+use crate::money;
 
 /// Words that make an expression's value change from one day to the next
 /// even when nothing else changes; the preview re-evaluates such expressions daily.
-const TIME_WORDS: [&str; 3] = ["today", "days_overdue", "overdue_count"];
+const TIME_WORDS: [&str; 5] = [
+    "today",
+    "days_overdue",
+    "overdue_count",
+    "late_interest",
+    "discount",
+];
+
+/// The money functions relance provides to scripts and templates: a `.rhai`
+/// function of the same name would silently take their place in one and not
+/// the other.
+pub const BUILT_IN_FUNCTIONS: [&str; 2] = ["late_interest", "recovery_indemnity"];
+
+/// Why `late_interest` cannot compute: the rate is configuration, never built in.
+pub const INTEREST_RATE_NOT_SET: &str = "rates.late_interest_annual is not set in relance.yaml: \
+     add the annual late-payment interest rate in percent there \
+     (in France, the ECB main refinancing rate plus 10 points)";
 
 /// An invoice as scripts see it: a cheap handle into the ledger plus the evaluation date.
 #[derive(Clone)]
@@ -77,9 +95,11 @@ pub struct Scripts {
     pub functions: Vec<(String, usize, PathBuf)>,
     /// Function names whose bodies read the date, directly or not.
     time_functions: Vec<String>,
+    /// The config's rates, which the money functions read.
+    rates: Rates,
 }
 
-fn sandboxed_engine() -> Engine {
+fn sandboxed_engine(rates: &Rates) -> Engine {
     let mut engine = Engine::new();
     // Bounds chosen so that any honest rule runs in microseconds while a
     // runaway loop or recursion stops within a few milliseconds.
@@ -164,7 +184,64 @@ fn sandboxed_engine() -> Engine {
             Ok((parse(to)? - parse(from)?).num_days())
         },
     );
+
+    // The money rules. The rate is an argument (usually `rates.late_interest_annual`)
+    // so that a policy can also compute at a contractual rate of its own.
+    engine.register_fn("late_interest", |v: &mut InvoiceView, rate: Decimal| {
+        late_interest(v, rate)
+    });
+    engine.register_fn("late_interest", |v: &mut InvoiceView, rate: i64| {
+        late_interest(v, Decimal::from(rate))
+    });
+    // `rates.late_interest_annual` when the config has no rate.
+    engine.register_fn(
+        "late_interest",
+        |_: &mut InvoiceView, _: ()| -> Result<Decimal, Box<EvalAltResult>> {
+            Err(INTEREST_RATE_NOT_SET.into())
+        },
+    );
+    let indemnity = rates.recovery_indemnity;
+    engine.register_fn("recovery_indemnity", move |v: &mut InvoiceView| {
+        let tags = v.ledger.invoices[v.index].tags.iter();
+        let customer_tags = v.ledger.customer(v.index).tags.iter();
+        money::recovery_indemnity(indemnity, tags.chain(customer_tags).map(|t| &**t))
+    });
+    // `rates` is the same for every expression and function: a constant of
+    // the engine rather than a variable set for each invoice.
+    let mut constants = rhai::Module::new();
+    constants.set_var("rates", rates_variable(rates));
+    engine.register_global_module(constants.into());
     engine
+}
+
+fn late_interest(v: &InvoiceView, rate: Decimal) -> Result<Decimal, Box<EvalAltResult>> {
+    if rate.is_sign_negative() && !rate.is_zero() {
+        return Err(
+            format!("late_interest: the annual rate must not be negative, not {rate}").into(),
+        );
+    }
+    let inv = &v.ledger.invoices[v.index];
+    money::late_interest(inv.amount_due(), inv.due_date, v.today, rate).ok_or_else(|| {
+        format!(
+            "late_interest: invoice {}: the amount is too large",
+            inv.number
+        )
+        .into()
+    })
+}
+
+/// `rates` in scripts: `late_interest_annual` (absent when the config has
+/// none) and `recovery_indemnity`.
+pub fn rates_variable(rates: &Rates) -> Map {
+    let mut map = Map::new();
+    if let Some(rate) = rates.late_interest_annual {
+        map.insert("late_interest_annual".into(), Dynamic::from(rate));
+    }
+    map.insert(
+        "recovery_indemnity".into(),
+        Dynamic::from(rates.recovery_indemnity),
+    );
+    map
 }
 
 pub fn date_string(d: NaiveDate) -> ImmutableString {
@@ -202,6 +279,8 @@ impl Variables {
         scope.set_value("customer", self.customer);
         scope.set_value("today", date_string(self.today));
         scope.set_value("sent", self.sent);
+        // Set to the policy's discount before each `when`; none before that.
+        scope.set_value("discount", ());
     }
 
     pub fn into_scope(self, stage: Option<StageView>) -> Scope<'static> {
@@ -210,6 +289,7 @@ impl Variables {
         scope.push("customer", self.customer);
         scope.push("today", date_string(self.today));
         scope.push("sent", self.sent);
+        scope.push("discount", ());
         match stage {
             Some(s) => scope.push("stage", s),
             None => scope.push("stage", ()),
@@ -221,8 +301,11 @@ impl Variables {
 impl Scripts {
     /// Compiles every `*.rhai` file of `dir`; a file that does not compile is
     /// reported and left out, so that the rules that do not call it still run.
-    pub fn load(dir: &Path, problems: &mut Problems) -> Scripts {
-        let engine = sandboxed_engine();
+    pub fn load(dir: &Path, rates: &Rates, problems: &mut Problems) -> Scripts {
+        let engine = sandboxed_engine(rates);
+        // Functions may read the config's `rates`, a constant of the engine.
+        let mut constants = Scope::new();
+        constants.push("rates", ());
         let mut library = AST::empty();
         let mut functions: Vec<(String, usize, PathBuf)> = Vec::new();
         let mut sources = Vec::new();
@@ -234,11 +317,20 @@ impl Scripts {
                     continue;
                 }
             };
-            match engine.compile(&source) {
+            match engine.compile_with_scope(&constants, &source) {
                 Ok(mut ast) => {
                     ast.set_source(path.to_string_lossy().as_ref());
                     for f in ast.iter_functions() {
-                        if let Some((_, _, other)) = functions
+                        if BUILT_IN_FUNCTIONS.contains(&f.name) {
+                            let (line, col) = find_fn(&source, f.name);
+                            problems.error(
+                                Location::at(&path, line, col),
+                                format!(
+                                    "function {} is built into relance (the money rules): rename this one",
+                                    f.name
+                                ),
+                            );
+                        } else if let Some((_, _, other)) = functions
                             .iter()
                             .find(|(n, a, _)| n == f.name && *a == f.params.len())
                         {
@@ -292,31 +384,43 @@ impl Scripts {
             library,
             functions,
             time_functions,
+            rates: rates.clone(),
         }
     }
 
-    /// An empty library, for tests and folders without scripts.
+    /// An empty library with the default rates, for tests.
     pub fn empty() -> Scripts {
+        let rates = Rates::default();
         Scripts {
-            engine: sandboxed_engine(),
+            engine: sandboxed_engine(&rates),
             library: AST::empty(),
             functions: Vec::new(),
             time_functions: Vec::new(),
+            rates,
         }
+    }
+
+    /// The config's rates, as the money functions use them.
+    pub fn rates(&self) -> &Rates {
+        &self.rates
     }
 
     /// Compiles an expression written at `location` (its first character).
     pub fn compile(&self, source: &str, location: Location) -> Result<Expr, Problem> {
         let mut scope = Scope::new();
-        for name in ["invoice", "customer", "today", "sent", "stage"] {
+        for name in [
+            "invoice", "customer", "today", "sent", "stage", "discount", "rates",
+        ] {
             scope.push(name, ());
         }
         match self.engine.compile_expression_with_scope(&scope, source) {
             Ok(ast) => {
                 let time_dependent = mentions_any(source, TIME_WORDS.iter().copied())
                     || mentions_call(source, self.time_functions.iter().map(String::as_str));
-                let per_invoice =
-                    mentions_any(source, ["invoice", "today", "sent", "stage"].into_iter());
+                let per_invoice = mentions_any(
+                    source,
+                    ["invoice", "today", "sent", "stage", "discount"].into_iter(),
+                );
                 Ok(Expr {
                     source: source.to_string(),
                     ast: self.library.merge(&ast),
@@ -511,11 +615,183 @@ mod tests {
     }
 
     fn scripts_with(src: &str) -> (tempfile::TempDir, Scripts, Problems) {
+        scripts_with_rates(src, &Rates::default())
+    }
+
+    fn scripts_with_rates(src: &str, rates: &Rates) -> (tempfile::TempDir, Scripts, Problems) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("lib.rhai"), src).unwrap();
         let mut problems = Problems::default();
-        let s = Scripts::load(dir.path(), &mut problems);
+        let s = Scripts::load(dir.path(), rates, &mut problems);
         (dir, s, problems)
+    }
+
+    fn rates(late_interest_annual: Option<&str>, recovery_indemnity: &str) -> Rates {
+        Rates {
+            late_interest_annual: late_interest_annual.map(|r| r.parse().unwrap()),
+            recovery_indemnity: recovery_indemnity.parse().unwrap(),
+        }
+    }
+
+    /// Evaluates `expr` for invoice 0 of `ledger` on `today`.
+    fn eval(
+        s: &Scripts,
+        ledger: &Arc<Ledger>,
+        today: &str,
+        expr: &str,
+    ) -> Result<bool, ScriptError> {
+        let e = s
+            .compile(expr, Location::at(Path::new("rules/p.yaml"), 1, 1))
+            .unwrap_or_else(|p| panic!("{p}"));
+        s.eval_bool(&e, &mut vars(ledger, today))
+    }
+
+    #[test]
+    fn late_interest_and_recovery_indemnity_are_built_in() {
+        let (_d, s, p) = scripts_with_rates("", &rates(Some("12.15"), "40"));
+        assert!(p.is_empty(), "{p:?}");
+        let ledger = Arc::new(Ledger::new(vec![invoice(
+            "F1",
+            "C1",
+            "2026-11-01",
+            "1000.00",
+        )]));
+        for expr in [
+            // 1000 × 12.15 % × 30 / 365 = 9.986…
+            "late_interest(invoice, 12.15) == 9.99",
+            "late_interest(invoice, rates.late_interest_annual) == 9.99",
+            "late_interest(invoice, 12) == 9.86",
+            "rates.late_interest_annual == 12.15 && rates.recovery_indemnity == 40",
+            "recovery_indemnity(invoice) == 40",
+            "discount == ()",
+        ] {
+            assert_eq!(eval(&s, &ledger, "2026-12-01", expr), Ok(true), "{expr}");
+        }
+        assert_eq!(
+            eval(
+                &s,
+                &ledger,
+                "2026-11-01",
+                "late_interest(invoice, 12.15) == 0.00"
+            ),
+            Ok(true),
+            "no interest on the due date"
+        );
+        let err = eval(&s, &ledger, "2026-12-01", "late_interest(invoice, -1) > 0").unwrap_err();
+        assert!(err.message.contains("must not be negative"), "{err}");
+        let loc = Location::at(Path::new("p.yaml"), 1, 1);
+        assert!(
+            s.compile("late_interest(invoice, 1) > 0", loc.clone())
+                .unwrap()
+                .time_dependent
+        );
+        assert!(
+            s.compile("discount != ()", loc.clone())
+                .unwrap()
+                .time_dependent
+        );
+        assert!(
+            !s.compile("recovery_indemnity(invoice) > 0", loc)
+                .unwrap()
+                .time_dependent
+        );
+    }
+
+    #[test]
+    fn an_interest_rate_that_is_not_configured_is_a_clear_error() {
+        let (_d, s, _) = scripts_with(
+            "fn claimed(invoice) { late_interest(invoice, rates.late_interest_annual) }\n",
+        );
+        let ledger = Arc::new(Ledger::new(vec![invoice(
+            "F1",
+            "C1",
+            "2026-11-01",
+            "1000.00",
+        )]));
+        for expr in [
+            "late_interest(invoice, rates.late_interest_annual) > 0",
+            "claimed(invoice) > 0",
+        ] {
+            let err = eval(&s, &ledger, "2026-12-01", expr).unwrap_err();
+            assert!(
+                err.message
+                    .contains("rates.late_interest_annual is not set in relance.yaml"),
+                "{expr}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn consumers_on_the_invoice_or_the_customer_owe_no_indemnity() {
+        let (_d, s, _) = scripts_with_rates("", &rates(None, "40"));
+        let mut consumer = invoice("F1", "C1", "2026-11-01", "100");
+        consumer.tags = Arc::new(["b2c".into()]);
+        // C2's other invoice is tagged b2c: the customer is a consumer.
+        let untagged = invoice("F2", "C2", "2026-11-01", "100");
+        let mut tagged = invoice("F3", "C2", "2026-11-01", "100");
+        tagged.tags = Arc::new(["b2c".into()]);
+        let business = invoice("F4", "C3", "2026-11-01", "100");
+        let ledger = Arc::new(Ledger::new(vec![consumer, untagged, tagged, business]));
+        let indemnity = |index| {
+            let view = InvoiceView {
+                ledger: ledger.clone(),
+                index,
+                today: date("2026-12-01"),
+            };
+            let mut scope = Scope::new();
+            scope.push("invoice", view);
+            s.engine
+                .eval_with_scope::<Decimal>(&mut scope, "recovery_indemnity(invoice)")
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            (0..4).map(indemnity).collect::<Vec<_>>(),
+            vec!["0", "0", "0", "40"]
+        );
+    }
+
+    #[test]
+    fn script_functions_read_rates_but_cannot_take_a_built_in_name() {
+        let (_d, s, p) = scripts_with_rates(
+            "fn rate() { rates.late_interest_annual }\nfn late_interest(invoice, rate) { 0 }\n",
+            &rates(Some("12.15"), "40"),
+        );
+        let msgs: Vec<String> = p.iter().map(|p| p.to_string()).collect();
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        assert!(
+            msgs[0].ends_with("lib.rhai:2:1: function late_interest is built into relance (the money rules): rename this one"),
+            "{msgs:?}"
+        );
+        assert_eq!(
+            s.call("rate", vec![]).unwrap().as_decimal(),
+            Ok("12.15".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn a_reused_scope_forgets_the_previous_invoice_discount() {
+        let ledger = Arc::new(Ledger::new(vec![invoice("F1", "C1", "2026-11-01", "1")]));
+        let mut scope = vars(&ledger, "2026-10-05");
+        // What the engine sets before a `when` of a policy with a discount.
+        scope.set_value("discount", Map::new());
+        let view = |ledger: &Arc<Ledger>| InvoiceView {
+            ledger: ledger.clone(),
+            index: 0,
+            today: date("2026-10-05"),
+        };
+        Variables {
+            invoice: view(&ledger),
+            customer: CustomerView {
+                ledger: ledger.clone(),
+                index: 0,
+                today: date("2026-10-05"),
+            },
+            today: date("2026-10-05"),
+            sent: vec![],
+        }
+        .apply(&mut scope);
+        assert!(scope.get_value::<()>("discount").is_some());
     }
 
     #[test]

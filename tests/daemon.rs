@@ -178,7 +178,7 @@ fn the_journal_records_each_reminder_with_its_identity_and_delivery_facts() {
         .filter(|name| name.ends_with(".txt"))
         .count();
     let delivered = folder.files("outbox").len() + task_texts;
-    // 16 emails: F2026-0121 is held (rules/holds.yaml), F2026-0061 waits
+    // 16 emails: F2026-0075 is held (rules/holds.yaml), F2026-0113 waits
     // for the payment its customer promised (promise_date).
     assert_eq!((folder.files("outbox").len(), task_texts), (16, 7));
     assert_eq!(count(&rows, "sent"), delivered);
