@@ -679,7 +679,9 @@ impl Evaluator<'_> {
     /// The reminders of the `days` days from `from`, as the daemon would send
     /// them if no payment arrived: each day's decisions are journaled in memory
     /// before the next day is decided. Days on which nothing can change for an
-    /// invoice are not evaluated. Invoices are planned in parallel.
+    /// invoice are not evaluated. Invoices are planned in parallel. `only`:
+    /// that invoice and the other invoices of its customer, which its
+    /// messages may be grouped with.
     pub fn plan(
         &self,
         from: NaiveDate,
@@ -691,7 +693,12 @@ impl Evaluator<'_> {
         let end = add_days(from, i64::from(days));
         let daily = self.policies.iter().any(Policy::time_dependent);
         let invoices: Vec<usize> = match only {
-            Some(i) => vec![i],
+            Some(i) => {
+                let customer = self.ledger.customer_index(i);
+                (0..self.ledger.invoices.len())
+                    .filter(|&j| self.ledger.customer_index(j) == customer)
+                    .collect()
+            }
             None => (0..self.ledger.invoices.len()).collect(),
         };
         let choices = self.choices_per_customer(from);

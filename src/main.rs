@@ -274,7 +274,10 @@ fn execute(cli: Cli, mut out: &mut dyn Write) -> Result<ExitCode> {
             let plan = project
                 .evaluator()
                 .plan(from, days, &journal_view(&project)?, only);
-            for (invoice, error) in &plan.errors {
+            // With --invoice the plan holds its customer's other invoices
+            // too (a message may group them): only its own rows are shown.
+            let shown = |i: &usize| only.is_none_or(|o| o == *i);
+            for (invoice, error) in plan.errors.iter().filter(|(i, _)| shown(i)) {
                 eprintln!(
                     "{error} (invoice {})",
                     project.ledger.invoices[*invoice].number
@@ -285,6 +288,7 @@ fn execute(cli: Cli, mut out: &mut dyn Write) -> Result<ExitCode> {
                 &mut out,
                 &project,
                 &plan.reminders,
+                only,
                 format,
                 render,
                 &mut |warning| eprintln!("{warning}"),
@@ -295,7 +299,7 @@ fn execute(cli: Cli, mut out: &mut dyn Write) -> Result<ExitCode> {
                 writeln!(
                     out,
                     "\n{} reminder(s) from {from} to {until}.",
-                    plan.reminders.len()
+                    plan.reminders.iter().filter(|r| shown(&r.invoice)).count()
                 )?;
             }
             if !plan.unmatched.is_empty() {

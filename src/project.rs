@@ -154,6 +154,7 @@ impl<'p> Reminder<'p> {
         self.body.clone_from(&message.body);
         self.html.clone_from(&message.html);
         self.error.clone_from(&message.error);
+        self.covers.clone_from(&message.covers);
         self.shown_before = self.invoice != message.invoice;
         self
     }

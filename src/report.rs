@@ -113,16 +113,19 @@ pub fn write_preview(
     out: &mut dyn Write,
     project: &Project,
     plan: &[Planned],
+    only: Option<usize>,
     format: Format,
     render: bool,
     warn: &mut dyn FnMut(&str),
 ) -> io::Result<()> {
     use rayon::prelude::*;
-    let rows = RowFormat::new(format, render, project, plan);
+    let shown = |p: &Planned| only.is_none_or(|i| p.invoice == i);
+    let rows = RowFormat::new(format, render, project, plan, &shown);
     let messages = project.messages(plan);
     // Grouped messages, rendered in the window of their first reminder and
     // kept until the window of their last.
     let mut grouped: HashMap<usize, Reminder> = HashMap::new();
+    let mut written = false;
     out.write_all(&rows.header())?;
     for (w, window) in plan.chunks(WINDOW).enumerate() {
         let base = w * WINDOW;
@@ -142,8 +145,14 @@ pub fn write_preview(
                 let reminders: Vec<Reminder> = chunk
                     .iter()
                     .enumerate()
+                    .filter(|(_, p)| shown(p))
                     .map(|(k, p)| match messages.group(base + c * CHUNK + k) {
-                        Some(group) => project.row(p).in_message(&grouped[&group[0]]),
+                        Some(group) => {
+                            let mut r = project.row(p).in_message(&grouped[&group[0]]);
+                            // Shown alone, a row shows its whole message.
+                            r.shown_before &= only.is_none();
+                            r
+                        }
                         None => project.reminder(p, render),
                     })
                     .collect();
@@ -157,18 +166,20 @@ pub fn write_preview(
                         ))
                     })
                     .collect();
-                Ok((rows.rows(&reminders, w == 0 && c == 0)?, warnings))
+                Ok((rows.rows(&reminders)?, warnings))
             })
             .collect();
         for part in parts {
             let (bytes, warnings) = part?;
-            out.write_all(&bytes)?;
+            let opens = !written && format == Format::Json && !bytes.is_empty();
+            out.write_all(if opens { &bytes[1..] } else { &bytes })?;
+            written |= !bytes.is_empty();
             warnings.iter().for_each(|line| warn(line));
         }
         let end = base + window.len();
         grouped.retain(|&first, _| messages.group(first).is_some_and(|g| g[g.len() - 1] >= end));
     }
-    out.write_all(&rows.footer(plan.is_empty()))
+    out.write_all(&rows.footer(!plan.iter().any(shown)))
 }
 
 /// How preview rows are written: each chunk of rows is formatted on its own,
@@ -183,7 +194,13 @@ struct RowFormat {
 impl RowFormat {
     /// A table needs its column widths, computed from the plan without
     /// rendering anything.
-    fn new(format: Format, render: bool, project: &Project, plan: &[Planned]) -> RowFormat {
+    fn new(
+        format: Format,
+        render: bool,
+        project: &Project,
+        plan: &[Planned],
+        shown: &(dyn Fn(&Planned) -> bool + Sync),
+    ) -> RowFormat {
         use rayon::prelude::*;
         let mut widths = PREVIEW_HEADER.map(str::len)[..7]
             .try_into()
@@ -191,6 +208,7 @@ impl RowFormat {
         if format == Format::Table && !render {
             widths = plan
                 .par_iter()
+                .filter(|p| shown(p))
                 .map(|p| cell_widths(project, p))
                 .reduce(|| widths, |a, b| std::array::from_fn(|i| a[i].max(b[i])));
         }
@@ -231,14 +249,14 @@ impl RowFormat {
         }
     }
 
-    /// The rows of `reminders`; `first` when they open the output (no JSON
-    /// comma before them).
-    fn rows(&self, reminders: &[Reminder<'_>], first: bool) -> io::Result<Vec<u8>> {
+    /// The rows of `reminders`. In JSON each starts with `,`: the writer
+    /// drops the one that would open the array.
+    fn rows(&self, reminders: &[Reminder<'_>]) -> io::Result<Vec<u8>> {
         let mut out: Vec<u8> = Vec::with_capacity(reminders.len() * 256);
         match self.format {
             Format::Json => {
-                for (i, r) in reminders.iter().enumerate() {
-                    out.extend_from_slice(if first && i == 0 { b"\n" } else { b",\n" });
+                for r in reminders {
+                    out.extend_from_slice(b",\n");
                     serde_json::to_writer(&mut out, r)?;
                 }
             }
