@@ -947,6 +947,18 @@ mod tests {
                 holds: &self.holds,
             }
         }
+        /// "DATE INVOICE STAGE" of each reminder of a plan.
+        fn fired(&self, plan: &Plan) -> Vec<String> {
+            plan.reminders
+                .iter()
+                .map(|r| {
+                    let stage = &self.policies[r.policy].stages[r.stage].id;
+                    let number = &self.ledger.invoices[r.invoice].number;
+                    format!("{} {number} {stage}", r.date)
+                })
+                .collect()
+        }
+
         /// (date, stage, occurrence) of each planned reminder.
         fn plan(&self, from: &str, days: u32, journal: &JournalView) -> Vec<(String, String, u32)> {
             self.ev()
@@ -1374,16 +1386,7 @@ stages:
         let plan = f
             .ev()
             .plan(date("2026-12-01"), 30, &JournalView::default(), None);
-        let fired: Vec<String> = plan
-            .reminders
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} {} {}",
-                    r.date, f.ledger.invoices[r.invoice].number, f.policies[0].stages[r.stage].id
-                )
-            })
-            .collect();
+        let fired = f.fired(&plan);
         assert_eq!(
             fired,
             vec!["2026-12-16 F1 overdue_1", "2026-12-25 F1 overdue_2"]
@@ -1417,16 +1420,7 @@ stages:
         let plan = f
             .ev()
             .plan(date("2026-12-01"), 30, &JournalView::default(), None);
-        let fired: Vec<String> = plan
-            .reminders
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} {} {}",
-                    r.date, f.ledger.invoices[r.invoice].number, f.policies[0].stages[r.stage].id
-                )
-            })
-            .collect();
+        let fired = f.fired(&plan);
         // Paused through the 20th (18 + 2 days of grace): the 21st the
         // broken promise, the 22nd overdue_1 (waiting, not overtaken), then
         // overdue_2 on its day. F2 has no promise: no broken-promise stage.
@@ -1476,16 +1470,7 @@ stages:
             .by_invoice
             .insert("F2".into(), vec![sent("2026-12-14")]);
         let plan = f.ev().plan(date("2026-12-14"), 5, &journal, None);
-        let fired: Vec<String> = plan
-            .reminders
-            .iter()
-            .map(|r| {
-                format!(
-                    "{} {} {}",
-                    r.date, f.ledger.invoices[r.invoice].number, f.policies[0].stages[r.stage].id
-                )
-            })
-            .collect();
+        let fired = f.fired(&plan);
         // F2's reminder went out on the 14th: its payment is seen the next day.
         assert_eq!(
             fired,

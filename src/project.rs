@@ -298,18 +298,23 @@ impl Project {
         reminder
     }
 
+    /// The language a message of `template` to this invoice is written in:
+    /// the invoice's, or the first of its fallbacks the template exists in.
+    fn message_language(&self, invoice: usize, template: &str) -> &str {
+        let wanted = self.language_of(invoice);
+        self.rulebook
+            .templates
+            .resolve(template, wanted)
+            .unwrap_or(wanted)
+    }
+
     /// A planned reminder's own fields, not rendered: its message is its
     /// own until [`Reminder::in_message`] puts it in a grouped one.
     pub fn row(&self, planned: &Planned) -> Reminder<'_> {
         let inv = &self.ledger.invoices[planned.invoice];
         let policy = &self.rulebook.policies[planned.policy];
         let stage = &policy.stages[planned.stage];
-        let wanted = self.language_of(planned.invoice);
-        let language = self
-            .rulebook
-            .templates
-            .resolve(&stage.template, wanted)
-            .unwrap_or(wanted);
+        let language = self.message_language(planned.invoice, &stage.template);
         Reminder {
             date: planned.date,
             invoice: &inv.number,
@@ -386,12 +391,7 @@ impl Project {
             if stage.group != Grouping::Customer {
                 continue;
             }
-            let wanted = self.language_of(planned.invoice);
-            let language = self
-                .rulebook
-                .templates
-                .resolve(&stage.template, wanted)
-                .unwrap_or(wanted);
+            let language = self.message_language(planned.invoice, &stage.template);
             let key = (
                 planned.date,
                 self.ledger.customer_index(planned.invoice),
