@@ -45,14 +45,20 @@ impl Identity {
     /// dots, each with anything but letters, digits, `-` and `_` written `%XX`,
     /// so that two identities never share a token.
     pub fn token(&self) -> String {
-        [
-            escape(&self.invoice),
-            escape(&self.policy),
-            escape(&self.stage),
-            self.occurrence.to_string(),
-        ]
-        .join(".")
+        reminder_token(&self.invoice, &self.policy, &self.stage, self.occurrence)
     }
+}
+
+/// [`Identity::token`] of the reminder with these parts, built in one
+/// string: a preview makes one for each of a million rows.
+pub fn reminder_token(invoice: &str, policy: &str, stage: &str, occurrence: u32) -> String {
+    let mut token = String::with_capacity(invoice.len() + policy.len() + stage.len() + 8);
+    for part in [invoice, policy, stage] {
+        escape_into(&mut token, part);
+        token.push('.');
+    }
+    let _ = write!(token, "{occurrence}");
+    token
 }
 
 /// One invoice of a message and the reminder it stands for: a message
@@ -82,6 +88,11 @@ pub fn group_token(customer: &str, template: &str, date: chrono::NaiveDate, firs
 
 fn escape(part: &str) -> String {
     let mut out = String::with_capacity(part.len());
+    escape_into(&mut out, part);
+    out
+}
+
+fn escape_into(out: &mut String, part: &str) {
     for b in part.bytes() {
         if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
             out.push(b as char);
@@ -89,7 +100,6 @@ fn escape(part: &str) -> String {
             let _ = write!(out, "%{b:02X}");
         }
     }
-    out
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -288,8 +288,12 @@ impl Evaluator<'_> {
                 "promised to pay by {promised}{grace}: reminders paused until {end}"
             ));
         }
-        policy
-            .calendar()
+        // The fast bit test first: the reason is worked out only for a day off.
+        let calendar = policy.calendar();
+        if calendar.is_sending_day(date) {
+            return None;
+        }
+        calendar
             .closed(date)
             .map(|why| format!("{} {date} is {why}", weekday(date)))
     }

@@ -1,6 +1,5 @@
 //! Escalation policies (`rules/*.yaml`): which invoices they cover and their stages.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{Days, NaiveDate, NaiveTime, Weekday};
@@ -724,8 +723,9 @@ impl Hold {
 #[derive(Debug, Default, Clone)]
 pub struct Holds {
     pub list: Vec<Hold>,
-    by_invoice: HashMap<String, Vec<usize>>,
-    by_customer: HashMap<String, Vec<usize>>,
+    // foldhash rather than SipHash: every decision of every invoice asks.
+    by_invoice: hashbrown::HashMap<String, Vec<usize>>,
+    by_customer: hashbrown::HashMap<String, Vec<usize>>,
 }
 
 impl Holds {

@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::config::{Config, FeedConfig, FeedFormat};
-use crate::deliver::group_token;
+use crate::deliver::{group_token, reminder_token};
 use crate::diagnostics::{Location, Problem, Problems};
 use crate::engine::{Evaluator, Planned};
 use crate::feed::{feeds_for, load_feeds};
@@ -138,26 +138,10 @@ pub struct Reminder<'p> {
     /// The invoices of its message, when the message is grouped and this is
     /// its first reminder (a table shows the message once, with them).
     #[serde(skip)]
-    pub covers: Vec<&'p str>,
+    pub covers: Arc<[&'p str]>,
     /// A later reminder of a grouped message already shown with its first.
     #[serde(skip)]
     pub shown_before: bool,
-}
-
-impl<'p> Reminder<'p> {
-    /// This reminder as one row of the grouped message `message`: it shares
-    /// the message's token, recipients, subject, body and error.
-    pub fn in_message(mut self, message: &Reminder<'p>) -> Reminder<'p> {
-        self.message.clone_from(&message.message);
-        self.to = message.to.clone();
-        self.subject.clone_from(&message.subject);
-        self.body.clone_from(&message.body);
-        self.html.clone_from(&message.html);
-        self.error.clone_from(&message.error);
-        self.covers.clone_from(&message.covers);
-        self.shown_before = self.invoice != message.invoice;
-        self
-    }
 }
 
 pub struct Project {
@@ -308,13 +292,34 @@ impl Project {
             .unwrap_or(wanted)
     }
 
-    /// A planned reminder's own fields, not rendered: its message is its
-    /// own until [`Reminder::in_message`] puts it in a grouped one.
+    /// A planned reminder's own fields, not rendered, in a message of its own.
     pub fn row(&self, planned: &Planned) -> Reminder<'_> {
         let inv = &self.ledger.invoices[planned.invoice];
         let policy = &self.rulebook.policies[planned.policy];
         let stage = &policy.stages[planned.stage];
-        let language = self.message_language(planned.invoice, &stage.template);
+        let token = reminder_token(&inv.number, &policy.name, &stage.id, planned.occurrence);
+        let to = self.recipients(std::slice::from_ref(planned), stage.channel);
+        self.fields(planned, token, to)
+    }
+
+    /// A planned reminder as one row of the grouped message `message`
+    /// (already rendered): its own fields, and the message's token,
+    /// recipients, subject, body and error.
+    pub fn member<'p>(&'p self, planned: &Planned, message: &Reminder<'p>) -> Reminder<'p> {
+        let mut r = self.fields(planned, message.message.clone(), message.to.clone());
+        r.subject.clone_from(&message.subject);
+        r.body.clone_from(&message.body);
+        r.html.clone_from(&message.html);
+        r.error.clone_from(&message.error);
+        r.covers = message.covers.clone();
+        r.shown_before = r.invoice != message.invoice;
+        r
+    }
+
+    fn fields<'p>(&'p self, planned: &Planned, message: String, to: Cow<'p, str>) -> Reminder<'p> {
+        let inv = &self.ledger.invoices[planned.invoice];
+        let policy = &self.rulebook.policies[planned.policy];
+        let stage = &policy.stages[planned.stage];
         Reminder {
             date: planned.date,
             invoice: &inv.number,
@@ -323,16 +328,10 @@ impl Project {
             policy: &policy.name,
             stage: &stage.id,
             occurrence: planned.occurrence,
-            message: crate::deliver::Identity {
-                invoice: inv.number.to_string(),
-                policy: policy.name.clone(),
-                stage: stage.id.clone(),
-                occurrence: planned.occurrence,
-            }
-            .token(),
+            message,
             channel: stage.channel,
-            to: self.recipients(std::slice::from_ref(planned), stage.channel),
-            language,
+            to,
+            language: self.message_language(planned.invoice, &stage.template),
             template: &stage.template,
             subject: String::new(),
             amount_due: crate::render::money(inv.amount_due()),
@@ -340,7 +339,7 @@ impl Project {
             body: None,
             html: None,
             error: None,
-            covers: Vec::new(),
+            covers: Arc::from([]),
             shown_before: false,
         }
     }

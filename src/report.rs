@@ -148,7 +148,7 @@ pub fn write_preview(
                     .filter(|(_, p)| shown(p))
                     .map(|(k, p)| match messages.group(base + c * CHUNK + k) {
                         Some(group) => {
-                            let mut r = project.row(p).in_message(&grouped[&group[0]]);
+                            let mut r = project.member(p, &grouped[&group[0]]);
                             // Shown alone, a row shows its whole message.
                             r.shown_before &= only.is_none();
                             r

@@ -559,7 +559,7 @@ mod tests {
             body: Some(format!("\n{body}\n\n")),
             html: None,
             error: None,
-            covers: Vec::new(),
+            covers: std::sync::Arc::from([]),
             shown_before: false,
         }
     }
