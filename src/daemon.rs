@@ -56,6 +56,9 @@ pub struct Report {
     pub waiting: usize,
     /// When the first of them may go out.
     pub next_send: Option<DateTime<Utc>>,
+    /// Retries and crash leftovers that cannot go out today (a day off, a
+    /// hold, a promise): left for a later evaluation.
+    pub deferred: usize,
     /// The batch was larger than `limits.max_per_run`: nothing was sent.
     pub held: bool,
     /// Stopped by a signal before the batch was done (the rest stays planned).
@@ -73,6 +76,7 @@ impl Report {
             failed = self.failed,
             recovered = self.recovered,
             waiting = self.waiting,
+            deferred = self.deferred,
             held = self.held,
             "evaluation done"
         );
@@ -631,9 +635,13 @@ impl Daemon {
                 continue;
             }
             let mut rows = Vec::new();
+            let mut kept = Vec::new();
             for p in &claimed {
                 match self.resolve(p) {
-                    Ok(planned) => rows.push(planned),
+                    Ok(planned) => {
+                        rows.push(planned);
+                        kept.push(p);
+                    }
                     Err(reason) => {
                         journal.mark_skipped(&p.identity, reason.as_str(), &now_s)?;
                         tracing::info!(invoice = %p.identity.invoice, stage = %p.identity.stage, "not retried: {reason}");
@@ -641,6 +649,20 @@ impl Daemon {
                 }
             }
             if rows.is_empty() {
+                continue;
+            }
+            // A retry goes out only when a new reminder could: on a sending
+            // day, to an invoice neither held nor paused by a promise. The
+            // whole message waits (its token names one file) for an
+            // evaluation on a day it can go out.
+            let today = self.today(now);
+            let evaluator = self.project.evaluator();
+            if let Some(why) = rows.iter().find_map(|r| evaluator.waits(r, today)) {
+                for p in kept {
+                    journal.release(p, &now_s)?;
+                }
+                report.deferred += 1;
+                tracing::info!(invoice = %first.identity.invoice, stage = %first.identity.stage, "delivery waits: {why}");
                 continue;
             }
             let mut r = self.project.message(&rows, true);
@@ -782,6 +804,7 @@ impl Daemon {
         let tx = self.sender.clone();
         let mut watcher = self.watch(tx.clone())?;
         let mut next_eval = Utc::now();
+        let mut retries_wait = false;
         tracing::info!(dir = %self.options.dir.display(), "relance daemon started");
         loop {
             if self.stop.load(Ordering::SeqCst) {
@@ -796,18 +819,23 @@ impl Daemon {
                 if let Some(at) = report.next_send {
                     next_eval = next_eval.min(at.max(Utc::now()));
                 }
+                retries_wait = report.deferred > 0;
             } else if let Some(journal) = &self.journal
+                && !retries_wait
                 && journal.next_retry()?.is_some_and(|at| at <= rfc3339(now))
             {
                 let mut report = Report::default();
                 self.deliver_pending(now, &mut report)?;
+                // Due retries that cannot go out today wait for the next
+                // evaluation rather than wake the daemon again at once.
+                retries_wait = report.deferred > 0;
             }
             let next_retry = match &self.journal {
-                Some(j) => j
+                Some(j) if !retries_wait => j
                     .next_retry()?
                     .and_then(|at| DateTime::parse_from_rfc3339(&at).ok())
                     .map(|t| t.with_timezone(&Utc)),
-                None => None,
+                _ => None,
             };
             let wake = next_retry.map_or(next_eval, |r| r.min(next_eval));
             let wait = (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO);

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::journal::{JournalView, Mark, State};
 use crate::model::{Invoice, Ledger};
-use crate::policy::{Holds, ON_PAID, Policy, add_days};
+use crate::policy::{Holds, ON_PAID, Policy, Trigger, add_days};
 use crate::script::{CustomerView, InvoiceView, ScriptError, Scripts, Variables};
 
 /// One occurrence of a stage: occurrence 0 is its first firing, k its k-th repeat.
@@ -298,6 +298,16 @@ impl Evaluator<'_> {
             .map(|why| format!("{} {date} is {why}", weekday(date)))
     }
 
+    /// Why a reminder already decided cannot go out on `date` (a retry, a
+    /// crash leftover): a day off, a hold, a promise running — what would
+    /// stop a new one.
+    pub fn waits(&self, planned: &Planned, date: NaiveDate) -> Option<String> {
+        let policy = &self.policies[planned.policy];
+        let inv = &self.ledger.invoices[planned.invoice];
+        let thanks = policy.stages[planned.stage].trigger == Trigger::Paid;
+        self.blocked(policy, inv, date, !thanks)
+    }
+
     /// SPEC §4 for one invoice and date. `chosen` is the policy choice when
     /// it was made once for the invoice's customer; `scope` is reused.
     fn decide(
@@ -415,15 +425,15 @@ impl Evaluator<'_> {
         // A broken promise: the first day after the promised date (plus
         // grace), once, while the invoice is still open.
         let promise = policy.promise_broken().and_then(|s| {
-            let on = add_days(policy.promise_end(inv)?, 1);
+            let (scheduled, on) = policy.promise_broken_on(inv)?;
             let state = journaled(s, 0);
             if let Some(t) = trace.as_deref_mut() {
                 t.stages.push(StageTrace {
                     stage: policy.stages[s].id.clone(),
                     occurrence: 0,
                     date: Some(on),
-                    moved_from: None,
-                    moved_because: None,
+                    moved_from: (scheduled != on).then_some(scheduled),
+                    moved_because: policy.calendar().closed(scheduled),
                     reached: on <= date,
                     when: None,
                     journal: state,
@@ -645,10 +655,10 @@ impl Evaluator<'_> {
         for policy in policies {
             let anchor = policy.anchor_date(inv);
             if policy.promise_broken().is_some()
-                && let Some(end) = policy.promise_end(inv)
-                && add_days(end, 1) > date
+                && let Some((_, on)) = policy.promise_broken_on(inv)
+                && on > date
             {
-                consider(add_days(end, 1));
+                consider(on);
             }
             for (s, stage) in policy.stages.iter().enumerate() {
                 if !stage.is_scheduled() {

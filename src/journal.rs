@@ -393,6 +393,26 @@ impl Journal {
         Ok(n == 1)
     }
 
+    /// Gives back a claimed reminder that cannot go out yet (a day off, a
+    /// hold): as it was, `failed` or `planned`, with no owner, for a later
+    /// evaluation to take again.
+    pub fn release(&self, p: &Pending, now: &str) -> rusqlite::Result<()> {
+        let id = &p.identity;
+        self.conn.execute(
+            "UPDATE reminder SET state = ?5, owner = NULL, updated_at = ?6
+             WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4",
+            params![
+                id.invoice,
+                id.policy,
+                id.stage,
+                id.occurrence,
+                p.state.as_str(),
+                now
+            ],
+        )?;
+        Ok(())
+    }
+
     /// Records a failed attempt; `next_try_at` None means it will not be retried.
     pub fn mark_failed(
         &self,

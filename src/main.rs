@@ -399,17 +399,32 @@ fn explain(
         .as_ref()
         .and_then(|o| o.policy)
         .map(|p| &project.rulebook.policies[p]);
+    // What fires, as the message it goes out in: grouped with the customer's
+    // other reminders of the day when its stage says so, as the daemon sends it.
     let fires = outcome.as_ref().and_then(|o| o.fire).map(|f| {
-        project.reminder(
-            &relance::engine::Planned {
-                date,
-                invoice: index,
-                policy: outcome.as_ref().unwrap().policy.unwrap(),
-                stage: f.stage,
-                occurrence: f.occurrence,
-            },
-            false,
-        )
+        let planned = relance::engine::Planned {
+            date,
+            invoice: index,
+            policy: outcome.as_ref().and_then(|o| o.policy).unwrap_or_default(),
+            stage: f.stage,
+            occurrence: f.occurrence,
+        };
+        let grouped = project.rulebook.policies[planned.policy].stages[planned.stage].group
+            == relance::policy::Grouping::Customer;
+        if !grouped {
+            return project.reminder(&planned, false);
+        }
+        let plan = project.evaluator().plan(date, 1, journal, Some(index));
+        let messages = project.messages(&plan.reminders);
+        let rows = plan
+            .reminders
+            .iter()
+            .position(|r| *r == planned)
+            .and_then(|i| messages.group(i))
+            .map(|g| g.iter().map(|&i| plan.reminders[i]).collect::<Vec<_>>())
+            .unwrap_or_else(|| vec![planned]);
+        let message = project.message(&rows, false);
+        project.member(&planned, &message)
     });
     if format == Format::Json {
         let value = serde_json::json!({

@@ -268,6 +268,13 @@ impl Policy {
             .position(|s| s.trigger == Trigger::PromiseBroken)
     }
 
+    /// When a broken promise fires: the day after the pause, and that day
+    /// moved to the next sending day; `None` without a promise.
+    pub fn promise_broken_on(&self, invoice: &Invoice) -> Option<(NaiveDate, NaiveDate)> {
+        let day_after = add_days(self.promise_end(invoice)?, 1);
+        Some((day_after, self.calendar().shift(day_after, Shift::Later)))
+    }
+
     /// The last day reminders are paused for a promise to pay, if the
     /// invoice carries one.
     pub fn promise_end(&self, invoice: &Invoice) -> Option<NaiveDate> {
