@@ -47,10 +47,14 @@ pub struct Calendar {
     send_days: [bool; 7],
     calendars: Vec<Holidays>,
     dates: BTreeSet<NaiveDate>,
-    /// Every holiday (built-in or the config's) of the years around now, a
-    /// bit per day from 1 January of the first: the engine asks about a day
-    /// for every stage of every invoice, and Easter is not free to compute.
+    /// Every day that is not a sending day (weekday off, built-in or
+    /// configured holiday) of the years around now, a bit per day from
+    /// 1 January of the first: the engine asks about a day for every stage
+    /// of every invoice, and Easter is not free to compute.
     closed_days: Vec<u64>,
+    /// The longest run of days off in those years: the furthest the
+    /// calendar can move a date.
+    longest_closure: i64,
 }
 
 /// The years whose holidays [`Calendar::closed_days`] holds; others are
@@ -61,9 +65,9 @@ const PRECOMPUTED_DAYS: usize = 111 * 365 + 27;
 
 /// The bit of `day` in [`Calendar::closed_days`], if its year is precomputed.
 fn precomputed_index(day: NaiveDate) -> Option<usize> {
-    PRECOMPUTED_YEARS
-        .contains(&day.year())
-        .then(|| (day.num_days_from_ce() - FIRST_PRECOMPUTED_DAY) as usize)
+    usize::try_from(day.num_days_from_ce() - FIRST_PRECOMPUTED_DAY)
+        .ok()
+        .filter(|&i| i < PRECOMPUTED_DAYS)
 }
 
 /// `num_days_from_ce` of 1 January 1990.
@@ -94,27 +98,32 @@ impl Calendar {
         calendars.sort();
         calendars.dedup();
         let mut closed_days = vec![0u64; PRECOMPUTED_DAYS.div_ceil(64)];
-        let mut close = |day: NaiveDate| {
-            if let Some(i) = precomputed_index(day) {
+        let configured: BTreeSet<NaiveDate> = holidays.dates.iter().copied().collect();
+        let mut day = NaiveDate::from_ymd_opt(*PRECOMPUTED_YEARS.start(), 1, 1).expect("a year");
+        let (mut run, mut longest_closure) = (0, 0);
+        for i in 0..PRECOMPUTED_DAYS {
+            let off = !days[day.weekday().num_days_from_monday() as usize]
+                || configured.contains(&day)
+                || calendars.iter().any(|c| holiday(*c, day).is_some());
+            if off {
                 closed_days[i / 64] |= 1 << (i % 64);
             }
-        };
-        holidays.dates.iter().copied().for_each(&mut close);
-        for year in PRECOMPUTED_YEARS.filter(|_| !calendars.is_empty()) {
-            let mut day = NaiveDate::from_ymd_opt(year, 1, 1).expect("a valid year");
-            while day.year() == year {
-                if calendars.iter().any(|c| holiday(*c, day).is_some()) {
-                    close(day);
-                }
-                day = day.succ_opt().expect("within the calendar");
-            }
+            run = if off { run + 1 } else { 0 };
+            longest_closure = longest_closure.max(run);
+            day = day.succ_opt().expect("within the calendar");
         }
         Calendar {
             send_days: days,
             calendars,
-            dates: holidays.dates.iter().copied().collect(),
+            dates: configured,
             closed_days,
+            longest_closure,
         }
+    }
+
+    /// The furthest a date can move to reach a sending day, in days.
+    pub fn longest_closure(&self) -> i64 {
+        self.longest_closure
     }
 
     /// Every day of the year is a sending day.
@@ -169,9 +178,6 @@ impl Calendar {
     }
 
     pub fn is_sending_day(&self, date: NaiveDate) -> bool {
-        if !self.send_days[date.weekday().num_days_from_monday() as usize] {
-            return false;
-        }
         match precomputed_index(date) {
             Some(i) => self.closed_days[i / 64] & (1 << (i % 64)) == 0,
             None => self.closed(date).is_none(),

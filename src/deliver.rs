@@ -93,6 +93,11 @@ fn escape(part: &str) -> String {
 }
 
 fn escape_into(out: &mut String, part: &str) {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    if part.bytes().all(plain) {
+        out.push_str(part);
+        return;
+    }
     for b in part.bytes() {
         if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
             out.push(b as char);

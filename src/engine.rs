@@ -165,10 +165,6 @@ fn sent_on(marks: &[Mark], date: NaiveDate) -> bool {
     reminders.any(|m| m.date == date)
 }
 
-/// How far the calendar may move a stage's date at most (weekends, bank
-/// holidays and the config's own days off in a row).
-const MAX_SHIFT_DAYS: i64 = 31;
-
 /// "Sat", as `explain` writes a day.
 pub fn weekday(date: NaiveDate) -> String {
     date.format("%a").to_string()
@@ -375,6 +371,8 @@ impl Evaluator<'_> {
         // 2. Reached occurrences that are candidates, in order. A stage is
         // reached on its date moved to a sending day.
         let mut candidates: Vec<Occurrence> = Vec::new();
+        let margin = policy.calendar().longest_closure();
+        let near = (add_days(date, -margin), add_days(date, margin));
         for (s, stage) in policy.stages.iter().enumerate() {
             if !stage.is_scheduled() {
                 continue;
@@ -384,7 +382,16 @@ impl Evaluator<'_> {
                 if stage.max_occurrence().is_some_and(|max| k > max) {
                     break;
                 }
-                let reached_on = policy.reach_date(anchor, s, k);
+                // Far from the evaluation date, whether an occurrence is
+                // reached does not depend on the calendar, which moves a date
+                // by its longest closure at most: the exact day is needed
+                // only near it, or to explain.
+                let scheduled = policy.scheduled_date(anchor, s, k);
+                let reached_on = if trace.is_none() && (scheduled < near.0 || scheduled > near.1) {
+                    scheduled
+                } else {
+                    policy.calendar().shift(scheduled, stage.shift)
+                };
                 let reached = reached_on <= date;
                 let state = journaled(s, k);
                 let passed = last.is_some_and(|l| (s, k) <= l);
@@ -395,7 +402,6 @@ impl Evaluator<'_> {
                         (true, None, true) => Verdict::Passed,
                         (true, None, false) => Verdict::Waiting,
                     };
-                    let scheduled = policy.scheduled_date(anchor, s, k);
                     t.stages.push(StageTrace {
                         stage: stage.id.clone(),
                         occurrence: k,
@@ -664,9 +670,9 @@ impl Evaluator<'_> {
                 if !stage.is_scheduled() {
                     continue;
                 }
-                // The calendar moves a date by days, a few weeks at most:
-                // start looking for the next occurrence a month early.
-                let from = add_days(date, -MAX_SHIFT_DAYS);
+                // The calendar moves a date by its longest closure at most:
+                // start looking for the next occurrence that much earlier.
+                let from = add_days(date, -policy.calendar().longest_closure());
                 let first = policy.scheduled_date(anchor, s, 0);
                 let mut k = match stage.repeat.filter(|r| r.every > 0) {
                     Some(r) if first < from => {
@@ -732,7 +738,10 @@ impl Evaluator<'_> {
                 for &invoice in chunk {
                     let inv = &self.ledger.invoices[invoice];
                     // A settled invoice the journal knows may be owed a thank-you.
-                    if inv.is_open() || (inv.is_settled() && !journal.marks(&inv.number).is_empty())
+                    if inv.is_open()
+                        || (inv.is_settled()
+                            && !journal.by_invoice.is_empty()
+                            && !journal.marks(&inv.number).is_empty())
                     {
                         let chosen = choices
                             .as_ref()

@@ -1,7 +1,6 @@
 //! A whole relance folder loaded: config, rulebook (policies, scripts, templates) and ledger.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -381,16 +380,40 @@ impl Project {
     /// channel and language; every other reminder goes out alone.
     pub fn messages(&self, plan: &[Planned]) -> Messages {
         let mut messages = Messages {
-            group_of: vec![Messages::ALONE; plan.len()],
-            groups: Vec::new(),
+            reminders: plan.len(),
+            ..Messages::default()
         };
-        let mut keys: HashMap<(NaiveDate, usize, &str, Channel, &str), u32> = HashMap::new();
+        if !self
+            .rulebook
+            .policies
+            .iter()
+            .any(|p| p.stages.iter().any(|s| s.group == Grouping::Customer))
+        {
+            return messages;
+        }
+        // foldhash rather than SipHash: a preview groups a million rows.
+        let mut keys: hashbrown::HashMap<(NaiveDate, usize, &str, Channel, &str), u32> =
+            hashbrown::HashMap::new();
+        // The few (template, invoice language) pairs a plan has, resolved
+        // once each: resolving walks the language fallbacks.
+        let mut resolved: Vec<(&str, &str, &str)> = Vec::new();
         for (i, planned) in plan.iter().enumerate() {
             let stage = &self.rulebook.policies[planned.policy].stages[planned.stage];
             if stage.group != Grouping::Customer {
                 continue;
             }
-            let language = self.message_language(planned.invoice, &stage.template);
+            let wanted = self.language_of(planned.invoice);
+            let language = match resolved
+                .iter()
+                .find(|(t, w, _)| *t == stage.template && *w == wanted)
+            {
+                Some((_, _, language)) => language,
+                None => {
+                    let language = self.message_language(planned.invoice, &stage.template);
+                    resolved.push((&stage.template, wanted, language));
+                    language
+                }
+            };
             let key = (
                 planned.date,
                 self.ledger.customer_index(planned.invoice),
@@ -404,6 +427,9 @@ impl Project {
                 messages.groups.push(Vec::new());
             }
             messages.groups[group as usize].push(i);
+            if messages.group_of.is_empty() {
+                messages.group_of = vec![Messages::ALONE; plan.len()];
+            }
             messages.group_of[i] = group;
         }
         messages
@@ -758,7 +784,9 @@ impl Project {
 /// Which reminders of a plan go out in one message ([`Project::messages`]).
 #[derive(Debug, Default)]
 pub struct Messages {
-    /// Each reminder's group, or [`Messages::ALONE`].
+    /// How many reminders the plan has.
+    reminders: usize,
+    /// Each reminder's group, or [`Messages::ALONE`]; empty when none is grouped.
     group_of: Vec<u32>,
     /// The reminders of each grouped message, in plan order.
     pub groups: Vec<Vec<usize>>,
@@ -784,7 +812,7 @@ impl Messages {
     /// Every message, as the plan indexes of its reminders, in plan order
     /// of their first.
     pub fn each(&self) -> impl Iterator<Item = Vec<usize>> + '_ {
-        (0..self.group_of.len())
+        (0..self.reminders)
             .filter(|&i| self.leads(i))
             .map(|i| self.group(i).map_or_else(|| vec![i], <[usize]>::to_vec))
     }

@@ -60,7 +60,8 @@ struct Source {
 struct LanguageSet {
     text: Handlebars<'static>,
     html: Handlebars<'static>,
-    sources: HashMap<String, Source>,
+    // foldhash: every message looks its template up.
+    sources: hashbrown::HashMap<String, Source>,
     /// The file of each partial in the text and the HTML registry, so that an
     /// error inside a partial points at the partial, not at its includer, and
     /// what the partial needs of the context.
@@ -69,7 +70,7 @@ struct LanguageSet {
 }
 
 pub struct Templates {
-    languages: HashMap<String, LanguageSet>,
+    languages: hashbrown::HashMap<String, LanguageSet>,
     default_language: String,
     /// The templates folder, to name the file a missing template should be.
     dir: PathBuf,
@@ -144,7 +145,7 @@ impl Templates {
             }
         }
         let mut templates = Templates {
-            languages: HashMap::new(),
+            languages: hashbrown::HashMap::new(),
             default_language: config.language.clone(),
             dir: dir.to_path_buf(),
         };
@@ -160,7 +161,7 @@ impl Templates {
             let mut set = LanguageSet {
                 text: registry(false, scripts),
                 html: registry(true, scripts),
-                sources: HashMap::new(),
+                sources: hashbrown::HashMap::new(),
                 text_partials: HashMap::new(),
                 html_partials: HashMap::new(),
             };
@@ -227,6 +228,15 @@ impl Templates {
 
     /// The language whose version of template `name` a message in `language` uses.
     pub fn resolve<'a>(&'a self, name: &str, language: &'a str) -> Option<&'a str> {
+        let has = |l: &str| {
+            self.languages
+                .get(l)
+                .is_some_and(|s| s.sources.contains_key(name))
+        };
+        // Most messages are in their invoice's own language: no chain to build.
+        if has(language) {
+            return Some(language);
+        }
         language_chain(language, &self.default_language).find(|l| {
             self.languages
                 .get(*l)

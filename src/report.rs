@@ -121,7 +121,9 @@ pub fn write_preview(
     use rayon::prelude::*;
     let shown = |p: &Planned| only.is_none_or(|i| p.invoice == i);
     let rows = RowFormat::new(format, render, project, plan, &shown);
+    let started = std::time::Instant::now();
     let messages = project.messages(plan);
+    tracing::debug!(groups = messages.groups.len(), elapsed = ?started.elapsed(), "grouped");
     // Grouped messages, rendered in the window of their first reminder and
     // kept until the window of their last.
     let mut grouped: HashMap<usize, Reminder> = HashMap::new();
@@ -132,7 +134,8 @@ pub fn write_preview(
         let opened: Vec<(usize, Reminder)> = (base..base + window.len())
             .into_par_iter()
             .filter_map(|i| {
-                let group = messages.group(i).filter(|g| g[0] == i)?;
+                // A message of one reminder renders with its row, below.
+                let group = messages.group(i).filter(|g| g[0] == i && g.len() > 1)?;
                 let rows: Vec<Planned> = group.iter().map(|&j| plan[j]).collect();
                 Some((i, project.message(&rows, render)))
             })
@@ -147,13 +150,13 @@ pub fn write_preview(
                     .enumerate()
                     .filter(|(_, p)| shown(p))
                     .map(|(k, p)| match messages.group(base + c * CHUNK + k) {
-                        Some(group) => {
+                        Some(group) if group.len() > 1 => {
                             let mut r = project.member(p, &grouped[&group[0]]);
                             // Shown alone, a row shows its whole message.
                             r.shown_before &= only.is_none();
                             r
                         }
-                        None => project.reminder(p, render),
+                        _ => project.reminder(p, render),
                     })
                     .collect();
                 let warnings = reminders
