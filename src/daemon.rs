@@ -208,18 +208,6 @@ impl Daemon {
         }
     }
 
-    /// When a message led by `planned` may go out: its policy's send time
-    /// on the day, in its recipient's time zone (the feed's `timezone`,
-    /// else the config's); `None` when the policy has no send time.
-    pub fn send_at(&self, planned: &Planned) -> Option<DateTime<Utc>> {
-        let policy = &self.project.rulebook.policies[planned.policy];
-        let tz = self.project.time_zone_of(planned.invoice);
-        policy
-            .window
-            .send_at(planned.date, tz)
-            .map(|t| t.with_timezone(&Utc))
-    }
-
     /// One evaluation: finish what the journal still owes, then decide and
     /// deliver today's reminders through the same path `preview` uses.
     pub fn evaluate(&mut self, now: DateTime<Utc>) -> Result<Report> {
@@ -256,7 +244,12 @@ impl Daemon {
         let mut waiting_invoices: Vec<usize> = Vec::new();
         for rows in self.project.messages(&plan.reminders).each() {
             let rows: Vec<Planned> = rows.iter().map(|&i| plan.reminders[i]).collect();
-            match (self.send_at(&rows[0]), clock) {
+            match (
+                self.project
+                    .send_at(&rows[0])
+                    .map(|t| t.with_timezone(&Utc)),
+                clock,
+            ) {
                 (Some(at), Some(clock)) if at > clock => {
                     report.waiting += 1;
                     report.next_send = Some(report.next_send.map_or(at, |n| n.min(at)));

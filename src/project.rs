@@ -127,6 +127,10 @@ pub struct Reminder<'p> {
     pub subject: String,
     pub amount_due: String,
     pub currency: &'p str,
+    /// When it goes out, in the recipient's time zone (`2026-12-01T09:00:00-05:00`),
+    /// when its policy has a `send_time`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -210,6 +214,16 @@ impl Project {
             .get("timezone")
             .and_then(|tz| tz.trim().parse().ok())
             .unwrap_or(self.config.timezone)
+    }
+
+    /// When a message led by `planned` may go out: its policy's send time
+    /// on the day, in its recipient's time zone (the feed's `timezone`,
+    /// else the config's); `None` when the policy has no send time.
+    pub fn send_at(&self, planned: &Planned) -> Option<chrono::DateTime<chrono_tz::Tz>> {
+        let policy = &self.rulebook.policies[planned.policy];
+        policy
+            .window
+            .send_at(planned.date, self.time_zone_of(planned.invoice))
     }
 
     /// Warns of each `timezone` value of the feeds that is no time zone:
@@ -310,6 +324,7 @@ impl Project {
         r.body.clone_from(&message.body);
         r.html.clone_from(&message.html);
         r.error.clone_from(&message.error);
+        r.send_at.clone_from(&message.send_at);
         r.covers = message.covers.clone();
         r.shown_before = r.invoice != message.invoice;
         r
@@ -335,6 +350,7 @@ impl Project {
             subject: String::new(),
             amount_due: crate::render::money(inv.amount_due()),
             currency: &inv.currency,
+            send_at: self.send_at(planned).map(|t| t.to_rfc3339()),
             body: None,
             html: None,
             error: None,
@@ -422,7 +438,18 @@ impl Project {
                 language,
             );
             let next = messages.groups.len() as u32;
-            let group = *keys.entry(key).or_insert(next);
+            let entry = keys.entry(key).or_insert(next);
+            // A full message starts the next one (with its own first invoice,
+            // so its own id): a statement of thousands of invoices is read by
+            // nobody, and its size would grow with the square of theirs.
+            if messages
+                .groups
+                .get(*entry as usize)
+                .is_some_and(|g| g.len() >= MAX_INVOICES_PER_MESSAGE)
+            {
+                *entry = next;
+            }
+            let group = *entry;
             if group == next {
                 messages.groups.push(Vec::new());
             }
@@ -780,6 +807,10 @@ impl Project {
         Ledger::new(vec![full, sparse, promised]).with_default_language(&self.config.language)
     }
 }
+
+/// The most invoices one grouped message lists; a customer's further
+/// reminders of the day go out in further messages.
+pub const MAX_INVOICES_PER_MESSAGE: usize = 100;
 
 /// Which reminders of a plan go out in one message ([`Project::messages`]).
 #[derive(Debug, Default)]

@@ -68,7 +68,7 @@ pub fn csv<T: Serialize>(out: &mut dyn Write, rows: &[T], columns: &[&str]) -> i
     w.flush()
 }
 
-pub const REMINDER_COLUMNS: [&str; 16] = [
+pub const REMINDER_COLUMNS: [&str; 17] = [
     "date",
     "invoice",
     "customer_id",
@@ -84,6 +84,7 @@ pub const REMINDER_COLUMNS: [&str; 16] = [
     "subject",
     "amount_due",
     "currency",
+    "send_at",
     "error",
 ];
 
@@ -102,6 +103,9 @@ const PREVIEW_HEADER: [&str; 8] = [
 /// Reminders rendered and formatted at once (on every core); memory holds
 /// only this many, whatever the size of the preview.
 const WINDOW: usize = 1 << 16;
+/// The window with whole messages: a grouped message's body is on each of
+/// its rows, and a window holds them all until it is written.
+const RENDER_WINDOW: usize = 1 << 12;
 /// The reminders one core renders and formats in one go.
 const CHUNK: usize = 2048;
 
@@ -129,8 +133,13 @@ pub fn write_preview(
     let mut grouped: HashMap<usize, Reminder> = HashMap::new();
     let mut written = false;
     out.write_all(&rows.header())?;
-    for (w, window) in plan.chunks(WINDOW).enumerate() {
-        let base = w * WINDOW;
+    let (size, chunk_size) = if render {
+        (RENDER_WINDOW, RENDER_WINDOW / 8)
+    } else {
+        (WINDOW, CHUNK)
+    };
+    for (w, window) in plan.chunks(size).enumerate() {
+        let base = w * size;
         let opened: Vec<(usize, Reminder)> = (base..base + window.len())
             .into_par_iter()
             .filter_map(|i| {
@@ -142,14 +151,14 @@ pub fn write_preview(
             .collect();
         grouped.extend(opened);
         let parts: Vec<io::Result<(Vec<u8>, Vec<String>)>> = window
-            .par_chunks(CHUNK)
+            .par_chunks(chunk_size)
             .enumerate()
             .map(|(c, chunk)| {
                 let reminders: Vec<Reminder> = chunk
                     .iter()
                     .enumerate()
                     .filter(|(_, p)| shown(p))
-                    .map(|(k, p)| match messages.group(base + c * CHUNK + k) {
+                    .map(|(k, p)| match messages.group(base + c * chunk_size + k) {
                         Some(group) if group.len() > 1 => {
                             let mut r = project.member(p, &grouped[&group[0]]);
                             // Shown alone, a row shows its whole message.
@@ -389,6 +398,7 @@ fn reminder_cell(r: &Reminder, column: &str) -> String {
         "subject" => r.subject.clone(),
         "amount_due" => r.amount_due.clone(),
         "currency" => r.currency.to_string(),
+        "send_at" => r.send_at.clone().unwrap_or_default(),
         "error" => r.error.clone().unwrap_or_default(),
         "body" => r.body.clone().unwrap_or_default(),
         "html" => r.html.clone().unwrap_or_default(),

@@ -556,6 +556,7 @@ mod tests {
             subject: "Collection: Customer C1".into(),
             amount_due: "100.00".into(),
             currency: "EUR",
+            send_at: None,
             body: Some(format!("\n{body}\n\n")),
             html: None,
             error: None,

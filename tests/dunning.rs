@@ -1223,6 +1223,36 @@ fn preview_gives_the_reminders_of_one_message_one_id_and_totals_per_currency() {
 }
 
 #[test]
+fn a_message_lists_a_hundred_invoices_at_most_the_rest_go_in_the_next() {
+    let folder = grouped_folder("");
+    let rows: Vec<Inv> = (1..=205)
+        .map(|i| {
+            due_on(&format!("G{i:03}"), "2026-11-30")
+                .customer("C9", "Customer Nine")
+                .with("email", "ap@nine.example")
+        })
+        .collect();
+    folder.write_invoices(&rows);
+    let preview = preview_json(&folder, AS_OF, 1, &[]);
+    let mut messages: Vec<(String, usize)> = Vec::new();
+    for r in &preview {
+        let id = s(&r["message"]);
+        match messages.last_mut() {
+            Some((last, n)) if *last == id => *n += 1,
+            _ => messages.push((id, 1)),
+        }
+    }
+    assert_eq!(
+        messages,
+        [
+            ("customer.C9.statement.2026-12-01.G001".to_string(), 100),
+            ("customer.C9.statement.2026-12-01.G101".to_string(), 100),
+            ("customer.C9.statement.2026-12-01.G201".to_string(), 5),
+        ]
+    );
+}
+
+#[test]
 fn a_grouped_message_is_one_outbox_email_and_each_invoice_is_journaled_sent() {
     let folder = grouped_folder("");
     let run = run_on(&folder, AS_OF, &[]).expect_code(0);
@@ -1688,6 +1718,33 @@ fn a_message_waits_for_its_send_time_in_the_recipients_time_zone() {
             brief("F001", "reminder", 0, "sent", "2026-12-01"),
         ]
     );
+}
+
+#[test]
+fn preview_rows_say_when_each_message_goes_out_in_its_recipients_time() {
+    let folder = send_time_folder();
+    let rows = preview_json(&folder, "2026-12-01", 1, &[]);
+    let send_at: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["invoice"].as_str().unwrap(),
+                r["send_at"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        send_at,
+        [
+            ("F001", "2026-12-01T09:00:00-05:00"),
+            ("F002", "2026-12-01T09:00:00+01:00"),
+            ("F003", "2026-12-01T09:00:00+01:00"),
+        ]
+    );
+    // Without a send time, no key.
+    folder.write("relance.yaml", "timezone: Europe/Paris\nlanguage: en\n");
+    let rows = preview_json(&folder, "2026-12-01", 1, &[]);
+    assert!(rows.iter().all(|r| r.get("send_at").is_none()), "{rows:?}");
 }
 
 #[test]
