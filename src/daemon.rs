@@ -241,7 +241,7 @@ impl Daemon {
         // their invoices: the next evaluation decides them again, the same way.
         let clock = self.clock(date, now);
         let mut messages: Vec<Vec<Planned>> = Vec::new();
-        let mut waiting_invoices: Vec<usize> = Vec::new();
+        let mut waiting_invoices: std::collections::HashSet<usize> = Default::default();
         for rows in self.project.messages(&plan.reminders).each() {
             let rows: Vec<Planned> = rows.iter().map(|&i| plan.reminders[i]).collect();
             match (
