@@ -205,11 +205,6 @@ impl Calendar {
         }
         date
     }
-
-    /// The first sending day on or after `date`.
-    pub fn next_sending_day(&self, date: NaiveDate) -> NaiveDate {
-        self.shift(date, Shift::Later)
-    }
 }
 
 /// When reminders go out: on the calendar's sending days, at `send_time` in
@@ -250,16 +245,16 @@ pub fn local_moment(tz: Tz, day: NaiveDate, time: NaiveTime) -> DateTime<Tz> {
     }
 }
 
+/// A time of day written `HH:MM`, as the config and `run --at` take it.
+pub fn parse_time(s: &str) -> Result<NaiveTime, String> {
+    NaiveTime::parse_from_str(s.trim(), "%H:%M")
+        .map_err(|_| format!("invalid time {s:?} (expected HH:MM, e.g. \"09:00\")"))
+}
+
 /// Reads an optional `"HH:MM"` time of day.
 pub fn de_opt_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveTime>, D::Error> {
     Option::<String>::deserialize(d)?
-        .map(|s| {
-            NaiveTime::parse_from_str(s.trim(), "%H:%M").map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "invalid time {s:?} (expected HH:MM, e.g. \"09:00\")"
-                ))
-            })
-        })
+        .map(|s| parse_time(&s).map_err(serde::de::Error::custom))
         .transpose()
 }
 

@@ -311,10 +311,12 @@ fn de_opt_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D:
 
 /// A decimal written with a dot (`12.15`, `40`, `1.5e1`).
 fn parse_decimal(text: &str) -> Result<Decimal, String> {
-    let text = text.trim();
-    Decimal::from_str_exact(text)
-        .or_else(|_| Decimal::from_scientific(text))
-        .map_err(|_| format!("expected a decimal number such as 12.15, found {text:?}"))
+    crate::money::parse_decimal(text).ok_or_else(|| {
+        format!(
+            "expected a decimal number such as 12.15, found {:?}",
+            text.trim()
+        )
+    })
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

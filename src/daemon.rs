@@ -727,11 +727,12 @@ impl Daemon {
             if feeds_changed {
                 let load = Project::read_feeds(&self.project.config, &self.options);
                 if load.unreadable.is_empty() {
-                    for p in load.problems.iter() {
+                    let (ledger, warnings) =
+                        Project::ledger(&self.project.config, load.invoices, load.index);
+                    for p in load.problems.iter().chain(warnings.iter()) {
                         tracing::warn!("{p}");
                     }
-                    self.project.ledger =
-                        Project::ledger(&self.project.config, load.invoices, load.index);
+                    self.project.ledger = ledger;
                     self.project.bad_rows = load.bad_rows;
                 } else {
                     log_problems(&load.problems);

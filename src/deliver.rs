@@ -32,15 +32,6 @@ pub struct Identity {
 }
 
 impl Identity {
-    pub fn of(r: &Reminder) -> Identity {
-        Identity {
-            invoice: r.invoice.to_string(),
-            policy: r.policy.to_string(),
-            stage: r.stage.to_string(),
-            occurrence: r.occurrence,
-        }
-    }
-
     /// A stable token for file names and Message-IDs: the four parts joined by
     /// dots, each with anything but letters, digits, `-` and `_` written `%XX`,
     /// so that two identities never share a token.

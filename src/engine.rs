@@ -511,14 +511,19 @@ impl Evaluator<'_> {
         order.extend(promise.map(|c| (true, c)));
 
         // 4. The latest candidate whose `when` holds fires; earlier ones are skipped.
+        // The policy's discount is the same for every stage: set it once.
+        let mut discount_set = false;
         for (i, (event, c)) in order.iter().enumerate().rev() {
             let stage = &policy.stages[c.stage];
             let holds = match &stage.when {
                 None => Ok(true),
                 Some(expr) => {
                     ready(scope);
+                    if !discount_set {
+                        scope.set_value("discount", policy.discount_variable(inv, date));
+                        discount_set = true;
+                    }
                     scope.set_value("stage", stage.view(c.occurrence));
-                    scope.set_value("discount", policy.discount_variable(inv, date));
                     self.scripts.eval_bool(expr, scope)
                 }
             };

@@ -90,7 +90,7 @@ enum Command {
         as_of: Option<NaiveDate>,
         /// The time of day (HH:MM, config's time zone) to evaluate at:
         /// messages whose send time is later wait.
-        #[arg(long, value_parser = parse_time)]
+        #[arg(long, value_parser = relance::calendar::parse_time)]
         at: Option<chrono::NaiveTime>,
         #[arg(long, value_enum, default_value = "human")]
         log_format: LogFormat,
@@ -101,11 +101,6 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },
-}
-
-fn parse_time(s: &str) -> Result<chrono::NaiveTime, String> {
-    chrono::NaiveTime::parse_from_str(s, "%H:%M")
-        .map_err(|_| format!("{s:?} is not a time of day HH:MM (e.g. 08:30)"))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -409,22 +404,7 @@ fn explain(
             stage: f.stage,
             occurrence: f.occurrence,
         };
-        let grouped = project.rulebook.policies[planned.policy].stages[planned.stage].group
-            == relance::policy::Grouping::Customer;
-        if !grouped {
-            return project.reminder(&planned, false);
-        }
-        let plan = project.evaluator().plan(date, 1, journal, Some(index));
-        let messages = project.messages(&plan.reminders);
-        let rows = plan
-            .reminders
-            .iter()
-            .position(|r| *r == planned)
-            .and_then(|i| messages.group(i))
-            .map(|g| g.iter().map(|&i| plan.reminders[i]).collect::<Vec<_>>())
-            .unwrap_or_else(|| vec![planned]);
-        let message = project.message(&rows, false);
-        project.member(&planned, &message)
+        project.as_sent(&planned, journal)
     });
     if format == Format::Json {
         let value = serde_json::json!({

@@ -194,6 +194,11 @@ pub struct Ledger {
     /// The config's `language`, the language of invoices and customers the
     /// feeds give none (SPEC §2); empty until [`Ledger::with_default_language`].
     pub default_language: Shared,
+    /// Each invoice's `timezone` column, parsed once; empty when the feeds
+    /// have no such column ([`Ledger::with_time_zones`]).
+    time_zones: Vec<Option<chrono_tz::Tz>>,
+    /// The config's time zone, for invoices without one of their own.
+    default_time_zone: chrono_tz::Tz,
 }
 
 impl Ledger {
@@ -286,6 +291,8 @@ impl Ledger {
             by_number,
             extra_columns: extra,
             default_language: Shared::default(),
+            time_zones: Vec::new(),
+            default_time_zone: chrono_tz::Tz::UTC,
         }
     }
 
@@ -294,6 +301,42 @@ impl Ledger {
     pub fn with_default_language(mut self, language: &str) -> Ledger {
         self.default_language = language.into();
         self
+    }
+
+    /// The ledger with each invoice's `timezone` column read (a value that
+    /// is no time zone counts as none) and `default` for the others.
+    pub fn with_time_zones(mut self, default: chrono_tz::Tz) -> Ledger {
+        self.default_time_zone = default;
+        if self.extra_columns.iter().any(|c| c == "timezone") {
+            self.time_zones = self
+                .invoices
+                .iter()
+                .map(|inv| inv.extra.get("timezone")?.trim().parse().ok())
+                .collect();
+        }
+        self
+    }
+
+    /// The time zone of an invoice's recipient: its own, else the default.
+    pub fn time_zone_of(&self, invoice: usize) -> chrono_tz::Tz {
+        self.time_zones
+            .get(invoice)
+            .copied()
+            .flatten()
+            .unwrap_or(self.default_time_zone)
+    }
+
+    /// The invoices whose `timezone` column holds something that is no
+    /// time zone, with what it holds.
+    pub fn unknown_time_zones(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.time_zones
+            .iter()
+            .enumerate()
+            .filter(|(_, tz)| tz.is_none())
+            .filter_map(|(i, _)| {
+                let text = self.invoices[i].extra.get("timezone")?.trim();
+                (!text.is_empty()).then_some((i, text))
+            })
     }
 
     /// The language of an invoice: its own, else its customer's, else the default.

@@ -26,23 +26,45 @@ pub fn days_late(due_date: NaiveDate, on: NaiveDate) -> i64 {
 /// Simple interest on `amount_due` at `annual_rate_percent` a year for the
 /// days late on `on`, counted actual/365 (a leap year's 29 February is one
 /// more day, the year still 365), exact until rounded half to even to the
-/// cent. `None` when the amount is too large to compute exactly.
+/// cent. Scripts and templates both refuse what it refuses.
 pub fn late_interest(
     amount_due: Decimal,
     due_date: NaiveDate,
     on: NaiveDate,
     annual_rate_percent: Decimal,
-) -> Option<Decimal> {
+) -> Result<Decimal, InterestError> {
+    if annual_rate_percent.is_sign_negative() && !annual_rate_percent.is_zero() {
+        return Err(InterestError::NegativeRate);
+    }
     let days = Decimal::from(days_late(due_date, on));
-    let interest = amount_due
-        .checked_mul(annual_rate_percent)?
-        .checked_mul(days)?
-        .checked_div(Decimal::new(36_500, 0))?;
-    Some(to_cents(interest))
+    amount_due
+        .checked_mul(annual_rate_percent)
+        .and_then(|d| d.checked_mul(days))
+        .and_then(|d| d.checked_div(Decimal::new(36_500, 0)))
+        .map(to_cents)
+        .ok_or(InterestError::TooLarge)
+}
+
+/// Why [`late_interest`] cannot compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InterestError {
+    NegativeRate,
+    /// The amount is too large to compute exactly.
+    TooLarge,
+}
+
+/// A decimal written with a dot (`12.15`, `40`, `1.5e1`), as the config
+/// and templates give them.
+pub fn parse_decimal(text: &str) -> Option<Decimal> {
+    let text = text.trim();
+    Decimal::from_str_exact(text)
+        .or_else(|_| Decimal::from_scientific(text))
+        .ok()
 }
 
 /// The recovery indemnity of one invoice: the configured amount, or nothing
-/// when the invoice or its customer is tagged as a consumer.
+/// when its customer is tagged as a consumer (a customer's tags are those
+/// of all its invoices).
 pub fn recovery_indemnity<'t>(
     indemnity: Decimal,
     tags: impl IntoIterator<Item = &'t str>,
@@ -176,9 +198,8 @@ mod tests {
 
     #[test]
     fn absurd_amounts_are_refused_not_wrapped() {
-        assert_eq!(
-            late_interest(Decimal::MAX, d("2026-01-01"), d("2026-12-01"), dec("12.15")),
-            None
+        assert!(
+            late_interest(Decimal::MAX, d("2026-01-01"), d("2026-12-01"), dec("12.15")).is_err()
         );
     }
 

@@ -752,14 +752,6 @@ impl Holds {
             .filter(|h| h.holds_on(date))
             .max_by_key(|h| h.until.unwrap_or(NaiveDate::MAX))
     }
-
-    /// The day after the last one any hold of `invoice` covers, counting
-    /// from `date`: when a held invoice's stages may fire again.
-    pub fn resume_after(&self, invoice: &Invoice, date: NaiveDate) -> Option<NaiveDate> {
-        self.active(invoice, date)
-            .and_then(|h| h.until)
-            .map(|until| add_days(until, 1))
-    }
 }
 
 /// Loads `rules/holds.yaml` (or `.yml`) if there is one. Mistakes are

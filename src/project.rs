@@ -13,6 +13,7 @@ use crate::deliver::{group_token, reminder_token};
 use crate::diagnostics::{Location, Problem, Problems};
 use crate::engine::{Evaluator, Planned};
 use crate::feed::{feeds_for, load_feeds};
+use crate::journal::JournalView;
 use crate::model::{Invoice, Ledger, NumberIndex, Origin, Status};
 use crate::policy::{
     Channel, Grouping, HoldTarget, Holds, Policy, Stage, Trigger, load_holds, load_policies,
@@ -138,13 +139,20 @@ pub struct Reminder<'p> {
     /// Set when the message could not be rendered; it would not be sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// The invoices of its message, when the message is grouped and this is
-    /// its first reminder (a table shows the message once, with them).
+    /// The invoices of its message when the message is grouped (a table
+    /// shows the message once, with them); empty otherwise.
     #[serde(skip)]
     pub covers: Arc<[&'p str]>,
-    /// A later reminder of a grouped message already shown with its first.
-    #[serde(skip)]
-    pub shown_before: bool,
+}
+
+impl Reminder<'_> {
+    /// Whether it is a later reminder of a grouped message, which a table
+    /// has shown with the message's first.
+    pub fn follows_in_its_message(&self) -> bool {
+        self.covers
+            .first()
+            .is_some_and(|first| *first != self.invoice)
+    }
 }
 
 pub struct Project {
@@ -171,25 +179,43 @@ impl Project {
         let started = std::time::Instant::now();
         let load = Self::read_feeds(&config, options);
         tracing::debug!(invoices = load.invoices.len(), elapsed = ?started.elapsed(), "feeds read");
-        let mut project = Project {
-            ledger: Self::ledger(&config, load.invoices, load.index),
+        let (ledger, mut feed_problems) = Self::ledger(&config, load.invoices, load.index);
+        feed_problems.extend(load.problems);
+        Ok(Project {
+            ledger,
             config,
             rulebook,
             problems,
-            feed_problems: load.problems,
+            feed_problems,
             bad_rows: load.bad_rows,
             unreadable_feeds: load.unreadable,
-        };
-        if project.ledger.extra_columns.iter().any(|c| c == "timezone") {
-            project.check_time_zones();
-        }
-        Ok(project)
+        })
     }
 
-    /// The ledger of what the feeds gave, with the config's language as the
-    /// language of invoices and customers that have none.
-    pub fn ledger(config: &Config, invoices: Vec<Invoice>, index: NumberIndex) -> Arc<Ledger> {
-        Arc::new(Ledger::with_index(invoices, index).with_default_language(&config.language))
+    /// The ledger of what the feeds gave, with the config's language and
+    /// time zone for invoices and customers that have none; and a warning
+    /// for each `timezone` value that is no time zone (the config's is used).
+    pub fn ledger(
+        config: &Config,
+        invoices: Vec<Invoice>,
+        index: NumberIndex,
+    ) -> (Arc<Ledger>, Problems) {
+        let ledger = Ledger::with_index(invoices, index)
+            .with_default_language(&config.language)
+            .with_time_zones(config.timezone);
+        let mut problems = Problems::default();
+        for (invoice, tz) in ledger.unknown_time_zones() {
+            let inv = &ledger.invoices[invoice];
+            problems.warning(
+                invoice_location(config, inv),
+                format!(
+                    "timezone: {tz:?} is not a time zone (expected an IANA name such as \
+                     America/Toronto): invoice {} is sent at the config's time zone ({})",
+                    inv.number, config.timezone
+                ),
+            );
+        }
+        (Arc::new(ledger), problems)
     }
 
     /// Reads the feeds a command uses (`--feed` overrides the config's).
@@ -206,16 +232,6 @@ impl Project {
         }
     }
 
-    /// The time zone of the recipient of a message about this invoice: the
-    /// feed's `timezone` column, else the config's.
-    pub fn time_zone_of(&self, invoice: usize) -> chrono_tz::Tz {
-        self.ledger.invoices[invoice]
-            .extra
-            .get("timezone")
-            .and_then(|tz| tz.trim().parse().ok())
-            .unwrap_or(self.config.timezone)
-    }
-
     /// When a message led by `planned` may go out: its policy's send time
     /// on the day, in its recipient's time zone (the feed's `timezone`,
     /// else the config's); `None` when the policy has no send time.
@@ -223,28 +239,7 @@ impl Project {
         let policy = &self.rulebook.policies[planned.policy];
         policy
             .window
-            .send_at(planned.date, self.time_zone_of(planned.invoice))
-    }
-
-    /// Warns of each `timezone` value of the feeds that is no time zone:
-    /// its reminders go out at the config's time zone's send time instead.
-    fn check_time_zones(&mut self) {
-        for (invoice, inv) in self.ledger.invoices.iter().enumerate() {
-            if let Some(tz) = inv.extra.get("timezone").map(|t| t.trim())
-                && !tz.is_empty()
-                && tz.parse::<chrono_tz::Tz>().is_err()
-            {
-                let origin = self.origin(&self.ledger.invoices[invoice]);
-                self.feed_problems.warning(
-                    origin,
-                    format!(
-                        "timezone: {tz:?} is not a time zone (expected an IANA name such as \
-                         America/Toronto): invoice {} is sent at the config's time zone ({})",
-                        inv.number, self.config.timezone
-                    ),
-                );
-            }
-        }
+            .send_at(planned.date, self.ledger.time_zone_of(planned.invoice))
     }
 
     /// The language a message to this invoice is written in, before template fallback.
@@ -263,18 +258,20 @@ impl Project {
     pub fn message(&self, rows: &[Planned], body: bool) -> Reminder<'_> {
         let planned = &rows[0];
         let inv = &self.ledger.invoices[planned.invoice];
-        let stage = &self.rulebook.policies[planned.policy].stages[planned.stage];
-        let mut reminder = self.row(planned);
-        let grouped = stage.group == Grouping::Customer;
-        if grouped {
-            reminder.message =
-                group_token(&inv.customer_id, &stage.template, planned.date, &inv.number);
-            reminder.to = self.recipients(rows, stage.channel);
-            reminder.covers = rows
+        let policy = &self.rulebook.policies[planned.policy];
+        let stage = &policy.stages[planned.stage];
+        let mut reminder = if stage.group == Grouping::Customer {
+            let token = group_token(&inv.customer_id, &stage.template, planned.date, &inv.number);
+            let mut r = self.fields(planned, token, self.recipients(rows, stage.channel));
+            r.covers = rows
                 .iter()
                 .map(|r| &*self.ledger.invoices[r.invoice].number)
                 .collect();
-        }
+            r
+        } else {
+            let token = reminder_token(&inv.number, &policy.name, &stage.id, planned.occurrence);
+            self.fields(planned, token, self.recipients(rows, stage.channel))
+        };
         match self.render(rows, reminder.language, body) {
             Ok(message) => {
                 reminder.subject = message.subject;
@@ -295,6 +292,31 @@ impl Project {
         reminder
     }
 
+    /// A reminder decided for its date, as it goes out: in the message it
+    /// shares with its customer's other reminders of the day when its stage
+    /// is grouped, which takes planning that customer's day (`explain`).
+    pub fn as_sent(&self, planned: &Planned, journal: &JournalView) -> Reminder<'_> {
+        let stage = &self.rulebook.policies[planned.policy].stages[planned.stage];
+        if stage.group != Grouping::Customer {
+            return self.reminder(planned, false);
+        }
+        let plan = self
+            .evaluator()
+            .plan(planned.date, 1, journal, Some(planned.invoice));
+        let messages = self.messages(&plan.reminders);
+        let rows: Vec<Planned> = plan
+            .reminders
+            .iter()
+            .position(|r| r == planned)
+            .and_then(|i| messages.group(i))
+            .map_or_else(
+                || vec![*planned],
+                |g| g.iter().map(|&i| plan.reminders[i]).collect(),
+            );
+        let message = self.message(&rows, false);
+        self.member(planned, &message)
+    }
+
     /// The language a message of `template` to this invoice is written in:
     /// the invoice's, or the first of its fallbacks the template exists in.
     fn message_language(&self, invoice: usize, template: &str) -> &str {
@@ -303,16 +325,6 @@ impl Project {
             .templates
             .resolve(template, wanted)
             .unwrap_or(wanted)
-    }
-
-    /// A planned reminder's own fields, not rendered, in a message of its own.
-    pub fn row(&self, planned: &Planned) -> Reminder<'_> {
-        let inv = &self.ledger.invoices[planned.invoice];
-        let policy = &self.rulebook.policies[planned.policy];
-        let stage = &policy.stages[planned.stage];
-        let token = reminder_token(&inv.number, &policy.name, &stage.id, planned.occurrence);
-        let to = self.recipients(std::slice::from_ref(planned), stage.channel);
-        self.fields(planned, token, to)
     }
 
     /// A planned reminder as one row of the grouped message `message`
@@ -326,7 +338,6 @@ impl Project {
         r.error.clone_from(&message.error);
         r.send_at.clone_from(&message.send_at);
         r.covers = message.covers.clone();
-        r.shown_before = r.invoice != message.invoice;
         r
     }
 
@@ -355,7 +366,6 @@ impl Project {
             html: None,
             error: None,
             covers: Arc::from([]),
-            shown_before: false,
         }
     }
 
@@ -465,20 +475,7 @@ impl Project {
     /// Where an invoice is written in its feed: its line, or its index in a
     /// JSON array, as bad rows are reported.
     fn origin(&self, inv: &Invoice) -> Location {
-        let file = inv.origin.file.as_path();
-        let format = self
-            .config
-            .feeds
-            .iter()
-            .find(|f| self.config.path(&f.path) == file)
-            .map_or_else(|| FeedConfig::new(file.into()).format(), |f| f.format());
-        match format {
-            FeedFormat::Json => Location {
-                index: Some(inv.origin.line),
-                ..Location::file(file)
-            },
-            _ => Location::line(file, inv.origin.line),
-        }
+        invoice_location(&self.config, inv)
     }
 
     /// Whether the config, a policy, a script or a template has an error:
@@ -546,11 +543,12 @@ impl Project {
             {
                 problems.error(e.location, format!("{} (with a sample invoice)", e.message));
             }
+            // `when` sees the policy's discount; `applies_to` does not.
+            let discount = policy.discount_variable(&sample.invoices[FULL_SAMPLE], today);
+            scope.set_value("discount", discount);
             for stage in &policy.stages {
                 if let Some(expr) = &stage.when {
                     scope.set_value("stage", stage.view(0));
-                    let discount = policy.discount_variable(&sample.invoices[FULL_SAMPLE], today);
-                    scope.set_value("discount", discount);
                     if let Err(e) = self.rulebook.scripts.eval_bool(expr, &mut scope) {
                         problems
                             .error(e.location, format!("{} (with a sample invoice)", e.message));
@@ -811,6 +809,24 @@ impl Project {
 /// The most invoices one grouped message lists; a customer's further
 /// reminders of the day go out in further messages.
 pub const MAX_INVOICES_PER_MESSAGE: usize = 100;
+
+/// Where an invoice is written in its feed: its line, or its index in a
+/// JSON array, as bad rows are reported.
+fn invoice_location(config: &Config, inv: &Invoice) -> Location {
+    let file = inv.origin.file.as_path();
+    let format = config
+        .feeds
+        .iter()
+        .find(|f| config.path(&f.path) == file)
+        .map_or_else(|| FeedConfig::new(file.into()).format(), |f| f.format());
+    match format {
+        FeedFormat::Json => Location {
+            index: Some(inv.origin.line),
+            ..Location::file(file)
+        },
+        _ => Location::line(file, inv.origin.line),
+    }
+}
 
 /// Which reminders of a plan go out in one message ([`Project::messages`]).
 #[derive(Debug, Default)]

@@ -743,11 +743,9 @@ fn param<'a>(h: &'a Helper, i: usize, helper: &'static str) -> Result<&'a Value,
 /// read as is (no float on the way, no copy).
 fn decimal_of(v: &Value) -> Option<Decimal> {
     match v {
+        // A number keeps its text (`arbitrary_precision`), `1e3` included.
+        Value::Number(n) => money::parse_decimal(n.as_str()),
         Value::String(s) => Decimal::from_str_exact(s.trim()).ok(),
-        Value::Number(n) => Decimal::from_str_exact(n.as_str())
-            .ok()
-            // A literal such as `1e3` in a template.
-            .or_else(|| Decimal::from_scientific(n.as_str()).ok()),
         _ => None,
     }
 }
@@ -931,14 +929,13 @@ impl HelperDef for LateInterestHelper {
             return Err(fail(format!("late_interest: {INTEREST_RATE_NOT_SET}")));
         }
         let value = param(h, 1, "late_interest")?;
-        let rate = decimal_of(value)
-            .filter(|r| !r.is_sign_negative() || r.is_zero())
-            .ok_or_else(|| {
-                fail(format!(
-                    "late_interest: the annual rate must be a percentage that is not negative, not {}",
-                    value.render()
-                ))
-            })?;
+        let not_a_rate = || {
+            fail(format!(
+                "late_interest: the annual rate must be a percentage that is not negative, not {}",
+                value.render()
+            ))
+        };
+        let rate = decimal_of(value).ok_or_else(not_a_rate)?;
         let amount_due = invoice.get("amount_due").and_then(decimal_of);
         let due_date = invoice
             .get("due_date")
@@ -951,7 +948,10 @@ impl HelperDef for LateInterestHelper {
             )));
         };
         let interest = money::late_interest(amount_due, due_date, message_date(ctx)?, rate)
-            .ok_or_else(|| fail("late_interest: the amount is too large"))?;
+            .map_err(|e| match e {
+                money::InterestError::NegativeRate => not_a_rate(),
+                money::InterestError::TooLarge => fail("late_interest: the amount is too large"),
+            })?;
         Ok(ScopedJson::Derived(amount_json(interest)))
     }
 }
@@ -970,23 +970,20 @@ impl HelperDef for RecoveryIndemnityHelper {
         _: &mut RenderContext<'reg, 'rc>,
     ) -> Result<ScopedJson<'rc>, RenderError> {
         let invoice = invoice_param(h, "recovery_indemnity")?;
-        let own_tags = invoice.get("tags").and_then(Value::as_array);
-        let mut tags: Vec<String> = own_tags
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect();
-        // The customer's tags are in the ledger, found by the invoice number.
+        // Its customer's tags, found in the ledger by the invoice number;
+        // the object's own tags for an invoice the ledger does not have.
         let number = invoice.get("number").and_then(Value::as_str);
-        CURRENT.with(|current| {
-            if let (Some((view, _)), Some(number)) = (&*current.borrow(), number)
-                && let Some(i) = view.ledger.find(number)
-            {
-                tags.extend(view.ledger.customer(i).tags.iter().map(|t| t.to_string()));
+        let indemnity = CURRENT.with(|current| match (&*current.borrow(), number) {
+            (Some((view, _)), Some(number)) if let Some(i) = view.ledger.find(number) => {
+                let tags = view.ledger.customer(i).tags.iter();
+                money::recovery_indemnity(self.indemnity, tags.map(|t| &**t))
+            }
+            _ => {
+                let own = invoice.get("tags").and_then(Value::as_array);
+                let tags = own.into_iter().flatten().filter_map(Value::as_str);
+                money::recovery_indemnity(self.indemnity, tags)
             }
         });
-        let indemnity = money::recovery_indemnity(self.indemnity, tags.iter().map(String::as_str));
         Ok(ScopedJson::Derived(amount_json(indemnity)))
     }
 }

@@ -124,7 +124,10 @@ pub fn write_preview(
 ) -> io::Result<()> {
     use rayon::prelude::*;
     let shown = |p: &Planned| only.is_none_or(|i| p.invoice == i);
-    let rows = RowFormat::new(format, render, project, plan, &shown);
+    let rows = RowFormat {
+        one_invoice: only.is_some(),
+        ..RowFormat::new(format, render, project, plan, &shown)
+    };
     let started = std::time::Instant::now();
     let messages = project.messages(plan);
     tracing::debug!(groups = messages.groups.len(), elapsed = ?started.elapsed(), "grouped");
@@ -159,12 +162,7 @@ pub fn write_preview(
                     .enumerate()
                     .filter(|(_, p)| shown(p))
                     .map(|(k, p)| match messages.group(base + c * chunk_size + k) {
-                        Some(group) if group.len() > 1 => {
-                            let mut r = project.member(p, &grouped[&group[0]]);
-                            // Shown alone, a row shows its whole message.
-                            r.shown_before &= only.is_none();
-                            r
-                        }
+                        Some(group) if group.len() > 1 => project.member(p, &grouped[&group[0]]),
                         _ => project.reminder(p, render),
                     })
                     .collect();
@@ -201,6 +199,8 @@ struct RowFormat {
     render: bool,
     /// Table only: the widths of the first seven columns.
     widths: [usize; 7],
+    /// `--invoice`: one invoice's rows only, each with its whole message.
+    one_invoice: bool,
 }
 
 impl RowFormat {
@@ -228,6 +228,7 @@ impl RowFormat {
             format,
             render,
             widths,
+            one_invoice: false,
         }
     }
 
@@ -280,7 +281,12 @@ impl RowFormat {
                 w.flush()?;
             }
             Format::Table if self.render => {
-                for r in reminders.iter().filter(|r| !r.shown_before) {
+                // A grouped message once, with its first row; all of it
+                // with the row of `--invoice`, the only one shown.
+                for r in reminders
+                    .iter()
+                    .filter(|r| !r.follows_in_its_message() || self.one_invoice)
+                {
                     write_message(&mut out, r)?;
                 }
             }

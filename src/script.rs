@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use crate::config::Rates;
 use crate::diagnostics::{Location, Problem, Problems};
 use crate::model::Ledger;
-use crate::money;
+use crate::money::{self, InterestError};
 
 /// Words that make an expression's value change from one day to the next
 /// even when nothing else changes; the preview re-evaluates such expressions daily.
@@ -202,9 +202,8 @@ fn sandboxed_engine(rates: &Rates) -> Engine {
     );
     let indemnity = rates.recovery_indemnity;
     engine.register_fn("recovery_indemnity", move |v: &mut InvoiceView| {
-        let tags = v.ledger.invoices[v.index].tags.iter();
-        let customer_tags = v.ledger.customer(v.index).tags.iter();
-        money::recovery_indemnity(indemnity, tags.chain(customer_tags).map(|t| &**t))
+        let tags = v.ledger.customer(v.index).tags.iter();
+        money::recovery_indemnity(indemnity, tags.map(|t| &**t))
     });
     // `rates` is the same for every expression and function: a constant of
     // the engine rather than a variable set for each invoice.
@@ -215,17 +214,19 @@ fn sandboxed_engine(rates: &Rates) -> Engine {
 }
 
 fn late_interest(v: &InvoiceView, rate: Decimal) -> Result<Decimal, Box<EvalAltResult>> {
-    if rate.is_sign_negative() && !rate.is_zero() {
-        return Err(
-            format!("late_interest: the annual rate must not be negative, not {rate}").into(),
-        );
-    }
     let inv = &v.ledger.invoices[v.index];
-    money::late_interest(inv.amount_due(), inv.due_date, v.today, rate).ok_or_else(|| {
-        format!(
-            "late_interest: invoice {}: the amount is too large",
-            inv.number
-        )
+    money::late_interest(inv.amount_due(), inv.due_date, v.today, rate).map_err(|e| {
+        match e {
+            InterestError::NegativeRate => {
+                format!("late_interest: the annual rate must not be negative, not {rate}")
+            }
+            InterestError::TooLarge => {
+                format!(
+                    "late_interest: invoice {}: the amount is too large",
+                    inv.number
+                )
+            }
+        }
         .into()
     })
 }
@@ -586,11 +587,6 @@ pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<std::path::PathBuf> {
     files
 }
 
-/// A decimal for scripts from a template argument written as text.
-pub fn decimal_arg(s: &str) -> Option<Decimal> {
-    Decimal::from_str_exact(s.trim()).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -722,7 +718,7 @@ mod tests {
     }
 
     #[test]
-    fn consumers_on_the_invoice_or_the_customer_owe_no_indemnity() {
+    fn consumers_owe_no_indemnity_whichever_of_their_invoices_is_tagged() {
         let (_d, s, _) = scripts_with_rates("", &rates(None, "40"));
         let mut consumer = invoice("F1", "C1", "2026-11-01", "100");
         consumer.tags = Arc::new(["b2c".into()]);

@@ -561,7 +561,6 @@ mod tests {
             html: None,
             error: None,
             covers: std::sync::Arc::from([]),
-            shown_before: false,
         }
     }
 
