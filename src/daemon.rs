@@ -24,7 +24,7 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 
-use crate::deliver::{Deliverer, Identity, Item, PLACEHOLDER_SENDER};
+use crate::deliver::{Deliverer, Identity, Item, PLACEHOLDER_SENDER, Proofs};
 use crate::engine::Planned;
 use crate::journal::{Journal, JournalView, NewRow, Pending, State};
 use crate::policy::{Channel, ON_PAID};
@@ -575,13 +575,12 @@ impl Daemon {
         })
     }
 
-    /// The id a pending reminder was delivered with, if its outbox or task
-    /// file exists (the Message-ID for an email, the file for the others, as
-    /// [`Deliverer::deliver`] returns them).
-    fn delivered_file(&self, p: &Pending) -> Option<String> {
+    /// The id a pending reminder was delivered with, if what its message
+    /// wrote is there (the Message-ID for an email, the file for the others,
+    /// as [`Deliverer::deliver`] returns them).
+    fn delivered_file(proofs: &mut Proofs, p: &Pending) -> Option<String> {
         let date = NaiveDate::parse_from_str(&p.date, "%Y-%m-%d").ok()?;
-        self.deliverer
-            .delivered(date, &p.message, Channel::parse(&p.channel)?)
+        proofs.delivered(date, &p.message, Channel::parse(&p.channel)?)
     }
 
     /// Crash leftovers and due retries, message by message: the rows that
@@ -596,6 +595,7 @@ impl Daemon {
                 None => by_message.push((p.message.clone(), vec![p])),
             }
         }
+        let mut proofs = self.deliverer.proofs();
         for (token, pending) in by_message {
             if self.stop.load(Ordering::SeqCst) {
                 report.interrupted = true;
@@ -620,7 +620,7 @@ impl Daemon {
             // A written file proves delivery before an interruption, between
             // `planned` (or a retry) and the commit of `sent`: the message is
             // sent, even if its invoices were paid since, and is not written again.
-            if let Some(id) = self.delivered_file(first) {
+            if let Some(id) = Self::delivered_file(&mut proofs, first) {
                 for p in &claimed {
                     journal.mark_sent(&p.identity, &id, &now_s)?;
                 }

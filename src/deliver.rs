@@ -1,6 +1,7 @@
 //! Delivering rendered reminders: `.eml` files in the outbox, SMTP through lettre,
 //! the log, and task files for letters, calls and other work for people.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -52,6 +53,46 @@ pub fn reminder_token(invoice: &str, policy: &str, stage: &str, occurrence: u32)
     token
 }
 
+/// The proofs of delivery a pass over pending reminders consults. The
+/// worklist, which only grows, is read once, when the first `task` message
+/// asks, not once per message.
+pub struct Proofs<'d> {
+    deliverer: &'d Deliverer,
+    worklist: Option<HashSet<(String, String)>>,
+}
+
+impl Proofs<'_> {
+    /// The id a message was delivered with, if what it wrote is there: after
+    /// a crash, the proof that it went out. That is its outbox or task file;
+    /// for a letter, its PDF too; for a task, its rows in the worklist.
+    /// `None` when it was not (completely) written, or when its route
+    /// writes nothing (SMTP).
+    pub fn delivered(
+        &mut self,
+        date: chrono::NaiveDate,
+        token: &str,
+        channel: Channel,
+    ) -> Option<String> {
+        let d = self.deliverer;
+        let file = d.file_for(date, token, channel)?;
+        // Files are synced in batches: after a power loss, a file written
+        // but not yet synced may be there and empty. Only content proves delivery.
+        let written = |file: &Path| std::fs::metadata(file).is_ok_and(|m| m.len() > 0);
+        let delivered = match channel {
+            Channel::Letter => written(&d.pdf_for(&file)) && written(&file),
+            Channel::Task => self
+                .worklist
+                .get_or_insert_with(|| tasks::worklist_messages(&d.worklist()))
+                .contains(&(date.to_string(), token.to_string())),
+            Channel::Email | Channel::Sms | Channel::Call => written(&file),
+        };
+        delivered.then(|| match channel {
+            Channel::Email => d.message_id(token),
+            _ => file.display().to_string(),
+        })
+    }
+}
+
 /// One invoice of a message and the reminder it stands for: a message
 /// grouped per customer carries several, every other message one.
 #[derive(Debug, Clone, Copy)]
@@ -67,22 +108,17 @@ pub struct Item<'a> {
 /// same day, for invoices that reached a stage after the first went out,
 /// has a token of its own). Five parts: never a reminder's four.
 pub fn group_token(customer: &str, template: &str, date: chrono::NaiveDate, first: &str) -> String {
-    [
-        "customer".to_string(),
-        escape(customer),
-        escape(template),
-        date.to_string(),
-        escape(first),
-    ]
-    .join(".")
+    let mut token = String::from("customer.");
+    for part in [customer, template] {
+        escape_into(&mut token, part);
+        token.push('.');
+    }
+    let _ = write!(token, "{date}.");
+    escape_into(&mut token, first);
+    token
 }
 
-fn escape(part: &str) -> String {
-    let mut out = String::with_capacity(part.len());
-    escape_into(&mut out, part);
-    out
-}
-
+/// Appends `part` with anything but letters, digits, `-` and `_` written `%XX`.
 fn escape_into(out: &mut String, part: &str) {
     let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
     if part.bytes().all(plain) {
@@ -90,7 +126,7 @@ fn escape_into(out: &mut String, part: &str) {
         return;
     }
     for b in part.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+        if plain(b) {
             out.push(b as char);
         } else {
             let _ = write!(out, "%{b:02X}");
@@ -237,12 +273,7 @@ impl Deliverer {
 
     /// The file a message is written to, if its route writes files: the
     /// proof, after a crash, that it was delivered.
-    pub fn file_for(
-        &self,
-        date: chrono::NaiveDate,
-        token: &str,
-        channel: Channel,
-    ) -> Option<PathBuf> {
+    fn file_for(&self, date: chrono::NaiveDate, token: &str, channel: Channel) -> Option<PathBuf> {
         let stem = format!("{date}.{token}");
         match (channel, &self.route) {
             (Channel::Email, Route::Outbox(dir)) => Some(dir.join(format!("{stem}.eml"))),
@@ -261,30 +292,13 @@ impl Deliverer {
         self.tasks.join(tasks::WORKLIST)
     }
 
-    /// The id a message was delivered with, if what it wrote is there: after
-    /// a crash, the proof that it went out. That is its outbox or task file;
-    /// for a letter, its PDF too; for a task, its rows in the worklist.
-    /// `None` when it was not (completely) written, or when its route
-    /// writes nothing (SMTP).
-    pub fn delivered(
-        &self,
-        date: chrono::NaiveDate,
-        token: &str,
-        channel: Channel,
-    ) -> Option<String> {
-        let file = self.file_for(date, token, channel)?;
-        // Files are synced in batches: after a power loss, a file written
-        // but not yet synced may be there and empty. Only content proves delivery.
-        let written = |file: &Path| std::fs::metadata(file).is_ok_and(|m| m.len() > 0);
-        let delivered = match channel {
-            Channel::Letter => written(&self.pdf_for(&file)) && written(&file),
-            Channel::Task => tasks::in_worklist(&self.worklist(), date, token),
-            Channel::Email | Channel::Sms | Channel::Call => written(&file),
-        };
-        delivered.then(|| match channel {
-            Channel::Email => self.message_id(token),
-            _ => file.display().to_string(),
-        })
+    /// What proves, during one pass over pending reminders, that messages
+    /// went out (see [`Proofs::delivered`]).
+    pub fn proofs(&self) -> Proofs<'_> {
+        Proofs {
+            deliverer: self,
+            worklist: None,
+        }
     }
 
     /// Delivers a rendered message (`r.message` names it) about `items`, the

@@ -125,6 +125,17 @@ pub struct Trace {
     pub blocked: Option<String>,
 }
 
+impl Trace {
+    /// Says why the stages that were waiting to fire do not fire today.
+    fn waiting_are(&mut self, verdict: Verdict) {
+        for st in &mut self.stages {
+            if st.verdict == Verdict::Waiting {
+                st.verdict = verdict;
+            }
+        }
+    }
+}
+
 /// A reminder the plan says will go out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Planned {
@@ -431,59 +442,43 @@ impl Evaluator<'_> {
         // A broken promise: the first day after the promised date (plus
         // grace), once, while the invoice is still open.
         let promise = policy.promise_broken().and_then(|s| {
-            let (scheduled, on) = policy.promise_broken_on(inv)?;
             let state = journaled(s, 0);
+            let dates = policy.promise_broken_on(inv);
             if let Some(t) = trace.as_deref_mut() {
+                let reached = dates.is_some_and(|(_, on)| on <= date);
                 t.stages.push(StageTrace {
                     stage: policy.stages[s].id.clone(),
                     occurrence: 0,
-                    date: Some(on),
-                    moved_from: (scheduled != on).then_some(scheduled),
-                    moved_because: policy.calendar().closed(scheduled),
-                    reached: on <= date,
+                    date: dates.map(|(_, on)| on),
+                    moved_from: dates
+                        .and_then(|(scheduled, on)| (scheduled != on).then_some(scheduled)),
+                    moved_because: dates
+                        .and_then(|(scheduled, _)| policy.calendar().closed(scheduled)),
+                    reached,
                     when: None,
                     journal: state,
-                    verdict: match (state, on <= date) {
-                        (Some(_), _) => Verdict::InJournal,
-                        (None, false) => Verdict::NotReached,
-                        (None, true) => Verdict::Waiting,
+                    verdict: match (dates, state, reached) {
+                        (None, _, _) => Verdict::NoPromise,
+                        (_, Some(_), _) => Verdict::InJournal,
+                        (_, None, false) => Verdict::NotReached,
+                        (_, None, true) => Verdict::Waiting,
                     },
                 });
             }
+            let (_, on) = dates?;
             (state.is_none() && on <= date).then_some(Occurrence {
                 stage: s,
                 occurrence: 0,
                 reached_on: on,
             })
         });
-        if let Some(t) = trace.as_deref_mut()
-            && policy.promise_broken().is_some()
-            && inv.promise_date.is_none()
-            && let Some(s) = policy.promise_broken()
-        {
-            t.stages.push(StageTrace {
-                stage: policy.stages[s].id.clone(),
-                occurrence: 0,
-                date: None,
-                moved_from: None,
-                moved_because: None,
-                reached: false,
-                when: None,
-                journal: journaled(s, 0),
-                verdict: Verdict::NoPromise,
-            });
-        }
 
         // A hold, a promise not yet due, a day off: the candidates wait.
         if let Some(reason) = self.blocked(policy, inv, date, true) {
             out.pending = !candidates.is_empty() || promise.is_some();
             if let Some(t) = trace {
                 t.blocked = Some(reason);
-                for st in &mut t.stages {
-                    if st.verdict == Verdict::Waiting {
-                        st.verdict = Verdict::Held;
-                    }
-                }
+                t.waiting_are(Verdict::Held);
             }
             return out;
         }
@@ -495,25 +490,20 @@ impl Evaluator<'_> {
         if sent_on(marks, date) {
             out.pending = !candidates.is_empty() || promise.is_some();
             if let Some(t) = trace {
-                for st in &mut t.stages {
-                    if st.verdict == Verdict::Waiting {
-                        st.verdict = Verdict::OnePerDay;
-                    }
-                }
+                t.waiting_are(Verdict::OnePerDay);
             }
             return out;
         }
 
-        // The broken promise goes first: the scheduled candidates wait for
-        // the next day rather than being overtaken (a formal notice reached
-        // during the pause must still go out).
-        let mut order: Vec<(bool, Occurrence)> = candidates.iter().map(|c| (false, *c)).collect();
-        order.extend(promise.map(|c| (true, c)));
+        // The broken promise, last, is looked at first: the scheduled
+        // candidates wait for the next day rather than being overtaken (a
+        // formal notice reached during the pause must still go out).
+        candidates.extend(promise);
 
         // 4. The latest candidate whose `when` holds fires; earlier ones are skipped.
         // The policy's discount is the same for every stage: set it once.
         let mut discount_set = false;
-        for (i, (event, c)) in order.iter().enumerate().rev() {
+        for (i, c) in candidates.iter().enumerate().rev() {
             let stage = &policy.stages[c.stage];
             let holds = match &stage.when {
                 None => Ok(true),
@@ -541,7 +531,8 @@ impl Evaluator<'_> {
             match holds {
                 Ok(true) if out.fire.is_none() => {
                     out.fire = Some(*c);
-                    if !*event {
+                    // A broken promise overtakes nothing.
+                    if stage.is_scheduled() {
                         out.skipped = candidates[..i].to_vec();
                     }
                     if trace.is_none() {
@@ -554,8 +545,8 @@ impl Evaluator<'_> {
         }
         // Left waiting: whatever neither fired nor was overtaken.
         out.pending = match out.fire {
-            None => !order.is_empty(),
-            Some(_) => order.len() > 1 + out.skipped.len(),
+            None => !candidates.is_empty(),
+            Some(_) => candidates.len() > 1 + out.skipped.len(),
         };
         if let Some(t) = trace {
             for st in &mut t.stages {
@@ -671,13 +662,13 @@ impl Evaluator<'_> {
             {
                 consider(on);
             }
+            // The calendar moves a date by its longest closure at most:
+            // start looking for the next occurrence that much earlier.
+            let from = add_days(date, -policy.calendar().longest_closure());
             for (s, stage) in policy.stages.iter().enumerate() {
                 if !stage.is_scheduled() {
                     continue;
                 }
-                // The calendar moves a date by its longest closure at most:
-                // start looking for the next occurrence that much earlier.
-                let from = add_days(date, -policy.calendar().longest_closure());
                 let first = policy.scheduled_date(anchor, s, 0);
                 let mut k = match stage.repeat.filter(|r| r.every > 0) {
                     Some(r) if first < from => {

@@ -101,6 +101,15 @@ impl Invoice {
         (today - self.due_date).num_days()
     }
 
+    /// An extra column's value, trimmed; `None` when empty or absent
+    /// (`phone`, `address`, `timezone`…).
+    pub fn extra_field(&self, column: &str) -> Option<&str> {
+        self.extra
+            .get(column)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+
     /// The addresses, trimmed, without empty parts.
     pub fn recipients(&self) -> impl Iterator<Item = &str> {
         self.email
@@ -108,6 +117,18 @@ impl Invoice {
             .map(str::trim)
             .filter(|s| !s.is_empty())
     }
+}
+
+/// Every address of these invoices, each once, in their order: where a
+/// message about several of them goes.
+pub fn distinct_recipients<'a>(invoices: impl IntoIterator<Item = &'a Invoice>) -> Vec<&'a str> {
+    let mut all: Vec<&str> = Vec::new();
+    for address in invoices.into_iter().flat_map(Invoice::recipients) {
+        if !all.contains(&address) {
+            all.push(address);
+        }
+    }
+    all
 }
 
 /// A customer as the scripts see it: identity plus aggregates over all of its
@@ -311,7 +332,7 @@ impl Ledger {
             self.time_zones = self
                 .invoices
                 .iter()
-                .map(|inv| inv.extra.get("timezone")?.trim().parse().ok())
+                .map(|inv| inv.extra_field("timezone")?.parse().ok())
                 .collect();
         }
         self
@@ -333,10 +354,7 @@ impl Ledger {
             .iter()
             .enumerate()
             .filter(|(_, tz)| tz.is_none())
-            .filter_map(|(i, _)| {
-                let text = self.invoices[i].extra.get("timezone")?.trim();
-                (!text.is_empty()).then_some((i, text))
-            })
+            .filter_map(|(i, _)| Some((i, self.invoices[i].extra_field("timezone")?)))
     }
 
     /// The language of an invoice: its own, else its customer's, else the default.

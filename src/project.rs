@@ -14,7 +14,7 @@ use crate::diagnostics::{Location, Problem, Problems};
 use crate::engine::{Evaluator, Planned};
 use crate::feed::{feeds_for, load_feeds};
 use crate::journal::JournalView;
-use crate::model::{Invoice, Ledger, NumberIndex, Origin, Status};
+use crate::model::{Invoice, Ledger, NumberIndex, Origin, Status, distinct_recipients};
 use crate::policy::{
     Channel, Grouping, HoldTarget, Holds, Policy, Stage, Trigger, load_holds, load_policies,
 };
@@ -379,22 +379,12 @@ impl Project {
                 Cow::Borrowed(inv.email.trim())
             }
             Channel::Email => {
-                let mut all: Vec<&str> = Vec::new();
-                for address in rows
-                    .iter()
-                    .flat_map(|r| self.ledger.invoices[r.invoice].recipients())
-                {
-                    if !all.contains(&address) {
-                        all.push(address);
-                    }
-                }
-                Cow::Owned(all.join(", "))
+                let invoices = rows.iter().map(|r| &self.ledger.invoices[r.invoice]);
+                Cow::Owned(distinct_recipients(invoices).join(", "))
             }
             Channel::Sms | Channel::Call => Cow::Borrowed(
                 rows.iter()
-                    .filter_map(|r| self.ledger.invoices[r.invoice].extra.get("phone"))
-                    .map(|p| p.trim())
-                    .find(|p| !p.is_empty())
+                    .find_map(|r| self.ledger.invoices[r.invoice].extra_field("phone"))
                     .unwrap_or(""),
             ),
             Channel::Letter | Channel::Task => Cow::Borrowed(&*inv.customer_name),

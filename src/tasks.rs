@@ -4,7 +4,7 @@
 //! several when grouped) and is written in the message's language: French
 //! (`fr`, `fr-CA`…) or English.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -14,6 +14,7 @@ use rust_decimal::Decimal;
 
 use crate::config::Company;
 use crate::deliver::{Item, clean_line};
+use crate::model::distinct_recipients;
 use crate::policy::Channel;
 use crate::project::Reminder;
 use crate::render::{format_amount, format_date, is_french, money};
@@ -175,11 +176,7 @@ pub fn address_of<'a>(items: &[Item<'a>]) -> Option<Vec<&'a str>> {
 }
 
 fn extra<'a>(item: &Item<'a>, column: &str) -> Option<&'a str> {
-    item.invoice
-        .extra
-        .get(column)
-        .map(|v| v.trim())
-        .filter(|v| !v.is_empty())
+    item.invoice.extra_field(column)
 }
 
 /// An address's lines: `|` or a newline ends one.
@@ -194,12 +191,7 @@ fn lines_of(address: &str) -> Vec<&str> {
 /// The email addresses of the message's customer, each once, in feed
 /// order; `None` when the feed has none.
 fn emails(items: &[Item]) -> Option<String> {
-    let mut all: Vec<&str> = Vec::new();
-    for address in items.iter().flat_map(|item| item.invoice.recipients()) {
-        if !all.contains(&address) {
-            all.push(address);
-        }
-    }
+    let all = distinct_recipients(items.iter().map(|item| item.invoice));
     (!all.is_empty()).then(|| all.join(", "))
 }
 
@@ -429,26 +421,28 @@ fn worklist_rows(r: &Reminder, items: &[Item], header: bool) -> csv::Result<Vec<
     }
     for item in items {
         let inv = item.invoice;
-        writer.write_record([
+        let values = [
             r.date.to_string(),
-            clean_line(&inv.number),
-            clean_line(&inv.customer_id),
-            clean_line(&inv.customer_name),
+            inv.number.to_string(),
+            inv.customer_id.to_string(),
+            inv.customer_name.to_string(),
             inv.recipients().collect::<Vec<_>>().join(";"),
-            clean_line(extra(item, "phone").unwrap_or("")),
+            extra(item, "phone").unwrap_or("").to_string(),
             inv.issue_date.to_string(),
             inv.due_date.to_string(),
             inv.days_overdue(r.date).to_string(),
             money(inv.amount),
             money(inv.amount_paid),
             money(inv.amount_due()),
-            clean_line(&inv.currency),
-            clean_line(item.policy),
-            clean_line(item.stage),
+            inv.currency.to_string(),
+            item.policy.to_string(),
+            item.stage.to_string(),
             item.occurrence.to_string(),
-            clean_line(&r.subject),
+            r.subject.clone(),
             r.message.clone(),
-        ])?;
+        ];
+        // Every field on one line: a row is a line, whatever the feed holds.
+        writer.write_record(values.iter().map(|v| clean_line(v)))?;
     }
     writer
         .into_inner()
@@ -466,7 +460,9 @@ pub fn append_to_worklist(path: &Path, r: &Reminder, items: &[Item]) -> std::io:
         .append(true)
         .create(true)
         .open(path)?;
-    lock(&file)?;
+    // Held until the file is closed (a crash closes it too, so the
+    // worklist is never left locked).
+    file.lock()?;
     let len = file.metadata()?.len();
     let mut bytes = Vec::new();
     if len > 0 {
@@ -481,55 +477,43 @@ pub fn append_to_worklist(path: &Path, r: &Reminder, items: &[Item]) -> std::io:
     file.write_all(&bytes)
 }
 
-/// Whether the worklist at `path` has the complete rows of the message
-/// `token` of `date`: the proof, after a crash, that a `task` message was
-/// delivered. A row counts when it has every column and ends with the CRLF
-/// relance writes; a row cut short (no newline, or the bare LF that starts
-/// the next append) does not. The file is read whole: recovery asks only
-/// about the `task` messages a crash left pending.
-pub fn in_worklist(path: &Path, date: NaiveDate, token: &str) -> bool {
+/// The messages (date, token) whose complete rows the worklist at `path`
+/// holds: the proof, after a crash, that a `task` message was delivered. A
+/// row counts when it has every column and ends with the CRLF relance
+/// writes, or with its CR alone at the end of the file (only the LF was
+/// lost, and the next append ends the row); a row cut shorter does not.
+/// Read once per pass over pending reminders (see `deliver::Proofs`).
+pub fn worklist_messages(path: &Path) -> HashSet<(String, String)> {
     let Ok(bytes) = std::fs::read(path) else {
-        return false;
+        return HashSet::new();
     };
     // A row cut inside a character is not valid UTF-8; it does not count anyway.
     let text = String::from_utf8_lossy(&bytes);
-    let date = date.to_string();
-    text.match_indices(token).any(|(at, _)| {
-        let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
-        let Some(end) = text[at..].find('\n').map(|i| at + i) else {
-            return false;
-        };
-        let Some(row) = text[start..end].strip_suffix('\r') else {
-            return false;
-        };
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .from_reader(row.as_bytes());
-        let mut record = csv::StringRecord::new();
-        matches!(reader.read_record(&mut record), Ok(true))
-            && record.len() == WORKLIST_COLUMNS.len()
-            && record.get(0) == Some(&date)
-            && record.get(WORKLIST_COLUMNS.len() - 1) == Some(token)
-    })
+    let mut rows: Vec<&str> = text.split('\n').collect();
+    // After the last LF: a row whose LF alone was lost, or a shorter cut.
+    let last = rows.pop().filter(|row| row.ends_with('\r'));
+    rows.into_iter()
+        .chain(last)
+        .filter_map(|row| {
+            let row = row.strip_suffix('\r')?;
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .from_reader(row.as_bytes());
+            let mut record = csv::StringRecord::new();
+            let complete = matches!(reader.read_record(&mut record), Ok(true))
+                && record.len() == WORKLIST_COLUMNS.len();
+            complete.then(|| {
+                let token = &record[WORKLIST_COLUMNS.len() - 1];
+                (record[0].to_string(), token.to_string())
+            })
+        })
+        .collect()
 }
 
-/// Takes an exclusive advisory lock on `file`, held until the file is
-/// closed (a crash closes it too, so the worklist is never left locked).
-#[cfg(unix)]
-fn lock(file: &std::fs::File) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: the descriptor is open for the duration of the call.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-/// Without flock, the appends of whole messages in one write still do not interleave.
-#[cfg(not(unix))]
-fn lock(_: &std::fs::File) -> std::io::Result<()> {
-    Ok(())
+/// Whether the worklist at `path` has the complete rows of the message
+/// `token` of `date` ([`worklist_messages`], for a single question).
+pub fn in_worklist(path: &Path, date: NaiveDate, token: &str) -> bool {
+    worklist_messages(path).contains(&(date.to_string(), token.to_string()))
 }
 
 #[cfg(test)]
@@ -799,6 +783,8 @@ Dear Sir or Madam,
         let path = worklist_in(dir.path());
         let mut inv = invoice("F1", "C1", "2026-10-01", "5");
         inv.customer_name = "Dupont,\n\"Frères\"".into();
+        // Two addresses a feed wrote on two lines, without a `;`.
+        inv.email = "a@dupont.fr\nb@dupont.fr".into();
         let r = reminder(Channel::Task, "fr", "x");
         append_to_worklist(&path, &r, &items(std::slice::from_ref(&inv))).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();

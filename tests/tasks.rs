@@ -509,9 +509,9 @@ fn a_row_torn_by_a_power_cut_is_ended_and_its_message_appended_again() {
     let folder = worklist_folder();
     run_on(&folder, AS_OF);
     // The power went while F011's row was appended: only part of it reached
-    // the disk, cut inside its token (every column is there, but no end).
+    // the disk, every column and its whole token but not its CRLF end.
     folder.rewind("F011", "planned", 0);
-    let torn = &ROW_11[..ROW_11.len() - "0\r\n".len()];
+    let torn = &ROW_11[..ROW_11.len() - "\r\n".len()];
     folder.write("tasks/worklist.csv", &format!("{HEADER}{ROW_10}{torn}"));
 
     run_on(&folder, AS_OF);
@@ -528,11 +528,40 @@ fn a_row_torn_by_a_power_cut_is_ended_and_its_message_appended_again() {
         ]
     );
 
-    // The next day's row comes after them, and the torn row never counts
-    // as F011's (a crash now would not be taken for a delivery).
+    // The next day's row comes after them.
     run_on(&folder, "2026-12-02");
     assert_eq!(
         folder.read("tasks/worklist.csv"),
         format!("{HEADER}{ROW_10}{torn}\n{ROW_11}{ROW_12}")
+    );
+}
+
+#[test]
+fn a_row_that_lost_only_its_last_line_feed_counts_and_is_not_appended_again() {
+    let folder = worklist_folder();
+    run_on(&folder, AS_OF);
+    // The cut took the LF alone: the row is whole, its CR included.
+    folder.rewind("F011", "planned", 0);
+    let torn = &ROW_11[..ROW_11.len() - "\n".len()];
+    folder.write("tasks/worklist.csv", &format!("{HEADER}{ROW_10}{torn}"));
+
+    run_on(&folder, AS_OF);
+    assert_eq!(
+        folder.journal_states(),
+        [
+            ("F010".into(), "sent".into()),
+            ("F011".into(), "sent".into())
+        ]
+    );
+    assert_eq!(
+        folder.read("tasks/worklist.csv"),
+        format!("{HEADER}{ROW_10}{torn}"),
+        "delivered: not appended again"
+    );
+    // The next append ends it with the LF it lost.
+    run_on(&folder, "2026-12-02");
+    assert_eq!(
+        folder.read("tasks/worklist.csv"),
+        format!("{HEADER}{ROW_10}{ROW_11}{ROW_12}")
     );
 }
