@@ -464,47 +464,26 @@ mod tests {
     #[test]
     fn send_times_across_daylight_saving_changes() {
         let at = |tz: Tz, day: &str, time: &str| {
-            local_moment(
-                tz,
-                d(day),
-                NaiveTime::parse_from_str(time, "%H:%M").unwrap(),
-            )
-            .with_timezone(&Utc)
-            .to_rfc3339()
+            local_moment(tz, d(day), parse_time(time).unwrap())
+                .with_timezone(&Utc)
+                .to_rfc3339()
         };
         let paris = chrono_tz::Europe::Paris;
         let toronto = chrono_tz::America::Toronto;
-        // 09:00 in Paris is 08:00 UTC in winter, 07:00 in summer.
-        assert_eq!(
-            at(paris, "2026-03-28", "09:00"),
-            "2026-03-28T08:00:00+00:00"
-        );
-        assert_eq!(
-            at(paris, "2026-03-30", "09:00"),
-            "2026-03-30T07:00:00+00:00"
-        );
-        // Toronto moves on other dates (8 March, 1 November 2026).
-        assert_eq!(
-            at(toronto, "2026-03-06", "09:00"),
-            "2026-03-06T14:00:00+00:00"
-        );
-        assert_eq!(
-            at(toronto, "2026-03-09", "09:00"),
-            "2026-03-09T13:00:00+00:00"
-        );
-        assert_eq!(
-            at(toronto, "2026-11-02", "09:00"),
-            "2026-11-02T14:00:00+00:00"
-        );
-        // 02:30 does not exist in Paris on 29 March 2026: 03:30 CEST.
-        assert_eq!(
-            at(paris, "2026-03-29", "02:30"),
-            "2026-03-29T01:30:00+00:00"
-        );
-        // 02:30 happens twice on 25 October 2026: the first, still CEST.
-        assert_eq!(
-            at(paris, "2026-10-25", "02:30"),
-            "2026-10-25T00:30:00+00:00"
-        );
+        for (tz, day, time, utc) in [
+            // 09:00 in Paris is 08:00 UTC in winter, 07:00 in summer.
+            (paris, "2026-03-28", "09:00", "2026-03-28T08:00:00+00:00"),
+            (paris, "2026-03-30", "09:00", "2026-03-30T07:00:00+00:00"),
+            // Toronto moves on other dates (8 March, 1 November 2026).
+            (toronto, "2026-03-06", "09:00", "2026-03-06T14:00:00+00:00"),
+            (toronto, "2026-03-09", "09:00", "2026-03-09T13:00:00+00:00"),
+            (toronto, "2026-11-02", "09:00", "2026-11-02T14:00:00+00:00"),
+            // 02:30 does not exist in Paris on 29 March 2026: 03:30 CEST.
+            (paris, "2026-03-29", "02:30", "2026-03-29T01:30:00+00:00"),
+            // 02:30 happens twice on 25 October 2026: the first, still CEST.
+            (paris, "2026-10-25", "02:30", "2026-10-25T00:30:00+00:00"),
+        ] {
+            assert_eq!(at(tz, day, time), utc, "{tz} {day} {time}");
+        }
     }
 }

@@ -360,13 +360,30 @@ pub fn add_days(date: NaiveDate, days: i64) -> NaiveDate {
     })
 }
 
-/// The policy files of `dir`: every `.yaml`/`.yml` but the holds file.
-fn policy_files(dir: &Path) -> Vec<PathBuf> {
+/// The YAML files of the rules folder (`.yaml` and `.yml`), sorted.
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut files = files_with_extension(dir, "yaml");
     files.extend(files_with_extension(dir, "yml"));
-    files.retain(|f| !is_holds_file(f));
     files.sort();
     files
+}
+
+/// The text of a rule file (`what` it holds names it in the error).
+fn read_rule_file(path: &Path, what: &str, problems: &mut Problems) -> Option<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| problems.error(Location::file(path), format!("cannot read {what}: {e}")))
+        .ok()
+}
+
+/// A rule file's YAML read into `T`; a mistake is reported with its position.
+fn parse_yaml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    source: &str,
+    problems: &mut Problems,
+) -> Option<T> {
+    serde_yaml::from_str(source)
+        .map_err(|e| problems.push(yaml_problem(path, &e, 0)))
+        .ok()
 }
 
 /// Loads every policy of `dir`, sorted by priority (highest first), then name.
@@ -379,20 +396,12 @@ pub fn load_policies(
     problems: &mut Problems,
 ) -> Vec<Policy> {
     let mut policies: Vec<Policy> = Vec::new();
-    for path in policy_files(dir) {
-        let source = match std::fs::read_to_string(&path) {
-            Ok(s) => s,
-            Err(e) => {
-                problems.error(Location::file(&path), format!("cannot read policy: {e}"));
-                continue;
-            }
+    for path in yaml_files(dir).into_iter().filter(|f| !is_holds_file(f)) {
+        let Some(source) = read_rule_file(&path, "policy", problems) else {
+            continue;
         };
-        let file: PolicyFile = match serde_yaml::from_str(&source) {
-            Ok(f) => f,
-            Err(e) => {
-                problems.push(yaml_problem(&path, &e, 0));
-                continue;
-            }
+        let Some(file) = parse_yaml::<PolicyFile>(&path, &source, problems) else {
+            continue;
         };
         if let Some(policy) = compile_policy(file, &path, &source, scripts, window, problems) {
             if let Some(other) = policies.iter().find(|p| p.name == policy.name) {
@@ -758,27 +767,16 @@ impl Holds {
 /// located; an entry that does not make sense is reported and left out.
 pub fn load_holds(dir: &Path, problems: &mut Problems) -> Holds {
     let mut holds = Holds::default();
-    for path in files_with_extension(dir, "yaml")
-        .into_iter()
-        .chain(files_with_extension(dir, "yml"))
-        .filter(|f| is_holds_file(f))
-    {
-        let source = match std::fs::read_to_string(&path) {
-            Ok(s) => s,
-            Err(e) => {
-                problems.error(Location::file(&path), format!("cannot read holds: {e}"));
-                continue;
-            }
+    for path in yaml_files(dir).into_iter().filter(|f| is_holds_file(f)) {
+        let Some(source) = read_rule_file(&path, "holds", problems) else {
+            continue;
         };
+        // An empty holds file holds nothing (a policy file must say something).
         if source.trim().is_empty() {
             continue;
         }
-        let file: HoldsFile = match serde_yaml::from_str(&source) {
-            Ok(f) => f,
-            Err(e) => {
-                problems.push(yaml_problem(&path, &e, 0));
-                continue;
-            }
+        let Some(file) = parse_yaml::<HoldsFile>(&path, &source, problems) else {
+            continue;
         };
         let mut search_from = 1;
         for (i, entry) in file.holds.into_iter().enumerate() {

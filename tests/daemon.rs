@@ -726,11 +726,7 @@ fn reminders_left_planned_or_failed_by_a_crash_are_resolved_by_their_outbox_file
             .join(format!("outbox/2026-12-01.F00{n}.dunning.overdue.0.eml"))
     };
     let inode = |n: u32| std::fs::metadata(file(n)).unwrap().ino();
-    let dead = {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        child.wait().unwrap();
-        child.id()
-    };
+    let dead = dead_pid();
     // F001: planned by a process that died before writing its file.
     folder.rewind("F001", "planned", dead);
     std::fs::remove_file(file(1)).unwrap();

@@ -165,13 +165,6 @@ fn journal_messages(folder: &Folder) -> Vec<(String, String, String, String, Str
     .collect()
 }
 
-/// A process id that is certainly not running any more.
-fn dead_pid() -> u32 {
-    let mut child = std::process::Command::new("true").spawn().unwrap();
-    child.wait().unwrap();
-    child.id()
-}
-
 /// An open invoice of 100.00 EUR in English, due on `due`, of its own
 /// customer `C-NUMBER` at `number@example.com`.
 fn due_on(number: &str, due: &str) -> Inv {

@@ -558,3 +558,11 @@ impl Drop for Spawned {
         }
     }
 }
+
+/// The pid of a process that has exited: the owner of a reminder a crash
+/// left `planned`.
+pub fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    child.wait().unwrap();
+    child.id()
+}
