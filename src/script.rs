@@ -30,6 +30,32 @@ const TIME_WORDS: [&str; 5] = [
 /// the other.
 pub const BUILT_IN_FUNCTIONS: [&str; 2] = ["late_interest", "recovery_indemnity"];
 
+/// The other names of relance's scripts and templates (`days_between`, the
+/// template helpers and Handlebars' own): every `.rhai` function is also a
+/// template helper, registered last, so one of these names would quietly
+/// replace `{{money …}}` or `{{#if …}}` in every message.
+const RESERVED_NAMES: [&str; 19] = [
+    "days_between",
+    "money",
+    "date",
+    "percent",
+    "days_overdue",
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "and",
+    "or",
+    "not",
+    "if",
+    "unless",
+    "each",
+    "with",
+    "lookup",
+];
+
 /// Why `late_interest` cannot compute: the rate is configuration, never built in.
 pub const INTEREST_RATE_NOT_SET: &str = "rates.late_interest_annual is not set in relance.yaml: \
      add the annual late-payment interest rate in percent there \
@@ -322,12 +348,19 @@ impl Scripts {
                 Ok(mut ast) => {
                     ast.set_source(path.to_string_lossy().as_ref());
                     for f in ast.iter_functions() {
-                        if BUILT_IN_FUNCTIONS.contains(&f.name) {
+                        let reserved = if BUILT_IN_FUNCTIONS.contains(&f.name) {
+                            Some("the money rules")
+                        } else if RESERVED_NAMES.contains(&f.name) {
+                            Some("a helper of scripts and templates")
+                        } else {
+                            None
+                        };
+                        if let Some(what) = reserved {
                             let (line, col) = find_fn(&source, f.name);
                             problems.error(
                                 Location::at(&path, line, col),
                                 format!(
-                                    "function {} is built into relance (the money rules): rename this one",
+                                    "function {} is built into relance ({what}): rename this one",
                                     f.name
                                 ),
                             );
@@ -750,15 +783,17 @@ mod tests {
     #[test]
     fn script_functions_read_rates_but_cannot_take_a_built_in_name() {
         let (_d, s, p) = scripts_with_rates(
-            "fn rate() { rates.late_interest_annual }\nfn late_interest(invoice, rate) { 0 }\n",
+            "fn rate() { rates.late_interest_annual }\nfn late_interest(invoice, rate) { 0 }\nfn money(x) { x }\n",
             &rates(Some("12.15"), "40"),
         );
         let msgs: Vec<String> = p.iter().map(|p| p.to_string()).collect();
-        assert_eq!(msgs.len(), 1, "{msgs:?}");
-        assert!(
-            msgs[0].ends_with("lib.rhai:2:1: function late_interest is built into relance (the money rules): rename this one"),
-            "{msgs:?}"
-        );
+        assert_eq!(msgs.len(), 2, "{msgs:?}");
+        for expected in [
+            "lib.rhai:2:1: function late_interest is built into relance (the money rules): rename this one",
+            "lib.rhai:3:1: function money is built into relance (a helper of scripts and templates): rename this one",
+        ] {
+            assert!(msgs.iter().any(|m| m.ends_with(expected)), "{msgs:?}");
+        }
         assert_eq!(
             s.call("rate", vec![]).unwrap().as_decimal(),
             Ok("12.15".parse().unwrap())
