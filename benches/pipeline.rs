@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use relance::config::FeedConfig;
-use relance::deliver::Identity;
 use relance::feed::load_feeds;
+use relance::journal::Identity;
 use relance::journal::{Journal, NewRow, State};
 use relance::project::{Options, Project};
 
@@ -132,13 +132,13 @@ fn decide(c: &mut Criterion) {
         .find(|p| p.stages.iter().any(|s| s.when.is_some()))
         .expect("a shipped stage with `when`");
     let stage = policy.stages.iter().find(|s| s.when.is_some()).unwrap();
-    let mut scope = relance::script::Variables {
-        invoice: relance::script::InvoiceView {
+    let mut scope = relance::rules::Variables {
+        invoice: relance::rules::InvoiceView {
             ledger: project.ledger.clone(),
             index: overdue,
             today: as_of(),
         },
-        customer: relance::script::CustomerView {
+        customer: relance::rules::CustomerView {
             ledger: project.ledger.clone(),
             index: project.ledger.customer_index(overdue),
             today: as_of(),

@@ -351,6 +351,20 @@ pub fn de_opt_weekdays<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<Wee
     de_weekdays(d).map(Some)
 }
 
+/// `date` moved by `days` (negative: earlier), clamped to the dates chrono can represent.
+pub fn add_days(date: NaiveDate, days: i64) -> NaiveDate {
+    let moved = if days >= 0 {
+        date.checked_add_days(Days::new(days.unsigned_abs()))
+    } else {
+        date.checked_sub_days(Days::new(days.unsigned_abs()))
+    };
+    moved.unwrap_or(if days >= 0 {
+        NaiveDate::MAX
+    } else {
+        NaiveDate::MIN
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::calendar::{Calendar, HolidaySettings, SendWindow};
 use crate::diagnostics::{Location, Problem, Problems, yaml_problem};
+use crate::money::{de_decimal, de_opt_decimal};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -294,29 +295,6 @@ impl Default for Rates {
             recovery_indemnity: Decimal::new(40, 0),
         }
     }
-}
-
-/// An exact decimal from YAML: `12.15` and `"12.15"` alike. YAML reads an
-/// unquoted 12.15 as a float; asking for a string gets its text as written,
-/// so the value never passes through a float.
-pub fn de_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
-    parse_decimal(&String::deserialize(d)?).map_err(serde::de::Error::custom)
-}
-
-fn de_opt_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
-    Option::<String>::deserialize(d)?
-        .map(|s| parse_decimal(&s).map_err(serde::de::Error::custom))
-        .transpose()
-}
-
-/// A decimal written with a dot (`12.15`, `40`, `1.5e1`).
-fn parse_decimal(text: &str) -> Result<Decimal, String> {
-    crate::money::parse_decimal(text).ok_or_else(|| {
-        format!(
-            "expected a decimal number such as 12.15, found {:?}",
-            text.trim()
-        )
-    })
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

@@ -1,4 +1,5 @@
-//! Problems found while loading a relance folder, each pinned to `file:line:col`.
+//! Problems found while loading a relance folder, each pinned to `file:line:col`,
+//! and the reading of the files they are found in.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -171,4 +172,62 @@ pub fn yaml_problem(file: &Path, err: &serde_yaml::Error, line_offset: usize) ->
         None => msg,
     };
     Problem::error(location, msg)
+}
+
+/// Where `key:` (with `value`, if given) is written in a YAML source, searching from line `from`.
+pub fn key_location(
+    path: &Path,
+    source: &str,
+    from: usize,
+    key: &str,
+    value: Option<&str>,
+) -> Location {
+    match locate_yaml_key(source, from, key, value) {
+        Some((line, col)) => Location::at(path, line, col),
+        None => Location::file(path),
+    }
+}
+
+/// The YAML files of the rules folder (`.yaml` and `.yml`), sorted.
+pub fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = files_with_extension(dir, "yaml");
+    files.extend(files_with_extension(dir, "yml"));
+    files.sort();
+    files
+}
+
+/// The text of a rule file (`what` it holds names it in the error).
+pub fn read_rule_file(path: &Path, what: &str, problems: &mut Problems) -> Option<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| problems.error(Location::file(path), format!("cannot read {what}: {e}")))
+        .ok()
+}
+
+/// A rule file's YAML read into `T`; a mistake is reported with its position.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    source: &str,
+    problems: &mut Problems,
+) -> Option<T> {
+    serde_yaml::from_str(source)
+        .map_err(|e| problems.push(yaml_problem(path, &e, 0)))
+        .ok()
+}
+
+/// Files of `dir` with the extension, sorted by name so that loading is deterministic.
+pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().and_then(|e| e.to_str()) == Some(ext))
+        .filter(|p| {
+            !p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+        })
+        .collect();
+    files.sort();
+    files
 }

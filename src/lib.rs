@@ -1,11 +1,12 @@
 //! relance: a payment-reminder (dunning) engine.
 //!
 //! Data flows one way: [`feed`] reads invoices into the [`model`], the
-//! [`engine`] decides with [`policy`] rules and [`script`]s which reminders are
-//! due, [`render`] turns them into messages, and the [`journal`] remembers what
-//! was sent. [`deliver`] sends emails and writes the [`tasks`] people act on
-//! (letters as [`pdf`] too). [`project`] loads a whole relance folder; the
-//! binary is a thin shell.
+//! [`engine`] decides with the [`rules`] (policies, holds, Rhai scripts)
+//! which reminders are due, [`render`] turns them into messages,
+//! [`deliver`] sends them and the [`journal`] remembers what was sent.
+//! [`project`] loads a whole relance folder, [`daemon`] runs the passes and
+//! [`report`] shows the results; the binary is a thin shell.
+//! ARCHITECTURE.md at the repository's root is the map.
 
 pub mod calendar;
 pub mod config;
@@ -15,12 +16,11 @@ pub mod diagnostics;
 pub mod engine;
 pub mod feed;
 pub mod journal;
+pub mod locale;
 pub mod model;
 pub mod money;
-pub mod pdf;
-pub mod policy;
 pub mod project;
 pub mod render;
 pub mod report;
-pub mod script;
-pub mod tasks;
+pub mod rules;
+pub mod text;

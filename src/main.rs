@@ -290,7 +290,7 @@ fn execute(cli: Cli, mut out: &mut dyn Write) -> Result<ExitCode> {
             )?;
             tracing::debug!(elapsed = ?started.elapsed(), "rendered and written");
             if format == Format::Table {
-                let until = relance::policy::add_days(from, i64::from(days) - 1);
+                let until = relance::calendar::add_days(from, i64::from(days) - 1);
                 writeln!(
                     out,
                     "\n{} reminder(s) from {from} to {until}.",
@@ -412,7 +412,7 @@ fn explain(
             "as_of": date.to_string(),
             "open": inv.is_open(),
             "status": inv.status.as_str(),
-            "amount_due": relance::render::money(inv.amount_due()),
+            "amount_due": relance::locale::money(inv.amount_due()),
             "currency": inv.currency,
             "days_overdue": inv.days_overdue(date),
             "policy": policy.map(|p| p.name.clone()),
@@ -429,7 +429,7 @@ fn explain(
     }
     // Money as the invoice's messages write it (`100,00 €` for a French invoice).
     let due =
-        relance::render::format_money(inv.amount_due(), &inv.currency, project.language_of(index));
+        relance::locale::format_money(inv.amount_due(), &inv.currency, project.language_of(index));
     writeln!(
         out,
         "Invoice {} — {} ({})",
@@ -522,8 +522,8 @@ fn explain(
         return Ok(());
     };
     let anchor = match policy.anchor {
-        relance::policy::Anchor::DueDate => ("due_date", inv.due_date),
-        relance::policy::Anchor::IssueDate => ("issue_date", inv.issue_date),
+        relance::rules::Anchor::DueDate => ("due_date", inv.due_date),
+        relance::rules::Anchor::IssueDate => ("issue_date", inv.issue_date),
     };
     writeln!(
         out,
@@ -538,14 +538,14 @@ fn explain(
         Some(r) if r.error.is_some() => writeln!(
             out,
             "\nOn {date}: {} ({}) fires but cannot be sent: {}",
-            report::stage_label(r.stage, r.occurrence),
+            relance::text::stage_label(r.stage, r.occurrence),
             r.channel.as_str(),
             r.error.as_deref().unwrap_or_default()
         )?,
         Some(r) => writeln!(
             out,
             "\nOn {date}: sends {} ({}) to {}: {}",
-            report::stage_label(r.stage, r.occurrence),
+            relance::text::stage_label(r.stage, r.occurrence),
             r.channel.as_str(),
             r.to,
             r.subject

@@ -5,7 +5,7 @@
 
 use chrono::NaiveDate;
 use rust_decimal::{Decimal, RoundingStrategy};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 /// The tag of consumers, who owe no recovery indemnity (it applies between businesses).
 pub const CONSUMER_TAG: &str = "b2c";
@@ -81,7 +81,7 @@ pub fn recovery_indemnity<'t>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiscountTerms {
-    #[serde(deserialize_with = "crate::config::de_decimal")]
+    #[serde(deserialize_with = "crate::money::de_decimal")]
     pub percent: Decimal,
     pub within_days: i64,
 }
@@ -108,7 +108,7 @@ impl DiscountTerms {
         // (`percent` is under 100, checked when the policy loads): no
         // overflow whatever the feed holds, and still exact for any amount.
         let amount = to_cents(amount_due / Decimal::ONE_HUNDRED * self.percent);
-        let deadline = crate::policy::add_days(issue_date, self.within_days);
+        let deadline = crate::calendar::add_days(issue_date, self.within_days);
         Discount {
             percent: self.percent,
             within_days: self.within_days,
@@ -118,6 +118,29 @@ impl DiscountTerms {
             available: on <= deadline,
         }
     }
+}
+
+/// An exact decimal from YAML: `12.15` and `"12.15"` alike. YAML reads an
+/// unquoted 12.15 as a float; asking for a string gets its text as written,
+/// so the value never passes through a float.
+pub fn de_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    parse_decimal_or_explain(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+pub fn de_opt_decimal<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|s| parse_decimal_or_explain(&s).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+/// A decimal written with a dot (`12.15`, `40`, `1.5e1`).
+fn parse_decimal_or_explain(text: &str) -> Result<Decimal, String> {
+    parse_decimal(text).ok_or_else(|| {
+        format!(
+            "expected a decimal number such as 12.15, found {:?}",
+            text.trim()
+        )
+    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! the log, and task files for letters, calls and other work for people.
 
 use std::collections::HashSet;
-use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,44 +13,17 @@ use lettre::{SmtpTransport, Transport};
 
 use crate::config::{Company, Config, Delivery, Tls};
 use crate::model::Invoice;
-use crate::policy::Channel;
 use crate::project::Reminder;
-use crate::tasks;
+use crate::rules::Channel;
+use crate::text::clean_line;
+
+pub(crate) mod pdf;
+pub(crate) mod tasks;
 
 /// The sender of emails when `company.email` is empty (the default): outbox
 /// and log deliveries still produce complete messages, for a person to read
 /// or a later job to send, instead of failing every one of them.
 pub const PLACEHOLDER_SENDER: &str = "relance@localhost";
-
-/// The journal's identity of a reminder.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Identity {
-    pub invoice: String,
-    pub policy: String,
-    pub stage: String,
-    pub occurrence: u32,
-}
-
-impl Identity {
-    /// A stable token for file names and Message-IDs: the four parts joined by
-    /// dots, each with anything but letters, digits, `-` and `_` written `%XX`,
-    /// so that two identities never share a token.
-    pub fn token(&self) -> String {
-        reminder_token(&self.invoice, &self.policy, &self.stage, self.occurrence)
-    }
-}
-
-/// [`Identity::token`] of the reminder with these parts, built in one
-/// string: a preview makes one for each of a million rows.
-pub fn reminder_token(invoice: &str, policy: &str, stage: &str, occurrence: u32) -> String {
-    let mut token = String::with_capacity(invoice.len() + policy.len() + stage.len() + 8);
-    for part in [invoice, policy, stage] {
-        escape_into(&mut token, part);
-        token.push('.');
-    }
-    let _ = write!(token, "{occurrence}");
-    token
-}
 
 /// The proofs of delivery a pass over pending reminders consults. The
 /// worklist, which only grows, is read once, when the first `task` message
@@ -101,37 +73,6 @@ pub struct Item<'a> {
     pub policy: &'a str,
     pub stage: &'a str,
     pub occurrence: u32,
-}
-
-/// The token of a message grouped per customer: customer, template, date
-/// and its first invoice (so that a second message to the customer on the
-/// same day, for invoices that reached a stage after the first went out,
-/// has a token of its own). Five parts: never a reminder's four.
-pub fn group_token(customer: &str, template: &str, date: chrono::NaiveDate, first: &str) -> String {
-    let mut token = String::from("customer.");
-    for part in [customer, template] {
-        escape_into(&mut token, part);
-        token.push('.');
-    }
-    let _ = write!(token, "{date}.");
-    escape_into(&mut token, first);
-    token
-}
-
-/// Appends `part` with anything but letters, digits, `-` and `_` written `%XX`.
-fn escape_into(out: &mut String, part: &str) {
-    let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
-    if part.bytes().all(plain) {
-        out.push_str(part);
-        return;
-    }
-    for b in part.bytes() {
-        if plain(b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -358,7 +299,10 @@ impl Deliverer {
         match r.channel {
             Channel::Letter => {
                 let letter = tasks::letter(r, items, &self.company);
-                self.write(&self.pdf_for(&path), &crate::pdf::a4(&letter, &r.subject))?;
+                self.write(
+                    &self.pdf_for(&path),
+                    &crate::deliver::pdf::a4(&letter, &r.subject),
+                )?;
                 self.write(&path, letter.as_bytes())?;
             }
             Channel::Task => {
@@ -419,17 +363,6 @@ impl Deliverer {
         };
         Ok(email)
     }
-}
-
-/// `s` on one line: control characters (newlines included) become spaces,
-/// runs of spaces one.
-pub(crate) fn clean_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn clean_name(s: &str) -> Option<String> {
@@ -515,22 +448,7 @@ fn sync_folder(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_are_stable_and_distinct() {
-        let id = |inv: &str, stage: &str| Identity {
-            invoice: inv.into(),
-            policy: "std".into(),
-            stage: stage.into(),
-            occurrence: 2,
-        };
-        assert_eq!(
-            id("F2026-0012", "overdue_1").token(),
-            "F2026-0012.std.overdue_1.2"
-        );
-        assert_eq!(id("A/B c", "x").token(), "A%2FB%20c.std.x.2");
-        assert_ne!(id("a.b", "c").token(), id("a", "b.c").token());
-    }
+    use crate::journal::Identity;
 
     fn config(delivery: Delivery, email: &str) -> Config {
         let mut config = Config {

@@ -6,46 +6,16 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::engine::Planned;
-use crate::engine::{StageTrace, Trace, Verdict, weekday};
+use crate::engine::{StageTrace, Trace, Verdict};
 use crate::journal::{Entry, State};
 use crate::project::{Project, Reminder};
+use crate::text::{stage_label, table, weekday};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Table,
     Json,
     Csv,
-}
-
-/// Writes rows as a table with aligned columns (widths in characters).
-pub fn table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |out: &mut dyn Write, cells: &mut dyn Iterator<Item = &str>| -> io::Result<()> {
-        let mut text = String::new();
-        for (i, cell) in cells.enumerate() {
-            if i > 0 {
-                text.push_str("  ");
-            }
-            text.push_str(cell);
-            if i + 1 < widths.len() {
-                text.extend(std::iter::repeat_n(
-                    ' ',
-                    widths[i].saturating_sub(cell.chars().count()),
-                ));
-            }
-        }
-        writeln!(out, "{}", text.trim_end())
-    };
-    line(out, &mut header.iter().copied())?;
-    for row in rows {
-        line(out, &mut row.iter().map(String::as_str))?;
-    }
-    Ok(())
 }
 
 pub fn json<T: Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> io::Result<()> {
@@ -87,14 +57,6 @@ pub const REMINDER_COLUMNS: [&str; 17] = [
     "send_at",
     "error",
 ];
-
-pub fn stage_label(stage: &str, occurrence: u32) -> String {
-    if occurrence == 0 {
-        stage.to_string()
-    } else {
-        format!("{stage} #{occurrence}")
-    }
-}
 
 const PREVIEW_HEADER: [&str; 8] = [
     "DATE", "INVOICE", "CUSTOMER", "POLICY", "STAGE", "CHANNEL", "DUE", "SUBJECT",
@@ -383,7 +345,7 @@ fn cell_widths(project: &Project, p: &Planned) -> [usize; 7] {
         policy.name.chars().count(),
         stage_label(&stage.id, p.occurrence).chars().count(),
         stage.channel.as_str().len(),
-        crate::render::money(inv.amount_due()).len() + 1 + inv.currency.len(),
+        crate::locale::money(inv.amount_due()).len() + 1 + inv.currency.len(),
     ]
 }
 

@@ -2,16 +2,19 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::{Days, NaiveDate, NaiveTime, Weekday};
+use chrono::{NaiveDate, NaiveTime, Weekday};
 use rhai::{Dynamic, Map};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
+use crate::calendar::add_days;
 use crate::calendar::{Calendar, HolidaySettings, SendWindow, Shift};
-use crate::diagnostics::{Location, Problems, locate_yaml_key, yaml_problem};
+use crate::diagnostics::{Location, Problems, key_location, locate_yaml_key};
+use crate::diagnostics::{parse_yaml, read_rule_file, yaml_files};
 use crate::model::Invoice;
 use crate::money::{Discount, DiscountTerms};
-use crate::script::{Expr, Scripts, StageView, date_string, files_with_extension};
+use crate::rules::holds::is_holds_file;
+use crate::rules::script::{Expr, Scripts, StageView, date_string};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -347,45 +350,6 @@ impl Policy {
     }
 }
 
-pub fn add_days(date: NaiveDate, days: i64) -> NaiveDate {
-    let moved = if days >= 0 {
-        date.checked_add_days(Days::new(days.unsigned_abs()))
-    } else {
-        date.checked_sub_days(Days::new(days.unsigned_abs()))
-    };
-    moved.unwrap_or(if days >= 0 {
-        NaiveDate::MAX
-    } else {
-        NaiveDate::MIN
-    })
-}
-
-/// The YAML files of the rules folder (`.yaml` and `.yml`), sorted.
-fn yaml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = files_with_extension(dir, "yaml");
-    files.extend(files_with_extension(dir, "yml"));
-    files.sort();
-    files
-}
-
-/// The text of a rule file (`what` it holds names it in the error).
-fn read_rule_file(path: &Path, what: &str, problems: &mut Problems) -> Option<String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| problems.error(Location::file(path), format!("cannot read {what}: {e}")))
-        .ok()
-}
-
-/// A rule file's YAML read into `T`; a mistake is reported with its position.
-fn parse_yaml<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    source: &str,
-    problems: &mut Problems,
-) -> Option<T> {
-    serde_yaml::from_str(source)
-        .map_err(|e| problems.push(yaml_problem(path, &e, 0)))
-        .ok()
-}
-
 /// Loads every policy of `dir`, sorted by priority (highest first), then name.
 /// A policy that does not load is reported and left out; the others run.
 /// `window` is the config's send window, which a policy may override.
@@ -424,19 +388,6 @@ pub fn load_policies(
             .then_with(|| a.name.cmp(&b.name))
     });
     policies
-}
-
-fn key_location(
-    path: &Path,
-    source: &str,
-    from: usize,
-    key: &str,
-    value: Option<&str>,
-) -> Location {
-    match locate_yaml_key(source, from, key, value) {
-        Some((line, col)) => Location::at(path, line, col),
-        None => Location::file(path),
-    }
 }
 
 /// Where the text of an expression starts: after `key:` and any quote.
@@ -665,175 +616,6 @@ fn compile_policy(
     })
 }
 
-/// `rules/holds.yaml`: invoices and customers that get no reminder for now.
-fn is_holds_file(path: &Path) -> bool {
-    matches!(
-        path.file_name().and_then(|n| n.to_str()),
-        Some("holds.yaml" | "holds.yml")
-    )
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HoldsFile {
-    #[serde(default)]
-    holds: Vec<HoldEntry>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HoldEntry {
-    #[serde(default)]
-    invoice: Option<String>,
-    #[serde(default)]
-    customer: Option<String>,
-    #[serde(default)]
-    until: Option<NaiveDate>,
-    #[serde(default)]
-    reason: String,
-}
-
-/// What a hold stops: one invoice, or every invoice of a customer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HoldTarget {
-    Invoice(String),
-    Customer(String),
-}
-
-/// A stop on reminders, from `rules/holds.yaml`.
-#[derive(Debug, Clone)]
-pub struct Hold {
-    pub target: HoldTarget,
-    /// The last day it holds (inclusive); none: until it is removed.
-    pub until: Option<NaiveDate>,
-    pub reason: String,
-    /// Its `- invoice:` or `- customer:` line.
-    pub location: Location,
-}
-
-impl Hold {
-    pub fn holds_on(&self, date: NaiveDate) -> bool {
-        self.until.is_none_or(|until| date <= until)
-    }
-
-    /// "held until 2026-12-15: contested delivery", as `explain` says it.
-    pub fn describe(&self) -> String {
-        let whom = match &self.target {
-            HoldTarget::Invoice(_) => String::new(),
-            HoldTarget::Customer(c) => format!(" (customer {c})"),
-        };
-        let until = match self.until {
-            Some(d) => format!("held until {d}"),
-            None => "held until the hold is removed".to_string(),
-        };
-        let reason = if self.reason.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", self.reason)
-        };
-        format!("{until}{whom}{reason}")
-    }
-}
-
-/// Every hold, found by invoice number or customer id.
-#[derive(Debug, Default, Clone)]
-pub struct Holds {
-    pub list: Vec<Hold>,
-    // foldhash rather than SipHash: every decision of every invoice asks.
-    by_invoice: hashbrown::HashMap<String, Vec<usize>>,
-    by_customer: hashbrown::HashMap<String, Vec<usize>>,
-}
-
-impl Holds {
-    /// The hold that stops `invoice`'s reminders on `date`, if any: the one
-    /// that lasts longest when several do.
-    pub fn active(&self, invoice: &Invoice, date: NaiveDate) -> Option<&Hold> {
-        if self.list.is_empty() {
-            return None;
-        }
-        let on_invoice = self.by_invoice.get(&*invoice.number);
-        let on_customer = self.by_customer.get(&*invoice.customer_id);
-        on_invoice
-            .into_iter()
-            .chain(on_customer)
-            .flatten()
-            .map(|&i| &self.list[i])
-            .filter(|h| h.holds_on(date))
-            .max_by_key(|h| h.until.unwrap_or(NaiveDate::MAX))
-    }
-}
-
-/// Loads `rules/holds.yaml` (or `.yml`) if there is one. Mistakes are
-/// located; an entry that does not make sense is reported and left out.
-pub fn load_holds(dir: &Path, problems: &mut Problems) -> Holds {
-    let mut holds = Holds::default();
-    for path in yaml_files(dir).into_iter().filter(|f| is_holds_file(f)) {
-        let Some(source) = read_rule_file(&path, "holds", problems) else {
-            continue;
-        };
-        // An empty holds file holds nothing (a policy file must say something).
-        if source.trim().is_empty() {
-            continue;
-        }
-        let Some(file) = parse_yaml::<HoldsFile>(&path, &source, problems) else {
-            continue;
-        };
-        let mut search_from = 1;
-        for (i, entry) in file.holds.into_iter().enumerate() {
-            let key = if entry.invoice.is_some() {
-                "invoice"
-            } else {
-                "customer"
-            };
-            let value = entry.invoice.as_deref().or(entry.customer.as_deref());
-            let location = key_location(&path, &source, search_from, key, value);
-            search_from = location.line.map_or(search_from, |l| l + 1);
-            let target = match (entry.invoice, entry.customer) {
-                (Some(n), None) if !n.trim().is_empty() => {
-                    HoldTarget::Invoice(n.trim().to_string())
-                }
-                (None, Some(c)) if !c.trim().is_empty() => {
-                    HoldTarget::Customer(c.trim().to_string())
-                }
-                (Some(_), Some(_)) => {
-                    problems.error(
-                        location,
-                        format!(
-                            "holds[{i}]: give `invoice` or `customer`, not both (write two holds)"
-                        ),
-                    );
-                    continue;
-                }
-                _ => {
-                    problems.error(
-                        location,
-                        format!(
-                            "holds[{i}]: say what is held: `invoice: NUMBER` or `customer: ID`"
-                        ),
-                    );
-                    continue;
-                }
-            };
-            let index = holds.list.len();
-            match &target {
-                HoldTarget::Invoice(n) => {
-                    holds.by_invoice.entry(n.clone()).or_default().push(index)
-                }
-                HoldTarget::Customer(c) => {
-                    holds.by_customer.entry(c.clone()).or_default().push(index)
-                }
-            }
-            holds.list.push(Hold {
-                target,
-                until: entry.until,
-                reason: entry.reason.trim().to_string(),
-                location,
-            });
-        }
-    }
-    holds
-}
-
 fn anchor_name(anchor: Anchor) -> &'static str {
     match anchor {
         Anchor::DueDate => "due date",
@@ -846,7 +628,7 @@ mod tests {
     use super::*;
     use crate::model::Ledger;
     use crate::model::tests::{date, invoice};
-    use crate::script::{CustomerView, InvoiceView, Variables};
+    use crate::rules::{CustomerView, InvoiceView, Variables};
     use std::sync::Arc;
 
     fn load(files: &[(&str, &str)]) -> (Vec<Policy>, Problems) {

@@ -9,15 +9,15 @@ use std::fmt::Write as _;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use crate::config::Company;
-use crate::deliver::{Item, clean_line};
+use crate::deliver::Item;
+use crate::locale::{format_amount, format_date, is_french, money};
 use crate::model::distinct_recipients;
-use crate::policy::Channel;
 use crate::project::Reminder;
-use crate::render::{format_amount, format_date, is_french, money};
+use crate::rules::Channel;
+use crate::text::clean_line;
 
 /// The worklist's file name, in the tasks folder.
 pub const WORKLIST: &str = "worklist.csv";
@@ -210,7 +210,7 @@ pub fn sheet(r: &Reminder, items: &[Item]) -> String {
         let label = format!(
             "{} / {}",
             item.policy,
-            crate::report::stage_label(item.stage, item.occurrence)
+            crate::text::stage_label(item.stage, item.occurrence)
         );
         if !reminders.contains(&label) {
             reminders.push(label);
@@ -297,7 +297,7 @@ fn invoice_table(r: &Reminder, items: &[Item], w: &Words) -> String {
         .collect();
     let mut table = Vec::new();
     // Writing to memory does not fail.
-    let _ = crate::report::table(&mut table, &header, &rows);
+    let _ = crate::text::table(&mut table, &header, &rows);
     String::from_utf8_lossy(&table).into_owned()
 }
 
@@ -512,7 +512,8 @@ pub fn worklist_messages(path: &Path) -> HashSet<(String, String)> {
 
 /// Whether the worklist at `path` has the complete rows of the message
 /// `token` of `date` ([`worklist_messages`], for a single question).
-pub fn in_worklist(path: &Path, date: NaiveDate, token: &str) -> bool {
+#[cfg(test)]
+fn in_worklist(path: &Path, date: chrono::NaiveDate, token: &str) -> bool {
     worklist_messages(path).contains(&(date.to_string(), token.to_string()))
 }
 

@@ -11,7 +11,7 @@ use rhai::{
 use rust_decimal::Decimal;
 
 use crate::config::Rates;
-use crate::diagnostics::{Location, Problem, Problems};
+use crate::diagnostics::{Location, Problem, Problems, files_with_extension};
 use crate::model::Ledger;
 use crate::money::{self, InterestError};
 
@@ -600,24 +600,6 @@ fn fn_body<'s>(source: &'s str, name: &str) -> Option<&'s str> {
     let rest = &source[start + 3..];
     let end = rest.find("\nfn ").map_or(rest.len(), |e| e);
     Some(&rest[..end])
-}
-
-/// Files of `dir` with the extension, sorted by name so that loading is deterministic.
-pub fn files_with_extension(dir: &Path, ext: &str) -> Vec<std::path::PathBuf> {
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_file() && p.extension().and_then(|e| e.to_str()) == Some(ext))
-        .filter(|p| {
-            !p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with('.'))
-        })
-        .collect();
-    files.sort();
-    files
 }
 
 #[cfg(test)]

@@ -12,10 +12,12 @@ use rayon::prelude::*;
 use rhai::{Dynamic, ImmutableString, Scope};
 use serde::Serialize;
 
+use crate::calendar::add_days;
 use crate::journal::{JournalView, Mark, State};
 use crate::model::{Invoice, Ledger};
-use crate::policy::{Holds, ON_PAID, Policy, Trigger, add_days};
-use crate::script::{CustomerView, InvoiceView, ScriptError, Scripts, Variables};
+use crate::rules::{CustomerView, InvoiceView, ScriptError, Scripts, Variables};
+use crate::rules::{Holds, ON_PAID, Policy, Trigger};
+use crate::text::weekday;
 
 /// One occurrence of a stage: occurrence 0 is its first firing, k its k-th repeat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -174,11 +176,6 @@ struct PlanContext<'a> {
 fn sent_on(marks: &[Mark], date: NaiveDate) -> bool {
     let mut reminders = marks.iter().filter(|m| m.state != State::Skipped);
     reminders.any(|m| m.date == date)
-}
-
-/// "Sat", as `explain` writes a day.
-pub fn weekday(date: NaiveDate) -> String {
-    date.format("%a").to_string()
 }
 
 /// Decides reminders for the invoices of a ledger under a set of policies.
@@ -909,8 +906,8 @@ mod tests {
     use crate::diagnostics::Problems;
     use crate::model::tests::{date, invoice};
     use crate::model::{Invoice, Status};
-    use crate::policy::ON_PAID;
-    use crate::policy::{load_holds, load_policies};
+    use crate::rules::ON_PAID;
+    use crate::rules::{load_holds, load_policies};
 
     struct Fixture {
         _dir: tempfile::TempDir,

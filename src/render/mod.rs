@@ -5,26 +5,25 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use handlebars::template::TemplateElement;
 use handlebars::{
     Context, Handlebars, Helper, HelperDef, HelperResult, JsonRender, Output, RenderContext,
     RenderError, RenderErrorReason, Renderable, ScopedJson, Template, TemplateError,
 };
 use rhai::Dynamic;
-use rust_decimal::{Decimal, RoundingStrategy};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Number, Value, json};
 
 use crate::config::{Config, Rates};
+use crate::diagnostics::files_with_extension;
 use crate::diagnostics::{Location, Problem, Problems, yaml_problem};
+use crate::locale::{format_date, format_money, format_percent, money};
 use crate::model::Ledger;
 use crate::money::{self, Discount};
-use crate::policy::{Policy, Stage};
-use crate::script::{
-    BUILT_IN_FUNCTIONS, CustomerView, INTEREST_RATE_NOT_SET, InvoiceView, Scripts,
-    files_with_extension,
-};
+use crate::rules::{BUILT_IN_FUNCTIONS, CustomerView, INTEREST_RATE_NOT_SET, InvoiceView, Scripts};
+use crate::rules::{Policy, Stage};
 
 /// A rendered reminder.
 #[derive(Debug, Clone, Serialize)]
@@ -1070,148 +1069,12 @@ fn from_dynamic(d: Dynamic) -> Value {
     Value::String(d.to_string())
 }
 
-/// Whether a message in `language` is written in French (`fr`, `fr-CA`…).
-pub fn is_french(language: &str) -> bool {
-    language.split('-').next() == Some("fr")
-}
-
-/// Writes a decimal the way a language does: French groups thousands with
-/// spaces and uses a decimal comma, English uses commas and a dot. Plain
-/// spaces, not no-break ones: what SPEC §5 shows, and what survives every mail client.
-fn format_number(value: Decimal, language: &str) -> String {
-    let text = value.abs().to_string();
-    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
-    let french = is_french(language);
-    let group = if french { ' ' } else { ',' };
-    let mut out = String::with_capacity(text.len() + text.len() / 3 + 1);
-    if value.is_sign_negative() && !value.is_zero() {
-        out.push('-');
-    }
-    for (i, ch) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i) % 3 == 0 {
-            out.push(group);
-        }
-        out.push(ch);
-    }
-    if !frac.is_empty() {
-        out.push(if french { ',' } else { '.' });
-        out.push_str(frac);
-    }
-    out
-}
-
-/// Formats money for a language: French groups with spaces and puts the
-/// symbol after, English groups with commas and puts it before.
-pub fn format_money(amount: Decimal, currency: &str, language: &str) -> String {
-    let places = match currency {
-        "JPY" | "KRW" | "CLP" | "ISK" => 0,
-        _ => 2,
-    };
-    let mut rounded = amount.round_dp_with_strategy(places, RoundingStrategy::MidpointNearestEven);
-    rounded.rescale(places);
-    let number = format_number(rounded, language);
-    let french = is_french(language);
-    let symbol = match (currency, french) {
-        ("EUR", _) => "€",
-        ("USD", false) => "$",
-        ("USD", true) => "$ US",
-        ("CAD", false) => "CA$",
-        ("CAD", true) => "$ CA",
-        ("GBP", _) => "£",
-        ("JPY", _) => "¥",
-        _ => currency,
-    };
-    if french {
-        format!("{number} {symbol}")
-    } else {
-        let (sign, digits) = number
-            .strip_prefix('-')
-            .map_or(("", number.as_str()), |d| ("-", d));
-        let space = if symbol == currency { " " } else { "" };
-        format!("{sign}{symbol}{space}{digits}")
-    }
-}
-
-/// A percentage: `12,15 %` in French, `12.15%` in English.
-pub fn format_percent(rate: Decimal, language: &str) -> String {
-    let number = format_number(rate.normalize(), language);
-    if is_french(language) {
-        format!("{number} %")
-    } else {
-        format!("{number}%")
-    }
-}
-
-const MONTHS_FR: [&str; 12] = [
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-];
-const MONTHS_EN: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
-
-/// A long date: `1er novembre 2026` in French, `November 1, 2026` in English.
-pub fn format_date(date: NaiveDate, language: &str) -> String {
-    let month = date.month0() as usize;
-    if is_french(language) {
-        let day = if date.day() == 1 {
-            "1er".to_string()
-        } else {
-            date.day().to_string()
-        };
-        format!("{day} {} {}", MONTHS_FR[month], date.year())
-    } else {
-        format!("{} {}, {}", MONTHS_EN[month], date.day(), date.year())
-    }
-}
-
 /// Everything a template sees for one message, plus the typed views its
 /// script helpers need.
 pub struct MessageContext {
     pub json: Value,
     pub invoice: InvoiceView,
     pub customer: CustomerView,
-}
-
-/// An amount as text with at least cents: the form amounts take in JSON output.
-pub fn money(d: Decimal) -> String {
-    with_cents(d).to_string()
-}
-
-/// An exact amount with at least cents, grouped the way `language` writes
-/// numbers (`5 600,00` in French, `5,600.00` in English), without a currency:
-/// for tables that have a currency column.
-pub fn format_amount(d: Decimal, language: &str) -> String {
-    format_number(with_cents(d), language)
-}
-
-/// Amounts show at least cents: 100 is 100.00, 99.995 stays exact.
-fn with_cents(mut d: Decimal) -> Decimal {
-    if d.scale() < 2 {
-        d.rescale(2);
-    }
-    d
 }
 
 /// An exact JSON number for a template context. serde_json's
@@ -1644,41 +1507,6 @@ mod tests {
 
     fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-    }
-
-    #[test]
-    fn money_in_french_and_english() {
-        let m = |s: &str, c: &str, l: &str| format_money(s.parse().unwrap(), c, l);
-        assert_eq!(m("1234.56", "EUR", "fr"), "1 234,56 €");
-        assert_eq!(m("1234.56", "EUR", "en"), "€1,234.56");
-        assert_eq!(m("1234.56", "EUR", "fr-CA"), "1 234,56 €");
-        assert_eq!(m("1234567.5", "USD", "en"), "$1,234,567.50");
-        assert_eq!(m("12", "CAD", "fr-CA"), "12,00 $ CA");
-        assert_eq!(m("-40", "EUR", "fr"), "-40,00 €");
-        assert_eq!(m("0.125", "EUR", "en"), "€0.12"); // half to even
-        assert_eq!(m("999.995", "CHF", "en"), "CHF 1,000.00");
-        assert_eq!(m("100", "CHF", "fr"), "100,00 CHF");
-        assert_eq!(m("-1234.5", "USD", "en"), "-$1,234.50");
-        assert_eq!(m("1234567.891", "EUR", "fr"), "1 234 567,89 €");
-        assert_eq!(format_percent("12.150".parse().unwrap(), "fr"), "12,15 %");
-        assert_eq!(format_percent("12.15".parse().unwrap(), "en"), "12.15%");
-    }
-
-    #[test]
-    fn amounts_for_tables_are_exact_and_grouped_without_a_currency() {
-        let a = |s: &str, l: &str| format_amount(s.parse().unwrap(), l);
-        assert_eq!(a("5600", "fr"), "5 600,00");
-        assert_eq!(a("5600", "en"), "5,600.00");
-        assert_eq!(a("1234567.891", "fr-CA"), "1 234 567,891");
-        assert_eq!(a("0", "en"), "0.00");
-    }
-
-    #[test]
-    fn long_dates() {
-        assert_eq!(format_date(d("2026-11-01"), "fr"), "1er novembre 2026");
-        assert_eq!(format_date(d("2026-12-24"), "fr"), "24 décembre 2026");
-        assert_eq!(format_date(d("2026-11-01"), "en"), "November 1, 2026");
-        assert_eq!(format_date(d("2028-02-29"), "en-GB"), "February 29, 2028");
     }
 
     #[test]

@@ -9,17 +9,17 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::config::{Config, FeedConfig, FeedFormat};
-use crate::deliver::{group_token, reminder_token};
 use crate::diagnostics::{Location, Problem, Problems};
 use crate::engine::{Evaluator, Planned};
 use crate::feed::{feeds_for, load_feeds};
 use crate::journal::JournalView;
+use crate::journal::{group_token, reminder_token};
 use crate::model::{Invoice, Ledger, NumberIndex, Origin, Status, distinct_recipients};
-use crate::policy::{
+use crate::render::{Message, StatementLine, Templates, message_context};
+use crate::rules::{
     Channel, Grouping, HoldTarget, Holds, Policy, Stage, Trigger, load_holds, load_policies,
 };
-use crate::render::{Message, StatementLine, Templates, message_context};
-use crate::script::{CustomerView, InvoiceView, Scripts, Variables};
+use crate::rules::{CustomerView, InvoiceView, Scripts, Variables};
 
 /// Where to find the folder and what to override, as given on the command line.
 #[derive(Debug, Clone, Default)]
@@ -359,7 +359,7 @@ impl Project {
             language: self.message_language(planned.invoice, &stage.template),
             template: &stage.template,
             subject: String::new(),
-            amount_due: crate::render::money(inv.amount_due()),
+            amount_due: crate::locale::money(inv.amount_due()),
             currency: &inv.currency,
             send_at: self.send_at(planned).map(|t| t.to_rfc3339()),
             body: None,

@@ -24,11 +24,11 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 
-use crate::deliver::{Deliverer, Identity, Item, PLACEHOLDER_SENDER, Proofs};
+use crate::deliver::{Deliverer, Item, PLACEHOLDER_SENDER, Proofs};
 use crate::engine::Planned;
-use crate::journal::{Journal, JournalView, NewRow, Pending, State};
-use crate::policy::{Channel, ON_PAID};
+use crate::journal::{Identity, Journal, JournalView, NewRow, Pending, State};
 use crate::project::{Options, Project, Reminder, Rulebook};
+use crate::rules::{Channel, ON_PAID};
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -340,7 +340,7 @@ impl Daemon {
             let reason = fired.get(&s.invoice).map(|p| {
                 format!(
                     "overtaken by {}",
-                    crate::report::stage_label(&policy.stages[p.stage].id, p.occurrence)
+                    crate::text::stage_label(&policy.stages[p.stage].id, p.occurrence)
                 )
             });
             let row = NewRow {
