@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use relance::config::FeedConfig;
-use relance::feed::load_feeds;
-use relance::journal::Identity;
-use relance::journal::{Journal, NewRow, State};
-use relance::project::{Options, Project};
+use relance::internals::{
+    CustomerView, FeedConfig, Identity, InvoiceView, NewRow, State, Variables, load_feeds,
+};
+use relance::{Journal, Options, Project};
 
 const ROWS: usize = 20_000;
 
@@ -132,13 +131,13 @@ fn decide(c: &mut Criterion) {
         .find(|p| p.stages.iter().any(|s| s.when.is_some()))
         .expect("a shipped stage with `when`");
     let stage = policy.stages.iter().find(|s| s.when.is_some()).unwrap();
-    let mut scope = relance::rules::Variables {
-        invoice: relance::rules::InvoiceView {
+    let mut scope = Variables {
+        invoice: InvoiceView {
             ledger: project.ledger.clone(),
             index: overdue,
             today: as_of(),
         },
-        customer: relance::rules::CustomerView {
+        customer: CustomerView {
             ledger: project.ledger.clone(),
             index: project.ledger.customer_index(overdue),
             today: as_of(),
@@ -200,7 +199,7 @@ fn journal(c: &mut Criterion) {
                     .collect::<Vec<_>>()
             },
             |ids| {
-                journal.begin().unwrap();
+                let tx = journal.begin().unwrap();
                 for id in &ids {
                     let row = NewRow {
                         identity: id,
@@ -215,7 +214,7 @@ fn journal(c: &mut Criterion) {
                     };
                     journal.insert(&row, "2026-12-01T09:00:00Z").unwrap();
                 }
-                journal.commit().unwrap();
+                tx.commit().unwrap();
             },
             BatchSize::SmallInput,
         )

@@ -164,9 +164,12 @@ impl FeedConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Tls {
+    /// Plain connection upgraded by STARTTLS (port 587).
     #[default]
     Starttls,
-    Tls,
+    /// TLS from the first byte (port 465): `tls: tls` in the config.
+    #[serde(rename = "tls")]
+    Implicit,
     None,
 }
 

@@ -99,6 +99,8 @@ impl fmt::Display for Problem {
     }
 }
 
+impl std::error::Error for Problem {}
+
 /// Problems collected while loading; loading goes on after each one so that
 /// a finance manager sees every mistake at once, not one per attempt.
 #[derive(Debug, Default, Clone)]

@@ -2,13 +2,15 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
+
+use crate::error::{Error, Result};
 
 /// The journal's identity of a reminder.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -103,7 +105,7 @@ impl State {
 }
 
 /// What the engine needs to know of one journaled reminder.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Mark {
     /// Shared text: a preview simulates millions of marks of a few names.
     pub policy: Arc<str>,
@@ -178,86 +180,92 @@ const MIGRATIONS: [&str; 2] = [
 
 pub struct Journal {
     conn: Connection,
+    /// Named in every error, so an operator knows which file to look at.
+    path: PathBuf,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum JournalError {
-    #[error("{path}: journal: {source}")]
-    Sqlite {
-        path: String,
-        source: rusqlite::Error,
-    },
-    #[error(
-        "{path}: journal schema version {found} is newer than this relance understands ({SCHEMA_VERSION})"
-    )]
-    TooNew { path: String, found: i64 },
+/// A write transaction on the journal: committed by [`Transaction::commit`],
+/// rolled back when dropped without it (an error on the way, a panic), so a
+/// batch is journaled whole or not at all.
+pub struct Transaction<'j> {
+    tx: rusqlite::Transaction<'j>,
+    path: &'j Path,
+}
+
+impl Transaction<'_> {
+    pub fn commit(self) -> Result<()> {
+        let path = self.path;
+        self.tx.commit().map_err(|cause| Error::Journal {
+            path: path.to_path_buf(),
+            cause,
+        })
+    }
 }
 
 impl Journal {
+    /// The version of the journal's schema this relance writes.
+    pub const SCHEMA_VERSION: i64 = SCHEMA_VERSION;
+
     /// Opens the journal for reading only; `None` when it does not exist yet
     /// (a preview must not create it).
-    pub fn open_read_only(path: &Path) -> Result<Option<Journal>, JournalError> {
+    pub fn open_read_only(path: &Path) -> Result<Option<Journal>> {
         if !path.exists() {
             return Ok(None);
         }
-        let err = |source| JournalError::Sqlite {
-            path: path.display().to_string(),
-            source,
-        };
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(err)?;
-        let journal = Journal { conn };
-        let version = journal.version().map_err(err)?;
-        if version > SCHEMA_VERSION {
-            return Err(JournalError::TooNew {
-                path: path.display().to_string(),
-                found: version,
-            });
-        }
+        );
+        let journal = Journal {
+            conn: conn.map_err(|cause| fail(path, cause))?,
+            path: path.to_path_buf(),
+        };
+        let version = journal.version()?;
         Ok((version > 0).then_some(journal))
     }
 
     /// Opens (creating it and its folder if needed) and migrates the journal.
-    pub fn open(path: &Path) -> Result<Journal, JournalError> {
-        let err = |source| JournalError::Sqlite {
-            path: path.display().to_string(),
-            source,
-        };
+    pub fn open(path: &Path) -> Result<Journal> {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let conn = Connection::open(path).map_err(err)?;
+        let journal = Journal {
+            conn: Connection::open(path).map_err(|cause| fail(path, cause))?,
+            path: path.to_path_buf(),
+        };
         // WAL lets `preview` and `history` read while the daemon writes; FULL sync
         // makes a committed `sent` survive a power cut.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
-        let journal = Journal { conn };
-        let version = journal.version().map_err(err)?;
-        if version > SCHEMA_VERSION {
-            return Err(JournalError::TooNew {
-                path: path.display().to_string(),
-                found: version,
-            });
-        }
+        let conn = &journal.conn;
+        journal.sql(conn.pragma_update(None, "journal_mode", "WAL"))?;
+        journal.sql(conn.pragma_update(None, "synchronous", "FULL"))?;
+        journal.sql(conn.busy_timeout(std::time::Duration::from_secs(5)))?;
+        let version = journal.version()?;
         for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = journal.conn.unchecked_transaction().map_err(err)?;
-            tx.execute_batch(migration).map_err(err)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(err)?;
-            tx.commit().map_err(err)?;
+            let tx = journal.begin()?;
+            journal.sql(tx.tx.execute_batch(migration))?;
+            journal.sql(tx.tx.pragma_update(None, "user_version", (i + 1) as i64))?;
+            tx.commit()?;
         }
         Ok(journal)
     }
 
-    fn version(&self) -> rusqlite::Result<i64> {
-        self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+    /// The schema version, refused when a newer relance wrote it.
+    fn version(&self) -> Result<i64> {
+        let version: i64 =
+            self.sql(self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)))?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::JournalTooNew {
+                path: self.path.clone(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Ok(version)
+    }
+
+    /// An SQLite result with the journal's file named in its error.
+    fn sql<T>(&self, result: rusqlite::Result<T>) -> Result<T> {
+        result.map_err(|cause| fail(&self.path, cause))
     }
 
     pub fn connection(&self) -> &Connection {
@@ -265,12 +273,12 @@ impl Journal {
     }
 
     /// Every reminder, grouped by invoice, for the engine.
-    pub fn view(&self) -> rusqlite::Result<JournalView> {
+    pub fn view(&self) -> Result<JournalView> {
         let mut view = JournalView::default();
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.sql(self.conn.prepare(
             "SELECT invoice, policy, stage, occurrence, state, date FROM reminder ORDER BY id",
-        )?;
-        let rows = stmt.query_map([], |r| {
+        ))?;
+        let rows = self.sql(stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 Mark {
@@ -281,22 +289,31 @@ impl Journal {
                     date: r.get(5)?,
                 },
             ))
-        })?;
+        }))?;
         for row in rows {
-            let (invoice, mark) = row?;
+            let (invoice, mark) = self.sql(row)?;
             view.by_invoice.entry(invoice).or_default().push(mark);
         }
         Ok(view)
     }
 
+    /// The journal at `path`, newest first, optionally for one invoice;
+    /// empty when there is no journal yet.
+    pub fn history_at(path: &Path, invoice: Option<&str>) -> Result<Vec<Entry>> {
+        match Journal::open_read_only(path)? {
+            Some(journal) => journal.history(invoice),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// The journal, newest first, optionally for one invoice.
-    pub fn history(&self, invoice: Option<&str>) -> rusqlite::Result<Vec<Entry>> {
-        let mut stmt = self.conn.prepare(
+    pub fn history(&self, invoice: Option<&str>) -> Result<Vec<Entry>> {
+        let mut stmt = self.sql(self.conn.prepare(
             "SELECT invoice, policy, stage, occurrence, state, date, channel, recipient, subject, message_id,
                     attempts, last_error, created_at, updated_at
              FROM reminder WHERE (?1 IS NULL OR invoice = ?1) ORDER BY updated_at DESC, id DESC",
-        )?;
-        let rows = stmt.query_map(params![invoice], |r| {
+        ))?;
+        let rows = self.sql(stmt.query_map(params![invoice], |r| {
             Ok(Entry {
                 invoice: r.get(0)?,
                 policy: r.get(1)?,
@@ -313,20 +330,20 @@ impl Journal {
                 created_at: r.get(12)?,
                 updated_at: r.get(13)?,
             })
-        })?;
-        rows.collect()
+        }))?;
+        self.sql(rows.collect())
     }
 
     /// Records a reminder in the given state unless its identity is already
     /// there; returns whether it was new. The unique identity makes a double
     /// insert impossible even when two evaluations race.
-    pub fn record(&self, invoice: &str, mark: &Mark, now: &str) -> rusqlite::Result<bool> {
-        let n = self.conn.execute(
+    pub fn record(&self, invoice: &str, mark: &Mark, now: &str) -> Result<bool> {
+        let n = self.sql(self.conn.execute(
             "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
              ON CONFLICT (invoice, policy, stage, occurrence) DO NOTHING",
             params![invoice, &*mark.policy, &*mark.stage, mark.occurrence, mark.state.as_str(), mark.date, now],
-        )?;
+        ))?;
         Ok(n == 1)
     }
 
@@ -336,15 +353,23 @@ impl Journal {
         policy: &str,
         stage: &str,
         occurrence: u32,
-    ) -> rusqlite::Result<Option<State>> {
-        self.conn
+    ) -> Result<Option<State>> {
+        let state = self.conn
             .query_row(
                 "SELECT state FROM reminder WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4",
                 params![invoice, policy, stage, occurrence],
                 |r| r.get::<_, String>(0),
             )
-            .optional()
-            .map(|s| s.and_then(|s| State::parse(&s)))
+            .optional();
+        Ok(self.sql(state)?.and_then(|s: String| State::parse(&s)))
+    }
+}
+
+/// An SQLite error on the journal at `path`.
+fn fail(path: &Path, cause: rusqlite::Error) -> Error {
+    Error::Journal {
+        path: path.to_path_buf(),
+        cause,
     }
 }
 
@@ -381,18 +406,18 @@ pub struct NewRow<'a> {
 impl Journal {
     /// Starts a write transaction (taking the write lock at once, so that two
     /// processes never interleave their batches).
-    pub fn begin(&self) -> rusqlite::Result<()> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")
-    }
-
-    pub fn commit(&self) -> rusqlite::Result<()> {
-        self.conn.execute_batch("COMMIT")
+    pub fn begin(&self) -> Result<Transaction<'_>> {
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate);
+        Ok(Transaction {
+            tx: self.sql(tx)?,
+            path: &self.path,
+        })
     }
 
     /// Inserts a row unless its identity is already journaled; true when inserted.
-    pub fn insert(&self, row: &NewRow, now: &str) -> rusqlite::Result<bool> {
+    pub fn insert(&self, row: &NewRow, now: &str) -> Result<bool> {
         let id = row.identity;
-        let n = self.conn.execute(
+        let n = self.sql(self.conn.execute(
             "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, channel, recipient, subject,
                                    message_id, last_error, owner, created_at, updated_at, message)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14)
@@ -413,17 +438,17 @@ impl Journal {
                 now,
                 row.message
             ],
-        )?;
+        ))?;
         Ok(n == 1)
     }
 
-    pub fn mark_sent(&self, id: &Identity, message_id: &str, now: &str) -> rusqlite::Result<()> {
-        self.conn.execute(
+    pub fn mark_sent(&self, id: &Identity, message_id: &str, now: &str) -> Result<()> {
+        self.sql(self.conn.execute(
             "UPDATE reminder SET state = 'sent', message_id = ?5, attempts = attempts + 1, last_error = NULL,
                     next_try_at = NULL, updated_at = ?6
              WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4",
             params![id.invoice, id.policy, id.stage, id.occurrence, message_id, now],
-        )?;
+        ))?;
         Ok(())
     }
 
@@ -432,9 +457,9 @@ impl Journal {
     /// since `pending` read it. Two runs that recover the same crash, or retry
     /// the same failure, would otherwise both deliver it; the one whose update
     /// comes second finds it taken. True when this process has it.
-    pub fn claim(&self, p: &Pending, now: &str) -> rusqlite::Result<bool> {
+    pub fn claim(&self, p: &Pending, now: &str) -> Result<bool> {
         let id = &p.identity;
-        let n = self.conn.execute(
+        let n = self.sql(self.conn.execute(
             "UPDATE reminder SET state = 'planned', owner = ?8, updated_at = ?9
              WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4
                AND state = ?5 AND owner IS ?6 AND attempts = ?7",
@@ -449,16 +474,16 @@ impl Journal {
                 std::process::id(),
                 now
             ],
-        )?;
+        ))?;
         Ok(n == 1)
     }
 
     /// Gives back a claimed reminder that cannot go out yet (a day off, a
     /// hold): as it was, `failed` or `planned`, with no owner, for a later
     /// evaluation to take again.
-    pub fn release(&self, p: &Pending, now: &str) -> rusqlite::Result<()> {
+    pub fn release(&self, p: &Pending, now: &str) -> Result<()> {
         let id = &p.identity;
-        self.conn.execute(
+        self.sql(self.conn.execute(
             "UPDATE reminder SET state = ?5, owner = NULL, updated_at = ?6
              WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4",
             params![
@@ -469,7 +494,7 @@ impl Journal {
                 p.state.as_str(),
                 now
             ],
-        )?;
+        ))?;
         Ok(())
     }
 
@@ -480,33 +505,33 @@ impl Journal {
         error: &str,
         next_try_at: Option<&str>,
         now: &str,
-    ) -> rusqlite::Result<()> {
-        self.conn.execute(
+    ) -> Result<()> {
+        self.sql(self.conn.execute(
             "UPDATE reminder SET state = 'failed', attempts = attempts + 1, last_error = ?5, next_try_at = ?6,
                     owner = NULL, updated_at = ?7
              WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4",
             params![id.invoice, id.policy, id.stage, id.occurrence, error, next_try_at, now],
-        )?;
+        ))?;
         Ok(())
     }
 
     /// Gives up on a reminder that is no longer due (the invoice was paid or removed).
-    pub fn mark_skipped(&self, id: &Identity, reason: &str, now: &str) -> rusqlite::Result<()> {
-        self.conn.execute(
+    pub fn mark_skipped(&self, id: &Identity, reason: &str, now: &str) -> Result<()> {
+        self.sql(self.conn.execute(
             "UPDATE reminder SET state = 'skipped', last_error = ?5, next_try_at = NULL, updated_at = ?6
              WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4",
             params![id.invoice, id.policy, id.stage, id.occurrence, reason, now],
-        )?;
+        ))?;
         Ok(())
     }
 
     /// Reminders to deliver now: every `planned` one, and `failed` ones whose retry time has come.
-    pub fn pending(&self, now: &str) -> rusqlite::Result<Vec<Pending>> {
-        let mut stmt = self.conn.prepare(
+    pub fn pending(&self, now: &str) -> Result<Vec<Pending>> {
+        let mut stmt = self.sql(self.conn.prepare(
             "SELECT invoice, policy, stage, occurrence, state, date, channel, attempts, owner, message FROM reminder
              WHERE state = 'planned' OR (state = 'failed' AND next_try_at IS NOT NULL AND next_try_at <= ?1)
              ORDER BY id",
-        )?;
+        ))?;
         let rows = stmt.query_map(params![now], |r| {
             let identity = Identity {
                 invoice: r.get(0)?,
@@ -528,29 +553,29 @@ impl Journal {
                 attempts: r.get(7)?,
                 owner: r.get(8)?,
             })
-        })?;
-        rows.collect()
+        });
+        self.sql(self.sql(rows)?.collect())
     }
 
     /// How many delivery attempts a reminder has had.
-    pub fn state_attempts(&self, id: &Identity) -> rusqlite::Result<u32> {
-        self.conn
+    pub fn state_attempts(&self, id: &Identity) -> Result<u32> {
+        let attempts = self.conn
             .query_row(
                 "SELECT attempts FROM reminder WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4",
                 params![id.invoice, id.policy, id.stage, id.occurrence],
                 |r| r.get(0),
             )
-            .optional()
-            .map(Option::unwrap_or_default)
+            .optional();
+        Ok(self.sql(attempts)?.unwrap_or_default())
     }
 
     /// When the next failed reminder is due for a retry.
-    pub fn next_retry(&self) -> rusqlite::Result<Option<String>> {
-        self.conn.query_row(
+    pub fn next_retry(&self) -> Result<Option<String>> {
+        self.sql(self.conn.query_row(
             "SELECT MIN(next_try_at) FROM reminder WHERE state = 'failed'",
             [],
             |r| r.get(0),
-        )
+        ))
     }
 }
 

@@ -1,26 +1,60 @@
 //! relance: a payment-reminder (dunning) engine.
 //!
-//! Data flows one way: [`feed`] reads invoices into the [`model`], the
-//! [`engine`] decides with the [`rules`] (policies, holds, Rhai scripts)
-//! which reminders are due, [`render`] turns them into messages,
-//! [`deliver`] sends them and the [`journal`] remembers what was sent.
-//! [`project`] loads a whole relance folder, [`daemon`] runs the passes and
-//! [`report`] shows the results; the binary is a thin shell.
-//! ARCHITECTURE.md at the repository's root is the map.
+//! Data flows one way: feeds are read into the model, the engine decides
+//! with the rules (policies, holds, Rhai scripts) which reminders are due,
+//! templates render them into messages, delivery sends them and the journal
+//! remembers what was sent. ARCHITECTURE.md at the repository's root is the
+//! map of the modules; this page is the surface the command line, the daemon
+//! and any server use:
+//!
+//! - load a folder: [`Project::load`] (a [`Project`] never changes; a reload
+//!   builds a new one), and [`Project::check`] it;
+//! - plan a window: [`Project::plan`] against [`Project::journal_view`];
+//! - render the outgoing messages: [`Project::render`] (one [`Reminder`] row
+//!   per reminder, with the message it goes out in);
+//! - explain an invoice: [`explain`] gives a serialisable [`Explanation`];
+//! - run one daemon pass without signals or a watcher: [`Daemon::open`] then
+//!   [`Daemon::evaluate`] (`relance run` adds them with [`Daemon::start`] and
+//!   [`Daemon::serve`]);
+//! - the command outputs: [`report`].
+//!
+//! Errors are one type, [`Error`]; problems that loading collects and goes
+//! on after are [`Problem`]s, each located as `file:line:col`.
 
-pub mod calendar;
-pub mod config;
-pub mod daemon;
-pub mod deliver;
-pub mod diagnostics;
-pub mod engine;
-pub mod feed;
-pub mod journal;
-pub mod locale;
-pub mod model;
-pub mod money;
-pub mod project;
-pub mod render;
+pub(crate) mod calendar;
+pub(crate) mod config;
+pub(crate) mod daemon;
+pub(crate) mod deliver;
+pub(crate) mod diagnostics;
+pub(crate) mod engine;
+pub(crate) mod error;
+pub(crate) mod feed;
+pub(crate) mod journal;
+pub(crate) mod locale;
+pub(crate) mod model;
+pub(crate) mod money;
+pub(crate) mod project;
+pub(crate) mod render;
 pub mod report;
-pub mod rules;
-pub mod text;
+pub(crate) mod rules;
+pub(crate) mod text;
+
+pub use calendar::parse_time;
+pub use config::Config;
+pub use daemon::{Daemon, Report, RunOptions};
+pub use diagnostics::{Location, Problem, Problems, Severity};
+pub use engine::{Plan, Planned};
+pub use error::{Error, Result};
+pub use journal::{Journal, JournalView};
+pub use project::{Options, Project, Reminder};
+pub use report::explain::{Explanation, explain};
+
+/// What the micro-benchmarks (`benches/`) time below the API: not an API,
+/// and it changes whenever the code under it does.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::config::FeedConfig;
+    pub use crate::feed::load_feeds;
+    pub use crate::journal::{Identity, NewRow, State};
+    pub use crate::rules::{CustomerView, InvoiceView, Variables};
+}

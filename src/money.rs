@@ -46,10 +46,12 @@ pub fn late_interest(
 }
 
 /// Why [`late_interest`] cannot compute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum InterestError {
+    #[error("the interest rate is negative")]
     NegativeRate,
     /// The amount is too large to compute exactly.
+    #[error("the amount is too large")]
     TooLarge,
 }
 

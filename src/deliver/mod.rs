@@ -136,7 +136,7 @@ impl Deliverer {
                 password_env,
             } => {
                 let mut builder = match tls {
-                    Tls::Tls => SmtpTransport::relay(host)?,
+                    Tls::Implicit => SmtpTransport::relay(host)?,
                     Tls::Starttls => SmtpTransport::starttls_relay(host)?,
                     Tls::None => SmtpTransport::builder_dangerous(host),
                 };

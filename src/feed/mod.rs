@@ -1352,13 +1352,6 @@ pub fn feeds_for(config: &Config, overrides: &[PathBuf]) -> Vec<FeedConfig> {
         .collect()
 }
 
-pub fn is_feed_path(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("csv" | "json" | "jsonl" | "ndjson")
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

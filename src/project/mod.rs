@@ -155,9 +155,12 @@ impl Reminder<'_> {
     }
 }
 
+/// A loaded folder. It is never changed once loaded: a reload builds a new
+/// one (sharing what did not change) and the daemon swaps it in whole.
+#[derive(Clone)]
 pub struct Project {
     pub config: Config,
-    pub rulebook: Rulebook,
+    pub rulebook: Arc<Rulebook>,
     pub ledger: Arc<Ledger>,
     /// Problems of config, policies, scripts and templates.
     pub problems: Problems,
@@ -171,7 +174,7 @@ pub struct Project {
 impl Project {
     /// Loads everything. Only a config that cannot be read stops loading:
     /// every other problem is collected and the rest still loads.
-    pub fn load(options: &Options) -> Result<Project, Problem> {
+    pub fn load(options: &Options) -> Result<Project, crate::error::Error> {
         let config = Config::load(&options.dir, options.config.as_deref())?;
         let mut problems = config.validate();
         let (rulebook, rule_problems) = Rulebook::load(&config);
@@ -184,7 +187,7 @@ impl Project {
         Ok(Project {
             ledger,
             config,
-            rulebook,
+            rulebook: Arc::new(rulebook),
             problems,
             feed_problems,
             bad_rows: load.bad_rows,
@@ -272,7 +275,7 @@ impl Project {
             let token = reminder_token(&inv.number, &policy.name, &stage.id, planned.occurrence);
             self.fields(planned, token, self.recipients(rows, stage.channel))
         };
-        match self.render(rows, reminder.language, body) {
+        match self.render_message(rows, reminder.language, body) {
             Ok(message) => {
                 reminder.subject = message.subject;
                 if body {
@@ -468,6 +471,51 @@ impl Project {
         invoice_location(&self.config, inv)
     }
 
+    /// The reminders of `days` days from `from`, decided as the daemon
+    /// decides them (the journal simulated forward), sorted by date and
+    /// invoice number.
+    pub fn plan(&self, from: NaiveDate, days: u32, journal: &JournalView) -> crate::engine::Plan {
+        self.evaluator().plan(from, days, journal, None)
+    }
+
+    /// The rows of a plan as they go out, in plan order: each reminder with
+    /// the message it goes out in (grouped with its customer's others when
+    /// its stage says so), the body too when `body`. What `preview --format
+    /// json` prints, for a plan that fits in memory.
+    pub fn render(&self, plan: &[Planned], body: bool) -> Vec<Reminder<'_>> {
+        let messages = self.messages(plan);
+        let mut leads: std::collections::HashMap<usize, Reminder> = Default::default();
+        plan.iter()
+            .enumerate()
+            .map(|(i, planned)| match messages.group(i) {
+                Some(group) if group.len() > 1 => {
+                    let lead = leads.entry(group[0]).or_insert_with(|| {
+                        let rows: Vec<Planned> = group.iter().map(|&j| plan[j]).collect();
+                        self.message(&rows, body)
+                    });
+                    self.member(planned, lead)
+                }
+                _ => self.reminder(planned, body),
+            })
+            .collect()
+    }
+
+    /// What the journal holds, for deciding as the daemon would; empty when
+    /// there is no journal yet (a preview must not create one).
+    pub fn journal_view(&self) -> Result<JournalView, crate::error::Error> {
+        let path = self.config.path(&self.config.journal);
+        Ok(match crate::journal::Journal::open_read_only(&path)? {
+            Some(journal) => journal.view()?,
+            None => JournalView::default(),
+        })
+    }
+
+    /// The date it is at `now` in the config's time zone: "today" for a
+    /// command given no `--as-of`.
+    pub fn date_at(&self, now: chrono::DateTime<chrono::Utc>) -> NaiveDate {
+        now.with_timezone(&self.config.timezone).date_naive()
+    }
+
     /// Whether the config, a policy, a script or a template has an error:
     /// what the daemon refuses to start with, so `preview` and `explain`
     /// must not show what the other policies would send instead.
@@ -476,7 +524,12 @@ impl Project {
     }
 
     /// Renders the message of `rows` (the first leads) in `language`.
-    fn render(&self, rows: &[Planned], language: &str, body: bool) -> Result<Message, Problem> {
+    fn render_message(
+        &self,
+        rows: &[Planned],
+        language: &str,
+        body: bool,
+    ) -> Result<Message, Problem> {
         let planned = &rows[0];
         let policy = &self.rulebook.policies[planned.policy];
         let stage = &policy.stages[planned.stage];

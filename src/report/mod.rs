@@ -5,17 +5,165 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::engine::Planned;
-use crate::engine::{StageTrace, Trace, Verdict};
-use crate::journal::{Entry, State};
-use crate::project::{Project, Reminder};
-use crate::text::{stage_label, table, weekday};
+use chrono::NaiveDate;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+use crate::calendar::add_days;
+use crate::diagnostics::Problems;
+use crate::engine::Planned;
+use crate::error::{Error, Result};
+use crate::journal::{Entry, JournalView, State};
+use crate::project::{Project, Reminder};
+use crate::text::{stage_label, table};
+
+pub mod explain;
+
+/// How a command writes its results: a table for people, JSON or CSV for machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Table,
     Json,
     Csv,
+}
+
+impl Format {
+    /// The names the command line accepts, in the order its help lists them.
+    pub const NAMES: [&'static str; 3] = ["table", "json", "csv"];
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Format, String> {
+        match name {
+            "table" => Ok(Format::Table),
+            "json" => Ok(Format::Json),
+            "csv" => Ok(Format::Csv),
+            _ => Err(format!("expected one of {}", Format::NAMES.join(", "))),
+        }
+    }
+}
+
+/// `relance check`: every problem of the folder on `out` (as
+/// `file:line:col: message`, or JSON), the summary line to `summary`;
+/// returns how many are errors.
+pub fn check(
+    out: &mut dyn Write,
+    summary: &mut dyn Write,
+    project: &Project,
+    today: NaiveDate,
+    format: Format,
+) -> io::Result<usize> {
+    let problems = project.check(today);
+    let errors = problems.iter().filter(|p| p.is_error()).count();
+    match format {
+        Format::Json => json(out, &problems.0)?,
+        _ => problems_text(out, &problems)?,
+    }
+    writeln!(
+        summary,
+        "{}: {errors} error(s), {} warning(s) in {} invoice(s) ({} bad row(s)), {} policies, {} templates",
+        if errors == 0 { "ok" } else { "problems found" },
+        problems.len() - errors,
+        project.ledger.invoices.len() + project.bad_rows,
+        project.bad_rows,
+        project.rulebook.policies.len(),
+        project.rulebook.templates.all().len(),
+    )?;
+    Ok(errors)
+}
+
+/// Problems as `file:line:col: message`, one a line.
+pub fn problems_text(out: &mut dyn Write, problems: &Problems) -> io::Result<()> {
+    for p in problems.iter() {
+        writeln!(out, "{p}")?;
+    }
+    Ok(())
+}
+
+/// What `relance preview` shows.
+#[derive(Debug, Clone)]
+pub struct PreviewRequest {
+    pub from: NaiveDate,
+    pub days: u32,
+    pub format: Format,
+    /// Each full message, not only its subject.
+    pub render: bool,
+    /// One invoice's reminders only.
+    pub invoice: Option<String>,
+}
+
+/// `relance preview`: the reminders of the coming days on `out`; script
+/// failures, messages that cannot be sent and unmatched invoices to `warn`.
+pub fn preview(
+    out: &mut dyn Write,
+    project: &Project,
+    journal: &JournalView,
+    request: &PreviewRequest,
+    warn: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let only = match &request.invoice {
+        Some(number) => Some(
+            project
+                .ledger
+                .find(number)
+                .ok_or_else(|| Error::UnknownInvoice(number.clone()))?,
+        ),
+        None => None,
+    };
+    let plan = project
+        .evaluator()
+        .plan(request.from, request.days, journal, only);
+    // With --invoice the plan holds its customer's other invoices too (a
+    // message may group them): only its own rows are shown.
+    let shown = |i: &usize| only.is_none_or(|o| o == *i);
+    for (invoice, error) in plan.errors.iter().filter(|(i, _)| shown(i)) {
+        warn(&format!(
+            "{error} (invoice {})",
+            project.ledger.invoices[*invoice].number
+        ));
+    }
+    let io = |cause: io::Error| Error::Output(cause);
+    let started = std::time::Instant::now();
+    write_preview(
+        out,
+        project,
+        &plan.reminders,
+        only,
+        request.format,
+        request.render,
+        warn,
+    )
+    .map_err(io)?;
+    tracing::debug!(elapsed = ?started.elapsed(), "rendered and written");
+    if request.format == Format::Table {
+        let until = add_days(request.from, i64::from(request.days) - 1);
+        writeln!(
+            out,
+            "\n{} reminder(s) from {} to {until}.",
+            plan.reminders.iter().filter(|r| shown(&r.invoice)).count(),
+            request.from
+        )
+        .map_err(io)?;
+    }
+    if !plan.unmatched.is_empty() {
+        let numbers: Vec<&str> = plan
+            .unmatched
+            .iter()
+            .take(10)
+            .map(|i| &*project.ledger.invoices[*i].number)
+            .collect();
+        warn(&format!(
+            "note: {} open invoice(s) matched no policy: {}{}",
+            plan.unmatched.len(),
+            numbers.join(", "),
+            if plan.unmatched.len() > 10 {
+                ", …"
+            } else {
+                ""
+            }
+        ));
+    }
+    Ok(())
 }
 
 pub fn json<T: Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> io::Result<()> {
@@ -436,66 +584,4 @@ pub fn history(out: &mut dyn Write, entries: &[Entry], format: Format) -> io::Re
             )
         }
     }
-}
-
-/// Explains one stage occurrence in words; `blocked` is why nothing goes
-/// out on the date, if so.
-pub fn verdict_text(s: &StageTrace, blocked: Option<&str>) -> String {
-    let moved = match (s.moved_from, &s.moved_because) {
-        (Some(from), Some(why)) => format!("moved from {} {from} ({why}); ", weekday(from)),
-        (Some(from), None) => format!("moved from {} {from}; ", weekday(from)),
-        _ => String::new(),
-    };
-    let when = match &s.when {
-        None => String::new(),
-        Some(Ok(v)) => format!("when = {v}; "),
-        Some(Err(e)) => format!("when failed: {e}; "),
-    };
-    let what = match s.verdict {
-        Verdict::NotReached => "not reached yet".to_string(),
-        Verdict::InJournal => format!(
-            "already in the journal ({})",
-            s.journal.map_or("?", |j| j.as_str())
-        ),
-        Verdict::Passed => {
-            "passed: a later stage is already in the journal, a policy never steps back".to_string()
-        }
-        Verdict::Fires => "FIRES".to_string(),
-        // The later stage may have been reached days after this one (a
-        // catch-up): only its being reached by the evaluation date matters.
-        Verdict::Skipped => "skipped: overtaken by a later stage".to_string(),
-        Verdict::Waiting => "waiting: reached, but its `when` is false".to_string(),
-        Verdict::OnePerDay => {
-            "waiting: this invoice already had a reminder on this date (one a day)".to_string()
-        }
-        Verdict::Held => format!("waiting: {}", blocked.unwrap_or("held")),
-        Verdict::NoPromise => "no promise to pay in the feed".to_string(),
-    };
-    format!("{moved}{when}{what}")
-}
-
-pub fn explain_stages(out: &mut dyn Write, trace: &Trace) -> io::Result<()> {
-    let rows: Vec<Vec<String>> = trace
-        .stages
-        .iter()
-        .map(|s| {
-            vec![
-                stage_label(&s.stage, s.occurrence),
-                s.date.map_or("-".to_string(), |d| d.to_string()),
-                if s.reached {
-                    "reached".into()
-                } else {
-                    "not reached".into()
-                },
-                s.journal
-                    .map_or("-".to_string(), |j| j.as_str().to_string()),
-                verdict_text(s, trace.blocked.as_deref()),
-            ]
-        })
-        .collect();
-    table(
-        out,
-        &["STAGE", "DATE", "REACHED", "JOURNAL", "VERDICT"],
-        &rows,
-    )
 }

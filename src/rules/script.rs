@@ -100,6 +100,8 @@ impl std::fmt::Display for ScriptError {
     }
 }
 
+impl std::error::Error for ScriptError {}
+
 /// A compiled `applies_to` or `when` expression.
 #[derive(Clone)]
 pub struct Expr {

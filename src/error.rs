@@ -1,0 +1,66 @@
+//! The library's one error type: what stops an operation, as opposed to the [`Problem`]s loading collects and goes on after.
+//!
+//! Each variant's text is whole (it includes its cause's text), so the
+//! command line prints it as it is, once.
+
+use std::path::PathBuf;
+
+use crate::diagnostics::Problem;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file relance cannot use at all, located (`relance.yaml:3:1: …`).
+    #[error("{0}")]
+    Problem(Box<Problem>),
+    /// The daemon will not start or go on; the text says what to fix.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{path}: journal: {cause}")]
+    Journal {
+        path: PathBuf,
+        cause: rusqlite::Error,
+    },
+    #[error(
+        "{path}: journal schema version {found} is newer than this relance understands ({supported})"
+    )]
+    JournalTooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    /// Delivery cannot be set up (SMTP settings, the sender address).
+    #[error("delivery: {0}")]
+    Delivery(String),
+    #[error("watching {path}: {cause}")]
+    Watch { path: PathBuf, cause: notify::Error },
+    #[error("cannot listen for signals: {0}")]
+    Signals(std::io::Error),
+    #[error("invoice {0} is not in the feeds")]
+    UnknownInvoice(String),
+    /// Writing the results (a closed pipe: `relance history | head`).
+    #[error("writing the output: {0}")]
+    Output(std::io::Error),
+}
+
+impl Error {
+    /// Whether trying again in a moment may succeed: another process holds
+    /// the journal's lock for longer than the busy timeout. The daemon waits
+    /// and goes on rather than stopping.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Journal {
+                cause: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        )
+    }
+}
+
+impl From<Problem> for Error {
+    fn from(problem: Problem) -> Self {
+        Error::Problem(Box::new(problem))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
