@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use relance::internals::{
-    CustomerView, FeedConfig, Identity, InvoiceView, NewRow, State, Variables, load_feeds,
+    CustomerView, FeedConfig, Identity, InvoiceView, JournalRow, State, Variables, load_feeds,
 };
 use relance::{Journal, Options, Project};
 
@@ -201,16 +201,13 @@ fn journal(c: &mut Criterion) {
             |ids| {
                 let tx = journal.begin().unwrap();
                 for id in &ids {
-                    let row = NewRow {
-                        identity: id,
-                        state: State::Planned,
-                        date: "2026-12-01",
-                        channel: "email",
-                        recipient: "a@b.c",
-                        subject: "s",
-                        message_id: "<m>",
-                        message: "m",
-                        last_error: None,
+                    let row = JournalRow {
+                        channel: "email".into(),
+                        recipient: "a@b.c".into(),
+                        subject: "s".into(),
+                        message_id: "<m>".into(),
+                        message: "m".into(),
+                        ..JournalRow::new(id.clone(), State::Planned, "2026-12-01")
                     };
                     journal.insert(&row, "2026-12-01T09:00:00Z").unwrap();
                 }

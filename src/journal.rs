@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 
 /// The journal's identity of a reminder.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Identity {
     pub invoice: String,
     pub policy: String,
@@ -128,24 +128,87 @@ impl JournalView {
     }
 }
 
-/// One row of `relance history`.
+/// One row of the journal: a reminder's identity, where it stands and how it
+/// went out. `history` shows it (without its message token and owner); the
+/// daemon inserts new ones and reads back those it still has to deliver.
 #[derive(Debug, Clone, Serialize)]
-pub struct Entry {
-    pub invoice: String,
-    pub policy: String,
-    pub stage: String,
-    pub occurrence: u32,
+pub struct JournalRow {
+    #[serde(flatten)]
+    pub identity: Identity,
     pub state: State,
+    /// The evaluation date it belongs to.
     pub date: String,
     pub channel: String,
     pub recipient: String,
     pub subject: String,
     pub message_id: String,
+    /// The token of the message it goes out in: its own identity's, or the
+    /// one it shares with the rest of a grouped message.
+    #[serde(skip)]
+    pub message: String,
     pub attempts: u32,
     pub last_error: Option<String>,
+    /// The process that planned it (the journal sets it on insert).
+    #[serde(skip)]
+    pub owner: Option<u32>,
     pub created_at: String,
     pub updated_at: String,
 }
+
+impl JournalRow {
+    /// A row to insert: the journal sets its attempts, owner and times.
+    pub fn new(identity: Identity, state: State, date: &str) -> JournalRow {
+        JournalRow {
+            identity,
+            state,
+            date: date.to_string(),
+            channel: String::new(),
+            recipient: String::new(),
+            subject: String::new(),
+            message_id: String::new(),
+            message: String::new(),
+            attempts: 0,
+            last_error: None,
+            owner: None,
+            created_at: String::new(),
+            updated_at: String::new(),
+        }
+    }
+
+    /// Reads the columns of [`ROW_COLUMNS`], in their order.
+    fn read(r: &rusqlite::Row) -> rusqlite::Result<JournalRow> {
+        let identity = Identity {
+            invoice: r.get(0)?,
+            policy: r.get(1)?,
+            stage: r.get(2)?,
+            occurrence: r.get(3)?,
+        };
+        // Rows of a journal from before messages were recorded went out
+        // alone, under their own identity's token.
+        let message = Some(r.get::<_, String>(10)?)
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| identity.token());
+        Ok(JournalRow {
+            identity,
+            state: State::parse(&r.get::<_, String>(4)?).unwrap_or(State::Planned),
+            date: r.get(5)?,
+            channel: r.get(6)?,
+            recipient: r.get(7)?,
+            subject: r.get(8)?,
+            message_id: r.get(9)?,
+            message,
+            attempts: r.get(11)?,
+            last_error: r.get(12)?,
+            owner: r.get(13)?,
+            created_at: r.get(14)?,
+            updated_at: r.get(15)?,
+        })
+    }
+}
+
+/// The columns [`JournalRow::read`] reads.
+const ROW_COLUMNS: &str = "invoice, policy, stage, occurrence, state, date, channel, recipient, subject, \
+     message_id, message, attempts, last_error, owner, created_at, updated_at";
 
 pub const SCHEMA_VERSION: i64 = 2;
 
@@ -299,7 +362,7 @@ impl Journal {
 
     /// The journal at `path`, newest first, optionally for one invoice;
     /// empty when there is no journal yet.
-    pub fn history_at(path: &Path, invoice: Option<&str>) -> Result<Vec<Entry>> {
+    pub fn history_at(path: &Path, invoice: Option<&str>) -> Result<Vec<JournalRow>> {
         match Journal::open_read_only(path)? {
             Some(journal) => journal.history(invoice),
             None => Ok(Vec::new()),
@@ -307,30 +370,12 @@ impl Journal {
     }
 
     /// The journal, newest first, optionally for one invoice.
-    pub fn history(&self, invoice: Option<&str>) -> Result<Vec<Entry>> {
-        let mut stmt = self.sql(self.conn.prepare(
-            "SELECT invoice, policy, stage, occurrence, state, date, channel, recipient, subject, message_id,
-                    attempts, last_error, created_at, updated_at
-             FROM reminder WHERE (?1 IS NULL OR invoice = ?1) ORDER BY updated_at DESC, id DESC",
-        ))?;
-        let rows = self.sql(stmt.query_map(params![invoice], |r| {
-            Ok(Entry {
-                invoice: r.get(0)?,
-                policy: r.get(1)?,
-                stage: r.get(2)?,
-                occurrence: r.get(3)?,
-                state: State::parse(&r.get::<_, String>(4)?).unwrap_or(State::Planned),
-                date: r.get(5)?,
-                channel: r.get(6)?,
-                recipient: r.get(7)?,
-                subject: r.get(8)?,
-                message_id: r.get(9)?,
-                attempts: r.get(10)?,
-                last_error: r.get(11)?,
-                created_at: r.get(12)?,
-                updated_at: r.get(13)?,
-            })
-        }))?;
+    pub fn history(&self, invoice: Option<&str>) -> Result<Vec<JournalRow>> {
+        let mut stmt = self.sql(self.conn.prepare(&format!(
+            "SELECT {ROW_COLUMNS} FROM reminder WHERE (?1 IS NULL OR invoice = ?1) \
+             ORDER BY updated_at DESC, id DESC"
+        )))?;
+        let rows = self.sql(stmt.query_map(params![invoice], JournalRow::read))?;
         self.sql(rows.collect())
     }
 
@@ -373,36 +418,6 @@ fn fail(path: &Path, cause: rusqlite::Error) -> Error {
     }
 }
 
-/// A reminder the daemon still has to deliver: left `planned` (by a crash,
-/// or by this process a moment ago) or `failed` and due for a retry.
-#[derive(Debug, Clone)]
-pub struct Pending {
-    pub identity: Identity,
-    pub state: State,
-    pub date: String,
-    pub channel: String,
-    /// The token of the message it goes out in (see [`NewRow::message`]).
-    pub message: String,
-    pub attempts: u32,
-    /// The process that planned it.
-    pub owner: Option<u32>,
-}
-
-/// A new journal row.
-pub struct NewRow<'a> {
-    pub identity: &'a Identity,
-    pub state: State,
-    pub date: &'a str,
-    pub channel: &'a str,
-    pub recipient: &'a str,
-    pub subject: &'a str,
-    pub message_id: &'a str,
-    /// The token of the message the reminder goes out in: its own
-    /// identity's, or the one it shares with the rest of a grouped message.
-    pub message: &'a str,
-    pub last_error: Option<&'a str>,
-}
-
 impl Journal {
     /// Starts a write transaction (taking the write lock at once, so that two
     /// processes never interleave their batches).
@@ -415,8 +430,8 @@ impl Journal {
     }
 
     /// Inserts a row unless its identity is already journaled; true when inserted.
-    pub fn insert(&self, row: &NewRow, now: &str) -> Result<bool> {
-        let id = row.identity;
+    pub fn insert(&self, row: &JournalRow, now: &str) -> Result<bool> {
+        let id = &row.identity;
         let n = self.sql(self.conn.execute(
             "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, channel, recipient, subject,
                                    message_id, last_error, owner, created_at, updated_at, message)
@@ -457,7 +472,7 @@ impl Journal {
     /// since `pending` read it. Two runs that recover the same crash, or retry
     /// the same failure, would otherwise both deliver it; the one whose update
     /// comes second finds it taken. True when this process has it.
-    pub fn claim(&self, p: &Pending, now: &str) -> Result<bool> {
+    pub fn claim(&self, p: &JournalRow, now: &str) -> Result<bool> {
         let id = &p.identity;
         let n = self.sql(self.conn.execute(
             "UPDATE reminder SET state = 'planned', owner = ?8, updated_at = ?9
@@ -481,7 +496,7 @@ impl Journal {
     /// Gives back a claimed reminder that cannot go out yet (a day off, a
     /// hold): as it was, `failed` or `planned`, with no owner, for a later
     /// evaluation to take again.
-    pub fn release(&self, p: &Pending, now: &str) -> Result<()> {
+    pub fn release(&self, p: &JournalRow, now: &str) -> Result<()> {
         let id = &p.identity;
         self.sql(self.conn.execute(
             "UPDATE reminder SET state = ?5, owner = NULL, updated_at = ?6
@@ -525,36 +540,16 @@ impl Journal {
         Ok(())
     }
 
-    /// Reminders to deliver now: every `planned` one, and `failed` ones whose retry time has come.
-    pub fn pending(&self, now: &str) -> Result<Vec<Pending>> {
-        let mut stmt = self.sql(self.conn.prepare(
-            "SELECT invoice, policy, stage, occurrence, state, date, channel, attempts, owner, message FROM reminder
-             WHERE state = 'planned' OR (state = 'failed' AND next_try_at IS NOT NULL AND next_try_at <= ?1)
-             ORDER BY id",
-        ))?;
-        let rows = stmt.query_map(params![now], |r| {
-            let identity = Identity {
-                invoice: r.get(0)?,
-                policy: r.get(1)?,
-                stage: r.get(2)?,
-                occurrence: r.get(3)?,
-            };
-            // Rows of a journal from before messages were recorded went out
-            // alone, under their own identity's token.
-            let message = Some(r.get::<_, String>(9)?)
-                .filter(|m| !m.is_empty())
-                .unwrap_or_else(|| identity.token());
-            Ok(Pending {
-                identity,
-                message,
-                state: State::parse(&r.get::<_, String>(4)?).unwrap_or(State::Planned),
-                date: r.get(5)?,
-                channel: r.get(6)?,
-                attempts: r.get(7)?,
-                owner: r.get(8)?,
-            })
-        });
-        self.sql(self.sql(rows)?.collect())
+    /// Reminders to deliver now: every `planned` one (left by a crash, or by
+    /// this process a moment ago), and `failed` ones whose retry time has come.
+    pub fn pending(&self, now: &str) -> Result<Vec<JournalRow>> {
+        let mut stmt = self.sql(self.conn.prepare(&format!(
+            "SELECT {ROW_COLUMNS} FROM reminder \
+             WHERE state = 'planned' OR (state = 'failed' AND next_try_at IS NOT NULL AND next_try_at <= ?1) \
+             ORDER BY id"
+        )))?;
+        let rows = self.sql(stmt.query_map(params![now], JournalRow::read))?;
+        self.sql(rows.collect())
     }
 
     /// How many delivery attempts a reminder has had.
@@ -642,16 +637,11 @@ mod tests {
             stage: "s".into(),
             occurrence: 0,
         };
-        let row = NewRow {
-            identity: &identity,
-            state: State::Planned,
-            date: "2026-12-01",
-            channel: "email",
-            recipient: "a@example.com",
-            subject: "",
-            message_id: "",
-            message: "F1.p.s.0",
-            last_error: None,
+        let row = JournalRow {
+            channel: "email".into(),
+            recipient: "a@example.com".into(),
+            message: "F1.p.s.0".into(),
+            ..JournalRow::new(identity.clone(), State::Planned, "2026-12-01")
         };
         assert!(j.insert(&row, "2026-12-01T09:00:00.000Z").unwrap());
         j.mark_failed(&identity, "451", Some("2026-12-01T09:01:00.000Z"), "t")

@@ -55,6 +55,6 @@ pub use report::explain::{Explanation, explain};
 pub mod internals {
     pub use crate::config::FeedConfig;
     pub use crate::feed::load_feeds;
-    pub use crate::journal::{Identity, NewRow, State};
+    pub use crate::journal::{Identity, JournalRow, State};
     pub use crate::rules::{CustomerView, InvoiceView, Variables};
 }

@@ -8,7 +8,7 @@ use super::{Daemon, Report, rfc3339};
 use crate::deliver::{Item, Proofs};
 use crate::engine::{Plan, Planned};
 use crate::error::Result;
-use crate::journal::{Identity, NewRow, Pending, State, Transaction};
+use crate::journal::{Identity, JournalRow, State, Transaction};
 use crate::project::Reminder;
 use crate::rules::{Channel, ON_PAID};
 
@@ -211,16 +211,10 @@ impl Daemon {
                     crate::text::stage_label(&policy.stages[p.stage].id, p.occurrence)
                 )
             });
-            let row = NewRow {
-                identity: &identity,
-                state: State::Skipped,
-                date: &date_s,
-                channel: policy.stages[s.stage].channel.as_str(),
-                recipient: "",
-                subject: "",
-                message_id: "",
-                message: "",
-                last_error: reason.as_deref(),
+            let row = JournalRow {
+                channel: policy.stages[s.stage].channel.as_str().to_string(),
+                last_error: reason,
+                ..JournalRow::new(identity, State::Skipped, &date_s)
             };
             journal.insert(&row, &now_s)?;
         }
@@ -231,16 +225,13 @@ impl Daemon {
             let mut taken = Vec::new();
             for planned in rows {
                 let identity = self.identity(&planned);
-                let row = NewRow {
-                    identity: &identity,
-                    state: State::Planned,
-                    date: &date_s,
-                    channel: r.channel.as_str(),
-                    recipient: &r.to,
-                    subject: &r.subject,
-                    message_id: &message_id,
-                    message: &r.message,
-                    last_error: None,
+                let row = JournalRow {
+                    channel: r.channel.as_str().to_string(),
+                    recipient: r.to.to_string(),
+                    subject: r.subject.clone(),
+                    message_id: message_id.clone(),
+                    message: r.message.clone(),
+                    ..JournalRow::new(identity, State::Planned, &date_s)
                 };
                 // Another process may have planned it a moment ago: then it is theirs.
                 if journal.insert(&row, &now_s)? {
@@ -404,7 +395,7 @@ impl Daemon {
     pub(super) fn recover(&self, now: DateTime<Utc>, report: &mut Report) -> Result<()> {
         let journal = self.journal();
         let now_s = rfc3339(now);
-        let mut by_message: Vec<(String, Vec<Pending>)> = Vec::new();
+        let mut by_message: Vec<(String, Vec<JournalRow>)> = Vec::new();
         for p in journal.pending(&now_s)? {
             match by_message.iter_mut().find(|(token, _)| *token == p.message) {
                 Some((_, rows)) => rows.push(p),
@@ -483,7 +474,7 @@ impl Daemon {
     }
 
     /// Finds the reminder a journal row stands for in the current project.
-    fn resolve(&self, p: &Pending) -> Result<Planned, String> {
+    fn resolve(&self, p: &JournalRow) -> Result<Planned, String> {
         let id = &p.identity;
         let invoice = self
             .project
@@ -530,7 +521,7 @@ fn delivery_error(e: crate::deliver::DeliveryError) -> crate::error::Error {
 /// The id a pending reminder was delivered with, if what its message
 /// wrote is there (the Message-ID for an email, the file for the others,
 /// as [`crate::deliver::Deliverer::deliver`] returns them).
-fn delivered_file(proofs: &mut Proofs, p: &Pending) -> Option<String> {
+fn delivered_file(proofs: &mut Proofs, p: &JournalRow) -> Option<String> {
     let date = NaiveDate::parse_from_str(&p.date, "%Y-%m-%d").ok()?;
     proofs.delivered(date, &p.message, Channel::parse(&p.channel)?)
 }

@@ -11,7 +11,7 @@ use crate::calendar::add_days;
 use crate::diagnostics::Problems;
 use crate::engine::Planned;
 use crate::error::{Error, Result};
-use crate::journal::{Entry, JournalView, State};
+use crate::journal::{JournalRow, JournalView, State};
 use crate::project::{Project, Reminder};
 use crate::text::{stage_label, table};
 
@@ -522,7 +522,7 @@ fn reminder_cell(r: &Reminder, column: &str) -> String {
     }
 }
 
-pub fn history(out: &mut dyn Write, entries: &[Entry], format: Format) -> io::Result<()> {
+pub fn history(out: &mut dyn Write, entries: &[JournalRow], format: Format) -> io::Result<()> {
     const COLUMNS: [&str; 14] = [
         "invoice",
         "policy",
@@ -556,9 +556,9 @@ pub fn history(out: &mut dyn Write, entries: &[Entry], format: Format) -> io::Re
                     vec![
                         e.updated_at.clone(),
                         e.date.clone(),
-                        e.invoice.clone(),
-                        e.policy.clone(),
-                        stage_label(&e.stage, e.occurrence),
+                        e.identity.invoice.clone(),
+                        e.identity.policy.clone(),
+                        stage_label(&e.identity.stage, e.identity.occurrence),
                         e.state.as_str().to_string(),
                         e.channel.clone(),
                         e.recipient.clone(),
