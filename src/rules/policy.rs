@@ -411,194 +411,21 @@ fn compile_policy(
     problems: &mut Problems,
 ) -> Option<Policy> {
     let before = problems.len();
-    if file.name.trim().is_empty() {
-        problems.error(
-            key_location(path, source, 1, "name", None),
-            "policy name must not be empty",
-        );
-    }
-    let applies_to = file.applies_to.as_deref().and_then(|src| {
-        scripts
-            .compile(src, expression_location(path, source, 1, "applies_to"))
-            .map_err(|p| problems.push(p))
-            .ok()
-    });
-    if let Some(terms) = &file.discount {
-        let from = locate_yaml_key(source, 1, "discount", None).map_or(1, |(line, _)| line);
-        if terms.percent <= Decimal::ZERO || terms.percent >= Decimal::ONE_HUNDRED {
-            problems.error(
-                key_location(path, source, from, "percent", None),
-                format!(
-                    "discount.percent must be more than 0 and less than 100, not {}",
-                    terms.percent
-                ),
-            );
-        }
-        if terms.within_days < 0 {
-            problems.error(
-                key_location(path, source, from, "within_days", None),
-                format!(
-                    "discount.within_days counts days from the issue date: it must not be negative, not {}",
-                    terms.within_days
-                ),
-            );
-        }
-    }
-    if file.stages.is_empty() {
-        problems.error(
-            key_location(path, source, 1, "stages", None),
-            "a policy needs at least one stage",
-        );
-    }
-    let mut stages: Vec<Stage> = Vec::new();
-    let mut search_from = 1;
-    for s in file.stages {
-        // Stages are written in order: each one's `id:` is after the previous one's.
-        let location = key_location(path, source, search_from, "id", Some(&s.id));
-        let from = location.line.unwrap_or(1);
-        search_from = from + 1;
-        let at = |key: &str| key_location(path, source, from, key, None);
-        if s.id.is_empty()
-            || !s
-                .id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            problems.error(
-                location.clone(),
-                format!("stage id {:?} must be letters, digits, _ or -", s.id),
-            );
-        }
-        if s.id == ON_PAID {
-            problems.error(
-                location.clone(),
-                "stage id on_paid is reserved for thank-you messages (the policy's `on_paid:`)",
-            );
-        }
-        if stages.iter().any(|o| o.id == s.id) {
-            problems.error(
-                location.clone(),
-                format!("stage id {:?} is used twice in this policy", s.id),
-            );
-        }
-        let trigger = match (s.on, s.offset) {
-            (None, Some(_)) => Trigger::Offset,
-            (None, None) => {
-                problems.error(
-                    location.clone(),
-                    format!(
-                        "stage {}: missing `offset` (days from the {}; negative = before)",
-                        s.id,
-                        anchor_name(file.anchor)
-                    ),
-                );
-                Trigger::Offset
-            }
-            (Some(StageEvent::PromiseBroken), offset) => {
-                if offset.is_some() {
-                    problems.error(
-                        at("offset"),
-                        format!(
-                            "stage {}: a stage `on: promise_broken` fires the first day after the \
-                             promised date (plus promise_grace), not at an offset: remove `offset`",
-                            s.id
-                        ),
-                    );
-                }
-                if s.repeat.is_some() {
-                    problems.error(
-                        at("repeat"),
-                        format!(
-                            "stage {}: a stage `on: promise_broken` fires once: remove `repeat`",
-                            s.id
-                        ),
-                    );
-                }
-                if stages.iter().any(|o| o.trigger == Trigger::PromiseBroken) {
-                    problems.error(
-                        location.clone(),
-                        "only one stage per policy can fire `on: promise_broken`",
-                    );
-                }
-                Trigger::PromiseBroken
-            }
-        };
-        let offset = s.offset.unwrap_or(0);
-        if let Some(r) = s.repeat
-            && r.every == 0
-        {
-            problems.error(at("repeat"), "repeat.every must be at least 1 day");
-        }
-        if trigger == Trigger::Offset
-            && let Some(prev) = stages.iter().rev().find(|p| p.is_scheduled())
-            && offset < prev.offset
-        {
-            problems.warning(
-                    at("offset"),
-                    format!(
-                        "stage {} (offset {}) comes after {} (offset {}): stages fire in file order, so {} can never fire after {}",
-                        s.id, offset, prev.id, prev.offset, prev.id, s.id
-                    ),
-                );
-        }
-        let when = s.when.as_deref().and_then(|src| {
-            scripts
-                .compile(src, expression_location(path, source, from, "when"))
-                .map_err(|p| problems.push(p))
-                .ok()
-        });
-        stages.push(Stage {
-            template_location: at("template"),
-            id: s.id,
-            offset,
-            trigger,
-            channel: s.channel,
-            template: s.template,
-            when,
-            repeat: s.repeat,
-            shift: s.shift,
-            group: s.group.unwrap_or(file.group),
-            location,
-        });
-    }
-    if let Some(thanks) = file.on_paid {
-        let location = key_location(path, source, 1, "on_paid", None);
-        stages.push(Stage {
-            id: ON_PAID.into(),
-            offset: 0,
-            trigger: Trigger::Paid,
-            channel: thanks.channel,
-            template: thanks.template,
-            when: None,
-            repeat: None,
-            shift: Shift::Later,
-            group: Grouping::Invoice,
-            template_location: key_location(
-                path,
-                source,
-                location.line.unwrap_or(1),
-                "template",
-                None,
-            ),
-            location,
-        });
-    }
-    let window = SendWindow {
-        calendar: match (&file.send_days, &file.holidays) {
-            (None, None) => window.calendar.clone(),
-            (days, holidays) => Calendar::new(
-                days.as_deref().unwrap_or(&window.calendar.send_days()),
-                holidays.as_ref().unwrap_or(&window.calendar.holidays()),
-            ),
-        },
-        send_time: file.send_time.or(window.send_time),
+    let mut compiler = Compiler {
+        path,
+        source,
+        scripts,
+        problems,
     };
-    if window.calendar.is_empty() {
-        problems.error(
-            key_location(path, source, 1, "send_days", None),
-            "send_days is empty: no reminder of this policy could ever go out",
-        );
-    }
+    let applies_to = compiler.policy_keys(&file);
+    let mut stages = compiler.stages(file.stages, file.anchor, file.group);
+    stages.extend(file.on_paid.map(|thanks| compiler.thank_you(thanks)));
+    let window = compiler.window(
+        file.send_days.as_deref(),
+        file.holidays.as_ref(),
+        file.send_time,
+        window,
+    );
     if problems.len() > before && problems.0[before..].iter().any(|p| p.is_error()) {
         return None;
     }
@@ -614,6 +441,256 @@ fn compile_policy(
         window,
         file: path.to_path_buf(),
     })
+}
+
+/// One policy file being compiled: where its keys are written, and the
+/// problems found in it, in the order a reader meets them.
+struct Compiler<'a> {
+    path: &'a Path,
+    source: &'a str,
+    scripts: &'a Scripts,
+    problems: &'a mut Problems,
+}
+
+impl Compiler<'_> {
+    /// Where `key` is written, in the mapping that starts at line `from`.
+    fn at(&self, from: usize, key: &str) -> Location {
+        key_location(self.path, self.source, from, key, None)
+    }
+
+    /// The expression `src` written under `key`, compiled; a failure is reported.
+    fn expression(&mut self, src: Option<&str>, from: usize, key: &str) -> Option<Expr> {
+        let src = src?;
+        let location = expression_location(self.path, self.source, from, key);
+        let compiled = self.scripts.compile(src, location);
+        compiled.map_err(|p| self.problems.push(p)).ok()
+    }
+
+    /// The policy's own keys: a name, and `applies_to` compiled.
+    fn policy_keys(&mut self, file: &PolicyFile) -> Option<Expr> {
+        if file.name.trim().is_empty() {
+            self.problems
+                .error(self.at(1, "name"), "policy name must not be empty");
+        }
+        let applies_to = self.expression(file.applies_to.as_deref(), 1, "applies_to");
+        if let Some(terms) = &file.discount {
+            self.discount(terms);
+        }
+        applies_to
+    }
+
+    fn discount(&mut self, terms: &DiscountTerms) {
+        let from = locate_yaml_key(self.source, 1, "discount", None).map_or(1, |(line, _)| line);
+        if terms.percent <= Decimal::ZERO || terms.percent >= Decimal::ONE_HUNDRED {
+            self.problems.error(
+                self.at(from, "percent"),
+                format!(
+                    "discount.percent must be more than 0 and less than 100, not {}",
+                    terms.percent
+                ),
+            );
+        }
+        if terms.within_days < 0 {
+            self.problems.error(
+                self.at(from, "within_days"),
+                format!(
+                    "discount.within_days counts days from the issue date: it must not be negative, not {}",
+                    terms.within_days
+                ),
+            );
+        }
+    }
+
+    /// The stages in file order, each checked against the ones before it.
+    fn stages(&mut self, files: Vec<StageFile>, anchor: Anchor, group: Grouping) -> Vec<Stage> {
+        if files.is_empty() {
+            self.problems
+                .error(self.at(1, "stages"), "a policy needs at least one stage");
+        }
+        let mut stages: Vec<Stage> = Vec::new();
+        let mut search_from = 1;
+        for s in files {
+            // Stages are written in order: each one's `id:` is after the previous one's.
+            let location = key_location(self.path, self.source, search_from, "id", Some(&s.id));
+            search_from = location.line.unwrap_or(1) + 1;
+            let stage = self.stage(s, location, &stages, anchor, group);
+            stages.push(stage);
+        }
+        stages
+    }
+
+    /// One stage at `location`, after the stages `earlier`; `group`, the
+    /// policy's grouping, unless the stage sets its own.
+    fn stage(
+        &mut self,
+        s: StageFile,
+        location: Location,
+        earlier: &[Stage],
+        anchor: Anchor,
+        group: Grouping,
+    ) -> Stage {
+        let from = location.line.unwrap_or(1);
+        self.stage_id(&s.id, &location, earlier);
+        let trigger = match s.on {
+            None => self.offset(&s, &location, anchor),
+            Some(StageEvent::PromiseBroken) => self.promise_broken(&s, &location, earlier),
+        };
+        let offset = s.offset.unwrap_or(0);
+        if let Some(r) = s.repeat
+            && r.every == 0
+        {
+            self.problems.error(
+                self.at(from, "repeat"),
+                "repeat.every must be at least 1 day",
+            );
+        }
+        if trigger == Trigger::Offset {
+            self.order(&s.id, offset, from, earlier);
+        }
+        Stage {
+            when: self.expression(s.when.as_deref(), from, "when"),
+            template_location: self.at(from, "template"),
+            id: s.id,
+            offset,
+            trigger,
+            channel: s.channel,
+            template: s.template,
+            repeat: s.repeat,
+            shift: s.shift,
+            group: s.group.unwrap_or(group),
+            location,
+        }
+    }
+
+    /// A stage id is a plain word, not the thank-you's, and one stage's only.
+    fn stage_id(&mut self, id: &str, location: &Location, earlier: &[Stage]) {
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if id.is_empty() || !id.chars().all(word) {
+            self.problems.error(
+                location.clone(),
+                format!("stage id {id:?} must be letters, digits, _ or -"),
+            );
+        }
+        if id == ON_PAID {
+            self.problems.error(
+                location.clone(),
+                "stage id on_paid is reserved for thank-you messages (the policy's `on_paid:`)",
+            );
+        }
+        if earlier.iter().any(|o| o.id == id) {
+            self.problems.error(
+                location.clone(),
+                format!("stage id {id:?} is used twice in this policy"),
+            );
+        }
+    }
+
+    /// A stage that fires at an offset from the anchor, which it must say.
+    fn offset(&mut self, s: &StageFile, location: &Location, anchor: Anchor) -> Trigger {
+        if s.offset.is_none() {
+            self.problems.error(
+                location.clone(),
+                format!(
+                    "stage {}: missing `offset` (days from the {}; negative = before)",
+                    s.id,
+                    anchor_name(anchor)
+                ),
+            );
+        }
+        Trigger::Offset
+    }
+
+    /// A stage `on: promise_broken`: once, on its day, the policy's only one.
+    fn promise_broken(&mut self, s: &StageFile, location: &Location, earlier: &[Stage]) -> Trigger {
+        let from = location.line.unwrap_or(1);
+        if s.offset.is_some() {
+            self.problems.error(
+                self.at(from, "offset"),
+                format!(
+                    "stage {}: a stage `on: promise_broken` fires the first day after the \
+                     promised date (plus promise_grace), not at an offset: remove `offset`",
+                    s.id
+                ),
+            );
+        }
+        if s.repeat.is_some() {
+            self.problems.error(
+                self.at(from, "repeat"),
+                format!(
+                    "stage {}: a stage `on: promise_broken` fires once: remove `repeat`",
+                    s.id
+                ),
+            );
+        }
+        if earlier.iter().any(|o| o.trigger == Trigger::PromiseBroken) {
+            self.problems.error(
+                location.clone(),
+                "only one stage per policy can fire `on: promise_broken`",
+            );
+        }
+        Trigger::PromiseBroken
+    }
+
+    /// A scheduled stage written before an earlier-offset one can never
+    /// fire after it: stages fire in file order.
+    fn order(&mut self, id: &str, offset: i64, from: usize, earlier: &[Stage]) {
+        if let Some(prev) = earlier.iter().rev().find(|p| p.is_scheduled())
+            && offset < prev.offset
+        {
+            self.problems.warning(
+                self.at(from, "offset"),
+                format!(
+                    "stage {} (offset {}) comes after {} (offset {}): stages fire in file order, so {} can never fire after {}",
+                    id, offset, prev.id, prev.offset, prev.id, id
+                ),
+            );
+        }
+    }
+
+    /// The policy's `on_paid:` thank-you, as a stage after the others.
+    fn thank_you(&self, thanks: OnPaidFile) -> Stage {
+        let location = self.at(1, "on_paid");
+        Stage {
+            id: ON_PAID.into(),
+            offset: 0,
+            trigger: Trigger::Paid,
+            channel: thanks.channel,
+            template: thanks.template,
+            when: None,
+            repeat: None,
+            shift: Shift::Later,
+            group: Grouping::Invoice,
+            template_location: self.at(location.line.unwrap_or(1), "template"),
+            location,
+        }
+    }
+
+    /// The config's send window, overridden key by key by the policy's.
+    fn window(
+        &mut self,
+        send_days: Option<&[Weekday]>,
+        holidays: Option<&HolidaySettings>,
+        send_time: Option<NaiveTime>,
+        config: &SendWindow,
+    ) -> SendWindow {
+        let window = SendWindow {
+            calendar: match (send_days, holidays) {
+                (None, None) => config.calendar.clone(),
+                (days, holidays) => Calendar::new(
+                    days.unwrap_or(&config.calendar.send_days()),
+                    holidays.unwrap_or(&config.calendar.holidays()),
+                ),
+            },
+            send_time: send_time.or(config.send_time),
+        };
+        if window.calendar.is_empty() {
+            self.problems.error(
+                self.at(1, "send_days"),
+                "send_days is empty: no reminder of this policy could ever go out",
+            );
+        }
+        window
+    }
 }
 
 fn anchor_name(anchor: Anchor) -> &'static str {

@@ -1,0 +1,893 @@
+//! The firing rules for one invoice and one date (SPEC §4), as steps whose
+//! findings make both the decision and its trace.
+
+use chrono::NaiveDate;
+use rhai::{Dynamic, ImmutableString, Scope};
+
+use super::{Evaluator, Occurrence, Outcome, PolicyChoice, Trace};
+use crate::calendar::add_days;
+use crate::journal::{Mark, State};
+use crate::model::Invoice;
+use crate::rules::{CustomerView, InvoiceView, ScriptError, Variables};
+use crate::rules::{ON_PAID, Policy};
+use crate::text::weekday;
+
+/// What the steps of SPEC §4 found for one open invoice on one date. The
+/// outcome is made of it, and so is the trace: `explain` cannot say other
+/// than what was decided.
+pub(super) struct Findings {
+    pub(super) choice: PolicyChoice,
+    /// Every occurrence met, in order; kept only for a trace.
+    pub(super) visits: Vec<Visit>,
+    /// The reached occurrences not journaled yet, in order, the broken promise last.
+    pub(super) candidates: Vec<Candidate>,
+    pub(super) wait: Option<Wait>,
+    /// The candidate that fires.
+    pub(super) fire: Option<usize>,
+    /// How many candidates, from the first, the one that fires overtakes.
+    pub(super) overtaken: usize,
+}
+
+/// One occurrence met on the way through a policy's stages: each reached
+/// one and the first one not reached of each stage, then the broken promise.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Visit {
+    pub(super) stage: usize,
+    pub(super) occurrence: u32,
+    /// The day the offsets give and the day it is reached on the calendar;
+    /// `None` for a broken-promise stage of an invoice without a promise.
+    pub(super) dates: Option<(NaiveDate, NaiveDate)>,
+    pub(super) reached: bool,
+    pub(super) journal: Option<State>,
+    /// At or before the last stage the journal holds for this policy.
+    pub(super) passed: bool,
+}
+
+/// A reached occurrence the journal does not hold, after the last one it does.
+#[derive(Debug)]
+pub(super) struct Candidate {
+    pub(super) occurrence: Occurrence,
+    /// What its stage's `when` says, `Ok(true)` without one; `None` while
+    /// not evaluated.
+    pub(super) when: Option<Result<bool, ScriptError>>,
+}
+
+/// Why nothing goes out on a date although occurrences are reached.
+#[derive(Debug)]
+pub(super) enum Wait {
+    /// A hold, a promise to pay not yet due, a day off: the reason.
+    Blocked(String),
+    /// The invoice already had a reminder on this date (SPEC §4.5).
+    OnePerDay,
+}
+
+impl Visit {
+    fn candidate(&self) -> Option<Candidate> {
+        let (_, reached_on) = self.dates?;
+        let candidate = self.reached && self.journal.is_none() && !self.passed;
+        candidate.then_some(Candidate {
+            occurrence: Occurrence {
+                stage: self.stage,
+                occurrence: self.occurrence,
+                reached_on,
+            },
+            when: None,
+        })
+    }
+}
+
+impl Candidate {
+    fn holds(&self) -> bool {
+        matches!(self.when, Some(Ok(true)))
+    }
+}
+
+impl Findings {
+    /// Step 4's choice: the latest candidate whose `when` holds fires and
+    /// overtakes the earlier ones. A broken promise overtakes nothing: it is
+    /// last, so looked at first, and the scheduled candidates wait for the
+    /// next day (a formal notice reached during the pause must still go out).
+    fn pick(&mut self, policy: &Policy) {
+        self.fire = self.candidates.iter().rposition(Candidate::holds);
+        self.overtaken = self
+            .fire
+            .filter(|&i| policy.stages[self.candidates[i].occurrence.stage].is_scheduled())
+            .unwrap_or(0);
+    }
+
+    fn outcome(self) -> Outcome {
+        let candidates = self.candidates;
+        let fire = self.fire.map(|i| candidates[i].occurrence);
+        let skipped = candidates[..self.overtaken]
+            .iter()
+            .map(|c| c.occurrence)
+            .collect();
+        // Left waiting: whatever neither fired nor was overtaken.
+        let pending = candidates.len() > usize::from(fire.is_some()) + self.overtaken;
+        let mut errors = self.choice.errors;
+        // In the order the `when`s ran: latest candidate first.
+        errors.extend(candidates.into_iter().rev().filter_map(|c| c.when?.err()));
+        Outcome {
+            policy: self.choice.policy,
+            fire,
+            skipped,
+            pending,
+            errors,
+        }
+    }
+}
+
+/// Step 3 of SPEC §4: what the journal holds under a policy.
+#[derive(Clone, Copy)]
+struct Journaled<'a> {
+    policy: &'a Policy,
+    marks: &'a [Mark],
+    /// The last scheduled occurrence it holds: a policy never steps back.
+    last: Option<(usize, u32)>,
+}
+
+impl<'a> Journaled<'a> {
+    fn new(policy: &'a Policy, marks: &'a [Mark]) -> Self {
+        // Event stages (a broken promise, a thank-you) stand outside the
+        // sequence: journaling one does not pass the stages before it.
+        let last = marks
+            .iter()
+            .filter(|m| *m.policy == *policy.name)
+            .filter_map(|m| {
+                policy
+                    .stages
+                    .iter()
+                    .position(|s| s.is_scheduled() && *s.id == *m.stage)
+                    .map(|s| (s, m.occurrence))
+            })
+            .max();
+        Journaled {
+            policy,
+            marks,
+            last,
+        }
+    }
+
+    fn state(&self, s: usize, k: u32) -> Option<State> {
+        let stage = &*self.policy.stages[s].id;
+        self.marks
+            .iter()
+            .find(|m| *m.policy == *self.policy.name && *m.stage == *stage && m.occurrence == k)
+            .map(|m| m.state)
+    }
+
+    fn passed(&self, s: usize, k: u32) -> bool {
+        self.last.is_some_and(|l| (s, k) <= l)
+    }
+}
+
+/// Step 2 of SPEC §4: the occurrences of `policy`'s stages on `date`, each
+/// stage's up to its first not reached, then the broken promise: the first
+/// day after the promised date (plus grace), once. A stage is reached on
+/// its date moved to a sending day. `exact`: that day even far from `date`.
+fn visits<'a>(
+    policy: &'a Policy,
+    inv: &Invoice,
+    date: NaiveDate,
+    marks: &'a [Mark],
+    exact: bool,
+) -> impl Iterator<Item = Visit> + 'a {
+    let journal = Journaled::new(policy, marks);
+    let anchor = policy.anchor_date(inv);
+    // Far from the evaluation date, whether an occurrence is reached does
+    // not depend on the calendar, which moves a date by its longest closure
+    // at most: the exact day is needed only near it, or to explain.
+    let margin = policy.calendar().longest_closure();
+    let (early, late) = (add_days(date, -margin), add_days(date, margin));
+    let scheduled = policy.stages.iter().enumerate();
+    let scheduled = scheduled.filter(|(_, stage)| stage.is_scheduled());
+    let scheduled = scheduled.flat_map(move |(s, stage)| {
+        let mut reached = true;
+        (0..=stage.max_occurrence().unwrap_or(u32::MAX)).map_while(move |k| {
+            if !reached {
+                return None;
+            }
+            let scheduled = policy.scheduled_date(anchor, s, k);
+            let on = if exact || (early..=late).contains(&scheduled) {
+                policy.calendar().shift(scheduled, stage.shift)
+            } else {
+                scheduled
+            };
+            reached = on <= date;
+            Some(Visit {
+                stage: s,
+                occurrence: k,
+                dates: Some((scheduled, on)),
+                reached,
+                journal: journal.state(s, k),
+                passed: journal.passed(s, k),
+            })
+        })
+    });
+    let promise = policy.promise_broken().map(|s| {
+        let dates = policy.promise_broken_on(inv);
+        Visit {
+            stage: s,
+            occurrence: 0,
+            dates,
+            reached: dates.is_some_and(|(_, on)| on <= date),
+            journal: journal.state(s, 0),
+            passed: false,
+        }
+    });
+    scheduled.chain(promise)
+}
+
+/// Whether the journal holds a reminder (not a skip) of this invoice for `date`.
+fn sent_on(marks: &[Mark], date: NaiveDate) -> bool {
+    let mut reminders = marks.iter().filter(|m| m.state != State::Skipped);
+    reminders.any(|m| m.date == date)
+}
+
+/// The scope of one decision's expressions. The script variables are set
+/// only when an expression is about to run: most decisions (a stage without
+/// `when`, a policy chosen once for the customer) need none, and setting
+/// them is most of their cost.
+struct Script<'a, 'e> {
+    evaluator: &'a Evaluator<'e>,
+    invoice: usize,
+    date: NaiveDate,
+    marks: &'a [Mark],
+    scope: &'a mut Scope<'static>,
+    ready: bool,
+}
+
+impl Script<'_, '_> {
+    fn scope(&mut self) -> &mut Scope<'static> {
+        if !self.ready {
+            let variables = self
+                .evaluator
+                .variables(self.invoice, self.date, self.marks);
+            variables.apply(self.scope);
+            self.ready = true;
+        }
+        self.scope
+    }
+}
+
+impl Evaluator<'_> {
+    pub(super) fn variables(&self, invoice: usize, date: NaiveDate, marks: &[Mark]) -> Variables {
+        let sent = marks
+            .iter()
+            .filter(|m| m.state == State::Sent)
+            .map(|m| Dynamic::from(ImmutableString::from(&*m.stage)))
+            .collect();
+        Variables {
+            invoice: InvoiceView {
+                ledger: self.ledger.clone(),
+                index: invoice,
+                today: date,
+            },
+            customer: CustomerView {
+                ledger: self.ledger.clone(),
+                index: self.ledger.customer_index(invoice),
+                today: date,
+            },
+            today: date,
+            sent,
+        }
+    }
+
+    /// SPEC §4 for one invoice and date. `chosen` is the policy choice when
+    /// it was made once for the invoice's customer; `scope` is reused.
+    pub(super) fn decide(
+        &self,
+        invoice: usize,
+        date: NaiveDate,
+        marks: &[Mark],
+        trace: Option<&mut Trace>,
+        chosen: Option<&PolicyChoice>,
+        scope: &mut Scope<'static>,
+    ) -> Outcome {
+        if !self.ledger.invoices[invoice].is_open() {
+            return self.thank(invoice, date, marks, trace);
+        }
+        let found = self.find(invoice, date, marks, chosen, scope, trace.is_some());
+        if let Some(t) = trace {
+            *t = Trace::of(self.policies, &found);
+        }
+        found.outcome()
+    }
+
+    /// The steps of SPEC §4 for an open invoice. `tracing`: find what a
+    /// trace shows too, every occurrence met on its calendar day and every
+    /// candidate's `when`.
+    fn find(
+        &self,
+        invoice: usize,
+        date: NaiveDate,
+        marks: &[Mark],
+        chosen: Option<&PolicyChoice>,
+        scope: &mut Scope<'static>,
+        tracing: bool,
+    ) -> Findings {
+        let inv = &self.ledger.invoices[invoice];
+        let mut script = Script {
+            evaluator: self,
+            invoice,
+            date,
+            marks,
+            scope,
+            ready: false,
+        };
+        let choice = match chosen {
+            Some(c) => c.clone(),
+            None => self.choose(script.scope()),
+        };
+        let mut found = Findings {
+            choice,
+            visits: Vec::new(),
+            candidates: Vec::new(),
+            wait: None,
+            fire: None,
+            overtaken: 0,
+        };
+        let Some(p) = found.choice.policy else {
+            return found;
+        };
+        let policy = &self.policies[p];
+        for visit in visits(policy, inv, date, marks, tracing) {
+            found.candidates.extend(visit.candidate());
+            if tracing {
+                found.visits.push(visit);
+            }
+        }
+        found.wait = self.wait(policy, inv, date, marks);
+        if found.wait.is_none() {
+            self.judge(policy, inv, &mut found.candidates, &mut script, tracing);
+            found.pick(policy);
+        }
+        found
+    }
+
+    /// Step 1 of SPEC §4: the highest-priority policy whose applies_to holds.
+    pub(super) fn choose(&self, scope: &mut Scope<'static>) -> PolicyChoice {
+        let mut choice = PolicyChoice::default();
+        for (i, policy) in self.policies.iter().enumerate() {
+            choice.asked = i + 1;
+            let applies = match &policy.applies_to {
+                None => Ok(true),
+                Some(expr) => self.scripts.eval_bool(expr, scope),
+            };
+            match applies {
+                Ok(true) => {
+                    choice.policy = Some(i);
+                    break;
+                }
+                Ok(false) => {}
+                // Whether this policy applies is unknown, so which policy is the
+                // highest matching one is unknown too: falling through to a lower
+                // one would send a reminder the rules never chose (the standard
+                // cadence to a key account whose rule threw). The invoice gets
+                // nothing until the script is fixed, and the error is reported.
+                Err(e) => {
+                    choice.errors.push(e);
+                    break;
+                }
+            }
+        }
+        choice
+    }
+
+    /// Why the candidates wait for another day, if they do: a hold, a
+    /// promise not yet due, a day off; or step 5, at most one reminder per
+    /// invoice per date — also across evaluations: the daemon evaluates the
+    /// same date again (hourly by default), and a policy edited or a feed
+    /// refreshed in between must not send a second reminder that day.
+    fn wait(
+        &self,
+        policy: &Policy,
+        inv: &Invoice,
+        date: NaiveDate,
+        marks: &[Mark],
+    ) -> Option<Wait> {
+        if let Some(reason) = self.blocked(policy, inv, date, true) {
+            return Some(Wait::Blocked(reason));
+        }
+        sent_on(marks, date).then_some(Wait::OnePerDay)
+    }
+
+    /// Step 4's `when`s, latest candidate first, up to the first that holds;
+    /// every one for a trace to show (`all`).
+    fn judge(
+        &self,
+        policy: &Policy,
+        inv: &Invoice,
+        candidates: &mut [Candidate],
+        script: &mut Script,
+        all: bool,
+    ) {
+        // The policy's discount is the same for every stage: set it once.
+        let mut discount_set = false;
+        for c in candidates.iter_mut().rev() {
+            let stage = &policy.stages[c.occurrence.stage];
+            let holds = match &stage.when {
+                None => Ok(true),
+                Some(expr) => {
+                    let date = script.date;
+                    let scope = script.scope();
+                    if !discount_set {
+                        scope.set_value("discount", policy.discount_variable(inv, date));
+                        discount_set = true;
+                    }
+                    scope.set_value("stage", stage.view(c.occurrence.occurrence));
+                    self.scripts.eval_bool(expr, scope)
+                }
+            };
+            c.when = Some(holds);
+            if c.holds() && !all {
+                break;
+            }
+        }
+    }
+
+    /// Why nothing of `policy` can go out to `inv` on `date`, if so: a hold,
+    /// a promise to pay not yet due (`promise`: for an open invoice), or a
+    /// day that is not a sending day.
+    pub(super) fn blocked(
+        &self,
+        policy: &Policy,
+        inv: &Invoice,
+        date: NaiveDate,
+        promise: bool,
+    ) -> Option<String> {
+        if let Some(hold) = self.holds.active(inv, date) {
+            return Some(hold.describe());
+        }
+        if promise
+            && let (Some(promised), Some(end)) = (inv.promise_date, policy.promise_end(inv))
+            && date <= end
+        {
+            let grace = match policy.promise_grace {
+                0 => String::new(),
+                1 => " + 1 day of grace".to_string(),
+                n => format!(" + {n} days of grace"),
+            };
+            return Some(format!(
+                "promised to pay by {promised}{grace}: reminders paused until {end}"
+            ));
+        }
+        // The fast bit test first: the reason is worked out only for a day off.
+        let calendar = policy.calendar();
+        if calendar.is_sending_day(date) {
+            return None;
+        }
+        calendar
+            .closed(date)
+            .map(|why| format!("{} {date} is {why}", weekday(date)))
+    }
+
+    /// The policy's `on_paid` thank-you for a settled invoice that had a
+    /// reminder sent before `date`: under the policy of the latest such
+    /// reminder, once, on a sending day.
+    fn thank(
+        &self,
+        invoice: usize,
+        date: NaiveDate,
+        marks: &[Mark],
+        trace: Option<&mut Trace>,
+    ) -> Outcome {
+        let mut out = Outcome::default();
+        let inv = &self.ledger.invoices[invoice];
+        if !inv.is_settled() {
+            return out;
+        }
+        let Some(last) = marks
+            .iter()
+            .filter(|m| m.state == State::Sent && *m.stage != *ON_PAID)
+            .max_by_key(|m| m.date)
+        else {
+            return out;
+        };
+        // Paid the day of its reminder: thanked the next day, not in the
+        // same breath as the reminder.
+        if last.date >= date {
+            out.pending = true;
+            return out;
+        }
+        let Some(p) = self.policies.iter().position(|p| *p.name == *last.policy) else {
+            return out;
+        };
+        out.policy = Some(p);
+        let policy = &self.policies[p];
+        let Some(s) = policy.on_paid() else {
+            return out;
+        };
+        let state = marks
+            .iter()
+            .find(|m| *m.policy == *policy.name && *m.stage == *ON_PAID)
+            .map(|m| m.state);
+        let blocked = state
+            .is_none()
+            .then(|| self.blocked(policy, inv, date, false))
+            .flatten();
+        let fires = state.is_none() && blocked.is_none() && !sent_on(marks, date);
+        if let Some(t) = trace {
+            *t = Trace::thank(date, state, fires, blocked);
+        }
+        if fires {
+            out.fire = Some(Occurrence {
+                stage: s,
+                occurrence: 0,
+                reached_on: date,
+            });
+        } else {
+            out.pending = state.is_none();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::calendar::{Calendar, HolidaySettings, Holidays, SendWindow, WEEKDAYS};
+    use crate::engine::Verdict;
+    use crate::engine::tests::{STANDARD, fixture, fixture_with, row};
+    use crate::journal::JournalView;
+    use crate::model::Status;
+    use crate::model::tests::{date, invoice};
+
+    /// Monday to Friday with the French bank holidays and Christmas Eve.
+    fn french_weekdays() -> SendWindow {
+        SendWindow {
+            calendar: Calendar::new(
+                &WEEKDAYS,
+                &HolidaySettings {
+                    calendars: vec![Holidays::FR],
+                    dates: vec![date("2026-12-24")],
+                },
+            ),
+            send_time: None,
+        }
+    }
+
+    const HOLDS: &str = "holds:\n  - invoice: F1\n    until: 2026-12-15\n    reason: contested delivery\n  - customer: C9\n    reason: in talks\n";
+
+    #[test]
+    fn a_stage_fires_on_the_day_it_is_reached() {
+        let f = fixture(&[STANDARD], vec![invoice("F1", "C1", "2026-12-10", "100")]);
+        let out = f.ev().evaluate(0, date("2026-12-02"), &[], None);
+        assert_eq!(out.fire, None);
+        let out = f.ev().evaluate(0, date("2026-12-03"), &[], None);
+        assert_eq!(out.fire.map(|o| o.stage), Some(0));
+        assert!(out.skipped.is_empty());
+    }
+
+    #[test]
+    fn the_latest_candidate_fires_and_earlier_ones_are_skipped() {
+        let f = fixture(&[STANDARD], vec![invoice("F1", "C1", "2026-12-10", "100")]);
+        // A daemon down for a fortnight: one reminder, the right one.
+        let out = f.ev().evaluate(0, date("2026-12-12"), &[], None);
+        assert_eq!(out.fire.map(|o| o.stage), Some(2));
+        assert_eq!(
+            out.skipped.iter().map(|o| o.stage).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+    }
+
+    #[test]
+    fn when_false_falls_back_to_an_earlier_candidate_and_waits() {
+        let f = fixture(&[STANDARD], vec![invoice("F1", "C1", "2026-12-10", "20")]);
+        let out = f.ev().evaluate(0, date("2026-12-26"), &[], None);
+        assert_eq!(
+            out.fire.map(|o| o.stage),
+            Some(2),
+            "overdue_2 needs >= 50 due"
+        );
+        assert!(out.pending);
+    }
+
+    #[test]
+    fn a_policy_never_steps_back() {
+        let f = fixture(&[STANDARD], vec![invoice("F1", "C1", "2026-12-10", "100")]);
+        let marks = vec![Mark {
+            policy: "standard".into(),
+            stage: "overdue_1".into(),
+            occurrence: 0,
+            state: State::Sent,
+            date: date("2026-12-11"),
+        }];
+        // courtesy and due_soon are reached and not journaled, but come before overdue_1.
+        let out = f.ev().evaluate(0, date("2026-12-12"), &marks, None);
+        assert_eq!(out.fire, None);
+        assert!(!out.pending);
+        let mut trace = Trace::default();
+        f.ev()
+            .evaluate(0, date("2026-12-12"), &marks, Some(&mut trace));
+        assert_eq!(trace.stages[0].verdict, Verdict::Passed);
+        assert_eq!(trace.stages[2].verdict, Verdict::InJournal);
+        assert_eq!(trace.stages[3].verdict, Verdict::NotReached);
+    }
+
+    #[test]
+    fn highest_priority_matching_policy_wins_ties_by_name() {
+        let vip = "name: vip\npriority: 20\napplies_to: 'customer.tags.contains(\"vip\")'\nstages: [{id: v, offset: 1, template: t}]\n";
+        let b = "name: b\npriority: 10\nstages: [{id: b, offset: 1, template: t}]\n";
+        let a = "name: a\npriority: 10\nstages: [{id: a, offset: 1, template: t}]\n";
+        let mut tagged = invoice("F2", "C2", "2026-12-10", "100");
+        tagged.tags = Arc::new(["vip".into()]);
+        let f = fixture(
+            &[vip, b, a],
+            vec![invoice("F1", "C1", "2026-12-10", "100"), tagged],
+        );
+        let name = |i| {
+            f.policies[f
+                .ev()
+                .evaluate(i, date("2026-12-11"), &[], None)
+                .policy
+                .unwrap()]
+            .name
+            .clone()
+        };
+        assert_eq!(name(0), "a");
+        assert_eq!(name(1), "vip");
+    }
+
+    #[test]
+    fn a_failing_applies_to_does_not_fall_through_to_a_lower_policy() {
+        let vip = "name: vip\npriority: 20\napplies_to: 'invoice.number == \"BAD\" && days_between(\"x\", today) > 0 || invoice.number == \"VIP\"'\nstages: [{id: v, offset: 1, template: t}]\n";
+        let standard = "name: standard\nstages: [{id: s, offset: 1, template: t}]\n";
+        let f = fixture(
+            &[vip, standard],
+            vec![
+                invoice("BAD", "C1", "2026-12-10", "100"),
+                invoice("OK", "C2", "2026-12-10", "100"),
+                invoice("VIP", "C3", "2026-12-10", "100"),
+            ],
+        );
+        let out = f.ev().evaluate(0, date("2026-12-11"), &[], None);
+        assert_eq!(out.policy, None, "the standard policy must not take over");
+        assert_eq!(out.errors.len(), 1);
+        let plan = f
+            .ev()
+            .plan(date("2026-12-11"), 1, &JournalView::default(), None);
+        let fired: Vec<(&str, &str)> = plan
+            .reminders
+            .iter()
+            .map(|r| {
+                (
+                    &*f.ledger.invoices[r.invoice].number,
+                    f.policies[r.policy].name.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(fired, vec![("OK", "standard"), ("VIP", "vip")]);
+        assert!(plan.unmatched.is_empty(), "a failure is not 'unmatched'");
+        assert_eq!(plan.errors.len(), 1);
+        let mut trace = Trace::default();
+        f.ev()
+            .evaluate(0, date("2026-12-11"), &[], Some(&mut trace));
+        assert!(matches!(trace.policies[0].applies, Some(Err(_))));
+        assert!(trace.policies[1].applies.is_none(), "not evaluated");
+    }
+
+    #[test]
+    fn one_reminder_per_invoice_per_day() {
+        let p = "name: p\nstages:\n  - {id: a, offset: 0, template: t}\n  - {id: b, offset: 0, template: t}\n";
+        let f = fixture(&[p], vec![invoice("F1", "C1", "2026-12-10", "100")]);
+        assert_eq!(
+            f.plan("2026-12-01", 20, &JournalView::default()),
+            vec![row("2026-12-10 b", 0)]
+        );
+    }
+
+    #[test]
+    fn one_reminder_per_invoice_per_day_across_evaluations() {
+        // Evaluated this morning: `a` was sent. The policy then gained `b`,
+        // reached the same day: it waits for tomorrow.
+        let p = "name: p\nstages:\n  - {id: a, offset: 0, template: t}\n  - {id: b, offset: 0, template: t}\n";
+        let f = fixture(&[p], vec![invoice("F1", "C1", "2026-12-10", "100")]);
+        let sent_a = |state| Mark {
+            policy: "p".into(),
+            stage: "a".into(),
+            occurrence: 0,
+            state,
+            date: date("2026-12-10"),
+        };
+        let out = f
+            .ev()
+            .evaluate(0, date("2026-12-10"), &[sent_a(State::Sent)], None);
+        assert_eq!(out.fire, None);
+        assert!(out.pending);
+        let out = f
+            .ev()
+            .evaluate(0, date("2026-12-11"), &[sent_a(State::Sent)], None);
+        assert_eq!(out.fire.map(|o| o.stage), Some(1));
+        // A skip is not a reminder: it does not use up the day.
+        let out = f
+            .ev()
+            .evaluate(0, date("2026-12-10"), &[sent_a(State::Skipped)], None);
+        assert_eq!(out.fire.map(|o| o.stage), Some(1));
+        let mut journal = JournalView::default();
+        journal
+            .by_invoice
+            .insert("F1".into(), vec![sent_a(State::Sent)]);
+        assert_eq!(
+            f.plan("2026-12-10", 3, &journal),
+            vec![row("2026-12-11 b", 0)]
+        );
+    }
+
+    #[test]
+    fn closed_invoices_get_nothing() {
+        let mut paid = invoice("F1", "C1", "2026-12-10", "100");
+        paid.status = Status::Paid;
+        let mut credit = invoice("F2", "C1", "2026-12-10", "-100");
+        credit.status = Status::Open;
+        let f = fixture(&[STANDARD], vec![paid, credit]);
+        assert!(f.plan("2026-12-01", 60, &JournalView::default()).is_empty());
+    }
+
+    #[test]
+    fn a_stage_on_a_day_off_moves_to_the_next_sending_day_or_the_previous_one() {
+        // Due Monday 7 December 2026: -2 is Saturday 5, +1 is Tuesday 8.
+        let p = "name: p\nstages:\n  - {id: due_soon, offset: -2, template: t, shift: earlier}\n  - {id: late, offset: -2, template: t}\n";
+        let f = fixture_with(
+            &french_weekdays(),
+            None,
+            &[p],
+            vec![invoice("F1", "C1", "2026-12-07", "100")],
+        );
+        assert_eq!(
+            f.plan("2026-12-01", 10, &JournalView::default()),
+            vec![row("2026-12-04 due_soon", 0), row("2026-12-07 late", 0)]
+        );
+        // Nothing at all goes out on the weekend, not even a catch-up.
+        let out = f.ev().evaluate(0, date("2026-12-05"), &[], None);
+        assert_eq!(out.fire, None);
+        let mut trace = Trace::default();
+        f.ev()
+            .evaluate(0, date("2026-12-07"), &[], Some(&mut trace));
+        assert_eq!(trace.stages[0].moved_from, Some(date("2026-12-05")));
+        assert_eq!(trace.stages[0].date, Some(date("2026-12-04")));
+        assert_eq!(
+            trace.stages[0].moved_because.as_deref(),
+            Some("not a sending day")
+        );
+        assert_eq!(trace.stages[1].date, Some(date("2026-12-07")));
+    }
+
+    #[test]
+    fn holidays_move_stages_past_christmas() {
+        // Due Wednesday 23 December: +1 is the config's Christmas Eve, then
+        // Christmas (FR), then the weekend: Monday 28.
+        let p = "name: p\nstages:\n  - {id: overdue_1, offset: 1, template: t}\n";
+        let f = fixture_with(
+            &french_weekdays(),
+            None,
+            &[p],
+            vec![invoice("F1", "C1", "2026-12-23", "100")],
+        );
+        assert_eq!(
+            f.plan("2026-12-20", 14, &JournalView::default()),
+            vec![row("2026-12-28 overdue_1", 0)]
+        );
+    }
+
+    #[test]
+    fn a_held_invoice_fires_nothing_and_resumes_under_spec_4() {
+        let f = fixture_with(
+            &SendWindow {
+                calendar: Calendar::every_day(),
+                send_time: None,
+            },
+            Some(HOLDS),
+            &[STANDARD],
+            vec![
+                invoice("F1", "C1", "2026-12-10", "100"),
+                invoice("F2", "C9", "2026-12-10", "100"),
+            ],
+        );
+        // Held through the 15th: on the 16th the latest reached stage fires
+        // (overdue_1), the earlier ones are skipped. C9 is held for good.
+        let plan = f
+            .ev()
+            .plan(date("2026-12-01"), 30, &JournalView::default(), None);
+        let fired = f.fired(&plan);
+        assert_eq!(
+            fired,
+            vec!["2026-12-16 F1 overdue_1", "2026-12-25 F1 overdue_2"]
+        );
+        let mut trace = Trace::default();
+        f.ev()
+            .evaluate(0, date("2026-12-12"), &[], Some(&mut trace));
+        assert_eq!(
+            trace.blocked.as_deref(),
+            Some("held until 2026-12-15: contested delivery")
+        );
+        assert_eq!(trace.stages[2].verdict, Verdict::Held);
+        let mut trace = Trace::default();
+        f.ev()
+            .evaluate(1, date("2026-12-12"), &[], Some(&mut trace));
+        assert_eq!(
+            trace.blocked.as_deref(),
+            Some("held until the hold is removed (customer C9): in talks")
+        );
+    }
+
+    #[test]
+    fn a_promise_pauses_reminders_then_the_broken_promise_fires_once() {
+        let p = "name: p\npromise_grace: 2\nstages:\n  - {id: overdue_1, offset: 1, template: t}\n  - {id: broken, on: promise_broken, template: t}\n  - {id: overdue_2, offset: 15, template: t}\n";
+        let mut promised = invoice("F1", "C1", "2026-12-10", "100");
+        promised.promise_date = Some(date("2026-12-18"));
+        let f = fixture(
+            &[p],
+            vec![promised, invoice("F2", "C1", "2026-12-10", "100")],
+        );
+        let plan = f
+            .ev()
+            .plan(date("2026-12-01"), 30, &JournalView::default(), None);
+        let fired = f.fired(&plan);
+        // Paused through the 20th (18 + 2 days of grace): the 21st the
+        // broken promise, the 22nd overdue_1 (waiting, not overtaken), then
+        // overdue_2 on its day. F2 has no promise: no broken-promise stage.
+        assert_eq!(
+            fired,
+            vec![
+                "2026-12-11 F2 overdue_1",
+                "2026-12-21 F1 broken",
+                "2026-12-22 F1 overdue_1",
+                "2026-12-25 F1 overdue_2",
+                "2026-12-25 F2 overdue_2",
+            ]
+        );
+        let mut trace = Trace::default();
+        f.ev()
+            .evaluate(0, date("2026-12-15"), &[], Some(&mut trace));
+        assert_eq!(
+            trace.blocked.as_deref(),
+            Some(
+                "promised to pay by 2026-12-18 + 2 days of grace: reminders paused until 2026-12-20"
+            )
+        );
+    }
+
+    #[test]
+    fn a_paid_invoice_that_was_reminded_gets_one_thank_you() {
+        let p = "name: p\non_paid: {template: thanks}\nstages:\n  - {id: overdue_1, offset: 1, template: t}\n";
+        let mut paid = invoice("F1", "C1", "2026-12-10", "100");
+        paid.status = Status::Paid;
+        let mut settled = invoice("F2", "C1", "2026-12-10", "100");
+        settled.amount_paid = settled.amount;
+        let mut never_reminded = invoice("F3", "C1", "2026-12-10", "100");
+        never_reminded.status = Status::Paid;
+        let f = fixture(&[p], vec![paid, settled, never_reminded]);
+        let sent = |d| Mark {
+            policy: "p".into(),
+            stage: "overdue_1".into(),
+            occurrence: 0,
+            state: State::Sent,
+            date: date(d),
+        };
+        let mut journal = JournalView::default();
+        journal
+            .by_invoice
+            .insert("F1".into(), vec![sent("2026-12-11")]);
+        journal
+            .by_invoice
+            .insert("F2".into(), vec![sent("2026-12-14")]);
+        let plan = f.ev().plan(date("2026-12-14"), 5, &journal, None);
+        let fired = f.fired(&plan);
+        // F2's reminder went out on the 14th: its payment is seen the next day.
+        assert_eq!(
+            fired,
+            vec!["2026-12-14 F1 on_paid", "2026-12-15 F2 on_paid"]
+        );
+        journal.by_invoice.get_mut("F1").unwrap().push(Mark {
+            stage: ON_PAID.into(),
+            ..sent("2026-12-14")
+        });
+        let out = f
+            .ev()
+            .evaluate(0, date("2026-12-16"), journal.marks("F1"), None);
+        assert_eq!(out.fire, None, "once");
+    }
+}

@@ -1,0 +1,449 @@
+//! The plan of the coming days: every invoice decided day after day against
+//! a journal simulated forward, so a preview is what the daemon will send.
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use rayon::prelude::*;
+use rhai::Scope;
+
+use super::{Evaluator, Occurrence, Planned, PolicyChoice};
+use crate::calendar::add_days;
+use crate::journal::{JournalView, Mark, State};
+use crate::rules::{Policy, ScriptError};
+
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Sorted by date, then invoice number.
+    pub reminders: Vec<Planned>,
+    /// Occurrences overtaken by a later one on the same day: journaled as skipped.
+    pub skipped: Vec<Planned>,
+    /// Open invoices that no policy matched.
+    pub unmatched: Vec<usize>,
+    /// Script failures, one per invoice and message.
+    pub errors: Vec<(usize, ScriptError)>,
+}
+
+/// What `plan_invoice` needs besides the invoice.
+struct PlanContext<'a> {
+    from: NaiveDate,
+    end: NaiveDate,
+    /// Some expression reads the date: evaluate every day.
+    daily: bool,
+    journal: &'a JournalView,
+    chosen: Option<&'a PolicyChoice>,
+    /// Each policy's name and stage ids, shared by the marks the plan journals.
+    names: &'a [(Arc<str>, Vec<Arc<str>>)],
+}
+
+impl Evaluator<'_> {
+    /// The reminders of the `days` days from `from`, as the daemon would send
+    /// them if no payment arrived: each day's decisions are journaled in memory
+    /// before the next day is decided. Days on which nothing can change for an
+    /// invoice are not evaluated. Invoices are planned in parallel. `only`:
+    /// that invoice and the other invoices of its customer, which its
+    /// messages may be grouped with.
+    pub fn plan(
+        &self,
+        from: NaiveDate,
+        days: u32,
+        journal: &JournalView,
+        only: Option<usize>,
+    ) -> Plan {
+        let started = std::time::Instant::now();
+        let end = add_days(from, i64::from(days));
+        let daily = self.policies.iter().any(Policy::time_dependent);
+        let invoices: Vec<usize> = match only {
+            Some(i) => {
+                let customer = self.ledger.customer_index(i);
+                (0..self.ledger.invoices.len())
+                    .filter(|&j| self.ledger.customer_index(j) == customer)
+                    .collect()
+            }
+            None => (0..self.ledger.invoices.len()).collect(),
+        };
+        let choices = self.choices_per_customer(from);
+        let names: Vec<(Arc<str>, Vec<Arc<str>>)> = self
+            .policies
+            .iter()
+            .map(|p| {
+                let stages = p.stages.iter().map(|s| Arc::from(s.id.as_str())).collect();
+                (Arc::from(p.name.as_str()), stages)
+            })
+            .collect();
+        let parts: Vec<Plan> = invoices
+            .par_chunks(2048)
+            .map(|chunk| {
+                let mut plan = Plan::default();
+                let mut scope = Scope::new();
+                for &invoice in chunk {
+                    let inv = &self.ledger.invoices[invoice];
+                    // A settled invoice the journal knows may be owed a thank-you.
+                    if inv.is_open()
+                        || (inv.is_settled()
+                            && !journal.by_invoice.is_empty()
+                            && !journal.marks(&inv.number).is_empty())
+                    {
+                        let chosen = choices
+                            .as_ref()
+                            .map(|c| &c[self.ledger.customer_index(invoice)]);
+                        let ctx = PlanContext {
+                            from,
+                            end,
+                            daily,
+                            journal,
+                            chosen,
+                            names: &names,
+                        };
+                        self.plan_invoice(invoice, &ctx, &mut scope, &mut plan);
+                    }
+                }
+                plan
+            })
+            .collect();
+        let mut plan = Plan::default();
+        for part in parts {
+            plan.reminders.extend(part.reminders);
+            plan.skipped.extend(part.skipped);
+            plan.unmatched.extend(part.unmatched);
+            plan.errors.extend(part.errors);
+        }
+        let invoices = &self.ledger.invoices;
+        // By date, then invoice number. Comparing the numbers' first eight
+        // bytes as an integer settles almost every pair without reaching
+        // into the invoices, which a million reminders make slow.
+        let prefix = |i: usize| {
+            let mut bytes = [0u8; 8];
+            let number = invoices[i].number.as_bytes();
+            let n = number.len().min(8);
+            bytes[..n].copy_from_slice(&number[..n]);
+            u64::from_be_bytes(bytes)
+        };
+        let mut keyed: Vec<(NaiveDate, u64, Planned)> = plan
+            .reminders
+            .par_iter()
+            .map(|r| (r.date, prefix(r.invoice), *r))
+            .collect();
+        keyed.par_sort_unstable_by(|a, b| {
+            (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| {
+                invoices[a.2.invoice]
+                    .number
+                    .cmp(&invoices[b.2.invoice].number)
+            })
+        });
+        plan.reminders = keyed.into_iter().map(|(_, _, r)| r).collect();
+        tracing::debug!(days, reminders = plan.reminders.len(), elapsed = ?started.elapsed(), "planned");
+        plan
+    }
+
+    /// When every `applies_to` reads only the customer, the policy choice is
+    /// made once per customer instead of once per invoice.
+    fn choices_per_customer(&self, date: NaiveDate) -> Option<Vec<PolicyChoice>> {
+        if !self
+            .policies
+            .iter()
+            .all(|p| p.applies_to.as_ref().is_none_or(|e| e.per_customer))
+        {
+            return None;
+        }
+        // Any invoice of the customer will do for the scope: the expressions do not read it.
+        let mut representative = vec![usize::MAX; self.ledger.customers.len()];
+        for (invoice, &customer) in self.ledger.customer_of.iter().enumerate() {
+            let r = &mut representative[customer as usize];
+            if *r == usize::MAX {
+                *r = invoice;
+            }
+        }
+        Some(
+            representative
+                .par_chunks(1024)
+                .flat_map_iter(|chunk| {
+                    let mut scope = Scope::new();
+                    chunk
+                        .iter()
+                        .map(|&invoice| {
+                            self.variables(invoice, date, &[]).apply(&mut scope);
+                            self.choose(&mut scope)
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+        )
+    }
+
+    fn plan_invoice(
+        &self,
+        invoice: usize,
+        ctx: &PlanContext,
+        scope: &mut Scope<'static>,
+        plan: &mut Plan,
+    ) {
+        let inv = &self.ledger.invoices[invoice];
+        let mut marks = ctx.journal.marks(&inv.number).to_vec();
+        let open = inv.is_open();
+        let (end, daily) = (ctx.end, ctx.daily && open);
+        let mut day = ctx.from;
+        let mut first = true;
+        while day < end {
+            let out = self.decide(invoice, day, &marks, None, ctx.chosen, scope);
+            // No policy because an applies_to failed is an error, not "unmatched".
+            let failed = !out.errors.is_empty();
+            for e in out.errors {
+                if !plan
+                    .errors
+                    .iter()
+                    .any(|(i, known)| *i == invoice && *known == e)
+                {
+                    plan.errors.push((invoice, e));
+                }
+            }
+            let Some(p) = out.policy else {
+                if first && !failed && open {
+                    plan.unmatched.push(invoice);
+                }
+                if !daily && !out.pending {
+                    break;
+                }
+                day = add_days(day, 1);
+                first = false;
+                continue;
+            };
+            first = false;
+            let planned = |o: &Occurrence| Planned {
+                date: day,
+                invoice,
+                policy: p,
+                stage: o.stage,
+                occurrence: o.occurrence,
+            };
+            plan.skipped.extend(out.skipped.iter().map(planned));
+            if let Some(f) = out.fire {
+                plan.reminders.push(planned(&f));
+            }
+            let next = if daily || out.pending {
+                Some(add_days(day, 1))
+            } else if !open {
+                None // a thank-you goes out once
+            } else {
+                // A choice made once for the customer holds every day.
+                self.next_reach(invoice, day, ctx.chosen.map(|_| p))
+            };
+            let Some(next) = next.filter(|n| *n < end) else {
+                break;
+            };
+            // Journal today's decisions in memory before deciding the next day.
+            let (policy_name, stage_ids) = &ctx.names[p];
+            let mark = |o: &Occurrence, state| Mark {
+                policy: policy_name.clone(),
+                stage: stage_ids[o.stage].clone(),
+                occurrence: o.occurrence,
+                state,
+                date: day,
+            };
+            marks.extend(out.skipped.iter().map(|o| mark(o, State::Skipped)));
+            marks.extend(out.fire.iter().map(|f| mark(f, State::Sent)));
+            day = next;
+        }
+    }
+
+    /// The first day after `date` on which a new stage occurrence is reached:
+    /// of `policy` when the invoice's policy cannot change, else of any policy.
+    fn next_reach(
+        &self,
+        invoice: usize,
+        date: NaiveDate,
+        policy: Option<usize>,
+    ) -> Option<NaiveDate> {
+        let inv = &self.ledger.invoices[invoice];
+        let mut next: Option<NaiveDate> = None;
+        let mut consider = |d: NaiveDate| next = Some(next.map_or(d, |n| n.min(d)));
+        let policies = match policy {
+            Some(p) => std::slice::from_ref(&self.policies[p]),
+            None => self.policies,
+        };
+        for policy in policies {
+            let anchor = policy.anchor_date(inv);
+            if policy.promise_broken().is_some()
+                && let Some((_, on)) = policy.promise_broken_on(inv)
+                && on > date
+            {
+                consider(on);
+            }
+            // The calendar moves a date by its longest closure at most:
+            // start looking for the next occurrence that much earlier.
+            let from = add_days(date, -policy.calendar().longest_closure());
+            for (s, stage) in policy.stages.iter().enumerate() {
+                if !stage.is_scheduled() {
+                    continue;
+                }
+                let first = policy.scheduled_date(anchor, s, 0);
+                let mut k = match stage.repeat.filter(|r| r.every > 0) {
+                    Some(r) if first < from => {
+                        ((from - first).num_days() / i64::from(r.every)) as u32
+                    }
+                    _ => 0,
+                };
+                while stage.max_occurrence().is_none_or(|max| k <= max) {
+                    let reached = policy.reach_date(anchor, s, k);
+                    if reached > date {
+                        consider(reached);
+                        break;
+                    }
+                    if stage.repeat.is_none() {
+                        break;
+                    }
+                    k += 1;
+                }
+            }
+        }
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calendar::{Calendar, HolidaySettings, SendWindow};
+    use crate::engine::tests::{STANDARD, fixture, fixture_with, row};
+    use crate::model::tests::{date, invoice};
+
+    #[test]
+    fn unmatched_invoices_are_reported_not_errors() {
+        let only_usd = "name: usd\napplies_to: 'invoice.currency == \"USD\"'\nstages: [{id: s, offset: 1, template: t}]\n";
+        let f = fixture(&[only_usd], vec![invoice("F1", "C1", "2026-12-10", "100")]);
+        let plan = f
+            .ev()
+            .plan(date("2026-12-01"), 30, &JournalView::default(), None);
+        assert_eq!(plan.unmatched, vec![0]);
+        assert!(plan.reminders.is_empty() && plan.errors.is_empty());
+    }
+
+    #[test]
+    fn a_throwing_script_is_reported_for_that_invoice_only() {
+        let p = "name: p\nstages:\n  - {id: s, offset: 1, template: t, when: 'invoice.number != \"BAD\" || days_between(\"boom\", today) > 0'}\n";
+        let f = fixture(
+            &[p],
+            vec![
+                invoice("BAD", "C1", "2026-12-10", "100"),
+                invoice("OK", "C1", "2026-12-10", "100"),
+            ],
+        );
+        let plan = f
+            .ev()
+            .plan(date("2026-12-11"), 1, &JournalView::default(), None);
+        assert_eq!(plan.reminders.len(), 1);
+        assert_eq!(plan.reminders[0].invoice, 1);
+        assert_eq!(plan.errors.len(), 1);
+        assert!(
+            plan.errors[0]
+                .1
+                .message
+                .contains("\"boom\" is not a YYYY-MM-DD date"),
+            "{}",
+            plan.errors[0].1
+        );
+    }
+
+    #[test]
+    fn preview_simulates_the_journal_day_by_day() {
+        let f = fixture(&[STANDARD], vec![invoice("F1", "C1", "2026-12-10", "100")]);
+        let plan = f.plan("2026-12-01", 30, &JournalView::default());
+        assert_eq!(
+            plan,
+            vec![
+                row("2026-12-03 courtesy", 0),
+                row("2026-12-08 due_soon", 0),
+                row("2026-12-11 overdue_1", 0),
+                row("2026-12-25 overdue_2", 0)
+            ]
+        );
+        // Starting late: the first day catches up with one reminder, the latest.
+        let plan = f.plan("2026-12-20", 10, &JournalView::default());
+        assert_eq!(
+            plan,
+            vec![
+                row("2026-12-20 overdue_1", 0),
+                row("2026-12-25 overdue_2", 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn repeats_fire_every_period_up_to_max() {
+        let f = fixture(&[STANDARD], vec![invoice("F1", "C1", "2026-01-31", "100")]);
+        let mut journal = JournalView::default();
+        journal.by_invoice.insert(
+            "F1".into(),
+            vec![Mark {
+                policy: "standard".into(),
+                stage: "overdue_2".into(),
+                occurrence: 0,
+                state: State::Sent,
+                date: date("2026-02-15"),
+            }],
+        );
+        let plan = f.plan("2026-04-01", 200, &journal);
+        // 2026-01-31 + 90 = 2026-05-01, then +30 three times.
+        assert_eq!(
+            plan,
+            vec![
+                row("2026-05-01 collection", 0),
+                row("2026-05-31 collection", 1),
+                row("2026-06-30 collection", 2),
+                row("2026-07-30 collection", 3)
+            ]
+        );
+    }
+
+    #[test]
+    fn unbounded_repeat_and_leap_years() {
+        let p = "name: p\nanchor: issue_date\nstages:\n  - {id: monthly, offset: 29, template: t, repeat: {every: 1}}\n";
+        let mut inv = invoice("F1", "C1", "2028-03-31", "100");
+        inv.issue_date = date("2028-01-31");
+        let f = fixture(&[p], vec![inv]);
+        let plan = f.plan("2028-02-28", 4, &JournalView::default());
+        assert_eq!(
+            plan,
+            vec![
+                row("2028-02-29 monthly", 0),
+                row("2028-03-01 monthly", 1),
+                row("2028-03-02 monthly", 2)
+            ]
+        );
+    }
+
+    #[test]
+    fn time_dependent_when_is_rechecked_daily() {
+        let p = "name: p\nstages:\n  - {id: late, offset: 1, template: t, when: 'invoice.days_overdue >= 5 && customer.overdue_count >= 1'}\n";
+        let f = fixture(&[p], vec![invoice("F1", "C1", "2026-12-10", "100")]);
+        assert_eq!(
+            f.plan("2026-12-01", 30, &JournalView::default()),
+            vec![row("2026-12-15 late", 0)]
+        );
+    }
+
+    #[test]
+    fn a_repeat_finds_its_next_occurrence_after_the_calendar() {
+        // Every 7 days from Friday 4 December, shifted earlier when off: the
+        // plan must not skip an occurrence the calendar moved before its date.
+        let p = "name: p\nstages:\n  - {id: weekly, offset: 0, template: t, shift: earlier, repeat: {every: 7}}\n";
+        let window = SendWindow {
+            calendar: Calendar::new(&[chrono::Weekday::Thu], &HolidaySettings::default()),
+            send_time: None,
+        };
+        let f = fixture_with(
+            &window,
+            None,
+            &[p],
+            vec![invoice("F1", "C1", "2026-12-04", "100")],
+        );
+        assert_eq!(
+            f.plan("2026-12-01", 20, &JournalView::default()),
+            vec![
+                row("2026-12-03 weekly", 0),
+                row("2026-12-10 weekly", 1),
+                row("2026-12-17 weekly", 2)
+            ]
+        );
+    }
+}
