@@ -10,7 +10,7 @@ pub fn is_french(language: &str) -> bool {
 
 /// Writes a decimal the way a language does: French groups thousands with
 /// spaces and uses a decimal comma, English uses commas and a dot. Plain
-/// spaces, not no-break ones: what SPEC §5 shows, and what survives every mail client.
+/// spaces, not no-break ones: what docs/contract.md §5 shows, and what survives every mail client.
 pub fn format_number(value: Decimal, language: &str) -> String {
     let text = value.abs().to_string();
     let (int, frac) = text.split_once('.').unwrap_or((&text, ""));

@@ -213,7 +213,7 @@ pub struct Ledger {
     /// Every extra column seen, so `check` can render templates with them.
     pub extra_columns: Vec<String>,
     /// The config's `language`, the language of invoices and customers the
-    /// feeds give none (SPEC §2); empty until [`Ledger::with_default_language`].
+    /// feeds give none (docs/contract.md §2); empty until [`Ledger::with_default_language`].
     pub default_language: Shared,
     /// Each invoice's `timezone` column, parsed once; empty when the feeds
     /// have no such column ([`Ledger::with_time_zones`]).

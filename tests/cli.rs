@@ -1,4 +1,4 @@
-//! The real `relance` binary run on real folders: everything SPEC §1–6 and §8
+//! The real `relance` binary run on real folders: everything docs/contract.md §1–6 and §8
 //! and issue 3 name. Each test writes a small folder, runs one command with
 //! `--as-of` (never the wall clock) and asserts exact dates, amounts, exit
 //! codes and `file:line` locations.
@@ -29,7 +29,7 @@ use serde_json::Value;
 /// The single stage of the default policy: on the due date.
 pub const ON_DUE: &str = "{id: on_due, offset: 0, template: t}";
 
-/// The cadence of SPEC §3, every stage on template `t`.
+/// The cadence of docs/contract.md §3, every stage on template `t`.
 pub const STANDARD: [&str; 6] = [
     "{id: courtesy, offset: -7, template: t}",
     "{id: due_soon, offset: -2, template: t}",
@@ -60,7 +60,7 @@ pub fn with_stages(rows: &[Inv], stages: &[&str]) -> Folder {
 
 /// Writes the policy `p` with these stages (YAML flow mappings) over the old
 /// one. It sends every day of the week: these tests pin the firing rules of
-/// SPEC §4 to exact dates, and the calendar that moves them off weekends
+/// docs/contract.md §4 to exact dates, and the calendar that moves them off weekends
 /// and holidays has tests of its own (`dunning.rs`).
 pub fn write_stages<'f>(f: &'f Folder, stages: &[&str]) -> &'f Folder {
     f.write("rules/p.yaml", &every_day(&policy("p", stages)))

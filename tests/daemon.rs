@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 
-/// SPEC §7: a change is picked up within a second of the save.
+/// docs/contract.md §7: a change is picked up within a second of the save.
 const SAVE_TO_LIVE: Duration = Duration::from_secs(1);
 /// How long a test watches the log for something that must *not* happen
 /// (a second reload after one save, when reloads come every 50 ms in a storm).

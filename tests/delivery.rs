@@ -559,7 +559,7 @@ fn a_customer_name_with_cr_lf_cannot_inject_a_header() {
 
 #[test]
 fn without_a_config_emails_reach_the_outbox_from_a_placeholder_sender() {
-    // SPEC §1: no relance.yaml means all defaults: outbox delivery, and an
+    // docs/contract.md §1: no relance.yaml means all defaults: outbox delivery, and an
     // empty company.email, which must not fail every email.
     let folder = dunning_folder("", &invoices(2));
     folder.remove("relance.yaml");

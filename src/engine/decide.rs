@@ -1,4 +1,4 @@
-//! The firing rules for one invoice and one date (SPEC §4), as steps whose
+//! The firing rules for one invoice and one date (docs/contract.md §4), as steps whose
 //! findings make both the decision and its trace.
 
 use chrono::NaiveDate;
@@ -12,7 +12,7 @@ use crate::rules::{CustomerView, InvoiceView, ScriptError, Variables};
 use crate::rules::{ON_PAID, Policy};
 use crate::text::weekday;
 
-/// What the steps of SPEC §4 found for one open invoice on one date. The
+/// What the steps of docs/contract.md §4 found for one open invoice on one date. The
 /// outcome is made of it, and so is the trace: `explain` cannot say other
 /// than what was decided.
 pub(super) struct Findings {
@@ -57,7 +57,7 @@ pub(super) struct Candidate {
 pub(super) enum Wait {
     /// A hold, a promise to pay not yet due, a day off: the reason.
     Blocked(String),
-    /// The invoice already had a reminder on this date (SPEC §4.5).
+    /// The invoice already had a reminder on this date (docs/contract.md §4.5).
     OnePerDay,
 }
 
@@ -117,7 +117,7 @@ impl Findings {
     }
 }
 
-/// Step 3 of SPEC §4: what the journal holds under a policy.
+/// Step 3 of docs/contract.md §4: what the journal holds under a policy.
 #[derive(Clone, Copy)]
 struct Journaled<'a> {
     policy: &'a Policy,
@@ -161,7 +161,7 @@ impl<'a> Journaled<'a> {
     }
 }
 
-/// Step 2 of SPEC §4: the occurrences of `policy`'s stages on `date`, each
+/// Step 2 of docs/contract.md §4: the occurrences of `policy`'s stages on `date`, each
 /// stage's up to its first not reached, then the broken promise: the first
 /// day after the promised date (plus grace), once. A stage is reached on
 /// its date moved to a sending day. `exact`: that day even far from `date`.
@@ -273,7 +273,7 @@ impl Evaluator<'_> {
         }
     }
 
-    /// SPEC §4 for one invoice and date. `chosen` is the policy choice when
+    /// docs/contract.md §4 for one invoice and date. `chosen` is the policy choice when
     /// it was made once for the invoice's customer; `scope` is reused.
     pub(super) fn decide(
         &self,
@@ -294,7 +294,7 @@ impl Evaluator<'_> {
         found.outcome()
     }
 
-    /// The steps of SPEC §4 for an open invoice. `tracing`: find what a
+    /// The steps of docs/contract.md §4 for an open invoice. `tracing`: find what a
     /// trace shows too, every occurrence met on its calendar day and every
     /// candidate's `when`.
     fn find(
@@ -345,7 +345,7 @@ impl Evaluator<'_> {
         found
     }
 
-    /// Step 1 of SPEC §4: the highest-priority policy whose applies_to holds.
+    /// Step 1 of docs/contract.md §4: the highest-priority policy whose applies_to holds.
     pub(super) fn choose(&self, scope: &mut Scope<'static>) -> PolicyChoice {
         let mut choice = PolicyChoice::default();
         for (i, policy) in self.policies.iter().enumerate() {

@@ -1,4 +1,4 @@
-//! The firing rules (SPEC §4): which stage of which policy fires for an invoice on a date.
+//! The firing rules (docs/contract.md §4): which stage of which policy fires for an invoice on a date.
 //!
 //! One function, [`Evaluator::evaluate`], decides for one invoice and one
 //! date; the daemon calls it for today, `preview` for each coming day against a
@@ -73,7 +73,7 @@ pub struct Evaluator<'a> {
 }
 
 impl Evaluator<'_> {
-    /// Applies SPEC §4 to one open invoice on `date`, given its journal marks.
+    /// Applies docs/contract.md §4 to one open invoice on `date`, given its journal marks.
     pub fn evaluate(
         &self,
         invoice: usize,
@@ -114,7 +114,7 @@ mod tests {
         holds: Holds,
     }
 
-    /// Policies sending every day of the week: the rules of SPEC §4 alone.
+    /// Policies sending every day of the week: the rules of docs/contract.md §4 alone.
     pub(super) fn fixture(policies: &[&str], invoices: Vec<Invoice>) -> Fixture {
         let every_day = SendWindow {
             calendar: Calendar::every_day(),

@@ -41,7 +41,7 @@ pub enum Verdict {
     Fires,
     Skipped,
     Waiting,
-    /// Reached, but the invoice already had a reminder on this date (SPEC §4.5).
+    /// Reached, but the invoice already had a reminder on this date (docs/contract.md §4.5).
     OnePerDay,
     /// Reached, but nothing goes out today: a hold, a promise to pay, a
     /// day that is not a sending day (the trace's `blocked` says which).

@@ -104,7 +104,7 @@ impl Rulebook {
     }
 }
 
-/// A reminder as `preview` and the daemon present it (SPEC §6 keys).
+/// A reminder as `preview` and the daemon present it (docs/contract.md §6 keys).
 #[derive(Debug, Clone, Serialize)]
 /// It borrows what the project holds, so that a preview of a million
 /// reminders allocates only what each message adds.

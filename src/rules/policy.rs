@@ -85,7 +85,7 @@ pub enum Grouping {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
-    /// `offset` days from the anchor (SPEC §4).
+    /// `offset` days from the anchor (docs/contract.md §4).
     #[default]
     Offset,
     /// `on: promise_broken`: the first evaluation day after the customer's
@@ -185,7 +185,7 @@ pub struct Stage {
 
 impl Stage {
     /// A stage that fires `offset` days from the anchor, in the sequence
-    /// SPEC §4 walks (not on an event).
+    /// docs/contract.md §4 walks (not on an event).
     pub fn is_scheduled(&self) -> bool {
         self.trigger == Trigger::Offset
     }

@@ -1,4 +1,4 @@
-//! SPEC §6: `preview` output formats, `explain`, `check`, exit codes, and the
+//! docs/contract.md §6: `preview` output formats, `explain`, `check`, exit codes, and the
 //! shipped sample folder.
 
 use crate::common::{Folder, assert_starts_with};

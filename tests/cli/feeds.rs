@@ -1,4 +1,4 @@
-//! SPEC §2: CSV, JSON and JSON Lines feeds, dialects, bad rows, open invoices.
+//! docs/contract.md §2: CSV, JSON and JSON Lines feeds, dialects, bad rows, open invoices.
 
 use crate::common::{
     CSV_HEADER, Folder, Inv, Run, assert_contains, assert_starts_with, csv_delimited, policy,

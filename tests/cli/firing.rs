@@ -1,4 +1,4 @@
-//! SPEC §4: when a stage fires, seen through `preview --format json` and `explain`.
+//! docs/contract.md §4: when a stage fires, seen through `preview --format json` and `explain`.
 
 use crate::common::{Folder, assert_ends_with};
 use crate::{

@@ -1,4 +1,4 @@
-//! SPEC §3 and §4.1: policies, their choice, and their mistakes located by `check`.
+//! docs/contract.md §3 and §4.1: policies, their choice, and their mistakes located by `check`.
 
 use crate::common::{Folder, assert_contains, assert_starts_with, policy};
 use crate::{

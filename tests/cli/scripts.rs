@@ -1,4 +1,4 @@
-//! SPEC §3: Rhai in policies and templates, exact decimals, the sandbox,
+//! docs/contract.md §3: Rhai in policies and templates, exact decimals, the sandbox,
 //! customer aggregates.
 
 use crate::common::{Folder, assert_contains, assert_ends_with, assert_starts_with, template};

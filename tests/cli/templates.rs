@@ -1,4 +1,4 @@
-//! SPEC §5: front matter, HTML versions, partials, languages, strict mode,
+//! docs/contract.md §5: front matter, HTML versions, partials, languages, strict mode,
 //! the money and date helpers, escaping.
 
 use crate::common::{Folder, assert_contains, assert_ends_with, template};
@@ -170,7 +170,7 @@ fn money_and_dates_are_written_the_french_and_english_way() {
                 .with("issue_date", "2026-11-01")
                 .with("language", "en"),
         ]);
-    // Plain ASCII spaces, as SPEC §5 writes them.
+    // Plain ASCII spaces, as docs/contract.md §5 writes them.
     assert_eq!(
         bodies(&f),
         vec![
