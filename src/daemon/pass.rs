@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{Daemon, Report, rfc3339};
-use crate::deliver::{Item, Proofs};
+use crate::deliver::Proofs;
 use crate::engine::{Plan, Planned};
 use crate::error::Result;
 use crate::journal::{Identity, JournalRow, State, Transaction};
@@ -316,15 +316,10 @@ impl Daemon {
         let result = match &r.error {
             Some(e) => Err(e.clone()),
             None => {
-                let items: Vec<Item> = rows
+                let items: Vec<_> = rows
                     .iter()
+                    .map(|p| &self.project.ledger.invoices[p.invoice])
                     .zip(&identities)
-                    .map(|(p, id)| Item {
-                        invoice: &self.project.ledger.invoices[p.invoice],
-                        policy: &id.policy,
-                        stage: &id.stage,
-                        occurrence: id.occurrence,
-                    })
                     .collect();
                 self.deliverer.deliver(r, &items).map_err(|e| e.to_string())
             }

@@ -12,6 +12,7 @@ use lettre::transport::smtp::client::{Tls as SmtpTls, TlsParameters};
 use lettre::{SmtpTransport, Transport};
 
 use crate::config::{Company, Config, Delivery, Tls};
+use crate::journal::Identity;
 use crate::model::Invoice;
 use crate::project::Reminder;
 use crate::rules::Channel;
@@ -63,16 +64,6 @@ impl Proofs<'_> {
             _ => file.display().to_string(),
         })
     }
-}
-
-/// One invoice of a message and the reminder it stands for: a message
-/// grouped per customer carries several, every other message one.
-#[derive(Debug, Clone, Copy)]
-pub struct Item<'a> {
-    pub invoice: &'a Invoice,
-    pub policy: &'a str,
-    pub stage: &'a str,
-    pub occurrence: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -243,10 +234,15 @@ impl Deliverer {
     }
 
     /// Delivers a rendered message (`r.message` names it) about `items`, the
-    /// invoices it covers (one, or a customer's several when grouped); returns
+    /// invoices it covers (one, or a customer's several when grouped), each
+    /// with the identity of the reminder it stands for; returns
     /// its Message-ID (emails) or file (the other channels, whose files carry
     /// the invoices' facts).
-    pub fn deliver(&self, r: &Reminder, items: &[Item]) -> Result<String, DeliveryError> {
+    pub fn deliver(
+        &self,
+        r: &Reminder,
+        items: &[(&Invoice, &Identity)],
+    ) -> Result<String, DeliveryError> {
         if r.channel != Channel::Email {
             return self.deliver_work(r, items);
         }
@@ -277,7 +273,11 @@ impl Deliverer {
     /// Each is written so that the last thing written is the proof
     /// [`Deliverer::delivered`] looks for: a letter's PDF before its text,
     /// a task's text before its rows in the worklist.
-    fn deliver_work(&self, r: &Reminder, items: &[Item]) -> Result<String, DeliveryError> {
+    fn deliver_work(
+        &self,
+        r: &Reminder,
+        items: &[(&Invoice, &Identity)],
+    ) -> Result<String, DeliveryError> {
         let path = self
             .file_for(r.date, &r.message, r.channel)
             .expect("task channels write files");
@@ -448,7 +448,6 @@ fn sync_folder(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::Identity;
 
     fn config(delivery: Delivery, email: &str) -> Config {
         let mut config = Config {

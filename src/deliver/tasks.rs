@@ -12,9 +12,9 @@ use std::path::Path;
 use rust_decimal::Decimal;
 
 use crate::config::Company;
-use crate::deliver::Item;
+use crate::journal::Identity;
 use crate::locale::{format_amount, format_date, is_french, money};
-use crate::model::distinct_recipients;
+use crate::model::{Invoice, distinct_recipients};
 use crate::project::Reminder;
 use crate::rules::Channel;
 use crate::text::clean_line;
@@ -162,21 +162,17 @@ fn words(language: &str) -> &'static Words {
 
 /// The phone number of a message's customer (the feed's `phone` column of
 /// the first of its invoices that has one).
-pub fn phone_of<'a>(items: &[Item<'a>]) -> Option<&'a str> {
-    items.iter().find_map(|item| extra(item, "phone"))
+pub fn phone_of<'a>(items: &[(&'a Invoice, &'a Identity)]) -> Option<&'a str> {
+    items.iter().find_map(|(inv, _)| inv.extra_field("phone"))
 }
 
 /// The lines of the customer's postal address (the feed's `address` column,
 /// lines separated by `|` or a newline), if one of the invoices has it.
-pub fn address_of<'a>(items: &[Item<'a>]) -> Option<Vec<&'a str>> {
+pub fn address_of<'a>(items: &[(&'a Invoice, &'a Identity)]) -> Option<Vec<&'a str>> {
     items
         .iter()
-        .find_map(|item| extra(item, "address"))
+        .find_map(|(inv, _)| inv.extra_field("address"))
         .map(lines_of)
-}
-
-fn extra<'a>(item: &Item<'a>, column: &str) -> Option<&'a str> {
-    item.invoice.extra_field(column)
 }
 
 /// An address's lines: `|` or a newline ends one.
@@ -190,15 +186,15 @@ fn lines_of(address: &str) -> Vec<&str> {
 
 /// The email addresses of the message's customer, each once, in feed
 /// order; `None` when the feed has none.
-fn emails(items: &[Item]) -> Option<String> {
-    let all = distinct_recipients(items.iter().map(|item| item.invoice));
+fn emails(items: &[(&Invoice, &Identity)]) -> Option<String> {
+    let all = distinct_recipients(items.iter().map(|(inv, _)| *inv));
     (!all.is_empty()).then(|| all.join(", "))
 }
 
 /// The sheet a person acts on for a call, an SMS or a task: who to reach
 /// and how, the invoices with what is due on each and the totals, then the
 /// rendered message (the call script, the SMS text, the instructions).
-pub fn sheet(r: &Reminder, items: &[Item]) -> String {
+pub fn sheet(r: &Reminder, items: &[(&Invoice, &Identity)]) -> String {
     let w = words(r.language);
     let (title, heading) = match r.channel {
         Channel::Call => (w.call_sheet, w.call_body),
@@ -206,11 +202,11 @@ pub fn sheet(r: &Reminder, items: &[Item]) -> String {
         _ => (w.task_sheet, w.task_body),
     };
     let mut reminders: Vec<String> = Vec::new();
-    for item in items {
+    for (_, id) in items {
         let label = format!(
             "{} / {}",
-            item.policy,
-            crate::text::stage_label(item.stage, item.occurrence)
+            id.policy,
+            crate::text::stage_label(&id.stage, id.occurrence)
         );
         if !reminders.contains(&label) {
             reminders.push(label);
@@ -252,11 +248,10 @@ pub fn sheet(r: &Reminder, items: &[Item]) -> String {
 }
 
 /// The invoices as an aligned table, amounts exact and right-aligned.
-fn invoice_table(r: &Reminder, items: &[Item], w: &Words) -> String {
+fn invoice_table(r: &Reminder, items: &[(&Invoice, &Identity)], w: &Words) -> String {
     let rows: Vec<[String; 8]> = items
         .iter()
-        .map(|item| {
-            let inv = item.invoice;
+        .map(|(inv, _)| {
             let days = match inv.days_overdue(r.date) {
                 d if d >= 0 => d.to_string(),
                 d => w.due_in.replace("{}", &(-d).to_string()),
@@ -302,10 +297,10 @@ fn invoice_table(r: &Reminder, items: &[Item], w: &Words) -> String {
 }
 
 /// What is due in each currency, exact: one line per currency.
-fn totals(items: &[Item], w: &Words, labels: usize, language: &str) -> String {
+fn totals(items: &[(&Invoice, &Identity)], w: &Words, labels: usize, language: &str) -> String {
     let mut due: BTreeMap<&str, Decimal> = BTreeMap::new();
-    for item in items {
-        *due.entry(&item.invoice.currency).or_default() += item.invoice.amount_due();
+    for (inv, _) in items {
+        *due.entry(&inv.currency).or_default() += inv.amount_due();
     }
     let amounts: Vec<(String, &str)> = due
         .into_iter()
@@ -342,7 +337,7 @@ const FRENCH_RECIPIENT_INDENT: usize = 44;
 /// config's `company`), the recipient (the customer and the feed's
 /// `address`), the place and date, the registered-mail line, the subject,
 /// then the rendered text. The .txt and the PDF of a letter are this text.
-pub fn letter(r: &Reminder, items: &[Item], company: &Company) -> String {
+pub fn letter(r: &Reminder, items: &[(&Invoice, &Identity)], company: &Company) -> String {
     let w = words(r.language);
     let french = is_french(r.language);
     let mut text = String::new();
@@ -412,22 +407,25 @@ fn place(company: &Company) -> Option<String> {
 /// short by a power loss, then ended by the bare LF the next append starts
 /// with, is told apart from a complete one (see [`in_worklist`]). Text is
 /// kept on one line, so that a row is a line.
-fn worklist_rows(r: &Reminder, items: &[Item], header: bool) -> csv::Result<Vec<u8>> {
+fn worklist_rows(
+    r: &Reminder,
+    items: &[(&Invoice, &Identity)],
+    header: bool,
+) -> csv::Result<Vec<u8>> {
     let mut writer = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::new());
     if header {
         writer.write_record(WORKLIST_COLUMNS)?;
     }
-    for item in items {
-        let inv = item.invoice;
+    for (inv, id) in items {
         let values = [
             r.date.to_string(),
             inv.number.to_string(),
             inv.customer_id.to_string(),
             inv.customer_name.to_string(),
             inv.recipients().collect::<Vec<_>>().join(";"),
-            extra(item, "phone").unwrap_or("").to_string(),
+            inv.extra_field("phone").unwrap_or("").to_string(),
             inv.issue_date.to_string(),
             inv.due_date.to_string(),
             inv.days_overdue(r.date).to_string(),
@@ -435,9 +433,9 @@ fn worklist_rows(r: &Reminder, items: &[Item], header: bool) -> csv::Result<Vec<
             money(inv.amount_paid),
             money(inv.amount_due()),
             inv.currency.to_string(),
-            item.policy.to_string(),
-            item.stage.to_string(),
-            item.occurrence.to_string(),
+            id.policy.clone(),
+            id.stage.clone(),
+            id.occurrence.to_string(),
             r.subject.clone(),
             r.message.clone(),
         ];
@@ -454,7 +452,11 @@ fn worklist_rows(r: &Reminder, items: &[Item], header: bool) -> csv::Result<Vec<
 /// two relance appending at once neither interleave nor both write the
 /// header. A last line without its newline was cut short by a crash: the
 /// rows start on a line of their own.
-pub fn append_to_worklist(path: &Path, r: &Reminder, items: &[Item]) -> std::io::Result<()> {
+pub fn append_to_worklist(
+    path: &Path,
+    r: &Reminder,
+    items: &[(&Invoice, &Identity)],
+) -> std::io::Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .append(true)
@@ -549,16 +551,21 @@ mod tests {
         }
     }
 
-    fn items(invoices: &[Invoice]) -> Vec<Item<'_>> {
+    /// Each invoice with the identity of a first `standard/collection` reminder.
+    fn reminders(invoices: &[Invoice]) -> Vec<Identity> {
         invoices
             .iter()
-            .map(|invoice| Item {
-                invoice,
-                policy: "standard",
-                stage: "collection",
+            .map(|invoice| Identity {
+                invoice: invoice.number.to_string(),
+                policy: "standard".into(),
+                stage: "collection".into(),
                 occurrence: 0,
             })
             .collect()
+    }
+
+    fn items<'a>(invoices: &'a [Invoice], ids: &'a [Identity]) -> Vec<(&'a Invoice, &'a Identity)> {
+        invoices.iter().zip(ids).collect()
     }
 
     /// Two invoices of one customer in euros and one in dollars, one of them
@@ -578,7 +585,7 @@ mod tests {
         let invoices = grouped();
         let r = reminder(Channel::Call, "fr-CA", "1. Se présenter.");
         assert_eq!(
-            sheet(&r, &items(&invoices)),
+            sheet(&r, &items(&invoices, &reminders(&invoices))),
             "FICHE D'APPEL — 1er décembre 2026
 
 Client :     Customer C1 (C1)
@@ -607,7 +614,13 @@ Trame d'appel :
         let mut inv = invoice("F1", "C1", "2026-11-30", "100");
         inv.email = "".into();
         let r = reminder(Channel::Sms, "en", "Please pay.");
-        let text = sheet(&r, &items(std::slice::from_ref(&inv)));
+        let text = sheet(
+            &r,
+            &items(
+                std::slice::from_ref(&inv),
+                &reminders(std::slice::from_ref(&inv)),
+            ),
+        );
         assert!(
             text.starts_with("TEXT MESSAGE TO SEND — December 1, 2026\n\n"),
             "{text}"
@@ -648,7 +661,14 @@ Trame d'appel :
         ]);
         let indent = " ".repeat(FRENCH_RECIPIENT_INDENT);
         assert_eq!(
-            letter(&r, &items(std::slice::from_ref(&inv)), &sender),
+            letter(
+                &r,
+                &items(
+                    std::slice::from_ref(&inv),
+                    &reminders(std::slice::from_ref(&inv))
+                ),
+                &sender
+            ),
             format!(
                 "Atelier Durand SARL
 12 rue des Tanneurs, 69001 Lyon
@@ -677,7 +697,14 @@ Madame, Monsieur,
         let r = reminder(Channel::Letter, "en", "Dear Sir or Madam,");
         let sender = company(&[("name", "Atelier Durand"), ("email", "compta@atelier.fr")]);
         assert_eq!(
-            letter(&r, &items(std::slice::from_ref(&inv)), &sender),
+            letter(
+                &r,
+                &items(
+                    std::slice::from_ref(&inv),
+                    &reminders(std::slice::from_ref(&inv))
+                ),
+                &sender
+            ),
             "Atelier Durand
 Email: compta@atelier.fr
 
@@ -731,7 +758,7 @@ Dear Sir or Madam,
         let day = r.date;
         assert!(!in_worklist(&path, day, &r.message), "no worklist yet");
 
-        append_to_worklist(&path, &r, &items(&invoices)).unwrap();
+        append_to_worklist(&path, &r, &items(&invoices, &reminders(&invoices))).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.split_terminator("\r\n").collect();
         assert_eq!(lines[0], WORKLIST_COLUMNS.join(","));
@@ -765,7 +792,15 @@ Dear Sir or Madam,
         // The next append starts on a line of its own; the cut row, ended by
         // that bare LF, still proves nothing.
         let f9 = invoice("F9", "C9", "2026-10-01", "5");
-        append_to_worklist(&path, &next, &items(std::slice::from_ref(&f9))).unwrap();
+        append_to_worklist(
+            &path,
+            &next,
+            &items(
+                std::slice::from_ref(&f9),
+                &reminders(std::slice::from_ref(&f9)),
+            ),
+        )
+        .unwrap();
         let after = std::fs::read_to_string(&path).unwrap();
         assert!(
             after.starts_with(&format!("{text}{cut}\n2026-12-01,F9,")),
@@ -787,7 +822,15 @@ Dear Sir or Madam,
         // Two addresses a feed wrote on two lines, without a `;`.
         inv.email = "a@dupont.fr\nb@dupont.fr".into();
         let r = reminder(Channel::Task, "fr", "x");
-        append_to_worklist(&path, &r, &items(std::slice::from_ref(&inv))).unwrap();
+        append_to_worklist(
+            &path,
+            &r,
+            &items(
+                std::slice::from_ref(&inv),
+                &reminders(std::slice::from_ref(&inv)),
+            ),
+        )
+        .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.matches('\n').count(), 2, "{text}");
         assert!(text.contains(",\"Dupont, \"\"Frères\"\"\","), "{text}");
