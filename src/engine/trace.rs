@@ -220,12 +220,12 @@ mod tests {
     #[test]
     fn the_trace_says_what_was_decided() {
         let promise = "name: promise\npriority: 5\napplies_to: 'invoice.number == \"F2\"'\nstages:\n  - {id: overdue_1, offset: 1, template: t}\n  - {id: broken, on: promise_broken, template: t}\n  - {id: overdue_2, offset: 15, template: t, when: 'invoice.amount_due >= 50'}\n";
-        let mut promised = invoice("F2", "C1", "2026-12-10", "20");
-        promised.promise_date = Some(date("2026-12-18"));
-        let f = fixture(
-            &[STANDARD, promise],
-            vec![invoice("F1", "C1", "2026-12-10", "20"), promised],
-        );
+        let mut invoices = vec![
+            invoice("F1", "C1", "2026-12-10", "20"),
+            invoice("F2", "C1", "2026-12-10", "20"),
+        ];
+        invoices[1].promise_date = Some(date("2026-12-18"));
+        let f = fixture(&[STANDARD, promise], invoices);
         let sent = [Mark {
             policy: "standard".into(),
             stage: "overdue_1".into(),

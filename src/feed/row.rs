@@ -1,0 +1,806 @@
+//! A feed's row turned into an invoice: its columns mapped to the canonical
+//! fields, each field read and checked, shared text interned.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use super::values::{canonical_language, currency_code, json_amount, parse_amount};
+use super::{Converted, CsvRow, FeedParser, JsonElement, JsonLine};
+use crate::config::{FeedFormat, is_language_tag};
+use crate::diagnostics::{Location, Problem};
+use crate::model::{Invoice, Origin, Shared, Status};
+
+/// The canonical fields of SPEC §2, in the order `Fields` stores them.
+pub const FIELDS: [&str; 14] = [
+    "number",
+    "customer_id",
+    "customer_name",
+    "email",
+    "issue_date",
+    "due_date",
+    "amount",
+    "amount_paid",
+    "currency",
+    "status",
+    "paid_date",
+    "language",
+    "tags",
+    "promise_date",
+];
+
+// Each field's place in `FIELDS`, found at compile time: a row's values are
+// read by index, millions of times, rather than searched for by name.
+const NUMBER: usize = field("number");
+const CUSTOMER_ID: usize = field("customer_id");
+const CUSTOMER_NAME: usize = field("customer_name");
+const EMAIL: usize = field("email");
+const ISSUE_DATE: usize = field("issue_date");
+const DUE_DATE: usize = field("due_date");
+const AMOUNT: usize = field("amount");
+const AMOUNT_PAID: usize = field("amount_paid");
+const CURRENCY: usize = field("currency");
+const STATUS: usize = field("status");
+const PAID_DATE: usize = field("paid_date");
+const LANGUAGE: usize = field("language");
+const TAGS: usize = field("tags");
+const PROMISE_DATE: usize = field("promise_date");
+
+const REQUIRED: [usize; 6] = [
+    NUMBER,
+    CUSTOMER_ID,
+    CUSTOMER_NAME,
+    ISSUE_DATE,
+    DUE_DATE,
+    AMOUNT,
+];
+
+/// The index of a canonical field in [`FIELDS`]; a compile error for another name.
+const fn field(name: &str) -> usize {
+    match field_index(name) {
+        Some(i) => i,
+        None => panic!("not a canonical field"),
+    }
+}
+
+/// The index of `name` in [`FIELDS`], if it is a canonical field. A `const
+/// fn` (hence the loops: `position` and `==` on `str` are not) so that the
+/// field constants above are found at compile time.
+pub(super) const fn field_index(name: &str) -> Option<usize> {
+    let mut i = 0;
+    while i < FIELDS.len() {
+        let (a, b) = (FIELDS[i].as_bytes(), name.as_bytes());
+        if a.len() == b.len() {
+            let mut j = 0;
+            while j < a.len() && a[j] == b[j] {
+                j += 1;
+            }
+            if j == a.len() {
+                return Some(i);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// One row's values by canonical field, plus its other columns.
+struct Row<'a> {
+    fields: [Option<Cow<'a, str>>; FIELDS.len()],
+    extra: BTreeMap<String, String>,
+}
+
+impl<'a> Row<'a> {
+    fn new() -> Self {
+        Row {
+            fields: Default::default(),
+            extra: BTreeMap::new(),
+        }
+    }
+    fn set(&mut self, index: usize, value: Cow<'a, str>) {
+        let trimmed = trim(&value);
+        if !trimmed.is_empty() {
+            self.fields[index] = Some(if trimmed.len() == value.len() {
+                value
+            } else {
+                Cow::Owned(trimmed.to_string())
+            });
+        }
+    }
+    fn get(&self, field: usize) -> Option<&str> {
+        self.fields[field].as_deref()
+    }
+}
+
+/// One allocation per distinct customer id, name, address, currency,
+/// language and tag set, however many invoices share it.
+#[derive(Default)]
+pub(super) struct Interner {
+    strings: hashbrown::HashSet<Shared>,
+    tag_sets: hashbrown::HashMap<Box<str>, Arc<[Shared]>>,
+}
+
+impl Interner {
+    fn get(&mut self, s: &str) -> Shared {
+        if let Some(shared) = self.strings.get(s) {
+            return shared.clone();
+        }
+        let shared: Shared = Arc::from(s);
+        self.strings.insert(shared.clone());
+        shared
+    }
+
+    fn tags(&mut self, list: &str) -> Arc<[Shared]> {
+        if let Some(set) = self.tag_sets.get(list) {
+            return set.clone();
+        }
+        let set: Arc<[Shared]> = list
+            .split('|')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| self.get(t))
+            .collect();
+        self.tag_sets.insert(list.into(), set.clone());
+        set
+    }
+}
+
+/// A converting thread's view of the [`Interner`] all threads share. It
+/// keeps its own table of what it has interned, so that the common case, a
+/// value seen before, takes no lock; only a value new to the thread is
+/// looked up in the shared one, so that all threads get the same allocation.
+struct ThreadInterner<'s> {
+    shared: &'s Mutex<Interner>,
+    own: Interner,
+}
+
+impl ThreadInterner<'_> {
+    fn get(&mut self, s: &str) -> Shared {
+        if let Some(shared) = self.own.strings.get(s) {
+            return shared.clone();
+        }
+        let shared = self.lock().get(s);
+        self.own.strings.insert(shared.clone());
+        shared
+    }
+
+    fn tags(&mut self, list: &str) -> Arc<[Shared]> {
+        if let Some(set) = self.own.tag_sets.get(list) {
+            return set.clone();
+        }
+        let set = self.lock().tags(list);
+        self.own.tag_sets.insert(list.into(), set.clone());
+        set
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Interner> {
+        // A thread that panicked while holding it left a consistent table: a
+        // set is only ever added to.
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// What one converting thread keeps from row to row.
+pub(super) struct Converter<'s> {
+    strings: ThreadInterner<'s>,
+    /// As written in the feeds (`usd`, `FR`) → canonical (`USD`, `fr`).
+    currencies: Canonical,
+    languages: Canonical,
+}
+
+impl<'s> Converter<'s> {
+    pub(super) fn new(shared: &'s Mutex<Interner>) -> Self {
+        Converter {
+            strings: ThreadInterner {
+                shared,
+                own: Interner::default(),
+            },
+            currencies: Canonical::default(),
+            languages: Canonical::default(),
+        }
+    }
+}
+
+/// The canonical, interned form of the few values a column takes (`usd` →
+/// `USD`): a feed of a million rows in three currencies checks and
+/// canonicalizes each currency once, not once per row. Only valid values are
+/// remembered, and only the first [`Canonical::MAX`]: a feed with more still
+/// reads right, just slower.
+#[derive(Default)]
+struct Canonical(Vec<(Box<str>, Shared)>);
+
+impl Canonical {
+    const MAX: usize = 32;
+
+    fn get(&mut self, raw: &str, canonical: impl FnOnce(&str) -> Option<Shared>) -> Option<Shared> {
+        if let Some((_, value)) = self.0.iter().find(|(r, _)| **r == *raw) {
+            return Some(value.clone());
+        }
+        let value = canonical(raw)?;
+        if self.0.len() < Self::MAX {
+            self.0.push((raw.into(), value.clone()));
+        }
+        Some(value)
+    }
+}
+
+impl FeedParser<'_> {
+    /// A CSV record as an invoice or a bad row; nothing for a blank one.
+    pub(super) fn csv_row(
+        &self,
+        row: &mut CsvRow,
+        columns: &[Column],
+        converter: &mut Converter,
+    ) -> Option<Converted> {
+        if let Some(problem) = row.unreadable.take() {
+            return Some(Err(vec![problem]));
+        }
+        let record = &row.record;
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        if record.iter().all(|v| trim(v).is_empty()) {
+            return None;
+        }
+        // Values past the header have no column to go to: dropping them would
+        // hide a shifted row (an unquoted separator inside a value). Empty ones
+        // are only trailing separators, as some exports write on every row.
+        if record
+            .iter()
+            .skip(columns.len())
+            .any(|v| !trim(v).is_empty())
+        {
+            return Some(Err(vec![Problem::error(
+                Location::line(&self.file, line),
+                format!(
+                    "row has {} fields, the header has {}",
+                    record.len(),
+                    columns.len()
+                ),
+            )]));
+        }
+        let mut values = Row::new();
+        for (value, column) in record.iter().zip(columns) {
+            match column {
+                Column::Field(i) => values.set(*i, Cow::Borrowed(value)),
+                Column::Extra(name) => {
+                    values.extra.insert(name.clone(), value.to_string());
+                }
+            }
+        }
+        Some(self.invoice(values, line, converter))
+    }
+
+    pub(super) fn json_element(
+        &self,
+        element: &mut JsonElement,
+        converter: &mut Converter,
+    ) -> Option<Converted> {
+        let value = std::mem::take(&mut element.value);
+        Some(self.json_row(value, element.index, converter))
+    }
+
+    pub(super) fn json_line(
+        &self,
+        line: &mut JsonLine,
+        converter: &mut Converter,
+    ) -> Option<Converted> {
+        if line.bytes.iter().all(u8::is_ascii_whitespace) {
+            return None;
+        }
+        Some(match serde_json::from_slice::<Value>(&line.bytes) {
+            Ok(value) => self.json_row(value, line.line, converter),
+            Err(e) => Err(vec![Problem::error(
+                Location::at(&self.file, line.line, e.column()),
+                format!("invalid JSON: {e}"),
+            )]),
+        })
+    }
+
+    fn json_row(&self, value: Value, line: usize, converter: &mut Converter) -> Converted {
+        let Value::Object(object) = value else {
+            return Err(vec![Problem::error(
+                self.location(line),
+                "expected a JSON object (one invoice)",
+            )]);
+        };
+        let names: Vec<&str> = object.keys().map(String::as_str).collect();
+        let columns = self
+            .map_columns(names.iter().copied(), || self.location(line))
+            .map_err(|p| vec![p])?;
+        let mut row = Row::new();
+        let mut problems = Vec::new();
+        for ((name, value), column) in object.iter().zip(&columns) {
+            let field = match column {
+                Column::Field(i) => Some(*i),
+                Column::Extra(_) => None,
+            };
+            let text: Option<Cow<str>> = match (value, field) {
+                (Value::Null, _) => None,
+                (Value::String(s), _) => Some(Cow::Borrowed(s.as_str())),
+                (Value::Number(n), Some(AMOUNT | AMOUNT_PAID)) => {
+                    Some(Cow::Owned(json_amount(n.as_str(), self.feed.decimal)))
+                }
+                (Value::Number(n), _) => Some(Cow::Owned(n.to_string())),
+                (Value::Bool(b), _) => Some(Cow::Owned(b.to_string())),
+                (Value::Array(items), Some(TAGS)) => Some(Cow::Owned(
+                    items
+                        .iter()
+                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                        .collect::<Vec<_>>()
+                        .join("|"),
+                )),
+                // Every other column is kept as text (SPEC §2): a nested
+                // object or array as its compact JSON, for scripts to inspect.
+                (Value::Object(_) | Value::Array(_), None) => Some(Cow::Owned(value.to_string())),
+                _ => {
+                    problems.push(Problem::error(
+                        self.location(line),
+                        format!("{name}: expected a string or a number"),
+                    ));
+                    None
+                }
+            };
+            let Some(text) = text else { continue };
+            match column {
+                Column::Field(i) => row.set(*i, text),
+                Column::Extra(name) => {
+                    row.extra.insert(name.clone(), text.into_owned());
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        self.invoice(row, line, converter)
+    }
+
+    /// Maps each column name of the feed to a canonical field or an extra column.
+    /// Names are matched trimmed and whatever their case, mapped ones (`columns`)
+    /// as canonical ones: `Montant TTC ` is the column mapped as `montant ttc`.
+    pub(super) fn map_columns<'n>(
+        &self,
+        names: impl Iterator<Item = &'n str>,
+        at: impl Fn() -> Location,
+    ) -> Result<Vec<Column>, Problem> {
+        let mut columns = Vec::new();
+        // The column that gives each canonical field, to refuse a second one:
+        // which of two `amount` columns is the amount would be a guess.
+        let mut giving: [Option<&str>; FIELDS.len()] = Default::default();
+        for name in names.map(str::trim) {
+            let key = column_key(name);
+            let field = match self.renamed.get(&key) {
+                Some(i) => Some(*i),
+                // A canonical name mapped to another column is an extra column here.
+                None => field_index(&key).filter(|_| !self.feed.columns.contains_key(&key)),
+            };
+            match field {
+                Some(i) => {
+                    if let Some(first) = giving[i].replace(name) {
+                        return Err(Problem::error(
+                            at(),
+                            if first == name {
+                                format!("duplicate column {name:?}")
+                            } else {
+                                format!(
+                                    "duplicate column {name:?}: {first:?} already gives {}",
+                                    FIELDS[i]
+                                )
+                            },
+                        ));
+                    }
+                    columns.push(Column::Field(i));
+                }
+                None => columns.push(Column::Extra(name.to_string())),
+            }
+        }
+        // Only CSV has one header for the whole file; JSON rows are checked field by field.
+        if self.feed.format() == FeedFormat::Csv {
+            // (A JSON object cannot repeat a key.) Unnamed columns are left
+            // alone: an export's trailing separators make several.
+            for (i, column) in columns.iter().enumerate() {
+                if let Column::Extra(name) = column
+                    && !name.is_empty()
+                    && columns[..i]
+                        .iter()
+                        .any(|c| matches!(c, Column::Extra(n) if n == name))
+                {
+                    return Err(Problem::error(at(), format!("duplicate column {name:?}")));
+                }
+            }
+            for canonical in self.feed.columns.keys() {
+                if field_index(canonical).is_none() {
+                    return Err(Problem::error(
+                        at(),
+                        format!(
+                            "columns: {canonical:?} is not a canonical field (expected one of {})",
+                            FIELDS.join(", ")
+                        ),
+                    ));
+                }
+            }
+            let missing: Vec<&str> = REQUIRED
+                .iter()
+                .filter(|&&f| {
+                    !columns
+                        .iter()
+                        .any(|c| matches!(c, Column::Field(i) if *i == f))
+                })
+                .map(|&f| FIELDS[f])
+                .collect();
+            if !missing.is_empty() {
+                let hint = missing
+                    .iter()
+                    .map(|m| match self.feed.columns.get(*m) {
+                        Some(foreign) => format!("{m} (mapped to column {foreign:?})"),
+                        None => m.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(Problem::error(
+                    at(),
+                    format!("missing required column(s): {hint}"),
+                ));
+            }
+        }
+        Ok(columns)
+    }
+
+    /// A row's values as an invoice, or every problem of the row at once.
+    fn invoice(&self, row: Row, line: usize, converter: &mut Converter) -> Converted {
+        let mut read = Reading {
+            parser: self,
+            row: &row,
+            line,
+            problems: Vec::new(),
+        };
+        read.required();
+        let issue_date = read.date(ISSUE_DATE);
+        let due_date = read.date(DUE_DATE);
+        let paid_date = read.date(PAID_DATE);
+        let promise_date = read.date(PROMISE_DATE);
+        let amount = read.amount(AMOUNT);
+        let amount_paid = read.payment();
+        let Converter {
+            strings,
+            currencies,
+            languages,
+        } = converter;
+        let currency = read.code(
+            CURRENCY,
+            currencies,
+            strings,
+            currency_code,
+            "an ISO 4217 code such as EUR",
+        );
+        let status = read.status();
+        let language = read.code(
+            LANGUAGE,
+            languages,
+            strings,
+            |l| is_language_tag(l).then(|| Cow::Owned(canonical_language(l))),
+            "a language tag such as fr, fr-CA or en",
+        );
+        read.due_after_issue(issue_date, due_date);
+        if !read.problems.is_empty() {
+            return Err(read.problems);
+        }
+        let mut text = |f: usize| strings.get(row.get(f).unwrap_or(""));
+        Ok(Invoice {
+            number: row.get(NUMBER).unwrap_or("").into(),
+            customer_id: text(CUSTOMER_ID),
+            customer_name: text(CUSTOMER_NAME),
+            email: text(EMAIL),
+            issue_date: issue_date.expect("checked"),
+            due_date: due_date.expect("checked"),
+            amount: amount.expect("checked"),
+            amount_paid,
+            currency: currency.unwrap_or_else(|| self.default_currency.clone()),
+            status,
+            paid_date,
+            language,
+            tags: strings.tags(row.get(TAGS).unwrap_or("")),
+            promise_date,
+            extra: row.extra,
+            origin: Origin {
+                file: self.file.clone(),
+                line,
+            },
+        })
+    }
+}
+
+/// One row's fields being read. What is wrong is noted, naming the field,
+/// and the reading goes on: a bad row's every problem is reported at once.
+struct Reading<'r> {
+    parser: &'r FeedParser<'r>,
+    row: &'r Row<'r>,
+    line: usize,
+    problems: Vec<Problem>,
+}
+
+impl Reading<'_> {
+    fn bad(&mut self, field: usize, reason: String) {
+        self.problems.push(Problem::error(
+            self.parser.location(self.line),
+            format!("{}: {reason}", FIELDS[field]),
+        ));
+    }
+
+    fn required(&mut self) {
+        for field in REQUIRED {
+            if self.row.get(field).is_none() {
+                self.bad(field, "missing (required)".into());
+            }
+        }
+    }
+
+    /// A date in the feed's `date_format`.
+    fn date(&mut self, field: usize) -> Option<NaiveDate> {
+        let s = self.row.get(field)?;
+        let date = self.parser.dates.parse(s);
+        if date.is_none() {
+            let format = &self.parser.feed.date_format;
+            self.bad(
+                field,
+                format!("expected a date in the format {format}, found {s:?}"),
+            );
+        }
+        date
+    }
+
+    /// An amount written with the feed's `decimal` separator.
+    fn amount(&mut self, field: usize) -> Option<Decimal> {
+        let s = self.row.get(field)?;
+        parse_amount(s, self.parser.feed.decimal)
+            .map_err(|reason| self.bad(field, reason))
+            .ok()
+    }
+
+    /// What was paid, none when not given. A negative payment would raise
+    /// the amount due: a sign error in the export.
+    fn payment(&mut self) -> Decimal {
+        match self.amount(AMOUNT_PAID) {
+            Some(paid) if paid < Decimal::ZERO => {
+                let written = self.row.get(AMOUNT_PAID).unwrap_or_default();
+                self.bad(
+                    AMOUNT_PAID,
+                    format!("must not be negative, found {written:?}"),
+                );
+                Decimal::ZERO
+            }
+            paid => paid.unwrap_or(Decimal::ZERO),
+        }
+    }
+
+    fn status(&mut self) -> Status {
+        let Some(s) = self.row.get(STATUS) else {
+            return Status::Open;
+        };
+        Status::parse(s).unwrap_or_else(|| {
+            self.bad(
+                STATUS,
+                format!("expected open, paid, void or disputed, found {s:?}"),
+            );
+            Status::Open
+        })
+    }
+
+    /// A code of the few a column takes (a currency, a language): checked
+    /// and canonicalized once per distinct value (see `Canonical`), and
+    /// interned at once. `expected` says what it should be.
+    fn code(
+        &mut self,
+        field: usize,
+        known: &mut Canonical,
+        strings: &mut ThreadInterner,
+        canonical: impl FnOnce(&str) -> Option<Cow<'_, str>>,
+        expected: &str,
+    ) -> Option<Shared> {
+        let raw = self.row.get(field)?;
+        let code = known.get(raw, |raw| canonical(raw).map(|c| strings.get(&c)));
+        if code.is_none() {
+            self.bad(field, format!("expected {expected}, found {raw:?}"));
+        }
+        code
+    }
+
+    fn due_after_issue(&mut self, issue: Option<NaiveDate>, due: Option<NaiveDate>) {
+        if let (Some(issue), Some(due)) = (issue, due)
+            && due < issue
+        {
+            self.bad(
+                DUE_DATE,
+                format!("due date {due} is before the issue date {issue}"),
+            );
+        }
+    }
+}
+
+pub(super) enum Column {
+    Field(usize),
+    Extra(String),
+}
+
+/// `s.trim()`, without decoding characters when `s` begins and ends with
+/// ASCII that is no whitespace, as nearly every value of a feed does.
+fn trim(s: &str) -> &str {
+    let solid = |b: &u8| b.is_ascii() && !char::from(*b).is_whitespace();
+    match s.as_bytes() {
+        [first, .., last] if solid(first) && solid(last) => s,
+        [only] if solid(only) => s,
+        _ => s.trim(),
+    }
+}
+
+/// How a column name is matched, to canonical names and to the feed's
+/// `columns`: trimmed and lower-cased, as exports vary in both.
+pub(super) fn column_key(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::feed::tests::{HEADER, assert_first_problem, json_invoice, load};
+
+    #[test]
+    fn french_dialect_with_bom_semicolons_mapping() {
+        let content = "\u{feff}N° facture;customer_id;customer_name;issue_date;due_date;amount\nF1;C1;Dupont;01/02/2024;29/02/2024;1 234,56\nF2;C1;Dupont;01/02/2024;31/02/2024;1,5\n";
+        let l = load("fr.csv", content, |f| {
+            f.decimal = ',';
+            f.date_format = "%d/%m/%Y".into();
+            f.columns.insert("number".into(), "N° facture".into());
+        });
+        assert_eq!(l.invoices.len(), 1, "{:?}", l.problems);
+        assert_eq!(l.invoices[0].amount.to_string(), "1234.56");
+        assert_eq!(l.invoices[0].due_date.to_string(), "2024-02-29");
+        assert_first_problem(&l, "fr.csv:3: due_date");
+    }
+
+    #[test]
+    fn missing_required_column_is_a_feed_error() {
+        let l = load("a.csv", "number,customer_id\nF1,C1\n", |_| {});
+        assert!(l.invoices.is_empty());
+        assert_first_problem(
+            &l,
+            "a.csv:1: missing required column(s): customer_name, issue_date",
+        );
+    }
+
+    #[test]
+    fn json_objects_and_arrays_are_kept_as_json_text_in_extra() {
+        let l = load(
+            "a.json",
+            &format!(
+                "[{}, {}]",
+                json_invoice(
+                    r#""amount":1,"address":{"city":"Lyon", "zip": "69001"},"lines":[1, "a"]"#
+                ),
+                json_invoice(r#""amount":{"value":1}"#).replace("J1", "J2"),
+            ),
+            |_| {},
+        );
+        let extra = &l.invoices[0].extra;
+        assert_eq!(extra["address"], r#"{"city":"Lyon","zip":"69001"}"#);
+        assert_eq!(extra["lines"], r#"[1,"a"]"#);
+        // A canonical field still has to be a string or a number.
+        assert_eq!(l.invoices.len(), 1);
+        assert_first_problem(&l, "[1]: amount: expected a string or a number");
+    }
+
+    #[test]
+    fn json_amounts_in_exponent_form_and_with_a_decimal_comma() {
+        let content = format!(
+            "[{}, {}]",
+            json_invoice(r#""amount":1.5E3,"amount_paid":1e-2"#),
+            json_invoice(r#""amount":1234.56,"customer_id":1.5"#).replace("J1", "J2"),
+        );
+        for decimal in ['.', ','] {
+            let l = load("a.json", &content, |f| f.decimal = decimal);
+            assert!(l.problems.is_empty(), "{:?}", l.problems);
+            assert_eq!(l.invoices[0].amount_due().to_string(), "1499.99");
+            assert_eq!(l.invoices[1].amount.to_string(), "1234.56");
+            // Only amounts follow the feed's decimal: other numbers stay as written.
+            assert_eq!(&*l.invoices[1].customer_id, "1.5");
+        }
+        let l = load(
+            "a.json",
+            &format!("[{}]", json_invoice(r#""amount":1e999"#)),
+            |_| {},
+        );
+        assert_first_problem(&l, "amount: expected a decimal number");
+    }
+
+    #[test]
+    fn mapped_column_names_match_trimmed_and_in_any_case() {
+        let content = " FACTURE ;Customer_ID;customer_name;issue_date;due_date;Montant TTC\nF1;C1;Dupont;2024-02-01;2024-02-29;10\n";
+        let l = load("fr.csv", content, |f| {
+            f.columns.insert("number".into(), "Facture".into());
+            f.columns.insert("amount".into(), "montant ttc".into());
+        });
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        assert_eq!(
+            (
+                &*l.invoices[0].number,
+                l.invoices[0].amount.to_string().as_str()
+            ),
+            ("F1", "10")
+        );
+        let l = load(
+            "a.json",
+            &format!("[{}]", json_invoice(r#""Montant TTC":"10""#)),
+            |f| {
+                f.columns.insert("amount".into(), "montant ttc".into());
+            },
+        );
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+    }
+
+    #[test]
+    fn a_negative_payment_is_a_bad_row() {
+        let l = load(
+            "a.csv",
+            &format!("{HEADER}F1,C1,Acme,,2026-01-01,2026-01-31,100,-30,,,,\n"),
+            |_| {},
+        );
+        assert!(l.invoices.is_empty());
+        assert_first_problem(
+            &l,
+            "a.csv:2: amount_paid: must not be negative, found \"-30\"",
+        );
+    }
+
+    #[test]
+    fn a_duplicate_column_is_a_feed_error() {
+        let cases = [
+            (
+                "number,customer_id,customer_name,issue_date,due_date,amount,Amount\n",
+                None,
+                "duplicate column \"Amount\": \"amount\" already gives amount",
+            ),
+            (
+                "number,customer_id,customer_name,issue_date,due_date,amount,po,po\n",
+                None,
+                "duplicate column \"po\"",
+            ),
+            (
+                "number,customer_id,customer_name,issue_date,due_date,Montant,MONTANT\n",
+                Some("montant"),
+                "duplicate column \"MONTANT\": \"Montant\" already gives amount",
+            ),
+        ];
+        for (header, mapped, message) in cases {
+            let l = load(
+                "a.csv",
+                &format!("{header}F1,C1,A,2026-01-01,2026-01-31,1,2\n"),
+                |f| {
+                    if let Some(m) = mapped {
+                        f.columns.insert("amount".into(), m.into());
+                    }
+                },
+            );
+            assert_eq!(l.unreadable.len(), 1, "{header}");
+            assert_first_problem(&l, &format!("a.csv:1: {message}"));
+        }
+        // Unnamed columns (trailing separators in the header) are no duplicates.
+        let l = load(
+            "a.csv",
+            "number,customer_id,customer_name,issue_date,due_date,amount,,\nF1,C1,A,2026-01-01,2026-01-31,1,,\n",
+            |_| {},
+        );
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+    }
+
+    #[test]
+    fn values_past_the_header_are_a_bad_row_unless_empty() {
+        let content = format!(
+            "{HEADER}F1,C1,Acme,,2026-01-01,2026-01-31,1,,,,,north,,\nF2,C1,Acme,,2026-01-01,2026-01-31,1,,,,,north,shifted\n"
+        );
+        let l = load("a.csv", &content, |_| {});
+        assert_eq!(l.invoices.len(), 1);
+        assert_eq!(l.invoices[0].extra["region"], "north");
+        assert_first_problem(&l, "a.csv:3: row has 13 fields, the header has 12");
+    }
+}

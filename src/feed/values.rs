@@ -1,0 +1,273 @@
+//! Dates, amounts and codes as feeds write them, read into exact values.
+
+use std::borrow::Cow;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+use crate::config::is_currency_code;
+
+/// A date format parsed once per feed rather than once per date.
+pub(super) struct DateFormat<'f> {
+    /// The positions of the digits, for a format of `%Y`, `%m` and `%d` between literals.
+    fixed: Option<FixedDate>,
+    /// The format for chrono, for dates of any other shape. None for the
+    /// default `%Y-%m-%d`, which is only read in its fixed shape (`2026-1-5`
+    /// is not a date there).
+    strftime: Option<Vec<chrono::format::Item<'f>>>,
+}
+
+impl<'f> DateFormat<'f> {
+    pub(super) fn new(format: &'f str) -> Option<Self> {
+        let items = chrono::format::StrftimeItems::new(format).parse().ok()?;
+        Some(DateFormat {
+            fixed: FixedDate::new(&items),
+            strftime: (format != "%Y-%m-%d").then_some(items),
+        })
+    }
+
+    pub(super) fn parse(&self, s: &str) -> Option<NaiveDate> {
+        if let Some((year, month, day)) = self.fixed.as_ref().and_then(|f| f.fields(s)) {
+            return NaiveDate::from_ymd_opt(year, month, day);
+        }
+        let mut parsed = chrono::format::Parsed::new();
+        chrono::format::parse(&mut parsed, s, self.strftime.as_ref()?.iter()).ok()?;
+        parsed.to_naive_date().ok()
+    }
+}
+
+/// A date format made of `%Y`, `%m` and `%d` (once each) and separators
+/// without digits, such as `%d/%m/%Y`. A date of exactly its shape, all
+/// digits where the format has numbers (`05/01/2026`), is read by position:
+/// chrono's parser reads the same numbers from it, far slower. Chrono still
+/// says which dates exist ([`NaiveDate::from_ymd_opt`]) and reads the dates
+/// of any other shape (`5/1/2026`).
+struct FixedDate {
+    /// Per byte of a date: `None` for a digit, else the separator's byte.
+    shape: Vec<Option<u8>>,
+    year: std::ops::Range<usize>,
+    month: std::ops::Range<usize>,
+    day: std::ops::Range<usize>,
+}
+
+impl FixedDate {
+    fn new(items: &[chrono::format::Item]) -> Option<Self> {
+        use chrono::format::{Item, Numeric};
+        let mut shape = Vec::new();
+        let (mut year, mut month, mut day) = (None, None, None);
+        for item in items {
+            let (place, width) = match item {
+                Item::Literal(s) if s.bytes().all(|b| b.is_ascii_punctuation()) => {
+                    shape.extend(s.bytes().map(Some));
+                    continue;
+                }
+                // Chrono reads at most 4 digits for an unsigned year, 2 for a month or day.
+                Item::Numeric(Numeric::Year, _) => (&mut year, 4),
+                Item::Numeric(Numeric::Month, _) => (&mut month, 2),
+                Item::Numeric(Numeric::Day, _) => (&mut day, 2),
+                _ => return None,
+            };
+            if place.replace(shape.len()..shape.len() + width).is_some() {
+                return None;
+            }
+            shape.resize(shape.len() + width, None);
+        }
+        Some(FixedDate {
+            shape,
+            year: year?,
+            month: month?,
+            day: day?,
+        })
+    }
+
+    /// The year, month and day of a date of this shape; None for another shape.
+    fn fields(&self, s: &str) -> Option<(i32, u32, u32)> {
+        let b = s.as_bytes();
+        let fits = b.len() == self.shape.len()
+            && b.iter()
+                .zip(&self.shape)
+                .all(|(c, expected)| match expected {
+                    None => c.is_ascii_digit(),
+                    Some(separator) => c == separator,
+                });
+        let number = |r: &std::ops::Range<usize>| {
+            b[r.clone()]
+                .iter()
+                .fold(0, |n, d| n * 10 + u32::from(d - b'0'))
+        };
+        fits.then(|| {
+            (
+                number(&self.year) as i32,
+                number(&self.month),
+                number(&self.day),
+            )
+        })
+    }
+}
+
+/// A currency code as relance keeps it: upper case (`usd` is `USD`).
+pub(super) fn currency_code(c: &str) -> Option<Cow<'_, str>> {
+    if is_currency_code(c) {
+        return Some(Cow::Borrowed(c));
+    }
+    let upper = c.to_ascii_uppercase();
+    is_currency_code(&upper).then_some(Cow::Owned(upper))
+}
+
+/// A language tag in its usual case (`FR` → `fr`, `fr-ca` → `fr-CA`):
+/// tags are case-insensitive, but template files and the French/English
+/// helpers are looked up by the canonical spelling, so an export writing
+/// `FR` must not get English amounts or fall back to the default language.
+pub(super) fn canonical_language(tag: &str) -> String {
+    tag.split('-')
+        .enumerate()
+        .map(|(i, part)| match (i, part.len()) {
+            (0, _) => part.to_ascii_lowercase(),
+            (_, 2) => part.to_ascii_uppercase(), // region: CA, GB
+            (_, 4) => {
+                // script: Latn
+                let lower = part.to_ascii_lowercase();
+                lower[..1].to_ascii_uppercase() + &lower[1..]
+            }
+            _ => part.to_ascii_lowercase(),
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// A JSON number given as an amount, written the way the feed's amounts are
+/// (`decimal`), for [`parse_amount`]: JSON writes numbers with a dot whatever
+/// the feed's setting, and may use an exponent (`1.5E3`). A number that is no
+/// exact decimal is left as written, to be reported as such.
+pub(super) fn json_amount(number: &str, decimal: char) -> String {
+    let exact = if number.contains(['e', 'E']) {
+        Decimal::from_scientific(number)
+    } else {
+        Decimal::from_str_exact(number)
+    };
+    match exact {
+        // Decimal writes digits, `-` and at most one `.`: nothing else to translate.
+        Ok(d) if decimal == ',' => d.to_string().replace('.', ","),
+        Ok(d) => d.to_string(),
+        Err(_) => number.to_string(),
+    }
+}
+
+/// Parses an amount exactly: an optional sign, the integer part, then the
+/// `decimal` separator and the fraction. The integer part may group thousands
+/// with one separator — a space, a no-break space, `'`, and with `decimal: ","`
+/// a dot (`1 234,56`, `1.234.567,89`) — but only between groups of exactly three
+/// digits: a dot in a `decimal: ","` feed (`1234.56`, `1.5`) is then refused
+/// rather than silently read as 123456 or 15. With `.` a comma is refused
+/// rather than guessed (is `1,5` one and a half or fifteen?).
+pub fn parse_amount(s: &str, decimal: char) -> Result<Decimal, String> {
+    if decimal == '.' && s.contains(',') {
+        return Err(format!(
+            "expected a decimal number like 1234.56, found {s:?} (for amounts written 1 234,56 set `decimal: \",\"` on this feed)"
+        ));
+    }
+    let invalid = || {
+        format!(
+            "expected a decimal number like {}, found {s:?}",
+            if decimal == ',' { "1234,56" } else { "1234.56" }
+        )
+    };
+    let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
+    let (whole, fraction) = unsigned.split_once(decimal).unwrap_or((unsigned, ""));
+    let digits = ungroup(whole, decimal).ok_or_else(invalid)?;
+    // `1.2.3` is as unreadable as `abc`: say so the same way.
+    if !fraction.bytes().all(|b| b.is_ascii_digit()) || digits.is_empty() && fraction.is_empty() {
+        return Err(invalid());
+    }
+    // The common case, `1234.56`, is parsed as it is, without a copy.
+    let exact: Cow<str> = match digits {
+        Cow::Borrowed(_) if decimal == '.' => Cow::Borrowed(s),
+        _ => {
+            let sign = if s.starts_with('-') { "-" } else { "" };
+            let point = if fraction.is_empty() { "" } else { "." };
+            Cow::Owned(format!("{sign}{digits}{point}{fraction}"))
+        }
+    };
+    Decimal::from_str_exact(&exact).map_err(|e| format!("amount {s:?} cannot be read exactly: {e}"))
+}
+
+/// The digits of an amount's integer part without its thousands separators
+/// (see [`parse_amount`]); `None` unless every group after the first has
+/// exactly three digits, all split by the same separator.
+fn ungroup(whole: &str, decimal: char) -> Option<Cow<'_, str>> {
+    let Some(separator) = whole.chars().find(|c| !c.is_ascii_digit()) else {
+        return Some(Cow::Borrowed(whole));
+    };
+    let thousands = matches!(separator, ' ' | '\u{a0}' | '\u{202f}' | '\'')
+        || (separator == '.' && decimal == ',');
+    let digits = |g: &str| g.bytes().all(|b| b.is_ascii_digit());
+    let mut groups = whole.split(separator);
+    let first = groups
+        .next()
+        .filter(|g| (1..=3).contains(&g.len()) && digits(g));
+    (thousands && first.is_some() && groups.all(|g| g.len() == 3 && digits(g)))
+        .then(|| Cow::Owned(whole.replace(separator, "")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn language_tags_get_their_canonical_case() {
+        assert_eq!(canonical_language("FR"), "fr");
+        assert_eq!(canonical_language("fr-ca"), "fr-CA");
+        assert_eq!(canonical_language("EN-gb"), "en-GB");
+        assert_eq!(canonical_language("zh-HANT-tw"), "zh-Hant-TW");
+        assert_eq!(canonical_language("en"), "en");
+    }
+
+    #[test]
+    fn amounts() {
+        assert_eq!(parse_amount("1234.56", '.').unwrap().to_string(), "1234.56");
+        assert_eq!(
+            parse_amount("1\u{202f}234,5", ',').unwrap().to_string(),
+            "1234.5"
+        );
+        assert_eq!(
+            parse_amount("1.234,56", ',').unwrap().to_string(),
+            "1234.56"
+        );
+        assert_eq!(parse_amount("-10", '.').unwrap().to_string(), "-10");
+        assert!(parse_amount("1,5", '.').is_err());
+        assert!(parse_amount("1e3", '.').is_err());
+        assert_eq!(
+            parse_amount("1.2.3", '.'),
+            Err("expected a decimal number like 1234.56, found \"1.2.3\"".into())
+        );
+        assert!(parse_amount("", '.').is_err());
+    }
+
+    #[test]
+    fn thousands_separators_only_between_groups_of_three() {
+        let ok = |s: &str, decimal| parse_amount(s, decimal).unwrap().to_string();
+        assert_eq!(ok("1.234.567,89", ','), "1234567.89");
+        assert_eq!(ok("1 234,56", ','), "1234.56");
+        assert_eq!(ok("1\u{a0}234\u{a0}567", ','), "1234567");
+        assert_eq!(ok("-1'234,5", ','), "-1234.5");
+        assert_eq!(ok("1.234", ','), "1234");
+        assert_eq!(ok("12 345.6", '.'), "12345.6");
+        assert_eq!(ok("+0,5", ','), "0.5");
+        let comma = |s: &str| format!("expected a decimal number like 1234,56, found {s:?}");
+        for bad in [
+            "1234.56",
+            "1.5",
+            "1 23,4",
+            "1234 567,8",
+            "1.234 567",
+            ",",
+            "1,2,3",
+            "1.234,5.6",
+        ] {
+            assert_eq!(parse_amount(bad, ','), Err(comma(bad)), "{bad}");
+        }
+        for bad in ["1 23.4", "1234 567", "1.234.567", " 123"] {
+            assert!(parse_amount(bad, '.').is_err(), "{bad}");
+        }
+    }
+}
