@@ -10,7 +10,7 @@
 //! - load a folder: [`Project::load`] (a [`Project`] never changes; a reload
 //!   builds a new one), and [`Project::check`] it;
 //! - plan a window: [`Project::plan`] against [`Project::journal_view`];
-//! - render the outgoing messages: [`Project::render`] (one [`Reminder`] row
+//! - render the outgoing messages: [`Project::render`] (one [`Message`] row
 //!   per reminder, with the message it goes out in);
 //! - explain an invoice: [`explain`] gives a serialisable [`Explanation`];
 //! - run one daemon pass without signals or a watcher: [`Daemon::open`] then
@@ -43,10 +43,10 @@ pub use calendar::parse_time;
 pub use config::Config;
 pub use daemon::{Daemon, Report, RunOptions};
 pub use diagnostics::{Location, Problem, Problems, Severity};
-pub use engine::{Plan, Planned};
+pub use engine::{Plan, Reminder};
 pub use error::{Error, Result};
 pub use journal::{Journal, JournalView};
-pub use project::{Options, Project, Reminder};
+pub use project::{Message, Options, Project};
 pub use report::explain::{Explanation, explain};
 
 /// What the micro-benchmarks (`benches/`) time below the API: not an API,

@@ -6,14 +6,14 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{Daemon, Report, rfc3339};
 use crate::deliver::Proofs;
-use crate::engine::{Plan, Planned};
+use crate::engine::{Plan, Reminder};
 use crate::error::Result;
 use crate::journal::{Identity, JournalRow, State, Transaction};
-use crate::project::Reminder;
+use crate::project::Message;
 use crate::rules::{Channel, ON_PAID};
 
 /// A message ready to go: its reminders and their rendering.
-type Outgoing<'p> = (Vec<Planned>, Reminder<'p>);
+type Outgoing<'p> = (Vec<Reminder>, Message<'p>);
 
 /// Rows journaled `planned` are delivered and their `sent` committed in
 /// batches of this many (files prove delivery, so a batch is one sync).
@@ -76,12 +76,12 @@ impl Daemon {
         date: NaiveDate,
         now: DateTime<Utc>,
         report: &mut Report,
-    ) -> (Vec<Vec<Planned>>, HashSet<usize>) {
+    ) -> (Vec<Vec<Reminder>>, HashSet<usize>) {
         let clock = self.clock(date, now);
-        let mut messages: Vec<Vec<Planned>> = Vec::new();
+        let mut messages: Vec<Vec<Reminder>> = Vec::new();
         let mut waiting: HashSet<usize> = HashSet::new();
         for rows in self.project.messages(&plan.reminders).each() {
-            let rows: Vec<Planned> = rows.iter().map(|&i| plan.reminders[i]).collect();
+            let rows: Vec<Reminder> = rows.iter().map(|&i| plan.reminders[i]).collect();
             let send_at = self
                 .project
                 .send_at(&rows[0])
@@ -122,7 +122,7 @@ impl Daemon {
 
     /// A dry run shows every message, held or not: over the limit is
     /// exactly when the operator needs to see what would go out.
-    fn log_dry_run(&self, messages: &[Vec<Planned>]) {
+    fn log_dry_run(&self, messages: &[Vec<Reminder>]) {
         for rows in messages {
             let r = self.project.message(rows, true);
             tracing::info!(invoice = %r.invoice, invoices = rows.len(), policy = %r.policy, stage = %r.stage, occurrence = r.occurrence,
@@ -133,7 +133,7 @@ impl Daemon {
     /// Step 4: whether the batch may go out. More than `limits.max_per_run`
     /// messages without `--confirm` sends none of them: a mistyped offset
     /// must not mail every customer.
-    fn guard(&self, messages: &[Vec<Planned>], date: NaiveDate, report: &mut Report) -> bool {
+    fn guard(&self, messages: &[Vec<Reminder>], date: NaiveDate, report: &mut Report) -> bool {
         let limit = self.project.config.limits.max_per_run;
         if report.due <= limit || self.run.confirm {
             return true;
@@ -176,7 +176,7 @@ impl Daemon {
     fn journal_planned(
         &self,
         plan: &Plan,
-        messages: Vec<Vec<Planned>>,
+        messages: Vec<Vec<Reminder>>,
         waiting: &HashSet<usize>,
         date: NaiveDate,
         now: DateTime<Utc>,
@@ -194,7 +194,7 @@ impl Daemon {
         let tx = journal.begin()?;
         // Which stage overtook each skipped one (one reminder per invoice and
         // date): `history` shows it as the reason of the skip.
-        let fired: BTreeMap<usize, &Planned> = rendered
+        let fired: BTreeMap<usize, &Reminder> = rendered
             .iter()
             .flat_map(|(rows, _)| rows.iter().map(|p| (p.invoice, p)))
             .collect();
@@ -253,7 +253,7 @@ impl Daemon {
     }
 
     /// The journal's identity of a planned reminder.
-    fn identity(&self, planned: &Planned) -> Identity {
+    fn identity(&self, planned: &Reminder) -> Identity {
         let policy = &self.project.rulebook.policies[planned.policy];
         Identity {
             invoice: self.project.ledger.invoices[planned.invoice]
@@ -304,8 +304,8 @@ impl Daemon {
     /// are flushed here, and the message's rows change in one transaction.
     fn deliver_one(
         &self,
-        rows: &[Planned],
-        r: &Reminder,
+        rows: &[Reminder],
+        r: &Message,
         now: DateTime<Utc>,
         report: &mut Report,
         in_batch: bool,
@@ -469,7 +469,7 @@ impl Daemon {
     }
 
     /// Finds the reminder a journal row stands for in the current project.
-    fn resolve(&self, p: &JournalRow) -> Result<Planned, String> {
+    fn resolve(&self, p: &JournalRow) -> Result<Reminder, String> {
         let id = &p.identity;
         let invoice = self
             .project
@@ -499,7 +499,7 @@ impl Daemon {
             .ok_or("the stage no longer exists")?;
         let date = NaiveDate::parse_from_str(&p.date, "%Y-%m-%d")
             .map_err(|_| "bad date in the journal")?;
-        Ok(Planned {
+        Ok(Reminder {
             date,
             invoice,
             policy,

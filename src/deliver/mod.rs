@@ -14,7 +14,7 @@ use lettre::{SmtpTransport, Transport};
 use crate::config::{Company, Config, Delivery, Tls};
 use crate::journal::Identity;
 use crate::model::Invoice;
-use crate::project::Reminder;
+use crate::project::Message;
 use crate::rules::Channel;
 use crate::text::clean_line;
 
@@ -240,7 +240,7 @@ impl Deliverer {
     /// the invoices' facts).
     pub fn deliver(
         &self,
-        r: &Reminder,
+        r: &Message,
         items: &[(&Invoice, &Identity)],
     ) -> Result<String, DeliveryError> {
         if r.channel != Channel::Email {
@@ -275,7 +275,7 @@ impl Deliverer {
     /// a task's text before its rows in the worklist.
     fn deliver_work(
         &self,
-        r: &Reminder,
+        r: &Message,
         items: &[(&Invoice, &Identity)],
     ) -> Result<String, DeliveryError> {
         let path = self
@@ -323,7 +323,7 @@ impl Deliverer {
 
     /// Builds the MIME message. Names and subjects are encoded by lettre;
     /// control characters are removed first, so feed data cannot add headers.
-    pub fn email(&self, r: &Reminder, message_id: &str) -> Result<lettre::Message, DeliveryError> {
+    pub fn email(&self, r: &Message, message_id: &str) -> Result<lettre::Message, DeliveryError> {
         let from = self.from.clone();
         let mut builder = lettre::Message::builder()
             .from(from.clone())

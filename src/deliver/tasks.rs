@@ -15,7 +15,7 @@ use crate::config::Company;
 use crate::journal::Identity;
 use crate::locale::{format_amount, format_date, is_french, money};
 use crate::model::{Invoice, distinct_recipients};
-use crate::project::Reminder;
+use crate::project::Message;
 use crate::rules::Channel;
 use crate::text::clean_line;
 
@@ -124,7 +124,7 @@ const ENGLISH: Words = Words {
     customer: "Customer",
     phone: "Phone",
     email: "Email",
-    reminder: "Reminder",
+    reminder: "Message",
     subject: "Subject",
     no_phone: "(not in the feed: look it up in the customer record)",
     not_in_feed: "(not in the feed)",
@@ -194,7 +194,7 @@ fn emails(items: &[(&Invoice, &Identity)]) -> Option<String> {
 /// The sheet a person acts on for a call, an SMS or a task: who to reach
 /// and how, the invoices with what is due on each and the totals, then the
 /// rendered message (the call script, the SMS text, the instructions).
-pub fn sheet(r: &Reminder, items: &[(&Invoice, &Identity)]) -> String {
+pub fn sheet(r: &Message, items: &[(&Invoice, &Identity)]) -> String {
     let w = words(r.language);
     let (title, heading) = match r.channel {
         Channel::Call => (w.call_sheet, w.call_body),
@@ -248,7 +248,7 @@ pub fn sheet(r: &Reminder, items: &[(&Invoice, &Identity)]) -> String {
 }
 
 /// The invoices as an aligned table, amounts exact and right-aligned.
-fn invoice_table(r: &Reminder, items: &[(&Invoice, &Identity)], w: &Words) -> String {
+fn invoice_table(r: &Message, items: &[(&Invoice, &Identity)], w: &Words) -> String {
     let rows: Vec<[String; 8]> = items
         .iter()
         .map(|(inv, _)| {
@@ -320,7 +320,7 @@ fn totals(items: &[(&Invoice, &Identity)], w: &Words, labels: usize, language: &
 }
 
 /// The rendered text of a message, without the blank lines around it.
-fn body<'r>(r: &'r Reminder) -> &'r str {
+fn body<'r>(r: &'r Message) -> &'r str {
     r.body
         .as_deref()
         .unwrap_or("")
@@ -337,7 +337,7 @@ const FRENCH_RECIPIENT_INDENT: usize = 44;
 /// config's `company`), the recipient (the customer and the feed's
 /// `address`), the place and date, the registered-mail line, the subject,
 /// then the rendered text. The .txt and the PDF of a letter are this text.
-pub fn letter(r: &Reminder, items: &[(&Invoice, &Identity)], company: &Company) -> String {
+pub fn letter(r: &Message, items: &[(&Invoice, &Identity)], company: &Company) -> String {
     let w = words(r.language);
     let french = is_french(r.language);
     let mut text = String::new();
@@ -408,7 +408,7 @@ fn place(company: &Company) -> Option<String> {
 /// with, is told apart from a complete one (see [`in_worklist`]). Text is
 /// kept on one line, so that a row is a line.
 fn worklist_rows(
-    r: &Reminder,
+    r: &Message,
     items: &[(&Invoice, &Identity)],
     header: bool,
 ) -> csv::Result<Vec<u8>> {
@@ -454,7 +454,7 @@ fn worklist_rows(
 /// rows start on a line of their own.
 pub fn append_to_worklist(
     path: &Path,
-    r: &Reminder,
+    r: &Message,
     items: &[(&Invoice, &Identity)],
 ) -> std::io::Result<()> {
     let mut file = std::fs::OpenOptions::new()
@@ -526,8 +526,8 @@ mod tests {
     use crate::model::tests::{date, invoice};
     use std::borrow::Cow;
 
-    fn reminder(channel: Channel, language: &'static str, body: &str) -> Reminder<'static> {
-        Reminder {
+    fn reminder(channel: Channel, language: &'static str, body: &str) -> Message<'static> {
+        Message {
             date: date("2026-12-01"),
             invoice: "F1",
             customer_id: "C1",

@@ -54,9 +54,11 @@ pub struct PolicyChoice {
     pub asked: usize,
 }
 
-/// A reminder the plan says will go out.
+/// A reminder decided by the firing rules: this stage occurrence of this
+/// policy goes out for this invoice on this date. A [`Plan`] lists them;
+/// `project` groups them into messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Planned {
+pub struct Reminder {
     pub date: NaiveDate,
     pub invoice: usize,
     pub policy: usize,
@@ -87,7 +89,7 @@ impl Evaluator<'_> {
     /// Why a reminder already decided cannot go out on `date` (a retry, a
     /// crash leftover): a day off, a hold, a promise running — what would
     /// stop a new one.
-    pub fn waits(&self, planned: &Planned, date: NaiveDate) -> Option<String> {
+    pub fn waits(&self, planned: &Reminder, date: NaiveDate) -> Option<String> {
         let policy = &self.policies[planned.policy];
         let inv = &self.ledger.invoices[planned.invoice];
         let thanks = policy.stages[planned.stage].trigger == Trigger::Paid;

@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use rayon::prelude::*;
 use rhai::Scope;
 
-use super::{Evaluator, Occurrence, Planned, PolicyChoice};
+use super::{Evaluator, Occurrence, PolicyChoice, Reminder};
 use crate::calendar::add_days;
 use crate::journal::{JournalView, Mark, State};
 use crate::rules::{Policy, ScriptError};
@@ -15,9 +15,9 @@ use crate::rules::{Policy, ScriptError};
 #[derive(Debug, Default)]
 pub struct Plan {
     /// Sorted by date, then invoice number.
-    pub reminders: Vec<Planned>,
+    pub reminders: Vec<Reminder>,
     /// Occurrences overtaken by a later one on the same day: journaled as skipped.
-    pub skipped: Vec<Planned>,
+    pub skipped: Vec<Reminder>,
     /// Open invoices that no policy matched.
     pub unmatched: Vec<usize>,
     /// Script failures, one per invoice and message.
@@ -119,7 +119,7 @@ impl Evaluator<'_> {
             bytes[..n].copy_from_slice(&number[..n]);
             u64::from_be_bytes(bytes)
         };
-        let mut keyed: Vec<(NaiveDate, u64, Planned)> = plan
+        let mut keyed: Vec<(NaiveDate, u64, Reminder)> = plan
             .reminders
             .par_iter()
             .map(|r| (r.date, prefix(r.invoice), *r))
@@ -209,7 +209,7 @@ impl Evaluator<'_> {
                 continue;
             };
             first = false;
-            let planned = |o: &Occurrence| Planned {
+            let planned = |o: &Occurrence| Reminder {
                 date: day,
                 invoice,
                 policy: p,

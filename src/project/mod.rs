@@ -10,12 +10,12 @@ use serde::Serialize;
 
 use crate::config::{Config, FeedConfig, FeedFormat};
 use crate::diagnostics::{Location, Problem, Problems};
-use crate::engine::{Evaluator, Planned};
+use crate::engine::{Evaluator, Reminder};
 use crate::feed::{feeds_for, load_feeds};
 use crate::journal::JournalView;
 use crate::journal::{group_token, reminder_token};
 use crate::model::{Invoice, Ledger, NumberIndex, Origin, Status, distinct_recipients};
-use crate::render::{Message, StatementLine, Templates, message_context};
+use crate::render::{Rendered, StatementLine, Templates, message_context};
 use crate::rules::{
     Channel, Grouping, HoldTarget, Holds, Policy, Stage, Trigger, load_holds, load_policies,
 };
@@ -104,11 +104,17 @@ impl Rulebook {
     }
 }
 
-/// A reminder as `preview` and the daemon present it (docs/contract.md §6 keys).
-#[derive(Debug, Clone, Serialize)]
+/// An outgoing message (an email, a letter, a call sheet…), seen from one of
+/// the reminders it carries: that reminder's own fields (date, invoice,
+/// policy, stage, occurrence) and the message's (token, channel, recipients,
+/// subject, body, send time, and the invoices it covers when grouped).
+/// `preview` prints one per reminder, with the keys of docs/contract.md §6;
+/// the daemon delivers one per message token.
+///
 /// It borrows what the project holds, so that a preview of a million
 /// reminders allocates only what each message adds.
-pub struct Reminder<'p> {
+#[derive(Debug, Clone, Serialize)]
+pub struct Message<'p> {
     pub date: NaiveDate,
     pub invoice: &'p str,
     pub customer_id: &'p str,
@@ -145,7 +151,7 @@ pub struct Reminder<'p> {
     pub covers: Arc<[&'p str]>,
 }
 
-impl Reminder<'_> {
+impl Message<'_> {
     /// Whether it is a later reminder of a grouped message, which a table
     /// has shown with the message's first.
     pub fn follows_in_its_message(&self) -> bool {
@@ -238,7 +244,7 @@ impl Project {
     /// When a message led by `planned` may go out: its policy's send time
     /// on the day, in its recipient's time zone (the feed's `timezone`,
     /// else the config's); `None` when the policy has no send time.
-    pub fn send_at(&self, planned: &Planned) -> Option<chrono::DateTime<chrono_tz::Tz>> {
+    pub fn send_at(&self, planned: &Reminder) -> Option<chrono::DateTime<chrono_tz::Tz>> {
         let policy = &self.rulebook.policies[planned.policy];
         policy
             .window
@@ -251,14 +257,14 @@ impl Project {
     }
 
     /// Renders a planned reminder that goes out alone (the body only when asked).
-    pub fn reminder(&self, planned: &Planned, body: bool) -> Reminder<'_> {
+    pub fn reminder(&self, planned: &Reminder, body: bool) -> Message<'_> {
         self.message(std::slice::from_ref(planned), body)
     }
 
     /// Renders the message carrying `rows` (one reminder, or a customer's
     /// several when grouped; the first leads): the first row's fields with
     /// the message's token, recipients, subject and (when asked) body.
-    pub fn message(&self, rows: &[Planned], body: bool) -> Reminder<'_> {
+    pub fn message(&self, rows: &[Reminder], body: bool) -> Message<'_> {
         let planned = &rows[0];
         let inv = &self.ledger.invoices[planned.invoice];
         let policy = &self.rulebook.policies[planned.policy];
@@ -298,7 +304,7 @@ impl Project {
     /// A reminder decided for its date, as it goes out: in the message it
     /// shares with its customer's other reminders of the day when its stage
     /// is grouped, which takes planning that customer's day (`explain`).
-    pub fn as_sent(&self, planned: &Planned, journal: &JournalView) -> Reminder<'_> {
+    pub fn as_sent(&self, planned: &Reminder, journal: &JournalView) -> Message<'_> {
         let stage = &self.rulebook.policies[planned.policy].stages[planned.stage];
         if stage.group != Grouping::Customer {
             return self.reminder(planned, false);
@@ -307,7 +313,7 @@ impl Project {
             .evaluator()
             .plan(planned.date, 1, journal, Some(planned.invoice));
         let messages = self.messages(&plan.reminders);
-        let rows: Vec<Planned> = plan
+        let rows: Vec<Reminder> = plan
             .reminders
             .iter()
             .position(|r| r == planned)
@@ -333,7 +339,7 @@ impl Project {
     /// A planned reminder as one row of the grouped message `message`
     /// (already rendered): its own fields, and the message's token,
     /// recipients, subject, body and error.
-    pub fn member<'p>(&'p self, planned: &Planned, message: &Reminder<'p>) -> Reminder<'p> {
+    pub fn member<'p>(&'p self, planned: &Reminder, message: &Message<'p>) -> Message<'p> {
         let mut r = self.fields(planned, message.message.clone(), message.to.clone());
         r.subject.clone_from(&message.subject);
         r.body.clone_from(&message.body);
@@ -344,11 +350,11 @@ impl Project {
         r
     }
 
-    fn fields<'p>(&'p self, planned: &Planned, message: String, to: Cow<'p, str>) -> Reminder<'p> {
+    fn fields<'p>(&'p self, planned: &Reminder, message: String, to: Cow<'p, str>) -> Message<'p> {
         let inv = &self.ledger.invoices[planned.invoice];
         let policy = &self.rulebook.policies[planned.policy];
         let stage = &policy.stages[planned.stage];
-        Reminder {
+        Message {
             date: planned.date,
             invoice: &inv.number,
             customer_id: &inv.customer_id,
@@ -375,7 +381,7 @@ impl Project {
     /// Who a message about `rows` goes to on `channel`: every address of
     /// their invoices (each once) for an email, the first phone number for
     /// a call or an SMS, the customer by name for a letter or a task.
-    fn recipients(&self, rows: &[Planned], channel: Channel) -> Cow<'_, str> {
+    fn recipients(&self, rows: &[Reminder], channel: Channel) -> Cow<'_, str> {
         let inv = &self.ledger.invoices[rows[0].invoice];
         match channel {
             Channel::Email if rows.len() == 1 && !inv.email.contains(';') => {
@@ -397,7 +403,7 @@ impl Project {
     /// Which reminders of a plan go out together: those of a stage with
     /// `group: customer` share one message per customer, date, template,
     /// channel and language; every other reminder goes out alone.
-    pub fn messages(&self, plan: &[Planned]) -> Messages {
+    pub fn messages(&self, plan: &[Reminder]) -> Messages {
         let mut messages = Messages {
             reminders: plan.len(),
             ..Messages::default()
@@ -482,15 +488,15 @@ impl Project {
     /// the message it goes out in (grouped with its customer's others when
     /// its stage says so), the body too when `body`. What `preview --format
     /// json` prints, for a plan that fits in memory.
-    pub fn render(&self, plan: &[Planned], body: bool) -> Vec<Reminder<'_>> {
+    pub fn render(&self, plan: &[Reminder], body: bool) -> Vec<Message<'_>> {
         let messages = self.messages(plan);
-        let mut leads: std::collections::HashMap<usize, Reminder> = Default::default();
+        let mut leads: std::collections::HashMap<usize, Message> = Default::default();
         plan.iter()
             .enumerate()
             .map(|(i, planned)| match messages.group(i) {
                 Some(group) if group.len() > 1 => {
                     let lead = leads.entry(group[0]).or_insert_with(|| {
-                        let rows: Vec<Planned> = group.iter().map(|&j| plan[j]).collect();
+                        let rows: Vec<Reminder> = group.iter().map(|&j| plan[j]).collect();
                         self.message(&rows, body)
                     });
                     self.member(planned, lead)
@@ -526,10 +532,10 @@ impl Project {
     /// Renders the message of `rows` (the first leads) in `language`.
     fn render_message(
         &self,
-        rows: &[Planned],
+        rows: &[Reminder],
         language: &str,
         body: bool,
-    ) -> Result<Message, Problem> {
+    ) -> Result<Rendered, Problem> {
         let planned = &rows[0];
         let policy = &self.rulebook.policies[planned.policy];
         let stage = &policy.stages[planned.stage];

@@ -21,9 +21,10 @@ use crate::rules::{CustomerView, INTEREST_RATE_NOT_SET, InvoiceView, Scripts};
 pub use context::{MessageContext, Parts, StatementLine, message_context};
 use helpers::registry;
 
-/// A rendered reminder.
+/// The text of a message, rendered from its template: subject, body and
+/// (when the template has one) the HTML body.
 #[derive(Debug, Clone, Serialize)]
-pub struct Message {
+pub struct Rendered {
     pub subject: String,
     pub body: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -196,7 +197,7 @@ impl Templates {
         language: &str,
         context: MessageContext,
         body: bool,
-    ) -> Result<Message, Problem> {
+    ) -> Result<Rendered, Problem> {
         // A stage may name a template that does not exist (`check` reports
         // it, but the policy still loads): that reminder cannot be sent, and
         // says why, rather than stopping the whole preview or daemon.
@@ -242,7 +243,7 @@ impl Templates {
             } else {
                 (String::new(), None)
             };
-            Ok(Message {
+            Ok(Rendered {
                 subject,
                 body,
                 html,

@@ -5,12 +5,12 @@ use std::io::{self, Write};
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use crate::engine::{Planned, PolicyTrace, StageTrace, Trace, Verdict};
+use crate::engine::{PolicyTrace, Reminder, StageTrace, Trace, Verdict};
 use crate::error::{Error, Result};
 use crate::journal::{JournalView, Mark};
 use crate::locale::{format_money, money};
 use crate::model::Status;
-use crate::project::{Project, Reminder};
+use crate::project::{Message, Project};
 use crate::rules::Anchor;
 use crate::text::{stage_label, table, weekday};
 
@@ -34,7 +34,7 @@ pub struct Explanation<'p> {
     /// Why nothing goes out on the date, if so.
     pub blocked: Option<String>,
     /// The reminder that fires, as the message it goes out in.
-    pub fires: Option<Reminder<'p>>,
+    pub fires: Option<Message<'p>>,
     /// Stage ids overtaken by the one that fires; `None` when not decided
     /// (a disputed or void invoice).
     pub skipped: Option<Vec<String>>,
@@ -89,7 +89,7 @@ pub fn explain<'p>(
     // What fires, as the message it goes out in: grouped with the customer's
     // other reminders of the day when its stage says so, as the daemon sends it.
     let fires = outcome.as_ref().and_then(|o| o.fire).map(|f| {
-        let planned = Planned {
+        let planned = Reminder {
             date,
             invoice: index,
             policy: chosen.unwrap_or_default(),

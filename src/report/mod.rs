@@ -9,10 +9,10 @@ use chrono::NaiveDate;
 
 use crate::calendar::add_days;
 use crate::diagnostics::Problems;
-use crate::engine::Planned;
+use crate::engine::Reminder;
 use crate::error::{Error, Result};
 use crate::journal::{JournalRow, JournalView, State};
-use crate::project::{Project, Reminder};
+use crate::project::{Message, Project};
 use crate::text::{stage_label, table};
 
 pub mod explain;
@@ -226,14 +226,14 @@ const CHUNK: usize = 2048;
 pub fn write_preview(
     out: &mut dyn Write,
     project: &Project,
-    plan: &[Planned],
+    plan: &[Reminder],
     only: Option<usize>,
     format: Format,
     render: bool,
     warn: &mut dyn FnMut(&str),
 ) -> io::Result<()> {
     use rayon::prelude::*;
-    let shown = |p: &Planned| only.is_none_or(|i| p.invoice == i);
+    let shown = |p: &Reminder| only.is_none_or(|i| p.invoice == i);
     let rows = RowFormat {
         one_invoice: only.is_some(),
         ..RowFormat::new(format, render, project, plan, &shown)
@@ -243,7 +243,7 @@ pub fn write_preview(
     tracing::debug!(groups = messages.groups.len(), elapsed = ?started.elapsed(), "grouped");
     // Grouped messages, rendered in the window of their first reminder and
     // kept until the window of their last.
-    let mut grouped: HashMap<usize, Reminder> = HashMap::new();
+    let mut grouped: HashMap<usize, Message> = HashMap::new();
     let mut written = false;
     out.write_all(&rows.header())?;
     let (size, chunk_size) = if render {
@@ -253,12 +253,12 @@ pub fn write_preview(
     };
     for (w, window) in plan.chunks(size).enumerate() {
         let base = w * size;
-        let opened: Vec<(usize, Reminder)> = (base..base + window.len())
+        let opened: Vec<(usize, Message)> = (base..base + window.len())
             .into_par_iter()
             .filter_map(|i| {
                 // A message of one reminder renders with its row, below.
                 let group = messages.group(i).filter(|g| g[0] == i && g.len() > 1)?;
-                let rows: Vec<Planned> = group.iter().map(|&j| plan[j]).collect();
+                let rows: Vec<Reminder> = group.iter().map(|&j| plan[j]).collect();
                 Some((i, project.message(&rows, render)))
             })
             .collect();
@@ -267,7 +267,7 @@ pub fn write_preview(
             .par_chunks(chunk_size)
             .enumerate()
             .map(|(c, chunk)| {
-                let reminders: Vec<Reminder> = chunk
+                let reminders: Vec<Message> = chunk
                     .iter()
                     .enumerate()
                     .filter(|(_, p)| shown(p))
@@ -320,8 +320,8 @@ impl RowFormat {
         format: Format,
         render: bool,
         project: &Project,
-        plan: &[Planned],
-        shown: &(dyn Fn(&Planned) -> bool + Sync),
+        plan: &[Reminder],
+        shown: &(dyn Fn(&Reminder) -> bool + Sync),
     ) -> RowFormat {
         use rayon::prelude::*;
         let mut widths = PREVIEW_HEADER.map(str::len)[..7]
@@ -374,7 +374,7 @@ impl RowFormat {
 
     /// The rows of `reminders`. In JSON each starts with `,`: the writer
     /// drops the one that would open the array.
-    fn rows(&self, reminders: &[Reminder<'_>]) -> io::Result<Vec<u8>> {
+    fn rows(&self, reminders: &[Message<'_>]) -> io::Result<Vec<u8>> {
         let mut out: Vec<u8> = Vec::with_capacity(reminders.len() * 256);
         match self.format {
             Format::Json => {
@@ -426,7 +426,7 @@ impl RowFormat {
 
 /// One whole message of `preview --render` in a table: its header lines,
 /// its text and, when it has one, its HTML part.
-fn write_message(out: &mut dyn Write, r: &Reminder) -> io::Result<()> {
+fn write_message(out: &mut dyn Write, r: &Message) -> io::Result<()> {
     let invoices = if r.covers.is_empty() {
         r.invoice.to_string()
     } else {
@@ -482,7 +482,7 @@ fn write_row<'c>(
 }
 
 /// The widths of a preview row's first seven cells, from the plan alone.
-fn cell_widths(project: &Project, p: &Planned) -> [usize; 7] {
+fn cell_widths(project: &Project, p: &Reminder) -> [usize; 7] {
     let inv = &project.ledger.invoices[p.invoice];
     let policy = &project.rulebook.policies[p.policy];
     let stage = &policy.stages[p.stage];
@@ -497,7 +497,7 @@ fn cell_widths(project: &Project, p: &Planned) -> [usize; 7] {
     ]
 }
 
-fn reminder_cell(r: &Reminder, column: &str) -> String {
+fn reminder_cell(r: &Message, column: &str) -> String {
     match column {
         "date" => r.date.to_string(),
         "invoice" => r.invoice.to_string(),
