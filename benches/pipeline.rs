@@ -11,7 +11,7 @@ use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_mai
 use relance::internals::{
     CustomerView, FeedConfig, Identity, InvoiceView, JournalRow, State, Variables, load_feeds,
 };
-use relance::{Journal, Options, Project};
+use relance::{InvoiceId, Journal, Options, Project};
 
 const ROWS: usize = 20_000;
 
@@ -118,6 +118,7 @@ fn decide(c: &mut Criterion) {
     let project = project(dir.path());
     let evaluator = project.evaluator();
     let overdue = (0..ROWS)
+        .map(InvoiceId::new)
         .find(|&i| project.ledger.invoices[i].days_overdue(as_of()) == 20)
         .unwrap();
     c.bench_function("decide/one_invoice", |b| {

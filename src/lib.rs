@@ -46,8 +46,10 @@ pub use diagnostics::{Location, Problem, Problems, Severity};
 pub use engine::{Plan, Reminder};
 pub use error::{Error, Result};
 pub use journal::{Journal, JournalView};
+pub use model::{Id, InvoiceId};
 pub use project::{Message, Options, Project};
 pub use report::explain::{Explanation, explain};
+pub use rules::{PolicyId, StageId};
 
 /// What the micro-benchmarks (`benches/`) time below the API: not an API,
 /// and it changes whenever the code under it does.

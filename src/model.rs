@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
+use std::marker::PhantomData;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::path::PathBuf;
@@ -158,6 +159,99 @@ impl Customer {
     /// Open invoices whose due date is before `today`.
     pub fn overdue_count(&self, today: NaiveDate) -> i64 {
         self.open_due_dates.partition_point(|d| *d < today) as i64
+    }
+}
+
+/// A place in a list of `T` (the ledger's invoices, the rulebook's
+/// policies, a policy's stages), typed so that an invoice's index is never
+/// taken for a policy's. Four bytes: a plan holds millions of them.
+pub struct Id<T> {
+    index: u32,
+    of: PhantomData<fn() -> T>,
+}
+
+/// An invoice's place in [`Ledger::invoices`].
+pub type InvoiceId = Id<Invoice>;
+
+impl<T> Id<T> {
+    /// The id of `list[index]`. Lists of more than 4 billion items are
+    /// beyond what one process loads (a feed row takes hundreds of bytes).
+    pub fn new(index: usize) -> Self {
+        Id {
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            of: PhantomData,
+        }
+    }
+
+    /// The id of `list[index]`, for constants.
+    pub const fn from_u32(index: u32) -> Self {
+        Id {
+            index,
+            of: PhantomData,
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self.index as usize
+    }
+}
+
+// By hand: derived, they would ask `T` for what only the index needs.
+impl<T> Clone for Id<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Id<T> {}
+impl<T> PartialEq for Id<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.index == other.index
+    }
+}
+impl<T> Eq for Id<T> {}
+/// An id is its index: tests and logs compare it with one.
+impl<T> PartialEq<usize> for Id<T> {
+    fn eq(&self, index: &usize) -> bool {
+        self.index() == *index
+    }
+}
+impl<T> PartialOrd for Id<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for Id<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.index.cmp(&other.index)
+    }
+}
+impl<T> std::hash::Hash for Id<T> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.index.hash(state);
+    }
+}
+impl<T> std::fmt::Debug for Id<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.index)
+    }
+}
+impl<T> Default for Id<T> {
+    fn default() -> Self {
+        Id::new(0)
+    }
+}
+
+impl<T> std::ops::Index<Id<T>> for [T] {
+    type Output = T;
+    fn index(&self, id: Id<T>) -> &T {
+        &self[id.index()]
+    }
+}
+
+impl<T> std::ops::Index<Id<T>> for Vec<T> {
+    type Output = T;
+    fn index(&self, id: Id<T>) -> &T {
+        &self[id.index()]
     }
 }
 
@@ -339,9 +433,9 @@ impl Ledger {
     }
 
     /// The time zone of an invoice's recipient: its own, else the default.
-    pub fn time_zone_of(&self, invoice: usize) -> chrono_tz::Tz {
+    pub fn time_zone_of(&self, invoice: InvoiceId) -> chrono_tz::Tz {
         self.time_zones
-            .get(invoice)
+            .get(invoice.index())
             .copied()
             .flatten()
             .unwrap_or(self.default_time_zone)
@@ -349,16 +443,16 @@ impl Ledger {
 
     /// The invoices whose `timezone` column holds something that is no
     /// time zone, with what it holds.
-    pub fn unknown_time_zones(&self) -> impl Iterator<Item = (usize, &str)> {
+    pub fn unknown_time_zones(&self) -> impl Iterator<Item = (InvoiceId, &str)> {
         self.time_zones
             .iter()
             .enumerate()
             .filter(|(_, tz)| tz.is_none())
-            .filter_map(|(i, _)| Some((i, self.invoices[i].extra_field("timezone")?)))
+            .filter_map(|(i, _)| Some((Id::new(i), self.invoices[i].extra_field("timezone")?)))
     }
 
     /// The language of an invoice: its own, else its customer's, else the default.
-    pub fn language_of(&self, invoice: usize) -> &str {
+    pub fn language_of(&self, invoice: InvoiceId) -> &str {
         self.invoices[invoice]
             .language
             .as_deref()
@@ -373,15 +467,15 @@ impl Ledger {
             .unwrap_or(&self.default_language)
     }
 
-    pub fn find(&self, number: &str) -> Option<usize> {
-        self.by_number.find(&self.invoices, number)
+    pub fn find(&self, number: &str) -> Option<InvoiceId> {
+        self.by_number.find(&self.invoices, number).map(Id::new)
     }
 
-    pub fn customer_index(&self, invoice: usize) -> usize {
-        self.customer_of[invoice] as usize
+    pub fn customer_index(&self, invoice: InvoiceId) -> usize {
+        self.customer_of[invoice.index()] as usize
     }
 
-    pub fn customer(&self, invoice: usize) -> &Customer {
+    pub fn customer(&self, invoice: InvoiceId) -> &Customer {
         &self.customers[self.customer_index(invoice)]
     }
 }
@@ -454,7 +548,7 @@ pub(crate) mod tests {
         open2.amount_paid = "50.25".parse().unwrap();
         let other = invoice("X", "C2", "2026-03-10", "1");
         let ledger = Ledger::new(vec![paid_late, paid_early, open1, open2, other]);
-        let c = ledger.customer(0);
+        let c = ledger.customer(InvoiceId::new(0));
         assert_eq!(c.open_count, 2);
         assert_eq!(c.total_due.to_string(), "250.25");
         assert_eq!(c.late_paid_ratio.to_string(), "0.5");
@@ -463,8 +557,8 @@ pub(crate) mod tests {
         assert_eq!(c.overdue_count(date("2026-03-10")), 0);
         assert_eq!(c.overdue_count(date("2026-03-11")), 1);
         assert_eq!(c.overdue_count(date("2026-05-01")), 2);
-        assert_eq!(ledger.customer(4).open_count, 1);
-        assert_eq!(ledger.find("O2"), Some(3));
+        assert_eq!(ledger.customer(InvoiceId::new(4)).open_count, 1);
+        assert_eq!(ledger.find("O2"), Some(InvoiceId::new(3)));
     }
 
     #[test]
@@ -474,10 +568,12 @@ pub(crate) mod tests {
         let customers = invoice("B", "C1", "2026-01-31", "1");
         let none = invoice("C", "C2", "2026-01-31", "1");
         let ledger = Ledger::new(vec![own, customers, none]);
-        assert_eq!(ledger.language_of(2), "");
+        assert_eq!(ledger.language_of(InvoiceId::new(2)), "");
         let ledger = ledger.with_default_language("fr");
         assert_eq!(
-            (0..3).map(|i| ledger.language_of(i)).collect::<Vec<_>>(),
+            (0..3)
+                .map(|i| ledger.language_of(InvoiceId::new(i)))
+                .collect::<Vec<_>>(),
             vec!["en", "en", "fr"]
         );
         assert_eq!(ledger.customer_language(1), "fr");

@@ -9,8 +9,9 @@ use crate::deliver::Proofs;
 use crate::engine::{Plan, Reminder};
 use crate::error::Result;
 use crate::journal::{Identity, JournalRow, State, Transaction};
+use crate::model::InvoiceId;
 use crate::project::Message;
-use crate::rules::{Channel, ON_PAID};
+use crate::rules::{Channel, ON_PAID, PolicyId, StageId};
 
 /// A message ready to go: its reminders and their rendering.
 type Outgoing<'p> = (Vec<Reminder>, Message<'p>);
@@ -76,10 +77,10 @@ impl Daemon {
         date: NaiveDate,
         now: DateTime<Utc>,
         report: &mut Report,
-    ) -> (Vec<Vec<Reminder>>, HashSet<usize>) {
+    ) -> (Vec<Vec<Reminder>>, HashSet<InvoiceId>) {
         let clock = self.clock(date, now);
         let mut messages: Vec<Vec<Reminder>> = Vec::new();
-        let mut waiting: HashSet<usize> = HashSet::new();
+        let mut waiting: HashSet<InvoiceId> = HashSet::new();
         for rows in self.project.messages(&plan.reminders).each() {
             let rows: Vec<Reminder> = rows.iter().map(|&i| plan.reminders[i]).collect();
             let send_at = self
@@ -177,7 +178,7 @@ impl Daemon {
         &self,
         plan: &Plan,
         messages: Vec<Vec<Reminder>>,
-        waiting: &HashSet<usize>,
+        waiting: &HashSet<InvoiceId>,
         date: NaiveDate,
         now: DateTime<Utc>,
     ) -> Result<Vec<Outgoing<'_>>> {
@@ -194,7 +195,7 @@ impl Daemon {
         let tx = journal.begin()?;
         // Which stage overtook each skipped one (one reminder per invoice and
         // date): `history` shows it as the reason of the skip.
-        let fired: BTreeMap<usize, &Reminder> = rendered
+        let fired: BTreeMap<InvoiceId, &Reminder> = rendered
             .iter()
             .flat_map(|(rows, _)| rows.iter().map(|p| (p.invoice, p)))
             .collect();
@@ -502,8 +503,8 @@ impl Daemon {
         Ok(Reminder {
             date,
             invoice,
-            policy,
-            stage,
+            policy: PolicyId::new(policy),
+            stage: StageId::new(stage),
             occurrence: id.occurrence,
         })
     }

@@ -124,7 +124,7 @@ const ENGLISH: Words = Words {
     customer: "Customer",
     phone: "Phone",
     email: "Email",
-    reminder: "Message",
+    reminder: "Reminder",
     subject: "Subject",
     no_phone: "(not in the feed: look it up in the customer record)",
     not_in_feed: "(not in the feed)",

@@ -7,7 +7,7 @@ use rhai::{Dynamic, ImmutableString, Scope};
 use super::{Evaluator, Occurrence, Outcome, PolicyChoice, Trace};
 use crate::calendar::add_days;
 use crate::journal::{Mark, State};
-use crate::model::Invoice;
+use crate::model::{Invoice, InvoiceId};
 use crate::rules::{CustomerView, InvoiceView, ScriptError, Variables};
 use crate::rules::{ON_PAID, Policy};
 use crate::text::weekday;
@@ -252,6 +252,7 @@ impl Script<'_, '_> {
 
 impl Evaluator<'_> {
     pub(super) fn variables(&self, invoice: usize, date: NaiveDate, marks: &[Mark]) -> Variables {
+        let invoice = InvoiceId::new(invoice);
         let sent = marks
             .iter()
             .filter(|m| m.state == State::Sent)
@@ -554,9 +555,13 @@ mod tests {
     #[test]
     fn a_stage_fires_on_the_day_it_is_reached() {
         let f = fixture(&[STANDARD], vec![invoice("F1", "C1", "2026-12-10", "100")]);
-        let out = f.ev().evaluate(0, date("2026-12-02"), &[], None);
+        let out = f
+            .ev()
+            .evaluate(InvoiceId::new(0), date("2026-12-02"), &[], None);
         assert_eq!(out.fire, None);
-        let out = f.ev().evaluate(0, date("2026-12-03"), &[], None);
+        let out = f
+            .ev()
+            .evaluate(InvoiceId::new(0), date("2026-12-03"), &[], None);
         assert_eq!(out.fire.map(|o| o.stage), Some(0));
         assert!(out.skipped.is_empty());
     }
@@ -565,7 +570,9 @@ mod tests {
     fn the_latest_candidate_fires_and_earlier_ones_are_skipped() {
         let f = fixture(&[STANDARD], vec![invoice("F1", "C1", "2026-12-10", "100")]);
         // A daemon down for a fortnight: one reminder, the right one.
-        let out = f.ev().evaluate(0, date("2026-12-12"), &[], None);
+        let out = f
+            .ev()
+            .evaluate(InvoiceId::new(0), date("2026-12-12"), &[], None);
         assert_eq!(out.fire.map(|o| o.stage), Some(2));
         assert_eq!(
             out.skipped.iter().map(|o| o.stage).collect::<Vec<_>>(),
@@ -576,7 +583,9 @@ mod tests {
     #[test]
     fn when_false_falls_back_to_an_earlier_candidate_and_waits() {
         let f = fixture(&[STANDARD], vec![invoice("F1", "C1", "2026-12-10", "20")]);
-        let out = f.ev().evaluate(0, date("2026-12-26"), &[], None);
+        let out = f
+            .ev()
+            .evaluate(InvoiceId::new(0), date("2026-12-26"), &[], None);
         assert_eq!(
             out.fire.map(|o| o.stage),
             Some(2),
@@ -596,12 +605,18 @@ mod tests {
             date: date("2026-12-11"),
         }];
         // courtesy and due_soon are reached and not journaled, but come before overdue_1.
-        let out = f.ev().evaluate(0, date("2026-12-12"), &marks, None);
+        let out = f
+            .ev()
+            .evaluate(InvoiceId::new(0), date("2026-12-12"), &marks, None);
         assert_eq!(out.fire, None);
         assert!(!out.pending);
         let mut trace = Trace::default();
-        f.ev()
-            .evaluate(0, date("2026-12-12"), &marks, Some(&mut trace));
+        f.ev().evaluate(
+            InvoiceId::new(0),
+            date("2026-12-12"),
+            &marks,
+            Some(&mut trace),
+        );
         assert_eq!(trace.stages[0].verdict, Verdict::Passed);
         assert_eq!(trace.stages[2].verdict, Verdict::InJournal);
         assert_eq!(trace.stages[3].verdict, Verdict::NotReached);
@@ -621,7 +636,7 @@ mod tests {
         let name = |i| {
             f.policies[f
                 .ev()
-                .evaluate(i, date("2026-12-11"), &[], None)
+                .evaluate(InvoiceId::new(i), date("2026-12-11"), &[], None)
                 .policy
                 .unwrap()]
             .name
@@ -643,7 +658,9 @@ mod tests {
                 invoice("VIP", "C3", "2026-12-10", "100"),
             ],
         );
-        let out = f.ev().evaluate(0, date("2026-12-11"), &[], None);
+        let out = f
+            .ev()
+            .evaluate(InvoiceId::new(0), date("2026-12-11"), &[], None);
         assert_eq!(out.policy, None, "the standard policy must not take over");
         assert_eq!(out.errors.len(), 1);
         let plan = f
@@ -664,7 +681,7 @@ mod tests {
         assert_eq!(plan.errors.len(), 1);
         let mut trace = Trace::default();
         f.ev()
-            .evaluate(0, date("2026-12-11"), &[], Some(&mut trace));
+            .evaluate(InvoiceId::new(0), date("2026-12-11"), &[], Some(&mut trace));
         assert!(matches!(trace.policies[0].applies, Some(Err(_))));
         assert!(trace.policies[1].applies.is_none(), "not evaluated");
     }
@@ -692,19 +709,28 @@ mod tests {
             state,
             date: date("2026-12-10"),
         };
-        let out = f
-            .ev()
-            .evaluate(0, date("2026-12-10"), &[sent_a(State::Sent)], None);
+        let out = f.ev().evaluate(
+            InvoiceId::new(0),
+            date("2026-12-10"),
+            &[sent_a(State::Sent)],
+            None,
+        );
         assert_eq!(out.fire, None);
         assert!(out.pending);
-        let out = f
-            .ev()
-            .evaluate(0, date("2026-12-11"), &[sent_a(State::Sent)], None);
+        let out = f.ev().evaluate(
+            InvoiceId::new(0),
+            date("2026-12-11"),
+            &[sent_a(State::Sent)],
+            None,
+        );
         assert_eq!(out.fire.map(|o| o.stage), Some(1));
         // A skip is not a reminder: it does not use up the day.
-        let out = f
-            .ev()
-            .evaluate(0, date("2026-12-10"), &[sent_a(State::Skipped)], None);
+        let out = f.ev().evaluate(
+            InvoiceId::new(0),
+            date("2026-12-10"),
+            &[sent_a(State::Skipped)],
+            None,
+        );
         assert_eq!(out.fire.map(|o| o.stage), Some(1));
         let mut journal = JournalView::default();
         journal
@@ -741,11 +767,13 @@ mod tests {
             vec![row("2026-12-04 due_soon", 0), row("2026-12-07 late", 0)]
         );
         // Nothing at all goes out on the weekend, not even a catch-up.
-        let out = f.ev().evaluate(0, date("2026-12-05"), &[], None);
+        let out = f
+            .ev()
+            .evaluate(InvoiceId::new(0), date("2026-12-05"), &[], None);
         assert_eq!(out.fire, None);
         let mut trace = Trace::default();
         f.ev()
-            .evaluate(0, date("2026-12-07"), &[], Some(&mut trace));
+            .evaluate(InvoiceId::new(0), date("2026-12-07"), &[], Some(&mut trace));
         assert_eq!(trace.stages[0].moved_from, Some(date("2026-12-05")));
         assert_eq!(trace.stages[0].date, Some(date("2026-12-04")));
         assert_eq!(
@@ -798,7 +826,7 @@ mod tests {
         );
         let mut trace = Trace::default();
         f.ev()
-            .evaluate(0, date("2026-12-12"), &[], Some(&mut trace));
+            .evaluate(InvoiceId::new(0), date("2026-12-12"), &[], Some(&mut trace));
         assert_eq!(
             trace.blocked.as_deref(),
             Some("held until 2026-12-15: contested delivery")
@@ -806,7 +834,7 @@ mod tests {
         assert_eq!(trace.stages[2].verdict, Verdict::Held);
         let mut trace = Trace::default();
         f.ev()
-            .evaluate(1, date("2026-12-12"), &[], Some(&mut trace));
+            .evaluate(InvoiceId::new(1), date("2026-12-12"), &[], Some(&mut trace));
         assert_eq!(
             trace.blocked.as_deref(),
             Some("held until the hold is removed (customer C9): in talks")
@@ -841,7 +869,7 @@ mod tests {
         );
         let mut trace = Trace::default();
         f.ev()
-            .evaluate(0, date("2026-12-15"), &[], Some(&mut trace));
+            .evaluate(InvoiceId::new(0), date("2026-12-15"), &[], Some(&mut trace));
         assert_eq!(
             trace.blocked.as_deref(),
             Some(
@@ -885,9 +913,12 @@ mod tests {
             stage: ON_PAID.into(),
             ..sent("2026-12-14")
         });
-        let out = f
-            .ev()
-            .evaluate(0, date("2026-12-16"), journal.marks("F1"), None);
+        let out = f.ev().evaluate(
+            InvoiceId::new(0),
+            date("2026-12-16"),
+            journal.marks("F1"),
+            None,
+        );
         assert_eq!(out.fire, None, "once");
     }
 }

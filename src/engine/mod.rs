@@ -16,8 +16,8 @@ use rhai::Scope;
 use serde::Serialize;
 
 use crate::journal::Mark;
-use crate::model::Ledger;
-use crate::rules::{Holds, Policy, ScriptError, Scripts, Trigger};
+use crate::model::{InvoiceId, Ledger};
+use crate::rules::{Holds, Policy, PolicyId, ScriptError, Scripts, StageId, Trigger};
 
 pub use plan::Plan;
 pub use trace::{PolicyTrace, StageTrace, Trace, Verdict};
@@ -60,9 +60,9 @@ pub struct PolicyChoice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reminder {
     pub date: NaiveDate,
-    pub invoice: usize,
-    pub policy: usize,
-    pub stage: usize,
+    pub invoice: InvoiceId,
+    pub policy: PolicyId,
+    pub stage: StageId,
     pub occurrence: u32,
 }
 
@@ -78,12 +78,12 @@ impl Evaluator<'_> {
     /// Applies docs/contract.md §4 to one open invoice on `date`, given its journal marks.
     pub fn evaluate(
         &self,
-        invoice: usize,
+        invoice: InvoiceId,
         date: NaiveDate,
         marks: &[Mark],
         trace: Option<&mut Trace>,
     ) -> Outcome {
-        self.decide(invoice, date, marks, trace, None, &mut Scope::new())
+        self.decide(invoice.index(), date, marks, trace, None, &mut Scope::new())
     }
 
     /// Why a reminder already decided cannot go out on `date` (a retry, a

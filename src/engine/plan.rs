@@ -10,7 +10,8 @@ use rhai::Scope;
 use super::{Evaluator, Occurrence, PolicyChoice, Reminder};
 use crate::calendar::add_days;
 use crate::journal::{JournalView, Mark, State};
-use crate::rules::{Policy, ScriptError};
+use crate::model::InvoiceId;
+use crate::rules::{Policy, PolicyId, ScriptError, StageId};
 
 #[derive(Debug, Default)]
 pub struct Plan {
@@ -19,9 +20,9 @@ pub struct Plan {
     /// Occurrences overtaken by a later one on the same day: journaled as skipped.
     pub skipped: Vec<Reminder>,
     /// Open invoices that no policy matched.
-    pub unmatched: Vec<usize>,
+    pub unmatched: Vec<InvoiceId>,
     /// Script failures, one per invoice and message.
-    pub errors: Vec<(usize, ScriptError)>,
+    pub errors: Vec<(InvoiceId, ScriptError)>,
 }
 
 /// What `plan_invoice` needs besides the invoice.
@@ -48,19 +49,19 @@ impl Evaluator<'_> {
         from: NaiveDate,
         days: u32,
         journal: &JournalView,
-        only: Option<usize>,
+        only: Option<InvoiceId>,
     ) -> Plan {
         let started = std::time::Instant::now();
         let end = add_days(from, i64::from(days));
         let daily = self.policies.iter().any(Policy::time_dependent);
-        let invoices: Vec<usize> = match only {
+        let all = (0..self.ledger.invoices.len()).map(InvoiceId::new);
+        let invoices: Vec<InvoiceId> = match only {
             Some(i) => {
                 let customer = self.ledger.customer_index(i);
-                (0..self.ledger.invoices.len())
-                    .filter(|&j| self.ledger.customer_index(j) == customer)
+                all.filter(|&j| self.ledger.customer_index(j) == customer)
                     .collect()
             }
-            None => (0..self.ledger.invoices.len()).collect(),
+            None => all.collect(),
         };
         let choices = self.choices_per_customer(from);
         let names: Vec<(Arc<str>, Vec<Arc<str>>)> = self
@@ -112,7 +113,7 @@ impl Evaluator<'_> {
         // By date, then invoice number. Comparing the numbers' first eight
         // bytes as an integer settles almost every pair without reaching
         // into the invoices, which a million reminders make slow.
-        let prefix = |i: usize| {
+        let prefix = |i: InvoiceId| {
             let mut bytes = [0u8; 8];
             let number = invoices[i].number.as_bytes();
             let n = number.len().min(8);
@@ -173,7 +174,7 @@ impl Evaluator<'_> {
 
     fn plan_invoice(
         &self,
-        invoice: usize,
+        invoice: InvoiceId,
         ctx: &PlanContext,
         scope: &mut Scope<'static>,
         plan: &mut Plan,
@@ -185,7 +186,7 @@ impl Evaluator<'_> {
         let mut day = ctx.from;
         let mut first = true;
         while day < end {
-            let out = self.decide(invoice, day, &marks, None, ctx.chosen, scope);
+            let out = self.decide(invoice.index(), day, &marks, None, ctx.chosen, scope);
             // No policy because an applies_to failed is an error, not "unmatched".
             let failed = !out.errors.is_empty();
             for e in out.errors {
@@ -212,8 +213,8 @@ impl Evaluator<'_> {
             let planned = |o: &Occurrence| Reminder {
                 date: day,
                 invoice,
-                policy: p,
-                stage: o.stage,
+                policy: PolicyId::new(p),
+                stage: StageId::new(o.stage),
                 occurrence: o.occurrence,
             };
             plan.skipped.extend(out.skipped.iter().map(planned));
@@ -250,7 +251,7 @@ impl Evaluator<'_> {
     /// of `policy` when the invoice's policy cannot change, else of any policy.
     fn next_reach(
         &self,
-        invoice: usize,
+        invoice: InvoiceId,
         date: NaiveDate,
         policy: Option<usize>,
     ) -> Option<NaiveDate> {

@@ -234,6 +234,7 @@ mod tests {
             date: date("2026-12-11"),
         }];
         for (invoice, marks) in [(0, &sent[..]), (0, &[]), (1, &[])] {
+            let invoice = crate::model::InvoiceId::new(invoice);
             for day in 0..150 {
                 let on = add_days(date("2026-11-20"), day);
                 let mut trace = Trace::default();

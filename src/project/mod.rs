@@ -14,7 +14,7 @@ use crate::engine::{Evaluator, Reminder};
 use crate::feed::{feeds_for, load_feeds};
 use crate::journal::JournalView;
 use crate::journal::{group_token, reminder_token};
-use crate::model::{Invoice, Ledger, NumberIndex, Origin, Status, distinct_recipients};
+use crate::model::{Invoice, InvoiceId, Ledger, NumberIndex, Origin, Status, distinct_recipients};
 use crate::render::{Rendered, StatementLine, Templates, message_context};
 use crate::rules::{
     Channel, Grouping, HoldTarget, Holds, Policy, Stage, Trigger, load_holds, load_policies,
@@ -252,7 +252,7 @@ impl Project {
     }
 
     /// The language a message to this invoice is written in, before template fallback.
-    pub fn language_of(&self, invoice: usize) -> &str {
+    pub fn language_of(&self, invoice: InvoiceId) -> &str {
         self.ledger.language_of(invoice)
     }
 
@@ -328,7 +328,7 @@ impl Project {
 
     /// The language a message of `template` to this invoice is written in:
     /// the invoice's, or the first of its fallbacks the template exists in.
-    fn message_language(&self, invoice: usize, template: &str) -> &str {
+    fn message_language(&self, invoice: InvoiceId, template: &str) -> &str {
         let wanted = self.language_of(invoice);
         self.rulebook
             .templates
@@ -580,7 +580,7 @@ impl Project {
                 },
                 customer: CustomerView {
                     ledger: sample.clone(),
-                    index: FULL_SAMPLE,
+                    index: sample.customer_index(FULL_SAMPLE),
                     today,
                 },
                 today,
@@ -726,7 +726,7 @@ impl Project {
             stage,
             promised,
         } = *message;
-        let render = |invoices: &[usize]| {
+        let render = |invoices: &[InvoiceId]| {
             let lines: Vec<StatementLine> = invoices
                 .iter()
                 .map(|&invoice| StatementLine {
@@ -926,10 +926,10 @@ struct SampleMessage<'a> {
 }
 
 /// The indexes of the invoices of [`Project::sample_ledger`].
-const FULL_SAMPLE: usize = 0;
-const SPARSE_SAMPLE: usize = 1;
+const FULL_SAMPLE: InvoiceId = InvoiceId::from_u32(0);
+const SPARSE_SAMPLE: InvoiceId = InvoiceId::from_u32(1);
 /// The sparse one with a promise to pay: what a broken-promise message is about.
-const SPARSE_PROMISED_SAMPLE: usize = 2;
+const SPARSE_PROMISED_SAMPLE: InvoiceId = InvoiceId::from_u32(2);
 
 #[cfg(test)]
 mod tests {

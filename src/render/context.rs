@@ -12,7 +12,7 @@ use serde_json::{Number, Value, json};
 
 use crate::config::{Config, Rates};
 use crate::locale::money;
-use crate::model::Ledger;
+use crate::model::{InvoiceId, Ledger};
 use crate::money::Discount;
 use crate::rules::{CustomerView, InvoiceView, Policy, Stage};
 
@@ -84,7 +84,7 @@ pub const ALL_INVOICE_FIELDS: u32 = (1 << INVOICE_FIELDS.len()) - 1;
 
 /// The JSON an invoice shows to templates; `fields` selects by bit (in the
 /// order of `INVOICE_FIELDS`).
-pub fn invoice_json(ledger: &Ledger, index: usize, today: NaiveDate, fields: u32) -> Value {
+pub fn invoice_json(ledger: &Ledger, index: InvoiceId, today: NaiveDate, fields: u32) -> Value {
     let inv = &ledger.invoices[index];
     let mut map = serde_json::Map::new();
     for (bit, name) in INVOICE_FIELDS.iter().enumerate() {
@@ -336,7 +336,7 @@ fn discount_json(offer: &Discount) -> Value {
 /// customer has several, any other one.
 #[derive(Clone, Copy)]
 pub struct StatementLine<'a> {
-    pub invoice: usize,
+    pub invoice: InvoiceId,
     pub stage: &'a Stage,
     pub occurrence: u32,
 }

@@ -12,6 +12,7 @@ use crate::diagnostics::Problems;
 use crate::engine::Reminder;
 use crate::error::{Error, Result};
 use crate::journal::{JournalRow, JournalView, State};
+use crate::model::InvoiceId;
 use crate::project::{Message, Project};
 use crate::text::{stage_label, table};
 
@@ -115,7 +116,7 @@ pub fn preview(
         .plan(request.from, request.days, journal, only);
     // With --invoice the plan holds its customer's other invoices too (a
     // message may group them): only its own rows are shown.
-    let shown = |i: &usize| only.is_none_or(|o| o == *i);
+    let shown = |i: &InvoiceId| only.is_none_or(|o| o == *i);
     for (invoice, error) in plan.errors.iter().filter(|(i, _)| shown(i)) {
         warn(&format!(
             "{error} (invoice {})",
@@ -227,7 +228,7 @@ pub fn write_preview(
     out: &mut dyn Write,
     project: &Project,
     plan: &[Reminder],
-    only: Option<usize>,
+    only: Option<InvoiceId>,
     format: Format,
     render: bool,
     warn: &mut dyn FnMut(&str),

@@ -11,7 +11,7 @@ use crate::calendar::add_days;
 use crate::calendar::{Calendar, HolidaySettings, SendWindow, Shift};
 use crate::diagnostics::{Location, Problems, key_location, locate_yaml_key};
 use crate::diagnostics::{parse_yaml, read_rule_file, yaml_files};
-use crate::model::Invoice;
+use crate::model::{Id, Invoice};
 use crate::money::{Discount, DiscountTerms};
 use crate::rules::holds::is_holds_file;
 use crate::rules::script::{Expr, Scripts, StageView, date_string};
@@ -225,6 +225,11 @@ impl Stage {
         }
     }
 }
+
+/// A policy's place in the rulebook's list (highest priority first).
+pub type PolicyId = Id<Policy>;
+/// A stage's place in its policy's list.
+pub type StageId = Id<Stage>;
 
 pub struct Policy {
     pub name: String,
@@ -703,8 +708,8 @@ fn anchor_name(anchor: Anchor) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Ledger;
     use crate::model::tests::{date, invoice};
+    use crate::model::{InvoiceId, Ledger};
     use crate::rules::{CustomerView, InvoiceView, Variables};
     use std::sync::Arc;
 
@@ -802,7 +807,7 @@ mod tests {
         let ledger = Arc::new(Ledger::new(vec![inv.clone()]));
         let view = |on: &str| InvoiceView {
             ledger: ledger.clone(),
-            index: 0,
+            index: InvoiceId::new(0),
             today: date(on),
         };
         let when = scripts

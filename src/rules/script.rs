@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 
 use crate::config::Rates;
 use crate::diagnostics::{Location, Problem, Problems, files_with_extension};
-use crate::model::Ledger;
+use crate::model::{InvoiceId, Ledger};
 use crate::money::{self, InterestError};
 
 /// Words that make an expression's value change from one day to the next
@@ -65,7 +65,7 @@ pub const INTEREST_RATE_NOT_SET: &str = "rates.late_interest_annual is not set i
 #[derive(Clone)]
 pub struct InvoiceView {
     pub ledger: Arc<Ledger>,
-    pub index: usize,
+    pub index: InvoiceId,
     pub today: NaiveDate,
 }
 
@@ -613,7 +613,7 @@ mod tests {
         Variables {
             invoice: InvoiceView {
                 ledger: ledger.clone(),
-                index: 0,
+                index: InvoiceId::new(0),
                 today: date(today),
             },
             customer: CustomerView {
@@ -748,7 +748,7 @@ mod tests {
         let indemnity = |index| {
             let view = InvoiceView {
                 ledger: ledger.clone(),
-                index,
+                index: InvoiceId::new(index),
                 today: date("2026-12-01"),
             };
             let mut scope = Scope::new();
@@ -792,7 +792,7 @@ mod tests {
         scope.set_value("discount", Map::new());
         let view = |ledger: &Arc<Ledger>| InvoiceView {
             ledger: ledger.clone(),
-            index: 0,
+            index: InvoiceId::new(0),
             today: date("2026-10-05"),
         };
         Variables {
@@ -846,7 +846,7 @@ mod tests {
                 "fee",
                 vec![Dynamic::from(InvoiceView {
                     ledger: ledger.clone(),
-                    index: 0,
+                    index: InvoiceId::new(0),
                     today: date("2026-02-10"),
                 })],
             )
