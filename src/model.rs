@@ -162,6 +162,117 @@ impl Customer {
     }
 }
 
+/// An invoice's fields, in one list that feeds, scripts and templates all
+/// read: the columns a feed gives (docs/contract.md §2) and those relance
+/// works out, in the order templates list them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvoiceField {
+    Number,
+    CustomerId,
+    CustomerName,
+    Email,
+    IssueDate,
+    DueDate,
+    Amount,
+    AmountPaid,
+    /// `amount - amount_paid`.
+    AmountDue,
+    Currency,
+    Status,
+    PaidDate,
+    Language,
+    Tags,
+    PromiseDate,
+    /// Days since the due date on the evaluation date; negative before it.
+    DaysOverdue,
+    /// Every other column of the feeds, by name.
+    Extra,
+}
+
+impl InvoiceField {
+    pub const ALL: [InvoiceField; 17] = {
+        use InvoiceField::*;
+        [
+            Number,
+            CustomerId,
+            CustomerName,
+            Email,
+            IssueDate,
+            DueDate,
+            Amount,
+            AmountPaid,
+            AmountDue,
+            Currency,
+            Status,
+            PaidDate,
+            Language,
+            Tags,
+            PromiseDate,
+            DaysOverdue,
+            Extra,
+        ]
+    };
+
+    /// What every feed row must give.
+    pub const REQUIRED: [InvoiceField; 6] = {
+        use InvoiceField::*;
+        [Number, CustomerId, CustomerName, IssueDate, DueDate, Amount]
+    };
+
+    /// Whether a feed's column gives it (the others are worked out).
+    pub const fn in_feeds(self) -> bool {
+        !matches!(
+            self,
+            InvoiceField::AmountDue | InvoiceField::DaysOverdue | InvoiceField::Extra
+        )
+    }
+
+    /// The fields a feed's columns give, in order.
+    pub fn in_feeds_all() -> impl Iterator<Item = InvoiceField> {
+        Self::ALL.into_iter().filter(|f| f.in_feeds())
+    }
+
+    /// Its name in feeds, scripts (`invoice.due_date`) and templates.
+    pub const fn name(self) -> &'static str {
+        use InvoiceField::*;
+        match self {
+            Number => "number",
+            CustomerId => "customer_id",
+            CustomerName => "customer_name",
+            Email => "email",
+            IssueDate => "issue_date",
+            DueDate => "due_date",
+            Amount => "amount",
+            AmountPaid => "amount_paid",
+            Currency => "currency",
+            Status => "status",
+            PaidDate => "paid_date",
+            Language => "language",
+            Tags => "tags",
+            PromiseDate => "promise_date",
+            AmountDue => "amount_due",
+            DaysOverdue => "days_overdue",
+            Extra => "extra",
+        }
+    }
+
+    /// The field called `name` as a feed row stores it (its place in
+    /// [`InvoiceField::ALL`]), if a feed gives one by that name.
+    pub fn feed_column(name: &str) -> Option<usize> {
+        Self::in_feeds_all()
+            .find(|f| f.name() == name)
+            .map(|f| f as usize)
+    }
+
+    /// This field in a set of fields (a bit mask: templates read few of them).
+    pub const fn bit(self) -> u32 {
+        1 << self as u32
+    }
+
+    /// Every field, as a set.
+    pub const EVERY: u32 = (1 << Self::ALL.len()) - 1;
+}
+
 /// A place in a list of `T` (the ledger's invoices, the rulebook's
 /// policies, a policy's stages), typed so that an invoice's index is never
 /// taken for a policy's. Four bytes: a plan holds millions of them.

@@ -29,9 +29,9 @@ use serde_json::Value;
 
 use crate::config::{Config, FeedConfig, FeedFormat};
 use crate::diagnostics::{Location, Problem, Problems};
-use crate::model::{Invoice, NumberIndex, Shared};
+use crate::model::{Invoice, InvoiceField, NumberIndex, Shared};
 
-use row::{Converter, Interner, column_key, field_index};
+use row::{Converter, Interner, column_key};
 use values::DateFormat;
 
 /// What the feeds gave: the good invoices, and one problem per bad row or unreadable feed.
@@ -381,7 +381,7 @@ impl<'c> FeedParser<'c> {
             .columns
             .iter()
             .filter_map(|(canonical, foreign)| {
-                field_index(canonical).map(|i| (column_key(foreign), i))
+                InvoiceField::feed_column(canonical).map(|i| (column_key(foreign), i))
             })
             .collect();
         Ok(FeedParser {

@@ -13,84 +13,34 @@ use super::values::{canonical_language, currency_code, json_amount, parse_amount
 use super::{Converted, CsvRow, FeedParser, JsonElement, JsonLine};
 use crate::config::{FeedFormat, is_language_tag};
 use crate::diagnostics::{Location, Problem};
-use crate::model::{Invoice, Origin, Shared, Status};
+use crate::model::{Invoice, InvoiceField, Origin, Shared, Status};
 
-/// The canonical fields of SPEC §2, in the order `Fields` stores them.
-pub const FIELDS: [&str; 14] = [
-    "number",
-    "customer_id",
-    "customer_name",
-    "email",
-    "issue_date",
-    "due_date",
-    "amount",
-    "amount_paid",
-    "currency",
-    "status",
-    "paid_date",
-    "language",
-    "tags",
-    "promise_date",
-];
+// Each field's place among a row's values (its place in `InvoiceField::ALL`;
+// the worked-out fields' places stay empty): a row's values are read by
+// index, millions of times, rather than searched for by name.
+const NUMBER: usize = InvoiceField::Number as usize;
+const CUSTOMER_ID: usize = InvoiceField::CustomerId as usize;
+const CUSTOMER_NAME: usize = InvoiceField::CustomerName as usize;
+const EMAIL: usize = InvoiceField::Email as usize;
+const ISSUE_DATE: usize = InvoiceField::IssueDate as usize;
+const DUE_DATE: usize = InvoiceField::DueDate as usize;
+const AMOUNT: usize = InvoiceField::Amount as usize;
+const AMOUNT_PAID: usize = InvoiceField::AmountPaid as usize;
+const CURRENCY: usize = InvoiceField::Currency as usize;
+const STATUS: usize = InvoiceField::Status as usize;
+const PAID_DATE: usize = InvoiceField::PaidDate as usize;
+const LANGUAGE: usize = InvoiceField::Language as usize;
+const TAGS: usize = InvoiceField::Tags as usize;
+const PROMISE_DATE: usize = InvoiceField::PromiseDate as usize;
 
-// Each field's place in `FIELDS`, found at compile time: a row's values are
-// read by index, millions of times, rather than searched for by name.
-const NUMBER: usize = field("number");
-const CUSTOMER_ID: usize = field("customer_id");
-const CUSTOMER_NAME: usize = field("customer_name");
-const EMAIL: usize = field("email");
-const ISSUE_DATE: usize = field("issue_date");
-const DUE_DATE: usize = field("due_date");
-const AMOUNT: usize = field("amount");
-const AMOUNT_PAID: usize = field("amount_paid");
-const CURRENCY: usize = field("currency");
-const STATUS: usize = field("status");
-const PAID_DATE: usize = field("paid_date");
-const LANGUAGE: usize = field("language");
-const TAGS: usize = field("tags");
-const PROMISE_DATE: usize = field("promise_date");
-
-const REQUIRED: [usize; 6] = [
-    NUMBER,
-    CUSTOMER_ID,
-    CUSTOMER_NAME,
-    ISSUE_DATE,
-    DUE_DATE,
-    AMOUNT,
-];
-
-/// The index of a canonical field in [`FIELDS`]; a compile error for another name.
-const fn field(name: &str) -> usize {
-    match field_index(name) {
-        Some(i) => i,
-        None => panic!("not a canonical field"),
-    }
-}
-
-/// The index of `name` in [`FIELDS`], if it is a canonical field. A `const
-/// fn` (hence the loops: `position` and `==` on `str` are not) so that the
-/// field constants above are found at compile time.
-pub(super) const fn field_index(name: &str) -> Option<usize> {
-    let mut i = 0;
-    while i < FIELDS.len() {
-        let (a, b) = (FIELDS[i].as_bytes(), name.as_bytes());
-        if a.len() == b.len() {
-            let mut j = 0;
-            while j < a.len() && a[j] == b[j] {
-                j += 1;
-            }
-            if j == a.len() {
-                return Some(i);
-            }
-        }
-        i += 1;
-    }
-    None
+/// The name of a row's `index`-th value.
+fn field_name(index: usize) -> &'static str {
+    InvoiceField::ALL[index].name()
 }
 
 /// One row's values by canonical field, plus its other columns.
 struct Row<'a> {
-    fields: [Option<Cow<'a, str>>; FIELDS.len()],
+    fields: [Option<Cow<'a, str>>; InvoiceField::ALL.len()],
     extra: BTreeMap<String, String>,
 }
 
@@ -368,13 +318,14 @@ impl FeedParser<'_> {
         let mut columns = Vec::new();
         // The column that gives each canonical field, to refuse a second one:
         // which of two `amount` columns is the amount would be a guess.
-        let mut giving: [Option<&str>; FIELDS.len()] = Default::default();
+        let mut giving: [Option<&str>; InvoiceField::ALL.len()] = Default::default();
         for name in names.map(str::trim) {
             let key = column_key(name);
             let field = match self.renamed.get(&key) {
                 Some(i) => Some(*i),
                 // A canonical name mapped to another column is an extra column here.
-                None => field_index(&key).filter(|_| !self.feed.columns.contains_key(&key)),
+                None => InvoiceField::feed_column(&key)
+                    .filter(|_| !self.feed.columns.contains_key(&key)),
             };
             match field {
                 Some(i) => {
@@ -386,7 +337,7 @@ impl FeedParser<'_> {
                             } else {
                                 format!(
                                     "duplicate column {name:?}: {first:?} already gives {}",
-                                    FIELDS[i]
+                                    field_name(i)
                                 )
                             },
                         ));
@@ -411,24 +362,28 @@ impl FeedParser<'_> {
                 }
             }
             for canonical in self.feed.columns.keys() {
-                if field_index(canonical).is_none() {
+                if InvoiceField::feed_column(canonical).is_none() {
                     return Err(Problem::error(
                         at(),
                         format!(
                             "columns: {canonical:?} is not a canonical field (expected one of {})",
-                            FIELDS.join(", ")
+                            InvoiceField::ALL[..InvoiceField::ALL.len()]
+                                .iter()
+                                .map(|f| f.name())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     ));
                 }
             }
-            let missing: Vec<&str> = REQUIRED
+            let missing: Vec<&str> = InvoiceField::REQUIRED
                 .iter()
                 .filter(|&&f| {
                     !columns
                         .iter()
-                        .any(|c| matches!(c, Column::Field(i) if *i == f))
+                        .any(|c| matches!(c, Column::Field(i) if *i == f as usize))
                 })
-                .map(|&f| FIELDS[f])
+                .map(|f| f.name())
                 .collect();
             if !missing.is_empty() {
                 let hint = missing
@@ -525,12 +480,12 @@ impl Reading<'_> {
     fn bad(&mut self, field: usize, reason: String) {
         self.problems.push(Problem::error(
             self.parser.location(self.line),
-            format!("{}: {reason}", FIELDS[field]),
+            format!("{}: {reason}", field_name(field)),
         ));
     }
 
     fn required(&mut self) {
-        for field in REQUIRED {
+        for field in InvoiceField::REQUIRED.map(|f| f as usize) {
             if self.row.get(field).is_none() {
                 self.bad(field, "missing (required)".into());
             }

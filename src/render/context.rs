@@ -12,7 +12,7 @@ use serde_json::{Number, Value, json};
 
 use crate::config::{Config, Rates};
 use crate::locale::money;
-use crate::model::{InvoiceId, Ledger};
+use crate::model::{InvoiceField, InvoiceId, Ledger};
 use crate::money::Discount;
 use crate::rules::{CustomerView, InvoiceView, Policy, Stage};
 
@@ -41,27 +41,6 @@ pub(super) fn amount_json(d: Decimal) -> Value {
     exact_number(money(d))
 }
 
-/// The fields an invoice shows to templates, in the order of `invoice_json`.
-const INVOICE_FIELDS: [&str; 17] = [
-    "number",
-    "customer_id",
-    "customer_name",
-    "email",
-    "issue_date",
-    "due_date",
-    "amount",
-    "amount_paid",
-    "amount_due",
-    "currency",
-    "status",
-    "paid_date",
-    "language",
-    "tags",
-    "promise_date",
-    "days_overdue",
-    "extra",
-];
-
 /// The fields a customer shows to templates, in the order of `customer_json`.
 const CUSTOMER_FIELDS: [&str; 10] = [
     "id",
@@ -79,48 +58,46 @@ const CUSTOMER_FIELDS: [&str; 10] = [
 /// Every field of `CUSTOMER_FIELDS`, as a mask for `customer_json`.
 const ALL_CUSTOMER_FIELDS: u32 = (1 << CUSTOMER_FIELDS.len()) - 1;
 
-/// Every field of `INVOICE_FIELDS`, as a mask for `invoice_json`.
-pub const ALL_INVOICE_FIELDS: u32 = (1 << INVOICE_FIELDS.len()) - 1;
-
-/// The JSON an invoice shows to templates; `fields` selects by bit (in the
-/// order of `INVOICE_FIELDS`).
+/// The JSON an invoice shows to templates: the [`InvoiceField`]s in the set
+/// `fields` (of their bits).
 pub fn invoice_json(ledger: &Ledger, index: InvoiceId, today: NaiveDate, fields: u32) -> Value {
+    use InvoiceField::*;
     let inv = &ledger.invoices[index];
     let mut map = serde_json::Map::new();
-    for (bit, name) in INVOICE_FIELDS.iter().enumerate() {
-        if fields & (1 << bit) == 0 {
+    for field in InvoiceField::ALL {
+        if fields & field.bit() == 0 {
             continue;
         }
-        let value = match bit {
-            0 => json!(inv.number),
-            1 => json!(inv.customer_id),
-            2 => json!(inv.customer_name),
-            3 => json!(inv.email),
-            4 => json!(inv.issue_date.to_string()),
-            5 => json!(inv.due_date.to_string()),
-            6 => amount_json(inv.amount),
-            7 => amount_json(inv.amount_paid),
-            8 => amount_json(inv.amount_due()),
-            9 => json!(inv.currency),
-            10 => json!(inv.status.as_str()),
+        let value = match field {
+            Number => json!(inv.number),
+            CustomerId => json!(inv.customer_id),
+            CustomerName => json!(inv.customer_name),
+            Email => json!(inv.email),
+            IssueDate => json!(inv.issue_date.to_string()),
+            DueDate => json!(inv.due_date.to_string()),
+            Amount => amount_json(inv.amount),
+            AmountPaid => amount_json(inv.amount_paid),
+            AmountDue => amount_json(inv.amount_due()),
+            Currency => json!(inv.currency),
+            Status => json!(inv.status.as_str()),
             // An optional date the invoice lacks is left out rather than
             // null: in strict mode `{{invoice.paid_date}}` is then an error
             // (a null would render blank in a customer's mailbox), while
             // `{{#if invoice.paid_date}}` still works.
-            11 => match inv.paid_date {
+            PaidDate => match inv.paid_date {
                 Some(d) => json!(d.to_string()),
                 None => continue,
             },
-            12 => json!(ledger.language_of(index)),
-            13 => json!(inv.tags),
-            14 => match inv.promise_date {
+            Language => json!(ledger.language_of(index)),
+            Tags => json!(inv.tags),
+            PromiseDate => match inv.promise_date {
                 Some(d) => json!(d.to_string()),
                 None => continue,
             },
-            15 => json!(inv.days_overdue(today)),
+            DaysOverdue => json!(inv.days_overdue(today)),
             // Every extra column of every feed, empty where this invoice's feed
             // lacks it, so that one template serves invoices from all feeds.
-            _ => Value::Object(
+            Extra => Value::Object(
                 ledger
                     .extra_columns
                     .iter()
@@ -131,7 +108,7 @@ pub fn invoice_json(ledger: &Ledger, index: InvoiceId, today: NaiveDate, fields:
                     .collect(),
             ),
         };
-        map.insert((*name).to_string(), value);
+        map.insert(field.name().to_string(), value);
     }
     Value::Object(map)
 }
@@ -189,7 +166,7 @@ impl Parts {
     };
     pub const ALL: Parts = Parts {
         objects: 255,
-        invoice_fields: ALL_INVOICE_FIELDS,
+        invoice_fields: InvoiceField::EVERY,
         customer_fields: ALL_CUSTOMER_FIELDS,
     };
     const NAMED: [(&'static str, u8); 9] = [
@@ -247,7 +224,11 @@ impl Parts {
         }
         let mut parts = Parts {
             objects: 0,
-            invoice_fields: fields_used(source, "invoice", &INVOICE_FIELDS),
+            invoice_fields: fields_used(
+                source,
+                "invoice",
+                &InvoiceField::ALL.map(InvoiceField::name),
+            ),
             customer_fields: fields_used(source, "customer", &CUSTOMER_FIELDS),
         };
         for (name, object) in Parts::NAMED {
@@ -362,7 +343,7 @@ fn statement_json(ledger: &Ledger, lines: &[StatementLine], today: NaiveDate) ->
             let total = totals.entry(&inv.currency).or_default();
             total.0 += inv.amount_due();
             total.1 += 1;
-            let mut json = invoice_json(ledger, line.invoice, today, ALL_INVOICE_FIELDS);
+            let mut json = invoice_json(ledger, line.invoice, today, InvoiceField::EVERY);
             json["stage"] = stage_json(line.stage, line.occurrence);
             json
         })
@@ -472,7 +453,7 @@ mod tests {
         );
         assert_eq!(
             Parts::used_by("{{late_fee invoice}}").invoice_fields,
-            ALL_INVOICE_FIELDS
+            InvoiceField::EVERY
         );
         assert_eq!(
             Parts::used_by("{{days_overdue invoice}} days").invoice_fields,
@@ -498,7 +479,7 @@ mod tests {
     fn subjects_get_the_rates_and_discount_they_name() {
         let p = Parts::used_by("{{money (late_interest invoice rates.late_interest_annual)}}");
         assert_eq!(p.objects, Parts::INVOICE | Parts::RATES);
-        assert_eq!(p.invoice_fields, ALL_INVOICE_FIELDS);
+        assert_eq!(p.invoice_fields, InvoiceField::EVERY);
         let p = Parts::used_by("{{#if discount.available}}-{{percent discount.percent}}{{/if}}");
         assert_eq!(p.objects, Parts::DISCOUNT);
         assert!(Parts::ALL.has(Parts::RATES) && Parts::ALL.has(Parts::DISCOUNT));

@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 
 use crate::config::Rates;
 use crate::diagnostics::{Location, Problem, Problems, files_with_extension};
-use crate::model::{InvoiceId, Ledger};
+use crate::model::{InvoiceField, InvoiceId, Ledger};
 use crate::money::{self, InterestError};
 
 /// Words that make an expression's value change from one day to the next
@@ -67,6 +67,40 @@ pub struct InvoiceView {
     pub ledger: Arc<Ledger>,
     pub index: InvoiceId,
     pub today: NaiveDate,
+}
+
+impl InvoiceView {
+    /// A field of the invoice as scripts see it: text, exact decimals, dates
+    /// as `YYYY-MM-DD` strings, `()` for an optional date it lacks.
+    fn get(&self, field: InvoiceField) -> Dynamic {
+        use InvoiceField::*;
+        let i = &self.ledger.invoices[self.index];
+        let text = |s: &str| Dynamic::from(ImmutableString::from(s));
+        match field {
+            Number => text(&i.number),
+            CustomerId => text(&i.customer_id),
+            CustomerName => text(&i.customer_name),
+            Email => text(&i.email),
+            IssueDate => Dynamic::from(date_string(i.issue_date)),
+            DueDate => Dynamic::from(date_string(i.due_date)),
+            Amount => Dynamic::from(i.amount),
+            AmountPaid => Dynamic::from(i.amount_paid),
+            AmountDue => Dynamic::from(i.amount_due()),
+            Currency => text(&i.currency),
+            Status => text(i.status.as_str()),
+            PaidDate => opt_date(i.paid_date),
+            Language => text(self.ledger.language_of(self.index)),
+            Tags => Dynamic::from(strings(&i.tags)),
+            PromiseDate => opt_date(i.promise_date),
+            DaysOverdue => Dynamic::from(i.days_overdue(self.today)),
+            Extra => Dynamic::from(
+                i.extra
+                    .iter()
+                    .map(|(k, v)| (k.as_str().into(), text(v)))
+                    .collect::<Map>(),
+            ),
+        }
+    }
 }
 
 /// A customer as scripts see it, with aggregates as of `today`.
@@ -143,32 +177,8 @@ fn sandboxed_engine(rates: &Rates) -> Engine {
     engine.set_strict_variables(true);
 
     engine.register_type_with_name::<InvoiceView>("Invoice");
-    macro_rules! invoice_get {
-        ($($name:literal => |$i:ident, $v:ident| $body:expr),* $(,)?) => {$(
-            engine.register_get($name, |$v: &mut InvoiceView| -> Dynamic {
-                let $i = &$v.ledger.invoices[$v.index];
-                Dynamic::from($body)
-            });
-        )*};
-    }
-    invoice_get! {
-        "number" => |i, _v| ImmutableString::from(&*i.number),
-        "customer_id" => |i, _v| ImmutableString::from(&*i.customer_id),
-        "customer_name" => |i, _v| ImmutableString::from(&*i.customer_name),
-        "email" => |i, _v| ImmutableString::from(&*i.email),
-        "issue_date" => |i, _v| date_string(i.issue_date),
-        "due_date" => |i, _v| date_string(i.due_date),
-        "amount" => |i, _v| i.amount,
-        "amount_paid" => |i, _v| i.amount_paid,
-        "amount_due" => |i, _v| i.amount_due(),
-        "currency" => |i, _v| ImmutableString::from(&*i.currency),
-        "status" => |i, _v| ImmutableString::from(i.status.as_str()),
-        "paid_date" => |i, _v| opt_date(i.paid_date),
-        "language" => |_i, v| ImmutableString::from(v.ledger.language_of(v.index)),
-        "tags" => |i, _v| strings(&i.tags),
-        "promise_date" => |i, _v| opt_date(i.promise_date),
-        "days_overdue" => |i, v| i.days_overdue(v.today),
-        "extra" => |i, _v| i.extra.iter().map(|(k, val)| (k.as_str().into(), Dynamic::from(ImmutableString::from(val.as_str())))).collect::<Map>(),
+    for field in InvoiceField::ALL {
+        engine.register_get(field.name(), move |v: &mut InvoiceView| v.get(field));
     }
 
     engine.register_type_with_name::<CustomerView>("Customer");
