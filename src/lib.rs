@@ -51,12 +51,16 @@ pub use project::{Message, Options, Project};
 pub use report::explain::{Explanation, explain};
 pub use rules::{PolicyId, StageId};
 
-/// What the micro-benchmarks (`benches/`) time below the API: not an API,
-/// and it changes whenever the code under it does.
+/// What the micro-benchmarks (`benches/`), the property tests
+/// (`tests/properties.rs`) and the fuzz targets (`fuzz/`) reach below the
+/// API: not an API, and it changes whenever the code under it does.
 #[doc(hidden)]
 pub mod internals {
     pub use crate::config::FeedConfig;
     pub use crate::feed::load_feeds;
+    pub use crate::feed::parse_amount;
     pub use crate::journal::{Identity, JournalRow, State};
+    pub use crate::locale::format_amount;
+    pub use crate::money::{DiscountTerms, late_interest, parse_decimal, recovery_indemnity};
     pub use crate::rules::{CustomerView, InvoiceView, Variables};
 }

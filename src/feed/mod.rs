@@ -33,6 +33,7 @@ use crate::model::{Invoice, InvoiceField, NumberIndex, Shared};
 
 use row::{Converter, Interner, column_key};
 use values::DateFormat;
+pub use values::parse_amount;
 
 /// What the feeds gave: the good invoices, and one problem per bad row or unreadable feed.
 #[derive(Debug, Default)]
