@@ -104,10 +104,16 @@ fn feeds(c: &mut Criterion) {
         ),
     ];
     for (name, feed) in cases {
-        let load = load_feeds(&project.config, std::slice::from_ref(&feed));
+        let load = load_feeds(&project.config, std::slice::from_ref(&feed), as_of());
         assert_eq!(load.invoices.len(), ROWS, "{name}: {:?}", load.problems);
         group.bench_function(name, |b| {
-            b.iter(|| black_box(load_feeds(&project.config, std::slice::from_ref(&feed))))
+            b.iter(|| {
+                black_box(load_feeds(
+                    &project.config,
+                    std::slice::from_ref(&feed),
+                    as_of(),
+                ))
+            })
         });
     }
     group.finish();

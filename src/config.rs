@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer};
 
 use crate::calendar::{Calendar, HolidaySettings, SendWindow};
-use crate::diagnostics::{Location, Problem, Problems, yaml_problem};
+use crate::diagnostics::{Location, Problem, Problems, RuleLimits, read_yaml_source, yaml_problem};
 use crate::money::{de_decimal, de_opt_decimal};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -234,11 +234,36 @@ impl Default for Schedule {
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     pub max_per_run: usize,
+    /// The largest policy or holds file, in bytes.
+    pub rule_file_bytes: u64,
+    /// The deepest nesting of a rule file (indentation levels and `[`/`{`).
+    pub yaml_depth: usize,
+    /// The longest value of a feed's field, in characters.
+    pub field_chars: usize,
+    /// The largest feed file, in bytes.
+    pub feed_file_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_per_run: 200 }
+        let rules = RuleLimits::default();
+        Limits {
+            max_per_run: 200,
+            rule_file_bytes: rules.bytes,
+            yaml_depth: rules.depth,
+            field_chars: 4096,
+            feed_file_bytes: 2 << 30,
+        }
+    }
+}
+
+impl Limits {
+    /// What a rule file may be.
+    pub fn rules(&self) -> RuleLimits {
+        RuleLimits {
+            bytes: self.rule_file_bytes,
+            depth: self.yaml_depth,
+        }
     }
 }
 
@@ -366,9 +391,9 @@ impl Config {
                 ..Config::default()
             });
         }
-        let source = std::fs::read_to_string(&path).map_err(|e| {
-            Problem::error(Location::file(&path), format!("cannot read config: {e}"))
-        })?;
+        // The config's own limits are not known before it is read: it is
+        // held to the defaults.
+        let source = read_yaml_source(&path, "config", RuleLimits::default())?;
         let mut config: Config = if source.trim().is_empty() {
             Config::default()
         } else {
@@ -472,8 +497,16 @@ impl Config {
                 problems.error(at(key), format!("rates.{key} must not be negative"));
             }
         }
-        if self.limits.max_per_run == 0 {
-            problems.error(at("max_per_run"), "limits.max_per_run must be at least 1");
+        for (key, value) in [
+            ("max_per_run", self.limits.max_per_run as u64),
+            ("rule_file_bytes", self.limits.rule_file_bytes),
+            ("yaml_depth", self.limits.yaml_depth as u64),
+            ("field_chars", self.limits.field_chars as u64),
+            ("feed_file_bytes", self.limits.feed_file_bytes),
+        ] {
+            if value == 0 {
+                problems.error(at(key), format!("limits.{key} must be at least 1"));
+            }
         }
         if let Delivery::Smtp {
             user, password_env, ..

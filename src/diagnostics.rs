@@ -198,11 +198,222 @@ pub fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The text of a rule file (`what` it holds names it in the error).
-pub fn read_rule_file(path: &Path, what: &str, problems: &mut Problems) -> Option<String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| problems.error(Location::file(path), format!("cannot read {what}: {e}")))
+/// How large and how deeply nested a rule file may be (`limits:` in
+/// `relance.yaml`): the YAML parser takes time quadratic in the nesting, so
+/// both are checked before it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleLimits {
+    pub bytes: u64,
+    pub depth: usize,
+}
+
+impl Default for RuleLimits {
+    fn default() -> Self {
+        RuleLimits {
+            bytes: 1 << 20,
+            depth: 64,
+        }
+    }
+}
+
+/// The text of a rule file (`what` it holds names it in the error), if it
+/// is within `limits`.
+pub fn read_rule_file(
+    path: &Path,
+    what: &str,
+    limits: RuleLimits,
+    problems: &mut Problems,
+) -> Option<String> {
+    read_yaml_source(path, what, limits)
+        .map_err(|p| problems.push(p))
         .ok()
+}
+
+/// A YAML file's text, refused before it is read when larger than
+/// `limits.bytes` and before it is parsed when nested deeper than `limits.depth`.
+pub fn read_yaml_source(path: &Path, what: &str, limits: RuleLimits) -> Result<String, Problem> {
+    let cannot = |e: std::io::Error| {
+        Problem::error(Location::file(path), format!("cannot read {what}: {e}"))
+    };
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let size = file.metadata().map_err(cannot)?.len();
+    let too_large = || {
+        Problem::error(
+            Location::file(path),
+            format!(
+                "{what} file is larger than limits.rule_file_bytes ({} bytes): a rule file \
+                 this large is not written by hand; raise the limit in relance.yaml if it is meant",
+                limits.bytes
+            ),
+        )
+    };
+    if size > limits.bytes {
+        return Err(too_large());
+    }
+    // The file may grow between the two calls: read no more than the limit.
+    let mut source = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(file, limits.bytes.saturating_add(1)),
+        &mut source,
+    )
+    .map_err(cannot)?;
+    if source.len() as u64 > limits.bytes {
+        return Err(too_large());
+    }
+    check_yaml_depth(path, &source, limits.depth)?;
+    Ok(source)
+}
+
+/// Refuses YAML nested deeper than `max` levels, in one pass over the text:
+/// indentation levels (a `- ` item counts as one) plus `[`/`{` nesting,
+/// outside quoted strings, comments and block scalars. It is a guard, not a
+/// parser: a file it lets through is still parsed, and a file within the
+/// limit as a parser counts it is within it here too.
+pub fn check_yaml_depth(path: &Path, source: &str, max: usize) -> Result<(), Problem> {
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    // Inside a quoted scalar that runs on to the next line: its closing quote.
+    let mut quote: Option<char> = None;
+    // The indentation of a line ending in `|` or `>`: more indented lines are text.
+    let mut block_scalar: Option<usize> = None;
+    let too_deep = |line: usize, col: usize| {
+        Problem::error(
+            Location::at(path, line + 1, col + 1),
+            format!(
+                "nested deeper than limits.yaml_depth ({max} levels): \
+                 simplify the file, or raise the limit in relance.yaml"
+            ),
+        )
+    };
+    for (number, line) in source.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let rest = &line[indent..];
+        if let Some(owner) = block_scalar {
+            if rest.trim().is_empty() || indent > owner {
+                continue;
+            }
+            block_scalar = None;
+        }
+        if quote.is_none() && flow == 0 {
+            if rest.trim().is_empty() || rest.starts_with('#') {
+                continue;
+            }
+            let mut at = indent;
+            let mut item = rest;
+            loop {
+                while indents.last().is_some_and(|&top| top > at) {
+                    indents.pop();
+                }
+                if indents.last() != Some(&at) {
+                    indents.push(at);
+                }
+                // `- - x`: each dash is a level of its own.
+                let Some(after) = item
+                    .strip_prefix('-')
+                    .filter(|a| a.is_empty() || a.starts_with(' '))
+                else {
+                    break;
+                };
+                let spaces = after.len() - after.trim_start_matches(' ').len();
+                at += 1 + spaces;
+                item = &after[spaces..];
+                if item.is_empty() {
+                    break;
+                }
+            }
+        }
+        // Where a scalar may start: a quote or a bracket there opens a quoted
+        // scalar or a flow collection; anywhere else it is text.
+        let mut scalar_start = true;
+        let mut previous = ' ';
+        let mut chars = line[indent..].char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            if let Some(close) = quote {
+                if c == '\\' && close == '"' {
+                    chars.next();
+                } else if c == close {
+                    // `''` inside a single-quoted scalar is a quote, not its end.
+                    if close == '\'' && chars.peek().is_some_and(|(_, n)| *n == '\'') {
+                        chars.next();
+                    } else {
+                        quote = None;
+                    }
+                }
+                previous = c;
+                scalar_start = false;
+                continue;
+            }
+            match c {
+                '#' if previous == ' ' || previous == '\t' => break,
+                '"' | '\'' if scalar_start => quote = Some(c),
+                '[' | '{' if scalar_start || flow > 0 => {
+                    flow += 1;
+                    if indents.len() + flow > max {
+                        return Err(too_deep(number, line[..indent + i].chars().count()));
+                    }
+                }
+                ']' | '}' if flow > 0 => flow -= 1,
+                _ => {}
+            }
+            let spaced = chars.peek().is_none_or(|(_, n)| *n == ' ');
+            scalar_start = match c {
+                ' ' | '\t' => scalar_start,
+                ',' | '[' | '{' => flow > 0,
+                ':' | '-' | '?' => spaced,
+                _ => false,
+            };
+            previous = c;
+        }
+        if indents.len() + flow > max {
+            return Err(too_deep(number, indent));
+        }
+        if quote.is_none() && flow == 0 {
+            let value = line.split(" #").next().unwrap_or("").trim_end();
+            let indicator = value.rsplit([' ', ':', '-']).next().unwrap_or("");
+            let is_block = (indicator.starts_with('|') || indicator.starts_with('>'))
+                && indicator[1..]
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '+' || c == '-')
+                && value.len() > indicator.len();
+            if is_block {
+                block_scalar = Some(indent);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A value quoted in a message, at most [`QUOTED_CHARS`] characters of it:
+/// `"AAAA…" (12,345 characters)` for a longer one, so that a field of a
+/// million characters makes a one-line message.
+pub fn quote(value: &str) -> String {
+    match value.char_indices().nth(QUOTED_CHARS) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => {
+            let shown = format!("{:?}", &value[..cut]);
+            let count = value.chars().count();
+            format!(
+                "{}…\" ({} characters)",
+                &shown[..shown.len() - 1],
+                group_thousands(count)
+            )
+        }
+    }
+}
+
+/// How many characters of a value a message quotes.
+pub const QUOTED_CHARS: usize = 80;
+
+fn group_thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
 }
 
 /// A rule file's YAML read into `T`; a mistake is reported with its position.

@@ -77,7 +77,9 @@ pub struct Invoice {
 
 impl Invoice {
     pub fn amount_due(&self) -> Decimal {
-        self.amount - self.amount_paid
+        // The feeds refuse a row where this overflows: saturating only keeps
+        // an invoice made some other way from panicking.
+        self.amount.saturating_sub(self.amount_paid)
     }
 
     /// Open means: status open, something left to pay, and not a credit note.
@@ -477,7 +479,9 @@ impl Ledger {
             }
             if inv.is_open() {
                 c.open_count += 1;
-                c.total_due += inv.amount_due();
+                // The feeds refuse the row that would take a customer's
+                // amounts past what a decimal holds (feed/customers.rs).
+                c.total_due = c.total_due.saturating_add(inv.amount_due());
                 c.open_due_dates.push(inv.due_date);
             }
             if let Some(paid) = inv.paid_date {

@@ -55,6 +55,13 @@ pub enum InterestError {
     TooLarge,
 }
 
+/// The sum of amounts, exactly; `None` past what a decimal holds.
+pub fn checked_sum(amounts: impl IntoIterator<Item = Decimal>) -> Option<Decimal> {
+    amounts
+        .into_iter()
+        .try_fold(Decimal::ZERO, |sum, a| sum.checked_add(a))
+}
+
 /// A decimal written with a dot (`12.15`, `40`, `1.5e1`), as the config
 /// and templates give them.
 pub fn parse_decimal(text: &str) -> Option<Decimal> {

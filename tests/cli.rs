@@ -13,6 +13,8 @@ mod commands;
 mod feeds;
 #[path = "cli/firing.rs"]
 mod firing;
+#[path = "cli/hostile.rs"]
+mod hostile;
 #[path = "cli/money.rs"]
 mod money;
 #[path = "cli/policies.rs"]

@@ -922,6 +922,25 @@ fn a_broken_template_is_refused_and_its_fix_loaded() {
 }
 
 #[test]
+fn partials_that_include_each_other_are_refused_as_a_reload_and_the_daemon_stays_up() {
+    let folder = dunning_folder("", &invoices(2));
+    folder
+        .write("rules/dunning.yaml", &overdue_after(10))
+        .write("templates/partials/a.en.hbs", "{{> b}}")
+        .write("templates/partials/b.en.hbs", "B");
+    let mut daemon = start_daemon(&folder);
+
+    folder.write("templates/partials/b.en.hbs", "{{> a}}");
+    let error = expect_located_refusal(&mut daemon, "templates/partials/a.en.hbs");
+    assert_contains(&error, "partial include cycle");
+    assert!(daemon.running());
+
+    folder.write("templates/partials/b.en.hbs", "b");
+    daemon.expect_line(SAVE_TO_LIVE, "loading the fixed partial", reloaded_with(0));
+    assert!(daemon.running());
+}
+
+#[test]
 fn a_feed_edit_is_live_within_a_second() {
     let (folder, mut daemon) = watched_folder(10);
 

@@ -15,6 +15,7 @@ use crate::config::Company;
 use crate::journal::Identity;
 use crate::locale::{format_amount, format_date, is_french, money};
 use crate::model::{Invoice, distinct_recipients};
+use crate::money::checked_sum;
 use crate::project::Message;
 use crate::rules::Channel;
 use crate::text::clean_line;
@@ -298,13 +299,20 @@ fn invoice_table(r: &Message, items: &[(&Invoice, &Identity)], w: &Words) -> Str
 
 /// What is due in each currency, exact: one line per currency.
 fn totals(items: &[(&Invoice, &Identity)], w: &Words, labels: usize, language: &str) -> String {
-    let mut due: BTreeMap<&str, Decimal> = BTreeMap::new();
+    let mut due: BTreeMap<&str, Vec<Decimal>> = BTreeMap::new();
     for (inv, _) in items {
-        *due.entry(&inv.currency).or_default() += inv.amount_due();
+        due.entry(&inv.currency).or_default().push(inv.amount_due());
     }
     let amounts: Vec<(String, &str)> = due
         .into_iter()
-        .map(|(currency, amount)| (format_amount(amount, language), currency))
+        .map(|(currency, amounts)| {
+            // Several customers' amounts may pass what a decimal holds: said, not wrapped.
+            let total = match checked_sum(amounts) {
+                Some(sum) => format_amount(sum, language),
+                None => format!("> {}", format_amount(Decimal::MAX, language)),
+            };
+            (total, currency)
+        })
         .collect();
     let width = amounts.iter().map(|(a, _)| a.len()).max().unwrap_or(0);
     let mut text = String::new();

@@ -141,8 +141,9 @@ mod tests {
         }
         let mut problems = Problems::default();
         let scripts = Scripts::load(dir.path(), &Default::default(), &mut problems);
-        let policies = load_policies(dir.path(), &scripts, window, &mut problems);
-        let holds = load_holds(dir.path(), &mut problems);
+        let limits = Default::default();
+        let policies = load_policies(dir.path(), &scripts, window, limits, &mut problems);
+        let holds = load_holds(dir.path(), limits, &mut problems);
         assert!(!problems.has_errors(), "{problems:?}");
         Fixture {
             _dir: dir,

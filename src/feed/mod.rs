@@ -16,21 +16,24 @@
 //! its row buffers are allocated once, not per row, and at most
 //! [`IN_FLIGHT`] batches per converting thread exist at a time.
 
+mod customers;
 mod row;
 mod values;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use chrono::NaiveDate;
 use serde_json::Value;
 
 use crate::config::{Config, FeedConfig, FeedFormat};
-use crate::diagnostics::{Location, Problem, Problems};
+use crate::diagnostics::{Location, Problem, Problems, quote};
 use crate::model::{Invoice, InvoiceField, NumberIndex, Shared};
 
+use customers::Customers;
 use row::{Converter, Interner, column_key};
 use values::DateFormat;
 pub use values::parse_amount;
@@ -50,9 +53,10 @@ pub struct FeedLoad {
 /// A row converted: an invoice, or the problems that make it a bad row.
 type Converted = Result<Invoice, Vec<Problem>>;
 
-/// Reads every feed of the config. A feed that cannot be read is one error
+/// Reads every feed of the config on `today` (in the config's time zone:
+/// it bounds the plausible dates). A feed that cannot be read is one error
 /// naming it; a bad row is one problem and is skipped; the rest goes on.
-pub fn load_feeds(config: &Config, feeds: &[FeedConfig]) -> FeedLoad {
+pub fn load_feeds(config: &Config, feeds: &[FeedConfig], today: NaiveDate) -> FeedLoad {
     let mut load = FeedLoad::default();
     // About one invoice per 100 bytes of feed: reserve once rather than grow.
     let size: u64 = feeds
@@ -67,9 +71,18 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig]) -> FeedLoad {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS));
     // Kept from feed to feed: what each thread has interned and validated is still good.
     let mut converters: Vec<Converter> = (0..threads).map(|_| Converter::new(&interner)).collect();
+    let mut customers = Customers::default();
+    let max_bytes = config.limits.feed_file_bytes;
     for feed in feeds {
         let path = config.path(&feed.path);
-        let file = match std::fs::File::open(&path) {
+        let opened = std::fs::File::open(&path).and_then(|f| {
+            // A FIFO or a file still growing is bounded while it is read.
+            match f.metadata()?.len() {
+                size if size > max_bytes => Err(Overflow::File { max: max_bytes }.into()),
+                _ => Ok(f),
+            }
+        });
+        let file = match opened {
             Ok(f) => f,
             Err(e) => {
                 load.problems
@@ -78,7 +91,7 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig]) -> FeedLoad {
                 continue;
             }
         };
-        let parser = match FeedParser::new(feed, config, Arc::new(path.clone())) {
+        let parser = match FeedParser::new(feed, config, Arc::new(path.clone()), today) {
             Ok(p) => p,
             Err(p) => {
                 load.problems.push(p);
@@ -86,9 +99,26 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig]) -> FeedLoad {
                 continue;
             }
         };
-        let mut input = BufReader::with_capacity(1 << 16, file);
+        let csv = parser.feed.format() == FeedFormat::Csv;
+        let mut input = Bounded {
+            inner: BufReader::with_capacity(1 << 16, file),
+            read: 0,
+            max: max_bytes,
+            // JSON escapes its quotes: JSON Lines are bounded line by line instead.
+            row: csv.then(|| RowScan::new(parser.row_bytes)),
+            overflow: None,
+        };
         let mut accept = |row: Converted| match row {
             Ok(invoice) => {
+                let at = parser.location(invoice.origin.line);
+                let total = match customers.total_with(&invoice, &at) {
+                    Ok(total) => total,
+                    Err(problem) => {
+                        load.bad_rows += 1;
+                        load.problems.push(problem);
+                        return;
+                    }
+                };
                 load.invoices.push(invoice);
                 let i = load.invoices.len() - 1;
                 if let Err(first) = index.insert(&load.invoices, i) {
@@ -98,12 +128,15 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig]) -> FeedLoad {
                     load.problems.error(
                         parser.location(dup.origin.line),
                         format!(
-                            "number: duplicate invoice number {:?} (first seen at {}:{})",
-                            &*dup.number,
+                            "number: duplicate invoice number {} (first seen at {}:{})",
+                            quote(&dup.number),
                             first.origin.file.display(),
                             first.origin.line
                         ),
                     );
+                } else {
+                    let kept = &load.invoices[i];
+                    load.problems.0.extend(customers.keep(kept, total, at));
                 }
             }
             Err(problems) => {
@@ -113,7 +146,7 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig]) -> FeedLoad {
         };
         let (parser, converters) = (&parser, &mut converters[..]);
         let result = skip_bom(&mut input)
-            .map_err(|e| parser.read_error(e))
+            .map_err(|e| parser.io_problem(e))
             .and_then(|()| match parser.feed.format() {
                 FeedFormat::Csv => parser.csv(input, converters, &mut accept),
                 FeedFormat::Json => pipeline(
@@ -343,6 +376,11 @@ struct FeedParser<'c> {
     default_currency: Shared,
     /// The feed's own column names (as [`column_key`]) -> canonical field, from `columns`.
     renamed: HashMap<String, usize>,
+    /// The earliest and latest plausible issue and due dates.
+    plausible: (NaiveDate, NaiveDate),
+    /// `limits.field_chars`, and the longest row it allows, in bytes.
+    field_chars: usize,
+    row_bytes: u64,
 }
 
 /// A CSV record as the reading thread hands it on.
@@ -358,6 +396,8 @@ struct CsvRow {
 struct JsonLine {
     line: usize,
     bytes: Vec<u8>,
+    /// Longer than a row may be: `bytes` holds its start only.
+    too_long: bool,
 }
 
 /// An element of a JSON array feed.
@@ -368,7 +408,12 @@ struct JsonElement {
 }
 
 impl<'c> FeedParser<'c> {
-    fn new(feed: &'c FeedConfig, config: &Config, file: Arc<PathBuf>) -> Result<Self, Problem> {
+    fn new(
+        feed: &'c FeedConfig,
+        config: &Config,
+        file: Arc<PathBuf>,
+        today: NaiveDate,
+    ) -> Result<Self, Problem> {
         let dates = DateFormat::new(&feed.date_format).ok_or_else(|| {
             Problem::error(
                 Location::file(&file),
@@ -391,7 +436,21 @@ impl<'c> FeedParser<'c> {
             dates,
             default_currency: config.currency.as_str().into(),
             renamed,
+            plausible: plausible_dates(today),
+            field_chars: config.limits.field_chars,
+            row_bytes: row_bytes(config.limits.field_chars),
         })
+    }
+
+    /// A read error as a problem: located at its row when the row is too
+    /// long, naming the limit when the file is too large.
+    fn io_problem(&self, e: std::io::Error) -> Problem {
+        match e.get_ref().and_then(|e| e.downcast_ref::<Overflow>()) {
+            Some(overflow @ Overflow::Row { line, .. }) => {
+                Problem::error(Location::line(&self.file, *line), overflow.to_string())
+            }
+            _ => self.read_error(e),
+        }
     }
 
     /// The feed could not be read (an I/O error mid-way): one error naming it.
@@ -442,7 +501,10 @@ impl<'c> FeedParser<'c> {
                 Ok(true) => {}
                 Err(e) => {
                     if let csv::ErrorKind::Io(_) = e.kind() {
-                        return Err(self.read_error(e));
+                        let csv::ErrorKind::Io(e) = e.into_kind() else {
+                            unreachable!("matched just above")
+                        };
+                        return Err(self.io_problem(e));
                     }
                     let line = e.position().map_or(0, |p| p.line() as usize);
                     row.unreadable = Some(Problem::error(
@@ -488,6 +550,9 @@ impl<'c> FeedParser<'c> {
         serde::Deserializer::deserialize_seq(&mut de, Elements(feeder))
             .and_then(|()| de.end())
             .map_err(|e| {
+                if e.is_io() {
+                    return self.io_problem(e.into());
+                }
                 Problem::error(
                     Location::at(&self.file, e.line(), e.column()),
                     format!("not a JSON array of invoices: {e}"),
@@ -504,20 +569,156 @@ impl<'c> FeedParser<'c> {
         for line in 1.. {
             let row = feeder.next();
             row.bytes.clear();
-            if input
+            let read = (&mut input)
+                .take(self.row_bytes.saturating_add(1))
                 .read_until(b'\n', &mut row.bytes)
-                .map_err(|e| self.read_error(e))?
-                == 0
-            {
+                .map_err(|e| self.io_problem(e))?;
+            if read == 0 {
                 break;
             }
             if row.bytes.last() == Some(&b'\n') {
                 row.bytes.pop();
             }
+            row.too_long = row.bytes.len() as u64 > self.row_bytes;
+            if row.too_long {
+                // The rest of the line is skipped, never held.
+                input.skip_until(b'\n').map_err(|e| self.io_problem(e))?;
+                row.bytes.truncate(QUOTED_BYTES);
+            }
             row.line = line;
             feeder.keep();
         }
         Ok(())
+    }
+}
+
+/// The issue and due dates a feed may hold, read on `today`: from 1900 to
+/// twenty years ahead. Anything else is a typo (year 0, 9999), and would
+/// have catch-up walk through centuries of occurrences.
+pub fn plausible_dates(today: NaiveDate) -> (NaiveDate, NaiveDate) {
+    let earliest = NaiveDate::from_ymd_opt(1900, 1, 1).unwrap_or(NaiveDate::MIN);
+    let latest = today
+        .checked_add_months(chrono::Months::new(20 * 12))
+        .unwrap_or(NaiveDate::MAX);
+    (earliest, latest)
+}
+
+/// The longest row (a CSV record, a JSON line) a feed may hold: 64 fields
+/// of `field_chars` characters of 4 bytes, 1 MiB by default.
+fn row_bytes(field_chars: usize) -> u64 {
+    (field_chars as u64).saturating_mul(256)
+}
+
+/// What of a row too long to read is kept, to quote in its message.
+const QUOTED_BYTES: usize = 4 * crate::diagnostics::QUOTED_CHARS;
+
+/// A limit a feed passed while it was read.
+#[derive(Debug, thiserror::Error)]
+enum Overflow {
+    #[error("feed is larger than limits.feed_file_bytes ({max} bytes)")]
+    File { max: u64 },
+    #[error(
+        "row is longer than {max} bytes (256 × limits.field_chars): \
+         the rest of the feed cannot be read row by row"
+    )]
+    Row { line: usize, max: u64 },
+}
+
+impl From<Overflow> for std::io::Error {
+    fn from(o: Overflow) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, o)
+    }
+}
+
+/// A feed's bytes, counted as they are read so that memory stays bounded
+/// whatever the file holds: the whole file up to `max` bytes, and for CSV
+/// each record up to its limit (the csv crate would buffer a record of any
+/// length).
+struct Bounded<R> {
+    inner: R,
+    read: u64,
+    max: u64,
+    row: Option<RowScan>,
+    overflow: Option<Overflow>,
+}
+
+/// Where a CSV record starts and how long it is so far.
+struct RowScan {
+    quoted: bool,
+    len: u64,
+    max: u64,
+    line: usize,
+    start: usize,
+}
+
+impl RowScan {
+    fn new(max: u64) -> Self {
+        RowScan {
+            quoted: false,
+            len: 0,
+            max,
+            line: 1,
+            start: 1,
+        }
+    }
+
+    fn scan(&mut self, bytes: &[u8]) -> Option<Overflow> {
+        for &b in bytes {
+            match b {
+                b'"' => self.quoted = !self.quoted,
+                b'\n' => {
+                    self.line += 1;
+                    if !self.quoted {
+                        self.len = 0;
+                        self.start = self.line;
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            self.len += 1;
+            if self.len > self.max {
+                return Some(Overflow::Row {
+                    line: self.start,
+                    max: self.max,
+                });
+            }
+        }
+        None
+    }
+}
+
+impl<R: BufRead> std::io::Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Bounded<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if let Some(overflow) = self.overflow.take() {
+            return Err(overflow.into());
+        }
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, n: usize) {
+        // The bytes consumed are still in the buffer: this returns them, reading nothing.
+        if let (Some(row), Ok(bytes)) = (&mut self.row, self.inner.fill_buf()) {
+            let end = n.min(bytes.len());
+            if let Some(overflow) = row.scan(&bytes[..end]) {
+                self.overflow = Some(overflow);
+            }
+        }
+        self.read = self.read.saturating_add(n as u64);
+        if self.read > self.max {
+            self.overflow = Some(Overflow::File { max: self.max });
+        }
+        self.inner.consume(n);
     }
 }
 
@@ -575,6 +776,7 @@ pub fn feeds_for(config: &Config, overrides: &[PathBuf]) -> Vec<FeedConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model;
 
     pub(super) fn load(name: &str, content: &str, feed: impl FnOnce(&mut FeedConfig)) -> FeedLoad {
         let dir = tempfile::tempdir().unwrap();
@@ -585,7 +787,7 @@ mod tests {
         };
         let mut f = FeedConfig::new(name.into());
         feed(&mut f);
-        load_feeds(&config, &[f])
+        load_feeds(&config, &[f], model::tests::date("2026-03-01"))
     }
 
     /// Asserts that the first problem of the load reads `expected` after the
@@ -697,7 +899,11 @@ mod tests {
             base: dir.path().to_path_buf(),
             ..Config::default()
         };
-        let l = load_feeds(&config, &[FeedConfig::new("nope.csv".into())]);
+        let l = load_feeds(
+            &config,
+            &[FeedConfig::new("nope.csv".into())],
+            model::tests::date("2026-03-01"),
+        );
         assert_first_problem(&l, "nope.csv: cannot read feed");
     }
 

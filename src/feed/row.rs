@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::values::{canonical_language, currency_code, json_amount, parse_amount};
 use super::{Converted, CsvRow, FeedParser, JsonElement, JsonLine};
 use crate::config::{FeedFormat, is_language_tag};
-use crate::diagnostics::{Location, Problem};
+use crate::diagnostics::{Location, Problem, quote};
 use crate::model::{Invoice, InvoiceField, Origin, Shared, Status};
 
 // Each field's place among a row's values (its place in `InvoiceField::ALL`;
@@ -237,6 +237,21 @@ impl FeedParser<'_> {
         line: &mut JsonLine,
         converter: &mut Converter,
     ) -> Option<Converted> {
+        if line.too_long {
+            return Some(Err(vec![Problem::error(
+                Location::line(&self.file, line.line),
+                format!(
+                    "line is longer than {} bytes (256 × limits.field_chars); it starts with {}…",
+                    self.row_bytes,
+                    quote(
+                        &String::from_utf8_lossy(&line.bytes)
+                            .chars()
+                            .take(crate::diagnostics::QUOTED_CHARS)
+                            .collect::<String>()
+                    )
+                ),
+            )]));
+        }
         if line.bytes.iter().all(u8::is_ascii_whitespace) {
             return None;
         }
@@ -411,13 +426,19 @@ impl FeedParser<'_> {
             line,
             problems: Vec::new(),
         };
+        read.lengths();
+        if !read.problems.is_empty() {
+            // Nothing more is read of a value that long.
+            return Err(read.problems);
+        }
         read.required();
-        let issue_date = read.date(ISSUE_DATE);
-        let due_date = read.date(DUE_DATE);
+        let issue_date = read.plausible_date(ISSUE_DATE);
+        let due_date = read.plausible_date(DUE_DATE);
         let paid_date = read.date(PAID_DATE);
         let promise_date = read.date(PROMISE_DATE);
         let amount = read.amount(AMOUNT);
         let amount_paid = read.payment();
+        read.amount_due(amount, amount_paid);
         let Converter {
             strings,
             currencies,
@@ -500,10 +521,59 @@ impl Reading<'_> {
             let format = &self.parser.feed.date_format;
             self.bad(
                 field,
-                format!("expected a date in the format {format}, found {s:?}"),
+                format!("expected a date in the format {format}, found {}", quote(s)),
             );
         }
         date
+    }
+
+    /// An issue or due date, which must be plausible: a year 0 or 9999
+    /// is a typo, and would make catch-up walk thousands of years.
+    fn plausible_date(&mut self, field: usize) -> Option<NaiveDate> {
+        let date = self.date(field)?;
+        let (earliest, latest) = self.parser.plausible;
+        if date < earliest || date > latest {
+            self.bad(
+                field,
+                format!(
+                    "{} is not a plausible date (expected between {} and {})",
+                    date.format("%Y-%m-%d"),
+                    earliest.format("%Y-%m-%d"),
+                    latest.format("%Y-%m-%d")
+                ),
+            );
+            return None;
+        }
+        Some(date)
+    }
+
+    /// Every value of the row, its other columns too, within `limits.field_chars`.
+    fn lengths(&mut self) {
+        let max = self.parser.field_chars;
+        let long = |v: &str| v.len() > max && v.chars().count() > max;
+        let row = self.row;
+        for (i, value) in row.fields.iter().enumerate() {
+            if let Some(v) = value.as_deref().filter(|v| long(v)) {
+                self.bad(i, too_long(v, max));
+            }
+        }
+        for (name, v) in row.extra.iter().filter(|(_, v)| long(v)) {
+            self.problems.push(Problem::error(
+                self.parser.location(self.line),
+                format!("{}: {}", quote(name), too_long(v, max)),
+            ));
+        }
+    }
+
+    /// `amount - amount_paid`, which every total adds up: refused when
+    /// it cannot be computed exactly.
+    fn amount_due(&mut self, amount: Option<Decimal>, paid: Decimal) {
+        if amount.is_some_and(|a| a.checked_sub(paid).is_none()) {
+            self.bad(
+                AMOUNT_PAID,
+                "amount - amount_paid is too large to compute exactly".into(),
+            );
+        }
     }
 
     /// An amount written with the feed's `decimal` separator.
@@ -522,7 +592,7 @@ impl Reading<'_> {
                 let written = self.row.get(AMOUNT_PAID).unwrap_or_default();
                 self.bad(
                     AMOUNT_PAID,
-                    format!("must not be negative, found {written:?}"),
+                    format!("must not be negative, found {}", quote(written)),
                 );
                 Decimal::ZERO
             }
@@ -537,7 +607,7 @@ impl Reading<'_> {
         Status::parse(s).unwrap_or_else(|| {
             self.bad(
                 STATUS,
-                format!("expected open, paid, void or disputed, found {s:?}"),
+                format!("expected open, paid, void or disputed, found {}", quote(s)),
             );
             Status::Open
         })
@@ -557,7 +627,7 @@ impl Reading<'_> {
         let raw = self.row.get(field)?;
         let code = known.get(raw, |raw| canonical(raw).map(|c| strings.get(&c)));
         if code.is_none() {
-            self.bad(field, format!("expected {expected}, found {raw:?}"));
+            self.bad(field, format!("expected {expected}, found {}", quote(raw)));
         }
         code
     }
@@ -577,6 +647,14 @@ impl Reading<'_> {
 pub(super) enum Column {
     Field(usize),
     Extra(String),
+}
+
+/// Why a value is refused for its length.
+fn too_long(value: &str, max: usize) -> String {
+    format!(
+        "longer than limits.field_chars ({max} characters): {}",
+        quote(value)
+    )
 }
 
 /// `s.trim()`, without decoding characters when `s` begins and ends with

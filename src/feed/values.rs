@@ -6,6 +6,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use crate::config::is_currency_code;
+use crate::diagnostics::quote;
 
 /// A date format parsed once per feed rather than once per date.
 pub(super) struct DateFormat<'f> {
@@ -163,13 +164,15 @@ pub(super) fn json_amount(number: &str, decimal: char) -> String {
 pub fn parse_amount(s: &str, decimal: char) -> Result<Decimal, String> {
     if decimal == '.' && s.contains(',') {
         return Err(format!(
-            "expected a decimal number like 1234.56, found {s:?} (for amounts written 1 234,56 set `decimal: \",\"` on this feed)"
+            "expected a decimal number like 1234.56, found {} (for amounts written 1 234,56 set `decimal: \",\"` on this feed)",
+            quote(s)
         ));
     }
     let invalid = || {
         format!(
-            "expected a decimal number like {}, found {s:?}",
-            if decimal == ',' { "1234,56" } else { "1234.56" }
+            "expected a decimal number like {}, found {}",
+            if decimal == ',' { "1234,56" } else { "1234.56" },
+            quote(s)
         )
     };
     let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
@@ -188,7 +191,8 @@ pub fn parse_amount(s: &str, decimal: char) -> Result<Decimal, String> {
             Cow::Owned(format!("{sign}{digits}{point}{fraction}"))
         }
     };
-    Decimal::from_str_exact(&exact).map_err(|e| format!("amount {s:?} cannot be read exactly: {e}"))
+    Decimal::from_str_exact(&exact)
+        .map_err(|e| format!("amount {} cannot be read exactly: {e}", quote(s)))
 }
 
 /// The digits of an amount's integer part without its thousands separators

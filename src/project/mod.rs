@@ -47,8 +47,10 @@ impl Rulebook {
             problems.error(Location::file(&rules), "rules folder not found");
         }
         let scripts = Arc::new(Scripts::load(&rules, &config.rates, &mut problems));
-        let policies = load_policies(&rules, &scripts, &config.send_window(), &mut problems);
-        let holds = load_holds(&rules, &mut problems);
+        let limits = config.limits.rules();
+        let window = config.send_window();
+        let policies = load_policies(&rules, &scripts, &window, limits, &mut problems);
+        let holds = load_holds(&rules, limits, &mut problems);
         let templates_dir = config.path(&config.templates);
         if !templates_dir.is_dir() {
             problems.error(Location::file(&templates_dir), "templates folder not found");
@@ -229,7 +231,12 @@ impl Project {
 
     /// Reads the feeds a command uses (`--feed` overrides the config's).
     pub fn read_feeds(config: &Config, options: &Options) -> crate::feed::FeedLoad {
-        load_feeds(config, &feeds_for(config, &options.feeds))
+        // The one reading of the clock while loading: it bounds the
+        // plausible dates of the feeds, and moves with the days the daemon runs.
+        let today = chrono::Utc::now()
+            .with_timezone(&config.timezone)
+            .date_naive();
+        load_feeds(config, &feeds_for(config, &options.feeds), today)
     }
 
     pub fn evaluator(&self) -> Evaluator<'_> {

@@ -335,13 +335,17 @@ fn stage_json(stage: &Stage, occurrence: u32) -> Value {
 /// A statement's `invoices` (each invoice with its `stage`) and `totals`
 /// (amount due and count per currency, by currency).
 fn statement_json(ledger: &Ledger, lines: &[StatementLine], today: NaiveDate) -> (Value, Value) {
-    let mut totals: BTreeMap<&str, (Decimal, usize)> = BTreeMap::new();
+    // `None` past what a decimal holds: the feeds refuse the row that would
+    // take one customer there, but a statement is not bound to one customer.
+    let mut totals: BTreeMap<&str, (Option<Decimal>, usize)> = BTreeMap::new();
     let invoices = lines
         .iter()
         .map(|line| {
             let inv = &ledger.invoices[line.invoice];
-            let total = totals.entry(&inv.currency).or_default();
-            total.0 += inv.amount_due();
+            let total = totals
+                .entry(&inv.currency)
+                .or_insert((Some(Decimal::ZERO), 0));
+            total.0 = total.0.and_then(|sum| sum.checked_add(inv.amount_due()));
             total.1 += 1;
             let mut json = invoice_json(ledger, line.invoice, today, InvoiceField::EVERY);
             json["stage"] = stage_json(line.stage, line.occurrence);
@@ -351,7 +355,7 @@ fn statement_json(ledger: &Ledger, lines: &[StatementLine], today: NaiveDate) ->
     let totals = totals
         .into_iter()
         .map(|(currency, (due, count))| {
-            json!({"currency": currency, "amount_due": amount_json(due), "count": count})
+            json!({"currency": currency, "amount_due": due.map_or(Value::Null, amount_json), "count": count})
         })
         .collect();
     (Value::Array(invoices), Value::Array(totals))

@@ -3,6 +3,7 @@
 
 mod context;
 mod helpers;
+mod includes;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -20,6 +21,7 @@ use crate::rules::{CustomerView, INTEREST_RATE_NOT_SET, InvoiceView, Scripts};
 
 pub use context::{MessageContext, Parts, StatementLine, message_context};
 use helpers::registry;
+use includes::Includes;
 
 /// The text of a message, rendered from its template: subject, body and
 /// (when the template has one) the HTML body.
@@ -63,6 +65,9 @@ struct LanguageSet {
     /// what the partial needs of the context.
     text_partials: HashMap<String, (PathBuf, Parts)>,
     html_partials: HashMap<String, (PathBuf, Parts)>,
+    /// What each partial of the text and the HTML registry includes.
+    text_includes: Includes,
+    html_includes: Includes,
 }
 
 pub struct Templates {
@@ -124,6 +129,7 @@ impl Templates {
         // A partial serves several languages (`fr-CA` falls back to `fr`):
         // its unescaped tags are reported once, not once per language.
         let mut reported = BTreeSet::new();
+        let mut cycles = BTreeSet::new();
         for lang in languages {
             let mut set = LanguageSet::new(scripts);
             let mut raw_html = RawHtml {
@@ -136,6 +142,7 @@ impl Templates {
                     set.add_partial(name, chosen, &mut raw_html, problems);
                 }
             }
+            set.refuse_cycles(&mut cycles, problems);
             let own = files.range((lang.clone(), String::new())..);
             for ((_, name), pair) in own.take_while(|((l, _), _)| l == lang) {
                 set.add_template(lang, name, pair, &mut raw_html, problems);
@@ -301,6 +308,34 @@ impl LanguageSet {
             sources: hashbrown::HashMap::new(),
             text_partials: HashMap::new(),
             html_partials: HashMap::new(),
+            text_includes: Includes::default(),
+            html_includes: Includes::default(),
+        }
+    }
+
+    /// Reports the partials that include each other (once across
+    /// languages, in `reported`) and takes them out of the registries, so
+    /// that a message including one fails to render instead of recursing
+    /// until the stack overflows.
+    fn refuse_cycles(&mut self, reported: &mut BTreeSet<Location>, problems: &mut Problems) {
+        for html in [false, true] {
+            let includes = if html {
+                &self.html_includes
+            } else {
+                &self.text_includes
+            };
+            for (problem, partials) in includes.cycles() {
+                for name in &partials {
+                    if html {
+                        self.html.unregister_template(name);
+                    } else {
+                        self.text.unregister_template(name);
+                    }
+                }
+                if reported.insert(problem.location.clone()) {
+                    problems.push(problem);
+                }
+            }
         }
     }
 
@@ -318,6 +353,7 @@ impl LanguageSet {
             let parts = Parts::used_by_with(&source, &self.text_partials);
             self.text_partials
                 .insert(name.to_string(), (file.clone(), parts));
+            self.text_includes.add(name, file, &source);
             if let Err(e) = self.text.register_partial(name, source) {
                 problems.push(template_problem(file, 0, &e));
             }
@@ -329,6 +365,7 @@ impl LanguageSet {
             let parts = Parts::used_by_with(&source, &self.html_partials);
             self.html_partials
                 .insert(name.to_string(), (file.clone(), parts));
+            self.html_includes.add(name, file, &source);
             match compile_html(name, &source) {
                 Ok((template, scan)) => {
                     self.html.register_template(name, template);

@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 
 use crate::diagnostics::{
-    Location, Problems, key_location, parse_yaml, read_rule_file, yaml_files,
+    Location, Problems, RuleLimits, key_location, parse_yaml, read_rule_file, yaml_files,
 };
 use crate::model::Invoice;
 
@@ -110,10 +110,11 @@ impl Holds {
 
 /// Loads `rules/holds.yaml` (or `.yml`) if there is one. Mistakes are
 /// located; an entry that does not make sense is reported and left out.
-pub fn load_holds(dir: &Path, problems: &mut Problems) -> Holds {
+/// The file is held to `limits` (the config's `limits:`).
+pub fn load_holds(dir: &Path, limits: RuleLimits, problems: &mut Problems) -> Holds {
     let mut holds = Holds::default();
     for path in yaml_files(dir).into_iter().filter(|f| is_holds_file(f)) {
-        let Some(source) = read_rule_file(&path, "holds", problems) else {
+        let Some(source) = read_rule_file(&path, "holds", limits, problems) else {
             continue;
         };
         // An empty holds file holds nothing (a policy file must say something).

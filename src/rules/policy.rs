@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::calendar::add_days;
 use crate::calendar::{Calendar, HolidaySettings, SendWindow, Shift};
 use crate::diagnostics::{Location, Problems, key_location, locate_yaml_key};
-use crate::diagnostics::{parse_yaml, read_rule_file, yaml_files};
+use crate::diagnostics::{RuleLimits, parse_yaml, read_rule_file, yaml_files};
 use crate::model::{Id, Invoice};
 use crate::money::{Discount, DiscountTerms};
 use crate::rules::holds::is_holds_file;
@@ -358,15 +358,17 @@ impl Policy {
 /// Loads every policy of `dir`, sorted by priority (highest first), then name.
 /// A policy that does not load is reported and left out; the others run.
 /// `window` is the config's send window, which a policy may override.
+/// Each file is held to `limits` (the config's `limits:`).
 pub fn load_policies(
     dir: &Path,
     scripts: &Scripts,
     window: &SendWindow,
+    limits: RuleLimits,
     problems: &mut Problems,
 ) -> Vec<Policy> {
     let mut policies: Vec<Policy> = Vec::new();
     for path in yaml_files(dir).into_iter().filter(|f| !is_holds_file(f)) {
-        let Some(source) = read_rule_file(&path, "policy", problems) else {
+        let Some(source) = read_rule_file(&path, "policy", limits, problems) else {
             continue;
         };
         let Some(file) = parse_yaml::<PolicyFile>(&path, &source, problems) else {
@@ -723,6 +725,7 @@ mod tests {
             dir.path(),
             &Scripts::empty(),
             &SendWindow::default(),
+            RuleLimits::default(),
             &mut problems,
         );
         (policies, problems)
