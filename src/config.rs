@@ -192,6 +192,15 @@ pub enum Delivery {
         /// password itself never appears in the YAML.
         #[serde(default)]
         password_env: Option<String>,
+        /// How long to wait for the server: to connect, and for each answer
+        /// (greeting, every command, the end of the data). A server that
+        /// accepts connections and never answers costs this, not a hang.
+        #[serde(default = "default_smtp_timeout", deserialize_with = "de_duration")]
+        timeout: Duration,
+        /// How many messages are sent at once, each over its own connection:
+        /// one slow answer does not hold up the others.
+        #[serde(default = "default_smtp_connections")]
+        connections: u32,
     },
     Log,
 }
@@ -201,6 +210,14 @@ fn default_outbox() -> PathBuf {
 }
 fn default_smtp_port() -> u16 {
     587
+}
+fn default_smtp_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+/// One by default: messages then go out in the order they were planned,
+/// which is what an operator reading the log (and a crash) expects.
+fn default_smtp_connections() -> u32 {
+    1
 }
 
 impl Default for Delivery {
@@ -509,9 +526,25 @@ impl Config {
             }
         }
         if let Delivery::Smtp {
-            user, password_env, ..
+            user,
+            password_env,
+            timeout,
+            connections,
+            ..
         } = &self.delivery
         {
+            if timeout.is_zero() {
+                problems.error(
+                    at("timeout"),
+                    "delivery: timeout must be longer than 0s (the default is 30s)",
+                );
+            }
+            if !(1..=64).contains(connections) {
+                problems.error(
+                    at("connections"),
+                    "delivery: connections must be between 1 and 64 (the default is 1)",
+                );
+            }
             match (user, password_env) {
                 (_, Some(var)) if var.is_empty() => problems.error(
                     at("password_env"),

@@ -299,16 +299,21 @@ impl Journal {
         // WAL lets `preview` and `history` read while the daemon writes; FULL sync
         // makes a committed `sent` survive a power cut.
         let conn = &journal.conn;
+        // The busy timeout first: several processes starting at once wait
+        // for each other's lock instead of failing.
+        journal.sql(conn.busy_timeout(std::time::Duration::from_secs(5)))?;
         journal.sql(conn.pragma_update(None, "journal_mode", "WAL"))?;
         journal.sql(conn.pragma_update(None, "synchronous", "FULL"))?;
-        journal.sql(conn.busy_timeout(std::time::Duration::from_secs(5)))?;
+        // The version is read under the write lock, so that of several
+        // processes opening a new journal at once one creates the tables
+        // and the others find them (not `table reminder already exists`).
+        let tx = journal.begin()?;
         let version = journal.version()?;
         for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = journal.begin()?;
             journal.sql(tx.tx.execute_batch(migration))?;
             journal.sql(tx.tx.pragma_update(None, "user_version", (i + 1) as i64))?;
-            tx.commit()?;
         }
+        tx.commit()?;
         Ok(journal)
     }
 
@@ -497,18 +502,24 @@ impl Journal {
     /// hold): as it was, `failed` or `planned`, with no owner, for a later
     /// evaluation to take again.
     pub fn release(&self, p: &JournalRow, now: &str) -> Result<()> {
-        let id = &p.identity;
+        self.update(
+            &p.identity,
+            "state = ?5, owner = NULL, updated_at = ?6",
+            &[&p.state.as_str(), &now],
+        )
+    }
+
+    /// Sets columns (`set`, whose parameters start at `?5`) of one reminder.
+    fn update(&self, id: &Identity, set: &str, values: &[&dyn rusqlite::ToSql]) -> Result<()> {
+        let key: [&dyn rusqlite::ToSql; 4] = [&id.invoice, &id.policy, &id.stage, &id.occurrence];
+        let params: Vec<&dyn rusqlite::ToSql> =
+            key.into_iter().chain(values.iter().copied()).collect();
         self.sql(self.conn.execute(
-            "UPDATE reminder SET state = ?5, owner = NULL, updated_at = ?6
-             WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4",
-            params![
-                id.invoice,
-                id.policy,
-                id.stage,
-                id.occurrence,
-                p.state.as_str(),
-                now
-            ],
+            &format!(
+                "UPDATE reminder SET {set} \
+                 WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4"
+            ),
+            params.as_slice(),
         ))?;
         Ok(())
     }
@@ -528,6 +539,37 @@ impl Journal {
             params![id.invoice, id.policy, id.stage, id.occurrence, error, next_try_at, now],
         ))?;
         Ok(())
+    }
+
+    /// Records who got a message some of whose recipients refused it: the
+    /// addresses that accepted it, and the refusals.
+    pub fn note_refused(&self, id: &Identity, accepted: &str, refused: &str) -> Result<()> {
+        self.update(
+            id,
+            "recipient = ?5, last_error = ?6",
+            &[&accepted, &format!("refused by {refused}")],
+        )
+    }
+
+    /// Re-queues the failed reminders of `invoice` (of every invoice when
+    /// `None`): due for a retry at `now`, with their attempts counted afresh
+    /// so that a temporary failure backs off again. Returns how many.
+    pub fn requeue(&self, invoice: Option<&str>, now: &str) -> Result<usize> {
+        self.sql(self.conn.execute(
+            "UPDATE reminder SET next_try_at = ?2, attempts = 0, owner = NULL, updated_at = ?2
+             WHERE state = 'failed' AND (?1 IS NULL OR invoice = ?1)",
+            params![invoice, now],
+        ))
+    }
+
+    /// The failed reminders that will be retried: how many, and when the
+    /// first is due.
+    pub fn retries(&self) -> Result<(usize, Option<String>)> {
+        self.sql(self.conn.query_row(
+            "SELECT COUNT(*), MIN(next_try_at) FROM reminder WHERE state = 'failed' AND next_try_at IS NOT NULL",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as usize, r.get(1)?)),
+        ))
     }
 
     /// Gives up on a reminder that is no longer due (the invoice was paid or removed).

@@ -93,6 +93,20 @@ enum Command {
         at: Option<chrono::NaiveTime>,
         #[arg(long, value_enum, default_value = "human")]
         log_format: LogFormat,
+        /// Start with a new journal although the outbox or tasks folder
+        /// holds delivered files (every reminder may be sent again).
+        #[arg(long)]
+        fresh_journal: bool,
+    },
+    /// Re-queue failed reminders: due for a retry now, at the daemon's
+    /// next pass or the next `run --once`.
+    Retry {
+        /// The invoices whose failed reminders are re-queued.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        invoices: Vec<String>,
+        /// Every failed reminder.
+        #[arg(long)]
+        all: bool,
     },
     /// The journal, newest first.
     History {
@@ -119,8 +133,31 @@ fn init_logging(format: LogFormat, default: &str) {
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()));
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Human => builder.init(),
+        // Values come from feeds: a CR or LF in an invoice number must not
+        // start what looks like a log line of its own.
+        LogFormat::Human => {
+            use tracing_subscriber::field::MakeExt;
+            let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+                let value = escape_controls(&format!("{value:?}"));
+                match field.name() {
+                    "message" => write!(w, "{value}"),
+                    name => write!(w, "{name}={value}"),
+                }
+            })
+            .delimited(" ");
+            builder.fmt_fields(fields).init()
+        }
     }
+}
+
+/// Control characters (CR, LF, ESC…) written as escapes (`\r`, `\u{1b}`).
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
 }
 
 /// `--format table|json|csv`, parsed into the library's [`Format`].
@@ -261,6 +298,7 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             as_of,
             at,
             log_format,
+            fresh_journal,
         } => {
             init_logging(log_format, "info");
             let run = RunOptions {
@@ -268,6 +306,7 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
                 dry_run,
                 confirm,
                 at,
+                fresh_journal,
             };
             let mut daemon = Daemon::start(options(g), run)?;
             if !once {
@@ -277,6 +316,36 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             let report = daemon.evaluate(chrono::Utc::now())?;
             report.log();
             Ok(failed_if(report.held || report.failed > 0))
+        }
+        Command::Retry { invoices, all } => {
+            let config = Config::load(&g.dir, g.config.as_deref())?;
+            let path = config.path(&config.journal);
+            // No journal, no failed reminder: `retry` does not create one.
+            let journal = match Journal::open_read_only(&path)? {
+                Some(_) => Some(Journal::open(&path)?),
+                None => None,
+            };
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let requeue = |invoice: Option<&str>| match &journal {
+                Some(j) => j.requeue(invoice, &now),
+                None => Ok(0),
+            };
+            if all {
+                let n = requeue(None)?;
+                writeln!(out, "{n} failed reminder(s) re-queued")?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut missing = false;
+            for invoice in &invoices {
+                match requeue(Some(invoice))? {
+                    0 => {
+                        eprintln!("relance: invoice {invoice} has no failed reminder");
+                        missing = true;
+                    }
+                    n => writeln!(out, "{invoice}: {n} failed reminder(s) re-queued")?,
+                }
+            }
+            Ok(failed_if(missing))
         }
         Command::History { invoice, format } => {
             let config = Config::load(&g.dir, g.config.as_deref())?;

@@ -27,6 +27,8 @@ struct Script {
     hold: Option<usize>,
     /// Offers AUTH PLAIN without TLS and accepts only this user and password.
     login: Option<(&'static str, &'static str)>,
+    /// Refuses these recipients for good (550 to their RCPT TO).
+    reject: &'static [&'static str],
 }
 
 /// A message the server accepted (answered 250 to).
@@ -200,6 +202,13 @@ struct Session {
 }
 
 impl Handler for Session {
+    fn rcpt(&mut self, to: &str) -> Response {
+        if self.shared.script.reject.contains(&to) {
+            return Response::custom(550, "5.1.1 No such mailbox".into());
+        }
+        response::OK
+    }
+
     fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
         let mut seen = self.shared.seen();
         let n = seen.attempts.len();
@@ -967,4 +976,185 @@ fn two_runs_recovering_the_same_crash_send_each_reminder_once() {
         "each reminder arrives once"
     );
     assert_eq!(states(&folder), all_sent(3));
+}
+
+// --- Delivery faults ---------------------------------------------------------
+
+/// A server that refuses `reject` for good (550) and accepts the rest.
+fn rejecting(reject: &'static [&'static str]) -> SmtpServer {
+    SmtpServer::start(Script {
+        reject,
+        ..Script::default()
+    })
+}
+
+/// The journal row of `invoice`.
+fn row_of(folder: &Folder, invoice: &str) -> common::JournalRow {
+    folder
+        .journal()
+        .into_iter()
+        .find(|r| r.invoice == invoice)
+        .unwrap_or_else(|| panic!("{invoice} is journaled"))
+}
+
+#[test]
+fn a_server_that_never_answers_costs_the_timeout_and_a_retry_not_a_hang() {
+    // Accepts connections, keeps them open, never says a word.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let held: Vec<TcpStream> = listener.incoming().flatten().collect();
+        drop(held);
+    });
+    let folder = dunning_folder(
+        &format!(
+            "delivery: {{kind: smtp, host: 127.0.0.1, port: {port}, tls: none, timeout: 1s}}\nretry: {{first: 1h}}"
+        ),
+        &invoices(2),
+    );
+    let started = Instant::now();
+    let run = run_once(&folder).expect_code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    for row in folder.journal() {
+        assert_eq!(row.state, "failed", "{row:?}");
+        assert!(row.next_try_at.is_some(), "a timeout is temporary: {row:?}");
+    }
+    assert_eq!(run.log_lines("giving up").len(), 0, "{}", run.stderr);
+    // The summary says what is still to be retried, and when.
+    assert_eq!(
+        run.log_lines("2 failed delivery(ies) will be retried; the next retry is due at")
+            .len(),
+        1,
+        "{}",
+        run.stderr
+    );
+    let summary = run.log_lines("evaluation done");
+    assert_contains(summary[0], "retries=2 next_retry=");
+
+    // The daemon meets the same server, logs the failures, and goes on.
+    let (mut daemon, done) = start_daemon(&folder);
+    assert_contains(&done, "evaluation done");
+    assert!(daemon.running());
+    daemon.signal("TERM");
+    assert_eq!(daemon.wait_exit(DEADLINE).code(), Some(0));
+}
+
+#[test]
+fn a_stalled_answer_holds_neither_the_other_emails_nor_the_call_sheets() {
+    let server = SmtpServer::holding(0);
+    let folder = dunning_folder(
+        &format!(
+            "delivery: {{kind: smtp, host: 127.0.0.1, port: {}, tls: none, connections: 2}}",
+            server.port
+        ),
+        &invoices(4),
+    );
+    folder.write(
+        "rules/calls.yaml",
+        "name: calls\npriority: 10\napplies_to: 'invoice.number == \"F004\"'\nstages:\n  - {id: call, offset: 1, channel: call, template: overdue}\n",
+    );
+    let mut run = folder.spawn(&RUN_ONCE);
+    server.wait_until_holding();
+    // While one connection waits for the held answer, the other emails go
+    // out and the call sheet is written and journaled.
+    server.wait_for_accepted(2);
+    assert!(
+        wait_until(DEADLINE, || {
+            folder
+                .journal()
+                .iter()
+                .filter(|r| r.state == "sent")
+                .count()
+                == 3
+        }),
+        "{:?}",
+        folder.journal()
+    );
+    assert_eq!(row_of(&folder, "F004").channel, "call");
+    assert_eq!(folder.files("tasks").len(), 1);
+    server.release(true);
+    assert_eq!(run.wait_exit(DEADLINE).code(), Some(0));
+    assert_eq!(states(&folder), all_sent(4));
+    assert_eq!(accepted_ids(&server), expected_ids(1..=3), "each once");
+}
+
+#[test]
+fn a_permanent_refusal_is_not_retried_until_relance_retry_requeues_it() {
+    let server = rejecting(&["c1@example.com"]);
+    let folder = dunning_folder(
+        &format!("{}\nretry: {{first: 1s}}", server.delivery()),
+        &invoices(2),
+    );
+    let run = run_once(&folder).expect_code(1);
+    let failed = row_of(&folder, "F001");
+    assert_eq!(
+        (failed.state.as_str(), failed.next_try_at.as_deref()),
+        ("failed", None)
+    );
+    let error = failed.last_error.unwrap();
+    assert_contains(&error, "550");
+    assert_contains(
+        &error,
+        "permanent: not retried; `relance retry F001` re-queues it",
+    );
+    assert_eq!(row_of(&folder, "F002").state, "sent");
+    assert_eq!(
+        run.log_lines("delivery failed, giving up").len(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert_contains(run.log_lines("evaluation done")[0], "retries=0");
+    let history = folder.run(&["history", "F001"]).expect_code(0);
+    assert_contains(&history.stdout, "failed");
+    assert_contains(&history.stdout, "permanent: not retried");
+
+    // No automatic retry: the next run leaves it alone.
+    run_once(&folder).expect_code(0);
+    assert_eq!(server.attempts().len(), 1, "F002 only");
+
+    folder.run(&["retry"]).expect_code(2);
+    folder.run(&["retry", "F001", "--all"]).expect_code(2);
+    let missing = folder.run(&["retry", "F002", "F001"]).expect_code(1);
+    assert_contains(&missing.stderr, "invoice F002 has no failed reminder");
+    assert_contains(&missing.stdout, "F001: 1 failed reminder(s) re-queued");
+    assert!(row_of(&folder, "F001").next_try_at.is_some());
+    // Re-queued, it is tried again at the next run (and refused again).
+    run_once(&folder).expect_code(1);
+    assert_eq!(
+        server.attempts().len(),
+        1,
+        "a refused RCPT never reaches DATA"
+    );
+    assert_eq!(row_of(&folder, "F001").attempts, 1, "counted afresh");
+    folder.run(&["retry", "--all"]).expect_code(0);
+}
+
+#[test]
+fn a_refused_recipient_does_not_keep_the_message_from_the_other() {
+    let server = rejecting(&["gone@two.example"]);
+    let folder = dunning_folder(
+        &server.delivery(),
+        &[invoice_row(
+            "F001",
+            "Two Desks Ltd",
+            "ap@two.example;gone@two.example",
+        )],
+    );
+    run_once(&folder).expect_code(0);
+    let mails = server.wait_for_accepted(1);
+    assert_eq!(mails[0].recipients, ["ap@two.example"]);
+    assert_eq!(message_ids(&mails), expected_ids([1]));
+    let row = row_of(&folder, "F001");
+    assert_eq!(row.state, "sent");
+    assert_eq!(row.recipient, "ap@two.example", "who got it");
+    let refused = row.last_error.unwrap();
+    assert_contains(&refused, "gone@two.example");
+    assert_contains(&refused, "550");
+    run_once(&folder).expect_code(0);
+    assert_eq!(server.accepted().len(), 1, "not sent again");
 }

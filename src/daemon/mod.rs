@@ -19,13 +19,14 @@
 mod pass;
 mod serve;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
+use crate::config::{Config, Delivery};
 use crate::deliver::{Deliverer, PLACEHOLDER_SENDER};
 use crate::diagnostics::Problems;
 use crate::error::{Error, Result};
@@ -42,6 +43,9 @@ pub struct RunOptions {
     /// The time of day (in the config's time zone) to evaluate at, against
     /// the send times: with `as_of` alone the whole day counts as elapsed.
     pub at: Option<chrono::NaiveTime>,
+    /// Start with a new journal even though the outbox or tasks folder
+    /// holds delivered files (see [`refuse_without_journal`]).
+    pub fresh_journal: bool,
 }
 
 /// What one evaluation did.
@@ -65,6 +69,10 @@ pub struct Report {
     pub held: bool,
     /// Stopped by a signal before the batch was done (the rest stays planned).
     pub interrupted: bool,
+    /// Failed reminders still to be retried after this evaluation.
+    pub retries: usize,
+    /// When the first of them is due.
+    pub next_retry: Option<DateTime<Utc>>,
 }
 
 impl Report {
@@ -80,6 +88,8 @@ impl Report {
             waiting = self.waiting,
             deferred = self.deferred,
             held = self.held,
+            retries = self.retries,
+            next_retry = self.next_retry.map(|t| tracing::field::display(rfc3339(t))),
             "evaluation done"
         );
     }
@@ -164,6 +174,9 @@ impl Daemon {
         let journal = if run.dry_run {
             Journal::open_read_only(&path)?
         } else {
+            if !run.fresh_journal && !path.exists() {
+                refuse_without_journal(&project.config, &path)?;
+            }
             Some(Journal::open(&path)?)
         };
         Ok(Daemon {
@@ -207,6 +220,35 @@ impl Daemon {
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
+}
+
+/// Refuses to start when the journal is missing but the outbox or tasks
+/// folder holds delivered files: the journal was lost (deleted, a new
+/// volume), and starting with an empty one would send every reminder again.
+fn refuse_without_journal(config: &Config, journal: &Path) -> Result<()> {
+    let mut folders = vec![config.path(&config.tasks)];
+    if let Delivery::Outbox { dir } = &config.delivery {
+        folders.insert(0, config.path(dir));
+    }
+    for folder in folders {
+        let delivered = std::fs::read_dir(&folder)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .count();
+        if delivered > 0 {
+            return Err(Error::Refused(format!(
+                "the journal {} is missing, but {} holds {delivered} delivered file(s): \
+                 with a new journal every reminder would be sent again. Restore the journal \
+                 from a backup, or start with `relance run --fresh-journal` to accept that risk",
+                journal.display(),
+                folder.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn log_problems(problems: &Problems) {

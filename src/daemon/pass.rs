@@ -1,15 +1,17 @@
 //! One evaluation pass, as explicit steps: recover → plan → gate → guard → journal → deliver.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{Daemon, Report, rfc3339};
-use crate::deliver::Proofs;
+use crate::deliver::{Delivered, Deliverer, Proofs};
 use crate::engine::{Plan, Reminder};
 use crate::error::Result;
 use crate::journal::{Identity, JournalRow, State, Transaction};
-use crate::model::InvoiceId;
+use crate::model::{Invoice, InvoiceId};
 use crate::project::Message;
 use crate::rules::{Channel, ON_PAID, PolicyId, StageId};
 
@@ -24,6 +26,27 @@ impl Daemon {
     /// One evaluation: finish what the journal still owes, then decide and
     /// deliver today's reminders through the same path `preview` uses.
     pub fn evaluate(&mut self, now: DateTime<Utc>) -> Result<Report> {
+        let mut report = self.evaluate_today(now)?;
+        if let (Some(journal), false) = (&self.journal, self.run.dry_run) {
+            let (retries, next) = journal.retries()?;
+            report.retries = retries;
+            report.next_retry = next
+                .and_then(|at| DateTime::parse_from_rfc3339(&at).ok())
+                .map(|t| t.with_timezone(&Utc));
+            if let Some(at) = report.next_retry {
+                tracing::info!(
+                    retries,
+                    next_retry = %rfc3339(at),
+                    "{retries} failed delivery(ies) will be retried; the next retry is due at {}",
+                    rfc3339(at)
+                );
+            }
+        }
+        Ok(report)
+    }
+
+    /// [`Daemon::evaluate`] before it counts the retries still pending.
+    fn evaluate_today(&mut self, now: DateTime<Utc>) -> Result<Report> {
         let date = self.today(now);
         let mut report = Report {
             date: Some(date),
@@ -266,25 +289,25 @@ impl Daemon {
         }
     }
 
-    /// Step 6: delivers planned messages, committing `sent` in batches
-    /// (files prove delivery after a crash) or one by one over SMTP.
+    /// Step 6: delivers planned messages. Files are committed `sent` in
+    /// batches (a file proves delivery after a crash); over SMTP each email
+    /// is committed the moment the server accepts it, and several go out at
+    /// once while the task files are written beside them.
     fn deliver(&self, batch: Vec<Outgoing>, now: DateTime<Utc>, report: &mut Report) -> Result<()> {
+        if self.deliverer.is_smtp() {
+            return self.deliver_in_parallel(&batch, now, report);
+        }
         let journal = self.journal();
-        let batched = !self.deliverer.is_smtp();
         let mut open: Option<Transaction> = None;
         for (i, (rows, r)) in batch.iter().enumerate() {
             if self.stopping() {
-                report.interrupted = true;
-                tracing::info!(
-                    left = batch.len() - i,
-                    "stopping: the rest stays planned and is delivered at the next start"
-                );
+                stopped(report, batch.len() - i);
                 break;
             }
-            if batched && open.is_none() {
+            if open.is_none() {
                 open = Some(journal.begin()?);
             }
-            self.deliver_one(rows, r, now, report, batched)?;
+            self.deliver_one(rows, r, now, report, true)?;
             if (i + 1) % BATCH == 0
                 && let Some(tx) = open.take()
             {
@@ -299,6 +322,128 @@ impl Daemon {
         Ok(())
     }
 
+    /// Step 6 over SMTP: `delivery.connections` senders take the emails in
+    /// turn, one more thread writes the letters, call sheets and tasks, and
+    /// this thread journals what each reports as it comes. A server that is
+    /// slow to answer holds one sender, not the batch, and never the files.
+    fn deliver_in_parallel(
+        &self,
+        batch: &[Outgoing],
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) -> Result<()> {
+        let jobs: Vec<Job> = batch
+            .iter()
+            .map(|(rows, r)| (r, self.items(rows)))
+            .collect();
+        let (emails, files): (Vec<usize>, Vec<usize>) =
+            (0..jobs.len()).partition(|&i| jobs[i].0.channel == Channel::Email);
+        let (deliverer, stop) = (&self.deliverer, &*self.stop);
+        // Set when journaling fails: the senders stop rather than send
+        // what could not be journaled.
+        let abort = AtomicBool::new(false);
+        let halt = || stop.load(Ordering::SeqCst) || abort.load(Ordering::SeqCst);
+        let next = AtomicUsize::new(0);
+        // Sends message `i` and reports it; false once nobody listens.
+        let send_one = |i: usize, tx: &mpsc::Sender<(usize, Outcome)>| {
+            let (r, items) = &jobs[i];
+            tx.send((i, send(deliverer, r, items))).is_ok()
+        };
+        let handled = std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
+            for _ in 0..deliverer.connections().min(emails.len()) {
+                let (tx, emails, next, halt, send_one) =
+                    (tx.clone(), &emails, &next, &halt, &send_one);
+                scope.spawn(move || {
+                    while !halt() {
+                        match emails.get(next.fetch_add(1, Ordering::SeqCst)) {
+                            Some(&i) if send_one(i, &tx) => {}
+                            _ => break,
+                        }
+                    }
+                });
+            }
+            let (files_ref, halt_ref, send_one_ref) = (&files, &halt, &send_one);
+            scope.spawn(move || {
+                for &i in files_ref {
+                    if halt_ref() || !send_one_ref(i, &tx) {
+                        break;
+                    }
+                }
+            });
+            let handled = self.journal_outcomes(batch, &rx, files.len(), now, report);
+            if handled.is_err() {
+                abort.store(true, Ordering::SeqCst);
+            }
+            handled
+        })?;
+        if handled < batch.len() {
+            stopped(report, batch.len() - handled);
+        }
+        Ok(())
+    }
+
+    /// Journals the outcomes the senders report, until they are all done:
+    /// an email's at once, the files' in batches of [`BATCH`] (synced
+    /// first), the last batch when the last file is written. Returns how
+    /// many messages were journaled.
+    fn journal_outcomes(
+        &self,
+        batch: &[Outgoing],
+        outcomes: &mpsc::Receiver<(usize, Outcome)>,
+        files: usize,
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) -> Result<usize> {
+        let journal = self.journal();
+        let mut written: Vec<(usize, Outcome)> = Vec::new();
+        let (mut handled, mut files_seen) = (0, 0);
+        let commit_files =
+            |written: &mut Vec<(usize, Outcome)>, report: &mut Report| -> Result<()> {
+                if written.is_empty() {
+                    return Ok(());
+                }
+                self.deliverer.flush().map_err(delivery_error)?;
+                let tx = journal.begin()?;
+                let mut verdicts = Vec::new();
+                for (i, outcome) in written.drain(..) {
+                    verdicts.push((
+                        i,
+                        self.record(&batch[i].0, &batch[i].1, outcome, now, report)?,
+                    ));
+                }
+                tx.commit()?;
+                for (i, verdict) in verdicts {
+                    log_verdict(&batch[i].1, batch[i].0.len(), verdict);
+                }
+                Ok(())
+            };
+        for (i, outcome) in outcomes {
+            handled += 1;
+            if batch[i].1.channel == Channel::Email {
+                let tx = journal.begin()?;
+                let verdict = self.record(&batch[i].0, &batch[i].1, outcome, now, report)?;
+                tx.commit()?;
+                log_verdict(&batch[i].1, batch[i].0.len(), verdict);
+                continue;
+            }
+            files_seen += 1;
+            written.push((i, outcome));
+            if written.len() == BATCH || files_seen == files {
+                commit_files(&mut written, report)?;
+            }
+        }
+        commit_files(&mut written, report)?;
+        Ok(handled)
+    }
+
+    /// The invoices a message covers, each with its reminder's identity.
+    fn items(&self, rows: &[Reminder]) -> Vec<(&Invoice, Identity)> {
+        rows.iter()
+            .map(|p| (&self.project.ledger.invoices[p.invoice], self.identity(p)))
+            .collect()
+    }
+
     /// Delivers one message (the reminders `rows`, rendered as `r`) and
     /// journals the outcome of each of its reminders. `in_batch`: the caller
     /// flushes the delivered files before it commits the batch; else they
@@ -311,79 +456,85 @@ impl Daemon {
         report: &mut Report,
         in_batch: bool,
     ) -> Result<()> {
-        let journal = self.journal();
-        let identities: Vec<Identity> = rows.iter().map(|p| self.identity(p)).collect();
-        let now_s = rfc3339(now);
-        let result = match &r.error {
-            Some(e) => Err(e.clone()),
-            None => {
-                let items: Vec<_> = rows
-                    .iter()
-                    .map(|p| &self.project.ledger.invoices[p.invoice])
-                    .zip(&identities)
-                    .collect();
-                self.deliverer.deliver(r, &items).map_err(|e| e.to_string())
-            }
-        };
-        let result = match result {
-            Ok(id) if !in_batch => self
-                .deliverer
-                .flush()
-                .map(|()| id)
-                .map_err(|e| e.to_string()),
-            other => other,
-        };
+        let mut outcome = send(&self.deliverer, r, &self.items(rows));
+        if !in_batch
+            && outcome.is_ok()
+            && let Err(e) = self.deliverer.flush()
+        {
+            outcome = Err(Failure::temporary(e.to_string()));
+        }
         // The rows of a message change together; what is logged has been
         // committed (an operator, or a test, reads the journal after the log).
         let tx = if in_batch {
             None
         } else {
-            Some(journal.begin()?)
+            Some(self.journal().begin()?)
         };
-        let retry =
-            match &result {
-                Ok(id) => {
-                    for identity in &identities {
-                        journal.mark_sent(identity, id, &now_s)?;
-                    }
-                    None
-                }
-                Err(error) => {
-                    let attempts = journal.state_attempts(&identities[0])? + 1;
-                    let next =
-                        self.project.config.retry.delay(attempts).map(|d| {
-                            rfc3339(now + chrono::Duration::from_std(d).unwrap_or_default())
-                        });
-                    for identity in &identities {
-                        journal.mark_failed(identity, error, next.as_deref(), &now_s)?;
-                    }
-                    Some((attempts, next))
-                }
-            };
+        let verdict = self.record(rows, r, outcome, now, report)?;
         if let Some(tx) = tx {
             tx.commit()?;
         }
-        match (result, retry) {
-            (Ok(id), _) => {
-                report.sent += 1;
-                tracing::info!(event = "sent", invoice = %r.invoice, invoices = rows.len(), policy = %r.policy, stage = %r.stage,
-                    occurrence = r.occurrence, channel = r.channel.as_str(), to = %r.to, id = %id, "sent");
-            }
-            (Err(error), Some((attempts, Some(at)))) => {
-                report.failed += 1;
-                tracing::warn!(event = "failed", invoice = %r.invoice, policy = %r.policy, stage = %r.stage,
-                    occurrence = r.occurrence, channel = r.channel.as_str(), to = %r.to, attempts,
-                    retry_at = %at, error = %error, "delivery failed: {error}")
-            }
-            (Err(error), retry) => {
-                report.failed += 1;
-                let attempts = retry.map_or(0, |(a, _)| a);
-                tracing::error!(event = "failed", invoice = %r.invoice, policy = %r.policy, stage = %r.stage,
-                    occurrence = r.occurrence, channel = r.channel.as_str(), to = %r.to, attempts,
-                    error = %error, "delivery failed, giving up: {error}")
-            }
-        }
+        log_verdict(r, rows.len(), verdict);
         Ok(())
+    }
+
+    /// Journals the outcome of one message for each of its reminders:
+    /// `sent` (with who refused it, if some recipients did), `failed` with a
+    /// retry time, or `failed` for good (attempts used up, or a permanent
+    /// refusal, which `relance retry` re-queues). Returns what to log once
+    /// it is committed.
+    fn record(
+        &self,
+        rows: &[Reminder],
+        r: &Message,
+        outcome: Outcome,
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) -> Result<Verdict> {
+        let journal = self.journal();
+        let identities: Vec<Identity> = rows.iter().map(|p| self.identity(p)).collect();
+        let now_s = rfc3339(now);
+        let failure = match outcome {
+            Ok(delivered) => {
+                let refused = delivered.refused.join("; ");
+                for identity in &identities {
+                    journal.mark_sent(identity, &delivered.id, &now_s)?;
+                    if !refused.is_empty() {
+                        journal.note_refused(identity, &delivered.accepted.join(", "), &refused)?;
+                    }
+                }
+                report.sent += 1;
+                return Ok(Verdict::Sent(delivered));
+            }
+            Err(failure) => failure,
+        };
+        report.failed += 1;
+        let attempts = journal.state_attempts(&identities[0])? + 1;
+        let error = match failure.permanent {
+            true => format!(
+                "{} (permanent: not retried; `relance retry {}` re-queues it)",
+                failure.error, r.invoice
+            ),
+            false => failure.error,
+        };
+        let next = match failure.permanent {
+            true => None,
+            false => self
+                .project
+                .config
+                .retry
+                .delay(attempts)
+                .map(|d| rfc3339(now + chrono::Duration::from_std(d).unwrap_or_default())),
+        };
+        for identity in &identities {
+            journal.mark_failed(identity, &error, next.as_deref(), &now_s)?;
+        }
+        Ok(Verdict::Failed {
+            error,
+            attempts,
+            next,
+            permanent: failure.permanent,
+        })
     }
 
     /// Step 1: crash leftovers and due retries, message by message: the
@@ -508,6 +659,96 @@ impl Daemon {
             occurrence: id.occurrence,
         })
     }
+}
+
+/// A message to send, with the invoices it covers and their reminders' identities.
+type Job<'b, 'p> = (&'b Message<'p>, Vec<(&'b Invoice, Identity)>);
+
+/// What came of delivering one message.
+type Outcome = std::result::Result<Delivered, Failure>;
+
+/// Why a message was not delivered, and whether trying again can help.
+struct Failure {
+    error: String,
+    permanent: bool,
+}
+
+impl Failure {
+    fn temporary(error: String) -> Failure {
+        Failure {
+            error,
+            permanent: false,
+        }
+    }
+}
+
+/// Delivers one message and journals nothing: what a sender thread runs.
+fn send(deliverer: &Deliverer, r: &Message, items: &[(&Invoice, Identity)]) -> Outcome {
+    if let Some(e) = &r.error {
+        return Err(Failure::temporary(e.clone()));
+    }
+    let items: Vec<(&Invoice, &Identity)> = items.iter().map(|(i, id)| (*i, id)).collect();
+    deliverer.deliver(r, &items).map_err(|e| Failure {
+        permanent: e.is_permanent(),
+        error: e.to_string(),
+    })
+}
+
+/// What was journaled of a message, to be logged once committed (an
+/// operator, or a test, reads the journal after the log).
+enum Verdict {
+    Sent(Delivered),
+    Failed {
+        error: String,
+        attempts: u32,
+        /// When it is retried; `None`: given up.
+        next: Option<String>,
+        permanent: bool,
+    },
+}
+
+/// Logs what became of a message of `invoices` invoices.
+fn log_verdict(r: &Message, invoices: usize, verdict: Verdict) {
+    match verdict {
+        Verdict::Sent(delivered) => {
+            let id = &delivered.id;
+            tracing::info!(event = "sent", invoice = %r.invoice, invoices, policy = %r.policy, stage = %r.stage,
+                occurrence = r.occurrence, channel = r.channel.as_str(), to = %r.to, id = %id, "sent");
+            if !delivered.refused.is_empty() {
+                tracing::warn!(event = "refused", invoice = %r.invoice, accepted = %delivered.accepted.join(", "),
+                    "some recipients refused the message (not retried): {}", delivered.refused.join("; "));
+            }
+        }
+        Verdict::Failed {
+            error,
+            attempts,
+            next: Some(at),
+            ..
+        } => {
+            tracing::warn!(event = "failed", invoice = %r.invoice, policy = %r.policy, stage = %r.stage,
+            occurrence = r.occurrence, channel = r.channel.as_str(), to = %r.to, attempts,
+            retry_at = %at, error = %error, "delivery failed: {error}")
+        }
+        Verdict::Failed {
+            error,
+            attempts,
+            next: None,
+            permanent,
+        } => {
+            tracing::error!(event = "failed", invoice = %r.invoice, policy = %r.policy, stage = %r.stage,
+            occurrence = r.occurrence, channel = r.channel.as_str(), to = %r.to, attempts,
+            permanent, error = %error, "delivery failed, giving up: {error}")
+        }
+    }
+}
+
+/// Notes that a signal stopped the batch with `left` messages to go.
+fn stopped(report: &mut Report, left: usize) {
+    report.interrupted = true;
+    tracing::info!(
+        left,
+        "stopping: the rest stays planned and is delivered at the next start"
+    );
 }
 
 fn delivery_error(e: crate::deliver::DeliveryError) -> crate::error::Error {

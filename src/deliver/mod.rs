@@ -4,9 +4,10 @@
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
+use lettre::address::Envelope;
 use lettre::message::{Mailbox, MultiPart, SinglePart, header::ContentType};
+use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls as SmtpTls, TlsParameters};
 use lettre::{SmtpTransport, Transport};
@@ -83,6 +84,70 @@ pub enum DeliveryError {
     MissingPassword(String),
     #[error("{0}")]
     Sender(String),
+    /// Every recipient of a message with several refused it.
+    #[error("every recipient refused the message: {refusals}")]
+    Refused { refusals: String, permanent: bool },
+}
+
+impl DeliveryError {
+    /// Whether trying again cannot help: the SMTP server answered 5xx (to
+    /// every recipient). 4xx answers, network errors and timeouts may pass.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            DeliveryError::Smtp(e) => e.is_permanent(),
+            DeliveryError::Refused { permanent, .. } => *permanent,
+            _ => false,
+        }
+    }
+}
+
+/// A message delivered: its id (Message-ID or file), and for an email some
+/// of whose recipients refused it, who got it and who did not.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub id: String,
+    /// The recipients that accepted it, when others refused.
+    pub accepted: Vec<String>,
+    /// `address: error` for each recipient that refused it.
+    pub refused: Vec<String>,
+}
+
+impl Delivered {
+    fn to_all(id: String) -> Delivered {
+        Delivered {
+            id,
+            accepted: Vec::new(),
+            refused: Vec::new(),
+        }
+    }
+}
+
+/// The longest name of a delivered file, in bytes: the file systems' 255,
+/// less the `.NAME.tmp` it is first written as.
+const MAX_FILE_NAME: usize = 240;
+
+/// The file name of a message: `STEM.EXT`, or, when that would be too long
+/// for a file system, the stem's start, `~` and a stable hash of the whole
+/// stem. One function for delivery and crash recovery, so that the one
+/// finds what the other wrote.
+fn file_name(stem: &str, ext: &str) -> String {
+    if stem.len() + ext.len() <= MAX_FILE_NAME {
+        return format!("{stem}{ext}");
+    }
+    let hash = fnv1a(stem.as_bytes());
+    let mut keep = MAX_FILE_NAME - ext.len() - 17;
+    while !stem.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}~{hash:016x}{ext}", &stem[..keep])
+}
+
+/// FNV-1a, 64 bits: stable across versions and platforms (std's hasher is
+/// not), which file names written by one relance and read by the next need.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 enum Route {
@@ -96,6 +161,11 @@ impl Deliverer {
     /// (no file can prove delivery after a crash).
     pub fn is_smtp(&self) -> bool {
         matches!(self.route, Route::Smtp(_))
+    }
+
+    /// How many emails may be sent at once (1 unless over SMTP).
+    pub fn connections(&self) -> usize {
+        self.connections
     }
 }
 
@@ -112,6 +182,8 @@ pub struct Deliverer {
     placeholder_sender: bool,
     /// Folders holding files written since the last [`Deliverer::flush`].
     unsynced: std::sync::Mutex<Vec<PathBuf>>,
+    /// See [`Deliverer::connections`].
+    connections: usize,
 }
 
 impl Deliverer {
@@ -125,6 +197,8 @@ impl Deliverer {
                 tls,
                 user,
                 password_env,
+                timeout,
+                connections,
             } => {
                 let mut builder = match tls {
                     Tls::Implicit => SmtpTransport::relay(host)?,
@@ -136,7 +210,12 @@ impl Deliverer {
                 } else if *tls == Tls::Starttls {
                     builder = builder.tls(SmtpTls::Required(TlsParameters::new(host.clone())?));
                 }
-                builder = builder.port(*port).timeout(Some(Duration::from_secs(30)));
+                // The timeout bounds the connection and every answer awaited;
+                // the pool lets the daemon's senders each hold a connection.
+                builder = builder
+                    .port(*port)
+                    .timeout(Some(*timeout))
+                    .pool_config(PoolConfig::new().max_size(*connections));
                 if let Some(user) = user {
                     let password = match password_env {
                         Some(var) => std::env::var(var)
@@ -149,7 +228,12 @@ impl Deliverer {
             }
         };
         let (from, placeholder_sender) = sender(config)?;
+        let connections = match &config.delivery {
+            Delivery::Smtp { connections, .. } => (*connections).max(1) as usize,
+            _ => 1,
+        };
         Ok(Deliverer {
+            connections,
             route,
             tasks: config.path(&config.tasks),
             company: config.company.clone(),
@@ -208,9 +292,12 @@ impl Deliverer {
     fn file_for(&self, date: chrono::NaiveDate, token: &str, channel: Channel) -> Option<PathBuf> {
         let stem = format!("{date}.{token}");
         match (channel, &self.route) {
-            (Channel::Email, Route::Outbox(dir)) => Some(dir.join(format!("{stem}.eml"))),
+            (Channel::Email, Route::Outbox(dir)) => Some(dir.join(file_name(&stem, ".eml"))),
             (Channel::Email, _) => None,
-            (channel, _) => Some(self.tasks.join(format!("{stem}.{}.txt", channel.as_str()))),
+            (channel, _) => Some(
+                self.tasks
+                    .join(file_name(&stem, &format!(".{}.txt", channel.as_str()))),
+            ),
         }
     }
 
@@ -242,15 +329,15 @@ impl Deliverer {
         &self,
         r: &Message,
         items: &[(&Invoice, &Identity)],
-    ) -> Result<String, DeliveryError> {
+    ) -> Result<Delivered, DeliveryError> {
         if r.channel != Channel::Email {
-            return self.deliver_work(r, items);
+            return self.deliver_work(r, items).map(Delivered::to_all);
         }
         let id = self.message_id(&r.message);
         match &self.route {
             Route::Log => {
                 tracing::info!(invoice = %r.invoice, to = %r.to, subject = %r.subject, message_id = %id, "email (log delivery)");
-                Ok(id)
+                Ok(Delivered::to_all(id))
             }
             Route::Outbox(_) => {
                 let email = self.email(r, &id)?;
@@ -258,12 +345,11 @@ impl Deliverer {
                     .file_for(r.date, &r.message, r.channel)
                     .expect("outbox writes files");
                 self.write(&path, &email.formatted())?;
-                Ok(id)
+                Ok(Delivered::to_all(id))
             }
             Route::Smtp(transport) => {
                 let email = self.email(r, &id)?;
-                transport.send(&email)?;
-                Ok(id)
+                send_to_each(transport, &email, id)
             }
         }
     }
@@ -365,6 +451,57 @@ impl Deliverer {
     }
 }
 
+/// Sends an email over SMTP in one transaction; when the server refuses it
+/// for good and it has several recipients, once more in one transaction per
+/// recipient, the same bytes (and Message-ID) each time: a server refuses a
+/// whole transaction when it refuses one of its recipients, and one bad
+/// address must not keep the message from the others. (A refused
+/// transaction delivered nothing, so nobody gets it twice.) Delivered when
+/// one recipient accepted it.
+fn send_to_each(
+    transport: &SmtpTransport,
+    email: &lettre::Message,
+    id: String,
+) -> Result<Delivered, DeliveryError> {
+    let envelope = email.envelope();
+    match transport.send(email) {
+        Ok(_) => return Ok(Delivered::to_all(id)),
+        Err(e) if !e.is_permanent() || envelope.to().len() < 2 => return Err(e.into()),
+        Err(_) => {}
+    }
+    let bytes = email.formatted();
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    for to in envelope.to() {
+        let one = Envelope::new(envelope.from().cloned(), vec![to.clone()])?;
+        match transport.send_raw(&one, &bytes) {
+            Ok(_) => accepted.push(to.to_string()),
+            Err(e) => refused.push((to.to_string(), e)),
+        }
+    }
+    let refusals = || {
+        refused
+            .iter()
+            .map(|(to, e)| format!("{to}: {e}"))
+            .collect::<Vec<_>>()
+    };
+    if accepted.is_empty() {
+        return Err(DeliveryError::Refused {
+            refusals: refusals().join("; "),
+            permanent: refused.iter().all(|(_, e)| e.is_permanent()),
+        });
+    }
+    Ok(Delivered {
+        id,
+        refused: refusals(),
+        accepted: if refused.is_empty() {
+            Vec::new()
+        } else {
+            accepted
+        },
+    })
+}
+
 fn clean_name(s: &str) -> Option<String> {
     let name = clean_line(s);
     (!name.is_empty()).then_some(name)
@@ -448,6 +585,7 @@ fn sync_folder(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn config(delivery: Delivery, email: &str) -> Config {
         let mut config = Config {
@@ -465,6 +603,8 @@ mod tests {
             tls: Tls::None,
             user: None,
             password_env: None,
+            timeout: Duration::from_secs(30),
+            connections: 4,
         }
     }
 
@@ -485,6 +625,23 @@ mod tests {
         let d = Deliverer::new(&config(Delivery::Log, "compta@atelier.fr")).unwrap();
         assert!(!d.uses_placeholder_sender());
         assert_eq!(d.domain, "atelier.fr");
+    }
+
+    #[test]
+    fn long_file_names_are_shortened_stably_and_short_ones_kept() {
+        assert_eq!(
+            file_name("2026-12-01.F1.p.s.0", ".eml"),
+            "2026-12-01.F1.p.s.0.eml"
+        );
+        let long = format!("2026-12-01.{}.p.s.0", "F".repeat(300));
+        let name = file_name(&long, ".letter.txt");
+        assert_eq!(name.len(), MAX_FILE_NAME);
+        assert!(name.starts_with("2026-12-01.FFFF") && name.ends_with(".letter.txt"));
+        assert_eq!(name, file_name(&long, ".letter.txt"), "stable");
+        let other = format!("2026-12-01.{}.p.s.1", "F".repeat(300));
+        assert_ne!(name, file_name(&other, ".letter.txt"), "distinct");
+        // A known value: the hash must not change between versions.
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 
     #[test]

@@ -1,0 +1,124 @@
+//! Integrity under an operator's accidents: long invoice numbers and file
+//! names, several runs starting on a new folder at once, a lost journal,
+//! and control characters in logged values.
+
+mod common;
+
+use common::*;
+
+/// An invoice number too long for a file name once the date, policy, stage
+/// and extension are added.
+fn long_number() -> String {
+    format!("F{}", "9".repeat(299))
+}
+
+#[test]
+fn a_long_invoice_number_gets_a_shortened_file_name_that_recovery_finds() {
+    let number = long_number();
+    let folder = dunning_folder("", &[invoice_row(&number, "Long Ltd", "c1@example.com")]);
+    folder.run(&RUN_ONCE).expect_code(0);
+    let files = folder.files("outbox");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_str().unwrap().to_string();
+    assert!(name.len() <= 255, "{}", name.len());
+    assert_starts_with(&name, "2026-12-01.F999");
+    assert_ends_with(&name, ".eml");
+    assert_eq!(folder.journal()[0].state, "sent");
+
+    // A crash after the file was written: the next run finds it by the same
+    // name, marks the reminder sent and writes nothing again.
+    folder.rewind(&number, "planned", dead_pid());
+    let run = folder.run(&RUN_ONCE).expect_code(0);
+    assert_eq!(
+        run.log_lines("delivered before the interruption").len(),
+        1,
+        "{}",
+        run.stderr
+    );
+    assert_eq!(folder.files("outbox"), files);
+    assert_eq!(folder.journal()[0].state, "sent");
+}
+
+#[test]
+fn runs_started_together_on_a_new_folder_all_open_the_journal() {
+    for _ in 0..4 {
+        let folder = dunning_folder("", &invoices(3));
+        let runs: Vec<_> = (0..4)
+            .map(|_| folder.command(&RUN_ONCE).spawn().unwrap())
+            .collect();
+        for run in runs {
+            let out = run.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert_eq!(folder.journal_states().len(), 3);
+        assert_eq!(folder.files("outbox").len(), 3, "each once");
+    }
+}
+
+#[test]
+fn a_lost_journal_beside_delivered_files_stops_run_until_told_otherwise() {
+    let folder = dunning_folder("", &invoices(2));
+    folder.run(&RUN_ONCE).expect_code(0);
+    folder.remove("state/relance.db");
+    let refused = folder.run(&RUN_ONCE).expect_code(1);
+    assert_contains(&refused.stderr, "state/relance.db is missing, but ");
+    assert_contains(&refused.stderr, "outbox holds 2 delivered file(s)");
+    assert_contains(&refused.stderr, "relance run --fresh-journal");
+    assert!(
+        !folder.path().join("state/relance.db").exists(),
+        "not created"
+    );
+    assert_eq!(folder.files("outbox").len(), 2);
+    // A dry run touches nothing and is not refused.
+    folder
+        .run(&["run", "--once", "--dry-run", "--as-of", AS_OF])
+        .expect_code(0);
+
+    let mut fresh = RUN_ONCE.to_vec();
+    fresh.push("--fresh-journal");
+    folder.run(&fresh).expect_code(0);
+    assert_eq!(folder.journal_states().len(), 2);
+    // With its journal back, run starts as usual.
+    folder.run(&RUN_ONCE).expect_code(0);
+}
+
+#[test]
+fn control_characters_in_a_value_cannot_forge_a_human_log_line() {
+    let folder = dunning_folder("", &[]);
+    folder.write(
+        "data/invoices.json",
+        &serde_json::json!([{
+            "number": "F1\r\n2026-12-01T09:00:00Z  INFO relance: forged\u{1b}[2J",
+            "customer_id": "C1", "customer_name": "Forger", "email": "c1@example.com",
+            "issue_date": "2026-11-01", "due_date": "2026-11-30", "amount": "100.00",
+            "amount_paid": "0", "currency": "EUR", "status": "open", "language": "en"
+        }])
+        .to_string(),
+    );
+    folder.write(
+        "relance.yaml",
+        &format!(
+            "{}feeds: [{{path: data/invoices.json}}]\n",
+            folder.read("relance.yaml")
+        ),
+    );
+    let run = folder.run(&RUN_ONCE).expect_code(0);
+    let sent = run.log_lines("invoice=");
+    assert!(!sent.is_empty(), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .lines()
+            .all(|l| !l.contains("forged") || l.contains("invoice=")),
+        "a forged line: {}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains('\u{1b}') && !run.stderr.contains('\r'));
+    assert_contains(
+        &run.stderr,
+        r"invoice=F1\r\n2026-12-01T09:00:00Z  INFO relance: forged\u{1b}[2J",
+    );
+}
