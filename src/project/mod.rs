@@ -14,7 +14,7 @@ use crate::engine::{Evaluator, Reminder};
 use crate::feed::{feeds_for, load_feeds};
 use crate::journal::JournalView;
 use crate::journal::{group_token, reminder_token};
-use crate::model::{Invoice, InvoiceId, Ledger, NumberIndex, Origin, Status, distinct_recipients};
+use crate::model::{Invoice, InvoiceId, Ledger, NumberIndex, Origin, Status};
 use crate::render::{Rendered, StatementLine, Templates, message_context};
 use crate::rules::{
     Channel, Grouping, HoldTarget, Holds, Policy, Stage, Trigger, load_holds, load_policies,
@@ -292,11 +292,7 @@ impl Project {
             Err(problem) => reminder.error = Some(problem.to_string()),
         }
         if reminder.error.is_none() && stage.channel == Channel::Email && reminder.to.is_empty() {
-            reminder.error = Some(format!(
-                "{}: email: invoice {} has no email address",
-                self.origin(inv),
-                inv.number
-            ));
+            reminder.error = self.email_recipients(rows).err();
         }
         reminder
     }
@@ -378,19 +374,18 @@ impl Project {
         }
     }
 
-    /// Who a message about `rows` goes to on `channel`: every address of
-    /// their invoices (each once) for an email, the first phone number for
-    /// a call or an SMS, the customer by name for a letter or a task.
+    /// Who a message about `rows` goes to on `channel`: the valid addresses
+    /// of their invoices for an email (see [`Project::email_recipients`];
+    /// none when there is none), the first phone number for a call or an
+    /// SMS, the customer by name for a letter or a task.
     fn recipients(&self, rows: &[Reminder], channel: Channel) -> Cow<'_, str> {
         let inv = &self.ledger.invoices[rows[0].invoice];
         match channel {
-            Channel::Email if rows.len() == 1 && !inv.email.contains(';') => {
-                Cow::Borrowed(inv.email.trim())
-            }
-            Channel::Email => {
-                let invoices = rows.iter().map(|r| &self.ledger.invoices[r.invoice]);
-                Cow::Owned(distinct_recipients(invoices).join(", "))
-            }
+            Channel::Email => match self.email_recipients(rows).as_deref() {
+                Ok([one]) => Cow::Borrowed(one),
+                Ok(several) => Cow::Owned(several.join(", ")),
+                Err(_) => Cow::Borrowed(""),
+            },
             Channel::Sms | Channel::Call => Cow::Borrowed(
                 rows.iter()
                     .find_map(|r| self.ledger.invoices[r.invoice].extra_field("phone"))
@@ -398,6 +393,43 @@ impl Project {
             ),
             Channel::Letter | Channel::Task => Cow::Borrowed(&*inv.customer_name),
         }
+    }
+
+    /// The addresses an email about `rows` goes to: every valid address of
+    /// their invoices, each once, in their order. An address delivery would
+    /// refuse is left out (`check` reports it), so a message never goes to
+    /// a wrong address; with no valid address left, why there is none.
+    fn email_recipients(&self, rows: &[Reminder]) -> Result<Vec<&str>, String> {
+        let invoices = rows.iter().map(|r| &self.ledger.invoices[r.invoice]);
+        let mut valid: Vec<&str> = Vec::new();
+        let mut refused = None;
+        for inv in invoices {
+            for address in inv.recipients() {
+                match crate::address::parse(address) {
+                    Ok(_) if !valid.contains(&address) => valid.push(address),
+                    Ok(_) => {}
+                    Err(why) => {
+                        refused.get_or_insert((inv, address, why));
+                    }
+                }
+            }
+        }
+        if !valid.is_empty() {
+            return Ok(valid);
+        }
+        let first = &self.ledger.invoices[rows[0].invoice];
+        Err(match refused {
+            None => format!(
+                "{}: email: invoice {} has no email address",
+                self.origin(first),
+                first.number
+            ),
+            Some((inv, address, why)) => format!(
+                "{}: email: invoice {} has no valid email address: {address:?}: {why}",
+                self.origin(inv),
+                inv.number
+            ),
+        })
     }
 
     /// Which reminders of a plan go out together: those of a stage with
@@ -568,6 +600,7 @@ impl Project {
         let mut problems = self.problems.clone();
         problems.extend(self.feed_problems.clone());
         self.check_email_addresses(&mut problems);
+        self.check_file_names(today, &mut problems);
         self.check_holds(&mut problems);
         self.check_grouped_templates(&mut problems);
         let sample = Arc::new(self.sample_ledger(today));
@@ -774,8 +807,9 @@ impl Project {
     }
 
     /// Warns of each open invoice without an address when some policy sends
-    /// emails: its email reminders would fail on their day, one by one,
-    /// where a finance manager can fix the feed today.
+    /// emails, and reports each address delivery would refuse: its email
+    /// reminders would fail (or miss that address) on their day, one by
+    /// one, where a finance manager can fix the feed today.
     fn check_email_addresses(&self, problems: &mut Problems) {
         let sends_email = self
             .rulebook
@@ -792,6 +826,100 @@ impl Project {
                     format!(
                         "email: invoice {} has no email address: its email reminders cannot be sent",
                         inv.number
+                    ),
+                );
+            }
+            if !inv.is_open() && !inv.is_settled() {
+                continue;
+            }
+            for address in inv.recipients() {
+                if let Err(why) = crate::address::parse(address) {
+                    problems.error(
+                        self.origin(inv),
+                        format!(
+                            "email: invoice {}: {:?}: {why}; its emails go to its other \
+                             addresses, and fail when it has none",
+                            excerpt(&inv.number),
+                            excerpt(address)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Warns of each stage and each invoice whose messages would be written
+    /// to files with names longer than a file system takes (an outbox
+    /// `.eml`, a task or letter file, and the temporary file each is
+    /// written through): delivery shortens such a name, and a person
+    /// looking for the file by its invoice number will not find it whole.
+    fn check_file_names(&self, today: NaiveDate, problems: &mut Problems) {
+        let writes_emails = matches!(self.config.delivery, crate::config::Delivery::Outbox { .. });
+        // Each stage that writes files, with the bytes its file names have
+        // besides the invoice's own part.
+        let mut stages: Vec<(&Stage, usize)> = Vec::new();
+        for policy in &self.rulebook.policies {
+            for stage in &policy.stages {
+                let extension = match stage.channel {
+                    Channel::Email if !writes_emails => continue,
+                    Channel::Email => ".eml".len(),
+                    channel => format!(".{}.txt", channel.as_str()).len(),
+                };
+                // The date before the token, the extension after it, and the
+                // temporary file's leading dot and `.tmp`.
+                let around = "2026-12-01.".len() + extension + ".".len() + ".tmp".len();
+                let own = if stage.group == Grouping::Customer {
+                    0
+                } else {
+                    let occurrence = stage.max_occurrence().unwrap_or(u32::MAX);
+                    reminder_token("", &policy.name, &stage.id, occurrence).len()
+                };
+                if around + own + 1 > FILE_NAME_MAX {
+                    problems.warning(
+                        stage.location.clone(),
+                        format!(
+                            "stage {}: with policy {}, its file names are longer than the \
+                             {FILE_NAME_MAX} bytes a file name may have: delivery shortens them \
+                             (use shorter ids)",
+                            stage.id,
+                            excerpt(&policy.name)
+                        ),
+                    );
+                    continue;
+                }
+                stages.push((stage, around + own));
+            }
+        }
+        if stages.is_empty() {
+            return;
+        }
+        for inv in &self.ledger.invoices {
+            if !inv.is_open() && !inv.is_settled() {
+                continue;
+            }
+            // The number as a token writes it (escaped), without the
+            // separators of the empty parts.
+            let number = reminder_token(&inv.number, "", "", 0).len() - "...0".len();
+            let longest = stages
+                .iter()
+                .map(|&(stage, rest)| {
+                    let own = if stage.group == Grouping::Customer {
+                        group_token(&inv.customer_id, &stage.template, today, &inv.number).len()
+                    } else {
+                        number
+                    };
+                    (rest + own, stage)
+                })
+                .max_by_key(|&(bytes, _)| bytes);
+            if let Some((bytes, stage)) = longest.filter(|&(bytes, _)| bytes > FILE_NAME_MAX) {
+                problems.warning(
+                    self.origin(inv),
+                    format!(
+                        "invoice {}: its file names (stage {}) would be {bytes} bytes long, more \
+                         than the {FILE_NAME_MAX} a file name may have: delivery shortens them \
+                         with a hash",
+                        excerpt(&inv.number),
+                        stage.id
                     ),
                 );
             }
@@ -852,6 +980,19 @@ impl Project {
             ..sparse.clone()
         };
         Ledger::new(vec![full, sparse, promised]).with_default_language(&self.config.language)
+    }
+}
+
+/// The longest file name common file systems take (ext4, XFS, APFS, NTFS),
+/// in bytes.
+const FILE_NAME_MAX: usize = 255;
+
+/// An identifier as a message quotes it: whole when short, else its start.
+fn excerpt(id: &str) -> Cow<'_, str> {
+    const SHOWN: usize = 40;
+    match id.char_indices().nth(SHOWN) {
+        Some((end, _)) => Cow::Owned(format!("{}… ({} bytes)", &id[..end], id.len())),
+        None => Cow::Borrowed(id),
     }
 }
 

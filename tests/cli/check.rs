@@ -62,3 +62,172 @@ fn a_thank_you_template_is_a_name_too() {
         "{problems:?}"
     );
 }
+
+/// Invoices due 2026-12-10 whose `email` columns are these.
+fn with_emails(emails: &[&str]) -> Folder {
+    let rows: Vec<crate::Inv> = emails
+        .iter()
+        .enumerate()
+        .map(|(i, email)| inv(&format!("F{}", i + 1), "2026-12-10", "10").with("email", email))
+        .collect();
+    let f = folder(&rows);
+    f.write(
+        "relance.yaml",
+        "company: {email: billing@atelier.example}\n",
+    );
+    f
+}
+
+#[test]
+fn every_address_is_checked_with_the_parser_delivery_uses() {
+    let f = with_emails(&[
+        "not an address",
+        "Boss <boss@b.example>",
+        "\"a b\"@x.example",
+        "a@x.example, b@y.example",
+        "ok@x.example; not an address",
+        "a@x.example;b@y.example",
+    ]);
+    assert_eq!(
+        check_problems(&f),
+        vec![
+            "data/invoices.csv:2: email: invoice F1: \"not an address\": not an email address (no @); \
+             its emails go to its other addresses, and fail when it has none",
+            "data/invoices.csv:3: email: invoice F2: \"Boss <boss@b.example>\": a display name is not \
+             accepted: write the address alone (the message carries the customer's name); its emails \
+             go to its other addresses, and fail when it has none",
+            "data/invoices.csv:4: email: invoice F3: \"\\\"a b\\\"@x.example\": a quoted local part \
+             (\"…\"@) is not accepted; its emails go to its other addresses, and fail when it has none",
+            "data/invoices.csv:6: email: invoice F5: \"not an address\": not an email address (no @); \
+             its emails go to its other addresses, and fail when it has none",
+        ]
+    );
+    let preview = run_expect(&f, "preview --as-of 2026-12-10 --days 1 --format json", 0).json();
+    let rows: Vec<(String, String, String)> = preview
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["invoice"].as_str().unwrap().to_string(),
+                r["to"].as_str().unwrap().to_string(),
+                crate::local(&f, r["error"].as_str().unwrap_or("")),
+            )
+        })
+        .collect();
+    let row = |invoice: &str, to: &str, error: &str| (invoice.into(), to.into(), error.into());
+    assert_eq!(
+        rows,
+        vec![
+            row(
+                "F1",
+                "",
+                "data/invoices.csv:2: email: invoice F1 has no valid email address: \
+                 \"not an address\": not an email address (no @)"
+            ),
+            row(
+                "F2",
+                "",
+                "data/invoices.csv:3: email: invoice F2 has no valid email address: \
+                 \"Boss <boss@b.example>\": a display name is not accepted: write the address \
+                 alone (the message carries the customer's name)"
+            ),
+            row(
+                "F3",
+                "",
+                "data/invoices.csv:4: email: invoice F3 has no valid email address: \
+                 \"\\\"a b\\\"@x.example\": a quoted local part (\"…\"@) is not accepted"
+            ),
+            // A comma separates addresses, as a semicolon does.
+            row("F4", "a@x.example, b@y.example", ""),
+            // A wrong address is left out: the message goes to the right one only.
+            row("F5", "ok@x.example", ""),
+            row("F6", "a@x.example, b@y.example", ""),
+        ]
+    );
+    // The daemon sends the good ones and fails the others, saying why.
+    run_expect(&f, "run --once --as-of 2026-12-10", 1);
+    let sent: Vec<String> = f
+        .files("outbox")
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            "2026-12-10.F4.p.on_due.0.eml",
+            "2026-12-10.F5.p.on_due.0.eml",
+            "2026-12-10.F6.p.on_due.0.eml"
+        ]
+    );
+    let to = |file: &str| {
+        let eml = f.read(&format!("outbox/2026-12-10.{file}.p.on_due.0.eml"));
+        let line = eml.lines().find(|l| l.starts_with("To: ")).unwrap_or("");
+        line.to_string()
+    };
+    assert_eq!(to("F5"), "To: \"Customer F5\" <ok@x.example>");
+    assert_eq!(
+        to("F4"),
+        "To: \"Customer F4\" <a@x.example>, \"Customer F4\" <b@y.example>"
+    );
+    for row in f.journal() {
+        let failed = ["F1", "F2", "F3"].contains(&row.invoice.as_str());
+        assert_eq!(row.state, if failed { "failed" } else { "sent" }, "{row:?}");
+        if failed {
+            assert_contains(
+                row.last_error.as_deref().unwrap_or(""),
+                &format!("email: invoice {} has no valid email address", row.invoice),
+            );
+        }
+    }
+}
+
+#[test]
+fn the_sender_address_is_checked_with_the_same_parser() {
+    let f = folder(&[inv("F1", "2026-12-10", "10")]);
+    f.write(
+        "relance.yaml",
+        "company: {email: '\"billing\"@atelier.example'}\n",
+    );
+    assert_eq!(
+        check_problems(&f)[0],
+        "relance.yaml:1:11: company.email \"\\\"billing\\\"@atelier.example\" is not an email \
+         address: a quoted local part (\"…\"@) is not accepted"
+    );
+}
+
+#[test]
+fn identifiers_too_long_for_a_file_name_are_warned_of() {
+    let long = "N".repeat(240);
+    let fits = "M".repeat(200);
+    let f = folder(&[
+        inv(&long, "2026-12-10", "10").with("email", "a@x.example"),
+        inv(&fits, "2026-12-10", "10").with("email", "a@x.example"),
+    ]);
+    let stage_id = "s".repeat(250);
+    f.write(
+        "rules/q.yaml",
+        &format!(
+            "name: q\napplies_to: 'false'\nstages:\n  - id: {stage_id}\n    offset: 0\n    template: t\n"
+        ),
+    );
+    let run = run_expect(&f, "check", 0);
+    let lines = crate::lines(&f, &run.stdout);
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "rules/q.yaml:4:5: warning: stage {stage_id}: with policy q, its file names are \
+                 longer than the 255 bytes a file name may have: delivery shortens them (use \
+                 shorter ids)"
+            ),
+            // The date, the number, `.p.on_due.0`, `.eml`, and the temporary file's `.` and `.tmp`.
+            format!(
+                "data/invoices.csv:2: warning: invoice {}… (240 bytes): its file names (stage \
+                 on_due) would be 271 bytes long, more than the 255 a file name may have: delivery \
+                 shortens them with a hash",
+                "N".repeat(40)
+            ),
+        ],
+    );
+}
