@@ -395,29 +395,44 @@ impl Project {
         }
     }
 
-    /// The addresses an email about `rows` goes to: every valid address of
-    /// their invoices, each once, in their order. An address delivery would
-    /// refuse is left out (`check` reports it), so a message never goes to
-    /// a wrong address; with no valid address left, why there is none.
+    /// The addresses an email about `rows` goes to: the valid addresses of
+    /// the first row's invoice, in its order, that every other invoice of
+    /// the message carries too. Rows of one customer may give different
+    /// addresses (two companies under one customer id, a contact who left):
+    /// a statement goes only where every invoice in it may be read. An
+    /// address delivery would refuse is left out (`check` reports it), so a
+    /// message never goes to a wrong address; with none left, why.
     fn email_recipients(&self, rows: &[Reminder]) -> Result<Vec<&str>, String> {
-        let invoices = rows.iter().map(|r| &self.ledger.invoices[r.invoice]);
-        let mut valid: Vec<&str> = Vec::new();
-        let mut refused = None;
-        for inv in invoices {
-            for address in inv.recipients() {
-                match crate::address::parse(address) {
-                    Ok(_) if !valid.contains(&address) => valid.push(address),
-                    Ok(_) => {}
-                    Err(why) => {
-                        refused.get_or_insert((inv, address, why));
-                    }
-                }
-            }
-        }
-        if !valid.is_empty() {
-            return Ok(valid);
-        }
+        let valid_of = valid_addresses;
         let first = &self.ledger.invoices[rows[0].invoice];
+        let mut common = valid_of(first);
+        let mut others_have_some = true;
+        for r in &rows[1..] {
+            let theirs = valid_of(&self.ledger.invoices[r.invoice]);
+            others_have_some &= !theirs.is_empty();
+            common.retain(|a| theirs.contains(a));
+        }
+        if !common.is_empty() {
+            return Ok(common);
+        }
+        if rows.len() > 1 && others_have_some && !valid_of(first).is_empty() {
+            let numbers: Vec<&str> = rows
+                .iter()
+                .map(|r| &*self.ledger.invoices[r.invoice].number)
+                .collect();
+            return Err(format!(
+                "{}: email: the invoices of this message ({}) have no address in common: a \
+                 message grouped per customer goes only to the addresses every invoice in it \
+                 carries",
+                self.origin(first),
+                numbers.join(", ")
+            ));
+        }
+        let refused = rows.iter().find_map(|r| {
+            let inv = &self.ledger.invoices[r.invoice];
+            inv.recipients()
+                .find_map(|a| crate::address::parse(a).err().map(|why| (inv, a, why)))
+        });
         Err(match refused {
             None => format!(
                 "{}: email: invoice {} has no email address",
@@ -600,6 +615,7 @@ impl Project {
         let mut problems = self.problems.clone();
         problems.extend(self.feed_problems.clone());
         self.check_email_addresses(&mut problems);
+        self.check_common_addresses(&mut problems);
         self.check_file_names(today, &mut problems);
         self.check_holds(&mut problems);
         self.check_grouped_templates(&mut problems);
@@ -848,6 +864,56 @@ impl Project {
         }
     }
 
+    /// Warns of each customer whose open invoices, read in feed order, come
+    /// to one that shares no valid address with those before it, when a
+    /// stage groups emails per customer: a statement of them would have no
+    /// recipient (it goes only to the addresses every invoice carries).
+    fn check_common_addresses(&self, problems: &mut Problems) {
+        let grouped_email = self.rulebook.policies.iter().any(|p| {
+            p.stages
+                .iter()
+                .any(|s| s.channel == Channel::Email && s.group == Grouping::Customer)
+        });
+        if !grouped_email {
+            return;
+        }
+        // Per customer: its first open invoice with an address, and the
+        // addresses all of its open invoices so far have in common (`None`
+        // once a warning is given: one per customer).
+        let mut common: hashbrown::HashMap<usize, (InvoiceId, Option<Vec<&str>>)> =
+            hashbrown::HashMap::new();
+        for (i, inv) in self.ledger.invoices.iter().enumerate() {
+            let id = InvoiceId::new(i);
+            let addresses = valid_addresses(inv);
+            if !inv.is_open() || addresses.is_empty() {
+                continue;
+            }
+            let customer = self.ledger.customer_index(id);
+            let (first, slot) = common
+                .entry(customer)
+                .or_insert_with(|| (id, Some(addresses.clone())));
+            let Some(shared) = slot else { continue };
+            shared.retain(|a| addresses.contains(a));
+            if shared.is_empty() {
+                let first = &self.ledger.invoices[*first];
+                problems.warning(
+                    self.origin(inv),
+                    format!(
+                        "email: invoice {} of customer {} shares no address with invoice {} \
+                         ({}) and the customer's invoices between: a message grouped per \
+                         customer about them would have no recipient (it goes only to the \
+                         addresses every invoice in it carries)",
+                        inv.number,
+                        inv.customer_id,
+                        first.number,
+                        self.origin(first)
+                    ),
+                );
+                *slot = None;
+            }
+        }
+    }
+
     /// Warns of each stage and each invoice whose messages would be written
     /// to files with names longer than a file system takes (an outbox
     /// `.eml`, a task or letter file, and the temporary file each is
@@ -981,6 +1047,17 @@ impl Project {
         };
         Ledger::new(vec![full, sparse, promised]).with_default_language(&self.config.language)
     }
+}
+
+/// The addresses of an invoice delivery accepts, each once, in its order.
+fn valid_addresses(inv: &Invoice) -> Vec<&str> {
+    let mut valid: Vec<&str> = Vec::new();
+    for address in inv.recipients() {
+        if !valid.contains(&address) && crate::address::parse(address).is_ok() {
+            valid.push(address);
+        }
+    }
+    valid
 }
 
 /// The longest file name common file systems take (ext4, XFS, APFS, NTFS),

@@ -231,3 +231,77 @@ fn identifiers_too_long_for_a_file_name_are_warned_of() {
         ],
     );
 }
+
+#[test]
+fn a_grouped_message_goes_only_to_the_addresses_every_invoice_in_it_carries() {
+    let row = |number: &str, customer: &str, email: &str| {
+        inv(number, "2026-12-10", "10")
+            .customer(customer, customer)
+            .with("email", email)
+    };
+    let f = folder(&[
+        row("F1", "C1", "a@one.example; shared@one.example"),
+        row("F2", "C1", "shared@one.example, b@one.example"),
+        row("F3", "C2", "x@two.example"),
+        row("F4", "C2", "y@other.example"),
+    ]);
+    f.write(
+        "rules/p.yaml",
+        "name: p\nstages:\n  - {id: on_due, offset: 0, template: st, group: customer}\n",
+    )
+    .write(
+        "templates/st.fr.hbs",
+        &template("Relevé", "{{#each invoices}}{{number}}\n{{/each}}"),
+    )
+    .write(
+        "relance.yaml",
+        "company: {email: billing@atelier.example}\n",
+    );
+    let run = run_expect(&f, "check", 0);
+    assert_eq!(
+        crate::lines(&f, &run.stdout),
+        [
+            "data/invoices.csv:5: warning: email: invoice F4 of customer C2 shares no address with \
+          invoice F3 (data/invoices.csv:4) and the customer's invoices between: a message grouped \
+          per customer about them would have no recipient (it goes only to the addresses every \
+          invoice in it carries)"
+        ]
+    );
+    let preview = run_expect(&f, "preview --as-of 2026-12-10 --days 1 --format json", 0).json();
+    let rows: Vec<String> = preview
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let error = crate::local(&f, r["error"].as_str().unwrap_or(""));
+            format!(
+                "{} to={} {error}",
+                r["invoice"].as_str().unwrap(),
+                r["to"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let no_common = "data/invoices.csv:4: email: the invoices of this message (F3, F4) have no \
+                     address in common: a message grouped per customer goes only to the addresses \
+                     every invoice in it carries";
+    assert_eq!(
+        rows,
+        [
+            "F1 to=shared@one.example ".to_string(),
+            "F2 to=shared@one.example ".to_string(),
+            format!("F3 to= {no_common}"),
+            format!("F4 to= {no_common}"),
+        ]
+    );
+    // The daemon sends C1's statement to the shared address only, and
+    // sends C2's nowhere.
+    run_expect(&f, "run --once --as-of 2026-12-10", 1);
+    let [eml] = f.files("outbox").try_into().expect("one message");
+    let eml = std::fs::read_to_string(eml).unwrap();
+    let to = eml.lines().find(|l| l.starts_with("To: ")).unwrap();
+    assert_eq!(to, "To: C1 <shared@one.example>");
+    for row in f.journal() {
+        let c2 = ["F3", "F4"].contains(&row.invoice.as_str());
+        assert_eq!(row.state, if c2 { "failed" } else { "sent" }, "{row:?}");
+    }
+}
