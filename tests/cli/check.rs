@@ -305,3 +305,55 @@ fn a_grouped_message_goes_only_to_the_addresses_every_invoice_in_it_carries() {
         assert_eq!(row.state, if c2 { "failed" } else { "sent" }, "{row:?}");
     }
 }
+
+const LIB: &str = "\
+// Helpers of the finance team.
+fn forever(invoice) {
+    let n = 0;
+    loop { n += 1; }
+}
+fn typed(invoice) {
+    invoice.number - 1 > 0
+}
+fn outer(invoice) {
+    forever(invoice)
+}
+";
+
+/// Policy `p` whose stage on the due date holds when `when` does.
+fn with_lib_and_when(when: &str) -> Folder {
+    let f = folder(&[inv("F1", "2026-12-10", "10")]);
+    f.write("rules/lib.rhai", LIB).write(
+        "rules/p.yaml",
+        &format!(
+            "name: p\nstages:\n  - id: on_due\n    offset: 0\n    template: t\n    when: '{when}'\n"
+        ),
+    );
+    f
+}
+
+#[test]
+fn rhai_runtime_errors_inside_a_function_are_located_in_its_rhai_file() {
+    for (when, at, message) in [
+        (
+            "forever(invoice)",
+            "rules/lib.rhai:2:1: script stopped: too many operations",
+            "(in forever, called at rules/p.yaml:6:12)",
+        ),
+        (
+            "invoice.amount > 0 && outer(invoice)",
+            "rules/lib.rhai:9:1: script stopped: too many operations",
+            "(in outer, called at rules/p.yaml:6:34)",
+        ),
+        ("typed(invoice)", "rules/lib.rhai:7:20: ", "(in typed)"),
+    ] {
+        let f = with_lib_and_when(when);
+        let problems = check_problems(&f);
+        assert_eq!(problems.len(), 1, "{when}: {problems:?}");
+        assert!(problems[0].starts_with(at), "{when}: {problems:?}");
+        assert_contains(&problems[0], message);
+        // preview and run report it at the same place, for that invoice.
+        let preview = run_expect(&f, "preview --as-of 2026-12-10 --days 1", 0);
+        assert_contains(&crate::local(&f, &preview.stderr), at);
+    }
+}
