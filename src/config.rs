@@ -561,10 +561,18 @@ impl Config {
         // The sender of every email: `relance run` refuses to start without a
         // usable one, so `check` says so first.
         let sender = self.company.get("email");
-        if !sender.is_empty() && sender.parse::<lettre::Address>().is_err() {
+        let refused = crate::address::parse(sender.trim()).err();
+        if let Some(why) = refused.filter(|_| !sender.is_empty()) {
+            // Delivery's own words when it is no address at all; the reason
+            // when it looks like one (a display name, a quoted local part).
+            let why = if why.starts_with("not an email address") {
+                String::new()
+            } else {
+                format!(": {why}")
+            };
             problems.error(
                 at("email"),
-                format!("company.email {sender:?} is not an email address"),
+                format!("company.email {sender:?} is not an email address{why}"),
             );
         } else if sender.is_empty() && matches!(self.delivery, Delivery::Smtp { .. }) {
             problems.error(

@@ -21,6 +21,7 @@
 //! Errors are one type, [`Error`]; problems that loading collects and goes
 //! on after are [`Problem`]s, each located as `file:line:col`.
 
+pub(crate) mod address;
 pub(crate) mod calendar;
 pub(crate) mod config;
 pub(crate) mod daemon;

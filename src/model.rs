@@ -58,7 +58,7 @@ pub struct Invoice {
     pub number: Box<str>,
     pub customer_id: Shared,
     pub customer_name: Shared,
-    /// As given: one or more addresses separated by `;`.
+    /// As given: one or more addresses separated by `;` (or `,`).
     pub email: Shared,
     pub issue_date: NaiveDate,
     pub due_date: NaiveDate,
@@ -113,12 +113,10 @@ impl Invoice {
             .filter(|v| !v.is_empty())
     }
 
-    /// The addresses, trimmed, without empty parts.
+    /// The addresses, trimmed, without empty parts, valid or not
+    /// (separated as [`crate::address::SEPARATORS`] says).
     pub fn recipients(&self) -> impl Iterator<Item = &str> {
-        self.email
-            .split(';')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
+        crate::address::split(&self.email)
     }
 }
 

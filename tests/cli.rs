@@ -7,6 +7,8 @@
 
 mod common;
 
+#[path = "cli/check.rs"]
+mod check;
 #[path = "cli/commands.rs"]
 mod commands;
 #[path = "cli/feeds.rs"]

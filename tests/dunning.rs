@@ -1114,9 +1114,25 @@ fn grouped_folder(config: &str) -> Folder {
             .with("email", email)
     };
     let rows = [
-        c1("F001", "2026-11-30", "100.00", "a@one.example"),
-        c1("F002", "2026-11-21", "250.50", "b@one.example"),
-        c1("F003", "2026-11-30", "75.25", "a@one.example").with("currency", "USD"),
+        c1(
+            "F001",
+            "2026-11-30",
+            "100.00",
+            "a@one.example; b@one.example",
+        ),
+        c1(
+            "F002",
+            "2026-11-21",
+            "250.50",
+            "a@one.example; b@one.example",
+        ),
+        c1(
+            "F003",
+            "2026-11-30",
+            "75.25",
+            "a@one.example; b@one.example",
+        )
+        .with("currency", "USD"),
         due_on("F004", "2026-11-30").customer("C2", "Customer Two"),
         c1("F005", "2026-11-30", "40.00", "a@one.example").with("language", "fr"),
         due_on("F006", "2026-11-30").customer("C3", "Customer Three"),

@@ -419,12 +419,8 @@ impl Deliverer {
             .date_now()
             .user_agent(format!("relance/{}", env!("CARGO_PKG_VERSION")));
         let mut any = false;
-        for address in
-            r.to.split([',', ';'])
-                .map(str::trim)
-                .filter(|a| !a.is_empty())
-        {
-            let addr = address.parse().map_err(|e| {
+        for address in crate::address::split(&r.to) {
+            let addr = crate::address::parse(address).map_err(|e| {
                 DeliveryError::Address(format!("invoice {}: recipient {address:?}: {e}", r.invoice))
             })?;
             builder = builder.to(Mailbox::new(clean_name(r.customer_name), addr));
@@ -524,7 +520,7 @@ fn sender(config: &Config) -> Result<(Mailbox, bool), DeliveryError> {
         "" => (PLACEHOLDER_SENDER, true),
         email => (email, false),
     };
-    let addr = address.parse().map_err(|e| {
+    let addr = crate::address::parse(address).map_err(|e| {
         DeliveryError::Sender(format!(
             "company.email {address:?} in the config is not a valid sender address: {e}"
         ))

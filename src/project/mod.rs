@@ -14,7 +14,7 @@ use crate::engine::{Evaluator, Reminder};
 use crate::feed::{feeds_for, load_feeds};
 use crate::journal::JournalView;
 use crate::journal::{group_token, reminder_token};
-use crate::model::{Invoice, InvoiceId, Ledger, NumberIndex, Origin, Status, distinct_recipients};
+use crate::model::{Invoice, InvoiceId, Ledger, NumberIndex, Origin, Status};
 use crate::render::{Rendered, StatementLine, Templates, message_context};
 use crate::rules::{
     Channel, Grouping, HoldTarget, Holds, Policy, Stage, Trigger, load_holds, load_policies,
@@ -299,11 +299,7 @@ impl Project {
             Err(problem) => reminder.error = Some(problem.to_string()),
         }
         if reminder.error.is_none() && stage.channel == Channel::Email && reminder.to.is_empty() {
-            reminder.error = Some(format!(
-                "{}: email: invoice {} has no email address",
-                self.origin(inv),
-                inv.number
-            ));
+            reminder.error = self.email_recipients(rows).err();
         }
         reminder
     }
@@ -385,19 +381,18 @@ impl Project {
         }
     }
 
-    /// Who a message about `rows` goes to on `channel`: every address of
-    /// their invoices (each once) for an email, the first phone number for
-    /// a call or an SMS, the customer by name for a letter or a task.
+    /// Who a message about `rows` goes to on `channel`: the valid addresses
+    /// of their invoices for an email (see [`Project::email_recipients`];
+    /// none when there is none), the first phone number for a call or an
+    /// SMS, the customer by name for a letter or a task.
     fn recipients(&self, rows: &[Reminder], channel: Channel) -> Cow<'_, str> {
         let inv = &self.ledger.invoices[rows[0].invoice];
         match channel {
-            Channel::Email if rows.len() == 1 && !inv.email.contains(';') => {
-                Cow::Borrowed(inv.email.trim())
-            }
-            Channel::Email => {
-                let invoices = rows.iter().map(|r| &self.ledger.invoices[r.invoice]);
-                Cow::Owned(distinct_recipients(invoices).join(", "))
-            }
+            Channel::Email => match self.email_recipients(rows).as_deref() {
+                Ok([one]) => Cow::Borrowed(one),
+                Ok(several) => Cow::Owned(several.join(", ")),
+                Err(_) => Cow::Borrowed(""),
+            },
             Channel::Sms | Channel::Call => Cow::Borrowed(
                 rows.iter()
                     .find_map(|r| self.ledger.invoices[r.invoice].extra_field("phone"))
@@ -405,6 +400,58 @@ impl Project {
             ),
             Channel::Letter | Channel::Task => Cow::Borrowed(&*inv.customer_name),
         }
+    }
+
+    /// The addresses an email about `rows` goes to: the valid addresses of
+    /// the first row's invoice, in its order, that every other invoice of
+    /// the message carries too. Rows of one customer may give different
+    /// addresses (two companies under one customer id, a contact who left):
+    /// a statement goes only where every invoice in it may be read. An
+    /// address delivery would refuse is left out (`check` reports it), so a
+    /// message never goes to a wrong address; with none left, why.
+    fn email_recipients(&self, rows: &[Reminder]) -> Result<Vec<&str>, String> {
+        let valid_of = valid_addresses;
+        let first = &self.ledger.invoices[rows[0].invoice];
+        let mut common = valid_of(first);
+        let mut others_have_some = true;
+        for r in &rows[1..] {
+            let theirs = valid_of(&self.ledger.invoices[r.invoice]);
+            others_have_some &= !theirs.is_empty();
+            common.retain(|a| theirs.contains(a));
+        }
+        if !common.is_empty() {
+            return Ok(common);
+        }
+        if rows.len() > 1 && others_have_some && !valid_of(first).is_empty() {
+            let numbers: Vec<&str> = rows
+                .iter()
+                .map(|r| &*self.ledger.invoices[r.invoice].number)
+                .collect();
+            return Err(format!(
+                "{}: email: the invoices of this message ({}) have no address in common: a \
+                 message grouped per customer goes only to the addresses every invoice in it \
+                 carries",
+                self.origin(first),
+                numbers.join(", ")
+            ));
+        }
+        let refused = rows.iter().find_map(|r| {
+            let inv = &self.ledger.invoices[r.invoice];
+            inv.recipients()
+                .find_map(|a| crate::address::parse(a).err().map(|why| (inv, a, why)))
+        });
+        Err(match refused {
+            None => format!(
+                "{}: email: invoice {} has no email address",
+                self.origin(first),
+                first.number
+            ),
+            Some((inv, address, why)) => format!(
+                "{}: email: invoice {} has no valid email address: {address:?}: {why}",
+                self.origin(inv),
+                inv.number
+            ),
+        })
     }
 
     /// Which reminders of a plan go out together: those of a stage with
@@ -575,6 +622,8 @@ impl Project {
         let mut problems = self.problems.clone();
         problems.extend(self.feed_problems.clone());
         self.check_email_addresses(&mut problems);
+        self.check_common_addresses(&mut problems);
+        self.check_file_names(today, &mut problems);
         self.check_holds(&mut problems);
         self.check_grouped_templates(&mut problems);
         let sample = Arc::new(self.sample_ledger(today));
@@ -781,8 +830,9 @@ impl Project {
     }
 
     /// Warns of each open invoice without an address when some policy sends
-    /// emails: its email reminders would fail on their day, one by one,
-    /// where a finance manager can fix the feed today.
+    /// emails, and reports each address delivery would refuse: its email
+    /// reminders would fail (or miss that address) on their day, one by
+    /// one, where a finance manager can fix the feed today.
     fn check_email_addresses(&self, problems: &mut Problems) {
         let sends_email = self
             .rulebook
@@ -799,6 +849,150 @@ impl Project {
                     format!(
                         "email: invoice {} has no email address: its email reminders cannot be sent",
                         inv.number
+                    ),
+                );
+            }
+            if !inv.is_open() && !inv.is_settled() {
+                continue;
+            }
+            for address in inv.recipients() {
+                if let Err(why) = crate::address::parse(address) {
+                    problems.error(
+                        self.origin(inv),
+                        format!(
+                            "email: invoice {}: {:?}: {why}; its emails go to its other \
+                             addresses, and fail when it has none",
+                            excerpt(&inv.number),
+                            excerpt(address)
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Warns of each customer whose open invoices, read in feed order, come
+    /// to one that shares no valid address with those before it, when a
+    /// stage groups emails per customer: a statement of them would have no
+    /// recipient (it goes only to the addresses every invoice carries).
+    fn check_common_addresses(&self, problems: &mut Problems) {
+        let grouped_email = self.rulebook.policies.iter().any(|p| {
+            p.stages
+                .iter()
+                .any(|s| s.channel == Channel::Email && s.group == Grouping::Customer)
+        });
+        if !grouped_email {
+            return;
+        }
+        // Per customer: its first open invoice with an address, and the
+        // addresses all of its open invoices so far have in common (`None`
+        // once a warning is given: one per customer).
+        let mut common: hashbrown::HashMap<usize, (InvoiceId, Option<Vec<&str>>)> =
+            hashbrown::HashMap::new();
+        for (i, inv) in self.ledger.invoices.iter().enumerate() {
+            let id = InvoiceId::new(i);
+            let addresses = valid_addresses(inv);
+            if !inv.is_open() || addresses.is_empty() {
+                continue;
+            }
+            let customer = self.ledger.customer_index(id);
+            let (first, slot) = common
+                .entry(customer)
+                .or_insert_with(|| (id, Some(addresses.clone())));
+            let Some(shared) = slot else { continue };
+            shared.retain(|a| addresses.contains(a));
+            if shared.is_empty() {
+                let first = &self.ledger.invoices[*first];
+                problems.warning(
+                    self.origin(inv),
+                    format!(
+                        "email: invoice {} of customer {} shares no address with invoice {} \
+                         ({}) and the customer's invoices between: a message grouped per \
+                         customer about them would have no recipient (it goes only to the \
+                         addresses every invoice in it carries)",
+                        inv.number,
+                        inv.customer_id,
+                        first.number,
+                        self.origin(first)
+                    ),
+                );
+                *slot = None;
+            }
+        }
+    }
+
+    /// Warns of each stage and each invoice whose messages would be written
+    /// to files with names longer than a file system takes (an outbox
+    /// `.eml`, a task or letter file, and the temporary file each is
+    /// written through): delivery shortens such a name, and a person
+    /// looking for the file by its invoice number will not find it whole.
+    fn check_file_names(&self, today: NaiveDate, problems: &mut Problems) {
+        let writes_emails = matches!(self.config.delivery, crate::config::Delivery::Outbox { .. });
+        // Each stage that writes files, with the bytes its file names have
+        // besides the invoice's own part.
+        let mut stages: Vec<(&Stage, usize)> = Vec::new();
+        for policy in &self.rulebook.policies {
+            for stage in &policy.stages {
+                let extension = match stage.channel {
+                    Channel::Email if !writes_emails => continue,
+                    Channel::Email => ".eml".len(),
+                    channel => format!(".{}.txt", channel.as_str()).len(),
+                };
+                // The date before the token, the extension after it, and the
+                // temporary file's leading dot and `.tmp`.
+                let around = "2026-12-01.".len() + extension + ".".len() + ".tmp".len();
+                let own = if stage.group == Grouping::Customer {
+                    0
+                } else {
+                    let occurrence = stage.max_occurrence().unwrap_or(u32::MAX);
+                    reminder_token("", &policy.name, &stage.id, occurrence).len()
+                };
+                if around + own + 1 > FILE_NAME_MAX {
+                    problems.warning(
+                        stage.location.clone(),
+                        format!(
+                            "stage {}: with policy {}, its file names are longer than the \
+                             {FILE_NAME_MAX} bytes a file name may have: delivery shortens them \
+                             (use shorter ids)",
+                            stage.id,
+                            excerpt(&policy.name)
+                        ),
+                    );
+                    continue;
+                }
+                stages.push((stage, around + own));
+            }
+        }
+        if stages.is_empty() {
+            return;
+        }
+        for inv in &self.ledger.invoices {
+            if !inv.is_open() && !inv.is_settled() {
+                continue;
+            }
+            // The number as a token writes it (escaped), without the
+            // separators of the empty parts.
+            let number = reminder_token(&inv.number, "", "", 0).len() - "...0".len();
+            let longest = stages
+                .iter()
+                .map(|&(stage, rest)| {
+                    let own = if stage.group == Grouping::Customer {
+                        group_token(&inv.customer_id, &stage.template, today, &inv.number).len()
+                    } else {
+                        number
+                    };
+                    (rest + own, stage)
+                })
+                .max_by_key(|&(bytes, _)| bytes);
+            if let Some((bytes, stage)) = longest.filter(|&(bytes, _)| bytes > FILE_NAME_MAX) {
+                problems.warning(
+                    self.origin(inv),
+                    format!(
+                        "invoice {}: its file names (stage {}) would be {bytes} bytes long, more \
+                         than the {FILE_NAME_MAX} a file name may have: delivery shortens them \
+                         with a hash",
+                        excerpt(&inv.number),
+                        stage.id
                     ),
                 );
             }
@@ -859,6 +1053,30 @@ impl Project {
             ..sparse.clone()
         };
         Ledger::new(vec![full, sparse, promised]).with_default_language(&self.config.language)
+    }
+}
+
+/// The addresses of an invoice delivery accepts, each once, in its order.
+fn valid_addresses(inv: &Invoice) -> Vec<&str> {
+    let mut valid: Vec<&str> = Vec::new();
+    for address in inv.recipients() {
+        if !valid.contains(&address) && crate::address::parse(address).is_ok() {
+            valid.push(address);
+        }
+    }
+    valid
+}
+
+/// The longest file name common file systems take (ext4, XFS, APFS, NTFS),
+/// in bytes.
+const FILE_NAME_MAX: usize = 255;
+
+/// An identifier as a message quotes it: whole when short, else its start.
+fn excerpt(id: &str) -> Cow<'_, str> {
+    const SHOWN: usize = 40;
+    match id.char_indices().nth(SHOWN) {
+        Some((end, _)) => Cow::Owned(format!("{}… ({} bytes)", &id[..end], id.len())),
+        None => Cow::Borrowed(id),
     }
 }
 

@@ -450,6 +450,25 @@ fn compile_policy(
     })
 }
 
+/// What makes `name` no template name, if anything: a path separator (a
+/// template never lives in another folder, `partials/` included), a leading
+/// dot (`..`, hidden files), a control character, or nothing at all.
+fn template_name_problem(name: &str) -> Option<&'static str> {
+    if name.trim().is_empty() {
+        Some("the name is empty")
+    } else if name.starts_with("partials/") || name.starts_with("partials\\") {
+        Some("a partial is included by templates with {{> NAME}}, it is not a message of its own")
+    } else if name.contains(['/', '\\']) {
+        Some("a path is not a template name (no folder, no `..`, no absolute path)")
+    } else if name.starts_with('.') {
+        Some("a template name does not start with a dot")
+    } else if name.chars().any(char::is_control) {
+        Some("a template name has no control characters")
+    } else {
+        None
+    }
+}
+
 /// One policy file being compiled: where its keys are written, and the
 /// problems found in it, in the order a reader meets them.
 struct Compiler<'a> {
@@ -554,9 +573,11 @@ impl Compiler<'_> {
         if trigger == Trigger::Offset {
             self.order(&s.id, offset, from, earlier);
         }
+        let template_location = self.at(from, "template");
+        self.template_name(&s.template, &template_location);
         Stage {
             when: self.expression(s.when.as_deref(), from, "when"),
-            template_location: self.at(from, "template"),
+            template_location,
             id: s.id,
             offset,
             trigger,
@@ -566,6 +587,20 @@ impl Compiler<'_> {
             shift: s.shift,
             group: s.group.unwrap_or(group),
             location,
+        }
+    }
+
+    /// A template is a NAME, found as `templates/NAME.LANG.hbs`: a path
+    /// would pass every other check and then fail every delivery.
+    fn template_name(&mut self, name: &str, location: &Location) {
+        if let Some(why) = template_name_problem(name) {
+            self.problems.error(
+                location.clone(),
+                format!(
+                    "template {name:?}: {why}: a stage's template is a name, found as \
+                     templates/NAME.LANG.hbs (e.g. template: overdue_friendly)"
+                ),
+            );
         }
     }
 
@@ -655,8 +690,10 @@ impl Compiler<'_> {
     }
 
     /// The policy's `on_paid:` thank-you, as a stage after the others.
-    fn thank_you(&self, thanks: OnPaidFile) -> Stage {
+    fn thank_you(&mut self, thanks: OnPaidFile) -> Stage {
         let location = self.at(1, "on_paid");
+        let template_location = self.at(location.line.unwrap_or(1), "template");
+        self.template_name(&thanks.template, &template_location);
         Stage {
             id: ON_PAID.into(),
             offset: 0,
@@ -667,7 +704,7 @@ impl Compiler<'_> {
             repeat: None,
             shift: Shift::Later,
             group: Grouping::Invoice,
-            template_location: self.at(location.line.unwrap_or(1), "template"),
+            template_location,
             location,
         }
     }

@@ -157,6 +157,10 @@ pub struct Scripts {
     pub functions: Vec<(String, usize, PathBuf)>,
     /// Function names whose bodies read the date, directly or not.
     time_functions: Vec<String>,
+    /// Where each function is defined (its `fn` line): where an error that
+    /// Rhai does not locate inside the function (an endless loop, recursion
+    /// too deep) is reported.
+    defined_at: Vec<(String, Location)>,
     /// The config's rates, which the money functions read.
     rates: Rates,
 }
@@ -347,6 +351,7 @@ impl Scripts {
         constants.push("rates", ());
         let mut library = AST::empty();
         let mut functions: Vec<(String, usize, PathBuf)> = Vec::new();
+        let mut defined_at: Vec<(String, Location)> = Vec::new();
         let mut sources = Vec::new();
         for path in files_with_extension(dir, "rhai") {
             let source = match std::fs::read_to_string(&path) {
@@ -391,6 +396,8 @@ impl Scripts {
                             );
                         } else {
                             functions.push((f.name.to_string(), f.params.len(), path.clone()));
+                            let (line, col) = find_fn(&source, f.name);
+                            defined_at.push((f.name.to_string(), Location::at(&path, line, col)));
                         }
                     }
                     // A .rhai file is a library of `fn`s; top-level statements never run.
@@ -430,6 +437,7 @@ impl Scripts {
             library,
             functions,
             time_functions,
+            defined_at,
             rates: rates.clone(),
         }
     }
@@ -442,6 +450,7 @@ impl Scripts {
             library: AST::empty(),
             functions: Vec::new(),
             time_functions: Vec::new(),
+            defined_at: Vec::new(),
             rates,
         }
     }
@@ -490,7 +499,10 @@ impl Scripts {
         let value = self
             .engine
             .eval_ast_with_scope::<Dynamic>(scope, &expr.ast)
-            .map_err(|e| self.error(&e, &expr.location))?;
+            .map_err(|e| {
+                let called = called_at(&expr.source, e.position());
+                self.error(&e, &expr.location, called)
+            })?;
         value.as_bool().map_err(|type_name| ScriptError {
             location: expr.location.clone(),
             message: format!(
@@ -505,12 +517,21 @@ impl Scripts {
         let options = CallFnOptions::new().eval_ast(false);
         self.engine
             .call_fn_with_options::<Dynamic>(options, &mut Scope::new(), &self.library, name, args)
-            .map_err(|e| self.error(&e, &Location::file(Path::new("rules"))))
+            .map_err(|e| self.error(&e, &Location::file(Path::new("rules")), Some(name)))
     }
 
     /// Locates a runtime error: inside a script function when it was thrown
-    /// there, else inside the expression.
-    fn error(&self, err: &EvalAltResult, expr_location: &Location) -> ScriptError {
+    /// there, else inside the expression. `called` is the function the
+    /// expression calls where the error is: Rhai passes an endless loop or
+    /// a recursion too deep out of every function unwrapped, at the
+    /// outermost call, so such an error is reported at that function's
+    /// `fn` line in its `.rhai` file, the nearest place a person can fix.
+    fn error(
+        &self,
+        err: &EvalAltResult,
+        expr_location: &Location,
+        called: Option<&str>,
+    ) -> ScriptError {
         let mut err = err;
         let mut location = None;
         let mut chain = Vec::new();
@@ -526,6 +547,20 @@ impl Scripts {
                 location = Some(Location::at(file, line, col));
             }
             err = inner;
+        }
+        let mut called_from = None;
+        if location.is_none()
+            && err.is_system_exception()
+            && let Some(c) = called
+            && let Some((name, defined)) = self.defined_at.iter().find(|(n, _)| n == c)
+        {
+            location = Some(defined.clone());
+            chain.push(name.clone());
+            // A template helper has no expression to point back to.
+            if expr_location.line.is_some() {
+                let (line, col) = position(err.position());
+                called_from = Some(offset_location(expr_location, line, col));
+            }
         }
         let location = location.unwrap_or_else(|| {
             let (line, col) = position(err.position());
@@ -547,10 +582,20 @@ impl Scripts {
             }
         };
         if !chain.is_empty() {
-            message = format!("{message} (in {})", chain.join(" → "));
+            let from = called_from.map_or_else(String::new, |at| format!(", called at {at}"));
+            message = format!("{message} (in {}{from})", chain.join(" → "));
         }
         ScriptError { location, message }
     }
+}
+
+/// The name of the function called at `pos` in an expression, if a name
+/// starts there (Rhai puts a call's position on its name).
+fn called_at(source: &str, pos: Position) -> Option<&str> {
+    let line = source.lines().nth(pos.line()?.checked_sub(1)?)?;
+    let rest = line.get(pos.position()?.checked_sub(1)?..)?;
+    let end = rest.find(|c: char| !is_ident(c)).unwrap_or(rest.len());
+    (end > 0).then(|| &rest[..end])
 }
 
 fn position(p: Position) -> (usize, usize) {
