@@ -115,7 +115,9 @@ fn a_script_that_loops_forever_is_stopped_for_that_invoice_only() {
     assert_eq!(
         problems,
         vec![
-            "rules/p.yaml:6:12: script stopped: too many operations (an endless loop?) (invoice LOOP)"
+            // Located in the .rhai file that loops (issue 12), with the
+            // expression that called it.
+            "rules/lib.rhai:1:1: script stopped: too many operations (an endless loop?) (in spin, called at rules/p.yaml:6:12) (invoice LOOP)"
         ]
     );
 }
