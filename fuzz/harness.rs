@@ -91,8 +91,11 @@ fn load_and_check(files: &[(&str, &[u8])]) {
     }
 }
 
+/// A fuzz target: what it does with an input.
+pub type Target = fn(&[u8]);
+
 /// The targets by name, for the corpus runner.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("feed_csv", |b| feed("invoices.csv", b)),
     ("feed_json", |b| feed("invoices.json", b)),
     ("policy", policy),

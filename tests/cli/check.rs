@@ -261,6 +261,14 @@ fn a_grouped_message_goes_only_to_the_addresses_every_invoice_in_it_carries() {
     assert_eq!(
         crate::lines(&f, &run.stdout),
         [
+            // The rows of one customer that disagree are warned of as such too.
+            "data/invoices.csv:3: warning: customer \"C1\" has rows that disagree with its first row \
+             at data/invoices.csv:2: email \"shared@one.example, b@one.example\" here, \
+             \"a@one.example; shared@one.example\" there (one customer_id is one customer: are \
+             these two companies?)",
+            "data/invoices.csv:5: warning: customer \"C2\" has rows that disagree with its first row \
+             at data/invoices.csv:4: email \"y@other.example\" here, \"x@two.example\" there (one \
+             customer_id is one customer: are these two companies?)",
             "data/invoices.csv:5: warning: email: invoice F4 of customer C2 shares no address with \
           invoice F3 (data/invoices.csv:4) and the customer's invoices between: a message grouped \
           per customer about them would have no recipient (it goes only to the addresses every \
