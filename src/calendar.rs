@@ -99,9 +99,9 @@ impl Calendar {
         calendars.dedup();
         let mut closed_days = vec![0u64; PRECOMPUTED_DAYS.div_ceil(64)];
         let configured: BTreeSet<NaiveDate> = holidays.dates.iter().copied().collect();
-        let mut day = NaiveDate::from_ymd_opt(*PRECOMPUTED_YEARS.start(), 1, 1).expect("a year");
+        let first = NaiveDate::from_ymd_opt(*PRECOMPUTED_YEARS.start(), 1, 1).unwrap_or_default();
         let (mut run, mut longest_closure) = (0, 0);
-        for i in 0..PRECOMPUTED_DAYS {
+        for (i, day) in first.iter_days().take(PRECOMPUTED_DAYS).enumerate() {
             let off = !days[day.weekday().num_days_from_monday() as usize]
                 || configured.contains(&day)
                 || calendars.iter().any(|c| holiday(*c, day).is_some());
@@ -110,7 +110,6 @@ impl Calendar {
             }
             run = if off { run + 1 } else { 0 };
             longest_closure = longest_closure.max(run);
-            day = day.succ_opt().expect("within the calendar");
         }
         Calendar {
             send_days: days,

@@ -21,6 +21,13 @@
 //! Errors are one type, [`Error`]; problems that loading collects and goes
 //! on after are [`Problem`]s, each located as `file:line:col`.
 
+// A panic on what a feed, a rule or a template holds would stop every other
+// invoice: the library handles every failure as a value (tests may panic).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub(crate) mod address;
 pub(crate) mod calendar;
 pub(crate) mod config;

@@ -1,4 +1,6 @@
 //! The invoices and customers relance reasons about, as read from the feeds.
+// Money and counts from the feeds: no operation may overflow unchecked.
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
@@ -101,7 +103,7 @@ impl Invoice {
 
     /// Days since the due date; negative before it.
     pub fn days_overdue(&self, today: NaiveDate) -> i64 {
-        (today - self.due_date).num_days()
+        today.signed_duration_since(self.due_date).num_days()
     }
 
     /// An extra column's value, trimmed; `None` when empty or absent
@@ -460,7 +462,8 @@ impl Ledger {
                     open_due_dates: Vec::new(),
                 });
                 settled.push((0, 0, 0));
-                (customers.len() - 1) as u32
+                // The one just pushed (a ledger holds fewer than 4 billion).
+                customers.len().saturating_sub(1) as u32
             });
             customer_of.push(idx);
             let c = &mut customers[idx as usize];
@@ -476,7 +479,7 @@ impl Ledger {
                 }
             }
             if inv.is_open() {
-                c.open_count += 1;
+                c.open_count = c.open_count.saturating_add(1);
                 // The feeds refuse the row that would take a customer's
                 // amounts past what a decimal holds (feed/customers.rs).
                 c.total_due = c.total_due.saturating_add(inv.amount_due());
@@ -484,23 +487,23 @@ impl Ledger {
             }
             if let Some(paid) = inv.paid_date {
                 let s = &mut settled[idx as usize];
-                let late = (paid - inv.due_date).num_days().max(0);
-                s.0 += 1;
-                s.1 += i64::from(late > 0);
-                s.2 += late;
+                let late = paid.signed_duration_since(inv.due_date).num_days().max(0);
+                s.0 = s.0.saturating_add(1);
+                s.1 = s.1.saturating_add(i64::from(late > 0));
+                s.2 = s.2.saturating_add(late);
             }
         }
         drop(customer_index);
         for (c, (count, late, days)) in customers.iter_mut().zip(settled) {
             c.open_due_dates.sort_unstable();
             c.tags.sort();
-            if count > 0 {
-                c.late_paid_ratio = (Decimal::from(late) / Decimal::from(count))
-                    .round_dp(4)
-                    .normalize();
-                c.avg_days_late = (Decimal::from(days) / Decimal::from(count))
-                    .round_dp(2)
-                    .normalize();
+            let count = Decimal::from(count);
+            if let (Some(ratio), Some(average)) = (
+                Decimal::from(late).checked_div(count),
+                Decimal::from(days).checked_div(count),
+            ) {
+                c.late_paid_ratio = ratio.round_dp(4).normalize();
+                c.avg_days_late = average.round_dp(2).normalize();
             }
         }
         let mut extra: Vec<String> = Vec::new();

@@ -2,6 +2,8 @@
 //!
 //! Scripts and templates both call these functions, so a formal notice and a
 //! `when` that reads the same figure always agree to the cent.
+// Money and counts from the feeds: no operation may overflow unchecked.
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 
 use chrono::NaiveDate;
 use rust_decimal::{Decimal, RoundingStrategy};
@@ -20,7 +22,7 @@ pub fn to_cents(amount: Decimal) -> Decimal {
 /// The days of interest on `on`: from the day after the due date to `on`
 /// inclusive, none until the due date has passed.
 pub fn days_late(due_date: NaiveDate, on: NaiveDate) -> i64 {
-    (on - due_date).num_days().max(0)
+    on.signed_duration_since(due_date).num_days().max(0)
 }
 
 /// Simple interest on `amount_due` at `annual_rate_percent` a year for the
@@ -113,16 +115,17 @@ pub struct Discount {
 impl DiscountTerms {
     /// The discount on `amount_due` of an invoice issued on `issue_date`, as of `on`.
     pub fn offer(&self, amount_due: Decimal, issue_date: NaiveDate, on: NaiveDate) -> Discount {
-        // Dividing first keeps every intermediate below the amount due
-        // (`percent` is under 100, checked when the policy loads): no
-        // overflow whatever the feed holds, and still exact for any amount.
-        let amount = to_cents(amount_due / Decimal::ONE_HUNDRED * self.percent);
+        // `percent` is under 100 (checked when the policy loads): the
+        // discount is below the amount due, no overflow whatever the feed
+        // holds, and the product is exact for any amount.
+        let rate = self.percent.saturating_mul(Decimal::new(1, 2));
+        let amount = to_cents(amount_due.saturating_mul(rate));
         let deadline = crate::calendar::add_days(issue_date, self.within_days);
         Discount {
             percent: self.percent,
             within_days: self.within_days,
             amount,
-            amount_due_after: amount_due - amount,
+            amount_due_after: amount_due.saturating_sub(amount),
             deadline,
             available: on <= deadline,
         }

@@ -211,10 +211,10 @@ impl Daemon {
     }
 
     /// The journal a pass writes to; a dry run has none and writes nothing.
-    fn journal(&self) -> &Journal {
+    fn journal(&self) -> Result<&Journal> {
         self.journal
             .as_ref()
-            .expect("only a dry run has no journal, and it journals nothing")
+            .ok_or_else(|| Error::Refused("a dry run writes nothing to the journal".into()))
     }
 
     fn stopping(&self) -> bool {

@@ -212,7 +212,7 @@ impl Daemon {
                 (rows, r)
             })
             .collect();
-        let journal = self.journal();
+        let journal = self.journal()?;
         let now_s = rfc3339(now);
         let date_s = date.to_string();
         let tx = journal.begin()?;
@@ -297,7 +297,7 @@ impl Daemon {
         if self.deliverer.is_smtp() {
             return self.deliver_in_parallel(&batch, now, report);
         }
-        let journal = self.journal();
+        let journal = self.journal()?;
         let mut open: Option<Transaction> = None;
         for (i, (rows, r)) in batch.iter().enumerate() {
             if self.stopping() {
@@ -395,7 +395,7 @@ impl Daemon {
         now: DateTime<Utc>,
         report: &mut Report,
     ) -> Result<usize> {
-        let journal = self.journal();
+        let journal = self.journal()?;
         let mut written: Vec<(usize, Outcome)> = Vec::new();
         let (mut handled, mut files_seen) = (0, 0);
         let commit_files =
@@ -468,7 +468,7 @@ impl Daemon {
         let tx = if in_batch {
             None
         } else {
-            Some(self.journal().begin()?)
+            Some(self.journal()?.begin()?)
         };
         let verdict = self.record(rows, r, outcome, now, report)?;
         if let Some(tx) = tx {
@@ -491,7 +491,7 @@ impl Daemon {
         now: DateTime<Utc>,
         report: &mut Report,
     ) -> Result<Verdict> {
-        let journal = self.journal();
+        let journal = self.journal()?;
         let identities: Vec<Identity> = rows.iter().map(|p| self.identity(p)).collect();
         let now_s = rfc3339(now);
         let failure = match outcome {
@@ -540,7 +540,7 @@ impl Daemon {
     /// Step 1: crash leftovers and due retries, message by message: the
     /// rows that share a message token went out, or go out again, together.
     pub(super) fn recover(&self, now: DateTime<Utc>, report: &mut Report) -> Result<()> {
-        let journal = self.journal();
+        let journal = self.journal()?;
         let now_s = rfc3339(now);
         let mut by_message: Vec<(String, Vec<JournalRow>)> = Vec::new();
         for p in journal.pending(&now_s)? {

@@ -126,6 +126,11 @@ impl Delivered {
 /// less the `.NAME.tmp` it is first written as.
 const MAX_FILE_NAME: usize = 240;
 
+/// The `.eml` file of an email in the outbox `dir`.
+fn outbox_file(dir: &Path, date: chrono::NaiveDate, token: &str) -> PathBuf {
+    dir.join(file_name(&format!("{date}.{token}"), ".eml"))
+}
+
 /// The file name of a message: `STEM.EXT`, or, when that would be too long
 /// for a file system, the stem's start, `~` and a stable hash of the whole
 /// stem. One function for delivery and crash recovery, so that the one
@@ -290,15 +295,18 @@ impl Deliverer {
     /// The file a message is written to, if its route writes files: the
     /// proof, after a crash, that it was delivered.
     fn file_for(&self, date: chrono::NaiveDate, token: &str, channel: Channel) -> Option<PathBuf> {
-        let stem = format!("{date}.{token}");
         match (channel, &self.route) {
-            (Channel::Email, Route::Outbox(dir)) => Some(dir.join(file_name(&stem, ".eml"))),
+            (Channel::Email, Route::Outbox(dir)) => Some(outbox_file(dir, date, token)),
             (Channel::Email, _) => None,
-            (channel, _) => Some(
-                self.tasks
-                    .join(file_name(&stem, &format!(".{}.txt", channel.as_str()))),
-            ),
+            (channel, _) => Some(self.task_file(date, token, channel)),
         }
+    }
+
+    /// The text file of a message for a person (a letter, a call sheet…).
+    fn task_file(&self, date: chrono::NaiveDate, token: &str, channel: Channel) -> PathBuf {
+        let extension = format!(".{}.txt", channel.as_str());
+        self.tasks
+            .join(file_name(&format!("{date}.{token}"), &extension))
     }
 
     /// The PDF of a letter, beside its text.
@@ -339,11 +347,9 @@ impl Deliverer {
                 tracing::info!(invoice = %r.invoice, to = %r.to, subject = %r.subject, message_id = %id, "email (log delivery)");
                 Ok(Delivered::to_all(id))
             }
-            Route::Outbox(_) => {
+            Route::Outbox(dir) => {
                 let email = self.email(r, &id)?;
-                let path = self
-                    .file_for(r.date, &r.message, r.channel)
-                    .expect("outbox writes files");
+                let path = outbox_file(dir, r.date, &r.message);
                 self.write(&path, &email.formatted())?;
                 Ok(Delivered::to_all(id))
             }
@@ -364,9 +370,7 @@ impl Deliverer {
         r: &Message,
         items: &[(&Invoice, &Identity)],
     ) -> Result<String, DeliveryError> {
-        let path = self
-            .file_for(r.date, &r.message, r.channel)
-            .expect("task channels write files");
+        let path = self.task_file(r.date, &r.message, r.channel);
         // A missing phone number or address does not hold the message: the
         // person who acts on it can look them up, and is told to.
         let missing = match r.channel {

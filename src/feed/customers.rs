@@ -1,5 +1,7 @@
 //! What the rows of one customer must agree on: totals that can be computed
 //! exactly, and one name and one address.
+// Money and counts from the feeds: no operation may overflow unchecked.
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 
 use rust_decimal::Decimal;
 

@@ -121,8 +121,9 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig], today: NaiveDate) -> Fe
                 };
                 load.invoices.push(invoice);
                 let i = load.invoices.len() - 1;
-                if let Err(first) = index.insert(&load.invoices, i) {
-                    let dup = load.invoices.pop().expect("just pushed");
+                if let Err(first) = index.insert(&load.invoices, i)
+                    && let Some(dup) = load.invoices.pop()
+                {
                     let first = &load.invoices[first];
                     load.bad_rows += 1;
                     load.problems.error(

@@ -460,18 +460,21 @@ impl FeedParser<'_> {
             "a language tag such as fr, fr-CA or en",
         );
         read.due_after_issue(issue_date, due_date);
-        if !read.problems.is_empty() {
+        // The required fields are there unless a problem says they are not.
+        let (true, Some(issue_date), Some(due_date), Some(amount)) =
+            (read.problems.is_empty(), issue_date, due_date, amount)
+        else {
             return Err(read.problems);
-        }
+        };
         let mut text = |f: usize| strings.get(row.get(f).unwrap_or(""));
         Ok(Invoice {
             number: row.get(NUMBER).unwrap_or("").into(),
             customer_id: text(CUSTOMER_ID),
             customer_name: text(CUSTOMER_NAME),
             email: text(EMAIL),
-            issue_date: issue_date.expect("checked"),
-            due_date: due_date.expect("checked"),
-            amount: amount.expect("checked"),
+            issue_date,
+            due_date,
+            amount,
             amount_paid,
             currency: currency.unwrap_or_else(|| self.default_currency.clone()),
             status,

@@ -388,7 +388,9 @@ impl LanguageSet {
         problems: &mut Problems,
     ) {
         let Some(text) = text else {
-            let html = html.as_ref().expect("one of the two exists");
+            let Some(html) = html else {
+                return;
+            };
             problems.error(
                 Location::file(html),
                 format!("{name}.{lang}.html.hbs needs a text version {name}.{lang}.hbs beside it"),

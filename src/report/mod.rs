@@ -325,9 +325,8 @@ impl RowFormat {
         shown: &(dyn Fn(&Reminder) -> bool + Sync),
     ) -> RowFormat {
         use rayon::prelude::*;
-        let mut widths = PREVIEW_HEADER.map(str::len)[..7]
-            .try_into()
-            .expect("seven columns");
+        let header = PREVIEW_HEADER.map(str::len);
+        let mut widths: [usize; 7] = std::array::from_fn(|i| header[i]);
         if format == Format::Table && !render {
             widths = plan
                 .par_iter()
