@@ -344,13 +344,21 @@ impl Daemon {
         let abort = AtomicBool::new(false);
         let halt = || stop.load(Ordering::SeqCst) || abort.load(Ordering::SeqCst);
         let next = AtomicUsize::new(0);
-        // Sends message `i` and reports it; false once nobody listens.
-        let send_one = |i: usize, tx: &mpsc::Sender<(usize, Outcome)>| {
+        // Sends message `i` and reports it; false once nobody listens. An
+        // email's sender then waits until its `sent` is committed: a crash
+        // can resend at most the one email per connection that the server
+        // accepted and the journal has not recorded yet, never a queue of them.
+        let send_one = |i: usize, tx: &mpsc::Sender<Reported>| {
             let (r, items) = &jobs[i];
-            tx.send((i, send(deliverer, r, items))).is_ok()
+            let outcome = send(deliverer, r, items);
+            if r.channel != Channel::Email {
+                return tx.send((i, outcome, None)).is_ok();
+            }
+            let (ack, journaled) = mpsc::sync_channel(1);
+            tx.send((i, outcome, Some(ack))).is_ok() && journaled.recv().is_ok()
         };
         let handled = std::thread::scope(|scope| {
-            let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
+            let (tx, rx) = mpsc::channel::<Reported>();
             for _ in 0..deliverer.connections().min(emails.len()) {
                 let (tx, emails, next, halt, send_one) =
                     (tx.clone(), &emails, &next, &halt, &send_one);
@@ -390,7 +398,7 @@ impl Daemon {
     fn journal_outcomes(
         &self,
         batch: &[Outgoing],
-        outcomes: &mpsc::Receiver<(usize, Outcome)>,
+        outcomes: &mpsc::Receiver<Reported>,
         files: usize,
         now: DateTime<Utc>,
         report: &mut Report,
@@ -418,12 +426,14 @@ impl Daemon {
                 }
                 Ok(())
             };
-        for (i, outcome) in outcomes {
+        for (i, outcome, ack) in outcomes {
             handled += 1;
-            if batch[i].1.channel == Channel::Email {
+            if let Some(ack) = ack {
                 let tx = journal.begin()?;
                 let verdict = self.record(&batch[i].0, &batch[i].1, outcome, now, report)?;
                 tx.commit()?;
+                // Committed: its sender may send the next email.
+                let _ = ack.send(());
                 log_verdict(&batch[i].1, batch[i].0.len(), verdict);
                 continue;
             }
@@ -666,6 +676,10 @@ type Job<'b, 'p> = (&'b Message<'p>, Vec<(&'b Invoice, Identity)>);
 
 /// What came of delivering one message.
 type Outcome = std::result::Result<Delivered, Failure>;
+
+/// What a sender reports: which message, how it went, and for an email the
+/// way to tell its sender that its outcome is committed.
+type Reported = (usize, Outcome, Option<mpsc::SyncSender<()>>);
 
 /// Why a message was not delivered, and whether trying again can help.
 struct Failure {
