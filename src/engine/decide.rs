@@ -12,6 +12,11 @@ use crate::rules::{CustomerView, InvoiceView, ScriptError, Variables};
 use crate::rules::{ON_PAID, Policy};
 use crate::text::weekday;
 
+/// How many of the latest occurrences of a stage that repeats without `max`
+/// a catch-up journals (the one that fires and those it overtakes just
+/// before it); earlier overtaken ones are not journaled (see `Findings::pick`).
+const RECORDED_REPEATS: usize = 30;
+
 /// What the steps of docs/contract.md §4 found for one open invoice on one date. The
 /// outcome is made of it, and so is the trace: `explain` cannot say other
 /// than what was decided.
@@ -26,6 +31,8 @@ pub(super) struct Findings {
     pub(super) fire: Option<usize>,
     /// How many candidates, from the first, the one that fires overtakes.
     pub(super) overtaken: usize,
+    /// Overtaken candidates not journaled as skipped (see `pick`), in order.
+    pub(super) unrecorded: Vec<usize>,
 }
 
 /// One occurrence met on the way through a policy's stages: each reached
@@ -93,15 +100,35 @@ impl Findings {
             .fire
             .filter(|&i| policy.stages[self.candidates[i].occurrence.stage].is_scheduled())
             .unwrap_or(0);
+        // Of the overtaken repeats of a stage without `max`, only those
+        // within RECORDED_REPEATS of the stage's latest are journaled:
+        // what fires passes them all (a policy never steps back), and a
+        // catch-up over years of such a repeat would otherwise journal one
+        // row per occurrence.
+        let candidates = &self.candidates;
+        self.unrecorded = (0..self.overtaken)
+            .filter(|&i| {
+                let stage = candidates[i].occurrence.stage;
+                policy.stages[stage].max_occurrence().is_none()
+                    && candidates
+                        .get(i + RECORDED_REPEATS)
+                        .is_some_and(|later| later.occurrence.stage == stage)
+            })
+            .collect();
+    }
+
+    /// Whether overtaken candidate `i` is journaled as skipped.
+    pub(super) fn records_skip(&self, i: usize) -> bool {
+        !self.unrecorded.contains(&i)
     }
 
     fn outcome(self) -> Outcome {
+        let skipped = (0..self.overtaken)
+            .filter(|&i| self.records_skip(i))
+            .map(|i| self.candidates[i].occurrence)
+            .collect();
         let candidates = self.candidates;
         let fire = self.fire.map(|i| candidates[i].occurrence);
-        let skipped = candidates[..self.overtaken]
-            .iter()
-            .map(|c| c.occurrence)
-            .collect();
         // Left waiting: whatever neither fired nor was overtaken.
         let pending = candidates.len() > usize::from(fire.is_some()) + self.overtaken;
         let mut errors = self.choice.errors;
@@ -327,6 +354,7 @@ impl Evaluator<'_> {
             wait: None,
             fire: None,
             overtaken: 0,
+            unrecorded: Vec::new(),
         };
         let Some(p) = found.choice.policy else {
             return found;

@@ -204,7 +204,9 @@ fn candidate_verdict(found: &Findings, i: usize) -> Verdict {
         Some(Wait::Blocked(_)) => Verdict::Held,
         Some(Wait::OnePerDay) => Verdict::OnePerDay,
         None if found.fire == Some(i) => Verdict::Fires,
-        None if i < found.overtaken => Verdict::Skipped,
+        None if i < found.overtaken && found.records_skip(i) => Verdict::Skipped,
+        // An earlier repeat of a stage whose later one is skipped or fires.
+        None if i < found.overtaken => Verdict::Passed,
         None => Verdict::Waiting,
     }
 }

@@ -304,3 +304,48 @@ fn rows_of_one_customer_that_disagree_on_name_or_email_are_a_warning_once() {
         ]
     );
 }
+
+/// An invoice due in 1950 under a stage repeated every day without a `max`:
+/// the catch-up sends the latest occurrence once and journals its last
+/// month of skipped repeats, not one skipped row per day since 1950 (tens of
+/// thousands).
+#[test]
+fn a_catch_up_over_an_unbounded_repeat_journals_its_latest_occurrence_only() {
+    let f = crate::with_stages(
+        &[inv("F1", "1950-01-01", "100")],
+        &[
+            "{id: first, offset: 1, template: t}",
+            "{id: again, offset: 2, template: t, repeat: {every: 1}}",
+        ],
+    );
+    f.write("relance.yaml", "delivery: {kind: log}\n");
+    let started = Instant::now();
+    let rows = preview_json(&f, "--as-of 2026-12-01 --days 3");
+    assert_eq!(fields(&rows, "stage"), ["again", "again", "again"]);
+    run_expect(&f, "run --once --confirm --as-of 2026-12-01", 0);
+    let history = run_expect(&f, "history --format json", 0).json();
+    let journal: Vec<(String, String, u64)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["stage"].as_str().unwrap().to_string(),
+                r["state"].as_str().unwrap().to_string(),
+                r["occurrence"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let days_since_1950 = 28_091; // 1950-01-03 to 2026-12-01
+    assert!(
+        journal.contains(&("again".into(), "sent".into(), days_since_1950)),
+        "{journal:?}"
+    );
+    // `first`, skipped; the 29 repeats before the one sent; that one.
+    assert_eq!(journal.len(), 1 + 29 + 1, "{journal:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
