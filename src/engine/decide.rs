@@ -1,6 +1,9 @@
 //! The firing rules for one invoice and one date (docs/contract.md §4), as steps whose
 //! findings make both the decision and its trace.
 
+use std::borrow::Cow;
+use std::cell::Cell;
+
 use chrono::NaiveDate;
 use rhai::{Dynamic, ImmutableString, Scope};
 
@@ -20,12 +23,17 @@ const RECORDED_REPEATS: usize = 30;
 /// What the steps of docs/contract.md §4 found for one open invoice on one date. The
 /// outcome is made of it, and so is the trace: `explain` cannot say other
 /// than what was decided.
-pub(super) struct Findings {
-    pub(super) choice: PolicyChoice,
+pub(super) struct Findings<'c> {
+    /// Borrowed when it was made once for the invoice's customer.
+    pub(super) choice: Cow<'c, PolicyChoice>,
     /// Every occurrence met, in order; kept only for a trace.
     pub(super) visits: Vec<Visit>,
     /// The reached occurrences not journaled yet, in order, the broken promise last.
     pub(super) candidates: Vec<Candidate>,
+    /// What the candidates' `when`s threw, in the order they ran: latest
+    /// candidate first.
+    pub(super) failures: Vec<ScriptError>,
+    /// Looked for when there are candidates, or for a trace.
     pub(super) wait: Option<Wait>,
     /// The candidate that fires.
     pub(super) fire: Option<usize>,
@@ -45,18 +53,20 @@ pub(super) struct Visit {
     /// `None` for a broken-promise stage of an invoice without a promise.
     pub(super) dates: Option<(NaiveDate, NaiveDate)>,
     pub(super) reached: bool,
+    /// Looked up for a trace, and otherwise only for an occurrence that may
+    /// be a candidate: reached and not passed.
     pub(super) journal: Option<State>,
     /// At or before the last stage the journal holds for this policy.
     pub(super) passed: bool,
 }
 
 /// A reached occurrence the journal does not hold, after the last one it does.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(super) struct Candidate {
     pub(super) occurrence: Occurrence,
     /// What its stage's `when` says, `Ok(true)` without one; `None` while
-    /// not evaluated.
-    pub(super) when: Option<Result<bool, ScriptError>>,
+    /// not evaluated; `Err(i)`: it threw `Findings::failures[i]`.
+    pub(super) when: Option<Result<bool, usize>>,
 }
 
 /// Why nothing goes out on a date although occurrences are reached.
@@ -89,7 +99,35 @@ impl Candidate {
     }
 }
 
-impl Findings {
+thread_local! {
+    /// The buffer of a decision's candidates, handed back emptied when its
+    /// findings are dropped: a plan makes millions of decisions on each
+    /// thread, and need not allocate for each.
+    static CANDIDATES: Cell<Vec<Candidate>> = const { Cell::new(Vec::new()) };
+}
+
+impl Drop for Findings<'_> {
+    fn drop(&mut self) {
+        let mut candidates = std::mem::take(&mut self.candidates);
+        candidates.clear();
+        CANDIDATES.set(candidates);
+    }
+}
+
+impl<'c> Findings<'c> {
+    fn new(choice: Cow<'c, PolicyChoice>) -> Self {
+        Findings {
+            choice,
+            visits: Vec::new(),
+            candidates: CANDIDATES.take(),
+            failures: Vec::new(),
+            wait: None,
+            fire: None,
+            overtaken: 0,
+            unrecorded: Vec::new(),
+        }
+    }
+
     /// Step 4's choice: the latest candidate whose `when` holds fires and
     /// overtakes the earlier ones. A broken promise overtakes nothing: it is
     /// last, so looked at first, and the scheduled candidates wait for the
@@ -122,18 +160,20 @@ impl Findings {
         !self.unrecorded.contains(&i)
     }
 
-    fn outcome(self) -> Outcome {
+    fn outcome(&self) -> Outcome {
+        let candidates = &self.candidates;
+        let fire = self.fire.map(|i| candidates[i].occurrence);
         let skipped = (0..self.overtaken)
             .filter(|&i| self.records_skip(i))
-            .map(|i| self.candidates[i].occurrence)
+            .map(|i| candidates[i].occurrence)
             .collect();
-        let candidates = self.candidates;
-        let fire = self.fire.map(|i| candidates[i].occurrence);
         // Left waiting: whatever neither fired nor was overtaken.
         let pending = candidates.len() > usize::from(fire.is_some()) + self.overtaken;
-        let mut errors = self.choice.errors;
-        // In the order the `when`s ran: latest candidate first.
-        errors.extend(candidates.into_iter().rev().filter_map(|c| c.when?.err()));
+        // The choice's failures, then the `when`s' in the order they ran.
+        let errors = match (&self.choice.errors[..], &self.failures[..]) {
+            ([], []) => Vec::new(),
+            (choice, whens) => [choice, whens].concat(),
+        };
         Outcome {
             policy: self.choice.policy,
             fire,
@@ -145,7 +185,6 @@ impl Findings {
 }
 
 /// Step 3 of docs/contract.md §4: what the journal holds under a policy.
-#[derive(Clone, Copy)]
 struct Journaled<'a> {
     policy: &'a Policy,
     marks: &'a [Mark],
@@ -177,9 +216,11 @@ impl<'a> Journaled<'a> {
 
     fn state(&self, s: usize, k: u32) -> Option<State> {
         let stage = &*self.policy.stages[s].id;
+        // The cheap comparisons first: most marks are of another occurrence
+        // or stage, few of another policy.
         self.marks
             .iter()
-            .find(|m| *m.policy == *self.policy.name && *m.stage == *stage && m.occurrence == k)
+            .find(|m| m.occurrence == k && *m.stage == *stage && *m.policy == *self.policy.name)
             .map(|m| m.state)
     }
 
@@ -188,61 +229,75 @@ impl<'a> Journaled<'a> {
     }
 }
 
-/// Step 2 of docs/contract.md §4: the occurrences of `policy`'s stages on `date`, each
-/// stage's up to its first not reached, then the broken promise: the first
-/// day after the promised date (plus grace), once. A stage is reached on
-/// its date moved to a sending day. `exact`: that day even far from `date`.
-fn visits<'a>(
-    policy: &'a Policy,
+/// Step 2 of docs/contract.md §4: the occurrences of `policy`'s stages on
+/// `date`, each stage's up to its first not reached, then the broken
+/// promise: the first day after the promised date (plus grace), once. A
+/// stage is reached on its date moved to a sending day. Each is handed to
+/// `visit`, in order. `tracing`: each on its calendar day even far from
+/// `date`, and what the journal holds of each, for a trace to show.
+fn visits(
+    policy: &Policy,
     inv: &Invoice,
     date: NaiveDate,
-    marks: &'a [Mark],
-    exact: bool,
-) -> impl Iterator<Item = Visit> + 'a {
-    let journal = Journaled::new(policy, marks);
+    journal: &Journaled,
+    tracing: bool,
+    mut visit: impl FnMut(Visit),
+) {
     let anchor = policy.anchor_date(inv);
+    let calendar = policy.calendar();
     // Far from the evaluation date, whether an occurrence is reached does
     // not depend on the calendar, which moves a date by its longest closure
     // at most: the exact day is needed only near it, or to explain.
-    let margin = policy.calendar().longest_closure();
-    let (early, late) = (add_days(date, -margin), add_days(date, margin));
-    let scheduled = policy.stages.iter().enumerate();
-    let scheduled = scheduled.filter(|(_, stage)| stage.is_scheduled());
-    let scheduled = scheduled.flat_map(move |(s, stage)| {
-        let mut reached = true;
-        (0..=stage.max_occurrence().unwrap_or(u32::MAX)).map_while(move |k| {
-            if !reached {
-                return None;
-            }
+    let margin = calendar.longest_closure();
+    let near = add_days(date, -margin)..=add_days(date, margin);
+    // Whether the journal holds an occurrence matters only to a trace and
+    // to a candidate.
+    let state = |s, k, reached: bool, passed: bool| {
+        if tracing || (reached && !passed) {
+            journal.state(s, k)
+        } else {
+            None
+        }
+    };
+    for (s, stage) in policy.stages.iter().enumerate() {
+        if !stage.is_scheduled() {
+            continue;
+        }
+        let last = stage.max_occurrence().unwrap_or(u32::MAX);
+        for k in 0..=last {
             let scheduled = policy.scheduled_date(anchor, s, k);
-            let on = if exact || (early..=late).contains(&scheduled) {
-                policy.calendar().shift(scheduled, stage.shift)
+            let on = if tracing || near.contains(&scheduled) {
+                calendar.shift(scheduled, stage.shift)
             } else {
                 scheduled
             };
-            reached = on <= date;
-            Some(Visit {
+            let reached = on <= date;
+            let passed = journal.passed(s, k);
+            visit(Visit {
                 stage: s,
                 occurrence: k,
                 dates: Some((scheduled, on)),
                 reached,
-                journal: journal.state(s, k),
-                passed: journal.passed(s, k),
-            })
-        })
-    });
-    let promise = policy.promise_broken().map(|s| {
+                journal: state(s, k, reached, passed),
+                passed,
+            });
+            if !reached {
+                break;
+            }
+        }
+    }
+    if let Some(s) = policy.promise_broken() {
         let dates = policy.promise_broken_on(inv);
-        Visit {
+        let reached = dates.is_some_and(|(_, on)| on <= date);
+        visit(Visit {
             stage: s,
             occurrence: 0,
             dates,
-            reached: dates.is_some_and(|(_, on)| on <= date),
-            journal: journal.state(s, 0),
+            reached,
+            journal: state(s, 0, reached, false),
             passed: false,
-        }
-    });
-    scheduled.chain(promise)
+        });
+    }
 }
 
 /// Whether the journal holds a reminder (not a skip) of this invoice for `date`.
@@ -315,26 +370,6 @@ impl Evaluator<'_> {
         if !self.ledger.invoices[invoice].is_open() {
             return self.thank(invoice, date, marks, trace);
         }
-        let found = self.find(invoice, date, marks, chosen, scope, trace.is_some());
-        if let Some(t) = trace {
-            *t = Trace::of(self.policies, &found);
-        }
-        found.outcome()
-    }
-
-    /// The steps of docs/contract.md §4 for an open invoice. `tracing`: find what a
-    /// trace shows too, every occurrence met on its calendar day and every
-    /// candidate's `when`.
-    fn find(
-        &self,
-        invoice: usize,
-        date: NaiveDate,
-        marks: &[Mark],
-        chosen: Option<&PolicyChoice>,
-        scope: &mut Scope<'static>,
-        tracing: bool,
-    ) -> Findings {
-        let inv = &self.ledger.invoices[invoice];
         let mut script = Script {
             evaluator: self,
             invoice,
@@ -344,34 +379,43 @@ impl Evaluator<'_> {
             ready: false,
         };
         let choice = match chosen {
-            Some(c) => c.clone(),
-            None => self.choose(script.scope()),
+            Some(c) => Cow::Borrowed(c),
+            None => Cow::Owned(self.choose(script.scope())),
         };
-        let mut found = Findings {
-            choice,
-            visits: Vec::new(),
-            candidates: Vec::new(),
-            wait: None,
-            fire: None,
-            overtaken: 0,
-            unrecorded: Vec::new(),
-        };
-        let Some(p) = found.choice.policy else {
-            return found;
-        };
-        let policy = &self.policies[p];
-        for visit in visits(policy, inv, date, marks, tracing) {
-            found.candidates.extend(visit.candidate());
+        let mut found = Findings::new(choice);
+        if let Some(p) = found.choice.policy {
+            self.find(&self.policies[p], &mut found, &mut script, trace.is_some());
+        }
+        if let Some(t) = trace {
+            *t = Trace::of(self.policies, &found);
+        }
+        found.outcome()
+    }
+
+    /// The steps of docs/contract.md §4 after the choice of `policy`, for an open
+    /// invoice. `tracing`: find what a trace shows too, every occurrence met
+    /// on its calendar day and every candidate's `when`.
+    fn find(&self, policy: &Policy, found: &mut Findings, script: &mut Script, tracing: bool) {
+        let inv = &self.ledger.invoices[script.invoice];
+        let (date, marks) = (script.date, script.marks);
+        let journal = Journaled::new(policy, marks);
+        visits(policy, inv, date, &journal, tracing, |visit| {
+            if let Some(c) = visit.candidate() {
+                found.candidates.push(c);
+            }
             if tracing {
                 found.visits.push(visit);
             }
+        });
+        // Without a candidate nothing waits, but a trace tells why it would.
+        if tracing || !found.candidates.is_empty() {
+            found.wait = self.wait(policy, inv, date, marks);
         }
-        found.wait = self.wait(policy, inv, date, marks);
         if found.wait.is_none() {
-            self.judge(policy, inv, &mut found.candidates, &mut script, tracing);
+            let (candidates, failures) = (&mut found.candidates, &mut found.failures);
+            self.judge(policy, inv, candidates, failures, script, tracing);
             found.pick(policy);
         }
-        found
     }
 
     /// Step 1 of docs/contract.md §4: the highest-priority policy whose applies_to holds.
@@ -428,10 +472,14 @@ impl Evaluator<'_> {
         policy: &Policy,
         inv: &Invoice,
         candidates: &mut [Candidate],
+        failures: &mut Vec<ScriptError>,
         script: &mut Script,
         all: bool,
     ) {
-        // The policy's discount is the same for every stage: set it once.
+        // The policy's discount is the same for every stage: worked out
+        // once, for the first expression that names it. One that does not
+        // cannot read it: scripts have no `eval`, and their functions do not
+        // see the scope.
         let mut discount_set = false;
         for c in candidates.iter_mut().rev() {
             let stage = &policy.stages[c.occurrence.stage];
@@ -440,7 +488,7 @@ impl Evaluator<'_> {
                 Some(expr) => {
                     let date = script.date;
                     let scope = script.scope();
-                    if !discount_set {
+                    if !discount_set && expr.source.contains("discount") {
                         scope.set_value("discount", policy.discount_variable(inv, date));
                         discount_set = true;
                     }
@@ -448,7 +496,10 @@ impl Evaluator<'_> {
                     self.scripts.eval_bool(expr, scope)
                 }
             };
-            c.when = Some(holds);
+            c.when = Some(holds.map_err(|e| {
+                failures.push(e);
+                failures.len() - 1
+            }));
             if c.holds() && !all {
                 break;
             }

@@ -225,6 +225,8 @@ impl Evaluator<'_> {
                 Some(add_days(day, 1))
             } else if !open {
                 None // a thank-you goes out once
+            } else if add_days(day, 1) >= end {
+                None // the window ends: where the next stage falls does not matter
             } else {
                 // A choice made once for the customer holds every day.
                 self.next_reach(invoice, day, ctx.chosen.map(|_| p))

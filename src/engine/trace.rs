@@ -170,8 +170,8 @@ fn stage_trace(policy: &Policy, found: &Findings, visit: &Visit) -> StageTrace {
     });
     let when = candidate
         .filter(|_| stage.when.is_some())
-        .and_then(|i| found.candidates[i].when.as_ref())
-        .map(|w| w.clone().map_err(|e| e.to_string()));
+        .and_then(|i| found.candidates[i].when)
+        .map(|w| w.map_err(|e| found.failures[e].to_string()));
     let verdict = match candidate {
         Some(i) => candidate_verdict(found, i),
         None => match (visit.dates, visit.journal, visit.reached) {

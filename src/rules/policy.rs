@@ -309,6 +309,9 @@ impl Policy {
     /// The date occurrence `k` of stage `s` is reached: its scheduled date,
     /// moved to a sending day (the next one, or the previous one for a
     /// stage with `shift: earlier`).
+    // Inlined: the plan asks it for every invoice and day (across modules,
+    // which the optimiser does not otherwise do for it).
+    #[inline]
     pub fn reach_date(&self, anchor: NaiveDate, s: usize, k: u32) -> NaiveDate {
         self.window
             .calendar
