@@ -283,7 +283,7 @@ pub struct Id<T> {
     of: PhantomData<fn() -> T>,
 }
 
-/// An invoice's place in [`Ledger::invoices`].
+/// An invoice's place in the ledger's invoices.
 pub type InvoiceId = Id<Invoice>;
 
 impl<T> Id<T> {

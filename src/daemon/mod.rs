@@ -44,7 +44,7 @@ pub struct RunOptions {
     /// the send times: with `as_of` alone the whole day counts as elapsed.
     pub at: Option<chrono::NaiveTime>,
     /// Start with a new journal even though the outbox or tasks folder
-    /// holds delivered files (see [`refuse_without_journal`]).
+    /// holds delivered files (see `refuse_without_journal`).
     pub fresh_journal: bool,
 }
 

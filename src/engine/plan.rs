@@ -223,10 +223,10 @@ impl Evaluator<'_> {
             }
             let next = if daily || out.pending {
                 Some(add_days(day, 1))
-            } else if !open {
-                None // a thank-you goes out once
-            } else if add_days(day, 1) >= end {
-                None // the window ends: where the next stage falls does not matter
+            } else if !open || add_days(day, 1) >= end {
+                // A thank-you goes out once; past the window, where the next
+                // stage falls does not matter.
+                None
             } else {
                 // A choice made once for the customer holds every day.
                 self.next_reach(invoice, day, ctx.chosen.map(|_| p))

@@ -29,7 +29,13 @@ struct Seen {
 impl Customers {
     /// The customer's total with this invoice added, or the bad row it makes
     /// when that total is past what a decimal holds exactly.
-    pub(super) fn total_with(&self, invoice: &Invoice, at: &Location) -> Result<Decimal, Problem> {
+    /// `at` says where the row is: asked only for a problem (building a
+    /// location for each of a million rows costs more than the check).
+    pub(super) fn total_with(
+        &self,
+        invoice: &Invoice,
+        at: &dyn Fn() -> Location,
+    ) -> Result<Decimal, Problem> {
         let due = invoice
             .amount
             .checked_sub(invoice.amount_paid)
@@ -46,7 +52,7 @@ impl Customers {
                 .map(|s| format!(" (its first invoice is at {})", s.first))
                 .unwrap_or_default();
             Problem::error(
-                at.clone(),
+                at(),
                 format!(
                     "amount: the invoices of customer {} add up to more than relance computes \
                      exactly ({}){first}",
@@ -63,7 +69,7 @@ impl Customers {
         &mut self,
         invoice: &Invoice,
         total: Decimal,
-        at: Location,
+        at: &dyn Fn() -> Location,
     ) -> Option<Problem> {
         let Some(seen) = self.by_id.get_mut(&*invoice.customer_id) else {
             self.by_id.insert(
@@ -71,7 +77,7 @@ impl Customers {
                 Seen {
                     name: invoice.customer_name.clone(),
                     email: invoice.email.clone(),
-                    first: at,
+                    first: at(),
                     magnitude: total,
                     warned: false,
                 },
@@ -86,14 +92,19 @@ impl Customers {
             return None;
         }
         let mut differences = Vec::new();
-        if seen.name != invoice.customer_name {
+        // Interned: the same text is almost always the same allocation.
+        let same = |a: &Shared, b: &Shared| std::sync::Arc::ptr_eq(a, b) || a == b;
+        if !same(&seen.name, &invoice.customer_name) {
             differences.push(format!(
                 "customer_name {} here, {} there",
                 quote(&invoice.customer_name),
                 quote(&seen.name)
             ));
         }
-        if !invoice.email.is_empty() && !same_addresses(&seen.email, &invoice.email) {
+        if !invoice.email.is_empty()
+            && !same(&seen.email, &invoice.email)
+            && !same_addresses(&seen.email, &invoice.email)
+        {
             differences.push(format!(
                 "email {} here, {} there",
                 quote(&invoice.email),
@@ -105,7 +116,7 @@ impl Customers {
         }
         seen.warned = true;
         Some(Problem::warning(
-            at,
+            at(),
             format!(
                 "customer {} has rows that disagree with its first row at {}: {} \
                  (one customer_id is one customer: are these two companies?)",
@@ -120,11 +131,7 @@ impl Customers {
 /// The same addresses, whatever their order, case or spacing.
 fn same_addresses(a: &str, b: &str) -> bool {
     let set = |s: &str| {
-        let mut all: Vec<String> = s
-            .split(';')
-            .map(|a| a.trim().to_lowercase())
-            .filter(|a| !a.is_empty())
-            .collect();
+        let mut all: Vec<String> = crate::address::split(s).map(str::to_lowercase).collect();
         all.sort();
         all.dedup();
         all

@@ -110,7 +110,8 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig], today: NaiveDate) -> Fe
         };
         let mut accept = |row: Converted| match row {
             Ok(invoice) => {
-                let at = parser.location(invoice.origin.line);
+                let line = invoice.origin.line;
+                let at = || parser.location(line);
                 let total = match customers.total_with(&invoice, &at) {
                     Ok(total) => total,
                     Err(problem) => {
@@ -137,7 +138,7 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig], today: NaiveDate) -> Fe
                     );
                 } else {
                     let kept = &load.invoices[i];
-                    load.problems.0.extend(customers.keep(kept, total, at));
+                    load.problems.0.extend(customers.keep(kept, total, &at));
                 }
             }
             Err(problems) => {

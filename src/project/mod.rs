@@ -842,6 +842,8 @@ impl Project {
         if !sends_email {
             return;
         }
+        // Customers share their addresses: each distinct one is parsed once.
+        let mut valid: hashbrown::HashSet<&str> = hashbrown::HashSet::new();
         for inv in &self.ledger.invoices {
             if inv.is_open() && inv.recipients().next().is_none() {
                 problems.warning(
@@ -856,8 +858,14 @@ impl Project {
                 continue;
             }
             for address in inv.recipients() {
-                if let Err(why) = crate::address::parse(address) {
-                    problems.error(
+                if valid.contains(address) {
+                    continue;
+                }
+                match crate::address::parse(address) {
+                    Ok(_) => {
+                        valid.insert(address);
+                    }
+                    Err(why) => problems.error(
                         self.origin(inv),
                         format!(
                             "email: invoice {}: {:?}: {why}; its emails go to its other \
@@ -865,7 +873,7 @@ impl Project {
                             excerpt(&inv.number),
                             excerpt(address)
                         ),
-                    );
+                    ),
                 }
             }
         }
@@ -889,13 +897,24 @@ impl Project {
         // once a warning is given: one per customer).
         let mut common: hashbrown::HashMap<usize, (InvoiceId, Option<Vec<&str>>)> =
             hashbrown::HashMap::new();
+        // Customers share their addresses: each distinct field is parsed once.
+        let mut parsed: hashbrown::HashMap<&str, Vec<&str>> = hashbrown::HashMap::new();
         for (i, inv) in self.ledger.invoices.iter().enumerate() {
             let id = InvoiceId::new(i);
-            let addresses = valid_addresses(inv);
-            if !inv.is_open() || addresses.is_empty() {
+            if !inv.is_open() {
                 continue;
             }
             let customer = self.ledger.customer_index(id);
+            if matches!(common.get(&customer), Some((_, None))) {
+                continue;
+            }
+            let addresses = parsed
+                .entry(&inv.email)
+                .or_insert_with(|| valid_addresses(inv))
+                .clone();
+            if addresses.is_empty() {
+                continue;
+            }
             let (first, slot) = common
                 .entry(customer)
                 .or_insert_with(|| (id, Some(addresses.clone())));
@@ -966,8 +985,19 @@ impl Project {
         if stages.is_empty() {
             return;
         }
+        // A token escapes a byte into three at most: an invoice whose
+        // parts, tripled, fit in every name needs no closer look (the
+        // grouped token's fixed parts: `customer.`, the date, three dots).
+        let widest = stages
+            .iter()
+            .map(|(stage, rest)| rest + 3 * stage.template.len() + "customer...2026-12-01".len())
+            .max()
+            .unwrap_or(0);
         for inv in &self.ledger.invoices {
             if !inv.is_open() && !inv.is_settled() {
+                continue;
+            }
+            if widest + 3 * (inv.number.len() + inv.customer_id.len()) <= FILE_NAME_MAX {
                 continue;
             }
             // The number as a token writes it (escaped), without the
