@@ -64,3 +64,31 @@ impl From<Problem> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: rusqlite::ErrorCode) -> Error {
+        Error::Journal {
+            path: "state/relance.db".into(),
+            cause: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error {
+                    code,
+                    extended_code: 0,
+                },
+                None,
+            ),
+        }
+    }
+
+    #[test]
+    fn a_busy_or_locked_journal_is_transient_and_nothing_else_is() {
+        assert!(sqlite(rusqlite::ErrorCode::DatabaseBusy).is_transient());
+        assert!(sqlite(rusqlite::ErrorCode::DatabaseLocked).is_transient());
+        assert!(!sqlite(rusqlite::ErrorCode::DatabaseCorrupt).is_transient());
+        assert!(!Error::Refused("no".into()).is_transient());
+        let text = sqlite(rusqlite::ErrorCode::DatabaseCorrupt).to_string();
+        assert!(text.starts_with("state/relance.db: journal: "), "{text}");
+    }
+}
