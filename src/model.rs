@@ -164,57 +164,55 @@ impl Customer {
     }
 }
 
-/// An invoice's fields, in one list that feeds, scripts and templates all
-/// read: the columns a feed gives (docs/contract.md §2) and those relance
-/// works out, in the order templates list them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InvoiceField {
-    Number,
-    CustomerId,
-    CustomerName,
-    Email,
-    IssueDate,
-    DueDate,
-    Amount,
-    AmountPaid,
+/// Declares [`InvoiceField`], its list [`InvoiceField::ALL`] and each
+/// field's name from one list, so that they cannot disagree.
+macro_rules! invoice_fields {
+    ($($(#[$doc:meta])* $field:ident => $name:literal,)*) => {
+        /// An invoice's fields, in one list that feeds, scripts and templates
+        /// all read: the columns a feed gives (docs/contract.md §2) and those
+        /// relance works out, in the order templates list them.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum InvoiceField {
+            $($(#[$doc])* $field,)*
+        }
+
+        impl InvoiceField {
+            pub const ALL: [InvoiceField; [$($name),*].len()] = [$(InvoiceField::$field),*];
+
+            /// Its name in feeds, scripts (`invoice.due_date`) and templates.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(InvoiceField::$field => $name,)*
+                }
+            }
+        }
+    };
+}
+
+invoice_fields! {
+    Number => "number",
+    CustomerId => "customer_id",
+    CustomerName => "customer_name",
+    Email => "email",
+    IssueDate => "issue_date",
+    DueDate => "due_date",
+    Amount => "amount",
+    AmountPaid => "amount_paid",
     /// `amount - amount_paid`.
-    AmountDue,
-    Currency,
-    Status,
-    PaidDate,
-    Language,
-    Tags,
-    PromiseDate,
+    AmountDue => "amount_due",
+    Currency => "currency",
+    Status => "status",
+    PaidDate => "paid_date",
+    Language => "language",
+    Tags => "tags",
+    PromiseDate => "promise_date",
     /// Days since the due date on the evaluation date; negative before it.
-    DaysOverdue,
+    DaysOverdue => "days_overdue",
     /// Every other column of the feeds, by name.
-    Extra,
+    Extra => "extra",
 }
 
 impl InvoiceField {
-    pub const ALL: [InvoiceField; 17] = {
-        use InvoiceField::*;
-        [
-            Number,
-            CustomerId,
-            CustomerName,
-            Email,
-            IssueDate,
-            DueDate,
-            Amount,
-            AmountPaid,
-            AmountDue,
-            Currency,
-            Status,
-            PaidDate,
-            Language,
-            Tags,
-            PromiseDate,
-            DaysOverdue,
-            Extra,
-        ]
-    };
-
     /// What every feed row must give.
     pub const REQUIRED: [InvoiceField; 6] = {
         use InvoiceField::*;
@@ -232,30 +230,6 @@ impl InvoiceField {
     /// The fields a feed's columns give, in order.
     pub fn in_feeds_all() -> impl Iterator<Item = InvoiceField> {
         Self::ALL.into_iter().filter(|f| f.in_feeds())
-    }
-
-    /// Its name in feeds, scripts (`invoice.due_date`) and templates.
-    pub const fn name(self) -> &'static str {
-        use InvoiceField::*;
-        match self {
-            Number => "number",
-            CustomerId => "customer_id",
-            CustomerName => "customer_name",
-            Email => "email",
-            IssueDate => "issue_date",
-            DueDate => "due_date",
-            Amount => "amount",
-            AmountPaid => "amount_paid",
-            Currency => "currency",
-            Status => "status",
-            PaidDate => "paid_date",
-            Language => "language",
-            Tags => "tags",
-            PromiseDate => "promise_date",
-            AmountDue => "amount_due",
-            DaysOverdue => "days_overdue",
-            Extra => "extra",
-        }
     }
 
     /// The field called `name` as a feed row stores it (its place in
