@@ -304,16 +304,21 @@ impl Journal {
         journal.sql(conn.busy_timeout(std::time::Duration::from_secs(5)))?;
         journal.sql(conn.pragma_update(None, "journal_mode", "WAL"))?;
         journal.sql(conn.pragma_update(None, "synchronous", "FULL"))?;
-        // The version is read under the write lock, so that of several
-        // processes opening a new journal at once one creates the tables
-        // and the others find them (not `table reminder already exists`).
-        let tx = journal.begin()?;
-        let version = journal.version()?;
-        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            journal.sql(tx.tx.execute_batch(migration))?;
-            journal.sql(tx.tx.pragma_update(None, "user_version", (i + 1) as i64))?;
+        // An up-to-date journal is opened without the write lock: another
+        // process holding it (a long batch) must not stop this one from
+        // starting. A migration reads the version again under the lock, so
+        // that of several processes opening a new journal at once one
+        // creates the tables and the others find them (not `table reminder
+        // already exists`).
+        if journal.version()? < SCHEMA_VERSION {
+            let tx = journal.begin()?;
+            let version = journal.version()?;
+            for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+                journal.sql(tx.tx.execute_batch(migration))?;
+                journal.sql(tx.tx.pragma_update(None, "user_version", (i + 1) as i64))?;
+            }
+            tx.commit()?;
         }
-        tx.commit()?;
         Ok(journal)
     }
 

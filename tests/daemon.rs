@@ -1013,3 +1013,30 @@ fn sighup_forces_a_reload() {
     daemon.expect_line(SAVE_TO_LIVE, "reloading everything", reloaded_with(0));
     assert_no_more_reloads(&mut daemon);
 }
+
+/// Another process holding the journal's write lock for longer than the busy
+/// timeout (5 s) delays the daemon's pass; the daemon says so, stays up, and
+/// delivers once the lock is gone, once.
+#[test]
+fn a_journal_locked_by_another_process_delays_the_pass_and_stops_nothing() {
+    let folder = dunning_folder("delivery: {kind: log}", &invoices(1));
+    // A day on which nothing is due: the journal is created, nothing written.
+    folder
+        .run(&["run", "--once", "--as-of", "2026-11-01"])
+        .expect_code(0);
+    let lock = sqlite(&folder);
+    lock.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut daemon = folder.spawn(&DAEMON);
+    daemon.expect_line(DEADLINE, "saying the journal is busy", |l| {
+        l.contains("database is locked") && l.contains("trying again in 1 s")
+    });
+    assert!(daemon.running(), "a busy journal ended the daemon");
+    lock.execute_batch("COMMIT").unwrap();
+    daemon.expect_line(DEADLINE, "of the reminder sent", |l| l.contains("sent"));
+    daemon.expect_evaluation();
+    assert!(daemon.running());
+    let rows = folder.journal();
+    assert_eq!(count(&rows, "sent"), 1, "{rows:?}");
+    daemon.signal("TERM");
+    assert!(daemon.wait_exit(DEADLINE).success());
+}
