@@ -341,10 +341,6 @@ impl Journal {
         result.map_err(|cause| fail(&self.path, cause))
     }
 
-    pub fn connection(&self) -> &Connection {
-        &self.conn
-    }
-
     /// Every reminder, grouped by invoice, for the engine.
     pub fn view(&self) -> Result<JournalView> {
         let mut view = JournalView::default();
@@ -391,8 +387,10 @@ impl Journal {
 
     /// Records a reminder in the given state unless its identity is already
     /// there; returns whether it was new. The unique identity makes a double
-    /// insert impossible even when two evaluations race.
-    pub fn record(&self, invoice: &str, mark: &Mark, now: &str) -> Result<bool> {
+    /// insert impossible even when two evaluations race. (The daemon inserts
+    /// whole rows with [`Journal::insert`]; the tests use this short form.)
+    #[cfg(test)]
+    fn record(&self, invoice: &str, mark: &Mark, now: &str) -> Result<bool> {
         let n = self.sql(self.conn.execute(
             "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
@@ -402,7 +400,9 @@ impl Journal {
         Ok(n == 1)
     }
 
-    pub fn state_of(
+    /// The state of one reminder, for the tests.
+    #[cfg(test)]
+    fn state_of(
         &self,
         invoice: &str,
         policy: &str,

@@ -4,10 +4,4 @@
 #[path = "../harness.rs"]
 mod harness;
 
-libfuzzer_sys::fuzz_target!(|bytes: &[u8]| {
-    let (_, target) = harness::TARGETS
-        .iter()
-        .find(|(name, _)| *name == "template")
-        .expect("a target of the harness");
-    target(bytes);
-});
+libfuzzer_sys::fuzz_target!(|bytes: &[u8]| harness::template(bytes));

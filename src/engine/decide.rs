@@ -2,7 +2,6 @@
 //! findings make both the decision and its trace.
 
 use std::borrow::Cow;
-use std::cell::Cell;
 
 use chrono::NaiveDate;
 use rhai::{Dynamic, ImmutableString, Scope};
@@ -99,27 +98,12 @@ impl Candidate {
     }
 }
 
-thread_local! {
-    /// The buffer of a decision's candidates, handed back emptied when its
-    /// findings are dropped: a plan makes millions of decisions on each
-    /// thread, and need not allocate for each.
-    static CANDIDATES: Cell<Vec<Candidate>> = const { Cell::new(Vec::new()) };
-}
-
-impl Drop for Findings<'_> {
-    fn drop(&mut self) {
-        let mut candidates = std::mem::take(&mut self.candidates);
-        candidates.clear();
-        CANDIDATES.set(candidates);
-    }
-}
-
 impl<'c> Findings<'c> {
     fn new(choice: Cow<'c, PolicyChoice>) -> Self {
         Findings {
             choice,
             visits: Vec::new(),
-            candidates: CANDIDATES.take(),
+            candidates: Vec::new(),
             failures: Vec::new(),
             wait: None,
             fire: None,
@@ -488,7 +472,7 @@ impl Evaluator<'_> {
                 Some(expr) => {
                     let date = script.date;
                     let scope = script.scope();
-                    if !discount_set && expr.source.contains("discount") {
+                    if !discount_set && expr.reads_discount {
                         scope.set_value("discount", policy.discount_variable(inv, date));
                         discount_set = true;
                     }

@@ -144,6 +144,8 @@ pub struct Expr {
     /// Where the expression is written (its first character).
     pub location: Location,
     pub time_dependent: bool,
+    /// Reads `discount`: only then is the policy's discount worked out for it.
+    pub reads_discount: bool,
     /// Reads only `customer` (and constants): its value is the same for every
     /// invoice of a customer, so it can be evaluated once per customer.
     pub per_customer: bool,
@@ -480,6 +482,7 @@ impl Scripts {
                     source: source.to_string(),
                     ast: self.library.merge(&ast),
                     time_dependent,
+                    reads_discount: mentions_any(source, std::iter::once("discount")),
                     per_customer: !time_dependent && !per_invoice,
                     location,
                 })
