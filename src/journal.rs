@@ -288,7 +288,29 @@ impl Journal {
     }
 
     /// Opens (creating it and its folder if needed) and migrates the journal.
+    ///
+    /// SQLite answers `database is locked` at once, without waiting for the
+    /// busy timeout, to a connection that switches a new journal to WAL while
+    /// another process does the same; several runs started together on a new
+    /// folder do exactly that. The whole opening is idempotent, so it is tried
+    /// again for as long as the busy timeout would have waited.
     pub fn open(path: &Path) -> Result<Journal> {
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(5);
+        loop {
+            match Journal::open_once(path) {
+                Err(Error::Journal { cause, .. })
+                    if is_busy(&cause) && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(200));
+                }
+                opened => return opened,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Journal> {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
@@ -301,7 +323,7 @@ impl Journal {
         let conn = &journal.conn;
         // The busy timeout first: several processes starting at once wait
         // for each other's lock instead of failing.
-        journal.sql(conn.busy_timeout(std::time::Duration::from_secs(5)))?;
+        journal.sql(conn.busy_timeout(BUSY_TIMEOUT))?;
         journal.sql(conn.pragma_update(None, "journal_mode", "WAL"))?;
         journal.sql(conn.pragma_update(None, "synchronous", "FULL"))?;
         // An up-to-date journal is opened without the write lock: another
@@ -421,6 +443,15 @@ impl Journal {
 }
 
 /// An SQLite error on the journal at `path`.
+/// How long a process waits for another one's lock on the journal.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether SQLite refused because another connection holds a lock.
+fn is_busy(cause: &rusqlite::Error) -> bool {
+    matches!(cause, rusqlite::Error::SqliteFailure(e, _)
+        if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+}
+
 fn fail(path: &Path, cause: rusqlite::Error) -> Error {
     Error::Journal {
         path: path.to_path_buf(),
