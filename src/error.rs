@@ -35,6 +35,10 @@ pub enum Error {
     Watch { path: PathBuf, cause: notify::Error },
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
+    /// `preview --baseline`: the baseline cannot be used (a missing folder,
+    /// no git, a revision git does not know).
+    #[error("--baseline {spec}: {message}")]
+    Baseline { spec: String, message: String },
     #[error("invoice {0} is not in the feeds")]
     UnknownInvoice(String),
     /// Writing the results (a closed pipe: `relance history | head`).

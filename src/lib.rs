@@ -13,6 +13,8 @@
 //! - render the outgoing messages: [`Project::render`] (one [`Message`] row
 //!   per reminder, with the message it goes out in);
 //! - explain an invoice: [`explain`] gives a serialisable [`Explanation`];
+//! - compare two versions of the rules over the coming days: [`impact()`] of
+//!   a [`Baseline`] and the folder gives an [`Impact`];
 //! - run one daemon pass without signals or a watcher: [`Daemon::open`] then
 //!   [`Daemon::evaluate`] (`relance run` adds them with [`Daemon::start`] and
 //!   [`Daemon::serve`]);
@@ -37,6 +39,7 @@ pub(crate) mod diagnostics;
 pub(crate) mod engine;
 pub(crate) mod error;
 pub(crate) mod feed;
+pub(crate) mod impact;
 pub(crate) mod journal;
 pub(crate) mod locale;
 pub(crate) mod model;
@@ -53,6 +56,7 @@ pub use daemon::{Daemon, Report, RunOptions};
 pub use diagnostics::{Location, Problem, Problems, Severity};
 pub use engine::{Plan, Reminder};
 pub use error::{Error, Result};
+pub use impact::{Baseline, HORIZON_DAYS, Impact, impact};
 pub use journal::{Journal, JournalView};
 pub use model::{Id, InvoiceId};
 pub use project::{Message, Options, Project};

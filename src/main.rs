@@ -10,7 +10,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
 use relance::report::{self, Format, PreviewRequest};
-use relance::{Config, Daemon, Journal, Options, Project, RunOptions};
+use relance::{Baseline, Config, Daemon, Journal, Options, Project, RunOptions};
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -53,7 +53,7 @@ enum Command {
         /// Evaluate as if this were today (YYYY-MM-DD).
         #[arg(long)]
         as_of: Option<NaiveDate>,
-        #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=3660))]
+        #[arg(long, default_value_t = relance::HORIZON_DAYS, value_parser = clap::value_parser!(u32).range(1..=3660))]
         days: u32,
         #[arg(long, default_value = "table", value_parser = format_parser())]
         format: Format,
@@ -63,6 +63,17 @@ enum Command {
         /// Only this invoice.
         #[arg(long)]
         invoice: Option<String>,
+        /// Compare with other rules: those of folder DIR (its relance.yaml,
+        /// rules/ and templates/), or of this folder at git revision REV
+        /// (git:HEAD, git:main…). Both plan the same days on this folder's
+        /// feeds and journal; prints the reminders the current rules add,
+        /// remove and change, by stage (table or json; not with --render
+        /// or --invoice). Exit 2 when the baseline cannot be loaded.
+        #[arg(long, value_name = "DIR|git:REV", conflicts_with_all = ["render", "invoice"])]
+        baseline: Option<String>,
+        /// With --baseline: every row of each stage (a table shows 50).
+        #[arg(long, requires = "baseline")]
+        all: bool,
     },
     /// For one invoice: the policy chosen and why, and each stage's state.
     Explain {
@@ -263,7 +274,12 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             format,
             render,
             invoice,
+            baseline,
+            all,
         } => {
+            if let Some(spec) = baseline {
+                return preview_impact(g, &spec, as_of, days, format, all, out);
+            }
             let project = load(g, false)?;
             let request = PreviewRequest {
                 from: today(&project, as_of),
@@ -354,4 +370,52 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `preview --baseline`: the folder's rules against the baseline's on the
+/// same feeds and journal. Exit 2 when the baseline cannot be used (a
+/// difference with rules that do not load would mean nothing), 1 when the
+/// folder's own rules do not load or a feed cannot be read.
+fn preview_impact(
+    g: &Global,
+    spec: &str,
+    as_of: Option<NaiveDate>,
+    days: u32,
+    format: Format,
+    all: bool,
+    out: &mut dyn Write,
+) -> Result<ExitCode> {
+    if format == Format::Csv {
+        eprintln!("relance: preview --baseline prints a table or JSON (--format table|json)");
+        return Ok(ExitCode::from(2));
+    }
+    let project = load(g, false)?;
+    if project.has_rule_errors() {
+        eprintln!(
+            "relance: the folder's rules have errors (above): fix them before comparing (relance check)"
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let baseline = match Baseline::load(spec, &g.dir, &project) {
+        Ok(baseline) => baseline,
+        Err(e) => {
+            eprintln!("relance: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if baseline.project.has_rule_errors() {
+        report::problems_text(&mut io::stderr(), &baseline.project.problems)?;
+        eprintln!(
+            "relance: --baseline {spec}: its rules have errors (above): a difference with them would mean nothing"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let journal = project.journal_view()?;
+    let from = today(&project, as_of);
+    let impact = relance::impact(&baseline.project, &project, from, days, &journal);
+    for warning in &impact.warnings {
+        eprintln!("{warning}");
+    }
+    report::impact::write(out, &impact, format, all)?;
+    Ok(exit_code(&project))
 }

@@ -57,15 +57,18 @@ fn overdue_after(offset: i32) -> String {
     )
 }
 
-/// The log line of a successful reload whose new plan has `due` reminders.
-fn reloaded_with(due: usize) -> impl Fn(&str) -> bool {
-    let wanted = format!("reloaded; new plan for {AS_OF}: {due} reminder(s) due");
-    move |line: &str| line.contains(&wanted)
+/// The log line of a successful reload of `what` (`rules/dunning.yaml
+/// changed`) whose difference over the next 14 days reads `summary` (`2 → 2
+/// reminders (~2 changed)`), with `due` reminders due today.
+fn reloaded_with(what: &str, summary: &str, due: usize) -> impl Fn(&str) -> bool {
+    let wanted = format!("reload ok: {what}; next 14 days: {summary} policies=");
+    let due = format!(" due={due} ");
+    move |line: &str| line.contains(&wanted) && line.contains(&due)
 }
 
 /// Whether `line` reports a reload, done or failed.
 fn is_reload_line(line: &str) -> bool {
-    line.contains("reloaded;") || line.contains("reload failed")
+    line.contains("reload ok:") || line.contains("reload failed")
 }
 
 /// After one save and its reload, no other reload follows (reading the files
@@ -839,7 +842,11 @@ fn a_policy_saved_in_place_is_live_within_a_second() {
     daemon.expect_line(
         SAVE_TO_LIVE,
         "reloading the edited policy",
-        reloaded_with(2),
+        reloaded_with(
+            "rules/dunning.yaml changed",
+            "2 → 2 reminders (~2 changed)",
+            2,
+        ),
     );
     assert_no_more_reloads(&mut daemon);
 }
@@ -857,7 +864,11 @@ fn an_editor_save_through_a_temporary_file_and_a_rename_is_live_within_a_second(
     daemon.expect_line(
         SAVE_TO_LIVE,
         "reloading the renamed policy",
-        reloaded_with(2),
+        reloaded_with(
+            "rules/dunning.yaml changed",
+            "2 → 2 reminders (~2 changed)",
+            2,
+        ),
     );
     assert_no_more_reloads(&mut daemon);
 }
@@ -879,10 +890,26 @@ fn a_broken_policy_keeps_the_last_good_one_running_until_it_is_fixed() {
     let mut rows = invoices(2);
     rows.push(late_invoice("F900", "2026-10-20", "2026-11-20"));
     folder.write_invoices(&rows);
-    daemon.expect_line(SAVE_TO_LIVE, "reloading the feed", reloaded_with(1));
+    daemon.expect_line(
+        SAVE_TO_LIVE,
+        "reloading the feed",
+        reloaded_with(
+            "data/invoices.csv changed",
+            "2 → 3 reminders (+1 overdue)",
+            1,
+        ),
+    );
 
     folder.write("rules/dunning.yaml", &overdue_after(1));
-    daemon.expect_line(SAVE_TO_LIVE, "loading the fixed policy", reloaded_with(3));
+    daemon.expect_line(
+        SAVE_TO_LIVE,
+        "loading the fixed policy",
+        reloaded_with(
+            "rules/dunning.yaml changed",
+            "3 → 3 reminders (~2 changed)",
+            3,
+        ),
+    );
     assert_no_more_reloads(&mut daemon);
 }
 
@@ -917,7 +944,15 @@ fn a_broken_template_is_refused_and_its_fix_loaded() {
         "templates/overdue.en.hbs",
         &template("Invoice {{invoice.number}}", "Please pay."),
     );
-    daemon.expect_line(SAVE_TO_LIVE, "loading the fixed template", reloaded_with(0));
+    daemon.expect_line(
+        SAVE_TO_LIVE,
+        "loading the fixed template",
+        reloaded_with(
+            "templates/overdue.en.hbs changed",
+            "2 → 2 reminders (~2 changed)",
+            0,
+        ),
+    );
     assert_no_more_reloads(&mut daemon);
 }
 
@@ -936,7 +971,11 @@ fn partials_that_include_each_other_are_refused_as_a_reload_and_the_daemon_stays
     assert!(daemon.running());
 
     folder.write("templates/partials/b.en.hbs", "b");
-    daemon.expect_line(SAVE_TO_LIVE, "loading the fixed partial", reloaded_with(0));
+    daemon.expect_line(
+        SAVE_TO_LIVE,
+        "loading the fixed partial",
+        reloaded_with("templates/partials/b.en.hbs changed", "2 → 2 reminders", 0),
+    );
     assert!(daemon.running());
 }
 
@@ -950,7 +989,15 @@ fn a_feed_edit_is_live_within_a_second() {
         rows.push(late_invoice(n, "2026-10-01", "2026-11-01"));
     }
     folder.write_invoices(&rows);
-    daemon.expect_line(SAVE_TO_LIVE, "reloading the feed", reloaded_with(2));
+    daemon.expect_line(
+        SAVE_TO_LIVE,
+        "reloading the feed",
+        reloaded_with(
+            "data/invoices.csv changed",
+            "2 → 4 reminders (+2 overdue)",
+            2,
+        ),
+    );
     assert_no_more_reloads(&mut daemon);
 }
 
@@ -961,7 +1008,15 @@ fn the_next_scheduled_evaluation_sends_what_an_edit_made_due() {
     assert_eq!(folder.files("outbox").len(), 1, "evaluated on start");
 
     folder.write_invoices(&invoices(2));
-    daemon.expect_line(SAVE_TO_LIVE, "reloading the feed", reloaded_with(1));
+    daemon.expect_line(
+        SAVE_TO_LIVE,
+        "reloading the feed",
+        reloaded_with(
+            "data/invoices.csv changed",
+            "0 → 1 reminders (+1 overdue)",
+            1,
+        ),
+    );
     let next = daemon.expect_line(DEADLINE, "for the next evaluation", |l| {
         l.contains("evaluation done") && l.contains("sent=1")
     });
@@ -985,7 +1040,11 @@ fn a_config_edit_is_live_and_a_broken_config_is_refused() {
         "relance.yaml",
         &format!("{config}limits: {{max_per_run: 5}}\n"),
     );
-    daemon.expect_line(SAVE_TO_LIVE, "loading the fixed config", reloaded_with(0));
+    daemon.expect_line(
+        SAVE_TO_LIVE,
+        "loading the fixed config",
+        reloaded_with("relance.yaml changed", "2 → 2 reminders", 0),
+    );
     assert_no_more_reloads(&mut daemon);
 }
 
@@ -1010,7 +1069,68 @@ fn sighup_forces_a_reload() {
 
     daemon.signal("HUP");
     daemon.expect_line(DEADLINE, "acknowledging SIGHUP", |l| l.contains("SIGHUP"));
-    daemon.expect_line(SAVE_TO_LIVE, "reloading everything", reloaded_with(0));
+    daemon.expect_line(
+        SAVE_TO_LIVE,
+        "reloading everything",
+        reloaded_with("everything reloaded (SIGHUP)", "2 → 2 reminders", 0),
+    );
+    assert_no_more_reloads(&mut daemon);
+}
+
+#[test]
+fn a_reload_logs_what_the_edit_does_to_the_next_fourteen_days_by_stage() {
+    let folder = dunning_folder("", &invoices(3));
+    let stages = |second: &str| {
+        policy(
+            "dunning",
+            &["{id: overdue, offset: 1, template: overdue}", second],
+        )
+    };
+    folder.write(
+        "rules/dunning.yaml",
+        &stages("{id: second, offset: 5, template: overdue}"),
+    );
+    let mut daemon = start_daemon(&folder);
+    assert_eq!(count(&folder.journal(), "sent"), 3, "overdue sent on start");
+
+    // The second stage renamed and moved: its three reminders are replaced
+    // by three of the new stage; the ones sent stay out of both plans.
+    folder.write(
+        "rules/dunning.yaml",
+        &stages("{id: firm, offset: 8, template: overdue}"),
+    );
+    let line = daemon.expect_line(
+        SAVE_TO_LIVE,
+        "the summary of the edit",
+        reloaded_with(
+            "rules/dunning.yaml changed",
+            "3 → 3 reminders (+3 firm, -3 second)",
+            0,
+        ),
+    );
+    assert_contains(&line, "before=3 after=3");
+
+    // A stage added: only its reminders are new.
+    folder.write(
+        "rules/dunning.yaml",
+        &policy(
+            "dunning",
+            &[
+                "{id: overdue, offset: 1, template: overdue}",
+                "{id: firm, offset: 8, template: overdue}",
+                "{id: final, offset: 12, template: overdue}",
+            ],
+        ),
+    );
+    daemon.expect_line(
+        SAVE_TO_LIVE,
+        "the summary of the added stage",
+        reloaded_with(
+            "rules/dunning.yaml changed",
+            "3 → 6 reminders (+3 final)",
+            0,
+        ),
+    );
     assert_no_more_reloads(&mut daemon);
 }
 

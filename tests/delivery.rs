@@ -939,7 +939,7 @@ fn a_failed_reminder_whose_invoice_is_paid_before_its_retry_is_skipped() {
     folder.write_invoices(&[
         invoice_row("F001", "Customer 1", "c1@example.com").with("status", "paid")
     ]);
-    daemon.expect_line(DEADLINE, "reloading the feed", |l| l.contains("reloaded;"));
+    daemon.expect_line(DEADLINE, "reloading the feed", |l| l.contains("reload ok:"));
     daemon.expect_line(DEADLINE, "dropping the retry", |l| {
         l.contains("not retried")
     });

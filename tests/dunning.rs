@@ -725,14 +725,14 @@ fn a_hold_saved_while_the_daemon_runs_is_live_and_its_removal_too() {
         "holds:\n  - invoice: F002\n    reason: \"credit note coming\"\n",
     );
     daemon.expect_line(RELOAD, "reloading holds.yaml", |l| {
-        l.contains("reloaded; new plan for 2026-12-01: 0 reminder(s) due")
-            && l.contains("holds.yaml")
+        l.contains("reload ok: rules/holds.yaml changed; next 14 days: 0 → 0 reminders policies=")
+            && l.contains(" due=0 ")
     });
     // …so the feed that brings it makes nothing due.
     folder.write_invoices(&invoices(2));
     daemon.expect_line(RELOAD, "reloading the feed", |l| {
-        l.contains("reloaded; new plan for 2026-12-01: 0 reminder(s) due")
-            && l.contains("invoices.csv")
+        l.contains("reload ok: data/invoices.csv changed; next 14 days: 0 → 0 reminders policies=")
+            && l.contains(" due=0 ")
     });
     let next = daemon.expect_evaluation();
     assert_contains(&next, "due=0 sent=0");
@@ -744,8 +744,8 @@ fn a_hold_saved_while_the_daemon_runs_is_live_and_its_removal_too() {
     // Removing the hold makes F002 due; the next evaluation sends it.
     folder.write("rules/holds.yaml", "holds: []\n");
     daemon.expect_line(RELOAD, "reloading holds.yaml", |l| {
-        l.contains("reloaded; new plan for 2026-12-01: 1 reminder(s) due")
-            && l.contains("holds.yaml")
+        l.contains("reload ok: rules/holds.yaml changed; next 14 days: 0 → 1 reminders (+1 overdue) policies=")
+            && l.contains(" due=1 ")
     });
     daemon.expect_line(DEADLINE, "sending F002", |l| {
         l.contains("evaluation done") && l.contains("sent=1")

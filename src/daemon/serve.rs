@@ -15,6 +15,7 @@ use super::{
 };
 use crate::deliver::Deliverer;
 use crate::error::{Error, Result};
+use crate::impact::{HORIZON_DAYS, impact};
 use crate::project::{Project, Rulebook};
 
 /// How long a pass waits before trying again when the journal is busy
@@ -26,7 +27,10 @@ type Watcher = Debouncer<notify::RecommendedWatcher, RecommendedCache>;
 impl Daemon {
     /// Reloads after files changed. Anything that fails to load keeps the
     /// last good version running; every error is logged with its location.
+    /// A reload that loads logs the difference it makes to the coming
+    /// [`HORIZON_DAYS`] days, as `preview --baseline` would show it.
     pub fn reload(&mut self, changed: &[PathBuf]) -> bool {
+        let before = Arc::clone(&self.project);
         let config = &self.project.config;
         let config_file = config.file.clone().map(|f| absolute(&f));
         let rules = absolute(&config.path(&config.rules));
@@ -41,7 +45,7 @@ impl Daemon {
             .iter()
             .any(|c| c.starts_with(&rules) || c.starts_with(&templates));
         let feeds_changed = changed.iter().any(|c| feeds.contains(c));
-        let names: Vec<String> = changed.iter().map(|c| c.display().to_string()).collect();
+        let names = self.names(changed);
         let ok = if config_changed {
             self.reload_all()
         } else {
@@ -51,26 +55,54 @@ impl Daemon {
             tracing::error!(changed = ?names, "reload failed: keeping the last good configuration");
             return false;
         }
+        let what = match names.is_empty() {
+            true => "everything reloaded (SIGHUP)".to_string(),
+            false => format!("{} changed", names.join(", ")),
+        };
         let today = self.today(Utc::now());
-        let due = self
-            .journal_view()
-            .map(|view| {
-                self.project
-                    .evaluator()
-                    .plan(today, 1, &view, None)
-                    .reminders
-                    .len()
-            })
-            .unwrap_or(0);
-        tracing::info!(
-            changed = ?names,
-            policies = self.project.rulebook.policies.len(),
-            templates = self.project.rulebook.templates.all().len(),
-            invoices = self.project.ledger.invoices.len(),
-            due,
-            "reloaded; new plan for {today}: {due} reminder(s) due"
-        );
+        let policies = self.project.rulebook.policies.len();
+        let templates = self.project.rulebook.templates.all().len();
+        let invoices = self.project.ledger.invoices.len();
+        match self.journal_view() {
+            Ok(journal) => {
+                let impact = impact(&before, &self.project, today, HORIZON_DAYS, &journal);
+                tracing::info!(
+                    policies,
+                    templates,
+                    invoices,
+                    due = impact.due_on_first_day,
+                    before = impact.before,
+                    after = impact.after,
+                    "reload ok: {what}; next {HORIZON_DAYS} days: {}",
+                    impact.summary()
+                );
+            }
+            // The new rules are live; only their comparison is missing.
+            Err(e) => tracing::warn!(
+                policies,
+                templates,
+                invoices,
+                "reload ok: {what}; the difference it makes is unknown: {e}"
+            ),
+        }
         true
+    }
+
+    /// The changed files as a person names them: relative to the folder
+    /// when they are in it.
+    fn names(&self, changed: &[PathBuf]) -> Vec<String> {
+        let folder = std::fs::canonicalize(&self.options.dir).ok();
+        changed
+            .iter()
+            .map(|c| {
+                folder
+                    .as_ref()
+                    .and_then(|f| c.strip_prefix(f).ok())
+                    .unwrap_or(c)
+                    .display()
+                    .to_string()
+            })
+            .collect()
     }
 
     /// The config changed (or SIGHUP): the whole folder, loaded again.

@@ -17,6 +17,7 @@ use crate::project::{Message, Project};
 use crate::text::{stage_label, table};
 
 pub mod explain;
+pub mod impact;
 
 /// How a command writes its results: a table for people, JSON or CSV for machines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
