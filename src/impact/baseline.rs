@@ -131,6 +131,8 @@ impl<'a> Git<'a> {
             commit: String::new(),
             prefix: String::new(),
         };
+        // Whether git is there at all, before what it says of the folder.
+        git.output(&["--version"])?;
         let prefix = git
             .output(&["rev-parse", "--show-prefix"])
             .map_err(|e| format!("{} is not in a git repository: {e}", dir.display()))?;

@@ -263,3 +263,66 @@ impl Impact<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(policy: &str, stage: &str, added: usize, removed: usize) -> StageImpact {
+        StageImpact {
+            policy: policy.into(),
+            stage: stage.into(),
+            added,
+            removed,
+            changed: 0,
+        }
+    }
+
+    fn summary(before: usize, after: usize, by_stage: Vec<StageImpact>) -> String {
+        Impact {
+            before,
+            after,
+            added: Vec::new(),
+            removed: Vec::new(),
+            changed: Vec::new(),
+            by_stage,
+            from: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+            days: HORIZON_DAYS,
+            due_on_first_day: 0,
+            warnings: Vec::new(),
+        }
+        .summary()
+    }
+
+    #[test]
+    fn a_summary_gives_each_stages_net_change_and_names_a_shared_stage_with_its_policy() {
+        assert_eq!(summary(31, 31, vec![]), "31 → 31 reminders");
+        assert_eq!(
+            summary(
+                31,
+                42,
+                vec![
+                    stage("standard", "overdue_2", 13, 0),
+                    stage("standard", "courtesy", 0, 2)
+                ]
+            ),
+            "31 → 42 reminders (+13 overdue_2, -2 courtesy)"
+        );
+        // As many gained as lost: both, or the line would look unchanged.
+        assert_eq!(
+            summary(5, 5, vec![stage("standard", "collection", 2, 2)]),
+            "5 → 5 reminders (+2 -2 collection)"
+        );
+        assert_eq!(
+            summary(
+                4,
+                6,
+                vec![
+                    stage("key", "overdue", 1, 0),
+                    stage("standard", "overdue", 1, 0)
+                ]
+            ),
+            "4 → 6 reminders (+1 key/overdue, +1 standard/overdue)"
+        );
+    }
+}
