@@ -420,6 +420,31 @@ fn a_table_shows_fifty_rows_of_a_stage_unless_all_are_asked_for() {
     assert_eq!(json["added"].as_array().unwrap().len(), 60);
 }
 
+#[test]
+fn the_readme_excerpt_is_what_the_shipped_folder_prints() {
+    let folder = Folder::sample();
+    let baseline = baseline_of(&folder);
+    let standard = folder.read("rules/standard.yaml");
+    assert!(standard.contains("offset: 15"), "the tour's edit");
+    folder.write(
+        "rules/standard.yaml",
+        &standard.replacen("offset: 15", "offset: 10", 1),
+    );
+
+    let run = compare(&folder, baseline.path().to_str().unwrap(), &[]).expect_code(0);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let excerpt: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("$ relance preview --as-of 2026-12-01 --baseline"))
+        .skip(1)
+        .take_while(|l| *l != "…")
+        .collect();
+    assert!(excerpt.len() >= 5, "{excerpt:?}");
+    let out: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(out[..excerpt.len()], *excerpt);
+}
+
 // --- A git revision as the baseline --------------------------------------------
 
 /// Runs `git ARGS…` in `dir` (no user config), failing the test with what
