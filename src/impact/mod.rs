@@ -156,7 +156,10 @@ fn rows<'p>(
             format!("{error} (invoice {number})")
         })
         .collect();
-    (project.render(&plan.reminders, false), warnings)
+    let started = std::time::Instant::now();
+    let rows = project.render(&plan.reminders, false);
+    tracing::debug!(rows = rows.len(), elapsed = ?started.elapsed(), "rendered");
+    (rows, warnings)
 }
 
 fn differences(before: &Message, after: &Message) -> Vec<&'static str> {

@@ -542,20 +542,33 @@ impl Project {
     /// the message it goes out in (grouped with its customer's others when
     /// its stage says so), the body too when `body`. What `preview --format
     /// json` prints, for a plan that fits in memory.
+    /// Rendered on every core (`preview --baseline` and the daemon's
+    /// reload render two plans of 14 days): each grouped message once,
+    /// then every row.
     pub fn render(&self, plan: &[Reminder], body: bool) -> Vec<Message<'_>> {
+        use rayon::prelude::*;
         let messages = self.messages(plan);
-        let mut leads: std::collections::HashMap<usize, Message> = Default::default();
-        plan.iter()
+        let leads: Vec<Option<Message>> = messages
+            .groups
+            .par_iter()
+            .map(|group| {
+                (group.len() > 1).then(|| {
+                    let rows: Vec<Reminder> = group.iter().map(|&j| plan[j]).collect();
+                    self.message(&rows, body)
+                })
+            })
+            .collect();
+        plan.par_iter()
             .enumerate()
-            .map(|(i, planned)| match messages.group(i) {
-                Some(group) if group.len() > 1 => {
-                    let lead = leads.entry(group[0]).or_insert_with(|| {
-                        let rows: Vec<Reminder> = group.iter().map(|&j| plan[j]).collect();
-                        self.message(&rows, body)
-                    });
-                    self.member(planned, lead)
+            .map(|(i, planned)| {
+                let lead = match messages.group_of.get(i) {
+                    Some(&g) if g != Messages::ALONE => leads[g as usize].as_ref(),
+                    _ => None,
+                };
+                match lead {
+                    Some(lead) => self.member(planned, lead),
+                    None => self.reminder(planned, body),
                 }
-                _ => self.reminder(planned, body),
             })
             .collect()
     }
