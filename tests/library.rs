@@ -72,6 +72,43 @@ fn an_explanation_is_a_value_with_the_json_explain_prints() {
 }
 
 #[test]
+fn the_impact_of_an_edit_is_a_value_with_the_json_preview_baseline_prints() {
+    let folder = Folder::sample();
+    let before = Folder::sample();
+    let standard = folder.read("rules/standard.yaml");
+    folder.write(
+        "rules/standard.yaml",
+        &standard.replacen("offset: 15", "offset: 10", 1),
+    );
+    let project = load(&folder);
+    let baseline =
+        relance::Baseline::load(before.path().to_str().unwrap(), folder.path(), &project).unwrap();
+    assert!(!baseline.project.has_rule_errors());
+    let journal = project.journal_view().unwrap();
+    let impact = relance::impact(
+        &baseline.project,
+        &project,
+        date("2026-12-01"),
+        14,
+        &journal,
+    );
+    assert!(!impact.added.is_empty());
+    let from_binary = folder
+        .run(&[
+            "preview",
+            "--as-of",
+            "2026-12-01",
+            "--baseline",
+            before.path().to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .expect_code(0)
+        .json();
+    assert_eq!(serde_json::to_value(&impact).unwrap(), from_binary);
+}
+
+#[test]
 fn one_daemon_pass_delivers_what_the_plan_says_once() {
     let folder = Folder::sample();
     let options = Options {
