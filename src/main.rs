@@ -108,6 +108,17 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Run the policy tests: each case of rules/*.test.yaml (or of the
+    /// FILEs given) on the real engine and templates, its expected reminders
+    /// against those that go out. Exit 0 when all pass, 1 when one fails,
+    /// 2 when a test file or the folder's rules do not load.
+    Test {
+        /// Test files to run instead of every rules/*.test.yaml.
+        files: Vec<PathBuf>,
+        #[arg(long, default_value = "table", value_parser = PossibleValuesParser::new(["table", "json"])
+            .map(|name| name.parse().unwrap_or(Format::Table)))]
+        format: Format,
+    },
     /// The journal, newest first.
     History {
         invoice: Option<String>,
@@ -346,6 +357,33 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
                 }
             }
             Ok(failed_if(missing))
+        }
+        Command::Test { files, format } => {
+            // Its cases bring their own invoices: the feeds are not read.
+            let project = match Project::load_rules(&options(g)) {
+                Ok(project) => project,
+                Err(e) => {
+                    eprintln!("relance: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            report::problems_text(&mut io::stderr(), &project.problems)?;
+            let files = match files.is_empty() {
+                true => relance::test_files(&project.config),
+                false => files,
+            };
+            let results = relance::run_tests(&project, &files);
+            for file in &results {
+                report::problems_text(&mut io::stderr(), &file.problems)?;
+            }
+            report::policy_tests(out, &results, format)?;
+            Ok(
+                if project.has_rule_errors() || results.iter().any(|f| !f.loaded()) {
+                    ExitCode::from(2)
+                } else {
+                    failed_if(results.iter().flat_map(|f| &f.cases).any(|c| !c.passed))
+                },
+            )
         }
         Command::History { invoice, format } => {
             let config = Config::load(&g.dir, g.config.as_deref())?;
