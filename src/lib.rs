@@ -13,6 +13,9 @@
 //! - render the outgoing messages: [`Project::render`] (one [`Message`] row
 //!   per reminder, with the message it goes out in);
 //! - explain an invoice: [`explain`] gives a serialisable [`Explanation`];
+//! - run the policy tests (`rules/*.test.yaml`): [`run_tests`] on
+//!   [`test_files`], with a project [`Project::load_rules`] loads without
+//!   its feeds;
 //! - run one daemon pass without signals or a watcher: [`Daemon::open`] then
 //!   [`Daemon::evaluate`] (`relance run` adds them with [`Daemon::start`] and
 //!   [`Daemon::serve`]);

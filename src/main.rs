@@ -368,10 +368,7 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
                 }
             };
             report::problems_text(&mut io::stderr(), &project.problems)?;
-            let files = match files.is_empty() {
-                true => relance::test_files(&project.config),
-                false => files,
-            };
+            let files = relance::test_files(&project.config, &files);
             let results = relance::run_tests(&project, &files);
             for file in &results {
                 report::problems_text(&mut io::stderr(), &file.problems)?;

@@ -55,9 +55,23 @@ impl TestFile {
     }
 }
 
-/// The policy test files of a folder: `rules/*.test.yaml` and
-/// `rules/*.test.yml`, sorted by name.
-pub fn test_files(config: &Config) -> Vec<PathBuf> {
+/// The policy test files to run: the files `named`, else the folder's
+/// `rules/*.test.yaml` and `rules/*.test.yml`, sorted by name. A named path
+/// is taken as written, or in the folder when it is relative and only
+/// there (`relance --dir X test rules/a.test.yaml` run from elsewhere).
+pub fn test_files(config: &Config, named: &[PathBuf]) -> Vec<PathBuf> {
+    if !named.is_empty() {
+        return named
+            .iter()
+            .map(|path| {
+                let in_folder = config.path(path);
+                match path.is_relative() && !path.exists() && in_folder.exists() {
+                    true => in_folder,
+                    false => path.clone(),
+                }
+            })
+            .collect();
+    }
     let rules = config.path(&config.rules);
     let mut files = files_with_extension(&rules, "yaml");
     files.extend(files_with_extension(&rules, "yml"));
@@ -76,7 +90,7 @@ pub fn run_tests(project: &Project, files: &[PathBuf]) -> Vec<TestFile> {
 /// not load is its errors, a failing case is one error at its line.
 pub fn check_tests(project: &Project) -> Problems {
     let mut problems = Problems::default();
-    for file in run_tests(project, &test_files(&project.config)) {
+    for file in run_tests(project, &test_files(&project.config, &[])) {
         problems.extend(file.problems);
         for case in file.cases.iter().filter(|c| !c.passed) {
             problems.error(
