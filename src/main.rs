@@ -108,13 +108,16 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
-    /// Run the policy tests: each case of rules/*.test.yaml (or of the
-    /// FILEs given) on the real engine and templates, its expected reminders
-    /// against those that go out. Exit 0 when all pass, 1 when one fails,
-    /// 2 when a test file or the folder's rules do not load.
+    /// Run the policy tests (rules/*.test.yaml) on the real engine and templates.
+    ///
+    /// Each case gives invoices, a journal and a date, and the reminders that
+    /// must go out; its invoices replace the feeds, which are not read. Exit 0
+    /// when every case passes, 1 when one fails, 2 when a test file, the
+    /// config or the rules do not load (located errors on stderr).
     Test {
         /// Test files to run instead of every rules/*.test.yaml.
         files: Vec<PathBuf>,
+        /// table: a line per case and the difference of a failing one; json: for machines.
         #[arg(long, default_value = "table", value_parser = PossibleValuesParser::new(["table", "json"])
             .map(|name| name.parse().unwrap_or(Format::Table)))]
         format: Format,

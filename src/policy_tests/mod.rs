@@ -65,9 +65,10 @@ pub fn test_files(config: &Config, named: &[PathBuf]) -> Vec<PathBuf> {
             .iter()
             .map(|path| {
                 let in_folder = config.path(path);
-                match path.is_relative() && !path.exists() && in_folder.exists() {
-                    true => in_folder,
-                    false => path.clone(),
+                if path.is_relative() && !path.exists() && in_folder.exists() {
+                    in_folder
+                } else {
+                    path.clone()
                 }
             })
             .collect();
