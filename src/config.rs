@@ -411,24 +411,68 @@ impl Config {
         // The config's own limits are not known before it is read: it is
         // held to the defaults.
         let source = read_yaml_source(&path, "config", RuleLimits::default())?;
-        let mut config: Config = if source.trim().is_empty() {
+        let config: Config = if source.trim().is_empty() {
             Config::default()
         } else {
             serde_yaml::from_str(&source).map_err(|e| yaml_problem(&path, &e, 0))?
         };
-        config.company = config.company.with_standard_keys();
+        Ok(config.read_from(path))
+    }
+
+    /// The config as read from `path`: what the YAML does not say itself.
+    fn read_from(mut self, path: PathBuf) -> Config {
+        self.company = self.company.with_standard_keys();
         // Currency codes are upper-case, but `usd` is as clear here as in a feed
         // (which upper-cases it too); `validate` then checks the code.
-        config.currency.make_ascii_uppercase();
-        config.base = path
+        self.currency.make_ascii_uppercase();
+        self.base = path
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        if config.base.as_os_str().is_empty() {
-            config.base = PathBuf::from(".");
+        if self.base.as_os_str().is_empty() {
+            self.base = PathBuf::from(".");
         }
-        config.file = Some(path);
-        Ok(config)
+        self.file = Some(path);
+        self
+    }
+
+    /// This config with `overrides` (keys of `relance.yaml`) written over
+    /// its file's: a mapping merges key by key into the file's mapping, any
+    /// other value replaces the file's. Paths stay relative to the file's
+    /// folder. The error is the YAML's (an unknown key, a wrong type),
+    /// without a position: the overrides are not the file.
+    pub fn with_overrides(&self, overrides: &serde_yaml::Mapping) -> Result<Config, String> {
+        let mut merged = match &self.file {
+            Some(path) => {
+                let source = read_yaml_source(path, "config", RuleLimits::default())
+                    .map_err(|p| p.to_string())?;
+                match serde_yaml::from_str(&source).map_err(|e| e.to_string())? {
+                    serde_yaml::Value::Null => serde_yaml::Mapping::new(),
+                    serde_yaml::Value::Mapping(m) => m,
+                    _ => return Err("relance.yaml is not a mapping of keys".into()),
+                }
+            }
+            None => serde_yaml::Mapping::new(),
+        };
+        merge_yaml(&mut merged, overrides);
+        // Read back from text, as the file is: decimals (`rates`) are read
+        // from their text, which a YAML value holds as a number.
+        let text = serde_yaml::to_string(&merged).map_err(|e| e.to_string())?;
+        let config: Config = serde_yaml::from_str(&text).map_err(|e| {
+            let message = e.to_string();
+            match message.find(" at line ") {
+                Some(i) => message[..i].to_string(),
+                None => message,
+            }
+        })?;
+        let file = self.file.clone();
+        let path = file
+            .clone()
+            .unwrap_or_else(|| self.base.join("relance.yaml"));
+        Ok(Config {
+            file,
+            ..config.read_from(path)
+        })
     }
 
     /// Semantic checks the YAML types cannot express.
@@ -598,6 +642,21 @@ impl Config {
             p.to_path_buf()
         } else {
             self.base.join(p)
+        }
+    }
+}
+
+/// Writes `over` into `base`: a mapping into a mapping key by key, any
+/// other value in place of the base's.
+fn merge_yaml(base: &mut serde_yaml::Mapping, over: &serde_yaml::Mapping) {
+    for (key, value) in over {
+        match (base.get_mut(key), value) {
+            (Some(serde_yaml::Value::Mapping(inner)), serde_yaml::Value::Mapping(over)) => {
+                merge_yaml(inner, over)
+            }
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
         }
     }
 }

@@ -15,6 +15,9 @@
 //! - explain an invoice: [`explain`] gives a serialisable [`Explanation`];
 //! - compare two versions of the rules over the coming days: [`impact()`] of
 //!   a [`Baseline`] and the folder gives an [`Impact`];
+//! - run the policy tests (`rules/*.test.yaml`): [`run_tests`] on
+//!   [`test_files`], with a project [`Project::load_rules`] loads without
+//!   its feeds;
 //! - run one daemon pass without signals or a watcher: [`Daemon::open`] then
 //!   [`Daemon::evaluate`] (`relance run` adds them with [`Daemon::start`] and
 //!   [`Daemon::serve`]);
@@ -44,6 +47,7 @@ pub(crate) mod journal;
 pub(crate) mod locale;
 pub(crate) mod model;
 pub(crate) mod money;
+pub(crate) mod policy_tests;
 pub(crate) mod project;
 pub(crate) mod render;
 pub mod report;
@@ -59,6 +63,7 @@ pub use error::{Error, Result};
 pub use impact::{Baseline, HORIZON_DAYS, Impact, impact};
 pub use journal::{Journal, JournalView};
 pub use model::{Id, InvoiceId};
+pub use policy_tests::{Expected, TestCase, TestFile, check_tests, run_tests, test_files};
 pub use project::{Message, Options, Project};
 pub use report::explain::{Explanation, explain};
 pub use rules::{PolicyId, StageId};

@@ -119,6 +119,20 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Run the policy tests (rules/*.test.yaml) on the real engine and templates.
+    ///
+    /// Each case gives invoices, a journal and a date, and the reminders that
+    /// must go out; its invoices replace the feeds, which are not read. Exit 0
+    /// when every case passes, 1 when one fails, 2 when a test file, the
+    /// config or the rules do not load (located errors on stderr).
+    Test {
+        /// Test files to run instead of every rules/*.test.yaml.
+        files: Vec<PathBuf>,
+        /// table: a line per case and the difference of a failing one; json: for machines.
+        #[arg(long, default_value = "table", value_parser = PossibleValuesParser::new(["table", "json"])
+            .map(|name| name.parse().unwrap_or(Format::Table)))]
+        format: Format,
+    },
     /// The journal, newest first.
     History {
         invoice: Option<String>,
@@ -362,6 +376,30 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
                 }
             }
             Ok(failed_if(missing))
+        }
+        Command::Test { files, format } => {
+            // Its cases bring their own invoices: the feeds are not read.
+            let project = match Project::load_rules(&options(g)) {
+                Ok(project) => project,
+                Err(e) => {
+                    eprintln!("relance: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            report::problems_text(&mut io::stderr(), &project.problems)?;
+            let files = relance::test_files(&project.config, &files);
+            let results = relance::run_tests(&project, &files);
+            for file in &results {
+                report::problems_text(&mut io::stderr(), &file.problems)?;
+            }
+            report::policy_tests(out, &results, format)?;
+            Ok(
+                if project.has_rule_errors() || results.iter().any(|f| !f.loaded()) {
+                    ExitCode::from(2)
+                } else {
+                    failed_if(results.iter().flat_map(|f| &f.cases).any(|c| !c.passed))
+                },
+            )
         }
         Command::History { invoice, format } => {
             let config = Config::load(&g.dir, g.config.as_deref())?;

@@ -315,10 +315,11 @@ impl Daemon {
             move |p: &Path| {
                 let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
                 let edited = !name.starts_with('.') && !name.ends_with('~');
+                // A policy test changes nothing the daemon sends.
                 let rule_file = matches!(
                     p.extension().and_then(|e| e.to_str()),
                     Some("yaml" | "yml" | "rhai" | "hbs")
-                );
+                ) && !crate::rules::is_test_file(p);
                 (edited && rule_file && (p.starts_with(&rules) || p.starts_with(&templates)))
                     || p == config_file
                     || feeds.iter().any(|f| f == p)

@@ -65,7 +65,7 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig], today: NaiveDate) -> Fe
         .map(|m| m.len())
         .sum();
     let estimate = (size / 100) as usize;
-    let mut index = NumberIndex::with_capacity(estimate);
+    load.index = NumberIndex::with_capacity(estimate);
     load.invoices.reserve(estimate);
     let interner = Mutex::new(Interner::default());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS));
@@ -108,44 +108,8 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig], today: NaiveDate) -> Fe
             row: csv.then(|| RowScan::new(parser.row_bytes)),
             overflow: None,
         };
-        let mut accept = |row: Converted| match row {
-            Ok(invoice) => {
-                let line = invoice.origin.line;
-                let at = || parser.location(line);
-                let total = match customers.total_with(&invoice, &at) {
-                    Ok(total) => total,
-                    Err(problem) => {
-                        load.bad_rows += 1;
-                        load.problems.push(problem);
-                        return;
-                    }
-                };
-                load.invoices.push(invoice);
-                let i = load.invoices.len() - 1;
-                if let Err(first) = index.insert(&load.invoices, i)
-                    && let Some(dup) = load.invoices.pop()
-                {
-                    let first = &load.invoices[first];
-                    load.bad_rows += 1;
-                    load.problems.error(
-                        parser.location(dup.origin.line),
-                        format!(
-                            "number: duplicate invoice number {} (first seen at {}:{})",
-                            quote(&dup.number),
-                            first.origin.file.display(),
-                            first.origin.line
-                        ),
-                    );
-                } else {
-                    let kept = &load.invoices[i];
-                    load.problems.0.extend(customers.keep(kept, total, &at));
-                }
-            }
-            Err(problems) => {
-                load.bad_rows += 1;
-                load.problems.0.extend(problems);
-            }
-        };
+        let mut accept =
+            |row: Converted| load.keep(row, &mut customers, &|line| parser.location(line));
         let (parser, converters) = (&parser, &mut converters[..]);
         let result = skip_bom(&mut input)
             .map_err(|e| parser.io_problem(e))
@@ -171,7 +135,87 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig], today: NaiveDate) -> Fe
             load.unreadable.push(path);
         }
     }
-    load.index = index;
+    load
+}
+
+impl FeedLoad {
+    /// Keeps a converted row: its invoice, unless its number is a duplicate
+    /// or its customer's total would not be exact (bad rows then), with a
+    /// warning when its customer's rows disagree; or its problems. `at`
+    /// locates a row by its line.
+    fn keep(&mut self, row: Converted, customers: &mut Customers, at: &dyn Fn(usize) -> Location) {
+        let invoice = match row {
+            Ok(invoice) => invoice,
+            Err(problems) => {
+                self.bad_rows += 1;
+                self.problems.0.extend(problems);
+                return;
+            }
+        };
+        let line = invoice.origin.line;
+        let at = || at(line);
+        let total = match customers.total_with(&invoice, &at) {
+            Ok(total) => total,
+            Err(problem) => {
+                self.bad_rows += 1;
+                self.problems.push(problem);
+                return;
+            }
+        };
+        self.invoices.push(invoice);
+        let i = self.invoices.len() - 1;
+        if let Err(first) = self.index.insert(&self.invoices, i)
+            && let Some(dup) = self.invoices.pop()
+        {
+            let first = &self.invoices[first];
+            self.bad_rows += 1;
+            self.problems.error(
+                at(),
+                format!(
+                    "number: duplicate invoice number {} (first seen at {}:{})",
+                    quote(&dup.number),
+                    first.origin.file.display(),
+                    first.origin.line
+                ),
+            );
+        } else {
+            let kept = &self.invoices[i];
+            self.problems.0.extend(customers.keep(kept, total, &at));
+        }
+    }
+}
+
+/// Invoices written out field by field rather than read from a feed: the
+/// inline invoices of a policy test, each an object of canonical field
+/// names (any other name is an extra column) and text values, at its line
+/// of `file`. They are read as a JSON Lines feed's rows are, with ISO
+/// dates and the config's currency, and the same checks: every field, the
+/// plausible dates on `today`, duplicate numbers, a customer's rows agreeing.
+pub fn read_written(
+    config: &Config,
+    file: &Path,
+    rows: Vec<(usize, serde_json::Map<String, Value>)>,
+    today: NaiveDate,
+) -> FeedLoad {
+    let mut load = FeedLoad::default();
+    let feed = FeedConfig {
+        format: Some(FeedFormat::Jsonl),
+        ..FeedConfig::new(file.to_path_buf())
+    };
+    let parser = match FeedParser::new(&feed, config, Arc::new(file.to_path_buf()), today) {
+        Ok(parser) => parser,
+        Err(problem) => {
+            load.problems.push(problem);
+            return load;
+        }
+    };
+    let interner = Mutex::new(Interner::default());
+    let mut converter = Converter::new(&interner);
+    let mut customers = Customers::default();
+    for (line, object) in rows {
+        let row = parser.json_row(Value::Object(object), line, &mut converter);
+        load.keep(row, &mut customers, &|line| parser.location(line));
+    }
     load
 }
 

@@ -264,7 +264,12 @@ impl FeedParser<'_> {
         })
     }
 
-    fn json_row(&self, value: Value, line: usize, converter: &mut Converter) -> Converted {
+    pub(super) fn json_row(
+        &self,
+        value: Value,
+        line: usize,
+        converter: &mut Converter,
+    ) -> Converted {
         let Value::Object(object) = value else {
             return Err(vec![Problem::error(
                 self.location(line),

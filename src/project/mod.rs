@@ -183,23 +183,37 @@ impl Project {
     /// Loads everything. Only a config that cannot be read stops loading:
     /// every other problem is collected and the rest still loads.
     pub fn load(options: &Options) -> Result<Project, crate::error::Error> {
+        let rules = Self::load_rules(options)?;
+        let started = std::time::Instant::now();
+        let load = Self::read_feeds(&rules.config, options);
+        tracing::debug!(invoices = load.invoices.len(), elapsed = ?started.elapsed(), "feeds read");
+        let (ledger, mut feed_problems) = Self::ledger(&rules.config, load.invoices, load.index);
+        feed_problems.extend(load.problems);
+        Ok(Project {
+            ledger,
+            feed_problems,
+            bad_rows: load.bad_rows,
+            unreadable_feeds: load.unreadable,
+            ..rules
+        })
+    }
+
+    /// Loads the config and the rulebook, not the feeds: a project without
+    /// invoices, for what brings its own (policy tests). Only a config that
+    /// cannot be read stops loading.
+    pub fn load_rules(options: &Options) -> Result<Project, crate::error::Error> {
         let config = Config::load(&options.dir, options.config.as_deref())?;
         let mut problems = config.validate();
         let (rulebook, rule_problems) = Rulebook::load(&config);
         problems.extend(rule_problems);
-        let started = std::time::Instant::now();
-        let load = Self::read_feeds(&config, options);
-        tracing::debug!(invoices = load.invoices.len(), elapsed = ?started.elapsed(), "feeds read");
-        let (ledger, mut feed_problems) = Self::ledger(&config, load.invoices, load.index);
-        feed_problems.extend(load.problems);
         Ok(Project {
-            ledger,
+            ledger: Arc::new(Ledger::new(Vec::new())),
             config,
             rulebook: Arc::new(rulebook),
             problems,
-            feed_problems,
-            bad_rows: load.bad_rows,
-            unreadable_feeds: load.unreadable,
+            feed_problems: Problems::default(),
+            bad_rows: 0,
+            unreadable_feeds: Vec::new(),
         })
     }
 

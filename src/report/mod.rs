@@ -18,6 +18,9 @@ use crate::text::{stage_label, table};
 
 pub mod explain;
 pub mod impact;
+mod test_results;
+
+pub use test_results::policy_tests;
 
 /// How a command writes its results: a table for people, JSON or CSV for machines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +58,8 @@ pub fn check(
     today: NaiveDate,
     format: Format,
 ) -> io::Result<usize> {
-    let problems = project.check(today);
+    let mut problems = project.check(today);
+    problems.extend(crate::policy_tests::check_tests(project));
     let errors = problems.iter().filter(|p| p.is_error()).count();
     match format {
         Format::Json => json(out, &problems.0)?,

@@ -25,9 +25,11 @@ struct HoldsFile {
     holds: Vec<HoldEntry>,
 }
 
-#[derive(Deserialize)]
+/// One hold as written under `holds:` (in `rules/holds.yaml`, or in a
+/// policy test's case).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct HoldEntry {
+pub struct HoldEntry {
     #[serde(default)]
     invoice: Option<String>,
     #[serde(default)]
@@ -90,6 +92,70 @@ pub struct Holds {
 }
 
 impl Holds {
+    /// Adds the holds of `entries`, written in `source` (the text of
+    /// `path`) from line `from` on: each located at its `- invoice:` or
+    /// `- customer:` line; an entry that does not make sense is reported
+    /// and left out.
+    pub fn add(
+        &mut self,
+        entries: Vec<HoldEntry>,
+        path: &Path,
+        source: &str,
+        from: usize,
+        problems: &mut Problems,
+    ) {
+        let mut search_from = from;
+        for (i, entry) in entries.into_iter().enumerate() {
+            let key = if entry.invoice.is_some() {
+                "invoice"
+            } else {
+                "customer"
+            };
+            let value = entry.invoice.as_deref().or(entry.customer.as_deref());
+            let location = key_location(path, source, search_from, key, value);
+            search_from = location.line.map_or(search_from, |l| l + 1);
+            let target = match (entry.invoice, entry.customer) {
+                (Some(n), None) if !n.trim().is_empty() => {
+                    HoldTarget::Invoice(n.trim().to_string())
+                }
+                (None, Some(c)) if !c.trim().is_empty() => {
+                    HoldTarget::Customer(c.trim().to_string())
+                }
+                (Some(_), Some(_)) => {
+                    problems.error(
+                        location,
+                        format!(
+                            "holds[{i}]: give `invoice` or `customer`, not both (write two holds)"
+                        ),
+                    );
+                    continue;
+                }
+                _ => {
+                    problems.error(
+                        location,
+                        format!(
+                            "holds[{i}]: say what is held: `invoice: NUMBER` or `customer: ID`"
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let index = self.list.len();
+            match &target {
+                HoldTarget::Invoice(n) => self.by_invoice.entry(n.clone()).or_default().push(index),
+                HoldTarget::Customer(c) => {
+                    self.by_customer.entry(c.clone()).or_default().push(index)
+                }
+            }
+            self.list.push(Hold {
+                target,
+                until: entry.until,
+                reason: entry.reason.trim().to_string(),
+                location,
+            });
+        }
+    }
+
     /// The hold that stops `invoice`'s reminders on `date`, if any: the one
     /// that lasts longest when several do.
     pub fn active(&self, invoice: &Invoice, date: NaiveDate) -> Option<&Hold> {
@@ -124,58 +190,7 @@ pub fn load_holds(dir: &Path, limits: RuleLimits, problems: &mut Problems) -> Ho
         let Some(file) = parse_yaml::<HoldsFile>(&path, &source, problems) else {
             continue;
         };
-        let mut search_from = 1;
-        for (i, entry) in file.holds.into_iter().enumerate() {
-            let key = if entry.invoice.is_some() {
-                "invoice"
-            } else {
-                "customer"
-            };
-            let value = entry.invoice.as_deref().or(entry.customer.as_deref());
-            let location = key_location(&path, &source, search_from, key, value);
-            search_from = location.line.map_or(search_from, |l| l + 1);
-            let target = match (entry.invoice, entry.customer) {
-                (Some(n), None) if !n.trim().is_empty() => {
-                    HoldTarget::Invoice(n.trim().to_string())
-                }
-                (None, Some(c)) if !c.trim().is_empty() => {
-                    HoldTarget::Customer(c.trim().to_string())
-                }
-                (Some(_), Some(_)) => {
-                    problems.error(
-                        location,
-                        format!(
-                            "holds[{i}]: give `invoice` or `customer`, not both (write two holds)"
-                        ),
-                    );
-                    continue;
-                }
-                _ => {
-                    problems.error(
-                        location,
-                        format!(
-                            "holds[{i}]: say what is held: `invoice: NUMBER` or `customer: ID`"
-                        ),
-                    );
-                    continue;
-                }
-            };
-            let index = holds.list.len();
-            match &target {
-                HoldTarget::Invoice(n) => {
-                    holds.by_invoice.entry(n.clone()).or_default().push(index)
-                }
-                HoldTarget::Customer(c) => {
-                    holds.by_customer.entry(c.clone()).or_default().push(index)
-                }
-            }
-            holds.list.push(Hold {
-                target,
-                until: entry.until,
-                reason: entry.reason.trim().to_string(),
-                location,
-            });
-        }
+        holds.add(file.holds, &path, &source, 1, problems);
     }
     holds
 }

@@ -358,6 +358,14 @@ impl Policy {
     }
 }
 
+/// `rules/*.test.yaml` (or `.test.yml`): policy tests (`relance test`),
+/// never a policy.
+pub fn is_test_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".test.yaml") || n.ends_with(".test.yml"))
+}
+
 /// Loads every policy of `dir`, sorted by priority (highest first), then name.
 /// A policy that does not load is reported and left out; the others run.
 /// `window` is the config's send window, which a policy may override.
@@ -370,7 +378,10 @@ pub fn load_policies(
     problems: &mut Problems,
 ) -> Vec<Policy> {
     let mut policies: Vec<Policy> = Vec::new();
-    for path in yaml_files(dir).into_iter().filter(|f| !is_holds_file(f)) {
+    for path in yaml_files(dir)
+        .into_iter()
+        .filter(|f| !is_holds_file(f) && !is_test_file(f))
+    {
         let Some(source) = read_rule_file(&path, "policy", limits, problems) else {
             continue;
         };
