@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::CURRENT;
 use super::context::{amount_json, exact_number};
-use crate::locale::{format_date, format_money, format_percent};
+use crate::locale::{format_date, format_money, format_percent, is_french};
 use crate::money;
 use crate::rules::{BUILT_IN_FUNCTIONS, INTEREST_RATE_NOT_SET, Scripts};
 
@@ -31,6 +31,7 @@ pub(super) fn registry(html: bool, scripts: &Arc<Scripts>) -> Handlebars<'static
     hb.register_helper("money", Box::new(Localized(money_helper)));
     hb.register_helper("date", Box::new(Localized(date_helper)));
     hb.register_helper("percent", Box::new(Localized(percent_helper)));
+    hb.register_helper("plural", Box::new(Localized(plural_helper)));
     hb.register_helper("days_overdue", Box::new(DaysOverdueHelper));
     hb.register_helper("late_interest", Box::new(LateInterestHelper));
     hb.register_helper(
@@ -135,6 +136,23 @@ fn date_helper(h: &Helper, _: &Context, language: &str) -> Result<String, Render
         })
     })?;
     Ok(format_date(date, language))
+}
+
+/// `{{plural COUNT "jour" "jours"}}`: `1 jour`, `2 jours`. French puts 0 and
+/// 1 in the singular, English only 1: a statement the day after the due date
+/// must not say "1 jours de retard".
+fn plural_helper(h: &Helper, _: &Context, language: &str) -> Result<String, RenderError> {
+    let value = param(h, 0, "plural")?;
+    let count = decimal_of(value)
+        .ok_or_else(|| fail(format!("plural: {} is not a number", value.render())))?;
+    let word = |i: usize| Ok::<_, RenderError>(param(h, i, "plural")?.render());
+    let singular = if is_french(language) {
+        count.abs() < Decimal::TWO
+    } else {
+        count.abs() == Decimal::ONE
+    };
+    let word = if singular { word(1)? } else { word(2)? };
+    Ok(format!("{count} {word}"))
 }
 
 /// `{{percent RATE}}`: `12,15 %` in French, `12.15%` in English.
@@ -451,6 +469,23 @@ mod tests {
         );
         let err = render_text("{{late_interest rates 12}}", &data).unwrap_err();
         assert!(err.contains("late_interest: expects an invoice"), "{err}");
+    }
+
+    #[test]
+    fn plural_puts_one_in_the_singular_and_zero_too_in_french() {
+        let said = |language: &str, n: i64| {
+            let data = json!({"language": language, "n": n});
+            render_text(r#"{{plural n "day" "days"}}"#, &data).unwrap()
+        };
+        assert_eq!(said("fr", 1), "1 day");
+        assert_eq!(said("fr", 0), "0 day");
+        assert_eq!(said("fr", 2), "2 days");
+        assert_eq!(said("en", 1), "1 day");
+        assert_eq!(said("en", 0), "0 days");
+        assert_eq!(said("en", 30), "30 days");
+        let err =
+            render_text(r#"{{plural language "a" "b"}}"#, &json!({"language": "fr"})).unwrap_err();
+        assert!(err.contains("plural: fr is not a number"), "{err}");
     }
 
     #[test]
