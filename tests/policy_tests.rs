@@ -527,9 +527,9 @@ fn the_daemon_does_not_reload_for_a_test_file() {
         ),
     );
     let line = daemon.expect_line(DEADLINE, "the reload of the policy", |l| {
-        l.contains("reloaded;") || l.contains("reload failed")
+        l.contains("reload ok") || l.contains("reload failed")
     });
-    assert_contains(&line, "reloaded;");
+    assert_contains(&line, "reload ok: rules/dunning.yaml changed;");
     assert!(!line.contains("dunning.test.yaml"), "{line}");
 }
 
