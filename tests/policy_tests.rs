@@ -414,6 +414,24 @@ fn check_runs_the_tests_and_a_failing_or_broken_one_is_an_error() {
 }
 
 #[test]
+fn check_does_not_bury_a_rule_error_under_the_tests_it_makes_fail() {
+    let f = folder(&tests(&[case(
+        "passes",
+        &format!("{LATE}    expect: [{{stage: overdue}}]\n"),
+    )]));
+    f.write("rules/p.yaml", &POLICY.replace("offset:", "ofset:"));
+    let run = f.run(&["check"]).expect_code(1);
+    let out = run.stdout.replace(&format!("{}/", f.path().display()), "");
+    assert_contains(&out, "rules/p.yaml:");
+    assert_contains(&out, "unknown field `ofset`");
+    assert_contains(
+        &out,
+        "rules/p.test.yaml: warning: 1 policy test file(s) not run: the rules have errors",
+    );
+    assert!(!out.contains("fails:"), "{out}");
+}
+
+#[test]
 fn a_test_file_is_never_a_policy() {
     let f = folder(&tests(&[case(
         "passes",

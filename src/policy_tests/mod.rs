@@ -91,6 +91,21 @@ pub fn run_tests(project: &Project, files: &[PathBuf]) -> Vec<TestFile> {
 /// not load is its errors, a failing case is one error at its line.
 pub fn check_tests(project: &Project) -> Problems {
     let mut problems = Problems::default();
+    // Against rules that do not load every case fails, and a screen of
+    // failed tests would bury the one error that matters.
+    if project.has_rule_errors() {
+        let files = test_files(&project.config, &[]);
+        if let Some(first) = files.first() {
+            problems.warning(
+                Location::file(first),
+                format!(
+                    "{} policy test file(s) not run: the rules have errors (fix them, then run relance test)",
+                    files.len()
+                ),
+            );
+        }
+        return problems;
+    }
     for file in run_tests(project, &test_files(&project.config, &[])) {
         problems.extend(file.problems);
         for case in file.cases.iter().filter(|c| !c.passed) {
