@@ -29,6 +29,7 @@
 )]
 
 pub(crate) mod address;
+pub(crate) mod backtest;
 pub(crate) mod calendar;
 pub(crate) mod config;
 pub(crate) mod daemon;
@@ -47,6 +48,7 @@ pub mod report;
 pub(crate) mod rules;
 pub(crate) mod text;
 
+pub use backtest::Backtest;
 pub use calendar::parse_time;
 pub use config::Config;
 pub use daemon::{Daemon, Report, RunOptions};

@@ -219,16 +219,11 @@ impl<R> LineEnds<R> {
         while self.ends.front().is_some_and(|&(at, _)| at < start) {
             self.ends.pop_front();
         }
-        let mut next = start;
-        let mut lines = 0;
-        for &(at, newline) in &self.ends {
-            if at != next {
-                break;
-            }
-            lines += u64::from(newline);
-            next += 1;
-        }
-        lines
+        (start..)
+            .zip(&self.ends)
+            .take_while(|(next, (at, _))| at == next)
+            .map(|(_, &(_, newline))| u64::from(newline))
+            .sum()
     }
 }
 

@@ -16,6 +16,7 @@ use crate::model::InvoiceId;
 use crate::project::{Message, Project};
 use crate::text::{stage_label, table};
 
+pub mod backtest;
 pub mod explain;
 
 /// How a command writes its results: a table for people, JSON or CSV for machines.
