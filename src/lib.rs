@@ -16,6 +16,7 @@
 //! - run one daemon pass without signals or a watcher: [`Daemon::open`] then
 //!   [`Daemon::evaluate`] (`relance run` adds them with [`Daemon::start`] and
 //!   [`Daemon::serve`]);
+//! - replay the rules on the feeds' history: [`Backtest::run`];
 //! - the command outputs: [`report`].
 //!
 //! Errors are one type, [`Error`]; problems that loading collects and goes
