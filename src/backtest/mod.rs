@@ -35,8 +35,8 @@ pub const PAID_WITHIN: [i64; 3] = [3, 7, 14];
 pub struct Backtest {
     pub from: NaiveDate,
     pub to: NaiveDate,
-    /// The invoices of the window: issued on or before `to`, and either
-    /// paid on or after `from` (or later) or open without a paid date.
+    /// The invoices of the window: issued on or before `to` and not paid
+    /// before `from` (paid on or after it, or open without a paid date).
     pub invoices: usize,
     /// Every stage of every policy, in the rulebook's order.
     pub by_stage: Vec<StageResult>,
