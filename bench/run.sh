@@ -78,6 +78,16 @@ ROWS
   cd "$ROOT"
 done
 
+# Backtest: a year of history of 100,000 invoices (gen --history), replayed day by day.
+hist=$WORK/history-100000
+if [ ! -f "$hist/relance.yaml" ]; then
+  "$BIN/examples/gen" --invoices 100000 --customers 5000 --seed 1 --history --out "$hist"
+fi
+cd "$hist"
+IFS=$'\t' read -r secs mb < <(timeit backtest $RELANCE backtest --from 2025-12-01 --to 2026-12-01)
+echo "| 100000, a year of history | \`relance backtest --from 2025-12-01 --to 2026-12-01\` | $secs | $mb |" >>"$OUT"
+cd "$ROOT"
+
 # Delivery: a folder where about 10,000 reminders are due on the day.
 dir=$WORK/delivery
 if [ ! -f "$dir/relance.yaml" ]; then

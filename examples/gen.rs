@@ -3,6 +3,7 @@
 //! and a French-dialect export). Deterministic for a seed.
 //!
 //! cargo run --release --example gen -- --invoices 1000000 --customers 50000 --seed 1 --out /tmp/relance-1m
+//! cargo run --release --example gen -- --invoices 100000 --history --out /tmp/relance-history   # for backtest
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -34,6 +35,11 @@ struct Args {
     /// Share of invoices written to the French-dialect feed.
     #[arg(long, default_value_t = 0.2)]
     french_share: f64,
+    /// A year of history instead, for `relance backtest`: invoices issued
+    /// over the 365 days before --as-of, nearly all paid since (late for the
+    /// habitual late payers), with their paid dates up to --as-of.
+    #[arg(long)]
+    history: bool,
 }
 
 struct Customer {
@@ -119,6 +125,45 @@ fn french_amount(d: Decimal) -> String {
         grouped.push(c);
     }
     format!("{sign}{grouped},{frac}")
+}
+
+/// How an invoice of a year of history was paid: most of them, on time or
+/// late as their customer pays, by `as_of` (those paid later are still
+/// open); a few never, void, disputed or partly paid.
+fn history_payment(
+    rng: &mut ChaCha8Rng,
+    c: &Customer,
+    due: NaiveDate,
+    amount: Decimal,
+    as_of: NaiveDate,
+    roll: u32,
+) -> (&'static str, Decimal, Option<NaiveDate>) {
+    match roll {
+        0..92 => {
+            let delay: i64 = if rng.random_bool(c.lateness) {
+                rng.random_range(3..=75)
+            } else {
+                rng.random_range(-20..=0)
+            };
+            let paid = if delay >= 0 {
+                due + Days::new(delay as u64)
+            } else {
+                due - Days::new(delay.unsigned_abs())
+            };
+            if paid <= as_of {
+                ("paid", amount, Some(paid))
+            } else {
+                ("open", Decimal::ZERO, None)
+            }
+        }
+        92..96 => ("open", Decimal::ZERO, None),
+        96..97 => ("void", Decimal::ZERO, None),
+        97..98 => ("disputed", Decimal::ZERO, None),
+        _ => {
+            let part = (amount * Decimal::new(rng.random_range(20..80), 2)).round_dp(2);
+            ("open", part, None)
+        }
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
@@ -224,14 +269,22 @@ rates: {{late_interest_annual: 12.15, recovery_indemnity: 40}}
         let c = &customers[(zipf.sample(&mut rng) as usize)
             .saturating_sub(1)
             .min(customers_count - 1)];
-        let offset: i64 = rng.random_range(-150..=60);
-        let due = if offset >= 0 {
-            args.as_of + Days::new(offset as u64)
+        let (issue, due) = if args.history {
+            let issue = args.as_of - Days::new(rng.random_range(0..365));
+            (
+                issue,
+                issue + Days::new([30u64, 45, 60][rng.random_range(0..3)]),
+            )
         } else {
-            args.as_of - Days::new(offset.unsigned_abs())
+            let offset: i64 = rng.random_range(-150..=60);
+            let due = if offset >= 0 {
+                args.as_of + Days::new(offset as u64)
+            } else {
+                args.as_of - Days::new(offset.unsigned_abs())
+            };
+            let terms = [30u64, 45, 60][rng.random_range(0..3)];
+            (due - Days::new(terms), due)
         };
-        let terms = [30u64, 45, 60][rng.random_range(0..3)];
-        let issue = due - Days::new(terms);
         let mut raw: f64 = amounts.sample(&mut rng);
         if rng.random_bool(0.002) {
             raw *= 80.0;
@@ -242,7 +295,9 @@ rates: {{late_interest_annual: 12.15, recovery_indemnity: 40}}
             .round_dp(2);
         let overdue = due < args.as_of;
         let roll: u32 = rng.random_range(0..100);
-        let (status, paid, paid_date) = if overdue && roll < 33 || !overdue && roll < 8 {
+        let (status, paid, paid_date) = if args.history {
+            history_payment(&mut rng, c, due, amount, args.as_of, roll)
+        } else if overdue && roll < 33 || !overdue && roll < 8 {
             let late = rng.random_bool(c.lateness);
             let delay: i64 = if late {
                 rng.random_range(3..=75)

@@ -21,6 +21,7 @@
 //! - run one daemon pass without signals or a watcher: [`Daemon::open`] then
 //!   [`Daemon::evaluate`] (`relance run` adds them with [`Daemon::start`] and
 //!   [`Daemon::serve`]);
+//! - replay the rules on the feeds' history: [`Backtest::run`];
 //! - the command outputs: [`report`].
 //!
 //! Errors are one type, [`Error`]; problems that loading collects and goes
@@ -34,6 +35,7 @@
 )]
 
 pub(crate) mod address;
+pub(crate) mod backtest;
 pub(crate) mod calendar;
 pub(crate) mod config;
 pub(crate) mod daemon;
@@ -54,6 +56,7 @@ pub mod report;
 pub(crate) mod rules;
 pub(crate) mod text;
 
+pub use backtest::Backtest;
 pub use calendar::parse_time;
 pub use config::Config;
 pub use daemon::{Daemon, Report, RunOptions};

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use chrono::NaiveDate;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use relance::report::{self, Format, PreviewRequest};
 use relance::{Baseline, Config, Daemon, Journal, Options, Project, RunOptions};
@@ -129,8 +129,25 @@ enum Command {
         /// Test files to run instead of every rules/*.test.yaml.
         files: Vec<PathBuf>,
         /// table: a line per case and the difference of a failing one; json: for machines.
-        #[arg(long, default_value = "table", value_parser = PossibleValuesParser::new(["table", "json"])
-            .map(|name| name.parse().unwrap_or(Format::Table)))]
+        #[arg(long, default_value = "table", value_parser = table_or_json())]
+        format: Format,
+    },
+    /// Replay the feeds' history with the current rules: the reminders that
+    /// would have gone out each day, and how the customers paid after them.
+    ///
+    /// Every day from --from to --to, the invoices stand as they did that
+    /// day (issued on their issue_date, open until their paid_date, the
+    /// customers' aggregates of that day) and the rules decide as the daemon
+    /// would, with a journal that starts empty on --from. Nothing is sent,
+    /// and the journal is not touched.
+    Backtest {
+        /// The first day replayed (YYYY-MM-DD).
+        #[arg(long)]
+        from: NaiveDate,
+        /// The last day replayed (YYYY-MM-DD), on or after --from.
+        #[arg(long)]
+        to: NaiveDate,
+        #[arg(long, default_value = "table", value_parser = table_or_json())]
         format: Format,
     },
     /// The journal, newest first.
@@ -188,6 +205,23 @@ fn escape_controls(text: &str) -> String {
 /// `--format table|json|csv`, parsed into the library's [`Format`].
 fn format_parser() -> impl TypedValueParser<Value = Format> {
     PossibleValuesParser::new(Format::NAMES).map(|name| name.parse().unwrap_or(Format::Table))
+}
+
+/// `--format table|json`, for the commands that have no CSV form.
+fn table_or_json() -> impl TypedValueParser<Value = Format> {
+    PossibleValuesParser::new(["table", "json"]).map(|name| name.parse().unwrap_or(Format::Table))
+}
+
+/// Exits as clap does on a usage error (exit code 2): what was expected,
+/// then the subcommand's usage.
+fn usage_error(subcommand: &str, message: &str) -> ! {
+    let mut cli = Cli::command();
+    cli.build();
+    let error = match cli.find_subcommand_mut(subcommand) {
+        Some(sub) => sub.error(clap::error::ErrorKind::ArgumentConflict, message),
+        None => Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message),
+    };
+    error.exit()
 }
 
 fn main() -> ExitCode {
@@ -400,6 +434,17 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
                     failed_if(results.iter().flat_map(|f| &f.cases).any(|c| !c.passed))
                 },
             )
+        }
+        Command::Backtest { from, to, format } => {
+            if from > to {
+                usage_error(
+                    "backtest",
+                    &format!("--from {from} is after --to {to}: expected --from on or before --to"),
+                );
+            }
+            let project = load(g, false)?;
+            report::backtest::backtest(out, &project, from, to, format, &mut |w| eprintln!("{w}"))?;
+            Ok(exit_code(&project))
         }
         Command::History { invoice, format } => {
             let config = Config::load(&g.dir, g.config.as_deref())?;

@@ -162,6 +162,69 @@ impl Customer {
     pub fn overdue_count(&self, today: NaiveDate) -> i64 {
         self.open_due_dates.partition_point(|d| *d < today) as i64
     }
+
+    /// The customer before any of its invoices: nothing open, nothing paid
+    /// (its identity and tags stay). A backtest counts the invoices back in
+    /// as they are issued and paid ([`Customer::count_open`], [`Payments`]).
+    pub fn forget_invoices(&mut self) {
+        self.open_count = 0;
+        self.total_due = Decimal::ZERO;
+        self.open_due_dates.clear();
+        Payments::default().set_aggregates(self);
+    }
+
+    /// Counts an open invoice in `open_count`, `total_due` and the due dates.
+    pub fn count_open(&mut self, inv: &Invoice) {
+        self.add_open_amounts(inv);
+        let at = self.open_due_dates.partition_point(|d| *d <= inv.due_date);
+        self.open_due_dates.insert(at, inv.due_date);
+    }
+
+    /// Takes back [`Customer::count_open`] of the same invoice, unchanged.
+    pub fn uncount_open(&mut self, inv: &Invoice) {
+        self.open_count = self.open_count.saturating_sub(1);
+        self.total_due = self.total_due.saturating_sub(inv.amount_due());
+        let at = self.open_due_dates.partition_point(|d| *d < inv.due_date);
+        if self.open_due_dates.get(at) == Some(&inv.due_date) {
+            self.open_due_dates.remove(at);
+        }
+    }
+
+    fn add_open_amounts(&mut self, inv: &Invoice) {
+        self.open_count = self.open_count.saturating_add(1);
+        // The feeds refuse the row that would take a customer's amounts
+        // past what a decimal holds (feed/customers.rs).
+        self.total_due = self.total_due.saturating_add(inv.amount_due());
+    }
+}
+
+/// A customer's settled invoices (those with a paid date), the source of
+/// `late_paid_ratio` and `avg_days_late`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Payments {
+    settled: i64,
+    late: i64,
+    days_late: i64,
+}
+
+impl Payments {
+    /// Counts an invoice due on `due` and paid on `paid` (early counts as on time).
+    pub fn add(&mut self, due: NaiveDate, paid: NaiveDate) {
+        let late = paid.signed_duration_since(due).num_days().max(0);
+        self.settled = self.settled.saturating_add(1);
+        self.late = self.late.saturating_add(i64::from(late > 0));
+        self.days_late = self.days_late.saturating_add(late);
+    }
+
+    /// Sets the customer's `late_paid_ratio` and `avg_days_late` from these
+    /// payments (both 0 without any).
+    pub fn set_aggregates(&self, customer: &mut Customer) {
+        let settled = Decimal::from(self.settled);
+        let ratio = Decimal::from(self.late).checked_div(settled);
+        let average = Decimal::from(self.days_late).checked_div(settled);
+        customer.late_paid_ratio = ratio.map_or(Decimal::ZERO, |r| r.round_dp(4).normalize());
+        customer.avg_days_late = average.map_or(Decimal::ZERO, |a| a.round_dp(2).normalize());
+    }
 }
 
 /// Declares [`InvoiceField`], its list [`InvoiceField::ALL`] and each
@@ -384,7 +447,7 @@ impl NumberIndex {
 }
 
 /// All the invoices of the feeds and their customers.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Ledger {
     pub invoices: Vec<Invoice>,
     pub customers: Vec<Customer>,
@@ -419,8 +482,7 @@ impl Ledger {
         let mut customer_index: hashbrown::HashMap<&str, u32> = hashbrown::HashMap::new();
         let mut customer_of = Vec::with_capacity(invoices.len());
         let mut customers: Vec<Customer> = Vec::new();
-        // Settled-invoice statistics per customer: (settled, late, total days late).
-        let mut settled: Vec<(i64, i64, i64)> = Vec::new();
+        let mut payments: Vec<Payments> = Vec::new();
         for inv in &invoices {
             let idx = *customer_index.entry(&inv.customer_id).or_insert_with(|| {
                 customers.push(Customer {
@@ -435,7 +497,7 @@ impl Ledger {
                     avg_days_late: Decimal::ZERO,
                     open_due_dates: Vec::new(),
                 });
-                settled.push((0, 0, 0));
+                payments.push(Payments::default());
                 // The one just pushed (a ledger holds fewer than 4 billion).
                 customers.len().saturating_sub(1) as u32
             });
@@ -453,32 +515,20 @@ impl Ledger {
                 }
             }
             if inv.is_open() {
-                c.open_count = c.open_count.saturating_add(1);
-                // The feeds refuse the row that would take a customer's
-                // amounts past what a decimal holds (feed/customers.rs).
-                c.total_due = c.total_due.saturating_add(inv.amount_due());
+                // Sorted once all are in: inserting each where it sorts
+                // would take a customer of many invoices quadratic time.
+                c.add_open_amounts(inv);
                 c.open_due_dates.push(inv.due_date);
             }
             if let Some(paid) = inv.paid_date {
-                let s = &mut settled[idx as usize];
-                let late = paid.signed_duration_since(inv.due_date).num_days().max(0);
-                s.0 = s.0.saturating_add(1);
-                s.1 = s.1.saturating_add(i64::from(late > 0));
-                s.2 = s.2.saturating_add(late);
+                payments[idx as usize].add(inv.due_date, paid);
             }
         }
         drop(customer_index);
-        for (c, (count, late, days)) in customers.iter_mut().zip(settled) {
+        for (c, paid) in customers.iter_mut().zip(payments) {
             c.open_due_dates.sort_unstable();
             c.tags.sort();
-            let count = Decimal::from(count);
-            if let (Some(ratio), Some(average)) = (
-                Decimal::from(late).checked_div(count),
-                Decimal::from(days).checked_div(count),
-            ) {
-                c.late_paid_ratio = ratio.round_dp(4).normalize();
-                c.avg_days_late = average.round_dp(2).normalize();
-            }
+            paid.set_aggregates(c);
         }
         let mut extra: Vec<String> = Vec::new();
         for inv in &invoices {
@@ -649,6 +699,53 @@ pub(crate) mod tests {
         assert_eq!(c.overdue_count(date("2026-05-01")), 2);
         assert_eq!(ledger.customer(InvoiceId::new(4)).open_count, 1);
         assert_eq!(ledger.find("O2"), Some(InvoiceId::new(3)));
+    }
+
+    #[test]
+    fn aggregates_counted_one_invoice_at_a_time_are_those_of_the_ledger() {
+        let mut late = invoice("P1", "C1", "2026-01-10", "10");
+        late.status = Status::Paid;
+        late.paid_date = Some(date("2026-01-30"));
+        let mut early = invoice("P2", "C1", "2026-02-10", "10");
+        early.status = Status::Paid;
+        early.paid_date = Some(date("2026-02-01"));
+        let open1 = invoice("O1", "C1", "2026-04-10", "100.50");
+        let open2 = invoice("O2", "C1", "2026-03-10", "200");
+        let open3 = invoice("O3", "C1", "2026-03-10", "7");
+        let whole = Ledger::new(vec![
+            late.clone(),
+            early.clone(),
+            open1.clone(),
+            open2.clone(),
+            open3.clone(),
+        ]);
+        let mut c = whole.customers[0].clone();
+        c.forget_invoices();
+        assert_eq!((c.open_count, c.late_paid_ratio), (0, Decimal::ZERO));
+        let mut payments = Payments::default();
+        for paid in [&late, &early] {
+            payments.add(paid.due_date, paid.paid_date.unwrap());
+        }
+        payments.set_aggregates(&mut c);
+        for open in [&open1, &open2, &open3] {
+            c.count_open(open);
+        }
+        let w = &whole.customers[0];
+        assert_eq!(
+            (c.open_count, c.total_due, &c.open_due_dates),
+            (w.open_count, w.total_due, &w.open_due_dates)
+        );
+        assert_eq!(
+            (c.late_paid_ratio, c.avg_days_late),
+            (w.late_paid_ratio, w.avg_days_late)
+        );
+        c.uncount_open(&open2);
+        assert_eq!(c.open_count, 2);
+        assert_eq!(c.total_due.to_string(), "107.50");
+        assert_eq!(
+            c.open_due_dates,
+            vec![date("2026-03-10"), date("2026-04-10")]
+        );
     }
 
     #[test]

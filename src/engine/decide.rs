@@ -284,6 +284,15 @@ fn visits(
     }
 }
 
+/// The latest reminder sent for an invoice, a thank-you aside: the one a
+/// thank-you follows, under its policy.
+fn last_reminder(marks: &[Mark]) -> Option<&Mark> {
+    marks
+        .iter()
+        .filter(|m| m.state == State::Sent && *m.stage != *ON_PAID)
+        .max_by_key(|m| m.date)
+}
+
 /// Whether the journal holds a reminder (not a skip) of this invoice for `date`.
 fn sent_on(marks: &[Mark], date: NaiveDate) -> bool {
     let mut reminders = marks.iter().filter(|m| m.state != State::Skipped);
@@ -526,6 +535,24 @@ impl Evaluator<'_> {
             .map(|why| format!("{} {date} is {why}", weekday(date)))
     }
 
+    /// Whether a settled invoice may still be thanked ([`Evaluator::thank`]):
+    /// it had a reminder, under a policy that thanks (`on_paid`), and that
+    /// policy's thank-you is not in the journal yet.
+    pub fn may_thank(&self, marks: &[Mark]) -> bool {
+        let Some(last) = last_reminder(marks) else {
+            return false;
+        };
+        self.policies
+            .iter()
+            .find(|p| *p.name == *last.policy)
+            .is_some_and(|policy| {
+                policy.on_paid().is_some()
+                    && !marks
+                        .iter()
+                        .any(|m| *m.policy == *policy.name && *m.stage == *ON_PAID)
+            })
+    }
+
     /// The policy's `on_paid` thank-you for a settled invoice that had a
     /// reminder sent before `date`: under the policy of the latest such
     /// reminder, once, on a sending day.
@@ -541,11 +568,7 @@ impl Evaluator<'_> {
         if !inv.is_settled() {
             return out;
         }
-        let Some(last) = marks
-            .iter()
-            .filter(|m| m.state == State::Sent && *m.stage != *ON_PAID)
-            .max_by_key(|m| m.date)
-        else {
+        let Some(last) = last_reminder(marks) else {
             return out;
         };
         // Paid the day of its reminder: thanked the next day, not in the

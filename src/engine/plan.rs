@@ -51,9 +51,6 @@ impl Evaluator<'_> {
         journal: &JournalView,
         only: Option<InvoiceId>,
     ) -> Plan {
-        let started = std::time::Instant::now();
-        let end = add_days(from, i64::from(days));
-        let daily = self.policies.iter().any(Policy::time_dependent);
         let all = (0..self.ledger.invoices.len()).map(InvoiceId::new);
         let invoices: Vec<InvoiceId> = match only {
             Some(i) => {
@@ -63,7 +60,22 @@ impl Evaluator<'_> {
             }
             None => all.collect(),
         };
-        let choices = self.choices_per_customer(from);
+        self.plan_invoices(from, days, journal, &invoices)
+    }
+
+    /// [`Evaluator::plan`] for these invoices of the ledger only (a
+    /// backtest's day: those issued and not yet paid, or owed a thank-you).
+    pub fn plan_invoices(
+        &self,
+        from: NaiveDate,
+        days: u32,
+        journal: &JournalView,
+        invoices: &[InvoiceId],
+    ) -> Plan {
+        let started = std::time::Instant::now();
+        let end = add_days(from, i64::from(days));
+        let daily = self.policies.iter().any(Policy::time_dependent);
+        let choices = self.choices_per_customer(from, invoices);
         let names: Vec<(Arc<str>, Vec<Arc<str>>)> = self
             .policies
             .iter()
@@ -138,8 +150,13 @@ impl Evaluator<'_> {
     }
 
     /// When every `applies_to` reads only the customer, the policy choice is
-    /// made once per customer instead of once per invoice.
-    fn choices_per_customer(&self, date: NaiveDate) -> Option<Vec<PolicyChoice>> {
+    /// made once per customer instead of once per invoice: for the customers
+    /// of `invoices` (the others' stay unmade, and are never read).
+    fn choices_per_customer(
+        &self,
+        date: NaiveDate,
+        invoices: &[InvoiceId],
+    ) -> Option<Vec<PolicyChoice>> {
         if !self
             .policies
             .iter()
@@ -149,10 +166,10 @@ impl Evaluator<'_> {
         }
         // Any invoice of the customer will do for the scope: the expressions do not read it.
         let mut representative = vec![usize::MAX; self.ledger.customers.len()];
-        for (invoice, &customer) in self.ledger.customer_of.iter().enumerate() {
-            let r = &mut representative[customer as usize];
+        for &invoice in invoices {
+            let r = &mut representative[self.ledger.customer_index(invoice)];
             if *r == usize::MAX {
-                *r = invoice;
+                *r = invoice.index();
             }
         }
         Some(
@@ -163,6 +180,9 @@ impl Evaluator<'_> {
                     chunk
                         .iter()
                         .map(|&invoice| {
+                            if invoice == usize::MAX {
+                                return PolicyChoice::default();
+                            }
                             self.variables(invoice, date, &[]).apply(&mut scope);
                             self.choose(&mut scope)
                         })

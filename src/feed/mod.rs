@@ -230,6 +230,60 @@ fn skip_bom(input: &mut impl BufRead) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A CSV feed's bytes on their way to the csv reader, with the places of
+/// their line ends noted. The csv reader locates a record where the one
+/// before it ended: before the `\n` of a CRLF line end, which it skips only
+/// when it reads the next record, and before the blank lines it skips. So a
+/// bad row of a Windows export, or after a blank line, would be reported a
+/// line (or more) too early; [`LineEnds::lines_skipped_at`] gives the lines
+/// to add.
+struct LineEnds<R> {
+    input: R,
+    /// The offset of the next byte read.
+    offset: u64,
+    /// The offsets of the `\r` and `\n` bytes read and not yet passed, each
+    /// with whether it ends a line (`\n`).
+    ends: std::collections::VecDeque<(u64, bool)>,
+}
+
+impl<R> LineEnds<R> {
+    fn new(input: R) -> Self {
+        LineEnds {
+            input,
+            offset: 0,
+            ends: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// How many lines end in the run of line-end bytes at `start`, where the
+    /// csv reader says a record starts: the lines it skips before the
+    /// record's first byte. The line ends before `start` are forgotten: the
+    /// reader never goes back.
+    fn lines_skipped_at(&mut self, start: u64) -> u64 {
+        while self.ends.front().is_some_and(|&(at, _)| at < start) {
+            self.ends.pop_front();
+        }
+        (start..)
+            .zip(&self.ends)
+            .take_while(|(next, (at, _))| at == next)
+            .map(|(_, &(_, newline))| u64::from(newline))
+            .sum()
+    }
+}
+
+impl<R: Read> Read for LineEnds<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.input.read(buf)?;
+        let read = &buf[..n];
+        let offset = self.offset;
+        self.ends.extend(
+            memchr::memchr2_iter(b'\r', b'\n', read).map(|i| (offset + i as u64, read[i] == b'\n')),
+        );
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
 /// Rows per batch: enough that handing a batch from thread to thread costs
 /// little next to converting it, few enough that a batch's invoices are
 /// still in the cache when they are kept.
@@ -420,8 +474,11 @@ struct FeedParser<'c> {
     file: Arc<PathBuf>,
     dates: DateFormat<'c>,
     default_currency: Shared,
-    /// The feed's own column names (as [`column_key`]) -> canonical field, from `columns`.
-    renamed: HashMap<String, usize>,
+    /// The feed's own column names (as [`column_key`]) -> the canonical
+    /// fields it gives (a set of [`InvoiceField::bit`]s), from `columns`:
+    /// one column may give several (an export whose customer column is only
+    /// an id gives `customer_id` and `customer_name`).
+    renamed: HashMap<String, u32>,
     /// The earliest and latest plausible issue and due dates.
     plausible: (NaiveDate, NaiveDate),
     /// `limits.field_chars`, and the longest row it allows, in bytes.
@@ -469,13 +526,12 @@ impl<'c> FeedParser<'c> {
                 ),
             )
         })?;
-        let renamed = feed
-            .columns
-            .iter()
-            .filter_map(|(canonical, foreign)| {
-                InvoiceField::feed_column(canonical).map(|i| (column_key(foreign), i))
-            })
-            .collect();
+        let mut renamed: HashMap<String, u32> = HashMap::new();
+        for (canonical, foreign) in &feed.columns {
+            if let Some(i) = InvoiceField::feed_column(canonical) {
+                *renamed.entry(column_key(foreign)).or_default() |= InvoiceField::ALL[i].bit();
+            }
+        }
         Ok(FeedParser {
             feed,
             file,
@@ -531,7 +587,7 @@ impl<'c> FeedParser<'c> {
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
             .flexible(true)
-            .from_reader(input);
+            .from_reader(LineEnds::new(input));
         let headers = reader.headers().map_err(|e| {
             Problem::error(
                 Location::line(&self.file, 1),
@@ -544,7 +600,15 @@ impl<'c> FeedParser<'c> {
             row.unreadable = None;
             match reader.read_record(&mut row.record) {
                 Ok(false) => return Ok(()),
-                Ok(true) => {}
+                Ok(true) => {
+                    if let Some(mut at) = row.record.position().cloned() {
+                        let skipped = reader.get_mut().lines_skipped_at(at.byte());
+                        if skipped > 0 {
+                            at.set_line(at.line() + skipped);
+                            row.record.set_position(Some(at));
+                        }
+                    }
+                }
                 Err(e) => {
                     if let csv::ErrorKind::Io(_) = e.kind() {
                         let csv::ErrorKind::Io(e) = e.into_kind() else {
@@ -552,7 +616,9 @@ impl<'c> FeedParser<'c> {
                         };
                         return Err(self.io_problem(e));
                     }
-                    let line = e.position().map_or(0, |p| p.line() as usize);
+                    let line = e.position().map_or(0, |p| {
+                        (p.line() + reader.get_mut().lines_skipped_at(p.byte())) as usize
+                    });
                     row.unreadable = Some(Problem::error(
                         Location::line(&self.file, line),
                         format!("unreadable row: {e}"),
@@ -963,6 +1029,25 @@ mod tests {
             let l = load(name, &format!("\u{feff}{content}"), |_| {});
             assert!(l.problems.is_empty(), "{name}: {:?}", l.problems);
             assert_eq!(l.invoices.len(), 1, "{name}");
+        }
+    }
+
+    #[test]
+    fn bad_rows_of_crlf_feeds_and_after_blank_lines_are_located_by_physical_line() {
+        let header = "number,customer_id,customer_name,issue_date,due_date,amount";
+        let good = "F1,C1,A,2026-01-01,2026-01-31,1";
+        let bad = "F2,C1,A,2026-01-01,2026-01-31,abc";
+        for (name, content) in [
+            ("crlf.csv", format!("{header}\r\n{good}\r\n{bad}\r\n")),
+            ("blank.csv", format!("{header}\n\n{good}\n\n\n{bad}\n")),
+            ("mixed.csv", format!("{header}\r\n\r\n{good}\n\r\n{bad}")),
+        ] {
+            let l = load(name, &content, |_| {});
+            let line_of =
+                |row: &str| content[..content.find(row).unwrap()].matches('\n').count() + 1;
+            let bad_line = line_of(bad);
+            assert_eq!(l.invoices[0].origin.line, line_of(good), "{name}");
+            assert_first_problem(&l, &format!("{name}:{bad_line}: amount:"));
         }
     }
 

@@ -214,7 +214,11 @@ impl FeedParser<'_> {
         let mut values = Row::new();
         for (value, column) in record.iter().zip(columns) {
             match column {
-                Column::Field(i) => values.set(*i, Cow::Borrowed(value)),
+                Column::Fields(fields) => {
+                    for i in fields.indices() {
+                        values.set(i, Cow::Borrowed(value));
+                    }
+                }
                 Column::Extra(name) => {
                     values.extra.insert(name.clone(), value.to_string());
                 }
@@ -283,41 +287,20 @@ impl FeedParser<'_> {
         let mut row = Row::new();
         let mut problems = Vec::new();
         for ((name, value), column) in object.iter().zip(&columns) {
-            let field = match column {
-                Column::Field(i) => Some(*i),
-                Column::Extra(_) => None,
-            };
-            let text: Option<Cow<str>> = match (value, field) {
-                (Value::Null, _) => None,
-                (Value::String(s), _) => Some(Cow::Borrowed(s.as_str())),
-                (Value::Number(n), Some(AMOUNT | AMOUNT_PAID)) => {
-                    Some(Cow::Owned(json_amount(n.as_str(), self.feed.decimal)))
-                }
-                (Value::Number(n), _) => Some(Cow::Owned(n.to_string())),
-                (Value::Bool(b), _) => Some(Cow::Owned(b.to_string())),
-                (Value::Array(items), Some(TAGS)) => Some(Cow::Owned(
-                    items
-                        .iter()
-                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
-                        .collect::<Vec<_>>()
-                        .join("|"),
-                )),
-                // Every other column is kept as text (SPEC §2): a nested
-                // object or array as its compact JSON, for scripts to inspect.
-                (Value::Object(_) | Value::Array(_), None) => Some(Cow::Owned(value.to_string())),
-                _ => {
-                    problems.push(Problem::error(
-                        self.location(line),
-                        format!("{name}: expected a string or a number"),
-                    ));
-                    None
-                }
-            };
-            let Some(text) = text else { continue };
-            match column {
-                Column::Field(i) => row.set(*i, text),
-                Column::Extra(name) => {
+            let Column::Fields(fields) = column else {
+                if let Some(text) = self.json_text(name, value, None, line, &mut problems) {
                     row.extra.insert(name.clone(), text.into_owned());
+                }
+                continue;
+            };
+            for i in fields.indices() {
+                let known = problems.len();
+                if let Some(text) = self.json_text(name, value, Some(i), line, &mut problems) {
+                    row.set(i, text);
+                }
+                // A value no field takes is reported once, not once per field.
+                if problems.len() > known {
+                    break;
                 }
             }
         }
@@ -325,6 +308,44 @@ impl FeedParser<'_> {
             return Err(problems);
         }
         self.invoice(row, line, converter)
+    }
+
+    /// A JSON value as the text of `field` (an extra column's when `None`),
+    /// or a problem when it is no value for it.
+    fn json_text<'v>(
+        &self,
+        name: &str,
+        value: &'v Value,
+        field: Option<usize>,
+        line: usize,
+        problems: &mut Vec<Problem>,
+    ) -> Option<Cow<'v, str>> {
+        match (value, field) {
+            (Value::Null, _) => None,
+            (Value::String(s), _) => Some(Cow::Borrowed(s.as_str())),
+            (Value::Number(n), Some(AMOUNT | AMOUNT_PAID)) => {
+                Some(Cow::Owned(json_amount(n.as_str(), self.feed.decimal)))
+            }
+            (Value::Number(n), _) => Some(Cow::Owned(n.to_string())),
+            (Value::Bool(b), _) => Some(Cow::Owned(b.to_string())),
+            (Value::Array(items), Some(TAGS)) => Some(Cow::Owned(
+                items
+                    .iter()
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            )),
+            // Every other column is kept as text (SPEC §2): a nested
+            // object or array as its compact JSON, for scripts to inspect.
+            (Value::Object(_) | Value::Array(_), None) => Some(Cow::Owned(value.to_string())),
+            _ => {
+                problems.push(Problem::error(
+                    self.location(line),
+                    format!("{name}: expected a string or a number"),
+                ));
+                None
+            }
+        }
     }
 
     /// Maps each column name of the feed to a canonical field or an extra column.
@@ -341,28 +362,31 @@ impl FeedParser<'_> {
         let mut giving: [Option<&str>; InvoiceField::ALL.len()] = Default::default();
         for name in names.map(str::trim) {
             let key = column_key(name);
-            let field = match self.renamed.get(&key) {
-                Some(i) => Some(*i),
+            let fields = match self.renamed.get(&key) {
+                Some(&mask) => Some(Fields(mask)),
                 // A canonical name mapped to another column is an extra column here.
                 None => InvoiceField::feed_column(&key)
-                    .filter(|_| !self.feed.columns.contains_key(&key)),
+                    .filter(|_| !self.feed.columns.contains_key(&key))
+                    .map(|i| Fields(InvoiceField::ALL[i].bit())),
             };
-            match field {
-                Some(i) => {
-                    if let Some(first) = giving[i].replace(name) {
-                        return Err(Problem::error(
-                            at(),
-                            if first == name {
-                                format!("duplicate column {name:?}")
-                            } else {
-                                format!(
-                                    "duplicate column {name:?}: {first:?} already gives {}",
-                                    field_name(i)
-                                )
-                            },
-                        ));
+            match fields {
+                Some(fields) => {
+                    for i in fields.indices() {
+                        if let Some(first) = giving[i].replace(name) {
+                            return Err(Problem::error(
+                                at(),
+                                if first == name {
+                                    format!("duplicate column {name:?}")
+                                } else {
+                                    format!(
+                                        "duplicate column {name:?}: {first:?} already gives {}",
+                                        field_name(i)
+                                    )
+                                },
+                            ));
+                        }
                     }
-                    columns.push(Column::Field(i));
+                    columns.push(Column::Fields(fields));
                 }
                 None => columns.push(Column::Extra(name.to_string())),
             }
@@ -401,7 +425,7 @@ impl FeedParser<'_> {
                 .filter(|&&f| {
                     !columns
                         .iter()
-                        .any(|c| matches!(c, Column::Field(i) if *i == f as usize))
+                        .any(|c| matches!(c, Column::Fields(given) if given.has(f as usize)))
                 })
                 .map(|f| f.name())
                 .collect();
@@ -653,8 +677,31 @@ impl Reading<'_> {
 }
 
 pub(super) enum Column {
-    Field(usize),
+    /// The canonical fields the column gives: one, or several when the
+    /// feed's `columns` maps them to it.
+    Fields(Fields),
     Extra(String),
+}
+
+/// A set of canonical fields, as [`InvoiceField::bit`]s: a column's, read
+/// for every row without an allocation.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Fields(u32);
+
+impl Fields {
+    /// The fields' places in a row's values, in [`InvoiceField::ALL`]'s order.
+    fn indices(self) -> impl Iterator<Item = usize> {
+        let mut left = self.0;
+        std::iter::from_fn(move || {
+            let i = left.trailing_zeros();
+            left &= left.checked_sub(1)?;
+            Some(i as usize)
+        })
+    }
+
+    fn has(self, index: usize) -> bool {
+        self.0 & (1 << index) != 0
+    }
 }
 
 /// Why a value is refused for its length.
@@ -698,6 +745,62 @@ mod tests {
         assert_eq!(l.invoices[0].amount.to_string(), "1234.56");
         assert_eq!(l.invoices[0].due_date.to_string(), "2024-02-29");
         assert_first_problem(&l, "fr.csv:3: due_date");
+    }
+
+    #[test]
+    fn one_column_gives_two_fields_us_dates_crlf() {
+        // An American export: a customer column that is only an id, m/d/yyyy
+        // dates without leading zeros, CRLF line ends, no email column.
+        let content = "Invoice #,Customer,Date,Due,Total,Date Paid\r\n1001,4417,1/5/2026,2/4/2026,250.00,2/19/2026\r\n1002,4417,12/30/2025,1/29/2026,80.00,\r\n";
+        let l = load("us.csv", content, |f| {
+            f.date_format = "%m/%d/%Y".into();
+            for (field, column) in [
+                ("number", "Invoice #"),
+                ("customer_id", "Customer"),
+                ("customer_name", "Customer"),
+                ("issue_date", "Date"),
+                ("due_date", "Due"),
+                ("amount", "Total"),
+                ("paid_date", "Date Paid"),
+            ] {
+                f.columns.insert(field.into(), column.into());
+            }
+        });
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        let inv = &l.invoices[0];
+        assert_eq!((&*inv.number, &*inv.customer_id), ("1001", "4417"));
+        assert_eq!(&*inv.customer_name, "4417");
+        assert_eq!(inv.issue_date.to_string(), "2026-01-05");
+        assert_eq!(
+            inv.paid_date.map(|d| d.to_string()).as_deref(),
+            Some("2026-02-19")
+        );
+        assert_eq!(&*inv.email, "");
+        assert_eq!(l.invoices[1].due_date.to_string(), "2026-01-29");
+        assert_eq!(
+            (l.invoices[0].origin.line, l.invoices[1].origin.line),
+            (2, 3)
+        );
+        // A column given twice for one field is still refused.
+        let l = load(
+            "us.csv",
+            "Customer,Client,number,issue_date,due_date,amount\n",
+            |f| {
+                f.columns.insert("customer_id".into(), "Customer".into());
+                f.columns.insert("customer_name".into(), "Customer".into());
+            },
+        );
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        let l = load(
+            "us.json",
+            r#"[{"number":"1","Customer":4417,"issue_date":"2026-01-01","due_date":"2026-01-31","amount":1}]"#,
+            |f| {
+                f.columns.insert("customer_id".into(), "Customer".into());
+                f.columns.insert("customer_name".into(), "Customer".into());
+            },
+        );
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        assert_eq!(&*l.invoices[0].customer_name, "4417");
     }
 
     #[test]

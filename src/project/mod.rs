@@ -1114,7 +1114,7 @@ impl Project {
 }
 
 /// The addresses of an invoice delivery accepts, each once, in its order.
-fn valid_addresses(inv: &Invoice) -> Vec<&str> {
+pub fn valid_addresses(inv: &Invoice) -> Vec<&str> {
     let mut valid: Vec<&str> = Vec::new();
     for address in inv.recipients() {
         if !valid.contains(&address) && crate::address::parse(address).is_ok() {

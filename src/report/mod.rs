@@ -16,6 +16,7 @@ use crate::model::InvoiceId;
 use crate::project::{Message, Project};
 use crate::text::{stage_label, table};
 
+pub mod backtest;
 pub mod explain;
 pub mod impact;
 mod test_results;
