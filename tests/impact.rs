@@ -27,6 +27,17 @@ fn baseline_of(folder: &Folder) -> Folder {
     baseline
 }
 
+/// The dunning policy of `folder` edited: its stages `before` (`None`: as
+/// the folder has them) are copied into a baseline, then replaced by `after`.
+fn edit_policy(folder: &Folder, before: Option<&[&str]>, after: &[&str]) -> Folder {
+    if let Some(stages) = before {
+        folder.write("rules/dunning.yaml", &policy("dunning", stages));
+    }
+    let baseline = baseline_of(folder);
+    folder.write("rules/dunning.yaml", &policy("dunning", after));
+    baseline
+}
+
 /// `preview --as-of AS_OF --baseline BASELINE [extra…]`.
 fn compare(folder: &Folder, baseline: &str, extra: &[&str]) -> Run {
     let args = [
@@ -124,8 +135,7 @@ fn set(names: &[&str]) -> BTreeSet<String> {
 #[test]
 fn a_moved_stage_changes_the_date_of_its_reminders_and_says_which_field() {
     let folder = dunning_folder("", &invoices(2));
-    let baseline = baseline_of(&folder);
-    folder.write("rules/dunning.yaml", &policy("dunning", &[&overdue_at(3)]));
+    let baseline = edit_policy(&folder, None, &[&overdue_at(3)]);
 
     let impact = impact_json(&folder, baseline.path());
     assert_eq!(
@@ -147,21 +157,11 @@ fn a_moved_stage_changes_the_date_of_its_reminders_and_says_which_field() {
 #[test]
 fn an_added_stage_adds_its_reminders_and_a_removed_one_removes_them() {
     let folder = dunning_folder("", &invoices(2));
-    folder.write(
-        "rules/dunning.yaml",
-        &policy(
-            "dunning",
-            &[&overdue_at(1), "{id: late, offset: 10, template: overdue}"],
-        ),
-    );
-    let baseline = baseline_of(&folder);
     // `late` gives way to `firm`, a week after the due date.
-    folder.write(
-        "rules/dunning.yaml",
-        &policy(
-            "dunning",
-            &[&overdue_at(1), "{id: firm, offset: 7, template: overdue}"],
-        ),
+    let baseline = edit_policy(
+        &folder,
+        Some(&[&overdue_at(1), "{id: late, offset: 10, template: overdue}"]),
+        &[&overdue_at(1), "{id: firm, offset: 7, template: overdue}"],
     );
 
     let impact = impact_json(&folder, baseline.path());
@@ -207,13 +207,10 @@ fn a_new_subject_in_a_template_changes_the_subject_only() {
 #[test]
 fn a_stage_sent_by_letter_instead_of_email_changes_its_channel_and_recipient() {
     let folder = dunning_folder("", &invoices(1));
-    let baseline = baseline_of(&folder);
-    folder.write(
-        "rules/dunning.yaml",
-        &policy(
-            "dunning",
-            &["{id: overdue, offset: 1, channel: letter, template: overdue}"],
-        ),
+    let baseline = edit_policy(
+        &folder,
+        None,
+        &["{id: overdue, offset: 1, channel: letter, template: overdue}"],
     );
 
     let impact = impact_json(&folder, baseline.path());
@@ -295,20 +292,10 @@ fn both_plans_read_the_folders_feeds_and_journal_not_the_baselines() {
 #[test]
 fn the_json_has_exactly_the_documented_keys_and_rows_shaped_like_preview_rows() {
     let folder = dunning_folder("", &invoices(2));
-    folder.write(
-        "rules/dunning.yaml",
-        &policy(
-            "dunning",
-            &[&overdue_at(1), "{id: late, offset: 10, template: overdue}"],
-        ),
-    );
-    let baseline = baseline_of(&folder);
-    folder.write(
-        "rules/dunning.yaml",
-        &policy(
-            "dunning",
-            &[&overdue_at(3), "{id: firm, offset: 7, template: overdue}"],
-        ),
+    let baseline = edit_policy(
+        &folder,
+        Some(&[&overdue_at(1), "{id: late, offset: 10, template: overdue}"]),
+        &[&overdue_at(3), "{id: firm, offset: 7, template: overdue}"],
     );
     let preview = folder
         .run(&["preview", "--as-of", AS_OF, "--format", "json"])
@@ -345,20 +332,10 @@ fn the_json_has_exactly_the_documented_keys_and_rows_shaped_like_preview_rows() 
 #[test]
 fn the_table_groups_rows_by_policy_and_stage_with_their_counts() {
     let folder = dunning_folder("", &invoices(2));
-    folder.write(
-        "rules/dunning.yaml",
-        &policy(
-            "dunning",
-            &[&overdue_at(1), "{id: late, offset: 10, template: overdue}"],
-        ),
-    );
-    let baseline = baseline_of(&folder);
-    folder.write(
-        "rules/dunning.yaml",
-        &policy(
-            "dunning",
-            &[&overdue_at(3), "{id: firm, offset: 7, template: overdue}"],
-        ),
+    let baseline = edit_policy(
+        &folder,
+        Some(&[&overdue_at(1), "{id: late, offset: 10, template: overdue}"]),
+        &[&overdue_at(3), "{id: firm, offset: 7, template: overdue}"],
     );
 
     let run = compare(&folder, baseline.path().to_str().unwrap(), &[]).expect_code(0);
@@ -386,13 +363,10 @@ removed  2026-12-10  F002     Customer 2  late   email    Invoice F002 is overdu
 #[test]
 fn a_table_shows_fifty_rows_of_a_stage_unless_all_are_asked_for() {
     let folder = dunning_folder("", &invoices(60));
-    let baseline = baseline_of(&folder);
-    folder.write(
-        "rules/dunning.yaml",
-        &policy(
-            "dunning",
-            &[&overdue_at(1), "{id: firm, offset: 7, template: overdue}"],
-        ),
+    let baseline = edit_policy(
+        &folder,
+        None,
+        &[&overdue_at(1), "{id: firm, offset: 7, template: overdue}"],
     );
     let baseline = baseline.path().to_str().unwrap();
 
