@@ -421,34 +421,6 @@ fn the_readme_excerpt_is_what_the_shipped_folder_prints() {
 
 // --- A git revision as the baseline --------------------------------------------
 
-/// Runs `git ARGS…` in `dir` (no user config), failing the test with what
-/// git said; without git, the test fails saying how to install it.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
-        .args([
-            "-c",
-            "commit.gpgsign=false",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("these tests need the git command line tool ({e}): apt-get install git")
-        });
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 /// A git repository holding a dunning folder in its subfolder `finance/`,
 /// committed: (the repository, the folder).
 fn repository_with_a_folder(invoices_n: usize) -> (Folder, std::path::PathBuf) {

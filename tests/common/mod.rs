@@ -11,6 +11,14 @@ pub fn relance() -> Command {
     Command::new(env!("CARGO_BIN_EXE_relance"))
 }
 
+/// The binary with its log level pinned, whatever the environment says.
+fn relance_logging_info() -> Command {
+    let mut cmd = relance();
+    cmd.env("RELANCE_LOG", "info");
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
 /// What a finished command printed and returned.
 #[derive(Debug)]
 pub struct Run {
@@ -144,16 +152,30 @@ impl Folder {
 
     /// `relance --dir FOLDER ARGS…`, with the log level pinned.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = relance();
+        let mut cmd = relance_logging_info();
         cmd.arg("--dir").arg(self.path()).args(args);
-        cmd.env("RELANCE_LOG", "info");
-        cmd.env_remove("RUST_LOG");
+        cmd
+    }
+
+    /// `relance ARGS…` run from inside the folder, as a person types it
+    /// there (the paths it prints are relative), with the log level pinned.
+    pub fn command_inside(&self, args: &[&str]) -> Command {
+        let mut cmd = relance_logging_info();
+        cmd.current_dir(self.path()).args(args);
         cmd
     }
 
     /// Runs `relance --dir FOLDER ARGS…` to completion.
     pub fn run(&self, args: &[&str]) -> Run {
         self.command(args).output().expect("run relance").into()
+    }
+
+    /// Runs `relance ARGS…` from inside the folder to completion.
+    pub fn run_inside(&self, args: &[&str]) -> Run {
+        self.command_inside(args)
+            .output()
+            .expect("run relance")
+            .into()
     }
 }
 
@@ -278,6 +300,36 @@ pub fn csv_delimited(rows: &[Inv], delimiter: u8) -> String {
         writer.write_record(&row.0).expect("write a row");
     }
     String::from_utf8(writer.into_inner().expect("flush the feed")).expect("UTF-8")
+}
+
+/// Runs `git ARGS…` in `dir` (no user config), failing the test with what
+/// git said; without git, the test fails saying how to install it.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let output = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=Test", "-c", "user.email=test@example.com"])
+        .args([
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "these tests need the git command line tool ({e}); install git: apt-get install git"
+            )
+        });
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 // ---------------------------------------------------------------------------
