@@ -421,19 +421,22 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
                 }
             };
             report::problems_text(&mut io::stderr(), &project.problems)?;
+            if project.has_rule_errors() {
+                // Every case would fail for the one error above, and bury it.
+                eprintln!("relance: policy tests not run: the rules have errors (located above)");
+                return Ok(ExitCode::from(2));
+            }
             let files = relance::test_files(&project.config, &files);
             let results = relance::run_tests(&project, &files);
             for file in &results {
                 report::problems_text(&mut io::stderr(), &file.problems)?;
             }
             report::policy_tests(out, &results, format)?;
-            Ok(
-                if project.has_rule_errors() || results.iter().any(|f| !f.loaded()) {
-                    ExitCode::from(2)
-                } else {
-                    failed_if(results.iter().flat_map(|f| &f.cases).any(|c| !c.passed))
-                },
-            )
+            Ok(if results.iter().any(|f| !f.loaded()) {
+                ExitCode::from(2)
+            } else {
+                failed_if(results.iter().flat_map(|f| &f.cases).any(|c| !c.passed))
+            })
         }
         Command::Backtest { from, to, format } => {
             if from > to {

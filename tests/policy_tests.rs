@@ -481,6 +481,12 @@ fn test_reads_no_feed_and_reports_a_broken_policy_with_exit_2() {
     );
     let run = f.run(&["test"]).expect_code(2);
     assert_contains(&run.stderr, "rules/broken.yaml:2:");
+    // Not a screen of failed cases that bury the error.
+    assert_contains(
+        &run.stderr,
+        "relance: policy tests not run: the rules have errors (located above)",
+    );
+    assert_eq!(run.stdout, "");
     f.write("relance.yaml", "languag: fr\n");
     let run = f.run(&["test"]).expect_code(2);
     assert_contains(&run.stderr, "relance.yaml:1:1: unknown field `languag`");
