@@ -38,6 +38,12 @@ pub struct Config {
     #[serde(deserialize_with = "crate::calendar::de_opt_time")]
     pub send_time: Option<chrono::NaiveTime>,
     pub rates: Rates,
+    /// How considerate relance is with a customer; a policy may override each key.
+    pub contact: Contact,
+    /// What an invoice relance never wrote about gets first (a policy may override).
+    pub first_contact: FirstContact,
+    /// The address replies go to (`Reply-To:`), when not the sender's; a policy may set its own.
+    pub reply_to: Option<String>,
     /// The folder paths are relative to (the config file's folder); not read from YAML.
     #[serde(skip)]
     pub base: PathBuf,
@@ -66,10 +72,40 @@ impl Default for Config {
             holidays: HolidaySettings::default(),
             send_time: None,
             rates: Rates::default(),
+            contact: Contact::default(),
+            first_contact: FirstContact::default(),
+            reply_to: None,
             base: PathBuf::from("."),
             file: None,
         }
     }
+}
+
+/// Contact pressure (`contact:` in the config or a policy): customers are
+/// not flooded. The defaults are the contract's: each reminder its own
+/// message, no minimum gap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Contact {
+    /// All of one customer's email reminders of a day go out as one message
+    /// (the `combined` template).
+    pub combine: bool,
+    /// At least this many days between two email messages to one customer
+    /// (0: no minimum); a stage with `urgent: true` does not wait.
+    pub min_days_between: u32,
+}
+
+/// What an invoice relance has never written about gets first
+/// (`first_contact:` in the config or a policy).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirstContact {
+    /// The latest stage reached, the earlier ones skipped (docs/contract.md §4).
+    #[default]
+    Latest,
+    /// The first stage after the due date, the later ones following at the
+    /// policy's gaps: a first contact is never a legal step.
+    Restart,
 }
 
 /// The sender's identity, shown in templates as `company.*`. Any extra key

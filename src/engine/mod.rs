@@ -105,7 +105,7 @@ mod tests {
     use crate::journal::JournalView;
     use crate::model::Invoice;
     use crate::model::tests::date;
-    use crate::rules::{load_holds, load_policies};
+    use crate::rules::{PolicyDefaults, load_holds, load_policies};
 
     /// A folder of rules and a ledger: what the engine's tests decide with.
     pub(super) struct Fixture {
@@ -142,7 +142,11 @@ mod tests {
         let mut problems = Problems::default();
         let scripts = Scripts::load(dir.path(), &Default::default(), &mut problems);
         let limits = Default::default();
-        let policies = load_policies(dir.path(), &scripts, window, limits, &mut problems);
+        let defaults = PolicyDefaults {
+            window: window.clone(),
+            ..PolicyDefaults::default()
+        };
+        let policies = load_policies(dir.path(), &scripts, &defaults, limits, &mut problems);
         let holds = load_holds(dir.path(), limits, &mut problems);
         assert!(!problems.has_errors(), "{problems:?}");
         Fixture {

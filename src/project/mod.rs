@@ -17,7 +17,8 @@ use crate::journal::{group_token, reminder_token};
 use crate::model::{Invoice, InvoiceId, Ledger, NumberIndex, Origin, Status};
 use crate::render::{Rendered, StatementLine, Templates, message_context};
 use crate::rules::{
-    Channel, Grouping, HoldTarget, Holds, Policy, Stage, Trigger, load_holds, load_policies,
+    Channel, Grouping, HoldTarget, Holds, Policy, PolicyDefaults, Stage, Trigger, load_holds,
+    load_policies,
 };
 use crate::rules::{CustomerView, InvoiceView, Scripts, Variables};
 
@@ -48,8 +49,8 @@ impl Rulebook {
         }
         let scripts = Arc::new(Scripts::load(&rules, &config.rates, &mut problems));
         let limits = config.limits.rules();
-        let window = config.send_window();
-        let policies = load_policies(&rules, &scripts, &window, limits, &mut problems);
+        let defaults = PolicyDefaults::of(config);
+        let policies = load_policies(&rules, &scripts, &defaults, limits, &mut problems);
         let holds = load_holds(&rules, limits, &mut problems);
         let templates_dir = config.path(&config.templates);
         if !templates_dir.is_dir() {

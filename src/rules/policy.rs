@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::calendar::add_days;
 use crate::calendar::{Calendar, HolidaySettings, SendWindow, Shift};
+use crate::config::{Config, Contact, FirstContact};
 use crate::diagnostics::{Location, Problems, key_location, locate_yaml_key};
 use crate::diagnostics::{RuleLimits, parse_yaml, read_rule_file, yaml_files};
 use crate::model::{Id, Invoice};
@@ -126,7 +127,23 @@ struct PolicyFile {
     send_time: Option<NaiveTime>,
     #[serde(default)]
     discount: Option<DiscountTerms>,
+    /// The config's `contact`, overridden key by key.
+    #[serde(default)]
+    contact: Option<ContactFile>,
+    #[serde(default)]
+    first_contact: Option<FirstContact>,
+    #[serde(default)]
+    reply_to: Option<String>,
     stages: Vec<StageFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContactFile {
+    #[serde(default)]
+    combine: Option<bool>,
+    #[serde(default)]
+    min_days_between: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -156,6 +173,16 @@ struct StageFile {
     shift: Shift,
     #[serde(default)]
     group: Option<Grouping>,
+    #[serde(default)]
+    urgent: bool,
+    #[serde(default)]
+    approve: bool,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    cc: Vec<String>,
+    #[serde(default)]
+    bcc: Vec<String>,
 }
 
 /// The events a stage can fire on (`on:`).
@@ -177,6 +204,16 @@ pub struct Stage {
     /// Where a date that is not a sending day moves to.
     pub shift: Shift,
     pub group: Grouping,
+    /// Goes out despite `contact.min_days_between` (legal notices).
+    pub urgent: bool,
+    /// Waits for `relance approve` (journaled `awaiting_approval`) instead of going out.
+    pub approve: bool,
+    /// The feed column its message goes to, instead of `email` (which it
+    /// falls back to when the column is empty).
+    pub to: Option<String>,
+    /// Feed columns whose addresses get a copy, and a blind copy.
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
     /// The `- id:` line, for messages about the stage.
     pub location: Location,
     /// The `template:` line, for messages about a missing template.
@@ -202,6 +239,11 @@ impl Stage {
             repeat: None,
             shift: Shift::Later,
             group: Grouping::Invoice,
+            urgent: false,
+            approve: false,
+            to: None,
+            cc: Vec::new(),
+            bcc: Vec::new(),
             location: Location::file(Path::new("")),
             template_location: Location::file(Path::new("")),
         }
@@ -244,7 +286,31 @@ pub struct Policy {
     /// Days after a promised payment date before reminders resume.
     pub promise_grace: u32,
     pub window: SendWindow,
+    /// The config's `contact`, `first_contact` and `reply_to`, with the policy's own keys.
+    pub contact: Contact,
+    pub first_contact: FirstContact,
+    pub reply_to: Option<String>,
     pub file: PathBuf,
+}
+
+/// What a policy takes from the config unless it sets its own.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyDefaults {
+    pub window: SendWindow,
+    pub contact: Contact,
+    pub first_contact: FirstContact,
+    pub reply_to: Option<String>,
+}
+
+impl PolicyDefaults {
+    pub fn of(config: &Config) -> PolicyDefaults {
+        PolicyDefaults {
+            window: config.send_window(),
+            contact: config.contact,
+            first_contact: config.first_contact,
+            reply_to: config.reply_to.clone(),
+        }
+    }
 }
 
 impl Policy {
@@ -260,6 +326,9 @@ impl Policy {
             stages: Vec::new(),
             promise_grace: 0,
             window: SendWindow::default(),
+            contact: Contact::default(),
+            first_contact: FirstContact::default(),
+            reply_to: None,
             file: PathBuf::new(),
         }
     }
@@ -368,12 +437,12 @@ pub fn is_test_file(path: &Path) -> bool {
 
 /// Loads every policy of `dir`, sorted by priority (highest first), then name.
 /// A policy that does not load is reported and left out; the others run.
-/// `window` is the config's send window, which a policy may override.
-/// Each file is held to `limits` (the config's `limits:`).
+/// `defaults` are the config's send window, contact rules and reply-to,
+/// which a policy may override. Each file is held to `limits` (the config's `limits:`).
 pub fn load_policies(
     dir: &Path,
     scripts: &Scripts,
-    window: &SendWindow,
+    defaults: &PolicyDefaults,
     limits: RuleLimits,
     problems: &mut Problems,
 ) -> Vec<Policy> {
@@ -388,7 +457,7 @@ pub fn load_policies(
         let Some(file) = parse_yaml::<PolicyFile>(&path, &source, problems) else {
             continue;
         };
-        if let Some(policy) = compile_policy(file, &path, &source, scripts, window, problems) {
+        if let Some(policy) = compile_policy(file, &path, &source, scripts, defaults, problems) {
             if let Some(other) = policies.iter().find(|p| p.name == policy.name) {
                 problems.error(
                     key_location(&path, &source, 1, "name", None),
@@ -428,7 +497,7 @@ fn compile_policy(
     path: &Path,
     source: &str,
     scripts: &Scripts,
-    window: &SendWindow,
+    defaults: &PolicyDefaults,
     problems: &mut Problems,
 ) -> Option<Policy> {
     let before = problems.len();
@@ -445,8 +514,14 @@ fn compile_policy(
         file.send_days.as_deref(),
         file.holidays.as_ref(),
         file.send_time,
-        window,
+        &defaults.window,
     );
+    let contact = file.contact.as_ref().map_or(defaults.contact, |c| Contact {
+        combine: c.combine.unwrap_or(defaults.contact.combine),
+        min_days_between: c
+            .min_days_between
+            .unwrap_or(defaults.contact.min_days_between),
+    });
     if problems.len() > before && problems.0[before..].iter().any(|p| p.is_error()) {
         return None;
     }
@@ -460,6 +535,9 @@ fn compile_policy(
         stages,
         promise_grace: file.promise_grace,
         window,
+        contact,
+        first_contact: file.first_contact.unwrap_or(defaults.first_contact),
+        reply_to: file.reply_to.or_else(|| defaults.reply_to.clone()),
         file: path.to_path_buf(),
     })
 }
@@ -600,6 +678,11 @@ impl Compiler<'_> {
             repeat: s.repeat,
             shift: s.shift,
             group: s.group.unwrap_or(group),
+            urgent: s.urgent,
+            approve: s.approve,
+            to: s.to,
+            cc: s.cc,
+            bcc: s.bcc,
             location,
         }
     }
@@ -718,6 +801,11 @@ impl Compiler<'_> {
             repeat: None,
             shift: Shift::Later,
             group: Grouping::Invoice,
+            urgent: false,
+            approve: false,
+            to: None,
+            cc: Vec::new(),
+            bcc: Vec::new(),
             template_location,
             location,
         }
@@ -775,7 +863,7 @@ mod tests {
         let policies = load_policies(
             dir.path(),
             &Scripts::empty(),
-            &SendWindow::default(),
+            &PolicyDefaults::default(),
             RuleLimits::default(),
             &mut problems,
         );
