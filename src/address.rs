@@ -39,6 +39,19 @@ pub fn parse(address: &str) -> Result<lettre::Address, String> {
         .map_err(|e: lettre::address::AddressError| format!("not an email address ({e})"))
 }
 
+/// Why a list of addresses the config or a policy sets (`reply_to:`) is
+/// refused, if it is: an address delivery would refuse, or none at all.
+pub fn refused_in(list: &str) -> Option<String> {
+    let mut any = false;
+    for address in split(list) {
+        any = true;
+        if let Err(why) = parse(address) {
+            return Some(format!("{address:?}: {why}"));
+        }
+    }
+    (!any).then(|| "no address".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +78,15 @@ mod tests {
             let e = parse(bad).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_list_is_refused_for_its_first_bad_address_or_for_having_none() {
+        assert_eq!(refused_in("a@x.fr; b@y.fr"), None);
+        assert_eq!(
+            refused_in("a@x.fr, Boss <b@y.fr>").unwrap(),
+            "\"Boss <b@y.fr>\": a display name is not accepted: write the address alone (the message carries the customer's name)"
+        );
+        assert_eq!(refused_in(" ; ").unwrap(), "no address");
     }
 }

@@ -574,6 +574,16 @@ impl Config {
                 );
             }
         }
+        if let Some(why) = self
+            .reply_to
+            .as_deref()
+            .and_then(crate::address::refused_in)
+        {
+            problems.error(
+                at("reply_to"),
+                format!("reply_to: {why}: expected the address replies go to (e.g. reply_to: recouvrement@example.com)"),
+            );
+        }
         if self.schedule.every.is_some() && self.schedule.at.is_some() {
             problems.error(
                 at("schedule"),

@@ -135,6 +135,10 @@ impl JournalView {
 pub struct JournalRow {
     #[serde(flatten)]
     pub identity: Identity,
+    /// The customer the invoice belonged to when the reminder was decided;
+    /// `None` in rows journaled before customers were recorded (`history`
+    /// finds theirs through the feeds).
+    pub customer_id: Option<String>,
     pub state: State,
     /// The evaluation date it belongs to.
     pub date: String,
@@ -160,6 +164,7 @@ impl JournalRow {
     pub fn new(identity: Identity, state: State, date: &str) -> JournalRow {
         JournalRow {
             identity,
+            customer_id: None,
             state,
             date: date.to_string(),
             channel: String::new(),
@@ -190,6 +195,7 @@ impl JournalRow {
             .unwrap_or_else(|| identity.token());
         Ok(JournalRow {
             identity,
+            customer_id: r.get(16)?,
             state: State::parse(&r.get::<_, String>(4)?).unwrap_or(State::Planned),
             date: r.get(5)?,
             channel: r.get(6)?,
@@ -208,12 +214,12 @@ impl JournalRow {
 
 /// The columns [`JournalRow::read`] reads.
 const ROW_COLUMNS: &str = "invoice, policy, stage, occurrence, state, date, channel, recipient, subject, \
-     message_id, message, attempts, last_error, owner, created_at, updated_at";
+     message_id, message, attempts, last_error, owner, created_at, updated_at, customer_id";
 
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Migrations, in order; `user_version` records how many have run.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     "CREATE TABLE reminder (
         id          INTEGER PRIMARY KEY,
         invoice     TEXT NOT NULL,
@@ -239,6 +245,10 @@ const MIGRATIONS: [&str; 2] = [
     // reminders of a day grouped into one email share it, and after a crash
     // it names the file that proves the message was delivered.
     "ALTER TABLE reminder ADD COLUMN message TEXT NOT NULL DEFAULT '';",
+    // The customer a reminder was for: a customer's history keeps the
+    // invoices that have left the feeds. Rows from before stay NULL.
+    "ALTER TABLE reminder ADD COLUMN customer_id TEXT;
+    CREATE INDEX reminder_customer ON reminder (customer_id);",
 ];
 
 pub struct Journal {
@@ -475,8 +485,8 @@ impl Journal {
         let id = &row.identity;
         let n = self.sql(self.conn.execute(
             "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, channel, recipient, subject,
-                                   message_id, last_error, owner, created_at, updated_at, message)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14)
+                                   message_id, last_error, owner, created_at, updated_at, message, customer_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15)
              ON CONFLICT (invoice, policy, stage, occurrence) DO NOTHING",
             params![
                 id.invoice,
@@ -492,7 +502,8 @@ impl Journal {
                 row.last_error,
                 std::process::id(),
                 now,
-                row.message
+                row.message,
+                row.customer_id
             ],
         ))?;
         Ok(n == 1)

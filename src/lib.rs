@@ -67,6 +67,7 @@ pub use impact::{Baseline, HORIZON_DAYS, Impact, impact};
 pub use journal::{Journal, JournalView};
 pub use model::{Id, InvoiceId};
 pub use policy_tests::{Expected, TestCase, TestFile, check_tests, run_tests, test_files};
+pub use project::history::{HistoryFilter, history};
 pub use project::{Message, Options, Project};
 pub use report::explain::{Explanation, explain};
 pub use rules::{PolicyId, StageId};

@@ -10,7 +10,7 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use relance::report::{self, Format, PreviewRequest};
-use relance::{Baseline, Config, Daemon, Journal, Options, Project, RunOptions};
+use relance::{Baseline, Config, Daemon, HistoryFilter, Journal, Options, Project, RunOptions};
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -153,6 +153,9 @@ enum Command {
     /// The journal, newest first.
     History {
         invoice: Option<String>,
+        /// Only what concerns this customer (its customer_id): all of its invoices.
+        #[arg(long)]
+        customer: Option<String>,
         #[arg(long, default_value = "table", value_parser = format_parser())]
         format: Format,
     },
@@ -449,9 +452,18 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             report::backtest::backtest(out, &project, from, to, format, &mut |w| eprintln!("{w}"))?;
             Ok(exit_code(&project))
         }
-        Command::History { invoice, format } => {
+        Command::History {
+            invoice,
+            customer,
+            format,
+        } => {
             let config = Config::load(&g.dir, g.config.as_deref())?;
-            let entries = Journal::history_at(&config.path(&config.journal), invoice.as_deref())?;
+            let filter = HistoryFilter {
+                invoice: invoice.as_deref(),
+                customer: customer.as_deref(),
+                customers: format != Format::Table,
+            };
+            let entries = relance::history(&config, &options(g), filter)?;
             report::history(out, &entries, format)?;
             Ok(ExitCode::SUCCESS)
         }

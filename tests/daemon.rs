@@ -525,6 +525,8 @@ fn letters_calls_and_tasks_become_files_in_tasks_and_are_journaled() {
             "2026-12-01.F2026-0080.standard.formal_notice.0.letter.pdf",
             "2026-12-01.F2026-0080.standard.formal_notice.0.letter.txt",
             "2026-12-01.F2026-0203.key_accounts.account_call.0.call.txt",
+            // The day's three letters in one file to print.
+            "letters-2026-12-01.pdf",
             "worklist.csv",
         ]
     );

@@ -26,7 +26,10 @@ impl Daemon {
     /// One evaluation: finish what the journal still owes, then decide and
     /// deliver today's reminders through the same path `preview` uses.
     pub fn evaluate(&mut self, now: DateTime<Utc>) -> Result<Report> {
-        let mut report = self.evaluate_today(now)?;
+        let today = self.evaluate_today(now);
+        // Even after an error: the letters written before it are posted too.
+        self.bind_letters();
+        let mut report = today?;
         if let (Some(journal), false) = (&self.journal, self.run.dry_run) {
             let (retries, next) = journal.retries()?;
             report.retries = retries;
@@ -43,6 +46,20 @@ impl Daemon {
             }
         }
         Ok(report)
+    }
+
+    /// The file of each day's letters, written again for the days that
+    /// have new ones (see [`Deliverer::bind_letters`]). A failure is logged:
+    /// the letters themselves are delivered, and a later pass tries again.
+    fn bind_letters(&self) {
+        match self.deliverer.bind_letters() {
+            Ok(files) => {
+                for file in files {
+                    tracing::info!(file = %file.display(), "the day's letters, in one file to print");
+                }
+            }
+            Err(e) => tracing::warn!("the day's letters in one file: {e}"),
+        }
     }
 
     /// [`Daemon::evaluate`] before it counts the retries still pending.
@@ -238,6 +255,7 @@ impl Daemon {
             let row = JournalRow {
                 channel: policy.stages[s.stage].channel.as_str().to_string(),
                 last_error: reason,
+                customer_id: Some(self.customer_of(s)),
                 ..JournalRow::new(identity, State::Skipped, &date_s)
             };
             journal.insert(&row, &now_s)?;
@@ -255,6 +273,7 @@ impl Daemon {
                     subject: r.subject.clone(),
                     message_id: message_id.clone(),
                     message: r.message.clone(),
+                    customer_id: Some(self.customer_of(&planned)),
                     ..JournalRow::new(identity, State::Planned, &date_s)
                 };
                 // Another process may have planned it a moment ago: then it is theirs.
@@ -274,6 +293,14 @@ impl Daemon {
         }
         tx.commit()?;
         Ok(mine)
+    }
+
+    /// The customer a reminder is for, as the journal keeps it: the
+    /// invoice may leave the feeds, its history stays the customer's.
+    fn customer_of(&self, planned: &Reminder) -> String {
+        self.project.ledger.invoices[planned.invoice]
+            .customer_id
+            .to_string()
     }
 
     /// The journal's identity of a planned reminder.

@@ -53,7 +53,14 @@ impl Proofs<'_> {
         // but not yet synced may be there and empty. Only content proves delivery.
         let written = |file: &Path| std::fs::metadata(file).is_ok_and(|m| m.len() > 0);
         let delivered = match channel {
-            Channel::Letter => written(&d.pdf_for(&file)) && written(&file),
+            Channel::Letter => {
+                let delivered = written(&d.pdf_for(&file)) && written(&file);
+                if delivered {
+                    // Its day's file may have been written without it.
+                    d.letter_written(date);
+                }
+                delivered
+            }
             Channel::Task => self
                 .worklist
                 .get_or_insert_with(|| tasks::worklist_messages(&d.worklist()))
@@ -189,6 +196,9 @@ pub struct Deliverer {
     unsynced: std::sync::Mutex<Vec<PathBuf>>,
     /// See [`Deliverer::connections`].
     connections: usize,
+    /// Days whose letters were written, or found written, since the last
+    /// [`Deliverer::bind_letters`].
+    letter_days: std::sync::Mutex<std::collections::BTreeSet<chrono::NaiveDate>>,
 }
 
 impl Deliverer {
@@ -246,6 +256,7 @@ impl Deliverer {
             from,
             placeholder_sender,
             unsynced: std::sync::Mutex::new(Vec::new()),
+            letter_days: std::sync::Mutex::default(),
         })
     }
 
@@ -314,6 +325,82 @@ impl Deliverer {
         txt.with_extension("pdf")
     }
 
+    /// The file of all the letters of `date`, for one print run.
+    fn letters_of_the_day(&self, date: chrono::NaiveDate) -> PathBuf {
+        self.tasks.join(format!("letters-{date}.pdf"))
+    }
+
+    /// Notes that a letter of `date` is in the tasks folder: the next
+    /// [`Deliverer::bind_letters`] writes that day's file again.
+    fn letter_written(&self, date: chrono::NaiveDate) {
+        self.letter_days
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(date);
+    }
+
+    /// Writes `tasks/letters-DATE.pdf` for each day a letter was written
+    /// (or found written after a crash) since the last call: every letter
+    /// of that day, in the order of their file names, each starting on a
+    /// new page, so that one print run posts them all. It is made of the
+    /// day's letter files, so it holds the letters of the day's earlier
+    /// runs too. Written atomically, then synced; a day that fails is kept
+    /// for the next call. Returns the files written.
+    pub fn bind_letters(&self) -> Result<Vec<PathBuf>, DeliveryError> {
+        let days = std::mem::take(&mut *self.letter_days.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut written = Vec::new();
+        let mut failure = None;
+        for date in days {
+            match self.bind_letters_of(date) {
+                Ok(Some(path)) => written.push(path),
+                Ok(None) => {}
+                Err(e) => {
+                    self.letter_written(date);
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        self.flush()?;
+        Ok(written)
+    }
+
+    /// Writes the file of `date`'s letters; `None` when there is none.
+    fn bind_letters_of(&self, date: chrono::NaiveDate) -> Result<Option<PathBuf>, DeliveryError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| DeliveryError::Io { path, source }
+        };
+        let prefix = format!("{date}.");
+        let mut letters: Vec<PathBuf> = std::fs::read_dir(&self.tasks)
+            .map_err(io(&self.tasks))?
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| {
+                path.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".letter.txt"))
+            })
+            .collect();
+        if letters.is_empty() {
+            return Ok(None);
+        }
+        letters.sort();
+        let texts = letters
+            .iter()
+            .map(|path| std::fs::read_to_string(path).map_err(io(path)))
+            .collect::<Result<Vec<String>, _>>()?;
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let path = self.letters_of_the_day(date);
+        self.write(
+            &path,
+            &pdf::a4_documents(&texts, &format!("letters {date}")),
+        )?;
+        Ok(Some(path))
+    }
+
     /// The worklist `task` messages append their rows to.
     fn worklist(&self) -> PathBuf {
         self.tasks.join(tasks::WORKLIST)
@@ -344,7 +431,8 @@ impl Deliverer {
         let id = self.message_id(&r.message);
         match &self.route {
             Route::Log => {
-                tracing::info!(invoice = %r.invoice, to = %r.to, subject = %r.subject, message_id = %id, "email (log delivery)");
+                tracing::info!(invoice = %r.invoice, to = %r.to, cc = %r.cc.join(", "), bcc = %r.bcc.join(", "),
+                    subject = %r.subject, message_id = %id, "email (log delivery)");
                 Ok(Delivered::to_all(id))
             }
             Route::Outbox(dir) => {
@@ -394,6 +482,7 @@ impl Deliverer {
                     &crate::deliver::pdf::a4(&letter, &r.subject),
                 )?;
                 self.write(&path, letter.as_bytes())?;
+                self.letter_written(r.date);
             }
             Channel::Task => {
                 self.write(&path, tasks::sheet(r, items).as_bytes())?;
@@ -413,20 +502,28 @@ impl Deliverer {
 
     /// Builds the MIME message. Names and subjects are encoded by lettre;
     /// control characters are removed first, so feed data cannot add headers.
+    ///
+    /// Blind copies are envelope recipients over SMTP, and no header shows
+    /// them (lettre drops `Bcc:` once the envelope is made). An outbox
+    /// `.eml` keeps its `Bcc:` header: the job that sends it on
+    /// (`sendmail -t` and the like) reads the blind copies there, and
+    /// removes the header.
     pub fn email(&self, r: &Message, message_id: &str) -> Result<lettre::Message, DeliveryError> {
         let from = self.from.clone();
         let mut builder = lettre::Message::builder()
             .from(from.clone())
-            .reply_to(from)
             .subject(clean_line(&r.subject))
             .message_id(Some(message_id.to_string()))
             .date_now()
             .user_agent(format!("relance/{}", env!("CARGO_PKG_VERSION")));
+        let parse = |role: &str, address: &str| {
+            crate::address::parse(address).map_err(|e| {
+                DeliveryError::Address(format!("invoice {}: {role} {address:?}: {e}", r.invoice))
+            })
+        };
         let mut any = false;
         for address in crate::address::split(&r.to) {
-            let addr = crate::address::parse(address).map_err(|e| {
-                DeliveryError::Address(format!("invoice {}: recipient {address:?}: {e}", r.invoice))
-            })?;
+            let addr = parse("recipient", address)?;
             builder = builder.to(Mailbox::new(clean_name(r.customer_name), addr));
             any = true;
         }
@@ -435,6 +532,23 @@ impl Deliverer {
                 "invoice {} has no email address",
                 r.invoice
             )));
+        }
+        for address in &r.cc {
+            builder = builder.cc(Mailbox::new(None, parse("copy", address)?));
+        }
+        for address in &r.bcc {
+            builder = builder.bcc(Mailbox::new(None, parse("blind copy", address)?));
+        }
+        match r.reply_to {
+            Some(list) => {
+                for address in crate::address::split(list) {
+                    builder = builder.reply_to(Mailbox::new(None, parse("reply-to", address)?));
+                }
+            }
+            None => builder = builder.reply_to(from),
+        }
+        if matches!(self.route, Route::Outbox(_)) {
+            builder = builder.keep_bcc();
         }
         let text = r.body.clone().unwrap_or_default();
         let email = match &r.html {

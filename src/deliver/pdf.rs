@@ -30,15 +30,40 @@ const TAB: usize = 8;
 /// the foot when there are several. The same text always gives the same
 /// bytes (no creation date): a letter written again is the same file.
 pub fn a4(text: &str, title: &str) -> Vec<u8> {
-    let lines: Vec<Vec<u8>> = text
-        .lines()
-        .flat_map(|line| wrap(&winansi(line), COLUMNS))
+    a4_documents(&[text], title)
+}
+
+/// The PDF of several texts one after another, each starting on a new page
+/// and numbered on its own (`n/N` of its pages), as [`a4`] lays one out:
+/// the letters of a day, for one print run.
+pub fn a4_documents(texts: &[&str], title: &str) -> Vec<u8> {
+    let documents: Vec<Vec<Vec<u8>>> = texts
+        .iter()
+        .map(|text| {
+            text.lines()
+                .flat_map(|line| wrap(&winansi(line), COLUMNS))
+                .collect()
+        })
         .collect();
-    let pages: Vec<&[Vec<u8>]> = if lines.is_empty() {
-        vec![&[][..]]
-    } else {
-        lines.chunks(LINES_PER_PAGE).collect()
-    };
+    // Each page: its lines, its number in its document and how many pages
+    // that document has.
+    let mut pages: Vec<(&[Vec<u8>], usize, usize)> = Vec::new();
+    for lines in &documents {
+        let own: Vec<&[Vec<u8>]> = if lines.is_empty() {
+            vec![&[][..]]
+        } else {
+            lines.chunks(LINES_PER_PAGE).collect()
+        };
+        let count = own.len();
+        pages.extend(
+            own.into_iter()
+                .enumerate()
+                .map(|(i, page)| (page, i, count)),
+        );
+    }
+    if pages.is_empty() {
+        pages.push((&[][..], 0, 1));
+    }
 
     let catalog = Ref::new(1);
     let tree = Ref::new(2);
@@ -59,7 +84,7 @@ pub fn a4(text: &str, title: &str) -> Vec<u8> {
     pdf.document_info(info)
         .title(TextStr(title))
         .producer(TextStr("relance"));
-    for (i, lines) in pages.iter().enumerate() {
+    for (i, &(lines, number, count)) in pages.iter().enumerate() {
         let mut page = pdf.page(page_ref(i));
         page.media_box(Rect::new(0.0, 0.0, PAGE_WIDTH, PAGE_HEIGHT))
             .parent(tree)
@@ -82,8 +107,8 @@ pub fn a4(text: &str, title: &str) -> Vec<u8> {
             }
         }
         content.end_text();
-        if pages.len() > 1 {
-            let number = format!("{}/{}", i + 1, pages.len());
+        if count > 1 {
+            let number = format!("{}/{count}", number + 1);
             let width = number.len() as f32 * GLYPH_WIDTH;
             content.begin_text();
             content.set_font(font_name, FONT_SIZE);
@@ -269,6 +294,22 @@ mod tests {
         let last = doc.extract_text(&[3]).unwrap();
         assert!(last.starts_with("Ligne 121 :"), "{last}");
         assert!(last.contains("Ligne 130 : réglé 5 €\n3/3"), "{last}");
+    }
+
+    #[test]
+    fn several_texts_each_start_a_page_and_are_numbered_on_their_own() {
+        let long: String = (1..=70).map(|n| format!("Ligne {n}\n")).collect();
+        let doc = open(&a4_documents(&["Lettre A", &long, "Lettre C"], "t"));
+        assert_eq!(doc.get_pages().len(), 4);
+        assert_eq!(doc.extract_text(&[1]).unwrap(), "Lettre A\n");
+        let second = doc.extract_text(&[2]).unwrap();
+        assert!(
+            second.starts_with("Ligne 1\n") && second.contains("1/2"),
+            "{second}"
+        );
+        assert!(doc.extract_text(&[3]).unwrap().contains("2/2"));
+        assert_eq!(doc.extract_text(&[4]).unwrap(), "Lettre C\n");
+        assert_eq!(open(&a4_documents(&[], "t")).get_pages().len(), 1);
     }
 
     #[test]

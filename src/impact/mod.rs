@@ -166,7 +166,8 @@ fn differences(before: &Message, after: &Message) -> Vec<&'static str> {
     let differs = [
         before.date != after.date,
         before.channel != after.channel,
-        before.to != after.to,
+        // Copies change who reads the message as much as its recipients.
+        (&before.to, &before.cc, &before.bcc) != (&after.to, &after.cc, &after.bcc),
         before.template != after.template,
         before.language != after.language,
         before.subject != after.subject,

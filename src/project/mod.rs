@@ -9,18 +9,20 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::config::{Config, FeedConfig, FeedFormat};
-use crate::diagnostics::{Location, Problem, Problems};
+use crate::diagnostics::{Location, Problem, Problems, locate_yaml_key};
 use crate::engine::{Evaluator, Reminder};
 use crate::feed::{feeds_for, load_feeds};
 use crate::journal::JournalView;
 use crate::journal::{group_token, reminder_token};
-use crate::model::{Invoice, InvoiceId, Ledger, NumberIndex, Origin, Status};
+use crate::model::{Invoice, InvoiceField, InvoiceId, Ledger, NumberIndex, Origin, Status};
 use crate::render::{Rendered, StatementLine, Templates, message_context};
 use crate::rules::{
     Channel, Grouping, HoldTarget, Holds, Policy, PolicyDefaults, Stage, Trigger, load_holds,
     load_policies,
 };
 use crate::rules::{CustomerView, InvoiceView, Scripts, Variables};
+
+pub mod history;
 
 /// Where to find the folder and what to override, as given on the command line.
 #[derive(Debug, Clone, Default)]
@@ -132,6 +134,16 @@ pub struct Message<'p> {
     pub message: String,
     pub channel: Channel,
     pub to: Cow<'p, str>,
+    /// The copies and blind copies of an email (its stage's `cc:` and
+    /// `bcc:` columns); omitted when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cc: Vec<&'p str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bcc: Vec<&'p str>,
+    /// Where replies to an email go (its policy's or the config's
+    /// `reply_to`), when not to the sender.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<&'p str>,
     pub language: &'p str,
     pub template: &'p str,
     pub subject: String,
@@ -291,9 +303,16 @@ impl Project {
         let inv = &self.ledger.invoices[planned.invoice];
         let policy = &self.rulebook.policies[planned.policy];
         let stage = &policy.stages[planned.stage];
+        let (to, contacts) = match stage.channel {
+            Channel::Email => match self.contacts(rows, stage) {
+                Ok(contacts) => (joined(&contacts.to), Ok(contacts)),
+                Err(why) => (Cow::Borrowed(""), Err(why)),
+            },
+            channel => (self.recipients(rows, channel), Ok(Contacts::default())),
+        };
         let mut reminder = if stage.group == Grouping::Customer {
             let token = group_token(&inv.customer_id, &stage.template, planned.date, &inv.number);
-            let mut r = self.fields(planned, token, self.recipients(rows, stage.channel));
+            let mut r = self.fields(planned, token, to);
             r.covers = rows
                 .iter()
                 .map(|r| &*self.ledger.invoices[r.invoice].number)
@@ -301,8 +320,20 @@ impl Project {
             r
         } else {
             let token = reminder_token(&inv.number, &policy.name, &stage.id, planned.occurrence);
-            self.fields(planned, token, self.recipients(rows, stage.channel))
+            self.fields(planned, token, to)
         };
+        let contacts = match contacts {
+            Ok(contacts) => contacts,
+            Err(why) => {
+                reminder.error = Some(why);
+                Contacts::default()
+            }
+        };
+        reminder.cc = contacts.cc;
+        reminder.bcc = contacts.bcc;
+        if stage.channel == Channel::Email {
+            reminder.reply_to = policy.reply_to.as_deref();
+        }
         match self.render_message(rows, reminder.language, body) {
             Ok(message) => {
                 reminder.subject = message.subject;
@@ -311,10 +342,8 @@ impl Project {
                     reminder.html = message.html;
                 }
             }
+            // A template that does not render says so before an address does.
             Err(problem) => reminder.error = Some(problem.to_string()),
-        }
-        if reminder.error.is_none() && stage.channel == Channel::Email && reminder.to.is_empty() {
-            reminder.error = self.email_recipients(rows).err();
         }
         reminder
     }
@@ -359,6 +388,9 @@ impl Project {
     /// recipients, subject, body and error.
     pub fn member<'p>(&'p self, planned: &Reminder, message: &Message<'p>) -> Message<'p> {
         let mut r = self.fields(planned, message.message.clone(), message.to.clone());
+        r.cc.clone_from(&message.cc);
+        r.bcc.clone_from(&message.bcc);
+        r.reply_to = message.reply_to;
         r.subject.clone_from(&message.subject);
         r.body.clone_from(&message.body);
         r.html.clone_from(&message.html);
@@ -383,6 +415,9 @@ impl Project {
             message,
             channel: stage.channel,
             to,
+            cc: Vec::new(),
+            bcc: Vec::new(),
+            reply_to: None,
             language: self.message_language(planned.invoice, &stage.template),
             template: &stage.template,
             subject: String::new(),
@@ -396,54 +431,162 @@ impl Project {
         }
     }
 
-    /// Who a message about `rows` goes to on `channel`: the valid addresses
-    /// of their invoices for an email (see [`Project::email_recipients`];
-    /// none when there is none), the first phone number for a call or an
-    /// SMS, the customer by name for a letter or a task.
+    /// Who a message about `rows` goes to on a channel other than email:
+    /// the first phone number for a call or an SMS, the customer by name
+    /// for a letter or a task (an email's are [`Project::contacts`]).
     fn recipients(&self, rows: &[Reminder], channel: Channel) -> Cow<'_, str> {
         let inv = &self.ledger.invoices[rows[0].invoice];
         match channel {
-            Channel::Email => match self.email_recipients(rows).as_deref() {
-                Ok([one]) => Cow::Borrowed(one),
-                Ok(several) => Cow::Owned(several.join(", ")),
-                Err(_) => Cow::Borrowed(""),
-            },
             Channel::Sms | Channel::Call => Cow::Borrowed(
                 rows.iter()
                     .find_map(|r| self.ledger.invoices[r.invoice].extra_field("phone"))
                     .unwrap_or(""),
             ),
-            Channel::Letter | Channel::Task => Cow::Borrowed(&*inv.customer_name),
+            Channel::Email | Channel::Letter | Channel::Task => Cow::Borrowed(&*inv.customer_name),
         }
     }
 
-    /// The addresses an email about `rows` goes to: the valid addresses of
-    /// the first row's invoice, in its order, that every other invoice of
-    /// the message carries too. Rows of one customer may give different
-    /// addresses (two companies under one customer id, a contact who left):
-    /// a statement goes only where every invoice in it may be read. An
-    /// address delivery would refuse is left out (`check` reports it), so a
-    /// message never goes to a wrong address; with none left, why.
-    fn email_recipients(&self, rows: &[Reminder]) -> Result<Vec<&str>, String> {
-        let valid_of = valid_addresses;
+    /// Who an email about `rows` goes to: its recipients (the stage's `to:`
+    /// column, else `email`; see [`Project::email_recipients`]) and the
+    /// copies of its `cc:` and `bcc:` columns, which every invoice of the
+    /// message carries too (a copy of a statement goes only where each of
+    /// its invoices may be read). An address gets the message once: a copy
+    /// is not sent to a recipient, nor a blind copy to either. Why there
+    /// is none to send to, or why an address of a column the stage names
+    /// is refused: such a message fails, it never goes to another address.
+    fn contacts(&self, rows: &[Reminder], stage: &Stage) -> Result<Contacts<'_>, String> {
+        for (key, column) in stage.contact_columns() {
+            if !self.has_column(column) {
+                return Err(self.unknown_column(&stage.id, key, column));
+            }
+        }
+        let to = self.email_recipients(rows, stage.to.as_deref())?;
+        let mut cc = self.copies(rows, &stage.cc)?;
+        let mut bcc = self.copies(rows, &stage.bcc)?;
+        cc.retain(|a| !to.contains(a));
+        bcc.retain(|a| !to.contains(a) && !cc.contains(a));
+        Ok(Contacts { to, cc, bcc })
+    }
+
+    /// Whether an invoice may have addresses in `column`: `email`, or an
+    /// extra column of the feeds.
+    fn has_column(&self, column: &str) -> bool {
+        column == InvoiceField::Email.name()
+            || self.ledger.extra_columns.iter().any(|c| c == column)
+    }
+
+    /// The addresses of `columns` that every invoice of `rows` carries, in
+    /// the first one's order; the first refused address as an error.
+    fn copies(&self, rows: &[Reminder], columns: &[String]) -> Result<Vec<&str>, String> {
+        if columns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let of = |r: &Reminder| -> Result<Vec<&str>, String> {
+            let inv = &self.ledger.invoices[r.invoice];
+            let mut all: Vec<&str> = Vec::new();
+            for column in columns {
+                for address in self.column_addresses(inv, column)? {
+                    if !all.contains(&address) {
+                        all.push(address);
+                    }
+                }
+            }
+            Ok(all)
+        };
+        let mut common = of(&rows[0])?;
+        // Every invoice is read, even once nothing is common: a refused
+        // address fails the message wherever it is.
+        for r in &rows[1..] {
+            let theirs = of(r)?;
+            common.retain(|a| theirs.contains(a));
+        }
+        Ok(common)
+    }
+
+    /// The addresses an invoice has in `column`, each once, all of them
+    /// valid: a column a stage names is all or nothing, so that a copy
+    /// never silently misses its reader. The first refused address is the
+    /// error, naming the column and the feed row.
+    fn column_addresses<'i>(&self, inv: &'i Invoice, column: &str) -> Result<Vec<&'i str>, String> {
+        let field = if column == InvoiceField::Email.name() {
+            &*inv.email
+        } else {
+            inv.extra_field(column).unwrap_or("")
+        };
+        let mut addresses: Vec<&str> = Vec::new();
+        for address in crate::address::split(field) {
+            if let Err(why) = crate::address::parse(address) {
+                return Err(format!(
+                    "{}: {column}: invoice {}: {address:?}: {why}: its message is not sent until \
+                     the feed is fixed (it never goes to another address)",
+                    self.origin(inv),
+                    inv.number
+                ));
+            }
+            if !addresses.contains(&address) {
+                addresses.push(address);
+            }
+        }
+        Ok(addresses)
+    }
+
+    /// The addresses of an invoice in `column` (not `email`), else the
+    /// valid ones of its `email`.
+    fn addressees<'i>(
+        &self,
+        inv: &'i Invoice,
+        column: Option<&str>,
+    ) -> Result<Vec<&'i str>, String> {
+        let own = match column {
+            Some(column) => self.column_addresses(inv, column)?,
+            None => Vec::new(),
+        };
+        Ok(if own.is_empty() {
+            valid_addresses(inv)
+        } else {
+            own
+        })
+    }
+
+    /// The addresses an email about `rows` goes to: for each invoice, those
+    /// of the stage's `to:` column (all valid, see
+    /// [`Project::column_addresses`]), or, when it has none there, the
+    /// valid addresses of its `email`; of the first row's, in its order,
+    /// those every other invoice of the message carries too. Rows of one
+    /// customer may give different addresses (two companies under one
+    /// customer id, a contact who left): a statement goes only where every
+    /// invoice in it may be read. An address of `email` delivery would
+    /// refuse is left out (`check` reports it), so a message never goes to
+    /// a wrong address; with none left, why.
+    fn email_recipients(
+        &self,
+        rows: &[Reminder],
+        column: Option<&str>,
+    ) -> Result<Vec<&str>, String> {
+        let column = column.filter(|c| *c != InvoiceField::Email.name());
+        let valid_of = |inv| self.addressees(inv, column);
         let first = &self.ledger.invoices[rows[0].invoice];
-        let mut common = valid_of(first);
+        let mut common = valid_of(first)?;
+        let first_has_some = !common.is_empty();
         let mut others_have_some = true;
         for r in &rows[1..] {
-            let theirs = valid_of(&self.ledger.invoices[r.invoice]);
+            let theirs = valid_of(&self.ledger.invoices[r.invoice])?;
             others_have_some &= !theirs.is_empty();
             common.retain(|a| theirs.contains(a));
         }
         if !common.is_empty() {
             return Ok(common);
         }
-        if rows.len() > 1 && others_have_some && !valid_of(first).is_empty() {
+        let field = column.map_or(Cow::Borrowed("email"), |c| {
+            Cow::Owned(format!("{c} (else email)"))
+        });
+        if rows.len() > 1 && others_have_some && first_has_some {
             let numbers: Vec<&str> = rows
                 .iter()
                 .map(|r| &*self.ledger.invoices[r.invoice].number)
                 .collect();
             return Err(format!(
-                "{}: email: the invoices of this message ({}) have no address in common: a \
+                "{}: {field}: the invoices of this message ({}) have no address in common: a \
                  message grouped per customer goes only to the addresses every invoice in it \
                  carries",
                 self.origin(first),
@@ -457,12 +600,12 @@ impl Project {
         });
         Err(match refused {
             None => format!(
-                "{}: email: invoice {} has no email address",
+                "{}: {field}: invoice {} has no email address",
                 self.origin(first),
                 first.number
             ),
             Some((inv, address, why)) => format!(
-                "{}: email: invoice {} has no valid email address: {address:?}: {why}",
+                "{}: {field}: invoice {} has no valid email address: {address:?}: {why}",
                 self.origin(inv),
                 inv.number
             ),
@@ -650,6 +793,7 @@ impl Project {
         let mut problems = self.problems.clone();
         problems.extend(self.feed_problems.clone());
         self.check_email_addresses(&mut problems);
+        self.check_contact_columns(&mut problems);
         self.check_common_addresses(&mut problems);
         self.check_file_names(today, &mut problems);
         self.check_holds(&mut problems);
@@ -907,6 +1051,89 @@ impl Project {
         }
     }
 
+    /// Reports each feed column an email stage sends to (`to:`, `cc:`,
+    /// `bcc:`) that no feed has, at the stage's key, and each address in
+    /// those columns delivery would refuse, at the feed row: the messages
+    /// that go to such a column fail (they never go elsewhere) until the
+    /// rule or the feed is fixed.
+    fn check_contact_columns(&self, problems: &mut Problems) {
+        // Each column the email stages name (`email` has its own check),
+        // with who names it: "cc of stage overdue of policy standard".
+        let mut named: Vec<(&str, Vec<String>)> = Vec::new();
+        for policy in &self.rulebook.policies {
+            for stage in policy.stages.iter().filter(|s| s.channel == Channel::Email) {
+                for (key, column) in stage.contact_columns() {
+                    if column == InvoiceField::Email.name() || column.trim().is_empty() {
+                        continue;
+                    }
+                    if !self.has_column(column) {
+                        // Without invoices the feeds' columns are unknown.
+                        if !self.ledger.invoices.is_empty() {
+                            problems.error(
+                                stage_key_location(policy, stage, key, column),
+                                self.unknown_column(&stage.id, key, column),
+                            );
+                        }
+                        continue;
+                    }
+                    let user = format!("{key} of stage {} of policy {}", stage.id, policy.name);
+                    match named.iter_mut().find(|(c, _)| *c == column) {
+                        Some((_, users)) => users.push(user),
+                        None => named.push((column, vec![user])),
+                    }
+                }
+            }
+        }
+        if named.is_empty() {
+            return;
+        }
+        // Customers share their contacts: each distinct address is parsed once.
+        let mut valid: hashbrown::HashSet<&str> = hashbrown::HashSet::new();
+        for inv in &self.ledger.invoices {
+            if !inv.is_open() && !inv.is_settled() {
+                continue;
+            }
+            for (column, users) in &named {
+                for address in crate::address::split(inv.extra_field(column).unwrap_or("")) {
+                    if valid.contains(address) {
+                        continue;
+                    }
+                    match crate::address::parse(address) {
+                        Ok(_) => {
+                            valid.insert(address);
+                        }
+                        Err(why) => problems.error(
+                            self.origin(inv),
+                            format!(
+                                "{column}: invoice {}: {:?}: {why}; the emails that go to this \
+                                 column ({}) fail until it is fixed",
+                                excerpt(&inv.number),
+                                excerpt(address),
+                                users.join(", ")
+                            ),
+                        ),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Why a stage's `key` cannot name `column`, with what it may name.
+    fn unknown_column(&self, stage: &str, key: &str, column: &str) -> String {
+        let why = if InvoiceField::feed_column(column).is_some() {
+            format!("{column} is not a column of email addresses")
+        } else {
+            format!("no feed has a column {column:?}")
+        };
+        let mut columns = vec![InvoiceField::Email.name()];
+        columns.extend(self.ledger.extra_columns.iter().map(String::as_str));
+        format!(
+            "stage {stage}: {key}: {why}: its emails cannot be sent (expected one of the feeds' \
+             columns: {})",
+            columns.join(", ")
+        )
+    }
+
     /// Warns of each customer whose open invoices, read in feed order, come
     /// to one that shares no valid address with those before it, when a
     /// stage groups emails per customer: a statement of them would have no
@@ -1114,6 +1341,22 @@ impl Project {
     }
 }
 
+/// Who an email goes to: its recipients, copies and blind copies.
+#[derive(Default)]
+struct Contacts<'p> {
+    to: Vec<&'p str>,
+    cc: Vec<&'p str>,
+    bcc: Vec<&'p str>,
+}
+
+/// Addresses as one field writes them: `a@x.fr, b@y.fr`.
+fn joined<'p>(addresses: &[&'p str]) -> Cow<'p, str> {
+    match addresses {
+        [one] => Cow::Borrowed(one),
+        several => Cow::Owned(several.join(", ")),
+    }
+}
+
 /// The addresses of an invoice delivery accepts, each once, in its order.
 pub fn valid_addresses(inv: &Invoice) -> Vec<&str> {
     let mut valid: Vec<&str> = Vec::new();
@@ -1123,6 +1366,20 @@ pub fn valid_addresses(inv: &Invoice) -> Vec<&str> {
         }
     }
     valid
+}
+
+/// Where a stage writes `key` (`to`, `cc`, `bcc`) naming `column`: on the
+/// line that also names the column, else the key's line, after the stage's
+/// `- id:` line; the stage's line when the file no longer says.
+fn stage_key_location(policy: &Policy, stage: &Stage, key: &str, column: &str) -> Location {
+    let from = stage.location.line.unwrap_or(1);
+    let source = std::fs::read_to_string(&policy.file).unwrap_or_default();
+    locate_yaml_key(&source, from, key, Some(column))
+        .or_else(|| locate_yaml_key(&source, from, key, None))
+        .map_or_else(
+            || stage.location.clone(),
+            |(line, col)| Location::at(&policy.file, line, col),
+        )
 }
 
 /// The longest file name common file systems take (ext4, XFS, APFS, NTFS),

@@ -244,10 +244,11 @@ impl Explanation<'_> {
             )?,
             Some(r) => writeln!(
                 out,
-                "\nOn {date}: sends {} ({}) to {}: {}",
+                "\nOn {date}: sends {} ({}) to {}{}: {}",
                 stage_label(r.stage, r.occurrence),
                 r.channel.as_str(),
                 r.to,
+                copies(r),
                 r.subject
             )?,
             None if self.blocked.is_some() => {}
@@ -317,6 +318,21 @@ impl Explanation<'_> {
 
 /// Explains one stage occurrence in words; `blocked` is why nothing goes
 /// out on the date, if so.
+/// The copies of an email as explain writes them after its recipients:
+/// ` (cc a@x.fr, bcc b@y.fr)`, or nothing.
+fn copies(r: &Message) -> String {
+    let parts: Vec<String> = [("cc", &r.cc), ("bcc", &r.bcc)]
+        .into_iter()
+        .filter(|(_, addresses)| !addresses.is_empty())
+        .map(|(key, addresses)| format!("{key} {}", addresses.join(", ")))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
 fn verdict_text(s: &StageTrace, blocked: Option<&str>) -> String {
     let moved = match (s.moved_from, &s.moved_because) {
         (Some(from), Some(why)) => format!("moved from {} {from} ({why}); ", weekday(from)),

@@ -193,7 +193,7 @@ pub fn csv<T: Serialize>(out: &mut dyn Write, rows: &[T], columns: &[&str]) -> i
     w.flush()
 }
 
-pub const REMINDER_COLUMNS: [&str; 17] = [
+pub const REMINDER_COLUMNS: [&str; 20] = [
     "date",
     "invoice",
     "customer_id",
@@ -211,6 +211,9 @@ pub const REMINDER_COLUMNS: [&str; 17] = [
     "currency",
     "send_at",
     "error",
+    "cc",
+    "bcc",
+    "reply_to",
 ];
 
 const PREVIEW_HEADER: [&str; 8] = [
@@ -452,6 +455,14 @@ fn write_message(out: &mut dyn Write, r: &Message) -> io::Result<()> {
         r.policy
     )?;
     writeln!(out, "To: {}", r.to)?;
+    for (header, addresses) in [("Cc", &r.cc), ("Bcc", &r.bcc)] {
+        if !addresses.is_empty() {
+            writeln!(out, "{header}: {}", addresses.join(", "))?;
+        }
+    }
+    if let Some(reply_to) = r.reply_to {
+        writeln!(out, "Reply-To: {reply_to}")?;
+    }
     writeln!(out, "Subject: {}", r.subject)?;
     if let Some(e) = &r.error {
         writeln!(out, "NOT SENDABLE: {e}")?;
@@ -515,6 +526,9 @@ fn reminder_cell(r: &Message, column: &str) -> String {
         "message" => r.message.clone(),
         "channel" => r.channel.as_str().to_string(),
         "to" => r.to.to_string(),
+        "cc" => r.cc.join(", "),
+        "bcc" => r.bcc.join(", "),
+        "reply_to" => r.reply_to.unwrap_or_default().to_string(),
         "language" => r.language.to_string(),
         "template" => r.template.to_string(),
         "subject" => r.subject.clone(),
@@ -529,7 +543,7 @@ fn reminder_cell(r: &Message, column: &str) -> String {
 }
 
 pub fn history(out: &mut dyn Write, entries: &[JournalRow], format: Format) -> io::Result<()> {
-    const COLUMNS: [&str; 14] = [
+    const COLUMNS: [&str; 15] = [
         "invoice",
         "policy",
         "stage",
@@ -544,6 +558,7 @@ pub fn history(out: &mut dyn Write, entries: &[JournalRow], format: Format) -> i
         "last_error",
         "created_at",
         "updated_at",
+        "customer_id",
     ];
     match format {
         Format::Json => json(out, entries),

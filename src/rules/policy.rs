@@ -249,6 +249,20 @@ impl Stage {
         }
     }
 
+    /// The feed columns an email of this stage goes to, each with the key
+    /// that names it: `to`, `cc` or `bcc`.
+    pub fn contact_columns(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        fn named<'s>(
+            key: &'static str,
+            columns: &'s [String],
+        ) -> impl Iterator<Item = (&'static str, &'s str)> {
+            columns.iter().map(move |c| (key, c.as_str()))
+        }
+        named("to", self.to.as_slice())
+            .chain(named("cc", &self.cc))
+            .chain(named("bcc", &self.bcc))
+    }
+
     pub fn view(&self, occurrence: u32) -> StageView {
         StageView {
             id: self.id.as_str().into(),
@@ -508,6 +522,7 @@ fn compile_policy(
         problems,
     };
     let applies_to = compiler.policy_keys(&file);
+    compiler.reply_to(file.reply_to.as_deref());
     let mut stages = compiler.stages(file.stages, file.anchor, file.group);
     stages.extend(file.on_paid.map(|thanks| compiler.thank_you(thanks)));
     let window = compiler.window(
@@ -619,6 +634,45 @@ impl Compiler<'_> {
         }
     }
 
+    /// A policy's `reply_to:`: addresses delivery accepts.
+    fn reply_to(&mut self, reply_to: Option<&str>) {
+        if let Some(why) = reply_to.and_then(crate::address::refused_in) {
+            self.problems.error(
+                self.at(1, "reply_to"),
+                format!(
+                    "reply_to: {why}: expected the address replies go to (e.g. reply_to: recouvrement@example.com)"
+                ),
+            );
+        }
+    }
+
+    /// A stage's `to:`, `cc:` and `bcc:`: column names, on an email stage
+    /// (a letter, a call or a task goes to the customer its channel says).
+    fn contact_columns(&mut self, s: &StageFile, from: usize) {
+        let named =
+            s.to.iter()
+                .map(|c| ("to", c))
+                .chain(s.cc.iter().map(|c| ("cc", c)))
+                .chain(s.bcc.iter().map(|c| ("bcc", c)));
+        for (key, column) in named {
+            if column.trim().is_empty() {
+                self.problems.error(
+                    self.at(from, key),
+                    format!("stage {}: {key}: expected the name of a feed column of email addresses, not an empty name", s.id),
+                );
+            } else if s.channel != Channel::Email {
+                self.problems.warning(
+                    self.at(from, key),
+                    format!(
+                        "stage {}: {key}: only an email goes to a feed column's addresses: this {} ignores it",
+                        s.id,
+                        s.channel.as_str()
+                    ),
+                );
+            }
+        }
+    }
+
     /// The stages in file order, each checked against the ones before it.
     fn stages(&mut self, files: Vec<StageFile>, anchor: Anchor, group: Grouping) -> Vec<Stage> {
         if files.is_empty() {
@@ -667,6 +721,7 @@ impl Compiler<'_> {
         }
         let template_location = self.at(from, "template");
         self.template_name(&s.template, &template_location);
+        self.contact_columns(&s, from);
         Stage {
             when: self.expression(s.when.as_deref(), from, "when"),
             template_location,

@@ -1,0 +1,48 @@
+//! The journal as `history` lists it: every row with the customer it was for, one customer's contact history.
+
+use crate::config::Config;
+use crate::error::Result;
+use crate::journal::{Journal, JournalRow};
+use crate::project::{Options, Project};
+
+/// What `relance history` lists: the journal, newest first, of one invoice
+/// and/or one customer when given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HistoryFilter<'a> {
+    pub invoice: Option<&'a str>,
+    pub customer: Option<&'a str>,
+    /// Each row needs its customer (JSON and CSV show it), not only the
+    /// rows of `customer`.
+    pub customers: bool,
+}
+
+/// The journal's rows `filter` asks for, newest first (empty without a
+/// journal), each with the customer it was for: as journaled, or, in a row
+/// journaled before customers were, the customer of its invoice in the
+/// feeds (`None` once the invoice has left them). The feeds are read only
+/// when such a row needs its customer.
+pub fn history(
+    config: &Config,
+    options: &Options,
+    filter: HistoryFilter,
+) -> Result<Vec<JournalRow>> {
+    let mut rows = Journal::history_at(&config.path(&config.journal), filter.invoice)?;
+    let needed = filter.customers || filter.customer.is_some();
+    if needed && rows.iter().any(|r| r.customer_id.is_none()) {
+        let feeds = Project::read_feeds(config, options);
+        let customers: hashbrown::HashMap<&str, &str> = feeds
+            .invoices
+            .iter()
+            .map(|inv| (&*inv.number, &*inv.customer_id))
+            .collect();
+        for row in rows.iter_mut().filter(|r| r.customer_id.is_none()) {
+            row.customer_id = customers
+                .get(row.identity.invoice.as_str())
+                .map(|c| c.to_string());
+        }
+    }
+    if let Some(customer) = filter.customer {
+        rows.retain(|r| r.customer_id.as_deref() == Some(customer));
+    }
+    Ok(rows)
+}
