@@ -1,5 +1,6 @@
 //! The journal (SQLite): every reminder's identity and state, so each happens exactly once.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -409,8 +410,20 @@ impl Journal {
 
     /// The journal, newest first, optionally for one invoice.
     pub fn history(&self, invoice: Option<&str>) -> Result<Vec<JournalRow>> {
+        // `history` reads a journal without migrating it: one an older
+        // relance wrote has no customers yet.
+        let has_customers: bool = self.sql(self.conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('reminder') WHERE name = 'customer_id'",
+            [],
+            |r| r.get(0),
+        ))?;
+        let columns = if has_customers {
+            Cow::Borrowed(ROW_COLUMNS)
+        } else {
+            Cow::Owned(ROW_COLUMNS.replace("customer_id", "NULL"))
+        };
         let mut stmt = self.sql(self.conn.prepare(&format!(
-            "SELECT {ROW_COLUMNS} FROM reminder WHERE (?1 IS NULL OR invoice = ?1) \
+            "SELECT {columns} FROM reminder WHERE (?1 IS NULL OR invoice = ?1) \
              ORDER BY updated_at DESC, id DESC"
         )))?;
         let rows = self.sql(stmt.query_map(params![invoice], JournalRow::read))?;
@@ -714,6 +727,52 @@ mod tests {
         assert_eq!(j.state_of("F1", "p", "s", 0).unwrap(), Some(State::Sent));
         assert_eq!(j.history(Some("F1")).unwrap().len(), 1);
         assert!(j.history(Some("F2")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_history_of_a_journal_from_before_customers_reads_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relance.db");
+        let conn = Connection::open(&path).unwrap();
+        for migration in &MIGRATIONS[..2] {
+            conn.execute_batch(migration).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute(
+            "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, created_at, updated_at)
+             VALUES ('F1', 'p', 's', 0, 'sent', '2026-12-01', 't', 't')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let old = Journal::open_read_only(&path).unwrap().unwrap();
+        let rows = old.history(None).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].customer_id, None);
+        drop(old);
+        // Opened for writing, it is migrated: new rows keep their customer.
+        let migrated = Journal::open(&path).unwrap();
+        let row = JournalRow {
+            customer_id: Some("C2".into()),
+            ..JournalRow::new(
+                Identity {
+                    invoice: "F2".into(),
+                    policy: "p".into(),
+                    stage: "s".into(),
+                    occurrence: 0,
+                },
+                State::Planned,
+                "2026-12-02",
+            )
+        };
+        assert!(migrated.insert(&row, "u").unwrap());
+        let customers: Vec<Option<String>> = migrated
+            .history(None)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.customer_id)
+            .collect();
+        assert_eq!(customers, [Some("C2".to_string()), None]);
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //!   [`Daemon::evaluate`] (`relance run` adds them with [`Daemon::start`] and
 //!   [`Daemon::serve`]);
 //! - replay the rules on the feeds' history: [`Backtest::run`];
+//! - list the journal, one customer's contact history: [`history()`];
 //! - the command outputs: [`report`].
 //!
 //! Errors are one type, [`Error`]; problems that loading collects and goes
