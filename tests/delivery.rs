@@ -644,6 +644,68 @@ fn every_reminder_arrives_once_over_smtp() {
     assert_eq!(server.attempts().len(), 3);
 }
 
+#[test]
+fn a_customers_reminders_of_a_day_combined_arrive_as_one_email_over_smtp() {
+    let server = SmtpServer::accepting();
+    let c1 = |number: &str, due: &str| {
+        invoice_row(number, "Customer One", "ap@one.example")
+            .with("customer_id", "C1")
+            .with("due_date", due)
+    };
+    let folder = dunning_folder(
+        &format!("{}\ncontact: {{combine: true}}", server.delivery()),
+        &[
+            c1("F001", "2026-11-30"),
+            c1("F002", "2026-12-08"),
+            c1("F003", "2026-12-08"),
+        ],
+    );
+    folder
+        .write(
+            "rules/dunning.yaml",
+            &policy(
+                "dunning",
+                &[
+                    "{id: courtesy, offset: -7, template: overdue}",
+                    "{id: overdue, offset: 1, template: overdue}",
+                ],
+            ),
+        )
+        .write(
+            "templates/combined.en.hbs",
+            &template(
+                "Your invoices, {{customer.name}}",
+                "Coming due:{{#each due_soon}} {{this.number}}{{/each}}\n\
+                 Overdue:{{#each overdue}} {{this.number}}{{/each}}",
+            ),
+        );
+
+    run_once(&folder).expect_code(0);
+    let mails = server.wait_for_accepted(1);
+    assert_eq!(mails.len(), 1, "three reminders, one email");
+    let mail = &mails[0];
+    let id = "<customer.C1.combined.2026-12-01.F001@atelier-durand.fr>";
+    assert_eq!(mail.header("Message-ID"), id);
+    assert_eq!(mail.recipients, ["ap@one.example"]);
+    assert_eq!(mail.header("Subject"), "Your invoices, Customer One");
+    assert_eq!(
+        body(&mail.parsed()).trim_end(),
+        "Coming due: F002 F003\nOverdue: F001"
+    );
+    let sent: Vec<(String, String, String)> = folder
+        .journal()
+        .into_iter()
+        .filter(|r| r.state != "skipped")
+        .map(|r| (r.invoice, r.state, r.message_id))
+        .collect();
+    let row = |invoice: &str| (invoice.to_string(), "sent".to_string(), id.to_string());
+    assert_eq!(sent, [row("F001"), row("F002"), row("F003")]);
+
+    // The same date again: nothing is sent twice.
+    run_once(&folder).expect_code(0);
+    assert_eq!(server.attempts().len(), 1);
+}
+
 const PASSWORD: &str = "s3cret-Pa55word";
 
 fn smtp_auth_folder(server: &SmtpServer) -> Folder {
