@@ -583,3 +583,26 @@ fn the_shipped_combined_template_writes_both_sections_in_french_and_english() {
     );
     assert_contains(&html, "Escompte de 2 % pour paiement anticipé");
 }
+
+#[test]
+fn check_warns_of_a_combined_message_whose_file_name_is_too_long() {
+    let number = "N".repeat(100);
+    let customer = "K".repeat(150);
+    let row = invoice_row(&number, "Long Customer", "ap@long.example")
+        .with("customer_id", &customer)
+        .with("due_date", "2026-12-08");
+    let warning = format!(
+        "warning: invoice {}… (100 bytes): its file names (stage overdue) would be 300 bytes \
+         long, more than the 255 a file name may have: delivery shortens them with a hash",
+        "N".repeat(40)
+    );
+    // Alone, its name fits; in a combined message, named after its
+    // customer too, it does not.
+    let folder = combine_folder("");
+    folder.write_invoices(&[row.clone()]);
+    let run = folder.run(&["check"]);
+    assert!(!run.stdout.contains(&warning), "{}", run.stdout);
+    let folder = combine_folder(COMBINE);
+    folder.write_invoices(&[row]);
+    assert_contains(&folder.run(&["check"]).stdout, &warning);
+}

@@ -1118,8 +1118,10 @@ impl Project {
     fn check_file_names(&self, today: NaiveDate, problems: &mut Problems) {
         let writes_emails = matches!(self.config.delivery, crate::config::Delivery::Outbox { .. });
         // Each stage that writes files, with the bytes its file names have
-        // besides the invoice's own part.
-        let mut stages: Vec<(&Stage, usize)> = Vec::new();
+        // besides the invoice's own part, and the template of the message
+        // per customer it goes out in (its own when grouped; `combined`
+        // too, when its policy combines its emails).
+        let mut stages: Vec<(&Stage, usize, Option<&str>)> = Vec::new();
         for policy in &self.rulebook.policies {
             for stage in &policy.stages {
                 let extension = match stage.channel {
@@ -1149,7 +1151,11 @@ impl Project {
                     );
                     continue;
                 }
-                stages.push((stage, around + own));
+                let grouped = (stage.group == Grouping::Customer).then_some(&*stage.template);
+                stages.push((stage, around + own, grouped));
+                if policy.contact.combine && stage.channel == Channel::Email {
+                    stages.push((stage, around, Some(COMBINED)));
+                }
             }
         }
         if stages.is_empty() {
@@ -1160,7 +1166,9 @@ impl Project {
         // grouped token's fixed parts: `customer.`, the date, three dots).
         let widest = stages
             .iter()
-            .map(|(stage, rest)| rest + 3 * stage.template.len() + "customer...2026-12-01".len())
+            .map(|(stage, rest, grouped)| {
+                rest + 3 * grouped.unwrap_or(&stage.template).len() + "customer...2026-12-01".len()
+            })
             .max()
             .unwrap_or(0);
         for inv in &self.ledger.invoices {
@@ -1175,11 +1183,12 @@ impl Project {
             let number = reminder_token(&inv.number, "", "", 0).len() - "...0".len();
             let longest = stages
                 .iter()
-                .map(|&(stage, rest)| {
-                    let own = if stage.group == Grouping::Customer {
-                        group_token(&inv.customer_id, &stage.template, today, &inv.number).len()
-                    } else {
-                        number
+                .map(|&(stage, rest, grouped)| {
+                    let own = match grouped {
+                        Some(template) => {
+                            group_token(&inv.customer_id, template, today, &inv.number).len()
+                        }
+                        None => number,
                     };
                     (rest + own, stage)
                 })
