@@ -599,7 +599,7 @@ fn check_warns_of_a_combined_message_whose_file_name_is_too_long() {
     // Alone, its name fits; in a combined message, named after its
     // customer too, it does not.
     let folder = combine_folder("");
-    folder.write_invoices(&[row.clone()]);
+    folder.write_invoices(std::slice::from_ref(&row));
     let run = folder.run(&["check"]);
     assert!(!run.stdout.contains(&warning), "{}", run.stdout);
     let folder = combine_folder(COMBINE);
