@@ -359,6 +359,66 @@ fn a_grouped_message_copies_only_whom_every_invoice_names() {
     }
 }
 
+#[test]
+fn reminders_for_other_contacts_are_never_combined_with_the_others() {
+    let contacts = Contacts {
+        email: "ap@one.example",
+        escalation: "",
+        manager: "am@atelier-durand.fr",
+        audit: "",
+    };
+    let mut rows = vec![
+        row("F001", "C1", &contacts),
+        row("F002", "C1", &contacts),
+        row("F003", "C1", &contacts),
+    ];
+    // F001 is due in two days: its courtesy note goes to `email` alone.
+    rows[0][5] = "2026-12-03".into();
+    let folder = contacts_folder("contact: {combine: true}", &rows);
+    folder
+        .write(
+            "rules/dunning.yaml",
+            &policy(
+                "dunning",
+                &[
+                    "{id: soon, offset: -2, template: overdue}",
+                    "{id: late, offset: 1, template: overdue, cc: [account_manager_email]}",
+                ],
+            ),
+        )
+        .write(
+            "templates/combined.en.hbs",
+            &template(
+                "Your invoices",
+                "{{#each overdue}}{{this.number}} {{/each}}{{#each due_soon}}{{this.number}} {{/each}}",
+            ),
+        );
+    let preview = folder
+        .run(&["preview", "--as-of", AS_OF, "--days", "1", "--format", "json"])
+        .expect_code(0)
+        .json();
+    let seen: Vec<(&str, &str, &serde_json::Value)> = preview
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let key = |k: &str| r[k].as_str().unwrap();
+            (key("invoice"), key("template"), &r["cc"])
+        })
+        .collect();
+    let manager = serde_json::json!(["am@atelier-durand.fr"]);
+    assert_eq!(
+        seen,
+        [
+            ("F001", "overdue", &serde_json::Value::Null),
+            ("F002", "combined", &manager),
+            ("F003", "combined", &manager),
+        ]
+    );
+    assert_ne!(preview[0]["message"], preview[1]["message"]);
+    assert_eq!(preview[1]["message"], preview[2]["message"]);
+}
+
 // --- A day's letters in one file ---------------------------------------------
 
 /// A [`dunning_folder`] whose stage sends a letter, with these invoices.

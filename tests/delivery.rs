@@ -362,6 +362,108 @@ fn every_reminder_arrives_once_over_smtp() {
     assert_eq!(server.attempts().len(), 3);
 }
 
+/// Customer C1 with, on [`AS_OF`], an invoice a day overdue (F001) and two
+/// coming due in a week (F002, F003), whose policy combines them into one
+/// email (`delivery`: the `delivery:` line of the config).
+fn combining_folder(delivery: &str) -> Folder {
+    let c1 = |number: &str, due: &str| {
+        invoice_row(number, "Customer One", "ap@one.example")
+            .with("customer_id", "C1")
+            .with("due_date", due)
+    };
+    let folder = dunning_folder(
+        &format!("{delivery}\ncontact: {{combine: true}}"),
+        &[
+            c1("F001", "2026-11-30"),
+            c1("F002", "2026-12-08"),
+            c1("F003", "2026-12-08"),
+        ],
+    );
+    folder
+        .write(
+            "rules/dunning.yaml",
+            &policy(
+                "dunning",
+                &[
+                    "{id: courtesy, offset: -7, template: overdue}",
+                    "{id: overdue, offset: 1, template: overdue}",
+                ],
+            ),
+        )
+        .write(
+            "templates/combined.en.hbs",
+            &template(
+                "Your invoices, {{customer.name}}",
+                "Coming due:{{#each due_soon}} {{this.number}}{{/each}}\n\
+                 Overdue:{{#each overdue}} {{this.number}}{{/each}}",
+            ),
+        );
+    folder
+}
+
+/// The Message-ID of C1's combined email of [`combining_folder`].
+const COMBINED_ID: &str = "<customer.C1.combined.2026-12-01.F001@atelier-durand.fr>";
+
+/// Asserts that `mail` is C1's whole combined email, and that its three
+/// reminders are journaled `sent` under its Message-ID.
+fn assert_combined_email_sent(folder: &Folder, mail: &Mail) {
+    assert_eq!(mail.header("Message-ID"), COMBINED_ID);
+    assert_eq!(mail.recipients, ["ap@one.example"]);
+    assert_eq!(mail.header("Subject"), "Your invoices, Customer One");
+    assert_eq!(
+        body(&mail.parsed()).trim_end(),
+        "Coming due: F002 F003\nOverdue: F001"
+    );
+    let sent: Vec<(String, String, String)> = folder
+        .journal()
+        .into_iter()
+        .filter(|r| r.state != "skipped")
+        .map(|r| (r.invoice, r.state, r.message_id))
+        .collect();
+    let row = |invoice: &str| (invoice.to_string(), "sent".into(), COMBINED_ID.to_string());
+    assert_eq!(sent, [row("F001"), row("F002"), row("F003")]);
+}
+
+#[test]
+fn a_customers_reminders_of_a_day_combined_arrive_as_one_email_over_smtp() {
+    let server = SmtpServer::accepting();
+    let folder = combining_folder(&server.delivery());
+    run_once(&folder).expect_code(0);
+    let mails = server.wait_for_accepted(1);
+    assert_eq!(mails.len(), 1, "three reminders, one email");
+    assert_combined_email_sent(&folder, &mails[0]);
+
+    // The same date again: nothing is sent twice.
+    run_once(&folder).expect_code(0);
+    assert_eq!(server.attempts().len(), 1);
+}
+
+#[test]
+fn a_combined_email_killed_in_the_middle_of_smtp_goes_out_once_whole_after_the_restart() {
+    let first = SmtpServer::holding(0);
+    let folder = combining_folder(&first.delivery());
+    let mut crashed = folder.spawn(&RUN_ONCE);
+    first.wait_until_holding();
+    crashed.kill();
+    first.release(false);
+    let planned: Vec<String> = folder
+        .journal()
+        .into_iter()
+        .filter(|r| r.state != "skipped")
+        .map(|r| r.state)
+        .collect();
+    assert_eq!(planned, ["planned", "planned", "planned"]);
+
+    let second = SmtpServer::accepting();
+    move_to(&folder, &first, &second);
+    let run = run_once(&folder).expect_code(0);
+    assert_contains(&run.stderr, "recovered=3");
+    let mails = second.wait_for_accepted(1);
+    assert_eq!(mails.len(), 1, "the message once, not once per reminder");
+    assert_combined_email_sent(&folder, &mails[0]);
+    assert!(first.accepted().is_empty());
+}
+
 const PASSWORD: &str = "s3cret-Pa55word";
 
 fn smtp_auth_folder(server: &SmtpServer) -> Folder {

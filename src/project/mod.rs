@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::config::{Config, FeedConfig, FeedFormat};
-use crate::diagnostics::{Location, Problem, Problems, locate_yaml_key};
+use crate::diagnostics::{Location, Problem, Problems, key_location, locate_yaml_key};
 use crate::engine::{Evaluator, Reminder};
 use crate::feed::{feeds_for, load_feeds};
 use crate::journal::JournalView;
@@ -91,6 +91,7 @@ impl Rulebook {
                 }
             }
         }
+        check_combined_template(config, &policies, &templates, &templates_dir, &mut problems);
         if policies.is_empty() && !problems.has_errors() {
             problems.warning(
                 Location::file(&rules),
@@ -106,6 +107,58 @@ impl Rulebook {
             },
             problems,
         )
+    }
+}
+
+/// Reports a missing `combined` template when a policy combines a
+/// customer's email reminders: in the config's language (the fallback of
+/// every message), like a stage's template. Located at the `combine:` key
+/// that turns combining on: the policy's own, or once the config's.
+fn check_combined_template(
+    config: &Config,
+    policies: &[Policy],
+    templates: &Templates,
+    templates_dir: &std::path::Path,
+    problems: &mut Problems,
+) {
+    let expected = templates_dir.join(format!("{COMBINED}.{}.hbs", config.language));
+    if templates.resolve(COMBINED, &config.language).is_some() || expected.is_file() {
+        return;
+    }
+    let config_file = config
+        .file
+        .clone()
+        .unwrap_or_else(|| config.base.join("relance.yaml"));
+    let mut located: Vec<Location> = Vec::new();
+    for policy in policies {
+        let emails = policy.stages.iter().any(|s| s.channel == Channel::Email);
+        if !policy.contact.combine || !emails {
+            continue;
+        }
+        let own = std::fs::read_to_string(&policy.file)
+            .ok()
+            .and_then(|source| locate_yaml_key(&source, 1, "combine", None))
+            .map(|(line, col)| Location::at(&policy.file, line, col));
+        let (location, whose) = match own {
+            Some(location) => (location, format!(" in policy {}", policy.name)),
+            None => {
+                let source = std::fs::read_to_string(&config_file).unwrap_or_default();
+                let at = key_location(&config_file, &source, 1, "combine", None);
+                (at, String::new())
+            }
+        };
+        if located.contains(&location) {
+            continue;
+        }
+        problems.error(
+            location.clone(),
+            format!(
+                "contact: combine is on{whose}, but template {COMBINED:?} is not found: \
+                 expected {} (a customer's email reminders of a day go out in it as one message)",
+                expected.display()
+            ),
+        );
+        located.push(location);
     }
 }
 
@@ -296,8 +349,9 @@ impl Project {
     }
 
     /// Renders the message carrying `rows` (one reminder, or a customer's
-    /// several when grouped; the first leads): the first row's fields with
-    /// the message's token, recipients, subject and (when asked) body.
+    /// several when grouped or combined; the first leads): the first row's
+    /// fields with the message's token, template, recipients, subject and
+    /// (when asked) body.
     pub fn message(&self, rows: &[Reminder], body: bool) -> Message<'_> {
         let planned = &rows[0];
         let inv = &self.ledger.invoices[planned.invoice];
@@ -310,9 +364,13 @@ impl Project {
             },
             channel => (self.recipients(rows, channel), Ok(Contacts::default())),
         };
-        let mut reminder = if stage.group == Grouping::Customer {
-            let token = group_token(&inv.customer_id, &stage.template, planned.date, &inv.number);
+        let combined = self.is_combined(rows);
+        let mut reminder = if combined || stage.group == Grouping::Customer {
+            let template = if combined { COMBINED } else { &stage.template };
+            let token = group_token(&inv.customer_id, template, planned.date, &inv.number);
             let mut r = self.fields(planned, token, to);
+            r.template = template;
+            r.language = self.message_language(planned.invoice, template);
             r.covers = rows
                 .iter()
                 .map(|r| &*self.ledger.invoices[r.invoice].number)
@@ -334,7 +392,7 @@ impl Project {
         if stage.channel == Channel::Email {
             reminder.reply_to = policy.reply_to.as_deref();
         }
-        match self.render_message(rows, reminder.language, body) {
+        match self.render_message(rows, reminder.template, reminder.language, body) {
             Ok(message) => {
                 reminder.subject = message.subject;
                 if body {
@@ -350,10 +408,11 @@ impl Project {
 
     /// A reminder decided for its date, as it goes out: in the message it
     /// shares with its customer's other reminders of the day when its stage
-    /// is grouped, which takes planning that customer's day (`explain`).
+    /// is grouped or its policy combines, which takes planning that
+    /// customer's day (`explain`).
     pub fn as_sent(&self, planned: &Reminder, journal: &JournalView) -> Message<'_> {
         let stage = &self.rulebook.policies[planned.policy].stages[planned.stage];
-        if stage.group != Grouping::Customer {
+        if stage.group != Grouping::Customer && !self.combines(planned) {
             return self.reminder(planned, false);
         }
         let plan = self
@@ -391,6 +450,8 @@ impl Project {
         r.cc.clone_from(&message.cc);
         r.bcc.clone_from(&message.bcc);
         r.reply_to = message.reply_to;
+        r.template = message.template;
+        r.language = message.language;
         r.subject.clone_from(&message.subject);
         r.body.clone_from(&message.body);
         r.html.clone_from(&message.html);
@@ -614,49 +675,49 @@ impl Project {
 
     /// Which reminders of a plan go out together: those of a stage with
     /// `group: customer` share one message per customer, date, template,
-    /// channel and language; every other reminder goes out alone.
+    /// channel and language; a customer's email reminders of a day under
+    /// policies that combine share one `combined` message per language
+    /// when they would otherwise be more than one message; every other
+    /// reminder goes out alone.
     pub fn messages(&self, plan: &[Reminder]) -> Messages {
         let mut messages = Messages {
             reminders: plan.len(),
             ..Messages::default()
         };
-        if !self
-            .rulebook
-            .policies
+        let policies = &self.rulebook.policies;
+        let grouping = policies
             .iter()
-            .any(|p| p.stages.iter().any(|s| s.group == Grouping::Customer))
-        {
+            .any(|p| p.stages.iter().any(|s| s.group == Grouping::Customer));
+        let combining = policies.iter().any(|p| p.contact.combine);
+        if !grouping && !combining {
             return messages;
         }
+        let mut languages = Languages::default();
+        let combined = match combining {
+            true => self.combined_reminders(plan, &mut languages),
+            false => Vec::new(),
+        };
         // foldhash rather than SipHash: a preview groups a million rows.
-        let mut keys: hashbrown::HashMap<(NaiveDate, usize, &str, Channel, &str), u32> =
-            hashbrown::HashMap::new();
-        // The few (template, invoice language) pairs a plan has, resolved
-        // once each: resolving walks the language fallbacks.
-        let mut resolved: Vec<(&str, &str, &str)> = Vec::new();
+        let mut keys: hashbrown::HashMap<
+            (NaiveDate, usize, &str, Channel, &str, ContactColumns),
+            u32,
+        > = hashbrown::HashMap::new();
         for (i, planned) in plan.iter().enumerate() {
-            let stage = &self.rulebook.policies[planned.policy].stages[planned.stage];
-            if stage.group != Grouping::Customer {
+            let stage = &policies[planned.policy].stages[planned.stage];
+            let template = if combined.get(i).is_some_and(|&c| c) {
+                COMBINED
+            } else if stage.group == Grouping::Customer {
+                stage.template.as_str()
+            } else {
                 continue;
-            }
-            let wanted = self.language_of(planned.invoice);
-            let language = match resolved
-                .iter()
-                .find(|(t, w, _)| *t == stage.template && *w == wanted)
-            {
-                Some((_, _, language)) => language,
-                None => {
-                    let language = self.message_language(planned.invoice, &stage.template);
-                    resolved.push((&stage.template, wanted, language));
-                    language
-                }
             };
             let key = (
                 planned.date,
                 self.ledger.customer_index(planned.invoice),
-                stage.template.as_str(),
+                template,
                 stage.channel,
-                language,
+                languages.of(self, planned.invoice, template),
+                contact_columns(stage),
             );
             let next = messages.groups.len() as u32;
             let entry = keys.entry(key).or_insert(next);
@@ -681,6 +742,70 @@ impl Project {
             messages.group_of[i] = group;
         }
         messages
+    }
+
+    /// Whether `planned` may go out combined with its customer's other
+    /// email reminders of its day: its policy combines (`contact: {combine:
+    /// true}`), and it is an email reminder, not a thank-you (a different
+    /// kind of message, about a paid invoice).
+    fn combines(&self, planned: &Reminder) -> bool {
+        let policy = &self.rulebook.policies[planned.policy];
+        let stage = &policy.stages[planned.stage];
+        policy.contact.combine && stage.channel == Channel::Email && stage.trigger != Trigger::Paid
+    }
+
+    /// Whether the message of `rows` goes out in the `combined` template:
+    /// several reminders that combine, and that are not one grouped stage's
+    /// statement (which its own template writes, combining or not).
+    fn is_combined(&self, rows: &[Reminder]) -> bool {
+        let stage = |r: &Reminder| &self.rulebook.policies[r.policy].stages[r.stage];
+        let one_statement = |first: &Stage| {
+            first.group == Grouping::Customer
+                && rows.iter().all(|r| {
+                    let s = stage(r);
+                    s.group == Grouping::Customer && s.template == first.template
+                })
+        };
+        rows.len() > 1 && self.combines(&rows[0]) && !one_statement(stage(&rows[0]))
+    }
+
+    /// Which reminders of a plan go out in a combined message: of each
+    /// customer's reminders of a day that combine (in the language the
+    /// `combined` template gives them), those that would otherwise be more
+    /// than one message. A customer's lone reminder, or a statement alone,
+    /// keeps its own template.
+    fn combined_reminders<'p>(
+        &'p self,
+        plan: &[Reminder],
+        languages: &mut Languages<'p>,
+    ) -> Vec<bool> {
+        // Each reminder's customer day, as an index into `days`.
+        let mut index: hashbrown::HashMap<(NaiveDate, usize, &str, ContactColumns), usize> =
+            hashbrown::HashMap::new();
+        let mut days: Vec<Vec<Reminder>> = Vec::new();
+        let mut day_of: Vec<Option<usize>> = vec![None; plan.len()];
+        for (i, planned) in plan.iter().enumerate() {
+            if !self.combines(planned) {
+                continue;
+            }
+            let key = (
+                planned.date,
+                self.ledger.customer_index(planned.invoice),
+                languages.of(self, planned.invoice, COMBINED),
+                contact_columns(&self.rulebook.policies[planned.policy].stages[planned.stage]),
+            );
+            let day = *index.entry(key).or_insert_with(|| {
+                days.push(Vec::new());
+                days.len() - 1
+            });
+            days[day].push(*planned);
+            day_of[i] = Some(day);
+        }
+        let combined: Vec<bool> = days.iter().map(|rows| self.is_combined(rows)).collect();
+        day_of
+            .iter()
+            .map(|day| day.is_some_and(|d| combined[d]))
+            .collect()
     }
 
     /// Where an invoice is written in its feed: its line, or its index in a
@@ -754,24 +879,28 @@ impl Project {
         self.problems.has_errors()
     }
 
-    /// Renders the message of `rows` (the first leads) in `language`.
+    /// Renders the message of `rows` (the first leads) with `template` in `language`.
     fn render_message(
         &self,
         rows: &[Reminder],
+        template: &str,
         language: &str,
         body: bool,
     ) -> Result<Rendered, Problem> {
         let planned = &rows[0];
         let policy = &self.rulebook.policies[planned.policy];
-        let stage = &policy.stages[planned.stage];
         let templates = &self.rulebook.templates;
-        let parts = templates.parts(&stage.template, language, body);
+        let parts = templates.parts(template, language, body);
         let lines: Vec<StatementLine> = rows
             .iter()
-            .map(|r| StatementLine {
-                invoice: r.invoice,
-                stage: &self.rulebook.policies[r.policy].stages[r.stage],
-                occurrence: r.occurrence,
+            .map(|r| {
+                let policy = &self.rulebook.policies[r.policy];
+                StatementLine {
+                    invoice: r.invoice,
+                    policy,
+                    stage: &policy.stages[r.stage],
+                    occurrence: r.occurrence,
+                }
             })
             .collect();
         let context = message_context(
@@ -783,7 +912,7 @@ impl Project {
             &self.config,
             parts,
         );
-        templates.render(&stage.template, language, context, body)
+        templates.render(template, language, context, body)
     }
 
     /// `relance check`: every problem of the folder, with templates rendered
@@ -839,11 +968,19 @@ impl Project {
         // each: `discount` is in the context of the first only.
         let stand_in = Policy::sample();
         for (name, language) in self.rulebook.templates.all() {
+            // The combined template serves the email stages of the policies
+            // that combine.
+            let uses = |p: &Policy, s: &Stage| match name == COMBINED {
+                true => {
+                    p.contact.combine && s.channel == Channel::Email && s.trigger != Trigger::Paid
+                }
+                false => s.template == name,
+            };
             let users: Vec<(&Policy, &Stage)> = self
                 .rulebook
                 .policies
                 .iter()
-                .filter_map(|p| p.stages.iter().find(|s| s.template == name).map(|s| (p, s)))
+                .filter_map(|p| p.stages.iter().find(|s| uses(p, s)).map(|s| (p, s)))
                 .collect();
             let with_discount = users.iter().find(|(p, _)| p.discount.is_some());
             let without = users.iter().find(|(p, _)| p.discount.is_none());
@@ -855,6 +992,7 @@ impl Project {
             }
             // A template only broken promises use always has a promise date.
             let promised = !users.is_empty()
+                && name != COMBINED
                 && self.rulebook.policies.iter().all(|p| {
                     p.stages
                         .iter()
@@ -959,6 +1097,7 @@ impl Project {
                 .iter()
                 .map(|&invoice| StatementLine {
                     invoice,
+                    policy,
                     stage,
                     occurrence: 0,
                 })
@@ -988,8 +1127,14 @@ impl Project {
             )
         };
         // The sparse invoice only where the full one renders: a mistake
-        // that fails both is reported once, without a misleading hint.
-        render(&[FULL_SAMPLE, sparse])?;
+        // that fails both is reported once, without a misleading hint. A
+        // combined message also has an invoice coming due, which the full
+        // and the sparse ones, both overdue, do not show.
+        if name == COMBINED {
+            render(&[FULL_SAMPLE, DUE_SOON_SAMPLE, sparse])?;
+        } else {
+            render(&[FULL_SAMPLE, sparse])?;
+        }
         render(&[sparse]).map_err(|mut problem| {
             problem.message.push_str(&format!(
                 " (with a sample invoice that has no {lacks}, language, extra values or \
@@ -1136,13 +1281,14 @@ impl Project {
 
     /// Warns of each customer whose open invoices, read in feed order, come
     /// to one that shares no valid address with those before it, when a
-    /// stage groups emails per customer: a statement of them would have no
-    /// recipient (it goes only to the addresses every invoice carries).
+    /// stage groups emails per customer or a policy combines them: a
+    /// statement of them would have no recipient (it goes only to the
+    /// addresses every invoice carries).
     fn check_common_addresses(&self, problems: &mut Problems) {
         let grouped_email = self.rulebook.policies.iter().any(|p| {
-            p.stages
-                .iter()
-                .any(|s| s.channel == Channel::Email && s.group == Grouping::Customer)
+            p.stages.iter().any(|s| {
+                s.channel == Channel::Email && (s.group == Grouping::Customer || p.contact.combine)
+            })
         });
         if !grouped_email {
             return;
@@ -1203,8 +1349,10 @@ impl Project {
     fn check_file_names(&self, today: NaiveDate, problems: &mut Problems) {
         let writes_emails = matches!(self.config.delivery, crate::config::Delivery::Outbox { .. });
         // Each stage that writes files, with the bytes its file names have
-        // besides the invoice's own part.
-        let mut stages: Vec<(&Stage, usize)> = Vec::new();
+        // besides the invoice's own part, and the template of the message
+        // per customer it goes out in (its own when grouped; `combined`
+        // too, when its policy combines its emails).
+        let mut stages: Vec<(&Stage, usize, Option<&str>)> = Vec::new();
         for policy in &self.rulebook.policies {
             for stage in &policy.stages {
                 let extension = match stage.channel {
@@ -1234,7 +1382,11 @@ impl Project {
                     );
                     continue;
                 }
-                stages.push((stage, around + own));
+                let grouped = (stage.group == Grouping::Customer).then_some(&*stage.template);
+                stages.push((stage, around + own, grouped));
+                if policy.contact.combine && stage.channel == Channel::Email {
+                    stages.push((stage, around, Some(COMBINED)));
+                }
             }
         }
         if stages.is_empty() {
@@ -1245,7 +1397,9 @@ impl Project {
         // grouped token's fixed parts: `customer.`, the date, three dots).
         let widest = stages
             .iter()
-            .map(|(stage, rest)| rest + 3 * stage.template.len() + "customer...2026-12-01".len())
+            .map(|(stage, rest, grouped)| {
+                rest + 3 * grouped.unwrap_or(&stage.template).len() + "customer...2026-12-01".len()
+            })
             .max()
             .unwrap_or(0);
         for inv in &self.ledger.invoices {
@@ -1260,11 +1414,12 @@ impl Project {
             let number = reminder_token(&inv.number, "", "", 0).len() - "...0".len();
             let longest = stages
                 .iter()
-                .map(|&(stage, rest)| {
-                    let own = if stage.group == Grouping::Customer {
-                        group_token(&inv.customer_id, &stage.template, today, &inv.number).len()
-                    } else {
-                        number
+                .map(|&(stage, rest, grouped)| {
+                    let own = match grouped {
+                        Some(template) => {
+                            group_token(&inv.customer_id, template, today, &inv.number).len()
+                        }
+                        None => number,
                     };
                     (rest + own, stage)
                 })
@@ -1337,7 +1492,13 @@ impl Project {
             promise_date: Some(today - chrono::Days::new(3)),
             ..sparse.clone()
         };
-        Ledger::new(vec![full, sparse, promised]).with_default_language(&self.config.language)
+        let due_soon = Invoice {
+            number: "SAMPLE-0004".into(),
+            due_date: today + chrono::Days::new(7),
+            ..full.clone()
+        };
+        Ledger::new(vec![full, sparse, promised, due_soon])
+            .with_default_language(&self.config.language)
     }
 }
 
@@ -1347,6 +1508,15 @@ struct Contacts<'p> {
     to: Vec<&'p str>,
     cc: Vec<&'p str>,
     bcc: Vec<&'p str>,
+}
+
+/// The feed columns a stage's emails go to (`to`, `cc`, `bcc`): reminders
+/// whose stages differ in them never share a message, which has one set of
+/// recipients and copies.
+type ContactColumns<'s> = (Option<&'s str>, &'s [String], &'s [String]);
+
+fn contact_columns(stage: &Stage) -> ContactColumns<'_> {
+    (stage.to.as_deref(), &stage.cc, &stage.bcc)
 }
 
 /// Addresses as one field writes them: `a@x.fr, b@y.fr`.
@@ -1417,6 +1587,32 @@ fn invoice_location(config: &Config, inv: &Invoice) -> Location {
     }
 }
 
+/// The template of a customer's email reminders of a day that go out as one
+/// message (`contact: {combine: true}`): `templates/combined.LANG.hbs`.
+pub const COMBINED: &str = "combined";
+
+/// The language each (template, invoice language) pair of a plan is written
+/// in, resolved once each: resolving walks the language fallbacks, and a
+/// plan has few pairs.
+#[derive(Default)]
+struct Languages<'p>(Vec<(&'p str, &'p str, &'p str)>);
+
+impl<'p> Languages<'p> {
+    fn of(&mut self, project: &'p Project, invoice: InvoiceId, template: &'p str) -> &'p str {
+        let wanted = project.language_of(invoice);
+        if let Some((_, _, language)) = self
+            .0
+            .iter()
+            .find(|(t, w, _)| *t == template && *w == wanted)
+        {
+            return language;
+        }
+        let language = project.message_language(invoice, template);
+        self.0.push((template, wanted, language));
+        language
+    }
+}
+
 /// Which reminders of a plan go out in one message ([`Project::messages`]).
 #[derive(Debug, Default)]
 pub struct Messages {
@@ -1470,6 +1666,9 @@ const FULL_SAMPLE: InvoiceId = InvoiceId::from_u32(0);
 const SPARSE_SAMPLE: InvoiceId = InvoiceId::from_u32(1);
 /// The sparse one with a promise to pay: what a broken-promise message is about.
 const SPARSE_PROMISED_SAMPLE: InvoiceId = InvoiceId::from_u32(2);
+/// The full one's customer's invoice due in a week: a combined message's
+/// section of invoices coming due.
+const DUE_SOON_SAMPLE: InvoiceId = InvoiceId::from_u32(3);
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,7 @@
 //! The context a message's templates see: its invoice, customer, stage and
-//! policy, the statement of a grouped message, company, rates and discount,
-//! amounts as exact numbers, and only the parts a subject names.
+//! policy, the statement of a grouped message (its invoices coming due and
+//! overdue), company, rates and discount, amounts as exact numbers, and only
+//! the parts a subject names.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -169,7 +170,7 @@ impl Parts {
         invoice_fields: InvoiceField::EVERY,
         customer_fields: ALL_CUSTOMER_FIELDS,
     };
-    const NAMED: [(&'static str, u8); 9] = [
+    const NAMED: [(&'static str, u8); 11] = [
         ("invoice", Parts::INVOICE),
         ("customer", Parts::CUSTOMER),
         ("stage", Parts::STAGE),
@@ -177,6 +178,8 @@ impl Parts {
         ("company", Parts::COMPANY),
         ("invoices", Parts::STATEMENT),
         ("totals", Parts::STATEMENT),
+        ("due_soon", Parts::STATEMENT),
+        ("overdue", Parts::STATEMENT),
         ("rates", Parts::RATES),
         ("discount", Parts::DISCOUNT),
     ];
@@ -232,7 +235,7 @@ impl Parts {
             customer_fields: fields_used(source, "customer", &CUSTOMER_FIELDS),
         };
         for (name, object) in Parts::NAMED {
-            if source.contains(name) {
+            if names_in_expressions(source, name) {
                 parts.objects |= object;
             }
         }
@@ -251,6 +254,30 @@ impl Parts {
             customer_fields: self.customer_fields | other.customer_fields,
         }
     }
+}
+
+/// Whether `name` is a word of the `{{…}}` expressions of `source`: the
+/// text around them may say "overdue" or "invoice" without reading them,
+/// and `days_overdue` or `this.invoice` is not the top-level `overdue` or
+/// `invoice`.
+fn names_in_expressions(source: &str, name: &str) -> bool {
+    let part_of_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut rest = source;
+    while let Some(open) = rest.find("{{") {
+        let inside = &rest[open + 2..];
+        let end = inside.find("}}").unwrap_or(inside.len());
+        let expression = &inside[..end];
+        let named = expression.match_indices(name).any(|(at, _)| {
+            let before = expression[..at].chars().next_back();
+            let after = expression[at + name.len()..].chars().next();
+            !before.is_some_and(|c| part_of_word(c) || c == '.') && !after.is_some_and(part_of_word)
+        });
+        if named {
+            return true;
+        }
+        rest = &inside[end..];
+    }
+    false
 }
 
 /// The fields of `object` (by bit, in the order of `fields`) that a
@@ -313,11 +340,12 @@ fn discount_json(offer: &Discount) -> Value {
     })
 }
 
-/// One invoice of a message and the stage it is at: a message grouped per
-/// customer has several, any other one.
+/// One invoice of a message and the stage it is at, under its policy: a
+/// message grouped per customer (or combined) has several, any other one.
 #[derive(Clone, Copy)]
 pub struct StatementLine<'a> {
     pub invoice: InvoiceId,
+    pub policy: &'a Policy,
     pub stage: &'a Stage,
     pub occurrence: u32,
 }
@@ -332,12 +360,22 @@ fn stage_json(stage: &Stage, occurrence: u32) -> Value {
     })
 }
 
-/// A statement's `invoices` (each invoice with its `stage`) and `totals`
-/// (amount due and count per currency, by currency).
-fn statement_json(ledger: &Ledger, lines: &[StatementLine], today: NaiveDate) -> (Value, Value) {
+/// What a statement shows: `invoices` (each invoice with its `stage`, and
+/// its `discount` when its policy offers one), the same split into
+/// `due_soon` (not yet late) and `overdue` (a day late or more), and
+/// `totals` (amount due and count per currency, by currency).
+struct Statement {
+    invoices: Vec<Value>,
+    due_soon: Vec<Value>,
+    overdue: Vec<Value>,
+    totals: Value,
+}
+
+fn statement_json(ledger: &Ledger, lines: &[StatementLine], today: NaiveDate) -> Statement {
     // `None` past what a decimal holds: the feeds refuse the row that would
     // take one customer there, but a statement is not bound to one customer.
     let mut totals: BTreeMap<&str, (Option<Decimal>, usize)> = BTreeMap::new();
+    let (mut due_soon, mut overdue) = (Vec::new(), Vec::new());
     let invoices = lines
         .iter()
         .map(|line| {
@@ -349,6 +387,14 @@ fn statement_json(ledger: &Ledger, lines: &[StatementLine], today: NaiveDate) ->
             total.1 += 1;
             let mut json = invoice_json(ledger, line.invoice, today, InvoiceField::EVERY);
             json["stage"] = stage_json(line.stage, line.occurrence);
+            if let Some(offer) = line.policy.discount(inv, today) {
+                json["discount"] = discount_json(&offer);
+            }
+            let section = match inv.days_overdue(today) < 1 {
+                true => &mut due_soon,
+                false => &mut overdue,
+            };
+            section.push(json.clone());
             json
         })
         .collect();
@@ -358,13 +404,18 @@ fn statement_json(ledger: &Ledger, lines: &[StatementLine], today: NaiveDate) ->
             json!({"currency": currency, "amount_due": due.map_or(Value::Null, amount_json), "count": count})
         })
         .collect();
-    (Value::Array(invoices), Value::Array(totals))
+    Statement {
+        invoices,
+        due_soon,
+        overdue,
+        totals: Value::Array(totals),
+    }
 }
 
 /// Builds the context of a message about `lines` (the first leads: it is
 /// the message's `invoice` and `stage`): `parts` of invoice, customer,
-/// stage, policy, company, the statement (`invoices`, `totals`), rates and
-/// discount, plus `today` and `language`.
+/// stage, policy, company, the statement (`invoices`, `due_soon`,
+/// `overdue`, `totals`), rates and discount, plus `today` and `language`.
 pub fn message_context(
     ledger: &Arc<Ledger>,
     lines: &[StatementLine],
@@ -378,6 +429,7 @@ pub fn message_context(
         invoice: index,
         stage,
         occurrence,
+        ..
     } = lines[0];
     let customer_index = ledger.customer_index(index);
     let mut root = serde_json::Map::new();
@@ -397,9 +449,11 @@ pub fn message_context(
         root.insert("stage".into(), stage_json(stage, occurrence));
     }
     if parts.has(Parts::STATEMENT) {
-        let (invoices, totals) = statement_json(ledger, lines, today);
-        root.insert("invoices".into(), invoices);
-        root.insert("totals".into(), totals);
+        let statement = statement_json(ledger, lines, today);
+        root.insert("invoices".into(), Value::Array(statement.invoices));
+        root.insert("due_soon".into(), Value::Array(statement.due_soon));
+        root.insert("overdue".into(), Value::Array(statement.overdue));
+        root.insert("totals".into(), statement.totals);
     }
     if parts.has(Parts::POLICY) {
         root.insert(
@@ -477,6 +531,28 @@ mod tests {
         );
         assert_eq!(Parts::used_by("{{> header}}"), Parts::ALL);
         assert_eq!(Parts::used_by("Hello").objects, 0);
+    }
+
+    #[test]
+    fn only_expressions_name_a_part_not_the_text_around_them() {
+        let p = Parts::used_by("Invoice {{invoice.number}} is overdue");
+        assert_eq!(
+            p.objects,
+            Parts::INVOICE,
+            "the word in the text reads nothing"
+        );
+        let p = Parts::used_by("{{#if overdue}}Overdue{{else}}Due{{/if}} — {{customer.name}}");
+        assert_eq!(p.objects, Parts::STATEMENT | Parts::CUSTOMER);
+        let p = Parts::used_by("{{plural invoice.days_overdue \"day\" \"days\"}} late");
+        assert_eq!(
+            p.objects,
+            Parts::INVOICE,
+            "a field's name is not the section"
+        );
+        assert_eq!(
+            Parts::used_by("{{due_soon.length}}").objects,
+            Parts::STATEMENT
+        );
     }
 
     #[test]
