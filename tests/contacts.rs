@@ -394,7 +394,9 @@ fn reminders_for_other_contacts_are_never_combined_with_the_others() {
             ),
         );
     let preview = folder
-        .run(&["preview", "--as-of", AS_OF, "--days", "1", "--format", "json"])
+        .run(&[
+            "preview", "--as-of", AS_OF, "--days", "1", "--format", "json",
+        ])
         .expect_code(0)
         .json();
     let seen: Vec<(&str, &str, &serde_json::Value)> = preview
