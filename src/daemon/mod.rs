@@ -73,6 +73,8 @@ pub struct Report {
     pub retries: usize,
     /// When the first of them is due.
     pub next_retry: Option<DateTime<Utc>>,
+    /// Reminders awaiting approval in the journal after this evaluation.
+    pub awaiting: usize,
 }
 
 impl Report {

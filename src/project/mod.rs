@@ -148,6 +148,10 @@ pub struct Message<'p> {
     /// Set when the message could not be rendered; it would not be sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `required` when its stage says `approve: true`: journaled
+    /// `awaiting_approval`, it goes out after `relance approve`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<&'static str>,
     /// The invoices of its message when the message is grouped (a table
     /// shows the message once, with them); empty otherwise.
     #[serde(skip)]
@@ -392,6 +396,7 @@ impl Project {
             body: None,
             html: None,
             error: None,
+            approval: stage.approve.then_some("required"),
             covers: Arc::from([]),
         }
     }
@@ -471,7 +476,8 @@ impl Project {
 
     /// Which reminders of a plan go out together: those of a stage with
     /// `group: customer` share one message per customer, date, template,
-    /// channel and language; every other reminder goes out alone.
+    /// channel, language and need of approval; every other reminder goes
+    /// out alone.
     pub fn messages(&self, plan: &[Reminder]) -> Messages {
         let mut messages = Messages {
             reminders: plan.len(),
@@ -486,7 +492,7 @@ impl Project {
             return messages;
         }
         // foldhash rather than SipHash: a preview groups a million rows.
-        let mut keys: hashbrown::HashMap<(NaiveDate, usize, &str, Channel, &str), u32> =
+        let mut keys: hashbrown::HashMap<(NaiveDate, usize, &str, Channel, &str, bool), u32> =
             hashbrown::HashMap::new();
         // The few (template, invoice language) pairs a plan has, resolved
         // once each: resolving walks the language fallbacks.
@@ -508,12 +514,15 @@ impl Project {
                     language
                 }
             };
+            // A message a person approves carries only reminders that
+            // need approval: approving it never sends one that needs none.
             let key = (
                 planned.date,
                 self.ledger.customer_index(planned.invoice),
                 stage.template.as_str(),
                 stage.channel,
                 language,
+                stage.approve,
             );
             let next = messages.groups.len() as u32;
             let entry = keys.entry(key).or_insert(next);
