@@ -464,8 +464,10 @@ fn explain_says_a_stage_needs_approval_and_that_the_later_ones_follow_their_date
         .stdout;
     assert_contains(
         &before,
-        "On 2026-12-01: formal_notice (letter) to Customer F001 needs approval: journaled \
-         awaiting_approval, it goes out once `relance approve F001` is given",
+        "On 2026-12-01: formal_notice (letter) to Customer F001 needs approval: \
+         Formal notice: invoice F001\n  Journaled awaiting_approval, it goes out once \
+         `relance approve F001` is given (`relance reject` drops it); the later stages keep \
+         their own dates.\n",
     );
     let json = folder
         .run(&["explain", "F001", "--as-of", AS_OF, "--format", "json"])

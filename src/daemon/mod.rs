@@ -12,6 +12,11 @@
 //! message; a crash inside that instant resends the message with the same
 //! Message-ID, which mail clients show once.
 //!
+//! A reminder of a stage with `approve: true` is journaled
+//! `awaiting_approval` and not delivered; `relance approve` makes it
+//! `approved`, which the next pass claims and delivers as it does a due
+//! retry (or skips, when its invoice is no longer open).
+//!
 //! [`Daemon::open`] and [`Daemon::evaluate`] are one pass, with no signal
 //! handler and no watcher (what a server or a test drives);
 //! [`Daemon::start`] and [`Daemon::serve`] add them for `relance run`.

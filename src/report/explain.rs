@@ -244,14 +244,14 @@ impl Explanation<'_> {
             )?,
             Some(r) if r.approval.is_some() => writeln!(
                 out,
-                "\nOn {date}: {} ({}) to {} needs approval: journaled awaiting_approval, it goes out \
+                "\nOn {date}: {} ({}) to {} needs approval: {}\n  Journaled awaiting_approval, it goes out \
                  once `relance approve {}` is given (`relance reject` drops it); the later stages \
-                 follow their own dates meanwhile: {}",
+                 keep their own dates.",
                 stage_label(r.stage, r.occurrence),
                 r.channel.as_str(),
                 r.to,
-                r.invoice,
-                r.subject
+                r.subject,
+                r.invoice
             )?,
             Some(r) => writeln!(
                 out,
