@@ -277,6 +277,9 @@ fn an_approval_given_after_the_invoice_was_paid_sends_nothing() {
         ("skipped", Some("paid before it was approved"))
     );
     assert_eq!(notice.attempts, 0);
+    let logged = run.log_lines("not sent: paid before it was approved");
+    assert_eq!(logged.len(), 1, "{}", run.stderr);
+    assert_contains(logged[0], "invoice=F001");
 
     // Paid while it waited: the next pass drops it, nobody is asked any more.
     folder.write_invoices(&feed(&["F001", "F002"]));
@@ -289,6 +292,13 @@ fn an_approval_given_after_the_invoice_was_paid_sends_nothing() {
     assert_contains(
         run.log_lines("awaiting approval (relance approve")[0],
         "2 reminder(s)",
+    );
+    assert_eq!(
+        run.log_lines("no longer awaits approval: paid while it awaited approval")
+            .len(),
+        1,
+        "{}",
+        run.stderr
     );
     let late = folder.run(&["approve", "F002"]).expect_code(1);
     assert_contains(
@@ -664,4 +674,24 @@ fn an_email_that_needs_approval_reaches_the_smtp_server_once_after_approval() {
 
     run_once(&folder).expect_code(0);
     assert_eq!(sink.message_ids().len(), 1, "sent once");
+}
+
+#[test]
+fn a_policy_test_journal_may_hold_a_reminder_awaiting_approval() {
+    let folder = approvals_folder("");
+    folder.write(
+        "rules/dunning.test.yaml",
+        "tests:
+  - name: the collection follows its date while the formal notice awaits approval
+    as_of: 2026-12-10
+    invoices:
+      - {number: T1, customer_id: C1, due_date: 2026-11-20, amount: 100}
+    journal:
+      - {invoice: T1, policy: dunning, stage: formal_notice, date: 2026-11-30, state: awaiting_approval}
+    expect:
+      - {date: 2026-12-10, invoice: T1, stage: collection, channel: task}
+",
+    );
+    let run = folder.run(&["test"]).expect_code(0);
+    assert_contains(&run.stdout, "1 passed, 0 failed");
 }

@@ -656,12 +656,14 @@ impl Daemon {
                         kept.push(p);
                     }
                     Err(reason) => {
-                        let reason = match p.state == State::Approved && self.paid(p) {
+                        let approved = p.state == State::Approved;
+                        let reason = match approved && self.paid(p) {
                             true => "paid before it was approved".to_string(),
                             false => reason,
                         };
                         journal.mark_skipped(&p.identity, reason.as_str(), &now_s)?;
-                        tracing::info!(invoice = %p.identity.invoice, stage = %p.identity.stage, "not retried: {reason}");
+                        let what = if approved { "not sent" } else { "not retried" };
+                        tracing::info!(invoice = %p.identity.invoice, stage = %p.identity.stage, "{what}: {reason}");
                     }
                 }
             }
