@@ -390,7 +390,7 @@ fn without_dir_the_current_folder_is_used_and_locations_are_relative_to_it() {
     assert_eq!(run.code, 1);
     assert_eq!(
         run.stdout,
-        "rules/typo.yaml:3:15: stages[0]: unknown field `ofset`, expected one of `id`, `offset`, `on`, `channel`, `template`, `when`, `repeat`, `shift`, `group`\n"
+        "rules/typo.yaml:3:15: stages[0]: unknown field `ofset`, expected one of `id`, `offset`, `on`, `channel`, `template`, `when`, `repeat`, `shift`, `group`, `urgent`, `approve`, `to`, `cc`, `bcc`\n"
     );
 }
 

@@ -98,7 +98,7 @@ fn an_unknown_key_is_reported_with_its_position_and_the_other_policies_still_loa
     assert_eq!(
         check_problems(&f),
         vec![
-            "rules/typo.yaml:5:5: stages[0]: unknown field `ofset`, expected one of `id`, `offset`, `on`, `channel`, `template`, `when`, `repeat`, `shift`, `group`"
+            "rules/typo.yaml:5:5: stages[0]: unknown field `ofset`, expected one of `id`, `offset`, `on`, `channel`, `template`, `when`, `repeat`, `shift`, `group`, `urgent`, `approve`, `to`, `cc`, `bcc`"
         ]
     );
     // The broken policy is left out and `p` still works, but preview says
