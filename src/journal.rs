@@ -75,14 +75,19 @@ fn escape_into(out: &mut String, part: &str) {
 }
 
 /// The life of a reminder: `planned` before delivery, then `sent` or
-/// `failed`; `skipped` for an earlier stage overtaken by a later one.
+/// `failed`; `skipped` for an earlier stage overtaken by a later one. A
+/// reminder of a stage with `approve: true` is `awaiting_approval` instead of
+/// `planned`, then `approved` (`relance approve`) until the next pass
+/// delivers it, or `skipped` (`relance reject`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum State {
     Planned,
     Sent,
     Failed,
     Skipped,
+    AwaitingApproval,
+    Approved,
 }
 
 impl State {
@@ -92,6 +97,8 @@ impl State {
             State::Sent => "sent",
             State::Failed => "failed",
             State::Skipped => "skipped",
+            State::AwaitingApproval => "awaiting_approval",
+            State::Approved => "approved",
         }
     }
     pub fn parse(s: &str) -> Option<State> {
@@ -100,6 +107,8 @@ impl State {
             "sent" => State::Sent,
             "failed" => State::Failed,
             "skipped" => State::Skipped,
+            "awaiting_approval" => State::AwaitingApproval,
+            "approved" => State::Approved,
             _ => return None,
         })
     }
@@ -127,6 +136,16 @@ impl JournalView {
     pub fn marks(&self, invoice: &str) -> &[Mark] {
         self.by_invoice.get(invoice).map_or(&[], Vec::as_slice)
     }
+}
+
+/// Which reminders awaiting approval `relance approve` or `reject` is
+/// about: those of an invoice (of every invoice when `None`), of a stage
+/// and of a policy when given.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Awaiting<'a> {
+    pub invoice: Option<&'a str>,
+    pub stage: Option<&'a str>,
+    pub policy: Option<&'a str>,
 }
 
 /// One row of the journal: a reminder's identity, where it stands and how it
@@ -219,9 +238,21 @@ const ROW_COLUMNS: &str = "invoice, policy, stage, occurrence, state, date, chan
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
+/// One step of the journal's schema.
+enum Migration {
+    /// SQL run as written.
+    Sql(&'static str),
+    /// The table `reminder` built again with this text of its `CREATE TABLE`
+    /// replaced (from, to): the way to change a constraint, which SQLite's
+    /// `ALTER TABLE` cannot. The statement is the one SQLite holds, so the
+    /// columns added by the steps before are kept, whatever they are.
+    Rebuild(&'static str, &'static str),
+}
+
 /// Migrations, in order; `user_version` records how many have run.
-const MIGRATIONS: [&str; 3] = [
-    "CREATE TABLE reminder (
+const MIGRATIONS: [Migration; 4] = [
+    Migration::Sql(
+        "CREATE TABLE reminder (
         id          INTEGER PRIMARY KEY,
         invoice     TEXT NOT NULL,
         policy      TEXT NOT NULL,
@@ -242,14 +273,19 @@ const MIGRATIONS: [&str; 3] = [
         UNIQUE (invoice, policy, stage, occurrence)
     );
     CREATE INDEX reminder_invoice ON reminder (invoice);",
+    ),
     // The token of the message a reminder went out in: a customer's
     // reminders of a day grouped into one email share it, and after a crash
     // it names the file that proves the message was delivered.
-    "ALTER TABLE reminder ADD COLUMN message TEXT NOT NULL DEFAULT '';",
+    Migration::Sql("ALTER TABLE reminder ADD COLUMN message TEXT NOT NULL DEFAULT '';"),
+    // Reminders of a stage with `approve: true` wait for a person.
+    Migration::Rebuild("'skipped')", "'skipped', 'awaiting_approval', 'approved')"),
     // The customer a reminder was for: a customer's history keeps the
     // invoices that have left the feeds. Rows from before stay NULL.
-    "ALTER TABLE reminder ADD COLUMN customer_id TEXT;
-    CREATE INDEX reminder_customer ON reminder (customer_id);",
+    Migration::Sql(
+        "ALTER TABLE reminder ADD COLUMN customer_id TEXT;
+        CREATE INDEX reminder_customer ON reminder (customer_id);",
+    ),
 ];
 
 pub struct Journal {
@@ -347,12 +383,54 @@ impl Journal {
             let tx = journal.begin()?;
             let version = journal.version()?;
             for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-                journal.sql(tx.tx.execute_batch(migration))?;
+                journal.migrate(&tx, migration)?;
                 journal.sql(tx.tx.pragma_update(None, "user_version", (i + 1) as i64))?;
             }
             tx.commit()?;
         }
         Ok(journal)
+    }
+
+    /// Runs one migration inside the transaction `tx`.
+    fn migrate(&self, tx: &Transaction, migration: &Migration) -> Result<()> {
+        let (from, to) = match migration {
+            Migration::Sql(sql) => return self.sql(tx.tx.execute_batch(sql)),
+            Migration::Rebuild(from, to) => (from, to),
+        };
+        let create: String = self.sql(tx.tx.query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'reminder'",
+            [],
+            |r| r.get(0),
+        ))?;
+        // After a rename SQLite writes the name quoted: everything up to
+        // the column list is written anew.
+        let columns = create.find('(').map(|at| &create[at..]);
+        let Some(columns) = columns.filter(|c| c.contains(from)) else {
+            return Err(Error::Refused(format!(
+                "{}: cannot migrate the journal: its table `reminder` has no {from}",
+                self.path.display()
+            )));
+        };
+        // Dropping the table drops its indexes: they are made again after.
+        let indexes: Vec<String> = {
+            let mut stmt = self.sql(tx.tx.prepare(
+                "SELECT sql FROM sqlite_master \
+                 WHERE type = 'index' AND tbl_name = 'reminder' AND sql IS NOT NULL",
+            ))?;
+            self.sql(self.sql(stmt.query_map([], |r| r.get(0)))?.collect())?
+        };
+        let mut script = format!(
+            "CREATE TABLE reminder_rebuilt {};
+             INSERT INTO reminder_rebuilt SELECT * FROM reminder;
+             DROP TABLE reminder;
+             ALTER TABLE reminder_rebuilt RENAME TO reminder;",
+            columns.replacen(from, to, 1)
+        );
+        for index in indexes {
+            script.push_str(&index);
+            script.push(';');
+        }
+        self.sql(tx.tx.execute_batch(&script))
     }
 
     /// The schema version, refused when a newer relance wrote it.
@@ -643,14 +721,100 @@ impl Journal {
     }
 
     /// Reminders to deliver now: every `planned` one (left by a crash, or by
-    /// this process a moment ago), and `failed` ones whose retry time has come.
+    /// this process a moment ago), `failed` ones whose retry time has come,
+    /// and `approved` ones.
     pub fn pending(&self, now: &str) -> Result<Vec<JournalRow>> {
+        self.rows_where(
+            "state = 'planned' \
+             OR (state IN ('failed', 'approved') AND next_try_at IS NOT NULL AND next_try_at <= ?1)",
+            params![now],
+        )
+    }
+
+    /// The reminders awaiting approval, in the order they were decided.
+    pub fn awaiting_approval(&self) -> Result<Vec<JournalRow>> {
+        self.rows_where("state = 'awaiting_approval'", [])
+    }
+
+    /// The rows that `condition` (SQL) selects, in the order they were journaled.
+    fn rows_where(
+        &self,
+        condition: &str,
+        values: impl rusqlite::Params,
+    ) -> Result<Vec<JournalRow>> {
         let mut stmt = self.sql(self.conn.prepare(&format!(
-            "SELECT {ROW_COLUMNS} FROM reminder \
-             WHERE state = 'planned' OR (state = 'failed' AND next_try_at IS NOT NULL AND next_try_at <= ?1) \
-             ORDER BY id"
+            "SELECT {ROW_COLUMNS} FROM reminder WHERE {condition} ORDER BY id"
         )))?;
-        let rows = self.sql(stmt.query_map(params![now], JournalRow::read))?;
+        let rows = self.sql(stmt.query_map(values, JournalRow::read))?;
+        self.sql(rows.collect())
+    }
+
+    /// How many reminders await approval.
+    pub fn awaiting_count(&self) -> Result<usize> {
+        self.sql(self.conn.query_row(
+            "SELECT COUNT(*) FROM reminder WHERE state = 'awaiting_approval'",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n as usize),
+        ))
+    }
+
+    /// Approves the reminders awaiting approval that `which` selects, and
+    /// the others of their messages (a message goes out whole: its token
+    /// names one file): `approved`, due at the next pass. Returns them.
+    pub fn approve(&self, which: &Awaiting, now: &str) -> Result<Vec<Identity>> {
+        self.decide_approval(
+            "state = 'approved', next_try_at = ?4, owner = NULL, updated_at = ?4",
+            true,
+            which,
+            &[&now],
+        )
+    }
+
+    /// Rejects the reminders awaiting approval that `which` selects:
+    /// `skipped`, with `rejected: REASON` as their reason. Returns them.
+    pub fn reject(&self, which: &Awaiting, reason: &str, now: &str) -> Result<Vec<Identity>> {
+        self.decide_approval(
+            "state = 'skipped', last_error = ?4, next_try_at = NULL, updated_at = ?5",
+            false,
+            which,
+            &[&format!("rejected: {reason}"), &now],
+        )
+    }
+
+    /// Sets `set` (parameters from `?4`) on the reminders awaiting approval
+    /// that `which` selects, and with `whole_messages` on the others of
+    /// their messages.
+    fn decide_approval(
+        &self,
+        set: &str,
+        whole_messages: bool,
+        which: &Awaiting,
+        values: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<Identity>> {
+        let selected = "(?1 IS NULL OR invoice = ?1) AND (?2 IS NULL OR stage = ?2) \
+                        AND (?3 IS NULL OR policy = ?3)";
+        let rows = match whole_messages {
+            true => format!(
+                "message IN (SELECT message FROM reminder WHERE state = 'awaiting_approval' AND {selected})"
+            ),
+            false => selected.to_string(),
+        };
+        let sql = format!(
+            "UPDATE reminder SET {set} WHERE state = 'awaiting_approval' AND {rows} \
+             RETURNING invoice, policy, stage, occurrence"
+        );
+        let filter: [&dyn rusqlite::ToSql; 3] = [&which.invoice, &which.stage, &which.policy];
+        let params: Vec<&dyn rusqlite::ToSql> =
+            filter.into_iter().chain(values.iter().copied()).collect();
+        let mut stmt = self.sql(self.conn.prepare(&sql))?;
+        let rows = self.sql(stmt.query_map(params.as_slice(), |r| {
+            Ok(Identity {
+                invoice: r.get(0)?,
+                policy: r.get(1)?,
+                stage: r.get(2)?,
+                occurrence: r.get(3)?,
+            })
+        }))?;
         self.sql(rows.collect())
     }
 
@@ -666,10 +830,11 @@ impl Journal {
         Ok(self.sql(attempts)?.unwrap_or_default())
     }
 
-    /// When the next failed reminder is due for a retry.
+    /// When the next failed reminder is due for a retry, or an approved one
+    /// for its delivery.
     pub fn next_retry(&self) -> Result<Option<String>> {
         self.sql(self.conn.query_row(
-            "SELECT MIN(next_try_at) FROM reminder WHERE state = 'failed'",
+            "SELECT MIN(next_try_at) FROM reminder WHERE state IN ('failed', 'approved')",
             [],
             |r| r.get(0),
         ))
@@ -730,12 +895,122 @@ mod tests {
     }
 
     #[test]
+    fn a_journal_of_before_approvals_is_migrated_with_its_rows_and_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relance.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for migration in &MIGRATIONS[..2] {
+                let Migration::Sql(sql) = migration else {
+                    panic!("the first two steps are SQL")
+                };
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            conn.execute(
+                "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, message, created_at, updated_at)
+                 VALUES ('F1', 'p', 's', 0, 'sent', '2026-12-01', 'F1.p.s.0', 't', 't')",
+                [],
+            )
+            .unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        assert_eq!(j.version().unwrap(), SCHEMA_VERSION);
+        let rows = j.history(None).unwrap();
+        assert_eq!((rows.len(), rows[0].state), (1, State::Sent));
+        assert_eq!(rows[0].message, "F1.p.s.0");
+        let awaiting = Mark {
+            policy: "p".into(),
+            stage: "notice".into(),
+            occurrence: 0,
+            state: State::AwaitingApproval,
+            date: "2026-12-02".parse().unwrap(),
+        };
+        assert!(j.record("F1", &awaiting, "t").unwrap());
+        assert_eq!(j.awaiting_count().unwrap(), 1);
+        let index: i64 = j
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'reminder_invoice'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(index, 1);
+        // A state the journal does not know is still refused.
+        let refused = j.conn.execute("UPDATE reminder SET state = 'done'", []);
+        assert!(refused.is_err());
+    }
+
+    #[test]
+    fn approving_one_reminder_of_a_message_approves_the_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("relance.db")).unwrap();
+        let awaiting = |invoice: &str, stage: &str, message: &str| JournalRow {
+            channel: "letter".into(),
+            message: message.into(),
+            ..JournalRow::new(
+                Identity {
+                    invoice: invoice.into(),
+                    policy: "p".into(),
+                    stage: stage.into(),
+                    occurrence: 0,
+                },
+                State::AwaitingApproval,
+                "2026-12-01",
+            )
+        };
+        for row in [
+            awaiting("F1", "notice", "customer.C1.notice.2026-12-01.F1"),
+            awaiting("F2", "notice", "customer.C1.notice.2026-12-01.F1"),
+            awaiting("F3", "notice", "F3.p.notice.0"),
+            awaiting("F3", "collection", "F3.p.collection.0"),
+        ] {
+            assert!(j.insert(&row, "t").unwrap());
+        }
+        let only = |invoice| Awaiting {
+            invoice: Some(invoice),
+            ..Awaiting::default()
+        };
+        let approved = j.approve(&only("F2"), "2026-12-01T10:00:00.000Z").unwrap();
+        let mut invoices: Vec<&str> = approved.iter().map(|i| i.invoice.as_str()).collect();
+        invoices.sort();
+        assert_eq!(invoices, ["F1", "F2"]);
+        assert!(
+            j.approve(&only("F1"), "t").unwrap().is_empty(),
+            "done already"
+        );
+        let notices = Awaiting {
+            stage: Some("notice"),
+            ..Awaiting::default()
+        };
+        let rejected = j.reject(&notices, "paying Friday", "t").unwrap();
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(
+            j.state_of("F3", "p", "notice", 0).unwrap(),
+            Some(State::Skipped)
+        );
+        assert_eq!(
+            j.history(Some("F3")).unwrap()[1].last_error.as_deref(),
+            Some("rejected: paying Friday")
+        );
+        assert_eq!(j.awaiting_count().unwrap(), 1, "F3's collection");
+        // Approved reminders are due at the next pass, as a retry is.
+        let due = j.pending("2026-12-01T10:00:01.000Z").unwrap();
+        assert_eq!(due.len(), 2);
+        assert!(due.iter().all(|p| p.state == State::Approved));
+    }
+
+    #[test]
     fn the_history_of_a_journal_from_before_customers_reads_without_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relance.db");
         let conn = Connection::open(&path).unwrap();
         for migration in &MIGRATIONS[..2] {
-            conn.execute_batch(migration).unwrap();
+            let Migration::Sql(sql) = migration else {
+                panic!("the first two steps are SQL")
+            };
+            conn.execute_batch(sql).unwrap();
         }
         conn.pragma_update(None, "user_version", 2).unwrap();
         conn.execute(

@@ -65,7 +65,7 @@ pub use diagnostics::{Location, Problem, Problems, Severity};
 pub use engine::{Plan, Reminder};
 pub use error::{Error, Result};
 pub use impact::{Baseline, HORIZON_DAYS, Impact, impact};
-pub use journal::{Journal, JournalView};
+pub use journal::{Awaiting, Journal, JournalView};
 pub use model::{Id, InvoiceId};
 pub use policy_tests::{Expected, TestCase, TestFile, check_tests, run_tests, test_files};
 pub use project::history::{HistoryFilter, history};

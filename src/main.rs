@@ -10,7 +10,9 @@ use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use relance::report::{self, Format, PreviewRequest};
-use relance::{Baseline, Config, Daemon, HistoryFilter, Journal, Options, Project, RunOptions};
+use relance::{
+    Awaiting, Baseline, Config, Daemon, HistoryFilter, Journal, Options, Project, RunOptions,
+};
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -119,6 +121,21 @@ enum Command {
         #[arg(long)]
         all: bool,
     },
+    /// Send reminders awaiting approval (stages with `approve: true`): they
+    /// go out at the daemon's next pass (`kill -HUP` makes that now) or the
+    /// next `run --once`, unless their invoice was paid meanwhile.
+    Approve {
+        #[command(flatten)]
+        which: AwaitingArgs,
+    },
+    /// Drop reminders awaiting approval: journaled `skipped`, with the reason.
+    Reject {
+        #[command(flatten)]
+        which: AwaitingArgs,
+        /// Why they are dropped (`history` shows it).
+        #[arg(long)]
+        reason: String,
+    },
     /// Run the policy tests (rules/*.test.yaml) on the real engine and templates.
     ///
     /// Each case gives invoices, a journal and a date, and the reminders that
@@ -159,6 +176,23 @@ enum Command {
         #[arg(long, default_value = "table", value_parser = format_parser())]
         format: Format,
     },
+}
+
+/// The reminders awaiting approval that `approve` or `reject` decides.
+#[derive(Args)]
+struct AwaitingArgs {
+    /// The invoices whose reminders awaiting approval are decided.
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    invoices: Vec<String>,
+    /// Every reminder awaiting approval.
+    #[arg(long)]
+    all: bool,
+    /// Only those of this stage.
+    #[arg(long)]
+    stage: Option<String>,
+    /// Only those of this policy.
+    #[arg(long)]
+    policy: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -385,14 +419,9 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             Ok(failed_if(report.held || report.failed > 0))
         }
         Command::Retry { invoices, all } => {
-            let config = Config::load(&g.dir, g.config.as_deref())?;
-            let path = config.path(&config.journal);
             // No journal, no failed reminder: `retry` does not create one.
-            let journal = match Journal::open_read_only(&path)? {
-                Some(_) => Some(Journal::open(&path)?),
-                None => None,
-            };
-            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+            let journal = existing_journal(g)?;
+            let now = now_rfc3339();
             let requeue = |invoice: Option<&str>| match &journal {
                 Some(j) => j.requeue(invoice, &now),
                 None => Ok(0),
@@ -414,6 +443,8 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             }
             Ok(failed_if(missing))
         }
+        Command::Approve { which } => decide_approvals(g, &which, None, out),
+        Command::Reject { which, reason } => decide_approvals(g, &which, Some(&reason), out),
         Command::Test { files, format } => {
             // Its cases bring their own invoices: the feeds are not read.
             let project = match Project::load_rules(&options(g)) {
@@ -468,6 +499,76 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The folder's journal, migrated if need be; `None` when there is none
+/// yet (a command that changes rows creates none).
+fn existing_journal(g: &Global) -> Result<Option<Journal>> {
+    let config = Config::load(&g.dir, g.config.as_deref())?;
+    let path = config.path(&config.journal);
+    Ok(match Journal::open_read_only(&path)? {
+        Some(_) => Some(Journal::open(&path)?),
+        None => None,
+    })
+}
+
+/// Now, as the journal writes times.
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// `approve`, or `reject` with its reason: the reminders awaiting approval
+/// of each invoice named (of every invoice with `--all`). Exit 1 when a
+/// named invoice has none (the others are decided).
+fn decide_approvals(
+    g: &Global,
+    which: &AwaitingArgs,
+    reject: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<ExitCode> {
+    let journal = existing_journal(g)?;
+    let now = now_rfc3339();
+    let decide = |invoice: Option<&str>| {
+        let selected = Awaiting {
+            invoice,
+            stage: which.stage.as_deref(),
+            policy: which.policy.as_deref(),
+        };
+        match (&journal, reject) {
+            (None, _) => Ok(Vec::new()),
+            (Some(j), Some(reason)) => j.reject(&selected, reason, &now),
+            (Some(j), None) => j.approve(&selected, &now),
+        }
+    };
+    let verb = if reject.is_some() {
+        "rejected"
+    } else {
+        "approved"
+    };
+    if which.all {
+        report::approvals::write(out, None, &decide(None)?, verb)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut missing = false;
+    for invoice in &which.invoices {
+        let decided = decide(Some(invoice))?;
+        if decided.is_empty() {
+            let of_stage = which
+                .stage
+                .as_ref()
+                .map_or(String::new(), |s| format!(" of stage {s}"));
+            let of_policy = which
+                .policy
+                .as_ref()
+                .map_or(String::new(), |p| format!(" of policy {p}"));
+            eprintln!(
+                "relance: invoice {invoice} has no reminder{of_stage}{of_policy} awaiting approval"
+            );
+            missing = true;
+        }
+        report::approvals::write(out, Some(invoice), &decided, verb)?;
+    }
+    Ok(failed_if(missing))
 }
 
 /// `preview --baseline`: the folder's rules against the baseline's on the

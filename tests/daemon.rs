@@ -165,7 +165,7 @@ fn run_once_creates_a_wal_journal_with_a_schema_version() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, relance::Journal::SCHEMA_VERSION);
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 }
 
 #[test]

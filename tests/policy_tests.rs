@@ -232,7 +232,7 @@ fn a_case_whose_invoices_journal_or_config_do_not_load_is_located_and_does_not_r
     assert_eq!(
         errors,
         [
-            "rules/p.test.yaml:11:67: test \"bad invoice\": journal[0]: state \"done\" is not a journal state (expected sent, skipped, failed or planned)",
+            "rules/p.test.yaml:11:67: test \"bad invoice\": journal[0]: state \"done\" is not a journal state (expected sent, skipped, failed, planned, awaiting_approval or approved)",
             "rules/p.test.yaml:12:15: test \"bad invoice\": expect[0]: channel \"mail\" is not a channel (expected one of email, letter, sms, call, task)",
             "rules/p.test.yaml:6: test \"bad invoice\": due_date: expected a date in the format %Y-%m-%d, found \"30/11/2026\"",
             "rules/p.test.yaml:6: test \"bad invoice\": amount: expected a decimal number like 1234.56, found \"12,50\" (for amounts written 1 234,56 set `decimal: \",\"` on this feed)",

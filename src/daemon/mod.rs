@@ -12,6 +12,11 @@
 //! message; a crash inside that instant resends the message with the same
 //! Message-ID, which mail clients show once.
 //!
+//! A reminder of a stage with `approve: true` is journaled
+//! `awaiting_approval` and not delivered; `relance approve` makes it
+//! `approved`, which the next pass claims and delivers as it does a due
+//! retry (or skips, when its invoice is no longer open).
+//!
 //! [`Daemon::open`] and [`Daemon::evaluate`] are one pass, with no signal
 //! handler and no watcher (what a server or a test drives);
 //! [`Daemon::start`] and [`Daemon::serve`] add them for `relance run`.
@@ -73,6 +78,8 @@ pub struct Report {
     pub retries: usize,
     /// When the first of them is due.
     pub next_retry: Option<DateTime<Utc>>,
+    /// Reminders awaiting approval in the journal after this evaluation.
+    pub awaiting: usize,
 }
 
 impl Report {

@@ -18,6 +18,13 @@ use crate::rules::{Channel, ON_PAID, PolicyId, StageId};
 /// A message ready to go: its reminders and their rendering.
 type Outgoing<'p> = (Vec<Reminder>, Message<'p>);
 
+/// The messages a pass decided, as the plan's reminders: those that go out
+/// now, and those that wait for a person's approval.
+struct Decided {
+    messages: Vec<Vec<Reminder>>,
+    awaiting: Vec<Vec<Reminder>>,
+}
+
 /// Rows journaled `planned` are delivered and their `sent` committed in
 /// batches of this many (files prove delivery, so a batch is one sync).
 const BATCH: usize = 256;
@@ -31,6 +38,14 @@ impl Daemon {
         self.bind_letters();
         let mut report = today?;
         if let (Some(journal), false) = (&self.journal, self.run.dry_run) {
+            report.awaiting = journal.awaiting_count()?;
+            if report.awaiting > 0 {
+                tracing::info!(
+                    awaiting = report.awaiting,
+                    "{} reminder(s) awaiting approval (relance approve INVOICE… | --all)",
+                    report.awaiting
+                );
+            }
             let (retries, next) = journal.retries()?;
             report.retries = retries;
             report.next_retry = next
@@ -79,13 +94,20 @@ impl Daemon {
         }
         let plan = self.plan(date)?;
         let (messages, waiting) = self.gate(&plan, date, now, &mut report);
+        // Those a person approves first are journaled, not delivered: no
+        // customer gets them now, so they count for no limit.
+        let (awaiting, messages): (Vec<_>, Vec<_>) = messages
+            .into_iter()
+            .partition(|rows| self.needs_approval(rows));
+        report.due = messages.len();
         if self.run.dry_run {
-            self.log_dry_run(&messages);
+            self.log_dry_run(&messages, &awaiting);
         }
         if !self.guard(&messages, date, &mut report) || self.run.dry_run {
             return Ok(report);
         }
-        let batch = self.journal_planned(&plan, messages, &waiting, date, now)?;
+        let decided = Decided { messages, awaiting };
+        let batch = self.journal_planned(&plan, decided, &waiting, date, now)?;
         self.deliver(batch, now, &mut report)?;
         Ok(report)
     }
@@ -144,8 +166,14 @@ impl Daemon {
                 rfc3339(at)
             );
         }
-        report.due = messages.len();
         (messages, waiting)
+    }
+
+    /// Whether a message waits for `relance approve`: its stage says
+    /// `approve: true` (a message never mixes such a stage with others).
+    fn needs_approval(&self, rows: &[Reminder]) -> bool {
+        rows.iter()
+            .any(|r| self.project.rulebook.policies[r.policy].stages[r.stage].approve)
     }
 
     /// The moment the send times of `date`'s messages are compared with:
@@ -163,11 +191,15 @@ impl Daemon {
 
     /// A dry run shows every message, held or not: over the limit is
     /// exactly when the operator needs to see what would go out.
-    fn log_dry_run(&self, messages: &[Vec<Reminder>]) {
-        for rows in messages {
+    fn log_dry_run(&self, messages: &[Vec<Reminder>], awaiting: &[Vec<Reminder>]) {
+        let all = messages.iter().map(|rows| (rows, "would send (dry run)"));
+        let awaiting = awaiting
+            .iter()
+            .map(|rows| (rows, "would await approval (dry run)"));
+        for (rows, what) in all.chain(awaiting) {
             let r = self.project.message(rows, true);
             tracing::info!(invoice = %r.invoice, invoices = rows.len(), policy = %r.policy, stage = %r.stage, occurrence = r.occurrence,
-                channel = r.channel.as_str(), to = %r.to, subject = %r.subject, "would send (dry run)");
+                channel = r.channel.as_str(), to = %r.to, subject = %r.subject, "{what}");
         }
     }
 
@@ -211,21 +243,33 @@ impl Daemon {
     }
 
     /// Step 5: the whole batch journaled in one transaction, skipped
-    /// occurrences and every reminder `planned`, before anything is
-    /// delivered. Returns the messages this process took: a racing run may
-    /// have planned some of their reminders a moment ago.
+    /// occurrences, every reminder `planned` and those a person approves
+    /// first `awaiting_approval`, before anything is delivered. Returns the
+    /// messages this process took: a racing run may have planned some of
+    /// their reminders a moment ago.
     fn journal_planned(
         &self,
         plan: &Plan,
-        messages: Vec<Vec<Reminder>>,
+        decided: Decided,
         waiting: &HashSet<InvoiceId>,
         date: NaiveDate,
         now: DateTime<Utc>,
     ) -> Result<Vec<Outgoing<'_>>> {
-        let rendered: Vec<Outgoing> = messages
+        let rendered: Vec<Outgoing> = decided
+            .messages
             .into_iter()
             .map(|rows| {
                 let r = self.project.message(&rows, true);
+                (rows, r)
+            })
+            .collect();
+        // Their subject and recipients are journaled; their body is
+        // rendered when they are approved.
+        let awaiting: Vec<Outgoing> = decided
+            .awaiting
+            .into_iter()
+            .map(|rows| {
+                let r = self.project.message(&rows, false);
                 (rows, r)
             })
             .collect();
@@ -237,6 +281,7 @@ impl Daemon {
         // date): `history` shows it as the reason of the skip.
         let fired: BTreeMap<InvoiceId, &Reminder> = rendered
             .iter()
+            .chain(&awaiting)
             .flat_map(|(rows, _)| rows.iter().map(|p| (p.invoice, p)))
             .collect();
         for s in plan
@@ -260,24 +305,33 @@ impl Daemon {
             };
             journal.insert(&row, &now_s)?;
         }
+        let row = |planned: &Reminder, r: &Message, state: State| JournalRow {
+            channel: r.channel.as_str().to_string(),
+            recipient: r.to.to_string(),
+            subject: r.subject.clone(),
+            message_id: self.deliverer.message_id(&r.message),
+            message: r.message.clone(),
+            customer_id: Some(self.customer_of(planned)),
+            ..JournalRow::new(self.identity(planned), state, &date_s)
+        };
+        for (rows, r) in &awaiting {
+            let mut new = false;
+            for planned in rows {
+                new |= journal.insert(&row(planned, r, State::AwaitingApproval), &now_s)?;
+            }
+            if new {
+                tracing::info!(event = "awaiting_approval", invoice = %r.invoice, invoices = rows.len(), policy = %r.policy,
+                    stage = %r.stage, occurrence = r.occurrence, channel = r.channel.as_str(), to = %r.to,
+                    "awaits approval: `relance approve {}` sends it, `relance reject {} --reason …` drops it", r.invoice, r.invoice);
+            }
+        }
         let mut mine = Vec::new();
         for (rows, r) in rendered {
-            let message_id = self.deliverer.message_id(&r.message);
             let whole = rows.len();
             let mut taken = Vec::new();
             for planned in rows {
-                let identity = self.identity(&planned);
-                let row = JournalRow {
-                    channel: r.channel.as_str().to_string(),
-                    recipient: r.to.to_string(),
-                    subject: r.subject.clone(),
-                    message_id: message_id.clone(),
-                    message: r.message.clone(),
-                    customer_id: Some(self.customer_of(&planned)),
-                    ..JournalRow::new(identity, State::Planned, &date_s)
-                };
                 // Another process may have planned it a moment ago: then it is theirs.
-                if journal.insert(&row, &now_s)? {
+                if journal.insert(&row(&planned, &r, State::Planned), &now_s)? {
                     taken.push(planned);
                 }
             }
@@ -574,11 +628,13 @@ impl Daemon {
         })
     }
 
-    /// Step 1: crash leftovers and due retries, message by message: the
-    /// rows that share a message token went out, or go out again, together.
+    /// Step 1: crash leftovers, due retries and approved reminders, message
+    /// by message: the rows that share a message token went out, or go out
+    /// again, together.
     pub(super) fn recover(&self, now: DateTime<Utc>, report: &mut Report) -> Result<()> {
         let journal = self.journal()?;
         let now_s = rfc3339(now);
+        self.expire_awaiting(&now_s)?;
         let mut by_message: Vec<(String, Vec<JournalRow>)> = Vec::new();
         for p in journal.pending(&now_s)? {
             match by_message.iter_mut().find(|(token, _)| *token == p.message) {
@@ -627,8 +683,14 @@ impl Daemon {
                         kept.push(p);
                     }
                     Err(reason) => {
+                        let approved = p.state == State::Approved;
+                        let reason = match approved && self.paid(p) {
+                            true => "paid before it was approved".to_string(),
+                            false => reason,
+                        };
                         journal.mark_skipped(&p.identity, reason.as_str(), &now_s)?;
-                        tracing::info!(invoice = %p.identity.invoice, stage = %p.identity.stage, "not retried: {reason}");
+                        let what = if approved { "not sent" } else { "not retried" };
+                        tracing::info!(invoice = %p.identity.invoice, stage = %p.identity.stage, "{what}: {reason}");
                     }
                 }
             }
@@ -655,6 +717,33 @@ impl Daemon {
             self.deliver_one(&rows, &r, now, report, false)?;
         }
         Ok(())
+    }
+
+    /// Drops the reminders awaiting approval that can no longer go out (the
+    /// invoice paid or gone, the stage removed): `skipped`, so that nobody
+    /// is asked to approve them and the count of those waiting stays true.
+    fn expire_awaiting(&self, now: &str) -> Result<()> {
+        let journal = self.journal()?;
+        for p in journal.awaiting_approval()? {
+            let Err(reason) = self.resolve(&p) else {
+                continue;
+            };
+            let reason = match self.paid(&p) {
+                true => "paid while it awaited approval".to_string(),
+                false => format!("{reason} (it awaited approval)"),
+            };
+            journal.mark_skipped(&p.identity, &reason, now)?;
+            tracing::info!(invoice = %p.identity.invoice, stage = %p.identity.stage, "no longer awaits approval: {reason}");
+        }
+        Ok(())
+    }
+
+    /// Whether the invoice of a journal row is paid now.
+    fn paid(&self, p: &JournalRow) -> bool {
+        let ledger = &self.project.ledger;
+        ledger
+            .find(&p.identity.invoice)
+            .is_some_and(|i| ledger.invoices[i].is_settled())
     }
 
     /// Finds the reminder a journal row stands for in the current project.

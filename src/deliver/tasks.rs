@@ -558,6 +558,7 @@ mod tests {
             body: Some(format!("\n{body}\n\n")),
             html: None,
             error: None,
+            approval: None,
             covers: std::sync::Arc::from([]),
         }
     }

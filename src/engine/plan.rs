@@ -264,7 +264,12 @@ impl Evaluator<'_> {
                 date: day,
             };
             marks.extend(out.skipped.iter().map(|o| mark(o, State::Skipped)));
-            marks.extend(out.fire.iter().map(|f| mark(f, State::Sent)));
+            // A stage a person approves first waits in the journal, unsent.
+            let fired = |o: &Occurrence| match self.policies[p].stages[o.stage].approve {
+                true => State::AwaitingApproval,
+                false => State::Sent,
+            };
+            marks.extend(out.fire.iter().map(|f| mark(f, fired(f))));
             day = next;
         }
     }

@@ -298,7 +298,7 @@ impl CaseText<'_> {
                     self.at(from, "state", Some(&entry.state)),
                     format!(
                         "{whose}: journal[{i}]: state {:?} is not a journal state (expected \
-                         sent, skipped, failed or planned)",
+                         sent, skipped, failed, planned, awaiting_approval or approved)",
                         entry.state
                     ),
                 );

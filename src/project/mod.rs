@@ -213,6 +213,10 @@ pub struct Message<'p> {
     /// Set when the message could not be rendered; it would not be sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// `required` when its stage says `approve: true`: journaled
+    /// `awaiting_approval`, it goes out after `relance approve`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<&'static str>,
     /// The invoices of its message when the message is grouped (a table
     /// shows the message once, with them); empty otherwise.
     #[serde(skip)]
@@ -488,6 +492,7 @@ impl Project {
             body: None,
             html: None,
             error: None,
+            approval: stage.approve.then_some("required"),
             covers: Arc::from([]),
         }
     }
@@ -675,10 +680,10 @@ impl Project {
 
     /// Which reminders of a plan go out together: those of a stage with
     /// `group: customer` share one message per customer, date, template,
-    /// channel and language; a customer's email reminders of a day under
-    /// policies that combine share one `combined` message per language
-    /// when they would otherwise be more than one message; every other
-    /// reminder goes out alone.
+    /// channel, language and need of approval; a customer's email reminders
+    /// of a day under policies that combine (approval needed by none of
+    /// them) share one `combined` message per language when they would
+    /// otherwise be more than one message; every other reminder goes out alone.
     pub fn messages(&self, plan: &[Reminder]) -> Messages {
         let mut messages = Messages {
             reminders: plan.len(),
@@ -698,10 +703,7 @@ impl Project {
             false => Vec::new(),
         };
         // foldhash rather than SipHash: a preview groups a million rows.
-        let mut keys: hashbrown::HashMap<
-            (NaiveDate, usize, &str, Channel, &str, ContactColumns),
-            u32,
-        > = hashbrown::HashMap::new();
+        let mut keys: hashbrown::HashMap<MessageKey, u32> = hashbrown::HashMap::new();
         for (i, planned) in plan.iter().enumerate() {
             let stage = &policies[planned.policy].stages[planned.stage];
             let template = if combined.get(i).is_some_and(|&c| c) {
@@ -711,12 +713,15 @@ impl Project {
             } else {
                 continue;
             };
+            // A message a person approves carries only reminders that
+            // need approval: approving it never sends one that needs none.
             let key = (
                 planned.date,
                 self.ledger.customer_index(planned.invoice),
                 template,
                 stage.channel,
                 languages.of(self, planned.invoice, template),
+                stage.approve,
                 contact_columns(stage),
             );
             let next = messages.groups.len() as u32;
@@ -747,11 +752,16 @@ impl Project {
     /// Whether `planned` may go out combined with its customer's other
     /// email reminders of its day: its policy combines (`contact: {combine:
     /// true}`), and it is an email reminder, not a thank-you (a different
-    /// kind of message, about a paid invoice).
+    /// kind of message, about a paid invoice), nor one that needs approval.
     fn combines(&self, planned: &Reminder) -> bool {
         let policy = &self.rulebook.policies[planned.policy];
         let stage = &policy.stages[planned.stage];
-        policy.contact.combine && stage.channel == Channel::Email && stage.trigger != Trigger::Paid
+        // A reminder a person approves goes out on its own, when approved:
+        // combined, it would hold back (or send) the others with it.
+        policy.contact.combine
+            && stage.channel == Channel::Email
+            && stage.trigger != Trigger::Paid
+            && !stage.approve
     }
 
     /// Whether the message of `rows` goes out in the `combined` template:
@@ -1514,6 +1524,18 @@ struct Contacts<'p> {
 /// whose stages differ in them never share a message, which has one set of
 /// recipients and copies.
 type ContactColumns<'s> = (Option<&'s str>, &'s [String], &'s [String]);
+
+/// What the reminders of one message share: date, customer, template,
+/// channel, language, whether a person approves it, and contacts.
+type MessageKey<'p> = (
+    NaiveDate,
+    usize,
+    &'p str,
+    Channel,
+    &'p str,
+    bool,
+    ContactColumns<'p>,
+);
 
 fn contact_columns(stage: &Stage) -> ContactColumns<'_> {
     (stage.to.as_deref(), &stage.cc, &stage.bcc)

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::engine::{PolicyTrace, Reminder, StageTrace, Trace, Verdict};
 use crate::error::{Error, Result};
-use crate::journal::{JournalView, Mark};
+use crate::journal::{JournalView, Mark, State};
 use crate::locale::{format_money, money};
 use crate::model::Status;
 use crate::project::{Message, Project};
@@ -242,6 +242,17 @@ impl Explanation<'_> {
                 r.channel.as_str(),
                 r.error.as_deref().unwrap_or_default()
             )?,
+            Some(r) if r.approval.is_some() => writeln!(
+                out,
+                "\nOn {date}: {} ({}) to {} needs approval: {}\n  Journaled awaiting_approval, it goes out \
+                 once `relance approve {}` is given (`relance reject` drops it); the later stages \
+                 keep their own dates.",
+                stage_label(r.stage, r.occurrence),
+                r.channel.as_str(),
+                r.to,
+                r.subject,
+                r.invoice
+            )?,
             Some(r) => writeln!(
                 out,
                 "\nOn {date}: sends {} ({}) to {}{}: {}",
@@ -346,10 +357,20 @@ fn verdict_text(s: &StageTrace, blocked: Option<&str>) -> String {
     };
     let what = match s.verdict {
         Verdict::NotReached => "not reached yet".to_string(),
-        Verdict::InJournal => format!(
-            "already in the journal ({})",
-            s.journal.map_or("?", |j| j.as_str())
-        ),
+        Verdict::InJournal => match s.journal {
+            // Decided: the later stages follow their own dates meanwhile.
+            Some(State::AwaitingApproval) => {
+                "in the journal, awaiting approval (relance approve); later stages follow their own dates"
+                    .to_string()
+            }
+            Some(State::Approved) => {
+                "in the journal, approved: goes out at the next pass".to_string()
+            }
+            j => format!(
+                "already in the journal ({})",
+                j.map_or("?", |j| j.as_str())
+            ),
+        },
         Verdict::Passed => {
             "passed: a later stage is already in the journal, a policy never steps back".to_string()
         }

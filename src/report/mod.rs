@@ -16,6 +16,7 @@ use crate::model::InvoiceId;
 use crate::project::{Message, Project};
 use crate::text::{stage_label, table};
 
+pub mod approvals;
 pub mod backtest;
 pub mod explain;
 pub mod impact;
@@ -152,6 +153,7 @@ pub fn preview(
         )
         .map_err(io)?;
     }
+    note_awaiting(project, journal, only, warn);
     if !plan.unmatched.is_empty() {
         let numbers: Vec<&str> = plan
             .unmatched
@@ -171,6 +173,43 @@ pub fn preview(
         ));
     }
     Ok(())
+}
+
+/// The reminders the journal holds for a person's approval, of invoices
+/// still open: not planned again (they are decided), they go out once
+/// approved. A note on stderr, so that `preview`'s output stays the plan.
+fn note_awaiting(
+    project: &Project,
+    journal: &JournalView,
+    only: Option<InvoiceId>,
+    warn: &mut dyn FnMut(&str),
+) {
+    let mut awaiting: Vec<String> = journal
+        .by_invoice
+        .iter()
+        .filter(|(number, _)| {
+            project.ledger.find(number).is_some_and(|i| {
+                project.ledger.invoices[i].is_open() && only.is_none_or(|o| o == i)
+            })
+        })
+        .flat_map(|(number, marks)| {
+            marks
+                .iter()
+                .filter(|m| m.state == State::AwaitingApproval)
+                .map(move |m| format!("{number} {}", stage_label(&m.stage, m.occurrence)))
+        })
+        .collect();
+    if awaiting.is_empty() {
+        return;
+    }
+    awaiting.sort();
+    warn(&format!(
+        "note: {} reminder(s) await approval in the journal, sent once approved \
+         (relance approve INVOICE… | --all): {}{}",
+        awaiting.len(),
+        awaiting[..awaiting.len().min(10)].join(", "),
+        if awaiting.len() > 10 { ", …" } else { "" }
+    ));
 }
 
 pub fn json<T: Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> io::Result<()> {
@@ -193,7 +232,7 @@ pub fn csv<T: Serialize>(out: &mut dyn Write, rows: &[T], columns: &[&str]) -> i
     w.flush()
 }
 
-pub const REMINDER_COLUMNS: [&str; 20] = [
+pub const REMINDER_COLUMNS: [&str; 21] = [
     "date",
     "invoice",
     "customer_id",
@@ -211,6 +250,7 @@ pub const REMINDER_COLUMNS: [&str; 20] = [
     "currency",
     "send_at",
     "error",
+    "approval",
     "cc",
     "bcc",
     "reply_to",
@@ -420,7 +460,7 @@ impl RowFormat {
                         r.invoice.to_string(),
                         r.customer_name.to_string(),
                         r.policy.to_string(),
-                        stage_label(r.stage, r.occurrence),
+                        stage_cell(r.stage, r.occurrence, r.approval.is_some()),
                         r.channel.as_str().to_string(),
                         format!("{} {}", r.amount_due, r.currency),
                         subject,
@@ -508,10 +548,22 @@ fn cell_widths(project: &Project, p: &Reminder) -> [usize; 7] {
         inv.number.chars().count(),
         inv.customer_name.chars().count(),
         policy.name.chars().count(),
-        stage_label(&stage.id, p.occurrence).chars().count(),
+        stage_cell(&stage.id, p.occurrence, stage.approve)
+            .chars()
+            .count(),
         stage.channel.as_str().len(),
         crate::locale::money(inv.amount_due()).len() + 1 + inv.currency.len(),
     ]
+}
+
+/// A preview's STAGE cell: the stage, marked when a person approves its
+/// reminders before they go out.
+fn stage_cell(stage: &str, occurrence: u32, approve: bool) -> String {
+    let label = stage_label(stage, occurrence);
+    match approve {
+        true => format!("{label} (needs approval)"),
+        false => label,
+    }
 }
 
 fn reminder_cell(r: &Message, column: &str) -> String {
@@ -536,6 +588,7 @@ fn reminder_cell(r: &Message, column: &str) -> String {
         "currency" => r.currency.to_string(),
         "send_at" => r.send_at.clone().unwrap_or_default(),
         "error" => r.error.clone().unwrap_or_default(),
+        "approval" => r.approval.unwrap_or_default().to_string(),
         "body" => r.body.clone().unwrap_or_default(),
         "html" => r.html.clone().unwrap_or_default(),
         _ => String::new(),
