@@ -966,6 +966,7 @@ mod tests {
                     ledger: ledger.clone(),
                     index: 0,
                     today: date(on),
+                    last_contacted: None,
                 },
                 today: date(on),
                 sent: vec![],

@@ -17,12 +17,14 @@ use crate::money::{self, InterestError};
 
 /// Words that make an expression's value change from one day to the next
 /// even when nothing else changes; the preview re-evaluates such expressions daily.
-const TIME_WORDS: [&str; 5] = [
+const TIME_WORDS: [&str; 6] = [
     "today",
     "days_overdue",
     "overdue_count",
     "late_interest",
     "discount",
+    // Changes the day after a message to the customer, whichever invoice it was about.
+    "last_contacted",
 ];
 
 /// The money functions relance provides to scripts and templates: a `.rhai`
@@ -110,6 +112,9 @@ pub struct CustomerView {
     pub ledger: Arc<Ledger>,
     pub index: usize,
     pub today: NaiveDate,
+    /// `customer.last_contacted`: the last day before `today` on which a
+    /// message (any channel) was sent to the customer, about any invoice.
+    pub last_contacted: Option<NaiveDate>,
 }
 
 /// The stage being evaluated.
@@ -209,6 +214,9 @@ fn sandboxed_engine(rates: &Rates) -> Engine {
         "late_paid_ratio" => |c, _v| c.late_paid_ratio,
         "avg_days_late" => |c, _v| c.avg_days_late,
     }
+    engine.register_get("last_contacted", |v: &mut CustomerView| {
+        opt_date(v.last_contacted)
+    });
 
     engine.register_type_with_name::<StageView>("Stage");
     engine.register_get("id", |s: &mut StageView| s.id.clone());
@@ -679,6 +687,7 @@ mod tests {
                 ledger: ledger.clone(),
                 index: 0,
                 today: date(today),
+                last_contacted: None,
             },
             today: date(today),
             sent: vec![],
@@ -860,12 +869,36 @@ mod tests {
                 ledger: ledger.clone(),
                 index: 0,
                 today: date("2026-10-05"),
+                last_contacted: None,
             },
             today: date("2026-10-05"),
             sent: vec![],
         }
         .apply(&mut scope);
         assert!(scope.get_value::<()>("discount").is_some());
+    }
+
+    #[test]
+    fn last_contacted_is_a_date_or_unit_and_reads_as_time() {
+        let (_d, s, p) = scripts_with("");
+        assert!(p.is_empty(), "{p:?}");
+        let ledger = Arc::new(Ledger::new(vec![invoice("F1", "C1", "2026-11-01", "1")]));
+        let rule =
+            "customer.last_contacted == () || days_between(customer.last_contacted, today) >= 7";
+        let e = s
+            .compile(rule, Location::at(Path::new("rules/p.yaml"), 3, 10))
+            .unwrap();
+        assert!(e.time_dependent && !e.per_customer);
+        let holds = |last: Option<&str>| {
+            let mut scope = vars(&ledger, "2026-12-10");
+            let mut customer: CustomerView = scope.get_value("customer").unwrap();
+            customer.last_contacted = last.map(date);
+            scope.set_value("customer", customer);
+            s.eval_bool(&e, &mut scope).unwrap()
+        };
+        assert!(holds(None), "never contacted");
+        assert!(holds(Some("2026-12-03")), "7 days ago");
+        assert!(!holds(Some("2026-12-04")), "6 days ago");
     }
 
     #[test]
