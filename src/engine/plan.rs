@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use rayon::prelude::*;
 use rhai::Scope;
 
-use super::contact::{Ladder, LastContact};
+use super::contact::{Contacts, Ladder, LastContact};
 use super::{Evaluator, Occurrence, PolicyChoice, Reminder};
 use crate::calendar::add_days;
 use crate::journal::{JournalView, Mark, State};
@@ -42,6 +42,9 @@ struct PlanContext<'a> {
     end: NaiveDate,
     /// Some expression reads the date: evaluate every day.
     daily: bool,
+    /// What a customer was sent matters: a policy spaces emails out, or an
+    /// expression may read `customer.last_contacted` (a time word).
+    contacts: bool,
     journal: &'a JournalView,
     /// The policy choices made once per customer, if they were.
     choices: Option<&'a [PolicyChoice]>,
@@ -123,6 +126,7 @@ impl Evaluator<'_> {
             from,
             end,
             daily,
+            contacts: daily || self.policies.iter().any(|p| p.contact.min_days_between > 0),
             journal,
             choices: choices.as_deref(),
             names: &names,
@@ -269,7 +273,10 @@ impl Evaluator<'_> {
         plan: &mut Plan,
     ) {
         let numbers = |&i: &InvoiceId| ctx.journal.marks(&self.ledger.invoices[i].number);
-        let mut contacts = self.contacts(invoices.iter().map(numbers));
+        let mut contacts = match ctx.contacts {
+            true => self.contacts(invoices.iter().map(numbers)),
+            false => Contacts::default(),
+        };
         let mut tracks: Vec<Track> = invoices
             .iter()
             .map(|&invoice| Track {
@@ -288,7 +295,7 @@ impl Evaluator<'_> {
                     sent = Some(sent.is_some_and(|e| e) || email);
                 }
             }
-            if let Some(email) = sent {
+            if let Some(email) = sent.filter(|_| ctx.contacts) {
                 contacts.record(day, email);
             }
         }
