@@ -64,6 +64,15 @@ pub(super) struct Visit {
     pub(super) passed: bool,
 }
 
+/// What a decision knows of the invoice's customer besides the ledger.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Known<'c> {
+    /// The policy choice, when it was made once for the customer.
+    pub(super) chosen: Option<&'c PolicyChoice>,
+    /// What the customer was sent before the day decided.
+    pub(super) last: LastContact,
+}
+
 /// A reached occurrence the journal does not hold, after the last one it does.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Candidate {
@@ -365,20 +374,17 @@ impl Evaluator<'_> {
         }
     }
 
-    /// docs/contract.md §4 for one invoice and date. `chosen` is the policy choice when
-    /// it was made once for the invoice's customer; `last`, what its customer
-    /// was sent before `date`; `scope` is reused.
-    #[allow(clippy::too_many_arguments)]
+    /// docs/contract.md §4 for one invoice and date; `scope` is reused.
     pub(super) fn decide(
         &self,
         invoice: usize,
         date: NaiveDate,
         marks: &[Mark],
         trace: Option<&mut Trace>,
-        chosen: Option<&PolicyChoice>,
-        last: LastContact,
+        customer: Known,
         scope: &mut Scope<'static>,
     ) -> Outcome {
+        let Known { chosen, last } = customer;
         if !self.ledger.invoices[invoice].is_open() {
             return self.thank(invoice, date, marks, trace);
         }

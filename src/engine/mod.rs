@@ -96,8 +96,7 @@ impl Evaluator<'_> {
             date,
             marks,
             trace,
-            None,
-            last,
+            decide::Known { chosen: None, last },
             &mut Scope::new(),
         )
     }
@@ -118,8 +117,7 @@ impl Evaluator<'_> {
             date,
             marks,
             trace,
-            None,
-            last,
+            decide::Known { chosen: None, last },
             &mut Scope::new(),
         )
     }

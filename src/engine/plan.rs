@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use rhai::Scope;
 
 use super::contact::{Contacts, Ladder, LastContact};
+use super::decide::Known;
 use super::{Evaluator, Occurrence, PolicyChoice, Reminder};
 use crate::calendar::add_days;
 use crate::journal::{JournalView, Mark, State};
@@ -322,8 +323,7 @@ impl Evaluator<'_> {
             day,
             &track.marks,
             None,
-            chosen,
-            last,
+            Known { chosen, last },
             scope,
         );
         // No policy because an applies_to failed is an error, not "unmatched".
