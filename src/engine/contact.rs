@@ -90,6 +90,20 @@ impl Evaluator<'_> {
     }
 }
 
+/// Whether what a customer was sent changes a decision under `policies`:
+/// one spaces emails out, or an expression reads `customer.last_contacted`.
+/// If not, a customer's invoices are decided each on its own.
+pub(super) fn weighs_contacts(policies: &[Policy]) -> bool {
+    policies.iter().any(|p| {
+        let whens = p.stages.iter().filter_map(|s| s.when.as_ref());
+        p.contact.min_days_between > 0
+            || p.applies_to
+                .iter()
+                .chain(whens)
+                .any(|e| e.reads_last_contacted)
+    })
+}
+
 /// `contact.min_days_between`: why an email reminder of `stage` waits on
 /// `date`, if it does. An urgent stage never waits; reminders of the day of
 /// the last email go out with it (the gap is between days).

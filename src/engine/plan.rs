@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use rayon::prelude::*;
 use rhai::Scope;
 
-use super::contact::{Contacts, Ladder, LastContact};
+use super::contact::{Ladder, LastContact, weighs_contacts};
 use super::decide::Known;
 use super::{Evaluator, Occurrence, PolicyChoice, Reminder};
 use crate::calendar::add_days;
@@ -44,7 +44,7 @@ struct PlanContext<'a> {
     /// Some expression reads the date: evaluate every day.
     daily: bool,
     /// What a customer was sent matters: a policy spaces emails out, or an
-    /// expression may read `customer.last_contacted` (a time word).
+    /// expression reads `customer.last_contacted`.
     contacts: bool,
     journal: &'a JournalView,
     /// The policy choices made once per customer, if they were.
@@ -127,7 +127,7 @@ impl Evaluator<'_> {
             from,
             end,
             daily,
-            contacts: daily || self.policies.iter().any(|p| p.contact.min_days_between > 0),
+            contacts: weighs_contacts(self.policies),
             journal,
             choices: choices.as_deref(),
             names: &names,
@@ -265,7 +265,8 @@ impl Evaluator<'_> {
 
     /// Plans one customer's invoices: each day, those of its invoices that
     /// may change are decided against what the customer was sent before that
-    /// day; then that day's messages count as sent.
+    /// day; then that day's messages count as sent. When what it was sent
+    /// changes nothing, each invoice is planned on its own.
     fn plan_customer(
         &self,
         invoices: &[InvoiceId],
@@ -274,19 +275,27 @@ impl Evaluator<'_> {
         plan: &mut Plan,
     ) {
         let numbers = |&i: &InvoiceId| ctx.journal.marks(&self.ledger.invoices[i].number);
-        let mut contacts = match ctx.contacts {
-            true => self.contacts(invoices.iter().map(numbers)),
-            false => Contacts::default(),
+        let track = |&invoice: &InvoiceId| Track {
+            invoice,
+            marks: numbers(&invoice).to_vec(),
+            next: Some(ctx.from),
+            first: true,
         };
-        let mut tracks: Vec<Track> = invoices
-            .iter()
-            .map(|&invoice| Track {
-                invoice,
-                marks: numbers(&invoice).to_vec(),
-                next: Some(ctx.from),
-                first: true,
-            })
-            .collect();
+        if !ctx.contacts {
+            // Each invoice on its own, all its days at once: its data stays
+            // in the cache, which a customer of thousands of invoices decided
+            // day by day would not allow.
+            for invoice in invoices {
+                let mut track = track(invoice);
+                while let Some(day) = track.next {
+                    let nothing = LastContact::default();
+                    self.plan_day(&mut track, day, nothing, ctx, scope, plan);
+                }
+            }
+            return;
+        }
+        let mut contacts = self.contacts(invoices.iter().map(numbers));
+        let mut tracks: Vec<Track> = invoices.iter().map(track).collect();
         while let Some(day) = tracks.iter().filter_map(|t| t.next).min() {
             let last = contacts.before(day);
             let mut sent: Option<bool> = None;
@@ -296,7 +305,7 @@ impl Evaluator<'_> {
                     sent = Some(sent.is_some_and(|e| e) || email);
                 }
             }
-            if let Some(email) = sent.filter(|_| ctx.contacts) {
+            if let Some(email) = sent {
                 contacts.record(day, email);
             }
         }

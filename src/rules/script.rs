@@ -27,6 +27,10 @@ const TIME_WORDS: [&str; 6] = [
     "last_contacted",
 ];
 
+/// The customer's field that changes when another invoice of the customer
+/// gets a message.
+const LAST_CONTACTED: &str = "last_contacted";
+
 /// The money functions relance provides to scripts and templates: a `.rhai`
 /// function of the same name would silently take their place in one and not
 /// the other.
@@ -155,6 +159,9 @@ pub struct Expr {
     /// Reads only `customer` (and constants): its value is the same for every
     /// invoice of a customer, so it can be evaluated once per customer.
     pub per_customer: bool,
+    /// Reads `customer.last_contacted`: a customer's invoices are then
+    /// decided together, day by day.
+    pub reads_last_contacted: bool,
 }
 
 /// The engine and the functions of every `rules/*.rhai` file.
@@ -165,6 +172,8 @@ pub struct Scripts {
     pub functions: Vec<(String, usize, PathBuf)>,
     /// Function names whose bodies read the date, directly or not.
     time_functions: Vec<String>,
+    /// Function names whose bodies read `last_contacted`, directly or not.
+    contact_functions: Vec<String>,
     /// Where each function is defined (its `fn` line): where an error that
     /// Rhai does not locate inside the function (an endless loop, recursion
     /// too deep) is reported.
@@ -422,32 +431,14 @@ impl Scripts {
                 }
             }
         }
-        // A function reads the date if its body names a time word or calls one that does.
-        let mut time_functions: Vec<String> = Vec::new();
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for (name, _, _) in &functions {
-                if time_functions.contains(name) {
-                    continue;
-                }
-                let body = sources
-                    .iter()
-                    .find_map(|s| fn_body(s, name))
-                    .unwrap_or_default();
-                if mentions_any(body, TIME_WORDS.iter().copied())
-                    || mentions_call(body, time_functions.iter().map(String::as_str))
-                {
-                    time_functions.push(name.clone());
-                    changed = true;
-                }
-            }
-        }
+        let time_functions = functions_naming(&functions, &sources, &TIME_WORDS);
+        let contact_functions = functions_naming(&functions, &sources, &[LAST_CONTACTED]);
         Scripts {
             engine,
             library,
             functions,
             time_functions,
+            contact_functions,
             defined_at,
             rates: rates.clone(),
         }
@@ -461,6 +452,7 @@ impl Scripts {
             library: AST::empty(),
             functions: Vec::new(),
             time_functions: Vec::new(),
+            contact_functions: Vec::new(),
             defined_at: Vec::new(),
             rates,
         }
@@ -493,6 +485,8 @@ impl Scripts {
                     time_dependent,
                     reads_discount: mentions_any(source, std::iter::once("discount")),
                     per_customer: !time_dependent && !per_invoice,
+                    reads_last_contacted: mentions_any(source, std::iter::once(LAST_CONTACTED))
+                        || mentions_call(source, self.contact_functions.iter().map(String::as_str)),
                     location,
                 })
             }
@@ -652,6 +646,36 @@ fn mentions_call<'a>(source: &str, names: impl Iterator<Item = &'a str>) -> bool
 
 fn word_at(source: &str, i: usize, len: usize) -> bool {
     !source[..i].ends_with(is_ident) && !source[i + len..].starts_with(is_ident)
+}
+
+/// The names of the `functions` whose bodies (in `sources`) name one of
+/// `words`, or call a function that does.
+fn functions_naming(
+    functions: &[(String, usize, PathBuf)],
+    sources: &[String],
+    words: &[&str],
+) -> Vec<String> {
+    let mut naming: Vec<String> = Vec::new();
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for (name, _, _) in functions {
+            if naming.contains(name) {
+                continue;
+            }
+            let body = sources
+                .iter()
+                .find_map(|s| fn_body(s, name))
+                .unwrap_or_default();
+            if mentions_any(body, words.iter().copied())
+                || mentions_call(body, naming.iter().map(String::as_str))
+            {
+                naming.push(name.clone());
+                changed = true;
+            }
+        }
+    }
+    naming
 }
 
 fn find_fn(source: &str, name: &str) -> (usize, usize) {
@@ -880,15 +904,20 @@ mod tests {
 
     #[test]
     fn last_contacted_is_a_date_or_unit_and_reads_as_time() {
-        let (_d, s, p) = scripts_with("");
+        let (_d, s, p) = scripts_with("fn quiet(c) { c.last_contacted == () }\n");
         assert!(p.is_empty(), "{p:?}");
+        let at = Location::at(Path::new("rules/p.yaml"), 3, 10);
+        let through_a_function = s.compile("quiet(customer)", at.clone()).unwrap();
+        assert!(through_a_function.reads_last_contacted && through_a_function.time_dependent);
+        let other = s.compile("customer.open_count > 1", at).unwrap();
+        assert!(!other.reads_last_contacted && other.per_customer);
         let ledger = Arc::new(Ledger::new(vec![invoice("F1", "C1", "2026-11-01", "1")]));
         let rule =
             "customer.last_contacted == () || days_between(customer.last_contacted, today) >= 7";
         let e = s
             .compile(rule, Location::at(Path::new("rules/p.yaml"), 3, 10))
             .unwrap();
-        assert!(e.time_dependent && !e.per_customer);
+        assert!(e.time_dependent && !e.per_customer && e.reads_last_contacted);
         let holds = |last: Option<&str>| {
             let mut scope = vars(&ledger, "2026-12-10");
             let mut customer: CustomerView = scope.get_value("customer").unwrap();
