@@ -314,6 +314,7 @@ impl CaseText<'_> {
                     occurrence: entry.occurrence,
                     state,
                     date: entry.date,
+                    channel: Arc::from(""),
                 });
         }
         let expected = self.items("expect");
