@@ -947,6 +947,7 @@ mod tests {
             occurrence: 0,
             state: State::AwaitingApproval,
             date: "2026-12-02".parse().unwrap(),
+            channel: "letter".into(),
         };
         assert!(j.record("F1", &awaiting, "t").unwrap());
         assert_eq!(j.awaiting_count().unwrap(), 1);
