@@ -41,6 +41,13 @@ pub enum Error {
     Baseline { spec: String, message: String },
     #[error("invoice {0} is not in the feeds")]
     UnknownInvoice(String),
+    /// The web console cannot start (an address it cannot listen on).
+    #[error("console: {0}")]
+    Console(String),
+    /// The web console would listen beyond this machine with no token to
+    /// protect it: a usage error (exit 2), the text says what to set.
+    #[error("{0}")]
+    Unprotected(String),
     /// Writing the results (a closed pipe: `relance history | head`).
     #[error("writing the output: {0}")]
     Output(std::io::Error),

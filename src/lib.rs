@@ -23,6 +23,8 @@
 //!   [`Daemon::serve`]);
 //! - replay the rules on the feeds' history: [`Backtest::run`];
 //! - list the journal, one customer's contact history: [`history()`];
+//! - serve the web console on what a daemon publishes: [`Console::start`]
+//!   with [`Daemon::shared`] and [`ConsoleSettings::of`];
 //! - the command outputs: [`report`].
 //!
 //! Errors are one type, [`Error`]; problems that loading collects and goes
@@ -39,6 +41,7 @@ pub(crate) mod address;
 pub(crate) mod backtest;
 pub(crate) mod calendar;
 pub(crate) mod config;
+pub(crate) mod console;
 pub(crate) mod daemon;
 pub(crate) mod deliver;
 pub(crate) mod diagnostics;
@@ -60,7 +63,8 @@ pub(crate) mod text;
 pub use backtest::Backtest;
 pub use calendar::parse_time;
 pub use config::Config;
-pub use daemon::{Daemon, Report, RunOptions};
+pub use console::{Console, ConsoleSettings};
+pub use daemon::{Daemon, Report, RunOptions, Shared, Status};
 pub use diagnostics::{Location, Problem, Problems, Severity};
 pub use engine::{Plan, Reminder};
 pub use error::{Error, Result};

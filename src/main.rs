@@ -11,7 +11,8 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use relance::report::{self, Format, PreviewRequest};
 use relance::{
-    Awaiting, Baseline, Config, Daemon, HistoryFilter, Journal, Options, Project, RunOptions,
+    Awaiting, Baseline, Config, Console, ConsoleSettings, Daemon, HistoryFilter, Journal, Options,
+    Project, RunOptions,
 };
 
 #[global_allocator]
@@ -110,6 +111,23 @@ enum Command {
         /// holds delivered files (every reminder may be sent again).
         #[arg(long)]
         fresh_journal: bool,
+        /// Serve the web console on ADDR (e.g. 127.0.0.1:8080; port 0:
+        /// any free port, logged), instead of the config's `http.listen`.
+        #[arg(long, value_name = "ADDR", conflicts_with = "once")]
+        http: Option<std::net::SocketAddr>,
+    },
+    /// The web console alone: load the folder and reload it on edits like
+    /// the daemon, but never evaluate nor deliver.
+    Serve {
+        /// Serve on ADDR instead of the config's `http.listen` (default
+        /// 127.0.0.1:8080; port 0: any free port, logged).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+        /// Show the plan as if this were today (YYYY-MM-DD).
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        #[arg(long, value_enum, default_value = "human")]
+        log_format: LogFormat,
     },
     /// Re-queue failed reminders: due for a retry now, at the daemon's
     /// next pass or the next `run --once`.
@@ -267,6 +285,16 @@ fn main() -> ExitCode {
         Ok(code) => code,
         // `relance history | head`: the reader has what it wanted.
         Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
+        // A console beyond this machine without a token: a usage error.
+        Err(e)
+            if matches!(
+                e.downcast_ref::<relance::Error>(),
+                Some(relance::Error::Unprotected(_))
+            ) =>
+        {
+            eprintln!("relance: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("relance: {e:#}");
             ExitCode::from(1)
@@ -334,7 +362,7 @@ fn today(project: &Project, as_of: Option<NaiveDate>) -> NaiveDate {
 fn run(cli: Cli) -> Result<ExitCode> {
     // The daemon logs from info up; the other commands print their own
     // results and only log what RELANCE_LOG asks for.
-    if !matches!(cli.command, Command::Run { .. }) {
+    if !matches!(cli.command, Command::Run { .. } | Command::Serve { .. }) {
         init_logging(LogFormat::Human, "warn");
     }
     // Buffered: a preview of a million rows must not cost a write per line.
@@ -400,6 +428,7 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             at,
             log_format,
             fresh_journal,
+            http,
         } => {
             init_logging(log_format, "info");
             let run = RunOptions {
@@ -408,15 +437,38 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
                 confirm,
                 at,
                 fresh_journal,
+                serve_only: false,
             };
             let mut daemon = Daemon::start(options(g), run)?;
             if !once {
+                if let Some(settings) = ConsoleSettings::of(&daemon.project().config, http, false)?
+                {
+                    Console::start(daemon.shared(), settings)?;
+                }
                 daemon.serve()?;
                 return Ok(ExitCode::SUCCESS);
             }
             let report = daemon.evaluate(chrono::Utc::now())?;
             report.log();
             Ok(failed_if(report.held || report.failed > 0))
+        }
+        Command::Serve {
+            http,
+            as_of,
+            log_format,
+        } => {
+            init_logging(log_format, "info");
+            let run = RunOptions {
+                as_of,
+                serve_only: true,
+                ..RunOptions::default()
+            };
+            let daemon = Daemon::start(options(g), run)?;
+            if let Some(settings) = ConsoleSettings::of(&daemon.project().config, http, true)? {
+                Console::start(daemon.shared(), settings)?;
+            }
+            daemon.serve()?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Retry { invoices, all } => {
             // No journal, no failed reminder: `retry` does not create one.

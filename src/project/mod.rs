@@ -839,21 +839,42 @@ impl Project {
     /// reload render two plans of 14 days): each grouped message once,
     /// then every row.
     pub fn render(&self, plan: &[Reminder], body: bool) -> Vec<Message<'_>> {
+        let all: Vec<usize> = (0..plan.len()).collect();
+        self.render_rows(plan, &self.messages(plan), &all, body)
+    }
+
+    /// The rows `rows` (indexes into `plan`, whose grouping is `messages`)
+    /// as they go out, in the order given: a page of a plan, or one of its
+    /// messages, rendered as [`Project::render`] renders the whole plan.
+    /// Each grouped message a row goes out in is rendered once.
+    pub fn render_rows(
+        &self,
+        plan: &[Reminder],
+        messages: &Messages,
+        rows: &[usize],
+        body: bool,
+    ) -> Vec<Message<'_>> {
         use rayon::prelude::*;
-        let messages = self.messages(plan);
+        let mut wanted = vec![false; messages.groups.len()];
+        for &i in rows {
+            if let Some(&g) = messages.group_of.get(i).filter(|&&g| g != Messages::ALONE) {
+                wanted[g as usize] = true;
+            }
+        }
         let leads: Vec<Option<Message>> = messages
             .groups
             .par_iter()
-            .map(|group| {
-                (group.len() > 1).then(|| {
+            .zip(wanted)
+            .map(|(group, wanted)| {
+                (wanted && group.len() > 1).then(|| {
                     let rows: Vec<Reminder> = group.iter().map(|&j| plan[j]).collect();
                     self.message(&rows, body)
                 })
             })
             .collect();
-        plan.par_iter()
-            .enumerate()
-            .map(|(i, planned)| {
+        rows.par_iter()
+            .map(|&i| {
+                let planned = &plan[i];
                 let lead = match messages.group_of.get(i) {
                     Some(&g) if g != Messages::ALONE => leads[g as usize].as_ref(),
                     _ => None,
