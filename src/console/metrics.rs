@@ -59,8 +59,8 @@ impl Default for Metrics {
         };
         // Both results from the start: a rate of failures is 0, not absent.
         for ok in [true, false] {
-            metrics.evaluations.get_or_create(&result(ok));
-            metrics.reloads.get_or_create(&result(ok));
+            let _ = metrics.evaluations.get_or_create(&result(ok));
+            let _ = metrics.reloads.get_or_create(&result(ok));
         }
         metrics
     }
