@@ -235,22 +235,18 @@ pub(super) async fn readyz(axum::extract::State(app): State) -> Response {
 
 /// Whether the journal can be written: the file opens for writing (it is
 /// not changed), and its folder takes the files SQLite writes beside it;
-/// before it exists, the nearest folder that does takes a new file.
+/// before it exists, the nearest folder that does takes a new file (a
+/// file where a folder is expected takes none).
 fn writable(journal: &Path) -> std::io::Result<()> {
     if journal.exists() {
         std::fs::OpenOptions::new().append(true).open(journal)?;
     }
-    let mut folder = journal.parent().map(Path::to_path_buf);
-    while let Some(dir) = &folder {
-        if dir.as_os_str().is_empty() {
-            folder = Some(".".into());
-            continue;
-        }
-        if dir.is_dir() {
-            break;
-        }
-        folder = dir.parent().map(Path::to_path_buf);
+    let mut folder = journal.parent().unwrap_or(Path::new("."));
+    while !folder.as_os_str().is_empty() && !folder.exists() {
+        folder = folder.parent().unwrap_or(Path::new("."));
     }
-    let dir = folder.unwrap_or_else(|| ".".into());
-    tempfile::tempfile_in(dir).map(|_| ())
+    if folder.as_os_str().is_empty() {
+        folder = Path::new(".");
+    }
+    tempfile::tempfile_in(folder).map(|_| ())
 }
