@@ -183,6 +183,14 @@ const PALETTE: [&str; 10] = [
     "#b5b233", "#36a7b8",
 ];
 
+/// A day of the chart: where its bars start, each bar (stage index, count,
+/// top, height) stacked from the bottom, and the top of the stack.
+struct Column {
+    x: f64,
+    bars: Vec<(usize, u32, f64, f64)>,
+    top: f64,
+}
+
 /// The reminders of each day of the window, stacked by stage, as an inline SVG.
 fn upcoming_chart(view: &PlanView, w: Lang) -> Markup {
     let days = view.days as usize;
@@ -207,35 +215,46 @@ fn upcoming_chart(view: &PlanView, w: Lang) -> Markup {
     let slot = (width - 2.0 * left) / days.max(1) as f64;
     let scale = (height - top - bottom) / f64::from(highest);
     let stages: Vec<&str> = by_stage.keys().copied().collect();
+    let bar_width = slot * 0.7;
+    let columns: Vec<Column> = (0..days)
+        .map(|d| {
+            let x = left + slot * d as f64 + slot * 0.15;
+            let mut y = height - bottom;
+            let mut bars = Vec::new();
+            for (s, stage) in stages.iter().enumerate() {
+                let count = by_stage[stage][d];
+                if count > 0 {
+                    let h = f64::from(count) * scale;
+                    y -= h;
+                    bars.push((s, count, y, h));
+                }
+            }
+            Column { x, bars, top: y }
+        })
+        .collect();
+    let px = |v: f64| format!("{v:.1}");
     html! {
         figure #upcoming-chart {
             svg xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (width) " " (height) } width="100%" role="img"
                 aria-label=(w.t("Reminders of the next 14 days, by day and stage")) {
-                @for d in 0..days {
-                    @let x = left + slot * d as f64 + slot * 0.15;
-                    @let mut y = height - bottom;
-                    @for (s, stage) in stages.iter().enumerate() {
-                        @let count = by_stage[stage][d];
-                        @if count > 0 {
-                            @let h = f64::from(count) * scale;
-                            @let _ = { y -= h; };
-                            rect x=(format!("{x:.1}")) y=(format!("{y:.1}")) width=(format!("{:.1}", slot * 0.7)) height=(format!("{h:.1}"))
-                                fill=(PALETTE[s % PALETTE.len()]) {
-                                title { (view.from + chrono::Days::new(d as u64)) " " (stage) ": " (count) }
-                            }
+                @for (d, Column { x, bars, top }) in columns.iter().enumerate() {
+                    @let day = view.from + chrono::Days::new(d as u64);
+                    @for (s, count, y, h) in bars {
+                        rect x=(px(*x)) y=(px(*y)) width=(px(bar_width)) height=(px(*h)) fill=(PALETTE[s % PALETTE.len()]) {
+                            title { (day) " " (stages[*s]) ": " (count) }
                         }
                     }
                     @if totals[d] > 0 {
-                        text x=(format!("{:.1}", x + slot * 0.35)) y=(format!("{:.1}", y - 3.0)) font-size="10" text-anchor="middle" { (totals[d]) }
+                        text x=(px(x + bar_width / 2.0)) y=(px(top - 3.0)) font-size="10" text-anchor="middle" { (totals[d]) }
                     }
-                    text x=(format!("{:.1}", x + slot * 0.35)) y=(format!("{:.1}", height - bottom + 14.0)) font-size="10" text-anchor="middle" {
-                        ((view.from + chrono::Days::new(d as u64)).format("%d/%m"))
+                    text x=(px(x + bar_width / 2.0)) y=(px(height - bottom + 14.0)) font-size="10" text-anchor="middle" {
+                        (day.format("%d/%m"))
                     }
                 }
                 @for (s, stage) in stages.iter().enumerate() {
                     @let x = left + 110.0 * s as f64;
-                    rect x=(format!("{x:.1}")) y=(format!("{:.1}", height - 12.0)) width="10" height="10" fill=(PALETTE[s % PALETTE.len()]) {}
-                    text x=(format!("{:.1}", x + 14.0)) y=(format!("{:.1}", height - 3.0)) font-size="10" { (stage) }
+                    rect x=(px(x)) y=(px(height - 12.0)) width="10" height="10" fill=(PALETTE[s % PALETTE.len()]) {}
+                    text x=(px(x + 14.0)) y=(px(height - 3.0)) font-size="10" { (stage) }
                 }
             }
         }
