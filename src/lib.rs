@@ -71,7 +71,10 @@ pub use policy_tests::{Expected, TestCase, TestFile, check_tests, run_tests, tes
 pub use project::history::{HistoryFilter, history};
 pub use project::{Message, Options, Project};
 pub use report::explain::{Explanation, explain};
-pub use rules::{PolicyId, StageId};
+pub use rules::{
+    HoldEntryView, HoldsFile, NewHold, NewPromise, PolicyId, PromiseView, StageId, add_hold,
+    add_promise, read_holds_file, remove_hold,
+};
 
 /// What the micro-benchmarks (`benches/`), the property tests
 /// (`tests/properties.rs`) and the fuzz targets (`fuzz/`) reach below the
