@@ -22,6 +22,10 @@
 //!   [`Daemon::evaluate`] (`relance run` adds them with [`Daemon::start`] and
 //!   [`Daemon::serve`]);
 //! - replay the rules on the feeds' history: [`Backtest::run`];
+//! - record a hold or a promise to pay in `rules/holds.yaml` from a form,
+//!   remove a hold: [`read_holds_file`], [`add_hold`], [`add_promise`],
+//!   [`remove_hold`];
+//! - where the money stands: [`report::receivables()`];
 //! - list the journal, one customer's contact history: [`history()`];
 //! - the command outputs: [`report`].
 //!
