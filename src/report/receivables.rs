@@ -557,7 +557,7 @@ pub fn receivables_html(r: &Receivables, language: &str) -> String {
     .into_string()
 }
 
-/// The same body without <html>/<head>, for the console to embed in its overview page.
+/// The same body without `<html>`/`<head>`, for the console to embed in its overview page.
 pub fn receivables_fragment(r: &Receivables, language: &str) -> String {
     fragment(r, &Words::of(language), language).into_string()
 }
