@@ -663,12 +663,14 @@ fn last_line(lines: &[&str], s: &Section) -> usize {
         .unwrap_or(s.key)
 }
 
-/// The line after the last line of item `i` of a block list.
+/// The line after the last line of item `i` of a block list. A comment
+/// between two of its lines is the item's, whatever its indentation; one
+/// after its last line is not.
 fn item_end(lines: &[&str], s: &Section, i: usize) -> usize {
     let start = s.items[i];
     let mut end = start + 1;
     for (j, line) in lines.iter().enumerate().take(s.end).skip(start + 1) {
-        if is_blank(line) {
+        if is_blank(line) || is_comment(line) {
             continue;
         }
         if indent_of(line) <= s.indent {
@@ -956,6 +958,19 @@ promises:
             "no hold has the id \"customer-C042\" in rules/holds.yaml (it was removed, or the file was edited)"
         );
         only_the_file(&dir);
+    }
+
+    #[test]
+    fn a_comment_inside_a_hold_goes_with_it_and_one_after_it_stays() {
+        let dir = rules(
+            "holds:\n- invoice: F1\n# why F1\n  reason: x\n# about F2\n- invoice: F2\n  reason: y\n",
+        );
+        remove_hold(dir.path(), "invoice-F1", None).unwrap();
+        assert_eq!(
+            text(&dir),
+            "holds:\n# about F2\n- invoice: F2\n  reason: y\n"
+        );
+        loads_clean(&dir);
     }
 
     #[test]
