@@ -48,6 +48,19 @@ pub enum Error {
     /// protect it: a usage error (exit 2), the text says what to set.
     #[error("{0}")]
     Unprotected(String),
+    /// `rules/holds.yaml` changed (a hand edit, another page) since the
+    /// version a form was filled from: nothing was written.
+    #[error(
+        "{path}: changed since it was read (edited by hand or from another page): nothing was written; read it again and redo the change"
+    )]
+    HoldsChanged { path: PathBuf },
+    #[error(
+        "no hold has the id {id:?} in rules/holds.yaml (it was removed, or the file was edited)"
+    )]
+    HoldNotFound { id: String },
+    /// A hold or promise that cannot be recorded as asked.
+    #[error("invalid hold or promise: {message}")]
+    InvalidHold { message: String },
     /// Writing the results (a closed pipe: `relance history | head`).
     #[error("writing the output: {0}")]
     Output(std::io::Error),

@@ -22,6 +22,10 @@
 //!   [`Daemon::evaluate`] (`relance run` adds them with [`Daemon::start`] and
 //!   [`Daemon::serve`]);
 //! - replay the rules on the feeds' history: [`Backtest::run`];
+//! - record a hold or a promise to pay in `rules/holds.yaml` from a form,
+//!   remove a hold: [`read_holds_file`], [`add_hold`], [`add_promise`],
+//!   [`remove_hold`];
+//! - where the money stands: [`report::receivables()`];
 //! - list the journal, one customer's contact history: [`history()`];
 //! - serve the web console on what a daemon publishes: [`Console::start`]
 //!   with [`Daemon::shared`] and [`ConsoleSettings::of`];
@@ -75,7 +79,10 @@ pub use policy_tests::{Expected, TestCase, TestFile, check_tests, run_tests, tes
 pub use project::history::{HistoryFilter, history};
 pub use project::{Message, Options, Project};
 pub use report::explain::{Explanation, explain};
-pub use rules::{PolicyId, StageId};
+pub use rules::{
+    HoldEntryView, HoldsFile, NewHold, NewPromise, PolicyId, PromiseView, StageId, add_hold,
+    add_promise, read_holds_file, remove_hold,
+};
 
 /// What the micro-benchmarks (`benches/`), the property tests
 /// (`tests/properties.rs`) and the fuzz targets (`fuzz/`) reach below the

@@ -185,6 +185,17 @@ enum Command {
         #[arg(long, default_value = "table", value_parser = table_or_json())]
         format: Format,
     },
+    /// Where the money stands: open amounts by days past due, disputed,
+    /// held and DSO per currency; each customer's; the next 14 days'
+    /// reminders by stage; the customers who pay late as a habit.
+    Report {
+        /// Age the invoices as of this date (YYYY-MM-DD).
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        /// html: one self-contained page with charts, in the config's language.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+    },
     /// The journal, newest first.
     History {
         invoice: Option<String>,
@@ -211,6 +222,14 @@ struct AwaitingArgs {
     /// Only those of this policy.
     #[arg(long)]
     policy: Option<String>,
+}
+
+/// `relance report --format table|json|html`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportFormat {
+    Table,
+    Json,
+    Html,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -533,6 +552,20 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             }
             let project = load(g, false)?;
             report::backtest::backtest(out, &project, from, to, format, &mut |w| eprintln!("{w}"))?;
+            Ok(exit_code(&project))
+        }
+        Command::Report { as_of, format } => {
+            let project = load(g, false)?;
+            let journal = project.journal_view()?;
+            let receivables = report::receivables(&project, &journal, today(&project, as_of));
+            match format {
+                ReportFormat::Table => report::receivables::write_table(out, &receivables)?,
+                ReportFormat::Json => report::json(out, &receivables)?,
+                ReportFormat::Html => {
+                    let page = report::receivables_html(&receivables, &project.config.language);
+                    out.write_all(page.as_bytes())?
+                }
+            }
             Ok(exit_code(&project))
         }
         Command::History {

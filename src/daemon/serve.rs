@@ -211,6 +211,9 @@ impl Daemon {
                 ok = false;
             }
         }
+        // Promises to pay live in the rules and act on the ledger: either
+        // one replaced, they are set again.
+        next.apply_promises();
         self.project = Arc::new(next);
         ok
     }
