@@ -115,6 +115,28 @@ impl Served {
         self.get_with(path, ("Authorization", &format!("Bearer {token}")))
     }
 
+    /// A JSON body with the bearer token, and `If-Match` when given.
+    fn send_json(&self, path: &str, token: &str, body: &str, if_match: Option<&str>) -> Answer {
+        let mut request = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", &format!("Bearer {token}"))
+            .header("Content-Type", "application/json");
+        if let Some(version) = if_match {
+            request = request.header("If-Match", version);
+        }
+        answer(request.send(body))
+    }
+
+    fn delete(&self, path: &str, token: &str) -> Answer {
+        answer(
+            self.agent
+                .delete(format!("{}{path}", self.base))
+                .header("Authorization", &format!("Bearer {token}"))
+                .call(),
+        )
+    }
+
     fn post_form(&self, path: &str, cookie: Option<&str>, form: &[(&str, &str)]) -> Answer {
         let mut request = self.agent.post(format!("{}{path}", self.base));
         if let Some(cookie) = cookie {
@@ -149,6 +171,30 @@ fn csrf_of(page: &str) -> String {
         .expect("a form with its anti-CSRF token")
         + "name=\"csrf\" value=\"".len();
     page[at..at + page[at..].find('"').expect("the end of the value")].to_string()
+}
+
+/// The value of the hidden field `name` of a page's first form that has one.
+fn field_of(page: &str, name: &str) -> String {
+    let key = format!("name=\"{name}\" value=\"");
+    let at = page
+        .find(&key)
+        .unwrap_or_else(|| panic!("no field {name} in:\n{page}"))
+        + key.len();
+    page[at..at + page[at..].find('"').expect("the end of the value")].to_string()
+}
+
+/// The invoices of `/api/plan` on `date`.
+fn planned_on(served: &Served, token: &str, date: &str) -> Vec<String> {
+    served
+        .bearer("/api/plan", token)
+        .expect(200)
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["date"] == date)
+        .map(|r| r["invoice"].as_str().unwrap().to_string())
+        .collect()
 }
 
 /// A folder of three English invoices overdue on [`AS_OF`], the first of a
@@ -604,14 +650,12 @@ fn pages_follow_the_configs_language_and_switch() {
     let served = serve(&folder, None);
     let english = served.get("/").expect(200);
     assert_contains(&english.body, "<html lang=\"en\">");
-    assert_contains(
-        &english.body,
-        "Reminders of the next 14 days, by day and stage",
-    );
+    assert_contains(&english.body, "<h1>Overview</h1>");
+    assert_contains(&english.body, "<div id=\"receivables\">");
     assert_contains(&english.body, "<svg");
     let french = served.get("/?lang=fr").expect(200);
     assert_contains(&french.body, "<html lang=\"fr\">");
-    assert_contains(&french.body, "Relances des 14 prochains jours");
+    assert_contains(&french.body, "<h1>Vue d'ensemble</h1>");
     let kept = french
         .headers_named("set-cookie")
         .into_iter()
@@ -725,4 +769,215 @@ fn an_edit_swaps_the_snapshot_and_a_broken_one_shows_its_problems() {
         .get("/")
         .body
         .contains("Problems of the last edit")));
+}
+
+#[test]
+fn holds_and_promises_posted_to_the_api_are_in_the_next_plan() {
+    let folder = folder();
+    let served = serve(&folder, Some("tok"));
+    let empty = served.bearer("/api/holds", "tok").expect(200).json();
+    assert_eq!(empty["holds"], serde_json::json!([]));
+    assert_eq!(empty["promises"], serde_json::json!([]));
+    let version = empty["version"].as_str().expect("a version").to_string();
+    assert_eq!(planned_on(&served, "tok", AS_OF), ["F001", "F002", "F003"]);
+
+    let created = served
+        .send_json(
+            "/api/holds",
+            "tok",
+            r#"{"invoice": "F002", "until": "2026-12-31", "reason": "called: pays on Friday"}"#,
+            Some(&version),
+        )
+        .expect(201);
+    let id = created.json()["id"]
+        .as_str()
+        .expect("the new id")
+        .to_string();
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/api/holds/{id}").as_str())
+    );
+    // Written to the file, reloaded before the answer: the next plan has it.
+    assert_contains(&folder.read("rules/holds.yaml"), "called: pays on Friday");
+    assert_eq!(planned_on(&served, "tok", AS_OF), ["F001", "F003"]);
+    let listed = served.bearer("/api/holds", "tok").expect(200).json();
+    assert_eq!(listed["holds"][0]["id"], id.as_str());
+    assert_eq!(listed["holds"][0]["invoice"], "F002");
+    assert_eq!(listed["holds"][0]["until"], "2026-12-31");
+
+    // The file changed since `version`: refused, nothing written.
+    let before = folder.read("rules/holds.yaml");
+    let stale = served
+        .send_json(
+            "/api/holds",
+            "tok",
+            r#"{"customer": "C-F003", "reason": "late"}"#,
+            Some(&version),
+        )
+        .expect(409);
+    assert_contains(
+        stale.json()["error"].as_str().unwrap(),
+        "changed since it was read",
+    );
+    assert_eq!(folder.read("rules/holds.yaml"), before);
+    // What makes no sense is a 400 saying why; a form's content type a 415.
+    served
+        .send_json("/api/holds", "tok", r#"{"reason": "nobody"}"#, None)
+        .expect(400);
+    let unknown = served
+        .send_json(
+            "/api/holds",
+            "tok",
+            r#"{"invoice": "F1", "reason": "x", "color": "red"}"#,
+            None,
+        )
+        .expect(400);
+    assert_contains(
+        unknown.json()["error"].as_str().unwrap(),
+        "unknown field `color`",
+    );
+    let form = answer(
+        served
+            .agent
+            .post(format!("{}/api/holds", served.base))
+            .header("Authorization", "Bearer tok")
+            .send_form([("invoice", "F003"), ("reason", "x")]),
+    );
+    assert_eq!(form.status, 415, "{}", form.body);
+    // Without the token, nothing.
+    let anonymous = answer(
+        served
+            .agent
+            .post(format!("{}/api/holds", served.base))
+            .header("Content-Type", "application/json")
+            .send(r#"{"invoice": "F003", "reason": "x"}"#),
+    );
+    assert_eq!(anonymous.status, 401);
+
+    // A promise to pay pauses the invoice's reminders until its date.
+    served
+        .send_json(
+            "/api/promises",
+            "tok",
+            r#"{"invoice": "F003", "date": "2026-12-20", "note": "by transfer"}"#,
+            None,
+        )
+        .expect(201);
+    assert_contains(&folder.read("rules/holds.yaml"), "promises:");
+    assert_eq!(planned_on(&served, "tok", AS_OF), ["F001"]);
+    let listed = served.bearer("/api/holds", "tok").expect(200).json();
+    assert_eq!(listed["promises"][0]["invoice"], "F003");
+    assert_eq!(listed["promises"][0]["date"], "2026-12-20");
+
+    served
+        .delete(&format!("/api/holds/{id}"), "tok")
+        .expect(204);
+    assert_eq!(planned_on(&served, "tok", AS_OF), ["F001", "F002"]);
+    served
+        .delete(&format!("/api/holds/{id}"), "tok")
+        .expect(404);
+}
+
+#[test]
+fn the_report_route_is_relance_report() {
+    let folder = folder();
+    let served = serve(&folder, None);
+    let report = served
+        .get(&format!("/api/report?as_of={AS_OF}"))
+        .expect(200)
+        .json();
+    let cli = folder
+        .run(&["report", "--as-of", AS_OF, "--format", "json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(report, cli);
+    assert_eq!(served.get("/api/report").expect(200).json(), cli);
+    served.get("/api/report?as_of=soon").expect(400);
+}
+
+#[test]
+fn the_invoice_page_puts_on_hold_records_a_promise_and_lifts_the_hold() {
+    let folder = folder();
+    let served = serve(&folder, Some("tok"));
+    let cookie = served.sign_in("tok");
+    let page = served
+        .get_with("/invoices/F002", ("Cookie", &cookie))
+        .expect(200);
+    let (csrf, version) = (csrf_of(&page.body), field_of(&page.body, "version"));
+    assert_contains(&page.body, "id=\"hold-form\"");
+
+    // Without the session's anti-CSRF token: 403, nothing written.
+    let form = [
+        ("version", version.as_str()),
+        ("until", "2026-12-31"),
+        ("reason", "phone call"),
+    ];
+    served
+        .post_form("/invoices/F002/hold", Some(&cookie), &form)
+        .expect(403);
+    let forged = [
+        ("csrf", "forged"),
+        ("until", "2026-12-31"),
+        ("reason", "phone call"),
+    ];
+    served
+        .post_form("/invoices/F002/hold", Some(&cookie), &forged)
+        .expect(403);
+    let holds = folder.path().join("rules/holds.yaml");
+    assert!(!holds.exists() || !folder.read("rules/holds.yaml").contains("phone call"));
+
+    let with_csrf = [
+        ("csrf", csrf.as_str()),
+        ("version", version.as_str()),
+        ("until", "2026-12-31"),
+        ("reason", "phone call"),
+    ];
+    let held = served
+        .post_form("/invoices/F002/hold", Some(&cookie), &with_csrf)
+        .expect(303);
+    assert_eq!(held.header("location"), Some("/invoices/F002"));
+    assert_eq!(planned_on(&served, "tok", AS_OF), ["F001", "F003"]);
+    let page = served
+        .get_with("/invoices/F002", ("Cookie", &cookie))
+        .expect(200);
+    assert_contains(&page.body, "held until 2026-12-31: phone call");
+    // The same form again, filled from the old version: the file changed.
+    let stale = served
+        .post_form("/invoices/F002/hold", Some(&cookie), &with_csrf)
+        .expect(409);
+    assert_contains(&stale.body, "changed since it was read");
+
+    let (version, hold) = (field_of(&page.body, "version"), field_of(&page.body, "id"));
+    let unhold = [
+        ("csrf", csrf.as_str()),
+        ("version", version.as_str()),
+        ("id", hold.as_str()),
+    ];
+    served
+        .post_form("/invoices/F002/unhold", Some(&cookie), &unhold)
+        .expect(303);
+    assert_eq!(planned_on(&served, "tok", AS_OF), ["F001", "F002", "F003"]);
+
+    let page = served
+        .get_with("/invoices/F003", ("Cookie", &cookie))
+        .expect(200);
+    let version = field_of(&page.body, "version");
+    let promise = [
+        ("csrf", csrf.as_str()),
+        ("version", version.as_str()),
+        ("date", "2026-12-20"),
+        ("note", "by transfer"),
+    ];
+    served
+        .post_form("/invoices/F003/promise", Some(&cookie), &promise)
+        .expect(303);
+    assert_eq!(planned_on(&served, "tok", AS_OF), ["F001", "F002"]);
+    let page = served
+        .get_with("/invoices/F003", ("Cookie", &cookie))
+        .expect(200);
+    assert_contains(&page.body, "2026-12-20");
+    let bad = [("csrf", csrf.as_str()), ("date", "someday")];
+    served
+        .post_form("/invoices/F003/promise", Some(&cookie), &bad)
+        .expect(400);
 }

@@ -140,13 +140,12 @@ pub(super) async fn metrics(axum::extract::State(app): State) -> Response {
                 last_evaluation,
             );
         }
-        let today = status.today(chrono::Utc::now());
         let open = Family::<Currency, Gauge>::default();
         // Prometheus holds every value as a 64-bit float: the amounts are
         // exact decimals everywhere else, and become floats only here, for
         // graphs and alerts, never for arithmetic that matters.
         let due = Family::<Currency, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-        for (currency, totals) in view::totals(project, today) {
+        for (currency, totals) in view::totals(project) {
             let label = Currency { currency };
             open.get_or_create(&label)
                 .set(i64::try_from(totals.open_invoices).unwrap_or(i64::MAX));

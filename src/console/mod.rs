@@ -7,6 +7,7 @@
 //! work of a request (planning, rendering) runs on the runtime's blocking
 //! threads, so a slow page never holds up `/healthz`.
 
+mod actions;
 mod api;
 mod auth;
 mod metrics;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::config::{Config, Http};
 use crate::daemon::Shared;
@@ -166,6 +167,9 @@ fn router(app: Arc<App>) -> Router {
         .route("/plan", get(pages::plan::page))
         .route("/plan/message", get(pages::plan::message))
         .route("/invoices/{number}", get(pages::invoice::page))
+        .route("/invoices/{number}/hold", post(pages::invoice::hold))
+        .route("/invoices/{number}/promise", post(pages::invoice::promise))
+        .route("/invoices/{number}/unhold", post(pages::invoice::unhold))
         .route("/customers/{id}", get(pages::customer))
         .route("/journal", get(pages::journal))
         .route("/rules", get(pages::rules))
@@ -174,6 +178,10 @@ fn router(app: Arc<App>) -> Router {
         .route("/api/plan", get(api::plan))
         .route("/api/invoices/{number}", get(api::invoice))
         .route("/api/history", get(api::history))
+        .route("/api/holds", get(api::holds).post(api::add_hold_route))
+        .route("/api/holds/{id}", delete(api::remove_hold_route))
+        .route("/api/promises", post(api::add_promise_route))
+        .route("/api/report", get(api::report))
         .route("/metrics", get(metrics::metrics))
         .route("/healthz", get(metrics::healthz))
         .route("/readyz", get(metrics::readyz))
@@ -201,11 +209,15 @@ async fn blocking(work: impl FnOnce() -> Response + Send + 'static) -> Response 
     }
 }
 
-/// An error of the library as an HTTP status: an unknown invoice is not
-/// found, anything else the server's fault.
+/// An error of the library as an HTTP status: an unknown invoice or hold
+/// is not found, a hold that makes no sense a bad request, a file that
+/// changed under a form a conflict, anything else the server's fault.
 fn status_of(error: &Error) -> StatusCode {
     match error {
-        Error::UnknownInvoice(_) => StatusCode::NOT_FOUND,
+        Error::UnknownInvoice(_) | Error::HoldNotFound { .. } => StatusCode::NOT_FOUND,
+        Error::InvalidHold { .. } => StatusCode::BAD_REQUEST,
+        // The file changed since the form was filled: nothing was written.
+        Error::HoldsChanged { .. } => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -197,6 +197,12 @@ fn french(english: &str) -> Option<&'static str> {
         "The message is not in the plan (the plan changed since)." => {
             "Le message n'est pas dans le plan (le plan a changé depuis)."
         }
+        "Remove the hold" => "Lever la suspension",
+        "Hold until" => "Suspendre jusqu'au",
+        "Put on hold" => "Suspendre",
+        "Promise to pay on" => "Promesse de paiement le",
+        "Note" => "Note",
+        "Record the promise" => "Enregistrer la promesse",
         _ => return None,
     })
 }

@@ -11,9 +11,9 @@ use rust_decimal::Decimal;
 use crate::engine::Plan;
 use crate::error::Result;
 use crate::journal::{Journal, JournalRow, JournalView};
-use crate::model::Status as InvoiceStatus;
 use crate::project::history::fill_customers;
 use crate::project::{Messages, Project};
+use crate::report::receivables::{Receivables, receivables};
 
 /// The plans kept: the overview's, the plan page's and the API's windows.
 const PLANS_KEPT: usize = 4;
@@ -67,6 +67,15 @@ pub(crate) struct Cache {
     journal: Mutex<Option<JournalRead>>,
     history: Mutex<Option<HistoryRead>>,
     plans: Mutex<VecDeque<Arc<PlanView>>>,
+    receivables: Mutex<Option<ReceivablesRead>>,
+}
+
+/// The receivables last computed, with what they were computed from.
+struct ReceivablesRead {
+    project: Arc<Project>,
+    journal: Arc<JournalView>,
+    as_of: NaiveDate,
+    receivables: Arc<Receivables>,
 }
 
 impl Cache {
@@ -149,77 +158,52 @@ impl Cache {
     }
 }
 
+impl Cache {
+    /// Where the money stands on `as_of` (`relance report`'s values): the
+    /// overview's and `/api/report`'s, made once per snapshot, journal and date.
+    pub fn receivables(
+        &self,
+        project: &Arc<Project>,
+        as_of: NaiveDate,
+    ) -> Result<Arc<Receivables>> {
+        let journal = self.journal(project)?;
+        if let Some(read) = &*lock(&self.receivables)
+            && Arc::ptr_eq(&read.project, project)
+            && Arc::ptr_eq(&read.journal, &journal)
+            && read.as_of == as_of
+        {
+            return Ok(Arc::clone(&read.receivables));
+        }
+        let computed = Arc::new(receivables(project, &journal, as_of));
+        *lock(&self.receivables) = Some(ReceivablesRead {
+            project: Arc::clone(project),
+            journal,
+            as_of,
+            receivables: Arc::clone(&computed),
+        });
+        Ok(computed)
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The aging buckets of an open amount, by days past due.
-pub(crate) const BUCKETS: [&str; 5] = ["not_due", "1-30", "31-60", "61-90", "over_90"];
-
-/// The bucket of an invoice `days_late` days past its due date.
-fn bucket(days_late: i64) -> usize {
-    match days_late {
-        ..=0 => 0,
-        1..=30 => 1,
-        31..=60 => 2,
-        61..=90 => 3,
-        _ => 4,
-    }
-}
-
-/// Where the money stands in one currency on a date.
+/// The open invoices of one currency on a date (for `/metrics`).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Totals {
     pub open_invoices: u64,
-    /// What open invoices leave to pay (held ones included).
+    /// What they leave to pay.
     pub open: Decimal,
-    /// `open` by days past due, in the order of [`BUCKETS`].
-    pub buckets: [Decimal; 5],
-    /// What disputed invoices leave to pay (not in `open`).
-    pub disputed: Decimal,
-    /// What open invoices on hold leave to pay (in `open` too).
-    pub held: Decimal,
 }
 
-/// The totals of every currency the ledger has open, disputed or held
-/// amounts in, on `date`.
-pub(crate) fn totals(project: &Project, date: NaiveDate) -> BTreeMap<String, Totals> {
+/// The open invoices of every currency.
+pub(crate) fn totals(project: &Project) -> BTreeMap<String, Totals> {
     let mut by_currency: BTreeMap<String, Totals> = BTreeMap::new();
-    for inv in &project.ledger.invoices {
-        let due = inv.amount_due();
-        if inv.status == InvoiceStatus::Disputed && due > Decimal::ZERO {
-            by_currency
-                .entry(inv.currency.to_string())
-                .or_default()
-                .disputed += due;
-            continue;
-        }
-        if !inv.is_open() {
-            continue;
-        }
+    for inv in project.ledger.invoices.iter().filter(|i| i.is_open()) {
         let totals = by_currency.entry(inv.currency.to_string()).or_default();
         totals.open_invoices += 1;
-        totals.open += due;
-        totals.buckets[bucket(inv.days_overdue(date))] += due;
-        if project.rulebook.holds.active(inv, date).is_some() {
-            totals.held += due;
-        }
+        totals.open += inv.amount_due();
     }
     by_currency
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_invoice_is_aged_by_its_days_past_due() {
-        assert_eq!(bucket(-3), 0);
-        assert_eq!(bucket(0), 0);
-        assert_eq!(bucket(1), 1);
-        assert_eq!(bucket(30), 1);
-        assert_eq!(bucket(31), 2);
-        assert_eq!(bucket(90), 3);
-        assert_eq!(bucket(91), 4);
-    }
 }

@@ -3,8 +3,9 @@
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::{Path, Query};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Form, Path, Query};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -12,12 +13,13 @@ use serde::Deserialize;
 use super::plan::message_href;
 use super::{bad_request, customer_href, failed, layout};
 use crate::console::api::date_param;
-use crate::console::auth::Caller;
+use crate::console::auth::{Caller, forbidden};
 use crate::console::text::Lang;
-use crate::console::{App, State, blocking};
+use crate::console::{App, State, actions, blocking, status_of};
 use crate::journal::JournalRow;
 use crate::locale::format_money;
 use crate::report::explain::{Explanation, explain};
+use crate::rules::{NewHold, NewPromise, add_hold, add_promise, read_holds_file, remove_hold};
 use crate::text::stage_label;
 
 #[derive(Deserialize)]
@@ -31,14 +33,22 @@ pub(crate) async fn page(
     Path(number): Path<String>,
     Query(q): Query<InvoiceQuery>,
 ) -> Response {
-    blocking(move || invoice_page(&app, &caller, &number, &q)).await
+    blocking(move || invoice_page(&app, &caller, &number, q.as_of.as_deref(), None)).await
 }
 
-fn invoice_page(app: &Arc<App>, caller: &Caller, number: &str, q: &InvoiceQuery) -> Response {
+/// The invoice's page; `notice`: why the action just asked for was not
+/// done, with its status.
+fn invoice_page(
+    app: &Arc<App>,
+    caller: &Caller,
+    number: &str,
+    as_of: Option<&str>,
+    notice: Option<(StatusCode, String)>,
+) -> Response {
     let w = caller.lang;
     let status = app.shared.status();
     let project = &status.project;
-    let date = match date_param("as_of", q.as_of.as_deref()) {
+    let date = match date_param("as_of", as_of) {
         Ok(date) => date.unwrap_or_else(|| status.today(Utc::now())),
         Err(why) => return bad_request(caller, &why),
     };
@@ -87,6 +97,10 @@ fn invoice_page(app: &Arc<App>, caller: &Caller, number: &str, q: &InvoiceQuery)
             .project
             .render_rows(&upcoming.plan.reminders, &upcoming.messages, &coming, false);
     let hold = project.rulebook.holds.active(inv, date);
+    let file = match read_holds_file(&actions::rules_dir(app)) {
+        Ok(file) => file,
+        Err(e) => return failed(caller, &e),
+    };
     let money = |amount| format_money(amount, &inv.currency, w.code());
     let body = html! {
         dl.facts #invoice data-invoice=(inv.number) {
@@ -99,6 +113,8 @@ fn invoice_page(app: &Arc<App>, caller: &Caller, number: &str, q: &InvoiceQuery)
             dt { (w.t("Hold")) } dd #hold { @match hold { Some(h) => (h.describe()), None => "—" } }
             dt { (w.t("Promise to pay")) } dd #promise { @match inv.promise_date { Some(d) => (d), None => "—" } }
         }
+        @if let Some((_, why)) = &notice { p.problem #notice { (why) } }
+        (actions_section(caller, inv, &file))
         h2 { (w.t("Explanation")) " — " (w.t("As of")) " " (date) }
         (explanation_tables(&explanation, w))
         pre #explanation { (String::from_utf8_lossy(&text)) }
@@ -119,7 +135,231 @@ fn invoice_page(app: &Arc<App>, caller: &Caller, number: &str, q: &InvoiceQuery)
         h2 { (w.t("History")) }
         (super::history_table(&own, w, false))
     };
-    layout(caller, &format!("{} {}", w.t("Invoice"), inv.number), body).into_response()
+    let page = layout(caller, &format!("{} {}", w.t("Invoice"), inv.number), body);
+    match notice {
+        Some((status, _)) => (status, page).into_response(),
+        None => page.into_response(),
+    }
+}
+
+/// The forms of the actions: the holds of `rules/holds.yaml` on this invoice
+/// or its customer, each with its removal; a new hold; a promise to pay.
+/// Each carries the session's anti-CSRF token and the file's version.
+fn actions_section(
+    caller: &Caller,
+    inv: &crate::model::Invoice,
+    file: &crate::rules::HoldsFile,
+) -> Markup {
+    let w = caller.lang;
+    let action = |what: &str| format!("{}/{what}", super::invoice_href(&inv.number));
+    let concerns = |h: &&crate::rules::HoldEntryView| {
+        h.invoice.as_deref() == Some(&*inv.number)
+            || h.customer.as_deref() == Some(&*inv.customer_id)
+    };
+    html! {
+        section #actions {
+            h2 { (w.t("Holds")) }
+            @for h in file.holds.iter().filter(concerns) {
+                form.unhold method="post" action=(action("unhold")) data-hold=(h.id) {
+                    input type="hidden" name="csrf" value=(caller.csrf());
+                    input type="hidden" name="version" value=(file.version);
+                    input type="hidden" name="id" value=(h.id);
+                    @match (&h.invoice, &h.customer) {
+                        (Some(i), _) => { (w.t("Invoice")) " " (i) },
+                        (None, Some(c)) => { (w.t("Customer")) " " (c) },
+                        (None, None) => {},
+                    }
+                    " — " (w.t("Until")) " " @match h.until { Some(d) => (d), None => "—" }
+                    @if !h.reason.is_empty() { ": " (h.reason) }
+                    " "
+                    button type="submit" { (w.t("Remove the hold")) }
+                }
+            }
+            form #hold-form method="post" action=(action("hold")) {
+                input type="hidden" name="csrf" value=(caller.csrf());
+                input type="hidden" name="version" value=(file.version);
+                label { (w.t("Hold until")) " " input type="date" name="until"; }
+                " "
+                label { (w.t("Reason")) " " input name="reason" required; }
+                " "
+                button type="submit" { (w.t("Put on hold")) }
+            }
+            form #promise-form method="post" action=(action("promise")) {
+                input type="hidden" name="csrf" value=(caller.csrf());
+                input type="hidden" name="version" value=(file.version);
+                label { (w.t("Promise to pay on")) " " input type="date" name="date" required; }
+                " "
+                label { (w.t("Note")) " " input name="note"; }
+                " "
+                button type="submit" { (w.t("Record the promise")) }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct HoldForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    until: String,
+    #[serde(default)]
+    reason: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct PromiseForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    date: String,
+    #[serde(default)]
+    note: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct UnholdForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    version: String,
+    #[serde(default)]
+    id: String,
+}
+
+/// The version a form was filled from: none given, none checked.
+fn version(given: &str) -> Option<&str> {
+    Some(given.trim()).filter(|v| !v.is_empty())
+}
+
+/// After an action: back to the invoice's page (which shows its effect),
+/// or the page with why it was not done.
+fn done(
+    app: &Arc<App>,
+    caller: &Caller,
+    number: &str,
+    result: crate::error::Result<()>,
+) -> Response {
+    match result {
+        Ok(()) => Redirect::to(&super::invoice_href(number)).into_response(),
+        Err(e) => invoice_page(
+            app,
+            caller,
+            number,
+            None,
+            Some((status_of(&e), e.to_string())),
+        ),
+    }
+}
+
+/// `POST /invoices/{number}/hold` (`until`, `reason`): a hold on the invoice.
+pub(crate) async fn hold(
+    axum::extract::State(app): State,
+    Extension(caller): Extension<Caller>,
+    Path(number): Path<String>,
+    Form(form): Form<HoldForm>,
+) -> Response {
+    if !caller.may_post(&form.csrf) {
+        return forbidden();
+    }
+    blocking(move || {
+        let until = match date_param("until", Some(&form.until)) {
+            Ok(until) => until,
+            Err(why) => {
+                return done(
+                    &app,
+                    &caller,
+                    &number,
+                    Err(crate::error::Error::InvalidHold { message: why }),
+                );
+            }
+        };
+        let hold = NewHold {
+            invoice: Some(number.clone()),
+            customer: None,
+            until,
+            reason: form.reason.trim().to_string(),
+        };
+        let what = format!(
+            "hold on invoice {number} until {}: {}",
+            form.until, hold.reason
+        );
+        let written = actions::write(&app, &what, |rules| {
+            add_hold(rules, &hold, version(&form.version))
+        });
+        done(&app, &caller, &number, written.map(|_| ()))
+    })
+    .await
+}
+
+/// `POST /invoices/{number}/promise` (`date`, `note`): a promise to pay.
+pub(crate) async fn promise(
+    axum::extract::State(app): State,
+    Extension(caller): Extension<Caller>,
+    Path(number): Path<String>,
+    Form(form): Form<PromiseForm>,
+) -> Response {
+    if !caller.may_post(&form.csrf) {
+        return forbidden();
+    }
+    blocking(move || {
+        let date = match date_param("date", Some(&form.date)) {
+            Ok(Some(date)) => date,
+            Ok(None) => {
+                let why =
+                    "date: expected the day the customer promised to pay (YYYY-MM-DD)".to_string();
+                return done(
+                    &app,
+                    &caller,
+                    &number,
+                    Err(crate::error::Error::InvalidHold { message: why }),
+                );
+            }
+            Err(why) => {
+                return done(
+                    &app,
+                    &caller,
+                    &number,
+                    Err(crate::error::Error::InvalidHold { message: why }),
+                );
+            }
+        };
+        let promise = NewPromise {
+            invoice: number.clone(),
+            date,
+            note: form.note.trim().to_string(),
+        };
+        let what = format!("promise to pay invoice {number} by {date}");
+        let written = actions::write(&app, &what, |rules| {
+            add_promise(rules, &promise, version(&form.version))
+        });
+        done(&app, &caller, &number, written)
+    })
+    .await
+}
+
+/// `POST /invoices/{number}/unhold` (`id`): removes a hold.
+pub(crate) async fn unhold(
+    axum::extract::State(app): State,
+    Extension(caller): Extension<Caller>,
+    Path(number): Path<String>,
+    Form(form): Form<UnholdForm>,
+) -> Response {
+    if !caller.may_post(&form.csrf) {
+        return forbidden();
+    }
+    blocking(move || {
+        let what = format!("hold {} removed (invoice {number}'s page)", form.id);
+        let written = actions::write(&app, &what, |rules| {
+            remove_hold(rules, &form.id, version(&form.version))
+        });
+        done(&app, &caller, &number, written)
+    })
+    .await
 }
 
 /// The policies weighed and the chosen one's stages, as tables.

@@ -22,13 +22,14 @@ use serde::Deserialize;
 
 use super::auth::Caller;
 use super::text::Lang;
-use super::view::{self, BUCKETS, PlanView, Totals};
+
 use super::{App, State, blocking, status_of};
 use crate::daemon::Status;
 use crate::diagnostics::Problems;
 use crate::error::Error;
 use crate::journal::{JournalRow, State as JournalState};
 use crate::locale::format_money;
+use crate::report::receivables::receivables_fragment;
 use crate::text::stage_label;
 
 /// Plain, printable, no web font: what a finance manager prints comes out as on screen.
@@ -177,144 +178,6 @@ fn reload_facts(status: &Status, w: Lang) -> Markup {
     }
 }
 
-/// The bars of a chart, from a palette that prints in grey distinguishably.
-const PALETTE: [&str; 10] = [
-    "#3b6fb6", "#e08a2c", "#4f9d5b", "#c4473a", "#8062a8", "#8c6a4f", "#d46fae", "#6f7a86",
-    "#b5b233", "#36a7b8",
-];
-
-/// A day of the chart: where its bars start, each bar (stage index, count,
-/// top, height) stacked from the bottom, and the top of the stack.
-struct Column {
-    x: f64,
-    bars: Vec<(usize, u32, f64, f64)>,
-    top: f64,
-}
-
-/// The reminders of each day of the window, stacked by stage, as an inline SVG.
-fn upcoming_chart(view: &PlanView, w: Lang) -> Markup {
-    let days = view.days as usize;
-    let mut by_stage: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-    let policies = &view.project.rulebook.policies;
-    for r in &view.plan.reminders {
-        let day = (r.date - view.from).num_days();
-        let Ok(day) = usize::try_from(day) else {
-            continue;
-        };
-        if day >= days {
-            continue;
-        }
-        let stage = policies[r.policy].stages[r.stage].id.as_str();
-        by_stage.entry(stage).or_insert_with(|| vec![0; days])[day] += 1;
-    }
-    let totals: Vec<u32> = (0..days)
-        .map(|d| by_stage.values().map(|counts| counts[d]).sum())
-        .collect();
-    let highest = totals.iter().copied().max().unwrap_or(0).max(1);
-    let (width, height, top, bottom, left) = (720.0_f64, 220.0_f64, 16.0, 34.0, 8.0);
-    let slot = (width - 2.0 * left) / days.max(1) as f64;
-    let scale = (height - top - bottom) / f64::from(highest);
-    let stages: Vec<&str> = by_stage.keys().copied().collect();
-    let bar_width = slot * 0.7;
-    let columns: Vec<Column> = (0..days)
-        .map(|d| {
-            let x = left + slot * d as f64 + slot * 0.15;
-            let mut y = height - bottom;
-            let mut bars = Vec::new();
-            for (s, stage) in stages.iter().enumerate() {
-                let count = by_stage[stage][d];
-                if count > 0 {
-                    let h = f64::from(count) * scale;
-                    y -= h;
-                    bars.push((s, count, y, h));
-                }
-            }
-            Column { x, bars, top: y }
-        })
-        .collect();
-    let px = |v: f64| format!("{v:.1}");
-    html! {
-        figure #upcoming-chart {
-            svg xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (width) " " (height) } width="100%" role="img"
-                aria-label=(w.t("Reminders of the next 14 days, by day and stage")) {
-                @for (d, Column { x, bars, top }) in columns.iter().enumerate() {
-                    @let day = view.from + chrono::Days::new(d as u64);
-                    @for (s, count, y, h) in bars {
-                        rect x=(px(*x)) y=(px(*y)) width=(px(bar_width)) height=(px(*h)) fill=(PALETTE[s % PALETTE.len()]) {
-                            title { (day) " " (stages[*s]) ": " (count) }
-                        }
-                    }
-                    @if totals[d] > 0 {
-                        text x=(px(x + bar_width / 2.0)) y=(px(top - 3.0)) font-size="10" text-anchor="middle" { (totals[d]) }
-                    }
-                    text x=(px(x + bar_width / 2.0)) y=(px(height - bottom + 14.0)) font-size="10" text-anchor="middle" {
-                        (day.format("%d/%m"))
-                    }
-                }
-                @for (s, stage) in stages.iter().enumerate() {
-                    @let x = left + 110.0 * s as f64;
-                    rect x=(px(x)) y=(px(height - 12.0)) width="10" height="10" fill=(PALETTE[s % PALETTE.len()]) {}
-                    text x=(px(x + 14.0)) y=(px(height - 3.0)) font-size="10" { (stage) }
-                }
-            }
-        }
-    }
-}
-
-/// The aging of each currency's open amount: a table, with a bar per bucket.
-fn aging_table(totals: &BTreeMap<String, Totals>, w: Lang) -> Markup {
-    let labels = [
-        w.t("Not due"),
-        w.t("1–30 days"),
-        w.t("31–60 days"),
-        w.t("61–90 days"),
-        w.t("Over 90 days"),
-    ];
-    let money = |amount: Decimal, currency: &str| format_money(amount, currency, w.code());
-    html! {
-        table #receivables {
-            thead { tr {
-                th { (w.t("Currency")) } th.num { (w.t("Open invoices")) } th.num { (w.t("Total due")) }
-                @for label in labels { th.num { (label) } }
-                th.num { (w.t("Disputed")) } th.num { (w.t("Held")) }
-            } }
-            tbody {
-                @for (currency, t) in totals {
-                    tr.currency data-currency=(currency) {
-                        td { (currency) }
-                        td.num { (t.open_invoices) }
-                        td.num.open { (money(t.open, currency)) }
-                        @for (i, amount) in t.buckets.iter().enumerate() {
-                            td.num data-bucket=(BUCKETS[i]) {
-                                (money(*amount, currency))
-                                (bar(*amount, t.open))
-                            }
-                        }
-                        td.num.disputed { (money(t.disputed, currency)) }
-                        td.num.held { (money(t.held, currency)) }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// A small bar: `part` of `whole`.
-fn bar(part: Decimal, whole: Decimal) -> Markup {
-    use rust_decimal::prelude::ToPrimitive;
-    let share = if whole > Decimal::ZERO {
-        (part / whole).to_f64().unwrap_or(0.0).clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    html! {
-        svg xmlns="http://www.w3.org/2000/svg" width="60" height="6" viewBox="0 0 60 6" style="display:block;margin-left:auto" {
-            rect width="60" height="6" fill="#e6e9ef" {}
-            rect width=(format!("{:.1}", 60.0 * share)) height="6" fill="#3b6fb6" {}
-        }
-    }
-}
-
 /// `/`: the next 14 days by day and stage, the receivables, the last
 /// evaluation and the last reload.
 pub(super) async fn overview(
@@ -328,21 +191,17 @@ fn overview_page(app: &Arc<App>, caller: &Caller) -> Response {
     let w = caller.lang;
     let status = app.shared.status();
     let today = status.today(Utc::now());
-    let view = match app
-        .cache
-        .plan(&status.project, today, crate::impact::HORIZON_DAYS)
-    {
-        Ok(view) => view,
+    let receivables = match app.cache.receivables(&status.project, today) {
+        Ok(receivables) => receivables,
         Err(e) => return failed(caller, &e),
     };
-    let totals = view::totals(&status.project, today);
+    let planned: usize = receivables.upcoming.iter().map(|u| u.count).sum();
     let body = html! {
-        p.muted { (w.t("As of")) " " (today) }
-        h2 { (w.t("Reminders of the next 14 days, by day and stage")) }
-        (upcoming_chart(&view, w))
-        p { (view.plan.reminders.len()) " " (w.t("reminders")) " — " a href="/plan" { (w.t("Plan")) } }
-        h2 { (w.t("Receivables aging")) }
-        (aging_table(&totals, w))
+        // `relance report --format html`'s own body: the next 14 days by
+        // day and stage, the aging per currency, the customers; it escapes
+        // what it shows itself.
+        div #receivables { (PreEscaped(receivables_fragment(&receivables, w.code()))) }
+        p #planned { (planned) " " (w.t("reminders")) " — " a href="/plan" { (w.t("Plan")) } }
         h2 { (w.t("Last evaluation")) }
         (evaluation_facts(&status, w))
         h2 { (w.t("Last reload")) }
