@@ -31,11 +31,11 @@ impl Daemon {
     /// A reload that loads logs the difference it makes to the coming
     /// [`HORIZON_DAYS`] days, as `preview --baseline` would show it.
     pub fn reload(&mut self, changed: &[PathBuf]) -> bool {
-        let started = std::time::Instant::now();
+        let (at, started) = (Utc::now(), std::time::Instant::now());
         let mut problems = Problems::default();
         let ok = self.reload_logged(changed, &mut problems);
         let reload = Reload {
-            at: Utc::now(),
+            at,
             ok,
             changed: self.names(changed),
             problems,

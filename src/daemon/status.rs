@@ -79,7 +79,7 @@ type Listener = Arc<dyn Fn(&Outcome) + Send + Sync>;
 /// way back: a request to reload now.
 pub struct Shared {
     status: RwLock<Arc<Status>>,
-    /// The generation last published, for [`Shared::wait_past`].
+    /// The generation last published, for [`Shared::reload_after`].
     published: Mutex<u64>,
     changed: Condvar,
     listener: RwLock<Option<Listener>>,
@@ -111,27 +111,26 @@ impl Shared {
     }
 
     /// Asks the daemon to reload after `changed` files were written (a
-    /// hold recorded in the console), as if the watcher had seen them;
-    /// returns the generation to wait past. `None` when the daemon has stopped.
-    pub fn request_reload(&self, changed: Vec<PathBuf>) -> Option<u64> {
-        let generation = self.status().generation;
+    /// hold recorded in the console), as if the watcher had seen them, and
+    /// waits at most `timeout` for a reload that started after the request:
+    /// it read them. Returns whether one came (not when the daemon has
+    /// stopped, or is busy with a long evaluation).
+    pub fn reload_after(&self, changed: &[PathBuf], timeout: Duration) -> bool {
+        let requested = Utc::now();
         let changed = changed.iter().map(|p| super::serve::absolute(p)).collect();
-        self.events.send(Event::Changed(changed)).ok()?;
-        Some(generation)
-    }
-
-    /// Waits at most `timeout` for a publication after `generation`;
-    /// returns whether one came.
-    pub fn wait_past(&self, generation: u64, timeout: Duration) -> bool {
+        if self.events.send(Event::Changed(changed)).is_err() {
+            return false;
+        }
+        let reloaded = |status: &Status| status.reload.as_ref().is_some_and(|r| r.at >= requested);
         let published = self
             .published
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let (published, _) = self
+        let _ = self
             .changed
-            .wait_timeout_while(published, timeout, |g| *g <= generation)
+            .wait_timeout_while(published, timeout, |_| !reloaded(&self.status()))
             .unwrap_or_else(PoisonError::into_inner);
-        *published > generation
+        reloaded(&self.status())
     }
 
     /// Publishes what `change` makes of the last status, then tells the
