@@ -148,6 +148,7 @@ fn decide(c: &mut Criterion) {
             ledger: project.ledger.clone(),
             index: project.ledger.customer_index(overdue),
             today: as_of(),
+            last_contacted: None,
         },
         today: as_of(),
         sent: vec![],

@@ -124,6 +124,15 @@ pub struct Mark {
     pub state: State,
     /// The evaluation date it belongs to.
     pub date: NaiveDate,
+    /// The channel it went out on (`email`, `letter`…), as the journal
+    /// records it; empty where nobody recorded one (a policy test's journal,
+    /// a backtest's), and the engine reads the stage's channel then.
+    #[serde(skip_serializing_if = "is_empty")]
+    pub channel: Arc<str>,
+}
+
+fn is_empty(text: &Arc<str>) -> bool {
+    text.is_empty()
 }
 
 /// The journal's marks grouped by invoice number.
@@ -466,9 +475,20 @@ impl Journal {
     pub fn view(&self) -> Result<JournalView> {
         let mut view = JournalView::default();
         let mut stmt = self.sql(self.conn.prepare(
-            "SELECT invoice, policy, stage, occurrence, state, date FROM reminder ORDER BY id",
+            "SELECT invoice, policy, stage, occurrence, state, date, channel FROM reminder ORDER BY id",
         ))?;
+        // A handful of channel names, shared by every mark.
+        let mut channels: Vec<Arc<str>> = Vec::new();
         let rows = self.sql(stmt.query_map([], |r| {
+            let channel = r.get_ref(6)?.as_str().unwrap_or_default();
+            let channel = match channels.iter().find(|c| ***c == *channel) {
+                Some(c) => c.clone(),
+                None => {
+                    let new: Arc<str> = Arc::from(channel);
+                    channels.push(new.clone());
+                    new
+                }
+            };
             Ok((
                 r.get::<_, String>(0)?,
                 Mark {
@@ -477,6 +497,7 @@ impl Journal {
                     occurrence: r.get(3)?,
                     state: State::parse(&r.get::<_, String>(4)?).unwrap_or(State::Planned),
                     date: r.get(5)?,
+                    channel,
                 },
             ))
         }))?;
@@ -544,10 +565,10 @@ impl Journal {
     #[cfg(test)]
     fn record(&self, invoice: &str, mark: &Mark, now: &str) -> Result<bool> {
         let n = self.sql(self.conn.execute(
-            "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+            "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, channel, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
              ON CONFLICT (invoice, policy, stage, occurrence) DO NOTHING",
-            params![invoice, &*mark.policy, &*mark.stage, mark.occurrence, mark.state.as_str(), mark.date, now],
+            params![invoice, &*mark.policy, &*mark.stage, mark.occurrence, mark.state.as_str(), mark.date, &*mark.channel, now],
         ))?;
         Ok(n == 1)
     }
@@ -902,6 +923,7 @@ mod tests {
             occurrence: 0,
             state: State::Sent,
             date: "2026-12-01".parse().unwrap(),
+            channel: "email".into(),
         };
         assert!(j.record("F1", &mark, "2026-12-01T09:00:00Z").unwrap());
         assert!(

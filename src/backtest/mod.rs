@@ -182,6 +182,8 @@ impl Names {
             .iter()
             .map(|r| (r, State::Sent))
             .chain(plan.skipped.iter().map(|r| (r, State::Skipped)));
+        // No channel recorded: the engine reads the stage's.
+        let unknown: Arc<str> = Arc::from("");
         for (r, state) in decided {
             let (policy, stages) = &self.0[r.policy.index()];
             let mark = Mark {
@@ -190,6 +192,7 @@ impl Names {
                 occurrence: r.occurrence,
                 state,
                 date: r.date,
+                channel: unknown.clone(),
             };
             let number = &invoices[r.invoice].number;
             match journal.by_invoice.get_mut(&**number) {

@@ -25,6 +25,24 @@ struct Decided {
     awaiting: Vec<Vec<Reminder>>,
 }
 
+/// Logs each invoice whose first contact, journaled in `taken`, restarted
+/// its ladder (`first_contact: restart`).
+fn log_restarts(project: &crate::project::Project, plan: &Plan, taken: &[Outgoing]) {
+    if plan.restarts.is_empty() {
+        return;
+    }
+    let taken: HashSet<InvoiceId> = taken
+        .iter()
+        .flat_map(|(rows, _)| rows.iter().map(|r| r.invoice))
+        .collect();
+    for r in plan.restarts.iter().filter(|r| taken.contains(&r.invoice)) {
+        let number = &project.ledger.invoices[r.invoice].number;
+        let stage = &project.rulebook.policies[r.policy].stages[r.stage].id;
+        tracing::info!(invoice = %number, stage = %stage,
+            "first contact: invoice {number} restarted its ladder at {stage}");
+    }
+}
+
 /// Rows journaled `planned` are delivered and their `sent` committed in
 /// batches of this many (files prove delivery, so a batch is one sync).
 const BATCH: usize = 256;
@@ -346,6 +364,7 @@ impl Daemon {
             }
         }
         tx.commit()?;
+        log_restarts(&self.project, plan, &mine);
         Ok(mine)
     }
 

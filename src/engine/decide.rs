@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use chrono::NaiveDate;
 use rhai::{Dynamic, ImmutableString, Scope};
 
+use super::contact::{Ladder, LastContact, contact_wait};
 use super::{Evaluator, Occurrence, Outcome, PolicyChoice, Trace};
 use crate::calendar::add_days;
 use crate::journal::{Mark, State};
@@ -40,6 +41,10 @@ pub(super) struct Findings<'c> {
     pub(super) overtaken: usize,
     /// Overtaken candidates not journaled as skipped (see `pick`), in order.
     pub(super) unrecorded: Vec<usize>,
+    /// Where the chosen policy's dates run from (`first_contact: restart`).
+    pub(super) ladder: Option<Ladder>,
+    /// Nothing is journaled for the invoice yet: what fires is its first contact.
+    pub(super) untouched: bool,
 }
 
 /// One occurrence met on the way through a policy's stages: each reached
@@ -57,6 +62,15 @@ pub(super) struct Visit {
     pub(super) journal: Option<State>,
     /// At or before the last stage the journal holds for this policy.
     pub(super) passed: bool,
+}
+
+/// What a decision knows of the invoice's customer besides the ledger.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Known<'c> {
+    /// The policy choice, when it was made once for the customer.
+    pub(super) chosen: Option<&'c PolicyChoice>,
+    /// What the customer was sent before the day decided.
+    pub(super) last: LastContact,
 }
 
 /// A reached occurrence the journal does not hold, after the last one it does.
@@ -109,6 +123,8 @@ impl<'c> Findings<'c> {
             fire: None,
             overtaken: 0,
             unrecorded: Vec::new(),
+            ladder: None,
+            untouched: false,
         }
     }
 
@@ -158,12 +174,14 @@ impl<'c> Findings<'c> {
             ([], []) => Vec::new(),
             (choice, whens) => [choice, whens].concat(),
         };
+        let restarts = self.ladder.is_some_and(|l| l.restart.is_some());
         Outcome {
             policy: self.choice.policy,
             fire,
             skipped,
             pending,
             errors,
+            restarted: fire.is_some() && restarts && self.untouched,
         }
     }
 }
@@ -214,20 +232,19 @@ impl<'a> Journaled<'a> {
 }
 
 /// Step 2 of docs/contract.md §4: the occurrences of `policy`'s stages on
-/// `date`, each stage's up to its first not reached, then the broken
-/// promise: the first day after the promised date (plus grace), once. A
-/// stage is reached on its date moved to a sending day. Each is handed to
-/// `visit`, in order. `tracing`: each on its calendar day even far from
-/// `date`, and what the journal holds of each, for a trace to show.
+/// `date` (counted from `anchor`), each stage's up to its first not reached,
+/// then the broken promise: the first day after the promised date (plus
+/// grace), once. A stage is reached on its date moved to a sending day.
+/// Each is handed to `visit`, in order. `tracing`: each on its calendar day
+/// even far from `date`, and what the journal holds of each, for a trace to show.
 fn visits(
     policy: &Policy,
     inv: &Invoice,
-    date: NaiveDate,
+    (date, anchor): (NaiveDate, NaiveDate),
     journal: &Journaled,
     tracing: bool,
     mut visit: impl FnMut(Visit),
 ) {
-    let anchor = policy.anchor_date(inv);
     let calendar = policy.calendar();
     // Far from the evaluation date, whether an occurrence is reached does
     // not depend on the calendar, which moves a date by its longest closure
@@ -308,6 +325,7 @@ struct Script<'a, 'e> {
     invoice: usize,
     date: NaiveDate,
     marks: &'a [Mark],
+    last: LastContact,
     scope: &'a mut Scope<'static>,
     ready: bool,
 }
@@ -315,9 +333,9 @@ struct Script<'a, 'e> {
 impl Script<'_, '_> {
     fn scope(&mut self) -> &mut Scope<'static> {
         if !self.ready {
-            let variables = self
-                .evaluator
-                .variables(self.invoice, self.date, self.marks);
+            let variables =
+                self.evaluator
+                    .variables(self.invoice, self.date, self.marks, self.last);
             variables.apply(self.scope);
             self.ready = true;
         }
@@ -326,7 +344,13 @@ impl Script<'_, '_> {
 }
 
 impl Evaluator<'_> {
-    pub(super) fn variables(&self, invoice: usize, date: NaiveDate, marks: &[Mark]) -> Variables {
+    pub(super) fn variables(
+        &self,
+        invoice: usize,
+        date: NaiveDate,
+        marks: &[Mark],
+        last: LastContact,
+    ) -> Variables {
         let invoice = InvoiceId::new(invoice);
         let sent = marks
             .iter()
@@ -343,23 +367,24 @@ impl Evaluator<'_> {
                 ledger: self.ledger.clone(),
                 index: self.ledger.customer_index(invoice),
                 today: date,
+                last_contacted: last.any,
             },
             today: date,
             sent,
         }
     }
 
-    /// docs/contract.md §4 for one invoice and date. `chosen` is the policy choice when
-    /// it was made once for the invoice's customer; `scope` is reused.
+    /// docs/contract.md §4 for one invoice and date; `scope` is reused.
     pub(super) fn decide(
         &self,
         invoice: usize,
         date: NaiveDate,
         marks: &[Mark],
         trace: Option<&mut Trace>,
-        chosen: Option<&PolicyChoice>,
+        customer: Known,
         scope: &mut Scope<'static>,
     ) -> Outcome {
+        let Known { chosen, last } = customer;
         if !self.ledger.invoices[invoice].is_open() {
             return self.thank(invoice, date, marks, trace);
         }
@@ -368,6 +393,7 @@ impl Evaluator<'_> {
             invoice,
             date,
             marks,
+            last,
             scope,
             ready: false,
         };
@@ -392,14 +418,24 @@ impl Evaluator<'_> {
         let inv = &self.ledger.invoices[script.invoice];
         let (date, marks) = (script.date, script.marks);
         let journal = Journaled::new(policy, marks);
-        visits(policy, inv, date, &journal, tracing, |visit| {
-            if let Some(c) = visit.candidate() {
-                found.candidates.push(c);
-            }
-            if tracing {
-                found.visits.push(visit);
-            }
-        });
+        let ladder = Ladder::of(policy, inv, date, marks);
+        found.ladder = Some(ladder);
+        found.untouched = marks.is_empty();
+        visits(
+            policy,
+            inv,
+            (date, ladder.anchor),
+            &journal,
+            tracing,
+            |visit| {
+                if let Some(c) = visit.candidate() {
+                    found.candidates.push(c);
+                }
+                if tracing {
+                    found.visits.push(visit);
+                }
+            },
+        );
         // Without a candidate nothing waits, but a trace tells why it would.
         if tracing || !found.candidates.is_empty() {
             found.wait = self.wait(policy, inv, date, marks);
@@ -408,6 +444,16 @@ impl Evaluator<'_> {
             let (candidates, failures) = (&mut found.candidates, &mut found.failures);
             self.judge(policy, inv, candidates, failures, script, tracing);
             found.pick(policy);
+            // What fires may wait for the customer's last email to be far enough.
+            let stage = found
+                .fire
+                .map(|i| &policy.stages[found.candidates[i].occurrence.stage]);
+            if let Some(why) = stage.and_then(|s| contact_wait(policy, s, date, script.last)) {
+                found.wait = Some(Wait::Blocked(why));
+                found.fire = None;
+                found.overtaken = 0;
+                found.unrecorded.clear();
+            }
         }
     }
 
@@ -689,6 +735,7 @@ mod tests {
             occurrence: 0,
             state: State::Sent,
             date: date("2026-12-11"),
+            channel: "email".into(),
         }];
         // courtesy and due_soon are reached and not journaled, but come before overdue_1.
         let out = f
@@ -794,6 +841,7 @@ mod tests {
             occurrence: 0,
             state,
             date: date("2026-12-10"),
+            channel: "email".into(),
         };
         let out = f.ev().evaluate(
             InvoiceId::new(0),
@@ -980,6 +1028,7 @@ mod tests {
             occurrence: 0,
             state: State::Sent,
             date: date(d),
+            channel: "email".into(),
         };
         let mut journal = JournalView::default();
         journal

@@ -5,6 +5,7 @@
 //! journal it simulates forward, and `explain` with a trace. So a preview is
 //! exactly what the daemon will send.
 
+mod contact;
 mod decide;
 mod plan;
 mod trace;
@@ -15,10 +16,11 @@ use chrono::NaiveDate;
 use rhai::Scope;
 use serde::Serialize;
 
-use crate::journal::Mark;
+use crate::journal::{JournalView, Mark};
 use crate::model::{InvoiceId, Ledger};
 use crate::rules::{Holds, Policy, PolicyId, ScriptError, Scripts, StageId, Trigger};
 
+pub use contact::Restart;
 pub use plan::Plan;
 pub use trace::{PolicyTrace, StageTrace, Trace, Verdict};
 
@@ -42,6 +44,9 @@ pub struct Outcome {
     /// Reached candidates left waiting because their `when` was false.
     pub pending: bool,
     pub errors: Vec<ScriptError>,
+    /// What fires is the invoice's first contact and restarts its ladder
+    /// (`first_contact: restart`).
+    pub restarted: bool,
 }
 
 /// The policy an invoice falls under, with the script failures met on the way.
@@ -75,7 +80,9 @@ pub struct Evaluator<'a> {
 }
 
 impl Evaluator<'_> {
-    /// Applies docs/contract.md §4 to one open invoice on `date`, given its journal marks.
+    /// Applies docs/contract.md §4 to one open invoice on `date`, given its
+    /// journal marks, as if its customer had been sent nothing about its
+    /// other invoices.
     pub fn evaluate(
         &self,
         invoice: InvoiceId,
@@ -83,7 +90,36 @@ impl Evaluator<'_> {
         marks: &[Mark],
         trace: Option<&mut Trace>,
     ) -> Outcome {
-        self.decide(invoice.index(), date, marks, trace, None, &mut Scope::new())
+        let last = self.contacts(std::iter::once(marks)).before(date);
+        self.decide(
+            invoice.index(),
+            date,
+            marks,
+            trace,
+            decide::Known { chosen: None, last },
+            &mut Scope::new(),
+        )
+    }
+
+    /// [`Evaluator::evaluate`] against the whole journal: the invoice's
+    /// marks, and what its customer was sent about any of its invoices.
+    pub fn evaluate_in(
+        &self,
+        invoice: InvoiceId,
+        date: NaiveDate,
+        journal: &JournalView,
+        trace: Option<&mut Trace>,
+    ) -> Outcome {
+        let marks = journal.marks(&self.ledger.invoices[invoice].number);
+        let last = self.customer_contacts(invoice, journal).before(date);
+        self.decide(
+            invoice.index(),
+            date,
+            marks,
+            trace,
+            decide::Known { chosen: None, last },
+            &mut Scope::new(),
+        )
     }
 
     /// Why a reminder already decided cannot go out on `date` (a retry, a
@@ -132,6 +168,21 @@ mod tests {
         policies: &[&str],
         invoices: Vec<Invoice>,
     ) -> Fixture {
+        let defaults = PolicyDefaults {
+            window: window.clone(),
+            ..PolicyDefaults::default()
+        };
+        fixture_with_defaults(&defaults, holds, policies, invoices)
+    }
+
+    /// Policies under the config's `defaults` (send window, contact, first
+    /// contact), with a `rules/holds.yaml`.
+    pub(super) fn fixture_with_defaults(
+        defaults: &PolicyDefaults,
+        holds: Option<&str>,
+        policies: &[&str],
+        invoices: Vec<Invoice>,
+    ) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         for (i, p) in policies.iter().enumerate() {
             std::fs::write(dir.path().join(format!("p{i}.yaml")), p).unwrap();
@@ -142,11 +193,7 @@ mod tests {
         let mut problems = Problems::default();
         let scripts = Scripts::load(dir.path(), &Default::default(), &mut problems);
         let limits = Default::default();
-        let defaults = PolicyDefaults {
-            window: window.clone(),
-            ..PolicyDefaults::default()
-        };
-        let policies = load_policies(dir.path(), &scripts, &defaults, limits, &mut problems);
+        let policies = load_policies(dir.path(), &scripts, defaults, limits, &mut problems);
         let holds = load_holds(dir.path(), limits, &mut problems);
         assert!(!problems.has_errors(), "{problems:?}");
         Fixture {

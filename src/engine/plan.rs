@@ -1,5 +1,8 @@
 //! The plan of the coming days: every invoice decided day after day against
 //! a journal simulated forward, so a preview is what the daemon will send.
+//! A customer's invoices are decided together, day by day: what one of them
+//! is sent holds back the others' emails (`contact.min_days_between`) and
+//! changes what their rules read (`customer.last_contacted`).
 
 use std::sync::Arc;
 
@@ -7,11 +10,13 @@ use chrono::NaiveDate;
 use rayon::prelude::*;
 use rhai::Scope;
 
+use super::contact::{Ladder, LastContact, weighs_contacts};
+use super::decide::Known;
 use super::{Evaluator, Occurrence, PolicyChoice, Reminder};
 use crate::calendar::add_days;
 use crate::journal::{JournalView, Mark, State};
 use crate::model::InvoiceId;
-use crate::rules::{Policy, PolicyId, ScriptError, StageId};
+use crate::rules::{Channel, Policy, PolicyId, ScriptError, StageId};
 
 #[derive(Debug, Default)]
 pub struct Plan {
@@ -23,25 +28,46 @@ pub struct Plan {
     pub unmatched: Vec<InvoiceId>,
     /// Script failures, one per invoice and message.
     pub errors: Vec<(InvoiceId, ScriptError)>,
+    /// The reminders (among `reminders`) that are an invoice's first
+    /// contact and restart its ladder (`first_contact: restart`).
+    pub restarts: Vec<Reminder>,
 }
 
-/// What `plan_invoice` needs besides the invoice.
+/// A policy's name, and each of its stages' id and channel, shared by the
+/// marks the plan journals.
+type Names = (Arc<str>, Vec<(Arc<str>, Arc<str>)>);
+
+/// What the planning of a customer's invoices needs besides them.
 struct PlanContext<'a> {
     from: NaiveDate,
     end: NaiveDate,
     /// Some expression reads the date: evaluate every day.
     daily: bool,
+    /// What a customer was sent matters: a policy spaces emails out, or an
+    /// expression reads `customer.last_contacted`.
+    contacts: bool,
     journal: &'a JournalView,
-    chosen: Option<&'a PolicyChoice>,
-    /// Each policy's name and stage ids, shared by the marks the plan journals.
-    names: &'a [(Arc<str>, Vec<Arc<str>>)],
+    /// The policy choices made once per customer, if they were.
+    choices: Option<&'a [PolicyChoice]>,
+    names: &'a [Names],
+}
+
+/// One invoice of a customer being planned.
+struct Track {
+    invoice: InvoiceId,
+    /// Its journal, with the plan's decisions of the days before.
+    marks: Vec<Mark>,
+    /// The next day it is decided on; `None` when nothing more can change.
+    next: Option<NaiveDate>,
+    /// Not decided yet: an open invoice no policy matches then is unmatched.
+    first: bool,
 }
 
 impl Evaluator<'_> {
     /// The reminders of the `days` days from `from`, as the daemon would send
     /// them if no payment arrived: each day's decisions are journaled in memory
     /// before the next day is decided. Days on which nothing can change for an
-    /// invoice are not evaluated. Invoices are planned in parallel. `only`:
+    /// invoice are not evaluated. Customers are planned in parallel. `only`:
     /// that invoice and the other invoices of its customer, which its
     /// messages may be grouped with.
     pub fn plan(
@@ -76,40 +102,46 @@ impl Evaluator<'_> {
         let end = add_days(from, i64::from(days));
         let daily = self.policies.iter().any(Policy::time_dependent);
         let choices = self.choices_per_customer(from, invoices);
-        let names: Vec<(Arc<str>, Vec<Arc<str>>)> = self
+        let names: Vec<Names> = self
             .policies
             .iter()
             .map(|p| {
-                let stages = p.stages.iter().map(|s| Arc::from(s.id.as_str())).collect();
+                let stages = p
+                    .stages
+                    .iter()
+                    .map(|s| (Arc::from(s.id.as_str()), Arc::from(s.channel.as_str())))
+                    .collect();
                 (Arc::from(p.name.as_str()), stages)
             })
             .collect();
-        let parts: Vec<Plan> = invoices
-            .par_chunks(2048)
+        // Open invoices, and settled ones the journal knows, which may be owed a thank-you.
+        let live = invoices.iter().copied().filter(|&i| {
+            let inv = &self.ledger.invoices[i];
+            inv.is_open()
+                || (inv.is_settled()
+                    && !journal.by_invoice.is_empty()
+                    && !journal.marks(&inv.number).is_empty())
+        });
+        let (sorted, customers) = self.by_customer(live);
+        let ctx = PlanContext {
+            from,
+            end,
+            daily,
+            contacts: weighs_contacts(self.policies),
+            journal,
+            choices: choices.as_deref(),
+            names: &names,
+        };
+        // About 2048 invoices a chunk, whole customers.
+        let chunk = (2048 * customers.len() / sorted.len().max(1)).max(1);
+        let parts: Vec<Plan> = customers
+            .par_chunks(chunk)
             .map(|chunk| {
                 let mut plan = Plan::default();
                 let mut scope = Scope::new();
-                for &invoice in chunk {
-                    let inv = &self.ledger.invoices[invoice];
-                    // A settled invoice the journal knows may be owed a thank-you.
-                    if inv.is_open()
-                        || (inv.is_settled()
-                            && !journal.by_invoice.is_empty()
-                            && !journal.marks(&inv.number).is_empty())
-                    {
-                        let chosen = choices
-                            .as_ref()
-                            .map(|c| &c[self.ledger.customer_index(invoice)]);
-                        let ctx = PlanContext {
-                            from,
-                            end,
-                            daily,
-                            journal,
-                            chosen,
-                            names: &names,
-                        };
-                        self.plan_invoice(invoice, &ctx, &mut scope, &mut plan);
-                    }
+                for range in chunk {
+                    let invoices = &sorted[range.0..range.1];
+                    self.plan_customer(invoices, &ctx, &mut scope, &mut plan);
                 }
                 plan
             })
@@ -120,7 +152,14 @@ impl Evaluator<'_> {
             plan.skipped.extend(part.skipped);
             plan.unmatched.extend(part.unmatched);
             plan.errors.extend(part.errors);
+            plan.restarts.extend(part.restarts);
         }
+        // Planned by customer: back in the order of the invoices, as the
+        // journal and the reports list them.
+        plan.unmatched.sort_by_key(|i| i.index());
+        plan.skipped.sort_by_key(|r| r.invoice.index());
+        plan.errors.sort_by_key(|(i, _)| i.index());
+        plan.restarts.sort_by_key(|r| r.invoice.index());
         let invoices = &self.ledger.invoices;
         // By date, then invoice number. Comparing the numbers' first eight
         // bytes as an integer settles almost every pair without reaching
@@ -147,6 +186,35 @@ impl Evaluator<'_> {
         plan.reminders = keyed.into_iter().map(|(_, _, r)| r).collect();
         tracing::debug!(days, reminders = plan.reminders.len(), elapsed = ?started.elapsed(), "planned");
         plan
+    }
+
+    /// `invoices` ordered by customer (each customer's in their order), and
+    /// the range of each customer's among them.
+    fn by_customer(
+        &self,
+        invoices: impl Iterator<Item = InvoiceId>,
+    ) -> (Vec<InvoiceId>, Vec<(usize, usize)>) {
+        let invoices: Vec<InvoiceId> = invoices.collect();
+        // A counting sort: customers are numbered densely.
+        let mut start = vec![0usize; self.ledger.customers.len() + 1];
+        for &i in &invoices {
+            start[self.ledger.customer_index(i) + 1] += 1;
+        }
+        for c in 1..start.len() {
+            start[c] += start[c - 1];
+        }
+        let ranges = start
+            .windows(2)
+            .filter(|w| w[1] > w[0])
+            .map(|w| (w[0], w[1]))
+            .collect();
+        let mut sorted = vec![InvoiceId::new(0); invoices.len()];
+        for &i in &invoices {
+            let at = &mut start[self.ledger.customer_index(i)];
+            sorted[*at] = i;
+            *at += 1;
+        }
+        (sorted, ranges)
     }
 
     /// When every `applies_to` reads only the customer, the policy choice is
@@ -183,7 +251,10 @@ impl Evaluator<'_> {
                             if invoice == usize::MAX {
                                 return PolicyChoice::default();
                             }
-                            self.variables(invoice, date, &[]).apply(&mut scope);
+                            // Such expressions do not read `last_contacted` either (a time word).
+                            let nothing = LastContact::default();
+                            self.variables(invoice, date, &[], nothing)
+                                .apply(&mut scope);
                             self.choose(&mut scope)
                         })
                         .collect::<Vec<_>>()
@@ -192,86 +263,155 @@ impl Evaluator<'_> {
         )
     }
 
-    fn plan_invoice(
+    /// Plans one customer's invoices: each day, those of its invoices that
+    /// may change are decided against what the customer was sent before that
+    /// day; then that day's messages count as sent. When what it was sent
+    /// changes nothing, each invoice is planned on its own.
+    fn plan_customer(
         &self,
-        invoice: InvoiceId,
+        invoices: &[InvoiceId],
         ctx: &PlanContext,
         scope: &mut Scope<'static>,
         plan: &mut Plan,
     ) {
-        let inv = &self.ledger.invoices[invoice];
-        let mut marks = ctx.journal.marks(&inv.number).to_vec();
-        let open = inv.is_open();
-        let (end, daily) = (ctx.end, ctx.daily && open);
-        let mut day = ctx.from;
-        let mut first = true;
-        while day < end {
-            let out = self.decide(invoice.index(), day, &marks, None, ctx.chosen, scope);
-            // No policy because an applies_to failed is an error, not "unmatched".
-            let failed = !out.errors.is_empty();
-            for e in out.errors {
-                if !plan
-                    .errors
-                    .iter()
-                    .any(|(i, known)| *i == invoice && *known == e)
-                {
-                    plan.errors.push((invoice, e));
+        let numbers = |&i: &InvoiceId| ctx.journal.marks(&self.ledger.invoices[i].number);
+        let track = |&invoice: &InvoiceId| Track {
+            invoice,
+            marks: numbers(&invoice).to_vec(),
+            next: Some(ctx.from),
+            first: true,
+        };
+        if !ctx.contacts {
+            // Each invoice on its own, all its days at once: its data stays
+            // in the cache, which a customer of thousands of invoices decided
+            // day by day would not allow.
+            for invoice in invoices {
+                let mut track = track(invoice);
+                while let Some(day) = track.next {
+                    let nothing = LastContact::default();
+                    self.plan_day(&mut track, day, nothing, ctx, scope, plan);
                 }
             }
-            let Some(p) = out.policy else {
-                if first && !failed && open {
-                    plan.unmatched.push(invoice);
-                }
-                if !daily && !out.pending {
-                    break;
-                }
-                day = add_days(day, 1);
-                first = false;
-                continue;
-            };
-            first = false;
-            let planned = |o: &Occurrence| Reminder {
-                date: day,
-                invoice,
-                policy: PolicyId::new(p),
-                stage: StageId::new(o.stage),
-                occurrence: o.occurrence,
-            };
-            plan.skipped.extend(out.skipped.iter().map(planned));
-            if let Some(f) = out.fire {
-                plan.reminders.push(planned(&f));
-            }
-            let next = if daily || out.pending {
-                Some(add_days(day, 1))
-            } else if !open || add_days(day, 1) >= end {
-                // A thank-you goes out once; past the window, where the next
-                // stage falls does not matter.
-                None
-            } else {
-                // A choice made once for the customer holds every day.
-                self.next_reach(invoice, day, ctx.chosen.map(|_| p))
-            };
-            let Some(next) = next.filter(|n| *n < end) else {
-                break;
-            };
-            // Journal today's decisions in memory before deciding the next day.
-            let (policy_name, stage_ids) = &ctx.names[p];
-            let mark = |o: &Occurrence, state| Mark {
-                policy: policy_name.clone(),
-                stage: stage_ids[o.stage].clone(),
-                occurrence: o.occurrence,
-                state,
-                date: day,
-            };
-            marks.extend(out.skipped.iter().map(|o| mark(o, State::Skipped)));
-            // A stage a person approves first waits in the journal, unsent.
-            let fired = |o: &Occurrence| match self.policies[p].stages[o.stage].approve {
-                true => State::AwaitingApproval,
-                false => State::Sent,
-            };
-            marks.extend(out.fire.iter().map(|f| mark(f, fired(f))));
-            day = next;
+            return;
         }
+        let mut contacts = self.contacts(invoices.iter().map(numbers));
+        let mut tracks: Vec<Track> = invoices.iter().map(track).collect();
+        while let Some(day) = tracks.iter().filter_map(|t| t.next).min() {
+            let last = contacts.before(day);
+            let mut sent: Option<bool> = None;
+            for track in tracks.iter_mut().filter(|t| t.next == Some(day)) {
+                if let Some(channel) = self.plan_day(track, day, last, ctx, scope, plan) {
+                    let email = channel == Channel::Email;
+                    sent = Some(sent.is_some_and(|e| e) || email);
+                }
+            }
+            if let Some(email) = sent {
+                contacts.record(day, email);
+            }
+        }
+    }
+
+    /// Decides one invoice on `day`, journals the decision in its track and
+    /// sets the next day it is decided on. Returns the channel of the
+    /// reminder that fires, if one does.
+    fn plan_day(
+        &self,
+        track: &mut Track,
+        day: NaiveDate,
+        last: LastContact,
+        ctx: &PlanContext,
+        scope: &mut Scope<'static>,
+        plan: &mut Plan,
+    ) -> Option<Channel> {
+        let invoice = track.invoice;
+        let open = self.ledger.invoices[invoice].is_open();
+        let daily = ctx.daily && open;
+        let chosen = ctx.choices.map(|c| &c[self.ledger.customer_index(invoice)]);
+        let out = self.decide(
+            invoice.index(),
+            day,
+            &track.marks,
+            None,
+            Known { chosen, last },
+            scope,
+        );
+        // No policy because an applies_to failed is an error, not "unmatched".
+        let failed = !out.errors.is_empty();
+        for e in out.errors {
+            if !plan
+                .errors
+                .iter()
+                .any(|(i, known)| *i == invoice && *known == e)
+            {
+                plan.errors.push((invoice, e));
+            }
+        }
+        let first = std::mem::replace(&mut track.first, false);
+        let tomorrow = add_days(day, 1);
+        let Some(p) = out.policy else {
+            if first && !failed && open {
+                plan.unmatched.push(invoice);
+            }
+            track.next = (daily || out.pending)
+                .then_some(tomorrow)
+                .filter(|n| *n < ctx.end);
+            return None;
+        };
+        let planned = |o: &Occurrence| Reminder {
+            date: day,
+            invoice,
+            policy: PolicyId::new(p),
+            stage: StageId::new(o.stage),
+            occurrence: o.occurrence,
+        };
+        plan.skipped.extend(out.skipped.iter().map(planned));
+        if let Some(f) = &out.fire {
+            plan.reminders.push(planned(f));
+            if out.restarted {
+                plan.restarts.push(planned(f));
+            }
+        }
+        // A reminder awaiting approval has reached nobody yet.
+        let channel = out
+            .fire
+            .map(|f| &self.policies[p].stages[f.stage])
+            .filter(|stage| !stage.approve)
+            .map(|stage| stage.channel);
+        // A thank-you goes out once; past the window, where the next stage
+        // falls does not matter.
+        if !(daily || out.pending || open) || tomorrow >= ctx.end {
+            track.next = None;
+            return channel;
+        }
+        // Journal today's decisions in memory before deciding the next day.
+        let (policy_name, stages) = &ctx.names[p];
+        let mark = |o: &Occurrence, state| Mark {
+            policy: policy_name.clone(),
+            stage: stages[o.stage].0.clone(),
+            occurrence: o.occurrence,
+            state,
+            date: day,
+            channel: stages[o.stage].1.clone(),
+        };
+        track
+            .marks
+            .extend(out.skipped.iter().map(|o| mark(o, State::Skipped)));
+        // A stage a person approves first waits in the journal, unsent.
+        let fired = |o: &Occurrence| match self.policies[p].stages[o.stage].approve {
+            true => State::AwaitingApproval,
+            false => State::Sent,
+        };
+        track
+            .marks
+            .extend(out.fire.iter().map(|f| mark(f, fired(f))));
+        track.next = if daily || out.pending {
+            Some(tomorrow)
+        } else {
+            // A choice made once for the customer holds every day.
+            self.next_reach(invoice, day, chosen.map(|_| p), &track.marks)
+        }
+        .filter(|n| *n < ctx.end);
+        channel
     }
 
     /// The first day after `date` on which a new stage occurrence is reached:
@@ -281,6 +421,7 @@ impl Evaluator<'_> {
         invoice: InvoiceId,
         date: NaiveDate,
         policy: Option<usize>,
+        marks: &[Mark],
     ) -> Option<NaiveDate> {
         let inv = &self.ledger.invoices[invoice];
         let mut next: Option<NaiveDate> = None;
@@ -290,7 +431,7 @@ impl Evaluator<'_> {
             None => self.policies,
         };
         for policy in policies {
-            let anchor = policy.anchor_date(inv);
+            let anchor = Ladder::of(policy, inv, date, marks).anchor;
             if policy.promise_broken().is_some()
                 && let Some((_, on)) = policy.promise_broken_on(inv)
                 && on > date
@@ -408,6 +549,7 @@ mod tests {
                 occurrence: 0,
                 state: State::Sent,
                 date: date("2026-02-15"),
+                channel: "email".into(),
             }],
         );
         let plan = f.plan("2026-04-01", 200, &journal);

@@ -5,6 +5,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use super::PolicyChoice;
+use super::contact::Restart;
 use super::decide::{Findings, Visit, Wait};
 use crate::journal::State;
 use crate::rules::{ON_PAID, Policy};
@@ -84,20 +85,24 @@ pub struct Trace {
     pub policies: Vec<PolicyTrace>,
     pub stages: Vec<StageTrace>,
     /// Why nothing goes out on the date, if so: "held until 2026-12-15:
-    /// contested delivery", a promise to pay, a day off.
+    /// contested delivery", a promise to pay, a day off, the minimum gap
+    /// between two emails to the customer.
     pub blocked: Option<String>,
+    /// The invoice's ladder restarted at its first contact (`first_contact: restart`).
+    pub restart: Option<Restart>,
 }
 
 impl Trace {
     /// The trace of an open invoice's decision.
     pub(super) fn of(policies: &[Policy], found: &Findings) -> Trace {
-        let stages = match found.choice.policy {
+        let (stages, restart) = match found.choice.policy {
             Some(p) => {
                 let policy = &policies[p];
                 let stage = |visit| stage_trace(policy, found, visit);
-                found.visits.iter().map(stage).collect()
+                let restart = found.ladder.and_then(|l| Restart::of(policy, &l));
+                (found.visits.iter().map(stage).collect(), restart)
             }
-            None => Vec::new(),
+            None => (Vec::new(), None),
         };
         let policies = policies.iter().enumerate().map(|(i, p)| PolicyTrace {
             policy: p.name.clone(),
@@ -111,6 +116,7 @@ impl Trace {
                 Some(Wait::Blocked(why)) => Some(why.clone()),
                 _ => None,
             },
+            restart,
         }
     }
 
@@ -142,6 +148,7 @@ impl Trace {
                 verdict,
             }],
             blocked,
+            restart: None,
         }
     }
 }
@@ -234,6 +241,7 @@ mod tests {
             occurrence: 0,
             state: State::Sent,
             date: date("2026-12-11"),
+            channel: "email".into(),
         }];
         for (invoice, marks) in [(0, &sent[..]), (0, &[]), (1, &[])] {
             let invoice = crate::model::InvoiceId::new(invoice);

@@ -106,6 +106,11 @@ pub struct Expected {
     pub channel: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
+    /// The copies, all of them, in any order (`[]`: none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cc: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bcc: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -314,6 +319,7 @@ impl CaseText<'_> {
                     occurrence: entry.occurrence,
                     state,
                     date: entry.date,
+                    channel: Arc::from(""),
                 });
         }
         let expected = self.items("expect");

@@ -391,6 +391,15 @@ fn matches(e: &Expected, row: &Message) -> bool {
     }
     let contains =
         |want: &Option<String>, text: &str| want.as_deref().is_none_or(|w| text.contains(w));
+    let same_set = |want: &Option<Vec<String>>, got: &[&str]| {
+        want.as_ref().is_none_or(|w| {
+            let mut w: Vec<&str> = w.iter().map(String::as_str).collect();
+            let mut g = got.to_vec();
+            w.sort_unstable();
+            g.sort_unstable();
+            w == g
+        })
+    };
     same(e.date.as_ref(), &row.date)
         && same(e.invoice.as_deref(), row.invoice)
         && same(e.policy.as_deref(), row.policy)
@@ -398,6 +407,8 @@ fn matches(e: &Expected, row: &Message) -> bool {
         && same(e.occurrence.as_ref(), &row.occurrence)
         && same(e.channel.as_deref(), row.channel.as_str())
         && same(e.to.as_deref(), &*row.to)
+        && same_set(&e.cc, &row.cc)
+        && same_set(&e.bcc, &row.bcc)
         && same(e.language.as_deref(), row.language)
         && same(e.template.as_deref(), row.template)
         && same(e.message.as_deref(), row.message.as_str())

@@ -998,6 +998,8 @@ impl Project {
                     ledger: sample.clone(),
                     index: sample.customer_index(FULL_SAMPLE),
                     today,
+                    // Never contacted: a rule must say what it does then.
+                    last_contacted: None,
                 },
                 today,
                 sent: vec![],

@@ -486,6 +486,8 @@ pub fn message_context(
             ledger: ledger.clone(),
             index: customer_index,
             today,
+            // What the journal knows is the engine's: templates do not see it.
+            last_contacted: None,
         },
     }
 }

@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use crate::engine::{PolicyTrace, Reminder, StageTrace, Trace, Verdict};
+use crate::engine::{PolicyTrace, Reminder, Restart, StageTrace, Trace, Verdict};
 use crate::error::{Error, Result};
 use crate::journal::{JournalView, Mark, State};
 use crate::locale::{format_money, money};
@@ -33,6 +33,9 @@ pub struct Explanation<'p> {
     pub stages: Vec<StageTrace>,
     /// Why nothing goes out on the date, if so.
     pub blocked: Option<String>,
+    /// The ladder restarted at the invoice's first contact (`first_contact: restart`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_contact: Option<Restart>,
     /// The reminder that fires, as the message it goes out in.
     pub fires: Option<Message<'p>>,
     /// Stage ids overtaken by the one that fires; `None` when not decided
@@ -84,7 +87,7 @@ pub fn explain<'p>(
     let outcome = (inv.is_open() || inv.is_settled()).then(|| {
         project
             .evaluator()
-            .evaluate(index, date, marks, Some(&mut trace))
+            .evaluate_in(index, date, journal, Some(&mut trace))
     });
     let chosen = outcome.as_ref().and_then(|o| o.policy);
     let policy = chosen.map(|p| &project.rulebook.policies[p]);
@@ -115,6 +118,7 @@ pub fn explain<'p>(
         policies,
         stages,
         blocked,
+        restart,
     } = trace;
     Ok(Explanation {
         invoice: &inv.number,
@@ -128,6 +132,7 @@ pub fn explain<'p>(
         policies,
         stages,
         blocked,
+        first_contact: restart,
         fires,
         skipped: outcome.as_ref().map(|o| {
             o.skipped
@@ -246,6 +251,9 @@ impl Explanation<'_> {
             "\nStages of {policy} (offsets from {anchor} {anchored_on}):"
         )?;
         self.write_stages(out)?;
+        if let Some(restart) = &self.first_contact {
+            writeln!(out, "\n{restart}.")?;
+        }
         if let Some(blocked) = &self.blocked {
             writeln!(out, "\nOn {date}: nothing goes out: {blocked}.")?;
         }

@@ -67,6 +67,9 @@ fn expectation(e: &Expected) -> String {
     key("occurrence", e.occurrence.map(|o| o.to_string()));
     key("channel", e.channel.clone());
     key("to", e.to.as_ref().map(|t| format!("{t:?}")));
+    let list = |v: &Option<Vec<String>>| v.as_ref().map(|v| format!("[{}]", v.join(", ")));
+    key("cc", list(&e.cc));
+    key("bcc", list(&e.bcc));
     key("language", e.language.clone());
     key("template", e.template.clone());
     key("message", e.message.clone());

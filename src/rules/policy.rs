@@ -537,6 +537,7 @@ fn compile_policy(
             .min_days_between
             .unwrap_or(defaults.contact.min_days_between),
     });
+    compiler.contact_pace(&stages, contact.min_days_between);
     if problems.len() > before && problems.0[before..].iter().any(|p| p.is_error()) {
         return None;
     }
@@ -742,6 +743,56 @@ impl Compiler<'_> {
         }
     }
 
+    /// Warns of email stages `contact.min_days_between` (`gap` days) always
+    /// holds back: one written fewer days after the previous email stage, or
+    /// repeating more often, waits every time, so its offset says less than
+    /// what happens. Urgent stages do not wait.
+    fn contact_pace(&mut self, stages: &[Stage], gap: u32) {
+        let gap = i64::from(gap);
+        if gap == 0 {
+            return;
+        }
+        let emails = stages
+            .iter()
+            .filter(|s| s.is_scheduled() && s.channel == Channel::Email);
+        let mut previous: Option<&Stage> = None;
+        for stage in emails {
+            let from = stage.location.line.unwrap_or(1);
+            if let Some(prev) = previous
+                && !stage.urgent
+                && (1..gap).contains(&(stage.offset - prev.offset))
+            {
+                self.problems.warning(
+                    self.at(from, "offset"),
+                    format!(
+                        "stage {} comes {} day(s) after {}, fewer than contact.min_days_between \
+                         ({gap}): once {}'s email has gone out, {} waits until {gap} days after it; \
+                         space the offsets at least {gap} days apart, or mark the stage urgent: true",
+                        stage.id,
+                        stage.offset - prev.offset,
+                        prev.id,
+                        prev.id,
+                        stage.id
+                    ),
+                );
+            }
+            if let Some(r) = stage.repeat
+                && !stage.urgent
+                && (1..gap).contains(&i64::from(r.every))
+            {
+                self.problems.warning(
+                    self.at(from, "repeat"),
+                    format!(
+                        "stage {} repeats every {} day(s), fewer than contact.min_days_between \
+                         ({gap}): each repeat waits until {gap} days after the customer's last email",
+                        stage.id, r.every
+                    ),
+                );
+            }
+            previous = Some(stage);
+        }
+    }
+
     /// A template is a NAME, found as `templates/NAME.LANG.hbs`: a path
     /// would pass every other check and then fail every delivery.
     fn template_name(&mut self, name: &str, location: &Location) {
@@ -926,6 +977,37 @@ mod tests {
     }
 
     #[test]
+    fn check_warns_of_email_stages_the_minimum_gap_always_holds_back() {
+        let policy = "name: p
+contact: {min_days_between: 7}
+stages:
+  - {id: due_soon, offset: -2, template: t}
+  - {id: letter, offset: 0, template: t, channel: letter}
+  - {id: overdue_1, offset: 1, template: t}
+  - {id: legal, offset: 3, template: t, urgent: true}
+  - {id: overdue_2, offset: 15, template: t, repeat: {every: 5}}
+";
+        let (p, problems) = load(&[("p.yaml", policy)]);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].contact.min_days_between, 7);
+        let said: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(
+            said[0].contains("p.yaml:6:")
+                && said[0].contains("stage overdue_1 comes 3 day(s) after due_soon, fewer than contact.min_days_between (7)"),
+            "{said:?}"
+        );
+        assert!(
+            said[1].contains("p.yaml:8:")
+                && said[1].contains("stage overdue_2 repeats every 5 day(s)"),
+            "{said:?}"
+        );
+        // Without a minimum gap, nothing to say.
+        let (_, problems) = load(&[("p.yaml", &policy.replace("7}", "0}"))]);
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+
+    #[test]
     fn sorted_by_priority_then_name() {
         let (p, problems) = load(&[
             (
@@ -1021,6 +1103,7 @@ mod tests {
                     ledger: ledger.clone(),
                     index: 0,
                     today: date(on),
+                    last_contacted: None,
                 },
                 today: date(on),
                 sent: vec![],

@@ -17,13 +17,19 @@ use crate::money::{self, InterestError};
 
 /// Words that make an expression's value change from one day to the next
 /// even when nothing else changes; the preview re-evaluates such expressions daily.
-const TIME_WORDS: [&str; 5] = [
+const TIME_WORDS: [&str; 6] = [
     "today",
     "days_overdue",
     "overdue_count",
     "late_interest",
     "discount",
+    // Changes the day after a message to the customer, whichever invoice it was about.
+    "last_contacted",
 ];
+
+/// The customer's field that changes when another invoice of the customer
+/// gets a message.
+const LAST_CONTACTED: &str = "last_contacted";
 
 /// The money functions relance provides to scripts and templates: a `.rhai`
 /// function of the same name would silently take their place in one and not
@@ -110,6 +116,9 @@ pub struct CustomerView {
     pub ledger: Arc<Ledger>,
     pub index: usize,
     pub today: NaiveDate,
+    /// `customer.last_contacted`: the last day before `today` on which a
+    /// message (any channel) was sent to the customer, about any invoice.
+    pub last_contacted: Option<NaiveDate>,
 }
 
 /// The stage being evaluated.
@@ -150,6 +159,9 @@ pub struct Expr {
     /// Reads only `customer` (and constants): its value is the same for every
     /// invoice of a customer, so it can be evaluated once per customer.
     pub per_customer: bool,
+    /// Reads `customer.last_contacted`: a customer's invoices are then
+    /// decided together, day by day.
+    pub reads_last_contacted: bool,
 }
 
 /// The engine and the functions of every `rules/*.rhai` file.
@@ -160,6 +172,8 @@ pub struct Scripts {
     pub functions: Vec<(String, usize, PathBuf)>,
     /// Function names whose bodies read the date, directly or not.
     time_functions: Vec<String>,
+    /// Function names whose bodies read `last_contacted`, directly or not.
+    contact_functions: Vec<String>,
     /// Where each function is defined (its `fn` line): where an error that
     /// Rhai does not locate inside the function (an endless loop, recursion
     /// too deep) is reported.
@@ -209,6 +223,9 @@ fn sandboxed_engine(rates: &Rates) -> Engine {
         "late_paid_ratio" => |c, _v| c.late_paid_ratio,
         "avg_days_late" => |c, _v| c.avg_days_late,
     }
+    engine.register_get("last_contacted", |v: &mut CustomerView| {
+        opt_date(v.last_contacted)
+    });
 
     engine.register_type_with_name::<StageView>("Stage");
     engine.register_get("id", |s: &mut StageView| s.id.clone());
@@ -414,32 +431,14 @@ impl Scripts {
                 }
             }
         }
-        // A function reads the date if its body names a time word or calls one that does.
-        let mut time_functions: Vec<String> = Vec::new();
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for (name, _, _) in &functions {
-                if time_functions.contains(name) {
-                    continue;
-                }
-                let body = sources
-                    .iter()
-                    .find_map(|s| fn_body(s, name))
-                    .unwrap_or_default();
-                if mentions_any(body, TIME_WORDS.iter().copied())
-                    || mentions_call(body, time_functions.iter().map(String::as_str))
-                {
-                    time_functions.push(name.clone());
-                    changed = true;
-                }
-            }
-        }
+        let time_functions = functions_naming(&functions, &sources, &TIME_WORDS);
+        let contact_functions = functions_naming(&functions, &sources, &[LAST_CONTACTED]);
         Scripts {
             engine,
             library,
             functions,
             time_functions,
+            contact_functions,
             defined_at,
             rates: rates.clone(),
         }
@@ -453,6 +452,7 @@ impl Scripts {
             library: AST::empty(),
             functions: Vec::new(),
             time_functions: Vec::new(),
+            contact_functions: Vec::new(),
             defined_at: Vec::new(),
             rates,
         }
@@ -485,6 +485,8 @@ impl Scripts {
                     time_dependent,
                     reads_discount: mentions_any(source, std::iter::once("discount")),
                     per_customer: !time_dependent && !per_invoice,
+                    reads_last_contacted: mentions_any(source, std::iter::once(LAST_CONTACTED))
+                        || mentions_call(source, self.contact_functions.iter().map(String::as_str)),
                     location,
                 })
             }
@@ -646,6 +648,36 @@ fn word_at(source: &str, i: usize, len: usize) -> bool {
     !source[..i].ends_with(is_ident) && !source[i + len..].starts_with(is_ident)
 }
 
+/// The names of the `functions` whose bodies (in `sources`) name one of
+/// `words`, or call a function that does.
+fn functions_naming(
+    functions: &[(String, usize, PathBuf)],
+    sources: &[String],
+    words: &[&str],
+) -> Vec<String> {
+    let mut naming: Vec<String> = Vec::new();
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for (name, _, _) in functions {
+            if naming.contains(name) {
+                continue;
+            }
+            let body = sources
+                .iter()
+                .find_map(|s| fn_body(s, name))
+                .unwrap_or_default();
+            if mentions_any(body, words.iter().copied())
+                || mentions_call(body, naming.iter().map(String::as_str))
+            {
+                naming.push(name.clone());
+                changed = true;
+            }
+        }
+    }
+    naming
+}
+
 fn find_fn(source: &str, name: &str) -> (usize, usize) {
     let pattern = format!("fn {name}");
     source
@@ -679,6 +711,7 @@ mod tests {
                 ledger: ledger.clone(),
                 index: 0,
                 today: date(today),
+                last_contacted: None,
             },
             today: date(today),
             sent: vec![],
@@ -860,12 +893,41 @@ mod tests {
                 ledger: ledger.clone(),
                 index: 0,
                 today: date("2026-10-05"),
+                last_contacted: None,
             },
             today: date("2026-10-05"),
             sent: vec![],
         }
         .apply(&mut scope);
         assert!(scope.get_value::<()>("discount").is_some());
+    }
+
+    #[test]
+    fn last_contacted_is_a_date_or_unit_and_reads_as_time() {
+        let (_d, s, p) = scripts_with("fn quiet(c) { c.last_contacted == () }\n");
+        assert!(p.is_empty(), "{p:?}");
+        let at = Location::at(Path::new("rules/p.yaml"), 3, 10);
+        let through_a_function = s.compile("quiet(customer)", at.clone()).unwrap();
+        assert!(through_a_function.reads_last_contacted && through_a_function.time_dependent);
+        let other = s.compile("customer.open_count > 1", at).unwrap();
+        assert!(!other.reads_last_contacted && other.per_customer);
+        let ledger = Arc::new(Ledger::new(vec![invoice("F1", "C1", "2026-11-01", "1")]));
+        let rule =
+            "customer.last_contacted == () || days_between(customer.last_contacted, today) >= 7";
+        let e = s
+            .compile(rule, Location::at(Path::new("rules/p.yaml"), 3, 10))
+            .unwrap();
+        assert!(e.time_dependent && !e.per_customer && e.reads_last_contacted);
+        let holds = |last: Option<&str>| {
+            let mut scope = vars(&ledger, "2026-12-10");
+            let mut customer: CustomerView = scope.get_value("customer").unwrap();
+            customer.last_contacted = last.map(date);
+            scope.set_value("customer", customer);
+            s.eval_bool(&e, &mut scope).unwrap()
+        };
+        assert!(holds(None), "never contacted");
+        assert!(holds(Some("2026-12-03")), "7 days ago");
+        assert!(!holds(Some("2026-12-04")), "6 days ago");
     }
 
     #[test]
