@@ -44,6 +44,9 @@ pub struct Config {
     pub first_contact: FirstContact,
     /// The address replies go to (`Reply-To:`), when not the sender's; a policy may set its own.
     pub reply_to: Option<String>,
+    /// The web console (`relance serve`, `relance run`); none: `run` serves
+    /// no console unless given `--http`.
+    pub http: Option<Http>,
     /// The folder paths are relative to (the config file's folder); not read from YAML.
     #[serde(skip)]
     pub base: PathBuf,
@@ -75,6 +78,7 @@ impl Default for Config {
             contact: Contact::default(),
             first_contact: FirstContact::default(),
             reply_to: None,
+            http: None,
             base: PathBuf::from("."),
             file: None,
         }
@@ -106,6 +110,52 @@ pub enum FirstContact {
     /// The first stage after the due date, the later ones following at the
     /// policy's gaps: a first contact is never a legal step.
     Restart,
+}
+
+/// The web console (`http:` in the config).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Http {
+    /// The address and port it listens on; a loopback address unless a
+    /// token protects it.
+    pub listen: String,
+    /// The environment variable holding the token (never the token itself,
+    /// like the SMTP password); unset or empty: no token.
+    pub token_env: String,
+    /// `/metrics`, `/healthz` and `/readyz` answer without the token (for
+    /// a monitoring system that holds none).
+    pub open_metrics: bool,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            listen: "127.0.0.1:8080".into(),
+            token_env: "RELANCE_TOKEN".into(),
+            open_metrics: true,
+        }
+    }
+}
+
+impl Http {
+    /// The address `listen` names: an IP address and a port, or
+    /// `localhost:PORT` (the IPv4 loopback).
+    pub fn address(listen: &str) -> Result<std::net::SocketAddr, String> {
+        let listen = listen.trim();
+        let parsed = match listen.strip_prefix("localhost:") {
+            Some(port) => port
+                .parse::<u16>()
+                .ok()
+                .map(|port| std::net::SocketAddr::from(([127, 0, 0, 1], port))),
+            None => listen.parse().ok(),
+        };
+        parsed.ok_or_else(|| {
+            format!(
+                "{listen:?} is not an address to listen on (expected an IP address and a port, \
+                 such as 127.0.0.1:8080)"
+            )
+        })
+    }
 }
 
 /// The sender's identity, shown in templates as `company.*`. Any extra key
@@ -583,6 +633,17 @@ impl Config {
                 at("reply_to"),
                 format!("reply_to: {why}: expected the address replies go to (e.g. reply_to: recouvrement@example.com)"),
             );
+        }
+        if let Some(http) = &self.http {
+            if let Err(why) = Http::address(&http.listen) {
+                problems.error(at("listen"), format!("http: listen: {why}"));
+            }
+            if http.token_env.trim().is_empty() {
+                problems.error(
+                    at("token_env"),
+                    "http: token_env must name an environment variable (the default is RELANCE_TOKEN)",
+                );
+            }
         }
         if self.schedule.every.is_some() && self.schedule.at.is_some() {
             problems.error(

@@ -41,6 +41,26 @@ pub enum Error {
     Baseline { spec: String, message: String },
     #[error("invoice {0} is not in the feeds")]
     UnknownInvoice(String),
+    /// The web console cannot start (an address it cannot listen on).
+    #[error("console: {0}")]
+    Console(String),
+    /// The web console would listen beyond this machine with no token to
+    /// protect it: a usage error (exit 2), the text says what to set.
+    #[error("{0}")]
+    Unprotected(String),
+    /// `rules/holds.yaml` changed (a hand edit, another page) since the
+    /// version a form was filled from: nothing was written.
+    #[error(
+        "{path}: changed since it was read (edited by hand or from another page): nothing was written; read it again and redo the change"
+    )]
+    HoldsChanged { path: PathBuf },
+    #[error(
+        "no hold has the id {id:?} in rules/holds.yaml (it was removed, or the file was edited)"
+    )]
+    HoldNotFound { id: String },
+    /// A hold or promise that cannot be recorded as asked.
+    #[error("invalid hold or promise: {message}")]
+    InvalidHold { message: String },
     /// Writing the results (a closed pipe: `relance history | head`).
     #[error("writing the output: {0}")]
     Output(std::io::Error),

@@ -147,6 +147,16 @@ impl JournalView {
     }
 }
 
+/// How many reminders of one state, channel, policy and stage the journal holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Count {
+    pub state: String,
+    pub channel: String,
+    pub policy: String,
+    pub stage: String,
+    pub count: u64,
+}
+
 /// Which reminders awaiting approval `relance approve` or `reject` is
 /// about: those of an invoice (of every invoice when `None`), of a stage
 /// and of a policy when given.
@@ -526,6 +536,25 @@ impl Journal {
              ORDER BY updated_at DESC, id DESC"
         )))?;
         let rows = self.sql(stmt.query_map(params![invoice], JournalRow::read))?;
+        self.sql(rows.collect())
+    }
+
+    /// How many reminders the journal holds of each state, channel, policy
+    /// and stage (the console's `/metrics`).
+    pub fn counts(&self) -> Result<Vec<Count>> {
+        let mut stmt = self.sql(self.conn.prepare(
+            "SELECT state, channel, policy, stage, COUNT(*) FROM reminder \
+             GROUP BY state, channel, policy, stage ORDER BY state, channel, policy, stage",
+        ))?;
+        let rows = self.sql(stmt.query_map([], |r| {
+            Ok(Count {
+                state: r.get(0)?,
+                channel: r.get(1)?,
+                policy: r.get(2)?,
+                stage: r.get(3)?,
+                count: r.get(4)?,
+            })
+        }))?;
         self.sql(rows.collect())
     }
 

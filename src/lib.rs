@@ -22,7 +22,13 @@
 //!   [`Daemon::evaluate`] (`relance run` adds them with [`Daemon::start`] and
 //!   [`Daemon::serve`]);
 //! - replay the rules on the feeds' history: [`Backtest::run`];
+//! - record a hold or a promise to pay in `rules/holds.yaml` from a form,
+//!   remove a hold: [`read_holds_file`], [`add_hold`], [`add_promise`],
+//!   [`remove_hold`];
+//! - where the money stands: [`report::receivables()`];
 //! - list the journal, one customer's contact history: [`history()`];
+//! - serve the web console on what a daemon publishes: [`Console::start`]
+//!   with [`Daemon::shared`] and [`ConsoleSettings::of`];
 //! - the command outputs: [`report`].
 //!
 //! Errors are one type, [`Error`]; problems that loading collects and goes
@@ -39,6 +45,7 @@ pub(crate) mod address;
 pub(crate) mod backtest;
 pub(crate) mod calendar;
 pub(crate) mod config;
+pub(crate) mod console;
 pub(crate) mod daemon;
 pub(crate) mod deliver;
 pub(crate) mod diagnostics;
@@ -60,7 +67,8 @@ pub(crate) mod text;
 pub use backtest::Backtest;
 pub use calendar::parse_time;
 pub use config::Config;
-pub use daemon::{Daemon, Report, RunOptions};
+pub use console::{Console, ConsoleSettings};
+pub use daemon::{Daemon, Report, RunOptions, Shared, Status};
 pub use diagnostics::{Location, Problem, Problems, Severity};
 pub use engine::{Plan, Reminder};
 pub use error::{Error, Result};
@@ -71,7 +79,10 @@ pub use policy_tests::{Expected, TestCase, TestFile, check_tests, run_tests, tes
 pub use project::history::{HistoryFilter, history};
 pub use project::{Message, Options, Project};
 pub use report::explain::{Explanation, explain};
-pub use rules::{PolicyId, StageId};
+pub use rules::{
+    HoldEntryView, HoldsFile, NewHold, NewPromise, PolicyId, PromiseView, StageId, add_hold,
+    add_promise, read_holds_file, remove_hold,
+};
 
 /// What the micro-benchmarks (`benches/`), the property tests
 /// (`tests/properties.rs`) and the fuzz targets (`fuzz/`) reach below the

@@ -11,7 +11,8 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use relance::report::{self, Format, PreviewRequest};
 use relance::{
-    Awaiting, Baseline, Config, Daemon, HistoryFilter, Journal, Options, Project, RunOptions,
+    Awaiting, Baseline, Config, Console, ConsoleSettings, Daemon, HistoryFilter, Journal, Options,
+    Project, RunOptions,
 };
 
 #[global_allocator]
@@ -110,6 +111,23 @@ enum Command {
         /// holds delivered files (every reminder may be sent again).
         #[arg(long)]
         fresh_journal: bool,
+        /// Serve the web console on ADDR (e.g. 127.0.0.1:8080; port 0:
+        /// any free port, logged), instead of the config's `http.listen`.
+        #[arg(long, value_name = "ADDR", conflicts_with = "once")]
+        http: Option<std::net::SocketAddr>,
+    },
+    /// The web console alone: load the folder and reload it on edits like
+    /// the daemon, but never evaluate nor deliver.
+    Serve {
+        /// Serve on ADDR instead of the config's `http.listen` (default
+        /// 127.0.0.1:8080; port 0: any free port, logged).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+        /// Show the plan as if this were today (YYYY-MM-DD).
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        #[arg(long, value_enum, default_value = "human")]
+        log_format: LogFormat,
     },
     /// Re-queue failed reminders: due for a retry now, at the daemon's
     /// next pass or the next `run --once`.
@@ -167,6 +185,17 @@ enum Command {
         #[arg(long, default_value = "table", value_parser = table_or_json())]
         format: Format,
     },
+    /// Where the money stands: open amounts by days past due, disputed,
+    /// held and DSO per currency; each customer's; the next 14 days'
+    /// reminders by stage; the customers who pay late as a habit.
+    Report {
+        /// Age the invoices as of this date (YYYY-MM-DD).
+        #[arg(long)]
+        as_of: Option<NaiveDate>,
+        /// html: one self-contained page with charts, in the config's language.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+    },
     /// The journal, newest first.
     History {
         invoice: Option<String>,
@@ -193,6 +222,14 @@ struct AwaitingArgs {
     /// Only those of this policy.
     #[arg(long)]
     policy: Option<String>,
+}
+
+/// `relance report --format table|json|html`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ReportFormat {
+    Table,
+    Json,
+    Html,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -267,6 +304,16 @@ fn main() -> ExitCode {
         Ok(code) => code,
         // `relance history | head`: the reader has what it wanted.
         Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
+        // A console beyond this machine without a token: a usage error.
+        Err(e)
+            if matches!(
+                e.downcast_ref::<relance::Error>(),
+                Some(relance::Error::Unprotected(_))
+            ) =>
+        {
+            eprintln!("relance: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("relance: {e:#}");
             ExitCode::from(1)
@@ -334,7 +381,7 @@ fn today(project: &Project, as_of: Option<NaiveDate>) -> NaiveDate {
 fn run(cli: Cli) -> Result<ExitCode> {
     // The daemon logs from info up; the other commands print their own
     // results and only log what RELANCE_LOG asks for.
-    if !matches!(cli.command, Command::Run { .. }) {
+    if !matches!(cli.command, Command::Run { .. } | Command::Serve { .. }) {
         init_logging(LogFormat::Human, "warn");
     }
     // Buffered: a preview of a million rows must not cost a write per line.
@@ -400,6 +447,7 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             at,
             log_format,
             fresh_journal,
+            http,
         } => {
             init_logging(log_format, "info");
             let run = RunOptions {
@@ -408,15 +456,38 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
                 confirm,
                 at,
                 fresh_journal,
+                serve_only: false,
             };
             let mut daemon = Daemon::start(options(g), run)?;
             if !once {
+                if let Some(settings) = ConsoleSettings::of(&daemon.project().config, http, false)?
+                {
+                    Console::start(daemon.shared(), settings)?;
+                }
                 daemon.serve()?;
                 return Ok(ExitCode::SUCCESS);
             }
             let report = daemon.evaluate(chrono::Utc::now())?;
             report.log();
             Ok(failed_if(report.held || report.failed > 0))
+        }
+        Command::Serve {
+            http,
+            as_of,
+            log_format,
+        } => {
+            init_logging(log_format, "info");
+            let run = RunOptions {
+                as_of,
+                serve_only: true,
+                ..RunOptions::default()
+            };
+            let daemon = Daemon::start(options(g), run)?;
+            if let Some(settings) = ConsoleSettings::of(&daemon.project().config, http, true)? {
+                Console::start(daemon.shared(), settings)?;
+            }
+            daemon.serve()?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Retry { invoices, all } => {
             // No journal, no failed reminder: `retry` does not create one.
@@ -481,6 +552,20 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             }
             let project = load(g, false)?;
             report::backtest::backtest(out, &project, from, to, format, &mut |w| eprintln!("{w}"))?;
+            Ok(exit_code(&project))
+        }
+        Command::Report { as_of, format } => {
+            let project = load(g, false)?;
+            let journal = project.journal_view()?;
+            let receivables = report::receivables(&project, &journal, today(&project, as_of));
+            match format {
+                ReportFormat::Table => report::receivables::write_table(out, &receivables)?,
+                ReportFormat::Json => report::json(out, &receivables)?,
+                ReportFormat::Html => {
+                    let page = report::receivables_html(&receivables, &project.config.language);
+                    out.write_all(page.as_bytes())?
+                }
+            }
             Ok(exit_code(&project))
         }
         Command::History {

@@ -216,6 +216,16 @@ impl Payments {
         self.days_late = self.days_late.saturating_add(late);
     }
 
+    /// How many invoices were settled (have a paid date).
+    pub fn settled(&self) -> i64 {
+        self.settled
+    }
+
+    /// How many of them were paid after their due date.
+    pub fn late(&self) -> i64 {
+        self.late
+    }
+
     /// Sets the customer's `late_paid_ratio` and `avg_days_late` from these
     /// payments (both 0 without any).
     pub fn set_aggregates(&self, customer: &mut Customer) {
@@ -464,6 +474,10 @@ pub struct Ledger {
     time_zones: Vec<Option<chrono_tz::Tz>>,
     /// The config's time zone, for invoices without one of their own.
     default_time_zone: chrono_tz::Tz,
+    /// The promises to pay that stand for the feeds' `promise_date`
+    /// ([`Ledger::set_promises`]): each invoice's, with the feed's date it
+    /// replaced.
+    promised: Vec<(InvoiceId, Option<NaiveDate>, NaiveDate)>,
 }
 
 impl Ledger {
@@ -548,6 +562,29 @@ impl Ledger {
             default_language: Shared::default(),
             time_zones: Vec::new(),
             default_time_zone: chrono_tz::Tz::UTC,
+            promised: Vec::new(),
+        }
+    }
+
+    /// The promises to pay set in place of the feeds' promise dates, by invoice.
+    pub fn promises(&self) -> Vec<(InvoiceId, NaiveDate)> {
+        self.promised
+            .iter()
+            .map(|&(i, _, date)| (i, date))
+            .collect()
+    }
+
+    /// Sets these promises to pay (one per invoice) in place of the feeds'
+    /// promise dates; the invoices of earlier promises that are no longer
+    /// among them get their feed's date back.
+    pub fn set_promises(&mut self, promises: &[(InvoiceId, NaiveDate)]) {
+        for (invoice, feeds, _) in self.promised.drain(..) {
+            self.invoices[invoice.index()].promise_date = feeds;
+        }
+        for &(invoice, date) in promises {
+            let inv = &mut self.invoices[invoice.index()];
+            self.promised.push((invoice, inv.promise_date, date));
+            inv.promise_date = Some(date);
         }
     }
 

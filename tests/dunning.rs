@@ -705,7 +705,7 @@ fn a_mistyped_hold_key_is_a_located_error_not_a_hold_forever() {
     let check = folder.run(&["check"]).expect_code(1);
     assert_contains(
         &check.stdout,
-        "rules/holds.yaml:3:5: holds[0]: unknown field `untill`, expected one of `invoice`, `customer`, `until`, `reason`",
+        "rules/holds.yaml:3:5: holds[0]: unknown field `untill`, expected one of `invoice`, `customer`, `until`, `reason`, `id`",
     );
     let run = run_on(&folder, AS_OF, &[]).expect_code(1);
     assert_contains(&run.stderr, "unknown field `untill`");

@@ -236,7 +236,7 @@ fn a_case_whose_invoices_journal_or_config_do_not_load_is_located_and_does_not_r
             "rules/p.test.yaml:12:15: test \"bad invoice\": expect[0]: channel \"mail\" is not a channel (expected one of email, letter, sms, call, task)",
             "rules/p.test.yaml:6: test \"bad invoice\": due_date: expected a date in the format %Y-%m-%d, found \"30/11/2026\"",
             "rules/p.test.yaml:6: test \"bad invoice\": amount: expected a decimal number like 1234.56, found \"12,50\" (for amounts written 1 234,56 set `decimal: \",\"` on this feed)",
-            "rules/p.test.yaml:16:7: test \"bad config\": config: unknown field `send_dayz`, expected one of `timezone`, `language`, `currency`, `company`, `feeds`, `rules`, `templates`, `journal`, `delivery`, `tasks`, `schedule`, `limits`, `retry`, `send_days`, `holidays`, `send_time`, `rates`, `contact`, `first_contact`, `reply_to`",
+            "rules/p.test.yaml:16:7: test \"bad config\": config: unknown field `send_dayz`, expected one of `timezone`, `language`, `currency`, `company`, `feeds`, `rules`, `templates`, `journal`, `delivery`, `tasks`, `schedule`, `limits`, `retry`, `send_days`, `holidays`, `send_time`, `rates`, `contact`, `first_contact`, `reply_to`, `http`",
             "rules/p.test.yaml:22: test \"duplicate invoice\": number: duplicate invoice number \"T1\" (first seen at rules/p.test.yaml:21)",
         ]
     );

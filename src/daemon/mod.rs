@@ -20,9 +20,14 @@
 //! [`Daemon::open`] and [`Daemon::evaluate`] are one pass, with no signal
 //! handler and no watcher (what a server or a test drives);
 //! [`Daemon::start`] and [`Daemon::serve`] add them for `relance run`.
+//! [`Daemon::shared`] is what it publishes for the web console, on each
+//! reload and pass.
 
 mod pass;
 mod serve;
+mod status;
+
+pub use status::{Evaluation, Outcome, Reload, Shared, Status};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,6 +56,10 @@ pub struct RunOptions {
     /// Start with a new journal even though the outbox or tasks folder
     /// holds delivered files (see `refuse_without_journal`).
     pub fresh_journal: bool,
+    /// Load the folder and reload it on edits, but never evaluate nor
+    /// deliver (`relance serve`: the console alone). Like a dry run, it
+    /// reads the journal and never creates it.
+    pub serve_only: bool,
 }
 
 /// What one evaluation did.
@@ -119,6 +128,8 @@ pub struct Daemon {
     /// Signals, file changes and reload requests, in arrival order.
     events: mpsc::Receiver<Event>,
     sender: mpsc::Sender<Event>,
+    /// What it publishes for the console.
+    shared: Arc<Shared>,
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -174,11 +185,11 @@ impl Daemon {
             )));
         }
         let deliverer =
-            Deliverer::new(&project.config).map_err(|e| Error::Delivery(e.to_string()))?;
+            deliverer(&project.config, &run).map_err(|e| Error::Delivery(e.to_string()))?;
         warn_if_placeholder_sender(&deliverer, None);
         let path = project.config.path(&project.config.journal);
         // A dry run reads the journal if there is one, and never creates it.
-        let journal = if run.dry_run {
+        let journal = if run.dry_run || run.serve_only {
             Journal::open_read_only(&path)?
         } else {
             if !run.fresh_journal && !path.exists() {
@@ -186,16 +197,35 @@ impl Daemon {
             }
             Some(Journal::open(&path)?)
         };
+        let project = Arc::new(project);
+        let status = Status {
+            project: Arc::clone(&project),
+            options: options.clone(),
+            as_of: run.as_of,
+            delivers: !run.serve_only,
+            loaded_at: Utc::now(),
+            reload: None,
+            evaluation: None,
+            evaluated_at: None,
+            generation: 0,
+        };
+        let shared = Arc::new(Shared::new(status, sender.clone()));
         Ok(Daemon {
             options,
             run,
-            project: Arc::new(project),
+            project,
             deliverer,
             journal,
             stop,
             events,
             sender,
+            shared,
         })
+    }
+
+    /// What the daemon publishes on each reload and pass, for the console.
+    pub fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
     }
 
     /// The folder as last loaded: what the daemon decides with.
@@ -266,6 +296,23 @@ fn log_problems(problems: &Problems) {
             tracing::warn!("{p}");
         }
     }
+}
+
+/// How the daemon delivers: through the config's delivery, or, when it
+/// only serves the console, to the log (it never delivers; an SMTP
+/// password need not be there).
+fn deliverer(
+    config: &Config,
+    run: &RunOptions,
+) -> Result<Deliverer, crate::deliver::DeliveryError> {
+    if run.serve_only {
+        let logged = Config {
+            delivery: Delivery::Log,
+            ..config.clone()
+        };
+        return Deliverer::new(&logged);
+    }
+    Deliverer::new(config)
 }
 
 /// Warns that emails go out from the placeholder sender: at start, and on a

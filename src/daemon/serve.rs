@@ -11,9 +11,10 @@ use notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 
 use super::{
-    Daemon, Event, Report, log_feed_problems, log_problems, rfc3339, warn_if_placeholder_sender,
+    Daemon, Evaluation, Event, Outcome, Reload, Report, deliverer, log_feed_problems, log_problems,
+    rfc3339, warn_if_placeholder_sender,
 };
-use crate::deliver::Deliverer;
+use crate::diagnostics::{Location, Problems};
 use crate::error::{Error, Result};
 use crate::impact::{HORIZON_DAYS, impact};
 use crate::project::{Project, Rulebook};
@@ -30,6 +31,32 @@ impl Daemon {
     /// A reload that loads logs the difference it makes to the coming
     /// [`HORIZON_DAYS`] days, as `preview --baseline` would show it.
     pub fn reload(&mut self, changed: &[PathBuf]) -> bool {
+        let (at, started) = (Utc::now(), std::time::Instant::now());
+        let mut problems = Problems::default();
+        let ok = self.reload_logged(changed, &mut problems);
+        let reload = Reload {
+            at,
+            ok,
+            changed: self.names(changed),
+            problems,
+            took: started.elapsed(),
+        };
+        let project = Arc::clone(&self.project);
+        self.shared.publish(
+            |status| {
+                status.project = project;
+                if ok {
+                    status.loaded_at = reload.at;
+                }
+                status.reload = Some(reload.clone());
+            },
+            Some(Outcome::Reloaded(&reload)),
+        );
+        ok
+    }
+
+    /// [`Daemon::reload`], its problems logged and kept in `problems`.
+    fn reload_logged(&mut self, changed: &[PathBuf], problems: &mut Problems) -> bool {
         let before = Arc::clone(&self.project);
         let config = &self.project.config;
         let config_file = config.file.clone().map(|f| absolute(&f));
@@ -47,9 +74,9 @@ impl Daemon {
         let feeds_changed = changed.iter().any(|c| feeds.contains(c));
         let names = self.names(changed);
         let ok = if config_changed {
-            self.reload_all()
+            self.reload_all(problems)
         } else {
-            self.reload_parts(rules_changed, feeds_changed)
+            self.reload_parts(rules_changed, feeds_changed, problems)
         };
         if !ok {
             tracing::error!(changed = ?names, "reload failed: keeping the last good configuration");
@@ -106,24 +133,33 @@ impl Daemon {
     }
 
     /// The config changed (or SIGHUP): the whole folder, loaded again.
-    fn reload_all(&mut self) -> bool {
+    fn reload_all(&mut self, problems: &mut Problems) -> bool {
         let project = match Project::load(&self.options) {
             Err(e) => {
                 tracing::error!("{e}");
+                problems.push(match e {
+                    Error::Problem(problem) => *problem,
+                    e => crate::diagnostics::Problem::error(
+                        Location::file(&self.options.dir),
+                        e.to_string(),
+                    ),
+                });
                 return false;
             }
             Ok(project) => project,
         };
         if project.problems.has_errors() {
             log_problems(&project.problems);
+            problems.extend(project.problems);
             return false;
         }
         // As at start: an unreadable feed is not a feed with no invoices.
         if !project.unreadable_feeds.is_empty() {
             log_problems(&project.feed_problems);
+            problems.extend(project.feed_problems);
             return false;
         }
-        match Deliverer::new(&project.config) {
+        match deliverer(&project.config, &self.run) {
             Ok(deliverer) => {
                 warn_if_placeholder_sender(&deliverer, Some(&self.deliverer));
                 log_feed_problems(&project);
@@ -133,6 +169,8 @@ impl Daemon {
             }
             Err(e) => {
                 tracing::error!("delivery: {e}");
+                let config = project.config.file.as_deref().unwrap_or(&self.options.dir);
+                problems.error(Location::file(config), format!("delivery: {e}"));
                 false
             }
         }
@@ -140,13 +178,19 @@ impl Daemon {
 
     /// Rules or feeds changed: each part that loads is swapped in, the
     /// rest of the folder kept as it was.
-    fn reload_parts(&mut self, rules_changed: bool, feeds_changed: bool) -> bool {
+    fn reload_parts(
+        &mut self,
+        rules_changed: bool,
+        feeds_changed: bool,
+        problems: &mut Problems,
+    ) -> bool {
         let mut next = Project::clone(&self.project);
         let mut ok = true;
         if rules_changed {
-            let (rulebook, problems) = Rulebook::load(&next.config);
-            if problems.has_errors() {
-                log_problems(&problems);
+            let (rulebook, found) = Rulebook::load(&next.config);
+            if found.has_errors() {
+                log_problems(&found);
+                problems.extend(found);
                 ok = false;
             } else {
                 next.rulebook = Arc::new(rulebook);
@@ -163,9 +207,13 @@ impl Daemon {
                 next.bad_rows = load.bad_rows;
             } else {
                 log_problems(&load.problems);
+                problems.extend(load.problems);
                 ok = false;
             }
         }
+        // Promises to pay live in the rules and act on the ledger: either
+        // one replaced, they are set again.
+        next.apply_promises();
         self.project = Arc::new(next);
         ok
     }
@@ -261,8 +309,12 @@ impl Daemon {
         next_eval: &mut DateTime<Utc>,
         retries_wait: &mut bool,
     ) -> Result<DateTime<Utc>> {
+        // The console alone: the folder is loaded and reloaded, nothing is evaluated.
+        if self.run.serve_only {
+            return Ok(now + chrono::Duration::days(1));
+        }
         if now >= *next_eval {
-            let report = self.evaluate(now)?;
+            let report = self.evaluate_published(now)?;
             report.log();
             *next_eval = self.next_evaluation(Utc::now());
             // Messages waiting for their send time wake the daemon then.
@@ -288,6 +340,28 @@ impl Daemon {
             _ => None,
         };
         Ok(next_retry.map_or(*next_eval, |r| r.min(*next_eval)))
+    }
+
+    /// [`Daemon::evaluate`], published for the console, good or not.
+    fn evaluate_published(&mut self, now: DateTime<Utc>) -> Result<Report> {
+        let started = std::time::Instant::now();
+        let result = self.evaluate(now);
+        let evaluation = Evaluation {
+            at: Utc::now(),
+            report: result.as_ref().ok().cloned(),
+            error: result.as_ref().err().map(ToString::to_string),
+            took: started.elapsed(),
+        };
+        self.shared.publish(
+            |status| {
+                if evaluation.error.is_none() {
+                    status.evaluated_at = Some(evaluation.at);
+                }
+                status.evaluation = Some(evaluation.clone());
+            },
+            Some(Outcome::Evaluated(&evaluation)),
+        );
+        result
     }
 
     /// Watches the folders (not single files, so that editors that save via a
@@ -381,7 +455,7 @@ impl Daemon {
     }
 }
 
-fn absolute(p: &Path) -> PathBuf {
+pub(super) fn absolute(p: &Path) -> PathBuf {
     let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     // Resolve symlinks of the folder (e.g. /tmp on macOS) so paths compare with the watcher's.
     match (

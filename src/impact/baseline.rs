@@ -82,12 +82,15 @@ fn with_rules_of(folder: &Path, current: &Project) -> Result<Project> {
     let mut problems = config.validate();
     let (rulebook, rule_problems) = Rulebook::load(&config);
     problems.extend(rule_problems);
-    Ok(Project {
+    let mut project = Project {
         config,
         rulebook: Arc::new(rulebook),
         problems,
         ..current.clone()
-    })
+    };
+    // The baseline's promises to pay in rules/holds.yaml, not the folder's.
+    project.apply_promises();
+    Ok(project)
 }
 
 /// Names the files under `root` as `REV:path` (their path in the repository).

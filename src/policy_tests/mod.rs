@@ -277,7 +277,7 @@ fn build(project: &Project, file: &Cases, case: &Case, problems: &mut Problems) 
     if problems.has_errors() || case.broken {
         return None;
     }
-    Some(Project {
+    let mut project = Project {
         config,
         rulebook,
         ledger,
@@ -285,7 +285,11 @@ fn build(project: &Project, file: &Cases, case: &Case, problems: &mut Problems) 
         feed_problems: Problems::default(),
         bad_rows: 0,
         unreadable_feeds: Vec::new(),
-    })
+    };
+    // As the folder's holds hold the case's invoices of their numbers, so
+    // do its promises to pay.
+    project.apply_promises();
+    Some(project)
 }
 
 /// Where a config override's mistake is: the key an unknown-field error

@@ -35,14 +35,18 @@ pub fn history(
             .iter()
             .map(|inv| (&*inv.number, &*inv.customer_id))
             .collect();
-        for row in rows.iter_mut().filter(|r| r.customer_id.is_none()) {
-            row.customer_id = customers
-                .get(row.identity.invoice.as_str())
-                .map(|c| c.to_string());
-        }
+        fill_customers(&mut rows, |number| customers.get(number).copied());
     }
     if let Some(customer) = filter.customer {
         rows.retain(|r| r.customer_id.as_deref() == Some(customer));
     }
     Ok(rows)
+}
+
+/// Gives each row journaled before customers were the customer `customer_of`
+/// its invoice number (the feeds', or a loaded project's ledger).
+pub fn fill_customers<'a>(rows: &mut [JournalRow], customer_of: impl Fn(&str) -> Option<&'a str>) {
+    for row in rows.iter_mut().filter(|r| r.customer_id.is_none()) {
+        row.customer_id = customer_of(&row.identity.invoice).map(str::to_string);
+    }
 }

@@ -259,13 +259,41 @@ impl Project {
         tracing::debug!(invoices = load.invoices.len(), elapsed = ?started.elapsed(), "feeds read");
         let (ledger, mut feed_problems) = Self::ledger(&rules.config, load.invoices, load.index);
         feed_problems.extend(load.problems);
-        Ok(Project {
+        let mut project = Project {
             ledger,
             feed_problems,
             bad_rows: load.bad_rows,
             unreadable_feeds: load.unreadable,
             ..rules
-        })
+        };
+        project.apply_promises();
+        Ok(project)
+    }
+
+    /// Puts the promises to pay of `rules/holds.yaml` in the ledger, in
+    /// place of their invoices' `promise_date` from the feeds, so that the
+    /// engine, `explain` and the templates see them as a feed's: a promise
+    /// written there wins over the feed's (it is the decision a person
+    /// recorded last; removing it brings the feed's back), and of several
+    /// for one invoice the last written wins. To be called whenever the
+    /// rulebook or the ledger is replaced; the ledger is shared as it is
+    /// when the promises are those it already has.
+    pub fn apply_promises(&mut self) {
+        let mut wanted: std::collections::BTreeMap<InvoiceId, NaiveDate> = Default::default();
+        for promise in &self.rulebook.holds.promises {
+            if let Some(invoice) = self.ledger.find(&promise.invoice) {
+                wanted.insert(invoice, promise.date);
+            }
+        }
+        let wanted: Vec<(InvoiceId, NaiveDate)> = wanted.into_iter().collect();
+        let mut applied = self.ledger.promises();
+        applied.sort();
+        if applied == wanted {
+            return;
+        }
+        let mut ledger = Ledger::clone(&self.ledger);
+        ledger.set_promises(&wanted);
+        self.ledger = Arc::new(ledger);
     }
 
     /// Loads the config and the rulebook, not the feeds: a project without
@@ -839,21 +867,42 @@ impl Project {
     /// reload render two plans of 14 days): each grouped message once,
     /// then every row.
     pub fn render(&self, plan: &[Reminder], body: bool) -> Vec<Message<'_>> {
+        let all: Vec<usize> = (0..plan.len()).collect();
+        self.render_rows(plan, &self.messages(plan), &all, body)
+    }
+
+    /// The rows `rows` (indexes into `plan`, whose grouping is `messages`)
+    /// as they go out, in the order given: a page of a plan, or one of its
+    /// messages, rendered as [`Project::render`] renders the whole plan.
+    /// Each grouped message a row goes out in is rendered once.
+    pub fn render_rows(
+        &self,
+        plan: &[Reminder],
+        messages: &Messages,
+        rows: &[usize],
+        body: bool,
+    ) -> Vec<Message<'_>> {
         use rayon::prelude::*;
-        let messages = self.messages(plan);
+        let mut wanted = vec![false; messages.groups.len()];
+        for &i in rows {
+            if let Some(&g) = messages.group_of.get(i).filter(|&&g| g != Messages::ALONE) {
+                wanted[g as usize] = true;
+            }
+        }
         let leads: Vec<Option<Message>> = messages
             .groups
             .par_iter()
-            .map(|group| {
-                (group.len() > 1).then(|| {
+            .zip(wanted)
+            .map(|(group, wanted)| {
+                (wanted && group.len() > 1).then(|| {
                     let rows: Vec<Reminder> = group.iter().map(|&j| plan[j]).collect();
                     self.message(&rows, body)
                 })
             })
             .collect();
-        plan.par_iter()
-            .enumerate()
-            .map(|(i, planned)| {
+        rows.par_iter()
+            .map(|&i| {
+                let planned = &plan[i];
                 let lead = match messages.group_of.get(i) {
                     Some(&g) if g != Messages::ALONE => leads[g as usize].as_ref(),
                     _ => None,
@@ -1053,6 +1102,17 @@ impl Project {
                 problems.warning(
                     hold.location.clone(),
                     format!("hold: {what} is not in the feeds: this hold holds nothing (a typo?)"),
+                );
+            }
+        }
+        for promise in &self.rulebook.holds.promises {
+            if self.ledger.find(&promise.invoice).is_none() {
+                problems.warning(
+                    promise.location.clone(),
+                    format!(
+                        "promise: invoice {} is not in the feeds: this promise pauses nothing (a typo?)",
+                        promise.invoice
+                    ),
                 );
             }
         }
@@ -1720,6 +1780,40 @@ mod tests {
     );
     const TEMPLATE: (&str, &str) = ("templates/t.fr.hbs", "---\nsubject: \"S\"\n---\nB\n");
     const HEADER: &str = "number,customer_id,customer_name,email,issue_date,due_date,amount\n";
+
+    #[test]
+    fn a_promise_of_holds_yaml_stands_for_the_feeds_until_it_is_removed() {
+        let feed = format!(
+            "{},promise_date\nF1,C1,A,a@x.fr,2026-11-01,2026-11-30,100,2026-12-20\nF2,C1,A,a@x.fr,2026-11-01,2026-11-30,100,\n",
+            HEADER.trim_end()
+        );
+        let holds = "promises:\n  - {invoice: F1, date: 2026-12-05}\n  - {invoice: F2, date: 2026-12-07}\n  - {invoice: F2, date: 2026-12-09, note: called again}\n";
+        let mut project = load(&[
+            POLICY,
+            TEMPLATE,
+            ("data/invoices.csv", &feed),
+            ("rules/holds.yaml", holds),
+        ]);
+        let promise = |p: &Project, n: &str| {
+            p.ledger.invoices[p.ledger.find(n).unwrap()]
+                .promise_date
+                .map(|d| d.to_string())
+        };
+        // The file's wins over the feed's; of two, the last written.
+        assert_eq!(promise(&project, "F1").as_deref(), Some("2026-12-05"));
+        assert_eq!(promise(&project, "F2").as_deref(), Some("2026-12-09"));
+        // The same promises again: the ledger is shared, not copied.
+        let before = Arc::clone(&project.ledger);
+        project.apply_promises();
+        assert!(Arc::ptr_eq(&before, &project.ledger));
+        // The rules reloaded without them: the feed's dates come back.
+        let mut rulebook = Rulebook::load(&project.config).0;
+        rulebook.holds = Holds::default();
+        project.rulebook = Arc::new(rulebook);
+        project.apply_promises();
+        assert_eq!(promise(&project, "F1").as_deref(), Some("2026-12-20"));
+        assert_eq!(promise(&project, "F2"), None);
+    }
 
     #[test]
     fn rule_errors_are_those_of_config_policies_scripts_and_templates() {

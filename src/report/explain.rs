@@ -57,6 +57,8 @@ struct ForPeople<'p> {
     due: String,
     due_date: NaiveDate,
     hold: Option<String>,
+    /// Where the promise to pay comes from when `rules/holds.yaml` records it.
+    promise: Option<String>,
     settled: bool,
     /// For each of `policies`: whether it has an `applies_to`.
     has_applies_to: Vec<bool>,
@@ -152,6 +154,16 @@ pub fn explain<'p>(
                 .holds
                 .active(inv, date)
                 .map(|h| h.describe()),
+            promise: project.rulebook.holds.promise(&inv.number).map(|p| {
+                let note = match p.note.is_empty() {
+                    true => String::new(),
+                    false => format!(": {}", p.note),
+                };
+                format!(
+                    "promise to pay by {} recorded at {}{note} (it stands for the feed's promise_date)",
+                    p.date, p.location
+                )
+            }),
             settled: inv.is_settled(),
             has_applies_to,
             anchor: policy.map(|p| match p.anchor {
@@ -188,6 +200,9 @@ impl Explanation<'_> {
         )?;
         if let Some(hold) = &people.hold {
             writeln!(out, "  {hold}")?;
+        }
+        if let Some(promise) = &people.promise {
+            writeln!(out, "  {promise}")?;
         }
         if self.status == Status::Disputed.as_str() {
             writeln!(

@@ -20,7 +20,10 @@ pub mod approvals;
 pub mod backtest;
 pub mod explain;
 pub mod impact;
+pub mod receivables;
 mod test_results;
+
+pub use receivables::{Receivables, receivables, receivables_fragment, receivables_html};
 
 pub use test_results::policy_tests;
 

@@ -1,4 +1,4 @@
-//! `rules/holds.yaml`: invoices and customers that get no reminder for now.
+//! `rules/holds.yaml`: invoices and customers that get no reminder for now, and promises to pay.
 
 use std::path::Path;
 
@@ -6,9 +6,17 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 
 use crate::diagnostics::{
-    Location, Problems, RuleLimits, key_location, parse_yaml, read_rule_file, yaml_files,
+    Location, Problems, RuleLimits, key_location, locate_yaml_key, parse_yaml, read_rule_file,
+    yaml_files,
 };
 use crate::model::Invoice;
+
+mod edit;
+
+pub use edit::{
+    HoldEntryView, HoldsFile, NewHold, NewPromise, PromiseView, add_hold, add_promise,
+    read_holds_file, remove_hold,
+};
 
 /// `rules/holds.yaml`: invoices and customers that get no reminder for now.
 pub(crate) fn is_holds_file(path: &Path) -> bool {
@@ -18,11 +26,15 @@ pub(crate) fn is_holds_file(path: &Path) -> bool {
     )
 }
 
+/// `rules/holds.yaml` as written. A list left empty (`holds:` with no
+/// entry, as removing the last one from the console leaves it) is no list.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct HoldsFile {
+struct HoldsDocument {
     #[serde(default)]
-    holds: Vec<HoldEntry>,
+    holds: Option<Vec<HoldEntry>>,
+    #[serde(default)]
+    promises: Option<Vec<PromiseEntry>>,
 }
 
 /// One hold as written under `holds:` (in `rules/holds.yaml`, or in a
@@ -38,6 +50,35 @@ pub struct HoldEntry {
     until: Option<NaiveDate>,
     #[serde(default)]
     reason: String,
+    /// What the console names it by; a hold written by hand without one is
+    /// named after what it holds (see [`hold_ids`]).
+    #[serde(default)]
+    id: Option<String>,
+}
+
+/// One promise to pay as written under `promises:`. The date is read as
+/// it is written, so that a date that is none is an error of its own entry
+/// rather than of the whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PromiseEntry {
+    #[serde(default)]
+    invoice: Option<String>,
+    #[serde(default)]
+    date: Option<serde_yaml::Value>,
+    #[serde(default)]
+    note: String,
+}
+
+/// A promise to pay recorded in `rules/holds.yaml` (after a phone call,
+/// from the console): it stands for the feed's `promise_date` of its invoice.
+#[derive(Debug, Clone)]
+pub struct Promise {
+    pub invoice: String,
+    pub date: NaiveDate,
+    pub note: String,
+    /// Its `- invoice:` line.
+    pub location: Location,
 }
 
 /// What a hold stops: one invoice, or every invoice of a customer.
@@ -86,6 +127,8 @@ impl Hold {
 #[derive(Debug, Default, Clone)]
 pub struct Holds {
     pub list: Vec<Hold>,
+    /// The promises to pay of `promises:`, in the order written.
+    pub promises: Vec<Promise>,
     // foldhash rather than SipHash: every decision of every invoice asks.
     by_invoice: hashbrown::HashMap<String, Vec<usize>>,
     by_customer: hashbrown::HashMap<String, Vec<usize>>,
@@ -104,6 +147,29 @@ impl Holds {
         from: usize,
         problems: &mut Problems,
     ) {
+        let mut search_from = from;
+        let mut ids: Vec<&str> = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
+            let Some(id) = &entry.id else { continue };
+            let location = key_location(path, source, search_from, "id", Some(id));
+            search_from = location.line.map_or(search_from, |l| l + 1);
+            if !is_plain_id(id) {
+                problems.error(
+                    location,
+                    format!(
+                        "holds[{i}]: id {id:?}: expected letters, digits, `.`, `_` or `-` (it names the hold in the console's links)"
+                    ),
+                );
+            } else if ids.contains(&id.as_str()) {
+                problems.error(
+                    location,
+                    format!(
+                        "holds[{i}]: id {id:?} is the id of an earlier hold: give each its own"
+                    ),
+                );
+            }
+            ids.push(id);
+        }
         let mut search_from = from;
         for (i, entry) in entries.into_iter().enumerate() {
             let key = if entry.invoice.is_some() {
@@ -156,6 +222,71 @@ impl Holds {
         }
     }
 
+    /// Adds the promises of `entries`, written in `source` (the text of
+    /// `path`) from line `from` on, each located at its `- invoice:` line;
+    /// an entry without an invoice or a date is reported and left out.
+    fn add_promises(
+        &mut self,
+        entries: Vec<PromiseEntry>,
+        path: &Path,
+        source: &str,
+        from: usize,
+        problems: &mut Problems,
+    ) {
+        let mut search_from = from;
+        for (i, entry) in entries.into_iter().enumerate() {
+            let invoice = entry.invoice.as_deref().map(str::trim).unwrap_or("");
+            let location = key_location(path, source, search_from, "invoice", Some(invoice));
+            let from_entry = location.line.unwrap_or(search_from);
+            search_from = location.line.map_or(search_from, |l| l + 1);
+            if invoice.is_empty() {
+                problems.error(
+                    location,
+                    format!("promises[{i}]: say which invoice is promised: `invoice: NUMBER`"),
+                );
+                continue;
+            }
+            let written = match &entry.date {
+                None | Some(serde_yaml::Value::Null) => {
+                    problems.error(
+                        location,
+                        format!(
+                            "promises[{i}]: invoice {invoice}: say when it will be paid: `date: YYYY-MM-DD`"
+                        ),
+                    );
+                    continue;
+                }
+                Some(serde_yaml::Value::String(s)) => s.trim().to_string(),
+                Some(other) => {
+                    crate::text::clean_line(serde_yaml::to_string(other).unwrap_or_default().trim())
+                }
+            };
+            let Ok(date) = NaiveDate::parse_from_str(&written, "%Y-%m-%d") else {
+                let at = key_location(path, source, from_entry, "date", None);
+                problems.error(
+                    at,
+                    format!(
+                        "promises[{i}]: date {}: expected a date written YYYY-MM-DD (2026-12-18)",
+                        crate::diagnostics::quote(&written)
+                    ),
+                );
+                continue;
+            };
+            self.promises.push(Promise {
+                invoice: invoice.to_string(),
+                date,
+                note: entry.note.trim().to_string(),
+                location,
+            });
+        }
+    }
+
+    /// The promise to pay `rules/holds.yaml` records for invoice `number`:
+    /// the last one written when there are several (the newest decision).
+    pub fn promise(&self, number: &str) -> Option<&Promise> {
+        self.promises.iter().rev().find(|p| p.invoice == number)
+    }
+
     /// The hold that stops `invoice`'s reminders on `date`, if any: the one
     /// that lasts longest when several do.
     pub fn active(&self, invoice: &Invoice, date: NaiveDate) -> Option<&Hold> {
@@ -183,14 +314,102 @@ pub fn load_holds(dir: &Path, limits: RuleLimits, problems: &mut Problems) -> Ho
         let Some(source) = read_rule_file(&path, "holds", limits, problems) else {
             continue;
         };
-        // An empty holds file holds nothing (a policy file must say something).
-        if source.trim().is_empty() {
-            continue;
-        }
-        let Some(file) = parse_yaml::<HoldsFile>(&path, &source, problems) else {
-            continue;
-        };
-        holds.add(file.holds, &path, &source, 1, problems);
+        holds.read(&path, &source, problems);
     }
     holds
+}
+
+impl Holds {
+    /// Adds the holds and promises of `source`, the text of holds file `path`.
+    fn read(&mut self, path: &Path, source: &str, problems: &mut Problems) -> Option<Lists> {
+        // An empty holds file holds nothing (a policy file must say something).
+        if source.trim().is_empty() {
+            return Some(Lists::default());
+        }
+        let file = parse_yaml::<HoldsDocument>(path, source, problems)?;
+        let lists = Lists {
+            holds: file.holds.unwrap_or_default(),
+            promises: file.promises.unwrap_or_default(),
+        };
+        // Each list's entries are searched for from its own key on, so that
+        // a promise's `invoice:` is never taken for a hold's.
+        let start = |key| locate_yaml_key(source, 1, key, None).map_or(1, |(line, _)| line);
+        self.add(lists.holds.clone(), path, source, start("holds"), problems);
+        self.add_promises(
+            lists.promises.clone(),
+            path,
+            source,
+            start("promises"),
+            problems,
+        );
+        Some(lists)
+    }
+}
+
+/// The two lists of a holds file as written.
+#[derive(Default)]
+struct Lists {
+    holds: Vec<HoldEntry>,
+    promises: Vec<PromiseEntry>,
+}
+
+/// Whether `id` is made of the characters a hold's id may have: those that
+/// need no escaping in a link or a file.
+fn is_plain_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// The id of each hold: its own `id:`, else one made of what it holds
+/// (`invoice-F2026-0075`, `customer-C003`; characters other than letters,
+/// digits, `.`, `_` and `-` written `_`), with `-2`, `-3`… when an earlier
+/// hold or an `id:` already has it. An id written in the file never
+/// changes; a made one changes only when an earlier hold of the same
+/// target is removed.
+pub fn hold_ids(entries: &[HoldEntry]) -> Vec<String> {
+    let mut taken: hashbrown::HashSet<String> =
+        entries.iter().filter_map(|e| e.id.clone()).collect();
+    entries
+        .iter()
+        .map(|e| match &e.id {
+            Some(id) => id.clone(),
+            None => {
+                let id = free_id(&made_id(e), &taken);
+                taken.insert(id.clone());
+                id
+            }
+        })
+        .collect()
+}
+
+/// `invoice-NUMBER` or `customer-ID`, in plain characters.
+fn made_id(entry: &HoldEntry) -> String {
+    let (kind, what) = match (&entry.invoice, &entry.customer) {
+        (Some(n), _) => ("invoice", n.trim()),
+        (None, Some(c)) => ("customer", c.trim()),
+        (None, None) => ("hold", ""),
+    };
+    let plain: String = what
+        .chars()
+        .map(
+            |c| match c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                true => c,
+                false => '_',
+            },
+        )
+        .collect();
+    format!("{kind}-{plain}")
+}
+
+/// `base`, or `base-2`, `base-3`… the first that is not taken.
+fn free_id(base: &str, taken: &hashbrown::HashSet<String>) -> String {
+    (1..)
+        .map(|n| match n {
+            1 => base.to_string(),
+            n => format!("{base}-{n}"),
+        })
+        .find(|id| !taken.contains(id))
+        .unwrap_or_default()
 }
