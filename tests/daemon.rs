@@ -170,7 +170,9 @@ fn run_once_creates_a_wal_journal_with_a_schema_version() {
 
 #[test]
 fn the_journal_records_each_reminder_with_its_identity_and_delivery_facts() {
-    let folder = Folder::sample();
+    // One message per reminder and the contract's catch-up, so that each
+    // row shows its own delivery facts (the sample as shipped: below).
+    let folder = Folder::sample_with_contract_defaults();
     run_once(&folder, &[]).expect_code(0);
     let rows = folder.journal();
 
@@ -230,6 +232,60 @@ fn the_journal_records_each_reminder_with_its_identity_and_delivery_facts() {
     let notice = row("F2026-0050", "formal_notice");
     assert_eq!(notice.channel, "letter");
     assert_eq!(notice.attempts, 1);
+}
+
+#[test]
+fn the_first_run_of_the_shipped_sample_restarts_late_invoices_and_combines_a_customers_emails() {
+    let folder = Folder::sample();
+    let run = run_once(&folder, &[]).expect_code(0);
+    let rows = folder.journal();
+    // `first_contact: restart`: F2026-0050, 61 days late, gets the friendly
+    // statement, not the formal notice; the stages before it are skipped,
+    // the later ones are still to come.
+    let f50: Vec<(&str, &str)> = rows
+        .iter()
+        .filter(|r| r.invoice == "F2026-0050")
+        .map(|r| (r.stage.as_str(), r.state.as_str()))
+        .collect();
+    assert_eq!(
+        f50,
+        [
+            ("courtesy", "skipped"),
+            ("due_soon", "skipped"),
+            ("overdue_1", "sent")
+        ]
+    );
+    assert_eq!(
+        run.log_lines("first contact: invoice F2026-0050 restarted its ladder at overdue_1")
+            .len(),
+        1,
+        "{}",
+        run.stderr
+    );
+    // Nothing legal on a first contact: no letter, call or task file.
+    assert!(!folder.path().join("tasks").exists());
+    assert!(rows.iter().all(|r| r.channel == "email"), "{rows:#?}");
+    // `contact: {combine: true}`: Northwind Traders' three reminders of the
+    // day are one email, one row each in the journal sharing its id.
+    let northwind: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .filter(|r| r.recipient.contains("northwind") && r.state == "sent")
+        .map(|r| (r.invoice.as_str(), r.stage.as_str(), r.message_id.as_str()))
+        .collect();
+    let message = "<customer.C002.combined.2026-12-01.F2026-0061@atelier-durand.fr>";
+    assert_eq!(
+        northwind,
+        [
+            ("F2026-0061", "overdue_1", message),
+            ("F2026-0103", "courtesy", message),
+            ("F2026-0123", "courtesy", message),
+        ]
+    );
+    // 23 reminders, 16 emails: one per customer.
+    assert_eq!(
+        (count(&rows, "sent"), folder.files("outbox").len()),
+        (23, 16)
+    );
 }
 
 #[test]
@@ -480,13 +536,21 @@ fn the_evaluation_summary_logs_the_date_itself() {
 fn a_dry_run_touches_neither_journal_nor_outbox() {
     let folder = Folder::sample();
     let run = run_once(&folder, &["--dry-run"]).expect_code(0);
-    let would = run
+    let would: Vec<&str> = run
         .stderr
         .lines()
         .filter(|l| l.contains("would send (dry run)"))
-        .count();
-    assert_eq!(would, 23, "{}", run.stderr);
-    assert_contains(&run.stderr, "invoice=F2026-0103");
+        .collect();
+    // One line per message: the 23 reminders of the day are 16 emails, a
+    // customer's reminders combined into one.
+    assert_eq!(would.len(), 16, "{}", run.stderr);
+    assert!(
+        would
+            .iter()
+            .any(|l| l.contains("invoice=F2026-0061 invoices=3 ")),
+        "{}",
+        run.stderr
+    );
     for created in ["state", "outbox", "tasks"] {
         assert!(
             !folder.path().join(created).exists(),
@@ -510,7 +574,10 @@ fn a_dry_run_leaves_an_existing_journal_as_it_is() {
 
 #[test]
 fn letters_calls_and_tasks_become_files_in_tasks_and_are_journaled() {
-    let folder = Folder::sample();
+    // The contract's catch-up and no approvals: the first run reaches the
+    // letters, calls and tasks of the invoices already far overdue (the
+    // sample as shipped restarts them and asks for approval: below).
+    let folder = Folder::sample_with_contract_defaults();
     let run = run_once(&folder, &[]).expect_code(0);
     assert_eq!(
         file_names(&folder, "tasks"),
@@ -585,6 +652,64 @@ fn letters_calls_and_tasks_become_files_in_tasks_and_are_journaled() {
             "the journal names the file: {row:?}"
         );
     }
+}
+
+#[test]
+fn the_shipped_formal_notice_waits_for_approval_before_its_letter_is_written() {
+    let folder = Folder::sample();
+    // F2026-0050, 61 days late on 1 December, restarts its ladder: the
+    // statement on the 1st, the second on the 15th, the formal notice 29
+    // days after the first, on the 30th.
+    for day in ["2026-12-01", "2026-12-15", "2026-12-30"] {
+        folder
+            .run(&["run", "--once", "--as-of", day])
+            .expect_code(0);
+    }
+    let notice = |folder: &Folder| {
+        folder
+            .journal()
+            .into_iter()
+            .find(|r| r.invoice == "F2026-0050" && r.stage == "formal_notice")
+            .unwrap_or_else(|| panic!("no formal notice of F2026-0050: {:#?}", folder.journal()))
+    };
+    let waiting = notice(&folder);
+    assert_eq!(
+        (
+            waiting.date.as_str(),
+            waiting.state.as_str(),
+            waiting.channel.as_str()
+        ),
+        ("2026-12-30", "awaiting_approval", "letter")
+    );
+    let letter = "tasks/2026-12-30.F2026-0050.standard.formal_notice.0.letter.txt";
+    assert!(
+        !folder.path().join(letter).exists(),
+        "written before approval"
+    );
+
+    let approve = folder.run(&["approve", "F2026-0050"]).expect_code(0);
+    assert_contains(&approve.stdout, "F2026-0050: 1 reminder(s) approved");
+    folder
+        .run(&["run", "--once", "--as-of", "2026-12-30"])
+        .expect_code(0);
+    assert_eq!(notice(&folder).state, "sent");
+    let text = folder.read(letter);
+    for part in [
+        "Lyon, le 30 décembre 2026\n",
+        "\nObjet : Mise en demeure de payer — facture F2026-0050\n",
+        "soit 90 jours de retard",
+        "Principal restant dû :                  245,90 €",
+    ] {
+        assert_contains(&text, part);
+    }
+    assert!(folder.path().join("tasks/letters-2026-12-30.pdf").exists());
+    // The other formal notices of the day still wait for a person.
+    assert!(
+        folder
+            .journal()
+            .iter()
+            .any(|r| r.stage == "formal_notice" && r.state == "awaiting_approval")
+    );
 }
 
 #[test]

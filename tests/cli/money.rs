@@ -355,7 +355,10 @@ fn sample_message(f: &Folder, args: &str, invoice: &str, stage: &str) -> Value {
 
 #[test]
 fn the_shipped_courtesy_note_offers_the_discount_while_it_lasts() {
-    let f = Folder::sample();
+    // The courtesy note alone: the sample as shipped combines it with
+    // Menuiserie Martin's overdue statement of the same day, in a message
+    // that offers the discount too (tests/combine.rs).
+    let f = Folder::sample_with_contract_defaults();
     // F2026-0101: 1 840,00 € issued on 23 November, due on 8 December.
     let courtesy = sample_message(&f, "--as-of 2026-12-01", "F2026-0101", "courtesy");
     assert_eq!(courtesy["date"], "2026-12-01");
@@ -382,38 +385,46 @@ fn the_shipped_courtesy_note_offers_the_discount_while_it_lasts() {
 fn the_shipped_formal_notice_states_interest_indemnity_and_total() {
     let f = Folder::sample();
     // F2026-0050: 245,90 € due on 1 October, 61 days late on 1 December:
-    // 245.90 × 12.15 % × 61 / 365 = 4.993… → 4,99 €.
+    // its first contact restarts the ladder (`first_contact: restart`), and
+    // its formal notice comes 29 days after the first statement, on 30
+    // December, 90 days late: 245.90 × 12.15 % × 90 / 365 = 7.367… → 7,37 €.
     let notice = sample_message(
         &f,
-        "--as-of 2026-12-01 --days 1",
+        "--as-of 2026-12-01 --days 30",
         "F2026-0050",
         "formal_notice",
     );
+    assert_eq!(notice["date"], "2026-12-30");
+    // A person approves it before it goes out (`approve: true`).
+    assert_eq!(notice["approval"], "required");
     let body = str_of(&notice, "body");
     for line in [
         "  Principal restant dû :                  245,90 €\n",
-        "  Pénalités de retard :                   4,99 €\n",
+        "  Pénalités de retard :                   7,37 €\n",
         "  Indemnité forfaitaire de recouvrement : 40,00 €\n",
-        "  Total :                                 290,89 €\n",
-        "soit 61 jours, au taux annuel de 12,15 % prévu par l'article L441-10 du Code de commerce",
-        "245,90 € × 12,15 % × 61 / 365.",
+        "  Total :                                 293,27 €\n",
+        "soit 90 jours, au taux annuel de 12,15 % prévu par l'article L441-10 du Code de commerce",
+        "245,90 € × 12,15 % × 90 / 365.",
         "L'indemnité forfaitaire pour frais de recouvrement de 40,00 € est due de plein droit",
     ] {
         assert_contains(body, line);
     }
-    // In English: F2026-0061, 980.00 due on 16 November, 30 days late on 16 December.
+    // In English: F2026-0061, 980.00 due on 16 November, restarted on 1
+    // December too: 44 days late on 30 December (980 × 12.15 % × 44 / 365
+    // = 14.353… → €14.35).
     let notice = sample_message(
         &f,
-        "--as-of 2026-12-16 --days 1",
+        "--as-of 2026-12-01 --days 30",
         "F2026-0061",
         "formal_notice",
     );
+    assert_eq!(notice["date"], "2026-12-30");
     let body = str_of(&notice, "body");
     for line in [
-        "  Late-payment interest:               €9.79\n",
+        "  Late-payment interest:               €14.35\n",
         "  Fixed indemnity for recovery costs:  €40.00\n",
-        "  Total:                               €1,029.79\n",
-        "to today, 30 days, at the annual rate of 12.15%",
+        "  Total:                               €1,034.35\n",
+        "to today, 44 days, at the annual rate of 12.15%",
     ] {
         assert_contains(body, line);
     }
@@ -422,17 +433,20 @@ fn the_shipped_formal_notice_states_interest_indemnity_and_total() {
 #[test]
 fn the_shipped_formal_notice_claims_no_indemnity_from_a_consumer() {
     let f = Folder::sample();
-    // F2026-0121: 185,00 € due on 14 November, customer tagged b2c.
+    // F2026-0121: 185,00 € due on 14 November, customer tagged b2c; its
+    // formal notice on 30 December, 46 days late (185 × 12.15 % × 46 / 365
+    // = 2.832… → 2,83 €).
     let notice = sample_message(
         &f,
-        "--as-of 2026-12-14 --days 1",
+        "--as-of 2026-12-01 --days 30",
         "F2026-0121",
         "formal_notice",
     );
+    assert_eq!(notice["date"], "2026-12-30");
     let body = str_of(&notice, "body");
     assert_contains(
         body,
-        "  Pénalités de retard :                   1,85 €\n  Total :                                 186,85 €\n",
+        "  Pénalités de retard :                   2,83 €\n  Total :                                 187,83 €\n",
     );
     assert!(!body.contains("Indemnité"), "{body}");
     assert!(!body.contains("indemnité"), "{body}");

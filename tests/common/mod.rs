@@ -93,6 +93,45 @@ impl Folder {
         folder
     }
 
+    /// The shipped sample with the contract's defaults instead of the
+    /// considerate keys the sample sets (issue 14): without `contact` (each
+    /// reminder its own message, no gap between two), `first_contact` (the
+    /// contract's `latest`: an invoice already far overdue at the first
+    /// evaluation catches up with the latest stage it reached, the earlier
+    /// ones skipped) and the stages' `approve:` (the formal notice and the
+    /// collection hand-off go out without a person's approval). For the
+    /// tests whose point is the contract's behaviour on a rich folder (the
+    /// first run writes letters, calls and tasks, a reminder per message);
+    /// the sample as shipped has tests of its own beside them.
+    pub fn sample_with_contract_defaults() -> Folder {
+        let folder = Folder::sample();
+        for key in ["contact:", "first_contact:"] {
+            assert_eq!(
+                folder.remove_lines("relance.yaml", key),
+                1,
+                "the sample's relance.yaml sets `{key}` once"
+            );
+        }
+        let approvals: usize = ["rules/standard.yaml", "rules/habitual_late.yaml"]
+            .iter()
+            .map(|policy| folder.remove_lines(policy, "approve:"))
+            .sum();
+        assert!(approvals > 0, "the sample's policies ask for approvals");
+        folder
+    }
+
+    /// Removes the lines of `rel` that start (indentation aside) with
+    /// `key`; returns how many there were.
+    fn remove_lines(&self, rel: &str, key: &str) -> usize {
+        let text = self.read(rel);
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with(key))
+            .collect();
+        self.write(rel, &format!("{}\n", kept.join("\n")));
+        text.lines().count() - kept.len()
+    }
+
     /// The shipped rules and templates with a config and feed of the test's
     /// own; without the shipped policy tests, which hold under the shipped
     /// config only (its language, currency and calendar).
