@@ -185,12 +185,14 @@ struct Edits {
     /// The second reminder as the guide quotes it, and with the new cadence.
     overdue_2: String,
     every_ten_days: String,
-    /// The formal notice as shipped, and with the guide's `when`.
-    formal_notice: String,
-    formal_notice_when: String,
+    /// The courtesy note as shipped, and with the guide's `when`.
+    courtesy: String,
+    courtesy_when: String,
     last_call_stage: String,
     last_call_fr: String,
     last_call_test: String,
+    /// The last call in the expectations of the sample's first contact.
+    last_call_first_contact: String,
 }
 
 impl Edits {
@@ -198,21 +200,22 @@ impl Edits {
         let overdue_2 = guide.snippet("yaml", "- id: overdue_2");
         let every_ten_days = overdue_2.replace("offset: 15", "offset: 10");
         assert_ne!(overdue_2, every_ten_days, "step 1 changes 15 to 10");
-        let formal_notice_when = guide.snippet("yaml", "- id: formal_notice");
-        let formal_notice = formal_notice_when
+        let courtesy_when = guide.snippet("yaml", "- id: courtesy");
+        let courtesy = courtesy_when
             .lines()
             .filter(|l| !l.trim_start().starts_with("when:"))
             .collect::<Vec<_>>()
             .join("\n");
-        assert_ne!(formal_notice, formal_notice_when, "step 2 adds a `when`");
+        assert_ne!(courtesy, courtesy_when, "step 2 adds a `when`");
         Edits {
             overdue_2,
             every_ten_days,
-            formal_notice,
-            formal_notice_when,
+            courtesy,
+            courtesy_when,
             last_call_stage: guide.snippet("yaml", "- id: last_call"),
             last_call_fr: guide.snippet("handlebars", "subject:"),
             last_call_test: guide.snippet("yaml", "- name: three weeks late"),
+            last_call_first_contact: guide.snippet("yaml", "stage: last_call}"),
         }
     }
 
@@ -233,6 +236,26 @@ impl Edits {
             "rules/standard.yaml",
             "  - id: formal_notice",
             &format!("{}\n  - id: formal_notice", self.last_call_stage),
+        );
+    }
+
+    /// The policy tests of the `last_call` stage (step 4): the guide's new
+    /// case at the end of the file, and the last call in the sample's case
+    /// of a first contact, before its formal notice.
+    fn add_last_call_tests(&self, folder: &Folder) {
+        let shipped_tests = folder.read("rules/standard.test.yaml");
+        assert!(shipped_tests.ends_with('\n'));
+        folder.write(
+            "rules/standard.test.yaml",
+            &format!("{shipped_tests}\n{}\n", self.last_call_test),
+        );
+        let formal_notice =
+            "      - {date: 2026-12-30, invoice: T1, stage: formal_notice, channel: letter}\n";
+        edit(
+            folder,
+            "rules/standard.test.yaml",
+            formal_notice,
+            &format!("{}\n{formal_notice}", self.last_call_first_contact),
         );
     }
 
@@ -341,20 +364,16 @@ fn replay(guide: &Guide) {
     assert_contains(&r.folder.read("rules/habitual_late.yaml"), &habitual_late);
     r.edit(
         "rules/standard.yaml",
-        &edits.formal_notice,
-        &edits.formal_notice_when.replace(
-            "'invoice.amount_due >= 50'",
-            "'invoice.amount_due >= 50 && custmer.open_count > 1'",
+        &edits.courtesy,
+        &edits.courtesy_when.replace(
+            "'invoice.amount_due >= 100'",
+            "'invoice.amount_due >= 100 && custmer.open_count > 1'",
         ),
     );
     r.next("check").expect_code(1);
     r.reset();
-    r.edit(
-        "rules/standard.yaml",
-        &edits.formal_notice,
-        &edits.formal_notice_when,
-    );
-    r.next("explain F2026-0080 --as-of 2026-12-01")
+    r.edit("rules/standard.yaml", &edits.courtesy, &edits.courtesy_when);
+    r.next("explain F2026-0116 --as-of 2026-12-01")
         .expect_code(0);
 
     // 3. Add a template: the stage alone, then with its templates.
@@ -362,17 +381,13 @@ fn replay(guide: &Guide) {
     edits.add_last_call_stage(&r.folder);
     r.next("check").expect_code(1);
     edits.add_last_call_templates(&r.folder);
-    r.next("preview --as-of 2026-12-01 --invoice F2026-0121 --render")
+    r.next("preview --as-of 2026-12-01 --days 30 --invoice F2026-0121 --render")
         .expect_code(0);
 
-    // 4. Test a policy: the new case passes; with the wrong number of days it
-    // fails; the cadence of step 1 fails two cases of the sample.
-    let shipped_tests = r.folder.read("rules/standard.test.yaml");
-    assert!(shipped_tests.ends_with('\n'));
-    r.folder.write(
-        "rules/standard.test.yaml",
-        &format!("{shipped_tests}\n{}\n", edits.last_call_test),
-    );
+    // 4. Test a policy: the new case passes (with the last call added to the
+    // sample's first contact); with the wrong number of days it fails; the
+    // cadence of step 1 fails three cases of the sample.
+    edits.add_last_call_tests(&r.folder);
     r.next("test").expect_code(0);
     r.edit(
         "rules/standard.test.yaml",
@@ -389,14 +404,10 @@ fn replay(guide: &Guide) {
     r.reset();
     edits.add_last_call_stage(&r.folder);
     edits.add_last_call_templates(&r.folder);
-    r.next("preview --baseline git:HEAD --as-of 2026-12-01")
+    r.next("preview --baseline git:HEAD --as-of 2026-12-01 --days 30")
         .expect_code(0);
     r.reset();
-    r.edit(
-        "rules/standard.yaml",
-        &edits.formal_notice,
-        &edits.formal_notice_when,
-    );
+    r.edit("rules/standard.yaml", &edits.courtesy, &edits.courtesy_when);
     r.next("preview --baseline git:HEAD --as-of 2026-12-01")
         .expect_code(0);
     r.reset();
@@ -458,25 +469,28 @@ fn both_guides_show_the_same_outputs() {
 }
 
 /// The daemon's one-line summary of a reload, quoted in step 5: the daemon
-/// runs on the sample on 1 December (and sends that day's reminders), then
-/// the templates of step 3 are saved, then its stage.
+/// runs on the sample on 1 December (and sends that day's emails), then the
+/// cadence change of step 1 is saved.
 #[test]
 fn the_daemon_reload_line_of_the_guides_is_what_the_daemon_logs() {
     let guide = Guide::english();
     let edits = Edits::of(&guide);
     let folder = Folder::sample();
     let mut daemon = folder.spawn(&DAEMON);
-    // "once the 23 reminders of 1 December have gone out"
-    assert_contains(&daemon.expect_evaluation(), " sent=23 ");
+    // "once the 23 reminders of 1 December have gone out (in 16 emails: a
+    // customer's reminders of one day are one email)"
+    assert_contains(&daemon.expect_evaluation(), " due=16 sent=16 ");
+    assert_eq!(
+        folder
+            .journal()
+            .iter()
+            .filter(|r| r.state == "sent")
+            .count(),
+        23
+    );
 
-    // The templates first, so that the stage's reload finds them; the
-    // reload naming the last one written is the last before the stage.
-    edits.add_last_call_templates(&folder);
-    daemon.expect_line(DEADLINE, "reloading the templates", |l| {
-        l.contains("reload ok: ") && l.contains("templates/last_call.en.hbs")
-    });
-    edits.add_last_call_stage(&folder);
-    let line = daemon.expect_line(DEADLINE, "reloading the stage", |l| {
+    edits.second_reminder_after_ten_days(&folder);
+    let line = daemon.expect_line(DEADLINE, "reloading the cadence", |l| {
         l.contains("reload") && l.contains("rules/standard.yaml")
     });
     assert_contains(&line, &guide.inline("reload ok: "));
