@@ -75,11 +75,7 @@ fn serve_with(folder: &Folder, args: &[&str], token: Option<&str>) -> Served {
         None => command.env_remove(TOKEN_ENV),
     };
     let mut process = Spawned::start(command);
-    let line = process.expect_line(DEADLINE, "with the console's address", |l| {
-        l.contains("console listening on http://")
-    });
-    let start = line.find("http://").expect("an address") + "http://".len();
-    let address = &line[start..start + line[start..].find('/').expect("a slash after the address")];
+    let base = process.expect_console();
     let agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .max_redirects(0)
@@ -87,7 +83,7 @@ fn serve_with(folder: &Folder, args: &[&str], token: Option<&str>) -> Served {
         .into();
     Served {
         process,
-        base: format!("http://{address}"),
+        base,
         agent,
     }
 }
@@ -413,15 +409,7 @@ fn monitoring_needs_the_token_when_the_config_says_so() {
     let mut command = folder.command(&["serve", "--as-of", AS_OF, "--http", "127.0.0.1:0"]);
     command.env("CONSOLE_TOKEN", "t0ken").env_remove(TOKEN_ENV);
     let mut process = Spawned::start(command);
-    let line = process.expect_line(DEADLINE, "with the address", |l| {
-        l.contains("console listening")
-    });
-    let start = line.find("http://").unwrap();
-    let base = line[start..]
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .trim_end_matches('/');
+    let base = process.expect_console();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()

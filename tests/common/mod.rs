@@ -541,18 +541,37 @@ pub struct Spawned {
 }
 
 impl Spawned {
-    pub fn start(mut command: Command) -> Spawned {
+    pub fn start(command: Command) -> Spawned {
+        Spawned::reading(command, false)
+    }
+
+    /// Like [`Spawned::start`] for a program that logs to stdout rather
+    /// than stderr (chromedriver): its stdout is the log read line by line.
+    pub fn start_logging_to_stdout(command: Command) -> Spawned {
+        Spawned::reading(command, true)
+    }
+
+    fn reading(mut command: Command, stdout: bool) -> Spawned {
         use std::io::BufRead;
+        use std::process::Stdio;
+        let (out, err) = if stdout {
+            (Stdio::piped(), Stdio::null())
+        } else {
+            (Stdio::null(), Stdio::piped())
+        };
         let mut child = command
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
             .spawn()
-            .expect("start relance");
-        let stderr = child.stderr.take().expect("piped stderr");
+            .unwrap_or_else(|e| panic!("start {:?}: {e}", command.get_program()));
+        let log: Box<dyn std::io::Read + Send> = match (child.stdout.take(), child.stderr.take()) {
+            (Some(stdout), _) => Box::new(stdout),
+            (None, stderr) => Box::new(stderr.expect("piped stderr")),
+        };
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
+            for line in std::io::BufReader::new(log).lines() {
                 let Ok(line) = line else { break };
                 if tx.send(line).is_err() {
                     break;
@@ -601,6 +620,17 @@ impl Spawned {
                 self.log.join("\n")
             )
         })
+    }
+
+    /// Waits (at most [`DEADLINE`]) for the log line of the web console
+    /// listening, and returns its base URL (`http://127.0.0.1:PORT`).
+    pub fn expect_console(&mut self) -> String {
+        let line = self.expect_line(DEADLINE, "with the console's address", |l| {
+            l.contains("console listening on http://")
+        });
+        let start = line.find("http://").expect("an address");
+        let url = line[start..].split_whitespace().next().expect("a URL");
+        url.trim_end_matches(['/', '"']).to_string()
     }
 
     /// Sends a signal by name (`TERM`, `INT`, `HUP`) with kill(1).

@@ -52,6 +52,14 @@ iframe{width:100%;height:480px;border:1px solid #dde1e8}\
 .pager{display:flex;gap:1em;align-items:center}\
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em}dl.facts dt{font-weight:600}dl.facts dd{margin:0}\
 ol.ladder li{margin:.2em 0}\
+a{color:#1a56db}header nav{display:flex;gap:1.2em}header button{padding:.15em .6em}\
+input,select,button{font:inherit}input,select{padding:.2em .4em;border:1px solid #c5cbd6;border-radius:4px;background:#fff}\
+button{padding:.25em .9em;border:1px solid #1d4ed8;border-radius:4px;background:#2563eb;color:#fff;cursor:pointer}\
+tbody tr:hover{background:#f8fafc}caption{text-align:left;font-weight:600;padding:.3em 0}\
+td.num,th.num,#plan td:nth-child(-n+2),#upcoming td:first-child,table.history td:nth-child(-n+2){white-space:nowrap}\
+#actions{background:#f6f7f9;border:1px solid #dde1e8;border-radius:6px;padding:0 1em .4em;width:max-content;max-width:100%}\
+#actions h2{margin-top:.6em}#actions form{display:flex;flex-wrap:wrap;gap:.5em;align-items:center;margin:.5em 0}\
+#receivables .rv{margin:0;padding:0;max-width:none}form.filters input:not([type]),form.filters input[type=search]{width:9em}\
 @media print{header,form,.pager{display:none}main{max-width:none}}";
 
 /// The page around `body`: the navigation, the language switch and, with
