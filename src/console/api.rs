@@ -98,8 +98,9 @@ pub(super) async fn plan(axum::extract::State(app): State, Query(q): Query<PlanQ
     .await
 }
 
+/// `?as_of=`: the day an answer is for (default: the snapshot's today).
 #[derive(Deserialize)]
-pub(super) struct InvoiceQuery {
+pub(super) struct AsOfQuery {
     as_of: Option<String>,
 }
 
@@ -107,7 +108,7 @@ pub(super) struct InvoiceQuery {
 pub(super) async fn invoice(
     axum::extract::State(app): State,
     Path(number): Path<String>,
-    Query(q): Query<InvoiceQuery>,
+    Query(q): Query<AsOfQuery>,
 ) -> Response {
     blocking(move || {
         let status = app.shared.status();
@@ -290,15 +291,10 @@ pub(super) async fn add_promise_route(
     .await
 }
 
-#[derive(Deserialize)]
-pub(super) struct ReportQuery {
-    as_of: Option<String>,
-}
-
 /// `GET /api/report?as_of=`: what `relance report --format json` prints.
 pub(super) async fn report(
     axum::extract::State(app): State,
-    Query(q): Query<ReportQuery>,
+    Query(q): Query<AsOfQuery>,
 ) -> Response {
     blocking(move || {
         let status = app.shared.status();

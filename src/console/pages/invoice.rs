@@ -256,6 +256,16 @@ fn done(
     }
 }
 
+/// The invoice's page again, saying why a form was refused (a bad date).
+fn refused(app: &Arc<App>, caller: &Caller, number: &str, why: String) -> Response {
+    done(
+        app,
+        caller,
+        number,
+        Err(crate::error::Error::InvalidHold { message: why }),
+    )
+}
+
 /// `POST /invoices/{number}/hold` (`until`, `reason`): a hold on the invoice.
 pub(crate) async fn hold(
     axum::extract::State(app): State,
@@ -269,14 +279,7 @@ pub(crate) async fn hold(
     blocking(move || {
         let until = match date_param("until", Some(&form.until)) {
             Ok(until) => until,
-            Err(why) => {
-                return done(
-                    &app,
-                    &caller,
-                    &number,
-                    Err(crate::error::Error::InvalidHold { message: why }),
-                );
-            }
+            Err(why) => return refused(&app, &caller, &number, why),
         };
         let hold = NewHold {
             invoice: Some(number.clone()),
@@ -307,26 +310,14 @@ pub(crate) async fn promise(
         return forbidden();
     }
     blocking(move || {
-        let date = match date_param("date", Some(&form.date)) {
-            Ok(Some(date)) => date,
-            Ok(None) => {
-                let why =
-                    "date: expected the day the customer promised to pay (YYYY-MM-DD)".to_string();
-                return done(
-                    &app,
-                    &caller,
-                    &number,
-                    Err(crate::error::Error::InvalidHold { message: why }),
-                );
-            }
-            Err(why) => {
-                return done(
-                    &app,
-                    &caller,
-                    &number,
-                    Err(crate::error::Error::InvalidHold { message: why }),
-                );
-            }
+        let date = date_param("date", Some(&form.date)).and_then(|date| {
+            date.ok_or_else(|| {
+                "date: expected the day the customer promised to pay (YYYY-MM-DD)".to_string()
+            })
+        });
+        let date = match date {
+            Ok(date) => date,
+            Err(why) => return refused(&app, &caller, &number, why),
         };
         let promise = NewPromise {
             invoice: number.clone(),
