@@ -147,11 +147,18 @@ async fn pwned(client: &Client) -> String {
 }
 
 /// Clicks `link` and waits for the page it leads to, known by `then`.
+/// The page being left may hold `then` too (the plan's own filters): the
+/// new page is first told apart by a mark the old one carries and a newly
+/// loaded document does not.
 async fn follow(
     client: &Client,
     link: Locator<'_>,
     then: Locator<'_>,
 ) -> fantoccini::elements::Element {
+    client
+        .execute("window.__left = true;", vec![])
+        .await
+        .expect("mark the page being left");
     client
         .find(link)
         .await
@@ -159,6 +166,21 @@ async fn follow(
         .click()
         .await
         .expect("click");
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let left = client
+            .execute("return window.__left === true;", vec![])
+            .await;
+        // An error: the document is being replaced; ask again.
+        if matches!(left, Ok(serde_json::Value::Bool(false))) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new page within {DEADLINE:?} after the click"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     client
         .wait()
         .at_most(DEADLINE)
