@@ -945,19 +945,26 @@ mod tests {
         assert!(j.history(Some("F2")).unwrap().is_empty());
     }
 
+    /// A journal at `path` as relance wrote it at schema version 2 (before
+    /// approvals and customers), empty.
+    fn version_2_journal(path: &Path) -> Connection {
+        let conn = Connection::open(path).unwrap();
+        for migration in &MIGRATIONS[..2] {
+            let Migration::Sql(sql) = migration else {
+                panic!("the first two steps are SQL")
+            };
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn
+    }
+
     #[test]
     fn a_journal_of_before_approvals_is_migrated_with_its_rows_and_index() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relance.db");
         {
-            let conn = Connection::open(&path).unwrap();
-            for migration in &MIGRATIONS[..2] {
-                let Migration::Sql(sql) = migration else {
-                    panic!("the first two steps are SQL")
-                };
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.pragma_update(None, "user_version", 2).unwrap();
+            let conn = version_2_journal(&path);
             conn.execute(
                 "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, message, created_at, updated_at)
                  VALUES ('F1', 'p', 's', 0, 'sent', '2026-12-01', 'F1.p.s.0', 't', 't')",
@@ -1057,14 +1064,7 @@ mod tests {
     fn the_history_of_a_journal_from_before_customers_reads_without_them() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("relance.db");
-        let conn = Connection::open(&path).unwrap();
-        for migration in &MIGRATIONS[..2] {
-            let Migration::Sql(sql) = migration else {
-                panic!("the first two steps are SQL")
-            };
-            conn.execute_batch(sql).unwrap();
-        }
-        conn.pragma_update(None, "user_version", 2).unwrap();
+        let conn = version_2_journal(&path);
         conn.execute(
             "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, created_at, updated_at)
              VALUES ('F1', 'p', 's', 0, 'sent', '2026-12-01', 't', 't')",

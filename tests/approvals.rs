@@ -5,12 +5,11 @@
 //! daemon with SIGHUP, and an email over SMTP.
 
 mod common;
-
-use std::sync::{Arc, Mutex};
+#[path = "common/smtp.rs"]
+mod smtp;
 
 use common::*;
-use mailin_embedded::{Handler, Response, response};
-use mailparse::MailHeaderMap;
+use smtp::SmtpServer;
 
 /// A folder whose policy `dunning` sends an email the day after the due date,
 /// a formal notice by letter after 10 days and hands over to collection (a
@@ -587,80 +586,19 @@ fn a_message_to_approve_is_never_grouped_with_one_that_needs_none_and_is_approve
 
 // --- SMTP --------------------------------------------------------------------
 
-/// A real SMTP server on 127.0.0.1 that accepts every message and keeps it.
-#[derive(Clone, Default)]
-struct Sink {
-    accepted: Arc<Mutex<Vec<Vec<u8>>>>,
-    data: Vec<u8>,
-}
-
-impl Handler for Sink {
-    fn data_start(
-        &mut self,
-        _domain: &str,
-        _from: &str,
-        _is8bit: bool,
-        _to: &[String],
-    ) -> Response {
-        self.data.clear();
-        response::OK
-    }
-
-    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.data.extend_from_slice(buf);
-        Ok(())
-    }
-
-    fn data_end(&mut self) -> Response {
-        let message = std::mem::take(&mut self.data);
-        self.accepted.lock().unwrap().push(message);
-        response::OK
-    }
-}
-
-impl Sink {
-    /// Starts the server; returns it and its port.
-    fn start() -> (Sink, u16) {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        let port = listener.local_addr().unwrap().port();
-        let sink = Sink::default();
-        let mut server = mailin_embedded::Server::new(sink.clone());
-        server
-            .with_name("localhost")
-            .with_ssl(mailin_embedded::SslConfig::None)
-            .expect("no TLS")
-            .with_tcp_listener(listener);
-        std::thread::spawn(move || {
-            if let Err(e) = server.serve() {
-                panic!("SMTP server: {e}");
-            }
-        });
-        (sink, port)
-    }
-
-    /// The Message-IDs of the messages accepted, in order.
-    fn message_ids(&self) -> Vec<String> {
-        self.accepted
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|raw| {
-                let mail = mailparse::parse_mail(raw).expect("a MIME message");
-                mail.headers
-                    .get_first_value("Message-ID")
-                    .expect("a Message-ID")
-            })
-            .collect()
-    }
+/// The Message-IDs of the messages the server accepted, in order.
+fn message_ids(server: &SmtpServer) -> Vec<String> {
+    server
+        .accepted()
+        .iter()
+        .map(|mail| mail.header("Message-ID"))
+        .collect()
 }
 
 #[test]
 fn an_email_that_needs_approval_reaches_the_smtp_server_once_after_approval() {
-    let (sink, port) = Sink::start();
-    let folder = dunning_folder(
-        &format!("delivery: {{kind: smtp, host: 127.0.0.1, port: {port}, tls: none}}"),
-        &invoices(2),
-    );
+    let server = SmtpServer::accepting();
+    let folder = dunning_folder(&server.delivery(), &invoices(2));
     folder.write(
         "rules/dunning.yaml",
         &policy(
@@ -670,19 +608,19 @@ fn an_email_that_needs_approval_reaches_the_smtp_server_once_after_approval() {
     );
 
     run_once(&folder).expect_code(0);
-    assert!(sink.message_ids().is_empty());
+    assert!(message_ids(&server).is_empty());
     folder.run(&["approve", "F002"]).expect_code(0);
     run_once(&folder).expect_code(0);
     // run --once commits `sent` after the server's answer: it is there now.
     assert_eq!(
-        sink.message_ids(),
+        message_ids(&server),
         ["<F002.dunning.overdue.0@atelier-durand.fr>"]
     );
     assert_eq!(row(&folder, "F002", "overdue").state, "sent");
     assert_eq!(row(&folder, "F001", "overdue").state, "awaiting_approval");
 
     run_once(&folder).expect_code(0);
-    assert_eq!(sink.message_ids().len(), 1, "sent once");
+    assert_eq!(message_ids(&server).len(), 1, "sent once");
 }
 
 #[test]

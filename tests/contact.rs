@@ -272,11 +272,7 @@ fn check_warns_of_an_email_stage_the_minimum_gap_always_holds_back() {
         &[due("F1", "C1", "2026-11-30")],
     );
     let check = folder.run(&["check"]).expect_code(0);
-    let warnings: Vec<&str> = check
-        .stdout
-        .lines()
-        .filter(|l| l.contains("warning:"))
-        .collect();
+    let warnings = check.warnings();
     assert_eq!(warnings.len(), 1, "{}", check.stdout);
     // At overdue_1's `offset:`.
     assert_contains(

@@ -679,11 +679,7 @@ fn check_warns_about_a_hold_that_names_nothing_in_the_feeds() {
          \x20 - customer: C-NOBODY\n",
     );
     let check = folder.run(&["check"]).expect_code(0);
-    let warnings: Vec<&str> = check
-        .stdout
-        .lines()
-        .filter(|l| l.contains("warning:"))
-        .collect();
+    let warnings = check.warnings();
     assert_eq!(warnings.len(), 2, "{}", check.stdout);
     assert_ends_with(
         warnings[0],
@@ -1535,11 +1531,7 @@ fn check_warns_when_a_grouped_stage_template_does_not_list_the_invoices() {
             &template("Statement", "{{#each invoices}}{{number}}\n{{/each}}"),
         );
     let check = folder.run(&["check"]).expect_code(0);
-    let warnings: Vec<&str> = check
-        .stdout
-        .lines()
-        .filter(|l| l.contains("warning:"))
-        .collect();
+    let warnings = check.warnings();
     assert_eq!(warnings.len(), 1, "{}", check.stdout);
     assert_ends_with(
         warnings[0],

@@ -536,13 +536,13 @@ stages:
   - {id: letter, offset: 1, template: t, channel: letter}
   - {id: email, offset: 2, template: t, when: 'customer.last_contacted == () || days_between(customer.last_contacted, today) >= 7'}
 ";
-        let f = capped(
-            p,
+        let invoices = || {
             vec![
                 invoice("F1", "C1", "2026-11-30", "100"),
                 invoice("F2", "C1", "2026-12-05", "100"),
-            ],
-        );
+            ]
+        };
+        let f = capped(p, invoices());
         // F1's letter on the 1st does not hold its email of the 2nd back,
         // but the `when` waits 7 days after the last contact: F2's letter on
         // the 6th is one, so both emails go on the 13th.
@@ -561,10 +561,7 @@ stages:
         // Without the `when`, the letters hold no email back.
         let f = capped(
             &p.replace(", when: 'customer.last_contacted == () || days_between(customer.last_contacted, today) >= 7'", ""),
-            vec![
-                invoice("F1", "C1", "2026-11-30", "100"),
-                invoice("F2", "C1", "2026-12-05", "100"),
-            ],
+            invoices(),
         );
         let plan = f
             .ev()

@@ -54,6 +54,14 @@ impl Run {
         self.stderr.lines().filter(|l| l.contains(part)).collect()
     }
 
+    /// The warnings `check` prints on stdout, one per line.
+    pub fn warnings(&self) -> Vec<&str> {
+        self.stdout
+            .lines()
+            .filter(|l| l.contains("warning:"))
+            .collect()
+    }
+
     /// The stdout parsed as JSON (panics with the output when it is not).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
