@@ -49,6 +49,9 @@ struct Customer {
     language: &'static str,
     currency: &'static str,
     tags: String,
+    /// The key accounts' account manager, copied on their reminders (the
+    /// shipped key_accounts policy's `cc:`); empty for the others.
+    account_manager: String,
     /// Probability that a settled invoice was paid late.
     lateness: f64,
 }
@@ -107,6 +110,11 @@ fn customer(i: usize, rng: &mut ChaCha8Rng) -> Customer {
         name,
         language,
         currency,
+        account_manager: if tags.contains(&"key-account") {
+            format!("am{}@atelier-durand.fr", i % 13)
+        } else {
+            String::new()
+        },
         tags: tags.join("|"),
         lateness: if habitual { 0.8 } else { 0.1 },
     }
@@ -171,6 +179,10 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     for entry in std::fs::read_dir(from).with_context(|| from.display().to_string())? {
         let entry = entry?;
         let target = to.join(entry.file_name());
+        // The policy tests are written for the sample's feeds and config.
+        if entry.file_name().to_string_lossy().ends_with(".test.yaml") {
+            continue;
+        }
         if entry.file_type()?.is_dir() {
             copy_dir(&entry.path(), &target)?;
         } else {
@@ -242,6 +254,7 @@ rates: {{late_interest_annual: 12.15, recovery_indemnity: 40}}
         "paid_date",
         "language",
         "tags",
+        "account_manager_email",
     ])?;
     let mut french =
         csv::WriterBuilder::new()
@@ -264,6 +277,7 @@ rates: {{late_interest_annual: 12.15, recovery_indemnity: 40}}
         "Date règlement",
         "Langue",
         "Étiquettes",
+        "account_manager_email",
     ])?;
     for n in 0..args.invoices {
         let c = &customers[(zipf.sample(&mut rng) as usize)
@@ -338,6 +352,7 @@ rates: {{late_interest_annual: 12.15, recovery_indemnity: 40}}
                 &paid_date.map(d).unwrap_or_default(),
                 c.language,
                 &c.tags,
+                &c.account_manager,
             ])?;
         } else {
             main.write_record([
@@ -354,6 +369,7 @@ rates: {{late_interest_annual: 12.15, recovery_indemnity: 40}}
                 &paid_date.map(|d| d.to_string()).unwrap_or_default(),
                 c.language,
                 &c.tags,
+                &c.account_manager,
             ])?;
         }
     }

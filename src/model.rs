@@ -2,7 +2,6 @@
 // Money and counts from the feeds: no operation may overflow unchecked.
 #![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 
-use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::marker::PhantomData;
 
@@ -73,8 +72,63 @@ pub struct Invoice {
     pub language: Option<Shared>,
     pub tags: Arc<[Shared]>,
     pub promise_date: Option<NaiveDate>,
-    pub extra: BTreeMap<String, String>,
+    pub extra: Extra,
     pub origin: Origin,
+}
+
+/// An invoice's other columns (`phone`, `po`, `address`…) and their values,
+/// in column name order. The names are shared by all the invoices of a feed
+/// and the values are one boxed slice: a million invoices with a few extra
+/// columns each hold a few allocations each, not a map node apiece.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extra(Box<[(Shared, Box<str>)]>);
+
+impl Extra {
+    /// A column's value as written (untrimmed), `None` when absent.
+    pub fn get(&self, column: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(name, _)| (**name).cmp(column))
+            .ok()
+            .map(|i| &*self.0[i].1)
+    }
+
+    /// Sets a column's value, replacing the one it had.
+    pub fn insert(&mut self, column: impl Into<Shared>, value: impl Into<Box<str>>) {
+        let mut all = std::mem::take(&mut self.0).into_vec();
+        all.push((column.into(), value.into()));
+        *self = Extra::from(all);
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(name, _)| &**name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(name, value)| (&**name, &**value))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<Vec<(Shared, Box<str>)>> for Extra {
+    /// In the order given; of two values of one column, the later one.
+    fn from(mut columns: Vec<(Shared, Box<str>)>) -> Extra {
+        columns.reverse();
+        // Stable: of equal names the later given comes first, and stays.
+        columns.sort_by(|(a, _), (b, _)| a.cmp(b));
+        columns.dedup_by(|later, earlier| later.0 == earlier.0);
+        Extra(columns.into_boxed_slice())
+    }
+}
+
+impl std::ops::Index<&str> for Extra {
+    type Output = str;
+    fn index(&self, column: &str) -> &str {
+        self.get(column)
+            .unwrap_or_else(|| panic!("no extra column {column:?}"))
+    }
 }
 
 impl Invoice {
@@ -111,7 +165,7 @@ impl Invoice {
     pub fn extra_field(&self, column: &str) -> Option<&str> {
         self.extra
             .get(column)
-            .map(|v| v.trim())
+            .map(str::trim)
             .filter(|v| !v.is_empty())
     }
 
@@ -547,8 +601,8 @@ impl Ledger {
         let mut extra: Vec<String> = Vec::new();
         for inv in &invoices {
             for key in inv.extra.keys() {
-                if !extra.contains(key) {
-                    extra.push(key.clone());
+                if !extra.iter().any(|e| e == key) {
+                    extra.push(key.to_string());
                 }
             }
         }
@@ -681,7 +735,7 @@ pub(crate) mod tests {
             language: None,
             tags: Arc::new([]),
             promise_date: None,
-            extra: BTreeMap::new(),
+            extra: Extra::default(),
             origin: Origin {
                 file: Arc::new("test.csv".into()),
                 line: 2,

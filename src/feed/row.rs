@@ -2,7 +2,6 @@
 //! fields, each field read and checked, shared text interned.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::NaiveDate;
@@ -41,14 +40,14 @@ fn field_name(index: usize) -> &'static str {
 /// One row's values by canonical field, plus its other columns.
 struct Row<'a> {
     fields: [Option<Cow<'a, str>>; InvoiceField::ALL.len()],
-    extra: BTreeMap<String, String>,
+    extra: Vec<(Shared, Box<str>)>,
 }
 
 impl<'a> Row<'a> {
     fn new() -> Self {
         Row {
             fields: Default::default(),
-            extra: BTreeMap::new(),
+            extra: Vec::new(),
         }
     }
     fn set(&mut self, index: usize, value: Cow<'a, str>) {
@@ -220,7 +219,7 @@ impl FeedParser<'_> {
                     }
                 }
                 Column::Extra(name) => {
-                    values.extra.insert(name.clone(), value.to_string());
+                    values.extra.push((name.clone(), value.into()));
                 }
             }
         }
@@ -289,7 +288,7 @@ impl FeedParser<'_> {
         for ((name, value), column) in object.iter().zip(&columns) {
             let Column::Fields(fields) = column else {
                 if let Some(text) = self.json_text(name, value, None, line, &mut problems) {
-                    row.extra.insert(name.clone(), text.into_owned());
+                    row.extra.push((name.as_str().into(), text.into()));
                 }
                 continue;
             };
@@ -388,7 +387,7 @@ impl FeedParser<'_> {
                     }
                     columns.push(Column::Fields(fields));
                 }
-                None => columns.push(Column::Extra(name.to_string())),
+                None => columns.push(Column::Extra(name.into())),
             }
         }
         // Only CSV has one header for the whole file; JSON rows are checked field by field.
@@ -511,7 +510,7 @@ impl FeedParser<'_> {
             language,
             tags: strings.tags(row.get(TAGS).unwrap_or("")),
             promise_date,
-            extra: row.extra,
+            extra: row.extra.into(),
             origin: Origin {
                 file: self.file.clone(),
                 line,
@@ -680,7 +679,8 @@ pub(super) enum Column {
     /// The canonical fields the column gives: one, or several when the
     /// feed's `columns` maps them to it.
     Fields(Fields),
-    Extra(String),
+    /// An extra column, by its name (shared by every invoice of the feed).
+    Extra(Shared),
 }
 
 /// A set of canonical fields, as [`InvoiceField::bit`]s: a column's, read

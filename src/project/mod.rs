@@ -1516,12 +1516,13 @@ impl Project {
     /// `SPARSE_SAMPLE` one of another customer with every optional field
     /// empty, as many real invoices are: a template must render for both.
     fn sample_ledger(&self, today: NaiveDate) -> Ledger {
-        let extra: std::collections::BTreeMap<String, String> = self
-            .ledger
-            .extra_columns
-            .iter()
-            .map(|column| (column.clone(), String::new()))
-            .collect();
+        let extra = crate::model::Extra::from(
+            self.ledger
+                .extra_columns
+                .iter()
+                .map(|column| (column.as_str().into(), Box::default()))
+                .collect::<Vec<_>>(),
+        );
         let due = today - chrono::Days::new(10);
         let full = Invoice {
             number: "SAMPLE-0001".into(),

@@ -103,7 +103,7 @@ pub fn invoice_json(ledger: &Ledger, index: InvoiceId, today: NaiveDate, fields:
                     .extra_columns
                     .iter()
                     .map(|c| {
-                        let v = inv.extra.get(c).map_or("", String::as_str);
+                        let v = inv.extra.get(c).unwrap_or("");
                         (c.clone(), Value::String(v.to_string()))
                     })
                     .collect(),

@@ -103,7 +103,7 @@ impl InvoiceView {
             Extra => Dynamic::from(
                 i.extra
                     .iter()
-                    .map(|(k, v)| (k.as_str().into(), text(v)))
+                    .map(|(k, v)| (k.into(), text(v)))
                     .collect::<Map>(),
             ),
         }
