@@ -81,7 +81,7 @@ pub struct Invoice {
 /// and the values are one boxed slice: a million invoices with a few extra
 /// columns each hold a few allocations each, not a map node apiece.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Extra(Box<[(Shared, Box<str>)]>);
+pub struct Extra(Box<[(Shared, String)]>);
 
 impl Extra {
     /// A column's value as written (untrimmed), `None` when absent.
@@ -93,9 +93,9 @@ impl Extra {
     }
 
     /// Sets a column's value, replacing the one it had.
-    pub fn insert(&mut self, column: impl Into<Shared>, value: impl Into<Box<str>>) {
+    pub fn insert(&mut self, column: Shared, value: String) {
         let mut all = std::mem::take(&mut self.0).into_vec();
-        all.push((column.into(), value.into()));
+        all.push((column, value));
         *self = Extra::from(all);
     }
 
@@ -112,9 +112,9 @@ impl Extra {
     }
 }
 
-impl From<Vec<(Shared, Box<str>)>> for Extra {
+impl From<Vec<(Shared, String)>> for Extra {
     /// In the order given; of two values of one column, the later one.
-    fn from(mut columns: Vec<(Shared, Box<str>)>) -> Extra {
+    fn from(mut columns: Vec<(Shared, String)>) -> Extra {
         columns.reverse();
         // Stable: of equal names the later given comes first, and stays.
         columns.sort_by(|(a, _), (b, _)| a.cmp(b));
@@ -123,10 +123,15 @@ impl From<Vec<(Shared, Box<str>)>> for Extra {
     }
 }
 
+/// `extra["po"]` in tests.
+#[cfg(test)]
 impl std::ops::Index<&str> for Extra {
-    type Output = str;
-    fn index(&self, column: &str) -> &str {
-        self.get(column)
+    type Output = String;
+    fn index(&self, column: &str) -> &String {
+        self.0
+            .iter()
+            .find(|(name, _)| **name == *column)
+            .map(|(_, value)| value)
             .unwrap_or_else(|| panic!("no extra column {column:?}"))
     }
 }

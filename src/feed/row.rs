@@ -40,7 +40,7 @@ fn field_name(index: usize) -> &'static str {
 /// One row's values by canonical field, plus its other columns.
 struct Row<'a> {
     fields: [Option<Cow<'a, str>>; InvoiceField::ALL.len()],
-    extra: Vec<(Shared, Box<str>)>,
+    extra: Vec<(Shared, String)>,
 }
 
 impl<'a> Row<'a> {
@@ -219,7 +219,7 @@ impl FeedParser<'_> {
                     }
                 }
                 Column::Extra(name) => {
-                    values.extra.push((name.clone(), value.into()));
+                    values.extra.push((name.clone(), value.to_string()));
                 }
             }
         }
@@ -288,7 +288,7 @@ impl FeedParser<'_> {
         for ((name, value), column) in object.iter().zip(&columns) {
             let Column::Fields(fields) = column else {
                 if let Some(text) = self.json_text(name, value, None, line, &mut problems) {
-                    row.extra.push((name.as_str().into(), text.into()));
+                    row.extra.push((name.as_str().into(), text.into_owned()));
                 }
                 continue;
             };

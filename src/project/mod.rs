@@ -15,7 +15,7 @@ use crate::feed::{feeds_for, load_feeds};
 use crate::journal::JournalView;
 use crate::journal::{group_token, reminder_token};
 use crate::model::{Invoice, InvoiceField, InvoiceId, Ledger, NumberIndex, Origin, Status};
-use crate::render::{Rendered, StatementLine, Templates, message_context};
+use crate::render::{Rendered, StatementLine, SubjectData, Templates, message_context};
 use crate::rules::{
     Channel, Grouping, HoldTarget, Holds, Policy, PolicyDefaults, Stage, Trigger, load_holds,
     load_policies,
@@ -947,6 +947,35 @@ impl Project {
         body: bool,
     ) -> Result<Rendered, Problem> {
         let planned = &rows[0];
+        if !body {
+            let data = SubjectData {
+                ledger: &self.ledger,
+                invoice: planned.invoice,
+                today: planned.date,
+                language,
+                occurrence: planned.occurrence,
+            };
+            let templates = &self.rulebook.templates;
+            if let Some(subject) = templates.quick_subject(template, language, &data) {
+                return Ok(Rendered {
+                    subject,
+                    body: String::new(),
+                    html: None,
+                });
+            }
+        }
+        self.render_with_handlebars(rows, template, language, body)
+    }
+
+    /// [`Project::render_message`] through Handlebars, whatever the template.
+    fn render_with_handlebars(
+        &self,
+        rows: &[Reminder],
+        template: &str,
+        language: &str,
+        body: bool,
+    ) -> Result<Rendered, Problem> {
+        let planned = &rows[0];
         let policy = &self.rulebook.policies[planned.policy];
         let templates = &self.rulebook.templates;
         let parts = templates.parts(template, language, body);
@@ -1520,7 +1549,7 @@ impl Project {
             self.ledger
                 .extra_columns
                 .iter()
-                .map(|column| (column.as_str().into(), Box::default()))
+                .map(|column| (column.as_str().into(), String::new()))
                 .collect::<Vec<_>>(),
         );
         let due = today - chrono::Days::new(10);
@@ -1781,6 +1810,73 @@ mod tests {
     );
     const TEMPLATE: (&str, &str) = ("templates/t.fr.hbs", "---\nsubject: \"S\"\n---\nB\n");
     const HEADER: &str = "number,customer_id,customer_name,email,issue_date,due_date,amount\n";
+
+    /// The compiled subjects ([`Templates::quick_subject`]) write what
+    /// Handlebars writes: every shipped template in every language, for
+    /// generated invoices of every currency the locale knows, amounts of
+    /// every scale and sign, month ends and leap days, and occurrences 0 to 3.
+    #[test]
+    fn compiled_subjects_are_the_subjects_handlebars_renders() {
+        use crate::model::tests::{date, invoice};
+        let mut project = Project::load(&Options {
+            dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            ..Options::default()
+        })
+        .unwrap();
+        let currencies = ["EUR", "USD", "CAD", "GBP", "CHF", "JPY", "XOF"];
+        let amounts = ["0.01", "1234.565", "99.999", "1000000", "7", "0.5", "123456789.99"];
+        let dues = ["2026-12-01", "2028-02-29", "2026-01-31", "2027-03-01", "2026-11-15"];
+        let languages = [None, Some("en"), Some("fr-CA"), Some("fr")];
+        let mut invoices = Vec::new();
+        for i in 0..140 {
+            let mut inv = invoice(
+                &format!("G-{i:03}"),
+                &format!("C{}", i % 9),
+                dues[i % dues.len()],
+                amounts[i % amounts.len()],
+            );
+            inv.currency = currencies[i % currencies.len()].into();
+            inv.amount_paid = ["0", "0.005", "3.1"][i % 3].parse().unwrap();
+            inv.language = languages[i % languages.len()].map(Into::into);
+            inv.customer_name = format!("Client n° {i} & Fils").into();
+            invoices.push(inv);
+        }
+        project.ledger = Arc::new(Ledger::new(invoices).with_default_language("fr"));
+        let mut compared = 0;
+        for (p, policy) in project.rulebook.policies.iter().enumerate() {
+            for s in 0..policy.stages.len() {
+                for i in 0..project.ledger.invoices.len() {
+                    let reminder = Reminder {
+                        date: date("2026-12-01") + chrono::Days::new(i as u64 % 40),
+                        invoice: InvoiceId::new(i),
+                        policy: crate::rules::PolicyId::new(p),
+                        stage: crate::rules::StageId::new(s),
+                        occurrence: (i % 4) as u32,
+                    };
+                    let template = &policy.stages[s].template;
+                    for language in ["fr", "en", "fr-CA"] {
+                        let rows = std::slice::from_ref(&reminder);
+                        let data = SubjectData {
+                            ledger: &project.ledger,
+                            invoice: reminder.invoice,
+                            today: reminder.date,
+                            language,
+                            occurrence: reminder.occurrence,
+                        };
+                        let templates = &project.rulebook.templates;
+                        let Some(quick) = templates.quick_subject(template, language, &data) else {
+                            continue;
+                        };
+                        let slow = project.render_with_handlebars(rows, template, language, false);
+                        assert_eq!(quick, slow.unwrap().subject, "{template}.{language}");
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        // Most of the shipped subjects are compiled.
+        assert!(compared > 5000, "{compared}");
+    }
 
     #[test]
     fn a_promise_of_holds_yaml_stands_for_the_feeds_until_it_is_removed() {

@@ -1,6 +1,7 @@
 //! Messages from Handlebars templates: the templates and partials of every
 //! language loaded, a message's language chosen, its subject and bodies rendered.
 
+mod compiled;
 mod context;
 mod helpers;
 mod includes;
@@ -20,6 +21,8 @@ use crate::diagnostics::{Location, Problem, Problems, yaml_problem};
 use crate::rules::{CustomerView, INTEREST_RATE_NOT_SET, InvoiceView, Scripts};
 
 pub use context::{MessageContext, Parts, StatementLine, message_context};
+use compiled::CompiledSubject;
+pub use compiled::SubjectData;
 use helpers::registry;
 use includes::Includes;
 
@@ -49,6 +52,8 @@ struct Source {
     subject_line: usize,
     /// What the subject needs of the context.
     subject_parts: Parts,
+    /// The subject written without Handlebars, when it is that simple.
+    compiled_subject: Option<CompiledSubject>,
     /// What the subject, the body and the HTML body need of it.
     message_parts: Parts,
     html_file: Option<PathBuf>,
@@ -68,6 +73,8 @@ struct LanguageSet {
     /// What each partial of the text and the HTML registry includes.
     text_includes: Includes,
     html_includes: Includes,
+    /// The functions of `rules/*.rhai`, helpers in these registries.
+    scripts: Arc<Scripts>,
 }
 
 pub struct Templates {
@@ -260,6 +267,16 @@ impl Templates {
         result
     }
 
+    /// The subject of template `name` in the already resolved `language`,
+    /// when it is compiled ([`CompiledSubject`]): the same text as
+    /// [`Templates::render`] gives, a few times faster. `None` for the
+    /// others, which `render` renders.
+    pub fn quick_subject(&self, name: &str, language: &str, data: &SubjectData) -> Option<String> {
+        let source = self.languages.get(language)?.sources.get(name)?;
+        let subject = source.compiled_subject.as_ref()?;
+        Some(one_line(subject.render(data)))
+    }
+
     /// What rendering a template needs of the context: its subject only, or
     /// the whole message (subject, body, HTML body and their partials).
     pub fn parts(&self, name: &str, language: &str, body: bool) -> Parts {
@@ -310,6 +327,7 @@ impl LanguageSet {
             html_partials: HashMap::new(),
             text_includes: Includes::default(),
             html_includes: Includes::default(),
+            scripts: scripts.clone(),
         }
     }
 
@@ -539,6 +557,9 @@ fn register(
         body_offset,
         subject_line,
         subject_parts,
+        compiled_subject: CompiledSubject::compile(&front.subject, |name| {
+            set.scripts.functions.iter().any(|(f, _, _)| f == name)
+        }),
         message_parts,
         html_file: html.map(Path::to_path_buf),
     })
