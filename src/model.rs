@@ -556,24 +556,35 @@ impl Ledger {
         let mut customer_of = Vec::with_capacity(invoices.len());
         let mut customers: Vec<Customer> = Vec::new();
         let mut payments: Vec<Payments> = Vec::new();
+        // The feeds intern customer ids: the same id is nearly always the
+        // same allocation, found by its address before its text is hashed.
+        let mut by_allocation: hashbrown::HashMap<usize, u32> = hashbrown::HashMap::new();
         for inv in &invoices {
-            let idx = *customer_index.entry(&inv.customer_id).or_insert_with(|| {
-                customers.push(Customer {
-                    id: inv.customer_id.clone(),
-                    name: inv.customer_name.clone(),
-                    email: inv.email.clone(),
-                    language: inv.language.clone(),
-                    tags: Vec::new(),
-                    open_count: 0,
-                    total_due: Decimal::ZERO,
-                    late_paid_ratio: Decimal::ZERO,
-                    avg_days_late: Decimal::ZERO,
-                    open_due_dates: Vec::new(),
-                });
-                payments.push(Payments::default());
-                // The one just pushed (a ledger holds fewer than 4 billion).
-                customers.len().saturating_sub(1) as u32
-            });
+            let allocation = Arc::as_ptr(&inv.customer_id).cast::<u8>() as usize;
+            let idx = match by_allocation.get(&allocation) {
+                Some(&idx) => idx,
+                None => {
+                    let idx = *customer_index.entry(&inv.customer_id).or_insert_with(|| {
+                        customers.push(Customer {
+                            id: inv.customer_id.clone(),
+                            name: inv.customer_name.clone(),
+                            email: inv.email.clone(),
+                            language: inv.language.clone(),
+                            tags: Vec::new(),
+                            open_count: 0,
+                            total_due: Decimal::ZERO,
+                            late_paid_ratio: Decimal::ZERO,
+                            avg_days_late: Decimal::ZERO,
+                            open_due_dates: Vec::new(),
+                        });
+                        payments.push(Payments::default());
+                        // The one just pushed (a ledger holds fewer than 4 billion).
+                        customers.len().saturating_sub(1) as u32
+                    });
+                    by_allocation.insert(allocation, idx);
+                    idx
+                }
+            };
             customer_of.push(idx);
             let c = &mut customers[idx as usize];
             if c.email.is_empty() {
@@ -597,7 +608,7 @@ impl Ledger {
                 payments[idx as usize].add(inv.due_date, paid);
             }
         }
-        drop(customer_index);
+        drop((customer_index, by_allocation));
         for (c, paid) in customers.iter_mut().zip(payments) {
             c.open_due_dates.sort_unstable();
             c.tags.sort();

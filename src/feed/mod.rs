@@ -775,28 +775,39 @@ impl RowScan {
     }
 
     fn scan(&mut self, bytes: &[u8]) -> Option<Overflow> {
-        for &b in bytes {
-            match b {
-                b'"' => self.quoted = !self.quoted,
-                b'\n' => {
-                    self.line += 1;
-                    if !self.quoted {
-                        self.len = 0;
-                        self.start = self.line;
-                        continue;
-                    }
-                }
-                _ => {}
-            }
-            self.len += 1;
+        // Only quotes and line ends change anything: the bytes between are
+        // counted a run at a time.
+        let mut from = 0;
+        for at in memchr::memchr2_iter(b'"', b'\n', bytes) {
+            self.len = self.len.saturating_add((at - from) as u64);
             if self.len > self.max {
-                return Some(Overflow::Row {
-                    line: self.start,
-                    max: self.max,
-                });
+                return Some(self.overflow());
+            }
+            from = at + 1;
+            if bytes[at] == b'"' {
+                self.quoted = !self.quoted;
+            } else {
+                self.line += 1;
+                if !self.quoted {
+                    self.len = 0;
+                    self.start = self.line;
+                    continue;
+                }
+            }
+            self.len = self.len.saturating_add(1);
+            if self.len > self.max {
+                return Some(self.overflow());
             }
         }
-        None
+        self.len = self.len.saturating_add((bytes.len() - from) as u64);
+        (self.len > self.max).then(|| self.overflow())
+    }
+
+    fn overflow(&self) -> Overflow {
+        Overflow::Row {
+            line: self.start,
+            max: self.max,
+        }
     }
 }
 

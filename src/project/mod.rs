@@ -1260,9 +1260,16 @@ impl Project {
         if !sends_email {
             return;
         }
-        // Customers share their addresses: each distinct one is parsed once.
+        // Customers share their addresses: each distinct one is parsed once,
+        // and a field whose every address is valid is read once (the feeds
+        // intern it: the same text is the same allocation).
         let mut valid: hashbrown::HashSet<&str> = hashbrown::HashSet::new();
+        let mut valid_fields: hashbrown::HashSet<usize> = hashbrown::HashSet::new();
         for inv in &self.ledger.invoices {
+            let field = Arc::as_ptr(&inv.email).cast::<u8>() as usize;
+            if valid_fields.contains(&field) {
+                continue;
+            }
             if inv.is_open() && inv.recipients().next().is_none() {
                 problems.warning(
                     self.origin(inv),
@@ -1275,6 +1282,7 @@ impl Project {
             if !inv.is_open() && !inv.is_settled() {
                 continue;
             }
+            let mut all_valid = inv.recipients().next().is_some();
             for address in inv.recipients() {
                 if valid.contains(address) {
                     continue;
@@ -1283,16 +1291,22 @@ impl Project {
                     Ok(_) => {
                         valid.insert(address);
                     }
-                    Err(why) => problems.error(
-                        self.origin(inv),
-                        format!(
-                            "email: invoice {}: {:?}: {why}; its emails go to its other \
+                    Err(why) => {
+                        all_valid = false;
+                        problems.error(
+                            self.origin(inv),
+                            format!(
+                                "email: invoice {}: {:?}: {why}; its emails go to its other \
                              addresses, and fail when it has none",
-                            excerpt(&inv.number),
-                            excerpt(address)
-                        ),
-                    ),
+                                excerpt(&inv.number),
+                                excerpt(address)
+                            ),
+                        )
+                    }
                 }
+            }
+            if all_valid {
+                valid_fields.insert(field);
             }
         }
     }
@@ -1400,7 +1414,8 @@ impl Project {
         let mut common: hashbrown::HashMap<usize, (InvoiceId, Option<Vec<&str>>)> =
             hashbrown::HashMap::new();
         // Customers share their addresses: each distinct field is parsed once.
-        let mut parsed: hashbrown::HashMap<&str, Vec<&str>> = hashbrown::HashMap::new();
+        // (By the field's allocation: the feeds intern it.)
+        let mut parsed: hashbrown::HashMap<usize, Vec<&str>> = hashbrown::HashMap::new();
         for (i, inv) in self.ledger.invoices.iter().enumerate() {
             let id = InvoiceId::new(i);
             if !inv.is_open() {
@@ -1411,7 +1426,7 @@ impl Project {
                 continue;
             }
             let addresses = parsed
-                .entry(&inv.email)
+                .entry(Arc::as_ptr(&inv.email).cast::<u8>() as usize)
                 .or_insert_with(|| valid_addresses(inv))
                 .clone();
             if addresses.is_empty() {
@@ -1824,8 +1839,22 @@ mod tests {
         })
         .unwrap();
         let currencies = ["EUR", "USD", "CAD", "GBP", "CHF", "JPY", "XOF"];
-        let amounts = ["0.01", "1234.565", "99.999", "1000000", "7", "0.5", "123456789.99"];
-        let dues = ["2026-12-01", "2028-02-29", "2026-01-31", "2027-03-01", "2026-11-15"];
+        let amounts = [
+            "0.01",
+            "1234.565",
+            "99.999",
+            "1000000",
+            "7",
+            "0.5",
+            "123456789.99",
+        ];
+        let dues = [
+            "2026-12-01",
+            "2028-02-29",
+            "2026-01-31",
+            "2027-03-01",
+            "2026-11-15",
+        ];
         let languages = [None, Some("en"), Some("fr-CA"), Some("fr")];
         let mut invoices = Vec::new();
         for i in 0..140 {

@@ -144,7 +144,11 @@ fn write(steps: &[Step], data: &SubjectData, out: &mut String) {
             }
             Step::Occurrence => out.push_str(&data.occurrence.to_string()),
             Step::IfOccurrenceAbove(above, then, otherwise) => {
-                let chosen = if data.occurrence > *above { then } else { otherwise };
+                let chosen = if data.occurrence > *above {
+                    then
+                } else {
+                    otherwise
+                };
                 write(chosen, data, out);
             }
         }
@@ -284,8 +288,12 @@ mod tests {
 
     #[test]
     fn text_fields_and_three_helpers_compile_anything_else_does_not() {
-        assert!(compiles("Facture {{invoice.number}} : échéance le {{date invoice.due_date}}"));
-        assert!(compiles("{{customer.name}}, {{money invoice.amount_due}}, {{days_overdue invoice}} j"));
+        assert!(compiles(
+            "Facture {{invoice.number}} : échéance le {{date invoice.due_date}}"
+        ));
+        assert!(compiles(
+            "{{customer.name}}, {{money invoice.amount_due}}, {{days_overdue invoice}} j"
+        ));
         assert!(compiles("no expression at all"));
         assert!(compiles(
             "Recouvrement{{#if (gt stage.occurrence 0)}} (suivi n° {{stage.occurrence}}){{/if}} : x"

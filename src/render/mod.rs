@@ -20,9 +20,9 @@ use crate::diagnostics::files_with_extension;
 use crate::diagnostics::{Location, Problem, Problems, yaml_problem};
 use crate::rules::{CustomerView, INTEREST_RATE_NOT_SET, InvoiceView, Scripts};
 
-pub use context::{MessageContext, Parts, StatementLine, message_context};
 use compiled::CompiledSubject;
 pub use compiled::SubjectData;
+pub use context::{MessageContext, Parts, StatementLine, message_context};
 use helpers::registry;
 use includes::Includes;
 
