@@ -515,6 +515,12 @@ impl NumberIndex {
     }
 }
 
+/// Where a shared text lives: the same allocation is the same text (not
+/// the other way round, for text that was not interned).
+fn allocation(text: &Shared) -> usize {
+    Arc::as_ptr(text).cast::<u8>() as usize
+}
+
 /// All the invoices of the feeds and their customers.
 #[derive(Debug, Default, Clone)]
 pub struct Ledger {
@@ -537,6 +543,10 @@ pub struct Ledger {
     /// ([`Ledger::set_promises`]): each invoice's, with the feed's date it
     /// replaced.
     promised: Vec<(InvoiceId, Option<NaiveDate>, NaiveDate)>,
+    /// The `email` fields (by allocation: the feeds intern them) whose
+    /// every address delivery accepts, checked once for all the invoices
+    /// that share them rather than for each message.
+    valid_emails: hashbrown::HashSet<usize>,
 }
 
 impl Ledger {
@@ -560,7 +570,7 @@ impl Ledger {
         // same allocation, found by its address before its text is hashed.
         let mut by_allocation: hashbrown::HashMap<usize, u32> = hashbrown::HashMap::new();
         for inv in &invoices {
-            let allocation = Arc::as_ptr(&inv.customer_id).cast::<u8>() as usize;
+            let allocation = allocation(&inv.customer_id);
             let idx = match by_allocation.get(&allocation) {
                 Some(&idx) => idx,
                 None => {
@@ -623,6 +633,18 @@ impl Ledger {
             }
         }
         extra.sort();
+        let mut emails: hashbrown::HashMap<usize, &str> = hashbrown::HashMap::new();
+        for inv in &invoices {
+            emails.insert(allocation(&inv.email), &inv.email);
+        }
+        let valid_emails = emails
+            .into_iter()
+            .filter(|(_, field)| {
+                let mut addresses = crate::address::split(field).peekable();
+                addresses.peek().is_some() && addresses.all(|a| crate::address::parse(a).is_ok())
+            })
+            .map(|(allocation, _)| allocation)
+            .collect();
         Ledger {
             invoices,
             customers,
@@ -633,7 +655,14 @@ impl Ledger {
             time_zones: Vec::new(),
             default_time_zone: chrono_tz::Tz::UTC,
             promised: Vec::new(),
+            valid_emails,
         }
+    }
+
+    /// Whether every address of the invoice's `email` is one delivery
+    /// accepts (and it has one), known without parsing them again.
+    pub fn emails_valid(&self, inv: &Invoice) -> bool {
+        self.valid_emails.contains(&allocation(&inv.email))
     }
 
     /// The promises to pay set in place of the feeds' promise dates, by invoice.

@@ -293,7 +293,7 @@ impl<'p> Tally<'p> {
         }
         for (i, inv) in ledger.invoices.iter().enumerate() {
             let (reminders, emails) = self.reminded[i];
-            if emails > 0 && valid_addresses(inv).is_empty() {
+            if emails > 0 && valid_addresses(ledger, inv).is_empty() {
                 result.no_address += emails as usize;
             }
             let Some(days_late) = window_days_late(inv, from, to) else {

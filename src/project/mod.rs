@@ -370,6 +370,27 @@ impl Project {
             .send_at(planned.date, self.ledger.time_zone_of(planned.invoice))
     }
 
+    /// [`Project::send_at`] as RFC 3339 text. A preview's rows share a few
+    /// (time zone, day, time): each thread formats each of them once.
+    fn send_at_text(&self, planned: &Reminder) -> Option<String> {
+        type Moment = (chrono_tz::Tz, NaiveDate, chrono::NaiveTime);
+        thread_local! {
+            static TEXTS: std::cell::RefCell<hashbrown::HashMap<Moment, String>> =
+                std::cell::RefCell::default();
+        }
+        let time = self.rulebook.policies[planned.policy].window.send_time?;
+        let moment = (self.ledger.time_zone_of(planned.invoice), planned.date, time);
+        TEXTS.with_borrow_mut(|texts| {
+            if texts.len() > 4096 {
+                texts.clear();
+            }
+            let text = texts.entry(moment).or_insert_with(|| {
+                crate::calendar::local_moment(moment.0, moment.1, moment.2).to_rfc3339()
+            });
+            Some(text.clone())
+        })
+    }
+
     /// The language a message to this invoice is written in, before template fallback.
     pub fn language_of(&self, invoice: InvoiceId) -> &str {
         self.ledger.language_of(invoice)
@@ -516,7 +537,7 @@ impl Project {
             subject: String::new(),
             amount_due: crate::locale::money(inv.amount_due()),
             currency: &inv.currency,
-            send_at: self.send_at(planned).map(|t| t.to_rfc3339()),
+            send_at: self.send_at_text(planned),
             body: None,
             html: None,
             error: None,
@@ -636,7 +657,7 @@ impl Project {
             None => Vec::new(),
         };
         Ok(if own.is_empty() {
-            valid_addresses(inv)
+            valid_addresses(&self.ledger, inv)
         } else {
             own
         })
@@ -1260,14 +1281,11 @@ impl Project {
         if !sends_email {
             return;
         }
-        // Customers share their addresses: each distinct one is parsed once,
-        // and a field whose every address is valid is read once (the feeds
-        // intern it: the same text is the same allocation).
+        // Customers share their addresses: each distinct one is parsed once
+        // (and the ledger knows the fields whose every address is valid).
         let mut valid: hashbrown::HashSet<&str> = hashbrown::HashSet::new();
-        let mut valid_fields: hashbrown::HashSet<usize> = hashbrown::HashSet::new();
         for inv in &self.ledger.invoices {
-            let field = Arc::as_ptr(&inv.email).cast::<u8>() as usize;
-            if valid_fields.contains(&field) {
+            if self.ledger.emails_valid(inv) {
                 continue;
             }
             if inv.is_open() && inv.recipients().next().is_none() {
@@ -1282,7 +1300,6 @@ impl Project {
             if !inv.is_open() && !inv.is_settled() {
                 continue;
             }
-            let mut all_valid = inv.recipients().next().is_some();
             for address in inv.recipients() {
                 if valid.contains(address) {
                     continue;
@@ -1291,22 +1308,16 @@ impl Project {
                     Ok(_) => {
                         valid.insert(address);
                     }
-                    Err(why) => {
-                        all_valid = false;
-                        problems.error(
-                            self.origin(inv),
-                            format!(
-                                "email: invoice {}: {:?}: {why}; its emails go to its other \
+                    Err(why) => problems.error(
+                        self.origin(inv),
+                        format!(
+                            "email: invoice {}: {:?}: {why}; its emails go to its other \
                              addresses, and fail when it has none",
-                                excerpt(&inv.number),
-                                excerpt(address)
-                            ),
-                        )
-                    }
+                            excerpt(&inv.number),
+                            excerpt(address)
+                        ),
+                    ),
                 }
-            }
-            if all_valid {
-                valid_fields.insert(field);
             }
         }
     }
@@ -1427,7 +1438,7 @@ impl Project {
             }
             let addresses = parsed
                 .entry(Arc::as_ptr(&inv.email).cast::<u8>() as usize)
-                .or_insert_with(|| valid_addresses(inv))
+                .or_insert_with(|| valid_addresses(&self.ledger, inv))
                 .clone();
             if addresses.is_empty() {
                 continue;
@@ -1657,10 +1668,11 @@ fn joined<'p>(addresses: &[&'p str]) -> Cow<'p, str> {
 }
 
 /// The addresses of an invoice delivery accepts, each once, in its order.
-pub fn valid_addresses(inv: &Invoice) -> Vec<&str> {
+pub fn valid_addresses<'i>(ledger: &Ledger, inv: &'i Invoice) -> Vec<&'i str> {
+    let all_valid = ledger.emails_valid(inv);
     let mut valid: Vec<&str> = Vec::new();
     for address in inv.recipients() {
-        if !valid.contains(&address) && crate::address::parse(address).is_ok() {
+        if !valid.contains(&address) && (all_valid || crate::address::parse(address).is_ok()) {
             valid.push(address);
         }
     }
