@@ -432,7 +432,7 @@ impl RowFormat {
             Format::Json => {
                 for r in reminders {
                     out.extend_from_slice(b",\n");
-                    serde_json::to_writer(&mut out, r)?;
+                    r.write_json(&mut out);
                 }
             }
             Format::Csv => {
