@@ -52,7 +52,7 @@ pub struct Origin {
 
 /// Text shared by many invoices (customer, email, currency, language): one
 /// allocation per distinct value, however many invoices carry it.
-pub type Shared = Arc<str>;
+pub type Shared = arcstr::ArcStr;
 
 #[derive(Debug, Clone)]
 pub struct Invoice {
@@ -77,11 +77,12 @@ pub struct Invoice {
 }
 
 /// An invoice's other columns (`phone`, `po`, `address`…) and their values,
-/// in column name order. The names are shared by all the invoices of a feed
-/// and the values are one boxed slice: a million invoices with a few extra
-/// columns each hold a few allocations each, not a map node apiece.
+/// in column name order. The names are shared by all the invoices of a feed,
+/// an empty value takes no allocation, and the pairs are one boxed slice: a
+/// million invoices with a few extra columns each hold a few allocations
+/// each, not a map node apiece.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Extra(Box<[(Shared, String)]>);
+pub struct Extra(Box<[(Shared, Shared)]>);
 
 impl Extra {
     /// A column's value as written (untrimmed), `None` when absent.
@@ -93,7 +94,7 @@ impl Extra {
     }
 
     /// Sets a column's value, replacing the one it had.
-    pub fn insert(&mut self, column: Shared, value: String) {
+    pub fn insert(&mut self, column: Shared, value: Shared) {
         let mut all = std::mem::take(&mut self.0).into_vec();
         all.push((column, value));
         *self = Extra::from(all);
@@ -112,9 +113,9 @@ impl Extra {
     }
 }
 
-impl From<Vec<(Shared, String)>> for Extra {
+impl From<Vec<(Shared, Shared)>> for Extra {
     /// In the order given; of two values of one column, the later one.
-    fn from(mut columns: Vec<(Shared, String)>) -> Extra {
+    fn from(mut columns: Vec<(Shared, Shared)>) -> Extra {
         columns.reverse();
         // Stable: of equal names the later given comes first, and stays.
         columns.sort_by(|(a, _), (b, _)| a.cmp(b));
@@ -126,8 +127,8 @@ impl From<Vec<(Shared, String)>> for Extra {
 /// `extra["po"]` in tests.
 #[cfg(test)]
 impl std::ops::Index<&str> for Extra {
-    type Output = String;
-    fn index(&self, column: &str) -> &String {
+    type Output = Shared;
+    fn index(&self, column: &str) -> &Shared {
         self.0
             .iter()
             .find(|(name, _)| **name == *column)
@@ -517,8 +518,8 @@ impl NumberIndex {
 
 /// Where a shared text lives: the same allocation is the same text (not
 /// the other way round, for text that was not interned).
-fn allocation(text: &Shared) -> usize {
-    Arc::as_ptr(text).cast::<u8>() as usize
+pub fn allocation(text: &Shared) -> usize {
+    text.as_ptr() as usize
 }
 
 /// All the invoices of the feeds and their customers.

@@ -93,7 +93,7 @@ impl Customers {
         }
         let mut differences = Vec::new();
         // Interned: the same text is almost always the same allocation.
-        let same = |a: &Shared, b: &Shared| std::sync::Arc::ptr_eq(a, b) || a == b;
+        let same = |a: &Shared, b: &Shared| Shared::ptr_eq(a, b) || a == b;
         if !same(&seen.name, &invoice.customer_name) {
             differences.push(format!(
                 "customer_name {} here, {} there",

@@ -40,7 +40,7 @@ fn field_name(index: usize) -> &'static str {
 /// One row's values by canonical field, plus its other columns.
 struct Row<'a> {
     fields: [Option<Cow<'a, str>>; InvoiceField::ALL.len()],
-    extra: Vec<(Shared, String)>,
+    extra: Vec<(Shared, Shared)>,
 }
 
 impl<'a> Row<'a> {
@@ -78,7 +78,7 @@ impl Interner {
         if let Some(shared) = self.strings.get(s) {
             return shared.clone();
         }
-        let shared: Shared = Arc::from(s);
+        let shared = Shared::from(s);
         self.strings.insert(shared.clone());
         shared
     }
@@ -219,7 +219,7 @@ impl FeedParser<'_> {
                     }
                 }
                 Column::Extra(name) => {
-                    values.extra.push((name.clone(), value.to_string()));
+                    values.extra.push((name.clone(), Shared::from(value)));
                 }
             }
         }
@@ -288,7 +288,7 @@ impl FeedParser<'_> {
         for ((name, value), column) in object.iter().zip(&columns) {
             let Column::Fields(fields) = column else {
                 if let Some(text) = self.json_text(name, value, None, line, &mut problems) {
-                    row.extra.push((name.as_str().into(), text.into_owned()));
+                    row.extra.push((name.as_str().into(), Shared::from(text)));
                 }
                 continue;
             };

@@ -1437,7 +1437,7 @@ impl Project {
                 continue;
             }
             let addresses = parsed
-                .entry(Arc::as_ptr(&inv.email).cast::<u8>() as usize)
+                .entry(crate::model::allocation(&inv.email))
                 .or_insert_with(|| valid_addresses(&self.ledger, inv))
                 .clone();
             if addresses.is_empty() {
@@ -1575,7 +1575,7 @@ impl Project {
             self.ledger
                 .extra_columns
                 .iter()
-                .map(|column| (column.as_str().into(), String::new()))
+                .map(|column| (column.as_str().into(), crate::model::Shared::default()))
                 .collect::<Vec<_>>(),
         );
         let due = today - chrono::Days::new(10);
