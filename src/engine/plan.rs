@@ -146,9 +146,24 @@ impl Evaluator<'_> {
                 plan
             })
             .collect();
+        let invoices = &self.ledger.invoices;
+        // By date, then invoice number. Comparing the numbers' first eight
+        // bytes as an integer settles almost every pair without reaching
+        // into the invoices, which a million reminders make slow. Keyed as
+        // each part is taken, so that the parts and the keys are not all
+        // held at once.
+        let prefix = |i: InvoiceId| {
+            let mut bytes = [0u8; 8];
+            let number = invoices[i].number.as_bytes();
+            let n = number.len().min(8);
+            bytes[..n].copy_from_slice(&number[..n]);
+            u64::from_be_bytes(bytes)
+        };
+        let mut keyed: Vec<(NaiveDate, u64, Reminder)> =
+            Vec::with_capacity(parts.iter().map(|p| p.reminders.len()).sum());
         let mut plan = Plan::default();
         for part in parts {
-            plan.reminders.extend(part.reminders);
+            keyed.extend(part.reminders.iter().map(|r| (r.date, prefix(r.invoice), *r)));
             plan.skipped.extend(part.skipped);
             plan.unmatched.extend(part.unmatched);
             plan.errors.extend(part.errors);
@@ -160,22 +175,6 @@ impl Evaluator<'_> {
         plan.skipped.sort_by_key(|r| r.invoice.index());
         plan.errors.sort_by_key(|(i, _)| i.index());
         plan.restarts.sort_by_key(|r| r.invoice.index());
-        let invoices = &self.ledger.invoices;
-        // By date, then invoice number. Comparing the numbers' first eight
-        // bytes as an integer settles almost every pair without reaching
-        // into the invoices, which a million reminders make slow.
-        let prefix = |i: InvoiceId| {
-            let mut bytes = [0u8; 8];
-            let number = invoices[i].number.as_bytes();
-            let n = number.len().min(8);
-            bytes[..n].copy_from_slice(&number[..n]);
-            u64::from_be_bytes(bytes)
-        };
-        let mut keyed: Vec<(NaiveDate, u64, Reminder)> = plan
-            .reminders
-            .par_iter()
-            .map(|r| (r.date, prefix(r.invoice), *r))
-            .collect();
         keyed.par_sort_unstable_by(|a, b| {
             (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| {
                 invoices[a.2.invoice]

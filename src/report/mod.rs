@@ -265,7 +265,7 @@ const PREVIEW_HEADER: [&str; 8] = [
 
 /// Reminders rendered and formatted at once (on every core); memory holds
 /// only this many, whatever the size of the preview.
-const WINDOW: usize = 1 << 16;
+const WINDOW: usize = 1 << 14;
 /// The window with whole messages: a grouped message's body is on each of
 /// its rows, and a window holds them all until it is written.
 const RENDER_WINDOW: usize = 1 << 12;
