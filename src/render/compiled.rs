@@ -32,9 +32,9 @@ enum Field {
 /// An amount `money` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Amount {
-    Amount,
-    AmountPaid,
-    AmountDue,
+    Whole,
+    Paid,
+    Due,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,9 +136,9 @@ fn write(steps: &[Step], data: &SubjectData, out: &mut String) {
             }
             Step::Money(amount) => {
                 let amount = match amount {
-                    Amount::Amount => inv.amount,
-                    Amount::AmountPaid => inv.amount_paid,
-                    Amount::AmountDue => inv.amount_due(),
+                    Amount::Whole => inv.amount,
+                    Amount::Paid => inv.amount_paid,
+                    Amount::Due => inv.amount_due(),
                 };
                 out.push_str(&format_money(amount, &inv.currency, data.language));
             }
@@ -245,9 +245,9 @@ fn expression(inside: &str, is_helper: &impl Fn(&str) -> bool) -> Option<Step> {
             _ => None,
         },
         ("money", Some(path)) => Some(Step::Money(match path {
-            "invoice.amount" => Amount::Amount,
-            "invoice.amount_paid" => Amount::AmountPaid,
-            "invoice.amount_due" => Amount::AmountDue,
+            "invoice.amount" => Amount::Whole,
+            "invoice.amount_paid" => Amount::Paid,
+            "invoice.amount_due" => Amount::Due,
             _ => return None,
         })),
         ("days_overdue", Some("invoice")) => Some(Step::Field(Field::DaysOverdue)),
