@@ -1152,6 +1152,37 @@ fn the_next_scheduled_evaluation_sends_what_an_edit_made_due() {
     assert_eq!(count(&folder.journal(), "sent"), 2);
 }
 
+/// The new rules are live (and said so) before their comparison with the
+/// old ones is worked out, which at a million invoices takes seconds; a
+/// scheduled pass waits for the comparison, so the log reads in order.
+#[test]
+fn a_saved_policy_is_live_before_its_comparison_and_the_next_pass_logs_after_both() {
+    let folder = dunning_folder("schedule: {every: 1s}", &invoices(2));
+    folder.write("rules/dunning.yaml", &overdue_after(10));
+    let mut daemon = start_daemon(&folder);
+
+    folder.write("rules/dunning.yaml", &overdue_after(1));
+    let live = daemon.expect_line(SAVE_TO_LIVE, "the new rules live", |l| {
+        l.contains("now live:") || is_reload_line(l)
+    });
+    assert_contains(
+        &live,
+        "now live: rules/dunning.yaml changed policies=1 templates=",
+    );
+    let next = daemon.expect_line(DEADLINE, "the comparison, then the pass", |l| {
+        is_reload_line(l) || l.contains("evaluation done")
+    });
+    assert!(
+        reloaded_with(
+            "rules/dunning.yaml changed",
+            "2 → 2 reminders (~2 changed)",
+            2
+        )(&next),
+        "{next}"
+    );
+    assert_contains(&daemon.expect_evaluation(), "due=2 sent=2");
+}
+
 #[test]
 fn a_config_edit_is_live_and_a_broken_config_is_refused() {
     let (folder, mut daemon) = watched_folder(10);

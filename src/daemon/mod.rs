@@ -23,6 +23,7 @@
 //! [`Daemon::shared`] is what it publishes for the web console, on each
 //! reload and pass.
 
+mod compare;
 mod pass;
 mod serve;
 mod status;
@@ -130,6 +131,8 @@ pub struct Daemon {
     sender: mpsc::Sender<Event>,
     /// What it publishes for the console.
     shared: Arc<Shared>,
+    /// What each reload does to the coming days, worked out off the loop.
+    comparisons: compare::Comparisons,
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -210,6 +213,7 @@ impl Daemon {
             generation: 0,
         };
         let shared = Arc::new(Shared::new(status, sender.clone()));
+        let comparisons = compare::Comparisons::start()?;
         Ok(Daemon {
             options,
             run,
@@ -220,6 +224,7 @@ impl Daemon {
             events,
             sender,
             shared,
+            comparisons,
         })
     }
 

@@ -10,13 +10,13 @@ use chrono::{DateTime, TimeZone, Utc};
 use notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 
+use super::compare::what;
 use super::{
     Daemon, Evaluation, Event, Outcome, Reload, Report, deliverer, log_feed_problems, log_problems,
     rfc3339, warn_if_placeholder_sender,
 };
 use crate::diagnostics::{Location, Problems};
 use crate::error::{Error, Result};
-use crate::impact::{HORIZON_DAYS, impact};
 use crate::project::{Project, Rulebook};
 
 /// How long a pass waits before trying again when the journal is busy
@@ -28,16 +28,21 @@ type Watcher = Debouncer<notify::RecommendedWatcher, RecommendedCache>;
 impl Daemon {
     /// Reloads after files changed. Anything that fails to load keeps the
     /// last good version running; every error is logged with its location.
-    /// A reload that loads logs the difference it makes to the coming
-    /// [`HORIZON_DAYS`] days, as `preview --baseline` would show it.
+    /// A reload that loads is live at once (`now live: …`, once the console
+    /// can see it); the difference it makes to the coming
+    /// [`crate::impact::HORIZON_DAYS`] days, as `preview --baseline` would
+    /// show it, is logged when known (`reload ok: …`, see
+    /// [`super::compare`]).
     pub fn reload(&mut self, changed: &[PathBuf]) -> bool {
         let (at, started) = (Utc::now(), std::time::Instant::now());
+        let before = Arc::clone(&self.project);
         let mut problems = Problems::default();
         let ok = self.reload_logged(changed, &mut problems);
+        let names = self.names(changed);
         let reload = Reload {
             at,
             ok,
-            changed: self.names(changed),
+            changed: names.clone(),
             problems,
             took: started.elapsed(),
         };
@@ -52,12 +57,31 @@ impl Daemon {
             },
             Some(Outcome::Reloaded(&reload)),
         );
+        if ok {
+            self.compare(before, names);
+        }
         ok
     }
 
-    /// [`Daemon::reload`], its problems logged and kept in `problems`.
+    /// Says the reloaded rules are live, then asks for their comparison
+    /// with those `before`.
+    fn compare(&self, before: Arc<Project>, changed: Vec<String>) {
+        let after = &self.project;
+        tracing::info!(
+            policies = after.rulebook.policies.len(),
+            templates = after.rulebook.templates.all().len(),
+            invoices = after.ledger.invoices.len(),
+            "now live: {}",
+            what(&changed)
+        );
+        let journal = self.journal_view().map_err(|e| e.to_string());
+        let today = self.today(Utc::now());
+        self.comparisons
+            .ask(before, Arc::clone(after), changed, today, journal);
+    }
+
+    /// [`Daemon::reload`]'s loading, its problems logged and kept in `problems`.
     fn reload_logged(&mut self, changed: &[PathBuf], problems: &mut Problems) -> bool {
-        let before = Arc::clone(&self.project);
         let config = &self.project.config;
         let config_file = config.file.clone().map(|f| absolute(&f));
         let rules = absolute(&config.path(&config.rules));
@@ -72,47 +96,16 @@ impl Daemon {
             .iter()
             .any(|c| c.starts_with(&rules) || c.starts_with(&templates));
         let feeds_changed = changed.iter().any(|c| feeds.contains(c));
-        let names = self.names(changed);
         let ok = if config_changed {
             self.reload_all(problems)
         } else {
             self.reload_parts(rules_changed, feeds_changed, problems)
         };
         if !ok {
+            let names = self.names(changed);
             tracing::error!(changed = ?names, "reload failed: keeping the last good configuration");
-            return false;
         }
-        let what = match names.is_empty() {
-            true => "everything reloaded (SIGHUP)".to_string(),
-            false => format!("{} changed", names.join(", ")),
-        };
-        let today = self.today(Utc::now());
-        let policies = self.project.rulebook.policies.len();
-        let templates = self.project.rulebook.templates.all().len();
-        let invoices = self.project.ledger.invoices.len();
-        match self.journal_view() {
-            Ok(journal) => {
-                let impact = impact(&before, &self.project, today, HORIZON_DAYS, &journal);
-                tracing::info!(
-                    policies,
-                    templates,
-                    invoices,
-                    due = impact.due_on_first_day,
-                    before = impact.before,
-                    after = impact.after,
-                    "reload ok: {what}; next {HORIZON_DAYS} days: {}",
-                    impact.summary()
-                );
-            }
-            // The new rules are live; only their comparison is missing.
-            Err(e) => tracing::warn!(
-                policies,
-                templates,
-                invoices,
-                "reload ok: {what}; the difference it makes is unknown: {e}"
-            ),
-        }
-        true
+        ok
     }
 
     /// The changed files as a person names them: relative to the folder
@@ -297,6 +290,7 @@ impl Daemon {
             }
         }
         drop(watcher);
+        self.comparisons.close();
         tracing::info!("relance daemon stopped");
         Ok(())
     }
@@ -314,6 +308,7 @@ impl Daemon {
             return Ok(now + chrono::Duration::days(1));
         }
         if now >= *next_eval {
+            self.comparisons.wait_until_logged(&self.stop);
             let report = self.evaluate_published(now)?;
             report.log();
             *next_eval = self.next_evaluation(Utc::now());
@@ -326,6 +321,7 @@ impl Daemon {
             && !*retries_wait
             && journal.next_retry()?.is_some_and(|at| at <= rfc3339(now))
         {
+            self.comparisons.wait_until_logged(&self.stop);
             let mut report = Report::default();
             self.recover(now, &mut report)?;
             // Due retries that cannot go out today wait for the next
