@@ -2,30 +2,47 @@
 # Whole-command benchmarks: generates 100k and 1M invoices, times relance's
 # commands as whole processes (median of several runs, peak memory), the raw
 # csv floor, delivery to the outbox and to a real SMTP server on 127.0.0.1,
-# and the daemon's reload latency and memory. Writes bench/results.md.
+# the daemon's reload latency and memory, and the day-one plan against the
+# same plan as one DuckDB query (bench/duckdb_plan.sql). Writes bench/results.md.
 #
-#   bench/run.sh            # everything (about 10 minutes on 2 cores)
+#   bench/run.sh            # everything (about 20 minutes on 2 cores)
 #   SIZES="100000" RUNS=3 bench/run.sh
+#   ONLY="duckdb" bench/run.sh   # some parts only: commands backtest delivery daemon duckdb
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 WORK=${WORK:-/tmp/relance-bench}
 SIZES=${SIZES-"100000 1000000"}   # SIZES="" skips to delivery and the daemon
 RUNS=${RUNS:-5}
+ONLY=${ONLY:-}
 AS_OF=2026-12-01
-OUT=$ROOT/bench/results.md
+OUT=${OUT:-$ROOT/bench/results.md}
 
 # Timers: hyperfine for medians, GNU time for peak memory (both Debian packages).
 if ! command -v hyperfine >/dev/null || [ ! -x /usr/bin/time ]; then
   (apt-get update -qq && apt-get install -y -qq hyperfine time) >/dev/null
 fi
 cargo build --release --bin relance --example gen --example floor --example smtp_sink --example reload_latency
-BIN=$ROOT/target/release
+TARGET=${CARGO_TARGET_DIR:-target}
+[[ $TARGET = /* ]] || TARGET=$ROOT/$TARGET
+BIN=$TARGET/release
 RELANCE=$BIN/relance
 mkdir -p "$WORK"
 
-median() { # hyperfine CSV export (command,mean,stddev,median,...) → median seconds
-  awk -F, 'NR == 2 { printf "%.3f", $4 }' "$1"
+part() { # name: whether this run measures that part (ONLY unset: all of them)
+  [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]
+}
+folder() { # invoices → the generated folder (seed 1, 20 invoices a customer), made once
+  local dir=$WORK/$1
+  if [ ! -f "$dir/relance.yaml" ]; then
+    "$BIN/examples/gen" --invoices "$1" --customers $(($1 / 20)) --seed 1 --out "$dir"
+  fi
+  echo "$dir"
+}
+
+median() { # hyperfine CSV export (command,mean,stddev,median,...)[, its Nth command] → median seconds
+  awk -F, -v row=$((${2:-1} + 1)) 'NR == row { printf "%.3f", $4 }' "$1"
 }
 rate() { # count, seconds → "N reminders/s"
   awk -v n="$1" -v s="$2" 'BEGIN { printf "%.0f reminders/s", n / s }'
@@ -47,16 +64,16 @@ timeit() { # name, command...: median seconds and peak MB, tab-separated
   echo "- machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
   echo "- relance $(git rev-parse --short HEAD), $(rustc --version)"
   echo "- median of $RUNS runs (hyperfine, 1 warm-up); peak memory from /usr/bin/time"
-  echo
-  echo "| invoices | command | median (s) | peak memory (MB) |"
-  echo "|---|---|---|---|"
+  [ -z "$ONLY" ] || echo "- only: $ONLY"
+  if part commands || part backtest || part delivery; then
+    echo
+    echo "| invoices | command | median (s) | peak memory (MB) |"
+    echo "|---|---|---|---|"
+  fi
 } >"$OUT"
 
-for n in $SIZES; do
-  dir=$WORK/$n
-  if [ ! -f "$dir/relance.yaml" ]; then
-    "$BIN/examples/gen" --invoices "$n" --customers $((n / 20)) --seed 1 --out "$dir"
-  fi
+for n in $(part commands && echo "$SIZES"); do
+  dir=$(folder "$n")
   cd "$dir"
   while IFS='|' read -r name args; do
     # shellcheck disable=SC2086
@@ -79,6 +96,7 @@ ROWS
 done
 
 # Backtest: a year of history of 100,000 invoices (gen --history), replayed day by day.
+if part backtest; then
 hist=$WORK/history-100000
 if [ ! -f "$hist/relance.yaml" ]; then
   "$BIN/examples/gen" --invoices 100000 --customers 5000 --seed 1 --history --out "$hist"
@@ -87,8 +105,10 @@ cd "$hist"
 IFS=$'\t' read -r secs mb < <(timeit backtest $RELANCE backtest --from 2025-12-01 --to 2026-12-01)
 echo "| 100000, a year of history | \`relance backtest --from 2025-12-01 --to 2026-12-01\` | $secs | $mb |" >>"$OUT"
 cd "$ROOT"
+fi
 
 # Delivery: a folder where about 10,000 reminders are due on the day.
+if part delivery; then
 dir=$WORK/delivery
 if [ ! -f "$dir/relance.yaml" ]; then
   "$BIN/examples/gen" --invoices 20200 --customers 1000 --seed 2 --out "$dir"
@@ -124,16 +144,93 @@ mv relance.yaml.outbox relance.yaml
 kill $SINK 2>/dev/null || true
 rm -rf "$WORK/old"
 cd "$ROOT"
+fi
 
-# The daemon: reload latency and memory over many reloads, 100k invoices.
-if [ -d "$WORK/100000" ]; then
-  rm -rf "$WORK/100000/state" "$WORK/100000/outbox"
-  "$BIN/examples/reload_latency" "$WORK/100000" 20 1000 >"$WORK/reload.txt"
-  {
-    echo
-    echo "Daemon with 100,000 invoices (\`examples/reload_latency\`: 20 editor-style saves of rules/standard.yaml, then 1,000 SIGHUP reloads):"
-    echo
-    sed 's/^/- /' "$WORK/reload.txt"
-  } >>"$OUT"
+# The day-one plan against the same plan as one DuckDB query (the query a
+# user would write instead of relance, bench/duckdb_plan.sql: what it leaves
+# out is written there), both timed side by side, Python's start-up included.
+duckdb_python() { # → a Python with the duckdb package, in a venv of $WORK
+  local venv=$WORK/duckdb-venv
+  if ! "$venv/bin/python" -c 'import duckdb' 2>/dev/null; then
+    rm -rf "$venv"
+    # Debian's python3 makes venvs only with python3-venv (ensurepip).
+    if ! command -v python3 >/dev/null || ! python3 -m venv "$venv" >/dev/null 2>&1; then
+      rm -rf "$venv"
+      (apt-get update -qq && apt-get install -y -qq python3 python3-venv) >/dev/null
+      python3 -m venv "$venv"
+    fi
+    # One version, so that figures of different runs compare.
+    "$venv/bin/pip" install -q duckdb==2.0.1 >&2
+  fi
+  echo "$venv/bin/python"
+}
+if part duckdb; then
+  PY=$(duckdb_python)
+  echo >>"$OUT"
+  echo "DuckDB $("$PY" -c 'import duckdb; print(duckdb.__version__)') (Python package), \`bench/duckdb_plan.py\` running bench/duckdb_plan.sql, against \`relance preview --as-of $AS_OF --days 1 --format json\`, side by side (goal: relance ÷ DuckDB < 0.5):" >>"$OUT"
+  echo >>"$OUT"
+  echo "| invoices | relance (s) | DuckDB (s) | relance ÷ DuckDB | peak memory relance / DuckDB (MB) | reminders relance / DuckDB | reminders that differ |" >>"$OUT"
+  echo "|---|---|---|---|---|---|---|" >>"$OUT"
+  for n in $SIZES; do
+    dir=$(folder "$n")
+    cd "$dir"
+    plan=($RELANCE preview --as-of $AS_OF --days 1 --format json)
+    query=("$PY" "$ROOT/bench/duckdb_plan.py" . $AS_OF)
+    hyperfine --style none --warmup 1 --runs "$RUNS" --export-csv "$WORK/$n-duckdb.csv" \
+      "$(printf '%q ' "${plan[@]}")" "$(printf '%q ' "${query[@]}")" >/dev/null
+    secs=$(median "$WORK/$n-duckdb.csv" 1)
+    duck=$(median "$WORK/$n-duckdb.csv" 2)
+    "${plan[@]}" >"$WORK/plan-relance.json"
+    "${query[@]}" >"$WORK/plan-duckdb.json"
+    # Both plans' rows, and those of one not in the other: any field of a
+    # reminder (cc and approval, absent from relance's rows that have none, aside).
+    counts=$("$PY" - "$WORK/plan-relance.json" "$WORK/plan-duckdb.json" <<'PY'
+import sys, duckdb
+fields = ["date", "invoice", "customer_id", "customer_name", "policy", "stage", "occurrence",
+          "message", "channel", "to", "language", "template", "subject", "amount_due", "currency"]
+cols = ", ".join('"%s"' % f for f in fields)
+types = ", ".join("'%s': 'VARCHAR'" % f for f in fields)
+a, b = ("read_json('%s', columns = {%s})" % (path, types) for path in sys.argv[1:3])
+print(*duckdb.connect().execute(f"""SELECT (SELECT count(*) FROM {a}), (SELECT count(*) FROM {b}),
+    (SELECT count(*) FROM (SELECT {cols} FROM {a} EXCEPT ALL SELECT {cols} FROM {b}))
+  + (SELECT count(*) FROM (SELECT {cols} FROM {b} EXCEPT ALL SELECT {cols} FROM {a}))""").fetchone())
+PY
+    )
+    read -r ours theirs differ <<<"$counts"
+    ratio=$(awk -v a="$secs" -v b="$duck" 'BEGIN { printf "%.2f", a / b }')
+    echo "| $n | $secs | $duck | $ratio | $(peak_mb "${plan[@]}") / $(peak_mb "${query[@]}") | $ours / $theirs | $differ |" >>"$OUT"
+    rm -f "$WORK/plan-relance.json" "$WORK/plan-duckdb.json"
+    cd "$ROOT"
+  done
+fi
+
+# The daemon: reload latency and memory over many reloads, on a copy of each
+# folder (the measurement edits rules/standard.yaml). At 1,000,000 invoices
+# a reload takes seconds: 100 of them show a trend as well as 1,000.
+if part daemon; then
+  for n in ${SIZES:-100000}; do
+    copy=$WORK/reload-$n
+    rm -rf "$copy"
+    dir=$(folder "$n")
+    cp -a "$dir" "$copy"
+    rm -rf "$copy/state" "$copy/outbox"
+    reloads=$((n >= 1000000 ? 100 : 1000))
+    {
+      echo
+      echo "Daemon with $n invoices (\`examples/reload_latency\`: 20 editor-style saves of rules/standard.yaml, then $reloads SIGHUP reloads):"
+      echo
+      # In a process group of its own: a measurement that fails leaves its
+      # daemon running, and the group's end stops it.
+      setsid "$BIN/examples/reload_latency" "$copy" 20 "$reloads" >"$WORK/reload.txt" 2>"$WORK/reload.err" &
+      measurement=$!
+      if wait "$measurement"; then
+        sed 's/^/- /' "$WORK/reload.txt"
+      else
+        echo "- failed: $(grep -m 1 -A 1 'panicked at' "$WORK/reload.err" | tail -n 1)"
+      fi
+      kill -KILL -- "-$measurement" 2>/dev/null || true
+    } >>"$OUT"
+    rm -rf "$copy"
+  done
 fi
 cat "$OUT"
