@@ -214,7 +214,7 @@ if part daemon; then
     dir=$(folder "$n")
     cp -a "$dir" "$copy"
     rm -rf "$copy/state" "$copy/outbox"
-    reloads=$((n >= 1000000 ? 100 : 1000))
+    reloads=$((n >= 1000000 ?  10 : 1000))
     {
       echo
       echo "Daemon with $n invoices (\`examples/reload_latency\`: 20 editor-style saves of rules/standard.yaml, then $reloads SIGHUP reloads):"

@@ -163,7 +163,11 @@ impl Evaluator<'_> {
             Vec::with_capacity(parts.iter().map(|p| p.reminders.len()).sum());
         let mut plan = Plan::default();
         for part in parts {
-            keyed.extend(part.reminders.iter().map(|r| (r.date, prefix(r.invoice), *r)));
+            keyed.extend(
+                part.reminders
+                    .iter()
+                    .map(|r| (r.date, prefix(r.invoice), *r)),
+            );
             plan.skipped.extend(part.skipped);
             plan.unmatched.extend(part.unmatched);
             plan.errors.extend(part.errors);

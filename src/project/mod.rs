@@ -379,7 +379,11 @@ impl Project {
                 std::cell::RefCell::default();
         }
         let time = self.rulebook.policies[planned.policy].window.send_time?;
-        let moment = (self.ledger.time_zone_of(planned.invoice), planned.date, time);
+        let moment = (
+            self.ledger.time_zone_of(planned.invoice),
+            planned.date,
+            time,
+        );
         TEXTS.with_borrow_mut(|texts| {
             if texts.len() > 4096 {
                 texts.clear();
@@ -1917,14 +1921,22 @@ mod tests {
             date: crate::model::tests::date("2026-02-28"),
             invoice: if tricky { "F\"1\\\n" } else { "F1" },
             customer_id: "C1",
-            customer_name: if tricky { "Dupont & Fils <é>\t" } else { "Dupont" },
+            customer_name: if tricky {
+                "Dupont & Fils <é>\t"
+            } else {
+                "Dupont"
+            },
             policy: "standard",
             stage: "overdue_1",
             occurrence: 3,
             message: "F1.standard.overdue_1.3".into(),
             channel: Channel::Letter,
             to: Cow::Borrowed("a@x.fr"),
-            cc: if tricky { vec!["b@x.fr", "c\"@x.fr"] } else { vec![] },
+            cc: if tricky {
+                vec!["b@x.fr", "c\"@x.fr"]
+            } else {
+                vec![]
+            },
             bcc: if tricky { vec!["d@x.fr"] } else { vec![] },
             reply_to: tricky.then_some("r@x.fr"),
             language: "fr-CA",
@@ -1943,7 +1955,10 @@ mod tests {
             let mut fast = Vec::new();
             message(tricky).write_json(&mut fast);
             let serde = serde_json::to_vec(&message(tricky)).unwrap();
-            assert_eq!(String::from_utf8(fast).unwrap(), String::from_utf8(serde).unwrap());
+            assert_eq!(
+                String::from_utf8(fast).unwrap(),
+                String::from_utf8(serde).unwrap()
+            );
         }
     }
 
