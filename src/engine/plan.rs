@@ -50,6 +50,8 @@ struct PlanContext<'a> {
     /// The policy choices made once per customer, if they were.
     choices: Option<&'a [PolicyChoice]>,
     names: &'a [Names],
+    /// Whether the plan lists the skipped occurrences ([`Plan::skipped`]).
+    skipped: bool,
 }
 
 /// One invoice of a customer being planned.
@@ -77,6 +79,30 @@ impl Evaluator<'_> {
         journal: &JournalView,
         only: Option<InvoiceId>,
     ) -> Plan {
+        self.plan_recording(from, days, journal, only, true)
+    }
+
+    /// [`Evaluator::plan`] without the occurrences overtaken by a later one
+    /// (`skipped` stays empty): only the journal needs them, and at a
+    /// million invoices they are millions of rows a preview would hold.
+    pub fn plan_reminders(
+        &self,
+        from: NaiveDate,
+        days: u32,
+        journal: &JournalView,
+        only: Option<InvoiceId>,
+    ) -> Plan {
+        self.plan_recording(from, days, journal, only, false)
+    }
+
+    fn plan_recording(
+        &self,
+        from: NaiveDate,
+        days: u32,
+        journal: &JournalView,
+        only: Option<InvoiceId>,
+        skipped: bool,
+    ) -> Plan {
         let all = (0..self.ledger.invoices.len()).map(InvoiceId::new);
         let invoices: Vec<InvoiceId> = match only {
             Some(i) => {
@@ -86,7 +112,7 @@ impl Evaluator<'_> {
             }
             None => all.collect(),
         };
-        self.plan_invoices(from, days, journal, &invoices)
+        self.plan_invoices_recording(from, days, journal, &invoices, skipped)
     }
 
     /// [`Evaluator::plan`] for these invoices of the ledger only (a
@@ -97,6 +123,17 @@ impl Evaluator<'_> {
         days: u32,
         journal: &JournalView,
         invoices: &[InvoiceId],
+    ) -> Plan {
+        self.plan_invoices_recording(from, days, journal, invoices, true)
+    }
+
+    fn plan_invoices_recording(
+        &self,
+        from: NaiveDate,
+        days: u32,
+        journal: &JournalView,
+        invoices: &[InvoiceId],
+        skipped: bool,
     ) -> Plan {
         let started = std::time::Instant::now();
         let end = add_days(from, i64::from(days));
@@ -131,6 +168,7 @@ impl Evaluator<'_> {
             journal,
             choices: choices.as_deref(),
             names: &names,
+            skipped,
         };
         // About 2048 invoices a chunk, whole customers.
         let chunk = (2048 * customers.len() / sorted.len().max(1)).max(1);
@@ -367,7 +405,9 @@ impl Evaluator<'_> {
             stage: StageId::new(o.stage),
             occurrence: o.occurrence,
         };
-        plan.skipped.extend(out.skipped.iter().map(planned));
+        if ctx.skipped {
+            plan.skipped.extend(out.skipped.iter().map(planned));
+        }
         if let Some(f) = &out.fire {
             plan.reminders.push(planned(f));
             if out.restarted {

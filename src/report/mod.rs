@@ -123,7 +123,7 @@ pub fn preview(
     };
     let plan = project
         .evaluator()
-        .plan(request.from, request.days, journal, only);
+        .plan_reminders(request.from, request.days, journal, only);
     // With --invoice the plan holds its customer's other invoices too (a
     // message may group them): only its own rows are shown.
     let shown = |i: &InvoiceId| only.is_none_or(|o| o == *i);
