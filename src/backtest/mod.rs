@@ -146,6 +146,7 @@ fn replay(project: &Project, from: NaiveDate, to: NaiveDate, mut day_done: impl 
             scripts: &rulebook.scripts,
             ledger: &world.ledger,
             holds: &rulebook.holds,
+            skipped: true,
         };
         live.retain(|&i| {
             let inv = &world.ledger.invoices[i];
@@ -484,6 +485,7 @@ mod tests {
                 scripts: &project.rulebook.scripts,
                 ledger: &ledger,
                 holds: &project.rulebook.holds,
+                skipped: true,
             };
             let plan = evaluator.plan(day, 1, &journal, None);
             let numbers = |i: InvoiceId| ledger.invoices[i].number.to_string();

@@ -77,6 +77,10 @@ pub struct Evaluator<'a> {
     pub scripts: &'a Scripts,
     pub ledger: &'a Arc<Ledger>,
     pub holds: &'a Holds,
+    /// Whether plans list the occurrences overtaken by a later one
+    /// ([`Plan::skipped`]): only the journal needs them, and at a million
+    /// invoices they are millions of rows a preview would hold for nothing.
+    pub skipped: bool,
 }
 
 impl Evaluator<'_> {
@@ -212,6 +216,7 @@ mod tests {
                 scripts: &self.scripts,
                 ledger: &self.ledger,
                 holds: &self.holds,
+                skipped: true,
             }
         }
         /// "DATE INVOICE STAGE" of each reminder of a plan.

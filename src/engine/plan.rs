@@ -79,30 +79,6 @@ impl Evaluator<'_> {
         journal: &JournalView,
         only: Option<InvoiceId>,
     ) -> Plan {
-        self.plan_recording(from, days, journal, only, true)
-    }
-
-    /// [`Evaluator::plan`] without the occurrences overtaken by a later one
-    /// (`skipped` stays empty): only the journal needs them, and at a
-    /// million invoices they are millions of rows a preview would hold.
-    pub fn plan_reminders(
-        &self,
-        from: NaiveDate,
-        days: u32,
-        journal: &JournalView,
-        only: Option<InvoiceId>,
-    ) -> Plan {
-        self.plan_recording(from, days, journal, only, false)
-    }
-
-    fn plan_recording(
-        &self,
-        from: NaiveDate,
-        days: u32,
-        journal: &JournalView,
-        only: Option<InvoiceId>,
-        skipped: bool,
-    ) -> Plan {
         let all = (0..self.ledger.invoices.len()).map(InvoiceId::new);
         let invoices: Vec<InvoiceId> = match only {
             Some(i) => {
@@ -112,7 +88,7 @@ impl Evaluator<'_> {
             }
             None => all.collect(),
         };
-        self.plan_invoices_recording(from, days, journal, &invoices, skipped)
+        self.plan_invoices(from, days, journal, &invoices)
     }
 
     /// [`Evaluator::plan`] for these invoices of the ledger only (a
@@ -123,17 +99,6 @@ impl Evaluator<'_> {
         days: u32,
         journal: &JournalView,
         invoices: &[InvoiceId],
-    ) -> Plan {
-        self.plan_invoices_recording(from, days, journal, invoices, true)
-    }
-
-    fn plan_invoices_recording(
-        &self,
-        from: NaiveDate,
-        days: u32,
-        journal: &JournalView,
-        invoices: &[InvoiceId],
-        skipped: bool,
     ) -> Plan {
         let started = std::time::Instant::now();
         let end = add_days(from, i64::from(days));
@@ -168,7 +133,7 @@ impl Evaluator<'_> {
             journal,
             choices: choices.as_deref(),
             names: &names,
-            skipped,
+            skipped: self.skipped,
         };
         // About 2048 invoices a chunk, whole customers.
         let chunk = (2048 * customers.len() / sorted.len().max(1)).max(1);

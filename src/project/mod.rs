@@ -357,6 +357,7 @@ impl Project {
             scripts: &self.rulebook.scripts,
             ledger: &self.ledger,
             holds: &self.rulebook.holds,
+            skipped: true,
         }
     }
 

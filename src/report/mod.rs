@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 
 use crate::calendar::add_days;
 use crate::diagnostics::Problems;
-use crate::engine::Reminder;
+use crate::engine::{Evaluator, Reminder};
 use crate::error::{Error, Result};
 use crate::journal::{JournalRow, JournalView, State};
 use crate::model::InvoiceId;
@@ -121,9 +121,12 @@ pub fn preview(
         ),
         None => None,
     };
-    let plan = project
-        .evaluator()
-        .plan_reminders(request.from, request.days, journal, only);
+    // What is skipped only the journal needs.
+    let evaluator = Evaluator {
+        skipped: false,
+        ..project.evaluator()
+    };
+    let plan = evaluator.plan(request.from, request.days, journal, only);
     // With --invoice the plan holds its customer's other invoices too (a
     // message may group them): only its own rows are shown.
     let shown = |i: &InvoiceId| only.is_none_or(|o| o == *i);
