@@ -31,8 +31,8 @@ impl Daemon {
     /// A reload that loads is live at once (`now live: …`, once the console
     /// can see it); the difference it makes to the coming
     /// [`crate::impact::HORIZON_DAYS`] days, as `preview --baseline` would
-    /// show it, is logged when known (`reload ok: …`, see
-    /// [`super::compare`]).
+    /// show it, is logged when known (`reload ok: …`, computed on a thread
+    /// of its own: `daemon/compare.rs`).
     pub fn reload(&mut self, changed: &[PathBuf]) -> bool {
         let (at, started) = (Utc::now(), std::time::Instant::now());
         let before = Arc::clone(&self.project);
