@@ -1305,25 +1305,17 @@ impl Project {
             if !inv.is_open() && !inv.is_settled() {
                 continue;
             }
-            for address in inv.recipients() {
-                if valid.contains(address) {
-                    continue;
-                }
-                match crate::address::parse(address) {
-                    Ok(_) => {
-                        valid.insert(address);
-                    }
-                    Err(why) => problems.error(
-                        self.origin(inv),
-                        format!(
-                            "email: invoice {}: {:?}: {why}; its emails go to its other \
-                             addresses, and fail when it has none",
-                            excerpt(&inv.number),
-                            excerpt(address)
-                        ),
+            refused_addresses(&inv.email, &mut valid, |address, why| {
+                problems.error(
+                    self.origin(inv),
+                    format!(
+                        "email: invoice {}: {:?}: {why}; its emails go to its other \
+                         addresses, and fail when it has none",
+                        excerpt(&inv.number),
+                        excerpt(address)
                     ),
-                }
-            }
+                );
+            });
         }
     }
 
@@ -1370,26 +1362,19 @@ impl Project {
                 continue;
             }
             for (column, users) in &named {
-                for address in crate::address::split(inv.extra_field(column).unwrap_or("")) {
-                    if valid.contains(address) {
-                        continue;
-                    }
-                    match crate::address::parse(address) {
-                        Ok(_) => {
-                            valid.insert(address);
-                        }
-                        Err(why) => problems.error(
-                            self.origin(inv),
-                            format!(
-                                "{column}: invoice {}: {:?}: {why}; the emails that go to this \
-                                 column ({}) fail until it is fixed",
-                                excerpt(&inv.number),
-                                excerpt(address),
-                                users.join(", ")
-                            ),
+                let field = inv.extra_field(column).unwrap_or("");
+                refused_addresses(field, &mut valid, |address, why| {
+                    problems.error(
+                        self.origin(inv),
+                        format!(
+                            "{column}: invoice {}: {:?}: {why}; the emails that go to this \
+                             column ({}) fail until it is fixed",
+                            excerpt(&inv.number),
+                            excerpt(address),
+                            users.join(", ")
                         ),
-                    }
-                }
+                    );
+                });
             }
         }
     }
@@ -1669,6 +1654,27 @@ fn joined<'p>(addresses: &[&'p str]) -> Cow<'p, str> {
     match addresses {
         [one] => Cow::Borrowed(one),
         several => Cow::Owned(several.join(", ")),
+    }
+}
+
+/// Calls `refused` with each address of `field` delivery would refuse and
+/// why; the valid ones are remembered in `valid`, so that an address many
+/// invoices share is parsed once.
+fn refused_addresses<'f>(
+    field: &'f str,
+    valid: &mut hashbrown::HashSet<&'f str>,
+    mut refused: impl FnMut(&str, String),
+) {
+    for address in crate::address::split(field) {
+        if valid.contains(address) {
+            continue;
+        }
+        match crate::address::parse(address) {
+            Ok(_) => {
+                valid.insert(address);
+            }
+            Err(why) => refused(address, why),
+        }
     }
 }
 
