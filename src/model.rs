@@ -496,16 +496,34 @@ impl NumberIndex {
     /// bits as the table hashes them: repeated in both halves, so that its
     /// buckets (low bits) and its tags (high bits) both vary.
     fn hash(&self, number: &str) -> (u32, u64) {
-        let full = self.hasher.hash_one(number);
-        let half = (full ^ (full >> 32)) as u32;
+        let half = fold(self.hasher.hash_one(number));
         (half, widen(half))
+    }
+
+    /// The hash of a number as this index computes it: the feeds' converting
+    /// threads compute it for the thread that keeps the rows.
+    pub fn hasher(&self) -> NumberHasher {
+        NumberHasher(self.hasher.clone())
     }
 
     /// Records `invoices[index]`; returns the index of an earlier invoice with
     /// the same number instead, if there is one.
     pub fn insert(&mut self, invoices: &[Invoice], index: usize) -> Result<(), usize> {
+        let full = self.hasher.hash_one(&*invoices[index].number);
+        self.insert_hashed(invoices, index, full)
+    }
+
+    /// [`NumberIndex::insert`] with the number's hash already computed by
+    /// [`NumberIndex::hasher`].
+    pub fn insert_hashed(
+        &mut self,
+        invoices: &[Invoice],
+        index: usize,
+        full: u64,
+    ) -> Result<(), usize> {
         let number = &*invoices[index].number;
-        let (half, hash) = self.hash(number);
+        let half = fold(full);
+        let hash = widen(half);
         let same = |&(h, i): &(u32, u32)| h == half && &*invoices[i as usize].number == number;
         if let Some(&(_, existing)) = self.table.find(hash, same) {
             return Err(existing as usize);
@@ -525,8 +543,53 @@ impl NumberIndex {
     }
 }
 
+/// A number's hash as a [`NumberIndex`] computes it, on any thread.
+#[derive(Clone)]
+pub struct NumberHasher(DefaultHashBuilder);
+
+impl NumberHasher {
+    pub fn hash(&self, number: &str) -> u64 {
+        self.0.hash_one(number)
+    }
+}
+
+fn fold(full: u64) -> u32 {
+    (full ^ (full >> 32)) as u32
+}
+
 fn widen(half: u32) -> u64 {
     u64::from(half) << 32 | u64::from(half)
+}
+
+/// What the feed loader knows of its invoices once they are read: each one's
+/// place by number, and each one's customer (numbered in the order of their
+/// first invoice), so the ledger is built without hashing them again.
+#[derive(Debug, Default)]
+pub struct LedgerIndex {
+    pub by_number: NumberIndex,
+    pub customer_of: Vec<u32>,
+}
+
+impl LedgerIndex {
+    /// The index of invoices with unique numbers, computed.
+    pub fn of(invoices: &[Invoice]) -> LedgerIndex {
+        let mut by_number = NumberIndex::with_capacity(invoices.len());
+        for i in 0..invoices.len() {
+            let _ = by_number.insert(invoices, i);
+        }
+        let mut customers: hashbrown::HashMap<&str, u32> = hashbrown::HashMap::new();
+        let customer_of = invoices
+            .iter()
+            .map(|inv| {
+                let next = customers.len() as u32;
+                *customers.entry(&inv.customer_id).or_insert(next)
+            })
+            .collect();
+        LedgerIndex {
+            by_number,
+            customer_of,
+        }
+    }
 }
 
 /// Where a shared text lives: the same allocation is the same text (not
@@ -566,50 +629,35 @@ pub struct Ledger {
 impl Ledger {
     /// Builds the ledger from invoices with unique numbers.
     pub fn new(invoices: Vec<Invoice>) -> Ledger {
-        let mut index = NumberIndex::default();
-        for i in 0..invoices.len() {
-            let _ = index.insert(&invoices, i);
-        }
+        let index = LedgerIndex::of(&invoices);
         Ledger::with_index(invoices, index)
     }
 
-    /// Builds the ledger from invoices already indexed by number (the feed
-    /// loader indexes them to find duplicates).
-    pub fn with_index(invoices: Vec<Invoice>, by_number: NumberIndex) -> Ledger {
-        let mut customer_index: hashbrown::HashMap<&str, u32> = hashbrown::HashMap::new();
-        let mut customer_of = Vec::with_capacity(invoices.len());
+    /// Builds the ledger from invoices already indexed (the feed loader
+    /// indexes them to find duplicates and check their customers' rows).
+    pub fn with_index(invoices: Vec<Invoice>, index: LedgerIndex) -> Ledger {
+        let LedgerIndex {
+            by_number,
+            customer_of,
+        } = index;
         let mut customers: Vec<Customer> = Vec::new();
         let mut payments: Vec<Payments> = Vec::new();
-        // The feeds intern customer ids: the same id is nearly always the
-        // same allocation, found by its address before its text is hashed.
-        let mut by_allocation: hashbrown::HashMap<usize, u32> = hashbrown::HashMap::new();
-        for inv in &invoices {
-            let allocation = allocation(&inv.customer_id);
-            let idx = match by_allocation.get(&allocation) {
-                Some(&idx) => idx,
-                None => {
-                    let idx = *customer_index.entry(&inv.customer_id).or_insert_with(|| {
-                        customers.push(Customer {
-                            id: inv.customer_id.clone(),
-                            name: inv.customer_name.clone(),
-                            email: inv.email.clone(),
-                            language: inv.language.clone(),
-                            tags: Vec::new(),
-                            open_count: 0,
-                            total_due: Decimal::ZERO,
-                            late_paid_ratio: Decimal::ZERO,
-                            avg_days_late: Decimal::ZERO,
-                            open_due_dates: Vec::new(),
-                        });
-                        payments.push(Payments::default());
-                        // The one just pushed (a ledger holds fewer than 4 billion).
-                        customers.len().saturating_sub(1) as u32
-                    });
-                    by_allocation.insert(allocation, idx);
-                    idx
-                }
-            };
-            customer_of.push(idx);
+        for (inv, &idx) in invoices.iter().zip(&customer_of) {
+            if idx as usize == customers.len() {
+                customers.push(Customer {
+                    id: inv.customer_id.clone(),
+                    name: inv.customer_name.clone(),
+                    email: inv.email.clone(),
+                    language: inv.language.clone(),
+                    tags: Vec::new(),
+                    open_count: 0,
+                    total_due: Decimal::ZERO,
+                    late_paid_ratio: Decimal::ZERO,
+                    avg_days_late: Decimal::ZERO,
+                    open_due_dates: Vec::new(),
+                });
+                payments.push(Payments::default());
+            }
             let c = &mut customers[idx as usize];
             if c.email.is_empty() {
                 c.email = inv.email.clone();
@@ -632,7 +680,6 @@ impl Ledger {
                 payments[idx as usize].add(inv.due_date, paid);
             }
         }
-        drop((customer_index, by_allocation));
         for (c, paid) in customers.iter_mut().zip(payments) {
             c.open_due_dates.sort_unstable();
             c.tags.sort();

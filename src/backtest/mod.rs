@@ -472,13 +472,7 @@ mod tests {
                 .iter()
                 .filter_map(|inv| as_of(inv, day))
                 .collect();
-            let index = {
-                let mut index = crate::model::NumberIndex::default();
-                for i in 0..invoices.len() {
-                    index.insert(&invoices, i).unwrap();
-                }
-                index
-            };
+            let index = crate::model::LedgerIndex::of(&invoices);
             let (ledger, _) = Project::ledger(&project.config, invoices, index);
             let evaluator = Evaluator {
                 policies: &project.rulebook.policies,

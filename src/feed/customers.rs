@@ -8,13 +8,18 @@ use rust_decimal::Decimal;
 use crate::diagnostics::{Location, Problem, quote};
 use crate::model::{Invoice, Shared};
 
-/// The customers seen so far in the feeds, in the order of their rows.
+/// The customers seen so far in the feeds, by the number the interner gave
+/// each customer id.
 #[derive(Default)]
 pub(super) struct Customers {
-    by_id: hashbrown::HashMap<Shared, Seen>,
+    by_number: Vec<Option<Seen>>,
+    /// How many have a kept row: the next one's place in the ledger.
+    kept: u32,
 }
 
 struct Seen {
+    /// Its place in the ledger's customers: the order of their first kept rows.
+    index: u32,
     /// The first row's name and address, and where it is.
     name: Shared,
     email: Shared,
@@ -33,6 +38,7 @@ impl Customers {
     /// location for each of a million rows costs more than the check).
     pub(super) fn total_with(
         &self,
+        customer: u32,
         invoice: &Invoice,
         at: &dyn Fn() -> Location,
     ) -> Result<Decimal, Problem> {
@@ -41,14 +47,10 @@ impl Customers {
             .checked_sub(invoice.amount_paid)
             .unwrap_or(Decimal::MAX)
             .abs();
-        let before = self
-            .by_id
-            .get(&*invoice.customer_id)
-            .map_or(Decimal::ZERO, |s| s.magnitude);
+        let seen = self.seen(customer);
+        let before = seen.map_or(Decimal::ZERO, |s| s.magnitude);
         before.checked_add(due).ok_or_else(|| {
-            let first = self
-                .by_id
-                .get(&*invoice.customer_id)
+            let first = seen
                 .map(|s| format!(" (its first invoice is at {})", s.first))
                 .unwrap_or_default();
             Problem::error(
@@ -63,33 +65,43 @@ impl Customers {
         })
     }
 
-    /// Records a kept invoice; a warning the first time a customer's rows
-    /// give another name or address than its first row.
+    fn seen(&self, customer: u32) -> Option<&Seen> {
+        self.by_number.get(customer as usize)?.as_ref()
+    }
+
+    /// Records a kept invoice: its customer's place in the ledger, and a
+    /// warning the first time a customer's rows give another name or
+    /// address than its first row.
     pub(super) fn keep(
         &mut self,
+        customer: u32,
         invoice: &Invoice,
         total: Decimal,
         at: &dyn Fn() -> Location,
-    ) -> Option<Problem> {
-        let Some(seen) = self.by_id.get_mut(&*invoice.customer_id) else {
-            self.by_id.insert(
-                invoice.customer_id.clone(),
-                Seen {
-                    name: invoice.customer_name.clone(),
-                    email: invoice.email.clone(),
-                    first: at(),
-                    magnitude: total,
-                    warned: false,
-                },
-            );
-            return None;
+    ) -> (u32, Option<Problem>) {
+        let customer = customer as usize;
+        if self.by_number.len() <= customer {
+            self.by_number.resize_with(customer.saturating_add(1), || None);
+        }
+        let Some(seen) = &mut self.by_number[customer] else {
+            let index = self.kept;
+            self.kept = self.kept.saturating_add(1);
+            self.by_number[customer] = Some(Seen {
+                index,
+                name: invoice.customer_name.clone(),
+                email: invoice.email.clone(),
+                first: at(),
+                magnitude: total,
+                warned: false,
+            });
+            return (index, None);
         };
         seen.magnitude = total;
         if seen.email.is_empty() {
             seen.email = invoice.email.clone();
         }
         if seen.warned {
-            return None;
+            return (seen.index, None);
         }
         let mut differences = Vec::new();
         // Interned: the same text is almost always the same allocation.
@@ -112,10 +124,10 @@ impl Customers {
             ));
         }
         if differences.is_empty() {
-            return None;
+            return (seen.index, None);
         }
         seen.warned = true;
-        Some(Problem::warning(
+        let warning = Problem::warning(
             at(),
             format!(
                 "customer {} has rows that disagree with its first row at {}: {} \
@@ -124,7 +136,8 @@ impl Customers {
                 seen.first,
                 differences.join("; ")
             ),
-        ))
+        );
+        (seen.index, Some(warning))
     }
 }
 

@@ -31,7 +31,7 @@ use serde_json::Value;
 
 use crate::config::{Config, FeedConfig, FeedFormat};
 use crate::diagnostics::{Location, Problem, Problems, quote};
-use crate::model::{Invoice, InvoiceField, NumberIndex, Shared};
+use crate::model::{Invoice, InvoiceField, LedgerIndex, NumberIndex, Shared};
 
 use customers::Customers;
 use row::{Converter, Interner, column_key};
@@ -44,14 +44,23 @@ pub struct FeedLoad {
     pub invoices: Vec<Invoice>,
     pub problems: Problems,
     pub bad_rows: usize,
-    /// The invoices by number (built while loading, to find duplicates).
-    pub index: NumberIndex,
+    /// The invoices by number (built while loading, to find duplicates)
+    /// and their customers.
+    pub index: LedgerIndex,
     /// Feeds that could not be read at all.
     pub unreadable: Vec<PathBuf>,
 }
 
 /// A row converted: an invoice, or the problems that make it a bad row.
-type Converted = Result<Invoice, Vec<Problem>>;
+type Converted = Result<(Invoice, Keys), Vec<Problem>>;
+
+/// What a converting thread works out for the thread keeping the rows, so
+/// that the one thread all rows go through hashes none of them: the
+/// invoice's customer (numbered by the interner) and its number's hash.
+struct Keys {
+    customer: u32,
+    number: u64,
+}
 
 /// Reads every feed of the config on `today` (in the config's time zone:
 /// it bounds the plausible dates). A feed that cannot be read is one error
@@ -65,12 +74,15 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig], today: NaiveDate) -> Fe
         .map(|m| m.len())
         .sum();
     let estimate = (size / 100) as usize;
-    load.index = NumberIndex::with_capacity(estimate);
+    load.index.by_number = NumberIndex::with_capacity(estimate);
+    load.index.customer_of.reserve(estimate);
     load.invoices.reserve(estimate);
     let interner = Mutex::new(Interner::default());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS));
     // Kept from feed to feed: what each thread has interned and validated is still good.
-    let mut converters: Vec<Converter> = (0..threads).map(|_| Converter::new(&interner)).collect();
+    let mut converters: Vec<Converter> = (0..threads)
+        .map(|_| Converter::new(&interner, load.index.by_number.hasher()))
+        .collect();
     let mut customers = Customers::default();
     let max_bytes = config.limits.feed_file_bytes;
     for feed in feeds {
@@ -144,8 +156,8 @@ impl FeedLoad {
     /// warning when its customer's rows disagree; or its problems. `at`
     /// locates a row by its line.
     fn keep(&mut self, row: Converted, customers: &mut Customers, at: &dyn Fn(usize) -> Location) {
-        let invoice = match row {
-            Ok(invoice) => invoice,
+        let (invoice, keys) = match row {
+            Ok(converted) => converted,
             Err(problems) => {
                 self.bad_rows += 1;
                 self.problems.0.extend(problems);
@@ -154,7 +166,7 @@ impl FeedLoad {
         };
         let line = invoice.origin.line;
         let at = || at(line);
-        let total = match customers.total_with(&invoice, &at) {
+        let total = match customers.total_with(keys.customer, &invoice, &at) {
             Ok(total) => total,
             Err(problem) => {
                 self.bad_rows += 1;
@@ -164,7 +176,8 @@ impl FeedLoad {
         };
         self.invoices.push(invoice);
         let i = self.invoices.len() - 1;
-        if let Err(first) = self.index.insert(&self.invoices, i)
+        let by_number = &mut self.index.by_number;
+        if let Err(first) = by_number.insert_hashed(&self.invoices, i, keys.number)
             && let Some(dup) = self.invoices.pop()
         {
             let first = &self.invoices[first];
@@ -180,7 +193,9 @@ impl FeedLoad {
             );
         } else {
             let kept = &self.invoices[i];
-            self.problems.0.extend(customers.keep(kept, total, &at));
+            let (customer, warning) = customers.keep(keys.customer, kept, total, &at);
+            self.index.customer_of.push(customer);
+            self.problems.0.extend(warning);
         }
     }
 }
@@ -210,7 +225,7 @@ pub fn read_written(
         }
     };
     let interner = Mutex::new(Interner::default());
-    let mut converter = Converter::new(&interner);
+    let mut converter = Converter::new(&interner, load.index.by_number.hasher());
     let mut customers = Customers::default();
     for (line, object) in rows {
         let row = parser.json_row(Value::Object(object), line, &mut converter);

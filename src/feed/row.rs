@@ -9,10 +9,10 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use super::values::{canonical_language, currency_code, json_amount, parse_amount};
-use super::{Converted, CsvRow, FeedParser, JsonElement, JsonLine};
+use super::{Converted, CsvRow, FeedParser, JsonElement, JsonLine, Keys};
 use crate::config::{FeedFormat, is_language_tag};
 use crate::diagnostics::{Location, Problem, quote};
-use crate::model::{Invoice, InvoiceField, Origin, Shared, Status};
+use crate::model::{Invoice, InvoiceField, NumberHasher, Origin, Shared, Status};
 
 // Each field's place among a row's values (its place in `InvoiceField::ALL`;
 // the worked-out fields' places stay empty): a row's values are read by
@@ -71,6 +71,9 @@ impl<'a> Row<'a> {
 pub(super) struct Interner {
     strings: hashbrown::HashSet<Shared>,
     tag_sets: hashbrown::HashMap<Box<str>, Arc<[Shared]>>,
+    /// Each customer id's number, in the order the threads first met them:
+    /// the thread keeping the rows finds a customer by it without hashing.
+    customers: hashbrown::HashMap<Shared, u32>,
 }
 
 impl Interner {
@@ -81,6 +84,16 @@ impl Interner {
         let shared = Shared::from(s);
         self.strings.insert(shared.clone());
         shared
+    }
+
+    fn customer(&mut self, id: &str) -> (Shared, u32) {
+        if let Some((shared, &number)) = self.customers.get_key_value(id) {
+            return (shared.clone(), number);
+        }
+        let shared = self.get(id);
+        let number = self.customers.len() as u32;
+        self.customers.insert(shared.clone(), number);
+        (shared, number)
     }
 
     fn tags(&mut self, list: &str) -> Arc<[Shared]> {
@@ -105,6 +118,10 @@ impl Interner {
 struct ThreadInterner<'s> {
     shared: &'s Mutex<Interner>,
     own: Interner,
+    /// Each customer's name and address as this thread last interned them,
+    /// by customer number: a customer's rows nearly always repeat them, so
+    /// comparing them with the last ones saves hashing them.
+    last_of_customer: Vec<[Option<Shared>; 2]>,
 }
 
 impl ThreadInterner<'_> {
@@ -114,6 +131,31 @@ impl ThreadInterner<'_> {
         }
         let shared = self.lock().get(s);
         self.own.strings.insert(shared.clone());
+        shared
+    }
+
+    fn customer(&mut self, id: &str) -> (Shared, u32) {
+        if let Some((shared, &number)) = self.own.customers.get_key_value(id) {
+            return (shared.clone(), number);
+        }
+        let (shared, number) = self.lock().customer(id);
+        self.own.customers.insert(shared.clone(), number);
+        (shared, number)
+    }
+
+    /// A text of a customer's row (0: its name, 1: its address), interned.
+    fn of_customer(&mut self, customer: u32, which: usize, s: &str) -> Shared {
+        let customer = customer as usize;
+        if let Some(Some(last)) = self.last_of_customer.get(customer).map(|l| &l[which])
+            && **last == *s
+        {
+            return last.clone();
+        }
+        let shared = self.get(s);
+        if self.last_of_customer.len() <= customer {
+            self.last_of_customer.resize(customer + 1, [None, None]);
+        }
+        self.last_of_customer[customer][which] = Some(shared.clone());
         shared
     }
 
@@ -136,18 +178,21 @@ impl ThreadInterner<'_> {
 /// What one converting thread keeps from row to row.
 pub(super) struct Converter<'s> {
     strings: ThreadInterner<'s>,
+    numbers: NumberHasher,
     /// As written in the feeds (`usd`, `FR`) → canonical (`USD`, `fr`).
     currencies: Canonical,
     languages: Canonical,
 }
 
 impl<'s> Converter<'s> {
-    pub(super) fn new(shared: &'s Mutex<Interner>) -> Self {
+    pub(super) fn new(shared: &'s Mutex<Interner>, numbers: NumberHasher) -> Self {
         Converter {
             strings: ThreadInterner {
                 shared,
                 own: Interner::default(),
+                last_of_customer: Vec::new(),
             },
+            numbers,
             currencies: Canonical::default(),
             languages: Canonical::default(),
         }
@@ -469,6 +514,7 @@ impl FeedParser<'_> {
         read.amount_due(amount, amount_paid);
         let Converter {
             strings,
+            numbers,
             currencies,
             languages,
         } = converter;
@@ -494,12 +540,17 @@ impl FeedParser<'_> {
         else {
             return Err(read.problems);
         };
-        let mut text = |f: usize| strings.get(row.get(f).unwrap_or(""));
-        Ok(Invoice {
-            number: row.get(NUMBER).unwrap_or("").into(),
-            customer_id: text(CUSTOMER_ID),
-            customer_name: text(CUSTOMER_NAME),
-            email: text(EMAIL),
+        let (customer_id, customer) = strings.customer(row.get(CUSTOMER_ID).unwrap_or(""));
+        let number = row.get(NUMBER).unwrap_or("");
+        let keys = Keys {
+            customer,
+            number: numbers.hash(number),
+        };
+        let invoice = Invoice {
+            number: number.into(),
+            customer_id,
+            customer_name: strings.of_customer(customer, 0, row.get(CUSTOMER_NAME).unwrap_or("")),
+            email: strings.of_customer(customer, 1, row.get(EMAIL).unwrap_or("")),
             issue_date,
             due_date,
             amount,
@@ -515,7 +566,8 @@ impl FeedParser<'_> {
                 file: self.file.clone(),
                 line,
             },
-        })
+        };
+        Ok((invoice, keys))
     }
 }
 

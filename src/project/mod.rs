@@ -14,7 +14,7 @@ use crate::engine::{Evaluator, Reminder};
 use crate::feed::{feeds_for, load_feeds};
 use crate::journal::JournalView;
 use crate::journal::{group_token, reminder_token};
-use crate::model::{Invoice, InvoiceField, InvoiceId, Ledger, NumberIndex, Origin, Status};
+use crate::model::{Invoice, InvoiceField, InvoiceId, Ledger, LedgerIndex, Origin, Status};
 use crate::render::{Rendered, StatementLine, SubjectData, Templates, message_context};
 use crate::rules::{
     Channel, Grouping, HoldTarget, Holds, Policy, PolicyDefaults, Stage, Trigger, load_holds,
@@ -321,7 +321,7 @@ impl Project {
     pub fn ledger(
         config: &Config,
         invoices: Vec<Invoice>,
-        index: NumberIndex,
+        index: LedgerIndex,
     ) -> (Arc<Ledger>, Problems) {
         let ledger = Ledger::with_index(invoices, index)
             .with_default_language(&config.language)
