@@ -81,7 +81,8 @@ impl Customers {
     ) -> (u32, Option<Problem>) {
         let customer = customer as usize;
         if self.by_number.len() <= customer {
-            self.by_number.resize_with(customer.saturating_add(1), || None);
+            self.by_number
+                .resize_with(customer.saturating_add(1), || None);
         }
         let Some(seen) = &mut self.by_number[customer] else {
             let index = self.kept;
