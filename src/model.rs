@@ -695,8 +695,15 @@ impl Ledger {
         }
         extra.sort();
         let mut emails: hashbrown::HashMap<usize, &str> = hashbrown::HashMap::new();
-        for inv in &invoices {
-            emails.insert(allocation(&inv.email), &inv.email);
+        for (inv, &idx) in invoices.iter().zip(&customer_of) {
+            // Most invoices have their customer's address (the same allocation).
+            let customers_email = &customers[idx as usize].email;
+            if !Shared::ptr_eq(&inv.email, customers_email) {
+                emails.insert(allocation(&inv.email), &inv.email);
+            }
+        }
+        for c in &customers {
+            emails.insert(allocation(&c.email), &c.email);
         }
         let valid_emails = emails
             .into_iter()

@@ -1409,37 +1409,53 @@ impl Project {
         if !grouped_email {
             return;
         }
-        // Per customer: its first open invoice with an address, and the
-        // addresses all of its open invoices so far have in common (`None`
-        // once a warning is given: one per customer).
-        let mut common: hashbrown::HashMap<usize, (InvoiceId, Option<Vec<&str>>)> =
-            hashbrown::HashMap::new();
+        // Per customer: its first open invoice with an address, the addresses
+        // all of its open invoices so far have in common (`None` once a
+        // warning is given: one per customer), and the last `email` field
+        // taken in (by allocation: the feeds intern it), which the next
+        // invoice nearly always repeats, leaving the common ones as they are.
+        struct Common<'l> {
+            first: InvoiceId,
+            shared: Option<Vec<&'l str>>,
+            last: usize,
+        }
+        let mut common: Vec<Option<Common>> =
+            (0..self.ledger.customers.len()).map(|_| None).collect();
         // Customers share their addresses: each distinct field is parsed once.
-        // (By the field's allocation: the feeds intern it.)
         let mut parsed: hashbrown::HashMap<usize, Vec<&str>> = hashbrown::HashMap::new();
         for (i, inv) in self.ledger.invoices.iter().enumerate() {
             let id = InvoiceId::new(i);
             if !inv.is_open() {
                 continue;
             }
-            let customer = self.ledger.customer_index(id);
-            if matches!(common.get(&customer), Some((_, None))) {
+            let customer = &mut common[self.ledger.customer_index(id)];
+            let allocation = crate::model::allocation(&inv.email);
+            if let Some(c) = customer
+                && (c.shared.is_none() || c.last == allocation)
+            {
                 continue;
             }
             let addresses = parsed
-                .entry(crate::model::allocation(&inv.email))
-                .or_insert_with(|| valid_addresses(&self.ledger, inv))
-                .clone();
+                .entry(allocation)
+                .or_insert_with(|| valid_addresses(&self.ledger, inv));
             if addresses.is_empty() {
                 continue;
             }
-            let (first, slot) = common
-                .entry(customer)
-                .or_insert_with(|| (id, Some(addresses.clone())));
-            let Some(shared) = slot else { continue };
+            let Some(c) = customer else {
+                *customer = Some(Common {
+                    first: id,
+                    shared: Some(addresses.clone()),
+                    last: allocation,
+                });
+                continue;
+            };
+            c.last = allocation;
+            let Some(shared) = &mut c.shared else {
+                continue;
+            };
             shared.retain(|a| addresses.contains(a));
             if shared.is_empty() {
-                let first = &self.ledger.invoices[*first];
+                let first = &self.ledger.invoices[c.first];
                 problems.warning(
                     self.origin(inv),
                     format!(
@@ -1453,7 +1469,7 @@ impl Project {
                         self.origin(first)
                     ),
                 );
-                *slot = None;
+                c.shared = None;
             }
         }
     }
