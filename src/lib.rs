@@ -27,9 +27,13 @@
 //!   [`remove_hold`];
 //! - where the money stands: [`report::receivables()`];
 //! - list the journal, one customer's contact history: [`history()`];
+//! - re-queue failed reminders, approve or reject those awaiting approval,
+//!   invoice by invoice: [`retry()`], [`decide_approvals`];
 //! - serve the web console on what a daemon publishes: [`Console::start`]
 //!   with [`Daemon::shared`] and [`ConsoleSettings::of`];
-//! - the command outputs: [`report`].
+//! - the command outputs: [`report`]; each command of the binary as one call
+//!   that prints what it prints and says how it ended:
+//!   [`report::commands`] (`relance run` without `--once`: [`serve()`]).
 //!
 //! Errors are one type, [`Error`]; problems that loading collects and goes
 //! on after are [`Problem`]s, each located as `file:line:col`.
@@ -67,7 +71,7 @@ pub(crate) mod text;
 pub use backtest::Backtest;
 pub use calendar::parse_time;
 pub use config::Config;
-pub use console::{Console, ConsoleSettings};
+pub use console::{Console, ConsoleSettings, serve};
 pub use daemon::{Daemon, Report, RunOptions, Shared, Status};
 pub use diagnostics::{Location, Problem, Problems, Severity};
 pub use engine::{Plan, Reminder};
@@ -76,6 +80,7 @@ pub use impact::{Baseline, HORIZON_DAYS, Impact, impact};
 pub use journal::{Awaiting, Journal, JournalView};
 pub use model::{Id, InvoiceId};
 pub use policy_tests::{Expected, TestCase, TestFile, check_tests, run_tests, test_files};
+pub use project::decisions::{Approval, AwaitingFilter, decide_approvals, retry};
 pub use project::history::{HistoryFilter, history};
 pub use project::{Message, Options, Project};
 pub use report::explain::{Explanation, explain};

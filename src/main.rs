@@ -9,11 +9,9 @@ use chrono::NaiveDate;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use relance::report::{self, Format, PreviewRequest};
-use relance::{
-    Awaiting, Baseline, Config, Console, ConsoleSettings, Daemon, HistoryFilter, Journal, Options,
-    Project, RunOptions,
-};
+use relance::report::Format;
+use relance::report::commands::{self, AsOf, Done, Exit, Invoices, Preview, ReportFormat};
+use relance::{Approval, AwaitingFilter, Options, RunOptions};
 
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -52,32 +50,7 @@ enum Command {
         format: Format,
     },
     /// Dry run: the reminders that would go out each day from --as-of for --days days.
-    Preview {
-        /// Evaluate as if this were today (YYYY-MM-DD).
-        #[arg(long)]
-        as_of: Option<NaiveDate>,
-        #[arg(long, default_value_t = relance::HORIZON_DAYS, value_parser = clap::value_parser!(u32).range(1..=3660))]
-        days: u32,
-        #[arg(long, default_value = "table", value_parser = format_parser())]
-        format: Format,
-        /// Print each full message.
-        #[arg(long)]
-        render: bool,
-        /// Only this invoice.
-        #[arg(long)]
-        invoice: Option<String>,
-        /// Compare with other rules: those of folder DIR (its relance.yaml,
-        /// rules/ and templates/), or of this folder at git revision REV
-        /// (git:HEAD, git:main…). Both plan the same days on this folder's
-        /// feeds and journal; prints the reminders the current rules add,
-        /// remove and change, by stage (table or json; not with --render
-        /// or --invoice). Exit 2 when the baseline cannot be loaded.
-        #[arg(long, value_name = "DIR|git:REV", conflicts_with_all = ["render", "invoice"])]
-        baseline: Option<String>,
-        /// With --baseline: every row of each stage (a table shows 50).
-        #[arg(long, requires = "baseline")]
-        all: bool,
-    },
+    Preview(PreviewArgs),
     /// For one invoice: the policy chosen and why, and each stage's state.
     Explain {
         invoice: String,
@@ -87,35 +60,7 @@ enum Command {
         format: Format,
     },
     /// The daemon: evaluate on start and on schedule, deliver, reload on edits.
-    Run {
-        /// Evaluate one date, deliver and exit.
-        #[arg(long)]
-        once: bool,
-        /// Log what would be sent; touch neither the journal nor the outbox.
-        #[arg(long)]
-        dry_run: bool,
-        /// Send even a batch larger than limits.max_per_run.
-        #[arg(long)]
-        confirm: bool,
-        /// Evaluate as if this were today (YYYY-MM-DD); the whole day counts
-        /// as elapsed for send times unless --at says when.
-        #[arg(long)]
-        as_of: Option<NaiveDate>,
-        /// The time of day (HH:MM, config's time zone) to evaluate at:
-        /// messages whose send time is later wait.
-        #[arg(long, value_parser = relance::parse_time)]
-        at: Option<chrono::NaiveTime>,
-        #[arg(long, value_enum, default_value = "human")]
-        log_format: LogFormat,
-        /// Start with a new journal although the outbox or tasks folder
-        /// holds delivered files (every reminder may be sent again).
-        #[arg(long)]
-        fresh_journal: bool,
-        /// Serve the web console on ADDR (e.g. 127.0.0.1:8080; port 0:
-        /// any free port, logged), instead of the config's `http.listen`.
-        #[arg(long, value_name = "ADDR", conflicts_with = "once")]
-        http: Option<std::net::SocketAddr>,
-    },
+    Run(RunArgs),
     /// The web console alone: load the folder and reload it on edits like
     /// the daemon, but never evaluate nor deliver.
     Serve {
@@ -194,7 +139,7 @@ enum Command {
         as_of: Option<NaiveDate>,
         /// html: one self-contained page with charts, in the config's language.
         #[arg(long, value_enum, default_value = "table")]
-        format: ReportFormat,
+        format: ReportFormatArg,
     },
     /// The journal, newest first.
     History {
@@ -205,6 +150,97 @@ enum Command {
         #[arg(long, default_value = "table", value_parser = format_parser())]
         format: Format,
     },
+}
+
+/// `relance preview`'s arguments.
+#[derive(Args)]
+struct PreviewArgs {
+    /// Evaluate as if this were today (YYYY-MM-DD).
+    #[arg(long)]
+    as_of: Option<NaiveDate>,
+    #[arg(long, default_value_t = relance::HORIZON_DAYS, value_parser = clap::value_parser!(u32).range(1..=3660))]
+    days: u32,
+    #[arg(long, default_value = "table", value_parser = format_parser())]
+    format: Format,
+    /// Print each full message.
+    #[arg(long)]
+    render: bool,
+    /// Only this invoice.
+    #[arg(long)]
+    invoice: Option<String>,
+    /// Compare with other rules: those of folder DIR (its relance.yaml,
+    /// rules/ and templates/), or of this folder at git revision REV
+    /// (git:HEAD, git:main…). Both plan the same days on this folder's
+    /// feeds and journal; prints the reminders the current rules add,
+    /// remove and change, by stage (table or json; not with --render
+    /// or --invoice). Exit 2 when the baseline cannot be loaded.
+    #[arg(long, value_name = "DIR|git:REV", conflicts_with_all = ["render", "invoice"])]
+    baseline: Option<String>,
+    /// With --baseline: every row of each stage (a table shows 50).
+    #[arg(long, requires = "baseline")]
+    all: bool,
+}
+
+impl PreviewArgs {
+    fn preview(self, now: chrono::DateTime<chrono::Utc>) -> Preview {
+        Preview {
+            as_of: AsOf {
+                date: self.as_of,
+                now,
+            },
+            days: self.days,
+            format: self.format,
+            render: self.render,
+            invoice: self.invoice,
+            baseline: self.baseline,
+            all: self.all,
+        }
+    }
+}
+
+/// `relance run`'s arguments.
+#[derive(Args)]
+struct RunArgs {
+    /// Evaluate one date, deliver and exit.
+    #[arg(long)]
+    once: bool,
+    /// Log what would be sent; touch neither the journal nor the outbox.
+    #[arg(long)]
+    dry_run: bool,
+    /// Send even a batch larger than limits.max_per_run.
+    #[arg(long)]
+    confirm: bool,
+    /// Evaluate as if this were today (YYYY-MM-DD); the whole day counts
+    /// as elapsed for send times unless --at says when.
+    #[arg(long)]
+    as_of: Option<NaiveDate>,
+    /// The time of day (HH:MM, config's time zone) to evaluate at:
+    /// messages whose send time is later wait.
+    #[arg(long, value_parser = relance::parse_time)]
+    at: Option<chrono::NaiveTime>,
+    #[arg(long, value_enum, default_value = "human")]
+    log_format: LogFormat,
+    /// Start with a new journal although the outbox or tasks folder
+    /// holds delivered files (every reminder may be sent again).
+    #[arg(long)]
+    fresh_journal: bool,
+    /// Serve the web console on ADDR (e.g. 127.0.0.1:8080; port 0:
+    /// any free port, logged), instead of the config's `http.listen`.
+    #[arg(long, value_name = "ADDR", conflicts_with = "once")]
+    http: Option<std::net::SocketAddr>,
+}
+
+impl RunArgs {
+    fn options(&self) -> RunOptions {
+        RunOptions {
+            as_of: self.as_of,
+            dry_run: self.dry_run,
+            confirm: self.confirm,
+            at: self.at,
+            fresh_journal: self.fresh_journal,
+            serve_only: false,
+        }
+    }
 }
 
 /// The reminders awaiting approval that `approve` or `reject` decides.
@@ -224,12 +260,44 @@ struct AwaitingArgs {
     policy: Option<String>,
 }
 
+impl AwaitingArgs {
+    fn invoices(&self) -> Invoices<'_> {
+        invoices(self.all, &self.invoices)
+    }
+
+    fn filter(&self) -> AwaitingFilter<'_> {
+        AwaitingFilter {
+            stage: self.stage.as_deref(),
+            policy: self.policy.as_deref(),
+        }
+    }
+}
+
+/// The invoices named, or with `--all` every one.
+fn invoices(all: bool, named: &[String]) -> Invoices<'_> {
+    if all {
+        Invoices::All
+    } else {
+        Invoices::Named(named)
+    }
+}
+
 /// `relance report --format table|json|html`.
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum ReportFormat {
+enum ReportFormatArg {
     Table,
     Json,
     Html,
+}
+
+impl From<ReportFormatArg> for ReportFormat {
+    fn from(format: ReportFormatArg) -> ReportFormat {
+        match format {
+            ReportFormatArg::Table => ReportFormat::Table,
+            ReportFormatArg::Json => ReportFormat::Json,
+            ReportFormatArg::Html => ReportFormat::Html,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -300,6 +368,14 @@ fn usage_error(subcommand: &str, message: &str) -> ! {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Backtest { from, to, .. } = &cli.command
+        && from > to
+    {
+        usage_error(
+            "backtest",
+            &format!("--from {from} is after --to {to}: expected --from on or before --to"),
+        );
+    }
     match run(cli) {
         Ok(code) => code,
         // `relance history | head`: the reader has what it wanted.
@@ -337,379 +413,87 @@ fn options(g: &Global) -> Options {
     }
 }
 
-/// Loads the project; unless `strict`, problems that stop nothing are printed as warnings.
-fn load(g: &Global, strict: bool) -> Result<Project> {
-    let project = Project::load(&options(g))?;
-    if !strict {
-        report::problems_text(&mut io::stderr(), &project.problems)?;
-        // Bad rows keep the documented `file:line: field: reason` form (no
-        // "warning:" wedged between location and field); the summary line
-        // says they are warnings that stopped nothing.
-        report::problems_text(&mut io::stderr(), &project.feed_problems)?;
-        if project.bad_rows > 0 {
-            eprintln!(
-                "warning: {} bad feed row(s) skipped; the other rows were processed",
-                project.bad_rows
-            );
-        }
+/// The exit code of a command done. The process ends once the command has
+/// printed: the folder it loaded is left to the system, which takes the
+/// memory back at once, rather than freed one allocation at a time.
+fn exit(done: Done) -> ExitCode {
+    std::mem::forget(done.project);
+    match done.exit {
+        Exit::Ok => ExitCode::SUCCESS,
+        Exit::Problems => ExitCode::from(1),
+        Exit::Usage => ExitCode::from(2),
     }
-    Ok(project)
-}
-
-/// The exit code of `preview` and `explain`, which still show what the rest
-/// of the folder gives: 1 when a feed cannot be read at all (an error,
-/// docs/contract.md §2, unlike a bad row) or when a policy, script, template
-/// or the config failed to load. `run` refuses to start on the latter, so a
-/// preview that exits 0 there would promise reminders the daemon never sends.
-fn exit_code(project: &Project) -> ExitCode {
-    failed_if(!project.unreadable_feeds.is_empty() || project.has_rule_errors())
-}
-
-fn failed_if(failed: bool) -> ExitCode {
-    if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-/// The process ends once the command has printed: freeing a million
-/// invoices one allocation at a time would only delay the exit (a tenth of a
-/// second at that size), and the system takes the memory back at once.
-fn exit_without_freeing(project: Project) {
-    std::mem::forget(project);
-}
-
-/// The evaluation date: `--as-of`, else today in the config's time zone.
-fn today(project: &Project, as_of: Option<NaiveDate>) -> NaiveDate {
-    as_of.unwrap_or_else(|| project.date_at(chrono::Utc::now()))
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
     // The daemon logs from info up; the other commands print their own
     // results and only log what RELANCE_LOG asks for.
-    if !matches!(cli.command, Command::Run { .. } | Command::Serve { .. }) {
-        init_logging(LogFormat::Human, "warn");
+    match cli.command {
+        Command::Run(RunArgs { log_format, .. }) | Command::Serve { log_format, .. } => {
+            init_logging(log_format, "info")
+        }
+        _ => init_logging(LogFormat::Human, "warn"),
     }
     // Buffered: a preview of a million rows must not cost a write per line.
     let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
-    let code = execute(cli, &mut out)?;
+    let code = exit(execute(cli, &mut out)?);
     out.flush()?;
     Ok(code)
 }
 
-fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
-    let g = &cli.global;
+fn execute(cli: Cli, out: &mut dyn Write) -> relance::Result<Done> {
+    let options = options(&cli.global);
+    let err = &mut io::stderr();
+    let now = chrono::Utc::now();
+    let as_of = |date| AsOf { date, now };
     match cli.command {
-        Command::Check { format } => {
-            let project = load(g, true)?;
-            let today = today(&project, None);
-            let errors = report::check(out, &mut io::stderr(), &project, today, format)?;
-            exit_without_freeing(project);
-            Ok(failed_if(errors > 0))
-        }
-        Command::Preview {
-            as_of,
-            days,
-            format,
-            render,
-            invoice,
-            baseline,
-            all,
-        } => {
-            if let Some(spec) = baseline {
-                return preview_impact(g, &spec, as_of, days, format, all, out);
-            }
-            let project = load(g, false)?;
-            let request = PreviewRequest {
-                from: today(&project, as_of),
-                days,
-                format,
-                render,
-                invoice,
-            };
-            let journal = project.journal_view()?;
-            report::preview(out, &project, &journal, &request, &mut |w| eprintln!("{w}"))?;
-            let code = exit_code(&project);
-            exit_without_freeing(project);
-            Ok(code)
-        }
+        Command::Check { format } => commands::check(out, err, &options, format, now),
+        Command::Preview(args) => commands::preview(out, err, &options, args.preview(now)),
         Command::Explain {
             invoice,
-            as_of,
+            as_of: date,
             format,
-        } => {
-            let project = load(g, false)?;
-            let journal = project.journal_view()?;
-            let explanation =
-                relance::explain(&project, &invoice, today(&project, as_of), &journal)?;
-            match format {
-                Format::Json => report::json(out, &serde_json::to_value(&explanation)?)?,
-                _ => explanation.write_text(out)?,
-            }
-            Ok(exit_code(&project))
+        } => commands::explain(out, err, &options, &invoice, as_of(date), format),
+        Command::Run(args) if args.once => commands::run_once(options, args.options()),
+        Command::Run(args) => {
+            relance::serve(options, args.options(), args.http).map(|()| Exit::Ok.into())
         }
-        Command::Run {
-            once,
-            dry_run,
-            confirm,
-            as_of,
-            at,
-            log_format,
-            fresh_journal,
-            http,
-        } => {
-            init_logging(log_format, "info");
-            let run = RunOptions {
-                as_of,
-                dry_run,
-                confirm,
-                at,
-                fresh_journal,
-                serve_only: false,
-            };
-            let mut daemon = Daemon::start(options(g), run)?;
-            if !once {
-                if let Some(settings) = ConsoleSettings::of(&daemon.project().config, http, false)?
-                {
-                    Console::start(daemon.shared(), settings)?;
-                }
-                daemon.serve()?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            let report = daemon.evaluate(chrono::Utc::now())?;
-            report.log();
-            Ok(failed_if(report.held || report.failed > 0))
-        }
-        Command::Serve {
-            http,
-            as_of,
-            log_format,
-        } => {
-            init_logging(log_format, "info");
+        Command::Serve { http, as_of, .. } => {
             let run = RunOptions {
                 as_of,
                 serve_only: true,
                 ..RunOptions::default()
             };
-            let daemon = Daemon::start(options(g), run)?;
-            if let Some(settings) = ConsoleSettings::of(&daemon.project().config, http, true)? {
-                Console::start(daemon.shared(), settings)?;
-            }
-            daemon.serve()?;
-            Ok(ExitCode::SUCCESS)
+            relance::serve(options, run, http).map(|()| Exit::Ok.into())
         }
-        Command::Retry { invoices, all } => {
-            // No journal, no failed reminder: `retry` does not create one.
-            let journal = existing_journal(g)?;
-            let now = now_rfc3339();
-            let requeue = |invoice: Option<&str>| match &journal {
-                Some(j) => j.requeue(invoice, &now),
-                None => Ok(0),
-            };
-            if all {
-                let n = requeue(None)?;
-                writeln!(out, "{n} failed reminder(s) re-queued")?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            let mut missing = false;
-            for invoice in &invoices {
-                match requeue(Some(invoice))? {
-                    0 => {
-                        eprintln!("relance: invoice {invoice} has no failed reminder");
-                        missing = true;
-                    }
-                    n => writeln!(out, "{invoice}: {n} failed reminder(s) re-queued")?,
-                }
-            }
-            Ok(failed_if(missing))
+        Command::Retry {
+            invoices: named,
+            all,
+        } => commands::retry(out, err, &options, invoices(all, &named), now),
+        Command::Approve { which } => {
+            let (invoices, filter) = (which.invoices(), which.filter());
+            commands::decide_approvals(out, err, &options, invoices, filter, Approval::Approve, now)
         }
-        Command::Approve { which } => decide_approvals(g, &which, None, out),
-        Command::Reject { which, reason } => decide_approvals(g, &which, Some(&reason), out),
-        Command::Test { files, format } => {
-            // Its cases bring their own invoices: the feeds are not read.
-            let project = match Project::load_rules(&options(g)) {
-                Ok(project) => project,
-                Err(e) => {
-                    eprintln!("relance: {e}");
-                    return Ok(ExitCode::from(2));
-                }
-            };
-            report::problems_text(&mut io::stderr(), &project.problems)?;
-            if project.has_rule_errors() {
-                // Every case would fail for the one error above, and bury it.
-                eprintln!("relance: policy tests not run: the rules have errors (located above)");
-                return Ok(ExitCode::from(2));
-            }
-            let files = relance::test_files(&project.config, &files);
-            let results = relance::run_tests(&project, &files);
-            for file in &results {
-                report::problems_text(&mut io::stderr(), &file.problems)?;
-            }
-            report::policy_tests(out, &results, format)?;
-            Ok(if results.iter().any(|f| !f.loaded()) {
-                ExitCode::from(2)
-            } else {
-                failed_if(results.iter().flat_map(|f| &f.cases).any(|c| !c.passed))
-            })
+        Command::Reject { which, reason } => {
+            let (invoices, filter) = (which.invoices(), which.filter());
+            let reject = Approval::Reject { reason: &reason };
+            commands::decide_approvals(out, err, &options, invoices, filter, reject, now)
         }
+        Command::Test { files, format } => commands::test(out, err, &options, &files, format),
         Command::Backtest { from, to, format } => {
-            if from > to {
-                usage_error(
-                    "backtest",
-                    &format!("--from {from} is after --to {to}: expected --from on or before --to"),
-                );
-            }
-            let project = load(g, false)?;
-            report::backtest::backtest(out, &project, from, to, format, &mut |w| eprintln!("{w}"))?;
-            Ok(exit_code(&project))
+            commands::backtest(out, err, &options, from, to, format)
         }
-        Command::Report { as_of, format } => {
-            let project = load(g, false)?;
-            let journal = project.journal_view()?;
-            let receivables = report::receivables(&project, &journal, today(&project, as_of));
-            match format {
-                ReportFormat::Table => report::receivables::write_table(out, &receivables)?,
-                ReportFormat::Json => report::json(out, &receivables)?,
-                ReportFormat::Html => {
-                    let page = report::receivables_html(&receivables, &project.config.language);
-                    out.write_all(page.as_bytes())?
-                }
-            }
-            Ok(exit_code(&project))
-        }
+        Command::Report {
+            as_of: date,
+            format,
+        } => commands::receivables(out, err, &options, as_of(date), format.into()),
         Command::History {
             invoice,
             customer,
             format,
         } => {
-            let config = Config::load(&g.dir, g.config.as_deref())?;
-            let filter = HistoryFilter {
-                invoice: invoice.as_deref(),
-                customer: customer.as_deref(),
-                customers: format != Format::Table,
-            };
-            let entries = relance::history(&config, &options(g), filter)?;
-            report::history(out, &entries, format)?;
-            Ok(ExitCode::SUCCESS)
+            let (invoice, customer) = (invoice.as_deref(), customer.as_deref());
+            commands::history(out, &options, invoice, customer, format)
         }
     }
-}
-
-/// The folder's journal, migrated if need be; `None` when there is none
-/// yet (a command that changes rows creates none).
-fn existing_journal(g: &Global) -> Result<Option<Journal>> {
-    let config = Config::load(&g.dir, g.config.as_deref())?;
-    let path = config.path(&config.journal);
-    Ok(match Journal::open_read_only(&path)? {
-        Some(_) => Some(Journal::open(&path)?),
-        None => None,
-    })
-}
-
-/// Now, as the journal writes times.
-fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// `approve`, or `reject` with its reason: the reminders awaiting approval
-/// of each invoice named (of every invoice with `--all`). Exit 1 when a
-/// named invoice has none (the others are decided).
-fn decide_approvals(
-    g: &Global,
-    which: &AwaitingArgs,
-    reject: Option<&str>,
-    out: &mut dyn Write,
-) -> Result<ExitCode> {
-    let journal = existing_journal(g)?;
-    let now = now_rfc3339();
-    let decide = |invoice: Option<&str>| {
-        let selected = Awaiting {
-            invoice,
-            stage: which.stage.as_deref(),
-            policy: which.policy.as_deref(),
-        };
-        match (&journal, reject) {
-            (None, _) => Ok(Vec::new()),
-            (Some(j), Some(reason)) => j.reject(&selected, reason, &now),
-            (Some(j), None) => j.approve(&selected, &now),
-        }
-    };
-    let verb = if reject.is_some() {
-        "rejected"
-    } else {
-        "approved"
-    };
-    if which.all {
-        report::approvals::write(out, None, &decide(None)?, verb)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut missing = false;
-    for invoice in &which.invoices {
-        let decided = decide(Some(invoice))?;
-        if decided.is_empty() {
-            let of_stage = which
-                .stage
-                .as_ref()
-                .map_or(String::new(), |s| format!(" of stage {s}"));
-            let of_policy = which
-                .policy
-                .as_ref()
-                .map_or(String::new(), |p| format!(" of policy {p}"));
-            eprintln!(
-                "relance: invoice {invoice} has no reminder{of_stage}{of_policy} awaiting approval"
-            );
-            missing = true;
-        }
-        report::approvals::write(out, Some(invoice), &decided, verb)?;
-    }
-    Ok(failed_if(missing))
-}
-
-/// `preview --baseline`: the folder's rules against the baseline's on the
-/// same feeds and journal. Exit 2 when the baseline cannot be used (a
-/// difference with rules that do not load would mean nothing), 1 when the
-/// folder's own rules do not load or a feed cannot be read.
-fn preview_impact(
-    g: &Global,
-    spec: &str,
-    as_of: Option<NaiveDate>,
-    days: u32,
-    format: Format,
-    all: bool,
-    out: &mut dyn Write,
-) -> Result<ExitCode> {
-    if format == Format::Csv {
-        eprintln!("relance: preview --baseline prints a table or JSON (--format table|json)");
-        return Ok(ExitCode::from(2));
-    }
-    let project = load(g, false)?;
-    if project.has_rule_errors() {
-        eprintln!(
-            "relance: the folder's rules have errors (above): fix them before comparing (relance check)"
-        );
-        return Ok(ExitCode::from(1));
-    }
-    let baseline = match Baseline::load(spec, &g.dir, &project) {
-        Ok(baseline) => baseline,
-        Err(e) => {
-            eprintln!("relance: {e}");
-            return Ok(ExitCode::from(2));
-        }
-    };
-    if baseline.project.has_rule_errors() {
-        report::problems_text(&mut io::stderr(), &baseline.project.problems)?;
-        eprintln!(
-            "relance: --baseline {spec}: its rules have errors (above): a difference with them would mean nothing"
-        );
-        return Ok(ExitCode::from(2));
-    }
-    let journal = project.journal_view()?;
-    let from = today(&project, as_of);
-    let impact = relance::impact(&baseline.project, &project, from, days, &journal);
-    for warning in &impact.warnings {
-        eprintln!("{warning}");
-    }
-    report::impact::write(out, &impact, format, all)?;
-    Ok(exit_code(&project))
 }

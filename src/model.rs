@@ -393,6 +393,9 @@ pub struct Id<T> {
 /// An invoice's place in the ledger's invoices.
 pub type InvoiceId = Id<Invoice>;
 
+/// A customer's place in the ledger's customers.
+pub type CustomerId = Id<Customer>;
+
 impl<T> Id<T> {
     /// The id of `list[index]`. Lists of more than 4 billion items are
     /// beyond what one process loads (a feed row takes hundreds of bytes).
@@ -800,11 +803,13 @@ impl Ledger {
         self.invoices[invoice]
             .language
             .as_deref()
-            .unwrap_or_else(|| self.customer_language(self.customer_index(invoice)))
+            .unwrap_or_else(|| {
+                self.customer_language(CustomerId::new(self.customer_index(invoice)))
+            })
     }
 
     /// The language of a customer: from its invoices, else the default.
-    pub fn customer_language(&self, customer: usize) -> &str {
+    pub fn customer_language(&self, customer: CustomerId) -> &str {
         self.customers[customer]
             .language
             .as_deref()
@@ -967,6 +972,6 @@ pub(crate) mod tests {
                 .collect::<Vec<_>>(),
             vec!["en", "en", "fr"]
         );
-        assert_eq!(ledger.customer_language(1), "fr");
+        assert_eq!(ledger.customer_language(CustomerId::new(1)), "fr");
     }
 }

@@ -24,8 +24,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 
 use crate::config::{Config, Http};
-use crate::daemon::Shared;
+use crate::daemon::{Daemon, RunOptions, Shared};
 use crate::error::{Error, Result};
+use crate::project::Options;
 
 /// How the console is served: where, and with which token.
 #[derive(Clone)]
@@ -95,6 +96,19 @@ pub(crate) struct App {
 }
 
 type State = axum::extract::State<Arc<App>>;
+
+/// `relance run` without `--once`, and `relance serve` (`run.serve_only`):
+/// the daemon started with its signal handlers, the console beside it when
+/// the config or `listen` asks for one (always for `serve`), served until a
+/// signal stops it.
+pub fn serve(options: Options, run: RunOptions, listen: Option<SocketAddr>) -> Result<()> {
+    let always = run.serve_only;
+    let daemon = Daemon::start(options, run)?;
+    if let Some(settings) = ConsoleSettings::of(&daemon.project().config, listen, always)? {
+        Console::start(daemon.shared(), settings)?;
+    }
+    daemon.serve()
+}
 
 impl Console {
     /// Starts the console on a runtime thread of its own: listens (an address

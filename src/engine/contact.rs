@@ -11,7 +11,7 @@ use crate::calendar::add_days;
 use crate::config::FirstContact;
 use crate::journal::{JournalView, Mark, State};
 use crate::model::{Invoice, InvoiceId};
-use crate::rules::{Channel, Policy, Stage};
+use crate::rules::{Channel, Policy, Stage, StageId};
 
 /// What a customer was sent before the day being decided.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -177,7 +177,7 @@ impl Ladder {
         };
         let overdue = (0..policy.stages.len())
             .filter(|&s| later(s))
-            .any(|s| policy.reach_date(anchor, s, 0) <= on);
+            .any(|s| policy.reach_date(anchor, StageId::new(s), 0) <= on);
         if !overdue {
             return own;
         }
@@ -192,7 +192,8 @@ impl Ladder {
 /// falls after the invoice's due date (whatever the policy's anchor).
 fn first_post_due(policy: &Policy, inv: &Invoice, anchor: NaiveDate) -> Option<usize> {
     (0..policy.stages.len()).find(|&s| {
-        policy.stages[s].is_scheduled() && policy.scheduled_date(anchor, s, 0) > inv.due_date
+        policy.stages[s].is_scheduled()
+            && policy.scheduled_date(anchor, StageId::new(s), 0) > inv.due_date
     })
 }
 
@@ -220,7 +221,7 @@ impl Restart {
             .filter(|&s| policy.stages[s].is_scheduled())
             .map(|s| LaterStage {
                 stage: policy.stages[s].id.clone(),
-                date: policy.reach_date(ladder.anchor, s, 0),
+                date: policy.reach_date(ladder.anchor, StageId::new(s), 0),
             })
             .collect();
         Some(Restart {

@@ -12,7 +12,7 @@ use crate::calendar::add_days;
 use crate::journal::{Mark, State};
 use crate::model::{Invoice, InvoiceId};
 use crate::rules::{CustomerView, InvoiceView, ScriptError, Variables};
-use crate::rules::{ON_PAID, Policy};
+use crate::rules::{ON_PAID, Policy, PolicyId, StageId};
 use crate::text::weekday;
 
 /// How many of the latest occurrences of a stage that repeats without `max`
@@ -97,7 +97,7 @@ impl Visit {
         let candidate = self.reached && self.journal.is_none() && !self.passed;
         candidate.then_some(Candidate {
             occurrence: Occurrence {
-                stage: self.stage,
+                stage: StageId::new(self.stage),
                 occurrence: self.occurrence,
                 reached_on,
             },
@@ -176,7 +176,7 @@ impl<'c> Findings<'c> {
         };
         let restarts = self.ladder.is_some_and(|l| l.restart.is_some());
         Outcome {
-            policy: self.choice.policy,
+            policy: self.choice.policy.map(PolicyId::new),
             fire,
             skipped,
             pending,
@@ -266,7 +266,7 @@ fn visits(
         }
         let last = stage.max_occurrence().unwrap_or(u32::MAX);
         for k in 0..=last {
-            let scheduled = policy.scheduled_date(anchor, s, k);
+            let scheduled = policy.scheduled_date(anchor, StageId::new(s), k);
             let on = if tracing || near.contains(&scheduled) {
                 calendar.shift(scheduled, stage.shift)
             } else {
@@ -626,7 +626,7 @@ impl Evaluator<'_> {
         let Some(p) = self.policies.iter().position(|p| *p.name == *last.policy) else {
             return out;
         };
-        out.policy = Some(p);
+        out.policy = Some(PolicyId::new(p));
         let policy = &self.policies[p];
         let Some(s) = policy.on_paid() else {
             return out;
@@ -645,7 +645,7 @@ impl Evaluator<'_> {
         }
         if fires {
             out.fire = Some(Occurrence {
-                stage: s,
+                stage: StageId::new(s),
                 occurrence: 0,
                 reached_on: date,
             });
@@ -694,7 +694,7 @@ mod tests {
         let out = f
             .ev()
             .evaluate(InvoiceId::new(0), date("2026-12-03"), &[], None);
-        assert_eq!(out.fire.map(|o| o.stage), Some(0));
+        assert_eq!(out.fire.map(|o| o.stage.index()), Some(0));
         assert!(out.skipped.is_empty());
     }
 
@@ -705,9 +705,12 @@ mod tests {
         let out = f
             .ev()
             .evaluate(InvoiceId::new(0), date("2026-12-12"), &[], None);
-        assert_eq!(out.fire.map(|o| o.stage), Some(2));
+        assert_eq!(out.fire.map(|o| o.stage.index()), Some(2));
         assert_eq!(
-            out.skipped.iter().map(|o| o.stage).collect::<Vec<_>>(),
+            out.skipped
+                .iter()
+                .map(|o| o.stage.index())
+                .collect::<Vec<_>>(),
             vec![0, 1]
         );
     }
@@ -719,7 +722,7 @@ mod tests {
             .ev()
             .evaluate(InvoiceId::new(0), date("2026-12-26"), &[], None);
         assert_eq!(
-            out.fire.map(|o| o.stage),
+            out.fire.map(|o| o.stage.index()),
             Some(2),
             "overdue_2 needs >= 50 due"
         );
@@ -857,7 +860,7 @@ mod tests {
             &[sent_a(State::Sent)],
             None,
         );
-        assert_eq!(out.fire.map(|o| o.stage), Some(1));
+        assert_eq!(out.fire.map(|o| o.stage.index()), Some(1));
         // A skip is not a reminder: it does not use up the day.
         let out = f.ev().evaluate(
             InvoiceId::new(0),
@@ -865,7 +868,7 @@ mod tests {
             &[sent_a(State::Skipped)],
             None,
         );
-        assert_eq!(out.fire.map(|o| o.stage), Some(1));
+        assert_eq!(out.fire.map(|o| o.stage.index()), Some(1));
         let mut journal = JournalView::default();
         journal
             .by_invoice

@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use rhai::Scope;
-use serde::Serialize;
 
 use crate::journal::{JournalView, Mark};
 use crate::model::{InvoiceId, Ledger};
@@ -25,9 +24,9 @@ pub use plan::Plan;
 pub use trace::{PolicyTrace, StageTrace, Trace, Verdict};
 
 /// One occurrence of a stage: occurrence 0 is its first firing, k its k-th repeat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Occurrence {
-    pub stage: usize,
+    pub stage: StageId,
     pub occurrence: u32,
     /// The day it is reached: anchor + offset + k × every.
     pub reached_on: NaiveDate,
@@ -36,8 +35,8 @@ pub struct Occurrence {
 /// The decision for one invoice on one date.
 #[derive(Debug, Default)]
 pub struct Outcome {
-    /// Index of the chosen policy; `None` when no policy applies.
-    pub policy: Option<usize>,
+    /// The chosen policy; `None` when no policy applies.
+    pub policy: Option<PolicyId>,
     pub fire: Option<Occurrence>,
     /// Earlier candidates overtaken by the one that fires: recorded, never sent.
     pub skipped: Vec<Occurrence>,

@@ -366,8 +366,8 @@ impl Evaluator<'_> {
         let planned = |o: &Occurrence| Reminder {
             date: day,
             invoice,
-            policy: PolicyId::new(p),
-            stage: StageId::new(o.stage),
+            policy: p,
+            stage: o.stage,
             occurrence: o.occurrence,
         };
         if ctx.skipped {
@@ -392,14 +392,14 @@ impl Evaluator<'_> {
             return channel;
         }
         // Journal today's decisions in memory before deciding the next day.
-        let (policy_name, stages) = &ctx.names[p];
+        let (policy_name, stages) = &ctx.names[p.index()];
         let mark = |o: &Occurrence, state| Mark {
             policy: policy_name.clone(),
-            stage: stages[o.stage].0.clone(),
+            stage: stages[o.stage.index()].0.clone(),
             occurrence: o.occurrence,
             state,
             date: day,
-            channel: stages[o.stage].1.clone(),
+            channel: stages[o.stage.index()].1.clone(),
         };
         track
             .marks
@@ -428,7 +428,7 @@ impl Evaluator<'_> {
         &self,
         invoice: InvoiceId,
         date: NaiveDate,
-        policy: Option<usize>,
+        policy: Option<PolicyId>,
         marks: &[Mark],
     ) -> Option<NaiveDate> {
         let inv = &self.ledger.invoices[invoice];
@@ -453,6 +453,7 @@ impl Evaluator<'_> {
                 if !stage.is_scheduled() {
                     continue;
                 }
+                let s = StageId::new(s);
                 let first = policy.scheduled_date(anchor, s, 0);
                 let mut k = match stage.repeat.filter(|r| r.every > 0) {
                     Some(r) if first < from => {

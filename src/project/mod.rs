@@ -22,6 +22,7 @@ use crate::rules::{
 };
 use crate::rules::{CustomerView, InvoiceView, Scripts, Variables};
 
+pub mod decisions;
 pub mod history;
 
 /// Where to find the folder and what to override, as given on the command line.

@@ -13,7 +13,7 @@ use serde_json::{Number, Value, json};
 
 use crate::config::{Config, Rates};
 use crate::locale::money;
-use crate::model::{InvoiceField, InvoiceId, Ledger};
+use crate::model::{CustomerId, InvoiceField, InvoiceId, Ledger};
 use crate::money::Discount;
 use crate::rules::{CustomerView, InvoiceView, Policy, Stage};
 
@@ -116,7 +116,7 @@ pub fn invoice_json(ledger: &Ledger, index: InvoiceId, today: NaiveDate, fields:
 
 /// The JSON a customer shows to templates; `fields` selects by bit (in the
 /// order of `CUSTOMER_FIELDS`).
-fn customer_json(ledger: &Ledger, customer: usize, today: NaiveDate, fields: u32) -> Value {
+fn customer_json(ledger: &Ledger, customer: CustomerId, today: NaiveDate, fields: u32) -> Value {
     let c = &ledger.customers[customer];
     let mut map = serde_json::Map::new();
     for (bit, name) in CUSTOMER_FIELDS.iter().enumerate() {
@@ -442,7 +442,12 @@ pub fn message_context(
     if parts.has(Parts::CUSTOMER) {
         root.insert(
             "customer".into(),
-            customer_json(ledger, customer_index, today, parts.customer_fields),
+            customer_json(
+                ledger,
+                CustomerId::new(customer_index),
+                today,
+                parts.customer_fields,
+            ),
         );
     }
     if parts.has(Parts::STAGE) {

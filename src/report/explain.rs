@@ -11,7 +11,7 @@ use crate::journal::{JournalView, Mark, State};
 use crate::locale::{format_money, money};
 use crate::model::Status;
 use crate::project::{Message, Project};
-use crate::rules::{Anchor, PolicyId, StageId};
+use crate::rules::Anchor;
 use crate::text::{stage_label, table, weekday};
 
 /// What `explain` says of an invoice on a date. Its JSON (`explain --format
@@ -97,8 +97,8 @@ pub fn explain<'p>(
         let planned = Reminder {
             date,
             invoice: index,
-            policy: PolicyId::new(chosen.unwrap_or_default()),
-            stage: StageId::new(f.stage),
+            policy: chosen.unwrap_or_default(),
+            stage: f.stage,
             occurrence: f.occurrence,
         };
         project.as_sent(&planned, journal)

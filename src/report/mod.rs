@@ -18,6 +18,7 @@ use crate::text::{stage_label, table};
 
 pub mod approvals;
 pub mod backtest;
+pub mod commands;
 pub mod explain;
 pub mod impact;
 pub mod receivables;

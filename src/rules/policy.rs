@@ -383,7 +383,7 @@ impl Policy {
 
     /// The date occurrence `k` of stage `s` falls on, before the calendar
     /// moves it: anchor + offset + k × every.
-    pub fn scheduled_date(&self, anchor: NaiveDate, s: usize, k: u32) -> NaiveDate {
+    pub fn scheduled_date(&self, anchor: NaiveDate, s: StageId, k: u32) -> NaiveDate {
         let stage = &self.stages[s];
         let every = stage.repeat.map_or(0, |r| i64::from(r.every));
         add_days(anchor, stage.offset + i64::from(k) * every)
@@ -395,7 +395,7 @@ impl Policy {
     // Inlined: the plan asks it for every invoice and day (across modules,
     // which the optimiser does not otherwise do for it).
     #[inline]
-    pub fn reach_date(&self, anchor: NaiveDate, s: usize, k: u32) -> NaiveDate {
+    pub fn reach_date(&self, anchor: NaiveDate, s: StageId, k: u32) -> NaiveDate {
         self.window
             .calendar
             .shift(self.scheduled_date(anchor, s, k), self.stages[s].shift)
@@ -1165,11 +1165,23 @@ stages:
         )]);
         let p = &p[0];
         let anchor = NaiveDate::from_ymd_opt(2028, 1, 31).unwrap();
-        assert_eq!(p.scheduled_date(anchor, 0, 0).to_string(), "2028-01-24");
-        assert_eq!(p.scheduled_date(anchor, 1, 0).to_string(), "2028-03-01"); // 2028 is a leap year
-        assert_eq!(p.scheduled_date(anchor, 1, 2).to_string(), "2028-04-30");
+        assert_eq!(
+            p.scheduled_date(anchor, StageId::new(0), 0).to_string(),
+            "2028-01-24"
+        );
+        assert_eq!(
+            p.scheduled_date(anchor, StageId::new(1), 0).to_string(),
+            "2028-03-01"
+        ); // 2028 is a leap year
+        assert_eq!(
+            p.scheduled_date(anchor, StageId::new(1), 2).to_string(),
+            "2028-04-30"
+        );
         // Sunday 30 April 2028 moves to Monday 1 May with the default calendar.
-        assert_eq!(p.reach_date(anchor, 1, 2).to_string(), "2028-05-01");
+        assert_eq!(
+            p.reach_date(anchor, StageId::new(1), 2).to_string(),
+            "2028-05-01"
+        );
         assert_eq!(p.stages[1].max_occurrence(), Some(3));
     }
 }

@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 
 use crate::config::Rates;
 use crate::diagnostics::{Location, Problem, Problems, files_with_extension};
-use crate::model::{InvoiceField, InvoiceId, Ledger};
+use crate::model::{CustomerId, InvoiceField, InvoiceId, Ledger};
 use crate::money::{self, InterestError};
 
 /// Words that make an expression's value change from one day to the next
@@ -215,7 +215,7 @@ fn sandboxed_engine(rates: &Rates) -> Engine {
         "id" => |c, _v| ImmutableString::from(&*c.id),
         "name" => |c, _v| ImmutableString::from(&*c.name),
         "email" => |c, _v| ImmutableString::from(&*c.email),
-        "language" => |_c, v| ImmutableString::from(v.ledger.customer_language(v.index)),
+        "language" => |_c, v| ImmutableString::from(v.ledger.customer_language(CustomerId::new(v.index))),
         "tags" => |c, _v| strings(&c.tags),
         "open_count" => |c, _v| c.open_count,
         "total_due" => |c, _v| c.total_due,
