@@ -362,9 +362,10 @@ impl Variables {
 }
 
 impl Scripts {
-    /// Compiles every `*.rhai` file of `dir`; a file that does not compile is
-    /// reported and left out, so that the rules that do not call it still run.
-    pub fn load(dir: &Path, rates: &Rates, problems: &mut Problems) -> Scripts {
+    /// Compiles every `*.rhai` file of `dir`; a file that does not compile,
+    /// or is larger than `bytes` (`limits.rule_file_bytes`), is reported and
+    /// left out, so that the rules that do not call it still run.
+    pub fn load(dir: &Path, rates: &Rates, bytes: u64, problems: &mut Problems) -> Scripts {
         let engine = sandboxed_engine(rates);
         // Functions may read the config's `rates`, a constant of the engine.
         let mut constants = Scope::new();
@@ -374,10 +375,10 @@ impl Scripts {
         let mut defined_at: Vec<(String, Location)> = Vec::new();
         let mut sources = Vec::new();
         for path in files_with_extension(dir, "rhai") {
-            let source = match std::fs::read_to_string(&path) {
+            let source = match crate::diagnostics::read_within(&path, "script", bytes) {
                 Ok(s) => s,
-                Err(e) => {
-                    problems.error(Location::file(&path), format!("cannot read script: {e}"));
+                Err(problem) => {
+                    problems.push(problem);
                     continue;
                 }
             };
@@ -727,7 +728,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("lib.rhai"), src).unwrap();
         let mut problems = Problems::default();
-        let s = Scripts::load(dir.path(), rates, &mut problems);
+        let s = Scripts::load(dir.path(), rates, 1 << 20, &mut problems);
         (dir, s, problems)
     }
 

@@ -349,3 +349,123 @@ fn a_catch_up_over_an_unbounded_repeat_journals_its_latest_occurrence_only() {
         started.elapsed()
     );
 }
+
+/// `{{#if true}}` nested `n` times around `inner`.
+fn nested_ifs(n: usize, inner: &str) -> String {
+    format!("{}{inner}{}", "{{#if true}}".repeat(n), "{{/if}}".repeat(n))
+}
+
+#[test]
+fn templates_nested_deeper_than_template_depth_are_refused_before_they_are_parsed() {
+    let f = folder(&[inv("F1", "2026-12-10", "10")]);
+    // 5,000 blocks overflowed Handlebars' stack; 20,000 took seconds to parse.
+    f.write(
+        "templates/t.fr.hbs",
+        &template("{{invoice.number}}", &nested_ifs(5_000, "x")),
+    );
+    f.write(
+        "templates/each.fr.hbs",
+        &template("s", &"{{#each a}}".repeat(20_000)),
+    );
+    f.write(
+        "templates/deep_subject.fr.hbs",
+        &template(&nested_ifs(40, "s"), "x"),
+    );
+    f.write(
+        "templates/partials/deep.fr.hbs",
+        &format!("\n  {}", nested_ifs(33, "x")),
+    );
+    let problems = check_quickly(&f);
+    let deeper = "blocks nested deeper than limits.template_depth (32 blocks): \
+                  simplify the template, or raise the limit in relance.yaml";
+    assert_eq!(
+        problems,
+        vec![
+            format!("templates/partials/deep.fr.hbs:2:{}: {deeper}", 3 + 32 * 12),
+            format!("templates/deep_subject.fr.hbs:2:{}: {deeper}", 11 + 32 * 12),
+            format!("templates/each.fr.hbs:4:{}: {deeper}", 1 + 32 * 11),
+            format!("templates/t.fr.hbs:4:{}: {deeper}", 1 + 32 * 12),
+        ]
+    );
+    for command in [
+        "preview --as-of 2026-12-10 --render",
+        "explain F1 --as-of 2026-12-10",
+    ] {
+        assert_no_crash(&f.run(&crate::args(command)));
+    }
+    let run = f.run(&crate::args("run --once --as-of 2026-12-10"));
+    assert_no_crash(&run);
+    // The folder has errors: the run refuses to start, and says where.
+    assert_eq!(run.code, 1);
+    assert_contains(
+        &run.stderr,
+        "templates/t.fr.hbs:4:385: blocks nested deeper",
+    );
+
+    // Within the limit (raised as far as it goes, a partial as deep inside it), it renders.
+    f.write("relance.yaml", "limits: {template_depth: 256}\n")
+        .write(
+            "templates/t.fr.hbs",
+            &template("{{invoice.number}}", &nested_ifs(256, "{{> deep}}")),
+        )
+        .write(
+            "templates/partials/deep.fr.hbs",
+            &nested_ifs(256, "{{invoice.number}}"),
+        );
+    f.remove("templates/each.fr.hbs");
+    f.remove("templates/deep_subject.fr.hbs");
+    assert_eq!(run_expect(&f, "check", 0).stdout, "");
+    let run = run_expect(&f, "run --once --as-of 2026-12-10", 0);
+    assert_eq!(f.files("outbox").len(), 1, "{}", run.stderr);
+    f.write("relance.yaml", "limits: {template_depth: 257}\n");
+    assert_contains(
+        &check_problems(&f)[0],
+        "limits.template_depth must be at most 256",
+    );
+}
+
+#[test]
+fn a_template_front_matter_nested_too_deep_and_files_too_large_are_refused() {
+    let f = folder(&[inv("F1", "2026-12-10", "10")]);
+    f.write(
+        "templates/t.fr.hbs",
+        &format!("---\nsubject: {}\n---\nx\n", "[".repeat(200_000)),
+    );
+    assert_eq!(
+        check_quickly(&f),
+        vec![
+            "templates/t.fr.hbs:2:73: nested deeper than limits.yaml_depth (64 levels): \
+             simplify the file, or raise the limit in relance.yaml"
+        ]
+    );
+    f.write(
+        "relance.yaml",
+        "limits: {rule_file_bytes: 1000, template_bytes: 1000}\n",
+    )
+    .write("templates/t.fr.hbs", &template("s", &"x".repeat(1_000)))
+    .write("templates/partials/big.fr.hbs", &"x".repeat(1_001))
+    .write(
+        "rules/big.rhai",
+        &format!("fn f() {{ 1 }}\n//{}", "x".repeat(1_000)),
+    );
+    let larger = |what: &str, limit: &str| {
+        format!(
+            "{what} file is larger than limits.{limit} (1000 bytes): a file this large \
+             is not written by hand; raise the limit in relance.yaml if it is meant"
+        )
+    };
+    assert_eq!(
+        check_quickly(&f),
+        vec![
+            format!("rules/big.rhai: {}", larger("script", "rule_file_bytes")),
+            format!(
+                "templates/partials/big.fr.hbs: {}",
+                larger("template", "template_bytes")
+            ),
+            format!(
+                "templates/t.fr.hbs: {}",
+                larger("template", "template_bytes")
+            ),
+        ]
+    );
+}
