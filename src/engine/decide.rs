@@ -62,6 +62,9 @@ pub(super) struct Visit {
     pub(super) journal: Option<State>,
     /// At or before the last stage the journal holds for this policy.
     pub(super) passed: bool,
+    /// Stands for this occurrence and every earlier one of its stage, which
+    /// a trace does not list (see [`first_visited`]).
+    pub(super) elided: bool,
 }
 
 /// What a decision knows of the invoice's customer besides the ledger.
@@ -94,7 +97,7 @@ pub(super) enum Wait {
 impl Visit {
     fn candidate(&self) -> Option<Candidate> {
         let (_, reached_on) = self.dates?;
-        let candidate = self.reached && self.journal.is_none() && !self.passed;
+        let candidate = self.reached && self.journal.is_none() && !self.passed && !self.elided;
         candidate.then_some(Candidate {
             occurrence: Occurrence {
                 stage: self.stage,
@@ -265,7 +268,21 @@ fn visits(
             continue;
         }
         let last = stage.max_occurrence().unwrap_or(u32::MAX);
-        for k in 0..=last {
+        let first = first_visited(policy, s, anchor, add_days(date, -margin));
+        if tracing && first > 0 {
+            let k = first - 1;
+            let scheduled = policy.scheduled_date(anchor, s, k);
+            visit(Visit {
+                stage: s,
+                occurrence: k,
+                dates: Some((scheduled, calendar.shift(scheduled, stage.shift))),
+                reached: true,
+                journal: None,
+                passed: journal.passed(s, k),
+                elided: true,
+            });
+        }
+        for k in first..=last {
             let scheduled = policy.scheduled_date(anchor, s, k);
             let on = if tracing || near.contains(&scheduled) {
                 calendar.shift(scheduled, stage.shift)
@@ -281,6 +298,7 @@ fn visits(
                 reached,
                 journal: state(s, k, reached, passed),
                 passed,
+                elided: false,
             });
             if !reached {
                 break;
@@ -297,8 +315,33 @@ fn visits(
             reached,
             journal: state(s, 0, reached, false),
             passed: false,
+            elided: false,
         });
     }
+}
+
+/// The first occurrence of stage `s` worth visiting when every occurrence
+/// scheduled on or before `surely` is reached whatever the calendar: 0,
+/// except for a stage that repeats without `max`, whose occurrences are
+/// found by arithmetic rather than by walking them all since the anchor
+/// (an invoice due in 1900 under a daily repeat has 46,000). Of those
+/// surely reached, the latest `RECORDED_REPEATS` + 1 are visited: any
+/// earlier one, were it a candidate, would be overtaken by at least
+/// `RECORDED_REPEATS` later candidates of its stage and journaled by
+/// nobody (`Findings::pick`), so leaving it out changes no decision in
+/// which one of these fires.
+fn first_visited(policy: &Policy, s: usize, anchor: NaiveDate, surely: NaiveDate) -> u32 {
+    let stage = &policy.stages[s];
+    let Some(every) = stage.repeat.map(|r| i64::from(r.every)).filter(|e| *e > 0) else {
+        return 0;
+    };
+    if stage.max_occurrence().is_some() {
+        return 0;
+    }
+    let since = (surely - policy.scheduled_date(anchor, s, 0)).num_days();
+    let surely_reached = since.checked_div(every).unwrap_or(0);
+    let keep = i64::try_from(RECORDED_REPEATS).unwrap_or(i64::MAX);
+    u32::try_from(surely_reached.saturating_sub(keep).max(0)).unwrap_or(u32::MAX)
 }
 
 /// The latest reminder sent for an invoice, a thank-you aside: the one a

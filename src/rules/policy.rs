@@ -61,6 +61,12 @@ impl Channel {
     }
 }
 
+/// The furthest a stage may be from its anchor, in days, and the most a
+/// stage may repeat or wait between repeats: ten years. A dunning ladder
+/// spans weeks or months; an offset of millions of days only makes the
+/// engine walk (or allocate) one occurrence per day.
+pub const STAGE_DAYS: u32 = 3660;
+
 #[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Repeat {
@@ -386,7 +392,11 @@ impl Policy {
     pub fn scheduled_date(&self, anchor: NaiveDate, s: usize, k: u32) -> NaiveDate {
         let stage = &self.stages[s];
         let every = stage.repeat.map_or(0, |r| i64::from(r.every));
-        add_days(anchor, stage.offset + i64::from(k) * every)
+        // Within STAGE_DAYS for a policy that loads; saturating for any other.
+        let days = i64::from(k)
+            .saturating_mul(every)
+            .saturating_add(stage.offset);
+        add_days(anchor, days)
     }
 
     /// The date occurrence `k` of stage `s` is reached: its scheduled date,
@@ -709,14 +719,7 @@ impl Compiler<'_> {
             Some(StageEvent::PromiseBroken) => self.promise_broken(&s, &location, earlier),
         };
         let offset = s.offset.unwrap_or(0);
-        if let Some(r) = s.repeat
-            && r.every == 0
-        {
-            self.problems.error(
-                self.at(from, "repeat"),
-                "repeat.every must be at least 1 day",
-            );
-        }
+        self.stage_days(&s, from, anchor);
         if trigger == Trigger::Offset {
             self.order(&s.id, offset, from, earlier);
         }
@@ -758,9 +761,10 @@ impl Compiler<'_> {
         let mut previous: Option<&Stage> = None;
         for stage in emails {
             let from = stage.location.line.unwrap_or(1);
-            if let Some(prev) = previous
+            let apart = previous.and_then(|prev| stage.offset.checked_sub(prev.offset));
+            if let (Some(prev), Some(apart)) = (previous, apart)
                 && !stage.urgent
-                && (1..gap).contains(&(stage.offset - prev.offset))
+                && (1..gap).contains(&apart)
             {
                 self.problems.warning(
                     self.at(from, "offset"),
@@ -769,7 +773,7 @@ impl Compiler<'_> {
                          ({gap}): once {}'s email has gone out, {} waits until {gap} days after it; \
                          space the offsets at least {gap} days apart, or mark the stage urgent: true",
                         stage.id,
-                        stage.offset - prev.offset,
+                        apart,
                         prev.id,
                         prev.id,
                         stage.id
@@ -827,6 +831,53 @@ impl Compiler<'_> {
                 location.clone(),
                 format!("stage id {id:?} is used twice in this policy"),
             );
+        }
+    }
+
+    /// A stage's offset, and its repeat's `every` and `max`, within
+    /// [`STAGE_DAYS`].
+    fn stage_days(&mut self, s: &StageFile, from: usize, anchor: Anchor) {
+        let limit = i64::from(STAGE_DAYS);
+        if let Some(offset) = s.offset
+            && !(-limit..=limit).contains(&offset)
+        {
+            self.problems.error(
+                self.at(from, "offset"),
+                format!(
+                    "stage {}: offset {offset} is more than {STAGE_DAYS} days (ten years) from the \
+                     {}: expected an offset between -{STAGE_DAYS} and {STAGE_DAYS}",
+                    s.id,
+                    anchor_name(anchor)
+                ),
+            );
+        }
+        let Some(r) = s.repeat else { return };
+        if r.every == 0 {
+            self.problems.error(
+                self.at(from, "repeat"),
+                "repeat.every must be at least 1 day",
+            );
+        }
+        let why = [
+            ("every", Some(r.every), "a repeat waits at most ten years"),
+            (
+                "max",
+                r.max,
+                "ten years of daily repeats; leave `max` out to repeat \
+              for as long as the invoice is open",
+            ),
+        ];
+        for (key, value, why) in why {
+            if let Some(value) = value.filter(|v| *v > STAGE_DAYS) {
+                self.problems.error(
+                    self.at(from, key),
+                    format!(
+                        "stage {}: repeat.{key} {value} is more than {STAGE_DAYS}: expected at \
+                         most {STAGE_DAYS} ({why})",
+                        s.id
+                    ),
+                );
+            }
         }
     }
 

@@ -469,3 +469,92 @@ fn a_template_front_matter_nested_too_deep_and_files_too_large_are_refused() {
         ]
     );
 }
+
+#[test]
+fn stage_offsets_and_repeats_past_ten_years_are_located_errors() {
+    let f = crate::with_stages(
+        &[inv("F1", "2026-12-10", "10")],
+        &[
+            "{id: far, offset: -50000000, template: t, repeat: {every: 1, max: 100000000}}",
+            "{id: huge, offset: 9223372036854775807, template: t, repeat: {every: 4000}}",
+        ],
+    );
+    f.write(
+        "rules/q.yaml",
+        &crate::every_day(&crate::common::policy(
+            "q",
+            &[
+                "{id: a, offset: -9223372036854775807, template: t}",
+                "{id: b, offset: 9223372036854775807, template: t}",
+            ],
+        )),
+    );
+    let problems = check_quickly(&f);
+    let bound = |at: &str, id: &str, offset: &str| {
+        format!(
+            "{at}: stage {id}: offset {offset} is more than 3660 days (ten years) from the due \
+             date: expected an offset between -3660 and 3660"
+        )
+    };
+    assert_eq!(
+        problems,
+        vec![
+            bound("rules/p.yaml:4:15", "far", "-50000000"),
+            "rules/p.yaml:4:66: stage far: repeat.max 100000000 is more than 3660: expected at \
+             most 3660 (ten years of daily repeats; leave `max` out to repeat for as long as the \
+             invoice is open)"
+                .to_string(),
+            bound("rules/p.yaml:5:16", "huge", "9223372036854775807"),
+            "rules/p.yaml:5:67: stage huge: repeat.every 4000 is more than 3660: expected at \
+             most 3660 (a repeat waits at most ten years)"
+                .to_string(),
+            bound("rules/q.yaml:4:13", "a", "-9223372036854775807"),
+            bound("rules/q.yaml:5:13", "b", "9223372036854775807"),
+        ]
+    );
+    // The policies are left out; nothing aborts.
+    for command in [
+        "preview --as-of 2026-12-10",
+        "explain F1 --as-of 2026-12-10",
+        "run --once --as-of 2026-12-10",
+    ] {
+        assert_no_crash(&f.run(&crate::args(command)));
+    }
+}
+
+/// 200 invoices due in 1900 under a daily repeat without `max`: 46,000
+/// occurrences each, which the engine once walked one by one every day it
+/// decided (preview: 48 s; an offset of -700,000 days: 70 s and an explain
+/// of 700,025 lines). It finds the ones that matter by arithmetic.
+#[test]
+fn a_repeat_without_max_since_1900_is_decided_without_walking_its_occurrences() {
+    let rows: Vec<_> = (0..200)
+        .map(|i| inv(&format!("F{i}"), "1900-01-02", "10"))
+        .collect();
+    let f = crate::with_stages(
+        &rows,
+        &[
+            "{id: first, offset: 1, template: t}",
+            "{id: again, offset: 2, template: t, repeat: {every: 1}}",
+        ],
+    );
+    let started = Instant::now();
+    let reminders = preview_json(&f, "--as-of 2026-12-10 --days 14");
+    assert_eq!(reminders.len(), 200 * 14);
+    let explain = run_expect(&f, "explain F1 --as-of 2026-12-10", 0).stdout;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(explain.lines().count() < 60, "{explain}");
+    assert_contains(
+        &explain,
+        "again #46330  2026-11-09  reached      -        not listed, with the 46330 before it: \
+         reached long ago; a catch-up journals only a stage's latest occurrences",
+    );
+    assert_contains(
+        &explain,
+        "again #46361  2026-12-10  reached      -        FIRES",
+    );
+}
