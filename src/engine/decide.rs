@@ -1,5 +1,6 @@
 //! The firing rules for one invoice and one date (docs/contract.md §4), as steps whose
 //! findings make both the decision and its trace.
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 
 use std::borrow::Cow;
 
@@ -152,7 +153,7 @@ impl<'c> Findings<'c> {
                 let stage = candidates[i].occurrence.stage;
                 policy.stages[stage].max_occurrence().is_none()
                     && candidates
-                        .get(i + RECORDED_REPEATS)
+                        .get(i.saturating_add(RECORDED_REPEATS))
                         .is_some_and(|later| later.occurrence.stage == stage)
             })
             .collect();
@@ -171,7 +172,7 @@ impl<'c> Findings<'c> {
             .map(|i| candidates[i].occurrence)
             .collect();
         // Left waiting: whatever neither fired nor was overtaken.
-        let pending = candidates.len() > usize::from(fire.is_some()) + self.overtaken;
+        let pending = candidates.len() > self.overtaken.saturating_add(usize::from(fire.is_some()));
         // The choice's failures, then the `when`s' in the order they ran.
         let errors = match (&self.choice.errors[..], &self.failures[..]) {
             ([], []) => Vec::new(),
@@ -253,7 +254,7 @@ fn visits(
     // not depend on the calendar, which moves a date by its longest closure
     // at most: the exact day is needed only near it, or to explain.
     let margin = calendar.longest_closure();
-    let near = add_days(date, -margin)..=add_days(date, margin);
+    let near = add_days(date, margin.saturating_neg())..=add_days(date, margin);
     // Whether the journal holds an occurrence matters only to a trace and
     // to a candidate.
     let state = |s, k, reached: bool, passed: bool| {
@@ -268,9 +269,8 @@ fn visits(
             continue;
         }
         let last = stage.max_occurrence().unwrap_or(u32::MAX);
-        let first = first_visited(policy, s, anchor, add_days(date, -margin));
-        if tracing && first > 0 {
-            let k = first - 1;
+        let first = first_visited(policy, s, anchor, add_days(date, margin.saturating_neg()));
+        if tracing && let Some(k) = first.checked_sub(1) {
             let scheduled = policy.scheduled_date(anchor, s, k);
             visit(Visit {
                 stage: s,
@@ -338,7 +338,9 @@ fn first_visited(policy: &Policy, s: usize, anchor: NaiveDate, surely: NaiveDate
     if stage.max_occurrence().is_some() {
         return 0;
     }
-    let since = (surely - policy.scheduled_date(anchor, s, 0)).num_days();
+    let since = surely
+        .signed_duration_since(policy.scheduled_date(anchor, s, 0))
+        .num_days();
     let surely_reached = since.checked_div(every).unwrap_or(0);
     let keep = i64::try_from(RECORDED_REPEATS).unwrap_or(i64::MAX);
     u32::try_from(surely_reached.saturating_sub(keep).max(0)).unwrap_or(u32::MAX)
@@ -504,7 +506,7 @@ impl Evaluator<'_> {
     pub(super) fn choose(&self, scope: &mut Scope<'static>) -> PolicyChoice {
         let mut choice = PolicyChoice::default();
         for (i, policy) in self.policies.iter().enumerate() {
-            choice.asked = i + 1;
+            choice.asked = i.saturating_add(1);
             let applies = match &policy.applies_to {
                 None => Ok(true),
                 Some(expr) => self.scripts.eval_bool(expr, scope),
@@ -580,7 +582,7 @@ impl Evaluator<'_> {
             };
             c.when = Some(holds.map_err(|e| {
                 failures.push(e);
-                failures.len() - 1
+                failures.len().saturating_sub(1)
             }));
             if c.holds() && !all {
                 break;

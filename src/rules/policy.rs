@@ -1,4 +1,5 @@
 //! Escalation policies (`rules/*.yaml`): which invoices they cover and their stages.
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 
 use std::path::{Path, PathBuf};
 
@@ -508,10 +509,13 @@ pub fn load_policies(
 fn expression_location(path: &Path, source: &str, from: usize, key: &str) -> Location {
     let mut loc = key_location(path, source, from, key, None);
     if let (Some(line), Some(col)) = (loc.line, loc.col) {
-        let text = source.lines().nth(line - 1).unwrap_or("");
-        let after = &text[(col - 1 + key.len() + 1).min(text.len())..];
-        let skipped = after.len() - after.trim_start_matches([' ', '\'', '"', '|', '>']).len();
-        loc.col = Some(col + key.len() + 1 + skipped);
+        let text = source.lines().nth(line.saturating_sub(1)).unwrap_or("");
+        // `key:` starts at `col`, counted from 1.
+        let value_at = col.saturating_add(key.len());
+        let after = text.get(value_at.min(text.len())..).unwrap_or("");
+        let value = after.trim_start_matches([' ', '\'', '"', '|', '>']);
+        let skipped = after.len().saturating_sub(value.len());
+        loc.col = Some(value_at.saturating_add(1).saturating_add(skipped));
     }
     loc
 }
@@ -695,7 +699,7 @@ impl Compiler<'_> {
         for s in files {
             // Stages are written in order: each one's `id:` is after the previous one's.
             let location = key_location(self.path, self.source, search_from, "id", Some(&s.id));
-            search_from = location.line.unwrap_or(1) + 1;
+            search_from = location.line.unwrap_or(1).saturating_add(1);
             let stage = self.stage(s, location, &stages, anchor, group);
             stages.push(stage);
         }
@@ -837,9 +841,8 @@ impl Compiler<'_> {
     /// A stage's offset, and its repeat's `every` and `max`, within
     /// [`STAGE_DAYS`].
     fn stage_days(&mut self, s: &StageFile, from: usize, anchor: Anchor) {
-        let limit = i64::from(STAGE_DAYS);
         if let Some(offset) = s.offset
-            && !(-limit..=limit).contains(&offset)
+            && offset.unsigned_abs() > u64::from(STAGE_DAYS)
         {
             self.problems.error(
                 self.at(from, "offset"),
