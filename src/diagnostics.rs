@@ -417,6 +417,16 @@ pub fn quote(value: &str) -> String {
     }
 }
 
+/// A name or id from a rule file in a message: as written when it is
+/// short, else [`quote`]d, cut to [`QUOTED_CHARS`] characters.
+pub fn shown(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.char_indices().nth(QUOTED_CHARS).is_none() {
+        std::borrow::Cow::Borrowed(value)
+    } else {
+        std::borrow::Cow::Owned(quote(value))
+    }
+}
+
 /// How many characters of a value a message quotes.
 pub const QUOTED_CHARS: usize = 80;
 

@@ -227,7 +227,7 @@ impl Templates {
         else {
             return Err(Problem::error(
                 Location::file(&self.dir.join(format!("{name}.{language}.hbs"))),
-                format!("template {name:?} not found"),
+                format!("template {} not found", crate::diagnostics::quote(name)),
             ));
         };
         CURRENT.with(|c| *c.borrow_mut() = Some((context.invoice, context.customer)));

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::calendar::add_days;
 use crate::calendar::{Calendar, HolidaySettings, SendWindow, Shift};
 use crate::config::{Config, Contact, FirstContact};
-use crate::diagnostics::{Location, Problems, key_location, locate_yaml_key};
+use crate::diagnostics::{Location, Problems, key_location, locate_yaml_key, quote, shown};
 use crate::diagnostics::{RuleLimits, parse_yaml, read_rule_file, yaml_files};
 use crate::model::{Id, Invoice};
 use crate::money::{Discount, DiscountTerms};
@@ -487,8 +487,8 @@ pub fn load_policies(
                 problems.error(
                     key_location(&path, &source, 1, "name", None),
                     format!(
-                        "policy name {:?} is already used by {}",
-                        policy.name,
+                        "policy name {} is already used by {}",
+                        quote(&policy.name),
                         other.file.display()
                     ),
                 );
@@ -673,14 +673,17 @@ impl Compiler<'_> {
             if column.trim().is_empty() {
                 self.problems.error(
                     self.at(from, key),
-                    format!("stage {}: {key}: expected the name of a feed column of email addresses, not an empty name", s.id),
+                    format!(
+                        "stage {}: {key}: expected the name of a feed column of email addresses, not an empty name",
+                        shown(&s.id)
+                    ),
                 );
             } else if s.channel != Channel::Email {
                 self.problems.warning(
                     self.at(from, key),
                     format!(
                         "stage {}: {key}: only an email goes to a feed column's addresses: this {} ignores it",
-                        s.id,
+                        shown(&s.id),
                         s.channel.as_str()
                     ),
                 );
@@ -776,11 +779,11 @@ impl Compiler<'_> {
                         "stage {} comes {} day(s) after {}, fewer than contact.min_days_between \
                          ({gap}): once {}'s email has gone out, {} waits until {gap} days after it; \
                          space the offsets at least {gap} days apart, or mark the stage urgent: true",
-                        stage.id,
+                        shown(&stage.id),
                         apart,
-                        prev.id,
-                        prev.id,
-                        stage.id
+                        shown(&prev.id),
+                        shown(&prev.id),
+                        shown(&stage.id)
                     ),
                 );
             }
@@ -793,7 +796,8 @@ impl Compiler<'_> {
                     format!(
                         "stage {} repeats every {} day(s), fewer than contact.min_days_between \
                          ({gap}): each repeat waits until {gap} days after the customer's last email",
-                        stage.id, r.every
+                        shown(&stage.id),
+                        r.every
                     ),
                 );
             }
@@ -808,8 +812,9 @@ impl Compiler<'_> {
             self.problems.error(
                 location.clone(),
                 format!(
-                    "template {name:?}: {why}: a stage's template is a name, found as \
-                     templates/NAME.LANG.hbs (e.g. template: overdue_friendly)"
+                    "template {}: {why}: a stage's template is a name, found as \
+                     templates/NAME.LANG.hbs (e.g. template: overdue_friendly)",
+                    quote(name)
                 ),
             );
         }
@@ -821,7 +826,7 @@ impl Compiler<'_> {
         if id.is_empty() || !id.chars().all(word) {
             self.problems.error(
                 location.clone(),
-                format!("stage id {id:?} must be letters, digits, _ or -"),
+                format!("stage id {} must be letters, digits, _ or -", quote(id)),
             );
         }
         if id == ON_PAID {
@@ -833,7 +838,7 @@ impl Compiler<'_> {
         if earlier.iter().any(|o| o.id == id) {
             self.problems.error(
                 location.clone(),
-                format!("stage id {id:?} is used twice in this policy"),
+                format!("stage id {} is used twice in this policy", quote(id)),
             );
         }
     }
@@ -849,7 +854,7 @@ impl Compiler<'_> {
                 format!(
                     "stage {}: offset {offset} is more than {STAGE_DAYS} days (ten years) from the \
                      {}: expected an offset between -{STAGE_DAYS} and {STAGE_DAYS}",
-                    s.id,
+                    shown(&s.id),
                     anchor_name(anchor)
                 ),
             );
@@ -877,7 +882,7 @@ impl Compiler<'_> {
                     format!(
                         "stage {}: repeat.{key} {value} is more than {STAGE_DAYS}: expected at \
                          most {STAGE_DAYS} ({why})",
-                        s.id
+                        shown(&s.id)
                     ),
                 );
             }
@@ -891,7 +896,7 @@ impl Compiler<'_> {
                 location.clone(),
                 format!(
                     "stage {}: missing `offset` (days from the {}; negative = before)",
-                    s.id,
+                    shown(&s.id),
                     anchor_name(anchor)
                 ),
             );
@@ -908,7 +913,7 @@ impl Compiler<'_> {
                 format!(
                     "stage {}: a stage `on: promise_broken` fires the first day after the \
                      promised date (plus promise_grace), not at an offset: remove `offset`",
-                    s.id
+                    shown(&s.id)
                 ),
             );
         }
@@ -917,7 +922,7 @@ impl Compiler<'_> {
                 self.at(from, "repeat"),
                 format!(
                     "stage {}: a stage `on: promise_broken` fires once: remove `repeat`",
-                    s.id
+                    shown(&s.id)
                 ),
             );
         }
@@ -940,7 +945,12 @@ impl Compiler<'_> {
                 self.at(from, "offset"),
                 format!(
                     "stage {} (offset {}) comes after {} (offset {}): stages fire in file order, so {} can never fire after {}",
-                    id, offset, prev.id, prev.offset, prev.id, id
+                    shown(id),
+                    offset,
+                    shown(&prev.id),
+                    prev.offset,
+                    shown(&prev.id),
+                    shown(id)
                 ),
             );
         }

@@ -11,7 +11,7 @@ use rhai::{
 use rust_decimal::Decimal;
 
 use crate::config::Rates;
-use crate::diagnostics::{Location, Problem, Problems, files_with_extension};
+use crate::diagnostics::{Location, Problem, Problems, files_with_extension, quote};
 use crate::model::{InvoiceField, InvoiceId, Ledger};
 use crate::money::{self, InterestError};
 
@@ -241,7 +241,7 @@ fn sandboxed_engine(rates: &Rates) -> Engine {
         |from: &str, to: &str| -> Result<i64, Box<EvalAltResult>> {
             let parse = |s: &str| {
                 NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                    .map_err(|_| format!("days_between: {s:?} is not a YYYY-MM-DD date"))
+                    .map_err(|_| format!("days_between: {} is not a YYYY-MM-DD date", quote(s)))
             };
             Ok((parse(to)? - parse(from)?).num_days())
         },
@@ -495,7 +495,7 @@ impl Scripts {
                 let (line, col) = position(e.1);
                 Err(Problem::error(
                     offset_location(&location, line, col),
-                    format!("in expression {source:?}: {}", e.0),
+                    format!("in expression {}: {}", quote(source), e.0),
                 ))
             }
         }
@@ -513,8 +513,8 @@ impl Scripts {
         value.as_bool().map_err(|type_name| ScriptError {
             location: expr.location.clone(),
             message: format!(
-                "expression {:?} must be true or false, but gave a {type_name}",
-                expr.source
+                "expression {} must be true or false, but gave a {type_name}",
+                quote(&expr.source)
             ),
         })
     }

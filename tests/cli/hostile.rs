@@ -558,3 +558,37 @@ fn a_repeat_without_max_since_1900_is_decided_without_walking_its_occurrences() 
         "again #46361  2026-12-10  reached      -        FIRES",
     );
 }
+
+#[test]
+fn long_values_of_rule_files_are_quoted_in_80_characters() {
+    let long = "x".repeat(3_000);
+    // A 3,000-character stage id made a line of 9,075 characters.
+    let f = crate::with_stages(
+        &[inv("F1", "2026-12-10", "10")],
+        &[
+            &format!("{{id: {long}, offset: 1, template: t, to: '', channel: letter, cc: [c]}}"),
+            &format!("{{id: {long}, offset: -5000, template: 'a/{long}'}}"),
+            &format!("{{id: b, offset: 2, template: t, when: '1 +* \"{long}\"'}}"),
+        ],
+    );
+    f.write(
+        "rules/holds.yaml",
+        &format!("holds:\n  - {{id: '{long} ', invoice: F1, reason: r}}\n"),
+    );
+    let problems = check_quickly(&f);
+    assert!(problems.len() >= 6, "{problems:?}");
+    let quoted = format!("\"{}…\" (3,000 characters)", "x".repeat(80));
+    // Each value cut to 80 characters (a message may name two stages).
+    for problem in &problems {
+        assert!(!problem.contains(&"x".repeat(81)), "{problem}");
+        assert!(problem.len() < 700, "{problem}");
+    }
+    assert_contains(
+        &problems.join("\n"),
+        &format!("rules/p.yaml:5:6: stage id {quoted} is used twice in this policy"),
+    );
+    assert_contains(
+        &problems.join("\n"),
+        &format!("stage {quoted}: offset -5000 is more than 3660 days"),
+    );
+}
