@@ -21,7 +21,7 @@ use crate::diagnostics::files_with_extension;
 use crate::diagnostics::{
     Location, Problem, Problems, check_yaml_depth, read_within_limit, yaml_problem,
 };
-use crate::rules::{CustomerView, INTEREST_RATE_NOT_SET, InvoiceView, Scripts};
+use crate::rules::{CustomerView, INTEREST_RATE_NOT_SET, InvoiceView, ScriptError, Scripts};
 
 use compiled::CompiledSubject;
 pub use compiled::SubjectData;
@@ -97,6 +97,10 @@ thread_local! {
     /// only JSON, but script functions take the typed invoice (exact decimals,
     /// days overdue as of the message date), so a helper finds it here.
     static CURRENT: RefCell<Option<(InvoiceView, CustomerView)>> = const { RefCell::new(None) };
+
+    /// What the last script helper that failed said, located in its
+    /// `.rhai` file: Handlebars passes a helper's error on as text only.
+    static SCRIPT_FAILURE: RefCell<Option<ScriptError>> = const { RefCell::new(None) };
 }
 
 /// The language chain of SPEC §5: `fr-CA` → `fr` → the config's language.
@@ -269,7 +273,11 @@ impl Templates {
             })
         })();
         CURRENT.with(|c| *c.borrow_mut() = None);
-        result
+        let failure = SCRIPT_FAILURE.with(|f| f.borrow_mut().take());
+        result.map_err(|problem| match failure {
+            Some(failure) => in_script(failure, &problem),
+            None => problem,
+        })
     }
 
     /// The subject of template `name` in the already resolved `language`,
@@ -774,6 +782,21 @@ fn template_problem(file: &Path, line_offset: usize, e: &handlebars::TemplateErr
         None => Location::file(file),
     };
     Problem::error(location, format!("template syntax: {}", e.reason()))
+}
+
+/// A script helper's failure located in its `.rhai` file when it happened
+/// there, followed by where the template called it; else the template's
+/// `problem` as it stands.
+fn in_script(failure: ScriptError, problem: &Problem) -> Problem {
+    if failure.location.line.is_none() {
+        return problem.clone();
+    }
+    let called = format!("called at {}", problem.location);
+    let message = match failure.message.strip_suffix(')') {
+        Some(open) if open.contains(" (in ") => format!("{open}, {called})"),
+        _ => format!("{} ({called})", failure.message),
+    };
+    Problem::error(failure.location, message)
 }
 
 fn render_problem(file: &Path, line_offset: usize, subject: bool, e: &RenderError) -> Problem {

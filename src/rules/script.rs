@@ -1,7 +1,7 @@
 //! The Rhai sandbox: one engine, expressions compiled once, invoices exposed as typed views.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDate;
 use rhai::{
@@ -508,7 +508,10 @@ impl Scripts {
             .eval_ast_with_scope::<Dynamic>(scope, &expr.ast)
             .map_err(|e| {
                 let called = called_at(&expr.source, e.position());
-                self.error(&e, &expr.location, called)
+                let stopped = self.stopped_at(&e, |engine| {
+                    let _ = engine.eval_ast_with_scope::<Dynamic>(scope, &expr.ast);
+                });
+                self.error(&e, &expr.location, called, stopped)
             })?;
         value.as_bool().map_err(|type_name| ScriptError {
             location: expr.location.clone(),
@@ -522,9 +525,91 @@ impl Scripts {
     /// Calls a function of the `.rhai` files (for template helpers).
     pub fn call(&self, name: &str, args: Vec<Dynamic>) -> Result<Dynamic, ScriptError> {
         let options = CallFnOptions::new().eval_ast(false);
+        let again = args.clone();
         self.engine
             .call_fn_with_options::<Dynamic>(options, &mut Scope::new(), &self.library, name, args)
-            .map_err(|e| self.error(&e, &Location::file(Path::new("rules")), Some(name)))
+            .map_err(|e| {
+                let stopped = self.stopped_at(&e, |engine| {
+                    let options = CallFnOptions::new().eval_ast(false);
+                    let mut scope = Scope::new();
+                    let _ = engine.call_fn_with_options::<Dynamic>(
+                        options,
+                        &mut scope,
+                        &self.library,
+                        name,
+                        again,
+                    );
+                });
+                // Rhai does not wrap an error of the function it was asked to
+                // call, as it does those of the functions that one calls.
+                let e = match *e {
+                    ref inner if inner.is_system_exception() => e,
+                    // Called with the wrong arguments: the template's mistake.
+                    EvalAltResult::ErrorInFunctionCall(..)
+                    | EvalAltResult::ErrorFunctionNotFound(..) => e,
+                    inner => Box::new(EvalAltResult::ErrorInFunctionCall(
+                        name.to_string(),
+                        String::new(),
+                        Box::new(inner),
+                        Position::NONE,
+                    )),
+                };
+                self.error(&e, &Location::file(Path::new("rules")), Some(name), stopped)
+            })
+    }
+
+    /// Where a script stopped by the sandbox (an endless loop, a recursion
+    /// too deep) was when it stopped: the functions it was in, outermost
+    /// first, and the position in the innermost. Rhai reports such an
+    /// error at the outermost call only, so on that (rare) path `run`
+    /// runs the same evaluation again, deterministically, on an engine
+    /// that notes each step; the everyday engine has no debugger to slow it.
+    fn stopped_at(
+        &self,
+        err: &EvalAltResult,
+        run: impl FnOnce(&Engine),
+    ) -> Option<(Vec<String>, Position)> {
+        if !err.is_system_exception() {
+            return None;
+        }
+        type Site = (Vec<String>, Position);
+        let site: Arc<Mutex<Option<Site>>> = Arc::default();
+        let mut engine = sandboxed_engine(&self.rates);
+        let noted = Arc::clone(&site);
+        #[allow(deprecated)] // Rhai marks its debugger API volatile, not deprecated.
+        engine.register_debugger(
+            |_, debugger| debugger,
+            move |context, event, _, _, pos| {
+                let stack = context.debugger().map(|d| d.call_stack()).unwrap_or(&[]);
+                // Steps only: leaving a function with the error is at its end.
+                let step = matches!(event, rhai::debugger::DebuggerEvent::Step);
+                if step
+                    && !stack.is_empty()
+                    && let Ok(mut site) = noted.lock()
+                {
+                    let same = site.as_ref().is_some_and(|(names, _)| {
+                        names.len() == stack.len()
+                            && stack.last().map(|f| f.fn_name.as_str())
+                                == names.last().map(String::as_str)
+                    });
+                    match site.as_mut() {
+                        // The first step on a line says where it starts.
+                        Some((_, at)) if same => {
+                            if at.line() != pos.line() {
+                                *at = pos;
+                            }
+                        }
+                        _ => {
+                            let names = stack.iter().map(|f| f.fn_name.to_string()).collect();
+                            *site = Some((names, pos));
+                        }
+                    }
+                }
+                Ok(rhai::debugger::DebuggerCommand::StepInto)
+            },
+        );
+        run(&engine);
+        site.lock().ok()?.take()
     }
 
     /// Locates a runtime error: inside a script function when it was thrown
@@ -538,6 +623,7 @@ impl Scripts {
         err: &EvalAltResult,
         expr_location: &Location,
         called: Option<&str>,
+        stopped: Option<(Vec<String>, Position)>,
     ) -> ScriptError {
         let mut err = err;
         let mut location = None;
@@ -556,17 +642,36 @@ impl Scripts {
             err = inner;
         }
         let mut called_from = None;
-        if location.is_none()
-            && err.is_system_exception()
-            && let Some(c) = called
-            && let Some((name, defined)) = self.defined_at.iter().find(|(n, _)| n == c)
-        {
-            location = Some(defined.clone());
-            chain.push(name.clone());
-            // A template helper has no expression to point back to.
-            if expr_location.line.is_some() {
-                let (line, col) = position(err.position());
-                called_from = Some(offset_location(expr_location, line, col));
+        let file_of = |name: &str| {
+            self.functions
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .map(|(_, _, file)| file)
+        };
+        if location.is_none() && err.is_system_exception() {
+            // Where it was stopped, else the `fn` line of the function called.
+            let site = stopped.and_then(|(mut names, pos)| {
+                let file = file_of(names.last()?)?;
+                let (line, col) = position(pos);
+                // A recursion is one function, however deep.
+                names.dedup();
+                Some((Location::at(file, line, col), names))
+            });
+            let defined = || {
+                let (name, defined) = self
+                    .defined_at
+                    .iter()
+                    .find(|(n, _)| Some(n.as_str()) == called)?;
+                Some((defined.clone(), vec![name.clone()]))
+            };
+            if let Some((at, names)) = site.or_else(defined) {
+                location = Some(at);
+                chain.extend(names);
+                // A template helper has no expression to point back to.
+                if expr_location.line.is_some() {
+                    let (line, col) = position(err.position());
+                    called_from = Some(offset_location(expr_location, line, col));
+                }
             }
         }
         let location = location.unwrap_or_else(|| {
