@@ -46,7 +46,7 @@ pub fn refused_in(list: &str) -> Option<String> {
     for address in split(list) {
         any = true;
         if let Err(why) = parse(address) {
-            return Some(format!("{address:?}: {why}"));
+            return Some(format!("{}: {why}", crate::diagnostics::quote(address)));
         }
     }
     (!any).then(|| "no address".to_string())

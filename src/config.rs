@@ -333,6 +333,9 @@ impl Default for Schedule {
     }
 }
 
+/// `limits.template_depth`: its default and the most it may be raised to.
+pub const TEMPLATE_DEPTH: (usize, usize) = (32, 256);
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
@@ -345,6 +348,10 @@ pub struct Limits {
     pub field_chars: usize,
     /// The largest feed file, in bytes.
     pub feed_file_bytes: u64,
+    /// The deepest nesting of a template's blocks (`{{#if}}`, `{{#each}}`…).
+    pub template_depth: usize,
+    /// The largest template or partial file, in bytes.
+    pub template_bytes: u64,
 }
 
 impl Default for Limits {
@@ -356,6 +363,8 @@ impl Default for Limits {
             yaml_depth: rules.depth,
             field_chars: 4096,
             feed_file_bytes: 2 << 30,
+            template_depth: TEMPLATE_DEPTH.0,
+            template_bytes: 1 << 20,
         }
     }
 }
@@ -671,10 +680,22 @@ impl Config {
             ("yaml_depth", self.limits.yaml_depth as u64),
             ("field_chars", self.limits.field_chars as u64),
             ("feed_file_bytes", self.limits.feed_file_bytes),
+            ("template_depth", self.limits.template_depth as u64),
+            ("template_bytes", self.limits.template_bytes),
         ] {
             if value == 0 {
                 problems.error(at(key), format!("limits.{key} must be at least 1"));
             }
+        }
+        let (default, most) = TEMPLATE_DEPTH;
+        if self.limits.template_depth > most {
+            problems.error(
+                at("template_depth"),
+                format!(
+                    "limits.template_depth must be at most {most}: Handlebars recurses once per \
+                     block, and deeper templates could overflow the stack (the default is {default})"
+                ),
+            );
         }
         if let Delivery::Smtp {
             user,

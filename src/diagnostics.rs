@@ -232,6 +232,24 @@ pub fn read_rule_file(
 /// A YAML file's text, refused before it is read when larger than
 /// `limits.bytes` and before it is parsed when nested deeper than `limits.depth`.
 pub fn read_yaml_source(path: &Path, what: &str, limits: RuleLimits) -> Result<String, Problem> {
+    let source = read_within(path, what, limits.bytes)?;
+    check_yaml_depth(path, &source, limits.depth)?;
+    Ok(source)
+}
+
+/// A hand-written file's text (a rule file, a script), refused before it
+/// is read when larger than `bytes` (`limits.rule_file_bytes`).
+pub fn read_within(path: &Path, what: &str, bytes: u64) -> Result<String, Problem> {
+    read_within_limit(path, what, bytes, "limits.rule_file_bytes")
+}
+
+/// [`read_within`] for a file held to the limit named `limit`.
+pub fn read_within_limit(
+    path: &Path,
+    what: &str,
+    bytes: u64,
+    limit: &str,
+) -> Result<String, Problem> {
     let cannot = |e: std::io::Error| {
         Problem::error(Location::file(path), format!("cannot read {what}: {e}"))
     };
@@ -241,26 +259,24 @@ pub fn read_yaml_source(path: &Path, what: &str, limits: RuleLimits) -> Result<S
         Problem::error(
             Location::file(path),
             format!(
-                "{what} file is larger than limits.rule_file_bytes ({} bytes): a rule file \
-                 this large is not written by hand; raise the limit in relance.yaml if it is meant",
-                limits.bytes
+                "{what} file is larger than {limit} ({bytes} bytes): a file \
+                 this large is not written by hand; raise the limit in relance.yaml if it is meant"
             ),
         )
     };
-    if size > limits.bytes {
+    if size > bytes {
         return Err(too_large());
     }
     // The file may grow between the two calls: read no more than the limit.
     let mut source = String::new();
     std::io::Read::read_to_string(
-        &mut std::io::Read::take(file, limits.bytes.saturating_add(1)),
+        &mut std::io::Read::take(file, bytes.saturating_add(1)),
         &mut source,
     )
     .map_err(cannot)?;
-    if source.len() as u64 > limits.bytes {
+    if source.len() as u64 > bytes {
         return Err(too_large());
     }
-    check_yaml_depth(path, &source, limits.depth)?;
     Ok(source)
 }
 
@@ -398,6 +414,16 @@ pub fn quote(value: &str) -> String {
                 group_thousands(count)
             )
         }
+    }
+}
+
+/// A name or id from a rule file in a message: as written when it is
+/// short, else [`quote`]d, cut to [`QUOTED_CHARS`] characters.
+pub fn shown(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.char_indices().nth(QUOTED_CHARS).is_none() {
+        std::borrow::Cow::Borrowed(value)
+    } else {
+        std::borrow::Cow::Owned(quote(value))
     }
 }
 

@@ -1107,6 +1107,43 @@ fn partials_that_include_each_other_are_refused_as_a_reload_and_the_daemon_stays
 }
 
 #[test]
+fn a_template_nested_too_deep_is_refused_as_a_reload_and_the_last_good_one_kept() {
+    let (folder, mut daemon) = watched_folder(10);
+
+    // 5,000 nested blocks overflowed Handlebars' stack and killed the daemon.
+    let deep = format!(
+        "{}x{}",
+        "{{#if true}}".repeat(5_000),
+        "{{/if}}".repeat(5_000)
+    );
+    folder.write(
+        "templates/overdue.en.hbs",
+        &template("Invoice {{invoice.number}}", &deep),
+    );
+    let error = expect_located_refusal(&mut daemon, "templates/overdue.en.hbs");
+    assert_contains(
+        &error,
+        "nested deeper than limits.template_depth (32 blocks)",
+    );
+    assert!(daemon.running());
+
+    folder.write(
+        "templates/overdue.en.hbs",
+        &template("Invoice {{invoice.number}}", "Please pay."),
+    );
+    daemon.expect_line(
+        SAVE_TO_LIVE,
+        "loading the fixed template",
+        reloaded_with(
+            "templates/overdue.en.hbs changed",
+            "2 → 2 reminders (~2 changed)",
+            0,
+        ),
+    );
+    assert!(daemon.running());
+}
+
+#[test]
 fn a_feed_edit_is_live_within_a_second() {
     let (folder, mut daemon) = watched_folder(10);
 

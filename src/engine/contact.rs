@@ -2,6 +2,7 @@
 //! (`customer.last_contacted`, `contact.min_days_between`) and an invoice's
 //! first contact (`first_contact: restart`), all read from the journal alone
 //! so that the daemon and `preview` decide alike.
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -182,7 +183,7 @@ impl Ladder {
             return own;
         }
         Ladder {
-            anchor: add_days(on, -policy.stages[first].offset),
+            anchor: add_days(on, policy.stages[first].offset.saturating_neg()),
             restart: Some((first, on)),
         }
     }
@@ -217,7 +218,7 @@ pub struct LaterStage {
 impl Restart {
     pub(super) fn of(policy: &Policy, ladder: &Ladder) -> Option<Restart> {
         let (first, on) = ladder.restart?;
-        let later = (first + 1..policy.stages.len())
+        let later = (first.saturating_add(1)..policy.stages.len())
             .filter(|&s| policy.stages[s].is_scheduled())
             .map(|s| LaterStage {
                 stage: policy.stages[s].id.clone(),

@@ -1,5 +1,6 @@
 //! The firing rules for one invoice and one date (docs/contract.md §4), as steps whose
 //! findings make both the decision and its trace.
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 
 use std::borrow::Cow;
 
@@ -62,6 +63,9 @@ pub(super) struct Visit {
     pub(super) journal: Option<State>,
     /// At or before the last stage the journal holds for this policy.
     pub(super) passed: bool,
+    /// Stands for this occurrence and every earlier one of its stage, which
+    /// a trace does not list (see [`first_visited`]).
+    pub(super) elided: bool,
 }
 
 /// What a decision knows of the invoice's customer besides the ledger.
@@ -94,7 +98,7 @@ pub(super) enum Wait {
 impl Visit {
     fn candidate(&self) -> Option<Candidate> {
         let (_, reached_on) = self.dates?;
-        let candidate = self.reached && self.journal.is_none() && !self.passed;
+        let candidate = self.reached && self.journal.is_none() && !self.passed && !self.elided;
         candidate.then_some(Candidate {
             occurrence: Occurrence {
                 stage: StageId::new(self.stage),
@@ -149,7 +153,7 @@ impl<'c> Findings<'c> {
                 let stage = candidates[i].occurrence.stage;
                 policy.stages[stage].max_occurrence().is_none()
                     && candidates
-                        .get(i + RECORDED_REPEATS)
+                        .get(i.saturating_add(RECORDED_REPEATS))
                         .is_some_and(|later| later.occurrence.stage == stage)
             })
             .collect();
@@ -168,7 +172,7 @@ impl<'c> Findings<'c> {
             .map(|i| candidates[i].occurrence)
             .collect();
         // Left waiting: whatever neither fired nor was overtaken.
-        let pending = candidates.len() > usize::from(fire.is_some()) + self.overtaken;
+        let pending = candidates.len() > self.overtaken.saturating_add(usize::from(fire.is_some()));
         // The choice's failures, then the `when`s' in the order they ran.
         let errors = match (&self.choice.errors[..], &self.failures[..]) {
             ([], []) => Vec::new(),
@@ -250,7 +254,7 @@ fn visits(
     // not depend on the calendar, which moves a date by its longest closure
     // at most: the exact day is needed only near it, or to explain.
     let margin = calendar.longest_closure();
-    let near = add_days(date, -margin)..=add_days(date, margin);
+    let near = add_days(date, margin.saturating_neg())..=add_days(date, margin);
     // Whether the journal holds an occurrence matters only to a trace and
     // to a candidate.
     let state = |s, k, reached: bool, passed: bool| {
@@ -265,7 +269,20 @@ fn visits(
             continue;
         }
         let last = stage.max_occurrence().unwrap_or(u32::MAX);
-        for k in 0..=last {
+        let first = first_visited(policy, s, anchor, add_days(date, margin.saturating_neg()));
+        if tracing && let Some(k) = first.checked_sub(1) {
+            let scheduled = policy.scheduled_date(anchor, StageId::new(s), k);
+            visit(Visit {
+                stage: s,
+                occurrence: k,
+                dates: Some((scheduled, calendar.shift(scheduled, stage.shift))),
+                reached: true,
+                journal: None,
+                passed: journal.passed(s, k),
+                elided: true,
+            });
+        }
+        for k in first..=last {
             let scheduled = policy.scheduled_date(anchor, StageId::new(s), k);
             let on = if tracing || near.contains(&scheduled) {
                 calendar.shift(scheduled, stage.shift)
@@ -281,6 +298,7 @@ fn visits(
                 reached,
                 journal: state(s, k, reached, passed),
                 passed,
+                elided: false,
             });
             if !reached {
                 break;
@@ -297,8 +315,35 @@ fn visits(
             reached,
             journal: state(s, 0, reached, false),
             passed: false,
+            elided: false,
         });
     }
+}
+
+/// The first occurrence of stage `s` worth visiting when every occurrence
+/// scheduled on or before `surely` is reached whatever the calendar: 0,
+/// except for a stage that repeats without `max`, whose occurrences are
+/// found by arithmetic rather than by walking them all since the anchor
+/// (an invoice due in 1900 under a daily repeat has 46,000). Of those
+/// surely reached, the latest `RECORDED_REPEATS` + 1 are visited: any
+/// earlier one, were it a candidate, would be overtaken by at least
+/// `RECORDED_REPEATS` later candidates of its stage and journaled by
+/// nobody (`Findings::pick`), so leaving it out changes no decision in
+/// which one of these fires.
+fn first_visited(policy: &Policy, s: usize, anchor: NaiveDate, surely: NaiveDate) -> u32 {
+    let stage = &policy.stages[s];
+    let Some(every) = stage.repeat.map(|r| i64::from(r.every)).filter(|e| *e > 0) else {
+        return 0;
+    };
+    if stage.max_occurrence().is_some() {
+        return 0;
+    }
+    let since = surely
+        .signed_duration_since(policy.scheduled_date(anchor, StageId::new(s), 0))
+        .num_days();
+    let surely_reached = since.checked_div(every).unwrap_or(0);
+    let keep = i64::try_from(RECORDED_REPEATS).unwrap_or(i64::MAX);
+    u32::try_from(surely_reached.saturating_sub(keep).max(0)).unwrap_or(u32::MAX)
 }
 
 /// The latest reminder sent for an invoice, a thank-you aside: the one a
@@ -461,7 +506,7 @@ impl Evaluator<'_> {
     pub(super) fn choose(&self, scope: &mut Scope<'static>) -> PolicyChoice {
         let mut choice = PolicyChoice::default();
         for (i, policy) in self.policies.iter().enumerate() {
-            choice.asked = i + 1;
+            choice.asked = i.saturating_add(1);
             let applies = match &policy.applies_to {
                 None => Ok(true),
                 Some(expr) => self.scripts.eval_bool(expr, scope),
@@ -537,7 +582,7 @@ impl Evaluator<'_> {
             };
             c.when = Some(holds.map_err(|e| {
                 failures.push(e);
-                failures.len() - 1
+                failures.len().saturating_sub(1)
             }));
             if c.holds() && !all {
                 break;

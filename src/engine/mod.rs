@@ -194,7 +194,7 @@ mod tests {
             std::fs::write(dir.path().join("holds.yaml"), h).unwrap();
         }
         let mut problems = Problems::default();
-        let scripts = Scripts::load(dir.path(), &Default::default(), &mut problems);
+        let scripts = Scripts::load(dir.path(), &Default::default(), 1 << 20, &mut problems);
         let limits = Default::default();
         let policies = load_policies(dir.path(), &scripts, defaults, limits, &mut problems);
         let holds = load_holds(dir.path(), limits, &mut problems);

@@ -3,6 +3,7 @@
 //! A customer's invoices are decided together, day by day: what one of them
 //! is sent holds back the others' emails (`contact.min_days_between`) and
 //! changes what their rules read (`customer.last_contacted`).
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 
 use std::sync::Arc;
 
@@ -136,7 +137,12 @@ impl Evaluator<'_> {
             skipped: self.skipped,
         };
         // About 2048 invoices a chunk, whole customers.
-        let chunk = (2048 * customers.len() / sorted.len().max(1)).max(1);
+        let chunk = customers
+            .len()
+            .saturating_mul(2048)
+            .checked_div(sorted.len())
+            .unwrap_or(1)
+            .max(1);
         let parts: Vec<Plan> = customers
             .par_chunks(chunk)
             .map(|chunk| {
@@ -196,6 +202,8 @@ impl Evaluator<'_> {
 
     /// `invoices` ordered by customer (each customer's in their order), and
     /// the range of each customer's among them.
+    // Counts and positions of invoices held in memory: below `usize::MAX`.
+    #[allow(clippy::arithmetic_side_effects)]
     fn by_customer(
         &self,
         invoices: impl Iterator<Item = InvoiceId>,
@@ -448,7 +456,7 @@ impl Evaluator<'_> {
             }
             // The calendar moves a date by its longest closure at most:
             // start looking for the next occurrence that much earlier.
-            let from = add_days(date, -policy.calendar().longest_closure());
+            let from = add_days(date, policy.calendar().longest_closure().saturating_neg());
             for (s, stage) in policy.stages.iter().enumerate() {
                 if !stage.is_scheduled() {
                     continue;
@@ -457,7 +465,9 @@ impl Evaluator<'_> {
                 let first = policy.scheduled_date(anchor, s, 0);
                 let mut k = match stage.repeat.filter(|r| r.every > 0) {
                     Some(r) if first < from => {
-                        ((from - first).num_days() / i64::from(r.every)) as u32
+                        let since = from.signed_duration_since(first).num_days();
+                        let k = since.checked_div(i64::from(r.every)).unwrap_or(0);
+                        u32::try_from(k).unwrap_or(u32::MAX)
                     }
                     _ => 0,
                 };
@@ -467,10 +477,10 @@ impl Evaluator<'_> {
                         consider(reached);
                         break;
                     }
-                    if stage.repeat.is_none() {
+                    let Some(next) = k.checked_add(1).filter(|_| stage.repeat.is_some()) else {
                         break;
-                    }
-                    k += 1;
+                    };
+                    k = next;
                 }
             }
         }

@@ -49,6 +49,10 @@ pub enum Verdict {
     Held,
     /// A broken-promise stage of an invoice with no promise to pay.
     NoPromise,
+    /// This occurrence and every earlier one of its stage (a repeat without
+    /// `max`), reached long ago, not listed one by one: a catch-up journals
+    /// only the latest ones, so none of them can fire or be journaled.
+    Earlier,
 }
 
 /// What `explain` shows of the policy choice.
@@ -180,6 +184,7 @@ fn stage_trace(policy: &Policy, found: &Findings, visit: &Visit) -> StageTrace {
         .and_then(|i| found.candidates[i].when)
         .map(|w| w.map_err(|e| found.failures[e].to_string()));
     let verdict = match candidate {
+        _ if visit.elided => Verdict::Earlier,
         Some(i) => candidate_verdict(found, i),
         None => match (visit.dates, visit.journal, visit.reached) {
             (None, _, _) => Verdict::NoPromise,

@@ -50,7 +50,12 @@ impl Rulebook {
         if !rules.is_dir() {
             problems.error(Location::file(&rules), "rules folder not found");
         }
-        let scripts = Arc::new(Scripts::load(&rules, &config.rates, &mut problems));
+        let scripts = Arc::new(Scripts::load(
+            &rules,
+            &config.rates,
+            config.limits.rule_file_bytes,
+            &mut problems,
+        ));
         let limits = config.limits.rules();
         let defaults = PolicyDefaults::of(config);
         let policies = load_policies(&rules, &scripts, &defaults, limits, &mut problems);

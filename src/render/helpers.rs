@@ -368,10 +368,11 @@ impl HelperDef for ScriptHelper {
                 _ => to_dynamic(param(h, i, "script function")?),
             });
         }
-        let result = self
-            .scripts
-            .call(&self.name, args)
-            .map_err(|e| fail(format!("{}: {}", self.name, e.message)))?;
+        let result = self.scripts.call(&self.name, args).map_err(|e| {
+            let failed = fail(format!("{}: {}", self.name, e.message));
+            super::SCRIPT_FAILURE.with(|f| *f.borrow_mut() = Some(e));
+            failed
+        })?;
         Ok(ScopedJson::Derived(from_dynamic(result)))
     }
 }

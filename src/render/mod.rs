@@ -3,6 +3,7 @@
 
 mod compiled;
 mod context;
+mod depth;
 mod helpers;
 mod includes;
 
@@ -15,10 +16,12 @@ use handlebars::template::TemplateElement;
 use handlebars::{Context, Handlebars, RenderError, RenderErrorReason, Template, TemplateError};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Config;
+use crate::config::{Config, Limits};
 use crate::diagnostics::files_with_extension;
-use crate::diagnostics::{Location, Problem, Problems, yaml_problem};
-use crate::rules::{CustomerView, INTEREST_RATE_NOT_SET, InvoiceView, Scripts};
+use crate::diagnostics::{
+    Location, Problem, Problems, check_yaml_depth, read_within_limit, yaml_problem,
+};
+use crate::rules::{CustomerView, INTEREST_RATE_NOT_SET, InvoiceView, ScriptError, Scripts};
 
 use compiled::CompiledSubject;
 pub use compiled::SubjectData;
@@ -75,6 +78,8 @@ struct LanguageSet {
     html_includes: Includes,
     /// The functions of `rules/*.rhai`, helpers in these registries.
     scripts: Arc<Scripts>,
+    /// The size, block nesting and front matter nesting a template file may have.
+    limits: Limits,
 }
 
 pub struct Templates {
@@ -92,6 +97,10 @@ thread_local! {
     /// only JSON, but script functions take the typed invoice (exact decimals,
     /// days overdue as of the message date), so a helper finds it here.
     static CURRENT: RefCell<Option<(InvoiceView, CustomerView)>> = const { RefCell::new(None) };
+
+    /// What the last script helper that failed said, located in its
+    /// `.rhai` file: Handlebars passes a helper's error on as text only.
+    static SCRIPT_FAILURE: RefCell<Option<ScriptError>> = const { RefCell::new(None) };
 }
 
 /// The language chain of SPEC §5: `fr-CA` → `fr` → the config's language.
@@ -138,7 +147,7 @@ impl Templates {
         let mut reported = BTreeSet::new();
         let mut cycles = BTreeSet::new();
         for lang in languages {
-            let mut set = LanguageSet::new(scripts);
+            let mut set = LanguageSet::new(scripts, &config.limits);
             let mut raw_html = RawHtml {
                 partials: HashMap::new(),
                 reported: &mut reported,
@@ -222,7 +231,7 @@ impl Templates {
         else {
             return Err(Problem::error(
                 Location::file(&self.dir.join(format!("{name}.{language}.hbs"))),
-                format!("template {name:?} not found"),
+                format!("template {} not found", crate::diagnostics::quote(name)),
             ));
         };
         CURRENT.with(|c| *c.borrow_mut() = Some((context.invoice, context.customer)));
@@ -264,7 +273,11 @@ impl Templates {
             })
         })();
         CURRENT.with(|c| *c.borrow_mut() = None);
-        result
+        let failure = SCRIPT_FAILURE.with(|f| f.borrow_mut().take());
+        result.map_err(|problem| match failure {
+            Some(failure) => in_script(failure, &problem),
+            None => problem,
+        })
     }
 
     /// The subject of template `name` in the already resolved `language`,
@@ -318,7 +331,7 @@ impl Templates {
 }
 
 impl LanguageSet {
-    fn new(scripts: &Arc<Scripts>) -> LanguageSet {
+    fn new(scripts: &Arc<Scripts>, limits: &Limits) -> LanguageSet {
         LanguageSet {
             text: registry(false, scripts),
             html: registry(true, scripts),
@@ -328,6 +341,7 @@ impl LanguageSet {
             text_includes: Includes::default(),
             html_includes: Includes::default(),
             scripts: scripts.clone(),
+            limits: limits.clone(),
         }
     }
 
@@ -366,7 +380,7 @@ impl LanguageSet {
         problems: &mut Problems,
     ) {
         if let Some(file) = text
-            && let Some(source) = read(file, problems)
+            && let Some(source) = read_once(file, &self.limits, raw_html.reported, problems)
         {
             let parts = Parts::used_by_with(&source, &self.text_partials);
             self.text_partials
@@ -378,7 +392,7 @@ impl LanguageSet {
         }
         // HTML bodies include the HTML version of a partial, else its text one.
         if let Some(file) = html.as_ref().or(text.as_ref())
-            && let Some(source) = read(file, problems)
+            && let Some(source) = read_once(file, &self.limits, raw_html.reported, problems)
         {
             let parts = Parts::used_by_with(&source, &self.html_partials);
             self.html_partials
@@ -494,10 +508,42 @@ fn split_name(path: &Path) -> Option<(String, String, bool)> {
         .then(|| (name.to_string(), lang.to_string(), html))
 }
 
-fn read(file: &Path, problems: &mut Problems) -> Option<String> {
-    std::fs::read_to_string(file)
-        .map_err(|e| problems.error(Location::file(file), format!("cannot read template: {e}")))
-        .ok()
+/// A template or partial's text, refused before Handlebars sees it when
+/// larger than `limits.template_bytes` or nested deeper than
+/// `limits.template_depth` blocks (its subject included).
+fn read(file: &Path, limits: &Limits, problems: &mut Problems) -> Option<String> {
+    read_within_limit(
+        file,
+        "template",
+        limits.template_bytes,
+        "limits.template_bytes",
+    )
+    .and_then(|source| {
+        // A limit raised past what `check` allows is held to that.
+        let depth = limits.template_depth.min(crate::config::TEMPLATE_DEPTH.1);
+        depth::check_template_depth(file, &source, depth)?;
+        Ok(source)
+    })
+    .map_err(|p| problems.push(p))
+    .ok()
+}
+
+/// [`read`] for a partial: both registries and every language falling back
+/// to it read its file, and a file refused is reported once (`reported`).
+fn read_once(
+    file: &Path,
+    limits: &Limits,
+    reported: &mut BTreeSet<Location>,
+    problems: &mut Problems,
+) -> Option<String> {
+    let mut refused = Problems(Vec::new());
+    let source = read(file, limits, &mut refused);
+    for problem in refused.0 {
+        if reported.insert(problem.location.clone()) {
+            problems.push(problem);
+        }
+    }
+    source
 }
 
 /// Registers template `name` from its `text` file and optional `html` file.
@@ -508,7 +554,7 @@ fn register(
     raw_html: &mut RawHtml,
     problems: &mut Problems,
 ) -> Option<Source> {
-    let content = read(text, problems)?;
+    let content = read(text, &set.limits, problems)?;
     let (front, body, body_offset) = match split_front_matter(&content) {
         Some(parts) => parts,
         None => {
@@ -516,6 +562,12 @@ fn register(
             return None;
         }
     };
+    // The front matter starts on the file's second line.
+    if let Err(mut problem) = check_yaml_depth(text, front, set.limits.yaml_depth) {
+        problem.location.line = problem.location.line.map(|l| l + 1);
+        problems.push(problem);
+        return None;
+    }
     let front: FrontMatter = match serde_yaml::from_str(front) {
         Ok(f) => f,
         Err(e) => {
@@ -539,7 +591,7 @@ fn register(
     let subject_parts = Parts::used_by(&front.subject);
     let mut message_parts = subject_parts.union(Parts::used_by_with(body, &set.text_partials));
     if let Some(html) = html {
-        let source = read(html, problems)?;
+        let source = read(html, &set.limits, problems)?;
         message_parts = message_parts.union(Parts::used_by_with(&source, &set.html_partials));
         match compile_html(&body_key(name), &source) {
             Ok((template, scan)) => {
@@ -730,6 +782,21 @@ fn template_problem(file: &Path, line_offset: usize, e: &handlebars::TemplateErr
         None => Location::file(file),
     };
     Problem::error(location, format!("template syntax: {}", e.reason()))
+}
+
+/// A script helper's failure located in its `.rhai` file when it happened
+/// there, followed by where the template called it; else the template's
+/// `problem` as it stands.
+fn in_script(failure: ScriptError, problem: &Problem) -> Problem {
+    if failure.location.line.is_none() {
+        return problem.clone();
+    }
+    let called = format!("called at {}", problem.location);
+    let message = match failure.message.strip_suffix(')') {
+        Some(open) if open.contains(" (in ") => format!("{open}, {called})"),
+        _ => format!("{} ({called})", failure.message),
+    };
+    Problem::error(failure.location, message)
 }
 
 fn render_problem(file: &Path, line_offset: usize, subject: bool, e: &RenderError) -> Problem {

@@ -407,6 +407,10 @@ fn verdict_text(s: &StageTrace, blocked: Option<&str>) -> String {
         }
         Verdict::Held => format!("waiting: {}", blocked.unwrap_or("held")),
         Verdict::NoPromise => "no promise to pay in the feed".to_string(),
+        Verdict::Earlier => format!(
+            "not listed, with the {} before it: reached long ago; a catch-up journals only a stage's latest occurrences",
+            s.occurrence
+        ),
     };
     format!("{moved}{when}{what}")
 }

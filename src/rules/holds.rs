@@ -6,8 +6,8 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 
 use crate::diagnostics::{
-    Location, Problems, RuleLimits, key_location, locate_yaml_key, parse_yaml, read_rule_file,
-    yaml_files,
+    Location, Problems, RuleLimits, key_location, locate_yaml_key, parse_yaml, quote,
+    read_rule_file, yaml_files,
 };
 use crate::model::Invoice;
 
@@ -157,14 +157,15 @@ impl Holds {
                 problems.error(
                     location,
                     format!(
-                        "holds[{i}]: id {id:?}: expected letters, digits, `.`, `_` or `-` (it names the hold in the console's links)"
+                        "holds[{i}]: id {}: expected letters, digits, `.`, `_` or `-` (it names the hold in the console's links)", quote(id)
                     ),
                 );
             } else if ids.contains(&id.as_str()) {
                 problems.error(
                     location,
                     format!(
-                        "holds[{i}]: id {id:?} is the id of an earlier hold: give each its own"
+                        "holds[{i}]: id {} is the id of an earlier hold: give each its own",
+                        quote(id)
                     ),
                 );
             }

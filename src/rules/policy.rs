@@ -1,4 +1,5 @@
 //! Escalation policies (`rules/*.yaml`): which invoices they cover and their stages.
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +11,7 @@ use serde::Deserialize;
 use crate::calendar::add_days;
 use crate::calendar::{Calendar, HolidaySettings, SendWindow, Shift};
 use crate::config::{Config, Contact, FirstContact};
-use crate::diagnostics::{Location, Problems, key_location, locate_yaml_key};
+use crate::diagnostics::{Location, Problems, key_location, locate_yaml_key, quote, shown};
 use crate::diagnostics::{RuleLimits, parse_yaml, read_rule_file, yaml_files};
 use crate::model::{Id, Invoice};
 use crate::money::{Discount, DiscountTerms};
@@ -60,6 +61,12 @@ impl Channel {
         }
     }
 }
+
+/// The furthest a stage may be from its anchor, in days, and the most a
+/// stage may repeat or wait between repeats: ten years. A dunning ladder
+/// spans weeks or months; an offset of millions of days only makes the
+/// engine walk (or allocate) one occurrence per day.
+pub const STAGE_DAYS: u32 = 3660;
 
 #[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
@@ -386,7 +393,11 @@ impl Policy {
     pub fn scheduled_date(&self, anchor: NaiveDate, s: StageId, k: u32) -> NaiveDate {
         let stage = &self.stages[s];
         let every = stage.repeat.map_or(0, |r| i64::from(r.every));
-        add_days(anchor, stage.offset + i64::from(k) * every)
+        // Within STAGE_DAYS for a policy that loads; saturating for any other.
+        let days = i64::from(k)
+            .saturating_mul(every)
+            .saturating_add(stage.offset);
+        add_days(anchor, days)
     }
 
     /// The date occurrence `k` of stage `s` is reached: its scheduled date,
@@ -476,8 +487,8 @@ pub fn load_policies(
                 problems.error(
                     key_location(&path, &source, 1, "name", None),
                     format!(
-                        "policy name {:?} is already used by {}",
-                        policy.name,
+                        "policy name {} is already used by {}",
+                        quote(&policy.name),
                         other.file.display()
                     ),
                 );
@@ -498,10 +509,13 @@ pub fn load_policies(
 fn expression_location(path: &Path, source: &str, from: usize, key: &str) -> Location {
     let mut loc = key_location(path, source, from, key, None);
     if let (Some(line), Some(col)) = (loc.line, loc.col) {
-        let text = source.lines().nth(line - 1).unwrap_or("");
-        let after = &text[(col - 1 + key.len() + 1).min(text.len())..];
-        let skipped = after.len() - after.trim_start_matches([' ', '\'', '"', '|', '>']).len();
-        loc.col = Some(col + key.len() + 1 + skipped);
+        let text = source.lines().nth(line.saturating_sub(1)).unwrap_or("");
+        // `key:` starts at `col`, counted from 1.
+        let value_at = col.saturating_add(key.len());
+        let after = text.get(value_at.min(text.len())..).unwrap_or("");
+        let value = after.trim_start_matches([' ', '\'', '"', '|', '>']);
+        let skipped = after.len().saturating_sub(value.len());
+        loc.col = Some(value_at.saturating_add(1).saturating_add(skipped));
     }
     loc
 }
@@ -659,14 +673,17 @@ impl Compiler<'_> {
             if column.trim().is_empty() {
                 self.problems.error(
                     self.at(from, key),
-                    format!("stage {}: {key}: expected the name of a feed column of email addresses, not an empty name", s.id),
+                    format!(
+                        "stage {}: {key}: expected the name of a feed column of email addresses, not an empty name",
+                        shown(&s.id)
+                    ),
                 );
             } else if s.channel != Channel::Email {
                 self.problems.warning(
                     self.at(from, key),
                     format!(
                         "stage {}: {key}: only an email goes to a feed column's addresses: this {} ignores it",
-                        s.id,
+                        shown(&s.id),
                         s.channel.as_str()
                     ),
                 );
@@ -685,7 +702,7 @@ impl Compiler<'_> {
         for s in files {
             // Stages are written in order: each one's `id:` is after the previous one's.
             let location = key_location(self.path, self.source, search_from, "id", Some(&s.id));
-            search_from = location.line.unwrap_or(1) + 1;
+            search_from = location.line.unwrap_or(1).saturating_add(1);
             let stage = self.stage(s, location, &stages, anchor, group);
             stages.push(stage);
         }
@@ -709,14 +726,7 @@ impl Compiler<'_> {
             Some(StageEvent::PromiseBroken) => self.promise_broken(&s, &location, earlier),
         };
         let offset = s.offset.unwrap_or(0);
-        if let Some(r) = s.repeat
-            && r.every == 0
-        {
-            self.problems.error(
-                self.at(from, "repeat"),
-                "repeat.every must be at least 1 day",
-            );
-        }
+        self.stage_days(&s, from, anchor);
         if trigger == Trigger::Offset {
             self.order(&s.id, offset, from, earlier);
         }
@@ -758,9 +768,10 @@ impl Compiler<'_> {
         let mut previous: Option<&Stage> = None;
         for stage in emails {
             let from = stage.location.line.unwrap_or(1);
-            if let Some(prev) = previous
+            let apart = previous.and_then(|prev| stage.offset.checked_sub(prev.offset));
+            if let (Some(prev), Some(apart)) = (previous, apart)
                 && !stage.urgent
-                && (1..gap).contains(&(stage.offset - prev.offset))
+                && (1..gap).contains(&apart)
             {
                 self.problems.warning(
                     self.at(from, "offset"),
@@ -768,11 +779,11 @@ impl Compiler<'_> {
                         "stage {} comes {} day(s) after {}, fewer than contact.min_days_between \
                          ({gap}): once {}'s email has gone out, {} waits until {gap} days after it; \
                          space the offsets at least {gap} days apart, or mark the stage urgent: true",
-                        stage.id,
-                        stage.offset - prev.offset,
-                        prev.id,
-                        prev.id,
-                        stage.id
+                        shown(&stage.id),
+                        apart,
+                        shown(&prev.id),
+                        shown(&prev.id),
+                        shown(&stage.id)
                     ),
                 );
             }
@@ -785,7 +796,8 @@ impl Compiler<'_> {
                     format!(
                         "stage {} repeats every {} day(s), fewer than contact.min_days_between \
                          ({gap}): each repeat waits until {gap} days after the customer's last email",
-                        stage.id, r.every
+                        shown(&stage.id),
+                        r.every
                     ),
                 );
             }
@@ -800,8 +812,9 @@ impl Compiler<'_> {
             self.problems.error(
                 location.clone(),
                 format!(
-                    "template {name:?}: {why}: a stage's template is a name, found as \
-                     templates/NAME.LANG.hbs (e.g. template: overdue_friendly)"
+                    "template {}: {why}: a stage's template is a name, found as \
+                     templates/NAME.LANG.hbs (e.g. template: overdue_friendly)",
+                    quote(name)
                 ),
             );
         }
@@ -813,7 +826,7 @@ impl Compiler<'_> {
         if id.is_empty() || !id.chars().all(word) {
             self.problems.error(
                 location.clone(),
-                format!("stage id {id:?} must be letters, digits, _ or -"),
+                format!("stage id {} must be letters, digits, _ or -", quote(id)),
             );
         }
         if id == ON_PAID {
@@ -825,8 +838,54 @@ impl Compiler<'_> {
         if earlier.iter().any(|o| o.id == id) {
             self.problems.error(
                 location.clone(),
-                format!("stage id {id:?} is used twice in this policy"),
+                format!("stage id {} is used twice in this policy", quote(id)),
             );
+        }
+    }
+
+    /// A stage's offset, and its repeat's `every` and `max`, within
+    /// [`STAGE_DAYS`].
+    fn stage_days(&mut self, s: &StageFile, from: usize, anchor: Anchor) {
+        if let Some(offset) = s.offset
+            && offset.unsigned_abs() > u64::from(STAGE_DAYS)
+        {
+            self.problems.error(
+                self.at(from, "offset"),
+                format!(
+                    "stage {}: offset {offset} is more than {STAGE_DAYS} days (ten years) from the \
+                     {}: expected an offset between -{STAGE_DAYS} and {STAGE_DAYS}",
+                    shown(&s.id),
+                    anchor_name(anchor)
+                ),
+            );
+        }
+        let Some(r) = s.repeat else { return };
+        if r.every == 0 {
+            self.problems.error(
+                self.at(from, "repeat"),
+                "repeat.every must be at least 1 day",
+            );
+        }
+        let why = [
+            ("every", Some(r.every), "a repeat waits at most ten years"),
+            (
+                "max",
+                r.max,
+                "ten years of daily repeats; leave `max` out to repeat \
+              for as long as the invoice is open",
+            ),
+        ];
+        for (key, value, why) in why {
+            if let Some(value) = value.filter(|v| *v > STAGE_DAYS) {
+                self.problems.error(
+                    self.at(from, key),
+                    format!(
+                        "stage {}: repeat.{key} {value} is more than {STAGE_DAYS}: expected at \
+                         most {STAGE_DAYS} ({why})",
+                        shown(&s.id)
+                    ),
+                );
+            }
         }
     }
 
@@ -837,7 +896,7 @@ impl Compiler<'_> {
                 location.clone(),
                 format!(
                     "stage {}: missing `offset` (days from the {}; negative = before)",
-                    s.id,
+                    shown(&s.id),
                     anchor_name(anchor)
                 ),
             );
@@ -854,7 +913,7 @@ impl Compiler<'_> {
                 format!(
                     "stage {}: a stage `on: promise_broken` fires the first day after the \
                      promised date (plus promise_grace), not at an offset: remove `offset`",
-                    s.id
+                    shown(&s.id)
                 ),
             );
         }
@@ -863,7 +922,7 @@ impl Compiler<'_> {
                 self.at(from, "repeat"),
                 format!(
                     "stage {}: a stage `on: promise_broken` fires once: remove `repeat`",
-                    s.id
+                    shown(&s.id)
                 ),
             );
         }
@@ -886,7 +945,12 @@ impl Compiler<'_> {
                 self.at(from, "offset"),
                 format!(
                     "stage {} (offset {}) comes after {} (offset {}): stages fire in file order, so {} can never fire after {}",
-                    id, offset, prev.id, prev.offset, prev.id, id
+                    shown(id),
+                    offset,
+                    shown(&prev.id),
+                    prev.offset,
+                    shown(&prev.id),
+                    shown(id)
                 ),
             );
         }

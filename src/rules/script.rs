@@ -1,7 +1,7 @@
 //! The Rhai sandbox: one engine, expressions compiled once, invoices exposed as typed views.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDate;
 use rhai::{
@@ -11,7 +11,7 @@ use rhai::{
 use rust_decimal::Decimal;
 
 use crate::config::Rates;
-use crate::diagnostics::{Location, Problem, Problems, files_with_extension};
+use crate::diagnostics::{Location, Problem, Problems, files_with_extension, quote};
 use crate::model::{CustomerId, InvoiceField, InvoiceId, Ledger};
 use crate::money::{self, InterestError};
 
@@ -241,7 +241,7 @@ fn sandboxed_engine(rates: &Rates) -> Engine {
         |from: &str, to: &str| -> Result<i64, Box<EvalAltResult>> {
             let parse = |s: &str| {
                 NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                    .map_err(|_| format!("days_between: {s:?} is not a YYYY-MM-DD date"))
+                    .map_err(|_| format!("days_between: {} is not a YYYY-MM-DD date", quote(s)))
             };
             Ok((parse(to)? - parse(from)?).num_days())
         },
@@ -362,9 +362,10 @@ impl Variables {
 }
 
 impl Scripts {
-    /// Compiles every `*.rhai` file of `dir`; a file that does not compile is
-    /// reported and left out, so that the rules that do not call it still run.
-    pub fn load(dir: &Path, rates: &Rates, problems: &mut Problems) -> Scripts {
+    /// Compiles every `*.rhai` file of `dir`; a file that does not compile,
+    /// or is larger than `bytes` (`limits.rule_file_bytes`), is reported and
+    /// left out, so that the rules that do not call it still run.
+    pub fn load(dir: &Path, rates: &Rates, bytes: u64, problems: &mut Problems) -> Scripts {
         let engine = sandboxed_engine(rates);
         // Functions may read the config's `rates`, a constant of the engine.
         let mut constants = Scope::new();
@@ -374,10 +375,10 @@ impl Scripts {
         let mut defined_at: Vec<(String, Location)> = Vec::new();
         let mut sources = Vec::new();
         for path in files_with_extension(dir, "rhai") {
-            let source = match std::fs::read_to_string(&path) {
+            let source = match crate::diagnostics::read_within(&path, "script", bytes) {
                 Ok(s) => s,
-                Err(e) => {
-                    problems.error(Location::file(&path), format!("cannot read script: {e}"));
+                Err(problem) => {
+                    problems.push(problem);
                     continue;
                 }
             };
@@ -494,7 +495,7 @@ impl Scripts {
                 let (line, col) = position(e.1);
                 Err(Problem::error(
                     offset_location(&location, line, col),
-                    format!("in expression {source:?}: {}", e.0),
+                    format!("in expression {}: {}", quote(source), e.0),
                 ))
             }
         }
@@ -507,13 +508,16 @@ impl Scripts {
             .eval_ast_with_scope::<Dynamic>(scope, &expr.ast)
             .map_err(|e| {
                 let called = called_at(&expr.source, e.position());
-                self.error(&e, &expr.location, called)
+                let stopped = self.stopped_at(&e, |engine| {
+                    let _ = engine.eval_ast_with_scope::<Dynamic>(scope, &expr.ast);
+                });
+                self.error(&e, &expr.location, called, stopped)
             })?;
         value.as_bool().map_err(|type_name| ScriptError {
             location: expr.location.clone(),
             message: format!(
-                "expression {:?} must be true or false, but gave a {type_name}",
-                expr.source
+                "expression {} must be true or false, but gave a {type_name}",
+                quote(&expr.source)
             ),
         })
     }
@@ -521,9 +525,91 @@ impl Scripts {
     /// Calls a function of the `.rhai` files (for template helpers).
     pub fn call(&self, name: &str, args: Vec<Dynamic>) -> Result<Dynamic, ScriptError> {
         let options = CallFnOptions::new().eval_ast(false);
+        let again = args.clone();
         self.engine
             .call_fn_with_options::<Dynamic>(options, &mut Scope::new(), &self.library, name, args)
-            .map_err(|e| self.error(&e, &Location::file(Path::new("rules")), Some(name)))
+            .map_err(|e| {
+                let stopped = self.stopped_at(&e, |engine| {
+                    let options = CallFnOptions::new().eval_ast(false);
+                    let mut scope = Scope::new();
+                    let _ = engine.call_fn_with_options::<Dynamic>(
+                        options,
+                        &mut scope,
+                        &self.library,
+                        name,
+                        again,
+                    );
+                });
+                // Rhai does not wrap an error of the function it was asked to
+                // call, as it does those of the functions that one calls.
+                let e = match *e {
+                    ref inner if inner.is_system_exception() => e,
+                    // Called with the wrong arguments: the template's mistake.
+                    EvalAltResult::ErrorInFunctionCall(..)
+                    | EvalAltResult::ErrorFunctionNotFound(..) => e,
+                    inner => Box::new(EvalAltResult::ErrorInFunctionCall(
+                        name.to_string(),
+                        String::new(),
+                        Box::new(inner),
+                        Position::NONE,
+                    )),
+                };
+                self.error(&e, &Location::file(Path::new("rules")), Some(name), stopped)
+            })
+    }
+
+    /// Where a script stopped by the sandbox (an endless loop, a recursion
+    /// too deep) was when it stopped: the functions it was in, outermost
+    /// first, and the position in the innermost. Rhai reports such an
+    /// error at the outermost call only, so on that (rare) path `run`
+    /// runs the same evaluation again, deterministically, on an engine
+    /// that notes each step; the everyday engine has no debugger to slow it.
+    fn stopped_at(
+        &self,
+        err: &EvalAltResult,
+        run: impl FnOnce(&Engine),
+    ) -> Option<(Vec<String>, Position)> {
+        if !err.is_system_exception() {
+            return None;
+        }
+        type Site = (Vec<String>, Position);
+        let site: Arc<Mutex<Option<Site>>> = Arc::default();
+        let mut engine = sandboxed_engine(&self.rates);
+        let noted = Arc::clone(&site);
+        #[allow(deprecated)] // Rhai marks its debugger API volatile, not deprecated.
+        engine.register_debugger(
+            |_, debugger| debugger,
+            move |context, event, _, _, pos| {
+                let stack = context.debugger().map(|d| d.call_stack()).unwrap_or(&[]);
+                // Steps only: leaving a function with the error is at its end.
+                let step = matches!(event, rhai::debugger::DebuggerEvent::Step);
+                if step
+                    && !stack.is_empty()
+                    && let Ok(mut site) = noted.lock()
+                {
+                    let same = site.as_ref().is_some_and(|(names, _)| {
+                        names.len() == stack.len()
+                            && stack.last().map(|f| f.fn_name.as_str())
+                                == names.last().map(String::as_str)
+                    });
+                    match site.as_mut() {
+                        // The first step on a line says where it starts.
+                        Some((_, at)) if same => {
+                            if at.line() != pos.line() {
+                                *at = pos;
+                            }
+                        }
+                        _ => {
+                            let names = stack.iter().map(|f| f.fn_name.to_string()).collect();
+                            *site = Some((names, pos));
+                        }
+                    }
+                }
+                Ok(rhai::debugger::DebuggerCommand::StepInto)
+            },
+        );
+        run(&engine);
+        site.lock().ok()?.take()
     }
 
     /// Locates a runtime error: inside a script function when it was thrown
@@ -537,6 +623,7 @@ impl Scripts {
         err: &EvalAltResult,
         expr_location: &Location,
         called: Option<&str>,
+        stopped: Option<(Vec<String>, Position)>,
     ) -> ScriptError {
         let mut err = err;
         let mut location = None;
@@ -555,17 +642,36 @@ impl Scripts {
             err = inner;
         }
         let mut called_from = None;
-        if location.is_none()
-            && err.is_system_exception()
-            && let Some(c) = called
-            && let Some((name, defined)) = self.defined_at.iter().find(|(n, _)| n == c)
-        {
-            location = Some(defined.clone());
-            chain.push(name.clone());
-            // A template helper has no expression to point back to.
-            if expr_location.line.is_some() {
-                let (line, col) = position(err.position());
-                called_from = Some(offset_location(expr_location, line, col));
+        let file_of = |name: &str| {
+            self.functions
+                .iter()
+                .find(|(n, _, _)| n == name)
+                .map(|(_, _, file)| file)
+        };
+        if location.is_none() && err.is_system_exception() {
+            // Where it was stopped, else the `fn` line of the function called.
+            let site = stopped.and_then(|(mut names, pos)| {
+                let file = file_of(names.last()?)?;
+                let (line, col) = position(pos);
+                // A recursion is one function, however deep.
+                names.dedup();
+                Some((Location::at(file, line, col), names))
+            });
+            let defined = || {
+                let (name, defined) = self
+                    .defined_at
+                    .iter()
+                    .find(|(n, _)| Some(n.as_str()) == called)?;
+                Some((defined.clone(), vec![name.clone()]))
+            };
+            if let Some((at, names)) = site.or_else(defined) {
+                location = Some(at);
+                chain.extend(names);
+                // A template helper has no expression to point back to.
+                if expr_location.line.is_some() {
+                    let (line, col) = position(err.position());
+                    called_from = Some(offset_location(expr_location, line, col));
+                }
             }
         }
         let location = location.unwrap_or_else(|| {
@@ -727,7 +833,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("lib.rhai"), src).unwrap();
         let mut problems = Problems::default();
-        let s = Scripts::load(dir.path(), rates, &mut problems);
+        let s = Scripts::load(dir.path(), rates, 1 << 20, &mut problems);
         (dir, s, problems)
     }
 

@@ -345,13 +345,13 @@ fn rhai_runtime_errors_inside_a_function_are_located_in_its_rhai_file() {
     for (when, at, message) in [
         (
             "forever(invoice)",
-            "rules/lib.rhai:2:1: script stopped: too many operations",
+            "rules/lib.rhai:4:5: script stopped: too many operations",
             "(in forever, called at rules/p.yaml:6:12)",
         ),
         (
             "invoice.amount > 0 && outer(invoice)",
-            "rules/lib.rhai:9:1: script stopped: too many operations",
-            "(in outer, called at rules/p.yaml:6:34)",
+            "rules/lib.rhai:4:5: script stopped: too many operations",
+            "(in outer → forever, called at rules/p.yaml:6:34)",
         ),
         ("typed(invoice)", "rules/lib.rhai:7:20: ", "(in typed)"),
     ] {

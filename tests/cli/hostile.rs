@@ -349,3 +349,246 @@ fn a_catch_up_over_an_unbounded_repeat_journals_its_latest_occurrence_only() {
         started.elapsed()
     );
 }
+
+/// `{{#if true}}` nested `n` times around `inner`.
+fn nested_ifs(n: usize, inner: &str) -> String {
+    format!("{}{inner}{}", "{{#if true}}".repeat(n), "{{/if}}".repeat(n))
+}
+
+#[test]
+fn templates_nested_deeper_than_template_depth_are_refused_before_they_are_parsed() {
+    let f = folder(&[inv("F1", "2026-12-10", "10")]);
+    // 5,000 blocks overflowed Handlebars' stack; 20,000 took seconds to parse.
+    f.write(
+        "templates/t.fr.hbs",
+        &template("{{invoice.number}}", &nested_ifs(5_000, "x")),
+    );
+    f.write(
+        "templates/each.fr.hbs",
+        &template("s", &"{{#each a}}".repeat(20_000)),
+    );
+    f.write(
+        "templates/deep_subject.fr.hbs",
+        &template(&nested_ifs(40, "s"), "x"),
+    );
+    f.write(
+        "templates/partials/deep.fr.hbs",
+        &format!("\n  {}", nested_ifs(33, "x")),
+    );
+    let problems = check_quickly(&f);
+    let deeper = "blocks nested deeper than limits.template_depth (32 blocks): \
+                  simplify the template, or raise the limit in relance.yaml";
+    assert_eq!(
+        problems,
+        vec![
+            format!("templates/partials/deep.fr.hbs:2:{}: {deeper}", 3 + 32 * 12),
+            format!("templates/deep_subject.fr.hbs:2:{}: {deeper}", 11 + 32 * 12),
+            format!("templates/each.fr.hbs:4:{}: {deeper}", 1 + 32 * 11),
+            format!("templates/t.fr.hbs:4:{}: {deeper}", 1 + 32 * 12),
+        ]
+    );
+    for command in [
+        "preview --as-of 2026-12-10 --render",
+        "explain F1 --as-of 2026-12-10",
+    ] {
+        assert_no_crash(&f.run(&crate::args(command)));
+    }
+    let run = f.run(&crate::args("run --once --as-of 2026-12-10"));
+    assert_no_crash(&run);
+    // The folder has errors: the run refuses to start, and says where.
+    assert_eq!(run.code, 1);
+    assert_contains(
+        &run.stderr,
+        "templates/t.fr.hbs:4:385: blocks nested deeper",
+    );
+
+    // Within the limit (raised as far as it goes, a partial as deep inside it), it renders.
+    f.write("relance.yaml", "limits: {template_depth: 256}\n")
+        .write(
+            "templates/t.fr.hbs",
+            &template("{{invoice.number}}", &nested_ifs(256, "{{> deep}}")),
+        )
+        .write(
+            "templates/partials/deep.fr.hbs",
+            &nested_ifs(256, "{{invoice.number}}"),
+        );
+    f.remove("templates/each.fr.hbs");
+    f.remove("templates/deep_subject.fr.hbs");
+    assert_eq!(run_expect(&f, "check", 0).stdout, "");
+    let run = run_expect(&f, "run --once --as-of 2026-12-10", 0);
+    assert_eq!(f.files("outbox").len(), 1, "{}", run.stderr);
+    f.write("relance.yaml", "limits: {template_depth: 257}\n");
+    assert_contains(
+        &check_problems(&f)[0],
+        "limits.template_depth must be at most 256",
+    );
+}
+
+#[test]
+fn a_template_front_matter_nested_too_deep_and_files_too_large_are_refused() {
+    let f = folder(&[inv("F1", "2026-12-10", "10")]);
+    f.write(
+        "templates/t.fr.hbs",
+        &format!("---\nsubject: {}\n---\nx\n", "[".repeat(200_000)),
+    );
+    assert_eq!(
+        check_quickly(&f),
+        vec![
+            "templates/t.fr.hbs:2:73: nested deeper than limits.yaml_depth (64 levels): \
+             simplify the file, or raise the limit in relance.yaml"
+        ]
+    );
+    f.write(
+        "relance.yaml",
+        "limits: {rule_file_bytes: 1000, template_bytes: 1000}\n",
+    )
+    .write("templates/t.fr.hbs", &template("s", &"x".repeat(1_000)))
+    .write("templates/partials/big.fr.hbs", &"x".repeat(1_001))
+    .write(
+        "rules/big.rhai",
+        &format!("fn f() {{ 1 }}\n//{}", "x".repeat(1_000)),
+    );
+    let larger = |what: &str, limit: &str| {
+        format!(
+            "{what} file is larger than limits.{limit} (1000 bytes): a file this large \
+             is not written by hand; raise the limit in relance.yaml if it is meant"
+        )
+    };
+    assert_eq!(
+        check_quickly(&f),
+        vec![
+            format!("rules/big.rhai: {}", larger("script", "rule_file_bytes")),
+            format!(
+                "templates/partials/big.fr.hbs: {}",
+                larger("template", "template_bytes")
+            ),
+            format!(
+                "templates/t.fr.hbs: {}",
+                larger("template", "template_bytes")
+            ),
+        ]
+    );
+}
+
+#[test]
+fn stage_offsets_and_repeats_past_ten_years_are_located_errors() {
+    let f = crate::with_stages(
+        &[inv("F1", "2026-12-10", "10")],
+        &[
+            "{id: far, offset: -50000000, template: t, repeat: {every: 1, max: 100000000}}",
+            "{id: huge, offset: 9223372036854775807, template: t, repeat: {every: 4000}}",
+        ],
+    );
+    f.write(
+        "rules/q.yaml",
+        &crate::every_day(&crate::common::policy(
+            "q",
+            &[
+                "{id: a, offset: -9223372036854775807, template: t}",
+                "{id: b, offset: 9223372036854775807, template: t}",
+            ],
+        )),
+    );
+    let problems = check_quickly(&f);
+    let bound = |at: &str, id: &str, offset: &str| {
+        format!(
+            "{at}: stage {id}: offset {offset} is more than 3660 days (ten years) from the due \
+             date: expected an offset between -3660 and 3660"
+        )
+    };
+    assert_eq!(
+        problems,
+        vec![
+            bound("rules/p.yaml:4:15", "far", "-50000000"),
+            "rules/p.yaml:4:66: stage far: repeat.max 100000000 is more than 3660: expected at \
+             most 3660 (ten years of daily repeats; leave `max` out to repeat for as long as the \
+             invoice is open)"
+                .to_string(),
+            bound("rules/p.yaml:5:16", "huge", "9223372036854775807"),
+            "rules/p.yaml:5:67: stage huge: repeat.every 4000 is more than 3660: expected at \
+             most 3660 (a repeat waits at most ten years)"
+                .to_string(),
+            bound("rules/q.yaml:4:13", "a", "-9223372036854775807"),
+            bound("rules/q.yaml:5:13", "b", "9223372036854775807"),
+        ]
+    );
+    // The policies are left out; nothing aborts.
+    for command in [
+        "preview --as-of 2026-12-10",
+        "explain F1 --as-of 2026-12-10",
+        "run --once --as-of 2026-12-10",
+    ] {
+        assert_no_crash(&f.run(&crate::args(command)));
+    }
+}
+
+/// 200 invoices due in 1900 under a daily repeat without `max`: 46,000
+/// occurrences each, which the engine once walked one by one every day it
+/// decided (preview: 48 s; an offset of -700,000 days: 70 s and an explain
+/// of 700,025 lines). It finds the ones that matter by arithmetic.
+#[test]
+fn a_repeat_without_max_since_1900_is_decided_without_walking_its_occurrences() {
+    let rows: Vec<_> = (0..200)
+        .map(|i| inv(&format!("F{i}"), "1900-01-02", "10"))
+        .collect();
+    let f = crate::with_stages(
+        &rows,
+        &[
+            "{id: first, offset: 1, template: t}",
+            "{id: again, offset: 2, template: t, repeat: {every: 1}}",
+        ],
+    );
+    let started = Instant::now();
+    let reminders = preview_json(&f, "--as-of 2026-12-10 --days 14");
+    assert_eq!(reminders.len(), 200 * 14);
+    let explain = run_expect(&f, "explain F1 --as-of 2026-12-10", 0).stdout;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(explain.lines().count() < 60, "{explain}");
+    assert_contains(
+        &explain,
+        "again #46330  2026-11-09  reached      -        not listed, with the 46330 before it: \
+         reached long ago; a catch-up journals only a stage's latest occurrences",
+    );
+    assert_contains(
+        &explain,
+        "again #46361  2026-12-10  reached      -        FIRES",
+    );
+}
+
+#[test]
+fn long_values_of_rule_files_are_quoted_in_80_characters() {
+    let long = "x".repeat(3_000);
+    // A 3,000-character stage id made a line of 9,075 characters.
+    let f = crate::with_stages(
+        &[inv("F1", "2026-12-10", "10")],
+        &[
+            &format!("{{id: {long}, offset: 1, template: t, to: '', channel: letter, cc: [c]}}"),
+            &format!("{{id: {long}, offset: -5000, template: 'a/{long}'}}"),
+            &format!("{{id: b, offset: 2, template: t, when: '1 +* \"{long}\"'}}"),
+        ],
+    );
+    f.write(
+        "rules/holds.yaml",
+        &format!("holds:\n  - {{id: '{long} ', invoice: F1, reason: r}}\n"),
+    );
+    let problems = check_quickly(&f);
+    assert!(problems.len() >= 6, "{problems:?}");
+    let quoted = format!("\"{}…\" (3,000 characters)", "x".repeat(80));
+    // Each value cut to 80 characters (a message may name two stages).
+    for problem in &problems {
+        assert!(!problem.contains(&"x".repeat(81)), "{problem}");
+        assert!(problem.len() < 700, "{problem}");
+    }
+    assert_contains(
+        &problems.join("\n"),
+        &format!("rules/p.yaml:5:6: stage id {quoted} is used twice in this policy"),
+    );
+    assert_contains(
+        &problems.join("\n"),
+        &format!("stage {quoted}: offset -5000 is more than 3660 days"),
+    );
+}

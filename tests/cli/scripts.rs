@@ -115,11 +115,45 @@ fn a_script_that_loops_forever_is_stopped_for_that_invoice_only() {
     assert_eq!(
         problems,
         vec![
-            // Located in the .rhai file that loops (issue 12), with the
+            // Located at the .rhai line that loops (issue 12), with the
             // expression that called it.
-            "rules/lib.rhai:1:1: script stopped: too many operations (an endless loop?) (in spin, called at rules/p.yaml:6:12) (invoice LOOP)"
+            "rules/lib.rhai:2:5: script stopped: too many operations (an endless loop?) (in spin, called at rules/p.yaml:6:12) (invoice LOOP)"
         ]
     );
+}
+
+#[test]
+fn a_loop_or_recursion_in_a_template_helper_is_located_at_its_rhai_line() {
+    let f = two_invoices_and_lib(
+        "LOOP",
+        "OK",
+        "// Helpers.\nfn spin(invoice) {\n    let n = 0;\n    if invoice.number == \"LOOP\" {\n        loop { n += 1; }\n    }\n    n\n}\nfn deep(n) {\n    deep(n + 1)\n}\n",
+    );
+    f.write(
+        "templates/t.fr.hbs",
+        &template("{{invoice.number}}", "Body\n{{spin invoice}}"),
+    )
+    .write("templates/u.fr.hbs", &template("{{deep 1}}", "."));
+    let problems = check_problems(&f);
+    assert_eq!(
+        problems,
+        vec![
+            "rules/lib.rhai:10:5: script stopped: calls nested too deep (endless recursion?) \
+             (in deep, called at templates/u.fr.hbs:2:1)",
+        ]
+    );
+    let run = run_expect(
+        &f,
+        "preview --as-of 2026-12-10 --days 1 --render --format json",
+        0,
+    );
+    let reminders = run.json();
+    assert_eq!(
+        crate::local(&f, reminders[0]["error"].as_str().unwrap()),
+        "rules/lib.rhai:5:9: script stopped: too many operations (an endless loop?) \
+         (in spin, called at templates/t.fr.hbs:5:1)"
+    );
+    assert_eq!(reminders[1]["body"], "Body\n0\n");
 }
 
 #[test]
@@ -194,11 +228,10 @@ fn a_template_helper_that_fails_marks_that_reminder_only() {
     let run = run_expect(&f, "preview --as-of 2026-12-10 --days 1 --format json", 0);
     let reminders = run.json();
     assert_eq!(reminders[0]["invoice"], "BOOM");
-    assert!(
-        reminders[0]["error"]
-            .as_str()
-            .unwrap()
-            .contains("label: Runtime error: no label"),
+    // Located where the script threw, then where the template called it.
+    assert_eq!(
+        crate::local(&f, reminders[0]["error"].as_str().unwrap()),
+        "rules/lib.rhai:2:35: Runtime error: no label (in label, called at templates/t.fr.hbs:2:1)",
         "{reminders}"
     );
     assert_eq!(reminders[1]["subject"], "L-OK");
