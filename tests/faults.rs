@@ -65,7 +65,10 @@ fn a_lost_journal_beside_delivered_files_stops_run_until_told_otherwise() {
     folder.run(&RUN_ONCE).expect_code(0);
     folder.remove("state/relance.db");
     let refused = folder.run(&RUN_ONCE).expect_code(1);
-    assert_contains(&refused.stderr, "state/relance.db is missing, but ");
+    assert_contains(
+        &refused.stderr,
+        "state/relance.db is missing (or empty), but ",
+    );
     assert_contains(&refused.stderr, "outbox holds 2 delivered file(s)");
     assert_contains(&refused.stderr, "relance run --fresh-journal");
     assert!(
@@ -83,6 +86,34 @@ fn a_lost_journal_beside_delivered_files_stops_run_until_told_otherwise() {
     folder.run(&fresh).expect_code(0);
     assert_eq!(folder.journal_states().len(), 2);
     // With its journal back, run starts as usual.
+    folder.run(&RUN_ONCE).expect_code(0);
+}
+
+#[test]
+fn an_emptied_journal_beside_delivered_files_stops_run_as_a_lost_one_does() {
+    let folder = dunning_folder("", &invoices(2));
+    folder.run(&RUN_ONCE).expect_code(0);
+    // `: > state/relance.db`: the file is there, the journal is not.
+    for leftover in ["state/relance.db-wal", "state/relance.db-shm"] {
+        if folder.path().join(leftover).exists() {
+            folder.remove(leftover);
+        }
+    }
+    folder.write("state/relance.db", "");
+    let refused = folder.run(&RUN_ONCE).expect_code(1);
+    assert_contains(
+        &refused.stderr,
+        "state/relance.db is missing (or empty), but ",
+    );
+    assert_contains(&refused.stderr, "outbox holds 2 delivered file(s)");
+    assert_contains(&refused.stderr, "relance run --fresh-journal");
+    assert_eq!(folder.read("state/relance.db"), "", "left as it was");
+    assert_eq!(folder.files("outbox").len(), 2, "nothing sent again");
+
+    let mut fresh = RUN_ONCE.to_vec();
+    fresh.push("--fresh-journal");
+    folder.run(&fresh).expect_code(0);
+    assert_eq!(folder.journal_states().len(), 2);
     folder.run(&RUN_ONCE).expect_code(0);
 }
 

@@ -107,6 +107,8 @@ impl Daemon {
             report.interrupted = true;
             return Ok(report);
         }
+        // A server down at the last pass is tried again.
+        self.deliverer.begin_pass();
         if !self.run.dry_run {
             self.recover(now, &mut report)?;
         }
