@@ -997,9 +997,19 @@ fn a_permanent_refusal_is_not_retried_until_relance_retry_requeues_it() {
     assert_contains(&history.stdout, "failed");
     assert_contains(&history.stdout, "permanent: not retried");
 
-    // No automatic retry: the next run leaves it alone.
-    run_once(&folder).expect_code(0);
+    assert_contains(run.log_lines("evaluation done")[0], "given_up=1");
+    // No automatic retry: the next run leaves it alone, and says so again.
+    let later = run_once(&folder).expect_code(0);
     assert_eq!(server.attempts().len(), 1, "F002 only");
+    assert_eq!(
+        later
+            .log_lines("1 failed delivery(ies) will not be retried: `relance history` says why; `relance retry INVOICE…`")
+            .len(),
+        1,
+        "{}",
+        later.stderr
+    );
+    assert_contains(later.log_lines("evaluation done")[0], "given_up=1");
 
     folder.run(&["retry"]).expect_code(2);
     folder.run(&["retry", "F001", "--all"]).expect_code(2);

@@ -88,6 +88,10 @@ pub struct Report {
     pub retries: usize,
     /// When the first of them is due.
     pub next_retry: Option<DateTime<Utc>>,
+    /// Failed reminders that will not be retried unless `relance retry`
+    /// re-queues them (refused for good, or out of attempts), in the journal
+    /// after this evaluation: every pass says so, not only the one that failed.
+    pub given_up: usize,
     /// Reminders awaiting approval in the journal after this evaluation.
     pub awaiting: usize,
 }
@@ -107,6 +111,7 @@ impl Report {
             held = self.held,
             retries = self.retries,
             next_retry = self.next_retry.map(|t| tracing::field::display(rfc3339(t))),
+            given_up = self.given_up,
             "evaluation done"
         );
     }
