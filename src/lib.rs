@@ -83,6 +83,7 @@ pub use rules::{
     HoldEntryView, HoldsFile, NewHold, NewPromise, PolicyId, PromiseView, StageId, add_hold,
     add_promise, read_holds_file, remove_hold,
 };
+pub use text::escape_controls;
 
 /// What the micro-benchmarks (`benches/`), the property tests
 /// (`tests/properties.rs`) and the fuzz targets (`fuzz/`) reach below the

@@ -117,14 +117,18 @@ fn an_emptied_journal_beside_delivered_files_stops_run_as_a_lost_one_does() {
     folder.run(&RUN_ONCE).expect_code(0);
 }
 
-#[test]
-fn control_characters_in_a_value_cannot_forge_a_human_log_line() {
+/// An invoice number that would forge a log line and clear the screen.
+const FORGED: &str = "F1\r\n2026-12-01T09:00:00Z  INFO relance: forged\u{1b}[2J";
+
+/// A folder whose one invoice, [`FORGED`], is due, for a customer whose
+/// name holds an escape sequence and a line feed too.
+fn forging_folder() -> Folder {
     let folder = dunning_folder("", &[]);
     folder.write(
         "data/invoices.json",
         &serde_json::json!([{
-            "number": "F1\r\n2026-12-01T09:00:00Z  INFO relance: forged\u{1b}[2J",
-            "customer_id": "C1", "customer_name": "Forger", "email": "c1@example.com",
+            "number": FORGED,
+            "customer_id": "C1", "customer_name": "Forger\u{1b}[31m\nLtd", "email": "c1@example.com",
             "issue_date": "2026-11-01", "due_date": "2026-11-30", "amount": "100.00",
             "amount_paid": "0", "currency": "EUR", "status": "open", "language": "en"
         }])
@@ -137,6 +141,70 @@ fn control_characters_in_a_value_cannot_forge_a_human_log_line() {
             folder.read("relance.yaml")
         ),
     );
+    folder
+}
+
+#[test]
+fn control_characters_in_a_value_reach_no_table_but_json_and_csv_keep_them() {
+    let folder = forging_folder();
+    let raw = |out: &str| out.contains('\u{1b}') || out.contains('\r');
+    let escaped = r"F1\r\n2026-12-01T09:00:00Z  INFO relance: forged\u{1b}[2J";
+    let preview = folder.run(&["preview", "--as-of", AS_OF]).expect_code(0);
+    assert!(!raw(&preview.stdout), "{:?}", preview.stdout);
+    let rows = |out: &str| out.lines().filter(|l| l.starts_with("2026-")).count();
+    assert_eq!(
+        rows(&preview.stdout),
+        1,
+        "one row, no forged one: {}",
+        preview.stdout
+    );
+    assert_contains(&preview.stdout, escaped);
+    assert_contains(&preview.stdout, r"Forger\u{1b}[31m\nLtd");
+    // Aligned on the escaped cells: the header's next column starts where the row's does.
+    let lines: Vec<&str> = preview.stdout.lines().collect();
+    let customer_column = lines[0].find("CUSTOMER").unwrap();
+    assert_eq!(
+        lines[1][customer_column..].chars().next(),
+        Some('F'),
+        "{}",
+        preview.stdout
+    );
+    assert_starts_with(&lines[1][customer_column..], r"Forger\u{1b}");
+
+    let rendered = folder
+        .run(&["preview", "--as-of", AS_OF, "--render"])
+        .expect_code(0);
+    assert!(!raw(&rendered.stdout), "{:?}", rendered.stdout);
+    assert_contains(&rendered.stdout, escaped);
+
+    let json = folder
+        .run(&["preview", "--as-of", AS_OF, "--format", "json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(json[0]["invoice"], FORGED, "JSON keeps the exact value");
+    let csv = folder
+        .run(&["preview", "--as-of", AS_OF, "--format", "csv"])
+        .expect_code(0);
+    assert_contains(&csv.stdout, FORGED);
+
+    folder.run(&RUN_ONCE).expect_code(0);
+    let history = folder.run(&["history"]).expect_code(0);
+    assert!(!raw(&history.stdout), "{:?}", history.stdout);
+    assert_eq!(rows(&history.stdout), 1, "{}", history.stdout);
+    assert_contains(&history.stdout, escaped);
+    let json = folder
+        .run(&["history", "--format", "json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(json[0]["invoice"], FORGED);
+
+    let report = folder.run(&["report", "--as-of", AS_OF]).expect_code(0);
+    assert!(!raw(&report.stdout), "{:?}", report.stdout);
+}
+
+#[test]
+fn control_characters_in_a_value_cannot_forge_a_human_log_line() {
+    let folder = forging_folder();
     let run = folder.run(&RUN_ONCE).expect_code(0);
     let sent = run.log_lines("invoice=");
     assert!(!sent.is_empty(), "{}", run.stderr);
