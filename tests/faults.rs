@@ -40,6 +40,35 @@ fn a_long_invoice_number_gets_a_shortened_file_name_that_recovery_finds() {
 }
 
 #[test]
+fn a_long_non_ascii_invoice_number_gets_a_shortened_message_id_within_the_line_limit() {
+    let number = "É".repeat(200);
+    let folder = dunning_folder("", &[invoice_row(&number, "Long Ltd", "c1@example.com")]);
+    folder.run(&RUN_ONCE).expect_code(0);
+    let files = folder.files("outbox");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let eml = std::fs::read(&files[0]).unwrap();
+    for line in eml.split(|&b| b == b'\n') {
+        assert!(line.len() <= 998, "a line of {} characters", line.len());
+    }
+    let mail = mailparse::parse_mail(&eml).unwrap();
+    use mailparse::MailHeaderMap;
+    let id = mail.headers.get_first_value("Message-ID").unwrap();
+    let row = &folder.journal()[0];
+    assert_eq!(row.invoice, number);
+    assert_eq!(id, row.message_id, "the journal names the id sent");
+    // The token writes each byte outside [A-Za-z0-9-_] as %XX.
+    assert_starts_with(&id, &format!("<{}", "%C3%89".repeat(20)));
+    assert_ends_with(&id, "@atelier-durand.fr>");
+    let left = id.trim_start_matches('<').split('@').next().unwrap();
+    assert!(left.len() <= 200, "{} bytes", left.len());
+    assert!(left.contains('~'), "shortened with a hash: {left}");
+    // The same reminder keeps the same id: recovery after a crash finds it.
+    folder.rewind(&number, "planned", dead_pid());
+    folder.run(&RUN_ONCE).expect_code(0);
+    assert_eq!(folder.files("outbox"), files, "found, not written again");
+}
+
+#[test]
 fn runs_started_together_on_a_new_folder_all_open_the_journal() {
     for _ in 0..4 {
         let folder = dunning_folder("", &invoices(3));

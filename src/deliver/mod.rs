@@ -208,16 +208,28 @@ fn outbox_file(dir: &Path, date: chrono::NaiveDate, token: &str) -> PathBuf {
 /// stem. One function for delivery and crash recovery, so that the one
 /// finds what the other wrote.
 fn file_name(stem: &str, ext: &str) -> String {
-    if stem.len() + ext.len() <= MAX_FILE_NAME {
-        return format!("{stem}{ext}");
+    format!("{}{ext}", shortened(stem, MAX_FILE_NAME - ext.len()))
+}
+
+/// `text` when it has at most `max` bytes; else its start, `~` and a
+/// stable hash of the whole text, `max` bytes at most: two texts that
+/// differ anywhere stay apart.
+fn shortened(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
     }
-    let hash = fnv1a(stem.as_bytes());
-    let mut keep = MAX_FILE_NAME - ext.len() - 17;
-    while !stem.is_char_boundary(keep) {
+    let hash = fnv1a(text.as_bytes());
+    let mut keep = max.saturating_sub(17);
+    while !text.is_char_boundary(keep) {
         keep -= 1;
     }
-    format!("{}~{hash:016x}{ext}", &stem[..keep])
+    format!("{}~{hash:016x}", &text[..keep]).into()
 }
+
+/// The longest left part of a Message-ID (`<LEFT@domain>`), in bytes. A
+/// header line may not pass 998 characters (RFC 5322), and lettre writes a
+/// non-ASCII one encoded (RFC 2047), about half as long again.
+const MAX_MESSAGE_ID_LEFT: usize = 200;
 
 /// FNV-1a, 64 bits: stable across versions and platforms (std's hasher is
 /// not), which file names written by one relance and read by the next need.
@@ -373,9 +385,15 @@ impl Deliverer {
     }
 
     /// The Message-ID of the message with this token (a reminder's
-    /// [`Identity::token`], or a grouped message's).
+    /// [`Identity::token`], or a grouped message's), shortened with a hash
+    /// as file names are when the token is too long for a header line; the
+    /// journal keeps the whole token.
     pub fn message_id(&self, token: &str) -> String {
-        format!("<{token}@{}>", self.domain)
+        format!(
+            "<{}@{}>",
+            shortened(token, MAX_MESSAGE_ID_LEFT),
+            self.domain
+        )
     }
 
     /// The file a message is written to, if its route writes files: the
