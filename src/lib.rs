@@ -92,7 +92,7 @@ pub use text::escape_controls;
 pub mod internals {
     pub use crate::config::FeedConfig;
     pub use crate::feed::load_feeds;
-    pub use crate::feed::parse_amount;
+    pub use crate::feed::{parse_amount, parse_date};
     pub use crate::journal::{Identity, JournalRow, State};
     pub use crate::locale::format_amount;
     pub use crate::money::{DiscountTerms, late_interest, parse_decimal, recovery_indemnity};
