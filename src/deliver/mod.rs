@@ -705,8 +705,9 @@ impl Deliverer {
 /// recipients, and one address refused, even for a while, must not keep
 /// the message from the others. (A refused transaction delivered nothing,
 /// so nobody gets it twice.) Delivered when one recipient accepted it.
-/// Without an answer (a timeout, a dropped connection) nothing is split:
-/// the whole message is retried later.
+/// Without a 4xx or 5xx answer (a timeout, a dropped connection, a
+/// message the server cannot take) nothing is split: the whole message
+/// fails, and is retried later.
 fn send_to_each(
     transport: &SmtpTransport,
     email: &lettre::Message,
@@ -716,7 +717,7 @@ fn send_to_each(
     let envelope = email.envelope();
     match transport.send(email) {
         Ok(_) => return Ok(Delivered::to_all(id)),
-        Err(e) if !answered(&e) || envelope.to().len() < 2 => {
+        Err(e) if !(e.is_transient() || e.is_permanent()) || envelope.to().len() < 2 => {
             return Err(DeliveryError::smtp(e, timeout));
         }
         Err(_) => {}
