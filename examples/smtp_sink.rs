@@ -94,7 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     server
         .with_name("localhost")
         .with_ssl(SslConfig::None)?
-        .with_num_threads(4)
+        .with_num_threads(16)
         .with_addr(("127.0.0.1", port))?;
     eprintln!("smtp_sink: listening on 127.0.0.1:{port}");
     server.serve()?;

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use relance::internals::{parse_amount, parse_decimal};
+use relance::internals::{parse_amount, parse_date, parse_decimal};
 use relance::{Options, Project};
 
 /// A folder in memory-backed temporary storage (`TMPDIR`), gone when dropped.
@@ -89,6 +89,35 @@ pub fn amount(bytes: &[u8]) {
     let _ = parse_decimal(&text);
 }
 
+/// The date formats a feed's `date_format` commonly holds.
+const DATE_FORMATS: [&str; 5] = ["%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y%m%d"];
+
+/// Dates as feeds read them: the input in each common `date_format`, and,
+/// when it holds a line break, its first line as the format and the rest as
+/// the date. A date read must be the one chrono reads: relance reads dates
+/// of a fixed shape by the positions of their digits, faster, and must not
+/// read another day than chrono would (with the default `%Y-%m-%d`, only
+/// that fixed shape is a date: `2026-1-5` is not).
+pub fn date(bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    let mut cases: Vec<(&str, &str)> = DATE_FORMATS.iter().map(|f| (*f, &*text)).collect();
+    if let Some((format, value)) = text.split_once('\n') {
+        cases.push((format, value));
+    }
+    for (format, value) in cases {
+        let read = parse_date(format, value);
+        let chrono = chrono::NaiveDate::parse_from_str(value, format).ok();
+        if format == "%Y-%m-%d" {
+            assert!(
+                read.is_none() || read == chrono,
+                "{value:?} in {format}: relance {read:?}, chrono {chrono:?}"
+            );
+        } else if DATE_FORMATS.contains(&format) {
+            assert_eq!(read, chrono, "{value:?} in {format}");
+        }
+    }
+}
+
 fn load_and_check(files: &[(&str, &[u8])]) {
     let dir = folder(files);
     let options = Options {
@@ -107,12 +136,13 @@ fn load_and_check(files: &[(&str, &[u8])]) {
 pub type Target = fn(&[u8]);
 
 /// The targets by name, for the corpus runner.
-pub const TARGETS: [(&str, Target); 5] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("feed_csv", feed_csv),
     ("feed_json", feed_json),
     ("policy", policy),
     ("template", template),
     ("amount", amount),
+    ("date", date),
 ];
 
 /// The files of a corpus folder, sorted (none when it does not exist).

@@ -14,7 +14,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 SECONDS_EACH=${SECONDS_EACH:-60}
-TARGETS=${*:-feed_csv feed_json policy template amount}
+TARGETS=${*:-feed_csv feed_json policy template amount date}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 rustup toolchain list | grep -q nightly || {
   echo "fuzz/run.sh needs a nightly toolchain: rustup toolchain install nightly" >&2

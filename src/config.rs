@@ -300,10 +300,11 @@ fn default_smtp_port() -> u16 {
 fn default_smtp_timeout() -> Duration {
     Duration::from_secs(30)
 }
-/// One by default: messages then go out in the order they were planned,
-/// which is what an operator reading the log (and a crash) expects.
+/// Four by default: a server slow to answer one email holds one sender,
+/// not the batch. (With 1, emails go out one after another in the order
+/// they were planned; a crash may resend at most one email per connection.)
 fn default_smtp_connections() -> u32 {
-    1
+    4
 }
 
 impl Default for Delivery {
@@ -714,7 +715,7 @@ impl Config {
             if !(1..=64).contains(connections) {
                 problems.error(
                     at("connections"),
-                    "delivery: connections must be between 1 and 64 (the default is 1)",
+                    "delivery: connections must be between 1 and 64 (the default is 4)",
                 );
             }
             match (user, password_env) {

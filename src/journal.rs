@@ -760,6 +760,16 @@ impl Journal {
         ))
     }
 
+    /// How many failed reminders will not be retried unless `relance retry`
+    /// re-queues them (refused for good, or out of attempts).
+    pub fn given_up(&self) -> Result<usize> {
+        self.sql(self.conn.query_row(
+            "SELECT COUNT(*) FROM reminder WHERE state = 'failed' AND next_try_at IS NULL",
+            [],
+            |r| r.get::<_, i64>(0).map(|n| n as usize),
+        ))
+    }
+
     /// Gives up on a reminder that is no longer due (the invoice was paid or removed).
     pub fn mark_skipped(&self, id: &Identity, reason: &str, now: &str) -> Result<()> {
         self.sql(self.conn.execute(

@@ -88,6 +88,7 @@ pub use rules::{
     HoldEntryView, HoldsFile, NewHold, NewPromise, PolicyId, PromiseView, StageId, add_hold,
     add_promise, read_holds_file, remove_hold,
 };
+pub use text::escape_controls;
 
 /// What the micro-benchmarks (`benches/`), the property tests
 /// (`tests/properties.rs`) and the fuzz targets (`fuzz/`) reach below the
@@ -96,7 +97,7 @@ pub use rules::{
 pub mod internals {
     pub use crate::config::FeedConfig;
     pub use crate::feed::load_feeds;
-    pub use crate::feed::parse_amount;
+    pub use crate::feed::{parse_amount, parse_date};
     pub use crate::journal::{Identity, JournalRow, State};
     pub use crate::locale::format_amount;
     pub use crate::money::{DiscountTerms, late_interest, parse_decimal, recovery_indemnity};

@@ -322,7 +322,8 @@ fn init_logging(format: LogFormat, default: &str) {
         LogFormat::Human => {
             use tracing_subscriber::field::MakeExt;
             let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
-                let value = escape_controls(&format!("{value:?}"));
+                let value = format!("{value:?}");
+                let value = relance::escape_controls(&value);
                 match field.name() {
                     "message" => write!(w, "{value}"),
                     name => write!(w, "{name}={value}"),
@@ -332,16 +333,6 @@ fn init_logging(format: LogFormat, default: &str) {
             builder.fmt_fields(fields).init()
         }
     }
-}
-
-/// Control characters (CR, LF, ESC…) written as escapes (`\r`, `\u{1b}`).
-fn escape_controls(text: &str) -> String {
-    text.chars()
-        .map(|c| match c.is_control() {
-            true => c.escape_default().to_string(),
-            false => c.to_string(),
-        })
-        .collect()
 }
 
 /// `--format table|json|csv`, parsed into the library's [`Format`].

@@ -1,13 +1,21 @@
-//! Text for people: aligned tables, stage labels, one-line values, weekdays.
+//! Text for people: aligned tables, stage labels, one-line values, control characters escaped, weekdays.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 use chrono::NaiveDate;
 
 /// Writes rows as a table with aligned columns (widths in characters).
+/// Control characters in a cell are written as escapes
+/// ([`escape_controls`]): a value from a feed cannot break a row nor drive
+/// the terminal.
 pub fn table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> io::Result<()> {
+    let rows: Vec<Vec<Cow<str>>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| escape_controls(cell)).collect())
+        .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -29,10 +37,56 @@ pub fn table(out: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> io::
         writeln!(out, "{}", text.trim_end())
     };
     line(out, &mut header.iter().copied())?;
-    for row in rows {
-        line(out, &mut row.iter().map(String::as_str))?;
+    for row in &rows {
+        line(out, &mut row.iter().map(|cell| cell.as_ref()))?;
     }
     Ok(())
+}
+
+/// `text` with its control characters (CR, LF, ESC…) written as escapes
+/// (`\r`, `\n`, `\u{1b}`), for a terminal or a human log: a value from a
+/// feed cannot start a line of its own nor drive the terminal. Borrowed,
+/// without a copy, when there is none.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    escape(text, |_| false)
+}
+
+/// [`escape_controls`] for a text of several lines (a message's body):
+/// line ends (LF, CR LF) and tabs are kept, the other controls escaped.
+pub fn escape_controls_in_lines(text: &str) -> Cow<'_, str> {
+    let bytes = text.as_bytes();
+    escape(text, |at| match bytes[at] {
+        b'\n' | b'\t' => true,
+        b'\r' => bytes.get(at + 1) == Some(&b'\n'),
+        _ => false,
+    })
+}
+
+/// `text` with each control character escaped unless `keep` (given its
+/// byte offset) says otherwise.
+fn escape(text: &str, keep: impl Fn(usize) -> bool) -> Cow<'_, str> {
+    let escaped = |(at, c): &(usize, char)| c.is_control() && !keep(*at);
+    if !text.char_indices().any(|c| escaped(&c)) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for (at, c) in text.char_indices() {
+        match escaped(&(at, c)) {
+            true => out.extend(c.escape_default()),
+            false => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// How many characters `text` takes once [`escape_controls`] wrote it.
+pub fn escaped_width(text: &str) -> usize {
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().count(),
+            false => 1,
+        })
+        .sum()
 }
 
 pub fn stage_label(stage: &str, occurrence: u32) -> String {
@@ -57,4 +111,24 @@ pub(crate) fn clean_line(s: &str) -> String {
 /// "Sat", as `explain` writes a day.
 pub fn weekday(date: NaiveDate) -> String {
     date.format("%a").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_clean_text_is_not_copied() {
+        assert!(matches!(escape_controls("F1 é"), Cow::Borrowed("F1 é")));
+        let forged = "F1\r\nINFO forged\u{1b}[2J\t";
+        assert_eq!(escape_controls(forged), r"F1\r\nINFO forged\u{1b}[2J\t");
+        assert_eq!(
+            escaped_width(forged),
+            escape_controls(forged).chars().count()
+        );
+        assert_eq!(
+            escape_controls_in_lines("a\r\nb\n\tc\rd\u{1b}e"),
+            "a\r\nb\n\tc\\rd\\u{1b}e"
+        );
+    }
 }

@@ -354,8 +354,12 @@ fn every_reminder_arrives_once_over_smtp() {
         .find(|m| m.header("Message-ID").starts_with("<F003."))
         .unwrap();
     assert_eq!(two.recipients, ["ap@two.example", "boss@two.example"]);
-    assert_eq!(mails[0].recipients, ["c1@example.com"]);
-    assert!(body(&mails[0].parsed()).contains("please pay €100.00."));
+    let one = mails
+        .iter()
+        .find(|m| m.header("Message-ID").starts_with("<F001."))
+        .unwrap();
+    assert_eq!(one.recipients, ["c1@example.com"]);
+    assert!(body(&one.parsed()).contains("please pay €100.00."));
 
     // The same date again: nothing is sent twice.
     run_once(&folder).expect_code(0);
@@ -441,7 +445,7 @@ fn a_customers_reminders_of_a_day_combined_arrive_as_one_email_over_smtp() {
 #[test]
 fn a_combined_email_killed_in_the_middle_of_smtp_goes_out_once_whole_after_the_restart() {
     let first = SmtpServer::holding(0);
-    let folder = combining_folder(&first.delivery());
+    let folder = combining_folder(&first.delivery_in_order());
     let mut crashed = folder.spawn(&RUN_ONCE);
     first.wait_until_holding();
     crashed.kill();
@@ -647,7 +651,7 @@ fn a_reminder_that_keeps_failing_is_given_up_after_its_last_attempt() {
 /// a message (its script's `hold`): the messages before it accepted, the rest
 /// left `planned`.
 fn crash_while_holding(first: &SmtpServer, n: usize) -> Folder {
-    let folder = dunning_folder(&first.delivery(), &invoices(n));
+    let folder = dunning_folder(&first.delivery_in_order(), &invoices(n));
     let mut crashed = folder.spawn(&RUN_ONCE);
     first.wait_until_holding();
     crashed.kill();
@@ -660,7 +664,7 @@ fn move_to(folder: &Folder, from: &SmtpServer, to: &SmtpServer) {
     let config = folder.read("relance.yaml");
     folder.write(
         "relance.yaml",
-        &config.replace(&from.delivery(), &to.delivery()),
+        &config.replace(&from.delivery_in_order(), &to.delivery_in_order()),
     );
 }
 
@@ -706,7 +710,7 @@ fn sigint_finishes_the_message_in_flight_then_run_once_exits_0() {
 /// start, and relance exits 0.
 fn assert_finishes_the_message_in_flight(args: &[&str], signal: &str) {
     let server = SmtpServer::holding(1);
-    let folder = dunning_folder(&server.delivery(), &invoices(4));
+    let folder = dunning_folder(&server.delivery_in_order(), &invoices(4));
     let mut relance = folder.spawn(args);
     server.wait_until_holding();
     relance.signal(signal);
@@ -728,7 +732,7 @@ fn assert_finishes_the_message_in_flight(args: &[&str], signal: &str) {
 #[test]
 fn a_second_run_never_sends_what_a_running_daemon_is_delivering() {
     let server = SmtpServer::holding(1);
-    let folder = dunning_folder(&server.delivery(), &invoices(3));
+    let folder = dunning_folder(&server.delivery_in_order(), &invoices(3));
     let mut daemon = folder.spawn(&DAEMON);
     server.wait_until_holding();
 
@@ -864,15 +868,75 @@ fn a_server_that_never_answers_costs_the_timeout_and_a_retry_not_a_hang() {
 }
 
 #[test]
-fn a_stalled_answer_holds_neither_the_other_emails_nor_the_call_sheets() {
-    let server = SmtpServer::holding(0);
+fn a_mute_server_costs_a_few_timeouts_then_the_rest_of_the_pass_waits_for_its_retry() {
+    // Accepts connections, keeps them open, never says a word; counts them.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    std::thread::spawn(move || {
+        let mut held: Vec<TcpStream> = Vec::new();
+        for stream in listener.incoming().flatten() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    let n = 12;
     let folder = dunning_folder(
         &format!(
-            "delivery: {{kind: smtp, host: 127.0.0.1, port: {}, tls: none, connections: 2}}",
-            server.port
+            "delivery: {{kind: smtp, host: 127.0.0.1, port: {port}, tls: none, timeout: 1s}}\nretry: {{first: 1h}}"
         ),
-        &invoices(4),
+        &invoices(n),
     );
+    let run = run_once(&folder).expect_code(1);
+    let rows = folder.journal();
+    assert_eq!(rows.len(), n);
+    let errors: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            assert_eq!(r.state, "failed", "{r:?}");
+            assert!(r.next_try_at.is_some(), "temporary, backed off: {r:?}");
+            r.last_error.clone().unwrap()
+        })
+        .collect();
+    let timed_out = errors
+        .iter()
+        .filter(|e| e.starts_with("SMTP: timed out after 1 s"))
+        .count();
+    let not_tried = errors
+        .iter()
+        .filter(|e| {
+            e.starts_with(
+                "SMTP: not tried in this pass: the server failed the last 3 attempts in a row",
+            )
+        })
+        .count();
+    // The four senders' first attempts time out together; after three in
+    // a row, the other emails are not tried (a sender or two may have
+    // started one more while the others were still being counted).
+    assert!((3..=6).contains(&timed_out), "{errors:#?}");
+    assert_eq!(timed_out + not_tried, n, "{errors:#?}");
+    let tried = connections.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(tried <= 6, "{tried} connections");
+    assert!(
+        !run.stderr.contains("Resource temporarily unavailable"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.log_lines("SMTP server unreachable: ").len(),
+        1,
+        "logged once: {}",
+        run.stderr
+    );
+    assert_contains(run.log_lines("evaluation done")[0], &format!("failed={n} "));
+}
+
+#[test]
+fn a_stalled_answer_holds_neither_the_other_emails_nor_the_call_sheets() {
+    // The default `delivery.connections` (4): several senders.
+    let server = SmtpServer::holding(0);
+    let folder = dunning_folder(&server.delivery(), &invoices(4));
     folder.write(
         "rules/calls.yaml",
         "name: calls\npriority: 10\napplies_to: 'invoice.number == \"F004\"'\nstages:\n  - {id: call, offset: 1, channel: call, template: overdue}\n",
@@ -933,9 +997,19 @@ fn a_permanent_refusal_is_not_retried_until_relance_retry_requeues_it() {
     assert_contains(&history.stdout, "failed");
     assert_contains(&history.stdout, "permanent: not retried");
 
-    // No automatic retry: the next run leaves it alone.
-    run_once(&folder).expect_code(0);
+    assert_contains(run.log_lines("evaluation done")[0], "given_up=1");
+    // No automatic retry: the next run leaves it alone, and says so again.
+    let later = run_once(&folder).expect_code(0);
     assert_eq!(server.attempts().len(), 1, "F002 only");
+    assert_eq!(
+        later
+            .log_lines("1 failed delivery(ies) will not be retried: `relance history` says why; `relance retry INVOICE…`")
+            .len(),
+        1,
+        "{}",
+        later.stderr
+    );
+    assert_contains(later.log_lines("evaluation done")[0], "given_up=1");
 
     folder.run(&["retry"]).expect_code(2);
     folder.run(&["retry", "F001", "--all"]).expect_code(2);
@@ -952,6 +1026,37 @@ fn a_permanent_refusal_is_not_retried_until_relance_retry_requeues_it() {
     );
     assert_eq!(row_of(&folder, "F001").attempts, 1, "counted afresh");
     folder.run(&["retry", "--all"]).expect_code(0);
+}
+
+#[test]
+fn a_recipient_refused_for_now_does_not_keep_the_message_from_the_other() {
+    let server = SmtpServer::start(Script {
+        defer: &["busy@two.example"],
+        ..Script::default()
+    });
+    let folder = dunning_folder(
+        &server.delivery(),
+        &[invoice_row(
+            "F001",
+            "Two Desks Ltd",
+            "ap@two.example;busy@two.example",
+        )],
+    );
+    let run = run_once(&folder).expect_code(0);
+    let mails = server.wait_for_accepted(1);
+    assert_eq!(mails[0].recipients, ["ap@two.example"]);
+    let row = row_of(&folder, "F001");
+    assert_eq!(row.state, "sent");
+    assert_eq!(row.recipient, "ap@two.example", "who got it");
+    let refused = row.last_error.unwrap();
+    assert_contains(&refused, "refused by busy@two.example");
+    assert_contains(&refused, "451");
+    assert_eq!(
+        run.log_lines("some recipients refused the message").len(),
+        1
+    );
+    run_once(&folder).expect_code(0);
+    assert_eq!(server.accepted().len(), 1, "not sent again");
 }
 
 #[test]

@@ -288,3 +288,77 @@ fn a_folder_without_invoices_reports_nothing_rather_than_failing() {
         .stdout;
     assert_contains(&page, "No reminder planned in these 14 days.");
 }
+
+#[test]
+fn a_total_too_large_for_a_decimal_is_reported_as_such_never_as_a_wrong_number() {
+    // Each amount fits a decimal (at most about 7.9e28); their sum does not.
+    let rows = vec![
+        due(
+            "H1",
+            "C1",
+            "One",
+            "2026-11-20",
+            "50000000000000000000000000000",
+        ),
+        due(
+            "H2",
+            "C2",
+            "Two",
+            "2026-11-20",
+            "50000000000000000000000000000",
+        ),
+        due(
+            "H3",
+            "C3",
+            "Three",
+            "2026-11-20",
+            "79000000000000000000000000000",
+        ),
+    ];
+    let folder = dunning_folder("", &rows);
+    let saturated = "79228162514264337593543950335";
+    let report = folder
+        .run(&["report", "--as-of", AS_OF, "--format", "json"])
+        .expect_code(0);
+    assert!(!report.stdout.contains(saturated), "{}", report.stdout);
+    let json = report.json();
+    let eur = &json["currencies"]["EUR"];
+    assert_eq!(eur["open"], serde_json::Value::Null, "{eur}");
+    assert_eq!(eur["buckets"]["1-30"], serde_json::Value::Null);
+    assert_eq!(eur["buckets"]["not_due"], "0.00");
+    assert_eq!(eur["dso"], serde_json::Value::Null);
+    assert_eq!(
+        eur["too_large"],
+        serde_json::json!(["open", "invoiced_90_days", "1-30"])
+    );
+    // Each customer's own total is exact.
+    let customers: Vec<&str> = json["customers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["open"].as_str().unwrap())
+        .collect();
+    // (29 digits leave no room for cents.)
+    assert_eq!(
+        customers,
+        [
+            "79000000000000000000000000000",
+            "50000000000000000000000000000",
+            "50000000000000000000000000000"
+        ]
+    );
+
+    let table = folder.run(&["report", "--as-of", AS_OF]).expect_code(0);
+    assert!(!table.stdout.contains(saturated), "{}", table.stdout);
+    assert_contains(
+        &table.stdout,
+        "EUR: open, invoiced_90_days, 1-30 cannot be computed exactly: the sum passes what a decimal holds",
+    );
+    assert_contains(&table.stdout, "too large");
+    let page = folder
+        .run(&["report", "--as-of", AS_OF, "--format", "html"])
+        .expect_code(0)
+        .stdout;
+    assert!(!page.contains(saturated));
+    assert_contains(&page, "too large to compute");
+}

@@ -150,7 +150,7 @@ pub(super) async fn metrics(axum::extract::State(app): State) -> Response {
             open.get_or_create(&label)
                 .set(i64::try_from(totals.open_invoices).unwrap_or(i64::MAX));
             due.get_or_create(&label)
-                .set(totals.open.to_f64().unwrap_or(f64::NAN));
+                .set(totals.open.and_then(|t| t.to_f64()).unwrap_or(f64::NAN));
         }
         registry.register("open_invoices", "Open invoices in the feeds, by currency", open);
         registry.register(

@@ -190,20 +190,26 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The open invoices of one currency on a date (for `/metrics`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Totals {
     pub open_invoices: u64,
-    /// What they leave to pay.
-    pub open: Decimal,
+    /// What they leave to pay; `None` when the sum is too large for a
+    /// decimal (each amount fits, their sum need not).
+    pub open: Option<Decimal>,
 }
 
 /// The open invoices of every currency.
 pub(crate) fn totals(project: &Project) -> BTreeMap<String, Totals> {
     let mut by_currency: BTreeMap<String, Totals> = BTreeMap::new();
     for inv in project.ledger.invoices.iter().filter(|i| i.is_open()) {
-        let totals = by_currency.entry(inv.currency.to_string()).or_default();
+        let totals = by_currency
+            .entry(inv.currency.to_string())
+            .or_insert_with(|| Totals {
+                open_invoices: 0,
+                open: Some(Decimal::ZERO),
+            });
         totals.open_invoices += 1;
-        totals.open += inv.amount_due();
+        totals.open = totals.open.and_then(|t| t.checked_add(inv.amount_due()));
     }
     by_currency
 }

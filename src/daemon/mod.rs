@@ -88,6 +88,10 @@ pub struct Report {
     pub retries: usize,
     /// When the first of them is due.
     pub next_retry: Option<DateTime<Utc>>,
+    /// Failed reminders that will not be retried unless `relance retry`
+    /// re-queues them (refused for good, or out of attempts), in the journal
+    /// after this evaluation: every pass says so, not only the one that failed.
+    pub given_up: usize,
     /// Reminders awaiting approval in the journal after this evaluation.
     pub awaiting: usize,
 }
@@ -107,6 +111,7 @@ impl Report {
             held = self.held,
             retries = self.retries,
             next_retry = self.next_retry.map(|t| tracing::field::display(rfc3339(t))),
+            given_up = self.given_up,
             "evaluation done"
         );
     }
@@ -195,7 +200,9 @@ impl Daemon {
         let journal = if run.dry_run || run.serve_only {
             Journal::open_read_only(&path)?
         } else {
-            if !run.fresh_journal && !path.exists() {
+            // An empty file, or one without relance's tables, is a lost
+            // journal as much as a missing one (`: > state/relance.db`).
+            if !run.fresh_journal && Journal::open_read_only(&path)?.is_none() {
                 refuse_without_journal(&project.config, &path)?;
             }
             Some(Journal::open(&path)?)
@@ -264,9 +271,10 @@ impl Daemon {
     }
 }
 
-/// Refuses to start when the journal is missing but the outbox or tasks
-/// folder holds delivered files: the journal was lost (deleted, a new
-/// volume), and starting with an empty one would send every reminder again.
+/// Refuses to start when the journal is missing (or holds no journal: an
+/// empty file, no tables) but the outbox or tasks folder holds delivered
+/// files: the journal was lost (deleted, emptied, a new volume), and
+/// starting with an empty one would send every reminder again.
 fn refuse_without_journal(config: &Config, journal: &Path) -> Result<()> {
     let mut folders = vec![config.path(&config.tasks)];
     if let Delivery::Outbox { dir } = &config.delivery {
@@ -282,7 +290,7 @@ fn refuse_without_journal(config: &Config, journal: &Path) -> Result<()> {
             .count();
         if delivered > 0 {
             return Err(Error::Refused(format!(
-                "the journal {} is missing, but {} holds {delivered} delivered file(s): \
+                "the journal {} is missing (or empty), but {} holds {delivered} delivered file(s): \
                  with a new journal every reminder would be sent again. Restore the journal \
                  from a backup, or start with `relance run --fresh-journal` to accept that risk",
                 journal.display(),

@@ -77,6 +77,15 @@ impl Daemon {
                     rfc3339(at)
                 );
             }
+            report.given_up = journal.given_up()?;
+            if report.given_up > 0 {
+                tracing::warn!(
+                    given_up = report.given_up,
+                    "{} failed delivery(ies) will not be retried: `relance history` says why; \
+                     `relance retry INVOICE…` (or `--all`) re-queues them once the cause is fixed",
+                    report.given_up
+                );
+            }
         }
         Ok(report)
     }
@@ -107,6 +116,8 @@ impl Daemon {
             report.interrupted = true;
             return Ok(report);
         }
+        // A server down at the last pass is tried again.
+        self.deliverer.begin_pass();
         if !self.run.dry_run {
             self.recover(now, &mut report)?;
         }

@@ -94,6 +94,14 @@ pub enum DeliveryError {
     /// Every recipient of a message with several refused it.
     #[error("every recipient refused the message: {refusals}")]
     Refused { refusals: String, permanent: bool },
+    /// The server did not answer within `delivery.timeout` (to connect, or
+    /// to a command, or at the end of the data: lettre has one timeout).
+    #[error("SMTP: timed out after {0} (no answer from the server; `delivery.timeout`)")]
+    Timeout(String),
+    /// Not tried: the server could not be reached for the last attempts of
+    /// this pass, and each further one would only wait for the timeout.
+    #[error("SMTP: not tried in this pass: {0}")]
+    Deferred(String),
 }
 
 impl DeliveryError {
@@ -106,6 +114,63 @@ impl DeliveryError {
             _ => false,
         }
     }
+
+    /// Whether the server was not reached, or did not answer: no SMTP
+    /// answer at all (a refused connection, a timeout, a dropped line).
+    fn is_unreachable(&self) -> bool {
+        match self {
+            DeliveryError::Timeout(_) => true,
+            DeliveryError::Smtp(e) => !answered(e),
+            _ => false,
+        }
+    }
+
+    /// The error of a lettre SMTP call: a read that waited `timeout` in
+    /// vain says so (the OS reports it as `EAGAIN`, "Resource temporarily
+    /// unavailable", which tells an operator nothing).
+    fn smtp(e: lettre::transport::smtp::Error, timeout: std::time::Duration) -> DeliveryError {
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            if let Some(io) = cause.downcast_ref::<std::io::Error>()
+                && matches!(
+                    io.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                )
+            {
+                return DeliveryError::Timeout(duration_text(timeout));
+            }
+            source = cause.source();
+        }
+        DeliveryError::Smtp(e)
+    }
+}
+
+/// Whether an SMTP error is the server's answer (a 4xx or 5xx code, or an
+/// answer that did not parse), rather than no answer.
+fn answered(e: &lettre::transport::smtp::Error) -> bool {
+    e.is_transient() || e.is_permanent() || e.is_response() || e.is_client()
+}
+
+/// `30 s`, or `500 ms` for a timeout under a whole second.
+fn duration_text(d: std::time::Duration) -> String {
+    match d.subsec_millis() {
+        0 => format!("{} s", d.as_secs()),
+        _ => format!("{} ms", d.as_millis()),
+    }
+}
+
+/// Attempts in a row that do not reach the SMTP server after which the
+/// rest of a pass's emails are not tried: with the server down or mute,
+/// each would wait `delivery.timeout` for nothing.
+pub const UNREACHABLE_ATTEMPTS: usize = 3;
+
+/// The attempts of one pass that did not reach the SMTP server, in a row
+/// (see [`UNREACHABLE_ATTEMPTS`]).
+#[derive(Default)]
+struct Unreachable {
+    in_a_row: usize,
+    /// Set when the pass stops trying: why.
+    given_up: Option<String>,
 }
 
 /// A message delivered: its id (Message-ID or file), and for an email some
@@ -143,16 +208,28 @@ fn outbox_file(dir: &Path, date: chrono::NaiveDate, token: &str) -> PathBuf {
 /// stem. One function for delivery and crash recovery, so that the one
 /// finds what the other wrote.
 fn file_name(stem: &str, ext: &str) -> String {
-    if stem.len() + ext.len() <= MAX_FILE_NAME {
-        return format!("{stem}{ext}");
+    format!("{}{ext}", shortened(stem, MAX_FILE_NAME - ext.len()))
+}
+
+/// `text` when it has at most `max` bytes; else its start, `~` and a
+/// stable hash of the whole text, `max` bytes at most: two texts that
+/// differ anywhere stay apart.
+fn shortened(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
     }
-    let hash = fnv1a(stem.as_bytes());
-    let mut keep = MAX_FILE_NAME - ext.len() - 17;
-    while !stem.is_char_boundary(keep) {
+    let hash = fnv1a(text.as_bytes());
+    let mut keep = max.saturating_sub(17);
+    while !text.is_char_boundary(keep) {
         keep -= 1;
     }
-    format!("{}~{hash:016x}{ext}", &stem[..keep])
+    format!("{}~{hash:016x}", &text[..keep]).into()
 }
+
+/// The longest left part of a Message-ID (`<LEFT@domain>`), in bytes. A
+/// header line may not pass 998 characters (RFC 5322), and lettre writes a
+/// non-ASCII one encoded (RFC 2047), about half as long again.
+const MAX_MESSAGE_ID_LEFT: usize = 200;
 
 /// FNV-1a, 64 bits: stable across versions and platforms (std's hasher is
 /// not), which file names written by one relance and read by the next need.
@@ -196,6 +273,10 @@ pub struct Deliverer {
     unsynced: std::sync::Mutex<Vec<PathBuf>>,
     /// See [`Deliverer::connections`].
     connections: usize,
+    /// `delivery.timeout`, to say how long a server that did not answer was awaited.
+    timeout: std::time::Duration,
+    /// The SMTP attempts of this pass that did not reach the server.
+    unreachable: std::sync::Mutex<Unreachable>,
     /// Days whose letters were written, or found written, since the last
     /// [`Deliverer::bind_letters`].
     letter_days: std::sync::Mutex<std::collections::BTreeSet<chrono::NaiveDate>>,
@@ -243,12 +324,18 @@ impl Deliverer {
             }
         };
         let (from, placeholder_sender) = sender(config)?;
-        let connections = match &config.delivery {
-            Delivery::Smtp { connections, .. } => (*connections).max(1) as usize,
-            _ => 1,
+        let (connections, timeout) = match &config.delivery {
+            Delivery::Smtp {
+                connections,
+                timeout,
+                ..
+            } => ((*connections).max(1) as usize, *timeout),
+            _ => (1, std::time::Duration::ZERO),
         };
         Ok(Deliverer {
             connections,
+            timeout,
+            unreachable: std::sync::Mutex::default(),
             route,
             tasks: config.path(&config.tasks),
             company: config.company.clone(),
@@ -298,9 +385,15 @@ impl Deliverer {
     }
 
     /// The Message-ID of the message with this token (a reminder's
-    /// [`Identity::token`], or a grouped message's).
+    /// [`Identity::token`], or a grouped message's), shortened with a hash
+    /// as file names are when the token is too long for a header line; the
+    /// journal keeps the whole token.
     pub fn message_id(&self, token: &str) -> String {
-        format!("<{token}@{}>", self.domain)
+        format!(
+            "<{}@{}>",
+            shortened(token, MAX_MESSAGE_ID_LEFT),
+            self.domain
+        )
     }
 
     /// The file a message is written to, if its route writes files: the
@@ -443,8 +536,48 @@ impl Deliverer {
             }
             Route::Smtp(transport) => {
                 let email = self.email(r, &id)?;
-                send_to_each(transport, &email, id)
+                if let Some(why) = &self.unreachable().given_up {
+                    return Err(DeliveryError::Deferred(why.clone()));
+                }
+                let sent = send_to_each(transport, &email, id, self.timeout);
+                self.count_unreachable(sent.as_ref().err());
+                sent
             }
+        }
+    }
+
+    /// Starts a pass: its SMTP attempts are counted afresh (see
+    /// [`UNREACHABLE_ATTEMPTS`]), so that a server back since the last
+    /// pass is tried again.
+    pub fn begin_pass(&self) {
+        *self.unreachable() = Unreachable::default();
+    }
+
+    fn unreachable(&self) -> std::sync::MutexGuard<'_, Unreachable> {
+        self.unreachable.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts an SMTP attempt that did not reach the server, or resets the
+    /// count on one that did; gives up on the pass (and logs it, once) at
+    /// [`UNREACHABLE_ATTEMPTS`] in a row.
+    fn count_unreachable(&self, error: Option<&DeliveryError>) {
+        let mut unreachable = self.unreachable();
+        match error {
+            Some(e) if e.is_unreachable() => unreachable.in_a_row += 1,
+            _ => unreachable.in_a_row = 0,
+        }
+        if let Some(e) = error
+            && unreachable.in_a_row >= UNREACHABLE_ATTEMPTS
+            && unreachable.given_up.is_none()
+        {
+            let why = format!(
+                "the server failed the last {} attempts in a row (the last: {e}); retried at the next pass",
+                unreachable.in_a_row
+            );
+            tracing::warn!(attempts = unreachable.in_a_row, error = %e,
+                "SMTP server unreachable: {} attempts in a row failed; the other emails of this pass are not tried, \
+                 they fail as temporary failures and are retried after their backoff", unreachable.in_a_row);
+            unreachable.given_up = Some(why);
         }
     }
 
@@ -566,21 +699,27 @@ impl Deliverer {
 }
 
 /// Sends an email over SMTP in one transaction; when the server refuses it
-/// for good and it has several recipients, once more in one transaction per
-/// recipient, the same bytes (and Message-ID) each time: a server refuses a
-/// whole transaction when it refuses one of its recipients, and one bad
-/// address must not keep the message from the others. (A refused
-/// transaction delivered nothing, so nobody gets it twice.) Delivered when
-/// one recipient accepted it.
+/// (for good or for now) and it has several recipients, once more in one
+/// transaction per recipient, the same bytes (and Message-ID) each time: a
+/// server refuses a whole transaction when it refuses one of its
+/// recipients, and one address refused, even for a while, must not keep
+/// the message from the others. (A refused transaction delivered nothing,
+/// so nobody gets it twice.) Delivered when one recipient accepted it.
+/// Without a 4xx or 5xx answer (a timeout, a dropped connection, a
+/// message the server cannot take) nothing is split: the whole message
+/// fails, and is retried later.
 fn send_to_each(
     transport: &SmtpTransport,
     email: &lettre::Message,
     id: String,
+    timeout: std::time::Duration,
 ) -> Result<Delivered, DeliveryError> {
     let envelope = email.envelope();
     match transport.send(email) {
         Ok(_) => return Ok(Delivered::to_all(id)),
-        Err(e) if !e.is_permanent() || envelope.to().len() < 2 => return Err(e.into()),
+        Err(e) if !(e.is_transient() || e.is_permanent()) || envelope.to().len() < 2 => {
+            return Err(DeliveryError::smtp(e, timeout));
+        }
         Err(_) => {}
     }
     let bytes = email.formatted();
@@ -590,7 +729,7 @@ fn send_to_each(
         let one = Envelope::new(envelope.from().cloned(), vec![to.clone()])?;
         match transport.send_raw(&one, &bytes) {
             Ok(_) => accepted.push(to.to_string()),
-            Err(e) => refused.push((to.to_string(), e)),
+            Err(e) => refused.push((to.to_string(), DeliveryError::smtp(e, timeout))),
         }
     }
     let refusals = || {

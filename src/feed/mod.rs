@@ -36,7 +36,7 @@ use crate::model::{Invoice, InvoiceField, LedgerIndex, NumberIndex, Shared};
 use customers::Customers;
 use row::{Converter, Interner, column_key};
 use values::DateFormat;
-pub use values::parse_amount;
+pub use values::{parse_amount, parse_date};
 
 /// What the feeds gave: the good invoices, and one problem per bad row or unreadable feed.
 #[derive(Debug, Default)]

@@ -37,6 +37,13 @@ impl<'f> DateFormat<'f> {
     }
 }
 
+/// A date read as a feed whose `date_format` is `format` reads it; `None`
+/// when `format` is not a strftime format or `s` not a date in it. (What the
+/// fuzz target `date` calls: the feeds build the format once.)
+pub fn parse_date(format: &str, s: &str) -> Option<NaiveDate> {
+    DateFormat::new(format)?.parse(s)
+}
+
 /// A date format made of `%Y`, `%m` and `%d` (once each) and separators
 /// without digits, such as `%d/%m/%Y`. A date of exactly its shape, all
 /// digits where the format has numbers (`05/01/2026`), is read by position:

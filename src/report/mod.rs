@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::journal::{JournalRow, JournalView, State};
 use crate::model::InvoiceId;
 use crate::project::{Message, Project};
-use crate::text::{stage_label, table};
+use crate::text::{escape_controls, escape_controls_in_lines, escaped_width, stage_label, table};
 
 pub mod approvals;
 pub mod backtest;
@@ -482,6 +482,8 @@ impl RowFormat {
 
 /// One whole message of `preview --render` in a table: its header lines,
 /// its text and, when it has one, its HTML part.
+/// Control characters from the feeds are escaped: one per header line,
+/// the body's line ends and tabs kept.
 fn write_message(out: &mut dyn Write, r: &Message) -> io::Result<()> {
     let invoices = if r.covers.is_empty() {
         r.invoice.to_string()
@@ -492,34 +494,37 @@ fn write_message(out: &mut dyn Write, r: &Message) -> io::Result<()> {
             r.covers.join(", ")
         )
     };
-    writeln!(
-        out,
+    let heading = format!(
         "=== {}  {}  {}  {} ({})",
         r.date,
         invoices,
         stage_label(r.stage, r.occurrence),
         r.channel.as_str(),
         r.policy
-    )?;
-    writeln!(out, "To: {}", r.to)?;
+    );
+    let mut headers = vec![heading, format!("To: {}", r.to)];
     for (header, addresses) in [("Cc", &r.cc), ("Bcc", &r.bcc)] {
         if !addresses.is_empty() {
-            writeln!(out, "{header}: {}", addresses.join(", "))?;
+            headers.push(format!("{header}: {}", addresses.join(", ")));
         }
     }
     if let Some(reply_to) = r.reply_to {
-        writeln!(out, "Reply-To: {reply_to}")?;
+        headers.push(format!("Reply-To: {reply_to}"));
     }
-    writeln!(out, "Subject: {}", r.subject)?;
+    headers.push(format!("Subject: {}", r.subject));
     if let Some(e) = &r.error {
-        writeln!(out, "NOT SENDABLE: {e}")?;
+        headers.push(format!("NOT SENDABLE: {e}"));
+    }
+    for line in &headers {
+        writeln!(out, "{}", escape_controls(line))?;
     }
     writeln!(out)?;
-    writeln!(out, "{}", r.body.as_deref().unwrap_or("").trim_end())?;
+    let body = r.body.as_deref().unwrap_or("").trim_end();
+    writeln!(out, "{}", escape_controls_in_lines(body))?;
     // The HTML part goes out too: show it, marked off from the text.
     if let Some(html) = &r.html {
         writeln!(out, "--- html ---")?;
-        writeln!(out, "{}", html.trim_end())?;
+        writeln!(out, "{}", escape_controls_in_lines(html.trim_end()))?;
     }
     writeln!(out)
 }
@@ -534,7 +539,9 @@ fn write_row<'c>(
         if i > 0 {
             line.push_str("  ");
         }
-        line.push_str(cell);
+        // A feed's CR, LF or ESC cannot break the row nor drive the terminal.
+        let cell = escape_controls(cell);
+        line.push_str(&cell);
         if let Some(w) = widths.get(i) {
             line.extend(std::iter::repeat_n(
                 ' ',
@@ -552,12 +559,10 @@ fn cell_widths(project: &Project, p: &Reminder) -> [usize; 7] {
     let stage = &policy.stages[p.stage];
     [
         10,
-        inv.number.chars().count(),
-        inv.customer_name.chars().count(),
-        policy.name.chars().count(),
-        stage_cell(&stage.id, p.occurrence, stage.approve)
-            .chars()
-            .count(),
+        escaped_width(&inv.number),
+        escaped_width(&inv.customer_name),
+        escaped_width(&policy.name),
+        escaped_width(&stage_cell(&stage.id, p.occurrence, stage.approve)),
         stage.channel.as_str().len(),
         crate::locale::money(inv.amount_due()).len() + 1 + inv.currency.len(),
     ]

@@ -42,44 +42,101 @@ pub struct Receivables {
 pub struct CurrencyTotals {
     /// What is due on open invoices: the buckets' total. Held invoices are
     /// in it; disputed ones are not.
-    #[serde(serialize_with = "amount")]
-    pub open: Decimal,
+    pub open: Total,
     pub buckets: Buckets,
     /// What is due on disputed invoices.
-    #[serde(serialize_with = "amount")]
-    pub disputed: Decimal,
+    pub disputed: Total,
     /// What is due on open invoices a hold of `rules/holds.yaml` holds on `as_of`.
-    #[serde(serialize_with = "amount")]
-    pub held: Decimal,
+    pub held: Total,
     /// The amounts of the invoices issued in the 90 days up to `as_of`
     /// (`as_of` included), void ones excluded; credit notes count negative.
-    #[serde(serialize_with = "amount")]
-    pub invoiced_90_days: Decimal,
+    pub invoiced_90_days: Total,
     /// Days sales outstanding: `open` ÷ `invoiced_90_days` × 90, to one
-    /// decimal (half away from zero); `None` when nothing was invoiced.
+    /// decimal (half away from zero); `None` when nothing was invoiced, or
+    /// when either total is too large to compute.
     #[serde(serialize_with = "days")]
     pub dso: Option<Decimal>,
+    /// The totals above (JSON names) too large to compute exactly, shown as
+    /// `null`: the sum passes what a decimal holds. Absent when there is none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub too_large: Vec<&'static str>,
 }
+
+impl CurrencyTotals {
+    /// The names of the totals too large to compute (see [`CurrencyTotals::too_large`]).
+    fn overflowed(&self) -> Vec<&'static str> {
+        let totals = [
+            ("open", self.open),
+            ("disputed", self.disputed),
+            ("held", self.held),
+            ("invoiced_90_days", self.invoiced_90_days),
+        ];
+        totals
+            .into_iter()
+            .chain(self.buckets.all())
+            .filter(|(_, total)| total.exact().is_none())
+            .map(|(name, _)| name)
+            .collect()
+    }
+}
+
+/// A sum of amounts, exact or not at all: once it passes what a decimal
+/// holds (about 7.9 × 10²⁸) it is too large, and is shown as such (JSON
+/// `null`), never as a wrong number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Total(Option<Decimal>);
+
+impl Default for Total {
+    fn default() -> Total {
+        Total(Some(Decimal::ZERO))
+    }
+}
+
+impl Total {
+    fn add(&mut self, amount: Decimal) {
+        self.0 = self.0.and_then(|total| total.checked_add(amount));
+    }
+
+    /// The total, `None` when it is too large to compute.
+    pub fn exact(self) -> Option<Decimal> {
+        self.0
+    }
+
+    /// As the table writes it: the amount, or `too large`.
+    fn text(self) -> String {
+        self.0.map_or_else(|| TOO_LARGE.to_string(), money)
+    }
+}
+
+impl Serialize for Total {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(amount) => s.serialize_str(&money(amount)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// A total too large to compute, in the table.
+const TOO_LARGE: &str = "too large";
 
 /// What is due on open invoices, by days past their due date on `as_of`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Buckets {
     /// Not due yet, or due on `as_of`.
-    #[serde(serialize_with = "amount")]
-    pub not_due: Decimal,
-    #[serde(rename = "1-30", serialize_with = "amount")]
-    pub days_1_30: Decimal,
-    #[serde(rename = "31-60", serialize_with = "amount")]
-    pub days_31_60: Decimal,
-    #[serde(rename = "61-90", serialize_with = "amount")]
-    pub days_61_90: Decimal,
-    #[serde(serialize_with = "amount")]
-    pub over_90: Decimal,
+    pub not_due: Total,
+    #[serde(rename = "1-30")]
+    pub days_1_30: Total,
+    #[serde(rename = "31-60")]
+    pub days_31_60: Total,
+    #[serde(rename = "61-90")]
+    pub days_61_90: Total,
+    pub over_90: Total,
 }
 
 impl Buckets {
     /// The bucket of an invoice `days_late` days past due.
-    fn of(&mut self, days_late: i64) -> &mut Decimal {
+    fn of(&mut self, days_late: i64) -> &mut Total {
         match days_late {
             ..=0 => &mut self.not_due,
             1..=30 => &mut self.days_1_30,
@@ -90,7 +147,7 @@ impl Buckets {
     }
 
     /// The buckets in order, with their JSON names.
-    pub fn all(&self) -> [(&'static str, Decimal); 5] {
+    pub fn all(&self) -> [(&'static str, Total); 5] {
         [
             ("not_due", self.not_due),
             ("1-30", self.days_1_30),
@@ -101,8 +158,7 @@ impl Buckets {
     }
 
     fn add(&mut self, days_late: i64, due: Decimal) -> Decimal {
-        let bucket = self.of(days_late);
-        *bucket = bucket.saturating_add(due);
+        self.of(days_late).add(due);
         due
     }
 }
@@ -113,8 +169,7 @@ pub struct CustomerReceivables {
     pub customer_id: String,
     pub customer_name: String,
     pub currency: String,
-    #[serde(serialize_with = "amount")]
-    pub open: Decimal,
+    pub open: Total,
     pub buckets: Buckets,
     /// Days past due of its oldest open invoice; 0 when none is late.
     pub oldest_days_late: i64,
@@ -143,10 +198,6 @@ pub struct ToWatch {
     /// counts 0): the `customer.avg_days_late` scripts see.
     #[serde(serialize_with = "plain")]
     pub average_days_late: Decimal,
-}
-
-fn amount<S: Serializer>(value: &Decimal, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&money(*value))
 }
 
 fn plain<S: Serializer>(value: &Decimal, s: S) -> Result<S::Ok, S::Error> {
@@ -184,19 +235,19 @@ pub fn receivables(project: &Project, journal: &JournalView, as_of: NaiveDate) -
         }
         let totals = currencies.entry(inv.currency.to_string()).or_default();
         if invoiced {
-            totals.invoiced_90_days = totals.invoiced_90_days.saturating_add(inv.amount);
+            totals.invoiced_90_days.add(inv.amount);
         }
         if disputed {
-            totals.disputed = totals.disputed.saturating_add(inv.amount_due());
+            totals.disputed.add(inv.amount_due());
         }
         if !inv.is_open() {
             continue;
         }
         let late = inv.days_overdue(as_of);
         let due = totals.buckets.add(late, inv.amount_due());
-        totals.open = totals.open.saturating_add(due);
+        totals.open.add(due);
         if holds.active(inv, as_of).is_some() {
-            totals.held = totals.held.saturating_add(due);
+            totals.held.add(due);
         }
         let row = customers
             .entry((customer, &inv.currency))
@@ -204,16 +255,21 @@ pub fn receivables(project: &Project, journal: &JournalView, as_of: NaiveDate) -
                 customer_id: inv.customer_id.to_string(),
                 customer_name: ledger.customers[customer].name.to_string(),
                 currency: inv.currency.to_string(),
-                open: Decimal::ZERO,
+                open: Total::default(),
                 buckets: Buckets::default(),
                 oldest_days_late: 0,
             });
         row.buckets.add(late, due);
-        row.open = row.open.saturating_add(due);
+        row.open.add(due);
         row.oldest_days_late = row.oldest_days_late.max(late);
     }
     for totals in currencies.values_mut() {
-        totals.dso = dso(totals.open, totals.invoiced_90_days);
+        totals.dso = totals
+            .open
+            .exact()
+            .zip(totals.invoiced_90_days.exact())
+            .and_then(|(open, invoiced)| dso(open, invoiced));
+        totals.too_large = totals.overflowed();
     }
     let mut customers: Vec<CustomerReceivables> = customers.into_values().collect();
     customers.sort_by(|a, b| {
@@ -302,18 +358,28 @@ pub fn write_table(out: &mut dyn Write, r: &Receivables) -> io::Result<()> {
         .currencies
         .iter()
         .map(|(currency, t)| {
-            let mut row = vec![currency.clone(), money(t.open)];
-            row.extend(t.buckets.all().iter().map(|(_, a)| money(*a)));
+            let mut row = vec![currency.clone(), t.open.text()];
+            row.extend(t.buckets.all().iter().map(|(_, a)| a.text()));
             row.extend([
-                money(t.disputed),
-                money(t.held),
-                money(t.invoiced_90_days),
+                t.disputed.text(),
+                t.held.text(),
+                t.invoiced_90_days.text(),
                 t.dso.map_or_else(|| "-".to_string(), |d| d.to_string()),
             ]);
             row
         })
         .collect();
     section(out, &header, rows)?;
+    for (currency, t) in &r.currencies {
+        if !t.too_large.is_empty() {
+            writeln!(
+                out,
+                "{currency}: {} cannot be computed exactly: the sum passes what a decimal holds \
+                 (about 7.9e28), so no number is shown",
+                t.too_large.join(", ")
+            )?;
+        }
+    }
 
     writeln!(out, "\nCustomers")?;
     let mut header = vec!["CUSTOMER", "NAME", "CURRENCY", "OPEN"];
@@ -327,9 +393,9 @@ pub fn write_table(out: &mut dyn Write, r: &Receivables) -> io::Result<()> {
                 clean_line(&c.customer_id),
                 clean_line(&c.customer_name),
                 c.currency.clone(),
-                money(c.open),
+                c.open.text(),
             ];
-            row.extend(c.buckets.all().iter().map(|(_, a)| money(*a)));
+            row.extend(c.buckets.all().iter().map(|(_, a)| a.text()));
             row.push(c.oldest_days_late.to_string());
             row
         })
@@ -415,6 +481,8 @@ struct Words {
     average_late: &'static str,
     none: &'static str,
     reminders: &'static str,
+    /// A total too large to compute.
+    too_large: &'static str,
     /// French puts a space before a colon.
     colon: &'static str,
     buckets: [&'static str; 5],
@@ -448,6 +516,7 @@ impl Words {
                 average_late: "Retard moyen (jours)",
                 none: "Aucun.",
                 reminders: "relance(s)",
+                too_large: "trop grand pour être calculé",
                 colon: " : ",
                 buckets: [
                     "Non échu",
@@ -482,6 +551,7 @@ impl Words {
                 average_late: "Average days late",
                 none: "None.",
                 reminders: "reminder(s)",
+                too_large: "too large to compute",
                 colon: ": ",
                 buckets: [
                     "Not due",
@@ -563,7 +633,7 @@ pub fn receivables_fragment(r: &Receivables, language: &str) -> String {
 }
 
 fn fragment(r: &Receivables, w: &Words, language: &str) -> Markup {
-    let money_of = |amount: Decimal, currency: &str| format_money(amount, currency, language);
+    let money_of = |amount: Total, currency: &str| format_total(amount, currency, language, w);
     html! {
         section.rv {
             style { (PreEscaped(CSS)) }
@@ -652,6 +722,14 @@ fn fragment(r: &Receivables, w: &Words, language: &str) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// A total as the page writes it: the amount, or that it is too large to compute.
+fn format_total(amount: Total, currency: &str, language: &str, w: &Words) -> String {
+    match amount.exact() {
+        Some(amount) => format_money(amount, currency, language),
+        None => w.too_large.to_string(),
     }
 }
 
@@ -773,9 +851,17 @@ fn aging_chart(buckets: &Buckets, currency: &str, w: &Words, language: &str) -> 
     const AMOUNT: i64 = 120;
     const ROW: i64 = 26;
     let all = buckets.all();
-    let largest = all.iter().map(|(_, a)| *a).max().unwrap_or(Decimal::ZERO);
+    let largest = all
+        .iter()
+        .filter_map(|(_, a)| a.exact())
+        .max()
+        .unwrap_or(Decimal::ZERO);
     let room = WIDTH - LABEL - AMOUNT;
-    let length = |amount: Decimal| -> i64 {
+    // A total too large to compute draws no bar.
+    let length = |amount: Total| -> i64 {
+        let Some(amount) = amount.exact() else {
+            return 0;
+        };
         if largest <= Decimal::ZERO || amount <= Decimal::ZERO {
             return 0;
         }
@@ -786,6 +872,7 @@ fn aging_chart(buckets: &Buckets, currency: &str, w: &Words, language: &str) -> 
             .unwrap_or(0)
             .max(1)
     };
+    let shown = |amount: Total| format_total(amount, currency, language, w);
     let height = ROW * 5 + 4;
     html! {
         svg xmlns="http://www.w3.org/2000/svg" viewBox={"0 0 " (WIDTH) " " (height)} width=(WIDTH) height=(height) role="img" aria-label={(w.aging) " " (currency)} {
@@ -794,9 +881,9 @@ fn aging_chart(buckets: &Buckets, currency: &str, w: &Words, language: &str) -> 
                 @let y = i64::try_from(i).unwrap_or(0) * ROW + 2;
                 text x=(LABEL - 8) y=(y + 16) text-anchor="end" font-size="12" fill="#3a4454" { (w.buckets[i]) }
                 rect x=(LABEL) y=(y + 3) width=(length(*amount)) height=(ROW - 8) fill=(BUCKET_COLOURS[i]) {
-                    title { (w.buckets[i]) (w.colon) (format_money(*amount, currency, language)) }
+                    title { (w.buckets[i]) (w.colon) (shown(*amount)) }
                 }
-                text x=(LABEL + length(*amount) + 6) y=(y + 16) font-size="12" fill="#1d2430" { (format_money(*amount, currency, language)) }
+                text x=(LABEL + length(*amount) + 6) y=(y + 16) font-size="12" fill="#1d2430" { (shown(*amount)) }
             }
         }
     }
@@ -838,7 +925,11 @@ mod tests {
         ] {
             b.add(days, d(amount));
         }
-        let amounts: Vec<String> = b.all().iter().map(|(_, a)| a.to_string()).collect();
+        let amounts: Vec<String> = b
+            .all()
+            .iter()
+            .map(|(_, a)| a.exact().unwrap().to_string())
+            .collect();
         assert_eq!(amounts, ["3", "12", "48", "192", "256"]);
     }
 }

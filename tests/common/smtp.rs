@@ -28,6 +28,8 @@ pub struct Script {
     pub login: Option<(&'static str, &'static str)>,
     /// Refuses these recipients for good (550 to their RCPT TO).
     pub reject: &'static [&'static str],
+    /// Refuses these recipients for now (451 to their RCPT TO).
+    pub defer: &'static [&'static str],
 }
 
 /// A message the server accepted (answered 250 to).
@@ -135,7 +137,8 @@ impl SmtpServer {
                 .with_name("localhost")
                 .with_ssl(mailin_embedded::SslConfig::None)
                 .expect("no TLS")
-                .with_num_threads(4)
+                // More than relance's default connections (4): each holds a thread.
+                .with_num_threads(8)
                 .with_tcp_listener(listener);
             std::thread::spawn(move || {
                 if let Err(e) = server.serve() {
@@ -150,6 +153,16 @@ impl SmtpServer {
     pub fn delivery(&self) -> String {
         format!(
             "delivery: {{kind: smtp, host: 127.0.0.1, port: {}, tls: none}}",
+            self.port
+        )
+    }
+
+    /// The `delivery:` line for this server with one connection: emails
+    /// go out one after another in the order planned, which the tests of
+    /// a batch interrupted at a given message rely on.
+    pub fn delivery_in_order(&self) -> String {
+        format!(
+            "delivery: {{kind: smtp, host: 127.0.0.1, port: {}, tls: none, connections: 1}}",
             self.port
         )
     }
@@ -205,6 +218,9 @@ impl Handler for Session {
     fn rcpt(&mut self, to: &str) -> Response {
         if self.shared.script.reject.contains(&to) {
             return Response::custom(550, "5.1.1 No such mailbox".into());
+        }
+        if self.shared.script.defer.contains(&to) {
+            return Response::custom(451, "4.2.1 Mailbox busy, try again later".into());
         }
         response::OK
     }
