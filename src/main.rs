@@ -11,8 +11,8 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use relance::report::{self, Format, PreviewRequest};
 use relance::{
-    Awaiting, Baseline, Config, Console, ConsoleSettings, Daemon, HistoryFilter, Journal, Options,
-    Project, RunOptions,
+    Awaiting, Baseline, Config, Console, ConsoleSettings, Daemon, HistoryFilter, Journal,
+    JournalSetting, Options, PostgresJournal, Project, RunOptions,
 };
 
 #[global_allocator]
@@ -196,6 +196,11 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormat,
     },
+    /// Operations on the journal itself.
+    Journal {
+        #[command(subcommand)]
+        action: JournalAction,
+    },
     /// The journal, newest first.
     History {
         invoice: Option<String>,
@@ -204,6 +209,20 @@ enum Command {
         customer: Option<String>,
         #[arg(long, default_value = "table", value_parser = format_parser())]
         format: Format,
+    },
+}
+
+#[derive(Subcommand)]
+enum JournalAction {
+    /// Copy the folder's SQLite journal into an empty PostgreSQL journal,
+    /// checked by row counts and a checksum (stop the daemon first).
+    Copy {
+        /// Where to: postgres.
+        #[arg(long, value_parser = PossibleValuesParser::new(["postgres"]))]
+        to: String,
+        /// The environment variable holding the PostgreSQL URL.
+        #[arg(long, default_value = relance::PostgresJournal::DEFAULT_URL_ENV)]
+        url_env: String,
     },
 }
 
@@ -405,6 +424,12 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             let project = load(g, true)?;
             let today = today(&project, None);
             let errors = report::check(out, &mut io::stderr(), &project, today, format)?;
+            // A journal that cannot be reached is a configuration error:
+            // no command that reads or writes it can work.
+            if let Some(why) = Journal::probe(&project.config) {
+                eprintln!("relance: {why}");
+                return Ok(ExitCode::from(2));
+            }
             exit_without_freeing(project);
             Ok(failed_if(errors > 0))
         }
@@ -578,6 +603,9 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
             }
             Ok(exit_code(&project))
         }
+        Command::Journal {
+            action: JournalAction::Copy { to: _, url_env },
+        } => copy_journal(g, &url_env, out),
         Command::History {
             invoice,
             customer,
@@ -596,13 +624,45 @@ fn execute(cli: Cli, out: &mut dyn Write) -> Result<ExitCode> {
     }
 }
 
+/// `relance journal copy --to postgres`: the folder's SQLite journal into
+/// the empty PostgreSQL one `url_env` names. Exit 2, with why, when the
+/// copy cannot be made (no SQLite journal, the variable unset, a journal
+/// that already holds reminders, a copy that differs).
+fn copy_journal(g: &Global, url_env: &str, out: &mut dyn Write) -> Result<ExitCode> {
+    let config = Config::load(&g.dir, g.config.as_deref())?;
+    let refused = |why: &dyn std::fmt::Display| {
+        eprintln!("relance: journal copy: {why}");
+        Ok(ExitCode::from(2))
+    };
+    let JournalSetting::File(file) = &config.journal else {
+        return refused(
+            &"the folder's journal is already in PostgreSQL (`journal:` in relance.yaml)",
+        );
+    };
+    let path = config.path(file);
+    let Some(_) = Journal::open_read_only(&path)? else {
+        return refused(&format!("{}: there is no journal to copy", path.display()));
+    };
+    let copied = Journal::open(&path).and_then(|source| {
+        let target = Journal::open_postgres(&PostgresJournal::at(url_env))?;
+        source.copy_to(&target)
+    });
+    match copied {
+        Ok(copied) => {
+            report::journal_copy::write(out, &path.display().to_string(), url_env, &copied)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ (relance::Error::Refused(_) | relance::Error::Database { .. })) => refused(&e),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// The folder's journal, migrated if need be; `None` when there is none
 /// yet (a command that changes rows creates none).
 fn existing_journal(g: &Global) -> Result<Option<Journal>> {
     let config = Config::load(&g.dir, g.config.as_deref())?;
-    let path = config.path(&config.journal);
-    Ok(match Journal::open_read_only(&path)? {
-        Some(_) => Some(Journal::open(&path)?),
+    Ok(match Journal::open_config_read_only(&config)? {
+        Some(_) => Some(Journal::open_config(&config)?),
         None => None,
     })
 }

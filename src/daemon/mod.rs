@@ -37,7 +37,7 @@ use std::sync::mpsc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::config::{Config, Delivery};
+use crate::config::{Config, Delivery, JournalSetting};
 use crate::deliver::{Deliverer, PLACEHOLDER_SENDER};
 use crate::diagnostics::Problems;
 use crate::error::{Error, Result};
@@ -190,15 +190,17 @@ impl Daemon {
         let deliverer =
             deliverer(&project.config, &run).map_err(|e| Error::Delivery(e.to_string()))?;
         warn_if_placeholder_sender(&deliverer, None);
-        let path = project.config.path(&project.config.journal);
         // A dry run reads the journal if there is one, and never creates it.
         let journal = if run.dry_run || run.serve_only {
-            Journal::open_read_only(&path)?
+            Journal::open_config_read_only(&project.config)?
         } else {
-            if !run.fresh_journal && !path.exists() {
-                refuse_without_journal(&project.config, &path)?;
+            if let JournalSetting::File(path) = &project.config.journal
+                && !run.fresh_journal
+                && !Journal::exists(&project.config)
+            {
+                refuse_without_journal(&project.config, &project.config.path(path))?;
             }
-            Some(Journal::open(&path)?)
+            Some(Journal::open_config(&project.config)?)
         };
         let project = Arc::new(project);
         let status = Status {

@@ -20,6 +20,7 @@ pub mod approvals;
 pub mod backtest;
 pub mod explain;
 pub mod impact;
+pub mod journal_copy;
 pub mod receivables;
 mod test_results;
 
