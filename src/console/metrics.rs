@@ -199,9 +199,28 @@ pub(super) async fn metrics(axum::extract::State(app): State) -> Response {
     .await
 }
 
-/// `/healthz`: the process answers.
-pub(super) async fn healthz() -> Response {
-    "ok\n".into_response()
+/// `/healthz`: the process answers. Asked for JSON (`Accept:
+/// application/json`), it says what this instance does too: its role
+/// (`single`, or on a shared PostgreSQL journal `deciding` or
+/// `delivering`) and its name in the lease.
+pub(super) async fn healthz(
+    axum::extract::State(app): State,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let json = headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"));
+    if !json {
+        return "ok\n".into_response();
+    }
+    let status = app.shared.status();
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "role": status.role,
+        "instance": status.instance,
+    }))
+    .into_response()
 }
 
 /// `/readyz`: a snapshot without errors is loaded and the journal can be

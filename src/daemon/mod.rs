@@ -26,8 +26,10 @@
 mod compare;
 mod pass;
 mod serve;
+mod shared;
 mod status;
 
+pub use shared::Role;
 pub use status::{Evaluation, Outcome, Reload, Shared, Status};
 
 use std::path::{Path, PathBuf};
@@ -133,6 +135,17 @@ pub struct Daemon {
     shared: Arc<Shared>,
     /// What each reload does to the coming days, worked out off the loop.
     comparisons: compare::Comparisons,
+    /// This instance's name in the lease and the claims of a shared journal.
+    instance: String,
+    /// What it does (`None` before its first pass).
+    role: Option<Role>,
+}
+
+impl Drop for Daemon {
+    /// A stopped instance lets another decide at once.
+    fn drop(&mut self) {
+        self.give_up_role();
+    }
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -213,6 +226,8 @@ impl Daemon {
             evaluation: None,
             evaluated_at: None,
             generation: 0,
+            role: None,
+            instance: None,
         };
         let shared = Arc::new(Shared::new(status, sender.clone()));
         let comparisons = compare::Comparisons::start()?;
@@ -227,6 +242,8 @@ impl Daemon {
             sender,
             shared,
             comparisons,
+            instance: shared::instance_name(),
+            role: None,
         })
     }
 

@@ -504,6 +504,52 @@ impl Journal {
         Ok(self.rows(sql, values, read)?.pop().unwrap_or_default())
     }
 
+    /// Whether several daemons may share this journal (PostgreSQL): one
+    /// decides under the evaluation lease, all deliver what they claim.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.store, Store::Postgres(_))
+    }
+
+    /// Takes, or renews, the evaluation lease for `instance` for `seconds`;
+    /// true when `instance` holds it. An SQLite journal has one daemon:
+    /// it always does.
+    pub fn lease(&self, instance: &str, seconds: u64) -> Result<bool> {
+        match &self.store {
+            Store::Sqlite(_) => Ok(true),
+            Store::Postgres(db) => db.lease(instance, seconds),
+        }
+    }
+
+    /// Gives the evaluation lease up, if `instance` holds it (a clean stop:
+    /// another daemon decides at once instead of after the lease's time).
+    pub fn give_up_lease(&self, instance: &str) -> Result<()> {
+        match &self.store {
+            Store::Sqlite(_) => Ok(()),
+            Store::Postgres(db) => db.give_up_lease(instance),
+        }
+    }
+
+    /// Claims for `instance`, for `seconds`, the pending reminders of up to
+    /// `limit` messages nobody holds (`SELECT … FOR UPDATE SKIP LOCKED`:
+    /// two daemons never take the same row): `planned` ones, the claims of
+    /// a daemon that died (expired), due retries and approved reminders.
+    /// Each row comes with its state before the claim, and whether it was
+    /// claimed before (a crash leftover, whose proof of delivery is looked
+    /// for). Empty with an SQLite journal, whose one daemon delivers what
+    /// it planned.
+    pub fn claim_due(
+        &self,
+        instance: &str,
+        seconds: u64,
+        now: &str,
+        limit: usize,
+    ) -> Result<Vec<(JournalRow, bool)>> {
+        match &self.store {
+            Store::Sqlite(_) => Ok(Vec::new()),
+            Store::Postgres(db) => db.claim_due(instance, seconds, now, limit),
+        }
+    }
+
     /// Every reminder, grouped by invoice, for the engine.
     pub fn view(&self) -> Result<JournalView> {
         let mut view = JournalView::default();
@@ -712,7 +758,7 @@ impl Journal {
     pub fn release(&self, p: &JournalRow, now: &str) -> Result<()> {
         self.update(
             &p.identity,
-            "state = ?5, owner = NULL, updated_at = ?6",
+            "state = ?5, owner = NULL, claimed_by = NULL, claimed_until = NULL, updated_at = ?6",
             values![p.state.as_str(), now],
         )
     }
@@ -742,7 +788,7 @@ impl Journal {
         self.update(
             id,
             "state = 'failed', attempts = attempts + 1, last_error = ?5, next_try_at = ?6, \
-             owner = NULL, updated_at = ?7",
+             owner = NULL, claimed_by = NULL, claimed_until = NULL, updated_at = ?7",
             values![error, next_try_at, now],
         )
     }

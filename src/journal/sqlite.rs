@@ -21,7 +21,7 @@ pub(super) enum Migration {
 
 /// Migrations, in order; `user_version` records how many have run.
 /// PostgreSQL's (`postgres.rs`) are numbered the same.
-pub(super) const MIGRATIONS: [Migration; 4] = [
+pub(super) const MIGRATIONS: [Migration; 5] = [
     Migration::Sql(
         "CREATE TABLE reminder (
         id          INTEGER PRIMARY KEY,
@@ -56,6 +56,14 @@ pub(super) const MIGRATIONS: [Migration; 4] = [
     Migration::Sql(
         "ALTER TABLE reminder ADD COLUMN customer_id TEXT;
         CREATE INDEX reminder_customer ON reminder (customer_id);",
+    ),
+    // Which daemon delivers a reminder, and until when its claim holds:
+    // several daemons share a PostgreSQL journal. One daemon has an SQLite
+    // journal and leaves them empty; the columns keep the numbering, and
+    // the statements, of both backends the same.
+    Migration::Sql(
+        "ALTER TABLE reminder ADD COLUMN claimed_by TEXT;
+        ALTER TABLE reminder ADD COLUMN claimed_until TEXT;",
     ),
 ];
 

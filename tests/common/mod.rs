@@ -91,8 +91,9 @@ pub enum Backend {
     Postgres,
 }
 
-/// The journal line a folder on PostgreSQL has in its relance.yaml.
-const POSTGRES_JOURNAL: &str = "journal: {url_env: RELANCE_DATABASE_URL}";
+/// The journal line a folder on PostgreSQL has in its relance.yaml: a
+/// short lease, so that a test sees the claims of a killed daemon expire.
+const POSTGRES_JOURNAL: &str = "journal: {url_env: RELANCE_DATABASE_URL, lease_seconds: 2}";
 
 /// Defines the test `NAME` twice, `NAME::sqlite` and `NAME::postgres`:
 /// its body runs with `backend` set to each (a folder made with
@@ -223,7 +224,11 @@ impl Folder {
 
     /// Writes a file (creating its folders), relative to the folder.
     pub fn write(&self, rel: &str, content: &str) -> &Folder {
-        if rel == "relance.yaml" && self.database.is_some() {
+        // A test that sets its own PostgreSQL journal line keeps it.
+        if rel == "relance.yaml"
+            && self.database.is_some()
+            && !content.contains("journal: {url_env")
+        {
             // Its own `journal:` line (the sample's names the SQLite file)
             // gives way to the database's.
             let mut text: String = content
@@ -612,8 +617,10 @@ impl Folder {
             let changed = db
                 .client()
                 .execute(
+                    // Its claim expired: the instance that held it is gone.
                     "UPDATE reminder SET state = $2, owner = $3,
-                            next_try_at = CASE WHEN $2 = 'failed' THEN '2000-01-01T00:00:00.000Z' END
+                            next_try_at = CASE WHEN $2 = 'failed' THEN '2000-01-01T00:00:00.000Z' END,
+                            claimed_by = 'gone', claimed_until = now() - interval '1 second'
                      WHERE invoice = $1 AND state != 'skipped'",
                     &[&invoice, &state, &i64::from(owner)],
                 )
@@ -821,4 +828,27 @@ pub fn dead_pid() -> u32 {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     child.wait().unwrap();
     child.id()
+}
+
+/// How long the tests of several daemons wait for a thousand reminders
+/// (debug builds, a machine shared with other tests).
+pub const BATCH_DEADLINE: Duration = Duration::from_secs(180);
+
+impl Folder {
+    /// How many reminders of the folder's PostgreSQL journal are in `state`
+    /// (0 while the database cannot be reached, as when it restarts).
+    pub fn count_in_state(&self, state: &str) -> i64 {
+        let db = self.database().expect("a folder on PostgreSQL");
+        ::postgres::Client::connect(&db.url, ::postgres::NoTls)
+            .and_then(|mut c| {
+                c.query_one("SELECT COUNT(*) FROM reminder WHERE state = $1", &[&state])
+            })
+            .map(|row| row.get(0))
+            .unwrap_or(0)
+    }
+
+    /// `n` daemons (`relance run --as-of AS_OF`) on the folder.
+    pub fn spawn_daemons(&self, n: usize) -> Vec<Spawned> {
+        (0..n).map(|_| self.spawn(&DAEMON)).collect()
+    }
 }
