@@ -193,3 +193,36 @@ fn healthz_and_the_log_say_each_daemons_role() {
     answered.sort();
     assert_eq!(answered, logged);
 }
+
+#[test]
+fn a_daemon_waiting_on_a_slow_server_keeps_its_claims_alive() {
+    // The 5th email is held longer than a claim lasts (lease_seconds: 2):
+    // its daemon renews its claims meanwhile, so that the other one does
+    // not send the email a second time.
+    let server = SmtpServer::holding(5);
+    let folder = shared_folder(20, &server, "");
+    let _daemons = folder.spawn_daemons(2);
+    let held = server.wait_until_held(BATCH_DEADLINE);
+    let token = held.header("Message-ID");
+    let token = token.trim_start_matches('<').split('@').next().unwrap();
+    let db = folder.database().unwrap();
+    let claim = || -> (String, f64) {
+        let row = db
+            .client()
+            .query_one(
+                "SELECT claimed_by, EXTRACT(EPOCH FROM claimed_until)::float8 FROM reminder WHERE message = $1",
+                &[&token],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let (holder, until) = claim();
+    assert!(
+        wait_until(DEADLINE, || claim().1 > until + 2.0),
+        "the claim was renewed past its first expiry"
+    );
+    assert_eq!(claim().0, holder, "nobody else took it");
+    server.release(true);
+    wait_all_sent(&folder, 20);
+    assert_each_once(&server, 20);
+}

@@ -551,7 +551,19 @@ impl Daemon {
                 }
                 Ok(())
             };
-        for (i, outcome, ack) in outcomes {
+        let mut kept = std::time::Instant::now();
+        loop {
+            // A slow server must not let the claims of the batch expire:
+            // another instance would take them and send them again.
+            let (i, outcome, ack) = match outcomes.recv_timeout(self.claims_refresh()) {
+                Ok(reported) => reported,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.keep_claims(&mut kept)?;
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            self.keep_claims(&mut kept)?;
             handled += 1;
             if let Some(ack) = ack {
                 let verdict = self.record_committed(&batch[i], outcome, now, report)?;

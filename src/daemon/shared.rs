@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::{Daemon, Report, rfc3339};
 use crate::config::JournalSetting;
 use crate::error::Result;
-use crate::journal::JournalRow;
+use crate::journal::{Journal, JournalRow};
 
 /// How often an instance on a shared journal renews its role and looks for
 /// messages to deliver.
@@ -72,6 +72,28 @@ impl Daemon {
             JournalSetting::Postgres(pg) => pg.lease_seconds.max(1),
             JournalSetting::File(_) => 30,
         }
+    }
+
+    /// How often the claims of a batch in delivery are renewed: three
+    /// times in a claim's life.
+    pub(super) fn claims_refresh(&self) -> std::time::Duration {
+        match self.journal.as_ref().is_some_and(Journal::is_shared) {
+            true => std::time::Duration::from_millis(self.lease_seconds() * 1000 / 3),
+            false => std::time::Duration::from_secs(3600),
+        }
+    }
+
+    /// Renews this instance's claims when a third of their life has passed
+    /// since `kept` (a shared journal; nothing to do with SQLite).
+    pub(super) fn keep_claims(&self, kept: &mut std::time::Instant) -> Result<()> {
+        if kept.elapsed() < self.claims_refresh() {
+            return Ok(());
+        }
+        if let Some(journal) = &self.journal {
+            journal.keep_claims(&self.instance, self.lease_seconds())?;
+        }
+        *kept = std::time::Instant::now();
+        Ok(())
     }
 
     /// Takes or renews the evaluation lease: this instance's role now,

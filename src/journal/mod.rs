@@ -550,6 +550,15 @@ impl Journal {
         }
     }
 
+    /// Makes the claims `instance` holds on rows still `planned` last
+    /// `seconds` more: it is delivering them.
+    pub fn keep_claims(&self, instance: &str, seconds: u64) -> Result<()> {
+        match &self.store {
+            Store::Sqlite(_) => Ok(()),
+            Store::Postgres(db) => db.keep_claims(instance, seconds),
+        }
+    }
+
     /// Every reminder, grouped by invoice, for the engine.
     pub fn view(&self) -> Result<JournalView> {
         let mut view = JournalView::default();

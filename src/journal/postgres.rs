@@ -565,6 +565,18 @@ impl Db {
             .collect())
     }
 
+    pub(super) fn keep_claims(&self, holder: &str, seconds: u64) -> Result<()> {
+        let seconds = seconds as f64;
+        self.with(|conn| {
+            let statement = conn.statement(
+                "UPDATE reminder SET claimed_until = now() + make_interval(secs => $2)
+                 WHERE claimed_by = $1 AND state = 'planned'",
+            )?;
+            conn.client.execute(&statement, &[&holder, &seconds])
+        })?;
+        Ok(())
+    }
+
     /// Whether the journal holds no reminder (a copy goes into an empty one only).
     pub(super) fn is_empty(&self) -> Result<bool> {
         self.with(|conn| {
