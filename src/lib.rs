@@ -68,7 +68,7 @@ pub use backtest::Backtest;
 pub use calendar::parse_time;
 pub use config::{Config, JournalSetting, PostgresJournal};
 pub use console::{Console, ConsoleSettings};
-pub use daemon::{Daemon, Report, RunOptions, Shared, Status};
+pub use daemon::{Daemon, Report, Role, RunOptions, Shared, Status};
 pub use diagnostics::{Location, Problem, Problems, Severity};
 pub use engine::{Plan, Reminder};
 pub use error::{Error, Result};

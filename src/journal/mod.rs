@@ -1236,6 +1236,43 @@ mod tests {
         assert_eq!(customers, [Some("C2".to_string()), None]);
     }
 
+    #[test]
+    fn daemons_opening_a_new_database_at_once_migrate_it_once() {
+        let url = test_cluster::database().url;
+        let opened: Vec<std::thread::JoinHandle<i64>> = (0..6)
+            .map(|_| {
+                let url = url.clone();
+                std::thread::spawn(move || {
+                    let journal = Journal {
+                        store: Store::Postgres(Box::new(postgres::Db::open_url(&url).unwrap())),
+                    };
+                    journal.awaiting_count().unwrap() as i64
+                })
+            })
+            .collect();
+        for opener in opened {
+            assert_eq!(opener.join().unwrap(), 0);
+        }
+        let mut client = test_cluster::connect(&url);
+        let versions: Vec<i64> = client
+            .query(
+                "SELECT version FROM relance_migration ORDER BY version",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+        // A state the journal does not know is refused by the database.
+        let refused = client.execute(
+            "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, created_at, updated_at)
+             VALUES ('F1', 'p', 's', 0, 'done', '2026-12-01', 't', 't')",
+            &[],
+        );
+        assert!(refused.is_err());
+    }
+
     on_both_backends! {
     fn a_pending_reminder_is_claimed_once(backend: Backend) {
         let (j, _dir) = new_journal(backend);
