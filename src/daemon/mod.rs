@@ -207,9 +207,10 @@ impl Daemon {
         let journal = if run.dry_run || run.serve_only {
             Journal::open_config_read_only(&project.config)?
         } else {
+            // A database is never "missing": only a file can be lost.
             if let JournalSetting::File(path) = &project.config.journal
                 && !run.fresh_journal
-                && !Journal::exists(&project.config)
+                && !project.config.path(path).exists()
             {
                 refuse_without_journal(&project.config, &project.config.path(path))?;
             }

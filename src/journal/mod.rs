@@ -460,15 +460,6 @@ impl Journal {
         }
     }
 
-    /// Whether the journal `config` names is there (a file that exists; a
-    /// database is always there, or an error says why not).
-    pub fn exists(config: &Config) -> bool {
-        match &config.journal {
-            JournalSetting::File(path) => config.path(path).exists(),
-            JournalSetting::Postgres(_) => true,
-        }
-    }
-
     /// What `relance check` finds of a PostgreSQL journal: `None` when it
     /// can be reached (or is a file), else why not (which variable, which
     /// server, what it answered).
