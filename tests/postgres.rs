@@ -152,3 +152,50 @@ fn a_copy_without_a_journal_or_without_the_variable_is_refused() {
     let unset = unset.expect_code(2);
     assert_contains(&unset.stderr, "NOWHERE_URL is not set");
 }
+
+/// The URL of `database` over TLS, as `sslmode` and `sslrootcert` say.
+fn over_tls(database: &postgres::Database, options: &str) -> String {
+    database.url.replace("sslmode=disable", options)
+}
+
+#[test]
+fn the_journal_goes_over_tls_checking_the_server_against_sslrootcert() {
+    let folder = dunning_folder("", &invoices(2)).on(Backend::Postgres);
+    let database = folder.database().unwrap().clone();
+    let authority = postgres::cluster().authority();
+    let url = over_tls(
+        &database,
+        &format!("sslmode=verify-full&sslrootcert={}", authority.display()),
+    );
+    let with_url = |args: &[&str], url: &str| -> Run {
+        let mut cmd = folder.command(args);
+        cmd.env(postgres::URL_ENV, url);
+        cmd.output().unwrap().into()
+    };
+    with_url(&["check"], &url).expect_code(0);
+    // A daemon over TLS: the server sees its connection encrypted.
+    let mut daemon = {
+        let mut cmd = folder.command(&DAEMON);
+        cmd.env(postgres::URL_ENV, &url);
+        Spawned::start(cmd)
+    };
+    daemon.expect_evaluation();
+    assert_eq!(folder.journal_states().len(), 2);
+    let encrypted: i64 = database
+        .client()
+        .query_one(
+            "SELECT COUNT(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.datname = $1 AND a.application_name = '' AND s.ssl \
+               AND a.backend_type = 'client backend'",
+            &[&database.name],
+        )
+        .unwrap()
+        .get(0);
+    assert!(encrypted >= 1, "relance's connection uses TLS");
+    drop(daemon);
+
+    // Without the authority, the test's certificate is no one Mozilla trusts.
+    let refused = with_url(&["check"], &over_tls(&database, "sslmode=require")).expect_code(2);
+    assert_contains(&refused.stderr, "error performing TLS handshake");
+    assert_contains(&refused.stderr, "certificate");
+}

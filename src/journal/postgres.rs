@@ -89,6 +89,8 @@ struct Target {
 impl Target {
     /// The database of `url`, which the variable `env` held.
     fn at(url: &str, env: &str) -> Result<Target> {
+        let (url, root_certificates) = libpq_options(url);
+        let url = url.as_str();
         if url.trim().is_empty() {
             return Err(Error::Refused(format!(
                 "journal: the environment variable {env} is not set: it holds the PostgreSQL \
@@ -118,7 +120,8 @@ impl Target {
         Ok(Target {
             place: format!("{env} ({host}:{port}/{db})"),
             config,
-            tls: tls()?,
+            tls: tls(root_certificates.as_deref())
+                .map_err(|e| Error::Refused(format!("journal: {env}: {e}")))?,
         })
     }
 
@@ -131,16 +134,85 @@ impl Target {
     }
 }
 
-/// The TLS a URL with `sslmode=prefer` or `require` gets: rustls with ring
-/// and Mozilla's roots, as SMTP has it (no system OpenSSL).
-fn tls() -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+/// The URL without the libpq settings the client does not read, and the
+/// file of `sslrootcert`. `sslmode=verify-ca` and `verify-full` are
+/// `require`: relance checks the server's certificate whatever the mode.
+/// `sslrootcert=FILE` names the certificates (PEM) of the authority to
+/// trust, instead of Mozilla's roots: a company's own.
+fn libpq_options(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), None);
     };
+    let mut root_certificates = None;
+    let mut kept = Vec::new();
+    for option in query.split('&') {
+        match option.split_once('=') {
+            Some(("sslmode", "verify-ca" | "verify-full")) => kept.push("sslmode=require".into()),
+            Some(("sslrootcert", file)) => root_certificates = Some(percent_decoded(file)),
+            _ => kept.push(option.to_string()),
+        }
+    }
+    match kept.is_empty() {
+        true => (base.to_string(), root_certificates),
+        false => (format!("{base}?{}", kept.join("&")), root_certificates),
+    }
+}
+
+/// `%2F` and the like of a URL's value, decoded.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The TLS a URL with `sslmode=prefer` or `require` gets: rustls with ring,
+/// as SMTP has it (no system OpenSSL), trusting Mozilla's roots, or only
+/// the certificates of the file `root_certificates` (`sslrootcert`).
+fn tls(
+    root_certificates: Option<&str>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let roots = match root_certificates {
+        None => rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        },
+        Some(file) => {
+            let pem = std::fs::read(file).map_err(|e| format!("sslrootcert {file}: {e}"))?;
+            let mut roots = rustls::RootCertStore::empty();
+            for certificate in CertificateDer::pem_slice_iter(&pem) {
+                let certificate = certificate.map_err(|e| format!("sslrootcert {file}: {e}"))?;
+                roots
+                    .add(certificate)
+                    .map_err(|e| format!("sslrootcert {file}: {e}"))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("sslrootcert {file}: no PEM certificate in it"));
+            }
+            roots
+        }
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Refused(format!("journal: TLS: {e}")))?
+        .map_err(|e| format!("TLS: {e}"))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
@@ -648,6 +720,38 @@ impl Cells for Row<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn libpq_settings_the_client_lacks_are_read_by_relance() {
+        assert_eq!(
+            libpq_options(
+                "postgres://u:p@db:5432/relance?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem&application_name=x"
+            ),
+            (
+                "postgres://u:p@db:5432/relance?sslmode=require&application_name=x".to_string(),
+                Some("/etc/ca.pem".to_string())
+            )
+        );
+        assert_eq!(
+            libpq_options("postgres://db/relance?sslrootcert=ca.pem"),
+            (
+                "postgres://db/relance".to_string(),
+                Some("ca.pem".to_string())
+            )
+        );
+        assert_eq!(
+            libpq_options("postgres://db/relance"),
+            ("postgres://db/relance".to_string(), None)
+        );
+        let missing = Target::at("postgres://db/relance?sslrootcert=/nowhere/ca.pem", "URL")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            missing.starts_with("journal: URL: sslrootcert /nowhere/ca.pem: "),
+            "{missing}"
+        );
+    }
 
     #[test]
     fn placeholders_become_dollars() {

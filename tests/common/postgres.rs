@@ -77,6 +77,90 @@ fn binaries() -> PathBuf {
     })
 }
 
+/// A certificate authority of the test's own (`ca.pem`) and the server's
+/// certificate for 127.0.0.1 it signed (`server.pem`, `server.key`), with
+/// openssl (which Debian's postgresql package brings, through ssl-cert).
+fn make_certificates(root: &std::path::Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .unwrap_or_else(|e| panic!("openssl (apt-get install -y openssl): {e}"));
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        root.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write server.ext");
+    std::fs::write(
+        root.join("ca.ext"),
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+    )
+    .expect("write ca.ext");
+    let subject = |cn: &str| format!("/CN={cn}");
+    openssl(
+        &[
+            "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+        ]
+        .into_iter()
+        .chain([
+            "-out",
+            "ca.csr",
+            "-subj",
+            &subject("relance test authority"),
+        ])
+        .collect::<Vec<_>>(),
+    );
+    openssl(&[
+        "x509", "-req", "-in", "ca.csr", "-signkey", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-extfile", "ca.ext",
+    ]);
+    openssl(
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+        ]
+        .into_iter()
+        .chain(["-out", "server.csr", "-subj", &subject("127.0.0.1")])
+        .collect::<Vec<_>>(),
+    );
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        root.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("the server's key readable by its owner only");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -93,6 +177,7 @@ impl Cluster {
             .expect("a temporary folder for the cluster")
             .keep();
         let runas = (unsafe { libc::geteuid() } == 0).then(|| "postgres".to_string());
+        make_certificates(&root);
         if let Some(user) = &runas {
             let ids = |flag: &str| -> u32 {
                 let out = Command::new("id").args([flag, user]).output().expect("id");
@@ -103,8 +188,14 @@ impl Cluster {
                         panic!("the user {user} exists (Debian's postgresql package creates it)")
                     })
             };
-            std::os::unix::fs::chown(&root, Some(ids("-u")), Some(ids("-g")))
-                .expect("give the cluster's folder to postgres");
+            for path in [
+                root.clone(),
+                root.join("server.pem"),
+                root.join("server.key"),
+            ] {
+                std::os::unix::fs::chown(&path, Some(ids("-u")), Some(ids("-g")))
+                    .expect("give the cluster's files to postgres");
+            }
         }
         let cluster = Cluster {
             data: root.join("data"),
@@ -160,9 +251,10 @@ impl Cluster {
     /// `pg_ctl start`, `restart` or `stop`, waiting until it is done.
     fn pg_ctl(&self, action: &str) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
-            self.port,
-            self.root.display()
+            "-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300 \
+             -c ssl=on -c ssl_cert_file={root}/server.pem -c ssl_key_file={root}/server.key",
+            port = self.port,
+            root = self.root.display()
         );
         let data = self.data.display().to_string();
         let log = self.root.join("log").display().to_string();
@@ -222,6 +314,12 @@ impl Cluster {
         if self.data.join("postmaster.pid").exists() {
             self.pg_ctl("stop");
         }
+    }
+
+    /// The certificate of the authority that signed the server's (for
+    /// `127.0.0.1`): what `sslrootcert` names to trust it.
+    pub fn authority(&self) -> PathBuf {
+        self.root.join("ca.pem")
     }
 
     /// The URL of database `name`.
