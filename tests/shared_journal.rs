@@ -237,3 +237,75 @@ fn a_daemon_waiting_on_a_slow_server_keeps_its_claims_alive() {
     wait_all_sent(&folder, 20);
     assert_each_once(&server, 20);
 }
+
+#[test]
+fn three_daemons_writing_to_the_outbox_never_write_a_file_twice_when_one_is_killed() {
+    // Files prove delivery: the reminders a killed daemon wrote but had not
+    // journaled yet are marked sent by the others, not written again. The
+    // temporary file of F500's email is a FIFO: the daemon that claimed it
+    // blocks there, in the middle of its claimed batch, and is killed.
+    let folder = dunning_folder(
+        "limits: {max_per_run: 5000}\njournal: {url_env: RELANCE_DATABASE_URL, lease_seconds: 5}",
+        &invoices(1000),
+    )
+    .on(Backend::Postgres);
+    let stuck = folder
+        .path()
+        .join("outbox/.2026-12-01.F500.dunning.overdue.0.eml.tmp");
+    std::fs::create_dir_all(stuck.parent().unwrap()).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&stuck)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut daemons = folder.spawn_daemons(3);
+    let db = folder.database().unwrap();
+    // None until the deciding daemon has made the schema and journaled F500.
+    let claimed_by = || -> Option<String> {
+        db.client()
+            .query_opt(
+                "SELECT claimed_by FROM reminder WHERE invoice = 'F500' AND state = 'planned'",
+                &[],
+            )
+            .ok()
+            .flatten()
+            .and_then(|row| row.get(0))
+    };
+    assert!(wait_until(BATCH_DEADLINE, || claimed_by().is_some()));
+    let holder = claimed_by().unwrap();
+    let killed = daemons
+        .iter()
+        .position(|d| d.pid() == pid_of(&holder))
+        .expect("the daemon that claimed F500");
+    daemons[killed].kill();
+    std::fs::remove_file(&stuck).unwrap();
+    let delivered = || -> Vec<std::path::PathBuf> {
+        let mut files = folder.files("outbox");
+        files.retain(|f| !f.file_name().unwrap().to_string_lossy().starts_with('.'));
+        files
+    };
+    use std::os::unix::fs::MetadataExt;
+    let written: Vec<(std::path::PathBuf, u64)> = delivered()
+        .into_iter()
+        .filter_map(|f| std::fs::metadata(&f).ok().map(|m| (f, m.ino())))
+        .collect();
+    wait_all_sent(&folder, 1000);
+    assert_eq!(delivered().len(), 1000);
+    for (file, inode) in written {
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().ino(),
+            inode,
+            "{} was written before the kill and must not be written again",
+            file.display()
+        );
+    }
+    let by_others: i64 = db
+        .client()
+        .query_one(
+            "SELECT COUNT(*) FROM reminder WHERE invoice = 'F500' AND claimed_by != $1",
+            &[&holder],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(by_others, 1, "F500 went out from another daemon");
+}
