@@ -7,7 +7,7 @@
 #
 #   bench/run.sh            # everything (about 20 minutes on 2 cores)
 #   SIZES="100000" RUNS=3 bench/run.sh
-#   ONLY="duckdb" bench/run.sh   # some parts only: commands backtest delivery daemon duckdb
+#   ONLY="duckdb" bench/run.sh   # some parts only: commands backtest delivery postgres daemon duckdb
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
@@ -65,7 +65,7 @@ timeit() { # name, command...: median seconds and peak MB, tab-separated
   echo "- relance $(git rev-parse --short HEAD), $(rustc --version)"
   echo "- median of $RUNS runs (hyperfine, 1 warm-up); peak memory from /usr/bin/time"
   [ -z "$ONLY" ] || echo "- only: $ONLY"
-  if part commands || part backtest || part delivery; then
+  if part commands || part backtest || part delivery || part postgres; then
     echo
     echo "| invoices | command | median (s) | peak memory (MB) |"
     echo "|---|---|---|---|"
@@ -142,6 +142,91 @@ secs=$(median "$WORK/smtp.csv")
 echo "| $due due | \`run --once --confirm\` over SMTP to 127.0.0.1 ($sent emails, $tasks files in tasks/) | $secs | $(rate "$due" "$secs") |" >>"$OUT"
 mv relance.yaml.outbox relance.yaml
 kill $SINK 2>/dev/null || true
+rm -rf "$WORK/old"
+cd "$ROOT"
+fi
+
+# The PostgreSQL journal: the same ~10,000 reminders as `delivery`, delivered
+# by one, two and three daemons (`relance run`) sharing one database, to the
+# outbox and over SMTP. A throwaway cluster (Debian's postgresql package,
+# installed when missing) runs as the postgres user in $WORK/pg. Each count
+# is timed from the daemons' start until the deciding one has journaled the
+# day (one transaction) and no reminder is left `planned` (the database
+# polled every 0.1 s), start-up and loading included, as `run --once` is
+# timed above; then the daemons are stopped (SIGTERM). The rate is of the
+# reminders delivered (`sent` or `failed`; those awaiting approval are not).
+if part postgres; then
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+if [ -z "$PGBIN" ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+fi
+PGDATA=$WORK/pg
+PGPORT=${PGPORT:-5439}
+as_pg() { # the server's programs run as postgres when root (initdb refuses root)
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+rm -rf "$PGDATA" && mkdir -p "$PGDATA"
+[ "$(id -u)" -ne 0 ] || chown postgres: "$PGDATA"
+as_pg "$PGBIN/initdb" -D "$PGDATA/data" -A trust -U postgres -E UTF8 >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$PGDATA/data" -l "$PGDATA/log" -w \
+  -o "-p $PGPORT -k $PGDATA -c listen_addresses=127.0.0.1" start >/dev/null
+stop_pg() { as_pg "$PGBIN/pg_ctl" -D "$PGDATA/data" -m fast stop >/dev/null 2>&1 || true; }
+trap 'stop_pg; kill ${SINK:-} 2>/dev/null || true' EXIT
+sql() { "$PGBIN/psql" -qtAX -h 127.0.0.1 -p "$PGPORT" -U postgres "$@"; }
+export RELANCE_DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/bench?sslmode=disable"
+
+dir=$WORK/delivery
+if [ ! -f "$dir/relance.yaml" ]; then
+  "$BIN/examples/gen" --invoices 20200 --customers 1000 --seed 2 --out "$dir"
+fi
+cd "$dir"
+# The config as generated (an interrupted run may have left its own).
+[ ! -f relance.yaml.sqlite ] || mv relance.yaml.sqlite relance.yaml
+mkdir -p "$WORK/old"
+FRESH="mv state outbox tasks \$(mktemp -d -p $WORK/old) 2>/dev/null || true"
+eval "$FRESH"
+due=$($RELANCE preview --as-of $AS_OF --days 1 --format csv 2>/dev/null | tail -n +2 | wc -l)
+cp relance.yaml relance.yaml.sqlite
+"$BIN/examples/smtp_sink" 2525 2>"$WORK/smtp.log" &
+SINK=$!
+for route in outbox smtp; do
+  for daemons in 1 2 3; do
+    eval "$FRESH"
+    sql -d postgres -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench"
+    { grep -v '^journal:' relance.yaml.sqlite
+      echo 'journal: {url_env: RELANCE_DATABASE_URL}'
+      [ $route = outbox ] || echo 'delivery: {kind: smtp, host: 127.0.0.1, port: 2525, tls: none}'
+    } >relance.yaml
+    start=$(date +%s.%N)
+    pids=()
+    for _ in $(seq "$daemons"); do
+      $RELANCE run --confirm --as-of $AS_OF 2>>"$WORK/postgres-daemons.log" &
+      pids+=($!)
+    done
+    done_at=
+    for _ in $(seq 6000); do # at most 10 minutes
+      over=$(sql -d bench -c "SELECT COUNT(*) > 0 AND COUNT(*) FILTER (WHERE state = 'planned') = 0 FROM reminder" 2>/dev/null || echo f)
+      if [ "$over" = t ]; then done_at=$(date +%s.%N); break; fi
+      sleep 0.1
+    done
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    wait "${pids[@]}" 2>/dev/null || true
+    if [ -z "$done_at" ]; then
+      echo "| $due due | $daemons daemon(s), PostgreSQL journal, $route | did not finish in 10 minutes | |" >>"$OUT"
+      continue
+    fi
+    secs=$(awk -v a="$start" -v b="$done_at" 'BEGIN { printf "%.3f", b - a }')
+    delivered=$(sql -d bench -c "SELECT COUNT(*) FROM reminder WHERE state IN ('sent', 'failed')")
+    where="to the outbox"
+    [ $route = outbox ] || where="over SMTP to 127.0.0.1"
+    echo "| $due due | $daemons \`relance run\` daemon(s) on one PostgreSQL journal, $where ($delivered reminders delivered) | $secs | $(rate "$delivered" "$secs") |" >>"$OUT"
+  done
+done
+mv relance.yaml.sqlite relance.yaml
+kill $SINK 2>/dev/null || true
+stop_pg
+trap - EXIT
 rm -rf "$WORK/old"
 cd "$ROOT"
 fi

@@ -23,7 +23,9 @@ pub struct Config {
     pub feeds: Vec<FeedConfig>,
     pub rules: PathBuf,
     pub templates: PathBuf,
-    pub journal: PathBuf,
+    /// Where the journal is: an SQLite file (a path), or a PostgreSQL
+    /// database (`{url_env: NAME}`).
+    pub journal: JournalSetting,
     pub delivery: Delivery,
     pub tasks: PathBuf,
     pub schedule: Schedule,
@@ -65,7 +67,7 @@ impl Default for Config {
             feeds: vec![FeedConfig::new(PathBuf::from("data/invoices.csv"))],
             rules: "rules".into(),
             templates: "templates".into(),
-            journal: "state/relance.db".into(),
+            journal: JournalSetting::File("state/relance.db".into()),
             delivery: Delivery::default(),
             tasks: "tasks".into(),
             schedule: Schedule::default(),
@@ -81,6 +83,52 @@ impl Default for Config {
             http: None,
             base: PathBuf::from("."),
             file: None,
+        }
+    }
+}
+
+/// Where the journal is (`journal:`): a path keeps it in an SQLite file (one
+/// daemon); `{url_env: NAME}` in PostgreSQL, shared by several daemons.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "a path (state/relance.db) or {url_env: RELANCE_DATABASE_URL}"
+)]
+pub enum JournalSetting {
+    File(PathBuf),
+    Postgres(PostgresJournal),
+}
+
+/// The PostgreSQL journal (`journal: {url_env: …}`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresJournal {
+    /// The environment variable holding the connection URL, password
+    /// included (never the file).
+    #[serde(default = "PostgresJournal::default_url_env")]
+    pub url_env: String,
+    /// How long the evaluation lease lasts without being renewed: when the
+    /// deciding daemon dies, another decides within this many seconds.
+    #[serde(default = "PostgresJournal::default_lease_seconds")]
+    pub lease_seconds: u64,
+}
+
+impl PostgresJournal {
+    pub const DEFAULT_URL_ENV: &str = "RELANCE_DATABASE_URL";
+
+    fn default_url_env() -> String {
+        Self::DEFAULT_URL_ENV.into()
+    }
+
+    fn default_lease_seconds() -> u64 {
+        30
+    }
+
+    /// The journal in the database whose URL `url_env` holds.
+    pub fn at(url_env: &str) -> PostgresJournal {
+        PostgresJournal {
+            url_env: url_env.into(),
+            lease_seconds: Self::default_lease_seconds(),
         }
     }
 }

@@ -20,6 +20,15 @@ pub enum Error {
         path: PathBuf,
         cause: rusqlite::Error,
     },
+    /// The PostgreSQL journal: where (the variable and the server, never
+    /// the password), what went wrong, and whether trying again may help
+    /// (the connection was lost).
+    #[error("{place}: journal: {message}")]
+    Database {
+        place: String,
+        message: String,
+        transient: bool,
+    },
     #[error(
         "{path}: journal schema version {found} is newer than this relance understands ({supported})"
     )]
@@ -68,9 +77,13 @@ pub enum Error {
 
 impl Error {
     /// Whether trying again in a moment may succeed: another process holds
-    /// the journal's lock for longer than the busy timeout. The daemon waits
+    /// the journal's lock for longer than the busy timeout, or the connection to
+    /// the PostgreSQL journal was lost. The daemon waits
     /// and goes on rather than stopping.
     pub fn is_transient(&self) -> bool {
+        if let Error::Database { transient, .. } = self {
+            return *transient;
+        }
         matches!(
             self,
             Error::Journal {

@@ -70,14 +70,14 @@ pub(crate) mod text;
 
 pub use backtest::Backtest;
 pub use calendar::parse_time;
-pub use config::Config;
+pub use config::{Config, JournalSetting, PostgresJournal};
 pub use console::{Console, ConsoleSettings, serve};
-pub use daemon::{Daemon, Report, RunOptions, Shared, Status};
+pub use daemon::{Daemon, Report, Role, RunOptions, Shared, Status};
 pub use diagnostics::{Location, Problem, Problems, Severity};
 pub use engine::{Plan, Reminder};
 pub use error::{Error, Result};
 pub use impact::{Baseline, HORIZON_DAYS, Impact, impact};
-pub use journal::{Awaiting, Journal, JournalView};
+pub use journal::{Awaiting, Copied, Journal, JournalView};
 pub use model::{Id, InvoiceId};
 pub use policy_tests::{Expected, TestCase, TestFile, check_tests, run_tests, test_files};
 pub use project::decisions::{Approval, AwaitingFilter, decide_approvals, retry};

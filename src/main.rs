@@ -141,6 +141,11 @@ enum Command {
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormatArg,
     },
+    /// Operations on the journal itself.
+    Journal {
+        #[command(subcommand)]
+        action: JournalAction,
+    },
     /// The journal, newest first.
     History {
         invoice: Option<String>,
@@ -241,6 +246,20 @@ impl RunArgs {
             serve_only: false,
         }
     }
+}
+
+#[derive(Subcommand)]
+enum JournalAction {
+    /// Copy the folder's SQLite journal into an empty PostgreSQL journal,
+    /// checked by row counts and a checksum (stop the daemon first).
+    Copy {
+        /// Where to: postgres.
+        #[arg(long, value_parser = PossibleValuesParser::new(["postgres"]))]
+        to: String,
+        /// The environment variable holding the PostgreSQL URL.
+        #[arg(long, default_value = relance::PostgresJournal::DEFAULT_URL_ENV)]
+        url_env: String,
+    },
 }
 
 /// The reminders awaiting approval that `approve` or `reject` decides.
@@ -478,6 +497,9 @@ fn execute(cli: Cli, out: &mut dyn Write) -> relance::Result<Done> {
             as_of: date,
             format,
         } => commands::receivables(out, err, &options, as_of(date), format.into()),
+        Command::Journal {
+            action: JournalAction::Copy { to: _, url_env },
+        } => commands::copy_journal(out, err, &options, &url_env),
         Command::History {
             invoice,
             customer,

@@ -4,6 +4,7 @@
 //! payment before approval, filters, restarts, preview, explain, the
 //! daemon with SIGHUP, and an email over SMTP.
 
+#[macro_use]
 mod common;
 #[path = "common/smtp.rs"]
 mod smtp;
@@ -115,9 +116,9 @@ fn task_files(folder: &Folder) -> Vec<String> {
 
 const F001_LETTER: &str = "2026-12-01.F001.dunning.formal_notice.0.letter.txt";
 
-#[test]
-fn an_approved_stage_waits_in_the_journal_and_goes_out_once_after_approval() {
-    let folder = approvals_folder("");
+on_both_backends! {
+fn an_approved_stage_waits_in_the_journal_and_goes_out_once_after_approval(backend: Backend) {
+    let folder = approvals_folder("").on(backend);
 
     let run = run_once(&folder).expect_code(0);
     assert!(task_files(&folder).is_empty(), "{:?}", task_files(&folder));
@@ -211,6 +212,7 @@ fn an_approved_stage_waits_in_the_journal_and_goes_out_once_after_approval() {
     let table = folder.run(&["history", "F001"]).expect_code(0).stdout;
     assert_contains(&table, "formal_notice  sent");
 }
+}
 
 #[test]
 fn a_dry_run_says_what_would_await_approval_and_journals_nothing() {
@@ -224,9 +226,9 @@ fn a_dry_run_says_what_would_await_approval_and_journals_nothing() {
     assert!(!folder.path().join("state/relance.db").exists());
 }
 
-#[test]
-fn a_rejected_reminder_is_skipped_with_its_reason_and_never_sent() {
-    let folder = approvals_folder("");
+on_both_backends! {
+fn a_rejected_reminder_is_skipped_with_its_reason_and_never_sent(backend: Backend) {
+    let folder = approvals_folder("").on(backend);
     run_once(&folder).expect_code(0);
 
     let rejected = folder
@@ -259,10 +261,11 @@ fn a_rejected_reminder_is_skipped_with_its_reason_and_never_sent() {
     // A rejection says why.
     folder.run(&["reject", "F002"]).expect_code(2);
 }
+}
 
-#[test]
-fn an_approval_given_after_the_invoice_was_paid_sends_nothing() {
-    let folder = approvals_folder("");
+on_both_backends! {
+fn an_approval_given_after_the_invoice_was_paid_sends_nothing(backend: Backend) {
+    let folder = approvals_folder("").on(backend);
     run_once(&folder).expect_code(0);
 
     // Paid, and approved before any pass saw the payment.
@@ -306,10 +309,11 @@ fn an_approval_given_after_the_invoice_was_paid_sends_nothing() {
     );
     assert!(task_files(&folder).is_empty());
 }
+}
 
-#[test]
-fn approve_and_reject_take_invoices_or_all_filtered_by_stage_and_policy() {
-    let folder = approvals_folder("");
+on_both_backends! {
+fn approve_and_reject_take_invoices_or_all_filtered_by_stage_and_policy(backend: Backend) {
+    let folder = approvals_folder("").on(backend);
     // Nothing journaled yet: nothing to approve, and no journal created.
     let none = folder.run(&["approve", "F001"]).expect_code(1);
     assert_contains(
@@ -388,6 +392,7 @@ fn approve_and_reject_take_invoices_or_all_filtered_by_stage_and_policy() {
     let nothing = folder.run(&["approve", "--all"]).expect_code(0);
     assert_eq!(nothing.stdout, "0 reminder(s) approved\n");
 }
+}
 
 #[test]
 fn reminders_awaiting_approval_count_for_no_sending_limit() {
@@ -405,9 +410,9 @@ fn reminders_awaiting_approval_count_for_no_sending_limit() {
     );
 }
 
-#[test]
-fn preview_marks_the_reminders_that_need_approval_and_notes_those_waiting() {
-    let folder = approvals_folder("");
+on_both_backends! {
+fn preview_marks_the_reminders_that_need_approval_and_notes_those_waiting(backend: Backend) {
+    let folder = approvals_folder("").on(backend);
     let preview = ["preview", "--as-of", AS_OF, "--days", "1"];
 
     let table = folder.run(&preview).expect_code(0);
@@ -471,6 +476,7 @@ fn preview_marks_the_reminders_that_need_approval_and_notes_those_waiting() {
         &one.stderr,
         "note: 1 reminder(s) await approval in the journal",
     );
+}
 }
 
 #[test]
@@ -595,10 +601,10 @@ fn message_ids(server: &SmtpServer) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn an_email_that_needs_approval_reaches_the_smtp_server_once_after_approval() {
+on_both_backends! {
+fn an_email_that_needs_approval_reaches_the_smtp_server_once_after_approval(backend: Backend) {
     let server = SmtpServer::accepting();
-    let folder = dunning_folder(&server.delivery(), &invoices(2));
+    let folder = dunning_folder(&server.delivery(), &invoices(2)).on(backend);
     folder.write(
         "rules/dunning.yaml",
         &policy(
@@ -621,6 +627,7 @@ fn an_email_that_needs_approval_reaches_the_smtp_server_once_after_approval() {
 
     run_once(&folder).expect_code(0);
     assert_eq!(message_ids(&server).len(), 1, "sent once");
+}
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! task files, JSON logs, hot reload of real file edits, and signals.
 //! (Email delivery, SMTP included, is in tests/delivery.rs.)
 
+#[macro_use]
 mod common;
 
 use std::os::unix::fs::MetadataExt;
@@ -119,6 +120,18 @@ fn sqlite(folder: &Folder) -> rusqlite::Connection {
     rusqlite::Connection::open(folder.path().join("state/relance.db")).expect("open the journal")
 }
 
+/// Runs `sql` on the folder's journal, in whichever database it is: the
+/// number of rows changed, or the database's error.
+fn tamper(folder: &Folder, sql: &str) -> Result<u64, String> {
+    match folder.database() {
+        Some(db) => db.client().execute(sql, &[]).map_err(|e| format!("{e:?}")),
+        None => sqlite(folder)
+            .execute(sql, [])
+            .map(|n| n as u64)
+            .map_err(|e| e.to_string()),
+    }
+}
+
 /// How many journal rows are in `state`.
 fn count(rows: &[JournalRow], state: &str) -> usize {
     rows.iter().filter(|r| r.state == state).count()
@@ -165,14 +178,14 @@ fn run_once_creates_a_wal_journal_with_a_schema_version() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(version, relance::Journal::SCHEMA_VERSION);
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
 }
 
-#[test]
-fn the_journal_records_each_reminder_with_its_identity_and_delivery_facts() {
+on_both_backends! {
+fn the_journal_records_each_reminder_with_its_identity_and_delivery_facts(backend: Backend) {
     // One message per reminder and the contract's catch-up, so that each
     // row shows its own delivery facts (the sample as shipped: below).
-    let folder = Folder::sample_with_contract_defaults();
+    let folder = Folder::sample_with_contract_defaults().on(backend);
     run_once(&folder, &[]).expect_code(0);
     let rows = folder.journal();
 
@@ -233,10 +246,11 @@ fn the_journal_records_each_reminder_with_its_identity_and_delivery_facts() {
     assert_eq!(notice.channel, "letter");
     assert_eq!(notice.attempts, 1);
 }
+}
 
-#[test]
-fn the_first_run_of_the_shipped_sample_restarts_late_invoices_and_combines_a_customers_emails() {
-    let folder = Folder::sample();
+on_both_backends! {
+fn the_first_run_of_the_shipped_sample_restarts_late_invoices_and_combines_a_customers_emails(backend: Backend) {
+    let folder = Folder::sample().on(backend);
     let run = run_once(&folder, &[]).expect_code(0);
     let rows = folder.journal();
     // `first_contact: restart`: F2026-0050, 61 days late, gets the friendly
@@ -287,25 +301,25 @@ fn the_first_run_of_the_shipped_sample_restarts_late_invoices_and_combines_a_cus
         (23, 16)
     );
 }
-
-#[test]
-fn the_journal_holds_an_identity_once() {
-    let folder = Folder::sample();
-    run_once(&folder, &[]).expect_code(0);
-    let duplicate = sqlite(&folder).execute(
-        "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, created_at, updated_at)
-         VALUES ('F2026-0103', 'standard', 'courtesy', 0, 'planned', '2026-12-02', 'now', 'now')",
-        [],
-    );
-    let error = duplicate
-        .expect_err("a second row for one identity")
-        .to_string();
-    assert_contains(&error, "UNIQUE");
 }
 
-#[test]
-fn a_second_run_on_the_same_date_sends_nothing_again() {
-    let folder = Folder::sample();
+on_both_backends! {
+fn the_journal_holds_an_identity_once(backend: Backend) {
+    let folder = Folder::sample().on(backend);
+    run_once(&folder, &[]).expect_code(0);
+    let duplicate = tamper(
+        &folder,
+        "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, created_at, updated_at)
+         VALUES ('F2026-0103', 'standard', 'courtesy', 0, 'planned', '2026-12-02', 'now', 'now')",
+    );
+    let error = duplicate.expect_err("a second row for one identity");
+    assert_contains(&error.to_uppercase(), "UNIQUE");
+}
+}
+
+on_both_backends! {
+fn a_second_run_on_the_same_date_sends_nothing_again(backend: Backend) {
+    let folder = Folder::sample().on(backend);
     run_once(&folder, &[]).expect_code(0);
     let journal = folder.journal();
     let outbox = inodes(&folder, "outbox");
@@ -319,14 +333,17 @@ fn a_second_run_on_the_same_date_sends_nothing_again() {
         "no outbox file was written again"
     );
 }
+}
 
-#[test]
-fn a_journal_from_a_newer_relance_is_refused() {
-    let folder = Folder::sample();
+on_both_backends! {
+fn a_journal_from_a_newer_relance_is_refused(backend: Backend) {
+    let folder = Folder::sample().on(backend);
     run_once(&folder, &[]).expect_code(0);
-    sqlite(&folder)
-        .pragma_update(None, "user_version", 99)
-        .unwrap();
+    let newer = match backend {
+        Backend::Sqlite => "PRAGMA user_version = 99",
+        Backend::Postgres => "INSERT INTO relance_migration (version) VALUES (99)",
+    };
+    tamper(&folder, newer).unwrap();
     for args in [&["run", "--once", "--as-of", AS_OF][..], &["history"]] {
         let run = folder.run(args);
         assert_eq!(run.code, 1, "{args:?}");
@@ -337,12 +354,13 @@ fn a_journal_from_a_newer_relance_is_refused() {
         );
     }
 }
+}
 
 // --- history -----------------------------------------------------------------
 
-#[test]
-fn history_lists_the_journal_newest_first() {
-    let folder = Folder::sample();
+on_both_backends! {
+fn history_lists_the_journal_newest_first(backend: Backend) {
+    let folder = Folder::sample().on(backend);
     run_once(&folder, &[]).expect_code(0);
     // F2026-0101 is due on Tuesday 8 December: courtesy on the 1st, due_soon
     // on the 6th, a Sunday, brought forward to Friday the 4th (`shift: earlier`).
@@ -401,12 +419,13 @@ fn history_lists_the_journal_newest_first() {
     assert!(lines[1].contains("due_soon") && lines[1].contains("sent"));
     assert!(lines[2].contains("courtesy") && lines[2].contains("sent"));
 }
+}
 
-#[test]
-fn the_history_table_has_the_evaluation_date_and_why_a_stage_was_skipped() {
+on_both_backends! {
+fn the_history_table_has_the_evaluation_date_and_why_a_stage_was_skipped(backend: Backend) {
     // First evaluated 10 days after the due date: `reminder` goes out,
     // `courtesy` is overtaken and journaled skipped, with the reason.
-    let folder = dunning_folder("", &invoices(1));
+    let folder = dunning_folder("", &invoices(1)).on(backend);
     folder.write(
         "rules/dunning.yaml",
         &policy(
@@ -460,20 +479,22 @@ fn the_history_table_has_the_evaluation_date_and_why_a_stage_was_skipped() {
         ["skipped", "email", "overtaken by reminder"]
     );
 }
+}
 
-#[test]
-fn history_without_a_journal_is_empty_and_creates_nothing() {
-    let folder = Folder::sample();
+on_both_backends! {
+fn history_without_a_journal_is_empty_and_creates_nothing(backend: Backend) {
+    let folder = Folder::sample().on(backend);
     let run = folder.run(&["history", "--format", "json"]).expect_code(0);
     assert_eq!(run.json(), serde_json::json!([]));
     assert!(!folder.path().join("state").exists());
 }
+}
 
 // --- Safety and operations ---------------------------------------------------
 
-#[test]
-fn a_batch_over_max_per_run_is_held_until_confirmed() {
-    let folder = dunning_folder("limits: {max_per_run: 2}", &invoices(3));
+on_both_backends! {
+fn a_batch_over_max_per_run_is_held_until_confirmed(backend: Backend) {
+    let folder = dunning_folder("limits: {max_per_run: 2}", &invoices(3)).on(backend);
 
     let held = run_once(&folder, &[]).expect_code(1);
     assert_contains(
@@ -488,6 +509,7 @@ fn a_batch_over_max_per_run_is_held_until_confirmed() {
     run_once(&folder, &["--confirm"]).expect_code(0);
     assert_eq!(folder.files("outbox").len(), 3);
     assert_eq!(count(&folder.journal(), "sent"), 3);
+}
 }
 
 #[test]
@@ -559,9 +581,9 @@ fn a_dry_run_touches_neither_journal_nor_outbox() {
     }
 }
 
-#[test]
-fn a_dry_run_leaves_an_existing_journal_as_it_is() {
-    let folder = dunning_folder("", &invoices(2));
+on_both_backends! {
+fn a_dry_run_leaves_an_existing_journal_as_it_is(backend: Backend) {
+    let folder = dunning_folder("", &invoices(2)).on(backend);
     run_once(&folder, &[]).expect_code(0);
     folder.write_invoices(&invoices(3));
     let journal = folder.journal();
@@ -571,13 +593,14 @@ fn a_dry_run_leaves_an_existing_journal_as_it_is() {
     assert_eq!(folder.journal(), journal);
     assert_eq!(folder.files("outbox").len(), 2);
 }
+}
 
-#[test]
-fn letters_calls_and_tasks_become_files_in_tasks_and_are_journaled() {
+on_both_backends! {
+fn letters_calls_and_tasks_become_files_in_tasks_and_are_journaled(backend: Backend) {
     // The contract's catch-up and no approvals: the first run reaches the
     // letters, calls and tasks of the invoices already far overdue (the
     // sample as shipped restarts them and asks for approval: below).
-    let folder = Folder::sample_with_contract_defaults();
+    let folder = Folder::sample_with_contract_defaults().on(backend);
     let run = run_once(&folder, &[]).expect_code(0);
     assert_eq!(
         file_names(&folder, "tasks"),
@@ -653,10 +676,11 @@ fn letters_calls_and_tasks_become_files_in_tasks_and_are_journaled() {
         );
     }
 }
+}
 
-#[test]
-fn the_shipped_formal_notice_waits_for_approval_before_its_letter_is_written() {
-    let folder = Folder::sample();
+on_both_backends! {
+fn the_shipped_formal_notice_waits_for_approval_before_its_letter_is_written(backend: Backend) {
+    let folder = Folder::sample().on(backend);
     // F2026-0050, 61 days late on 1 December, restarts its ladder: the
     // statement on the 1st, the second on the 15th, the formal notice 29
     // days after the first, on the 30th.
@@ -710,6 +734,7 @@ fn the_shipped_formal_notice_waits_for_approval_before_its_letter_is_written() {
             .iter()
             .any(|r| r.stage == "formal_notice" && r.state == "awaiting_approval")
     );
+}
 }
 
 #[test]
@@ -783,9 +808,9 @@ fn assert_stops_cleanly_on(signal: &str) {
 
 // --- Crash -------------------------------------------------------------------
 
-#[test]
-fn sigkill_in_the_middle_of_an_outbox_batch_loses_nothing_and_sends_nothing_twice() {
-    let folder = dunning_folder("", &invoices(5));
+on_both_backends! {
+fn sigkill_in_the_middle_of_an_outbox_batch_loses_nothing_and_sends_nothing_twice(backend: Backend) {
+    let folder = dunning_folder("", &invoices(5)).on(backend);
     // The third email's temporary file is a FIFO: opening it for writing
     // blocks until someone reads it, so the daemon is stuck right there, two
     // emails into its batch of five, until it is killed.
@@ -827,7 +852,21 @@ fn sigkill_in_the_middle_of_an_outbox_batch_loses_nothing_and_sends_nothing_twic
     );
 
     std::fs::remove_file(&stuck).unwrap();
-    run_once(&folder, &[]).expect_code(0);
+    match backend {
+        Backend::Sqlite => {
+            run_once(&folder, &[]).expect_code(0);
+        }
+        // A shared journal's rows stay claimed by the killed daemon until
+        // its claims expire (`lease_seconds`): then they are recovered.
+        Backend::Postgres => assert!(
+            wait_until(DEADLINE, || {
+                run_once(&folder, &[]).expect_code(0);
+                folder.journal_states() == all_sent(5)
+            }),
+            "{:?}",
+            folder.journal_states()
+        ),
+    }
     assert_eq!(folder.journal_states(), all_sent(5));
     assert_eq!(
         file_names(&folder, "outbox"),
@@ -845,10 +884,11 @@ fn sigkill_in_the_middle_of_an_outbox_batch_loses_nothing_and_sends_nothing_twic
         );
     }
 }
+}
 
-#[test]
-fn reminders_left_planned_or_failed_by_a_crash_are_resolved_by_their_outbox_file() {
-    let folder = dunning_folder("", &invoices(5));
+on_both_backends! {
+fn reminders_left_planned_or_failed_by_a_crash_are_resolved_by_their_outbox_file(backend: Backend) {
+    let folder = dunning_folder("", &invoices(5)).on(backend);
     run_once(&folder, &[]).expect_code(0);
     let file = |n: u32| {
         folder
@@ -888,10 +928,11 @@ fn reminders_left_planned_or_failed_by_a_crash_are_resolved_by_their_outbox_file
     assert_eq!(inode(2), before_2, "F002 was delivered: not written again");
     assert_eq!(inode(4), before_4, "F004 was delivered: not written again");
 }
+}
 
-#[test]
-fn an_unreadable_feed_stops_the_run_before_it_drops_pending_reminders() {
-    let folder = dunning_folder("", &invoices(2));
+on_both_backends! {
+fn an_unreadable_feed_stops_the_run_before_it_drops_pending_reminders(backend: Backend) {
+    let folder = dunning_folder("", &invoices(2)).on(backend);
     run_once(&folder, &[]).expect_code(0);
     // F002 was planned by a process that crashed before writing its file; now
     // the export job is rewriting the feed and it cannot be read.
@@ -920,10 +961,11 @@ fn an_unreadable_feed_stops_the_run_before_it_drops_pending_reminders() {
     assert_eq!(count(&folder.journal(), "sent"), 2);
     assert_eq!(folder.files("outbox").len(), 2);
 }
+}
 
-#[test]
-fn a_letter_left_planned_by_a_crash_after_its_file_was_written_is_not_written_again() {
-    let folder = dunning_folder("", &invoices(1));
+on_both_backends! {
+fn a_letter_left_planned_by_a_crash_after_its_file_was_written_is_not_written_again(backend: Backend) {
+    let folder = dunning_folder("", &invoices(1)).on(backend);
     folder.write(
         "rules/dunning.yaml",
         &policy(
@@ -948,6 +990,7 @@ fn a_letter_left_planned_by_a_crash_after_its_file_was_written_is_not_written_ag
         "the journal names the file"
     );
     assert_eq!(std::fs::metadata(&letter).unwrap().ino(), inode);
+}
 }
 
 fn mkfifo(path: &Path) {

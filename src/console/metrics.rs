@@ -13,6 +13,7 @@ use prometheus_client::registry::{Registry, Unit};
 use rust_decimal::prelude::ToPrimitive;
 
 use super::{State, blocking, view};
+use crate::config::JournalSetting;
 use crate::daemon::{Outcome, Shared};
 use crate::journal::Journal;
 
@@ -159,8 +160,9 @@ pub(super) async fn metrics(axum::extract::State(app): State) -> Response {
             due,
         );
         let reminders = Family::<Reminders, Gauge>::default();
-        let path = project.config.path(&project.config.journal);
-        match Journal::open_read_only(&path).and_then(|j| j.map(|j| j.counts()).transpose()) {
+        match Journal::open_config_read_only(&project.config)
+            .and_then(|j| j.map(|j| j.counts()).transpose())
+        {
             Ok(counts) => {
                 for count in counts.into_iter().flatten() {
                     let labels = Reminders {
@@ -197,9 +199,28 @@ pub(super) async fn metrics(axum::extract::State(app): State) -> Response {
     .await
 }
 
-/// `/healthz`: the process answers.
-pub(super) async fn healthz() -> Response {
-    "ok\n".into_response()
+/// `/healthz`: the process answers. Asked for JSON (`Accept:
+/// application/json`), it says what this instance does too: its role
+/// (`single`, or on a shared PostgreSQL journal `deciding` or
+/// `delivering`) and its name in the lease.
+pub(super) async fn healthz(
+    axum::extract::State(app): State,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let json = headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"));
+    if !json {
+        return "ok\n".into_response();
+    }
+    let status = app.shared.status();
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "role": status.role,
+        "instance": status.instance,
+    }))
+    .into_response()
 }
 
 /// `/readyz`: a snapshot without errors is loaded and the journal can be
@@ -212,12 +233,21 @@ pub(super) async fn readyz(axum::extract::State(app): State) -> Response {
         if project.has_rule_errors() {
             missing.push("the folder in use has errors".to_string());
         }
-        let journal = project.config.path(&project.config.journal);
-        if let Err(e) = writable(&journal) {
-            missing.push(format!(
-                "the journal {} cannot be written: {e}",
-                journal.display()
-            ));
+        match &project.config.journal {
+            JournalSetting::File(path) => {
+                let journal = project.config.path(path);
+                if let Err(e) = writable(&journal) {
+                    missing.push(format!(
+                        "the journal {} cannot be written: {e}",
+                        journal.display()
+                    ));
+                }
+            }
+            JournalSetting::Postgres(_) => {
+                if let Some(e) = Journal::probe(&project.config) {
+                    missing.push(format!("the journal cannot be reached: {e}"));
+                }
+            }
         }
         if missing.is_empty() {
             "ready\n".into_response()

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+use crate::config::JournalSetting;
 use crate::engine::Plan;
 use crate::error::Result;
 use crate::journal::{Journal, JournalRow, JournalView};
@@ -20,10 +21,19 @@ const PLANS_KEPT: usize = 4;
 
 /// The journal's files as last seen: a commit changes the write-ahead
 /// log, a checkpoint the database; either makes the journal read again.
+/// A PostgreSQL journal has none (other daemons write it): it is read
+/// again each time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Stamp([Option<(SystemTime, u64)>; 2]);
 
 impl Stamp {
+    fn of_config(config: &crate::config::Config) -> Option<Stamp> {
+        match &config.journal {
+            JournalSetting::File(path) => Some(Stamp::of(&config.path(path))),
+            JournalSetting::Postgres(_) => None,
+        }
+    }
+
     fn of(journal: &Path) -> Stamp {
         let seen = |path: &Path| {
             let meta = std::fs::metadata(path).ok()?;
@@ -50,12 +60,12 @@ pub(crate) struct PlanView {
 /// The journal read last, with the project whose ledger gave its rows
 /// their customers.
 struct JournalRead {
-    stamp: Stamp,
+    stamp: Option<Stamp>,
     view: Arc<JournalView>,
 }
 
 struct HistoryRead {
-    stamp: Stamp,
+    stamp: Option<Stamp>,
     project: Arc<Project>,
     rows: Arc<Vec<JournalRow>>,
 }
@@ -81,9 +91,9 @@ struct ReceivablesRead {
 impl Cache {
     /// What the journal holds, for deciding: read again when it changed.
     pub fn journal(&self, project: &Project) -> Result<Arc<JournalView>> {
-        let path = project.config.path(&project.config.journal);
-        let stamp = Stamp::of(&path);
+        let stamp = Stamp::of_config(&project.config);
         if let Some(read) = &*lock(&self.journal)
+            && stamp.is_some()
             && read.stamp == stamp
         {
             return Ok(Arc::clone(&read.view));
@@ -99,15 +109,15 @@ impl Cache {
     /// The journal's rows, newest first, each with its customer (from the
     /// project's ledger for rows journaled before customers were).
     pub fn history(&self, project: &Arc<Project>) -> Result<Arc<Vec<JournalRow>>> {
-        let path = project.config.path(&project.config.journal);
-        let stamp = Stamp::of(&path);
+        let stamp = Stamp::of_config(&project.config);
         if let Some(read) = &*lock(&self.history)
+            && stamp.is_some()
             && read.stamp == stamp
             && Arc::ptr_eq(&read.project, project)
         {
             return Ok(Arc::clone(&read.rows));
         }
-        let mut rows = Journal::history_at(&path, None)?;
+        let mut rows = Journal::history_of(&project.config, None)?;
         let ledger = &project.ledger;
         fill_customers(&mut rows, |number| {
             ledger

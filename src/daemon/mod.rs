@@ -26,8 +26,10 @@
 mod compare;
 mod pass;
 mod serve;
+mod shared;
 mod status;
 
+pub use shared::Role;
 pub use status::{Evaluation, Outcome, Reload, Shared, Status};
 
 use std::path::{Path, PathBuf};
@@ -37,7 +39,7 @@ use std::sync::mpsc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::config::{Config, Delivery};
+use crate::config::{Config, Delivery, JournalSetting};
 use crate::deliver::{Deliverer, PLACEHOLDER_SENDER};
 use crate::diagnostics::Problems;
 use crate::error::{Error, Result};
@@ -138,6 +140,17 @@ pub struct Daemon {
     shared: Arc<Shared>,
     /// What each reload does to the coming days, worked out off the loop.
     comparisons: compare::Comparisons,
+    /// This instance's name in the lease and the claims of a shared journal.
+    instance: String,
+    /// What it does (`None` before its first pass).
+    role: Option<Role>,
+}
+
+impl Drop for Daemon {
+    /// A stopped instance lets another decide at once.
+    fn drop(&mut self) {
+        self.give_up_role();
+    }
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -195,17 +208,20 @@ impl Daemon {
         let deliverer =
             deliverer(&project.config, &run).map_err(|e| Error::Delivery(e.to_string()))?;
         warn_if_placeholder_sender(&deliverer, None);
-        let path = project.config.path(&project.config.journal);
         // A dry run reads the journal if there is one, and never creates it.
         let journal = if run.dry_run || run.serve_only {
-            Journal::open_read_only(&path)?
+            Journal::open_config_read_only(&project.config)?
         } else {
-            // An empty file, or one without relance's tables, is a lost
-            // journal as much as a missing one (`: > state/relance.db`).
-            if !run.fresh_journal && Journal::open_read_only(&path)?.is_none() {
-                refuse_without_journal(&project.config, &path)?;
+            // A database is never "missing": only a file can be lost. An
+            // empty file, or one without relance's tables, is a lost journal
+            // as much as a missing one (`: > state/relance.db`).
+            if let JournalSetting::File(path) = &project.config.journal
+                && !run.fresh_journal
+                && Journal::open_read_only(&project.config.path(path))?.is_none()
+            {
+                refuse_without_journal(&project.config, &project.config.path(path))?;
             }
-            Some(Journal::open(&path)?)
+            Some(Journal::open_config(&project.config)?)
         };
         let project = Arc::new(project);
         let status = Status {
@@ -218,6 +234,8 @@ impl Daemon {
             evaluation: None,
             evaluated_at: None,
             generation: 0,
+            role: None,
+            instance: None,
         };
         let shared = Arc::new(Shared::new(status, sender.clone()));
         let comparisons = compare::Comparisons::start()?;
@@ -232,6 +250,8 @@ impl Daemon {
             sender,
             shared,
             comparisons,
+            instance: shared::instance_name(),
+            role: None,
         })
     }
 

@@ -6,7 +6,7 @@ use std::sync::mpsc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{Daemon, Report, rfc3339};
+use super::{Daemon, Report, Role, rfc3339};
 use crate::deliver::{Delivered, Deliverer, Proofs};
 use crate::engine::{Plan, Reminder};
 use crate::error::Result;
@@ -16,7 +16,7 @@ use crate::project::Message;
 use crate::rules::{Channel, ON_PAID, PolicyId, StageId};
 
 /// A message ready to go: its reminders and their rendering.
-type Outgoing<'p> = (Vec<Reminder>, Message<'p>);
+pub(super) type Outgoing<'p> = (Vec<Reminder>, Message<'p>);
 
 /// The messages a pass decided, as the plan's reminders: those that go out
 /// now, and those that wait for a person's approval.
@@ -42,6 +42,11 @@ fn log_restarts(project: &crate::project::Project, plan: &Plan, taken: &[Outgoin
             "first contact: invoice {number} restarted its ladder at {stage}");
     }
 }
+
+/// How long the outcome of an email the server answered is kept while the
+/// journal cannot be written (a PostgreSQL restart or failover), before the
+/// pass gives up on it.
+const KEEP_OUTCOME: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Rows journaled `planned` are delivered and their `sent` committed in
 /// batches of this many (files prove delivery, so a batch is one sync).
@@ -118,7 +123,16 @@ impl Daemon {
         }
         // A server down at the last pass is tried again.
         self.deliverer.begin_pass();
-        if !self.run.dry_run {
+        // On a shared journal only the instance holding the lease decides;
+        // every one delivers what it claims.
+        let shared = !self.run.dry_run && self.journal()?.is_shared();
+        if shared {
+            if self.take_role()? == Role::Delivering {
+                self.deliver_claimed(now, &mut report)?;
+                return Ok(report);
+            }
+            self.expire_awaiting(&rfc3339(now))?;
+        } else if !self.run.dry_run {
             self.recover(now, &mut report)?;
         }
         let plan = self.plan(date)?;
@@ -137,7 +151,13 @@ impl Daemon {
         }
         let decided = Decided { messages, awaiting };
         let batch = self.journal_planned(&plan, decided, &waiting, date, now)?;
-        self.deliver(batch, now, &mut report)?;
+        if shared {
+            // Planned, claimed by nobody yet: delivered by every instance.
+            drop(batch);
+            self.deliver_claimed(now, &mut report)?;
+        } else {
+            self.deliver(batch, now, &mut report)?;
+        }
         Ok(report)
     }
 
@@ -404,7 +424,12 @@ impl Daemon {
     /// batches (a file proves delivery after a crash); over SMTP each email
     /// is committed the moment the server accepts it, and several go out at
     /// once while the task files are written beside them.
-    fn deliver(&self, batch: Vec<Outgoing>, now: DateTime<Utc>, report: &mut Report) -> Result<()> {
+    pub(super) fn deliver(
+        &self,
+        batch: Vec<Outgoing>,
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) -> Result<()> {
         if self.deliverer.is_smtp() {
             return self.deliver_in_parallel(&batch, now, report);
         }
@@ -537,12 +562,22 @@ impl Daemon {
                 }
                 Ok(())
             };
-        for (i, outcome, ack) in outcomes {
+        let mut kept = std::time::Instant::now();
+        loop {
+            // A slow server must not let the claims of the batch expire:
+            // another instance would take them and send them again.
+            let (i, outcome, ack) = match outcomes.recv_timeout(self.claims_refresh()) {
+                Ok(reported) => reported,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.keep_claims(&mut kept)?;
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            self.keep_claims(&mut kept)?;
             handled += 1;
             if let Some(ack) = ack {
-                let tx = journal.begin()?;
-                let verdict = self.record(&batch[i].0, &batch[i].1, outcome, now, report)?;
-                tx.commit()?;
+                let verdict = self.record_committed(&batch[i], outcome, now, report)?;
                 // Committed: its sender may send the next email.
                 let _ = ack.send(());
                 log_verdict(&batch[i].1, batch[i].0.len(), verdict);
@@ -556,6 +591,39 @@ impl Daemon {
         }
         commit_files(&mut written, report)?;
         Ok(handled)
+    }
+
+    /// Journals the outcome of an email in a transaction of its own. The
+    /// server has answered: should the journal be unreachable a moment (its
+    /// PostgreSQL server restarting), the outcome is kept and journaled
+    /// once it is back, rather than lost, which would send the email again.
+    fn record_committed(
+        &self,
+        (rows, r): &Outgoing,
+        outcome: Outcome,
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) -> Result<Verdict> {
+        let journal = self.journal()?;
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            let counted = report.clone();
+            let attempt = journal.begin().and_then(|tx| {
+                let verdict = self.record(rows, r, outcome.clone(), now, report)?;
+                tx.commit()?;
+                Ok(verdict)
+            });
+            match attempt {
+                Err(e) if e.is_transient() && started.elapsed() < KEEP_OUTCOME => {
+                    *report = counted;
+                    tracing::warn!(invoice = %r.invoice, "{e}; the outcome is journaled once the journal answers");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+                done => return done,
+            }
+        }
     }
 
     /// The invoices a message covers, each with its reminder's identity.
@@ -691,62 +759,81 @@ impl Daemon {
                 }
                 claimed.push(p);
             }
-            let Some(first) = claimed.first() else {
-                continue;
-            };
-            // A written file proves delivery before an interruption, between
-            // `planned` (or a retry) and the commit of `sent`: the message is
-            // sent, even if its invoices were paid since, and is not written again.
-            if let Some(id) = delivered_file(&mut proofs, first) {
-                for p in &claimed {
-                    journal.mark_sent(&p.identity, &id, &now_s)?;
-                }
-                tracing::info!(invoice = %first.identity.invoice, stage = %first.identity.stage, "recovered: delivered before the interruption");
-                continue;
+            if let Some((rows, r)) = self.ready(token, &claimed, &mut proofs, now, report)? {
+                self.deliver_one(&rows, &r, now, report, false)?;
             }
-            let mut rows = Vec::new();
-            let mut kept = Vec::new();
-            for p in &claimed {
-                match self.resolve(p) {
-                    Ok(planned) => {
-                        rows.push(planned);
-                        kept.push(p);
-                    }
-                    Err(reason) => {
-                        let approved = p.state == State::Approved;
-                        let reason = match approved && self.paid(p) {
-                            true => "paid before it was approved".to_string(),
-                            false => reason,
-                        };
-                        journal.mark_skipped(&p.identity, reason.as_str(), &now_s)?;
-                        let what = if approved { "not sent" } else { "not retried" };
-                        tracing::info!(invoice = %p.identity.invoice, stage = %p.identity.stage, "{what}: {reason}");
-                    }
-                }
-            }
-            if rows.is_empty() {
-                continue;
-            }
-            // A retry goes out only when a new reminder could: on a sending
-            // day, to an invoice neither held nor paused by a promise. The
-            // whole message waits (its token names one file) for an
-            // evaluation on a day it can go out.
-            let today = self.today(now);
-            let evaluator = self.project.evaluator();
-            if let Some(why) = rows.iter().find_map(|r| evaluator.waits(r, today)) {
-                for p in kept {
-                    journal.release(p, &now_s)?;
-                }
-                report.deferred += 1;
-                tracing::info!(invoice = %first.identity.invoice, stage = %first.identity.stage, "delivery waits: {why}");
-                continue;
-            }
-            let mut r = self.project.message(&rows, true);
-            // The files and Message-ID of the message are those journaled.
-            r.message = token;
-            self.deliver_one(&rows, &r, now, report, false)?;
         }
         Ok(())
+    }
+
+    /// What becomes of a message whose pending rows this process claimed
+    /// (the message `token`): `sent` when what it wrote proves it went out
+    /// before an interruption, `skipped` for the rows no longer due, given
+    /// back when it cannot go out today; else the message to deliver now.
+    pub(super) fn ready(
+        &self,
+        token: String,
+        claimed: &[JournalRow],
+        proofs: &mut Proofs,
+        now: DateTime<Utc>,
+        report: &mut Report,
+    ) -> Result<Option<Outgoing<'_>>> {
+        let journal = self.journal()?;
+        let now_s = rfc3339(now);
+        let Some(first) = claimed.first() else {
+            return Ok(None);
+        };
+        // A written file proves delivery before an interruption, between
+        // `planned` (or a retry) and the commit of `sent`: the message is
+        // sent, even if its invoices were paid since, and is not written again.
+        if let Some(id) = delivered_file(proofs, first) {
+            for p in claimed {
+                journal.mark_sent(&p.identity, &id, &now_s)?;
+            }
+            tracing::info!(invoice = %first.identity.invoice, stage = %first.identity.stage, "recovered: delivered before the interruption");
+            return Ok(None);
+        }
+        let mut rows = Vec::new();
+        let mut kept = Vec::new();
+        for p in claimed {
+            match self.resolve(p) {
+                Ok(planned) => {
+                    rows.push(planned);
+                    kept.push(p);
+                }
+                Err(reason) => {
+                    let approved = p.state == State::Approved;
+                    let reason = match approved && self.paid(p) {
+                        true => "paid before it was approved".to_string(),
+                        false => reason,
+                    };
+                    journal.mark_skipped(&p.identity, reason.as_str(), &now_s)?;
+                    let what = if approved { "not sent" } else { "not retried" };
+                    tracing::info!(invoice = %p.identity.invoice, stage = %p.identity.stage, "{what}: {reason}");
+                }
+            }
+        }
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        // A retry goes out only when a new reminder could: on a sending
+        // day, to an invoice neither held nor paused by a promise. The
+        // whole message waits (its token names one file) for an
+        // evaluation on a day it can go out.
+        let today = self.today(now);
+        let evaluator = self.project.evaluator();
+        if let Some(why) = rows.iter().find_map(|r| evaluator.waits(r, today)) {
+            for p in kept {
+                journal.release(p, &now_s)?;
+            }
+            report.deferred += 1;
+            tracing::info!(invoice = %first.identity.invoice, stage = %first.identity.stage, "delivery waits: {why}");
+            return Ok(None);
+        }
+        let mut r = self.project.message(&rows, true);
+        // The files and Message-ID of the message are those journaled.
+        r.message = token;
+        Ok(Some((rows, r)))
     }
 
     /// Drops the reminders awaiting approval that can no longer go out (the
@@ -828,6 +915,7 @@ type Outcome = std::result::Result<Delivered, Failure>;
 type Reported = (usize, Outcome, Option<mpsc::SyncSender<()>>);
 
 /// Why a message was not delivered, and whether trying again can help.
+#[derive(Clone)]
 struct Failure {
     error: String,
     permanent: bool,

@@ -307,6 +307,16 @@ impl Daemon {
         if self.run.serve_only {
             return Ok(now + chrono::Duration::days(1));
         }
+        // Several daemons on one journal: the lease renewed each tick, and
+        // what the deciding one planned delivered by all.
+        if self
+            .journal
+            .as_ref()
+            .is_some_and(crate::journal::Journal::is_shared)
+            && !self.run.dry_run
+        {
+            return self.serve_shared(now, next_eval);
+        }
         if now >= *next_eval {
             self.comparisons.wait_until_logged(&self.stop);
             let report = self.evaluate_published(now)?;
@@ -339,7 +349,7 @@ impl Daemon {
     }
 
     /// [`Daemon::evaluate`], published for the console, good or not.
-    fn evaluate_published(&mut self, now: DateTime<Utc>) -> Result<Report> {
+    pub(super) fn evaluate_published(&mut self, now: DateTime<Utc>) -> Result<Report> {
         let started = std::time::Instant::now();
         let result = self.evaluate(now);
         let evaluation = Evaluation {

@@ -35,6 +35,12 @@ pub struct Status {
     pub evaluated_at: Option<DateTime<Utc>>,
     /// Counts up with every publication: a reader waits for the next one.
     pub generation: u64,
+    /// What this instance does: the only daemon of an SQLite journal, or,
+    /// sharing a PostgreSQL journal, the deciding or a delivering one
+    /// (`None` before its first pass, and for `relance serve`).
+    pub role: Option<super::Role>,
+    /// Its name in the lease and the claims of a shared journal.
+    pub instance: Option<String>,
 }
 
 impl Status {

@@ -35,9 +35,8 @@ impl Approval<'_> {
 /// The folder's journal, migrated if need be; `None` when there is none yet:
 /// a decision changes rows, so it creates no journal.
 pub fn existing_journal(config: &Config) -> Result<Option<Journal>> {
-    let path = config.path(&config.journal);
-    Ok(match Journal::open_read_only(&path)? {
-        Some(_) => Some(Journal::open(&path)?),
+    Ok(match Journal::open_config_read_only(config)? {
+        Some(_) => Some(Journal::open_config(config)?),
         None => None,
     })
 }

@@ -26,7 +26,7 @@ pub fn history(
     options: &Options,
     filter: HistoryFilter,
 ) -> Result<Vec<JournalRow>> {
-    let mut rows = Journal::history_at(&config.path(&config.journal), filter.invoice)?;
+    let mut rows = Journal::history_of(config, filter.invoice)?;
     let needed = filter.customers || filter.customer.is_some();
     if needed && rows.iter().any(|r| r.customer_id.is_none()) {
         let feeds = Project::read_feeds(config, options);

@@ -950,11 +950,12 @@ impl Project {
     /// What the journal holds, for deciding as the daemon would; empty when
     /// there is no journal yet (a preview must not create one).
     pub fn journal_view(&self) -> Result<JournalView, crate::error::Error> {
-        let path = self.config.path(&self.config.journal);
-        Ok(match crate::journal::Journal::open_read_only(&path)? {
-            Some(journal) => journal.view()?,
-            None => JournalView::default(),
-        })
+        Ok(
+            match crate::journal::Journal::open_config_read_only(&self.config)? {
+                Some(journal) => journal.view()?,
+                None => JournalView::default(),
+            },
+        )
     }
 
     /// The date it is at `now` in the config's time zone: "today" for a

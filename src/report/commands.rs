@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::{Format, PreviewRequest, json, problems_text};
-use crate::config::Config;
+use crate::config::{Config, JournalSetting, PostgresJournal};
 use crate::daemon::{Daemon, RunOptions};
 use crate::error::{Error, Result};
 use crate::impact::{Baseline, impact};
+use crate::journal::Journal;
 use crate::policy_tests::{run_tests, test_files};
 use crate::project::decisions::{self, Approval, AwaitingFilter, Invoice};
 use crate::project::history::{self as journal, HistoryFilter};
@@ -130,7 +131,52 @@ pub fn check(
     let project = load(options, false, err)?;
     let today = project.date_at(now);
     let errors = super::check(out, err, &project, today, format).map_err(output)?;
+    // A journal that cannot be reached is a configuration error: no command
+    // that reads or writes it can work.
+    if let Some(why) = Journal::probe(&project.config) {
+        writeln!(err, "relance: {why}").map_err(output)?;
+        return Ok(Done::with(Exit::Usage, project));
+    }
     Ok(Done::with(Exit::problems_if(errors > 0), project))
+}
+
+/// `relance journal copy --to postgres`: the folder's SQLite journal into
+/// the empty PostgreSQL one `url_env` names. Not done (with why on `err`)
+/// when the copy cannot be made: no SQLite journal, the variable unset, a
+/// journal that already holds reminders, a copy that differs.
+pub fn copy_journal(
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    options: &Options,
+    url_env: &str,
+) -> Result<Done> {
+    let config = Config::load(&options.dir, options.config.as_deref())?;
+    let mut refused = |why: &dyn std::fmt::Display| {
+        writeln!(err, "relance: journal copy: {why}").map_err(output)?;
+        Ok(Done::from(Exit::Usage))
+    };
+    let JournalSetting::File(file) = &config.journal else {
+        return refused(
+            &"the folder's journal is already in PostgreSQL (`journal:` in relance.yaml)",
+        );
+    };
+    let path = config.path(file);
+    if Journal::open_read_only(&path)?.is_none() {
+        return refused(&format!("{}: there is no journal to copy", path.display()));
+    }
+    let copied = Journal::open(&path).and_then(|source| {
+        let target = Journal::open_postgres(&PostgresJournal::at(url_env))?;
+        source.copy_to(&target)
+    });
+    match copied {
+        Ok(copied) => {
+            super::journal_copy::write(out, &path.display().to_string(), url_env, &copied)
+                .map_err(output)?;
+            Ok(Exit::Ok.into())
+        }
+        Err(e @ (Error::Refused(_) | Error::Database { .. })) => refused(&e),
+        Err(e) => Err(e),
+    }
 }
 
 /// What `relance preview` was asked.

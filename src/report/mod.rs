@@ -21,6 +21,7 @@ pub mod backtest;
 pub mod commands;
 pub mod explain;
 pub mod impact;
+pub mod journal_copy;
 pub mod receivables;
 mod test_results;
 

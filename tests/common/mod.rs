@@ -2,6 +2,8 @@
 //! and the real `relance` binary run on it.
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -76,6 +78,44 @@ impl Run {
 /// A relance folder in a temporary directory, deleted when dropped.
 pub struct Folder {
     dir: tempfile::TempDir,
+    /// The PostgreSQL database of its journal ([`Folder::on`]); none: the
+    /// SQLite file `state/relance.db`.
+    database: Option<postgres::Database>,
+}
+
+/// Where a test's folder keeps its journal: the tests of the journal and
+/// the daemon run once on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The journal line a folder on PostgreSQL has in its relance.yaml: a
+/// short lease, so that a test sees the claims of a killed daemon expire.
+const POSTGRES_JOURNAL: &str = "journal: {url_env: RELANCE_DATABASE_URL, lease_seconds: 2}";
+
+/// Defines the test `NAME` twice, `NAME::sqlite` and `NAME::postgres`:
+/// its body runs with `backend` set to each (a folder made with
+/// `.on(backend)` keeps its journal there).
+#[macro_export]
+macro_rules! on_both_backends {
+    ($(#[$meta:meta])* fn $name:ident($backend:ident: Backend) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $(#[$meta])*
+            fn body($backend: $crate::common::Backend) $body
+            #[test]
+            fn sqlite() {
+                body($crate::common::Backend::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                body($crate::common::Backend::Postgres)
+            }
+        }
+    };
 }
 
 impl Folder {
@@ -83,7 +123,27 @@ impl Folder {
     pub fn empty() -> Folder {
         Folder {
             dir: tempfile::tempdir().expect("temporary folder"),
+            database: None,
         }
+    }
+
+    /// This folder with its journal on `backend`. On PostgreSQL, a fresh
+    /// database of the test cluster: its relance.yaml names it (and keeps
+    /// naming it when the test writes one of its own), and every command
+    /// gets its URL in RELANCE_DATABASE_URL.
+    pub fn on(mut self, backend: Backend) -> Folder {
+        if backend == Backend::Postgres {
+            self.database = Some(postgres::database());
+            let config = self.path().join("relance.yaml");
+            let text = std::fs::read_to_string(&config).unwrap_or_default();
+            self.write("relance.yaml", &text);
+        }
+        self
+    }
+
+    /// The PostgreSQL database of its journal, if it has one.
+    pub fn database(&self) -> Option<&postgres::Database> {
+        self.database.as_ref()
     }
 
     /// A copy of the sample folder shipped at the root of the repository.
@@ -164,6 +224,27 @@ impl Folder {
 
     /// Writes a file (creating its folders), relative to the folder.
     pub fn write(&self, rel: &str, content: &str) -> &Folder {
+        // A test that sets its own PostgreSQL journal line keeps it.
+        if rel == "relance.yaml"
+            && self.database.is_some()
+            && !content.contains("journal: {url_env")
+        {
+            // Its own `journal:` line (the sample's names the SQLite file)
+            // gives way to the database's.
+            let mut text: String = content
+                .lines()
+                .filter(|l| !l.starts_with("journal:"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            text.push_str(POSTGRES_JOURNAL);
+            text.push('\n');
+            return self.write_as_is(rel, &text);
+        }
+        self.write_as_is(rel, content)
+    }
+
+    /// Writes a file exactly as given.
+    fn write_as_is(&self, rel: &str, content: &str) -> &Folder {
         let path = self.path().join(rel);
         std::fs::create_dir_all(path.parent().expect("a parent")).expect("create folders");
         std::fs::write(&path, content).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -201,7 +282,15 @@ impl Folder {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = relance_logging_info();
         cmd.arg("--dir").arg(self.path()).args(args);
+        self.database_env(&mut cmd);
         cmd
+    }
+
+    /// Gives `cmd` the URL of the folder's database, if it has one.
+    pub fn database_env(&self, cmd: &mut Command) {
+        if let Some(db) = &self.database {
+            cmd.env(postgres::URL_ENV, &db.url);
+        }
     }
 
     /// `relance ARGS…` run from inside the folder, as a person types it
@@ -209,6 +298,7 @@ impl Folder {
     pub fn command_inside(&self, args: &[&str]) -> Command {
         let mut cmd = relance_logging_info();
         cmd.current_dir(self.path()).args(args);
+        self.database_env(&mut cmd);
         cmd
     }
 
@@ -456,18 +546,39 @@ impl Folder {
         self.write("data/invoices.csv", &csv(rows))
     }
 
-    /// Every row of the journal (`state/relance.db`), in insertion order.
+    /// Every row of the journal (`state/relance.db`, or the folder's
+    /// PostgreSQL database), in insertion order.
     pub fn journal(&self) -> Vec<JournalRow> {
+        const SELECT: &str = "SELECT invoice, policy, stage, occurrence, state, date, channel, \
+             recipient, subject, message_id, attempts, last_error, next_try_at FROM reminder ORDER BY id";
+        if let Some(db) = &self.database {
+            let rows = db.client().query(SELECT, &[]).expect("read the journal");
+            return rows
+                .iter()
+                .map(|r| JournalRow {
+                    invoice: r.get(0),
+                    policy: r.get(1),
+                    stage: r.get(2),
+                    occurrence: r.get::<_, i64>(3) as u32,
+                    state: r.get(4),
+                    date: r.get(5),
+                    channel: r.get(6),
+                    recipient: r.get(7),
+                    subject: r.get(8),
+                    message_id: r.get(9),
+                    attempts: r.get::<_, i64>(10) as u32,
+                    last_error: r.get(11),
+                    next_try_at: r.get(12),
+                })
+                .collect();
+        }
         let conn = rusqlite::Connection::open_with_flags(
             self.path().join("state/relance.db"),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE,
         )
         .expect("the journal exists");
         let mut stmt = conn
-            .prepare(
-                "SELECT invoice, policy, stage, occurrence, state, date, channel, recipient, subject,
-                        message_id, attempts, last_error, next_try_at FROM reminder ORDER BY id",
-            )
+            .prepare(SELECT)
             .expect("the journal has a reminder table");
         let rows = stmt
             .query_map([], |r| {
@@ -502,6 +613,21 @@ impl Folder {
     /// Sets the journal row of `invoice` to `state` and `owner`, as a crash
     /// would have left it (a `failed` row is due for its retry).
     pub fn rewind(&self, invoice: &str, state: &str, owner: u32) {
+        if let Some(db) = &self.database {
+            let changed = db
+                .client()
+                .execute(
+                    // Its claim expired: the instance that held it is gone.
+                    "UPDATE reminder SET state = $2, owner = $3,
+                            next_try_at = CASE WHEN $2 = 'failed' THEN '2000-01-01T00:00:00.000Z' END,
+                            claimed_by = 'gone', claimed_until = now() - interval '1 second'
+                     WHERE invoice = $1 AND state != 'skipped'",
+                    &[&invoice, &state, &i64::from(owner)],
+                )
+                .expect("update the journal");
+            assert_eq!(changed, 1, "one reminder of {invoice} in the journal");
+            return;
+        }
         let changed = rusqlite::Connection::open(self.path().join("state/relance.db"))
             .expect("open the journal")
             .execute(
@@ -520,7 +646,7 @@ impl Folder {
     }
 }
 
-/// One row of the journal, as a test reads it with SQLite.
+/// One row of the journal, as a test reads it (from either backend).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalRow {
     pub invoice: String,
@@ -702,4 +828,27 @@ pub fn dead_pid() -> u32 {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     child.wait().unwrap();
     child.id()
+}
+
+/// How long the tests of several daemons wait for a thousand reminders
+/// (debug builds, a machine shared with other tests).
+pub const BATCH_DEADLINE: Duration = Duration::from_secs(180);
+
+impl Folder {
+    /// How many reminders of the folder's PostgreSQL journal are in `state`
+    /// (0 while the database cannot be reached, as when it restarts).
+    pub fn count_in_state(&self, state: &str) -> i64 {
+        let db = self.database().expect("a folder on PostgreSQL");
+        ::postgres::Client::connect(&db.url, ::postgres::NoTls)
+            .and_then(|mut c| {
+                c.query_one("SELECT COUNT(*) FROM reminder WHERE state = $1", &[&state])
+            })
+            .map(|row| row.get(0))
+            .unwrap_or(0)
+    }
+
+    /// `n` daemons (`relance run --as-of AS_OF`) on the folder.
+    pub fn spawn_daemons(&self, n: usize) -> Vec<Spawned> {
+        (0..n).map(|_| self.spawn(&DAEMON)).collect()
+    }
 }

@@ -61,6 +61,8 @@ struct Seen {
     /// AUTH PLAIN attempts: (user, password).
     logins: Vec<(String, String)>,
     holding: bool,
+    /// The message held, all its data received.
+    held: Option<Mail>,
     /// The test's verdict on the held message: accept it or not.
     verdict: Option<bool>,
 }
@@ -187,6 +189,16 @@ impl SmtpServer {
         );
     }
 
+    /// Waits at most `timeout` until the scripted message is held, and
+    /// returns it (not accepted: the server has not answered its data).
+    pub fn wait_until_held(&self, timeout: std::time::Duration) -> Mail {
+        assert!(
+            wait_until(timeout, || self.shared.seen().holding),
+            "the server never received the message to hold"
+        );
+        self.shared.seen().held.clone().expect("the held message")
+    }
+
     /// Lets the held message go: accepted (250) or not (451).
     pub fn release(&self, accept: bool) {
         self.shared.seen().verdict = Some(accept);
@@ -247,6 +259,10 @@ impl Handler for Session {
         let mut seen = self.shared.seen();
         if self.message.is_some() && self.message == self.shared.script.hold {
             seen.holding = true;
+            seen.held = Some(Mail {
+                recipients: self.recipients.clone(),
+                raw: self.data.clone(),
+            });
             seen = self
                 .shared
                 .changed

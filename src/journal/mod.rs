@@ -1,17 +1,27 @@
-//! The journal (SQLite): every reminder's identity and state, so each happens exactly once.
+//! The journal: every reminder's identity and state, so each happens exactly once (in SQLite, or in PostgreSQL shared by several daemons).
+//!
+//! The state machine, the rows and their SQL are written once, here; a
+//! backend ([`sqlite`], [`postgres`]) opens its database, migrates its
+//! schema and runs the statements (written with SQLite's `?N`
+//! placeholders, which PostgreSQL reads as `$N`).
+
+mod copy;
+mod postgres;
+mod sqlite;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
+use crate::config::{Config, JournalSetting, PostgresJournal};
 use crate::error::{Error, Result};
+
+pub use copy::Copied;
 
 /// The journal's identity of a reminder.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -220,33 +230,33 @@ impl JournalRow {
     }
 
     /// Reads the columns of [`ROW_COLUMNS`], in their order.
-    fn read(r: &rusqlite::Row) -> rusqlite::Result<JournalRow> {
+    fn read(r: &dyn Cells) -> Result<JournalRow> {
         let identity = Identity {
-            invoice: r.get(0)?,
-            policy: r.get(1)?,
-            stage: r.get(2)?,
-            occurrence: r.get(3)?,
+            invoice: r.text(0)?,
+            policy: r.text(1)?,
+            stage: r.text(2)?,
+            occurrence: r.int(3)? as u32,
         };
         // Rows of a journal from before messages were recorded went out
         // alone, under their own identity's token.
-        let message = Some(r.get::<_, String>(10)?)
+        let message = Some(r.text(10)?)
             .filter(|m| !m.is_empty())
             .unwrap_or_else(|| identity.token());
         Ok(JournalRow {
             identity,
-            customer_id: r.get(16)?,
-            state: State::parse(&r.get::<_, String>(4)?).unwrap_or(State::Planned),
-            date: r.get(5)?,
-            channel: r.get(6)?,
-            recipient: r.get(7)?,
-            subject: r.get(8)?,
-            message_id: r.get(9)?,
+            customer_id: r.opt_text(16)?,
+            state: State::parse(&r.text(4)?).unwrap_or(State::Planned),
+            date: r.text(5)?,
+            channel: r.text(6)?,
+            recipient: r.text(7)?,
+            subject: r.text(8)?,
+            message_id: r.text(9)?,
             message,
-            attempts: r.get(11)?,
-            last_error: r.get(12)?,
-            owner: r.get(13)?,
-            created_at: r.get(14)?,
-            updated_at: r.get(15)?,
+            attempts: r.int(11)? as u32,
+            last_error: r.opt_text(12)?,
+            owner: r.opt_int(13)?.map(|o| o as u32),
+            created_at: r.text(14)?,
+            updated_at: r.text(15)?,
         })
     }
 }
@@ -255,79 +265,149 @@ impl JournalRow {
 const ROW_COLUMNS: &str = "invoice, policy, stage, occurrence, state, date, channel, recipient, subject, \
      message_id, message, attempts, last_error, owner, created_at, updated_at, customer_id";
 
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+/// The version of the journal's schema this relance writes: the same
+/// numbering in both backends.
+pub const SCHEMA_VERSION: i64 = sqlite::MIGRATIONS.len() as i64;
 
-/// One step of the journal's schema.
-enum Migration {
-    /// SQL run as written.
-    Sql(&'static str),
-    /// The table `reminder` built again with this text of its `CREATE TABLE`
-    /// replaced (from, to): the way to change a constraint, which SQLite's
-    /// `ALTER TABLE` cannot. The statement is the one SQLite holds, so the
-    /// columns added by the steps before are kept, whatever they are.
-    Rebuild(&'static str, &'static str),
+/// A value bound to a statement, in either backend.
+#[derive(Debug, Clone, Copy)]
+enum Value<'a> {
+    Text(Option<&'a str>),
+    Int(Option<i64>),
 }
 
-/// Migrations, in order; `user_version` records how many have run.
-const MIGRATIONS: [Migration; 4] = [
-    Migration::Sql(
-        "CREATE TABLE reminder (
-        id          INTEGER PRIMARY KEY,
-        invoice     TEXT NOT NULL,
-        policy      TEXT NOT NULL,
-        stage       TEXT NOT NULL,
-        occurrence  INTEGER NOT NULL,
-        state       TEXT NOT NULL CHECK (state IN ('planned', 'sent', 'failed', 'skipped')),
-        date        TEXT NOT NULL,
-        channel     TEXT NOT NULL DEFAULT '',
-        recipient   TEXT NOT NULL DEFAULT '',
-        subject     TEXT NOT NULL DEFAULT '',
-        message_id  TEXT NOT NULL DEFAULT '',
-        attempts    INTEGER NOT NULL DEFAULT 0,
-        last_error  TEXT,
-        next_try_at TEXT,
-        owner       INTEGER,
-        created_at  TEXT NOT NULL,
-        updated_at  TEXT NOT NULL,
-        UNIQUE (invoice, policy, stage, occurrence)
-    );
-    CREATE INDEX reminder_invoice ON reminder (invoice);",
-    ),
-    // The token of the message a reminder went out in: a customer's
-    // reminders of a day grouped into one email share it, and after a crash
-    // it names the file that proves the message was delivered.
-    Migration::Sql("ALTER TABLE reminder ADD COLUMN message TEXT NOT NULL DEFAULT '';"),
-    // Reminders of a stage with `approve: true` wait for a person.
-    Migration::Rebuild("'skipped')", "'skipped', 'awaiting_approval', 'approved')"),
-    // The customer a reminder was for: a customer's history keeps the
-    // invoices that have left the feeds. Rows from before stay NULL.
-    Migration::Sql(
-        "ALTER TABLE reminder ADD COLUMN customer_id TEXT;
-        CREATE INDEX reminder_customer ON reminder (customer_id);",
-    ),
-];
+impl<'a> From<&'a str> for Value<'a> {
+    fn from(s: &'a str) -> Self {
+        Value::Text(Some(s))
+    }
+}
+
+impl<'a> From<&'a String> for Value<'a> {
+    fn from(s: &'a String) -> Self {
+        Value::Text(Some(s))
+    }
+}
+
+impl<'a> From<Option<&'a str>> for Value<'a> {
+    fn from(s: Option<&'a str>) -> Self {
+        Value::Text(s)
+    }
+}
+
+impl<'a> From<&'a Option<String>> for Value<'a> {
+    fn from(s: &'a Option<String>) -> Self {
+        Value::Text(s.as_deref())
+    }
+}
+
+impl From<u32> for Value<'_> {
+    fn from(n: u32) -> Self {
+        Value::Int(Some(i64::from(n)))
+    }
+}
+
+impl From<Option<u32>> for Value<'_> {
+    fn from(n: Option<u32>) -> Self {
+        Value::Int(n.map(i64::from))
+    }
+}
+
+/// The values of a statement, `?1` first.
+macro_rules! values {
+    ($($v:expr),* $(,)?) => { &[$(Value::from($v)),*] as &[Value] };
+}
+
+/// One row a backend read, its columns by position.
+trait Cells {
+    fn text(&self, i: usize) -> Result<String>;
+    fn opt_text(&self, i: usize) -> Result<Option<String>>;
+    fn int(&self, i: usize) -> Result<i64>;
+    fn opt_int(&self, i: usize) -> Result<Option<i64>>;
+    /// The text of column `i`, shared with the rows before that had the
+    /// same (`names`: a handful of policies, stages, channels for millions
+    /// of rows).
+    fn shared(&self, i: usize, names: &mut Vec<Arc<str>>) -> Result<Arc<str>>;
+}
+
+/// `text` as one of `names`, added when new.
+fn intern(names: &mut Vec<Arc<str>>, text: &str) -> Arc<str> {
+    match names.iter().find(|n| ***n == *text) {
+        Some(n) => n.clone(),
+        None => {
+            let new: Arc<str> = Arc::from(text);
+            names.push(new.clone());
+            new
+        }
+    }
+}
+
+/// The database a journal lives in.
+enum Store {
+    Sqlite(sqlite::Db),
+    Postgres(Box<postgres::Db>),
+}
+
+impl Store {
+    fn execute(&self, sql: &str, values: &[Value]) -> Result<usize> {
+        match self {
+            Store::Sqlite(db) => db.execute(sql, values),
+            Store::Postgres(db) => db.execute(sql, values),
+        }
+    }
+
+    /// Calls `each` with every row `sql` selects.
+    fn query(
+        &self,
+        sql: &str,
+        values: &[Value],
+        each: &mut dyn FnMut(&dyn Cells) -> Result<()>,
+    ) -> Result<()> {
+        match self {
+            Store::Sqlite(db) => db.query(sql, values, each),
+            Store::Postgres(db) => db.query(sql, values, each),
+        }
+    }
+
+    fn begin(&self) -> Result<()> {
+        match self {
+            Store::Sqlite(db) => db.batch("BEGIN IMMEDIATE"),
+            Store::Postgres(db) => db.begin(),
+        }
+    }
+
+    fn finish(&self, commit: bool) -> Result<()> {
+        match self {
+            Store::Sqlite(db) => db.batch(if commit { "COMMIT" } else { "ROLLBACK" }),
+            Store::Postgres(db) => db.finish(commit),
+        }
+    }
+}
 
 pub struct Journal {
-    conn: Connection,
-    /// Named in every error, so an operator knows which file to look at.
-    path: PathBuf,
+    store: Store,
 }
 
 /// A write transaction on the journal: committed by [`Transaction::commit`],
 /// rolled back when dropped without it (an error on the way, a panic), so a
 /// batch is journaled whole or not at all.
 pub struct Transaction<'j> {
-    tx: rusqlite::Transaction<'j>,
-    path: &'j Path,
+    journal: &'j Journal,
+    open: bool,
 }
 
 impl Transaction<'_> {
-    pub fn commit(self) -> Result<()> {
-        let path = self.path;
-        self.tx.commit().map_err(|cause| Error::Journal {
-            path: path.to_path_buf(),
-            cause,
-        })
+    pub fn commit(mut self) -> Result<()> {
+        self.journal.store.finish(true)?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.journal.store.finish(false);
+        }
     }
 }
 
@@ -335,176 +415,165 @@ impl Journal {
     /// The version of the journal's schema this relance writes.
     pub const SCHEMA_VERSION: i64 = SCHEMA_VERSION;
 
-    /// Opens the journal for reading only; `None` when it does not exist yet
-    /// (a preview must not create it).
+    /// Opens the SQLite journal at `path` for reading only; `None` when it
+    /// does not exist yet (a preview must not create it).
     pub fn open_read_only(path: &Path) -> Result<Option<Journal>> {
-        if !path.exists() {
-            return Ok(None);
-        }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        );
-        let journal = Journal {
-            conn: conn.map_err(|cause| fail(path, cause))?,
-            path: path.to_path_buf(),
-        };
-        let version = journal.version()?;
-        Ok((version > 0).then_some(journal))
+        Ok(sqlite::Db::open_read_only(path)?.map(|db| Journal {
+            store: Store::Sqlite(db),
+        }))
     }
 
-    /// Opens (creating it and its folder if needed) and migrates the journal.
-    ///
-    /// SQLite answers `database is locked` at once, without waiting for the
-    /// busy timeout, to a connection that switches a new journal to WAL while
-    /// another process does the same; several runs started together on a new
-    /// folder do exactly that. The whole opening is idempotent, so it is tried
-    /// again for as long as the busy timeout would have waited.
+    /// Opens (creating it and its folder if needed) and migrates the
+    /// SQLite journal at `path`.
     pub fn open(path: &Path) -> Result<Journal> {
-        let started = std::time::Instant::now();
-        let mut pause = std::time::Duration::from_millis(5);
-        loop {
-            match Journal::open_once(path) {
-                Err(Error::Journal { cause, .. })
-                    if is_busy(&cause) && started.elapsed() < BUSY_TIMEOUT =>
-                {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(std::time::Duration::from_millis(200));
-                }
-                opened => return opened,
+        Ok(Journal {
+            store: Store::Sqlite(sqlite::Db::open(path)?),
+        })
+    }
+
+    /// Opens and migrates the journal `config` names: its SQLite file, or
+    /// its PostgreSQL database.
+    pub fn open_config(config: &Config) -> Result<Journal> {
+        match &config.journal {
+            JournalSetting::File(path) => Journal::open(&config.path(path)),
+            JournalSetting::Postgres(pg) => Journal::open_postgres(pg),
+        }
+    }
+
+    /// Opens and migrates the PostgreSQL journal `setting` names.
+    pub fn open_postgres(setting: &PostgresJournal) -> Result<Journal> {
+        Ok(Journal {
+            store: Store::Postgres(Box::new(postgres::Db::open(setting, true)?)),
+        })
+    }
+
+    /// The journal `config` names, for reading only; `None` when it does
+    /// not exist yet (no file, or a database relance never wrote).
+    pub fn open_config_read_only(config: &Config) -> Result<Option<Journal>> {
+        match &config.journal {
+            JournalSetting::File(path) => Journal::open_read_only(&config.path(path)),
+            JournalSetting::Postgres(pg) => {
+                Ok(postgres::Db::open_read_only(pg)?.map(|db| Journal {
+                    store: Store::Postgres(Box::new(db)),
+                }))
             }
         }
     }
 
-    fn open_once(path: &Path) -> Result<Journal> {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
+    /// What `relance check` finds of a PostgreSQL journal: `None` when it
+    /// can be reached (or is a file), else why not (which variable, which
+    /// server, what it answered).
+    pub fn probe(config: &Config) -> Option<String> {
+        match &config.journal {
+            JournalSetting::File(_) => None,
+            JournalSetting::Postgres(pg) => postgres::probe(pg).err().map(|e| e.to_string()),
         }
-        let journal = Journal {
-            conn: Connection::open(path).map_err(|cause| fail(path, cause))?,
-            path: path.to_path_buf(),
-        };
-        // WAL lets `preview` and `history` read while the daemon writes; FULL sync
-        // makes a committed `sent` survive a power cut.
-        let conn = &journal.conn;
-        // The busy timeout first: several processes starting at once wait
-        // for each other's lock instead of failing.
-        journal.sql(conn.busy_timeout(BUSY_TIMEOUT))?;
-        journal.sql(conn.pragma_update(None, "journal_mode", "WAL"))?;
-        journal.sql(conn.pragma_update(None, "synchronous", "FULL"))?;
-        // An up-to-date journal is opened without the write lock: another
-        // process holding it (a long batch) must not stop this one from
-        // starting. A migration reads the version again under the lock, so
-        // that of several processes opening a new journal at once one
-        // creates the tables and the others find them (not `table reminder
-        // already exists`).
-        if journal.version()? < SCHEMA_VERSION {
-            let tx = journal.begin()?;
-            let version = journal.version()?;
-            for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-                journal.migrate(&tx, migration)?;
-                journal.sql(tx.tx.pragma_update(None, "user_version", (i + 1) as i64))?;
-            }
-            tx.commit()?;
-        }
-        Ok(journal)
     }
 
-    /// Runs one migration inside the transaction `tx`.
-    fn migrate(&self, tx: &Transaction, migration: &Migration) -> Result<()> {
-        let (from, to) = match migration {
-            Migration::Sql(sql) => return self.sql(tx.tx.execute_batch(sql)),
-            Migration::Rebuild(from, to) => (from, to),
-        };
-        let create: String = self.sql(tx.tx.query_row(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'reminder'",
-            [],
-            |r| r.get(0),
-        ))?;
-        // After a rename SQLite writes the name quoted: everything up to
-        // the column list is written anew.
-        let columns = create.find('(').map(|at| &create[at..]);
-        let Some(columns) = columns.filter(|c| c.contains(from)) else {
-            return Err(Error::Refused(format!(
-                "{}: cannot migrate the journal: its table `reminder` has no {from}",
-                self.path.display()
-            )));
-        };
-        // Dropping the table drops its indexes: they are made again after.
-        let indexes: Vec<String> = {
-            let mut stmt = self.sql(tx.tx.prepare(
-                "SELECT sql FROM sqlite_master \
-                 WHERE type = 'index' AND tbl_name = 'reminder' AND sql IS NOT NULL",
-            ))?;
-            self.sql(self.sql(stmt.query_map([], |r| r.get(0)))?.collect())?
-        };
-        let mut script = format!(
-            "CREATE TABLE reminder_rebuilt {};
-             INSERT INTO reminder_rebuilt SELECT * FROM reminder;
-             DROP TABLE reminder;
-             ALTER TABLE reminder_rebuilt RENAME TO reminder;",
-            columns.replacen(from, to, 1)
-        );
-        for index in indexes {
-            script.push_str(&index);
-            script.push(';');
-        }
-        self.sql(tx.tx.execute_batch(&script))
+    /// The rows `sql` selects, each read by `read`.
+    fn rows<T>(
+        &self,
+        sql: &str,
+        values: &[Value],
+        read: impl Fn(&dyn Cells) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut rows = Vec::new();
+        self.store.query(sql, values, &mut |r| {
+            rows.push(read(r)?);
+            Ok(())
+        })?;
+        Ok(rows)
     }
 
-    /// The schema version, refused when a newer relance wrote it.
-    fn version(&self) -> Result<i64> {
-        let version: i64 =
-            self.sql(self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)))?;
-        if version > SCHEMA_VERSION {
-            return Err(Error::JournalTooNew {
-                path: self.path.clone(),
-                found: version,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        Ok(version)
+    /// The one row `sql` selects (an aggregate), read by `read`.
+    fn row<T: Default>(
+        &self,
+        sql: &str,
+        values: &[Value],
+        read: impl Fn(&dyn Cells) -> Result<T>,
+    ) -> Result<T> {
+        Ok(self.rows(sql, values, read)?.pop().unwrap_or_default())
     }
 
-    /// An SQLite result with the journal's file named in its error.
-    fn sql<T>(&self, result: rusqlite::Result<T>) -> Result<T> {
-        result.map_err(|cause| fail(&self.path, cause))
+    /// Whether several daemons may share this journal (PostgreSQL): one
+    /// decides under the evaluation lease, all deliver what they claim.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.store, Store::Postgres(_))
+    }
+
+    /// Takes, or renews, the evaluation lease for `instance` for `seconds`;
+    /// true when `instance` holds it. An SQLite journal has one daemon:
+    /// it always does.
+    pub fn lease(&self, instance: &str, seconds: u64) -> Result<bool> {
+        match &self.store {
+            Store::Sqlite(_) => Ok(true),
+            Store::Postgres(db) => db.lease(instance, seconds),
+        }
+    }
+
+    /// Gives the evaluation lease up, if `instance` holds it (a clean stop:
+    /// another daemon decides at once instead of after the lease's time).
+    pub fn give_up_lease(&self, instance: &str) -> Result<()> {
+        match &self.store {
+            Store::Sqlite(_) => Ok(()),
+            Store::Postgres(db) => db.give_up_lease(instance),
+        }
+    }
+
+    /// Claims for `instance`, for `seconds`, the pending reminders of up to
+    /// `limit` messages nobody holds (`SELECT … FOR UPDATE SKIP LOCKED`:
+    /// two daemons never take the same row): `planned` ones, the claims of
+    /// a daemon that died (expired), due retries and approved reminders.
+    /// Each row comes with its state before the claim, and whether it was
+    /// claimed before (a crash leftover, whose proof of delivery is looked
+    /// for). Empty with an SQLite journal, whose one daemon delivers what
+    /// it planned.
+    pub fn claim_due(
+        &self,
+        instance: &str,
+        seconds: u64,
+        now: &str,
+        limit: usize,
+    ) -> Result<Vec<(JournalRow, bool)>> {
+        match &self.store {
+            Store::Sqlite(_) => Ok(Vec::new()),
+            Store::Postgres(db) => db.claim_due(instance, seconds, now, limit),
+        }
+    }
+
+    /// Makes the claims `instance` holds on rows still `planned` last
+    /// `seconds` more: it is delivering them.
+    pub fn keep_claims(&self, instance: &str, seconds: u64) -> Result<()> {
+        match &self.store {
+            Store::Sqlite(_) => Ok(()),
+            Store::Postgres(db) => db.keep_claims(instance, seconds),
+        }
     }
 
     /// Every reminder, grouped by invoice, for the engine.
     pub fn view(&self) -> Result<JournalView> {
         let mut view = JournalView::default();
-        let mut stmt = self.sql(self.conn.prepare(
+        // A handful of names, shared by every mark.
+        let mut names: Vec<Arc<str>> = Vec::new();
+        self.store.query(
             "SELECT invoice, policy, stage, occurrence, state, date, channel FROM reminder ORDER BY id",
-        ))?;
-        // A handful of channel names, shared by every mark.
-        let mut channels: Vec<Arc<str>> = Vec::new();
-        let rows = self.sql(stmt.query_map([], |r| {
-            let channel = r.get_ref(6)?.as_str().unwrap_or_default();
-            let channel = match channels.iter().find(|c| ***c == *channel) {
-                Some(c) => c.clone(),
-                None => {
-                    let new: Arc<str> = Arc::from(channel);
-                    channels.push(new.clone());
-                    new
-                }
-            };
-            Ok((
-                r.get::<_, String>(0)?,
-                Mark {
-                    policy: r.get::<_, String>(1)?.into(),
-                    stage: r.get::<_, String>(2)?.into(),
-                    occurrence: r.get(3)?,
-                    state: State::parse(&r.get::<_, String>(4)?).unwrap_or(State::Planned),
-                    date: r.get(5)?,
-                    channel,
-                },
-            ))
-        }))?;
-        for row in rows {
-            let (invoice, mark) = self.sql(row)?;
-            view.by_invoice.entry(invoice).or_default().push(mark);
-        }
+            &[],
+            &mut |r| {
+                let date = r.text(5)?;
+                let mark = Mark {
+                    policy: r.shared(1, &mut names)?,
+                    stage: r.shared(2, &mut names)?,
+                    occurrence: r.int(3)? as u32,
+                    state: State::parse(&r.text(4)?).unwrap_or(State::Planned),
+                    date: date.parse().map_err(|_| {
+                        Error::Refused(format!("journal: bad date {date:?} in a reminder"))
+                    })?,
+                    channel: r.shared(6, &mut names)?,
+                };
+                view.by_invoice.entry(r.text(0)?).or_default().push(mark);
+                Ok(())
+            },
+        )?;
         Ok(view)
     }
 
@@ -517,45 +586,55 @@ impl Journal {
         }
     }
 
+    /// The journal `config` names, newest first, optionally for one
+    /// invoice; empty when there is no journal yet.
+    pub fn history_of(config: &Config, invoice: Option<&str>) -> Result<Vec<JournalRow>> {
+        match Journal::open_config_read_only(config)? {
+            Some(journal) => journal.history(invoice),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// The journal, newest first, optionally for one invoice.
     pub fn history(&self, invoice: Option<&str>) -> Result<Vec<JournalRow>> {
         // `history` reads a journal without migrating it: one an older
         // relance wrote has no customers yet.
-        let has_customers: bool = self.sql(self.conn.query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('reminder') WHERE name = 'customer_id'",
-            [],
-            |r| r.get(0),
-        ))?;
+        let has_customers = match &self.store {
+            Store::Sqlite(db) => db.has_customers()?,
+            Store::Postgres(_) => true,
+        };
         let columns = if has_customers {
             Cow::Borrowed(ROW_COLUMNS)
         } else {
             Cow::Owned(ROW_COLUMNS.replace("customer_id", "NULL"))
         };
-        let mut stmt = self.sql(self.conn.prepare(&format!(
-            "SELECT {columns} FROM reminder WHERE (?1 IS NULL OR invoice = ?1) \
-             ORDER BY updated_at DESC, id DESC"
-        )))?;
-        let rows = self.sql(stmt.query_map(params![invoice], JournalRow::read))?;
-        self.sql(rows.collect())
+        self.rows(
+            &format!(
+                "SELECT {columns} FROM reminder WHERE (CAST(?1 AS TEXT) IS NULL OR invoice = ?1) \
+                 ORDER BY updated_at DESC, id DESC"
+            ),
+            values![invoice],
+            JournalRow::read,
+        )
     }
 
     /// How many reminders the journal holds of each state, channel, policy
     /// and stage (the console's `/metrics`).
     pub fn counts(&self) -> Result<Vec<Count>> {
-        let mut stmt = self.sql(self.conn.prepare(
+        self.rows(
             "SELECT state, channel, policy, stage, COUNT(*) FROM reminder \
              GROUP BY state, channel, policy, stage ORDER BY state, channel, policy, stage",
-        ))?;
-        let rows = self.sql(stmt.query_map([], |r| {
-            Ok(Count {
-                state: r.get(0)?,
-                channel: r.get(1)?,
-                policy: r.get(2)?,
-                stage: r.get(3)?,
-                count: r.get(4)?,
-            })
-        }))?;
-        self.sql(rows.collect())
+            &[],
+            |r| {
+                Ok(Count {
+                    state: r.text(0)?,
+                    channel: r.text(1)?,
+                    policy: r.text(2)?,
+                    stage: r.text(3)?,
+                    count: r.int(4)? as u64,
+                })
+            },
+        )
     }
 
     /// Records a reminder in the given state unless its identity is already
@@ -564,12 +643,21 @@ impl Journal {
     /// whole rows with [`Journal::insert`]; the tests use this short form.)
     #[cfg(test)]
     fn record(&self, invoice: &str, mark: &Mark, now: &str) -> Result<bool> {
-        let n = self.sql(self.conn.execute(
+        let n = self.store.execute(
             "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, channel, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
              ON CONFLICT (invoice, policy, stage, occurrence) DO NOTHING",
-            params![invoice, &*mark.policy, &*mark.stage, mark.occurrence, mark.state.as_str(), mark.date, &*mark.channel, now],
-        ))?;
+            values![
+                invoice,
+                &*mark.policy,
+                &*mark.stage,
+                mark.occurrence,
+                mark.state.as_str(),
+                &mark.date.to_string(),
+                &*mark.channel,
+                now
+            ],
+        )?;
         Ok(n == 1)
     }
 
@@ -582,82 +670,60 @@ impl Journal {
         stage: &str,
         occurrence: u32,
     ) -> Result<Option<State>> {
-        let state = self.conn
-            .query_row(
-                "SELECT state FROM reminder WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4",
-                params![invoice, policy, stage, occurrence],
-                |r| r.get::<_, String>(0),
-            )
-            .optional();
-        Ok(self.sql(state)?.and_then(|s: String| State::parse(&s)))
+        let states = self.rows(
+            "SELECT state FROM reminder WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4",
+            values![invoice, policy, stage, occurrence],
+            |r| r.text(0),
+        )?;
+        Ok(states.first().and_then(|s| State::parse(s)))
     }
-}
 
-/// An SQLite error on the journal at `path`.
-/// How long a process waits for another one's lock on the journal.
-const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Whether SQLite refused because another connection holds a lock.
-fn is_busy(cause: &rusqlite::Error) -> bool {
-    matches!(cause, rusqlite::Error::SqliteFailure(e, _)
-        if matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
-}
-
-fn fail(path: &Path, cause: rusqlite::Error) -> Error {
-    Error::Journal {
-        path: path.to_path_buf(),
-        cause,
-    }
-}
-
-impl Journal {
-    /// Starts a write transaction (taking the write lock at once, so that two
-    /// processes never interleave their batches).
+    /// Starts a write transaction (taking the write lock at once in SQLite,
+    /// so that two processes never interleave their batches).
     pub fn begin(&self) -> Result<Transaction<'_>> {
-        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate);
+        self.store.begin()?;
         Ok(Transaction {
-            tx: self.sql(tx)?,
-            path: &self.path,
+            journal: self,
+            open: true,
         })
     }
 
     /// Inserts a row unless its identity is already journaled; true when inserted.
     pub fn insert(&self, row: &JournalRow, now: &str) -> Result<bool> {
         let id = &row.identity;
-        let n = self.sql(self.conn.execute(
+        let n = self.store.execute(
             "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, channel, recipient, subject,
                                    message_id, last_error, owner, created_at, updated_at, message, customer_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15)
              ON CONFLICT (invoice, policy, stage, occurrence) DO NOTHING",
-            params![
-                id.invoice,
-                id.policy,
-                id.stage,
+            values![
+                &id.invoice,
+                &id.policy,
+                &id.stage,
                 id.occurrence,
                 row.state.as_str(),
-                row.date,
-                row.channel,
-                row.recipient,
-                row.subject,
-                row.message_id,
-                row.last_error,
+                &row.date,
+                &row.channel,
+                &row.recipient,
+                &row.subject,
+                &row.message_id,
+                &row.last_error,
                 std::process::id(),
                 now,
-                row.message,
-                row.customer_id
+                &row.message,
+                &row.customer_id
             ],
-        ))?;
+        )?;
         Ok(n == 1)
     }
 
     pub fn mark_sent(&self, id: &Identity, message_id: &str, now: &str) -> Result<()> {
-        self.sql(self.conn.execute(
-            "UPDATE reminder SET state = 'sent', message_id = ?5, attempts = attempts + 1, last_error = NULL,
-                    next_try_at = NULL, updated_at = ?6
-             WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4",
-            params![id.invoice, id.policy, id.stage, id.occurrence, message_id, now],
-        ))?;
-        Ok(())
+        self.update(
+            id,
+            "state = 'sent', message_id = ?5, attempts = attempts + 1, last_error = NULL, \
+             next_try_at = NULL, updated_at = ?6",
+            values![message_id, now],
+        )
     }
 
     /// Takes a pending reminder for this process before acting on it: it
@@ -667,14 +733,14 @@ impl Journal {
     /// comes second finds it taken. True when this process has it.
     pub fn claim(&self, p: &JournalRow, now: &str) -> Result<bool> {
         let id = &p.identity;
-        let n = self.sql(self.conn.execute(
+        let n = self.store.execute(
             "UPDATE reminder SET state = 'planned', owner = ?8, updated_at = ?9
              WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4
-               AND state = ?5 AND owner IS ?6 AND attempts = ?7",
-            params![
-                id.invoice,
-                id.policy,
-                id.stage,
+               AND state = ?5 AND owner IS NOT DISTINCT FROM ?6 AND attempts = ?7",
+            values![
+                &id.invoice,
+                &id.policy,
+                &id.stage,
                 id.occurrence,
                 p.state.as_str(),
                 p.owner,
@@ -682,7 +748,7 @@ impl Journal {
                 std::process::id(),
                 now
             ],
-        ))?;
+        )?;
         Ok(n == 1)
     }
 
@@ -692,23 +758,22 @@ impl Journal {
     pub fn release(&self, p: &JournalRow, now: &str) -> Result<()> {
         self.update(
             &p.identity,
-            "state = ?5, owner = NULL, updated_at = ?6",
-            &[&p.state.as_str(), &now],
+            "state = ?5, owner = NULL, claimed_by = NULL, claimed_until = NULL, updated_at = ?6",
+            values![p.state.as_str(), now],
         )
     }
 
     /// Sets columns (`set`, whose parameters start at `?5`) of one reminder.
-    fn update(&self, id: &Identity, set: &str, values: &[&dyn rusqlite::ToSql]) -> Result<()> {
-        let key: [&dyn rusqlite::ToSql; 4] = [&id.invoice, &id.policy, &id.stage, &id.occurrence];
-        let params: Vec<&dyn rusqlite::ToSql> =
-            key.into_iter().chain(values.iter().copied()).collect();
-        self.sql(self.conn.execute(
+    fn update(&self, id: &Identity, set: &str, values: &[Value]) -> Result<()> {
+        let key = values![&id.invoice, &id.policy, &id.stage, id.occurrence];
+        let all: Vec<Value> = key.iter().chain(values).copied().collect();
+        self.store.execute(
             &format!(
                 "UPDATE reminder SET {set} \
                  WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4"
             ),
-            params.as_slice(),
-        ))?;
+            &all,
+        )?;
         Ok(())
     }
 
@@ -720,13 +785,12 @@ impl Journal {
         next_try_at: Option<&str>,
         now: &str,
     ) -> Result<()> {
-        self.sql(self.conn.execute(
-            "UPDATE reminder SET state = 'failed', attempts = attempts + 1, last_error = ?5, next_try_at = ?6,
-                    owner = NULL, updated_at = ?7
-             WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4",
-            params![id.invoice, id.policy, id.stage, id.occurrence, error, next_try_at, now],
-        ))?;
-        Ok(())
+        self.update(
+            id,
+            "state = 'failed', attempts = attempts + 1, last_error = ?5, next_try_at = ?6, \
+             owner = NULL, claimed_by = NULL, claimed_until = NULL, updated_at = ?7",
+            values![error, next_try_at, now],
+        )
     }
 
     /// Records who got a message some of whose recipients refused it: the
@@ -735,7 +799,7 @@ impl Journal {
         self.update(
             id,
             "recipient = ?5, last_error = ?6",
-            &[&accepted, &format!("refused by {refused}")],
+            values![accepted, &format!("refused by {refused}")],
         )
     }
 
@@ -743,41 +807,40 @@ impl Journal {
     /// `None`): due for a retry at `now`, with their attempts counted afresh
     /// so that a temporary failure backs off again. Returns how many.
     pub fn requeue(&self, invoice: Option<&str>, now: &str) -> Result<usize> {
-        self.sql(self.conn.execute(
+        self.store.execute(
             "UPDATE reminder SET next_try_at = ?2, attempts = 0, owner = NULL, updated_at = ?2
-             WHERE state = 'failed' AND (?1 IS NULL OR invoice = ?1)",
-            params![invoice, now],
-        ))
+             WHERE state = 'failed' AND (CAST(?1 AS TEXT) IS NULL OR invoice = ?1)",
+            values![invoice, now],
+        )
     }
 
     /// The failed reminders that will be retried: how many, and when the
     /// first is due.
     pub fn retries(&self) -> Result<(usize, Option<String>)> {
-        self.sql(self.conn.query_row(
+        self.row(
             "SELECT COUNT(*), MIN(next_try_at) FROM reminder WHERE state = 'failed' AND next_try_at IS NOT NULL",
-            [],
-            |r| Ok((r.get::<_, i64>(0)? as usize, r.get(1)?)),
-        ))
+            &[],
+            |r| Ok((r.int(0)? as usize, r.opt_text(1)?)),
+        )
     }
 
     /// How many failed reminders will not be retried unless `relance retry`
     /// re-queues them (refused for good, or out of attempts).
     pub fn given_up(&self) -> Result<usize> {
-        self.sql(self.conn.query_row(
+        self.row(
             "SELECT COUNT(*) FROM reminder WHERE state = 'failed' AND next_try_at IS NULL",
-            [],
-            |r| r.get::<_, i64>(0).map(|n| n as usize),
-        ))
+            &[],
+            |r| Ok(r.int(0)? as usize),
+        )
     }
 
     /// Gives up on a reminder that is no longer due (the invoice was paid or removed).
     pub fn mark_skipped(&self, id: &Identity, reason: &str, now: &str) -> Result<()> {
-        self.sql(self.conn.execute(
-            "UPDATE reminder SET state = 'skipped', last_error = ?5, next_try_at = NULL, updated_at = ?6
-             WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4",
-            params![id.invoice, id.policy, id.stage, id.occurrence, reason, now],
-        ))?;
-        Ok(())
+        self.update(
+            id,
+            "state = 'skipped', last_error = ?5, next_try_at = NULL, updated_at = ?6",
+            values![reason, now],
+        )
     }
 
     /// Reminders to deliver now: every `planned` one (left by a crash, or by
@@ -787,35 +850,31 @@ impl Journal {
         self.rows_where(
             "state = 'planned' \
              OR (state IN ('failed', 'approved') AND next_try_at IS NOT NULL AND next_try_at <= ?1)",
-            params![now],
+            values![now],
         )
     }
 
     /// The reminders awaiting approval, in the order they were decided.
     pub fn awaiting_approval(&self) -> Result<Vec<JournalRow>> {
-        self.rows_where("state = 'awaiting_approval'", [])
+        self.rows_where("state = 'awaiting_approval'", &[])
     }
 
     /// The rows that `condition` (SQL) selects, in the order they were journaled.
-    fn rows_where(
-        &self,
-        condition: &str,
-        values: impl rusqlite::Params,
-    ) -> Result<Vec<JournalRow>> {
-        let mut stmt = self.sql(self.conn.prepare(&format!(
-            "SELECT {ROW_COLUMNS} FROM reminder WHERE {condition} ORDER BY id"
-        )))?;
-        let rows = self.sql(stmt.query_map(values, JournalRow::read))?;
-        self.sql(rows.collect())
+    fn rows_where(&self, condition: &str, values: &[Value]) -> Result<Vec<JournalRow>> {
+        self.rows(
+            &format!("SELECT {ROW_COLUMNS} FROM reminder WHERE {condition} ORDER BY id"),
+            values,
+            JournalRow::read,
+        )
     }
 
     /// How many reminders await approval.
     pub fn awaiting_count(&self) -> Result<usize> {
-        self.sql(self.conn.query_row(
+        self.row(
             "SELECT COUNT(*) FROM reminder WHERE state = 'awaiting_approval'",
-            [],
-            |r| r.get::<_, i64>(0).map(|n| n as usize),
-        ))
+            &[],
+            |r| Ok(r.int(0)? as usize),
+        )
     }
 
     /// Approves the reminders awaiting approval that `which` selects, and
@@ -826,7 +885,7 @@ impl Journal {
             "state = 'approved', next_try_at = ?4, owner = NULL, updated_at = ?4",
             true,
             which,
-            &[&now],
+            values![now],
         )
     }
 
@@ -837,7 +896,7 @@ impl Journal {
             "state = 'skipped', last_error = ?4, next_try_at = NULL, updated_at = ?5",
             false,
             which,
-            &[&format!("rejected: {reason}"), &now],
+            values![&format!("rejected: {reason}"), now],
         )
     }
 
@@ -849,10 +908,11 @@ impl Journal {
         set: &str,
         whole_messages: bool,
         which: &Awaiting,
-        values: &[&dyn rusqlite::ToSql],
+        values: &[Value],
     ) -> Result<Vec<Identity>> {
-        let selected = "(?1 IS NULL OR invoice = ?1) AND (?2 IS NULL OR stage = ?2) \
-                        AND (?3 IS NULL OR policy = ?3)";
+        let selected = "(CAST(?1 AS TEXT) IS NULL OR invoice = ?1) \
+                        AND (CAST(?2 AS TEXT) IS NULL OR stage = ?2) \
+                        AND (CAST(?3 AS TEXT) IS NULL OR policy = ?3)";
         let rows = match whole_messages {
             true => format!(
                 "message IN (SELECT message FROM reminder WHERE state = 'awaiting_approval' AND {selected})"
@@ -863,47 +923,86 @@ impl Journal {
             "UPDATE reminder SET {set} WHERE state = 'awaiting_approval' AND {rows} \
              RETURNING invoice, policy, stage, occurrence"
         );
-        let filter: [&dyn rusqlite::ToSql; 3] = [&which.invoice, &which.stage, &which.policy];
-        let params: Vec<&dyn rusqlite::ToSql> =
-            filter.into_iter().chain(values.iter().copied()).collect();
-        let mut stmt = self.sql(self.conn.prepare(&sql))?;
-        let rows = self.sql(stmt.query_map(params.as_slice(), |r| {
+        let filter = values![which.invoice, which.stage, which.policy];
+        let all: Vec<Value> = filter.iter().chain(values).copied().collect();
+        self.rows(&sql, &all, |r| {
             Ok(Identity {
-                invoice: r.get(0)?,
-                policy: r.get(1)?,
-                stage: r.get(2)?,
-                occurrence: r.get(3)?,
+                invoice: r.text(0)?,
+                policy: r.text(1)?,
+                stage: r.text(2)?,
+                occurrence: r.int(3)? as u32,
             })
-        }))?;
-        self.sql(rows.collect())
+        })
     }
 
     /// How many delivery attempts a reminder has had.
     pub fn state_attempts(&self, id: &Identity) -> Result<u32> {
-        let attempts = self.conn
-            .query_row(
-                "SELECT attempts FROM reminder WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4",
-                params![id.invoice, id.policy, id.stage, id.occurrence],
-                |r| r.get(0),
-            )
-            .optional();
-        Ok(self.sql(attempts)?.unwrap_or_default())
+        self.row(
+            "SELECT attempts FROM reminder WHERE invoice = ?1 AND policy = ?2 AND stage = ?3 AND occurrence = ?4",
+            values![&id.invoice, &id.policy, &id.stage, id.occurrence],
+            |r| Ok(r.int(0)? as u32),
+        )
     }
 
     /// When the next failed reminder is due for a retry, or an approved one
     /// for its delivery.
     pub fn next_retry(&self) -> Result<Option<String>> {
-        self.sql(self.conn.query_row(
+        self.row(
             "SELECT MIN(next_try_at) FROM reminder WHERE state IN ('failed', 'approved')",
-            [],
-            |r| r.get(0),
-        ))
+            &[],
+            |r| r.opt_text(0),
+        )
     }
 }
 
 #[cfg(test)]
+#[path = "../../tests/common/postgres.rs"]
+mod test_cluster;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Which database a test's journal is in: the tests of the journal's
+    /// behaviour run on both.
+    #[derive(Clone, Copy)]
+    enum Backend {
+        Sqlite,
+        Postgres,
+    }
+
+    /// A new, empty journal on `backend`, with the folder its SQLite
+    /// file is in (kept as long as the journal is used).
+    fn new_journal(backend: Backend) -> (Journal, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = match backend {
+            Backend::Sqlite => Journal::open(&dir.path().join("relance.db")).unwrap(),
+            Backend::Postgres => Journal {
+                store: Store::Postgres(Box::new(
+                    postgres::Db::open_url(&test_cluster::database().url).unwrap(),
+                )),
+            },
+        };
+        (journal, dir)
+    }
+
+    /// Defines the test `NAME` as `NAME::sqlite` and `NAME::postgres`.
+    macro_rules! on_both_backends {
+        (fn $name:ident($backend:ident: Backend) $body:block) => {
+            mod $name {
+                use super::*;
+                fn body($backend: Backend) $body
+                #[test]
+                fn sqlite() {
+                    body(Backend::Sqlite)
+                }
+                #[test]
+                fn postgres() {
+                    body(Backend::Postgres)
+                }
+            }
+        };
+    }
 
     #[test]
     fn tokens_are_stable_and_distinct() {
@@ -922,11 +1021,16 @@ mod tests {
     }
 
     #[test]
-    fn identity_is_recorded_once_and_read_back() {
+    fn a_journal_that_does_not_exist_is_not_created_by_a_reader() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/relance.db");
         assert!(Journal::open_read_only(&path).unwrap().is_none());
-        let j = Journal::open(&path).unwrap();
+        assert!(!path.exists());
+    }
+
+    on_both_backends! {
+    fn identity_is_recorded_once_and_read_back(backend: Backend) {
+        let (j, _dir) = new_journal(backend);
         let mark = Mark {
             policy: "p".into(),
             stage: "s".into(),
@@ -947,12 +1051,33 @@ mod tests {
             )
             .unwrap()
         );
-        drop(j);
-        let j = Journal::open_read_only(&path).unwrap().unwrap();
         assert_eq!(j.view().unwrap().marks("F1"), &[mark]);
         assert_eq!(j.state_of("F1", "p", "s", 0).unwrap(), Some(State::Sent));
         assert_eq!(j.history(Some("F1")).unwrap().len(), 1);
         assert!(j.history(Some("F2")).unwrap().is_empty());
+        assert_eq!(j.history(None).unwrap().len(), 1);
+        assert_eq!(j.counts().unwrap().len(), 1);
+    }
+    }
+
+    use rusqlite::Connection;
+    use sqlite::{MIGRATIONS, Migration};
+
+    impl Journal {
+        /// The SQLite connection, for the tests that look under the journal.
+        fn sqlite_version(&self) -> i64 {
+            match &self.store {
+                Store::Sqlite(db) => db.version().unwrap(),
+                Store::Postgres(_) => panic!("an SQLite journal"),
+            }
+        }
+
+        fn conn(&self) -> &Connection {
+            match &self.store {
+                Store::Sqlite(db) => &db.conn,
+                Store::Postgres(_) => panic!("an SQLite journal"),
+            }
+        }
     }
 
     /// A journal at `path` as relance wrote it at schema version 2 (before
@@ -983,7 +1108,7 @@ mod tests {
             .unwrap();
         }
         let j = Journal::open(&path).unwrap();
-        assert_eq!(j.version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(j.sqlite_version(), SCHEMA_VERSION);
         let rows = j.history(None).unwrap();
         assert_eq!((rows.len(), rows[0].state), (1, State::Sent));
         assert_eq!(rows[0].message, "F1.p.s.0");
@@ -998,7 +1123,7 @@ mod tests {
         assert!(j.record("F1", &awaiting, "t").unwrap());
         assert_eq!(j.awaiting_count().unwrap(), 1);
         let index: i64 = j
-            .conn
+            .conn()
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'reminder_invoice'",
                 [],
@@ -1007,14 +1132,13 @@ mod tests {
             .unwrap();
         assert_eq!(index, 1);
         // A state the journal does not know is still refused.
-        let refused = j.conn.execute("UPDATE reminder SET state = 'done'", []);
+        let refused = j.conn().execute("UPDATE reminder SET state = 'done'", []);
         assert!(refused.is_err());
     }
 
-    #[test]
-    fn approving_one_reminder_of_a_message_approves_the_message() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(&dir.path().join("relance.db")).unwrap();
+    on_both_backends! {
+    fn approving_one_reminder_of_a_message_approves_the_message(backend: Backend) {
+        let (j, _dir) = new_journal(backend);
         let awaiting = |invoice: &str, stage: &str, message: &str| JournalRow {
             channel: "letter".into(),
             message: message.into(),
@@ -1069,6 +1193,7 @@ mod tests {
         assert_eq!(due.len(), 2);
         assert!(due.iter().all(|p| p.state == State::Approved));
     }
+    }
 
     #[test]
     fn the_history_of_a_journal_from_before_customers_reads_without_them() {
@@ -1113,9 +1238,45 @@ mod tests {
     }
 
     #[test]
-    fn a_pending_reminder_is_claimed_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let j = Journal::open(&dir.path().join("relance.db")).unwrap();
+    fn daemons_opening_a_new_database_at_once_migrate_it_once() {
+        let url = test_cluster::database().url;
+        let opened: Vec<std::thread::JoinHandle<i64>> = (0..6)
+            .map(|_| {
+                let url = url.clone();
+                std::thread::spawn(move || {
+                    let journal = Journal {
+                        store: Store::Postgres(Box::new(postgres::Db::open_url(&url).unwrap())),
+                    };
+                    journal.awaiting_count().unwrap() as i64
+                })
+            })
+            .collect();
+        for opener in opened {
+            assert_eq!(opener.join().unwrap(), 0);
+        }
+        let mut client = test_cluster::connect(&url);
+        let versions: Vec<i64> = client
+            .query(
+                "SELECT version FROM relance_migration ORDER BY version",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+        // A state the journal does not know is refused by the database.
+        let refused = client.execute(
+            "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, created_at, updated_at)
+             VALUES ('F1', 'p', 's', 0, 'done', '2026-12-01', 't', 't')",
+            &[],
+        );
+        assert!(refused.is_err());
+    }
+
+    on_both_backends! {
+    fn a_pending_reminder_is_claimed_once(backend: Backend) {
+        let (j, _dir) = new_journal(backend);
         let identity = Identity {
             invoice: "F1".into(),
             policy: "p".into(),
@@ -1137,5 +1298,6 @@ mod tests {
         assert!(j.claim(&pending[0], "t").unwrap());
         assert!(!j.claim(&pending[0], "t").unwrap());
         assert_eq!(j.state_of("F1", "p", "s", 0).unwrap(), Some(State::Planned));
+    }
     }
 }
