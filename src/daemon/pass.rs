@@ -333,6 +333,9 @@ impl Daemon {
             .chain(&awaiting)
             .flat_map(|(rows, _)| rows.iter().map(|p| (p.invoice, p)))
             .collect();
+        // Every row of the batch first, then all inserted at once: a
+        // shared journal takes hundreds of rows per round trip.
+        let mut batch: Vec<JournalRow> = Vec::new();
         for s in plan
             .skipped
             .iter()
@@ -346,14 +349,14 @@ impl Daemon {
                     crate::text::stage_label(&policy.stages[p.stage].id, p.occurrence)
                 )
             });
-            let row = JournalRow {
+            batch.push(JournalRow {
                 channel: policy.stages[s.stage].channel.as_str().to_string(),
                 last_error: reason,
                 customer_id: Some(self.customer_of(s)),
                 ..JournalRow::new(identity, State::Skipped, &date_s)
-            };
-            journal.insert(&row, &now_s)?;
+            });
         }
+        let skipped = batch.len();
         let row = |planned: &Reminder, r: &Message, state: State| JournalRow {
             channel: r.channel.as_str().to_string(),
             recipient: r.to.to_string(),
@@ -364,10 +367,15 @@ impl Daemon {
             ..JournalRow::new(self.identity(planned), state, &date_s)
         };
         for (rows, r) in &awaiting {
-            let mut new = false;
-            for planned in rows {
-                new |= journal.insert(&row(planned, r, State::AwaitingApproval), &now_s)?;
-            }
+            batch.extend(rows.iter().map(|p| row(p, r, State::AwaitingApproval)));
+        }
+        for (rows, r) in &rendered {
+            batch.extend(rows.iter().map(|p| row(p, r, State::Planned)));
+        }
+        let inserted = journal.insert_all(&batch, &now_s)?;
+        let mut inserted = inserted[skipped..].iter().copied();
+        for (rows, r) in &awaiting {
+            let new = inserted.by_ref().take(rows.len()).fold(false, |a, b| a | b);
             if new {
                 tracing::info!(event = "awaiting_approval", invoice = %r.invoice, invoices = rows.len(), policy = %r.policy,
                     stage = %r.stage, occurrence = r.occurrence, channel = r.channel.as_str(), to = %r.to,
@@ -377,13 +385,12 @@ impl Daemon {
         let mut mine = Vec::new();
         for (rows, r) in rendered {
             let whole = rows.len();
-            let mut taken = Vec::new();
-            for planned in rows {
-                // Another process may have planned it a moment ago: then it is theirs.
-                if journal.insert(&row(&planned, &r, State::Planned), &now_s)? {
-                    taken.push(planned);
-                }
-            }
+            // Another process may have planned some a moment ago: then they are theirs.
+            let taken: Vec<Reminder> = rows
+                .into_iter()
+                .zip(inserted.by_ref())
+                .filter_map(|(planned, new)| new.then_some(planned))
+                .collect();
             if taken.len() == whole {
                 mine.push((taken, r));
             } else if !taken.is_empty() {

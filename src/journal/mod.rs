@@ -10,7 +10,7 @@ mod postgres;
 mod sqlite;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -717,6 +717,91 @@ impl Journal {
         Ok(n == 1)
     }
 
+    /// [`Journal::insert`] of each row, in order; for each, whether it was
+    /// inserted. PostgreSQL takes a few hundred rows per statement: a day's
+    /// batch is tens of thousands of rows (skipped occurrences included), and
+    /// one round trip per row made journaling it take seconds.
+    pub fn insert_all(&self, rows: &[JournalRow], now: &str) -> Result<Vec<bool>> {
+        if !matches!(self.store, Store::Postgres(_)) {
+            return rows.iter().map(|row| self.insert(row, now)).collect();
+        }
+        // Fifteen values a row, well under PostgreSQL's 65,535 parameters.
+        const ROWS_PER_STATEMENT: usize = 512;
+        const VALUES: usize = 15;
+        let owner = std::process::id();
+        let mut inserted = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut sql = String::from(
+                "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, channel, recipient, subject,
+                                       message_id, last_error, owner, created_at, updated_at, message, customer_id)
+                 VALUES ",
+            );
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * VALUES);
+            for (i, row) in chunk.iter().enumerate() {
+                let p = |k: usize| i * VALUES + k;
+                let _ = write!(
+                    sql,
+                    "{}(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{})",
+                    if i == 0 { "" } else { ", " },
+                    p(1),
+                    p(2),
+                    p(3),
+                    p(4),
+                    p(5),
+                    p(6),
+                    p(7),
+                    p(8),
+                    p(9),
+                    p(10),
+                    p(11),
+                    p(12),
+                    p(13),
+                    p(13),
+                    p(14),
+                    p(15)
+                );
+                let id = &row.identity;
+                values.extend([
+                    Value::from(&id.invoice),
+                    Value::from(&id.policy),
+                    Value::from(&id.stage),
+                    Value::from(id.occurrence),
+                    Value::from(row.state.as_str()),
+                    Value::from(&row.date),
+                    Value::from(&row.channel),
+                    Value::from(&row.recipient),
+                    Value::from(&row.subject),
+                    Value::from(&row.message_id),
+                    Value::from(&row.last_error),
+                    Value::from(owner),
+                    Value::from(now),
+                    Value::from(&row.message),
+                    Value::from(&row.customer_id),
+                ]);
+            }
+            sql.push_str(
+                " ON CONFLICT (invoice, policy, stage, occurrence) DO NOTHING
+                  RETURNING invoice, policy, stage, occurrence",
+            );
+            let mut new: HashSet<(String, String, String, i64)> = HashSet::new();
+            self.store.query(&sql, &values, &mut |r| {
+                new.insert((r.text(0)?, r.text(1)?, r.text(2)?, r.int(3)?));
+                Ok(())
+            })?;
+            inserted.extend(chunk.iter().map(|row| {
+                let id = &row.identity;
+                let key = (
+                    id.invoice.clone(),
+                    id.policy.clone(),
+                    id.stage.clone(),
+                    i64::from(id.occurrence),
+                );
+                new.contains(&key)
+            }));
+        }
+        Ok(inserted)
+    }
+
     pub fn mark_sent(&self, id: &Identity, message_id: &str, now: &str) -> Result<()> {
         self.update(
             id,
@@ -1134,6 +1219,44 @@ mod tests {
         // A state the journal does not know is still refused.
         let refused = j.conn().execute("UPDATE reminder SET state = 'done'", []);
         assert!(refused.is_err());
+    }
+
+    on_both_backends! {
+    fn a_batch_is_inserted_with_what_each_row_became(backend: Backend) {
+        let (j, _dir) = new_journal(backend);
+        let row = |invoice: String, state: State| JournalRow {
+            channel: "email".into(),
+            subject: format!("Relance {invoice}"),
+            customer_id: Some("C1".into()),
+            ..JournalRow::new(
+                Identity {
+                    invoice,
+                    policy: "p".into(),
+                    stage: "s".into(),
+                    occurrence: 1,
+                },
+                state,
+                "2026-12-01",
+            )
+        };
+        j.insert(&row("F7".into(), State::Sent), "2026-11-30T09:00:00Z")
+            .unwrap();
+        // More rows than one statement takes, one of them already journaled.
+        let batch: Vec<JournalRow> = (0..1200)
+            .map(|i| row(format!("F{i}"), State::Planned))
+            .collect();
+        let inserted = j.insert_all(&batch, "2026-12-01T09:00:00Z").unwrap();
+        assert_eq!(inserted.len(), 1200);
+        assert_eq!(inserted.iter().filter(|new| !**new).count(), 1);
+        assert!(!inserted[7] && inserted[6] && inserted[1199]);
+        assert_eq!(j.state_of("F7", "p", "s", 1).unwrap(), Some(State::Sent));
+        assert_eq!(j.state_of("F1199", "p", "s", 1).unwrap(), Some(State::Planned));
+        let f3 = j.history(Some("F3")).unwrap();
+        assert_eq!(f3.len(), 1);
+        assert_eq!(f3[0].subject, "Relance F3");
+        assert_eq!(f3[0].customer_id.as_deref(), Some("C1"));
+        assert_eq!(j.insert_all(&batch, "2026-12-02T09:00:00Z").unwrap(), vec![false; 1200]);
+    }
     }
 
     on_both_backends! {
