@@ -103,6 +103,24 @@ fn expect_located_refusal(daemon: &mut Spawned, file: &str) -> String {
     error
 }
 
+/// Saves a good `templates/overdue.en.hbs` again and waits until the
+/// daemon has it live (two reminders of the folder, their bodies changed).
+fn fix_the_template(folder: &Folder, daemon: &mut Spawned) {
+    folder.write(
+        "templates/overdue.en.hbs",
+        &template("Invoice {{invoice.number}}", "Please pay."),
+    );
+    daemon.expect_line(
+        SAVE_TO_LIVE,
+        "loading the fixed template",
+        reloaded_with(
+            "templates/overdue.en.hbs changed",
+            "2 → 2 reminders (~2 changed)",
+            0,
+        ),
+    );
+}
+
 /// Whether `line` holds `FILE:LINE:COL: message` for `file`.
 fn has_location(line: &str, file: &str) -> bool {
     line.split(&format!("{file}:")).skip(1).any(|rest| {
@@ -1110,19 +1128,7 @@ fn a_broken_template_is_refused_and_its_fix_loaded() {
     );
     expect_located_refusal(&mut daemon, "templates/overdue.en.hbs");
 
-    folder.write(
-        "templates/overdue.en.hbs",
-        &template("Invoice {{invoice.number}}", "Please pay."),
-    );
-    daemon.expect_line(
-        SAVE_TO_LIVE,
-        "loading the fixed template",
-        reloaded_with(
-            "templates/overdue.en.hbs changed",
-            "2 → 2 reminders (~2 changed)",
-            0,
-        ),
-    );
+    fix_the_template(&folder, &mut daemon);
     assert_no_more_reloads(&mut daemon);
 }
 
@@ -1170,19 +1176,7 @@ fn a_template_nested_too_deep_is_refused_as_a_reload_and_the_last_good_one_kept(
     );
     assert!(daemon.running());
 
-    folder.write(
-        "templates/overdue.en.hbs",
-        &template("Invoice {{invoice.number}}", "Please pay."),
-    );
-    daemon.expect_line(
-        SAVE_TO_LIVE,
-        "loading the fixed template",
-        reloaded_with(
-            "templates/overdue.en.hbs changed",
-            "2 → 2 reminders (~2 changed)",
-            0,
-        ),
-    );
+    fix_the_template(&folder, &mut daemon);
     assert!(daemon.running());
 }
 

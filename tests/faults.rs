@@ -88,18 +88,20 @@ fn runs_started_together_on_a_new_folder_all_open_the_journal() {
     }
 }
 
+/// What `run` says when its journal is lost beside the two files it delivered.
+fn expect_refused_as_lost(stderr: &str) {
+    assert_contains(stderr, "state/relance.db is missing (or empty), but ");
+    assert_contains(stderr, "outbox holds 2 delivered file(s)");
+    assert_contains(stderr, "relance run --fresh-journal");
+}
+
 #[test]
 fn a_lost_journal_beside_delivered_files_stops_run_until_told_otherwise() {
     let folder = dunning_folder("", &invoices(2));
     folder.run(&RUN_ONCE).expect_code(0);
     folder.remove("state/relance.db");
     let refused = folder.run(&RUN_ONCE).expect_code(1);
-    assert_contains(
-        &refused.stderr,
-        "state/relance.db is missing (or empty), but ",
-    );
-    assert_contains(&refused.stderr, "outbox holds 2 delivered file(s)");
-    assert_contains(&refused.stderr, "relance run --fresh-journal");
+    expect_refused_as_lost(&refused.stderr);
     assert!(
         !folder.path().join("state/relance.db").exists(),
         "not created"
@@ -130,12 +132,7 @@ fn an_emptied_journal_beside_delivered_files_stops_run_as_a_lost_one_does() {
     }
     folder.write("state/relance.db", "");
     let refused = folder.run(&RUN_ONCE).expect_code(1);
-    assert_contains(
-        &refused.stderr,
-        "state/relance.db is missing (or empty), but ",
-    );
-    assert_contains(&refused.stderr, "outbox holds 2 delivered file(s)");
-    assert_contains(&refused.stderr, "relance run --fresh-journal");
+    expect_refused_as_lost(&refused.stderr);
     assert_eq!(folder.read("state/relance.db"), "", "left as it was");
     assert_eq!(folder.files("outbox").len(), 2, "nothing sent again");
 
