@@ -77,23 +77,38 @@ fn pid_of(instance: &str) -> u32 {
 
 #[test]
 fn two_daemons_deliver_a_thousand_reminders_exactly_once() {
-    let server = SmtpServer::accepting();
+    // The server holds the 10th email: the daemon sending it waits there in
+    // the middle of its claimed batch, so the other one must claim and
+    // deliver the rest (on a fast machine one daemon could otherwise send
+    // all thousand before the other claims any); then it is let through.
+    let server = SmtpServer::holding(10);
     let folder = shared_folder(1000, &server, "");
     let mut daemons = folder.spawn_daemons(2);
     assert_eq!(roles(&mut daemons), ["deciding", "delivering"]);
+    server.wait_until_held(BATCH_DEADLINE);
+    let db = folder.database().unwrap();
+    let claimers = || -> i64 {
+        db.client()
+            .query_one(
+                "SELECT COUNT(DISTINCT claimed_by) FROM reminder WHERE state = 'sent'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    // Past the held daemon's claimed batch (64 rows), only the other one
+    // can have sent them.
+    assert!(
+        wait_until(BATCH_DEADLINE, || folder.count_in_state("sent") >= 900),
+        "{} sent while one daemon waits on the held email",
+        folder.count_in_state("sent")
+    );
+    server.release(true);
     wait_all_sent(&folder, 1000);
     assert_each_once(&server, 1000);
-    // Both delivered: each row names the instance that claimed it.
-    let db = folder.database().unwrap();
-    let claimers: i64 = db
-        .client()
-        .query_one(
-            "SELECT COUNT(DISTINCT claimed_by) FROM reminder WHERE state = 'sent'",
-            &[],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(claimers, 2);
+    // Both delivered (the held email by the daemon that claimed it): each
+    // row names the instance that claimed it.
+    assert_eq!(claimers(), 2);
 }
 
 #[test]
