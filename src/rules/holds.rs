@@ -132,6 +132,32 @@ pub struct Holds {
     // foldhash rather than SipHash: every decision of every invoice asks.
     by_invoice: hashbrown::HashMap<String, Vec<usize>>,
     by_customer: hashbrown::HashMap<String, Vec<usize>>,
+    /// Which numbers and customer ids may be held: most invoices are not,
+    /// and are told so without hashing their number and customer id.
+    may_hold: Signatures,
+}
+
+/// A set of texts known only by a signature of each (its length and last
+/// byte, one of 256): a text whose signature is not in the set is surely
+/// not one of them; one whose signature is may be.
+#[derive(Debug, Default, Clone)]
+struct Signatures([u64; 4]);
+
+impl Signatures {
+    fn of(text: &str) -> usize {
+        let last = usize::from(text.as_bytes().last().copied().unwrap_or(0));
+        (text.len().wrapping_mul(31) ^ last) & 255
+    }
+
+    fn add(&mut self, text: &str) {
+        let s = Self::of(text);
+        self.0[s / 64] |= 1 << (s % 64);
+    }
+
+    fn may_contain(&self, text: &str) -> bool {
+        let s = Self::of(text);
+        self.0[s / 64] & (1 << (s % 64)) != 0
+    }
 }
 
 impl Holds {
@@ -209,8 +235,12 @@ impl Holds {
             };
             let index = self.list.len();
             match &target {
-                HoldTarget::Invoice(n) => self.by_invoice.entry(n.clone()).or_default().push(index),
+                HoldTarget::Invoice(n) => {
+                    self.may_hold.add(n);
+                    self.by_invoice.entry(n.clone()).or_default().push(index)
+                }
                 HoldTarget::Customer(c) => {
+                    self.may_hold.add(c);
                     self.by_customer.entry(c.clone()).or_default().push(index)
                 }
             }
@@ -294,8 +324,12 @@ impl Holds {
         if self.list.is_empty() {
             return None;
         }
-        let on_invoice = self.by_invoice.get(&*invoice.number);
-        let on_customer = self.by_customer.get(&*invoice.customer_id);
+        let (number, customer) = (&*invoice.number, &*invoice.customer_id);
+        if !self.may_hold.may_contain(number) && !self.may_hold.may_contain(customer) {
+            return None;
+        }
+        let on_invoice = self.by_invoice.get(number);
+        let on_customer = self.by_customer.get(customer);
         on_invoice
             .into_iter()
             .chain(on_customer)
@@ -413,4 +447,26 @@ fn free_id(base: &str, taken: &hashbrown::HashSet<String>) -> String {
         })
         .find(|id| !taken.contains(id))
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Signatures;
+
+    /// A text added is always found (no false "surely not"), whatever its
+    /// length and last byte; most others are told apart without a lookup.
+    #[test]
+    fn a_signature_set_never_misses_what_it_holds() {
+        let held = ["F2026-0075", "C002", "", "é", "x".repeat(300).as_str()].map(String::from);
+        let mut set = Signatures::default();
+        for text in &held {
+            set.add(text);
+        }
+        for text in &held {
+            assert!(set.may_contain(text), "{text:?}");
+        }
+        let others = (0..1000).map(|i| format!("F{i:07}"));
+        assert!(others.filter(|n| set.may_contain(n)).count() < 100);
+        assert!(!Signatures::default().may_contain("F2026-0075"));
+    }
 }
