@@ -725,12 +725,19 @@ impl Journal {
         if !matches!(self.store, Store::Postgres(_)) {
             return rows.iter().map(|row| self.insert(row, now)).collect();
         }
-        // Fifteen values a row, well under PostgreSQL's 65,535 parameters.
+        // Fifteen values a row, well under PostgreSQL's 65,535 parameters
+        // (a power of two: see below).
         const ROWS_PER_STATEMENT: usize = 512;
         const VALUES: usize = 15;
         let owner = std::process::id();
         let mut inserted = Vec::with_capacity(rows.len());
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut rest = rows;
+        while !rest.is_empty() {
+            // A connection prepares each statement once and keeps it: chunks
+            // of a power of two rows give it at most ten shapes of this one,
+            // whatever the sizes of the batches a long-running daemon inserts.
+            let (chunk, tail) = rest.split_at(1 << rest.len().min(ROWS_PER_STATEMENT).ilog2());
+            rest = tail;
             let mut sql = String::from(
                 "INSERT INTO reminder (invoice, policy, stage, occurrence, state, date, channel, recipient, subject,
                                        message_id, last_error, owner, created_at, updated_at, message, customer_id)
