@@ -5,7 +5,7 @@
 use std::hash::BuildHasher;
 use std::marker::PhantomData;
 
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::DefaultHashBuilder;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -478,76 +478,75 @@ impl<T> std::ops::Index<Id<T>> for Vec<T> {
     }
 }
 
-/// Finds invoices by number. It stores each invoice's index and half of
-/// its hash, not its number, so numbers are not held twice and growing the
-/// table never reads the invoices again: 8 bytes an invoice.
+/// Finds invoices by number. It holds each invoice's index beside half of
+/// its number's hash, in one sorted array, not the numbers: 8 bytes an
+/// invoice, built by one sort (a million inserts into a hash table each
+/// missed the cache twice) and searched by bisection.
 #[derive(Debug, Default, Clone)]
 pub struct NumberIndex {
-    table: HashTable<(u32, u32)>,
-    hasher: DefaultHashBuilder,
+    /// `hash << 32 | index`, sorted: by hash, then by index.
+    sorted: Vec<u64>,
+    hasher: NumberHasher,
 }
 
 impl NumberIndex {
-    pub fn with_capacity(n: usize) -> Self {
-        NumberIndex {
-            table: HashTable::with_capacity(n),
-            hasher: DefaultHashBuilder::default(),
+    /// Indexes the invoices at `indices` by number, each with its number's
+    /// hash by `hasher`. Also gives each invoice whose number is that of an
+    /// earlier one, with the earliest one: `(later, earlier)`, in order.
+    pub fn build(
+        invoices: &[Invoice],
+        indices: impl Iterator<Item = (usize, u64)>,
+        hasher: &NumberHasher,
+    ) -> (NumberIndex, Vec<(usize, usize)>) {
+        let mut sorted: Vec<u64> = indices
+            .map(|(i, hash)| (u64::from(fold(hash)) << 32) | i as u64)
+            .collect();
+        sorted.sort_unstable();
+        let mut duplicates = Vec::new();
+        let index = |entry: u64| entry as u32 as usize;
+        let mut firsts = Vec::new();
+        for run in sorted.chunk_by(|a, b| a >> 32 == b >> 32) {
+            // Almost always one invoice; otherwise in the order of the feeds.
+            firsts.clear();
+            for &entry in run {
+                let later = index(entry);
+                let number = &invoices[later].number;
+                match firsts
+                    .iter()
+                    .find(|&&e: &&usize| invoices[e].number == *number)
+                {
+                    Some(&first) => duplicates.push((later, first)),
+                    None => firsts.push(later),
+                }
+            }
         }
-    }
-
-    /// A number's hash, folded to the 32 bits the table keeps, and those
-    /// bits as the table hashes them: repeated in both halves, so that its
-    /// buckets (low bits) and its tags (high bits) both vary.
-    fn hash(&self, number: &str) -> (u32, u64) {
-        let half = fold(self.hasher.hash_one(number));
-        (half, widen(half))
+        duplicates.sort_unstable();
+        let index = NumberIndex {
+            sorted,
+            hasher: hasher.clone(),
+        };
+        (index, duplicates)
     }
 
     /// The hash of a number as this index computes it: the feeds' converting
     /// threads compute it for the thread that keeps the rows.
     pub fn hasher(&self) -> NumberHasher {
-        NumberHasher(self.hasher.clone())
-    }
-
-    /// Records `invoices[index]`; returns the index of an earlier invoice with
-    /// the same number instead, if there is one.
-    pub fn insert(&mut self, invoices: &[Invoice], index: usize) -> Result<(), usize> {
-        let full = self.hasher.hash_one(&*invoices[index].number);
-        self.insert_hashed(invoices, index, full)
-    }
-
-    /// [`NumberIndex::insert`] with the number's hash already computed by
-    /// [`NumberIndex::hasher`].
-    pub fn insert_hashed(
-        &mut self,
-        invoices: &[Invoice],
-        index: usize,
-        full: u64,
-    ) -> Result<(), usize> {
-        let number = &*invoices[index].number;
-        let half = fold(full);
-        let hash = widen(half);
-        let same = |&(h, i): &(u32, u32)| h == half && &*invoices[i as usize].number == number;
-        if let Some(&(_, existing)) = self.table.find(hash, same) {
-            return Err(existing as usize);
-        }
-        self.table
-            .insert_unique(hash, (half, index as u32), |&(h, _)| widen(h));
-        Ok(())
+        self.hasher.clone()
     }
 
     pub fn find(&self, invoices: &[Invoice], number: &str) -> Option<usize> {
-        let (half, hash) = self.hash(number);
-        self.table
-            .find(hash, |&(h, i)| {
-                h == half && &*invoices[i as usize].number == number
-            })
-            .map(|&(_, i)| i as usize)
+        let half = u64::from(fold(self.hasher.hash(number)));
+        let from = self.sorted.partition_point(|&e| e >> 32 < half);
+        self.sorted[from..]
+            .iter()
+            .take_while(|&&e| e >> 32 == half)
+            .map(|&e| e as u32 as usize)
+            .find(|&i| &*invoices[i].number == number)
     }
 }
 
 /// A number's hash as a [`NumberIndex`] computes it, on any thread.
-#[derive(Clone)]
+#[derive(Debug, Default, Clone)]
 pub struct NumberHasher(DefaultHashBuilder);
 
 impl NumberHasher {
@@ -560,10 +559,6 @@ fn fold(full: u64) -> u32 {
     (full ^ (full >> 32)) as u32
 }
 
-fn widen(half: u32) -> u64 {
-    u64::from(half) << 32 | u64::from(half)
-}
-
 /// What the feed loader knows of its invoices once they are read: each one's
 /// place by number, and each one's customer (numbered in the order of their
 /// first invoice), so the ledger is built without hashing them again.
@@ -571,15 +566,17 @@ fn widen(half: u32) -> u64 {
 pub struct LedgerIndex {
     pub by_number: NumberIndex,
     pub customer_of: Vec<u32>,
+    /// Every extra column of the invoices, sorted, when the loader knows
+    /// them (else they are found by reading every invoice).
+    pub extra_columns: Option<Vec<String>>,
 }
 
 impl LedgerIndex {
     /// The index of invoices with unique numbers, computed.
     pub fn of(invoices: &[Invoice]) -> LedgerIndex {
-        let mut by_number = NumberIndex::with_capacity(invoices.len());
-        for i in 0..invoices.len() {
-            let _ = by_number.insert(invoices, i);
-        }
+        let hasher = NumberHasher::default();
+        let hashes = invoices.iter().map(|inv| hasher.hash(&inv.number));
+        let (by_number, _) = NumberIndex::build(invoices, hashes.enumerate(), &hasher);
         let mut customers: hashbrown::HashMap<&str, u32> = hashbrown::HashMap::new();
         let customer_of = invoices
             .iter()
@@ -591,6 +588,7 @@ impl LedgerIndex {
         LedgerIndex {
             by_number,
             customer_of,
+            extra_columns: None,
         }
     }
 }
@@ -642,9 +640,13 @@ impl Ledger {
         let LedgerIndex {
             by_number,
             customer_of,
+            extra_columns,
         } = index;
         let mut customers: Vec<Customer> = Vec::new();
         let mut payments: Vec<Payments> = Vec::new();
+        // Whether each customer still lacks an address and a language: known
+        // here rather than read from its text for each of its invoices.
+        let mut lacks: Vec<(bool, bool)> = Vec::new();
         for (inv, &idx) in invoices.iter().zip(&customer_of) {
             if idx as usize == customers.len() {
                 customers.push(Customer {
@@ -660,13 +662,17 @@ impl Ledger {
                     open_due_dates: Vec::new(),
                 });
                 payments.push(Payments::default());
+                lacks.push((inv.email.is_empty(), inv.language.is_none()));
             }
             let c = &mut customers[idx as usize];
-            if c.email.is_empty() {
+            let (lacks_email, lacks_language) = &mut lacks[idx as usize];
+            if *lacks_email && !inv.email.is_empty() {
                 c.email = inv.email.clone();
+                *lacks_email = false;
             }
-            if c.language.is_none() {
+            if *lacks_language && inv.language.is_some() {
                 c.language = inv.language.clone();
+                *lacks_language = false;
             }
             for tag in inv.tags.iter() {
                 if !c.tags.contains(tag) {
@@ -688,20 +694,23 @@ impl Ledger {
             c.tags.sort();
             paid.set_aggregates(c);
         }
-        let mut extra: Vec<String> = Vec::new();
-        for inv in &invoices {
-            for key in inv.extra.keys() {
-                if !extra.iter().any(|e| e == key) {
-                    extra.push(key.to_string());
+        let extra = extra_columns.unwrap_or_else(|| {
+            let mut extra: Vec<String> = Vec::new();
+            for inv in &invoices {
+                for key in inv.extra.keys() {
+                    if !extra.iter().any(|e| e == key) {
+                        extra.push(key.to_string());
+                    }
                 }
             }
-        }
-        extra.sort();
+            extra.sort();
+            extra
+        });
         let mut emails: hashbrown::HashMap<usize, &str> = hashbrown::HashMap::new();
+        let customers_emails: Vec<usize> = customers.iter().map(|c| allocation(&c.email)).collect();
         for (inv, &idx) in invoices.iter().zip(&customer_of) {
             // Most invoices have their customer's address (the same allocation).
-            let customers_email = &customers[idx as usize].email;
-            if !Shared::ptr_eq(&inv.email, customers_email) {
+            if allocation(&inv.email) != customers_emails[idx as usize] {
                 emails.insert(allocation(&inv.email), &inv.email);
             }
         }

@@ -31,7 +31,7 @@ use serde_json::Value;
 
 use crate::config::{Config, FeedConfig, FeedFormat};
 use crate::diagnostics::{Location, Problem, Problems, quote};
-use crate::model::{Invoice, InvoiceField, LedgerIndex, NumberIndex, Shared};
+use crate::model::{Invoice, InvoiceField, LedgerIndex, NumberHasher, NumberIndex, Shared};
 
 use customers::Customers;
 use row::{Converter, Interner, column_key};
@@ -66,7 +66,7 @@ struct Keys {
 /// it bounds the plausible dates). A feed that cannot be read is one error
 /// naming it; a bad row is one problem and is skipped; the rest goes on.
 pub fn load_feeds(config: &Config, feeds: &[FeedConfig], today: NaiveDate) -> FeedLoad {
-    let mut load = FeedLoad::default();
+    let mut load = Kept::default();
     // About one invoice per 100 bytes of feed: reserve once rather than grow.
     let size: u64 = feeds
         .iter()
@@ -74,16 +74,15 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig], today: NaiveDate) -> Fe
         .map(|m| m.len())
         .sum();
     let estimate = (size / 100) as usize;
-    load.index.by_number = NumberIndex::with_capacity(estimate);
-    load.index.customer_of.reserve(estimate);
     load.invoices.reserve(estimate);
+    load.keys.reserve(estimate);
     let interner = Mutex::new(Interner::default());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS));
+    let numbers = NumberHasher::default();
     // Kept from feed to feed: what each thread has interned and validated is still good.
     let mut converters: Vec<Converter> = (0..threads)
-        .map(|_| Converter::new(&interner, load.index.by_number.hasher()))
+        .map(|_| Converter::new(&interner, numbers.clone()))
         .collect();
-    let mut customers = Customers::default();
     let max_bytes = config.limits.feed_file_bytes;
     for feed in feeds {
         let path = config.path(&feed.path);
@@ -97,20 +96,22 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig], today: NaiveDate) -> Fe
         let file = match opened {
             Ok(f) => f,
             Err(e) => {
-                load.problems
-                    .error(Location::file(&path), format!("cannot read feed: {e}"));
-                load.unreadable.push(path);
+                let problem =
+                    Problem::error(Location::file(&path), format!("cannot read feed: {e}"));
+                load.unreadable(path, problem);
                 continue;
             }
         };
         let parser = match FeedParser::new(feed, config, Arc::new(path.clone()), today) {
             Ok(p) => p,
             Err(p) => {
-                load.problems.push(p);
-                load.unreadable.push(path);
+                load.unreadable(path, p);
                 continue;
             }
         };
+        if parser.feed.format() == FeedFormat::Json {
+            load.json_arrays.push(parser.file.clone());
+        }
         let csv = parser.feed.format() == FeedFormat::Csv;
         let mut input = Bounded {
             inner: BufReader::with_capacity(1 << 16, file),
@@ -120,8 +121,7 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig], today: NaiveDate) -> Fe
             row: csv.then(|| RowScan::new(parser.row_bytes)),
             overflow: None,
         };
-        let mut accept =
-            |row: Converted| load.keep(row, &mut customers, &|line| parser.location(line));
+        let mut accept = |row: Converted| load.keep(row);
         let (parser, converters) = (&parser, &mut converters[..]);
         let result = skip_bom(&mut input)
             .map_err(|e| parser.io_problem(e))
@@ -143,60 +143,208 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig], today: NaiveDate) -> Fe
                 .unwrap_or_else(|Crashed| Err(parser.crashed())),
             });
         if let Err(p) = result {
-            load.problems.push(p);
-            load.unreadable.push(path);
+            load.unreadable(path, p);
         }
     }
-    load
+    let extra_columns = converters.iter().flat_map(|c| &c.extra_columns);
+    load.finish(numbers, extra_columns)
 }
 
-impl FeedLoad {
-    /// Keeps a converted row: its invoice, unless its number is a duplicate
-    /// or its customer's total would not be exact (bad rows then), with a
-    /// warning when its customer's rows disagree; or its problems. `at`
-    /// locates a row by its line.
-    fn keep(&mut self, row: Converted, customers: &mut Customers, at: &dyn Fn(usize) -> Location) {
-        let (invoice, keys) = match row {
-            Ok(converted) => converted,
+/// The rows of the feeds as the pipeline keeps them, in the feeds' order:
+/// whether their numbers repeat and their customers' rows agree is found
+/// once all are in ([`Kept::finish`]), so that keeping a row, which one
+/// thread does for every row, only moves it.
+#[derive(Default)]
+struct Kept {
+    invoices: Vec<Invoice>,
+    keys: Vec<Keys>,
+    /// The feeds' problems so far, each after how many invoices it comes.
+    problems: Vec<(usize, Problem)>,
+    bad_rows: usize,
+    unreadable: Vec<PathBuf>,
+    /// The feeds whose rows are located by element index, not line.
+    json_arrays: Vec<Arc<PathBuf>>,
+}
+
+/// Where an invoice's number was seen first, while customers are checked:
+/// known from the sorted index, unless a row is refused for its customer's
+/// total, which makes a later row of its number the first kept one.
+enum Firsts<'i> {
+    Sorted(std::iter::Peekable<std::slice::Iter<'i, (usize, usize)>>),
+    Kept(HashMap<&'i str, usize>),
+}
+
+impl Kept {
+    fn keep(&mut self, row: Converted) {
+        match row {
+            Ok((invoice, keys)) => {
+                self.invoices.push(invoice);
+                self.keys.push(keys);
+            }
             Err(problems) => {
                 self.bad_rows += 1;
-                self.problems.0.extend(problems);
-                return;
+                let at = self.invoices.len();
+                self.problems.extend(problems.into_iter().map(|p| (at, p)));
             }
-        };
-        let line = invoice.origin.line;
-        let at = || at(line);
-        let total = match customers.total_with(keys.customer, &invoice, &at) {
-            Ok(total) => total,
-            Err(problem) => {
-                self.bad_rows += 1;
-                self.problems.push(problem);
-                return;
-            }
-        };
-        self.invoices.push(invoice);
-        let i = self.invoices.len() - 1;
-        let by_number = &mut self.index.by_number;
-        if let Err(first) = by_number.insert_hashed(&self.invoices, i, keys.number)
-            && let Some(dup) = self.invoices.pop()
-        {
-            let first = &self.invoices[first];
-            self.bad_rows += 1;
-            self.problems.error(
-                at(),
-                format!(
-                    "number: duplicate invoice number {} (first seen at {}:{})",
-                    quote(&dup.number),
-                    first.origin.file.display(),
-                    first.origin.line
-                ),
-            );
-        } else {
-            let kept = &self.invoices[i];
-            let (customer, warning) = customers.keep(keys.customer, kept, total, &at);
-            self.index.customer_of.push(customer);
-            self.problems.0.extend(warning);
         }
+    }
+
+    fn unreadable(&mut self, path: PathBuf, problem: Problem) {
+        self.problems.push((self.invoices.len(), problem));
+        self.unreadable.push(path);
+    }
+
+    /// Where an invoice's row is, as its feed locates rows.
+    fn location(&self, invoice: &Invoice) -> Location {
+        let origin = &invoice.origin;
+        match self
+            .json_arrays
+            .iter()
+            .any(|f| Arc::ptr_eq(f, &origin.file))
+        {
+            true => Location {
+                file: origin.file.to_path_buf(),
+                line: None,
+                col: None,
+                index: Some(origin.line),
+            },
+            false => Location::line(&origin.file, origin.line),
+        }
+    }
+
+    /// The invoices kept: not those whose number an earlier kept row has,
+    /// nor those whose customer's total would not be exact (bad rows then),
+    /// with a warning when a customer's rows disagree; and every problem in
+    /// the order of the rows, as reading them one by one would give.
+    /// `extra_columns` are those of the invoices converted.
+    fn finish<'c>(
+        mut self,
+        numbers: NumberHasher,
+        extra_columns: impl Iterator<Item = &'c Shared>,
+    ) -> FeedLoad {
+        let hashes = self.keys.iter().map(|k| k.number).enumerate();
+        let (by_number, duplicates) = NumberIndex::build(&self.invoices, hashes, &numbers);
+        let mut checked = self.customers(Firsts::Sorted(duplicates.iter().peekable()));
+        if checked.overflowed {
+            checked = self.customers(Firsts::Kept(HashMap::new()));
+        }
+        let mut load = FeedLoad {
+            bad_rows: self.bad_rows + checked.refused.len(),
+            unreadable: std::mem::take(&mut self.unreadable),
+            ..FeedLoad::default()
+        };
+        // Both in the order of the rows: merged, feed problems first at a tie
+        // (a bad row comes before the invoice after it).
+        let mut verdicts = checked.problems.into_iter().peekable();
+        for (at, problem) in self.problems {
+            while let Some((_, p)) = verdicts.next_if(|(i, _)| *i < at) {
+                load.problems.push(p);
+            }
+            load.problems.push(problem);
+        }
+        load.problems.0.extend(verdicts.map(|(_, p)| p));
+        let mut customer_of = checked.customer_of;
+        if checked.refused.is_empty() {
+            let mut names: Vec<String> = extra_columns.map(|c| c.to_string()).collect();
+            names.sort();
+            names.dedup();
+            load.invoices = self.invoices;
+            load.index = LedgerIndex {
+                by_number,
+                customer_of,
+                // Only while every invoice converted is kept: a refused one
+                // may have been the only one with a column.
+                extra_columns: Some(names),
+            };
+            return load;
+        }
+        let mut refused = checked.refused.iter().peekable();
+        let mut i = 0;
+        self.invoices.retain(|_| {
+            i += 1;
+            refused.next_if_eq(&&(i - 1)).is_none()
+        });
+        customer_of.retain(|&c| c != u32::MAX);
+        let hashes = self.invoices.iter().map(|inv| numbers.hash(&inv.number));
+        let (by_number, _) = NumberIndex::build(&self.invoices, hashes.enumerate(), &numbers);
+        load.invoices = self.invoices;
+        load.index = LedgerIndex {
+            by_number,
+            customer_of,
+            extra_columns: None,
+        };
+        load
+    }
+
+    /// Checks each invoice's customer in the order of the rows: the
+    /// problems, each with its invoice, the invoices refused, and each
+    /// invoice's customer (`u32::MAX` for a refused one).
+    fn customers<'i>(&'i self, mut firsts: Firsts<'i>) -> Checked {
+        let mut customers = Customers::default();
+        let mut checked = Checked {
+            customer_of: Vec::with_capacity(self.invoices.len()),
+            ..Checked::default()
+        };
+        for (i, (invoice, keys)) in self.invoices.iter().zip(&self.keys).enumerate() {
+            let at = || self.location(invoice);
+            let total = match customers.total_with(keys.customer, invoice, &at) {
+                Ok(total) => total,
+                Err(problem) => {
+                    checked.overflowed = true;
+                    checked.refuse(i, problem);
+                    continue;
+                }
+            };
+            let first = match &mut firsts {
+                Firsts::Sorted(duplicates) => duplicates.next_if(|(d, _)| *d == i).map(|&(_, f)| f),
+                Firsts::Kept(kept) => match kept.get(&*invoice.number) {
+                    Some(&first) => Some(first),
+                    None => {
+                        kept.insert(&invoice.number, i);
+                        None
+                    }
+                },
+            };
+            if let Some(first) = first {
+                checked.refuse(i, duplicate(invoice, &self.invoices[first], at()));
+                continue;
+            }
+            let (customer, warning) = customers.keep(keys.customer, invoice, total, &at);
+            checked.customer_of.push(customer);
+            checked.problems.extend(warning.map(|w| (i, w)));
+        }
+        checked
+    }
+}
+
+/// The bad row an invoice makes whose number an earlier one has.
+fn duplicate(invoice: &Invoice, first: &Invoice, at: Location) -> Problem {
+    Problem::error(
+        at,
+        format!(
+            "number: duplicate invoice number {} (first seen at {}:{})",
+            quote(&invoice.number),
+            first.origin.file.display(),
+            first.origin.line
+        ),
+    )
+}
+
+/// What checking the invoices' customers found.
+#[derive(Default)]
+struct Checked {
+    problems: Vec<(usize, Problem)>,
+    refused: Vec<usize>,
+    customer_of: Vec<u32>,
+    /// A customer's total would not have been exact.
+    overflowed: bool,
+}
+
+impl Checked {
+    fn refuse(&mut self, invoice: usize, problem: Problem) {
+        self.problems.push((invoice, problem));
+        self.refused.push(invoice);
+        self.customer_of.push(u32::MAX);
     }
 }
 
@@ -212,7 +360,7 @@ pub fn read_written(
     rows: Vec<(usize, serde_json::Map<String, Value>)>,
     today: NaiveDate,
 ) -> FeedLoad {
-    let mut load = FeedLoad::default();
+    let mut load = Kept::default();
     let feed = FeedConfig {
         format: Some(FeedFormat::Jsonl),
         ..FeedConfig::new(file.to_path_buf())
@@ -220,18 +368,18 @@ pub fn read_written(
     let parser = match FeedParser::new(&feed, config, Arc::new(file.to_path_buf()), today) {
         Ok(parser) => parser,
         Err(problem) => {
+            let mut load = FeedLoad::default();
             load.problems.push(problem);
             return load;
         }
     };
     let interner = Mutex::new(Interner::default());
-    let mut converter = Converter::new(&interner, load.index.by_number.hasher());
-    let mut customers = Customers::default();
+    let numbers = NumberHasher::default();
+    let mut converter = Converter::new(&interner, numbers.clone());
     for (line, object) in rows {
-        let row = parser.json_row(Value::Object(object), line, &mut converter);
-        load.keep(row, &mut customers, &|line| parser.location(line));
+        load.keep(parser.json_row(Value::Object(object), line, &mut converter));
     }
-    load
+    load.finish(numbers, converter.extra_columns.iter())
 }
 
 /// Skips a UTF-8 byte order mark at the start of a feed: spreadsheets and
@@ -382,18 +530,30 @@ impl<R: Default> Feeder<R> {
 }
 
 /// Reads a feed with `read` on one thread, converts its rows with `convert`
-/// on one thread per converter, and hands each converted row to `accept` on
-/// this thread, in the feed's order. `Err` when a thread crashed.
+/// on one thread per converter, and hands each converted row to `accept`, in
+/// the feed's order. `Err` when a thread crashed.
+///
+/// The thread that converts the next batch in the feed's order keeps it
+/// (and any converted ahead of it) while the others go on converting: its
+/// rows are still in that core's cache, where a thread keeping every row
+/// would wait on each one coming from another core.
 fn pipeline<R: Default + Send>(
     read: impl FnOnce(&mut Feeder<R>) -> Result<(), Problem> + Send,
     convert: impl Fn(&mut R, &mut Converter) -> Option<Converted> + Sync,
     converters: &mut [Converter],
-    accept: &mut dyn FnMut(Converted),
+    accept: &mut (dyn FnMut(Converted) + Send),
 ) -> Result<Result<(), Problem>, Crashed> {
     let (full, to_convert) = std::sync::mpsc::channel::<Batch<R>>();
-    let (converted, to_keep) = std::sync::mpsc::channel::<Option<Batch<R>>>();
     let (kept, empty) = std::sync::mpsc::channel::<Batch<R>>();
     let convert = &convert;
+    let keeper = Mutex::new(Keeper {
+        next: 0,
+        waiting: BTreeMap::new(),
+        accept,
+        kept: Some(kept),
+        crashed: false,
+    });
+    let keeper = &keeper;
     std::thread::scope(|scope| {
         let limit = IN_FLIGHT * converters.len();
         let reading = scope.spawn(move || {
@@ -417,7 +577,7 @@ fn pipeline<R: Default + Send>(
         let converting: Vec<_> = converters
             .iter_mut()
             .map(|converter| {
-                let (to_convert, converted) = (to_convert.clone(), converted.clone());
+                let to_convert = to_convert.clone();
                 scope.spawn(move || {
                     loop {
                         // The lock is held only to take a batch; converting runs in parallel.
@@ -426,8 +586,6 @@ fn pipeline<R: Default + Send>(
                             .unwrap_or_else(PoisonError::into_inner)
                             .recv();
                         let Ok(mut batch) = next else { break };
-                        // A crash must not leave the loading thread waiting for this
-                        // batch forever: it is told, and stops the pipeline.
                         let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                             let Batch {
                                 rows,
@@ -441,44 +599,70 @@ fn pipeline<R: Default + Send>(
                                     .filter_map(|row| convert(row, converter)),
                             );
                         }));
-                        if done.is_err() {
-                            let _ = converted.send(None);
+                        if done.is_err() || !Keeper::keep(keeper, batch) {
+                            Keeper::crash(keeper);
                             return Err(Crashed);
-                        }
-                        if converted.send(Some(batch)).is_err() {
-                            break;
                         }
                     }
                     Ok(())
                 })
             })
             .collect();
-        drop((to_convert, converted));
+        drop(to_convert);
         let mut crashed = false;
-        // Batches converted ahead of the next one in the feed's order.
-        let mut waiting = BTreeMap::new();
-        let mut next = 0;
-        for batch in &to_keep {
-            let Some(batch) = batch else {
-                crashed = true;
-                break;
-            };
-            waiting.insert(batch.seq, batch);
-            while let Some(mut batch) = waiting.remove(&next) {
-                batch.converted.drain(..).for_each(&mut *accept);
-                next += 1;
-                let _ = kept.send(batch);
-            }
-        }
-        drop((kept, to_keep));
         for thread in converting {
             crashed |= !matches!(thread.join(), Ok(Ok(())));
         }
+        crashed |= keeper.lock().map_or(true, |k| k.crashed);
         match reading.join() {
             Ok(result) if !crashed => Ok(result),
             _ => Err(Crashed),
         }
     })
+}
+
+/// The batches converted ahead of the next one in the feed's order, and
+/// where their rows go once it is converted.
+struct Keeper<'a, R> {
+    next: usize,
+    waiting: BTreeMap<usize, Batch<R>>,
+    accept: &'a mut (dyn FnMut(Converted) + Send),
+    /// Kept batches go back to the reading thread to be filled again; gone
+    /// once a thread crashed, so that the reading thread never waits for one.
+    kept: Option<Sender<Batch<R>>>,
+    crashed: bool,
+}
+
+impl<R> Keeper<'_, R> {
+    /// Keeps a converted batch and every one waiting for it, in order; false
+    /// when keeping crashed (or another thread did).
+    fn keep(keeper: &Mutex<Self>, batch: Batch<R>) -> bool {
+        let mut guard = keeper.lock().unwrap_or_else(PoisonError::into_inner);
+        let keeper = &mut *guard;
+        if keeper.crashed {
+            return false;
+        }
+        keeper.waiting.insert(batch.seq, batch);
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            while let Some(mut batch) = keeper.waiting.remove(&keeper.next) {
+                batch.converted.drain(..).for_each(&mut *keeper.accept);
+                keeper.next += 1;
+                if let Some(kept) = &keeper.kept {
+                    let _ = kept.send(batch);
+                }
+            }
+        }))
+        .is_ok()
+    }
+
+    /// Stops the pipeline: no batch is kept any more, and the reading thread
+    /// makes new ones rather than wait for kept ones.
+    fn crash(keeper: &Mutex<Self>) {
+        let mut keeper = keeper.lock().unwrap_or_else(PoisonError::into_inner);
+        keeper.crashed = true;
+        keeper.kept = None;
+        keeper.waiting.clear();
+    }
 }
 
 /// A thread of the pipeline panicked: the feed is reported as unreadable.
@@ -593,7 +777,7 @@ impl<'c> FeedParser<'c> {
         &self,
         mut input: impl BufRead + Send,
         converters: &mut [Converter],
-        accept: &mut dyn FnMut(Converted),
+        accept: &mut (dyn FnMut(Converted) + Send),
     ) -> Result<(), Problem> {
         let delimiter = match self.feed.delimiter {
             Some(d) => d as u8,
@@ -915,6 +1099,7 @@ pub fn feeds_for(config: &Config, overrides: &[PathBuf]) -> Vec<FeedConfig> {
 mod tests {
     use super::*;
     use crate::model;
+    use rust_decimal::Decimal;
 
     pub(super) fn load(name: &str, content: &str, feed: impl FnOnce(&mut FeedConfig)) -> FeedLoad {
         let dir = tempfile::tempdir().unwrap();
@@ -1003,6 +1188,122 @@ mod tests {
             msgs[3].contains("a.csv:5: number: duplicate invoice number \"F1\""),
             "{msgs:?}"
         );
+    }
+
+    /// Rows of numbers that repeat, of customers whose rows disagree, and bad
+    /// rows between them; with `huge`, amounts whose customer totals are past
+    /// what a decimal holds, so that a row refused for that is followed by a
+    /// kept row of its number.
+    fn rows(huge: bool, numbers: &NumberHasher) -> Vec<Converted> {
+        let file = Arc::new(PathBuf::from("a.csv"));
+        let mut state = 7u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state >> 33
+        };
+        (2..3000)
+            .map(|line| {
+                if next() % 40 == 0 {
+                    return Err(vec![Problem::error(Location::line(&file, line), "bad")]);
+                }
+                let customer = (next() % 60) as u32;
+                let amount = match huge && next() % 200 == 0 {
+                    true => Decimal::MAX.to_string(),
+                    false => (next() % 1000).to_string(),
+                };
+                let number = format!("F{}", next() % 2000);
+                let mut invoice =
+                    model::tests::invoice(&number, &format!("C{customer}"), "2026-01-31", &amount);
+                if next() % 90 == 0 {
+                    invoice.customer_name = "Another name".into();
+                }
+                invoice.origin = model::Origin {
+                    file: file.clone(),
+                    line,
+                };
+                let keys = Keys {
+                    customer,
+                    number: numbers.hash(&invoice.number),
+                };
+                Ok((invoice, keys))
+            })
+            .collect()
+    }
+
+    /// The rows kept one by one, each checked against those before it: what
+    /// [`Kept::finish`] must give.
+    fn one_by_one(rows: Vec<Converted>) -> (Vec<String>, Vec<String>, Vec<u32>, usize) {
+        let mut customers = Customers::default();
+        let mut kept: Vec<Invoice> = Vec::new();
+        let mut by_number: HashMap<Box<str>, usize> = HashMap::new();
+        let (mut problems, mut customer_of, mut bad_rows) = (Vec::new(), Vec::new(), 0);
+        for row in rows {
+            let (invoice, keys) = match row {
+                Ok(row) => row,
+                Err(p) => {
+                    bad_rows += 1;
+                    problems.extend(p.iter().map(ToString::to_string));
+                    continue;
+                }
+            };
+            let at = || Location::line(&invoice.origin.file, invoice.origin.line);
+            let refused = match customers.total_with(keys.customer, &invoice, &at) {
+                Err(problem) => Some(problem),
+                Ok(total) => match by_number.get(&invoice.number) {
+                    Some(&first) => Some(duplicate(&invoice, &kept[first], at())),
+                    None => {
+                        let (c, warning) = customers.keep(keys.customer, &invoice, total, &at);
+                        customer_of.push(c);
+                        problems.extend(warning.iter().map(ToString::to_string));
+                        by_number.insert(invoice.number.clone(), kept.len());
+                        kept.push(invoice);
+                        None
+                    }
+                },
+            };
+            if let Some(problem) = refused {
+                bad_rows += 1;
+                problems.push(problem.to_string());
+            }
+        }
+        let numbers = kept.iter().map(|i| i.number.to_string()).collect();
+        (numbers, problems, customer_of, bad_rows)
+    }
+
+    #[test]
+    fn rows_checked_all_at_once_give_what_keeping_them_one_by_one_gave() {
+        for huge in [false, true] {
+            let numbers = NumberHasher::default();
+            let mut kept = Kept::default();
+            rows(huge, &numbers)
+                .into_iter()
+                .for_each(|row| kept.keep(row));
+            let load = kept.finish(numbers.clone(), std::iter::empty());
+            let (expected, problems, customer_of, bad_rows) = one_by_one(rows(huge, &numbers));
+            let got: Vec<String> = load.invoices.iter().map(|i| i.number.to_string()).collect();
+            assert_eq!(got, expected, "huge: {huge}");
+            let got: Vec<String> = load.problems.iter().map(ToString::to_string).collect();
+            assert_eq!(got, problems, "huge: {huge}");
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.contains("duplicate invoice number"))
+            );
+            assert!(problems.iter().any(|p| p.contains("rows that disagree")));
+            assert_eq!(
+                problems.iter().any(|p| p.contains("add up to more than")),
+                huge
+            );
+            assert_eq!(load.index.customer_of, customer_of, "huge: {huge}");
+            assert_eq!(load.bad_rows, bad_rows, "huge: {huge}");
+            let ledger = model::Ledger::with_index(load.invoices.clone(), load.index);
+            for (i, invoice) in load.invoices.iter().enumerate() {
+                assert_eq!(ledger.find(&invoice.number), Some(model::InvoiceId::new(i)));
+            }
+            assert_eq!(ledger.find("F-none"), None);
+        }
     }
 
     #[test]

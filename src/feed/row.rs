@@ -182,6 +182,9 @@ pub(super) struct Converter<'s> {
     /// As written in the feeds (`usd`, `FR`) → canonical (`USD`, `fr`).
     currencies: Canonical,
     languages: Canonical,
+    /// The extra columns of the invoices this thread converted: the ledger's
+    /// list of them, without reading every invoice again.
+    pub(super) extra_columns: Vec<Shared>,
 }
 
 impl<'s> Converter<'s> {
@@ -195,6 +198,7 @@ impl<'s> Converter<'s> {
             numbers,
             currencies: Canonical::default(),
             languages: Canonical::default(),
+            extra_columns: Vec::new(),
         }
     }
 }
@@ -517,6 +521,7 @@ impl FeedParser<'_> {
             numbers,
             currencies,
             languages,
+            extra_columns,
         } = converter;
         let currency = read.code(
             CURRENCY,
@@ -540,6 +545,11 @@ impl FeedParser<'_> {
         else {
             return Err(read.problems);
         };
+        for (name, _) in &row.extra {
+            if !extra_columns.contains(name) {
+                extra_columns.push(name.clone());
+            }
+        }
         let (customer_id, customer) = strings.customer(row.get(CUSTOMER_ID).unwrap_or(""));
         let number = row.get(NUMBER).unwrap_or("");
         let keys = Keys {
