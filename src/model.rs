@@ -495,11 +495,11 @@ impl NumberIndex {
     /// earlier one, with the earliest one: `(later, earlier)`, in order.
     pub fn build(
         invoices: &[Invoice],
-        indices: impl Iterator<Item = (usize, u64)>,
+        indices: impl Iterator<Item = (usize, u32)>,
         hasher: &NumberHasher,
     ) -> (NumberIndex, Vec<(usize, usize)>) {
         let mut sorted: Vec<u64> = indices
-            .map(|(i, hash)| (u64::from(fold(hash)) << 32) | i as u64)
+            .map(|(i, hash)| (u64::from(hash) << 32) | i as u64)
             .collect();
         sorted.sort_unstable();
         let mut duplicates = Vec::new();
@@ -528,14 +528,8 @@ impl NumberIndex {
         (index, duplicates)
     }
 
-    /// The hash of a number as this index computes it: the feeds' converting
-    /// threads compute it for the thread that keeps the rows.
-    pub fn hasher(&self) -> NumberHasher {
-        self.hasher.clone()
-    }
-
     pub fn find(&self, invoices: &[Invoice], number: &str) -> Option<usize> {
-        let half = u64::from(fold(self.hasher.hash(number)));
+        let half = u64::from(self.hasher.hash(number));
         let from = self.sorted.partition_point(|&e| e >> 32 < half);
         self.sorted[from..]
             .iter()
@@ -550,13 +544,11 @@ impl NumberIndex {
 pub struct NumberHasher(DefaultHashBuilder);
 
 impl NumberHasher {
-    pub fn hash(&self, number: &str) -> u64 {
-        self.0.hash_one(number)
+    /// Half of the number's hash: the bits of both halves folded together.
+    pub fn hash(&self, number: &str) -> u32 {
+        let full = self.0.hash_one(number);
+        (full ^ (full >> 32)) as u32
     }
-}
-
-fn fold(full: u64) -> u32 {
-    (full ^ (full >> 32)) as u32
 }
 
 /// What the feed loader knows of its invoices once they are read: each one's

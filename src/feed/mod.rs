@@ -59,7 +59,7 @@ type Converted = Result<(Invoice, Keys), Vec<Problem>>;
 /// invoice's customer (numbered by the interner) and its number's hash.
 struct Keys {
     customer: u32,
-    number: u64,
+    number: u32,
 }
 
 /// Reads every feed of the config on `today` (in the config's time zone:
