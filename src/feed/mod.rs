@@ -1306,6 +1306,42 @@ mod tests {
         }
     }
 
+    /// A thread of the pipeline that panics, converting or keeping, stops
+    /// it: the feed is unreadable, and no thread is left waiting.
+    #[test]
+    fn a_crash_converting_or_keeping_stops_the_pipeline() {
+        let interner = Mutex::new(Interner::default());
+        let numbers = NumberHasher::default();
+        let mut converters: Vec<Converter> = (0..2)
+            .map(|_| Converter::new(&interner, numbers.clone()))
+            .collect();
+        let read = |feeder: &mut Feeder<usize>| {
+            for i in 0..100 * BATCH {
+                *feeder.next() = i;
+                feeder.keep();
+            }
+            Ok(())
+        };
+        let converted = |_: &mut usize, _: &mut Converter| Some(Err(vec![]));
+        let crash_at = |row: &mut usize, c: &mut Converter| match *row == 7 * BATCH + 3 {
+            true => panic!("converting row {row}"),
+            false => converted(row, c),
+        };
+        let mut kept = 0;
+        let result = pipeline(read, crash_at, &mut converters, &mut |_| kept += 1);
+        assert!(result.is_err());
+        assert!(kept < 100 * BATCH, "{kept}");
+        let mut kept = 0;
+        let mut crash_keeping = |_: Converted| {
+            kept += 1;
+            assert!(kept < 5 * BATCH, "keeping row {kept}");
+        };
+        assert!(pipeline(read, converted, &mut converters, &mut crash_keeping).is_err());
+        let mut all = 0;
+        assert!(pipeline(read, converted, &mut converters, &mut |_| all += 1).is_ok());
+        assert_eq!(all, 100 * BATCH);
+    }
+
     #[test]
     fn json_array_and_lines() {
         let json = r#"[{"number":"J1","customer_id":"C","customer_name":"N","issue_date":"2026-01-01","due_date":"2026-01-31","amount":1234.56,"tags":["a","b"],"po":"77"},
