@@ -1,8 +1,9 @@
 //! The plan of the coming days: every invoice decided day after day against
 //! a journal simulated forward, so a preview is what the daemon will send.
-//! A customer's invoices are decided together, day by day: what one of them
-//! is sent holds back the others' emails (`contact.min_days_between`) and
-//! changes what their rules read (`customer.last_contacted`).
+//! When contacts weigh, a customer's invoices are decided together, day by
+//! day: what one of them is sent holds back the others' emails
+//! (`contact.min_days_between`) and changes what their rules read
+//! (`customer.last_contacted`); otherwise each invoice is planned on its own.
 #![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 
 use std::sync::Arc;
@@ -73,7 +74,7 @@ impl Evaluator<'_> {
     /// The reminders of the `days` days from `from`, as the daemon would send
     /// them if no payment arrived: each day's decisions are journaled in memory
     /// before the next day is decided. Days on which nothing can change for an
-    /// invoice are not evaluated. Customers are planned in parallel. `only`:
+    /// invoice are not evaluated. Planned in parallel. `only`:
     /// that invoice and the other invoices of its customer, which its
     /// messages may be grouped with.
     pub fn plan(
