@@ -75,6 +75,9 @@ pub(super) struct Known<'c> {
     pub(super) chosen: Option<&'c PolicyChoice>,
     /// What the customer was sent before the day decided.
     pub(super) last: LastContact,
+    /// No hold names the invoice or its customer ([`crate::rules::Held`]):
+    /// the holds need not be asked.
+    pub(super) unheld: bool,
 }
 
 /// A reached occurrence the journal does not hold, after the last one it does.
@@ -371,6 +374,7 @@ struct Script<'a, 'e> {
     date: NaiveDate,
     marks: &'a [Mark],
     last: LastContact,
+    unheld: bool,
     scope: &'a mut Scope<'static>,
     ready: bool,
 }
@@ -429,7 +433,11 @@ impl Evaluator<'_> {
         customer: Known,
         scope: &mut Scope<'static>,
     ) -> Outcome {
-        let Known { chosen, last } = customer;
+        let Known {
+            chosen,
+            last,
+            unheld,
+        } = customer;
         if !self.ledger.invoices[invoice].is_open() {
             return self.thank(invoice, date, marks, trace);
         }
@@ -439,6 +447,7 @@ impl Evaluator<'_> {
             date,
             marks,
             last,
+            unheld,
             scope,
             ready: false,
         };
@@ -483,7 +492,7 @@ impl Evaluator<'_> {
         );
         // Without a candidate nothing waits, but a trace tells why it would.
         if tracing || !found.candidates.is_empty() {
-            found.wait = self.wait(policy, inv, date, marks);
+            found.wait = self.wait(policy, inv, date, marks, script.unheld);
         }
         if found.wait.is_none() {
             let (candidates, failures) = (&mut found.candidates, &mut found.failures);
@@ -542,8 +551,9 @@ impl Evaluator<'_> {
         inv: &Invoice,
         date: NaiveDate,
         marks: &[Mark],
+        unheld: bool,
     ) -> Option<Wait> {
-        if let Some(reason) = self.blocked(policy, inv, date, true) {
+        if let Some(reason) = self.blocked_unless_unheld(policy, inv, date, true, unheld) {
             return Some(Wait::Blocked(reason));
         }
         sent_on(marks, date).then_some(Wait::OnePerDay)
@@ -600,7 +610,19 @@ impl Evaluator<'_> {
         date: NaiveDate,
         promise: bool,
     ) -> Option<String> {
-        if let Some(hold) = self.holds.active(inv, date) {
+        self.blocked_unless_unheld(policy, inv, date, promise, false)
+    }
+
+    /// [`Evaluator::blocked`], the holds not asked when `unheld`: none names the invoice.
+    fn blocked_unless_unheld(
+        &self,
+        policy: &Policy,
+        inv: &Invoice,
+        date: NaiveDate,
+        promise: bool,
+        unheld: bool,
+    ) -> Option<String> {
+        if !unheld && let Some(hold) = self.holds.active(inv, date) {
             return Some(hold.describe());
         }
         if promise

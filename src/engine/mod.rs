@@ -99,7 +99,11 @@ impl Evaluator<'_> {
             date,
             marks,
             trace,
-            decide::Known { chosen: None, last },
+            decide::Known {
+                chosen: None,
+                last,
+                unheld: false,
+            },
             &mut Scope::new(),
         )
     }
@@ -120,7 +124,11 @@ impl Evaluator<'_> {
             date,
             marks,
             trace,
-            decide::Known { chosen: None, last },
+            decide::Known {
+                chosen: None,
+                last,
+                unheld: false,
+            },
             &mut Scope::new(),
         )
     }
@@ -152,7 +160,7 @@ mod tests {
         pub(super) policies: Vec<Policy>,
         scripts: Scripts,
         pub(super) ledger: Arc<Ledger>,
-        holds: Holds,
+        pub(super) holds: Holds,
     }
 
     /// Policies sending every day of the week: the rules of docs/contract.md §4 alone.

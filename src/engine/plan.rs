@@ -1,8 +1,9 @@
 //! The plan of the coming days: every invoice decided day after day against
 //! a journal simulated forward, so a preview is what the daemon will send.
-//! A customer's invoices are decided together, day by day: what one of them
-//! is sent holds back the others' emails (`contact.min_days_between`) and
-//! changes what their rules read (`customer.last_contacted`).
+//! When contacts weigh, a customer's invoices are decided together, day by
+//! day: what one of them is sent holds back the others' emails
+//! (`contact.min_days_between`) and changes what their rules read
+//! (`customer.last_contacted`); otherwise each invoice is planned on its own.
 #![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use super::{Evaluator, Occurrence, PolicyChoice, Reminder};
 use crate::calendar::add_days;
 use crate::journal::{JournalView, Mark, State};
 use crate::model::InvoiceId;
-use crate::rules::{Channel, Policy, PolicyId, ScriptError, StageId};
+use crate::rules::{Channel, Held, Policy, PolicyId, ScriptError, StageId};
 
 #[derive(Debug, Default)]
 pub struct Plan {
@@ -39,6 +40,7 @@ pub struct Plan {
 type Names = (Arc<str>, Vec<(Arc<str>, Arc<str>)>);
 
 /// What the planning of a customer's invoices needs besides them.
+#[derive(Clone, Copy)]
 struct PlanContext<'a> {
     from: NaiveDate,
     end: NaiveDate,
@@ -48,6 +50,8 @@ struct PlanContext<'a> {
     /// expression reads `customer.last_contacted`.
     contacts: bool,
     journal: &'a JournalView,
+    /// The invoices a hold may stop.
+    held: &'a Held,
     /// The policy choices made once per customer, if they were.
     choices: Option<&'a [PolicyChoice]>,
     names: &'a [Names],
@@ -70,7 +74,7 @@ impl Evaluator<'_> {
     /// The reminders of the `days` days from `from`, as the daemon would send
     /// them if no payment arrived: each day's decisions are journaled in memory
     /// before the next day is decided. Days on which nothing can change for an
-    /// invoice are not evaluated. Customers are planned in parallel. `only`:
+    /// invoice are not evaluated. Planned in parallel. `only`:
     /// that invoice and the other invoices of its customer, which its
     /// messages may be grouped with.
     pub fn plan(
@@ -105,18 +109,6 @@ impl Evaluator<'_> {
         let end = add_days(from, i64::from(days));
         let daily = self.policies.iter().any(Policy::time_dependent);
         let choices = self.choices_per_customer(from, invoices);
-        let names: Vec<Names> = self
-            .policies
-            .iter()
-            .map(|p| {
-                let stages = p
-                    .stages
-                    .iter()
-                    .map(|s| (Arc::from(s.id.as_str()), Arc::from(s.channel.as_str())))
-                    .collect();
-                (Arc::from(p.name.as_str()), stages)
-            })
-            .collect();
         // Open invoices, and settled ones the journal knows, which may be owed a thank-you.
         let live = invoices.iter().copied().filter(|&i| {
             let inv = &self.ledger.invoices[i];
@@ -125,36 +117,66 @@ impl Evaluator<'_> {
                     && !journal.by_invoice.is_empty()
                     && !journal.marks(&inv.number).is_empty())
         });
-        let (sorted, customers) = self.by_customer(live);
         let ctx = PlanContext {
             from,
             end,
             daily,
             contacts: weighs_contacts(self.policies),
             journal,
+            held: &self.holds.held_in(self.ledger),
             choices: choices.as_deref(),
-            names: &names,
+            // Each part has its own (below).
+            names: &[],
             skipped: self.skipped,
         };
-        // About 2048 invoices a chunk, whole customers.
-        let chunk = customers
-            .len()
-            .saturating_mul(2048)
-            .checked_div(sorted.len())
-            .unwrap_or(1)
-            .max(1);
-        let parts: Vec<Plan> = customers
-            .par_chunks(chunk)
-            .map(|chunk| {
-                let mut plan = Plan::default();
-                let mut scope = Scope::new();
-                for range in chunk {
-                    let invoices = &sorted[range.0..range.1];
-                    self.plan_customer(invoices, &ctx, &mut scope, &mut plan);
-                }
-                plan
-            })
-            .collect();
+        // Each part with its own scope and its own copies of the names:
+        // every mark clones them, and the counts of copies shared by both
+        // cores bounced between them (a third of the plan's time).
+        let part = |plan_part: &dyn Fn(&PlanContext, &mut Scope<'static>, &mut Plan)| {
+            let mut plan = Plan::default();
+            let names = self.names();
+            let ctx = PlanContext {
+                names: &names,
+                ..ctx
+            };
+            plan_part(&ctx, &mut Scope::new(), &mut plan);
+            plan
+        };
+        let parts: Vec<Plan> = if ctx.contacts {
+            let (sorted, customers) = self.by_customer(live);
+            // About 2048 invoices a chunk, whole customers.
+            let chunk = customers
+                .len()
+                .saturating_mul(2048)
+                .checked_div(sorted.len())
+                .unwrap_or(1)
+                .max(1);
+            customers
+                .par_chunks(chunk)
+                .map(|chunk| {
+                    part(&|ctx, scope, plan| {
+                        for range in chunk {
+                            let invoices = &sorted[range.0..range.1];
+                            self.plan_customer(invoices, ctx, scope, plan);
+                        }
+                    })
+                })
+                .collect()
+        } else {
+            // Each invoice on its own, in the ledger's order: what a
+            // decision reads of it is then read in the order it is held
+            // (in the customers' order, each invoice was a cache miss).
+            let live: Vec<InvoiceId> = live.collect();
+            live.par_chunks(2048)
+                .map(|chunk| {
+                    part(&|ctx, scope, plan| {
+                        for &invoice in chunk {
+                            self.plan_alone(invoice, ctx, scope, plan);
+                        }
+                    })
+                })
+                .collect()
+        };
         let invoices = &self.ledger.invoices;
         // By date, then invoice number. Comparing the numbers' first eight
         // bytes as an integer settles almost every pair without reaching
@@ -198,6 +220,21 @@ impl Evaluator<'_> {
         plan.reminders = keyed.into_iter().map(|(_, _, r)| r).collect();
         tracing::debug!(days, reminders = plan.reminders.len(), elapsed = ?started.elapsed(), "planned");
         plan
+    }
+
+    /// Each policy's name, and its stages' ids and channels, as marks name them.
+    fn names(&self) -> Vec<Names> {
+        self.policies
+            .iter()
+            .map(|p| {
+                let stages = p
+                    .stages
+                    .iter()
+                    .map(|s| (Arc::from(s.id.as_str()), Arc::from(s.channel.as_str())))
+                    .collect();
+                (Arc::from(p.name.as_str()), stages)
+            })
+            .collect()
     }
 
     /// `invoices` ordered by customer (each customer's in their order), and
@@ -277,10 +314,41 @@ impl Evaluator<'_> {
         )
     }
 
+    /// Plans one invoice all its days at once, when what its customer was
+    /// sent about others changes nothing: its data stays in the cache,
+    /// which a customer of thousands of invoices decided day by day would
+    /// not allow.
+    fn plan_alone(
+        &self,
+        invoice: InvoiceId,
+        ctx: &PlanContext,
+        scope: &mut Scope<'static>,
+        plan: &mut Plan,
+    ) {
+        let mut track = self.track(invoice, ctx);
+        while let Some(day) = track.next {
+            let nothing = LastContact::default();
+            self.plan_day(&mut track, day, nothing, ctx, scope, plan);
+        }
+    }
+
+    /// An invoice about to be planned, with its journal.
+    fn track(&self, invoice: InvoiceId, ctx: &PlanContext) -> Track {
+        Track {
+            invoice,
+            marks: self.marks(invoice, ctx).to_vec(),
+            next: Some(ctx.from),
+            first: true,
+        }
+    }
+
+    fn marks<'j>(&self, invoice: InvoiceId, ctx: &PlanContext<'j>) -> &'j [Mark] {
+        ctx.journal.marks(&self.ledger.invoices[invoice].number)
+    }
+
     /// Plans one customer's invoices: each day, those of its invoices that
     /// may change are decided against what the customer was sent before that
-    /// day; then that day's messages count as sent. When what it was sent
-    /// changes nothing, each invoice is planned on its own.
+    /// day; then that day's messages count as sent.
     fn plan_customer(
         &self,
         invoices: &[InvoiceId],
@@ -288,28 +356,8 @@ impl Evaluator<'_> {
         scope: &mut Scope<'static>,
         plan: &mut Plan,
     ) {
-        let numbers = |&i: &InvoiceId| ctx.journal.marks(&self.ledger.invoices[i].number);
-        let track = |&invoice: &InvoiceId| Track {
-            invoice,
-            marks: numbers(&invoice).to_vec(),
-            next: Some(ctx.from),
-            first: true,
-        };
-        if !ctx.contacts {
-            // Each invoice on its own, all its days at once: its data stays
-            // in the cache, which a customer of thousands of invoices decided
-            // day by day would not allow.
-            for invoice in invoices {
-                let mut track = track(invoice);
-                while let Some(day) = track.next {
-                    let nothing = LastContact::default();
-                    self.plan_day(&mut track, day, nothing, ctx, scope, plan);
-                }
-            }
-            return;
-        }
-        let mut contacts = self.contacts(invoices.iter().map(numbers));
-        let mut tracks: Vec<Track> = invoices.iter().map(track).collect();
+        let mut contacts = self.contacts(invoices.iter().map(|&i| self.marks(i, ctx)));
+        let mut tracks: Vec<Track> = invoices.iter().map(|&i| self.track(i, ctx)).collect();
         while let Some(day) = tracks.iter().filter_map(|t| t.next).min() {
             let last = contacts.before(day);
             let mut sent: Option<bool> = None;
@@ -346,7 +394,11 @@ impl Evaluator<'_> {
             day,
             &track.marks,
             None,
-            Known { chosen, last },
+            Known {
+                chosen,
+                last,
+                unheld: !ctx.held.may_hold(invoice),
+            },
             scope,
         );
         // No policy because an applies_to failed is an error, not "unmatched".
@@ -609,6 +661,27 @@ mod tests {
             f.plan("2026-12-01", 30, &JournalView::default()),
             vec![row("2026-12-15 late", 0)]
         );
+    }
+
+    #[test]
+    fn the_invoices_a_hold_may_stop_are_those_it_names() {
+        let holds =
+            "holds:\n  - invoice: F1\n    until: 2026-12-15\n  - customer: C9\n  - invoice: F404\n";
+        let window = SendWindow {
+            calendar: Calendar::every_day(),
+            send_time: None,
+        };
+        let invoices = ["F1 C1", "F2 C9", "F3 C2", "F4 C9", "F5 C1", "F6 C90"]
+            .map(|s| s.split_once(' ').unwrap())
+            .map(|(number, customer)| invoice(number, customer, "2026-12-10", "100"));
+        let f = fixture_with(&window, Some(holds), &[STANDARD], invoices.to_vec());
+        let held = f.holds.held_in(&f.ledger);
+        let may: Vec<bool> = (0..6).map(|i| held.may_hold(InvoiceId::new(i))).collect();
+        assert_eq!(may, [true, true, false, true, false, false]);
+        for (i, inv) in f.ledger.invoices.iter().enumerate() {
+            let active = f.holds.active(inv, date("2026-12-01")).is_some();
+            assert_eq!(active, may[i], "{}", inv.number);
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::diagnostics::{
     Location, Problems, RuleLimits, key_location, locate_yaml_key, parse_yaml, quote,
     read_rule_file, yaml_files,
 };
-use crate::model::Invoice;
+use crate::model::{Invoice, InvoiceId, Ledger};
 
 mod edit;
 
@@ -337,6 +337,58 @@ impl Holds {
             .map(|&i| &self.list[i])
             .filter(|h| h.holds_on(date))
             .max_by_key(|h| h.until.unwrap_or(NaiveDate::MAX))
+    }
+}
+
+/// The invoices of one ledger that a hold names, by number or by customer:
+/// the only ones [`Holds::active`] may find held. Found once for a plan,
+/// so that its millions of decisions do not each read an invoice's number
+/// and customer id (two cache misses) to be told they are not held.
+#[derive(Debug, Default)]
+pub struct Held(Vec<u64>);
+
+impl Held {
+    /// Whether a hold may stop `invoice`'s reminders (on some date).
+    pub fn may_hold(&self, invoice: InvoiceId) -> bool {
+        let i = invoice.index();
+        self.0
+            .get(i / 64)
+            .is_some_and(|word| word & (1 << (i % 64)) != 0)
+    }
+
+    fn add(&mut self, i: usize) {
+        if let Some(word) = self.0.get_mut(i / 64) {
+            *word |= 1 << (i % 64);
+        }
+    }
+}
+
+impl Holds {
+    /// The invoices of `ledger` some hold names.
+    pub fn held_in(&self, ledger: &Ledger) -> Held {
+        if self.list.is_empty() {
+            return Held::default();
+        }
+        let mut held = Held(vec![0; ledger.invoices.len().div_ceil(64)]);
+        for number in self.by_invoice.keys() {
+            if let Some(invoice) = ledger.find(number) {
+                held.add(invoice.index());
+            }
+        }
+        if !self.by_customer.is_empty() {
+            let customers: Vec<bool> = ledger
+                .customers
+                .iter()
+                .map(|c| self.by_customer.contains_key(&*c.id))
+                .collect();
+            for i in 0..ledger.invoices.len() {
+                let customer = ledger.customer_index(InvoiceId::new(i));
+                if customers.get(customer).is_some_and(|&held| held) {
+                    held.add(i);
+                }
+            }
+        }
+        held
     }
 }
 
