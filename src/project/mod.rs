@@ -510,6 +510,18 @@ impl Project {
     /// (already rendered): its own fields, and the message's token,
     /// recipients, subject, body and error.
     pub fn member<'p>(&'p self, planned: &Reminder, message: &Message<'p>) -> Message<'p> {
+        let mut r = self.member_heading(planned, message);
+        r.body.clone_from(&message.body);
+        r.html.clone_from(&message.html);
+        r.error.clone_from(&message.error);
+        r.send_at.clone_from(&message.send_at);
+        r
+    }
+
+    /// [`Project::member`] without the text its message's rows share (send
+    /// time, body, HTML body, error: [`Message::write_json_text`]), for a
+    /// writer that has that text already, written once for the message.
+    pub fn member_heading<'p>(&'p self, planned: &Reminder, message: &Message<'p>) -> Message<'p> {
         let mut r = self.fields(planned, message.message.clone(), message.to.clone());
         r.cc.clone_from(&message.cc);
         r.bcc.clone_from(&message.bcc);
@@ -517,10 +529,7 @@ impl Project {
         r.template = message.template;
         r.language = message.language;
         r.subject.clone_from(&message.subject);
-        r.body.clone_from(&message.body);
-        r.html.clone_from(&message.html);
-        r.error.clone_from(&message.error);
-        r.send_at.clone_from(&message.send_at);
+        r.send_at = None;
         r.covers = message.covers.clone();
         r
     }
@@ -1797,58 +1806,41 @@ impl Message<'_> {
     /// same keys, order and omissions; a test holds them together), without
     /// going through the serializer for each of a preview's million rows.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        fn string(out: &mut Vec<u8>, value: &str) {
-            // Only control characters, quotes and backslashes are escaped.
-            if needs_escape(value.as_bytes()) {
-                // Writing to a Vec does not fail.
-                let _ = serde_json::to_writer(&mut *out, value);
-            } else {
-                out.push(b'"');
-                out.extend_from_slice(value.as_bytes());
-                out.push(b'"');
-            }
-        }
-        fn text(out: &mut Vec<u8>, key: &str, value: &str) {
-            out.extend_from_slice(key.as_bytes());
-            string(out, value);
-        }
-        fn list(out: &mut Vec<u8>, key: &str, values: &[&str]) {
-            if values.is_empty() {
-                return;
-            }
-            out.extend_from_slice(key.as_bytes());
-            out.push(b'[');
-            for (i, value) in values.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                string(out, value);
-            }
-            out.push(b']');
-        }
+        self.write_json_heading(out);
+        self.write_json_text(out);
+        self.write_json_end(out);
+    }
+
+    /// The first part of [`Message::write_json`]: the keys up to `currency`.
+    pub fn write_json_heading(&self, out: &mut Vec<u8>) {
         use std::io::Write as _;
         // Writing to a Vec does not fail.
         let _ = write!(out, "{{\"date\":\"{}\"", self.date);
-        text(out, ",\"invoice\":", self.invoice);
-        text(out, ",\"customer_id\":", self.customer_id);
-        text(out, ",\"customer_name\":", self.customer_name);
-        text(out, ",\"policy\":", self.policy);
-        text(out, ",\"stage\":", self.stage);
+        json_text(out, ",\"invoice\":", self.invoice);
+        json_text(out, ",\"customer_id\":", self.customer_id);
+        json_text(out, ",\"customer_name\":", self.customer_name);
+        json_text(out, ",\"policy\":", self.policy);
+        json_text(out, ",\"stage\":", self.stage);
         out.extend_from_slice(b",\"occurrence\":");
         let _ = write!(out, "{}", self.occurrence);
-        text(out, ",\"message\":", &self.message);
-        text(out, ",\"channel\":", self.channel.as_str());
-        text(out, ",\"to\":", &self.to);
-        list(out, ",\"cc\":", &self.cc);
-        list(out, ",\"bcc\":", &self.bcc);
+        json_text(out, ",\"message\":", &self.message);
+        json_text(out, ",\"channel\":", self.channel.as_str());
+        json_text(out, ",\"to\":", &self.to);
+        json_list(out, ",\"cc\":", &self.cc);
+        json_list(out, ",\"bcc\":", &self.bcc);
         if let Some(reply_to) = self.reply_to {
-            text(out, ",\"reply_to\":", reply_to);
+            json_text(out, ",\"reply_to\":", reply_to);
         }
-        text(out, ",\"language\":", self.language);
-        text(out, ",\"template\":", self.template);
-        text(out, ",\"subject\":", &self.subject);
-        text(out, ",\"amount_due\":", &self.amount_due);
-        text(out, ",\"currency\":", self.currency);
+        json_text(out, ",\"language\":", self.language);
+        json_text(out, ",\"template\":", self.template);
+        json_text(out, ",\"subject\":", &self.subject);
+        json_text(out, ",\"amount_due\":", &self.amount_due);
+        json_text(out, ",\"currency\":", self.currency);
+    }
+
+    /// The part of [`Message::write_json`] that every row of a grouped
+    /// message shares: `send_at`, `body`, `html` and `error`.
+    pub fn write_json_text(&self, out: &mut Vec<u8>) {
         for (key, value) in [
             (",\"send_at\":", &self.send_at),
             (",\"body\":", &self.body),
@@ -1856,14 +1848,53 @@ impl Message<'_> {
             (",\"error\":", &self.error),
         ] {
             if let Some(value) = value {
-                text(out, key, value);
+                json_text(out, key, value);
             }
         }
+    }
+
+    /// The end of [`Message::write_json`]: `approval`, and the closing brace.
+    pub fn write_json_end(&self, out: &mut Vec<u8>) {
         if let Some(approval) = self.approval {
-            text(out, ",\"approval\":", approval);
+            json_text(out, ",\"approval\":", approval);
         }
         out.push(b'}');
     }
+}
+
+/// A JSON string of `value`, as serde_json writes it.
+fn json_string(out: &mut Vec<u8>, value: &str) {
+    // Only control characters, quotes and backslashes are escaped.
+    if needs_escape(value.as_bytes()) {
+        // Writing to a Vec does not fail.
+        let _ = serde_json::to_writer(&mut *out, value);
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+    }
+}
+
+/// `key` (with its comma, quotes and colon) and the JSON string of `value`.
+fn json_text(out: &mut Vec<u8>, key: &str, value: &str) {
+    out.extend_from_slice(key.as_bytes());
+    json_string(out, value);
+}
+
+/// `key` and the JSON list of `values`; nothing when there are none.
+fn json_list(out: &mut Vec<u8>, key: &str, values: &[&str]) {
+    if values.is_empty() {
+        return;
+    }
+    out.extend_from_slice(key.as_bytes());
+    out.push(b'[');
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_string(out, value);
+    }
+    out.push(b']');
 }
 
 /// Whether a JSON string of these bytes needs escapes (a control
