@@ -83,7 +83,42 @@ enum Helper {
 
 /// A template compiled to nodes.
 #[derive(Debug, Clone)]
-pub(super) struct Program(Vec<Node>);
+pub(super) struct Program {
+    nodes: Vec<Node>,
+    /// The length of its text outside and inside `{{#each}}` blocks, to
+    /// size a message's text at once.
+    text: usize,
+    each_text: usize,
+}
+
+/// The length of the text of `nodes`: outside and inside `{{#each}}`.
+fn text_lengths(nodes: &[Node], inside: bool) -> (usize, usize) {
+    let mut lengths = (0, 0);
+    let mut add = |(outside, each): (usize, usize)| {
+        lengths.0 += outside;
+        lengths.1 += each;
+    };
+    for node in nodes {
+        match node {
+            Node::Text(text) if inside => add((0, text.len())),
+            Node::Text(text) => add((text.len(), 0)),
+            Node::Value(_) => {}
+            Node::If {
+                then, otherwise, ..
+            } => {
+                add(text_lengths(then, inside));
+                add(text_lengths(otherwise, inside));
+            }
+            Node::Each {
+                body, otherwise, ..
+            } => {
+                add(text_lengths(body, true));
+                add(text_lengths(otherwise, inside));
+            }
+        }
+    }
+    lengths
+}
 
 /// What `{{name}}` alone would call rather than read: Handlebars' helpers
 /// and relance's.
@@ -120,7 +155,13 @@ impl Program {
     pub(super) fn compile(registry: &Handlebars, name: &str, scripts: &Scripts) -> Option<Self> {
         let template = registry.get_template(name)?;
         let compiler = Compiler { registry, scripts };
-        compiler.nodes(template, 0).map(Program)
+        let nodes = compiler.nodes(template, 0)?;
+        let (text, each_text) = text_lengths(&nodes, false);
+        Some(Program {
+            nodes,
+            text,
+            each_text,
+        })
     }
 }
 
@@ -365,8 +406,15 @@ enum Object<'a> {
 #[derive(Clone)]
 enum Val<'a> {
     Str(Cow<'a, str>),
+    /// A date, which the context has as its `YYYY-MM-DD` text: written or
+    /// compared as that text, given to `date` without it.
+    Date(NaiveDate),
     /// A JSON number's exact text.
     Num(Cow<'a, str>),
+    /// A whole number of the context (days, counts), as its text reads.
+    Int(i64),
+    /// An amount with at least cents, as `amount_json`'s text reads.
+    Amount(Decimal),
     Bool(bool),
     Null,
     Object(Object<'a>),
@@ -431,13 +479,14 @@ impl Program {
             statement: prepared.statement.as_ref(),
             html,
         };
-        let mut out = String::with_capacity(4096);
+        let lines = prepared.data.lines.len();
+        let mut out = String::with_capacity(self.text * 5 / 4 + self.each_text * lines * 3 / 2);
         let scope = Scope {
             item: Object::Root,
             index: 0,
             len: 0,
         };
-        writer.write(&self.0, scope, None, &mut out).ok()?;
+        writer.write(&self.nodes, scope, None, &mut out).ok()?;
         Some(out)
     }
 }
@@ -521,7 +570,10 @@ impl<'a> Writer<'a> {
     fn truthy(&self, value: &Val) -> bool {
         match value {
             Val::Str(s) => !s.is_empty(),
+            Val::Date(_) => true,
             Val::Num(n) => n.parse::<f64>().is_ok_and(f64::is_normal),
+            Val::Int(i) => *i != 0,
+            Val::Amount(d) => d.to_string().parse::<f64>().is_ok_and(f64::is_normal),
             Val::Bool(b) => *b,
             Val::Null => false,
             Val::Object(_) => true,
@@ -536,7 +588,7 @@ impl<'a> Writer<'a> {
             Expr::Local(local) => {
                 let each = each.ok_or(Other)?;
                 Ok(match local {
-                    Local::Index => Val::Num(each.index.to_string().into()),
+                    Local::Index => int(each.index),
                     Local::First => Val::Bool(each.index == 0),
                     Local::Last => Val::Bool(each.index + 1 == each.len),
                 })
@@ -567,7 +619,15 @@ impl<'a> Writer<'a> {
         let object = match object {
             Val::Object(object) => object,
             Val::Json(Cow::Borrowed(value)) => return json_field(value, name),
-            Val::Str(_) | Val::Num(_) | Val::Bool(_) | Val::Null => return Err(Missing),
+            Val::Str(_)
+            | Val::Num(_)
+            | Val::Int(_)
+            | Val::Amount(_)
+            | Val::Date(_)
+            | Val::Bool(_)
+            | Val::Null => {
+                return Err(Missing);
+            }
             _ => return Err(Other),
         };
         let present = |part: u8| {
@@ -616,7 +676,7 @@ impl<'a> Writer<'a> {
                         _ => List::Totals,
                     })
                 }
-                "today" => Val::Str(data.today.to_string().into()),
+                "today" => Val::Date(data.today),
                 "language" => Val::Str(Cow::Borrowed(data.language)),
                 _ => return Err(Missing),
             },
@@ -644,10 +704,10 @@ impl<'a> Writer<'a> {
             }
             Object::Stage(stage, occurrence) => match name {
                 "id" => Val::Str(Cow::Borrowed(&stage.id)),
-                "offset" => Val::Num(stage.offset.to_string().into()),
+                "offset" => int(stage.offset),
                 "channel" => Val::Str(Cow::Borrowed(stage.channel.as_str())),
                 "template" => Val::Str(Cow::Borrowed(&stage.template)),
-                "occurrence" => Val::Num(occurrence.to_string().into()),
+                "occurrence" => int(occurrence),
                 _ => return Err(Missing),
             },
             Object::Policy => match name {
@@ -657,10 +717,10 @@ impl<'a> Writer<'a> {
             },
             Object::Discount(offer) => match name {
                 "percent" => exact(offer.percent.to_string()),
-                "within_days" => Val::Num(offer.within_days.to_string().into()),
-                "amount" => exact(money(offer.amount)),
-                "amount_due_after" => exact(money(offer.amount_due_after)),
-                "deadline" => Val::Str(offer.deadline.to_string().into()),
+                "within_days" => int(offer.within_days),
+                "amount" => amount(offer.amount),
+                "amount_due_after" => amount(offer.amount_due_after),
+                "deadline" => Val::Date(offer.deadline),
                 "available" => Val::Bool(offer.available),
                 _ => return Err(Missing),
             },
@@ -668,8 +728,8 @@ impl<'a> Writer<'a> {
                 let (currency, due, count) = &self.statement.ok_or(Other)?.totals[i];
                 match name {
                     "currency" => Val::Str(Cow::Borrowed(currency)),
-                    "amount_due" => due.map_or(Val::Null, |d| exact(money(d))),
-                    "count" => Val::Num(count.to_string().into()),
+                    "amount_due" => due.map_or(Val::Null, |d| amount(d)),
+                    "count" => int(*count),
                     _ => return Err(Missing),
                 }
             }
@@ -690,10 +750,11 @@ impl<'a> Writer<'a> {
                 Val::Str(format_money(amount, &currency, language).into())
             }
             Helper::Date => {
-                let Val::Str(text) = arg(0)? else {
-                    return Err(Other);
+                let date = match arg(0)? {
+                    Val::Date(date) => plain(*date)?,
+                    Val::Str(text) => text.parse::<NaiveDate>().map_err(|_| Other)?,
+                    _ => return Err(Other),
                 };
-                let date = text.parse::<NaiveDate>().map_err(|_| Other)?;
                 Val::Str(format_date(date, language).into())
             }
             Helper::Percent => Val::Str(format_percent(decimal(arg(0)?)?, language).into()),
@@ -709,7 +770,7 @@ impl<'a> Writer<'a> {
             }
             Helper::DaysOverdue => {
                 let due = self.invoice_due_date(arg(0)?)?;
-                Val::Num((data.today - due).num_days().to_string().into())
+                int((data.today - due).num_days())
             }
             Helper::LateInterest => {
                 let invoice = arg(0)?;
@@ -718,7 +779,7 @@ impl<'a> Writer<'a> {
                 let amount_due = decimal(&self.field(invoice.clone(), "amount_due")?)?;
                 let interest = crate::money::late_interest(amount_due, due_date, data.today, rate)
                     .map_err(|_| Other)?;
-                exact(money(interest))
+                amount(interest)
             }
             Helper::RecoveryIndemnity => {
                 let invoice = arg(0)?;
@@ -729,21 +790,23 @@ impl<'a> Writer<'a> {
                 let ledger: &Ledger = data.ledger;
                 let i = ledger.find(&number).ok_or(Other)?;
                 let tags = ledger.customer(i).tags.iter().map(|t| &**t);
-                exact(money(crate::money::recovery_indemnity(
+                amount(crate::money::recovery_indemnity(
                     data.scripts.rates().recovery_indemnity,
                     tags,
-                )))
+                ))
             }
             Helper::Equal(equal) => {
-                let (x, y) = (arg(0)?, arg(1)?);
-                let same = match (x, y) {
+                let text = |v: &Val<'a>| match v {
+                    Val::Date(d) => Val::Str(d.to_string().into()),
+                    other => other.clone(),
+                };
+                let (x, y) = (text(arg(0)?), text(arg(1)?));
+                let number = |v: &Val| matches!(v, Val::Num(_) | Val::Int(_) | Val::Amount(_));
+                let same = match (&x, &y) {
+                    _ if number(&x) && number(&y) => decimal(&x)? == decimal(&y)?,
                     (Val::Str(a), Val::Str(b)) => a == b,
                     (Val::Str(a), Val::Json(b)) | (Val::Json(b), Val::Str(a)) => {
-                        b.as_str().ok_or(Other)? == a
-                    }
-                    (Val::Num(a), Val::Num(b)) => {
-                        decimal_of_text(a, true).ok_or(Other)?
-                            == decimal_of_text(b, true).ok_or(Other)?
+                        b.as_str().ok_or(Other)? == &**a
                     }
                     _ => return Err(Other),
                 };
@@ -752,6 +815,7 @@ impl<'a> Writer<'a> {
             Helper::Greater => {
                 let whole = |v: &Val| match v {
                     Val::Num(n) => n.parse::<i64>().ok(),
+                    Val::Int(i) => Some(*i),
                     Val::Json(j) => j.as_i64(),
                     _ => None,
                 };
@@ -809,7 +873,7 @@ impl<'a> Writer<'a> {
         self.field(invoice.clone(), "amount_due")
             .map_err(|_| Other)?;
         match self.field(invoice.clone(), "due_date") {
-            Ok(Val::Str(text)) => text.parse::<NaiveDate>().map_err(|_| Other),
+            Ok(Val::Date(date)) => plain(date),
             _ => Err(Other),
         }
     }
@@ -824,6 +888,16 @@ fn json_field<'a>(value: &'a Value, name: &str) -> Result<Val<'a>> {
             .ok_or(Missing),
         Value::Array(_) => Err(Other),
         _ => Err(Missing),
+    }
+}
+
+/// A date whose text reads back as itself (`YYYY-MM-DD`): Handlebars'
+/// helpers parse the text; a year past 9999 is left to them.
+fn plain(date: NaiveDate) -> Result<NaiveDate> {
+    use chrono::Datelike;
+    match (0..=9999).contains(&date.year()) {
+        true => Ok(date),
+        false => Err(Other),
     }
 }
 
@@ -842,10 +916,30 @@ fn exact<'a>(text: String) -> Val<'a> {
     }
 }
 
+/// A whole number of the context; as its text past an `i64`.
+fn int<'a, T: TryInto<i64> + ToString + Copy>(n: T) -> Val<'a> {
+    match n.try_into() {
+        Ok(i) => Val::Int(i),
+        Err(_) => Val::Num(n.to_string().into()),
+    }
+}
+
+/// An amount as `amount_json` has it: its text (at least cents) read back
+/// is the same decimal, so it is kept as one; a zero, which may carry a
+/// sign, as its text.
+fn amount<'a>(d: Decimal) -> Val<'a> {
+    match d.is_zero() {
+        true => exact(money(d)),
+        false => Val::Amount(crate::locale::with_cents(d)),
+    }
+}
+
 /// The exact decimal a value holds, as the helpers read it.
 fn decimal(value: &Val) -> Result<Decimal> {
     match value {
         Val::Num(text) => decimal_of_text(text, true),
+        Val::Int(i) => Some(Decimal::from(*i)),
+        Val::Amount(d) => Some(*d),
         Val::Str(text) => decimal_of_text(text, false),
         Val::Json(v) => match &**v {
             Value::Number(n) => decimal_of_text(n.as_str(), true),
@@ -861,6 +955,9 @@ fn decimal(value: &Val) -> Result<Decimal> {
 fn rendered<'v>(value: &'v Val) -> Result<Cow<'v, str>> {
     Ok(match value {
         Val::Str(s) | Val::Num(s) => Cow::Borrowed(&**s),
+        Val::Date(d) => Cow::Owned(d.to_string()),
+        Val::Int(i) => Cow::Owned(i.to_string()),
+        Val::Amount(d) => Cow::Owned(d.to_string()),
         Val::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
         Val::Null => Cow::Borrowed(""),
         Val::Json(v) if v.is_string() => Cow::Borrowed(v.as_str().unwrap_or_default()),
@@ -885,7 +982,7 @@ fn invoice_field<'a>(
         return Err(Missing);
     }
     let inv = &ledger.invoices[index];
-    let date = |d: NaiveDate| Val::Str(d.to_string().into());
+    let date = Val::Date;
     Ok(match field {
         Number => Val::Str(Cow::Borrowed(&inv.number)),
         CustomerId => Val::Str(Cow::Borrowed(&inv.customer_id)),
@@ -893,15 +990,15 @@ fn invoice_field<'a>(
         Email => Val::Str(Cow::Borrowed(&inv.email)),
         IssueDate => date(inv.issue_date),
         DueDate => date(inv.due_date),
-        Amount => exact(money(inv.amount)),
-        AmountPaid => exact(money(inv.amount_paid)),
-        AmountDue => exact(money(inv.amount_due())),
+        Amount => amount(inv.amount),
+        AmountPaid => amount(inv.amount_paid),
+        AmountDue => amount(inv.amount_due()),
         Currency => Val::Str(Cow::Borrowed(&inv.currency)),
         Status => Val::Str(Cow::Borrowed(inv.status.as_str())),
         PaidDate => date(inv.paid_date.ok_or(Missing)?),
         Language => Val::Str(Cow::Borrowed(ledger.language_of(index))),
         PromiseDate => date(inv.promise_date.ok_or(Missing)?),
-        DaysOverdue => Val::Num(inv.days_overdue(today).to_string().into()),
+        DaysOverdue => int(inv.days_overdue(today)),
         Tags | Extra => return Err(Other),
     })
 }
@@ -928,9 +1025,9 @@ fn customer_field<'a>(
         3 => Val::Str(Cow::Borrowed(
             ledger.customer_language(CustomerId::new(customer)),
         )),
-        5 => Val::Num(c.open_count.to_string().into()),
-        6 => exact(money(c.total_due)),
-        7 => Val::Num(c.overdue_count(today).to_string().into()),
+        5 => int(c.open_count),
+        6 => amount(c.total_due),
+        7 => int(c.overdue_count(today)),
         8 => exact(c.late_paid_ratio.to_string()),
         9 => exact(c.avg_days_late.to_string()),
         _ => return Err(Other),

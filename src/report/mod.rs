@@ -350,7 +350,7 @@ pub fn write_preview(
                 if format == Format::Json {
                     // Each row written as it is made; a grouped message's
                     // shared text copied as written once.
-                    let mut out = Vec::with_capacity(chunk.len() * 256);
+                    let mut out = Vec::with_capacity(chunk.len() * 1024);
                     for (p, group) in shown_rows {
                         match group {
                             Some(group) if group.len() > 1 => {
