@@ -14,7 +14,7 @@ use rhai::Dynamic;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::context::{Parts, StatementLine};
+use super::context::{CUSTOMER_FIELDS, Parts, StatementLine};
 use super::helpers::{decimal_of_text, from_dynamic};
 use crate::locale::{format_date, format_money, format_percent, is_french, money};
 use crate::model::{CustomerId, InvoiceField, Ledger};
@@ -47,7 +47,7 @@ enum Expr {
     /// A path from the root (`@root.…`) or from the current block's item.
     Path {
         root: bool,
-        segments: Vec<Box<str>>,
+        segments: Vec<Segment>,
         /// As written: a script helper gets the message's typed invoice
         /// for `invoice`.
         raw: Box<str>,
@@ -56,6 +56,40 @@ enum Expr {
     Local(Local),
     Literal(Value),
     Call(Helper, Vec<Expr>),
+}
+
+const INVOICE: Segment = Segment::known("invoice", None);
+const NUMBER: Segment = Segment::known("number", Some(InvoiceField::Number));
+const CURRENCY: Segment = Segment::known("currency", Some(InvoiceField::Currency));
+const DUE_DATE: Segment = Segment::known("due_date", Some(InvoiceField::DueDate));
+const AMOUNT_DUE: Segment = Segment::known("amount_due", Some(InvoiceField::AmountDue));
+
+/// One name of a path, with the invoice or customer field it names
+/// looked up once.
+#[derive(Debug, Clone)]
+struct Segment {
+    name: Cow<'static, str>,
+    field: Option<InvoiceField>,
+    customer_field: Option<usize>,
+}
+
+impl Segment {
+    /// A name the helpers read.
+    const fn known(name: &'static str, field: Option<InvoiceField>) -> Segment {
+        Segment {
+            name: Cow::Borrowed(name),
+            field,
+            customer_field: None,
+        }
+    }
+
+    fn of(name: &str) -> Segment {
+        Segment {
+            name: Cow::Owned(name.to_string()),
+            field: InvoiceField::ALL.into_iter().find(|f| f.name() == name),
+            customer_field: CUSTOMER_FIELDS.iter().position(|f| *f == name),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -318,7 +352,7 @@ fn path_expr(raw: &str) -> Option<Expr> {
     }
     Some(Expr::Path {
         root,
-        segments: segments.into_iter().map(Into::into).collect(),
+        segments: segments.into_iter().map(Segment::of).collect(),
         raw: raw.into(),
     })
 }
@@ -601,17 +635,23 @@ impl<'a> Writer<'a> {
                 Ok(value)
             }
             Expr::Call(helper, params) => {
-                let args: Vec<Val> = params
-                    .iter()
-                    .map(|p| self.eval(p, scope, each).map_err(|_| Other))
-                    .collect::<Result<_>>()?;
-                self.call(helper, params, &args)
+                // Helpers take three arguments at most: no list to allocate.
+                let mut args = [Val::Null, Val::Null, Val::Null];
+                if params.len() > args.len() {
+                    return Err(Other);
+                }
+                for (arg, p) in args.iter_mut().zip(params) {
+                    *arg = self.eval(p, scope, each).map_err(|_| Other)?;
+                }
+                let args = &args[..params.len()];
+                self.call(helper, params, args)
             }
         }
     }
 
     /// `object.name`, as the JSON context has it.
-    fn field(&self, object: Val<'a>, name: &str) -> Result<Val<'a>> {
+    fn field(&self, object: Val<'a>, segment: &Segment) -> Result<Val<'a>> {
+        let name = &*segment.name;
         let data = self.data;
         let parts = data.parts;
         let ledger: &'a Ledger = data.ledger;
@@ -696,11 +736,12 @@ impl<'a> Writer<'a> {
                     }
                     _ => {}
                 }
-                invoice_field(ledger, index, data.today, fields, name)?
+                invoice_field(ledger, index, data.today, fields, segment.field)?
             }
             Object::Customer => {
                 let customer = ledger.customer_index(first.invoice);
-                customer_field(ledger, customer, data.today, parts.customer_fields(), name)?
+                let fields = parts.customer_fields();
+                customer_field(ledger, customer, data.today, fields, segment.customer_field)?
             }
             Object::Stage(stage, occurrence) => match name {
                 "id" => Val::Str(Cow::Borrowed(&stage.id)),
@@ -776,7 +817,7 @@ impl<'a> Writer<'a> {
                 let invoice = arg(0)?;
                 let due_date = self.invoice_due_date(invoice)?;
                 let rate = decimal(arg(1)?)?;
-                let amount_due = decimal(&self.field(invoice.clone(), "amount_due")?)?;
+                let amount_due = decimal(&self.field(invoice.clone(), &AMOUNT_DUE)?)?;
                 let interest = crate::money::late_interest(amount_due, due_date, data.today, rate)
                     .map_err(|_| Other)?;
                 amount(interest)
@@ -784,12 +825,14 @@ impl<'a> Writer<'a> {
             Helper::RecoveryIndemnity => {
                 let invoice = arg(0)?;
                 self.invoice_due_date(invoice)?;
-                let Val::Str(number) = self.field(invoice.clone(), "number")? else {
+                // The helper finds the invoice by its number: a ledger's
+                // numbers are unique, so it is this one.
+                self.field(invoice.clone(), &NUMBER).map_err(|_| Other)?;
+                let &Val::Object(Object::Invoice { line, .. }) = invoice else {
                     return Err(Other);
                 };
-                let ledger: &Ledger = data.ledger;
-                let i = ledger.find(&number).ok_or(Other)?;
-                let tags = ledger.customer(i).tags.iter().map(|t| &**t);
+                let index = line.map_or(data.lines[0].invoice, |i| data.lines[i].invoice);
+                let tags = data.ledger.customer(index).tags.iter().map(|t| &**t);
                 amount(crate::money::recovery_indemnity(
                     data.scripts.rates().recovery_indemnity,
                     tags,
@@ -856,8 +899,8 @@ impl<'a> Writer<'a> {
     /// The root invoice's currency, as `money` without a currency reads it.
     fn root_invoice_currency(&self) -> String {
         match self
-            .field(Val::Object(Object::Root), "invoice")
-            .and_then(|i| self.field(i, "currency"))
+            .field(Val::Object(Object::Root), &INVOICE)
+            .and_then(|i| self.field(i, &CURRENCY))
         {
             Ok(Val::Str(c)) => c.into_owned(),
             _ => "EUR".to_string(),
@@ -870,9 +913,9 @@ impl<'a> Writer<'a> {
         if !matches!(invoice, Val::Object(Object::Invoice { .. })) {
             return Err(Other);
         }
-        self.field(invoice.clone(), "amount_due")
+        self.field(invoice.clone(), &AMOUNT_DUE)
             .map_err(|_| Other)?;
-        match self.field(invoice.clone(), "due_date") {
+        match self.field(invoice.clone(), &DUE_DATE) {
             Ok(Val::Date(date)) => plain(date),
             _ => Err(Other),
         }
@@ -971,13 +1014,10 @@ fn invoice_field<'a>(
     index: crate::model::InvoiceId,
     today: NaiveDate,
     fields: u32,
-    name: &str,
+    field: Option<InvoiceField>,
 ) -> Result<Val<'a>> {
     use InvoiceField::*;
-    let field = InvoiceField::ALL
-        .into_iter()
-        .find(|f| f.name() == name)
-        .ok_or(Missing)?;
+    let field = field.ok_or(Missing)?;
     if fields & field.bit() == 0 {
         return Err(Missing);
     }
@@ -1008,12 +1048,9 @@ fn customer_field<'a>(
     customer: usize,
     today: NaiveDate,
     fields: u32,
-    name: &str,
+    field: Option<usize>,
 ) -> Result<Val<'a>> {
-    let bit = super::context::CUSTOMER_FIELDS
-        .iter()
-        .position(|f| *f == name)
-        .ok_or(Missing)?;
+    let bit = field.ok_or(Missing)?;
     if fields & (1 << bit) == 0 {
         return Err(Missing);
     }
