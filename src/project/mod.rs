@@ -2069,15 +2069,15 @@ mod tests {
         assert!(!needs_escape("Société Générale — « ok » ~".as_bytes()));
     }
 
-    /// [`Message::write_json`] writes what serde writes, whatever is set.
+    /// Every ASCII byte, at every place of a string longer than a word,
+    /// is escaped as serde escapes it.
     #[test]
     fn strings_are_escaped_as_serde_escapes_them() {
         for byte in 0..=127u8 {
-            for at in 0..17 {
-                let mut text = "ab\u{e9}cdefghijklmnopq".to_string().into_bytes();
-                text.insert(at, byte);
-                text.extend_from_slice(b"\"z\\\n");
-                let text = String::from_utf8(text).unwrap();
+            for at in (0..17).filter(|&at| at != 3) {
+                let mut text = "ab\u{e9}cdefghijklmnopq".to_string();
+                text.insert(at, char::from(byte));
+                text.push_str("\"z\\\n");
                 let mut fast = Vec::new();
                 json_string(&mut fast, &text);
                 assert_eq!(fast, serde_json::to_vec(&text).unwrap(), "{byte} at {at}");
@@ -2085,6 +2085,7 @@ mod tests {
         }
     }
 
+    /// [`Message::write_json`] writes what serde writes, whatever is set.
     #[test]
     fn a_message_is_written_as_serde_writes_it() {
         let message = |tricky: bool| Message {

@@ -238,7 +238,12 @@ impl Compiler<'_> {
                     }
                 }
                 TemplateElement::HelperBlock(h) => {
-                    if !h.hash.is_empty() || h.block_param.is_some() || h.params.len() != 1 {
+                    // An `{{else if …}}` chain is left to Handlebars.
+                    if !h.hash.is_empty()
+                        || h.block_param.is_some()
+                        || h.params.len() != 1
+                        || h.chain
+                    {
                         return None;
                     }
                     let then = match &h.template {
@@ -769,7 +774,7 @@ impl<'a> Writer<'a> {
                 let (currency, due, count) = &self.statement.ok_or(Other)?.totals[i];
                 match name {
                     "currency" => Val::Str(Cow::Borrowed(currency)),
-                    "amount_due" => due.map_or(Val::Null, |d| amount(d)),
+                    "amount_due" => due.map_or(Val::Null, amount),
                     "count" => int(*count),
                     _ => return Err(Missing),
                 }
