@@ -510,6 +510,18 @@ impl Project {
     /// (already rendered): its own fields, and the message's token,
     /// recipients, subject, body and error.
     pub fn member<'p>(&'p self, planned: &Reminder, message: &Message<'p>) -> Message<'p> {
+        let mut r = self.member_heading(planned, message);
+        r.body.clone_from(&message.body);
+        r.html.clone_from(&message.html);
+        r.error.clone_from(&message.error);
+        r.send_at.clone_from(&message.send_at);
+        r
+    }
+
+    /// [`Project::member`] without the text its message's rows share (send
+    /// time, body, HTML body, error: [`Message::write_json_text`]), for a
+    /// writer that has that text already, written once for the message.
+    pub fn member_heading<'p>(&'p self, planned: &Reminder, message: &Message<'p>) -> Message<'p> {
         let mut r = self.fields(planned, message.message.clone(), message.to.clone());
         r.cc.clone_from(&message.cc);
         r.bcc.clone_from(&message.bcc);
@@ -517,10 +529,7 @@ impl Project {
         r.template = message.template;
         r.language = message.language;
         r.subject.clone_from(&message.subject);
-        r.body.clone_from(&message.body);
-        r.html.clone_from(&message.html);
-        r.error.clone_from(&message.error);
-        r.send_at.clone_from(&message.send_at);
+        r.send_at = None;
         r.covers = message.covers.clone();
         r
     }
@@ -980,7 +989,21 @@ impl Project {
         body: bool,
     ) -> Result<Rendered, Problem> {
         let planned = &rows[0];
-        if !body {
+        if body {
+            let lines = self.statement_lines(rows);
+            let policy = &self.rulebook.policies[planned.policy];
+            let templates = &self.rulebook.templates;
+            if let Some(message) = templates.render_direct(
+                template,
+                language,
+                &self.ledger,
+                &lines,
+                policy,
+                planned.date,
+            ) {
+                return Ok(message);
+            }
+        } else {
             let data = SubjectData {
                 ledger: &self.ledger,
                 invoice: planned.invoice,
@@ -1000,6 +1023,22 @@ impl Project {
         self.render_with_handlebars(rows, template, language, body)
     }
 
+    /// The invoices of a message with the stage each is at, as its
+    /// template sees them.
+    fn statement_lines(&self, rows: &[Reminder]) -> Vec<StatementLine<'_>> {
+        rows.iter()
+            .map(|r| {
+                let policy = &self.rulebook.policies[r.policy];
+                StatementLine {
+                    invoice: r.invoice,
+                    policy,
+                    stage: &policy.stages[r.stage],
+                    occurrence: r.occurrence,
+                }
+            })
+            .collect()
+    }
+
     /// [`Project::render_message`] through Handlebars, whatever the template.
     fn render_with_handlebars(
         &self,
@@ -1012,18 +1051,7 @@ impl Project {
         let policy = &self.rulebook.policies[planned.policy];
         let templates = &self.rulebook.templates;
         let parts = templates.parts(template, language, body);
-        let lines: Vec<StatementLine> = rows
-            .iter()
-            .map(|r| {
-                let policy = &self.rulebook.policies[r.policy];
-                StatementLine {
-                    invoice: r.invoice,
-                    policy,
-                    stage: &policy.stages[r.stage],
-                    occurrence: r.occurrence,
-                }
-            })
-            .collect();
+        let lines = self.statement_lines(rows);
         let context = message_context(
             &self.ledger,
             &lines,
@@ -1805,58 +1833,41 @@ impl Message<'_> {
     /// same keys, order and omissions; a test holds them together), without
     /// going through the serializer for each of a preview's million rows.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        fn string(out: &mut Vec<u8>, value: &str) {
-            // Only control characters, quotes and backslashes are escaped.
-            if needs_escape(value.as_bytes()) {
-                // Writing to a Vec does not fail.
-                let _ = serde_json::to_writer(&mut *out, value);
-            } else {
-                out.push(b'"');
-                out.extend_from_slice(value.as_bytes());
-                out.push(b'"');
-            }
-        }
-        fn text(out: &mut Vec<u8>, key: &str, value: &str) {
-            out.extend_from_slice(key.as_bytes());
-            string(out, value);
-        }
-        fn list(out: &mut Vec<u8>, key: &str, values: &[&str]) {
-            if values.is_empty() {
-                return;
-            }
-            out.extend_from_slice(key.as_bytes());
-            out.push(b'[');
-            for (i, value) in values.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                string(out, value);
-            }
-            out.push(b']');
-        }
+        self.write_json_heading(out);
+        self.write_json_text(out);
+        self.write_json_end(out);
+    }
+
+    /// The first part of [`Message::write_json`]: the keys up to `currency`.
+    pub fn write_json_heading(&self, out: &mut Vec<u8>) {
         use std::io::Write as _;
         // Writing to a Vec does not fail.
         let _ = write!(out, "{{\"date\":\"{}\"", self.date);
-        text(out, ",\"invoice\":", self.invoice);
-        text(out, ",\"customer_id\":", self.customer_id);
-        text(out, ",\"customer_name\":", self.customer_name);
-        text(out, ",\"policy\":", self.policy);
-        text(out, ",\"stage\":", self.stage);
+        json_text(out, ",\"invoice\":", self.invoice);
+        json_text(out, ",\"customer_id\":", self.customer_id);
+        json_text(out, ",\"customer_name\":", self.customer_name);
+        json_text(out, ",\"policy\":", self.policy);
+        json_text(out, ",\"stage\":", self.stage);
         out.extend_from_slice(b",\"occurrence\":");
         let _ = write!(out, "{}", self.occurrence);
-        text(out, ",\"message\":", &self.message);
-        text(out, ",\"channel\":", self.channel.as_str());
-        text(out, ",\"to\":", &self.to);
-        list(out, ",\"cc\":", &self.cc);
-        list(out, ",\"bcc\":", &self.bcc);
+        json_text(out, ",\"message\":", &self.message);
+        json_text(out, ",\"channel\":", self.channel.as_str());
+        json_text(out, ",\"to\":", &self.to);
+        json_list(out, ",\"cc\":", &self.cc);
+        json_list(out, ",\"bcc\":", &self.bcc);
         if let Some(reply_to) = self.reply_to {
-            text(out, ",\"reply_to\":", reply_to);
+            json_text(out, ",\"reply_to\":", reply_to);
         }
-        text(out, ",\"language\":", self.language);
-        text(out, ",\"template\":", self.template);
-        text(out, ",\"subject\":", &self.subject);
-        text(out, ",\"amount_due\":", &self.amount_due);
-        text(out, ",\"currency\":", self.currency);
+        json_text(out, ",\"language\":", self.language);
+        json_text(out, ",\"template\":", self.template);
+        json_text(out, ",\"subject\":", &self.subject);
+        json_text(out, ",\"amount_due\":", &self.amount_due);
+        json_text(out, ",\"currency\":", self.currency);
+    }
+
+    /// The part of [`Message::write_json`] that every row of a grouped
+    /// message shares: `send_at`, `body`, `html` and `error`.
+    pub fn write_json_text(&self, out: &mut Vec<u8>) {
         for (key, value) in [
             (",\"send_at\":", &self.send_at),
             (",\"body\":", &self.body),
@@ -1864,14 +1875,85 @@ impl Message<'_> {
             (",\"error\":", &self.error),
         ] {
             if let Some(value) = value {
-                text(out, key, value);
+                json_text(out, key, value);
             }
         }
+    }
+
+    /// The end of [`Message::write_json`]: `approval`, and the closing brace.
+    pub fn write_json_end(&self, out: &mut Vec<u8>) {
         if let Some(approval) = self.approval {
-            text(out, ",\"approval\":", approval);
+            json_text(out, ",\"approval\":", approval);
         }
         out.push(b'}');
     }
+}
+
+/// A JSON string of `value`, as serde_json writes it: only control
+/// characters, quotes and backslashes are escaped, and the runs between
+/// them (found eight bytes at a time) are copied whole: a rendered preview
+/// escapes gigabytes of message bodies, a few escapes a line.
+fn json_string(out: &mut Vec<u8>, value: &str) {
+    let mut rest = value.as_bytes();
+    out.reserve(rest.len() + 2);
+    out.push(b'"');
+    while let Some(at) = first_escape(rest) {
+        out.extend_from_slice(&rest[..at]);
+        let byte = rest[at];
+        let short = match byte {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0x08 => b'b',
+            0x0c => b'f',
+            _ => 0,
+        };
+        if short != 0 {
+            out.extend_from_slice(&[b'\\', short]);
+        } else {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.extend_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]]);
+        }
+        rest = &rest[at + 1..];
+    }
+    out.extend_from_slice(rest);
+    out.push(b'"');
+}
+
+/// Where the first byte JSON escapes is ([`needs_escape`]'s test).
+fn first_escape(bytes: &[u8]) -> Option<usize> {
+    let escaped = |b: u8| b < 0x20 || b == b'"' || b == b'\\';
+    let (words, _) = bytes.as_chunks::<8>();
+    let clean = words.iter().take_while(|w| !needs_escape(&w[..])).count() * 8;
+    bytes[clean..]
+        .iter()
+        .position(|&b| escaped(b))
+        .map(|at| clean + at)
+}
+
+/// `key` (with its comma, quotes and colon) and the JSON string of `value`.
+fn json_text(out: &mut Vec<u8>, key: &str, value: &str) {
+    out.extend_from_slice(key.as_bytes());
+    json_string(out, value);
+}
+
+/// `key` and the JSON list of `values`; nothing when there are none.
+fn json_list(out: &mut Vec<u8>, key: &str, values: &[&str]) {
+    if values.is_empty() {
+        return;
+    }
+    out.extend_from_slice(key.as_bytes());
+    out.push(b'[');
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_string(out, value);
+    }
+    out.push(b']');
 }
 
 /// Whether a JSON string of these bytes needs escapes (a control
@@ -1993,6 +2075,22 @@ mod tests {
         }
         assert!(!needs_escape(b""));
         assert!(!needs_escape("Société Générale — « ok » ~".as_bytes()));
+    }
+
+    /// Every ASCII byte, at every place of a string longer than a word,
+    /// is escaped as serde escapes it.
+    #[test]
+    fn strings_are_escaped_as_serde_escapes_them() {
+        for byte in 0..=127u8 {
+            for at in (0..17).filter(|&at| at != 3) {
+                let mut text = "ab\u{e9}cdefghijklmnopq".to_string();
+                text.insert(at, char::from(byte));
+                text.push_str("\"z\\\n");
+                let mut fast = Vec::new();
+                json_string(&mut fast, &text);
+                assert_eq!(fast, serde_json::to_vec(&text).unwrap(), "{byte} at {at}");
+            }
+        }
     }
 
     /// [`Message::write_json`] writes what serde writes, whatever is set.
@@ -2121,6 +2219,99 @@ mod tests {
             }
         }
         // Most of the shipped subjects are compiled.
+        assert!(compared > 5000, "{compared}");
+    }
+
+    /// Every shipped template, in every language, rendered both ways for
+    /// messages of one to fifteen generated invoices under every stage:
+    /// what is written without Handlebars is what Handlebars writes.
+    #[test]
+    fn compiled_messages_are_the_messages_handlebars_renders() {
+        use crate::model::tests::{date, invoice};
+        let mut project = Project::load(&Options {
+            dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+            ..Options::default()
+        })
+        .unwrap();
+        let currencies = ["EUR", "USD", "CAD", "GBP", "CHF", "JPY", "XOF"];
+        let amounts = [
+            "0.01",
+            "1234.565",
+            "99.999",
+            "1000000",
+            "7",
+            "0.5",
+            "123456789.99",
+        ];
+        let dues = [
+            "2026-12-01",
+            "2028-02-29",
+            "2026-01-31",
+            "2027-03-01",
+            "2026-11-15",
+            "2026-12-09",
+        ];
+        let languages = [None, Some("en"), Some("fr-CA"), Some("fr")];
+        let mut invoices = Vec::new();
+        for i in 0..140 {
+            let mut inv = invoice(
+                &format!("G-{i:03}"),
+                &format!("C{}", i % 9),
+                dues[i % dues.len()],
+                amounts[i % amounts.len()],
+            );
+            inv.currency = currencies[i % 3 * (i % 5) % currencies.len()].into();
+            inv.amount_paid = ["0", "0.005", "3.1"][i % 3].parse().unwrap();
+            inv.language = languages[i % languages.len()].map(Into::into);
+            inv.customer_name = format!("Client n° {} <b>&</b> \"Fils\" l'aîné", i % 9).into();
+            if i % 7 == 0 {
+                inv.promise_date = Some(date("2026-11-20"));
+            }
+            if i % 9 == 4 {
+                inv.tags = Arc::from(["b2c".into()]);
+            }
+            invoices.push(inv);
+        }
+        project.ledger = Arc::new(Ledger::new(invoices).with_default_language("fr"));
+        let ledger = &project.ledger;
+        let templates = &project.rulebook.templates;
+        let (mut compared, mut compiled) = (0, std::collections::BTreeSet::new());
+        for (name, language) in templates.all() {
+            for (p, policy) in project.rulebook.policies.iter().enumerate() {
+                for s in 0..policy.stages.len() {
+                    for first in 0..27 {
+                        // A customer's invoices from `first` on, one to fifteen of them.
+                        let rows: Vec<Reminder> = (first..ledger.invoices.len())
+                            .step_by(9)
+                            .take(1 + first % 15)
+                            .map(|i| Reminder {
+                                date: date("2026-12-01") + chrono::Days::new(first as u64 % 12),
+                                invoice: InvoiceId::new(i),
+                                policy: crate::rules::PolicyId::new(p),
+                                stage: crate::rules::StageId::new((s + i) % policy.stages.len()),
+                                occurrence: (i % 4) as u32,
+                            })
+                            .collect();
+                        let lines = project.statement_lines(&rows);
+                        let (today, policy) = (rows[0].date, &project.rulebook.policies[p]);
+                        let Some(quick) = templates
+                            .render_direct(&name, &language, ledger, &lines, policy, today)
+                        else {
+                            continue;
+                        };
+                        let slow = project.render_with_handlebars(&rows, &name, &language, true);
+                        let slow = slow.unwrap_or_else(|e| panic!("{name}.{language}: {e}"));
+                        assert_eq!(quick.subject, slow.subject, "{name}.{language}");
+                        assert_eq!(quick.body, slow.body, "{name}.{language}");
+                        assert_eq!(quick.html, slow.html, "{name}.{language}");
+                        compared += 1;
+                        compiled.insert((name.clone(), language.clone()));
+                    }
+                }
+            }
+        }
+        // Every shipped template is compiled, and most messages are written directly.
+        assert_eq!(compiled.len(), templates.all().len(), "{compiled:?}");
         assert!(compared > 5000, "{compared}");
     }
 

@@ -43,7 +43,7 @@ pub(super) fn amount_json(d: Decimal) -> Value {
 }
 
 /// The fields a customer shows to templates, in the order of `customer_json`.
-const CUSTOMER_FIELDS: [&str; 10] = [
+pub(super) const CUSTOMER_FIELDS: [&str; 10] = [
     "id",
     "name",
     "email",
@@ -152,14 +152,14 @@ pub struct Parts {
 }
 
 impl Parts {
-    const INVOICE: u8 = 1;
-    const CUSTOMER: u8 = 2;
-    const STAGE: u8 = 4;
-    const POLICY: u8 = 8;
-    const COMPANY: u8 = 16;
-    const STATEMENT: u8 = 32;
-    const RATES: u8 = 64;
-    const DISCOUNT: u8 = 128;
+    pub(super) const INVOICE: u8 = 1;
+    pub(super) const CUSTOMER: u8 = 2;
+    pub(super) const STAGE: u8 = 4;
+    pub(super) const POLICY: u8 = 8;
+    pub(super) const COMPANY: u8 = 16;
+    pub(super) const STATEMENT: u8 = 32;
+    pub(super) const RATES: u8 = 64;
+    pub(super) const DISCOUNT: u8 = 128;
     const NONE: Parts = Parts {
         objects: 0,
         invoice_fields: 0,
@@ -184,8 +184,18 @@ impl Parts {
         ("discount", Parts::DISCOUNT),
     ];
 
-    fn has(self, object: u8) -> bool {
+    pub(super) fn has(self, object: u8) -> bool {
         self.objects & object != 0
+    }
+
+    /// The fields of the invoice it holds, by [`InvoiceField::bit`].
+    pub(super) fn invoice_fields(self) -> u32 {
+        self.invoice_fields
+    }
+
+    /// The fields of the customer it holds, by bit in `CUSTOMER_FIELDS`.
+    pub(super) fn customer_fields(self) -> u32 {
+        self.customer_fields
     }
 
     /// The parts a template's source names. Anything that can reach a part

@@ -84,9 +84,17 @@ fn param<'a>(h: &'a Helper, i: usize, helper: &'static str) -> Result<&'a Value,
 fn decimal_of(v: &Value) -> Option<Decimal> {
     match v {
         // A number keeps its text (`arbitrary_precision`), `1e3` included.
-        Value::Number(n) => money::parse_decimal(n.as_str()),
-        Value::String(s) => Decimal::from_str_exact(s.trim()).ok(),
+        Value::Number(n) => decimal_of_text(n.as_str(), true),
+        Value::String(s) => decimal_of_text(s, false),
         _ => None,
+    }
+}
+
+/// [`decimal_of`] the text of a JSON number (`number`) or string.
+pub(super) fn decimal_of_text(text: &str, number: bool) -> Option<Decimal> {
+    match number {
+        true => money::parse_decimal(text),
+        false => Decimal::from_str_exact(text.trim()).ok(),
     }
 }
 
@@ -398,7 +406,7 @@ fn to_dynamic(v: &Value) -> Dynamic {
     }
 }
 
-fn from_dynamic(d: Dynamic) -> Value {
+pub(super) fn from_dynamic(d: Dynamic) -> Value {
     // A script's decimal is a number to templates too, like the amounts:
     // `{{#if (total_claimed invoice)}}` is false for 0.00.
     if let Ok(dec) = d.as_decimal() {

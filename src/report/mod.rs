@@ -300,8 +300,9 @@ pub fn write_preview(
     let messages = project.messages(plan);
     tracing::debug!(groups = messages.groups.len(), elapsed = ?started.elapsed(), "grouped");
     // Grouped messages, rendered in the window of their first reminder and
-    // kept until the window of their last.
-    let mut grouped: HashMap<usize, Message> = HashMap::new();
+    // kept until the window of their last; in JSON with the text their rows
+    // share already written (a statement's body is on each of its rows).
+    let mut grouped: HashMap<usize, (Message, Vec<u8>)> = HashMap::new();
     let mut written = false;
     out.write_all(&rows.header())?;
     let (size, chunk_size) = if render {
@@ -311,13 +312,20 @@ pub fn write_preview(
     };
     for (w, window) in plan.chunks(size).enumerate() {
         let base = w * size;
-        let opened: Vec<(usize, Message)> = (base..base + window.len())
+        let opened: Vec<(usize, (Message, Vec<u8>))> = (base..base + window.len())
             .into_par_iter()
             .filter_map(|i| {
                 // A message of one reminder renders with its row, below.
                 let group = messages.group(i).filter(|g| g[0] == i && g.len() > 1)?;
                 let rows: Vec<Reminder> = group.iter().map(|&j| plan[j]).collect();
-                Some((i, project.message(&rows, render)))
+                let mut message = project.message(&rows, render);
+                let mut text = Vec::new();
+                if format == Format::Json {
+                    message.write_json_text(&mut text);
+                    // Its rows are written from `text` now.
+                    (message.body, message.html) = (None, None);
+                }
+                Some((i, (message, text)))
             })
             .collect();
         grouped.extend(opened);
@@ -325,25 +333,48 @@ pub fn write_preview(
             .par_chunks(chunk_size)
             .enumerate()
             .map(|(c, chunk)| {
-                let reminders: Vec<Message> = chunk
+                let mut warnings = Vec::new();
+                let mut warn_of = |r: &Message, error: &Option<String>| {
+                    if let Some(e) = error {
+                        warnings.push(format!(
+                            "warning: {} {} {}: {e}",
+                            r.date, r.invoice, r.stage
+                        ));
+                    }
+                };
+                let shown_rows = chunk
                     .iter()
                     .enumerate()
                     .filter(|(_, p)| shown(p))
-                    .map(|(k, p)| match messages.group(base + c * chunk_size + k) {
-                        Some(group) if group.len() > 1 => project.member(p, &grouped[&group[0]]),
+                    .map(|(k, p)| (p, messages.group(base + c * chunk_size + k)));
+                if format == Format::Json {
+                    // Each row written as it is made; a grouped message's
+                    // shared text copied as written once.
+                    let mut out = Vec::with_capacity(chunk.len() * 1024);
+                    for (p, group) in shown_rows {
+                        match group {
+                            Some(group) if group.len() > 1 => {
+                                let (lead, text) = &grouped[&group[0]];
+                                let r = project.member_heading(p, lead);
+                                warn_of(&r, &lead.error);
+                                json_row(&mut out, &r, Some(text));
+                            }
+                            _ => {
+                                let r = project.reminder(p, render);
+                                warn_of(&r, &r.error);
+                                json_row(&mut out, &r, None);
+                            }
+                        }
+                    }
+                    return Ok((out, warnings));
+                }
+                let reminders: Vec<Message> = shown_rows
+                    .map(|(p, group)| match group {
+                        Some(group) if group.len() > 1 => project.member(p, &grouped[&group[0]].0),
                         _ => project.reminder(p, render),
                     })
                     .collect();
-                let warnings = reminders
-                    .iter()
-                    .filter_map(|r| {
-                        let e = r.error.as_deref()?;
-                        Some(format!(
-                            "warning: {} {} {}: {e}",
-                            r.date, r.invoice, r.stage
-                        ))
-                    })
-                    .collect();
+                reminders.iter().for_each(|r| warn_of(r, &r.error));
                 Ok((rows.rows(&reminders)?, warnings))
             })
             .collect();
@@ -434,12 +465,7 @@ impl RowFormat {
     fn rows(&self, reminders: &[Message<'_>]) -> io::Result<Vec<u8>> {
         let mut out: Vec<u8> = Vec::with_capacity(reminders.len() * 256);
         match self.format {
-            Format::Json => {
-                for r in reminders {
-                    out.extend_from_slice(b",\n");
-                    r.write_json(&mut out);
-                }
-            }
+            Format::Json => reminders.iter().for_each(|r| json_row(&mut out, r, None)),
             Format::Csv => {
                 let mut w = ::csv::Writer::from_writer(&mut out);
                 for r in reminders {
@@ -479,6 +505,18 @@ impl RowFormat {
         }
         Ok(out)
     }
+}
+
+/// One row of a JSON preview, after a `,` and a new line; `shared`: the
+/// text of its grouped message ([`Message::write_json_text`]), written once.
+fn json_row(out: &mut Vec<u8>, r: &Message, shared: Option<&[u8]>) {
+    out.extend_from_slice(b",\n");
+    r.write_json_heading(out);
+    match shared {
+        Some(text) => out.extend_from_slice(text),
+        None => r.write_json_text(out),
+    }
+    r.write_json_end(out);
 }
 
 /// One whole message of `preview --render` in a table: its header lines,
