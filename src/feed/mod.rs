@@ -222,9 +222,23 @@ impl Kept {
         numbers: NumberHasher,
         extra_columns: impl Iterator<Item = &'c Shared>,
     ) -> FeedLoad {
-        let hashes = self.keys.iter().map(|k| k.number).enumerate();
-        let (by_number, duplicates) = NumberIndex::build(&self.invoices, hashes, &numbers);
-        let mut checked = self.customers(Firsts::Sorted(duplicates.iter().peekable()));
+        // The index is sorted on one core while the customers are checked on
+        // the other, as if no number repeated: they almost never do, and
+        // when they do the customers are checked again knowing which.
+        let ((by_number, duplicates), mut checked) = std::thread::scope(|scope| {
+            let sorting = scope.spawn(|| {
+                let hashes = self.keys.iter().map(|k| k.number).enumerate();
+                NumberIndex::build(&self.invoices, hashes, &numbers)
+            });
+            let checked = self.customers(Firsts::Sorted([].iter().peekable()));
+            let sorted = sorting
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (sorted, checked)
+        });
+        if !duplicates.is_empty() {
+            checked = self.customers(Firsts::Sorted(duplicates.iter().peekable()));
+        }
         if checked.overflowed {
             checked = self.customers(Firsts::Kept(HashMap::new()));
         }
