@@ -23,6 +23,8 @@ use crate::rules::{
 use crate::rules::{CustomerView, InvoiceView, Scripts, Variables};
 
 pub mod decisions;
+#[cfg(test)]
+mod differential;
 pub mod history;
 
 /// Where to find the folder and what to override, as given on the command line.

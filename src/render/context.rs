@@ -214,7 +214,7 @@ impl Parts {
         partials: &HashMap<String, (PathBuf, Parts)>,
     ) -> Parts {
         if [
-            "this", "@root", "../", "lookup", "{{#with", "{{#each", "{{#>",
+            "this", "@root", "../", "lookup", "{{#with", "{{#each", "{{#>", "{{~#>",
         ]
         .iter()
         .any(|w| source.contains(w))
@@ -222,8 +222,11 @@ impl Parts {
             return Parts::ALL;
         }
         let mut included = Parts::NONE;
-        for (at, _) in source.match_indices("{{>") {
-            let call = &source[at + 3..];
+        // `{{~> NAME}}` includes it too, trimming the text before.
+        let includes = source.match_indices("{{>").map(|(at, _)| at + 3);
+        let trimmed = source.match_indices("{{~>").map(|(at, _)| at + 4);
+        for start in includes.chain(trimmed) {
+            let call = &source[start..];
             let call = &call[..call.find("}}").unwrap_or(call.len())];
             let mut words = call.split_whitespace();
             let found = match (words.next(), words.next()) {
@@ -547,6 +550,8 @@ mod tests {
             ALL_CUSTOMER_FIELDS
         );
         assert_eq!(Parts::used_by("{{> header}}"), Parts::ALL);
+        assert_eq!(Parts::used_by("{{~> header~}}"), Parts::ALL);
+        assert_eq!(Parts::used_by("{{~#> layout}}x{{/layout}}"), Parts::ALL);
         assert_eq!(Parts::used_by("Hello").objects, 0);
     }
 

@@ -352,7 +352,12 @@ fn path_expr(raw: &str) -> Option<Expr> {
     if root || segments[0] == "this" {
         segments.remove(0);
     }
-    if segments.iter().any(|s| s.is_empty() || s.starts_with('@')) {
+    // Handlebars skips a `this` further on (`invoice.this.number` is the
+    // invoice's number): left to it.
+    if segments
+        .iter()
+        .any(|s| s.is_empty() || s.starts_with('@') || *s == "this")
+    {
         return None;
     }
     Some(Expr::Path {
