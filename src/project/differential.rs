@@ -828,10 +828,11 @@ fn generated_templates(seed: u64, count: usize) -> (tempfile::TempDir, Vec<(Stri
     (dir, names)
 }
 
-/// The sample folder's config, rules and scripts, with the templates of
-/// `dir` and a ledger of 140 invoices (extra columns, promises, b2c tags,
-/// every currency the locale knows).
-fn project_with(dir: &std::path::Path) -> Project {
+/// The sample folder's config, rules, scripts and templates, with a ledger of
+/// 140 invoices of 9 customers (extra columns, promises, b2c tags, every
+/// currency the locale knows, names to escape): what the tests comparing
+/// the compiled messages with Handlebars render.
+pub(super) fn project_of_140_invoices() -> Project {
     let mut project = Project::load(&Options {
         dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
         ..Options::default()
@@ -873,6 +874,13 @@ fn project_with(dir: &std::path::Path) -> Project {
         invoices.push(inv);
     }
     project.ledger = Arc::new(Ledger::new(invoices).with_default_language("fr"));
+    project
+}
+
+/// The sample folder's config, rules and scripts, with the templates of
+/// `dir` and [`project_of_140_invoices`]'s ledger.
+fn project_with(dir: &std::path::Path) -> Project {
+    let mut project = project_of_140_invoices();
     let mut problems = Problems::default();
     let rulebook = Arc::get_mut(&mut project.rulebook).unwrap();
     rulebook.templates = Templates::load(

@@ -2158,45 +2158,8 @@ mod tests {
     /// every scale and sign, month ends and leap days, and occurrences 0 to 3.
     #[test]
     fn compiled_subjects_are_the_subjects_handlebars_renders() {
-        use crate::model::tests::{date, invoice};
-        let mut project = Project::load(&Options {
-            dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-            ..Options::default()
-        })
-        .unwrap();
-        let currencies = ["EUR", "USD", "CAD", "GBP", "CHF", "JPY", "XOF"];
-        let amounts = [
-            "0.01",
-            "1234.565",
-            "99.999",
-            "1000000",
-            "7",
-            "0.5",
-            "123456789.99",
-        ];
-        let dues = [
-            "2026-12-01",
-            "2028-02-29",
-            "2026-01-31",
-            "2027-03-01",
-            "2026-11-15",
-        ];
-        let languages = [None, Some("en"), Some("fr-CA"), Some("fr")];
-        let mut invoices = Vec::new();
-        for i in 0..140 {
-            let mut inv = invoice(
-                &format!("G-{i:03}"),
-                &format!("C{}", i % 9),
-                dues[i % dues.len()],
-                amounts[i % amounts.len()],
-            );
-            inv.currency = currencies[i % currencies.len()].into();
-            inv.amount_paid = ["0", "0.005", "3.1"][i % 3].parse().unwrap();
-            inv.language = languages[i % languages.len()].map(Into::into);
-            inv.customer_name = format!("Client n° {i} & Fils").into();
-            invoices.push(inv);
-        }
-        project.ledger = Arc::new(Ledger::new(invoices).with_default_language("fr"));
+        use crate::model::tests::date;
+        let project = differential::project_of_140_invoices();
         let mut compared = 0;
         for (p, policy) in project.rulebook.policies.iter().enumerate() {
             for s in 0..policy.stages.len() {
@@ -2238,52 +2201,8 @@ mod tests {
     /// what is written without Handlebars is what Handlebars writes.
     #[test]
     fn compiled_messages_are_the_messages_handlebars_renders() {
-        use crate::model::tests::{date, invoice};
-        let mut project = Project::load(&Options {
-            dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-            ..Options::default()
-        })
-        .unwrap();
-        let currencies = ["EUR", "USD", "CAD", "GBP", "CHF", "JPY", "XOF"];
-        let amounts = [
-            "0.01",
-            "1234.565",
-            "99.999",
-            "1000000",
-            "7",
-            "0.5",
-            "123456789.99",
-        ];
-        let dues = [
-            "2026-12-01",
-            "2028-02-29",
-            "2026-01-31",
-            "2027-03-01",
-            "2026-11-15",
-            "2026-12-09",
-        ];
-        let languages = [None, Some("en"), Some("fr-CA"), Some("fr")];
-        let mut invoices = Vec::new();
-        for i in 0..140 {
-            let mut inv = invoice(
-                &format!("G-{i:03}"),
-                &format!("C{}", i % 9),
-                dues[i % dues.len()],
-                amounts[i % amounts.len()],
-            );
-            inv.currency = currencies[i % 3 * (i % 5) % currencies.len()].into();
-            inv.amount_paid = ["0", "0.005", "3.1"][i % 3].parse().unwrap();
-            inv.language = languages[i % languages.len()].map(Into::into);
-            inv.customer_name = format!("Client n° {} <b>&</b> \"Fils\" l'aîné", i % 9).into();
-            if i % 7 == 0 {
-                inv.promise_date = Some(date("2026-11-20"));
-            }
-            if i % 9 == 4 {
-                inv.tags = Arc::from(["b2c".into()]);
-            }
-            invoices.push(inv);
-        }
-        project.ledger = Arc::new(Ledger::new(invoices).with_default_language("fr"));
+        use crate::model::tests::date;
+        let project = differential::project_of_140_invoices();
         let ledger = &project.ledger;
         let templates = &project.rulebook.templates;
         let (mut compared, mut compiled) = (0, std::collections::BTreeSet::new());
