@@ -19,7 +19,9 @@ use super::helpers::{decimal_of_text, from_dynamic};
 use crate::locale::{format_date, format_money, format_percent, is_french, money};
 use crate::model::{CustomerId, InvoiceField, Ledger};
 use crate::money::Discount;
-use crate::rules::{CustomerView, InvoiceView, Policy, Scripts, Stage};
+use crate::rules::{
+    BUILT_IN_FUNCTIONS, CustomerView, InvoiceView, Policy, RESERVED_NAMES, Scripts, Stage,
+};
 
 /// What a compiled template does, in order.
 #[derive(Debug, Clone)]
@@ -154,34 +156,18 @@ fn text_lengths(nodes: &[Node], inside: bool) -> (usize, usize) {
     lengths
 }
 
-/// What `{{name}}` alone would call rather than read: Handlebars' helpers
-/// and relance's.
-const HELPERS: [&str; 24] = [
-    "if",
-    "unless",
-    "each",
-    "with",
-    "lookup",
-    "raw",
-    "log",
-    "eq",
-    "ne",
-    "gt",
-    "gte",
-    "lt",
-    "lte",
-    "and",
-    "or",
-    "not",
-    "len",
-    "money",
-    "date",
-    "percent",
-    "plural",
-    "days_overdue",
-    "late_interest",
-    "recovery_indemnity",
-];
+/// Handlebars' helpers that scripts may still name (relance's own, and
+/// Handlebars' others, are the names scripts may not take).
+const HANDLEBARS_ONLY: [&str; 3] = ["len", "log", "raw"];
+
+/// Whether `{{name}}` alone would call a helper rather than read a value:
+/// Handlebars' or relance's (`days_between`, a script's only, is among
+/// them: such a template is left to Handlebars, which is always right).
+fn is_helper(name: &str) -> bool {
+    RESERVED_NAMES.contains(&name)
+        || BUILT_IN_FUNCTIONS.contains(&name)
+        || HANDLEBARS_ONLY.contains(&name)
+}
 
 impl Program {
     /// Compiles template `name` of `registry` (partials included in place);
@@ -229,7 +215,7 @@ impl Compiler<'_> {
                             Parameter::Name(name) => name.as_str(),
                             _ => return None,
                         };
-                        if HELPERS.contains(&path) || self.is_script(path) {
+                        if is_helper(path) || self.is_script(path) {
                             return None;
                         }
                         nodes.push(Node::Value(path_expr(path)?));

@@ -40,7 +40,7 @@ pub const BUILT_IN_FUNCTIONS: [&str; 2] = ["late_interest", "recovery_indemnity"
 /// template helpers and Handlebars' own): every `.rhai` function is also a
 /// template helper, registered last, so one of these names would quietly
 /// replace `{{money …}}` or `{{#if …}}` in every message.
-const RESERVED_NAMES: [&str; 20] = [
+pub const RESERVED_NAMES: [&str; 20] = [
     "days_between",
     "money",
     "plural",
