@@ -591,6 +591,117 @@ pub fn allocation(text: &Shared) -> usize {
     text.as_ptr() as usize
 }
 
+/// The customers whose number is `part` modulo `parts`, summed from their
+/// invoices in the ledger's order, and which of their invoices' `email`
+/// fields are valid (by allocation).
+struct CustomerPart {
+    customers: Vec<Customer>,
+    valid_emails: hashbrown::HashSet<usize>,
+}
+
+impl CustomerPart {
+    fn sum(invoices: &[Invoice], customer_of: &[u32], part: usize, parts: usize) -> CustomerPart {
+        let mut customers: Vec<Customer> = Vec::new();
+        let mut payments: Vec<Payments> = Vec::new();
+        // Whether each customer still lacks an address and a language: known
+        // here rather than read from its text for each of its invoices.
+        let mut lacks: Vec<(bool, bool)> = Vec::new();
+        let mut emails: hashbrown::HashMap<usize, &str> = hashbrown::HashMap::new();
+        for (inv, &idx) in invoices.iter().zip(customer_of) {
+            let idx = idx as usize;
+            if idx.checked_rem(parts) != Some(part) {
+                continue;
+            }
+            // Customers are numbered in the order their first invoice comes.
+            let own = idx.checked_div(parts).unwrap_or(idx);
+            if own == customers.len() {
+                customers.push(Customer {
+                    id: inv.customer_id.clone(),
+                    name: inv.customer_name.clone(),
+                    email: inv.email.clone(),
+                    language: inv.language.clone(),
+                    tags: Vec::new(),
+                    open_count: 0,
+                    total_due: Decimal::ZERO,
+                    late_paid_ratio: Decimal::ZERO,
+                    avg_days_late: Decimal::ZERO,
+                    open_due_dates: Vec::new(),
+                });
+                payments.push(Payments::default());
+                lacks.push((inv.email.is_empty(), inv.language.is_none()));
+            }
+            let c = &mut customers[own];
+            let (lacks_email, lacks_language) = &mut lacks[own];
+            if *lacks_email && !inv.email.is_empty() {
+                c.email = inv.email.clone();
+                *lacks_email = false;
+            }
+            // Most invoices have their customer's address (the same
+            // allocation). The customer's only changes from none, which is
+            // no valid address.
+            if allocation(&inv.email) != allocation(&c.email) {
+                emails.insert(allocation(&inv.email), &inv.email);
+            }
+            if *lacks_language && inv.language.is_some() {
+                c.language = inv.language.clone();
+                *lacks_language = false;
+            }
+            for tag in inv.tags.iter() {
+                if !c.tags.contains(tag) {
+                    c.tags.push(tag.clone());
+                }
+            }
+            if inv.is_open() {
+                // Sorted once all are in: inserting each where it sorts
+                // would take a customer of many invoices quadratic time.
+                c.add_open_amounts(inv);
+                c.open_due_dates.push(inv.due_date);
+            }
+            if let Some(paid) = inv.paid_date {
+                payments[own].add(inv.due_date, paid);
+            }
+        }
+        for (c, paid) in customers.iter_mut().zip(payments) {
+            c.open_due_dates.sort_unstable();
+            c.tags.sort();
+            paid.set_aggregates(c);
+        }
+        for c in &customers {
+            emails.insert(allocation(&c.email), &c.email);
+        }
+        let valid_emails = emails
+            .into_iter()
+            .filter(|(_, field)| {
+                let mut addresses = crate::address::split(field).peekable();
+                addresses.peek().is_some() && addresses.all(|a| crate::address::parse(a).is_ok())
+            })
+            .map(|(allocation, _)| allocation)
+            .collect();
+        CustomerPart {
+            customers,
+            valid_emails,
+        }
+    }
+
+    /// The parts' customers back in one list, in their numbers' order.
+    fn merge(mut parts: Vec<CustomerPart>) -> (Vec<Customer>, hashbrown::HashSet<usize>) {
+        let total = parts.iter().map(|p| p.customers.len()).sum();
+        let mut valid_emails = std::mem::take(&mut parts[0].valid_emails);
+        let mut drains: Vec<_> = parts
+            .iter_mut()
+            .map(|p| {
+                valid_emails.extend(p.valid_emails.drain());
+                p.customers.drain(..)
+            })
+            .collect();
+        let parts = drains.len();
+        let customers = (0..total)
+            .filter_map(|idx| drains[idx.checked_rem(parts)?].next())
+            .collect();
+        (customers, valid_emails)
+    }
+}
+
 /// All the invoices of the feeds and their customers.
 #[derive(Debug, Default, Clone)]
 pub struct Ledger {
@@ -629,63 +740,43 @@ impl Ledger {
     /// Builds the ledger from invoices already indexed (the feed loader
     /// indexes them to find duplicates and check their customers' rows).
     pub fn with_index(invoices: Vec<Invoice>, index: LedgerIndex) -> Ledger {
+        // Past a few thousand invoices, a thread per core sums its share of
+        // the customers: the invoices are read once, each by one core.
+        let parts = match invoices.len() {
+            0..50_000 => 1,
+            _ => std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+        };
+        Ledger::with_index_in(invoices, index, parts)
+    }
+
+    /// [`Ledger::with_index`], with the customers shared out between `parts` threads.
+    fn with_index_in(invoices: Vec<Invoice>, index: LedgerIndex, parts: usize) -> Ledger {
         let LedgerIndex {
             by_number,
             customer_of,
             extra_columns,
         } = index;
-        let mut customers: Vec<Customer> = Vec::new();
-        let mut payments: Vec<Payments> = Vec::new();
-        // Whether each customer still lacks an address and a language: known
-        // here rather than read from its text for each of its invoices.
-        let mut lacks: Vec<(bool, bool)> = Vec::new();
-        for (inv, &idx) in invoices.iter().zip(&customer_of) {
-            if idx as usize == customers.len() {
-                customers.push(Customer {
-                    id: inv.customer_id.clone(),
-                    name: inv.customer_name.clone(),
-                    email: inv.email.clone(),
-                    language: inv.language.clone(),
-                    tags: Vec::new(),
-                    open_count: 0,
-                    total_due: Decimal::ZERO,
-                    late_paid_ratio: Decimal::ZERO,
-                    avg_days_late: Decimal::ZERO,
-                    open_due_dates: Vec::new(),
-                });
-                payments.push(Payments::default());
-                lacks.push((inv.email.is_empty(), inv.language.is_none()));
-            }
-            let c = &mut customers[idx as usize];
-            let (lacks_email, lacks_language) = &mut lacks[idx as usize];
-            if *lacks_email && !inv.email.is_empty() {
-                c.email = inv.email.clone();
-                *lacks_email = false;
-            }
-            if *lacks_language && inv.language.is_some() {
-                c.language = inv.language.clone();
-                *lacks_language = false;
-            }
-            for tag in inv.tags.iter() {
-                if !c.tags.contains(tag) {
-                    c.tags.push(tag.clone());
-                }
-            }
-            if inv.is_open() {
-                // Sorted once all are in: inserting each where it sorts
-                // would take a customer of many invoices quadratic time.
-                c.add_open_amounts(inv);
-                c.open_due_dates.push(inv.due_date);
-            }
-            if let Some(paid) = inv.paid_date {
-                payments[idx as usize].add(inv.due_date, paid);
-            }
-        }
-        for (c, paid) in customers.iter_mut().zip(payments) {
-            c.open_due_dates.sort_unstable();
-            c.tags.sort();
-            paid.set_aggregates(c);
-        }
+        let (customers, valid_emails) = if parts <= 1 {
+            let all = CustomerPart::sum(&invoices, &customer_of, 0, 1);
+            (all.customers, all.valid_emails)
+        } else {
+            std::thread::scope(|scope| {
+                let threads: Vec<_> = (0..parts)
+                    .map(|part| {
+                        let (invoices, customer_of) = (&invoices, &customer_of);
+                        scope.spawn(move || CustomerPart::sum(invoices, customer_of, part, parts))
+                    })
+                    .collect();
+                let parts: Vec<CustomerPart> = threads
+                    .into_iter()
+                    .map(|t| {
+                        t.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect();
+                CustomerPart::merge(parts)
+            })
+        };
         let extra = extra_columns.unwrap_or_else(|| {
             let mut extra: Vec<String> = Vec::new();
             for inv in &invoices {
@@ -698,25 +789,6 @@ impl Ledger {
             extra.sort();
             extra
         });
-        let mut emails: hashbrown::HashMap<usize, &str> = hashbrown::HashMap::new();
-        let customers_emails: Vec<usize> = customers.iter().map(|c| allocation(&c.email)).collect();
-        for (inv, &idx) in invoices.iter().zip(&customer_of) {
-            // Most invoices have their customer's address (the same allocation).
-            if allocation(&inv.email) != customers_emails[idx as usize] {
-                emails.insert(allocation(&inv.email), &inv.email);
-            }
-        }
-        for c in &customers {
-            emails.insert(allocation(&c.email), &c.email);
-        }
-        let valid_emails = emails
-            .into_iter()
-            .filter(|(_, field)| {
-                let mut addresses = crate::address::split(field).peekable();
-                addresses.peek().is_some() && addresses.all(|a| crate::address::parse(a).is_ok())
-            })
-            .map(|(allocation, _)| allocation)
-            .collect();
         Ledger {
             invoices,
             customers,
@@ -859,6 +931,70 @@ pub(crate) mod tests {
                 file: Arc::new("test.csv".into()),
                 line: 2,
             },
+        }
+    }
+
+    #[test]
+    fn customers_summed_by_several_threads_are_those_one_thread_sums() {
+        // Shared texts, as the feeds intern them: an address field is the
+        // same allocation on every invoice that has it.
+        let emails: Vec<Shared> = [
+            "",
+            "a@client.example",
+            "not an address",
+            "b@x.example; c@y.example",
+        ]
+        .map(Shared::from)
+        .into();
+        let tags: Vec<Arc<[Shared]>> = vec![
+            Arc::new([]),
+            Arc::new(["vip".into()]),
+            Arc::new(["public".into(), "vip".into()]),
+        ];
+        let mut invoices = Vec::new();
+        for i in 0..400usize {
+            // A skewed spread of customers, each numbered when first met.
+            let customer = (i * i + 7 * i) % 23;
+            let mut inv = invoice(
+                &format!("F{i}"),
+                &format!("C{customer}"),
+                "2026-03-31",
+                "10",
+            );
+            inv.due_date = date("2026-01-01") + chrono::Days::new((i * 37 % 200) as u64);
+            inv.email = emails[(i + customer) % emails.len()].clone();
+            inv.language = (i % 3 == 0).then(|| Shared::from(["fr", "en"][i % 2]));
+            inv.tags = tags[i % tags.len()].clone();
+            match i % 5 {
+                0 => inv.amount_paid = "4".parse().unwrap(),
+                1 => {
+                    inv.status = Status::Paid;
+                    inv.paid_date = Some(inv.due_date + chrono::Days::new((i % 9) as u64));
+                }
+                2 => inv.amount = "-3".parse().unwrap(),
+                _ => {}
+            }
+            invoices.push(inv);
+        }
+        let one = Ledger::with_index_in(invoices.clone(), LedgerIndex::of(&invoices), 1);
+        let ids: std::collections::HashSet<&str> =
+            invoices.iter().map(|inv| &*inv.customer_id).collect();
+        assert_eq!(one.customers.len(), ids.len());
+        assert!(
+            one.customers
+                .iter()
+                .any(|c| c.late_paid_ratio > Decimal::ZERO)
+        );
+        assert!(one.invoices.iter().any(|inv| one.emails_valid(inv)));
+        assert!(one.invoices.iter().any(|inv| !one.emails_valid(inv)));
+        for parts in [2, 3, 8, 40] {
+            let several =
+                Ledger::with_index_in(invoices.clone(), LedgerIndex::of(&invoices), parts);
+            assert_eq!(
+                format!("{:?}", several.customers),
+                format!("{:?}", one.customers)
+            );
+            assert_eq!(several.valid_emails, one.valid_emails, "{parts} parts");
         }
     }
 

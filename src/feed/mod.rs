@@ -66,6 +66,16 @@ struct Keys {
 /// it bounds the plausible dates). A feed that cannot be read is one error
 /// naming it; a bad row is one problem and is skipped; the rest goes on.
 pub fn load_feeds(config: &Config, feeds: &[FeedConfig], today: NaiveDate) -> FeedLoad {
+    load_feeds_in_chunks(config, feeds, today, CHUNK_BYTES)
+}
+
+/// [`load_feeds`], CSV records handed on `chunk_bytes` at a time.
+fn load_feeds_in_chunks(
+    config: &Config,
+    feeds: &[FeedConfig],
+    today: NaiveDate,
+    chunk_bytes: usize,
+) -> FeedLoad {
     let mut load = Kept::default();
     // About one invoice per 100 bytes of feed: reserve once rather than grow.
     let size: u64 = feeds
@@ -103,7 +113,7 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig], today: NaiveDate) -> Fe
             }
         };
         let parser = match FeedParser::new(feed, config, Arc::new(path.clone()), today) {
-            Ok(p) => p,
+            Ok(p) => FeedParser { chunk_bytes, ..p },
             Err(p) => {
                 load.unreadable(path, p);
                 continue;
@@ -114,7 +124,8 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig], today: NaiveDate) -> Fe
         }
         let csv = parser.feed.format() == FeedFormat::Csv;
         let mut input = Bounded {
-            inner: BufReader::with_capacity(1 << 16, file),
+            // Smaller only where tests hand on records a few bytes at a time.
+            inner: BufReader::with_capacity(chunk_bytes.clamp(1, 1 << 16), file),
             read: 0,
             max: max_bytes,
             // JSON escapes its quotes: JSON Lines are bounded line by line instead.
@@ -129,14 +140,14 @@ pub fn load_feeds(config: &Config, feeds: &[FeedConfig], today: NaiveDate) -> Fe
                 FeedFormat::Csv => parser.csv(input, converters, &mut accept),
                 FeedFormat::Json => pipeline(
                     |feeder| parser.read_json_array(input, feeder),
-                    |element, converter| parser.json_element(element, converter),
+                    |element, converter, out| out.extend(parser.json_element(element, converter)),
                     converters,
                     &mut accept,
                 )
                 .unwrap_or_else(|Crashed| Err(parser.crashed())),
                 FeedFormat::Jsonl => pipeline(
                     |feeder| parser.read_json_lines(input, feeder),
-                    |line, converter| parser.json_line(line, converter),
+                    |line, converter, out| out.extend(parser.json_line(line, converter)),
                     converters,
                     &mut accept,
                 )
@@ -170,7 +181,8 @@ struct Kept {
 /// known from the sorted index, unless a row is refused for its customer's
 /// total, which makes a later row of its number the first kept one.
 enum Firsts<'i> {
-    Sorted(std::iter::Peekable<std::slice::Iter<'i, (usize, usize)>>),
+    /// Each repeated row with its number's first row, in the rows' order.
+    Sorted(&'i [(usize, usize)]),
     Kept(HashMap<&'i str, usize>),
 }
 
@@ -197,11 +209,7 @@ impl Kept {
     /// Where an invoice's row is, as its feed locates rows.
     fn location(&self, invoice: &Invoice) -> Location {
         let origin = &invoice.origin;
-        match self
-            .json_arrays
-            .iter()
-            .any(|f| Arc::ptr_eq(f, &origin.file))
-        {
+        match self.json_arrays.iter().any(|f| **f == *origin.file) {
             true => Location {
                 file: origin.file.to_path_buf(),
                 line: None,
@@ -218,9 +226,23 @@ impl Kept {
     /// the order of the rows, as reading them one by one would give.
     /// `extra_columns` are those of the invoices converted.
     fn finish<'c>(
+        self,
+        numbers: NumberHasher,
+        extra_columns: impl Iterator<Item = &'c Shared>,
+    ) -> FeedLoad {
+        let parts = match self.invoices.len() {
+            0..50_000 => 1,
+            _ => std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS)),
+        };
+        self.finish_in(numbers, extra_columns, parts)
+    }
+
+    /// [`Kept::finish`], the customers checked by `parts` threads.
+    fn finish_in<'c>(
         mut self,
         numbers: NumberHasher,
         extra_columns: impl Iterator<Item = &'c Shared>,
+        parts: usize,
     ) -> FeedLoad {
         // The index is sorted on one core while the customers are checked on
         // the other, as if no number repeated: they almost never do, and
@@ -230,17 +252,17 @@ impl Kept {
                 let hashes = self.keys.iter().map(|k| k.number).enumerate();
                 NumberIndex::build(&self.invoices, hashes, &numbers)
             });
-            let checked = self.customers(Firsts::Sorted([].iter().peekable()));
+            let checked = self.customers(Firsts::Sorted(&[]), parts);
             let sorted = sorting
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (sorted, checked)
         });
         if !duplicates.is_empty() {
-            checked = self.customers(Firsts::Sorted(duplicates.iter().peekable()));
+            checked = self.customers(Firsts::Sorted(&duplicates), parts);
         }
         if checked.overflowed {
-            checked = self.customers(Firsts::Kept(HashMap::new()));
+            checked = self.customers(Firsts::Kept(HashMap::new()), 1);
         }
         let mut load = FeedLoad {
             bad_rows: self.bad_rows + checked.refused.len(),
@@ -292,14 +314,79 @@ impl Kept {
 
     /// Checks each invoice's customer in the order of the rows: the
     /// problems, each with its invoice, the invoices refused, and each
-    /// invoice's customer (`u32::MAX` for a refused one).
-    fn customers<'i>(&'i self, mut firsts: Firsts<'i>) -> Checked {
-        let mut customers = Customers::default();
-        let mut checked = Checked {
-            customer_of: Vec::with_capacity(self.invoices.len()),
-            ..Checked::default()
+    /// invoice's customer (`u32::MAX` for a refused one). Past a few
+    /// thousand rows, a thread per core checks its share of the customers:
+    /// the rows of one customer are all checked by one thread, in order.
+    fn customers<'i>(&'i self, firsts: Firsts<'i>, parts: usize) -> Checked {
+        let checked: Vec<CustomersPart> = match firsts {
+            // With Kept, which row of a number comes first depends on every
+            // customer's rows: one thread checks them all.
+            Firsts::Sorted(duplicates) if parts > 1 => std::thread::scope(|scope| {
+                let threads: Vec<_> = (0..parts)
+                    .map(|part| {
+                        scope.spawn(move || {
+                            self.customers_part(Firsts::Sorted(duplicates), part, parts)
+                        })
+                    })
+                    .collect();
+                threads
+                    .into_iter()
+                    .map(|t| {
+                        t.join()
+                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                    })
+                    .collect()
+            }),
+            firsts => vec![self.customers_part(firsts, 0, 1)],
         };
+        let mut all = Checked::default();
+        let mut firsts: Vec<(usize, u32)> = Vec::new();
+        for part in checked {
+            all.problems.extend(part.problems);
+            all.refused.extend(part.refused);
+            all.overflowed |= part.overflowed;
+            firsts.extend(part.firsts);
+        }
+        // Stable: an invoice's problems stay in their order.
+        all.problems.sort_by_key(|&(invoice, _)| invoice);
+        all.refused.sort_unstable();
+        // Customers are numbered in the order of their first kept rows.
+        firsts.sort_unstable();
+        let mut number = Vec::new();
+        for (index, &(_, customer)) in firsts.iter().enumerate() {
+            let customer = customer as usize;
+            if number.len() <= customer {
+                number.resize(customer.saturating_add(1), u32::MAX);
+            }
+            number[customer] = index as u32;
+        }
+        let mut refused = all.refused.iter().peekable();
+        all.customer_of = self
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, keys)| match refused.next_if_eq(&&i) {
+                Some(_) => u32::MAX,
+                None => number[keys.customer as usize],
+            })
+            .collect();
+        all
+    }
+
+    /// [`Kept::customers`] for the customers whose number is `part` modulo `parts`.
+    fn customers_part<'i>(
+        &'i self,
+        mut firsts: Firsts<'i>,
+        part: usize,
+        parts: usize,
+    ) -> CustomersPart {
+        let mut customers = Customers::default();
+        let mut checked = CustomersPart::default();
+        let mut duplicate_at = 0;
         for (i, (invoice, keys)) in self.invoices.iter().zip(&self.keys).enumerate() {
+            if keys.customer as usize % parts != part {
+                continue;
+            }
             let at = || self.location(invoice);
             let total = match customers.total_with(keys.customer, invoice, &at) {
                 Ok(total) => total,
@@ -310,7 +397,16 @@ impl Kept {
                 }
             };
             let first = match &mut firsts {
-                Firsts::Sorted(duplicates) => duplicates.next_if(|(d, _)| *d == i).map(|&(_, f)| f),
+                Firsts::Sorted(duplicates) => {
+                    // Past those of the other parts' rows.
+                    while duplicates.get(duplicate_at).is_some_and(|&(d, _)| d < i) {
+                        duplicate_at += 1;
+                    }
+                    duplicates
+                        .get(duplicate_at)
+                        .filter(|&&(d, _)| d == i)
+                        .map(|&(_, f)| f)
+                }
                 Firsts::Kept(kept) => match kept.get(&*invoice.number) {
                     Some(&first) => Some(first),
                     None => {
@@ -323,8 +419,11 @@ impl Kept {
                 checked.refuse(i, duplicate(invoice, &self.invoices[first], at()));
                 continue;
             }
-            let (customer, warning) = customers.keep(keys.customer, invoice, total, &at);
-            checked.customer_of.push(customer);
+            // The part's customers are numbered in the order of their first rows.
+            let (index, warning) = customers.keep(keys.customer, invoice, total, &at);
+            if index as usize == checked.firsts.len() {
+                checked.firsts.push((i, keys.customer));
+            }
             checked.problems.extend(warning.map(|w| (i, w)));
         }
         checked
@@ -344,6 +443,24 @@ fn duplicate(invoice: &Invoice, first: &Invoice, at: Location) -> Problem {
     )
 }
 
+/// What checking a share of the invoices' customers found: as [`Checked`],
+/// with each customer's first kept row rather than each row's customer.
+#[derive(Default)]
+struct CustomersPart {
+    problems: Vec<(usize, Problem)>,
+    refused: Vec<usize>,
+    /// Each customer's first kept row, with the customer's number.
+    firsts: Vec<(usize, u32)>,
+    overflowed: bool,
+}
+
+impl CustomersPart {
+    fn refuse(&mut self, invoice: usize, problem: Problem) {
+        self.problems.push((invoice, problem));
+        self.refused.push(invoice);
+    }
+}
+
 /// What checking the invoices' customers found.
 #[derive(Default)]
 struct Checked {
@@ -352,14 +469,6 @@ struct Checked {
     customer_of: Vec<u32>,
     /// A customer's total would not have been exact.
     overflowed: bool,
-}
-
-impl Checked {
-    fn refuse(&mut self, invoice: usize, problem: Problem) {
-        self.problems.push((invoice, problem));
-        self.refused.push(invoice);
-        self.customer_of.push(u32::MAX);
-    }
 }
 
 /// Invoices written out field by field rather than read from a feed: the
@@ -461,6 +570,104 @@ impl<R: Read> Read for LineEnds<R> {
     }
 }
 
+/// Bytes of CSV records the reading thread hands on at a time (the records
+/// of a [`CsvChunk`]): as [`BATCH`], about a thousand rows.
+const CHUNK_BYTES: usize = 1 << 17;
+/// How many lines end in these bytes.
+fn newlines(bytes: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', bytes).count() as u64
+}
+
+/// Where CSV records end, found as the csv reader finds them but without
+/// parsing them, so that the reading thread can hand on whole records: a
+/// line end outside a quoted value ends a record (or a blank line), and a
+/// quote opens a quoted value only at the start of a value (elsewhere it is
+/// a character of the value). With the csv crate's settings relance uses:
+/// `"` quotes, `""` is a quote inside a quoted value, no escape character
+/// and no comments; `\r`, `\n` and `\r\n` end lines.
+#[derive(Clone, Copy)]
+struct RecordEnds {
+    delimiter: u8,
+    state: Scan,
+    /// The last byte scanned; none at the start of the input.
+    last: Option<u8>,
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Scan {
+    Unquoted,
+    Quoted,
+    /// After a quote inside a quoted value: the end of the value, or the
+    /// first half of `""`.
+    QuoteInQuoted,
+    /// After a `\r` that ends a line: a `\n` may follow, ending the same line.
+    CarriageReturn,
+}
+
+impl RecordEnds {
+    fn new(delimiter: u8) -> Self {
+        RecordEnds {
+            delimiter,
+            state: Scan::Unquoted,
+            last: None,
+        }
+    }
+
+    /// Scans the next bytes of the input, calling `end` with each place in
+    /// them where a record (or a blank line) has ended and another may start.
+    fn scan(&mut self, bytes: &[u8], mut end: impl FnMut(usize)) {
+        let mut at = 0;
+        while at < bytes.len() {
+            match self.state {
+                Scan::Quoted => match memchr::memchr(b'"', &bytes[at..]) {
+                    Some(i) => {
+                        at += i + 1;
+                        self.state = Scan::QuoteInQuoted;
+                    }
+                    None => at = bytes.len(),
+                },
+                Scan::QuoteInQuoted if bytes[at] == b'"' => {
+                    self.state = Scan::Quoted;
+                    at += 1;
+                }
+                // The byte after is read as outside quotes.
+                Scan::QuoteInQuoted => self.state = Scan::Unquoted,
+                Scan::CarriageReturn => {
+                    self.state = Scan::Unquoted;
+                    if bytes[at] != b'\n' {
+                        end(at);
+                    }
+                }
+                Scan::Unquoted => match memchr::memchr3(b'"', b'\n', b'\r', &bytes[at..]) {
+                    None => at = bytes.len(),
+                    Some(i) => {
+                        let found = at + i;
+                        match bytes[found] {
+                            b'"' => {
+                                let before = match found {
+                                    0 => self.last,
+                                    _ => Some(bytes[found - 1]),
+                                };
+                                if before.is_none_or(|b| {
+                                    matches!(b, b'\n' | b'\r') || b == self.delimiter
+                                }) {
+                                    self.state = Scan::Quoted;
+                                }
+                            }
+                            b'\n' => end(found + 1),
+                            _ => self.state = Scan::CarriageReturn,
+                        }
+                        at = found + 1;
+                    }
+                },
+            }
+        }
+        if let Some(&last) = bytes.last() {
+            self.last = Some(last);
+        }
+    }
+}
+
 /// Rows per batch: enough that handing a batch from thread to thread costs
 /// little next to converting it, few enough that a batch's invoices are
 /// still in the cache when they are kept.
@@ -544,7 +751,8 @@ impl<R: Default> Feeder<R> {
 }
 
 /// Reads a feed with `read` on one thread, converts its rows with `convert`
-/// on one thread per converter, and hands each converted row to `accept`, in
+/// on one thread per converter (a row of the reading thread's may give any
+/// number of converted ones), and hands each converted row to `accept`, in
 /// the feed's order. `Err` when a thread crashed.
 ///
 /// The thread that converts the next batch in the feed's order keeps it
@@ -553,7 +761,7 @@ impl<R: Default> Feeder<R> {
 /// would wait on each one coming from another core.
 fn pipeline<R: Default + Send>(
     read: impl FnOnce(&mut Feeder<R>) -> Result<(), Problem> + Send,
-    convert: impl Fn(&mut R, &mut Converter) -> Option<Converted> + Sync,
+    convert: impl Fn(&mut R, &mut Converter, &mut Vec<Converted>) + Sync,
     converters: &mut [Converter],
     accept: &mut (dyn FnMut(Converted) + Send),
 ) -> Result<Result<(), Problem>, Crashed> {
@@ -607,11 +815,9 @@ fn pipeline<R: Default + Send>(
                                 converted,
                                 ..
                             } = &mut batch;
-                            converted.extend(
-                                rows[..*len]
-                                    .iter_mut()
-                                    .filter_map(|row| convert(row, converter)),
-                            );
+                            for row in &mut rows[..*len] {
+                                convert(row, converter, converted);
+                            }
                         }));
                         if done.is_err() || !Keeper::keep(keeper, batch) {
                             Keeper::crash(keeper);
@@ -697,9 +903,21 @@ struct FeedParser<'c> {
     /// `limits.field_chars`, and the longest row it allows, in bytes.
     field_chars: usize,
     row_bytes: u64,
+    /// How many bytes of CSV records are handed on at a time ([`CHUNK_BYTES`]).
+    chunk_bytes: usize,
 }
 
-/// A CSV record as the reading thread hands it on.
+/// Whole CSV records as the reading thread hands them on, to be parsed by a converting thread.
+#[derive(Default)]
+struct CsvChunk {
+    bytes: Vec<u8>,
+    /// The line of its first byte.
+    line: u64,
+    /// The record being converted (its buffers are reused from record to record).
+    row: CsvRow,
+}
+
+/// A CSV record being converted.
 #[derive(Default)]
 struct CsvRow {
     record: csv::StringRecord,
@@ -754,6 +972,7 @@ impl<'c> FeedParser<'c> {
             plausible: plausible_dates(today),
             field_chars: config.limits.field_chars,
             row_bytes: row_bytes(config.limits.field_chars),
+            chunk_bytes: CHUNK_BYTES,
         })
     }
 
@@ -786,7 +1005,10 @@ impl<'c> FeedParser<'c> {
         }
     }
 
-    /// Reads the header here, then the records through the [`pipeline`].
+    /// Reads the header here, then the records through the [`pipeline`]:
+    /// the reading thread only finds where records end ([`RecordEnds`]) and
+    /// hands on runs of whole records, which each converting thread parses
+    /// itself, so that a record's bytes are read by the core converting it.
     fn csv(
         &self,
         mut input: impl BufRead + Send,
@@ -797,52 +1019,144 @@ impl<'c> FeedParser<'c> {
             Some(d) => d as u8,
             None => detect_delimiter(input.fill_buf().map_err(|e| self.read_error(e))?),
         };
-        let mut reader = csv::ReaderBuilder::new()
-            .delimiter(delimiter)
-            .flexible(true)
-            .from_reader(LineEnds::new(input));
-        let headers = reader.headers().map_err(|e| {
+        let header_problem = |e: &dyn std::fmt::Display| {
             Problem::error(
                 Location::line(&self.file, 1),
                 format!("cannot read the header row: {e}"),
             )
-        })?;
-        let columns = self.map_columns(headers.iter(), || Location::line(&self.file, 1))?;
-        let read = |feeder: &mut Feeder<CsvRow>| loop {
-            let row = feeder.next();
-            row.unreadable = None;
-            match reader.read_record(&mut row.record) {
-                Ok(false) => return Ok(()),
-                Ok(true) => {
-                    if let Some(mut at) = row.record.position().cloned() {
-                        let skipped = reader.get_mut().lines_skipped_at(at.byte());
-                        if skipped > 0 {
-                            at.set_line(at.line() + skipped);
+        };
+        let mut ends = RecordEnds::new(delimiter);
+        // The header is the first record that is not a blank line: read up
+        // to its end, and where the last record end read after it is.
+        let mut bytes: Vec<u8> = Vec::new();
+        let (mut header_end, mut last_end) = (None, 0);
+        while header_end.is_none() {
+            let read = input.fill_buf().map_err(|e| header_problem(&e))?;
+            if read.is_empty() {
+                header_end = Some(bytes.len());
+                break;
+            }
+            let from = bytes.len();
+            bytes.extend_from_slice(read);
+            let n = read.len();
+            input.consume(n);
+            ends.scan(&bytes[from..], |end| {
+                let end = from + end;
+                last_end = end;
+                if header_end.is_none() && bytes[..end].iter().any(|b| !matches!(b, b'\r' | b'\n'))
+                {
+                    header_end = Some(end);
+                }
+            });
+        }
+        let header_end = header_end.unwrap_or(bytes.len());
+        let (columns, names) = {
+            let mut reader = csv::ReaderBuilder::new()
+                .delimiter(delimiter)
+                .flexible(true)
+                .from_reader(&bytes[..header_end]);
+            let headers = reader.headers().map_err(|e| header_problem(&e))?;
+            let columns = self.map_columns(headers.iter(), || Location::line(&self.file, 1))?;
+            (
+                columns,
+                headers.iter().map(String::from).collect::<Vec<_>>(),
+            )
+        };
+        let first_line = 1 + newlines(&bytes[..header_end]);
+        bytes.drain(..header_end);
+        let mut last_end = last_end.saturating_sub(header_end);
+        let read = |feeder: &mut Feeder<CsvChunk>| {
+            let mut line = first_line;
+            let chunk = feeder.next();
+            chunk.bytes.clear();
+            chunk.bytes.append(&mut bytes);
+            chunk.line = line;
+            loop {
+                let read = match input.fill_buf() {
+                    Ok(read) => read,
+                    Err(e) => {
+                        // The records read whole are kept; the one cut short is not.
+                        feeder.next().bytes.truncate(last_end);
+                        feeder.keep();
+                        return Err(self.io_problem(e));
+                    }
+                };
+                if read.is_empty() {
+                    feeder.keep();
+                    return Ok(());
+                }
+                let chunk = feeder.next();
+                let from = chunk.bytes.len();
+                // `last_end`: where the last record read so far ends, in the chunk.
+                ends.scan(read, |end| last_end = from + end);
+                chunk.bytes.extend_from_slice(read);
+                let n = read.len();
+                input.consume(n);
+                if chunk.bytes.len() >= self.chunk_bytes && last_end > 0 {
+                    let rest = chunk.bytes.split_off(last_end);
+                    line += newlines(&chunk.bytes);
+                    feeder.keep();
+                    feeder.hand_on();
+                    let chunk = feeder.next();
+                    chunk.bytes.clear();
+                    chunk.bytes.extend_from_slice(&rest);
+                    chunk.line = line;
+                    last_end = 0;
+                }
+            }
+        };
+        let convert = |chunk: &mut CsvChunk,
+                       converter: &mut Converter,
+                       out: &mut Vec<Converted>| {
+            let CsvChunk { bytes, line, row } = chunk;
+            // Lines and bytes as csv counts them from the chunk's start.
+            let lines_before = *line - 1;
+            let mut reader = self.csv_reader(delimiter, LineEnds::new(&bytes[..]));
+            loop {
+                row.unreadable = None;
+                match reader.read_record(&mut row.record) {
+                    Ok(false) => return,
+                    Ok(true) => {
+                        if let Some(mut at) = row.record.position().cloned() {
+                            let skipped = reader.get_mut().lines_skipped_at(at.byte());
+                            at.set_line(lines_before + at.line() + skipped);
                             row.record.set_position(Some(at));
                         }
                     }
-                }
-                Err(e) => {
-                    if let csv::ErrorKind::Io(_) = e.kind() {
-                        let csv::ErrorKind::Io(e) = e.into_kind() else {
-                            unreachable!("matched just above")
+                    Err(e) => {
+                        let line = e.position().map_or(0, |p| {
+                            lines_before + p.line() + reader.get_mut().lines_skipped_at(p.byte())
+                        });
+                        let why = match e.kind() {
+                            csv::ErrorKind::Utf8 { err, .. } => format!(
+                                "column {}{} is not UTF-8 text (export the feed as UTF-8)",
+                                err.field() + 1,
+                                names
+                                    .get(err.field())
+                                    .map(|name| format!(" ({})", quote(name)))
+                                    .unwrap_or_default()
+                            ),
+                            _ => e.to_string(),
                         };
-                        return Err(self.io_problem(e));
+                        row.unreadable = Some(Problem::error(
+                            Location::line(&self.file, line as usize),
+                            format!("unreadable row: {why}"),
+                        ));
                     }
-                    let line = e.position().map_or(0, |p| {
-                        (p.line() + reader.get_mut().lines_skipped_at(p.byte())) as usize
-                    });
-                    row.unreadable = Some(Problem::error(
-                        Location::line(&self.file, line),
-                        format!("unreadable row: {e}"),
-                    ));
                 }
+                out.extend(self.csv_row(row, &columns, converter));
             }
-            feeder.keep();
         };
-        let convert =
-            |row: &mut CsvRow, converter: &mut Converter| self.csv_row(row, &columns, converter);
         pipeline(read, convert, converters, accept).unwrap_or_else(|Crashed| Err(self.crashed()))
+    }
+
+    /// A csv reader of records (the header is read apart) as the feed writes them.
+    fn csv_reader<R: Read>(&self, delimiter: u8, input: R) -> csv::Reader<R> {
+        csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .flexible(true)
+            .has_headers(false)
+            .from_reader(input)
     }
 
     fn crashed(&self) -> Problem {
@@ -1173,6 +1487,51 @@ mod tests {
         assert_eq!(inv.origin.line, 2);
     }
 
+    /// Each converting thread copies the texts every row carries (the feed's
+    /// extra column names, the default currency) once per feed: a feed read
+    /// after another gets its own, even where its texts take the memory the
+    /// earlier feed's freed.
+    #[test]
+    fn each_feed_of_several_gets_its_own_column_names_and_default_currency() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut feeds = Vec::new();
+        for i in 0..12 {
+            let name = format!("f{i}.csv");
+            let content = match i % 2 {
+                0 => format!(
+                    "number,customer_id,customer_name,issue_date,due_date,amount,currency,col{i}\n\
+                     F{i},C{i},N,2026-01-01,2026-01-31,10,USD,v{i}\n"
+                ),
+                _ => format!(
+                    "number,customer_id,customer_name,issue_date,due_date,amount\n\
+                     F{i},C{i},N,2026-01-01,2026-01-31,10\n"
+                ),
+            };
+            std::fs::write(dir.path().join(&name), content).unwrap();
+            feeds.push(FeedConfig::new(name.into()));
+        }
+        let config = Config {
+            base: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let l = load_feeds(&config, &feeds, model::tests::date("2026-03-01"));
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        assert_eq!(l.invoices.len(), 12);
+        for (i, inv) in l.invoices.iter().enumerate() {
+            let (currency, extra) = match i % 2 {
+                0 => ("USD", vec![(format!("col{i}"), format!("v{i}"))]),
+                _ => ("EUR", vec![]),
+            };
+            assert_eq!(&*inv.currency, currency, "{}", inv.number);
+            let got: Vec<(String, String)> = inv
+                .extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            assert_eq!(got, extra, "{}", inv.number);
+        }
+    }
+
     #[test]
     fn bad_rows_are_reported_and_skipped() {
         let content = format!(
@@ -1288,18 +1647,19 @@ mod tests {
 
     #[test]
     fn rows_checked_all_at_once_give_what_keeping_them_one_by_one_gave() {
-        for huge in [false, true] {
+        // Checked by one thread, and with their customers shared out between several.
+        for (huge, parts) in [(false, 1), (true, 1), (false, 3), (true, 2), (true, 7)] {
             let numbers = NumberHasher::default();
             let mut kept = Kept::default();
             rows(huge, &numbers)
                 .into_iter()
                 .for_each(|row| kept.keep(row));
-            let load = kept.finish(numbers.clone(), std::iter::empty());
+            let load = kept.finish_in(numbers.clone(), std::iter::empty(), parts);
             let (expected, problems, customer_of, bad_rows) = one_by_one(rows(huge, &numbers));
             let got: Vec<String> = load.invoices.iter().map(|i| i.number.to_string()).collect();
-            assert_eq!(got, expected, "huge: {huge}");
+            assert_eq!(got, expected, "huge: {huge}, parts: {parts}");
             let got: Vec<String> = load.problems.iter().map(ToString::to_string).collect();
-            assert_eq!(got, problems, "huge: {huge}");
+            assert_eq!(got, problems, "huge: {huge}, parts: {parts}");
             assert!(
                 problems
                     .iter()
@@ -1310,13 +1670,158 @@ mod tests {
                 problems.iter().any(|p| p.contains("add up to more than")),
                 huge
             );
-            assert_eq!(load.index.customer_of, customer_of, "huge: {huge}");
-            assert_eq!(load.bad_rows, bad_rows, "huge: {huge}");
+            assert_eq!(
+                load.index.customer_of, customer_of,
+                "huge: {huge}, parts: {parts}"
+            );
+            assert_eq!(load.bad_rows, bad_rows, "huge: {huge}, parts: {parts}");
             let ledger = model::Ledger::with_index(load.invoices.clone(), load.index);
             for (i, invoice) in load.invoices.iter().enumerate() {
                 assert_eq!(ledger.find(&invoice.number), Some(model::InvoiceId::new(i)));
             }
             assert_eq!(ledger.find("F-none"), None);
+        }
+    }
+
+    /// The records csv reads from `input` (with relance's settings and its
+    /// correction of their lines, as a converting thread reads a chunk),
+    /// each with its line counted from `first_line`.
+    fn csv_records(delimiter: u8, input: &[u8], first_line: u64) -> Vec<(u64, Vec<Vec<u8>>)> {
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .flexible(true)
+            .has_headers(false)
+            .from_reader(LineEnds::new(input));
+        let mut record = csv::ByteRecord::new();
+        let mut records = Vec::new();
+        while reader.read_byte_record(&mut record).unwrap() {
+            let at = record.position().unwrap().clone();
+            let line = first_line - 1 + at.line() + reader.get_mut().lines_skipped_at(at.byte());
+            records.push((line, record.iter().map(<[u8]>::to_vec).collect()));
+        }
+        records
+    }
+
+    /// Random CSV-ish bytes: values, separators, quotes and line ends of every kind.
+    fn csv_noise(next: &mut impl FnMut() -> u64) -> Vec<u8> {
+        const BYTES: &[u8] = b"ab,;\"\"\"\n\n\r ";
+        (0..next() % 48)
+            .map(|_| BYTES[(next() % BYTES.len() as u64) as usize])
+            .collect()
+    }
+
+    /// Splitting a feed where [`RecordEnds`] says records end, and reading
+    /// each part with a reader of its own, gives the records (and lines)
+    /// one reader gives reading it whole: whatever pieces the bytes come in.
+    #[test]
+    fn records_end_where_the_csv_reader_ends_them() {
+        let mut state = 11u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state >> 33
+        };
+        let mut splits = 0;
+        for _ in 0..20_000 {
+            let input = csv_noise(&mut next);
+            let delimiter = [b',', b';'][(next() % 2) as usize];
+            let whole = csv_records(delimiter, &input, 1);
+            // Scanned in pieces of random sizes, as reads give them.
+            let mut ends = RecordEnds::new(delimiter);
+            let mut found = Vec::new();
+            let mut from = 0;
+            while from < input.len() {
+                let to = (from + 1 + (next() % 5) as usize).min(input.len());
+                ends.scan(&input[from..to], |end| found.push(from + end));
+                from = to;
+            }
+            assert!(found.windows(2).all(|w| w[0] <= w[1]), "{found:?}");
+            found.push(input.len());
+            let (mut split, mut start, mut line) = (Vec::new(), 0, 1);
+            for end in found {
+                split.extend(csv_records(delimiter, &input[start..end], line));
+                line += newlines(&input[start..end]);
+                splits += 1;
+                start = end;
+            }
+            assert_eq!(split, whole, "{:?}", String::from_utf8_lossy(&input));
+        }
+        assert!(splits > 100_000, "{splits}");
+    }
+
+    /// A feed read with its records handed on a few bytes at a time gives
+    /// what reading it in one piece gives: the invoices, their lines, and
+    /// every problem where it is.
+    #[test]
+    fn a_csv_feed_read_in_chunks_of_any_size_gives_the_same_load() {
+        let mut content = String::from("\r\n").into_bytes();
+        content.extend_from_slice(HEADER.trim_end().as_bytes());
+        content.extend_from_slice(b"\r\n");
+        for i in 0..40 {
+            let row = match i % 8 {
+                0 => format!(
+                    "F{i},C{i},\"Name\non two lines\",a@x.fr,2026-01-01,2026-01-31,10,,,open,,r\r\n"
+                ),
+                1 => format!(
+                    "F{i},C{i},\"Say \"\"hi\"\"\",a@x.fr,2026-01-01,2026-01-31,10,,,open,,\"r\r\n\"\n"
+                ),
+                2 => format!("F{i},C{i},N,a@x.fr,2026-01-01,2026-13-31,10,,,open,,r\n\n\r\n"),
+                3 => format!("F{i},C{i},N\"q,a@x.fr,2026-01-01,2026-01-31,10,,,open,,r\r"),
+                4 => format!("F{i},C{i},N,a@x.fr,2026-01-01,2026-01-31,zero,,,open,,r\n"),
+                _ => format!("F{i},C{i},N,a@x.fr,2026-01-01,2026-01-31,{i},,,open,,r\n"),
+            };
+            content.extend_from_slice(row.as_bytes());
+            if i == 21 {
+                content.extend_from_slice(
+                    b"F-bad,C,\xff\xfe,a@x.fr,2026-01-01,2026-01-31,1,,,open,,r\n",
+                );
+            }
+        }
+        content.extend_from_slice(b"F-last,C,N,a@x.fr,2026-01-01,2026-01-31,1,,,open,,r");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.csv"), &content).unwrap();
+        let config = Config {
+            base: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let feed = FeedConfig {
+            delimiter: Some(','),
+            ..FeedConfig::new("a.csv".into())
+        };
+        let summary = |chunk_bytes| {
+            let l = load_feeds_in_chunks(
+                &config,
+                std::slice::from_ref(&feed),
+                model::tests::date("2026-03-01"),
+                chunk_bytes,
+            );
+            let invoices: Vec<String> = l
+                .invoices
+                .iter()
+                .map(|i| format!("{} {} {:?}", i.origin.line, i.number, i.customer_name))
+                .collect();
+            let problems: Vec<String> = l.problems.iter().map(ToString::to_string).collect();
+            (invoices, problems, l.bad_rows)
+        };
+        let whole = summary(CHUNK_BYTES);
+        assert_eq!(whole.0.len(), 31, "{:#?}", whole.0);
+        assert!(
+            whole
+                .0
+                .contains(&"3 F0 \"Name\\non two lines\"".to_string()),
+            "{:#?}",
+            whole.0
+        );
+        let unreadable = "unreadable row: column 3 (\"customer_name\") is not UTF-8 text";
+        assert!(
+            whole.1.iter().any(|p| p.contains(unreadable)),
+            "{:#?}",
+            whole.1
+        );
+        assert_eq!(whole.2, 11);
+        for chunk_bytes in [1, 2, 3, 7, 64, 200] {
+            assert_eq!(summary(chunk_bytes), whole, "{chunk_bytes} bytes at a time");
         }
     }
 
@@ -1336,10 +1841,13 @@ mod tests {
             }
             Ok(())
         };
-        let converted = |_: &mut usize, _: &mut Converter| Some(Err(vec![]));
-        let crash_at = |row: &mut usize, c: &mut Converter| match *row == 7 * BATCH + 3 {
+        let converted =
+            |_: &mut usize, _: &mut Converter, out: &mut Vec<Converted>| out.push(Err(vec![]));
+        let crash_at = |row: &mut usize, c: &mut Converter, out: &mut Vec<Converted>| match *row
+            == 7 * BATCH + 3
+        {
             true => panic!("converting row {row}"),
-            false => converted(row, c),
+            false => converted(row, c, out),
         };
         let mut kept = 0;
         let result = pipeline(read, crash_at, &mut converters, &mut |_| kept += 1);

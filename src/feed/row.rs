@@ -2,6 +2,7 @@
 //! fields, each field read and checked, shared text interned.
 
 use std::borrow::Cow;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::NaiveDate;
@@ -163,7 +164,8 @@ impl ThreadInterner<'_> {
         if let Some(set) = self.own.tag_sets.get(list) {
             return set.clone();
         }
-        let set = self.lock().tags(list);
+        // The thread's own copy of the set, as with [`Own`]: most rows share a few sets.
+        let set: Arc<[Shared]> = self.lock().tags(list).iter().cloned().collect();
         self.own.tag_sets.insert(list.into(), set.clone());
         set
     }
@@ -185,6 +187,41 @@ pub(super) struct Converter<'s> {
     /// The extra columns of the invoices this thread converted: the ledger's
     /// list of them, without reading every invoice again.
     pub(super) extra_columns: Vec<Shared>,
+    own: Own,
+}
+
+/// This thread's own copies of what every row carries: its feed's file,
+/// its extra columns' names, the default currency. Were every converting
+/// thread to clone the one allocation for every row, its reference count
+/// would go from core to core on every row.
+#[derive(Default)]
+struct Own {
+    file: Option<(Arc<PathBuf>, Arc<PathBuf>)>,
+    /// A text → its copy. The text is kept, so that its allocation is not
+    /// freed and reused for another while it names the copy.
+    texts: Vec<(Shared, Shared)>,
+}
+
+impl Own {
+    fn file(&mut self, file: &Arc<PathBuf>) -> Arc<PathBuf> {
+        match &self.file {
+            Some((shared, own)) if Arc::ptr_eq(shared, file) => own.clone(),
+            _ => {
+                let own = Arc::new(file.to_path_buf());
+                self.file = Some((file.clone(), own.clone()));
+                own
+            }
+        }
+    }
+
+    fn text(&mut self, text: &Shared) -> Shared {
+        if let Some((_, own)) = self.texts.iter().find(|(t, _)| Shared::ptr_eq(t, text)) {
+            return own.clone();
+        }
+        let own = Shared::from(&**text);
+        self.texts.push((text.clone(), own.clone()));
+        own
+    }
 }
 
 impl<'s> Converter<'s> {
@@ -199,6 +236,7 @@ impl<'s> Converter<'s> {
             currencies: Canonical::default(),
             languages: Canonical::default(),
             extra_columns: Vec::new(),
+            own: Own::default(),
         }
     }
 }
@@ -220,7 +258,10 @@ impl Canonical {
         }
         let value = canonical(raw)?;
         if self.0.len() < Self::MAX {
-            self.0.push((raw.into(), value.clone()));
+            // The thread's own copy, as with [`Own`]: every row clones it.
+            let own = Shared::from(&*value);
+            self.0.push((raw.into(), own.clone()));
+            return Some(own);
         }
         Some(value)
     }
@@ -268,7 +309,9 @@ impl FeedParser<'_> {
                     }
                 }
                 Column::Extra(name) => {
-                    values.extra.push((name.clone(), Shared::from(value)));
+                    values
+                        .extra
+                        .push((converter.own.text(name), Shared::from(value)));
                 }
             }
         }
@@ -522,6 +565,7 @@ impl FeedParser<'_> {
             currencies,
             languages,
             extra_columns,
+            own,
         } = converter;
         let currency = read.code(
             CURRENCY,
@@ -565,7 +609,7 @@ impl FeedParser<'_> {
             due_date,
             amount,
             amount_paid,
-            currency: currency.unwrap_or_else(|| self.default_currency.clone()),
+            currency: currency.unwrap_or_else(|| own.text(&self.default_currency)),
             status,
             paid_date,
             language,
@@ -573,7 +617,7 @@ impl FeedParser<'_> {
             promise_date,
             extra: row.extra.into(),
             origin: Origin {
-                file: self.file.clone(),
+                file: own.file(&self.file),
                 line,
             },
         };
