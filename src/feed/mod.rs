@@ -3,12 +3,15 @@
 //! A feed is read by a pipeline of threads, because a million rows take one
 //! core about a second to convert:
 //!
-//! - one thread reads the file and splits it into rows (CSV records, JSON
-//!   Lines lines, elements of a JSON array), in batches;
-//! - one thread per core converts batches of rows into invoices (checking
-//!   every field and interning shared text), in any order;
-//! - the calling thread takes the converted batches back in the feed's order,
-//!   finds duplicate numbers and keeps the invoices.
+//! - one thread reads the file and hands it on in batches: runs of whole CSV
+//!   records (it only finds where records end: [`RecordEnds`]), JSON Lines
+//!   lines, elements of a JSON array;
+//! - one thread per core converts batches into invoices (parsing the CSV
+//!   records, checking every field, interning shared text), in any order;
+//!   the thread that converts the next batch in the feed's order keeps it,
+//!   and those converted ahead of it, in order;
+//! - once all rows are in, duplicate numbers are found by one sort, and the
+//!   customers' rows are checked with a thread per core.
 //!
 //! So every message, line number, "first seen at" and the order of the
 //! invoices are what reading the feed row by row gives. Batches go round:
@@ -1563,33 +1566,37 @@ mod tests {
         );
     }
 
+    /// A generator of pseudo-random numbers (31 bits) from `seed`: the same ones on every run.
+    fn random(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state >> 33
+        }
+    }
+
     /// Rows of numbers that repeat, of customers whose rows disagree, and bad
     /// rows between them; with `huge`, amounts whose customer totals are past
     /// what a decimal holds, so that a row refused for that is followed by a
     /// kept row of its number.
     fn rows(huge: bool, numbers: &NumberHasher) -> Vec<Converted> {
         let file = Arc::new(PathBuf::from("a.csv"));
-        let mut state = 7u64;
-        let mut next = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            state >> 33
-        };
+        let mut next = random(7);
         (2..3000)
             .map(|line| {
-                if next() % 40 == 0 {
+                if next().is_multiple_of(40) {
                     return Err(vec![Problem::error(Location::line(&file, line), "bad")]);
                 }
                 let customer = (next() % 60) as u32;
-                let amount = match huge && next() % 200 == 0 {
+                let amount = match huge && next().is_multiple_of(200) {
                     true => Decimal::MAX.to_string(),
                     false => (next() % 1000).to_string(),
                 };
                 let number = format!("F{}", next() % 2000);
                 let mut invoice =
                     model::tests::invoice(&number, &format!("C{customer}"), "2026-01-31", &amount);
-                if next() % 90 == 0 {
+                if next().is_multiple_of(90) {
                     invoice.customer_name = "Another name".into();
                 }
                 invoice.origin = model::Origin {
@@ -1715,13 +1722,7 @@ mod tests {
     /// one reader gives reading it whole: whatever pieces the bytes come in.
     #[test]
     fn records_end_where_the_csv_reader_ends_them() {
-        let mut state = 11u64;
-        let mut next = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            state >> 33
-        };
+        let mut next = random(11);
         let mut splits = 0;
         for _ in 0..20_000 {
             let input = csv_noise(&mut next);
