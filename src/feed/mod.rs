@@ -34,7 +34,7 @@ use serde_json::Value;
 
 use crate::config::{Config, FeedConfig, FeedFormat};
 use crate::diagnostics::{Location, Problem, Problems, quote};
-use crate::model::{Invoice, InvoiceField, LedgerIndex, NumberHasher, NumberIndex, Shared};
+use crate::model::{self, Invoice, InvoiceField, LedgerIndex, NumberHasher, NumberIndex, Shared};
 
 use customers::Customers;
 use row::{Converter, Interner, column_key};
@@ -233,10 +233,7 @@ impl Kept {
         numbers: NumberHasher,
         extra_columns: impl Iterator<Item = &'c Shared>,
     ) -> FeedLoad {
-        let parts = match self.invoices.len() {
-            0..50_000 => 1,
-            _ => std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS)),
-        };
+        let parts = model::threads_for(self.invoices.len());
         self.finish_in(numbers, extra_columns, parts)
     }
 
@@ -324,21 +321,8 @@ impl Kept {
         let checked: Vec<CustomersPart> = match firsts {
             // With Kept, which row of a number comes first depends on every
             // customer's rows: one thread checks them all.
-            Firsts::Sorted(duplicates) if parts > 1 => std::thread::scope(|scope| {
-                let threads: Vec<_> = (0..parts)
-                    .map(|part| {
-                        scope.spawn(move || {
-                            self.customers_part(Firsts::Sorted(duplicates), part, parts)
-                        })
-                    })
-                    .collect();
-                threads
-                    .into_iter()
-                    .map(|t| {
-                        t.join()
-                            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-                    })
-                    .collect()
+            Firsts::Sorted(duplicates) if parts > 1 => model::in_parts(parts, |part, parts| {
+                self.customers_part(Firsts::Sorted(duplicates), part, parts)
             }),
             firsts => vec![self.customers_part(firsts, 0, 1)],
         };
