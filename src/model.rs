@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use ecow::EcoString;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -56,7 +57,7 @@ pub type Shared = arcstr::ArcStr;
 
 #[derive(Debug, Clone)]
 pub struct Invoice {
-    pub number: Box<str>,
+    pub number: EcoString,
     pub customer_id: Shared,
     pub customer_name: Shared,
     /// As given: one or more addresses separated by `;` (or `,`).
@@ -70,19 +71,87 @@ pub struct Invoice {
     pub paid_date: Option<NaiveDate>,
     /// The invoice's own language, if the feed gives one.
     pub language: Option<Shared>,
-    pub tags: Arc<[Shared]>,
+    pub tags: ThinSlice<Shared>,
     pub promise_date: Option<NaiveDate>,
     pub extra: Extra,
     pub origin: Origin,
 }
 
+/// A slice shared by many invoices (a tag set, other columns) behind one
+/// pointer: 8 bytes in each invoice, where `Arc<[T]>` takes 16.
+pub struct ThinSlice<T>(triomphe::ThinArc<(), T>);
+
+impl<T> std::ops::Deref for ThinSlice<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.0.slice
+    }
+}
+
+impl<T> Clone for ThinSlice<T> {
+    fn clone(&self) -> Self {
+        ThinSlice(self.0.clone())
+    }
+}
+
+impl<T> FromIterator<T> for ThinSlice<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(items: I) -> Self {
+        ThinSlice::from(items.into_iter().collect::<Vec<T>>())
+    }
+}
+
+impl<T> From<Vec<T>> for ThinSlice<T> {
+    fn from(items: Vec<T>) -> Self {
+        ThinSlice(triomphe::ThinArc::from_header_and_iter(
+            (),
+            items.into_iter(),
+        ))
+    }
+}
+
+impl<T, const N: usize> From<[T; N]> for ThinSlice<T> {
+    fn from(items: [T; N]) -> Self {
+        ThinSlice(triomphe::ThinArc::from_header_and_iter(
+            (),
+            items.into_iter(),
+        ))
+    }
+}
+
+impl<T> Default for ThinSlice<T> {
+    fn default() -> Self {
+        ThinSlice::from([])
+    }
+}
+
+impl<T: PartialEq> PartialEq for ThinSlice<T> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: Eq> Eq for ThinSlice<T> {}
+
+impl<T: Serialize> Serialize for ThinSlice<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(serializer)
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for ThinSlice<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
 /// An invoice's other columns (`phone`, `po`, `address`…) and their values,
 /// in column name order. The names are shared by all the invoices of a feed,
-/// an empty value takes no allocation, and the pairs are one boxed slice: a
-/// million invoices with a few extra columns each hold a few allocations
-/// each, not a map node apiece.
+/// an empty value takes no allocation, and the pairs are one shared slice: a
+/// million invoices with a few extra columns each hold one allocation each,
+/// not a map node apiece, and those whose values are all empty (most rows
+/// of a sparse column) share one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Extra(Box<[(Shared, Shared)]>);
+pub struct Extra(ThinSlice<(Shared, Shared)>);
 
 impl Extra {
     /// A column's value as written (untrimmed), `None` when absent.
@@ -95,7 +164,7 @@ impl Extra {
 
     /// Sets a column's value, replacing the one it had.
     pub fn insert(&mut self, column: Shared, value: Shared) {
-        let mut all = std::mem::take(&mut self.0).into_vec();
+        let mut all = self.0.to_vec();
         all.push((column, value));
         *self = Extra::from(all);
     }
@@ -111,6 +180,12 @@ impl Extra {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether both are one allocation.
+    #[cfg(test)]
+    pub(crate) fn is_shared_with(&self, other: &Extra) -> bool {
+        std::ptr::eq(self.0.as_ptr(), other.0.as_ptr())
+    }
 }
 
 impl From<Vec<(Shared, Shared)>> for Extra {
@@ -120,7 +195,7 @@ impl From<Vec<(Shared, Shared)>> for Extra {
         // Stable: of equal names the later given comes first, and stays.
         columns.sort_by(|(a, _), (b, _)| a.cmp(b));
         columns.dedup_by(|later, earlier| later.0 == earlier.0);
-        Extra(columns.into_boxed_slice())
+        Extra(columns.into())
     }
 }
 
@@ -196,7 +271,7 @@ pub fn distinct_recipients<'a>(invoices: impl IntoIterator<Item = &'a Invoice>) 
 
 /// A customer as the scripts see it: identity plus aggregates over all of its
 /// invoices in the feeds, computed once per load.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Customer {
     pub id: Shared,
     pub name: Shared,
@@ -601,18 +676,25 @@ pub fn threads_for(invoices: usize) -> usize {
     }
 }
 
-/// `work(part, parts)` for each of `parts` parts (at least one), each on a
-/// thread of its own but the last, in the parts' order; a panic in one is
-/// raised again here. Threads that end, rather than a pool's that stay:
-/// their allocator caches go with them (rayon's kept 15 MB more in `check`).
-pub fn in_parts<T: Send>(parts: usize, work: impl Fn(usize, usize) -> T + Sync) -> Vec<T> {
-    let (parts, last) = (parts.max(1), parts.saturating_sub(1));
+/// `work(part)` for each part, each on a thread of its own but the last,
+/// in the parts' order; a panic in one is raised again here. Threads that
+/// end, rather than a pool's that stay: their allocator caches go with
+/// them (rayon's kept 15 MB more in `check`).
+pub fn in_parts<P: Send, T: Send>(
+    parts: impl IntoIterator<Item = P>,
+    work: impl Fn(P) -> T + Sync,
+) -> Vec<T> {
+    let mut parts: Vec<P> = parts.into_iter().collect();
+    let Some(last) = parts.pop() else {
+        return Vec::new();
+    };
     let work = &work;
     std::thread::scope(|scope| {
-        let threads: Vec<_> = (0..last)
-            .map(|part| scope.spawn(move || work(part, parts)))
+        let threads: Vec<_> = parts
+            .into_iter()
+            .map(|part| scope.spawn(move || work(part)))
             .collect();
-        let last = work(last, parts);
+        let last = work(last);
         let mut done: Vec<T> = threads
             .into_iter()
             .map(|t| {
@@ -625,47 +707,40 @@ pub fn in_parts<T: Send>(parts: usize, work: impl Fn(usize, usize) -> T + Sync) 
     })
 }
 
-/// The customers whose number is `part` modulo `parts`, summed from their
-/// invoices in the ledger's order, and which of their invoices' `email`
-/// fields are valid (by allocation).
-struct CustomerPart {
-    customers: Vec<Customer>,
-    valid_emails: hashbrown::HashSet<usize>,
-}
+/// Sums the customers numbered from `first` on, one per slot of
+/// `customers`, from their invoices in the ledger's order; gives which of
+/// their invoices' `email` fields are valid (by allocation). A thread per
+/// part of the numbers fills its own slots: nothing is copied to merge them.
+struct CustomerPart;
 
 impl CustomerPart {
-    fn sum(invoices: &[Invoice], customer_of: &[u32], part: usize, parts: usize) -> CustomerPart {
-        let mut customers: Vec<Customer> = Vec::new();
-        let mut payments: Vec<Payments> = Vec::new();
-        // Whether each customer still lacks an address and a language: known
-        // here rather than read from its text for each of its invoices.
-        let mut lacks: Vec<(bool, bool)> = Vec::new();
+    fn sum(
+        invoices: &[Invoice],
+        customer_of: &[u32],
+        first: usize,
+        customers: &mut [Customer],
+    ) -> hashbrown::HashSet<usize> {
+        let mut payments: Vec<Payments> = vec![Payments::default(); customers.len()];
+        // Whether each customer is yet unmet, and still lacks an address and
+        // a language: known here rather than read from its text for each of
+        // its invoices.
+        let mut lacks: Vec<Option<(bool, bool)>> = vec![None; customers.len()];
         let mut emails: hashbrown::HashMap<usize, &str> = hashbrown::HashMap::new();
         for (inv, &idx) in invoices.iter().zip(customer_of) {
-            let idx = idx as usize;
-            if idx.checked_rem(parts) != Some(part) {
+            let Some(own) = (idx as usize).checked_sub(first) else {
                 continue;
-            }
-            // Customers are numbered in the order their first invoice comes.
-            let own = idx.checked_div(parts).unwrap_or(idx);
-            if own == customers.len() {
-                customers.push(Customer {
-                    id: inv.customer_id.clone(),
-                    name: inv.customer_name.clone(),
-                    email: inv.email.clone(),
-                    language: inv.language.clone(),
-                    tags: Vec::new(),
-                    open_count: 0,
-                    total_due: Decimal::ZERO,
-                    late_paid_ratio: Decimal::ZERO,
-                    avg_days_late: Decimal::ZERO,
-                    open_due_dates: Vec::new(),
-                });
-                payments.push(Payments::default());
-                lacks.push((inv.email.is_empty(), inv.language.is_none()));
-            }
-            let c = &mut customers[own];
-            let (lacks_email, lacks_language) = &mut lacks[own];
+            };
+            let Some(c) = customers.get_mut(own) else {
+                continue;
+            };
+            let (lacks_email, lacks_language) = lacks[own].get_or_insert_with(|| {
+                // The customer's identity is that of its first invoice.
+                c.id = inv.customer_id.clone();
+                c.name = inv.customer_name.clone();
+                c.email = inv.email.clone();
+                c.language = inv.language.clone();
+                (inv.email.is_empty(), inv.language.is_none())
+            });
             if *lacks_email && !inv.email.is_empty() {
                 c.email = inv.email.clone();
                 *lacks_email = false;
@@ -700,39 +775,17 @@ impl CustomerPart {
             c.tags.sort();
             paid.set_aggregates(c);
         }
-        for c in &customers {
+        for c in customers.iter() {
             emails.insert(allocation(&c.email), &c.email);
         }
-        let valid_emails = emails
+        emails
             .into_iter()
             .filter(|(_, field)| {
                 let mut addresses = crate::address::split(field).peekable();
                 addresses.peek().is_some() && addresses.all(|a| crate::address::parse(a).is_ok())
             })
             .map(|(allocation, _)| allocation)
-            .collect();
-        CustomerPart {
-            customers,
-            valid_emails,
-        }
-    }
-
-    /// The parts' customers back in one list, in their numbers' order.
-    fn merge(mut parts: Vec<CustomerPart>) -> (Vec<Customer>, hashbrown::HashSet<usize>) {
-        let total = parts.iter().map(|p| p.customers.len()).sum();
-        let mut valid_emails = std::mem::take(&mut parts[0].valid_emails);
-        let mut drains: Vec<_> = parts
-            .iter_mut()
-            .map(|p| {
-                valid_emails.extend(p.valid_emails.drain());
-                p.customers.drain(..)
-            })
-            .collect();
-        let parts = drains.len();
-        let customers = (0..total)
-            .filter_map(|idx| drains[idx.checked_rem(parts)?].next())
-            .collect();
-        (customers, valid_emails)
+            .collect()
     }
 }
 
@@ -787,9 +840,20 @@ impl Ledger {
             customer_of,
             extra_columns,
         } = index;
-        let (customers, valid_emails) = CustomerPart::merge(in_parts(parts, |part, parts| {
-            CustomerPart::sum(&invoices, &customer_of, part, parts)
-        }));
+        let total = customer_of
+            .iter()
+            .max()
+            .map_or(0, |&c| (c as usize).saturating_add(1));
+        let mut customers = vec![Customer::default(); total];
+        let share = total.div_ceil(parts.max(1)).max(1);
+        let ranges = customers.chunks_mut(share).enumerate();
+        let valid_emails = in_parts(ranges, |(part, customers)| {
+            let first = part.saturating_mul(share);
+            CustomerPart::sum(&invoices, &customer_of, first, customers)
+        })
+        .into_iter()
+        .flatten()
+        .collect();
         let extra = extra_columns.unwrap_or_else(|| {
             let mut extra: Vec<String> = Vec::new();
             for inv in &invoices {
@@ -937,7 +1001,7 @@ pub(crate) mod tests {
             status: Status::Open,
             paid_date: None,
             language: None,
-            tags: Arc::new([]),
+            tags: ThinSlice::default(),
             promise_date: None,
             extra: Extra::default(),
             origin: Origin {
@@ -959,10 +1023,10 @@ pub(crate) mod tests {
         ]
         .map(Shared::from)
         .into();
-        let tags: Vec<Arc<[Shared]>> = vec![
-            Arc::new([]),
-            Arc::new(["vip".into()]),
-            Arc::new(["public".into(), "vip".into()]),
+        let tags: Vec<ThinSlice<Shared>> = vec![
+            ThinSlice::from([]),
+            ThinSlice::from(["vip".into()]),
+            ThinSlice::from(["public".into(), "vip".into()]),
         ];
         let mut invoices = Vec::new();
         for i in 0..400usize {
@@ -1042,7 +1106,7 @@ pub(crate) mod tests {
         paid_early.status = Status::Paid;
         paid_early.paid_date = Some(date("2026-02-01"));
         let mut open1 = invoice("O1", "C1", "2026-03-10", "100.50");
-        open1.tags = Arc::new(["vip".into()]);
+        open1.tags = ThinSlice::from(["vip".into()]);
         let mut open2 = invoice("O2", "C1", "2026-04-10", "200");
         open2.amount_paid = "50.25".parse().unwrap();
         let other = invoice("X", "C2", "2026-03-10", "1");

@@ -725,7 +725,6 @@ impl Evaluator<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
     use crate::calendar::{Calendar, HolidaySettings, Holidays, SendWindow, WEEKDAYS};
@@ -831,7 +830,7 @@ mod tests {
         let b = "name: b\npriority: 10\nstages: [{id: b, offset: 1, template: t}]\n";
         let a = "name: a\npriority: 10\nstages: [{id: a, offset: 1, template: t}]\n";
         let mut tagged = invoice("F2", "C2", "2026-12-10", "100");
-        tagged.tags = Arc::new(["vip".into()]);
+        tagged.tags = crate::model::ThinSlice::from(["vip".into()]);
         let f = fixture(
             &[vip, b, a],
             vec![invoice("F1", "C1", "2026-12-10", "100"), tagged],

@@ -321,7 +321,7 @@ impl Kept {
         let checked: Vec<CustomersPart> = match firsts {
             // With Kept, which row of a number comes first depends on every
             // customer's rows: one thread checks them all.
-            Firsts::Sorted(duplicates) if parts > 1 => model::in_parts(parts, |part, parts| {
+            Firsts::Sorted(duplicates) if parts > 1 => model::in_parts(0..parts, |part| {
                 self.customers_part(Firsts::Sorted(duplicates), part, parts)
             }),
             firsts => vec![self.customers_part(firsts, 0, 1)],
@@ -1414,6 +1414,7 @@ pub fn feeds_for(config: &Config, overrides: &[PathBuf]) -> Vec<FeedConfig> {
 mod tests {
     use super::*;
     use crate::model;
+    use ecow::EcoString;
     use rust_decimal::Decimal;
 
     pub(super) fn load(name: &str, content: &str, feed: impl FnOnce(&mut FeedConfig)) -> FeedLoad {
@@ -1601,7 +1602,7 @@ mod tests {
     fn one_by_one(rows: Vec<Converted>) -> (Vec<String>, Vec<String>, Vec<u32>, usize) {
         let mut customers = Customers::default();
         let mut kept: Vec<Invoice> = Vec::new();
-        let mut by_number: HashMap<Box<str>, usize> = HashMap::new();
+        let mut by_number: HashMap<EcoString, usize> = HashMap::new();
         let (mut problems, mut customer_of, mut bad_rows) = (Vec::new(), Vec::new(), 0);
         for row in rows {
             let (invoice, keys) = match row {

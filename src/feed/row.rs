@@ -13,7 +13,7 @@ use super::values::{canonical_language, currency_code, json_amount, parse_amount
 use super::{Converted, CsvRow, FeedParser, JsonElement, JsonLine, Keys};
 use crate::config::{FeedFormat, is_language_tag};
 use crate::diagnostics::{Location, Problem, quote};
-use crate::model::{Invoice, InvoiceField, NumberHasher, Origin, Shared, Status};
+use crate::model::{Extra, Invoice, InvoiceField, NumberHasher, Origin, Shared, Status, ThinSlice};
 
 // Each field's place among a row's values (its place in `InvoiceField::ALL`;
 // the worked-out fields' places stay empty): a row's values are read by
@@ -46,9 +46,13 @@ struct Row<'a> {
 
 impl<'a> Row<'a> {
     fn new() -> Self {
+        Row::with_extra(Vec::new())
+    }
+    /// A row whose other columns go in `extra` (empty), a vector kept from row to row.
+    fn with_extra(extra: Vec<(Shared, Shared)>) -> Self {
         Row {
             fields: Default::default(),
-            extra: Vec::new(),
+            extra,
         }
     }
     fn set(&mut self, index: usize, value: Cow<'a, str>) {
@@ -71,7 +75,7 @@ impl<'a> Row<'a> {
 #[derive(Default)]
 pub(super) struct Interner {
     strings: hashbrown::HashSet<Shared>,
-    tag_sets: hashbrown::HashMap<Box<str>, Arc<[Shared]>>,
+    tag_sets: hashbrown::HashMap<Box<str>, ThinSlice<Shared>>,
     /// Each customer id's number, in the order the threads first met them:
     /// the thread keeping the rows finds a customer by it without hashing.
     customers: hashbrown::HashMap<Shared, u32>,
@@ -97,11 +101,11 @@ impl Interner {
         (shared, number)
     }
 
-    fn tags(&mut self, list: &str) -> Arc<[Shared]> {
+    fn tags(&mut self, list: &str) -> ThinSlice<Shared> {
         if let Some(set) = self.tag_sets.get(list) {
             return set.clone();
         }
-        let set: Arc<[Shared]> = list
+        let set: ThinSlice<Shared> = list
             .split('|')
             .map(str::trim)
             .filter(|t| !t.is_empty())
@@ -160,12 +164,12 @@ impl ThreadInterner<'_> {
         shared
     }
 
-    fn tags(&mut self, list: &str) -> Arc<[Shared]> {
+    fn tags(&mut self, list: &str) -> ThinSlice<Shared> {
         if let Some(set) = self.own.tag_sets.get(list) {
             return set.clone();
         }
         // The thread's own copy of the set, as with [`Own`]: most rows share a few sets.
-        let set: Arc<[Shared]> = self.lock().tags(list).iter().cloned().collect();
+        let set: ThinSlice<Shared> = self.lock().tags(list).iter().cloned().collect();
         self.own.tag_sets.insert(list.into(), set.clone());
         set
     }
@@ -200,6 +204,11 @@ struct Own {
     /// A text → its copy. The text is kept, so that its allocation is not
     /// freed and reused for another while it names the copy.
     texts: Vec<(Shared, Shared)>,
+    /// The other columns of the last row whose values were all empty, as
+    /// given, and their [`Extra`]: the next such row shares it.
+    empty_extra: Option<(Vec<Shared>, Extra)>,
+    /// A row's other columns are gathered here, then this is emptied for the next row.
+    spare_extra: Vec<(Shared, Shared)>,
 }
 
 impl Own {
@@ -212,6 +221,30 @@ impl Own {
                 own
             }
         }
+    }
+
+    /// A row's other columns as an invoice keeps them.
+    fn extra(&mut self, mut columns: Vec<(Shared, Shared)>) -> Extra {
+        if columns.iter().any(|(_, value)| !value.is_empty()) {
+            return Extra::from(columns);
+        }
+        let extra = match &self.empty_extra {
+            Some((names, extra))
+                if names.len() == columns.len()
+                    && names.iter().zip(&columns).all(|(n, (c, _))| n == c) =>
+            {
+                extra.clone()
+            }
+            _ => {
+                let names = columns.iter().map(|(name, _)| name.clone()).collect();
+                let extra = Extra::from(columns.clone());
+                self.empty_extra = Some((names, extra.clone()));
+                extra
+            }
+        };
+        columns.clear();
+        self.spare_extra = columns;
+        extra
     }
 
     fn text(&mut self, text: &Shared) -> Shared {
@@ -300,7 +333,7 @@ impl FeedParser<'_> {
                 ),
             )]));
         }
-        let mut values = Row::new();
+        let mut values = Row::with_extra(std::mem::take(&mut converter.own.spare_extra));
         for (value, column) in record.iter().zip(columns) {
             match column {
                 Column::Fields(fields) => {
@@ -615,7 +648,7 @@ impl FeedParser<'_> {
             language,
             tags: strings.tags(row.get(TAGS).unwrap_or("")),
             promise_date,
-            extra: row.extra.into(),
+            extra: own.extra(row.extra),
             origin: Origin {
                 file: own.file(&self.file),
                 line,
@@ -1052,5 +1085,55 @@ mod tests {
         assert_eq!(l.invoices.len(), 1);
         assert_eq!(l.invoices[0].extra["region"], "north");
         assert_first_problem(&l, "a.csv:3: row has 13 fields, the header has 12");
+    }
+
+    #[test]
+    fn rows_whose_other_columns_are_all_empty_share_them_and_still_have_them() {
+        let content = "number,customer_id,customer_name,issue_date,due_date,amount,region,po\n\
+             F1,C1,A,2026-01-01,2026-01-31,1,,\n\
+             F2,C1,A,2026-01-01,2026-01-31,1,north,\n\
+             F3,C1,A,2026-01-01,2026-01-31,1,, \n\
+             F4,C1,A,2026-01-01,2026-01-31,1,,PO-7\n";
+        let l = load("a.csv", content, |_| {});
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        let extra = |i: usize| -> Vec<(String, String)> {
+            let e = &l.invoices[i].extra;
+            e.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let pairs = |region: &str, po: &str| {
+            vec![
+                ("po".to_string(), po.to_string()),
+                ("region".to_string(), region.to_string()),
+            ]
+        };
+        assert_eq!(extra(0), pairs("", ""));
+        assert_eq!(extra(1), pairs("north", ""));
+        // A blank value is kept as written: it is not empty.
+        assert_eq!(extra(2), pairs("", " "));
+        assert_eq!(extra(3), pairs("", "PO-7"));
+        assert_eq!(l.invoices[0].extra.get("po"), Some(""));
+        assert_eq!(l.invoices[0].extra.get("phone"), None);
+        // Every row whose values are all empty shares the first such row's columns.
+        let more: String = (5..40)
+            .map(|n| format!("F{n},C1,A,2026-01-01,2026-01-31,1,,\n"))
+            .collect();
+        let l = load("a.csv", &format!("{content}{more}"), |_| {});
+        let empty: Vec<_> = l
+            .invoices
+            .iter()
+            .filter(|i| i.extra.iter().all(|(_, v)| v.is_empty()))
+            .collect();
+        assert_eq!(empty.len(), 36);
+        let shared = empty
+            .iter()
+            .filter(|i| i.extra.is_shared_with(&empty[1].extra));
+        assert_eq!(
+            shared.count(),
+            36,
+            "rows with only empty values share their columns"
+        );
+        assert!(!l.invoices[3].extra.is_shared_with(&l.invoices[4].extra));
     }
 }

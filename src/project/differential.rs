@@ -865,7 +865,7 @@ pub(super) fn project_of_140_invoices() -> Project {
             inv.promise_date = Some(date("2026-11-20"));
         }
         if i % 9 == 4 {
-            inv.tags = Arc::from(["b2c".into()]);
+            inv.tags = crate::model::ThinSlice::from(["b2c".into()]);
         }
         if i % 4 == 1 {
             let value = ["2026-12-24", "a & <b>", "", " 12.5 "][i % 8 / 2];

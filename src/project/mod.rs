@@ -1655,7 +1655,7 @@ impl Project {
             status: Status::Open,
             paid_date: Some(today),
             language: Some(self.config.language.as_str().into()),
-            tags: Arc::new(["sample".into()]),
+            tags: crate::model::ThinSlice::from(["sample".into()]),
             promise_date: Some(today),
             extra,
             origin: Origin {
@@ -1671,7 +1671,7 @@ impl Project {
             amount_paid: Decimal::ZERO,
             paid_date: None,
             language: None,
-            tags: Arc::new([]),
+            tags: crate::model::ThinSlice::default(),
             promise_date: None,
             ..full.clone()
         };

@@ -936,11 +936,11 @@ mod tests {
     fn consumers_owe_no_indemnity_whichever_of_their_invoices_is_tagged() {
         let (_d, s, _) = scripts_with_rates("", &rates(None, "40"));
         let mut consumer = invoice("F1", "C1", "2026-11-01", "100");
-        consumer.tags = Arc::new(["b2c".into()]);
+        consumer.tags = crate::model::ThinSlice::from(["b2c".into()]);
         // C2's other invoice is tagged b2c: the customer is a consumer.
         let untagged = invoice("F2", "C2", "2026-11-01", "100");
         let mut tagged = invoice("F3", "C2", "2026-11-01", "100");
-        tagged.tags = Arc::new(["b2c".into()]);
+        tagged.tags = crate::model::ThinSlice::from(["b2c".into()]);
         let business = invoice("F4", "C3", "2026-11-01", "100");
         let ledger = Arc::new(Ledger::new(vec![consumer, untagged, tagged, business]));
         let indemnity = |index| {
