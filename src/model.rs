@@ -58,10 +58,7 @@ pub type Shared = arcstr::ArcStr;
 #[derive(Debug, Clone)]
 pub struct Invoice {
     pub number: EcoString,
-    pub customer_id: Shared,
-    pub customer_name: Shared,
-    /// As given: one or more addresses separated by `;` (or `,`).
-    pub email: Shared,
+    pub bill_to: Arc<BillTo>,
     pub issue_date: NaiveDate,
     pub due_date: NaiveDate,
     pub amount: Decimal,
@@ -141,6 +138,31 @@ impl<T: Serialize> Serialize for ThinSlice<T> {
 impl<T: std::fmt::Debug> std::fmt::Debug for ThinSlice<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         (**self).fmt(f)
+    }
+}
+
+/// Who an invoice is billed to, as its row says: the rows of one customer
+/// that say it alike share one (a customer's texts are then read through
+/// one pointer, and an invoice is 16 bytes smaller than with three).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BillTo {
+    pub id: Shared,
+    pub name: Shared,
+    /// As given: one or more addresses separated by `;` (or `,`).
+    pub email: Shared,
+}
+
+impl BillTo {
+    pub fn new(
+        id: impl Into<Shared>,
+        name: impl Into<Shared>,
+        email: impl Into<Shared>,
+    ) -> Arc<BillTo> {
+        Arc::new(BillTo {
+            id: id.into(),
+            name: name.into(),
+            email: email.into(),
+        })
     }
 }
 
@@ -253,7 +275,7 @@ impl Invoice {
     /// The addresses, trimmed, without empty parts, valid or not
     /// (separated as [`crate::address::SEPARATORS`] says).
     pub fn recipients(&self) -> impl Iterator<Item = &str> {
-        crate::address::split(&self.email)
+        crate::address::split(&self.bill_to.email)
     }
 }
 
@@ -649,7 +671,7 @@ impl LedgerIndex {
             .iter()
             .map(|inv| {
                 let next = customers.len() as u32;
-                *customers.entry(&inv.customer_id).or_insert(next)
+                *customers.entry(&inv.bill_to.id).or_insert(next)
             })
             .collect();
         LedgerIndex {
@@ -735,21 +757,21 @@ impl CustomerPart {
             };
             let (lacks_email, lacks_language) = lacks[own].get_or_insert_with(|| {
                 // The customer's identity is that of its first invoice.
-                c.id = inv.customer_id.clone();
-                c.name = inv.customer_name.clone();
-                c.email = inv.email.clone();
+                c.id = inv.bill_to.id.clone();
+                c.name = inv.bill_to.name.clone();
+                c.email = inv.bill_to.email.clone();
                 c.language = inv.language.clone();
-                (inv.email.is_empty(), inv.language.is_none())
+                (inv.bill_to.email.is_empty(), inv.language.is_none())
             });
-            if *lacks_email && !inv.email.is_empty() {
-                c.email = inv.email.clone();
+            if *lacks_email && !inv.bill_to.email.is_empty() {
+                c.email = inv.bill_to.email.clone();
                 *lacks_email = false;
             }
             // Most invoices have their customer's address (the same
             // allocation). The customer's only changes from none, which is
             // no valid address.
-            if allocation(&inv.email) != allocation(&c.email) {
-                emails.insert(allocation(&inv.email), &inv.email);
+            if allocation(&inv.bill_to.email) != allocation(&c.email) {
+                emails.insert(allocation(&inv.bill_to.email), &inv.bill_to.email);
             }
             if *lacks_language && inv.language.is_some() {
                 c.language = inv.language.clone();
@@ -883,7 +905,7 @@ impl Ledger {
     /// Whether every address of the invoice's `email` is one delivery
     /// accepts (and it has one), known without parsing them again.
     pub fn emails_valid(&self, inv: &Invoice) -> bool {
-        self.valid_emails.contains(&allocation(&inv.email))
+        self.valid_emails.contains(&allocation(&inv.bill_to.email))
     }
 
     /// The promises to pay set in place of the feeds' promise dates, by invoice.
@@ -990,9 +1012,11 @@ pub(crate) mod tests {
     pub fn invoice(number: &str, customer: &str, due: &str, amount: &str) -> Invoice {
         Invoice {
             number: number.into(),
-            customer_id: customer.into(),
-            customer_name: format!("Customer {customer}").into(),
-            email: format!("{customer}@example.com").into(),
+            bill_to: BillTo::new(
+                customer,
+                format!("Customer {customer}"),
+                format!("{customer}@example.com"),
+            ),
             issue_date: date(due) - chrono::Days::new(30),
             due_date: date(due),
             amount: amount.parse().unwrap(),
@@ -1039,7 +1063,8 @@ pub(crate) mod tests {
                 "10",
             );
             inv.due_date = date("2026-01-01") + chrono::Days::new((i * 37 % 200) as u64);
-            inv.email = emails[(i + customer) % emails.len()].clone();
+            std::sync::Arc::make_mut(&mut inv.bill_to).email =
+                emails[(i + customer) % emails.len()].clone();
             inv.language = (i % 3 == 0).then(|| Shared::from(["fr", "en"][i % 2]));
             inv.tags = tags[i % tags.len()].clone();
             match i % 5 {
@@ -1055,7 +1080,7 @@ pub(crate) mod tests {
         }
         let one = Ledger::with_index_in(invoices.clone(), LedgerIndex::of(&invoices), 1);
         let ids: std::collections::HashSet<&str> =
-            invoices.iter().map(|inv| &*inv.customer_id).collect();
+            invoices.iter().map(|inv| &*inv.bill_to.id).collect();
         assert_eq!(one.customers.len(), ids.len());
         assert!(
             one.customers

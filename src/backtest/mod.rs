@@ -508,7 +508,7 @@ mod tests {
         let of_c5 = |row: &&String| {
             let number = row.split(' ').nth(1).unwrap();
             let i = project.ledger.find(number).unwrap();
-            &*project.ledger.invoices[i].customer_id == "C5" && !row.contains("on_paid")
+            &*project.ledger.invoices[i].bill_to.id == "C5" && !row.contains("on_paid")
         };
         let c5: Vec<&String> = replayed.iter().filter(of_c5).collect();
         let last_standard = c5

@@ -120,9 +120,7 @@ impl Cache {
         let mut rows = Journal::history_of(&project.config, None)?;
         let ledger = &project.ledger;
         fill_customers(&mut rows, |number| {
-            ledger
-                .find(number)
-                .map(|i| &*ledger.invoices[i].customer_id)
+            ledger.find(number).map(|i| &*ledger.invoices[i].bill_to.id)
         });
         let rows = Arc::new(rows);
         *lock(&self.history) = Some(HistoryRead {

@@ -410,7 +410,8 @@ impl Daemon {
     /// invoice may leave the feeds, its history stays the customer's.
     fn customer_of(&self, planned: &Reminder) -> String {
         self.project.ledger.invoices[planned.invoice]
-            .customer_id
+            .bill_to
+            .id
             .to_string()
     }
 

@@ -430,8 +430,8 @@ fn worklist_rows(
         let values = [
             r.date.to_string(),
             inv.number.to_string(),
-            inv.customer_id.to_string(),
-            inv.customer_name.to_string(),
+            inv.bill_to.id.to_string(),
+            inv.bill_to.name.to_string(),
             inv.recipients().collect::<Vec<_>>().join(";"),
             inv.extra_field("phone").unwrap_or("").to_string(),
             inv.issue_date.to_string(),
@@ -624,7 +624,7 @@ Trame d'appel :
     #[test]
     fn an_english_sheet_says_what_the_feed_lacks() {
         let mut inv = invoice("F1", "C1", "2026-11-30", "100");
-        inv.email = "".into();
+        std::sync::Arc::make_mut(&mut inv.bill_to).email = "".into();
         let r = reminder(Channel::Sms, "en", "Please pay.");
         let text = sheet(
             &r,
@@ -830,9 +830,9 @@ Dear Sir or Madam,
         let dir = tempfile::tempdir().unwrap();
         let path = worklist_in(dir.path());
         let mut inv = invoice("F1", "C1", "2026-10-01", "5");
-        inv.customer_name = "Dupont,\n\"Frères\"".into();
+        std::sync::Arc::make_mut(&mut inv.bill_to).name = "Dupont,\n\"Frères\"".into();
         // Two addresses a feed wrote on two lines, without a `;`.
-        inv.email = "a@dupont.fr\nb@dupont.fr".into();
+        std::sync::Arc::make_mut(&mut inv.bill_to).email = "a@dupont.fr\nb@dupont.fr".into();
         let r = reminder(Channel::Task, "fr", "x");
         append_to_worklist(
             &path,

@@ -58,7 +58,7 @@ impl Customers {
                 format!(
                     "amount: the invoices of customer {} add up to more than relance computes \
                      exactly ({}){first}",
-                    quote(&invoice.customer_id),
+                    quote(&invoice.bill_to.id),
                     Decimal::MAX
                 ),
             )
@@ -89,8 +89,8 @@ impl Customers {
             self.kept = self.kept.saturating_add(1);
             self.by_number[customer] = Some(Seen {
                 index,
-                name: invoice.customer_name.clone(),
-                email: invoice.email.clone(),
+                name: invoice.bill_to.name.clone(),
+                email: invoice.bill_to.email.clone(),
                 first: at(),
                 magnitude: total,
                 warned: false,
@@ -99,7 +99,7 @@ impl Customers {
         };
         seen.magnitude = total;
         if seen.email.is_empty() {
-            seen.email = invoice.email.clone();
+            seen.email = invoice.bill_to.email.clone();
         }
         if seen.warned {
             return (seen.index, None);
@@ -107,20 +107,20 @@ impl Customers {
         let mut differences = Vec::new();
         // Interned: the same text is almost always the same allocation.
         let same = |a: &Shared, b: &Shared| Shared::ptr_eq(a, b) || a == b;
-        if !same(&seen.name, &invoice.customer_name) {
+        if !same(&seen.name, &invoice.bill_to.name) {
             differences.push(format!(
                 "customer_name {} here, {} there",
-                quote(&invoice.customer_name),
+                quote(&invoice.bill_to.name),
                 quote(&seen.name)
             ));
         }
-        if !invoice.email.is_empty()
-            && !same(&seen.email, &invoice.email)
-            && !same_addresses(&seen.email, &invoice.email)
+        if !invoice.bill_to.email.is_empty()
+            && !same(&seen.email, &invoice.bill_to.email)
+            && !same_addresses(&seen.email, &invoice.bill_to.email)
         {
             differences.push(format!(
                 "email {} here, {} there",
-                quote(&invoice.email),
+                quote(&invoice.bill_to.email),
                 quote(&seen.email)
             ));
         }
@@ -133,7 +133,7 @@ impl Customers {
             format!(
                 "customer {} has rows that disagree with its first row at {}: {} \
                  (one customer_id is one customer: are these two companies?)",
-                quote(&invoice.customer_id),
+                quote(&invoice.bill_to.id),
                 seen.first,
                 differences.join("; ")
             ),

@@ -1582,7 +1582,7 @@ mod tests {
                 let mut invoice =
                     model::tests::invoice(&number, &format!("C{customer}"), "2026-01-31", &amount);
                 if next().is_multiple_of(90) {
-                    invoice.customer_name = "Another name".into();
+                    std::sync::Arc::make_mut(&mut invoice.bill_to).name = "Another name".into();
                 }
                 invoice.origin = model::Origin {
                     file: file.clone(),
@@ -1785,7 +1785,7 @@ mod tests {
             let invoices: Vec<String> = l
                 .invoices
                 .iter()
-                .map(|i| format!("{} {} {:?}", i.origin.line, i.number, i.customer_name))
+                .map(|i| format!("{} {} {:?}", i.origin.line, i.number, i.bill_to.name))
                 .collect();
             let problems: Vec<String> = l.problems.iter().map(ToString::to_string).collect();
             (invoices, problems, l.bad_rows)

@@ -13,7 +13,9 @@ use super::values::{canonical_language, currency_code, json_amount, parse_amount
 use super::{Converted, CsvRow, FeedParser, JsonElement, JsonLine, Keys};
 use crate::config::{FeedFormat, is_language_tag};
 use crate::diagnostics::{Location, Problem, quote};
-use crate::model::{Extra, Invoice, InvoiceField, NumberHasher, Origin, Shared, Status, ThinSlice};
+use crate::model::{
+    BillTo, Extra, Invoice, InvoiceField, NumberHasher, Origin, Shared, Status, ThinSlice,
+};
 
 // Each field's place among a row's values (its place in `InvoiceField::ALL`;
 // the worked-out fields' places stay empty): a row's values are read by
@@ -123,10 +125,12 @@ impl Interner {
 struct ThreadInterner<'s> {
     shared: &'s Mutex<Interner>,
     own: Interner,
-    /// Each customer's name and address as this thread last interned them,
-    /// by customer number: a customer's rows nearly always repeat them, so
-    /// comparing them with the last ones saves hashing them.
-    last_of_customer: Vec<[Option<Shared>; 2]>,
+    /// Each customer as this thread last billed an invoice to them, by
+    /// customer number: a customer's rows nearly always repeat their name
+    /// and address, so comparing them with the last ones saves hashing
+    /// them, and the thread's invoices share its own [`BillTo`] (whose
+    /// reference count no other core then touches).
+    last_of_customer: Vec<Option<Arc<BillTo>>>,
 }
 
 impl ThreadInterner<'_> {
@@ -139,29 +143,39 @@ impl ThreadInterner<'_> {
         shared
     }
 
-    fn customer(&mut self, id: &str) -> (Shared, u32) {
-        if let Some((shared, &number)) = self.own.customers.get_key_value(id) {
-            return (shared.clone(), number);
+    /// The number of the customer with this id.
+    fn customer(&mut self, id: &str) -> u32 {
+        if let Some(&number) = self.own.customers.get(id) {
+            return number;
         }
         let (shared, number) = self.lock().customer(id);
-        self.own.customers.insert(shared.clone(), number);
-        (shared, number)
+        self.own.customers.insert(shared, number);
+        number
     }
 
-    /// A text of a customer's row (0: its name, 1: its address), interned.
-    fn of_customer(&mut self, customer: u32, which: usize, s: &str) -> Shared {
+    /// Who a row of customer `id`, numbered `customer`, bills, its texts interned.
+    fn bill_to(&mut self, customer: u32, id: &str, name: &str, email: &str) -> Arc<BillTo> {
         let customer = customer as usize;
-        if let Some(Some(last)) = self.last_of_customer.get(customer).map(|l| &l[which])
-            && **last == *s
+        if let Some(Some(last)) = self.last_of_customer.get(customer)
+            && *last.name == *name
+            && *last.email == *email
         {
             return last.clone();
         }
-        let shared = self.get(s);
+        let id = match self.own.customers.get_key_value(id) {
+            Some((shared, _)) => shared.clone(),
+            None => self.get(id),
+        };
+        let bill_to = Arc::new(BillTo {
+            id,
+            name: self.get(name),
+            email: self.get(email),
+        });
         if self.last_of_customer.len() <= customer {
-            self.last_of_customer.resize(customer + 1, [None, None]);
+            self.last_of_customer.resize(customer + 1, None);
         }
-        self.last_of_customer[customer][which] = Some(shared.clone());
-        shared
+        self.last_of_customer[customer] = Some(bill_to.clone());
+        bill_to
     }
 
     fn tags(&mut self, list: &str) -> ThinSlice<Shared> {
@@ -627,7 +641,8 @@ impl FeedParser<'_> {
                 extra_columns.push(name.clone());
             }
         }
-        let (customer_id, customer) = strings.customer(row.get(CUSTOMER_ID).unwrap_or(""));
+        let customer_id = row.get(CUSTOMER_ID).unwrap_or("");
+        let customer = strings.customer(customer_id);
         let number = row.get(NUMBER).unwrap_or("");
         let keys = Keys {
             customer,
@@ -635,9 +650,12 @@ impl FeedParser<'_> {
         };
         let invoice = Invoice {
             number: number.into(),
-            customer_id,
-            customer_name: strings.of_customer(customer, 0, row.get(CUSTOMER_NAME).unwrap_or("")),
-            email: strings.of_customer(customer, 1, row.get(EMAIL).unwrap_or("")),
+            bill_to: strings.bill_to(
+                customer,
+                customer_id,
+                row.get(CUSTOMER_NAME).unwrap_or(""),
+                row.get(EMAIL).unwrap_or(""),
+            ),
             issue_date,
             due_date,
             amount,
@@ -907,14 +925,14 @@ mod tests {
         });
         assert!(l.problems.is_empty(), "{:?}", l.problems);
         let inv = &l.invoices[0];
-        assert_eq!((&*inv.number, &*inv.customer_id), ("1001", "4417"));
-        assert_eq!(&*inv.customer_name, "4417");
+        assert_eq!((&*inv.number, &*inv.bill_to.id), ("1001", "4417"));
+        assert_eq!(&*inv.bill_to.name, "4417");
         assert_eq!(inv.issue_date.to_string(), "2026-01-05");
         assert_eq!(
             inv.paid_date.map(|d| d.to_string()).as_deref(),
             Some("2026-02-19")
         );
-        assert_eq!(&*inv.email, "");
+        assert_eq!(&*inv.bill_to.email, "");
         assert_eq!(l.invoices[1].due_date.to_string(), "2026-01-29");
         assert_eq!(
             (l.invoices[0].origin.line, l.invoices[1].origin.line),
@@ -939,7 +957,7 @@ mod tests {
             },
         );
         assert!(l.problems.is_empty(), "{:?}", l.problems);
-        assert_eq!(&*l.invoices[0].customer_name, "4417");
+        assert_eq!(&*l.invoices[0].bill_to.name, "4417");
     }
 
     #[test]
@@ -986,7 +1004,7 @@ mod tests {
             assert_eq!(l.invoices[0].amount_due().to_string(), "1499.99");
             assert_eq!(l.invoices[1].amount.to_string(), "1234.56");
             // Only amounts follow the feed's decimal: other numbers stay as written.
-            assert_eq!(&*l.invoices[1].customer_id, "1.5");
+            assert_eq!(&*l.invoices[1].bill_to.id, "1.5");
         }
         let l = load(
             "a.json",
@@ -1135,5 +1153,46 @@ mod tests {
             "rows with only empty values share their columns"
         );
         assert!(!l.invoices[3].extra.is_shared_with(&l.invoices[4].extra));
+    }
+
+    #[test]
+    fn a_customers_rows_that_name_them_alike_share_who_they_bill() {
+        let content = "number,customer_id,customer_name,email,issue_date,due_date,amount\n\
+                       F1,C1,Acme,a@acme.fr,2026-01-01,2026-01-31,1\n\
+                       F2,C2,Globex,g@globex.fr,2026-01-01,2026-01-31,1\n\
+                       F3,C1,Acme,a@acme.fr,2026-01-01,2026-01-31,1\n\
+                       F4,C1,Acme SA,a@acme.fr,2026-01-01,2026-01-31,1\n\
+                       F5,C1,Acme,b@acme.fr,2026-01-01,2026-01-31,1\n\
+                       F6,C1,Acme,a@acme.fr,2026-01-01,2026-01-31,1\n";
+        let l = load("a.csv", content, |_| {});
+        let bill_to = |i: usize| &l.invoices[i].bill_to;
+        let texts = |i: usize| {
+            let b = bill_to(i);
+            (b.id.to_string(), b.name.to_string(), b.email.to_string())
+        };
+        let acme = (
+            "C1".to_string(),
+            "Acme".to_string(),
+            "a@acme.fr".to_string(),
+        );
+        assert_eq!(texts(0), acme);
+        assert_eq!(texts(1).1, "Globex");
+        assert!(std::sync::Arc::ptr_eq(bill_to(0), bill_to(2)));
+        assert_eq!(
+            texts(3),
+            ("C1".into(), "Acme SA".into(), "a@acme.fr".into())
+        );
+        assert_eq!(texts(4), ("C1".into(), "Acme".into(), "b@acme.fr".into()));
+        assert_eq!(texts(5), acme);
+        // Whatever record a row gets, its texts are the interned ones.
+        assert!(crate::model::Shared::ptr_eq(
+            &bill_to(0).name,
+            &bill_to(4).name
+        ));
+        assert!(crate::model::Shared::ptr_eq(
+            &bill_to(0).email,
+            &bill_to(3).email
+        ));
+        assert!(crate::model::Shared::ptr_eq(&bill_to(0).id, &bill_to(5).id));
     }
 }

@@ -860,7 +860,8 @@ pub(super) fn project_of_140_invoices() -> Project {
         inv.currency = currencies[i % 3 * (i % 5) % currencies.len()].into();
         inv.amount_paid = ["0", "0.005", "3.1"][i % 3].parse().unwrap();
         inv.language = languages[i % languages.len()].map(Into::into);
-        inv.customer_name = format!("Client n° {} <b>&</b> \"Fils\" l'aîné `=`", i % 9).into();
+        std::sync::Arc::make_mut(&mut inv.bill_to).name =
+            format!("Client n° {} <b>&</b> \"Fils\" l'aîné `=`", i % 9).into();
         if i % 7 == 0 {
             inv.promise_date = Some(date("2026-11-20"));
         }

@@ -33,7 +33,7 @@ pub fn history(
         let customers: hashbrown::HashMap<&str, &str> = feeds
             .invoices
             .iter()
-            .map(|inv| (&*inv.number, &*inv.customer_id))
+            .map(|inv| (&*inv.number, &*inv.bill_to.id))
             .collect();
         fill_customers(&mut rows, |number| customers.get(number).copied());
     }

@@ -14,7 +14,7 @@ use crate::engine::{Evaluator, Reminder};
 use crate::feed::{feeds_for, load_feeds};
 use crate::journal::JournalView;
 use crate::journal::{group_token, reminder_token};
-use crate::model::{Invoice, InvoiceField, InvoiceId, Ledger, LedgerIndex, Origin, Status};
+use crate::model::{BillTo, Invoice, InvoiceField, InvoiceId, Ledger, LedgerIndex, Origin, Status};
 use crate::render::{Rendered, StatementLine, SubjectData, Templates, message_context};
 use crate::rules::{
     Channel, Grouping, HoldTarget, Holds, Policy, PolicyDefaults, Stage, Trigger, load_holds,
@@ -433,7 +433,7 @@ impl Project {
         let combined = self.is_combined(rows);
         let mut reminder = if combined || stage.group == Grouping::Customer {
             let template = if combined { COMBINED } else { &stage.template };
-            let token = group_token(&inv.customer_id, template, planned.date, &inv.number);
+            let token = group_token(&inv.bill_to.id, template, planned.date, &inv.number);
             let mut r = self.fields(planned, token, to);
             r.template = template;
             r.language = self.message_language(planned.invoice, template);
@@ -543,8 +543,8 @@ impl Project {
         Message {
             date: planned.date,
             invoice: &inv.number,
-            customer_id: &inv.customer_id,
-            customer_name: &inv.customer_name,
+            customer_id: &inv.bill_to.id,
+            customer_name: &inv.bill_to.name,
             policy: &policy.name,
             stage: &stage.id,
             occurrence: planned.occurrence,
@@ -579,7 +579,7 @@ impl Project {
                     .find_map(|r| self.ledger.invoices[r.invoice].extra_field("phone"))
                     .unwrap_or(""),
             ),
-            Channel::Email | Channel::Letter | Channel::Task => Cow::Borrowed(&*inv.customer_name),
+            Channel::Email | Channel::Letter | Channel::Task => Cow::Borrowed(&*inv.bill_to.name),
         }
     }
 
@@ -646,7 +646,7 @@ impl Project {
     /// error, naming the column and the feed row.
     fn column_addresses<'i>(&self, inv: &'i Invoice, column: &str) -> Result<Vec<&'i str>, String> {
         let field = if column == InvoiceField::Email.name() {
-            &*inv.email
+            &*inv.bill_to.email
         } else {
             inv.extra_field(column).unwrap_or("")
         };
@@ -1359,7 +1359,7 @@ impl Project {
             if !inv.is_open() && !inv.is_settled() {
                 continue;
             }
-            refused_addresses(&inv.email, &mut valid, |address, why| {
+            refused_addresses(&inv.bill_to.email, &mut valid, |address, why| {
                 problems.error(
                     self.origin(inv),
                     format!(
@@ -1483,7 +1483,7 @@ impl Project {
                 continue;
             }
             let customer = &mut common[self.ledger.customer_index(id)];
-            let allocation = crate::model::allocation(&inv.email);
+            let allocation = crate::model::allocation(&inv.bill_to.email);
             if let Some(c) = customer
                 && (c.shared.is_none() || c.last == allocation)
             {
@@ -1518,7 +1518,7 @@ impl Project {
                          customer about them would have no recipient (it goes only to the \
                          addresses every invoice in it carries)",
                         inv.number,
-                        inv.customer_id,
+                        inv.bill_to.id,
                         first.number,
                         self.origin(first)
                     ),
@@ -1593,7 +1593,7 @@ impl Project {
             if !inv.is_open() && !inv.is_settled() {
                 continue;
             }
-            if widest + 3 * (inv.number.len() + inv.customer_id.len()) <= FILE_NAME_MAX {
+            if widest + 3 * (inv.number.len() + inv.bill_to.id.len()) <= FILE_NAME_MAX {
                 continue;
             }
             // The number as a token writes it (escaped), without the
@@ -1604,7 +1604,7 @@ impl Project {
                 .map(|&(stage, rest, grouped)| {
                     let own = match grouped {
                         Some(template) => {
-                            group_token(&inv.customer_id, template, today, &inv.number).len()
+                            group_token(&inv.bill_to.id, template, today, &inv.number).len()
                         }
                         None => number,
                     };
@@ -1641,9 +1641,7 @@ impl Project {
         let due = today - chrono::Days::new(10);
         let full = Invoice {
             number: "SAMPLE-0001".into(),
-            customer_id: "SAMPLE".into(),
-            customer_name: "Sample Customer".into(),
-            email: "sample@example.com".into(),
+            bill_to: BillTo::new("SAMPLE", "Sample Customer", "sample@example.com"),
             // Issued today: an early-payment discount is still available, so
             // the part of a template that offers one is rendered too (the
             // sparse invoice's has passed).
@@ -1665,8 +1663,7 @@ impl Project {
         };
         let sparse = Invoice {
             number: "SAMPLE-0002".into(),
-            customer_id: "SAMPLE-2".into(),
-            customer_name: "Sparse Customer".into(),
+            bill_to: BillTo::new("SAMPLE-2", "Sparse Customer", "sample@example.com"),
             issue_date: due - chrono::Days::new(30),
             amount_paid: Decimal::ZERO,
             paid_date: None,
@@ -1751,9 +1748,9 @@ fn refused_addresses<'f>(
 /// The addresses of an invoice delivery accepts, each once, in its order.
 pub fn valid_addresses<'i>(ledger: &Ledger, inv: &'i Invoice) -> Vec<&'i str> {
     let all_valid = ledger.emails_valid(inv);
-    if all_valid && !inv.email.contains(crate::address::SEPARATORS) {
+    if all_valid && !inv.bill_to.email.contains(crate::address::SEPARATORS) {
         // One address, and a valid one: nothing to split, parse or compare.
-        return vec![inv.email.trim()];
+        return vec![inv.bill_to.email.trim()];
     }
     let mut valid: Vec<&str> = Vec::new();
     for address in inv.recipients() {

@@ -113,9 +113,9 @@ fn write(steps: &[Step], data: &SubjectData, out: &mut String) {
             Step::Text(text) => out.push_str(text),
             Step::Field(field) => match field {
                 Field::Number => out.push_str(&inv.number),
-                Field::CustomerId => out.push_str(&inv.customer_id),
-                Field::CustomerName => out.push_str(&inv.customer_name),
-                Field::Email => out.push_str(&inv.email),
+                Field::CustomerId => out.push_str(&inv.bill_to.id),
+                Field::CustomerName => out.push_str(&inv.bill_to.name),
+                Field::Email => out.push_str(&inv.bill_to.email),
                 Field::Currency => out.push_str(&inv.currency),
                 Field::Status => out.push_str(inv.status.as_str()),
                 Field::Language => out.push_str(data.ledger.language_of(data.invoice)),

@@ -71,9 +71,9 @@ pub fn invoice_json(ledger: &Ledger, index: InvoiceId, today: NaiveDate, fields:
         }
         let value = match field {
             Number => json!(inv.number),
-            CustomerId => json!(inv.customer_id),
-            CustomerName => json!(inv.customer_name),
-            Email => json!(inv.email),
+            CustomerId => json!(inv.bill_to.id),
+            CustomerName => json!(inv.bill_to.name),
+            Email => json!(inv.bill_to.email),
             IssueDate => json!(inv.issue_date.to_string()),
             DueDate => json!(inv.due_date.to_string()),
             Amount => amount_json(inv.amount),

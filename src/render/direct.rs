@@ -1021,9 +1021,9 @@ fn invoice_field<'a>(
     let date = Val::Date;
     Ok(match field {
         Number => Val::Str(Cow::Borrowed(&inv.number)),
-        CustomerId => Val::Str(Cow::Borrowed(&inv.customer_id)),
-        CustomerName => Val::Str(Cow::Borrowed(&inv.customer_name)),
-        Email => Val::Str(Cow::Borrowed(&inv.email)),
+        CustomerId => Val::Str(Cow::Borrowed(&inv.bill_to.id)),
+        CustomerName => Val::Str(Cow::Borrowed(&inv.bill_to.name)),
+        Email => Val::Str(Cow::Borrowed(&inv.bill_to.email)),
         IssueDate => date(inv.issue_date),
         DueDate => date(inv.due_date),
         Amount => amount(inv.amount),

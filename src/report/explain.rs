@@ -145,8 +145,8 @@ pub fn explain<'p>(
             .map(|o| o.errors.iter().map(ToString::to_string).collect()),
         journal: marks,
         people: ForPeople {
-            customer_name: &inv.customer_name,
-            customer_id: &inv.customer_id,
+            customer_name: &inv.bill_to.name,
+            customer_id: &inv.bill_to.id,
             due: format_money(inv.amount_due(), &inv.currency, project.language_of(index)),
             due_date: inv.due_date,
             hold: project

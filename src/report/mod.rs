@@ -599,7 +599,7 @@ fn cell_widths(project: &Project, p: &Reminder) -> [usize; 7] {
     [
         10,
         escaped_width(&inv.number),
-        escaped_width(&inv.customer_name),
+        escaped_width(&inv.bill_to.name),
         escaped_width(&policy.name),
         escaped_width(&stage_cell(&stage.id, p.occurrence, stage.approve)),
         stage.channel.as_str().len(),

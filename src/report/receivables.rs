@@ -252,7 +252,7 @@ pub fn receivables(project: &Project, journal: &JournalView, as_of: NaiveDate) -
         let row = customers
             .entry((customer, &inv.currency))
             .or_insert_with(|| CustomerReceivables {
-                customer_id: inv.customer_id.to_string(),
+                customer_id: inv.bill_to.id.to_string(),
                 customer_name: ledger.customers[customer].name.to_string(),
                 currency: inv.currency.to_string(),
                 open: Total::default(),

@@ -324,7 +324,7 @@ impl Holds {
         if self.list.is_empty() {
             return None;
         }
-        let (number, customer) = (&*invoice.number, &*invoice.customer_id);
+        let (number, customer) = (&*invoice.number, &*invoice.bill_to.id);
         if !self.may_hold.may_contain(number) && !self.may_hold.may_contain(customer) {
             return None;
         }

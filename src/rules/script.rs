@@ -85,9 +85,9 @@ impl InvoiceView {
         let text = |s: &str| Dynamic::from(ImmutableString::from(s));
         match field {
             Number => text(&i.number),
-            CustomerId => text(&i.customer_id),
-            CustomerName => text(&i.customer_name),
-            Email => text(&i.email),
+            CustomerId => text(&i.bill_to.id),
+            CustomerName => text(&i.bill_to.name),
+            Email => text(&i.bill_to.email),
             IssueDate => Dynamic::from(date_string(i.issue_date)),
             DueDate => Dynamic::from(date_string(i.due_date)),
             Amount => Dynamic::from(i.amount),

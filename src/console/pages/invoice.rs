@@ -104,7 +104,7 @@ fn invoice_page(
     let money = |amount| format_money(amount, &inv.currency, w.code());
     let body = html! {
         dl.facts #invoice data-invoice=(inv.number) {
-            dt { (w.t("Customer")) } dd { a href=(customer_href(&inv.customer_id)) { (inv.customer_name) } " (" (inv.customer_id) ")" }
+            dt { (w.t("Customer")) } dd { a href=(customer_href(&inv.bill_to.id)) { (inv.bill_to.name) } " (" (inv.bill_to.id) ")" }
             dt { (w.t("Status")) } dd #status { (inv.status.as_str()) }
             dt { (w.t("Amount due")) } dd { (money(inv.amount_due())) }
             dt { (w.t("Issued")) } dd { (inv.issue_date) }
@@ -154,7 +154,7 @@ fn actions_section(
     let action = |what: &str| format!("{}/{what}", super::invoice_href(&inv.number));
     let concerns = |h: &&crate::rules::HoldEntryView| {
         h.invoice.as_deref() == Some(&*inv.number)
-            || h.customer.as_deref() == Some(&*inv.customer_id)
+            || h.customer.as_deref() == Some(&*inv.bill_to.id)
     };
     html! {
         section #actions {

@@ -308,7 +308,7 @@ fn customer_page(app: &Arc<App>, caller: &Caller, id: &str) -> Response {
     let invoices: Vec<&crate::model::Invoice> = ledger
         .invoices
         .iter()
-        .filter(|i| *i.customer_id == *id)
+        .filter(|i| *i.bill_to.id == *id)
         .collect();
     let mut due: BTreeMap<&str, (Decimal, Decimal)> = BTreeMap::new();
     for inv in invoices.iter().filter(|i| i.is_open()) {

@@ -96,12 +96,12 @@ fn plan_page(app: &Arc<App>, caller: &Caller, q: &PlanQuery) -> Response {
                 && stage.is_none_or(|x| s.id == x)
                 && channel.is_none_or(|x| s.channel.as_str() == x)
                 && customer.is_none_or(|x| {
-                    *inv.customer_id == *x || contains(&inv.customer_name, &x.to_lowercase())
+                    *inv.bill_to.id == *x || contains(&inv.bill_to.name, &x.to_lowercase())
                 })
                 && text.as_deref().is_none_or(|x| {
                     contains(&inv.number, x)
-                        || contains(&inv.customer_id, x)
-                        || contains(&inv.customer_name, x)
+                        || contains(&inv.bill_to.id, x)
+                        || contains(&inv.bill_to.name, x)
                         || contains(&p.name, x)
                         || contains(&s.id, x)
                 })
