@@ -6,7 +6,7 @@
 use rust_decimal::Decimal;
 
 use crate::diagnostics::{Location, Problem, quote};
-use crate::model::{Invoice, Shared};
+use crate::model::{Invoice, Origin, Shared};
 
 /// The customers seen so far in the feeds, by the number the interner gave
 /// each customer id.
@@ -20,10 +20,12 @@ pub(super) struct Customers {
 struct Seen {
     /// Its place in the ledger's customers: the order of their first kept rows.
     index: u32,
-    /// The first row's name and address, and where it is.
+    /// The first row's name and address, and where it is (located only
+    /// for a problem: a location apiece would take a million invoices'
+    /// customers megabytes).
     name: Shared,
     email: Shared,
-    first: Location,
+    first: Origin,
     /// The sum of the magnitudes of the amounts due of its rows kept so
     /// far: while it is exact, so is every total of any of them.
     magnitude: Decimal,
@@ -34,13 +36,13 @@ struct Seen {
 impl Customers {
     /// The customer's total with this invoice added, or the bad row it makes
     /// when that total is past what a decimal holds exactly.
-    /// `at` says where the row is: asked only for a problem (building a
+    /// `locate` says where a row is: asked only for a problem (building a
     /// location for each of a million rows costs more than the check).
     pub(super) fn total_with(
         &self,
         customer: u32,
         invoice: &Invoice,
-        at: &dyn Fn() -> Location,
+        locate: &dyn Fn(&Origin) -> Location,
     ) -> Result<Decimal, Problem> {
         let due = invoice
             .amount
@@ -51,10 +53,10 @@ impl Customers {
         let before = seen.map_or(Decimal::ZERO, |s| s.magnitude);
         before.checked_add(due).ok_or_else(|| {
             let first = seen
-                .map(|s| format!(" (its first invoice is at {})", s.first))
+                .map(|s| format!(" (its first invoice is at {})", locate(&s.first)))
                 .unwrap_or_default();
             Problem::error(
-                at(),
+                locate(&invoice.origin),
                 format!(
                     "amount: the invoices of customer {} add up to more than relance computes \
                      exactly ({}){first}",
@@ -77,7 +79,7 @@ impl Customers {
         customer: u32,
         invoice: &Invoice,
         total: Decimal,
-        at: &dyn Fn() -> Location,
+        locate: &dyn Fn(&Origin) -> Location,
     ) -> (u32, Option<Problem>) {
         let customer = customer as usize;
         if self.by_number.len() <= customer {
@@ -91,7 +93,7 @@ impl Customers {
                 index,
                 name: invoice.bill_to.name.clone(),
                 email: invoice.bill_to.email.clone(),
-                first: at(),
+                first: invoice.origin.clone(),
                 magnitude: total,
                 warned: false,
             });
@@ -129,12 +131,12 @@ impl Customers {
         }
         seen.warned = true;
         let warning = Problem::warning(
-            at(),
+            locate(&invoice.origin),
             format!(
                 "customer {} has rows that disagree with its first row at {}: {} \
                  (one customer_id is one customer: are these two companies?)",
                 quote(&invoice.bill_to.id),
-                seen.first,
+                locate(&seen.first),
                 differences.join("; ")
             ),
         );

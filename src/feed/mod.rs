@@ -34,7 +34,9 @@ use serde_json::Value;
 
 use crate::config::{Config, FeedConfig, FeedFormat};
 use crate::diagnostics::{Location, Problem, Problems, quote};
-use crate::model::{self, Invoice, InvoiceField, LedgerIndex, NumberHasher, NumberIndex, Shared};
+use crate::model::{
+    self, Invoice, InvoiceField, LedgerIndex, NumberHasher, NumberIndex, Origin, Shared,
+};
 
 use customers::Customers;
 use row::{Converter, Interner, column_key};
@@ -211,7 +213,10 @@ impl Kept {
 
     /// Where an invoice's row is, as its feed locates rows.
     fn location(&self, invoice: &Invoice) -> Location {
-        let origin = &invoice.origin;
+        self.location_of(&invoice.origin)
+    }
+
+    fn location_of(&self, origin: &Origin) -> Location {
         match self.json_arrays.iter().any(|f| **f == *origin.file) {
             true => Location {
                 file: origin.file.to_path_buf(),
@@ -375,7 +380,10 @@ impl Kept {
                 continue;
             }
             let at = || self.location(invoice);
-            let total = match customers.total_with(keys.customer, invoice, &at) {
+            let locate = |origin: &Origin| self.location_of(origin);
+            // The part's customers are every `parts`-th: numbered apart by `parts`.
+            let customer = keys.customer / parts as u32;
+            let total = match customers.total_with(customer, invoice, &locate) {
                 Ok(total) => total,
                 Err(problem) => {
                     checked.overflowed = true;
@@ -407,7 +415,7 @@ impl Kept {
                 continue;
             }
             // The part's customers are numbered in the order of their first rows.
-            let (index, warning) = customers.keep(keys.customer, invoice, total, &at);
+            let (index, warning) = customers.keep(customer, invoice, total, &locate);
             if index as usize == checked.firsts.len() {
                 checked.firsts.push((i, keys.customer));
             }
@@ -1613,13 +1621,15 @@ mod tests {
                     continue;
                 }
             };
-            let at = || Location::line(&invoice.origin.file, invoice.origin.line);
-            let refused = match customers.total_with(keys.customer, &invoice, &at) {
+            let locate = |origin: &Origin| Location::line(&origin.file, origin.line);
+            let refused = match customers.total_with(keys.customer, &invoice, &locate) {
                 Err(problem) => Some(problem),
                 Ok(total) => match by_number.get(&invoice.number) {
-                    Some(&first) => Some(duplicate(&invoice, &kept[first], at())),
+                    Some(&first) => {
+                        Some(duplicate(&invoice, &kept[first], locate(&invoice.origin)))
+                    }
                     None => {
-                        let (c, warning) = customers.keep(keys.customer, &invoice, total, &at);
+                        let (c, warning) = customers.keep(keys.customer, &invoice, total, &locate);
                         customer_of.push(c);
                         problems.extend(warning.iter().map(ToString::to_string));
                         by_number.insert(invoice.number.clone(), kept.len());
