@@ -9,7 +9,8 @@ use crate::diagnostics::{Location, Problem, quote};
 use crate::model::{Invoice, Origin, Shared};
 
 /// The customers seen so far in the feeds, by the number the interner gave
-/// each customer id.
+/// each customer id (divided by the number of threads checking them: each
+/// thread checks every so-many-th customer).
 #[derive(Default)]
 pub(super) struct Customers {
     by_number: Vec<Option<Seen>>,
