@@ -211,12 +211,8 @@ impl Kept {
         self.unreadable.push(path);
     }
 
-    /// Where an invoice's row is, as its feed locates rows.
-    fn location(&self, invoice: &Invoice) -> Location {
-        self.location_of(&invoice.origin)
-    }
-
-    fn location_of(&self, origin: &Origin) -> Location {
+    /// Where an invoice's row is (its origin), as its feed locates rows.
+    fn location(&self, origin: &Origin) -> Location {
         match self.json_arrays.iter().any(|f| **f == *origin.file) {
             true => Location {
                 file: origin.file.to_path_buf(),
@@ -379,8 +375,7 @@ impl Kept {
             if keys.customer as usize % parts != part {
                 continue;
             }
-            let at = || self.location(invoice);
-            let locate = |origin: &Origin| self.location_of(origin);
+            let locate = |origin: &Origin| self.location(origin);
             // The part's customers are every `parts`-th: numbered apart by `parts`.
             let customer = keys.customer / parts as u32;
             let total = match customers.total_with(customer, invoice, &locate) {
@@ -411,7 +406,10 @@ impl Kept {
                 },
             };
             if let Some(first) = first {
-                checked.refuse(i, duplicate(invoice, &self.invoices[first], at()));
+                checked.refuse(
+                    i,
+                    duplicate(invoice, &self.invoices[first], locate(&invoice.origin)),
+                );
                 continue;
             }
             // The part's customers are numbered in the order of their first rows.

@@ -125,9 +125,9 @@ impl Interner {
 /// looked up in the shared one, so that all threads get the same allocation.
 struct ThreadInterner<'s> {
     shared: &'s Mutex<Interner>,
-    /// The texts and tag sets this thread has interned (its customers are
-    /// in `customers`).
-    own: Interner,
+    /// The texts and the tag sets this thread has interned.
+    strings: hashbrown::HashSet<Shared>,
+    tag_sets: hashbrown::HashMap<Box<str>, ThinSlice<Shared>>,
     /// Each customer id this thread met: the customer's number, and whom
     /// this thread last billed an invoice of theirs to. A customer's rows
     /// nearly always repeat their name and address, so comparing them with
@@ -140,11 +140,11 @@ struct ThreadInterner<'s> {
 
 impl ThreadInterner<'_> {
     fn get(&mut self, s: &str) -> Shared {
-        if let Some(shared) = self.own.strings.get(s) {
+        if let Some(shared) = self.strings.get(s) {
             return shared.clone();
         }
         let shared = self.lock().get(s);
-        self.own.strings.insert(shared.clone());
+        self.strings.insert(shared.clone());
         shared
     }
 
@@ -171,12 +171,12 @@ impl ThreadInterner<'_> {
     }
 
     fn tags(&mut self, list: &str) -> ThinSlice<Shared> {
-        if let Some(set) = self.own.tag_sets.get(list) {
+        if let Some(set) = self.tag_sets.get(list) {
             return set.clone();
         }
         // The thread's own copy of the set, as with [`Own`]: most rows share a few sets.
         let set: ThinSlice<Shared> = self.lock().tags(list).iter().cloned().collect();
-        self.own.tag_sets.insert(list.into(), set.clone());
+        self.tag_sets.insert(list.into(), set.clone());
         set
     }
 
@@ -268,7 +268,8 @@ impl<'s> Converter<'s> {
         Converter {
             strings: ThreadInterner {
                 shared,
-                own: Interner::default(),
+                strings: hashbrown::HashSet::new(),
+                tag_sets: hashbrown::HashMap::new(),
                 customers: hashbrown::HashMap::new(),
             },
             numbers,
