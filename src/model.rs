@@ -143,12 +143,13 @@ impl<T: std::fmt::Debug> std::fmt::Debug for ThinSlice<T> {
 /// one they made for its last on that thread when they match): a
 /// customer's texts are then read through one pointer, and an invoice is
 /// 16 bytes smaller than with three.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct BillTo {
     pub id: Shared,
     pub name: Shared,
     /// As given: one or more addresses separated by `;` (or `,`).
     pub email: Shared,
+    made_with: MadeWith,
 }
 
 impl BillTo {
@@ -157,11 +158,82 @@ impl BillTo {
         name: impl Into<Shared>,
         email: impl Into<Shared>,
     ) -> Arc<BillTo> {
+        let (name, email) = (name.into(), email.into());
         Arc::new(BillTo {
+            made_with: MadeWith::new(&name, &email),
             id: id.into(),
-            name: name.into(),
-            email: email.into(),
+            name,
+            email,
         })
+    }
+
+    /// Whether it was made with this name and address (the feeds ask of
+    /// each row whether the customer's last one bills it): compared in the
+    /// allocation that holds it when they fit there, without reading the
+    /// texts (two more cache misses a row at a million rows).
+    pub fn made_with(&self, name: &str, email: &str) -> bool {
+        match self.made_with.texts() {
+            Some((own_name, own_email)) => {
+                own_name == name.as_bytes() && own_email == email.as_bytes()
+            }
+            None => *self.name == *name && *self.email == *email,
+        }
+    }
+}
+
+/// A copy of the name and address a [`BillTo`] was made with, kept inside
+/// it when they fit: 96 bytes an allocation instead of 48.
+#[derive(Clone, PartialEq, Eq)]
+struct MadeWith {
+    /// The name's length, and both's; `u8::MAX` when they do not fit.
+    name: u8,
+    both: u8,
+    bytes: [u8; MadeWith::ROOM],
+}
+
+impl MadeWith {
+    const ROOM: usize = 54;
+
+    fn new(name: &str, email: &str) -> MadeWith {
+        let mut made = MadeWith::default();
+        let both = name.len().saturating_add(email.len());
+        if let (Ok(name_len), Ok(both_len), Some(room)) = (
+            u8::try_from(name.len()),
+            u8::try_from(both),
+            made.bytes.get_mut(..both),
+        ) {
+            let (own_name, own_email) = room.split_at_mut(name.len());
+            own_name.copy_from_slice(name.as_bytes());
+            own_email.copy_from_slice(email.as_bytes());
+            (made.name, made.both) = (name_len, both_len);
+        }
+        made
+    }
+
+    fn texts(&self) -> Option<(&[u8], &[u8])> {
+        let both = self.bytes.get(..usize::from(self.both))?;
+        both.split_at_checked(usize::from(self.name))
+    }
+}
+
+impl Default for MadeWith {
+    fn default() -> MadeWith {
+        MadeWith {
+            name: u8::MAX,
+            both: u8::MAX,
+            bytes: [0; MadeWith::ROOM],
+        }
+    }
+}
+
+impl std::fmt::Debug for BillTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // What it was made with is what it says.
+        f.debug_struct("BillTo")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("email", &self.email)
+            .finish()
     }
 }
 
@@ -729,6 +801,11 @@ pub fn in_parts<P: Send, T: Send>(
     })
 }
 
+/// How many invoices a customer weighs in [`CustomerPart::shares`]:
+/// measured at a million invoices of 44,000 customers (BENCHMARKS.md,
+/// issue 16's sixth session).
+const CUSTOMER_WEIGHT: usize = 30;
+
 /// Sums the customers numbered from `first` on, one per slot of
 /// `customers`, from their invoices in the ledger's order; gives which of
 /// their invoices' `email` fields are valid (by allocation). A thread per
@@ -741,8 +818,11 @@ impl CustomerPart {
         customer_of: &[u32],
         first: usize,
         customers: &mut [Customer],
-    ) -> hashbrown::HashSet<usize> {
+    ) -> (hashbrown::HashSet<usize>, Vec<CustomerEmails>) {
         let mut payments: Vec<Payments> = vec![Payments::default(); customers.len()];
+        // Whether a customer's invoice carried another `email` field than
+        // the customer's at that point (its first, until one fills it in).
+        let mut several: Vec<bool> = vec![false; customers.len()];
         // Whether each customer is yet unmet, and still lacks an address and
         // a language: known here rather than read from its text for each of
         // its invoices.
@@ -763,15 +843,16 @@ impl CustomerPart {
                 c.language = inv.language.clone();
                 (inv.bill_to.email.is_empty(), inv.language.is_none())
             });
+            // Most invoices have their customer's address (the same
+            // allocation). The customer's only changes from none, which is
+            // no valid address, and only at an invoice counted here.
+            if allocation(&inv.bill_to.email) != allocation(&c.email) {
+                emails.insert(allocation(&inv.bill_to.email), &inv.bill_to.email);
+                several[own] = true;
+            }
             if *lacks_email && !inv.bill_to.email.is_empty() {
                 c.email = inv.bill_to.email.clone();
                 *lacks_email = false;
-            }
-            // Most invoices have their customer's address (the same
-            // allocation). The customer's only changes from none, which is
-            // no valid address.
-            if allocation(&inv.bill_to.email) != allocation(&c.email) {
-                emails.insert(allocation(&inv.bill_to.email), &inv.bill_to.email);
             }
             if *lacks_language && inv.language.is_some() {
                 c.language = inv.language.clone();
@@ -800,14 +881,62 @@ impl CustomerPart {
         for c in customers.iter() {
             emails.insert(allocation(&c.email), &c.email);
         }
-        emails
+        let valid: hashbrown::HashSet<usize> = emails
             .into_iter()
             .filter(|(_, field)| {
                 let mut addresses = crate::address::split(field).peekable();
                 addresses.peek().is_some() && addresses.all(|a| crate::address::parse(a).is_ok())
             })
             .map(|(allocation, _)| allocation)
-            .collect()
+            .collect();
+        let by_customer = customers
+            .iter()
+            .zip(several)
+            .map(|(c, several)| match several {
+                true => CustomerEmails::Several,
+                false => CustomerEmails::One {
+                    valid: valid.contains(&allocation(&c.email)),
+                },
+            })
+            .collect();
+        (valid, by_customer)
+    }
+
+    /// The customers cut into `parts` runs of about as much work each, with
+    /// the number of each run's first customer. A few customers may have
+    /// most of the invoices, so the work is weighed by invoice; and a run of
+    /// many customers finds fewer of them in the core's cache, so each
+    /// customer weighs as much as [`CUSTOMER_WEIGHT`] invoices.
+    fn shares<'c>(
+        customers: &'c mut [Customer],
+        customer_of: &[u32],
+        parts: usize,
+    ) -> Vec<(usize, &'c mut [Customer])> {
+        let mut weights = vec![CUSTOMER_WEIGHT; customers.len()];
+        for &c in customer_of {
+            if let Some(weight) = weights.get_mut(c as usize) {
+                *weight = weight.saturating_add(1);
+            }
+        }
+        let total = weights.iter().fold(0usize, |sum, w| sum.saturating_add(*w));
+        let parts = parts.max(1);
+        let mut shares = Vec::with_capacity(parts);
+        let (mut rest, mut first, mut counted, mut part) = (customers, 0usize, 0usize, 1usize);
+        for (number, weight) in weights.iter().enumerate() {
+            // Cut before the customer that would take this run past its share.
+            let share = total
+                .saturating_mul(part)
+                .checked_div(parts)
+                .unwrap_or(total);
+            if part < parts && number > first && counted.saturating_add(*weight) > share {
+                let (run, after) = rest.split_at_mut(number.saturating_sub(first));
+                shares.push((first, run));
+                (rest, first, part) = (after, number, part.saturating_add(1));
+            }
+            counted = counted.saturating_add(*weight);
+        }
+        shares.push((first, rest));
+        shares
     }
 }
 
@@ -837,6 +966,19 @@ pub struct Ledger {
     /// every address delivery accepts, checked once for all the invoices
     /// that share them rather than for each message.
     valid_emails: hashbrown::HashSet<usize>,
+    /// Each customer's invoices' `email` fields, by customer: known once,
+    /// so that a pass over every invoice need not read each one's.
+    customer_emails: Vec<CustomerEmails>,
+}
+
+/// The `email` fields of a customer's invoices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CustomerEmails {
+    /// Every invoice carries the customer's own field (the same
+    /// allocation), and `valid` when delivery accepts its every address.
+    One { valid: bool },
+    /// The invoices carry different fields (or none of the customer's own).
+    Several,
 }
 
 impl Ledger {
@@ -867,15 +1009,19 @@ impl Ledger {
             .max()
             .map_or(0, |&c| (c as usize).saturating_add(1));
         let mut customers = vec![Customer::default(); total];
-        let share = total.div_ceil(parts.max(1)).max(1);
-        let ranges = customers.chunks_mut(share).enumerate();
-        let valid_emails = in_parts(ranges, |(part, customers)| {
-            let first = part.saturating_mul(share);
-            CustomerPart::sum(&invoices, &customer_of, first, customers)
-        })
+        let (valid_emails, customer_emails) = in_parts(
+            CustomerPart::shares(&mut customers, &customer_of, parts),
+            |(first, customers)| CustomerPart::sum(&invoices, &customer_of, first, customers),
+        )
         .into_iter()
-        .flatten()
-        .collect();
+        .fold(
+            (hashbrown::HashSet::new(), Vec::with_capacity(total)),
+            |(mut valid, mut by_customer), (part_valid, part_by_customer)| {
+                valid.extend(part_valid);
+                by_customer.extend(part_by_customer);
+                (valid, by_customer)
+            },
+        );
         let extra = extra_columns.unwrap_or_else(|| {
             let mut extra: Vec<String> = Vec::new();
             for inv in &invoices {
@@ -899,6 +1045,7 @@ impl Ledger {
             default_time_zone: chrono_tz::Tz::UTC,
             promised: Vec::new(),
             valid_emails,
+            customer_emails,
         }
     }
 
@@ -906,6 +1053,15 @@ impl Ledger {
     /// accepts (and it has one), known without parsing them again.
     pub fn emails_valid(&self, inv: &Invoice) -> bool {
         self.valid_emails.contains(&allocation(&inv.bill_to.email))
+    }
+
+    /// Whether the customer's invoices all carry its own `email` field,
+    /// and whether delivery accepts its every address.
+    pub fn customer_emails(&self, customer: usize) -> CustomerEmails {
+        self.customer_emails
+            .get(customer)
+            .copied()
+            .unwrap_or(CustomerEmails::Several)
     }
 
     /// The promises to pay set in place of the feeds' promise dates, by invoice.
@@ -1097,7 +1253,124 @@ pub(crate) mod tests {
                 format!("{:?}", one.customers)
             );
             assert_eq!(several.valid_emails, one.valid_emails, "{parts} parts");
+            assert_eq!(
+                several.customer_emails, one.customer_emails,
+                "{parts} parts"
+            );
         }
+    }
+
+    #[test]
+    fn a_customer_whose_invoices_all_carry_its_field_is_known_by_it() {
+        let (valid, invalid, other) = (
+            Shared::from("a@client.example"),
+            Shared::from("not an address"),
+            Shared::from("b@client.example"),
+        );
+        let with = |number: &str, customer: &str, email: &Shared| {
+            let mut inv = invoice(number, customer, "2026-03-31", "10");
+            std::sync::Arc::make_mut(&mut inv.bill_to).email = email.clone();
+            inv
+        };
+        let invoices = vec![
+            with("F1", "ONE", &valid),
+            with("F2", "BAD", &invalid),
+            with("F3", "TWO", &valid),
+            with("F4", "ONE", &valid),
+            with("F5", "TWO", &other),
+            // No address first, then one: not one field.
+            with("F6", "LATE", &Shared::default()),
+            with("F7", "LATE", &valid),
+            with("F8", "BAD", &invalid),
+        ];
+        let ledger = Ledger::new(invoices);
+        let of = |customer: &str| {
+            let number = ledger
+                .customers
+                .iter()
+                .position(|c| &*c.id == customer)
+                .unwrap();
+            ledger.customer_emails(number)
+        };
+        assert_eq!(of("ONE"), CustomerEmails::One { valid: true });
+        assert_eq!(of("BAD"), CustomerEmails::One { valid: false });
+        assert_eq!(of("TWO"), CustomerEmails::Several);
+        assert_eq!(of("LATE"), CustomerEmails::Several);
+        // What the customer says holds for each of its invoices.
+        for (i, inv) in ledger.invoices.iter().enumerate() {
+            if let CustomerEmails::One { valid } =
+                ledger.customer_emails(ledger.customer_index(InvoiceId::new(i)))
+            {
+                assert_eq!(ledger.emails_valid(inv), valid, "{}", inv.number);
+            }
+        }
+        // Out of range (a ledger built otherwise): nothing is assumed.
+        assert_eq!(ledger.customer_emails(99), CustomerEmails::Several);
+    }
+
+    #[test]
+    fn customers_are_shared_out_by_their_invoices_and_their_number() {
+        // Customer 0 has 900 invoices, customers 1 to 100 one each.
+        let customer_of: Vec<u32> = (0..1000u32).map(|i| i.saturating_sub(899)).collect();
+        let mut customers = vec![Customer::default(); 101];
+        let shares = CustomerPart::shares(&mut customers, &customer_of, 2);
+        let runs: Vec<(usize, usize)> = shares
+            .iter()
+            .map(|(first, run)| (*first, run.len()))
+            .collect();
+        // Weighed 930 and 3,100 (100 customers of one invoice, at 31 each):
+        // an even cut by customers (0..51) would give the first 2,480.
+        assert_eq!(runs.len(), 2);
+        let (first, second) = (runs[0], runs[1]);
+        assert_eq!(first.0, 0);
+        assert_eq!(second.0, first.1);
+        assert_eq!(first.1 + second.1, 101);
+        let weight = |from: usize, to: usize| {
+            (from..to)
+                .map(|c| {
+                    if c == 0 {
+                        900 + CUSTOMER_WEIGHT
+                    } else {
+                        1 + CUSTOMER_WEIGHT
+                    }
+                })
+                .sum::<usize>()
+        };
+        let (a, b) = (weight(0, first.1), weight(first.1, 101));
+        assert!(a.abs_diff(b) <= 900 + CUSTOMER_WEIGHT, "{a} and {b}");
+        assert!(first.1 > 1 && first.1 < 51, "{runs:?}");
+        // More parts than customers: each gets at least one, none is lost.
+        let mut few = vec![Customer::default(); 3];
+        let shares = CustomerPart::shares(&mut few, &[0, 1, 2, 2], 8);
+        let runs: Vec<(usize, usize)> = shares
+            .iter()
+            .map(|(first, run)| (*first, run.len()))
+            .collect();
+        assert_eq!(runs.iter().map(|r| r.1).sum::<usize>(), 3);
+        assert!(
+            runs.windows(2).all(|w| w[0].0 + w[0].1 == w[1].0),
+            "{runs:?}"
+        );
+    }
+
+    #[test]
+    fn who_an_invoice_bills_knows_what_it_was_made_with() {
+        let short = BillTo::new("C1", "Dupont SA", "compta@dupont.example");
+        assert!(short.made_with("Dupont SA", "compta@dupont.example"));
+        assert!(!short.made_with("Dupont S", "Acompta@dupont.example"));
+        assert!(!short.made_with("Dupont SA", "compta@dupont.example "));
+        assert!(!short.made_with("", ""));
+        // Too long to be kept inside: compared with the texts themselves.
+        let name = "Établissements Dupont et Fils, Société Anonyme au capital de 10 000 €";
+        let long = BillTo::new("C2", name, "compta@dupont.example");
+        assert!(long.made_with(name, "compta@dupont.example"));
+        assert!(!long.made_with(name, "autre@dupont.example"));
+        assert!(BillTo::new("C3", "", "").made_with("", ""));
+        // What it was made with shows nowhere.
+        assert_eq!(
+            format!("{:?}", *short),
+            r#"BillTo { id: "C1", name: "Dupont SA", email: "compta@dupont.example" }"#
+        );
     }
 
     #[test]

@@ -109,14 +109,20 @@ impl Evaluator<'_> {
         let end = add_days(from, i64::from(days));
         let daily = self.policies.iter().any(Policy::time_dependent);
         let choices = self.choices_per_customer(from, invoices);
-        // Open invoices, and settled ones the journal knows, which may be owed a thank-you.
-        let live = invoices.iter().copied().filter(|&i| {
-            let inv = &self.ledger.invoices[i];
-            inv.is_open()
-                || (inv.is_settled()
-                    && !journal.by_invoice.is_empty()
-                    && !journal.marks(&inv.number).is_empty())
-        });
+        // Open invoices, and settled ones the journal knows, which may be
+        // owed a thank-you. Found on every core: reading a million invoices
+        // waits on memory.
+        let live: Vec<InvoiceId> = invoices
+            .par_iter()
+            .copied()
+            .filter(|&i| {
+                let inv = &self.ledger.invoices[i];
+                inv.is_open()
+                    || (inv.is_settled()
+                        && !journal.by_invoice.is_empty()
+                        && !journal.marks(&inv.number).is_empty())
+            })
+            .collect();
         let ctx = PlanContext {
             from,
             end,
@@ -143,7 +149,7 @@ impl Evaluator<'_> {
             plan
         };
         let parts: Vec<Plan> = if ctx.contacts {
-            let (sorted, customers) = self.by_customer(live);
+            let (sorted, customers) = self.by_customer(&live);
             // About 2048 invoices a chunk, whole customers.
             let chunk = customers
                 .len()
@@ -166,7 +172,6 @@ impl Evaluator<'_> {
             // Each invoice on its own, in the ledger's order: what a
             // decision reads of it is then read in the order it is held
             // (in the customers' order, each invoice was a cache miss).
-            let live: Vec<InvoiceId> = live.collect();
             live.par_chunks(2048)
                 .map(|chunk| {
                     part(&|ctx, scope, plan| {
@@ -287,14 +292,10 @@ impl Evaluator<'_> {
     /// the range of each customer's among them.
     // Counts and positions of invoices held in memory: below `usize::MAX`.
     #[allow(clippy::arithmetic_side_effects)]
-    fn by_customer(
-        &self,
-        invoices: impl Iterator<Item = InvoiceId>,
-    ) -> (Vec<InvoiceId>, Vec<(usize, usize)>) {
-        let invoices: Vec<InvoiceId> = invoices.collect();
+    fn by_customer(&self, invoices: &[InvoiceId]) -> (Vec<InvoiceId>, Vec<(usize, usize)>) {
         // A counting sort: customers are numbered densely.
         let mut start = vec![0usize; self.ledger.customers.len() + 1];
-        for &i in &invoices {
+        for &i in invoices {
             start[self.ledger.customer_index(i) + 1] += 1;
         }
         for c in 1..start.len() {
@@ -306,7 +307,7 @@ impl Evaluator<'_> {
             .map(|w| (w[0], w[1]))
             .collect();
         let mut sorted = vec![InvoiceId::new(0); invoices.len()];
-        for &i in &invoices {
+        for &i in invoices {
             let at = &mut start[self.ledger.customer_index(i)];
             sorted[*at] = i;
             *at += 1;

@@ -151,7 +151,7 @@ impl ThreadInterner<'_> {
     /// The number of a row's customer, and whom the row bills, its texts interned.
     fn customer(&mut self, id: &str, name: &str, email: &str) -> (u32, Arc<BillTo>) {
         let (number, id) = match self.customers.get(id) {
-            Some((number, last)) if *last.name == *name && *last.email == *email => {
+            Some((number, last)) if last.made_with(name, email) => {
                 return (*number, last.clone());
             }
             Some((number, last)) => (*number, last.id.clone()),
@@ -160,11 +160,7 @@ impl ThreadInterner<'_> {
                 (number, shared)
             }
         };
-        let bill_to = Arc::new(BillTo {
-            name: self.get(name),
-            email: self.get(email),
-            id,
-        });
+        let bill_to = BillTo::new(id, self.get(name), self.get(email));
         let key = EcoString::from(&*bill_to.id);
         self.customers.insert(key, (number, bill_to.clone()));
         (number, bill_to)

@@ -14,7 +14,9 @@ use crate::engine::{Evaluator, Reminder};
 use crate::feed::{feeds_for, load_feeds};
 use crate::journal::JournalView;
 use crate::journal::{group_token, reminder_token};
-use crate::model::{BillTo, Invoice, InvoiceField, InvoiceId, Ledger, LedgerIndex, Origin, Status};
+use crate::model::{
+    BillTo, CustomerEmails, Invoice, InvoiceField, InvoiceId, Ledger, LedgerIndex, Origin, Status,
+};
 use crate::render::{Rendered, StatementLine, SubjectData, Templates, message_context};
 use crate::rules::{
     Channel, Grouping, HoldTarget, Holds, Policy, PolicyDefaults, Stage, Trigger, load_holds,
@@ -1343,8 +1345,11 @@ impl Project {
         // Customers share their addresses: each distinct one is parsed once
         // (and the ledger knows the fields whose every address is valid).
         let mut valid: hashbrown::HashSet<&str> = hashbrown::HashSet::new();
-        for inv in &self.ledger.invoices {
-            if self.ledger.emails_valid(inv) {
+        for (inv, &customer) in self.ledger.invoices.iter().zip(&self.ledger.customer_of) {
+            // Known by customer first: reading each invoice's field would
+            // wait on memory for most invoices.
+            let customer = self.ledger.customer_emails(customer as usize);
+            if customer == (CustomerEmails::One { valid: true }) || self.ledger.emails_valid(inv) {
                 continue;
             }
             if inv.is_open() && inv.recipients().next().is_none() {
@@ -1477,12 +1482,21 @@ impl Project {
             (0..self.ledger.customers.len()).map(|_| None).collect();
         // Customers share their addresses: each distinct field is parsed once.
         let mut parsed: hashbrown::HashMap<usize, Vec<&str>> = hashbrown::HashMap::new();
+        // The customers whose next invoices change nothing: taken in, and
+        // all their invoices repeat the one field. Known in a small table,
+        // without reading the invoice's field or the customer's `Common`
+        // (from memory, for most invoices).
+        let mut unchanging = vec![false; common.len()];
         for (i, inv) in self.ledger.invoices.iter().enumerate() {
             let id = InvoiceId::new(i);
             if !inv.is_open() {
                 continue;
             }
-            let customer = &mut common[self.ledger.customer_index(id)];
+            let number = self.ledger.customer_index(id);
+            if unchanging[number] {
+                continue;
+            }
+            let customer = &mut common[number];
             let allocation = crate::model::allocation(&inv.bill_to.email);
             if let Some(c) = customer
                 && (c.shared.is_none() || c.last == allocation)
@@ -1501,6 +1515,10 @@ impl Project {
                     shared: Some(addresses.clone()),
                     last: allocation,
                 });
+                unchanging[number] = matches!(
+                    self.ledger.customer_emails(number),
+                    CustomerEmails::One { .. }
+                );
                 continue;
             };
             c.last = allocation;
@@ -1589,11 +1607,14 @@ impl Project {
             })
             .max()
             .unwrap_or(0);
+        // The longest customer id stands for each invoice's: reading each
+        // invoice's would wait on memory for most invoices.
+        let longest_id = self.ledger.customers.iter().map(|c| c.id.len()).max();
         for inv in &self.ledger.invoices {
             if !inv.is_open() && !inv.is_settled() {
                 continue;
             }
-            if widest + 3 * (inv.number.len() + inv.bill_to.id.len()) <= FILE_NAME_MAX {
+            if widest + 3 * (inv.number.len() + longest_id.unwrap_or(0)) <= FILE_NAME_MAX {
                 continue;
             }
             // The number as a token writes it (escaped), without the
