@@ -758,6 +758,11 @@ impl Project {
     /// them) share one `combined` message per language when they would
     /// otherwise be more than one message; every other reminder goes out alone.
     pub fn messages(&self, plan: &[Reminder]) -> Messages {
+        self.messages_in(plan, crate::model::threads_for(plan.len()))
+    }
+
+    /// [`Project::messages`], grouped by `parts` threads.
+    fn messages_in(&self, plan: &[Reminder], parts: usize) -> Messages {
         let mut messages = Messages {
             reminders: plan.len(),
             ..Messages::default()
@@ -770,19 +775,68 @@ impl Project {
         if !grouping && !combining {
             return messages;
         }
-        let mut languages = Languages::default();
         let combined = match combining {
-            true => self.combined_reminders(plan, &mut languages),
+            true => self.combined_reminders(plan, &mut Languages::default()),
             false => Vec::new(),
         };
+        // Each part of the customers is grouped on a core of its own: for
+        // each reminder, its invoice and customer are read from memory (a
+        // million reads at a million invoices). A message is one customer's.
+        let parts = parts.max(1);
+        let customers: Vec<u32> = {
+            use rayon::prelude::*;
+            plan.par_iter()
+                .map(|r| self.ledger.customer_of[r.invoice.index()])
+                .collect()
+        };
+        let mut groups: Vec<Vec<usize>> = crate::model::in_parts(0..parts, |part| {
+            self.group_part(plan, &customers, &combined, (part, parts))
+        })
+        .into_iter()
+        .flatten()
+        .collect();
+        // Numbered in the order of their first reminder, as one part numbers them.
+        groups.sort_by_key(|g| g[0]);
+        if !groups.is_empty() {
+            messages.group_of = vec![Messages::ALONE; plan.len()];
+            for (g, group) in groups.iter().enumerate() {
+                for &i in group {
+                    messages.group_of[i] = g as u32;
+                }
+            }
+        }
+        messages.groups = groups;
+        messages
+    }
+
+    /// The grouped messages of the reminders whose customer and day fall in
+    /// `part` of `parts`, each as its reminders in plan order.
+    fn group_part(
+        &self,
+        plan: &[Reminder],
+        customers: &[u32],
+        combined: &[bool],
+        (part, parts): (usize, usize),
+    ) -> Vec<Vec<usize>> {
+        let policies = &self.rulebook.policies;
+        let mut languages = Languages::default();
+        let mut groups: Vec<Vec<usize>> = Vec::new();
         // foldhash rather than SipHash: a preview groups a million rows.
-        let mut keys: hashbrown::HashMap<MessageKey, u32> = hashbrown::HashMap::new();
+        let mut keys: hashbrown::HashMap<MessageKey, usize> = hashbrown::HashMap::new();
         // A plan in date order (as planned) has each day's messages
         // together: the keys of the days before are let go, which at a
         // million rows would hold 14 MB.
         let by_date = plan.is_sorted_by_key(|r| r.date);
         let mut day = None;
         for (i, planned) in plan.iter().enumerate() {
+            let customer = customers[i] as usize;
+            // A message is of one customer and day: the customers that have
+            // the most reminders go to each part in turn, day by day.
+            let day_number =
+                chrono::Datelike::num_days_from_ce(&planned.date).unsigned_abs() as usize;
+            if (customer + day_number) % parts != part {
+                continue;
+            }
             let stage = &policies[planned.policy].stages[planned.stage];
             let template = if combined.get(i).is_some_and(|&c| c) {
                 COMBINED
@@ -795,7 +849,7 @@ impl Project {
             // need approval: approving it never sends one that needs none.
             let key = (
                 planned.date,
-                self.ledger.customer_index(planned.invoice),
+                customer,
                 template,
                 stage.channel,
                 languages.of(self, planned.invoice, template),
@@ -806,29 +860,23 @@ impl Project {
                 keys.clear();
                 day = Some(planned.date);
             }
-            let next = messages.groups.len() as u32;
+            let next = groups.len();
             let entry = keys.entry(key).or_insert(next);
             // A full message starts the next one (with its own first invoice,
             // so its own id): a statement of thousands of invoices is read by
             // nobody, and its size would grow with the square of theirs.
-            if messages
-                .groups
-                .get(*entry as usize)
+            if groups
+                .get(*entry)
                 .is_some_and(|g| g.len() >= MAX_INVOICES_PER_MESSAGE)
             {
                 *entry = next;
             }
-            let group = *entry;
-            if group == next {
-                messages.groups.push(Vec::new());
+            if *entry == next {
+                groups.push(Vec::new());
             }
-            messages.groups[group as usize].push(i);
-            if messages.group_of.is_empty() {
-                messages.group_of = vec![Messages::ALONE; plan.len()];
-            }
-            messages.group_of[i] = group;
+            groups[*entry].push(i);
         }
-        messages
+        groups
     }
 
     /// Whether `planned` may go out combined with its customer's other
@@ -2078,6 +2126,56 @@ mod tests {
             ..Options::default()
         })
         .unwrap()
+    }
+
+    #[test]
+    fn messages_grouped_by_several_threads_are_those_one_thread_groups() {
+        // Customers of few and of many invoices, statements of more than a
+        // message holds, reminders of several days.
+        let mut feed = String::from(HEADER);
+        for i in 0..600 {
+            let customer = match i % 10 {
+                0..=5 => 0,
+                6 | 7 => 1 + i % 5,
+                _ => 10 + i,
+            };
+            let due = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap()
+                + chrono::Days::new((i % 17) as u64);
+            feed.push_str(&format!(
+                "F{i:04},C{customer},Client {customer},c{customer}@client.example,2026-10-01,{due},{}.50\n",
+                10 + i
+            ));
+        }
+        let project = load(&[
+            (
+                "rules/p.yaml",
+                "name: p\nstages:\n  - {id: soon, offset: -2, template: t}\n  - {id: late, offset: 1, template: st, group: customer}\n  - {id: later, offset: 8, template: st, group: customer, repeat: {every: 3}}\n",
+            ),
+            TEMPLATE,
+            (
+                "templates/st.fr.hbs",
+                "---\nsubject: \"Relevé\"\n---\n{{#each invoices}}{{number}}\n{{/each}}",
+            ),
+            ("data/invoices.csv", &feed),
+        ]);
+        let plan = project.plan(
+            chrono::NaiveDate::from_ymd_opt(2026, 11, 25).unwrap(),
+            20,
+            &JournalView::default(),
+        );
+        let one = project.messages_in(&plan.reminders, 1);
+        assert!(
+            one.groups
+                .iter()
+                .any(|g| g.len() == MAX_INVOICES_PER_MESSAGE)
+        );
+        assert!(one.groups.iter().any(|g| g.len() == 1));
+        assert!(one.group_of.contains(&Messages::ALONE));
+        for parts in [2, 3, 7] {
+            let several = project.messages_in(&plan.reminders, parts);
+            assert_eq!(several.groups, one.groups, "{parts} parts");
+            assert_eq!(several.group_of, one.group_of, "{parts} parts");
+        }
     }
 
     const POLICY: (&str, &str) = (
