@@ -783,6 +783,10 @@ impl Project {
         // each reminder, its invoice and customer are read from memory (a
         // million reads at a million invoices). A message is one customer's.
         let parts = parts.max(1);
+        // A plan in date order (as planned) has each day's messages
+        // together: the keys of the days before are let go, which at a
+        // million rows would hold 14 MB.
+        let by_date = plan.is_sorted_by_key(|r| r.date);
         let customers: Vec<u32> = {
             use rayon::prelude::*;
             plan.par_iter()
@@ -790,7 +794,7 @@ impl Project {
                 .collect()
         };
         let mut groups: Vec<Vec<usize>> = crate::model::in_parts(0..parts, |part| {
-            self.group_part(plan, &customers, &combined, (part, parts))
+            self.group_part(plan, &customers, &combined, by_date, (part, parts))
         })
         .into_iter()
         .flatten()
@@ -810,12 +814,14 @@ impl Project {
     }
 
     /// The grouped messages of the reminders whose customer and day fall in
-    /// `part` of `parts`, each as its reminders in plan order.
+    /// `part` of `parts`, each as its reminders in plan order (`by_date`:
+    /// the plan is in date order, so that each day's keys can be let go).
     fn group_part(
         &self,
         plan: &[Reminder],
         customers: &[u32],
         combined: &[bool],
+        by_date: bool,
         (part, parts): (usize, usize),
     ) -> Vec<Vec<usize>> {
         let policies = &self.rulebook.policies;
@@ -823,10 +829,6 @@ impl Project {
         let mut groups: Vec<Vec<usize>> = Vec::new();
         // foldhash rather than SipHash: a preview groups a million rows.
         let mut keys: hashbrown::HashMap<MessageKey, usize> = hashbrown::HashMap::new();
-        // A plan in date order (as planned) has each day's messages
-        // together: the keys of the days before are let go, which at a
-        // million rows would hold 14 MB.
-        let by_date = plan.is_sorted_by_key(|r| r.date);
         let mut day = None;
         for (i, planned) in plan.iter().enumerate() {
             let customer = customers[i] as usize;
