@@ -258,7 +258,7 @@ fn visits(
     // at most: the exact day is needed only near it, or to explain.
     let margin = calendar.longest_closure();
     let near = add_days(date, margin.saturating_neg())..=add_days(date, margin);
-    // Moved once for all the stages: date arithmetic was a sixth of a plan.
+    // Moved once for all the stages: date arithmetic was a sixth of planning.
     let surely = *near.start();
     // Whether the journal holds an occurrence matters only to a trace and
     // to a candidate.
