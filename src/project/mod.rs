@@ -1395,11 +1395,8 @@ impl Project {
         // Customers share their addresses: each distinct one is parsed once
         // (and the ledger knows the fields whose every address is valid).
         let mut valid: hashbrown::HashSet<&str> = hashbrown::HashSet::new();
-        for (inv, &customer) in self.ledger.invoices.iter().zip(&self.ledger.customer_of) {
-            // Known by customer first: reading each invoice's field would
-            // wait on memory for most invoices.
-            let customer = self.ledger.customer_emails(customer as usize);
-            if customer == (CustomerEmails::One { valid: true }) || self.ledger.emails_valid(inv) {
+        for (i, inv) in self.ledger.invoices.iter().enumerate() {
+            if self.ledger.emails_valid_at(InvoiceId::new(i)) {
                 continue;
             }
             if inv.is_open() && inv.recipients().next().is_none() {
@@ -1659,12 +1656,18 @@ impl Project {
             .unwrap_or(0);
         // The longest customer id stands for each invoice's: reading each
         // invoice's would wait on memory for most invoices.
-        let longest_id = self.ledger.customers.iter().map(|c| c.id.len()).max();
+        let longest_id = self
+            .ledger
+            .customers
+            .iter()
+            .map(|c| c.id.len())
+            .max()
+            .unwrap_or(0);
         for inv in &self.ledger.invoices {
             if !inv.is_open() && !inv.is_settled() {
                 continue;
             }
-            if widest + 3 * (inv.number.len() + longest_id.unwrap_or(0)) <= FILE_NAME_MAX {
+            if widest + 3 * (inv.number.len() + longest_id) <= FILE_NAME_MAX {
                 continue;
             }
             // The number as a token writes it (escaped), without the
