@@ -68,6 +68,13 @@ impl Customers {
         })
     }
 
+    /// Asks the processor to start reading what it has of `customer`.
+    pub(super) fn prefetch(&self, customer: u32) {
+        if let Some(seen) = self.by_number.get(customer as usize) {
+            crate::model::prefetch(seen);
+        }
+    }
+
     fn seen(&self, customer: u32) -> Option<&Seen> {
         self.by_number.get(customer as usize)?.as_ref()
     }

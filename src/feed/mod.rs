@@ -371,7 +371,17 @@ impl Kept {
         let mut customers = Customers::default();
         let mut checked = CustomersPart::default();
         let mut duplicate_at = 0;
-        for (i, (invoice, keys)) in self.invoices.iter().zip(&self.keys).enumerate() {
+        for (i, (invoice, keys)) in model::read_ahead(&self.invoices)
+            .zip(&self.keys)
+            .enumerate()
+        {
+            // Whom the invoice a few ahead bills, if it is this part's.
+            if let (Some(ahead), Some(keys)) = (self.invoices.get(i + 8), self.keys.get(i + 8))
+                && keys.customer as usize % parts == part
+            {
+                model::prefetch(Arc::as_ptr(&ahead.bill_to));
+                customers.prefetch(keys.customer / parts as u32);
+            }
             if keys.customer as usize % parts != part {
                 continue;
             }

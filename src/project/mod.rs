@@ -421,6 +421,10 @@ impl Project {
     /// fields with the message's token, template, recipients, subject and
     /// (when asked) body.
     pub fn message(&self, rows: &[Reminder], body: bool) -> Message<'_> {
+        if rows.len() > 1 {
+            rows.iter()
+                .for_each(|r| self.ledger.prefetch_invoice(r.invoice));
+        }
         let planned = &rows[0];
         let inv = &self.ledger.invoices[planned.invoice];
         let policy = &self.rulebook.policies[planned.policy];
@@ -831,6 +835,9 @@ impl Project {
         let mut keys: hashbrown::HashMap<MessageKey, usize> = hashbrown::HashMap::new();
         let mut day = None;
         for (i, planned) in plan.iter().enumerate() {
+            if let Some(ahead) = plan.get(i + 16) {
+                self.ledger.prefetch_invoice(ahead.invoice);
+            }
             let customer = customers[i] as usize;
             // A message is of one customer and day: the customers that have
             // the most reminders go to each part in turn, day by day.
@@ -1463,7 +1470,7 @@ impl Project {
         }
         // Customers share their contacts: each distinct address is parsed once.
         let mut valid: hashbrown::HashSet<&str> = hashbrown::HashSet::new();
-        for inv in &self.ledger.invoices {
+        for inv in crate::model::read_ahead(&self.ledger.invoices) {
             if !inv.is_open() && !inv.is_settled() {
                 continue;
             }
@@ -1534,7 +1541,7 @@ impl Project {
         // without reading the invoice's field or the customer's `Common`
         // (from memory, for most invoices).
         let mut unchanging = vec![false; common.len()];
-        for (i, inv) in self.ledger.invoices.iter().enumerate() {
+        for (i, inv) in crate::model::read_ahead(&self.ledger.invoices).enumerate() {
             let id = InvoiceId::new(i);
             if !inv.is_open() {
                 continue;
@@ -1663,7 +1670,7 @@ impl Project {
             .map(|c| c.id.len())
             .max()
             .unwrap_or(0);
-        for inv in &self.ledger.invoices {
+        for inv in crate::model::read_ahead(&self.ledger.invoices) {
             if !inv.is_open() && !inv.is_settled() {
                 continue;
             }

@@ -329,14 +329,14 @@ pub fn write_preview(
             })
             .collect();
         grouped.extend(opened);
-        let parts: Vec<io::Result<(Vec<u8>, Vec<String>)>> = window
+        let parts: Vec<io::Result<Part>> = window
             .par_chunks(chunk_size)
             .enumerate()
             .map(|(c, chunk)| {
-                let mut warnings = Vec::new();
+                let mut part = Part::default();
                 let mut warn_of = |r: &Message, error: &Option<String>| {
                     if let Some(e) = error {
-                        warnings.push(format!(
+                        part.warnings.push(format!(
                             "warning: {} {} {}: {e}",
                             r.date, r.invoice, r.stage
                         ));
@@ -349,15 +349,29 @@ pub fn write_preview(
                     .map(|(k, p)| (p, messages.group(base + c * chunk_size + k)));
                 if format == Format::Json {
                     // Each row written as it is made; a grouped message's
-                    // shared text copied as written once.
+                    // shared text written once, and spliced into each of
+                    // its rows as the chunk is written out.
                     let mut out = Vec::with_capacity(chunk.len() * 1024);
-                    for (p, group) in shown_rows {
+                    let mut splices = Vec::new();
+                    let ledger = &project.ledger;
+                    for (k, (p, group)) in shown_rows.enumerate() {
+                        // Its invoice, whom it bills and their texts are
+                        // far apart in memory: asked for a few rows ahead.
+                        if let Some(r) = chunk.get(k + 16) {
+                            ledger.prefetch_invoice(r.invoice);
+                        }
+                        if let Some(r) = chunk.get(k + 8) {
+                            ledger.prefetch_bill_to(r.invoice);
+                        }
+                        if let Some(r) = chunk.get(k + 4) {
+                            ledger.prefetch_texts(r.invoice);
+                        }
                         match group {
                             Some(group) if group.len() > 1 => {
                                 let (lead, text) = &grouped[&group[0]];
                                 let r = project.member_heading(p, lead);
                                 warn_of(&r, &lead.error);
-                                json_row(&mut out, &r, Some(text));
+                                json_row(&mut out, &r, Some((text, &mut splices)));
                             }
                             _ => {
                                 let r = project.reminder(p, render);
@@ -366,7 +380,9 @@ pub fn write_preview(
                             }
                         }
                     }
-                    return Ok((out, warnings));
+                    part.bytes = out;
+                    part.splices = splices;
+                    return Ok(part);
                 }
                 let reminders: Vec<Message> = shown_rows
                     .map(|(p, group)| match group {
@@ -375,15 +391,16 @@ pub fn write_preview(
                     })
                     .collect();
                 reminders.iter().for_each(|r| warn_of(r, &r.error));
-                Ok((rows.rows(&reminders)?, warnings))
+                part.bytes = rows.rows(&reminders)?;
+                Ok(part)
             })
             .collect();
         for part in parts {
-            let (bytes, warnings) = part?;
-            let opens = !written && format == Format::Json && !bytes.is_empty();
-            out.write_all(if opens { &bytes[1..] } else { &bytes })?;
-            written |= !bytes.is_empty();
-            warnings.iter().for_each(|line| warn(line));
+            let part = part?;
+            let opens = !written && format == Format::Json && !part.bytes.is_empty();
+            part.write(out, usize::from(opens))?;
+            written |= !part.bytes.is_empty();
+            part.warnings.iter().for_each(|line| warn(line));
         }
         let end = base + window.len();
         grouped.retain(|&first, _| messages.group(first).is_some_and(|g| g[g.len() - 1] >= end));
@@ -508,15 +525,68 @@ impl RowFormat {
 }
 
 /// One row of a JSON preview, after a `,` and a new line; `shared`: the
-/// text of its grouped message ([`Message::write_json_text`]), written once.
-fn json_row(out: &mut Vec<u8>, r: &Message, shared: Option<&[u8]>) {
+/// text of its grouped message ([`Message::write_json_text`]), written
+/// once: copied into the row when short, else noted in `splices` to be
+/// written where it goes.
+fn json_row<'t>(out: &mut Vec<u8>, r: &Message, shared: Option<(&'t [u8], &mut Splices<'t>)>) {
     out.extend_from_slice(b",\n");
     r.write_json_heading(out);
     match shared {
-        Some(text) => out.extend_from_slice(text),
+        Some((text, splices)) if text.len() >= SPLICED => splices.push((out.len(), text)),
+        Some((text, _)) => out.extend_from_slice(text),
         None => r.write_json_text(out),
     }
     r.write_json_end(out);
+}
+
+/// A grouped message's text goes into each of its rows (a statement's body
+/// of a hundred invoices into a hundred rows: gigabytes in a rendered
+/// preview). From this many bytes it is not copied into the rows but
+/// written from where it is, beside them, in one system call for many.
+const SPLICED: usize = 512;
+
+/// Texts to write inside a chunk's bytes: each after so many of them.
+type Splices<'t> = Vec<(usize, &'t [u8])>;
+
+/// The rows of a chunk of a preview, formatted on a core of their own.
+#[derive(Default)]
+struct Part<'t> {
+    bytes: Vec<u8>,
+    splices: Splices<'t>,
+    warnings: Vec<String>,
+}
+
+impl Part<'_> {
+    /// Writes the part's bytes from `skip` on, each spliced text in its place.
+    fn write(&self, out: &mut dyn Write, skip: usize) -> io::Result<()> {
+        if self.splices.is_empty() {
+            return out.write_all(&self.bytes[skip..]);
+        }
+        let mut slices = Vec::with_capacity(2 * self.splices.len() + 1);
+        let mut from = skip;
+        for &(at, text) in &self.splices {
+            slices.push(io::IoSlice::new(&self.bytes[from..at]));
+            slices.push(io::IoSlice::new(text));
+            from = at;
+        }
+        slices.push(io::IoSlice::new(&self.bytes[from..]));
+        write_all_vectored(out, &mut slices)
+    }
+}
+
+/// [`Write::write_all`] for several slices (`write_all_vectored` is not
+/// stable Rust): as few system calls as the writer takes them in.
+fn write_all_vectored(out: &mut dyn Write, mut slices: &mut [io::IoSlice<'_>]) -> io::Result<()> {
+    io::IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match out.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// One whole message of `preview --render` in a table: its header lines,
@@ -708,5 +778,85 @@ pub fn history(out: &mut dyn Write, entries: &[JournalRow], format: Format) -> i
                 &rows,
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes at most `most` bytes of a call, from at most two
+    /// slices, as a pipe or a socket may: what is written must not depend on it.
+    struct Trickle {
+        written: Vec<u8>,
+        most: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.most);
+            self.written.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+            let mut n = 0;
+            for buf in bufs.iter().take(2) {
+                let take = buf.len().min(self.most - n);
+                self.written.extend_from_slice(&buf[..take]);
+                n += take;
+                if n == self.most {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_part_is_written_with_its_spliced_texts_in_place() {
+        let (first, second) = (vec![b'a'; SPLICED], b"BB".to_vec());
+        let part = Part {
+            bytes: b",{1}{2}{3}".to_vec(),
+            splices: vec![(3, &first[..]), (6, &second[..]), (6, &first[..])],
+            warnings: Vec::new(),
+        };
+        let a = "a".repeat(SPLICED);
+        for (skip, expected) in [
+            (0, format!(",{{1{a}}}{{2BB{a}}}{{3}}")),
+            (1, format!("{{1{a}}}{{2BB{a}}}{{3}}")),
+        ] {
+            for most in [1, 3, 7, 1 << 20] {
+                let mut out = Trickle {
+                    written: Vec::new(),
+                    most,
+                };
+                part.write(&mut out, skip).unwrap();
+                assert_eq!(String::from_utf8(out.written).unwrap(), expected, "{most}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_writer_that_takes_nothing_is_an_error_not_a_loop() {
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Ok(0)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let text = vec![b'x'; SPLICED];
+        let part = Part {
+            bytes: b",{}".to_vec(),
+            splices: vec![(2, &text[..])],
+            warnings: Vec::new(),
+        };
+        let e = part.write(&mut Full, 0).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WriteZero);
     }
 }
