@@ -916,9 +916,13 @@ struct CsvChunk {
     bytes: Vec<u8>,
     /// The line of its first byte.
     line: u64,
-    /// The record being converted (its buffers are reused from record to record).
-    row: CsvRow,
+    /// The records being converted, a few at a time (their buffers are
+    /// reused from record to record).
+    rows: Vec<CsvRow>,
 }
+
+/// How many CSV records a converting thread reads before converting them.
+const ROWS_AHEAD: usize = 8;
 
 /// A CSV record being converted.
 #[derive(Default)]
@@ -1065,6 +1069,7 @@ impl<'c> FeedParser<'c> {
                 headers.iter().map(String::from).collect::<Vec<_>>(),
             )
         };
+        let customer = row::customer_column(&columns);
         let first_line = 1 + newlines(&bytes[..header_end]);
         bytes.drain(..header_end);
         let mut last_end = last_end.saturating_sub(header_end);
@@ -1108,48 +1113,70 @@ impl<'c> FeedParser<'c> {
                 }
             }
         };
-        let convert = |chunk: &mut CsvChunk,
-                       converter: &mut Converter,
-                       out: &mut Vec<Converted>| {
-            let CsvChunk { bytes, line, row } = chunk;
-            // Lines and bytes as csv counts them from the chunk's start.
-            let lines_before = *line - 1;
-            let mut reader = self.csv_reader(delimiter, LineEnds::new(&bytes[..]));
-            loop {
-                row.unreadable = None;
-                match reader.read_record(&mut row.record) {
-                    Ok(false) => return,
-                    Ok(true) => {
-                        if let Some(mut at) = row.record.position().cloned() {
-                            let skipped = reader.get_mut().lines_skipped_at(at.byte());
-                            at.set_line(lines_before + at.line() + skipped);
-                            row.record.set_position(Some(at));
+        let convert =
+            |chunk: &mut CsvChunk, converter: &mut Converter, out: &mut Vec<Converted>| {
+                let CsvChunk { bytes, line, rows } = chunk;
+                // Lines and bytes as csv counts them from the chunk's start.
+                let lines_before = *line - 1;
+                let mut reader = self.csv_reader(delimiter, LineEnds::new(&bytes[..]));
+                rows.resize_with(ROWS_AHEAD, CsvRow::default);
+                let mut more = true;
+                while more {
+                    let mut read = 0;
+                    while read < ROWS_AHEAD {
+                        let row = &mut rows[read];
+                        row.unreadable = None;
+                        match reader.read_record(&mut row.record) {
+                            Ok(false) => {
+                                more = false;
+                                break;
+                            }
+                            Ok(true) => {
+                                if let Some(mut at) = row.record.position().cloned() {
+                                    let skipped = reader.get_mut().lines_skipped_at(at.byte());
+                                    at.set_line(lines_before + at.line() + skipped);
+                                    row.record.set_position(Some(at));
+                                }
+                            }
+                            Err(e) => {
+                                let line = e.position().map_or(0, |p| {
+                                    lines_before
+                                        + p.line()
+                                        + reader.get_mut().lines_skipped_at(p.byte())
+                                });
+                                let why = match e.kind() {
+                                    csv::ErrorKind::Utf8 { err, .. } => format!(
+                                        "column {}{} is not UTF-8 text (export the feed as UTF-8)",
+                                        err.field() + 1,
+                                        names
+                                            .get(err.field())
+                                            .map(|name| format!(" ({})", quote(name)))
+                                            .unwrap_or_default()
+                                    ),
+                                    _ => e.to_string(),
+                                };
+                                row.unreadable = Some(Problem::error(
+                                    Location::line(&self.file, line as usize),
+                                    format!("unreadable row: {why}"),
+                                ));
+                            }
+                        }
+                        read += 1;
+                    }
+                    // Each row's customer is a wait on memory: asked for all
+                    // the rows read before any is converted, the waits overlap.
+                    if let Some(column) = customer {
+                        for row in &rows[..read] {
+                            if let Some(id) = row.record.get(column) {
+                                converter.prefetch_customer(id);
+                            }
                         }
                     }
-                    Err(e) => {
-                        let line = e.position().map_or(0, |p| {
-                            lines_before + p.line() + reader.get_mut().lines_skipped_at(p.byte())
-                        });
-                        let why = match e.kind() {
-                            csv::ErrorKind::Utf8 { err, .. } => format!(
-                                "column {}{} is not UTF-8 text (export the feed as UTF-8)",
-                                err.field() + 1,
-                                names
-                                    .get(err.field())
-                                    .map(|name| format!(" ({})", quote(name)))
-                                    .unwrap_or_default()
-                            ),
-                            _ => e.to_string(),
-                        };
-                        row.unreadable = Some(Problem::error(
-                            Location::line(&self.file, line as usize),
-                            format!("unreadable row: {why}"),
-                        ));
+                    for row in &mut rows[..read] {
+                        out.extend(self.csv_row(row, &columns, converter));
                     }
                 }
-                out.extend(self.csv_row(row, &columns, converter));
-            }
-        };
+            };
         pipeline(read, convert, converters, accept).unwrap_or_else(|Crashed| Err(self.crashed()))
     }
 
