@@ -515,12 +515,38 @@ impl Evaluator<'_> {
 
     /// Step 1 of docs/contract.md §4: the highest-priority policy whose applies_to holds.
     pub(super) fn choose(&self, scope: &mut Scope<'static>) -> PolicyChoice {
+        self.choose_by(|expr| self.scripts.eval_bool(expr, scope))
+    }
+
+    /// Whether every `applies_to` expression is decided without the
+    /// interpreter ([`crate::rules::Native`]).
+    pub(super) fn chooses_natively(&self) -> bool {
+        self.policies
+            .iter()
+            .all(|p| p.applies_to.as_ref().is_none_or(|e| e.native.is_some()))
+    }
+
+    /// [`Evaluator::choose`] for a customer, when
+    /// [`Evaluator::chooses_natively`]: the same choice, without a scope.
+    pub(super) fn choose_natively(&self, customer: usize) -> PolicyChoice {
+        let customer = &self.ledger.customers[customer];
+        self.choose_by(|expr| {
+            let native = expr.native.as_ref();
+            Ok(native.is_some_and(|n| n.holds(customer)))
+        })
+    }
+
+    /// The highest policy whose `applies_to` holds, as `applies` says.
+    fn choose_by(
+        &self,
+        mut applies: impl FnMut(&crate::rules::Expr) -> Result<bool, ScriptError>,
+    ) -> PolicyChoice {
         let mut choice = PolicyChoice::default();
         for (i, policy) in self.policies.iter().enumerate() {
             choice.asked = i.saturating_add(1);
             let applies = match &policy.applies_to {
                 None => Ok(true),
-                Some(expr) => self.scripts.eval_bool(expr, scope),
+                Some(expr) => applies(expr),
             };
             match applies {
                 Ok(true) => {

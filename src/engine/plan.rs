@@ -351,6 +351,18 @@ impl Evaluator<'_> {
                 *r = invoice.index();
             }
         }
+        if self.chooses_natively() {
+            return Some(
+                representative
+                    .par_iter()
+                    .enumerate()
+                    .map(|(customer, &invoice)| match invoice {
+                        usize::MAX => PolicyChoice::default(),
+                        _ => self.choose_natively(customer),
+                    })
+                    .collect(),
+            );
+        }
         Some(
             representative
                 .par_chunks(1024)

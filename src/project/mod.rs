@@ -1988,28 +1988,32 @@ fn json_string(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
     while let Some(at) = first_escape(rest) {
         out.extend_from_slice(&rest[..at]);
-        let byte = rest[at];
-        let short = match byte {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'\n' => b'n',
-            b'\r' => b'r',
-            b'\t' => b't',
-            0x08 => b'b',
-            0x0c => b'f',
-            _ => 0,
-        };
-        if short != 0 {
-            out.extend_from_slice(&[b'\\', short]);
-        } else {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(b"\\u00");
-            out.extend_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]]);
-        }
+        json_escape(out, rest[at]);
         rest = &rest[at + 1..];
     }
     out.extend_from_slice(rest);
     out.push(b'"');
+}
+
+/// A byte JSON escapes, escaped as serde_json escapes it.
+fn json_escape(out: &mut Vec<u8>, byte: u8) {
+    let short = match byte {
+        b'"' => b'"',
+        b'\\' => b'\\',
+        b'\n' => b'n',
+        b'\r' => b'r',
+        b'\t' => b't',
+        0x08 => b'b',
+        0x0c => b'f',
+        _ => 0,
+    };
+    if short != 0 {
+        out.extend_from_slice(&[b'\\', short]);
+    } else {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        out.extend_from_slice(b"\\u00");
+        out.extend_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]]);
+    }
 }
 
 /// Where the first byte JSON escapes is ([`needs_escape`]'s test).
@@ -2228,6 +2232,23 @@ mod tests {
                 let mut fast = Vec::new();
                 json_string(&mut fast, &text);
                 assert_eq!(fast, serde_json::to_vec(&text).unwrap(), "{byte} at {at}");
+            }
+            // And in strings shorter than a word, or a few words long.
+            for len in 0..=25 {
+                for at in 0..len {
+                    let mut text: String = "x\u{e9}".chars().cycle().take(len).collect();
+                    text.replace_range(
+                        text.char_indices()
+                            .nth(at)
+                            .map_or(0..0, |(i, c)| i..i + c.len_utf8()),
+                        &char::from(byte).to_string(),
+                    );
+                    let mut fast = b"[".to_vec();
+                    json_string(&mut fast, &text);
+                    let mut serde = b"[".to_vec();
+                    serde.extend(serde_json::to_vec(&text).unwrap());
+                    assert_eq!(fast, serde, "{byte} at {at} of {len}");
+                }
             }
         }
     }

@@ -14,6 +14,7 @@ use crate::config::Rates;
 use crate::diagnostics::{Location, Problem, Problems, files_with_extension, quote};
 use crate::model::{CustomerId, InvoiceField, InvoiceId, Ledger};
 use crate::money::{self, InterestError};
+use crate::rules::native::Native;
 
 /// Words that make an expression's value change from one day to the next
 /// even when nothing else changes; the preview re-evaluates such expressions daily.
@@ -162,6 +163,9 @@ pub struct Expr {
     /// Reads `customer.last_contacted`: a customer's invoices are then
     /// decided together, day by day.
     pub reads_last_contacted: bool,
+    /// The expression decided without the interpreter, when it reads only
+    /// the customer's fields in ways [`Native`] knows.
+    pub native: Option<Native>,
 }
 
 /// The engine and the functions of every `rules/*.rhai` file.
@@ -480,12 +484,18 @@ impl Scripts {
                     source,
                     ["invoice", "today", "sent", "stage", "discount"].into_iter(),
                 );
+                let per_customer = !time_dependent && !per_invoice;
+                // A function of the `.rhai` files named as a method it reads
+                // would be called instead of the built-in one.
+                let native =
+                    per_customer && !self.functions.iter().any(|(name, ..)| name == "contains");
                 Ok(Expr {
                     source: source.to_string(),
                     ast: self.library.merge(&ast),
                     time_dependent,
                     reads_discount: mentions_any(source, std::iter::once("discount")),
-                    per_customer: !time_dependent && !per_invoice,
+                    per_customer,
+                    native: native.then(|| Native::parse(source)).flatten(),
                     reads_last_contacted: mentions_any(source, std::iter::once(LAST_CONTACTED))
                         || mentions_call(source, self.contact_functions.iter().map(String::as_str)),
                     location,
@@ -980,6 +990,105 @@ mod tests {
             s.call("rate", vec![]).unwrap().as_decimal(),
             Ok("12.15".parse().unwrap())
         );
+    }
+
+    /// What Rhai says of each generated customer, the native evaluation
+    /// says too, for every shape it reads (numbers of both kinds compared
+    /// both ways, texts, tags, negations, precedence).
+    #[test]
+    fn native_expressions_decide_as_rhai_does() {
+        let mut next = {
+            let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+            move |n: u64| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                (state >> 33) % n
+            }
+        };
+        let tags = ["key-account", "b2c", "vip", "Key-Account", ""];
+        let invoices: Vec<_> = (0..400)
+            .map(|i| invoice(&format!("F{i}"), &format!("C{}", i % 7), "2026-11-01", "1"))
+            .map(|mut inv| {
+                inv.bill_to = crate::model::BillTo::new(
+                    format!("C{}", next(1000)),
+                    ["Dupont", "Martin", ""][next(3) as usize],
+                    ["a@x.example", ""][next(2) as usize],
+                );
+                inv
+            })
+            .collect();
+        let mut ledger = Ledger::new(invoices);
+        let today = date("2026-12-01");
+        for c in &mut ledger.customers {
+            c.open_count = next(6) as i64;
+            c.total_due = Decimal::new(next(40_000) as i64 - 10_000, 2);
+            c.late_paid_ratio = Decimal::new(next(11) as i64, 1);
+            c.avg_days_late = Decimal::new(next(300) as i64, 1);
+            c.tags = (0..next(3))
+                .map(|_| tags[next(5) as usize].into())
+                .collect();
+            c.open_due_dates = vec![date("2026-11-20"), date("2026-12-01"), date("2026-12-24")]
+                [..next(4) as usize]
+                .to_vec();
+        }
+        let ledger = Arc::new(ledger);
+        let (_d, s, p) = scripts_with("fn other(x) { x }\n");
+        assert!(p.is_empty(), "{p:?}");
+        for source in [
+            "customer.late_paid_ratio >= 0.5 && customer.avg_days_late >= 10 && !customer.tags.contains(\"key-account\")",
+            "customer.tags.contains(\"key-account\")",
+            "customer.tags.contains(\"\")",
+            "customer.open_count >= 2.5 || customer.total_due < -10",
+            "customer.open_count == 3 || customer.open_count != 1 && customer.total_due > 100.05",
+            "!(customer.open_count < 2) && (customer.avg_days_late <= 15 || customer.late_paid_ratio == 1)",
+            "10 > customer.avg_days_late",
+            "customer.id == \"C7\" || customer.name != \"Dupont\" && customer.email == \"\"",
+            "!customer.tags.contains(\"vip\") && !!customer.tags.contains(\"b2c\")",
+        ] {
+            let native = Native::parse(source).unwrap_or_else(|| panic!("{source}"));
+            let e = s
+                .compile(source, Location::file(Path::new("rules/p.yaml")))
+                .unwrap();
+            assert_eq!(e.native.as_ref(), Some(&native), "{source}");
+            for (index, customer) in ledger.customers.iter().enumerate() {
+                let mut scope = vars(&ledger, "2026-12-01");
+                scope.set_value(
+                    "customer",
+                    CustomerView {
+                        ledger: ledger.clone(),
+                        index,
+                        today,
+                        last_contacted: None,
+                    },
+                );
+                assert_eq!(
+                    s.eval_bool(&e, &mut scope),
+                    Ok(native.holds(customer)),
+                    "{source} for customer {index}"
+                );
+            }
+        }
+        // A `.rhai` function named as a method the expression calls is
+        // called instead of the built-in one: Rhai decides.
+        let (_d, s, p) = scripts_with("fn contains(list, x) { true }\n");
+        assert!(p.is_empty(), "{p:?}");
+        let e = s
+            .compile(
+                "customer.tags.contains(\"vip\")",
+                Location::file(Path::new("rules/p.yaml")),
+            )
+            .unwrap();
+        assert_eq!(e.native, None);
+        // Nor is an expression that reads the invoice read natively.
+        let (_d, s, _) = scripts_with("");
+        let e = s
+            .compile(
+                "customer.open_count > 1 && invoice.amount > 1",
+                Location::file(Path::new("rules/p.yaml")),
+            )
+            .unwrap();
+        assert_eq!(e.native, None);
     }
 
     #[test]
