@@ -865,28 +865,33 @@ impl<'a> Writer<'a> {
                 let first = data.lines[0];
                 // As the script helper: `invoice` and `customer` are the
                 // message's, typed; anything else is left to Handlebars.
-                let mut dynamics = Vec::with_capacity(params.len());
-                for p in params {
-                    dynamics.push(match p {
-                        Expr::Path { raw, .. } if &**raw == "invoice" => {
-                            Dynamic::from(InvoiceView {
+                let view = |p: &Expr| match p {
+                    Expr::Path { raw, .. } if &**raw == "invoice" => Some(true),
+                    Expr::Path { raw, .. } if &**raw == "customer" => Some(false),
+                    _ => None,
+                };
+                if !params.iter().all(|p| view(p).is_some()) {
+                    return Err(Other);
+                }
+                let dynamics = || {
+                    params
+                        .iter()
+                        .map(|p| match view(p) {
+                            Some(true) => Dynamic::from(InvoiceView {
                                 ledger: data.ledger.clone(),
                                 index: first.invoice,
                                 today: data.today,
-                            })
-                        }
-                        Expr::Path { raw, .. } if &**raw == "customer" => {
-                            Dynamic::from(CustomerView {
+                            }),
+                            _ => Dynamic::from(CustomerView {
                                 ledger: data.ledger.clone(),
                                 index: data.ledger.customer_index(first.invoice),
                                 today: data.today,
                                 last_contacted: None,
-                            })
-                        }
-                        _ => return Err(Other),
-                    });
-                }
-                let result = data.scripts.call(name, dynamics).map_err(|_| Other)?;
+                            }),
+                        })
+                        .collect()
+                };
+                let result = data.scripts.call(name, &dynamics).map_err(|_| Other)?;
                 Val::Json(Cow::Owned(from_dynamic(result)))
             }
         })
@@ -996,7 +1001,7 @@ fn rendered<'v>(value: &'v Val) -> Result<Cow<'v, str>> {
         Val::Str(s) | Val::Num(s) => Cow::Borrowed(&**s),
         Val::Date(d) => Cow::Owned(d.to_string()),
         Val::Int(i) => Cow::Owned(i.to_string()),
-        Val::Amount(d) => Cow::Owned(d.to_string()),
+        Val::Amount(d) => Cow::Owned(crate::locale::decimal_text(*d)),
         Val::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
         Val::Null => Cow::Borrowed(""),
         Val::Json(v) if v.is_string() => Cow::Borrowed(v.as_str().unwrap_or_default()),
@@ -1005,6 +1010,7 @@ fn rendered<'v>(value: &'v Val) -> Result<Cow<'v, str>> {
     })
 }
 
+#[inline(always)]
 fn invoice_field<'a>(
     ledger: &'a Ledger,
     index: crate::model::InvoiceId,
@@ -1039,6 +1045,7 @@ fn invoice_field<'a>(
     })
 }
 
+#[inline(always)]
 fn customer_field<'a>(
     ledger: &'a Ledger,
     customer: usize,

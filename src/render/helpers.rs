@@ -367,16 +367,30 @@ impl HelperDef for ScriptHelper {
         _: &mut RenderContext<'reg, 'rc>,
     ) -> Result<ScopedJson<'rc>, RenderError> {
         let current = CURRENT.with(|c| c.borrow().clone());
-        let mut args = Vec::with_capacity(h.params().len());
+        /// An argument: the message's invoice or customer, typed, or a value.
+        enum Arg<'v> {
+            View(Dynamic),
+            Value(&'v Value),
+        }
+        let mut given = Vec::with_capacity(h.params().len());
         for (i, p) in h.params().iter().enumerate() {
             let path = p.relative_path().map(String::as_str);
-            args.push(match (path, &current) {
-                (Some("invoice"), Some((inv, _))) => Dynamic::from(inv.clone()),
-                (Some("customer"), Some((_, cust))) => Dynamic::from(cust.clone()),
-                _ => to_dynamic(param(h, i, "script function")?),
+            given.push(match (path, &current) {
+                (Some("invoice"), Some((inv, _))) => Arg::View(Dynamic::from(inv.clone())),
+                (Some("customer"), Some((_, cust))) => Arg::View(Dynamic::from(cust.clone())),
+                _ => Arg::Value(param(h, i, "script function")?),
             });
         }
-        let result = self.scripts.call(&self.name, args).map_err(|e| {
+        let args = || {
+            given
+                .iter()
+                .map(|arg| match arg {
+                    Arg::View(view) => view.clone(),
+                    Arg::Value(value) => to_dynamic(value),
+                })
+                .collect()
+        };
+        let result = self.scripts.call(&self.name, &args).map_err(|e| {
             let failed = fail(format!("{}: {}", self.name, e.message));
             super::SCRIPT_FAILURE.with(|f| *f.borrow_mut() = Some(e));
             failed

@@ -532,12 +532,23 @@ impl Scripts {
         })
     }
 
-    /// Calls a function of the `.rhai` files (for template helpers).
-    pub fn call(&self, name: &str, args: Vec<Dynamic>) -> Result<Dynamic, ScriptError> {
+    /// Calls a function of the `.rhai` files (for template helpers) with
+    /// the arguments `args` makes: made again only when the call fails and
+    /// is run again to locate its failure, not copied for every call.
+    pub fn call(
+        &self,
+        name: &str,
+        args: &dyn Fn() -> Vec<Dynamic>,
+    ) -> Result<Dynamic, ScriptError> {
         let options = CallFnOptions::new().eval_ast(false);
-        let again = args.clone();
         self.engine
-            .call_fn_with_options::<Dynamic>(options, &mut Scope::new(), &self.library, name, args)
+            .call_fn_with_options::<Dynamic>(
+                options,
+                &mut Scope::new(),
+                &self.library,
+                name,
+                args(),
+            )
             .map_err(|e| {
                 let stopped = self.stopped_at(&e, |engine| {
                     let options = CallFnOptions::new().eval_ast(false);
@@ -547,7 +558,7 @@ impl Scripts {
                         &mut scope,
                         &self.library,
                         name,
-                        again,
+                        args(),
                     );
                 });
                 // Rhai does not wrap an error of the function it was asked to
@@ -987,7 +998,7 @@ mod tests {
             assert!(msgs.iter().any(|m| m.ends_with(expected)), "{msgs:?}");
         }
         assert_eq!(
-            s.call("rate", vec![]).unwrap().as_decimal(),
+            s.call("rate", &Vec::new).unwrap().as_decimal(),
             Ok("12.15".parse().unwrap())
         );
     }
@@ -1178,14 +1189,13 @@ mod tests {
                 .time_dependent
         );
         let fee = s
-            .call(
-                "fee",
+            .call("fee", &|| {
                 vec![Dynamic::from(InvoiceView {
                     ledger: ledger.clone(),
                     index: InvoiceId::new(0),
                     today: date("2026-02-10"),
-                })],
-            )
+                })]
+            })
             .unwrap();
         assert_eq!(fee.as_decimal().unwrap().to_string(), "10.00");
     }
