@@ -839,13 +839,12 @@ impl CustomerPart {
         let mut lacks: Vec<Option<(bool, bool)>> = vec![None; customers.len()];
         let mut emails: hashbrown::HashMap<usize, &str> = hashbrown::HashMap::new();
         for (i, (inv, &idx)) in read_ahead(invoices).zip(customer_of).enumerate() {
-            // What the invoice a few ahead bills, if it is this part's.
-            if let (Some(ahead), Some(&c)) = (
-                invoices.get(i.saturating_add(8)),
-                customer_of.get(i.saturating_add(8)),
-            ) && let Some(c) = (c as usize)
-                .checked_sub(first)
-                .and_then(|c| customers.get(c))
+            // Whom an invoice this part sums next bills, and its customer's
+            // sums, are a wait on memory each: asked for before they are read.
+            if let Some((ahead, &c)) = near(invoices, customer_of, i)
+                && let Some(c) = (c as usize)
+                    .checked_sub(first)
+                    .and_then(|c| customers.get(c))
             {
                 prefetch(Arc::as_ptr(&ahead.bill_to));
                 prefetch(c);
@@ -1222,6 +1221,9 @@ impl Ledger {
 /// machine's processors do not see a pass's next invoices coming soon
 /// enough (a pass over them took 70 ms, 47 ms when asked ahead).
 pub fn prefetch<T>(value: *const T) {
+    // Elsewhere, nothing is asked: the passes are the same.
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
     #[cfg(target_arch = "x86_64")]
     for offset in (0..size_of::<T>().max(1)).step_by(64) {
         // SAFETY: a prefetch reads nothing the program sees, and may name
@@ -1237,6 +1239,22 @@ pub fn prefetch<T>(value: *const T) {
 /// How many invoices ahead of itself a pass asks for the next: enough to
 /// cover a wait on memory (about 100 ns) at a few nanoseconds an invoice.
 const AHEAD: usize = 24;
+
+/// How many invoices ahead of itself a pass asks for whom one bills: its
+/// invoice, asked for [`AHEAD`] invoices ahead, is at hand by then.
+const NEAR: usize = 8;
+
+/// The invoice [`NEAR`] invoices after the `i`-th, with its entry in
+/// `beside` (a pass's table of the invoices' customers): what a pass asks
+/// for before it reaches it.
+pub fn near<'i, T>(
+    invoices: &'i [Invoice],
+    beside: &'i [T],
+    i: usize,
+) -> Option<(&'i Invoice, &'i T)> {
+    let at = i.saturating_add(NEAR);
+    Some((invoices.get(at)?, beside.get(at)?))
+}
 
 /// The invoices, in order, each asked of memory [`AHEAD`] invoices before
 /// the pass reaches it ([`prefetch`]).

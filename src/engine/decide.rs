@@ -12,6 +12,7 @@ use super::{Evaluator, Occurrence, Outcome, PolicyChoice, Trace};
 use crate::calendar::add_days;
 use crate::journal::{Mark, State};
 use crate::model::{Invoice, InvoiceId};
+use crate::rules::native::Native;
 use crate::rules::{CustomerView, InvoiceView, ScriptError, Variables};
 use crate::rules::{ON_PAID, Policy, PolicyId, StageId};
 use crate::text::weekday;
@@ -515,40 +516,45 @@ impl Evaluator<'_> {
 
     /// Step 1 of docs/contract.md §4: the highest-priority policy whose applies_to holds.
     pub(super) fn choose(&self, scope: &mut Scope<'static>) -> PolicyChoice {
-        self.choose_by(|expr| self.scripts.eval_bool(expr, scope))
-    }
-
-    /// Whether every `applies_to` expression is decided without the
-    /// interpreter ([`crate::rules::Native`]).
-    pub(super) fn chooses_natively(&self) -> bool {
-        self.policies
-            .iter()
-            .all(|p| p.applies_to.as_ref().is_none_or(|e| e.native.is_some()))
-    }
-
-    /// [`Evaluator::choose`] for a customer, when
-    /// [`Evaluator::chooses_natively`]: the same choice, without a scope.
-    pub(super) fn choose_natively(&self, customer: usize) -> PolicyChoice {
-        let customer = &self.ledger.customers[customer];
-        self.choose_by(|expr| {
-            let native = expr.native.as_ref();
-            Ok(native.is_some_and(|n| n.holds(customer)))
+        self.choose_by(|_, policy| match &policy.applies_to {
+            None => Ok(true),
+            Some(expr) => self.scripts.eval_bool(expr, scope),
         })
     }
 
-    /// The highest policy whose `applies_to` holds, as `applies` says.
+    /// Each policy's condition decided without the interpreter, when every
+    /// `applies_to` is ([`Native`]): `None` in place of a policy without one.
+    pub(super) fn native_conditions(&self) -> Option<Vec<Option<&Native>>> {
+        self.policies
+            .iter()
+            .map(|p| match &p.applies_to {
+                None => Some(None),
+                Some(expr) => expr.native.as_ref().map(Some),
+            })
+            .collect()
+    }
+
+    /// [`Evaluator::choose`] for a customer, by its policies'
+    /// [`Evaluator::native_conditions`]: the same choice, without a scope.
+    pub(super) fn choose_natively(
+        &self,
+        conditions: &[Option<&Native>],
+        customer: usize,
+    ) -> PolicyChoice {
+        let customer = &self.ledger.customers[customer];
+        self.choose_by(|i, _| Ok(conditions[i].is_none_or(|n| n.holds(customer))))
+    }
+
+    /// The highest policy that applies, as `applies` says of each (by its
+    /// place and itself).
     fn choose_by(
         &self,
-        mut applies: impl FnMut(&crate::rules::Expr) -> Result<bool, ScriptError>,
+        mut applies: impl FnMut(usize, &Policy) -> Result<bool, ScriptError>,
     ) -> PolicyChoice {
         let mut choice = PolicyChoice::default();
         for (i, policy) in self.policies.iter().enumerate() {
             choice.asked = i.saturating_add(1);
-            let applies = match &policy.applies_to {
-                None => Ok(true),
-                Some(expr) => applies(expr),
-            };
-            match applies {
+            match applies(i, policy) {
                 Ok(true) => {
                     choice.policy = Some(i);
                     break;

@@ -351,14 +351,14 @@ impl Evaluator<'_> {
                 *r = invoice.index();
             }
         }
-        if self.chooses_natively() {
+        if let Some(conditions) = self.native_conditions() {
             return Some(
                 representative
                     .par_iter()
                     .enumerate()
                     .map(|(customer, &invoice)| match invoice {
                         usize::MAX => PolicyChoice::default(),
-                        _ => self.choose_natively(customer),
+                        _ => self.choose_natively(&conditions, customer),
                     })
                     .collect(),
             );
@@ -624,6 +624,47 @@ mod tests {
     use crate::calendar::{Calendar, HolidaySettings, SendWindow};
     use crate::engine::tests::{STANDARD, fixture, fixture_with, row};
     use crate::model::tests::{date, invoice};
+
+    /// The policies chosen without the interpreter are those Rhai chooses:
+    /// the same plan when every condition is left to Rhai.
+    #[test]
+    fn policies_chosen_natively_are_those_rhai_chooses() {
+        let key = "name: key\npriority: 20\napplies_to: 'customer.tags.contains(\"key-account\") || customer.open_count >= 5'\nstages: [{id: k, offset: 1, template: t}]\n";
+        let big = "name: big\npriority: 15\napplies_to: '!customer.tags.contains(\"b2c\") && customer.total_due > 900'\nstages: [{id: b, offset: 1, template: t}]\n";
+        let invoices: Vec<_> = (0..80)
+            .map(|i| {
+                let mut inv = invoice(
+                    &format!("F{i:02}"),
+                    &format!("C{}", i % 23),
+                    "2026-12-10",
+                    &format!("{}", 100 + 37 * (i % 11)),
+                );
+                // A customer's tags are those of its invoices.
+                inv.tags = match i % 23 % 5 {
+                    0 => ["key-account"].map(Into::into).into(),
+                    1 => ["b2c"].map(Into::into).into(),
+                    _ => Default::default(),
+                };
+                inv
+            })
+            .collect();
+        let native = fixture(&[key, big, STANDARD], invoices.clone());
+        assert!(native.ev().native_conditions().is_some());
+        let mut by_rhai = fixture(&[key, big, STANDARD], invoices);
+        for policy in &mut by_rhai.policies {
+            if let Some(expr) = &mut policy.applies_to {
+                expr.native = None;
+            }
+        }
+        assert!(by_rhai.ev().native_conditions().is_none());
+        let journal = JournalView::default();
+        let plan = native.plan("2026-12-01", 30, &journal);
+        assert_eq!(plan, by_rhai.plan("2026-12-01", 30, &journal));
+        // Each policy takes some of the customers.
+        for stage in ["k", "b", "courtesy"] {
+            assert!(plan.iter().any(|(_, s, _)| s == stage), "{stage}: {plan:?}");
+        }
+    }
 
     #[test]
     fn unmatched_invoices_are_reported_not_errors() {

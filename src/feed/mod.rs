@@ -375,12 +375,13 @@ impl Kept {
             .zip(&self.keys)
             .enumerate()
         {
-            // Whom the invoice a few ahead bills, if it is this part's.
-            if let (Some(ahead), Some(keys)) = (self.invoices.get(i + 8), self.keys.get(i + 8))
-                && keys.customer as usize % parts == part
+            // Whom a row this part checks next bills, and what the part has
+            // of its customer, are a wait on memory each: asked for first.
+            if let Some((ahead, ahead_keys)) = model::near(&self.invoices, &self.keys, i)
+                && ahead_keys.customer as usize % parts == part
             {
                 model::prefetch(Arc::as_ptr(&ahead.bill_to));
-                customers.prefetch(keys.customer / parts as u32);
+                customers.prefetch(ahead_keys.customer / parts as u32);
             }
             if keys.customer as usize % parts != part {
                 continue;

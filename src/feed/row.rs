@@ -297,6 +297,13 @@ impl<'s> Converter<'s> {
     }
 }
 
+impl Converter<'_> {
+    /// [`ThreadInterner::prefetch_customer`] of a row's customer id, as given.
+    pub(super) fn prefetch_customer(&self, id: &str) {
+        self.strings.prefetch_customer(trim(id));
+    }
+}
+
 /// The canonical, interned form of the few values a column takes (`usd` →
 /// `USD`): a feed of a million rows in three currencies checks and
 /// canonicalizes each currency once, not once per row. Only valid values are
@@ -852,13 +859,6 @@ pub(super) fn customer_column(columns: &[Column]) -> Option<usize> {
     columns
         .iter()
         .position(|c| matches!(c, Column::Fields(fields) if fields.has(CUSTOMER_ID)))
-}
-
-impl Converter<'_> {
-    /// [`ThreadInterner::prefetch_customer`] of a row's customer id, as given.
-    pub(super) fn prefetch_customer(&self, id: &str) {
-        self.strings.prefetch_customer(trim(id));
-    }
 }
 
 /// A set of canonical fields, as [`InvoiceField::bit`]s: a column's, read

@@ -421,6 +421,8 @@ impl Project {
     /// fields with the message's token, template, recipients, subject and
     /// (when asked) body.
     pub fn message(&self, rows: &[Reminder], body: bool) -> Message<'_> {
+        // Its invoices are far apart in memory: all asked for before any is
+        // read, their waits overlap.
         if rows.len() > 1 {
             rows.iter()
                 .for_each(|r| self.ledger.prefetch_invoice(r.invoice));
@@ -835,6 +837,8 @@ impl Project {
         let mut keys: hashbrown::HashMap<MessageKey, usize> = hashbrown::HashMap::new();
         let mut day = None;
         for (i, planned) in plan.iter().enumerate() {
+            // The language read below is the invoice's, far apart in memory
+            // from the last: asked for a few reminders ahead.
             if let Some(ahead) = plan.get(i + 16) {
                 self.ledger.prefetch_invoice(ahead.invoice);
             }
@@ -1988,32 +1992,28 @@ fn json_string(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
     while let Some(at) = first_escape(rest) {
         out.extend_from_slice(&rest[..at]);
-        json_escape(out, rest[at]);
+        let byte = rest[at];
+        let short = match byte {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0x08 => b'b',
+            0x0c => b'f',
+            _ => 0,
+        };
+        if short != 0 {
+            out.extend_from_slice(&[b'\\', short]);
+        } else {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.extend_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]]);
+        }
         rest = &rest[at + 1..];
     }
     out.extend_from_slice(rest);
     out.push(b'"');
-}
-
-/// A byte JSON escapes, escaped as serde_json escapes it.
-fn json_escape(out: &mut Vec<u8>, byte: u8) {
-    let short = match byte {
-        b'"' => b'"',
-        b'\\' => b'\\',
-        b'\n' => b'n',
-        b'\r' => b'r',
-        b'\t' => b't',
-        0x08 => b'b',
-        0x0c => b'f',
-        _ => 0,
-    };
-    if short != 0 {
-        out.extend_from_slice(&[b'\\', short]);
-    } else {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        out.extend_from_slice(b"\\u00");
-        out.extend_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]]);
-    }
 }
 
 /// Where the first byte JSON escapes is ([`needs_escape`]'s test).

@@ -865,9 +865,13 @@ impl<'a> Writer<'a> {
                 let first = data.lines[0];
                 // As the script helper: `invoice` and `customer` are the
                 // message's, typed; anything else is left to Handlebars.
+                enum View {
+                    Invoice,
+                    Customer,
+                }
                 let view = |p: &Expr| match p {
-                    Expr::Path { raw, .. } if &**raw == "invoice" => Some(true),
-                    Expr::Path { raw, .. } if &**raw == "customer" => Some(false),
+                    Expr::Path { raw, .. } if &**raw == "invoice" => Some(View::Invoice),
+                    Expr::Path { raw, .. } if &**raw == "customer" => Some(View::Customer),
                     _ => None,
                 };
                 if !params.iter().all(|p| view(p).is_some()) {
@@ -877,7 +881,7 @@ impl<'a> Writer<'a> {
                     params
                         .iter()
                         .map(|p| match view(p) {
-                            Some(true) => Dynamic::from(InvoiceView {
+                            Some(View::Invoice) => Dynamic::from(InvoiceView {
                                 ledger: data.ledger.clone(),
                                 index: first.invoice,
                                 today: data.today,

@@ -346,7 +346,7 @@ pub fn write_preview(
                     .iter()
                     .enumerate()
                     .filter(|(_, p)| shown(p))
-                    .map(|(k, p)| (p, messages.group(base + c * chunk_size + k)));
+                    .map(|(k, p)| (k, p, messages.group(base + c * chunk_size + k)));
                 if format == Format::Json {
                     // Each row written as it is made; a grouped message's
                     // shared text written once, and spliced into each of
@@ -354,7 +354,7 @@ pub fn write_preview(
                     let mut out = Vec::with_capacity(chunk.len() * 1024);
                     let mut splices = Vec::new();
                     let ledger = &project.ledger;
-                    for (k, (p, group)) in shown_rows.enumerate() {
+                    for (k, p, group) in shown_rows {
                         // Its invoice, whom it bills and their texts are
                         // far apart in memory: asked for a few rows ahead.
                         if let Some(r) = chunk.get(k + 16) {
@@ -385,7 +385,7 @@ pub fn write_preview(
                     return Ok(part);
                 }
                 let reminders: Vec<Message> = shown_rows
-                    .map(|(p, group)| match group {
+                    .map(|(_, p, group)| match group {
                         Some(group) if group.len() > 1 => project.member(p, &grouped[&group[0]].0),
                         _ => project.reminder(p, render),
                     })

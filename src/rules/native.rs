@@ -25,8 +25,8 @@ enum Node {
     Or(Box<Node>, Box<Node>),
     /// A number compared with another.
     Numbers(Number, Compare, Number),
-    /// A text compared (`==`, `!=`) with another.
-    Texts(Text, bool, Text),
+    /// A text compared with another (`==` or `!=` only).
+    Texts(Text, Compare, Text),
     /// `customer.tags.contains("…")`.
     HasTag(String),
 }
@@ -93,7 +93,7 @@ impl Node {
                     Compare::Ge => a >= b,
                 }
             }
-            Node::Texts(a, equal, b) => (a.value(c) == b.value(c)) == *equal,
+            Node::Texts(a, compare, b) => (a.value(c) == b.value(c)) == (*compare == Compare::Eq),
             Node::HasTag(tag) => c.tags.iter().any(|t| **t == **tag),
         }
     }
@@ -182,9 +182,10 @@ struct Parser {
     at: usize,
 }
 
-/// What a part of the expression is, as far as it is read.
-enum Part {
-    Yes(Node),
+/// What an operand of the expression is, as far as it is read.
+enum Operand {
+    /// True or false.
+    Condition(Node),
     Number(Number),
     Text(Text),
 }
@@ -243,28 +244,27 @@ impl Parser {
         .map(|(_, compare)| compare);
         let Some(compare) = compare else {
             return match left {
-                Part::Yes(node) => Some(node),
-                Part::Number(_) | Part::Text(_) => None,
+                Operand::Condition(node) => Some(node),
+                Operand::Number(_) | Operand::Text(_) => None,
             };
         };
         match (left, self.unary()?) {
-            (Part::Number(a), Part::Number(b)) => Some(Node::Numbers(a, compare, b)),
-            (Part::Text(a), Part::Text(b)) if compare == Compare::Eq => {
-                Some(Node::Texts(a, true, b))
-            }
-            (Part::Text(a), Part::Text(b)) if compare == Compare::Ne => {
-                Some(Node::Texts(a, false, b))
+            (Operand::Number(a), Operand::Number(b)) => Some(Node::Numbers(a, compare, b)),
+            (Operand::Text(a), Operand::Text(b))
+                if matches!(compare, Compare::Eq | Compare::Ne) =>
+            {
+                Some(Node::Texts(a, compare, b))
             }
             // Yes/no values, texts ordered, a number and a text: Rhai's.
             _ => None,
         }
     }
 
-    fn unary(&mut self) -> Option<Part> {
+    fn unary(&mut self) -> Option<Operand> {
         if self.eat("!") {
             return match self.unary()? {
-                Part::Yes(node) => Some(Part::Yes(Node::Not(Box::new(node)))),
-                Part::Number(_) | Part::Text(_) => None,
+                Operand::Condition(node) => Some(Operand::Condition(Node::Not(Box::new(node)))),
+                Operand::Number(_) | Operand::Text(_) => None,
             };
         }
         if self.eat("-") {
@@ -272,23 +272,23 @@ impl Parser {
                 Token::Number(n) => {
                     let n = -*n;
                     self.at += 1;
-                    Some(Part::Number(Number::Literal(n)))
+                    Some(Operand::Number(Number::Literal(n)))
                 }
                 _ => None,
             };
         }
         if self.eat("(") {
             let node = self.or()?;
-            return self.eat(")").then_some(Part::Yes(node));
+            return self.eat(")").then_some(Operand::Condition(node));
         }
         match self.tokens.get(self.at)?.clone() {
             Token::Number(n) => {
                 self.at += 1;
-                Some(Part::Number(Number::Literal(n)))
+                Some(Operand::Number(Number::Literal(n)))
             }
             Token::Text(t) => {
                 self.at += 1;
-                Some(Part::Text(Text::Literal(t)))
+                Some(Operand::Text(Text::Literal(t)))
             }
             Token::Word(w) if w == "customer" => {
                 self.at += 1;
@@ -299,7 +299,7 @@ impl Parser {
     }
 
     /// What follows `customer`: `.field`, or `.tags.contains("…")`.
-    fn customer_field(&mut self) -> Option<Part> {
+    fn customer_field(&mut self) -> Option<Operand> {
         if !self.eat(".") {
             return None;
         }
@@ -308,13 +308,13 @@ impl Parser {
         };
         self.at += 1;
         Some(match field.as_str() {
-            "open_count" => Part::Number(Number::OpenCount),
-            "total_due" => Part::Number(Number::TotalDue),
-            "late_paid_ratio" => Part::Number(Number::LatePaidRatio),
-            "avg_days_late" => Part::Number(Number::AvgDaysLate),
-            "id" => Part::Text(Text::Id),
-            "name" => Part::Text(Text::Name),
-            "email" => Part::Text(Text::Email),
+            "open_count" => Operand::Number(Number::OpenCount),
+            "total_due" => Operand::Number(Number::TotalDue),
+            "late_paid_ratio" => Operand::Number(Number::LatePaidRatio),
+            "avg_days_late" => Operand::Number(Number::AvgDaysLate),
+            "id" => Operand::Text(Text::Id),
+            "name" => Operand::Text(Text::Name),
+            "email" => Operand::Text(Text::Email),
             "tags" => {
                 if !self.eat(".") {
                     return None;
@@ -330,7 +330,7 @@ impl Parser {
                 if !self.eat(")") {
                     return None;
                 }
-                Part::Yes(Node::HasTag(tag))
+                Operand::Condition(Node::HasTag(tag))
             }
             _ => return None,
         })
