@@ -1080,26 +1080,20 @@ mod tests {
                 );
             }
         }
+        let native = |library: &str, source: &str| {
+            let (_d, s, p) = scripts_with(library);
+            assert!(p.is_empty(), "{p:?}");
+            let at = Location::file(Path::new("rules/p.yaml"));
+            s.compile(source, at).unwrap().native
+        };
         // A `.rhai` function named as a method the expression calls is
         // called instead of the built-in one: Rhai decides.
-        let (_d, s, p) = scripts_with("fn contains(list, x) { true }\n");
-        assert!(p.is_empty(), "{p:?}");
-        let e = s
-            .compile(
-                "customer.tags.contains(\"vip\")",
-                Location::file(Path::new("rules/p.yaml")),
-            )
-            .unwrap();
-        assert_eq!(e.native, None);
+        let contains = "customer.tags.contains(\"vip\")";
+        assert!(native("", contains).is_some());
+        assert_eq!(native("fn contains(list, x) { true }\n", contains), None);
         // Nor is an expression that reads the invoice read natively.
-        let (_d, s, _) = scripts_with("");
-        let e = s
-            .compile(
-                "customer.open_count > 1 && invoice.amount > 1",
-                Location::file(Path::new("rules/p.yaml")),
-            )
-            .unwrap();
-        assert_eq!(e.native, None);
+        let mixed = "customer.open_count > 1 && invoice.amount > 1";
+        assert_eq!(native("", mixed), None);
     }
 
     #[test]
