@@ -839,7 +839,7 @@ impl Project {
         for (i, planned) in plan.iter().enumerate() {
             // The language read below is the invoice's, far apart in memory
             // from the last: asked for a few reminders ahead.
-            if let Some(ahead) = plan.get(i + 16) {
+            if let Some(ahead) = plan.get(i.saturating_add(crate::model::PLAN_AHEAD)) {
                 self.ledger.prefetch_invoice(ahead.invoice);
             }
             let customer = customers[i] as usize;

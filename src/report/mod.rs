@@ -357,15 +357,7 @@ pub fn write_preview(
                     for (k, p, group) in shown_rows {
                         // Its invoice, whom it bills and their texts are
                         // far apart in memory: asked for a few rows ahead.
-                        if let Some(r) = chunk.get(k + 16) {
-                            ledger.prefetch_invoice(r.invoice);
-                        }
-                        if let Some(r) = chunk.get(k + 8) {
-                            ledger.prefetch_bill_to(r.invoice);
-                        }
-                        if let Some(r) = chunk.get(k + 4) {
-                            ledger.prefetch_texts(r.invoice);
-                        }
+                        ledger.prefetch_plan(|k| chunk.get(k).map(|r| r.invoice), k);
                         match group {
                             Some(group) if group.len() > 1 => {
                                 let (lead, text) = &grouped[&group[0]];
