@@ -520,57 +520,95 @@ fn skip_bom(input: &mut impl BufRead) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A CSV feed's bytes on their way to the csv reader, with the places of
-/// their line ends noted. The csv reader locates a record where the one
-/// before it ended: before the `\n` of a CRLF line end, which it skips only
-/// when it reads the next record, and before the blank lines it skips. So a
-/// bad row of a Windows export, or after a blank line, would be reported a
-/// line (or more) too early; [`LineEnds::lines_skipped_at`] gives the lines
-/// to add.
-struct LineEnds<R> {
-    input: R,
-    /// The offset of the next byte read.
-    offset: u64,
-    /// The offsets of the `\r` and `\n` bytes read and not yet passed, each
-    /// with whether it ends a line (`\n`).
-    ends: std::collections::VecDeque<(u64, bool)>,
+/// Reads the records of a [`CsvChunk`] with `csv_core` straight from its
+/// bytes, each with the line it starts on. The csv crate's reader would copy
+/// the bytes into a buffer of its own, check a record's text field by
+/// field, and locate a record where the one before it ended (before the
+/// `\n` of a CRLF, before the blank lines it skips); this reader locates it
+/// at its first byte.
+struct ChunkRecords<'c> {
+    core: &'c mut csv_core::Reader,
+    bytes: &'c [u8],
+    /// The next byte to read.
+    at: usize,
+    /// The line of the chunk's first byte.
+    line: u64,
 }
 
-impl<R> LineEnds<R> {
-    fn new(input: R) -> Self {
-        LineEnds {
-            input,
-            offset: 0,
-            ends: std::collections::VecDeque::new(),
+impl<'c> ChunkRecords<'c> {
+    /// The records of `bytes`, whose first byte is on `line`, read by
+    /// `core` (reset here: a chunk starts where a record starts).
+    fn new(core: &'c mut csv_core::Reader, bytes: &'c [u8], line: u64) -> Self {
+        core.reset();
+        ChunkRecords {
+            core,
+            bytes,
+            at: 0,
+            line,
         }
     }
 
-    /// How many lines end in the run of line-end bytes at `start`, where the
-    /// csv reader says a record starts: the lines it skips before the
-    /// record's first byte. The line ends before `start` are forgotten: the
-    /// reader never goes back.
-    fn lines_skipped_at(&mut self, start: u64) -> u64 {
-        while self.ends.front().is_some_and(|&(at, _)| at < start) {
-            self.ends.pop_front();
+    /// Reads the next record into `row`: false when there is none.
+    fn read(&mut self, row: &mut CsvRow) -> bool {
+        use csv_core::ReadRecordResult;
+        // `text` lends its buffer, grown as needed, and gets it back as
+        // text once checked.
+        let mut out = std::mem::take(&mut row.text).into_bytes();
+        out.resize(out.capacity().clamp(256, 2 * out.len().max(128)), 0);
+        if row.ends.len() < 16 {
+            row.ends.resize(16, 0);
         }
-        (start..)
-            .zip(&self.ends)
-            .take_while(|(next, (at, _))| at == next)
-            .map(|(_, &(_, newline))| u64::from(newline))
-            .sum()
-    }
-}
-
-impl<R: Read> Read for LineEnds<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.input.read(buf)?;
-        let read = &buf[..n];
-        let offset = self.offset;
-        self.ends.extend(
-            memchr::memchr2_iter(b'\r', b'\n', read).map(|i| (offset + i as u64, read[i] == b'\n')),
-        );
-        self.offset += n as u64;
-        Ok(n)
+        // The reader has counted the lines it read; the line ends it skips
+        // before the record are counted here, as it has not read them yet.
+        let skipped = self.bytes[self.at..]
+            .iter()
+            .take_while(|&&b| matches!(b, b'\r' | b'\n'))
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
+        row.line = self.line - 1 + self.core.line() + skipped;
+        let (mut wrote, mut fields) = (0, 0);
+        loop {
+            // Reading empty input tells the reader that the chunk ends.
+            let input = &self.bytes[self.at..];
+            let (result, read, out_n, ends_n) =
+                self.core
+                    .read_record(input, &mut out[wrote..], &mut row.ends[fields..]);
+            self.at += read;
+            wrote += out_n;
+            fields += ends_n;
+            match result {
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::OutputFull => out.resize(2 * out.len(), 0),
+                ReadRecordResult::OutputEndsFull => row.ends.resize(2 * row.ends.len(), 0),
+                ReadRecordResult::Record => break,
+                ReadRecordResult::End => {
+                    out.clear();
+                    row.text = String::from_utf8(out).unwrap_or_default();
+                    return false;
+                }
+            }
+        }
+        row.fields = fields;
+        out.truncate(wrote);
+        row.not_utf8 = None;
+        row.text = match String::from_utf8(out) {
+            Ok(text)
+                if row.ends[..fields]
+                    .iter()
+                    .all(|&end| text.is_char_boundary(end)) =>
+            {
+                text
+            }
+            Ok(text) => {
+                row.not_utf8 = row.first_not_utf8(text.as_bytes());
+                String::new()
+            }
+            Err(e) => {
+                row.not_utf8 = row.first_not_utf8(e.as_bytes());
+                String::new()
+            }
+        };
+        true
     }
 }
 
@@ -917,20 +955,59 @@ struct CsvChunk {
     bytes: Vec<u8>,
     /// The line of its first byte.
     line: u64,
-    /// The records being converted, a few at a time (their buffers are
-    /// reused from record to record).
+    /// The records being converted, a few at a time.
     rows: Vec<CsvRow>,
+    /// What parses them, built once per chunk buffer.
+    reader: Option<csv_core::Reader>,
 }
 
 /// How many CSV records a converting thread reads before converting them.
 const ROWS_AHEAD: usize = 8;
 
-/// A CSV record being converted.
+/// A CSV record being converted (its buffers are reused from record to record).
 #[derive(Default)]
 struct CsvRow {
-    record: csv::StringRecord,
-    /// Why the csv reader could not read the record (invalid UTF-8).
+    /// The fields' text one after the other; empty when `not_utf8`.
+    text: String,
+    /// Where each field ends in `text` (the first `fields` of them).
+    ends: Vec<usize>,
+    fields: usize,
+    /// The line the record starts on.
+    line: u64,
+    /// The first field that is not UTF-8 text, if any.
+    not_utf8: Option<usize>,
+    /// Why the record could not be read (a field not UTF-8).
     unreadable: Option<Problem>,
+}
+
+impl CsvRow {
+    fn len(&self) -> usize {
+        self.fields
+    }
+
+    fn get(&self, field: usize) -> Option<&str> {
+        let end = *self.ends[..self.fields].get(field)?;
+        let start = match field {
+            0 => 0,
+            _ => self.ends[field - 1],
+        };
+        self.text.get(start..end)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.fields).map_while(|field| self.get(field))
+    }
+
+    /// The first of the fields in `bytes` (where `ends` says they end)
+    /// that is not UTF-8, as the csv crate finds it.
+    fn first_not_utf8(&self, bytes: &[u8]) -> Option<usize> {
+        let mut start = 0;
+        self.ends[..self.fields].iter().position(|&end| {
+            let field = &bytes[start..end];
+            start = end;
+            std::str::from_utf8(field).is_err()
+        })
+    }
 }
 
 /// A line of a JSON Lines feed.
@@ -1114,80 +1191,58 @@ impl<'c> FeedParser<'c> {
                 }
             }
         };
-        let convert =
-            |chunk: &mut CsvChunk, converter: &mut Converter, out: &mut Vec<Converted>| {
-                let CsvChunk { bytes, line, rows } = chunk;
-                // Lines and bytes as csv counts them from the chunk's start.
-                let lines_before = *line - 1;
-                let mut reader = self.csv_reader(delimiter, LineEnds::new(&bytes[..]));
-                rows.resize_with(ROWS_AHEAD, CsvRow::default);
-                let mut more = true;
-                while more {
-                    let mut read = 0;
-                    while read < ROWS_AHEAD {
-                        let row = &mut rows[read];
-                        row.unreadable = None;
-                        match reader.read_record(&mut row.record) {
-                            Ok(false) => {
-                                more = false;
-                                break;
-                            }
-                            Ok(true) => {
-                                if let Some(mut at) = row.record.position().cloned() {
-                                    let skipped = reader.get_mut().lines_skipped_at(at.byte());
-                                    at.set_line(lines_before + at.line() + skipped);
-                                    row.record.set_position(Some(at));
-                                }
-                            }
-                            Err(e) => {
-                                let line = e.position().map_or(0, |p| {
-                                    lines_before
-                                        + p.line()
-                                        + reader.get_mut().lines_skipped_at(p.byte())
-                                });
-                                let why = match e.kind() {
-                                    csv::ErrorKind::Utf8 { err, .. } => format!(
-                                        "column {}{} is not UTF-8 text (export the feed as UTF-8)",
-                                        err.field() + 1,
-                                        names
-                                            .get(err.field())
-                                            .map(|name| format!(" ({})", quote(name)))
-                                            .unwrap_or_default()
-                                    ),
-                                    _ => e.to_string(),
-                                };
-                                row.unreadable = Some(Problem::error(
-                                    Location::line(&self.file, line as usize),
-                                    format!("unreadable row: {why}"),
-                                ));
-                            }
-                        }
-                        read += 1;
+        let convert = |chunk: &mut CsvChunk,
+                       converter: &mut Converter,
+                       out: &mut Vec<Converted>| {
+            let CsvChunk {
+                bytes,
+                line,
+                rows,
+                reader,
+            } = chunk;
+            let reader = reader
+                .get_or_insert_with(|| csv_core::ReaderBuilder::new().delimiter(delimiter).build());
+            let mut records = ChunkRecords::new(reader, bytes, *line);
+            rows.resize_with(ROWS_AHEAD, CsvRow::default);
+            let mut more = true;
+            while more {
+                let mut read = 0;
+                while read < ROWS_AHEAD {
+                    let row = &mut rows[read];
+                    if !records.read(row) {
+                        more = false;
+                        break;
                     }
-                    // Each row's customer is a wait on memory: asked for all
-                    // the rows read before any is converted, the waits overlap.
-                    if let Some(column) = customer {
-                        for row in &rows[..read] {
-                            if let Some(id) = row.record.get(column) {
-                                converter.prefetch_customer(id);
-                            }
+                    row.unreadable = row.not_utf8.map(|field| {
+                            Problem::error(
+                                Location::line(&self.file, row.line as usize),
+                                format!(
+                                    "unreadable row: column {}{} is not UTF-8 text (export the feed as UTF-8)",
+                                    field + 1,
+                                    names
+                                        .get(field)
+                                        .map(|name| format!(" ({})", quote(name)))
+                                        .unwrap_or_default()
+                                ),
+                            )
+                        });
+                    read += 1;
+                }
+                // Each row's customer is a wait on memory: asked for all
+                // the rows read before any is converted, the waits overlap.
+                if let Some(column) = customer {
+                    for row in &rows[..read] {
+                        if let Some(id) = row.get(column) {
+                            converter.prefetch_customer(id);
                         }
-                    }
-                    for row in &mut rows[..read] {
-                        out.extend(self.csv_row(row, &columns, converter));
                     }
                 }
-            };
+                for row in &mut rows[..read] {
+                    out.extend(self.csv_row(row, &columns, converter));
+                }
+            }
+        };
         pipeline(read, convert, converters, accept).unwrap_or_else(|Crashed| Err(self.crashed()))
-    }
-
-    /// A csv reader of records (the header is read apart) as the feed writes them.
-    fn csv_reader<R: Read>(&self, delimiter: u8, input: R) -> csv::Reader<R> {
-        csv::ReaderBuilder::new()
-            .delimiter(delimiter)
-            .flexible(true)
-            .has_headers(false)
-            .from_reader(input)
     }
 
     fn crashed(&self) -> Problem {
@@ -1721,6 +1776,61 @@ mod tests {
         }
     }
 
+    /// A CSV feed's bytes on their way to the csv reader, with the places of
+    /// their line ends noted. The csv reader locates a record where the one
+    /// before it ended: before the `\n` of a CRLF line end, which it skips only
+    /// when it reads the next record, and before the blank lines it skips. So a
+    /// bad row of a Windows export, or after a blank line, would be reported a
+    /// line (or more) too early; [`LineEnds::lines_skipped_at`] gives the lines
+    /// to add.
+    struct LineEnds<R> {
+        input: R,
+        /// The offset of the next byte read.
+        offset: u64,
+        /// The offsets of the `\r` and `\n` bytes read and not yet passed, each
+        /// with whether it ends a line (`\n`).
+        ends: std::collections::VecDeque<(u64, bool)>,
+    }
+
+    impl<R> LineEnds<R> {
+        fn new(input: R) -> Self {
+            LineEnds {
+                input,
+                offset: 0,
+                ends: std::collections::VecDeque::new(),
+            }
+        }
+
+        /// How many lines end in the run of line-end bytes at `start`, where the
+        /// csv reader says a record starts: the lines it skips before the
+        /// record's first byte. The line ends before `start` are forgotten: the
+        /// reader never goes back.
+        fn lines_skipped_at(&mut self, start: u64) -> u64 {
+            while self.ends.front().is_some_and(|&(at, _)| at < start) {
+                self.ends.pop_front();
+            }
+            (start..)
+                .zip(&self.ends)
+                .take_while(|(next, (at, _))| at == next)
+                .map(|(_, &(_, newline))| u64::from(newline))
+                .sum()
+        }
+    }
+
+    impl<R: Read> Read for LineEnds<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.input.read(buf)?;
+            let read = &buf[..n];
+            let offset = self.offset;
+            self.ends.extend(
+                memchr::memchr2_iter(b'\r', b'\n', read)
+                    .map(|i| (offset + i as u64, read[i] == b'\n')),
+            );
+            self.offset += n as u64;
+            Ok(n)
+        }
+    }
+
     /// The records csv reads from `input` (with relance's settings and its
     /// correction of their lines, as a converting thread reads a chunk),
     /// each with its line counted from `first_line`.
@@ -1741,11 +1851,57 @@ mod tests {
     }
 
     /// Random CSV-ish bytes: values, separators, quotes and line ends of every kind.
-    fn csv_noise(next: &mut impl FnMut() -> u64) -> Vec<u8> {
-        const BYTES: &[u8] = b"ab,;\"\"\"\n\n\r ";
+    const CSV_NOISE: &[u8] = b"ab,;\"\"\"\n\n\r ";
+
+    /// Up to 47 bytes taken at random from `bytes`.
+    fn csv_noise(next: &mut impl FnMut() -> u64, bytes: &[u8]) -> Vec<u8> {
         (0..next() % 48)
-            .map(|_| BYTES[(next() % BYTES.len() as u64) as usize])
+            .map(|_| bytes[(next() % bytes.len() as u64) as usize])
             .collect()
+    }
+
+    /// A chunk read by [`ChunkRecords`] gives the records, and their lines,
+    /// that the csv crate's reader gives (with its lines corrected by
+    /// [`LineEnds`]), and the first field that is not UTF-8 where the csv
+    /// crate would report it: also when the two halves of a character are
+    /// two fields, which make valid text once put side by side.
+    #[test]
+    fn chunk_records_are_the_records_the_csv_reader_reads() {
+        let mut next = random(12);
+        let bytes = [CSV_NOISE, "é".as_bytes(), "é".as_bytes()].concat();
+        // Readers used again and again, as converting threads use theirs.
+        let mut cores =
+            [b',', b';'].map(|d| (d, csv_core::ReaderBuilder::new().delimiter(d).build()));
+        let mut row = CsvRow::default();
+        let (mut records, mut not_utf8) = (0, 0);
+        for _ in 0..20_000 {
+            let input = csv_noise(&mut next, &bytes);
+            let (delimiter, core) = &mut cores[(next() % 2) as usize];
+            let first_line = 1 + next() % 5;
+            // Each record's line, and its fields or the first not UTF-8.
+            type Record = (u64, Result<Vec<Vec<u8>>, usize>);
+            let expected: Vec<Record> = csv_records(*delimiter, &input, first_line)
+                .into_iter()
+                .map(|(line, fields)| {
+                    let bad = fields.iter().position(|f| std::str::from_utf8(f).is_err());
+                    (line, bad.map_or(Ok(fields), Err))
+                })
+                .collect();
+            let mut chunk = ChunkRecords::new(core, &input, first_line);
+            let mut read = Vec::new();
+            while chunk.read(&mut row) {
+                let fields = match row.not_utf8 {
+                    Some(field) => Err(field),
+                    None => Ok(row.iter().map(|f| f.as_bytes().to_vec()).collect()),
+                };
+                assert_eq!(row.len(), row.ends[..row.fields].len());
+                read.push((row.line, fields));
+            }
+            assert_eq!(read, expected, "{:?}", String::from_utf8_lossy(&input));
+            records += read.len();
+            not_utf8 += read.iter().filter(|(_, r)| r.is_err()).count();
+        }
+        assert!(records > 40_000 && not_utf8 > 2_000, "{records} {not_utf8}");
     }
 
     /// Splitting a feed where [`RecordEnds`] says records end, and reading
@@ -1756,7 +1912,7 @@ mod tests {
         let mut next = random(11);
         let mut splits = 0;
         for _ in 0..20_000 {
-            let input = csv_noise(&mut next);
+            let input = csv_noise(&mut next, CSV_NOISE);
             let delimiter = [b',', b';'][(next() % 2) as usize];
             let whole = csv_records(delimiter, &input, 1);
             // Scanned in pieces of random sizes, as reads give them.

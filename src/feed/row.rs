@@ -341,8 +341,8 @@ impl FeedParser<'_> {
         if let Some(problem) = row.unreadable.take() {
             return Some(Err(vec![problem]));
         }
-        let record = &row.record;
-        let line = record.position().map_or(0, |p| p.line() as usize);
+        let record = &*row;
+        let line = record.line as usize;
         if record.iter().all(|v| trim(v).is_empty()) {
             return None;
         }
