@@ -12,26 +12,36 @@ pub fn is_french(language: &str) -> bool {
 /// spaces and uses a decimal comma, English uses commas and a dot. Plain
 /// spaces, not no-break ones: what docs/contract.md §5 shows, and what survives every mail client.
 pub fn format_number(value: Decimal, language: &str) -> String {
+    let mut out = String::new();
+    push_number(&mut out, value, is_french(language));
+    out
+}
+
+/// [`format_number`] onto the end of `out`: a message's every amount is
+/// written without a `String` of its own.
+fn push_number(out: &mut String, value: Decimal, french: bool) {
     let mut digits = [0u8; DIGITS];
     let text = magnitude(value, &mut digits);
     let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
-    let french = is_french(language);
-    let group = if french { ' ' } else { ',' };
-    let mut out = String::with_capacity(text.len() + text.len() / 3 + 1);
+    out.reserve(text.len() + text.len() / 3 + 1);
     if value.is_sign_negative() && !value.is_zero() {
         out.push('-');
     }
-    for (i, ch) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i) % 3 == 0 {
-            out.push(group);
-        }
-        out.push(ch);
+    // The digits are ASCII: groups of three from the right, the first one shorter.
+    let mut group = match int.len() % 3 {
+        0 => 3.min(int.len()),
+        short => short,
+    };
+    out.push_str(&int[..group]);
+    while group < int.len() {
+        out.push(if french { ' ' } else { ',' });
+        out.push_str(&int[group..group + 3]);
+        group += 3;
     }
     if !frac.is_empty() {
         out.push(if french { ',' } else { '.' });
         out.push_str(frac);
     }
-    out
 }
 
 /// Formats money for a language: French groups with spaces and puts the
@@ -41,9 +51,12 @@ pub fn format_money(amount: Decimal, currency: &str, language: &str) -> String {
         "JPY" | "KRW" | "CLP" | "ISK" => 0,
         _ => 2,
     };
-    let mut rounded = amount.round_dp_with_strategy(places, RoundingStrategy::MidpointNearestEven);
+    let mut rounded = if amount.scale() > places {
+        amount.round_dp_with_strategy(places, RoundingStrategy::MidpointNearestEven)
+    } else {
+        amount
+    };
     rounded.rescale(places);
-    let number = format_number(rounded, language);
     let french = is_french(language);
     let symbol = match (currency, french) {
         ("EUR", _) => "€",
@@ -55,25 +68,31 @@ pub fn format_money(amount: Decimal, currency: &str, language: &str) -> String {
         ("JPY", _) => "¥",
         _ => currency,
     };
+    let mut out = String::with_capacity(24);
     if french {
-        format!("{number} {symbol}")
+        push_number(&mut out, rounded, true);
+        out.push(' ');
+        out.push_str(symbol);
     } else {
-        let (sign, digits) = number
-            .strip_prefix('-')
-            .map_or(("", number.as_str()), |d| ("-", d));
-        let space = if symbol == currency { " " } else { "" };
-        format!("{sign}{symbol}{space}{digits}")
+        if rounded.is_sign_negative() && !rounded.is_zero() {
+            out.push('-');
+        }
+        out.push_str(symbol);
+        if symbol == currency {
+            out.push(' ');
+        }
+        push_number(&mut out, rounded.abs(), false);
     }
+    out
 }
 
 /// A percentage: `12,15 %` in French, `12.15%` in English.
 pub fn format_percent(rate: Decimal, language: &str) -> String {
-    let number = format_number(rate.normalize(), language);
-    if is_french(language) {
-        format!("{number} %")
-    } else {
-        format!("{number}%")
-    }
+    let french = is_french(language);
+    let mut out = String::with_capacity(12);
+    push_number(&mut out, rate.normalize(), french);
+    out.push_str(if french { " %" } else { "%" });
+    out
 }
 
 const MONTHS_FR: [&str; 12] = [
@@ -109,16 +128,24 @@ const MONTHS_EN: [&str; 12] = [
 /// A long date: `1er novembre 2026` in French, `November 1, 2026` in English.
 pub fn format_date(date: NaiveDate, language: &str) -> String {
     let month = date.month0() as usize;
+    let mut number = itoa::Buffer::new();
+    let mut out = String::with_capacity(24);
     if is_french(language) {
-        let day = if date.day() == 1 {
-            "1er".to_string()
-        } else {
-            date.day().to_string()
-        };
-        format!("{day} {} {}", MONTHS_FR[month], date.year())
+        out.push_str(match date.day() {
+            1 => "1er",
+            day => number.format(day),
+        });
+        out.push(' ');
+        out.push_str(MONTHS_FR[month]);
+        out.push(' ');
     } else {
-        format!("{} {}, {}", MONTHS_EN[month], date.day(), date.year())
+        out.push_str(MONTHS_EN[month]);
+        out.push(' ');
+        out.push_str(number.format(date.day()));
+        out.push_str(", ");
     }
+    out.push_str(number.format(date.year()));
+    out
 }
 
 /// An amount as text with at least cents: the form amounts take in JSON output.
@@ -264,6 +291,15 @@ mod tests {
         assert_eq!(m("100", "CHF", "fr"), "100,00 CHF");
         assert_eq!(m("-1234.5", "USD", "en"), "-$1,234.50");
         assert_eq!(m("1234567.891", "EUR", "fr"), "1 234 567,89 €");
+        // Rounded to zero: no sign, in either language.
+        assert_eq!(m("-0.001", "EUR", "en"), "€0.00");
+        assert_eq!(m("-0.001", "EUR", "fr"), "0,00 €");
+        assert_eq!(m("1234.5", "JPY", "en"), "¥1,234");
+        assert_eq!(m("1235.5", "JPY", "fr"), "1 236 ¥");
+        assert_eq!(m("-5", "XYZ", "en"), "-XYZ 5.00");
+        assert_eq!(m("100", "EUR", "en"), "€100.00");
+        assert_eq!(m("100000", "GBP", "en"), "£100,000.00");
+        assert_eq!(m("1000", "EUR", "fr"), "1 000,00 €");
         assert_eq!(format_percent("12.150".parse().unwrap(), "fr"), "12,15 %");
         assert_eq!(format_percent("12.15".parse().unwrap(), "en"), "12.15%");
     }
@@ -283,5 +319,19 @@ mod tests {
         assert_eq!(format_date(d("2026-12-24"), "fr"), "24 décembre 2026");
         assert_eq!(format_date(d("2026-11-01"), "en"), "November 1, 2026");
         assert_eq!(format_date(d("2028-02-29"), "en-GB"), "February 29, 2028");
+        // Every day of five years, leap days too, as chrono writes them.
+        let mut day = d("2024-01-01");
+        while day < d("2029-01-01") {
+            assert_eq!(format_date(day, "en"), day.format("%B %-d, %Y").to_string());
+            let french = format_date(day, "fr");
+            let number = if day.day() == 1 {
+                "1er".into()
+            } else {
+                day.day().to_string()
+            };
+            assert!(french.starts_with(&format!("{number} ")), "{french}");
+            assert!(french.ends_with(&format!(" {}", day.year())), "{french}");
+            day = day.succ_opt().unwrap();
+        }
     }
 }

@@ -60,28 +60,30 @@ enum Expr {
     Call(Helper, Vec<Expr>),
 }
 
-const INVOICE: Segment = Segment::known("invoice", None);
-const NUMBER: Segment = Segment::known("number", Some(InvoiceField::Number));
-const CURRENCY: Segment = Segment::known("currency", Some(InvoiceField::Currency));
-const DUE_DATE: Segment = Segment::known("due_date", Some(InvoiceField::DueDate));
-const AMOUNT_DUE: Segment = Segment::known("amount_due", Some(InvoiceField::AmountDue));
+const INVOICE: Segment = Segment::known("invoice", None, Some(Root::Invoice));
+const NUMBER: Segment = Segment::known("number", Some(InvoiceField::Number), None);
+const CURRENCY: Segment = Segment::known("currency", Some(InvoiceField::Currency), None);
+const DUE_DATE: Segment = Segment::known("due_date", Some(InvoiceField::DueDate), None);
+const AMOUNT_DUE: Segment = Segment::known("amount_due", Some(InvoiceField::AmountDue), None);
 
-/// One name of a path, with the invoice or customer field it names
-/// looked up once.
+/// One name of a path, with the invoice or customer field, or the root
+/// object, it names looked up once.
 #[derive(Debug, Clone)]
 struct Segment {
     name: Cow<'static, str>,
     field: Option<InvoiceField>,
     customer_field: Option<usize>,
+    root: Option<Root>,
 }
 
 impl Segment {
     /// A name the helpers read.
-    const fn known(name: &'static str, field: Option<InvoiceField>) -> Segment {
+    const fn known(name: &'static str, field: Option<InvoiceField>, root: Option<Root>) -> Segment {
         Segment {
             name: Cow::Borrowed(name),
             field,
             customer_field: None,
+            root,
         }
     }
 
@@ -90,7 +92,45 @@ impl Segment {
             name: Cow::Owned(name.to_string()),
             field: InvoiceField::ALL.into_iter().find(|f| f.name() == name),
             customer_field: CUSTOMER_FIELDS.iter().position(|f| *f == name),
+            root: Root::of(name),
         }
+    }
+}
+
+/// What a name of the context's root gives: found once when a template
+/// is compiled, not by comparing names for every message.
+#[derive(Debug, Clone, Copy)]
+enum Root {
+    Invoice,
+    Customer,
+    Stage,
+    Policy,
+    Company,
+    Rates,
+    Discount,
+    List(List),
+    Today,
+    Language,
+}
+
+impl Root {
+    fn of(name: &str) -> Option<Root> {
+        Some(match name {
+            "invoice" => Root::Invoice,
+            "customer" => Root::Customer,
+            "stage" => Root::Stage,
+            "policy" => Root::Policy,
+            "company" => Root::Company,
+            "rates" => Root::Rates,
+            "discount" => Root::Discount,
+            "invoices" => Root::List(List::Invoices),
+            "due_soon" => Root::List(List::DueSoon),
+            "overdue" => Root::List(List::Overdue),
+            "totals" => Root::List(List::Totals),
+            "today" => Root::Today,
+            "language" => Root::Language,
+            _ => return None,
+        })
     }
 }
 
@@ -543,7 +583,7 @@ impl<'a> Writer<'a> {
                     let value = self.eval(expr, scope, each).map_err(|_| Other)?;
                     let text = rendered(&value)?;
                     if self.html {
-                        out.push_str(&handlebars::html_escape(&text));
+                        push_escaped(out, &text);
                     } else {
                         out.push_str(&text);
                     }
@@ -674,47 +714,41 @@ impl<'a> Writer<'a> {
             }
         };
         Ok(match object {
-            Object::Root => match name {
-                "invoice" => {
+            Object::Root => match segment.root.ok_or(Missing)? {
+                Root::Invoice => {
                     present(Parts::INVOICE)?;
                     Val::Object(Object::Invoice {
                         line: None,
                         fields: parts.invoice_fields(),
                     })
                 }
-                "customer" => {
+                Root::Customer => {
                     present(Parts::CUSTOMER)?;
                     Val::Object(Object::Customer)
                 }
-                "stage" => {
+                Root::Stage => {
                     present(Parts::STAGE)?;
                     Val::Object(Object::Stage(first.stage, first.occurrence))
                 }
-                "policy" => {
+                Root::Policy => {
                     present(Parts::POLICY)?;
                     Val::Object(Object::Policy)
                 }
-                "company" => {
+                Root::Company => {
                     present(Parts::COMPANY)?;
                     Val::Json(Cow::Borrowed(data.company))
                 }
-                "rates" => {
+                Root::Rates => {
                     present(Parts::RATES)?;
                     Val::Json(Cow::Borrowed(data.rates))
                 }
-                "discount" => Val::Object(Object::Discount(self.root_discount.ok_or(Missing)?)),
-                "invoices" | "due_soon" | "overdue" | "totals" => {
+                Root::Discount => Val::Object(Object::Discount(self.root_discount.ok_or(Missing)?)),
+                Root::List(list) => {
                     self.statement.ok_or(Missing)?;
-                    Val::List(match name {
-                        "invoices" => List::Invoices,
-                        "due_soon" => List::DueSoon,
-                        "overdue" => List::Overdue,
-                        _ => List::Totals,
-                    })
+                    Val::List(list)
                 }
-                "today" => Val::Date(data.today),
-                "language" => Val::Str(Cow::Borrowed(data.language)),
-                _ => return Err(Missing),
+                Root::Today => Val::Date(data.today),
+                Root::Language => Val::Str(Cow::Borrowed(data.language)),
             },
             Object::Invoice { line, fields } => {
                 let index = match line {
@@ -1000,6 +1034,29 @@ fn decimal(value: &Val) -> Result<Decimal> {
 }
 
 /// A value as Handlebars writes it; objects and lists are left to it.
+/// What Handlebars' `html_escape` makes of `text`, onto the end of `out`:
+/// the same entities, without a `String` for every value.
+fn push_escaped(out: &mut String, text: &str) {
+    let mut rest = text;
+    while let Some(at) = rest
+        .bytes()
+        .position(|b| matches!(b, b'<' | b'>' | b'"' | b'&' | b'\'' | b'`' | b'='))
+    {
+        out.push_str(&rest[..at]);
+        out.push_str(match rest.as_bytes()[at] {
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'&' => "&amp;",
+            b'\'' => "&#x27;",
+            b'`' => "&#x60;",
+            _ => "&#x3D;",
+        });
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
+}
+
 fn rendered<'v>(value: &'v Val) -> Result<Cow<'v, str>> {
     Ok(match value {
         Val::Str(s) | Val::Num(s) => Cow::Borrowed(&**s),
@@ -1076,4 +1133,37 @@ fn customer_field<'a>(
         9 => exact(c.avg_days_late.to_string()),
         _ => return Err(Other),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every text, of every special character, plain ASCII and wider
+    /// characters side by side, is escaped as Handlebars escapes it.
+    #[test]
+    fn values_are_escaped_as_handlebars_escapes_them() {
+        const PIECES: [&str; 12] = [
+            "<", ">", "\"", "&", "'", "`", "=", "a", "é", "€", " ", "&amp;",
+        ];
+        let mut state = 7u64;
+        let mut out = String::from("kept ");
+        for _ in 0..5_000 {
+            let text: String = (0..state % 13)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    PIECES[(state >> 33) as usize % PIECES.len()]
+                })
+                .collect();
+            out.truncate("kept ".len());
+            push_escaped(&mut out, &text);
+            assert_eq!(
+                out,
+                format!("kept {}", handlebars::html_escape(&text)),
+                "{text:?}"
+            );
+        }
+    }
 }
