@@ -343,15 +343,11 @@ impl FeedParser<'_> {
         }
         let record = &*row;
         let line = record.line as usize;
-        if record.iter().all(|v| trim(v).is_empty()) {
-            return None;
-        }
         // Values past the header have no column to go to: dropping them would
         // hide a shifted row (an unquoted separator inside a value). Empty ones
         // are only trailing separators, as some exports write on every row.
-        if record
-            .iter()
-            .skip(columns.len())
+        if (columns.len()..record.len())
+            .filter_map(|field| record.get(field))
             .any(|v| !trim(v).is_empty())
         {
             return Some(Err(vec![Problem::error(
@@ -364,19 +360,29 @@ impl FeedParser<'_> {
             )]));
         }
         let mut values = Row::with_extra(std::mem::take(&mut converter.own.spare_extra));
+        let mut blank = true;
         for (value, column) in record.iter().zip(columns) {
+            let trimmed = trim(value);
+            blank &= trimmed.is_empty();
             match column {
-                Column::Fields(fields) => {
+                Column::Fields(fields) if !trimmed.is_empty() => {
                     for i in fields.indices() {
-                        values.set(i, Cow::Borrowed(value));
+                        values.fields[i] = Some(Cow::Borrowed(trimmed));
                     }
                 }
+                Column::Fields(_) => {}
                 Column::Extra(name) => {
                     values
                         .extra
                         .push((converter.own.text(name), Shared::from(value)));
                 }
             }
+        }
+        if blank {
+            let mut spare = values.extra;
+            spare.clear();
+            converter.own.spare_extra = spare;
+            return None;
         }
         Some(self.invoice(values, line, converter))
     }

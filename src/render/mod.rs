@@ -523,15 +523,33 @@ fn hbs_files<K: Ord>(
 /// Whitespace runs (newlines included) folded into single spaces: a subject
 /// is one header line, whatever the data holds. Most subjects already are.
 fn one_line(text: String) -> String {
-    let folded = !text.starts_with(' ')
-        && !text.ends_with(' ')
-        && !text.contains("  ")
-        && !text.contains(|c: char| c.is_whitespace() && c != ' ');
-    if folded {
+    if is_one_line(&text) {
         text
     } else {
         text.split_whitespace().collect::<Vec<_>>().join(" ")
     }
+}
+
+/// Whether [`one_line`] leaves `text` as it is: no whitespace but single
+/// spaces between words. The whitespace beyond ASCII (U+0085, U+00A0,
+/// U+1680, U+2000–U+3000) all starts with one of four bytes: only when one
+/// is there are the characters looked at. The bytes are tested without
+/// stopping at the first line end, which lets the compiler test many at once.
+fn is_one_line(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    // Bytes, not bools: the compiler tests those 16 at a time.
+    let (mut line_end, mut wide) = (0u8, 0u8);
+    for &byte in bytes {
+        // `\t`, `\n`, vertical tab, form feed, `\r`.
+        line_end |= u8::from(byte.wrapping_sub(b'\t') < 5);
+        wide |= u8::from(byte == 0xc2 || byte.wrapping_sub(0xe1) < 3);
+    }
+    let wide = wide != 0;
+    line_end == 0
+        && bytes.first() != Some(&b' ')
+        && bytes.last() != Some(&b' ')
+        && memchr::memmem::find(bytes, b"  ").is_none()
+        && !(wide && text.chars().any(|c| !c.is_ascii() && c.is_whitespace()))
 }
 
 fn subject_key(name: &str) -> String {
@@ -899,6 +917,33 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// A subject is its words joined by single spaces, whatever whitespace
+    /// (ASCII or wider) it holds, and is kept as it is when it already is.
+    #[test]
+    fn subjects_are_folded_onto_one_line() {
+        const PIECES: [&str; 16] = [
+            "a", " ", "  ", "\t", "\n", "\r\n", "\u{b}", "\u{85}", "\u{a0}", "\u{1680}",
+            "\u{2003}", "\u{3000}", "é", "€", "\u{200b}", "\u{1c}",
+        ];
+        let mut state = 3u64;
+        let mut kept = 0;
+        for _ in 0..20_000 {
+            let text: String = (0..state % 9)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    PIECES[(state >> 33) as usize % PIECES.len()]
+                })
+                .collect();
+            let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            kept += usize::from(words == text);
+            assert_eq!(is_one_line(&text), words == text, "{text:?}");
+            assert_eq!(one_line(text), words);
+        }
+        assert!(kept > 1_000, "{kept}");
+    }
 
     #[test]
     fn language_fallback_chain() {
