@@ -49,7 +49,7 @@ pub fn reminder_token(invoice: &str, policy: &str, stage: &str, occurrence: u32)
         escape_into(&mut token, part);
         token.push('.');
     }
-    let _ = write!(token, "{occurrence}");
+    token.push_str(itoa::Buffer::new().format(occurrence));
     token
 }
 
