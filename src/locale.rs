@@ -279,27 +279,35 @@ mod tests {
 
     #[test]
     fn money_in_french_and_english() {
-        let m = |s: &str, c: &str, l: &str| format_money(s.parse().unwrap(), c, l);
-        assert_eq!(m("1234.56", "EUR", "fr"), "1 234,56 €");
-        assert_eq!(m("1234.56", "EUR", "en"), "€1,234.56");
-        assert_eq!(m("1234.56", "EUR", "fr-CA"), "1 234,56 €");
-        assert_eq!(m("1234567.5", "USD", "en"), "$1,234,567.50");
-        assert_eq!(m("12", "CAD", "fr-CA"), "12,00 $ CA");
-        assert_eq!(m("-40", "EUR", "fr"), "-40,00 €");
-        assert_eq!(m("0.125", "EUR", "en"), "€0.12"); // half to even
-        assert_eq!(m("999.995", "CHF", "en"), "CHF 1,000.00");
-        assert_eq!(m("100", "CHF", "fr"), "100,00 CHF");
-        assert_eq!(m("-1234.5", "USD", "en"), "-$1,234.50");
-        assert_eq!(m("1234567.891", "EUR", "fr"), "1 234 567,89 €");
-        // Rounded to zero: no sign, in either language.
-        assert_eq!(m("-0.001", "EUR", "en"), "€0.00");
-        assert_eq!(m("-0.001", "EUR", "fr"), "0,00 €");
-        assert_eq!(m("1234.5", "JPY", "en"), "¥1,234");
-        assert_eq!(m("1235.5", "JPY", "fr"), "1 236 ¥");
-        assert_eq!(m("-5", "XYZ", "en"), "-XYZ 5.00");
-        assert_eq!(m("100", "EUR", "en"), "€100.00");
-        assert_eq!(m("100000", "GBP", "en"), "£100,000.00");
-        assert_eq!(m("1000", "EUR", "fr"), "1 000,00 €");
+        for (amount, currency, language, written) in [
+            ("1234.56", "EUR", "fr", "1 234,56 €"),
+            ("1234.56", "EUR", "en", "€1,234.56"),
+            ("1234.56", "EUR", "fr-CA", "1 234,56 €"),
+            ("1234567.5", "USD", "en", "$1,234,567.50"),
+            ("12", "CAD", "fr-CA", "12,00 $ CA"),
+            ("-40", "EUR", "fr", "-40,00 €"),
+            ("0.125", "EUR", "en", "€0.12"), // half to even
+            ("999.995", "CHF", "en", "CHF 1,000.00"),
+            ("100", "CHF", "fr", "100,00 CHF"),
+            ("-1234.5", "USD", "en", "-$1,234.50"),
+            ("1234567.891", "EUR", "fr", "1 234 567,89 €"),
+            // Rounded to zero: no sign, in either language.
+            ("-0.001", "EUR", "en", "€0.00"),
+            ("-0.001", "EUR", "fr", "0,00 €"),
+            ("1234.5", "JPY", "en", "¥1,234"),
+            ("1235.5", "JPY", "fr", "1 236 ¥"),
+            ("-5", "XYZ", "en", "-XYZ 5.00"),
+            ("100", "EUR", "en", "€100.00"),
+            ("100000", "GBP", "en", "£100,000.00"),
+            ("1000", "EUR", "fr", "1 000,00 €"),
+        ] {
+            let amount = amount.parse().unwrap();
+            assert_eq!(
+                format_money(amount, currency, language),
+                written,
+                "{amount} {currency} {language}"
+            );
+        }
         assert_eq!(format_percent("12.150".parse().unwrap(), "fr"), "12,15 %");
         assert_eq!(format_percent("12.15".parse().unwrap(), "en"), "12.15%");
     }

@@ -1218,19 +1218,9 @@ impl<'c> FeedParser<'c> {
                         more = false;
                         break;
                     }
-                    row.unreadable = row.not_utf8.map(|field| {
-                            Problem::error(
-                                Location::line(&self.file, row.line as usize),
-                                format!(
-                                    "unreadable row: column {}{} is not UTF-8 text (export the feed as UTF-8)",
-                                    field + 1,
-                                    names
-                                        .get(field)
-                                        .map(|name| format!(" ({})", quote(name)))
-                                        .unwrap_or_default()
-                                ),
-                            )
-                        });
+                    row.unreadable = row
+                        .not_utf8
+                        .map(|field| self.not_utf8(row.line, field, &names));
                     read += 1;
                 }
                 // Each row's customer is a wait on memory: asked for all
@@ -1248,6 +1238,22 @@ impl<'c> FeedParser<'c> {
             }
         };
         pipeline(read, convert, converters, accept).unwrap_or_else(|Crashed| Err(self.crashed()))
+    }
+
+    /// A CSV record on `line` whose `field` (counted from 0, named in the
+    /// header `names`) is not UTF-8.
+    fn not_utf8(&self, line: u64, field: usize, names: &[String]) -> Problem {
+        let name = names
+            .get(field)
+            .map(|name| format!(" ({})", quote(name)))
+            .unwrap_or_default();
+        Problem::error(
+            Location::line(&self.file, line as usize),
+            format!(
+                "unreadable row: column {}{name} is not UTF-8 text (export the feed as UTF-8)",
+                field + 1
+            ),
+        )
     }
 
     fn crashed(&self) -> Problem {

@@ -1146,17 +1146,8 @@ mod tests {
         const PIECES: [&str; 12] = [
             "<", ">", "\"", "&", "'", "`", "=", "a", "é", "€", " ", "&amp;",
         ];
-        let mut state = 7u64;
         let mut out = String::from("kept ");
-        for _ in 0..5_000 {
-            let text: String = (0..state % 13)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    PIECES[(state >> 33) as usize % PIECES.len()]
-                })
-                .collect();
+        for text in crate::render::tests::random_texts(&PIECES, 12, 5_000) {
             out.truncate("kept ".len());
             push_escaped(&mut out, &text);
             assert_eq!(

@@ -918,6 +918,28 @@ mod tests {
 
     use super::*;
 
+    /// `count` texts of up to `longest` pieces each, taken at random from
+    /// `pieces` (the same texts on every run).
+    pub(super) fn random_texts<'p>(
+        pieces: &'p [&str],
+        longest: u64,
+        count: usize,
+    ) -> impl Iterator<Item = String> + 'p {
+        // A small linear congruential generator.
+        let mut state = 3u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state >> 33
+        };
+        (0..count).map(move |_| {
+            (0..next() % (longest + 1))
+                .map(|_| pieces[next() as usize % pieces.len()])
+                .collect()
+        })
+    }
+
     /// A subject is its words joined by single spaces, whatever whitespace
     /// (ASCII or wider) it holds, and is kept as it is when it already is.
     #[test]
@@ -926,17 +948,8 @@ mod tests {
             "a", " ", "  ", "\t", "\n", "\r\n", "\u{b}", "\u{85}", "\u{a0}", "\u{1680}",
             "\u{2003}", "\u{3000}", "é", "€", "\u{200b}", "\u{1c}",
         ];
-        let mut state = 3u64;
         let mut kept = 0;
-        for _ in 0..20_000 {
-            let text: String = (0..state % 9)
-                .map(|_| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    PIECES[(state >> 33) as usize % PIECES.len()]
-                })
-                .collect();
+        for text in random_texts(&PIECES, 8, 20_000) {
             let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
             kept += usize::from(words == text);
             assert_eq!(is_one_line(&text), words == text, "{text:?}");
