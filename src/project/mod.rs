@@ -1933,16 +1933,16 @@ impl Message<'_> {
 
     /// The first part of [`Message::write_json`]: the keys up to `currency`.
     pub fn write_json_heading(&self, out: &mut Vec<u8>) {
-        use std::io::Write as _;
-        // Writing to a Vec does not fail.
-        let _ = write!(out, "{{\"date\":\"{}\"", self.date);
+        out.extend_from_slice(b"{\"date\":\"");
+        iso_date(out, self.date);
+        out.push(b'"');
         json_text(out, ",\"invoice\":", self.invoice);
         json_text(out, ",\"customer_id\":", self.customer_id);
         json_text(out, ",\"customer_name\":", self.customer_name);
         json_text(out, ",\"policy\":", self.policy);
         json_text(out, ",\"stage\":", self.stage);
         out.extend_from_slice(b",\"occurrence\":");
-        let _ = write!(out, "{}", self.occurrence);
+        out.extend_from_slice(itoa::Buffer::new().format(self.occurrence).as_bytes());
         json_text(out, ",\"message\":", &self.message);
         json_text(out, ",\"channel\":", self.channel.as_str());
         json_text(out, ",\"to\":", &self.to);
@@ -1980,6 +1980,27 @@ impl Message<'_> {
         }
         out.push(b'}');
     }
+}
+
+/// `date` as `NaiveDate`'s `Display` writes it (`2026-12-01`): a preview
+/// writes one a row, and `Display` goes through `core::fmt` (a fifth of
+/// a row's heading). Years outside 0–9999, which no plausible invoice has,
+/// are left to `Display`.
+fn iso_date(out: &mut Vec<u8>, date: NaiveDate) {
+    use chrono::Datelike;
+    let Ok(year @ 0..=9999) = u32::try_from(date.year()) else {
+        use std::io::Write as _;
+        // Writing to a Vec does not fail.
+        let _ = write!(out, "{date}");
+        return;
+    };
+    let two = |n: u32| [b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
+    out.extend_from_slice(&two(year / 100));
+    out.extend_from_slice(&two(year));
+    out.push(b'-');
+    out.extend_from_slice(&two(date.month()));
+    out.push(b'-');
+    out.extend_from_slice(&two(date.day()));
 }
 
 /// A JSON string of `value`, as serde_json writes it: only control
@@ -2126,6 +2147,24 @@ const DUE_SOON_SAMPLE: InvoiceId = InvoiceId::from_u32(3);
 
 #[cfg(test)]
 mod tests {
+    /// Dates are written as `Display` writes them: every day of five years
+    /// (leap days among them), the ends of four-digit years and beyond.
+    #[test]
+    fn dates_are_written_as_display_writes_them() {
+        let mut dates: Vec<NaiveDate> = (0..5 * 366)
+            .map(|n| NaiveDate::from_ymd_opt(2024, 1, 1).unwrap() + chrono::Days::new(n))
+            .collect();
+        for year in [-1, 0, 1, 9, 99, 999, 1000, 9999, 10_000, 262_000] {
+            dates.push(NaiveDate::from_ymd_opt(year, 1, 1).unwrap());
+            dates.push(NaiveDate::from_ymd_opt(year, 12, 31).unwrap());
+        }
+        for date in dates {
+            let mut out = b"x".to_vec();
+            super::iso_date(&mut out, date);
+            assert_eq!(String::from_utf8(out).unwrap(), format!("x{date}"));
+        }
+    }
+
     use super::*;
 
     /// Loads a folder of these files (path, content); the folder is gone
