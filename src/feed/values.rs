@@ -169,6 +169,15 @@ pub(super) fn json_amount(number: &str, decimal: char) -> String {
 /// rather than silently read as 123456 or 15. With `.` a comma is refused
 /// rather than guessed (is `1,5` one and a half or fifteen?).
 pub fn parse_amount(s: &str, decimal: char) -> Result<Decimal, String> {
+    let exact = |text: &str| {
+        Decimal::from_str_exact(text)
+            .map_err(|e| format!("amount {} cannot be read exactly: {e}", quote(s)))
+    };
+    // The common case, `1234.56` in a feed of decimal points, is read as it
+    // is in one pass over its bytes: what the checks below would accept.
+    if decimal == '.' && plain_decimal(s.strip_prefix(['-', '+']).unwrap_or(s)) {
+        return exact(s);
+    }
     if decimal == '.' && s.contains(',') {
         return Err(format!(
             "expected a decimal number like 1234.56, found {} (for amounts written 1 234,56 set `decimal: \",\"` on this feed)",
@@ -189,17 +198,28 @@ pub fn parse_amount(s: &str, decimal: char) -> Result<Decimal, String> {
     if !fraction.bytes().all(|b| b.is_ascii_digit()) || digits.is_empty() && fraction.is_empty() {
         return Err(invalid());
     }
-    // The common case, `1234.56`, is parsed as it is, without a copy.
-    let exact: Cow<str> = match digits {
-        Cow::Borrowed(_) if decimal == '.' => Cow::Borrowed(s),
+    // Digits without separators, in a feed of decimal points, are parsed as given.
+    match digits {
+        Cow::Borrowed(_) if decimal == '.' => exact(s),
         _ => {
             let sign = if s.starts_with('-') { "-" } else { "" };
             let point = if fraction.is_empty() { "" } else { "." };
-            Cow::Owned(format!("{sign}{digits}{point}{fraction}"))
+            exact(&format!("{sign}{digits}{point}{fraction}"))
         }
-    };
-    Decimal::from_str_exact(&exact)
-        .map_err(|e| format!("amount {} cannot be read exactly: {e}", quote(s)))
+    }
+}
+
+/// Digits with at most one `.` among them, at least one digit.
+fn plain_decimal(unsigned: &str) -> bool {
+    let (mut digits, mut points) = (0, 0);
+    for byte in unsigned.bytes() {
+        match byte {
+            b'0'..=b'9' => digits += 1,
+            b'.' => points += 1,
+            _ => return false,
+        }
+    }
+    digits > 0 && points <= 1
 }
 
 /// The digits of an amount's integer part without its thousands separators
@@ -245,6 +265,22 @@ mod tests {
             "1234.56"
         );
         assert_eq!(parse_amount("-10", '.').unwrap().to_string(), "-10");
+        // Read in one pass: a sign, digits, at most one point.
+        for (given, read) in [(".5", "0.5"), ("5.", "5"), ("-.5", "-0.5"), ("+3", "3")] {
+            assert_eq!(
+                parse_amount(given, '.').unwrap().to_string(),
+                read,
+                "{given}"
+            );
+        }
+        for refused in ["", "-", ".", "1.2.3", "+-1", "1 234.5.6"] {
+            assert!(parse_amount(refused, '.').is_err(), "{refused:?}");
+        }
+        assert!(
+            parse_amount("123456789012345678901234567890.5", '.')
+                .unwrap_err()
+                .contains("cannot be read exactly")
+        );
         assert!(parse_amount("1,5", '.').is_err());
         assert!(parse_amount("1e3", '.').is_err());
         assert_eq!(
