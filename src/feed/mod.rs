@@ -974,10 +974,9 @@ struct CsvRow {
     fields: usize,
     /// The line the record starts on.
     line: u64,
-    /// The first field that is not UTF-8 text, if any.
+    /// The first field that is not UTF-8 text, if any: the record is
+    /// then a bad row ([`FeedParser::not_utf8`]).
     not_utf8: Option<usize>,
-    /// Why the record could not be read (a field not UTF-8).
-    unreadable: Option<Problem>,
 }
 
 impl CsvRow {
@@ -1218,9 +1217,6 @@ impl<'c> FeedParser<'c> {
                         more = false;
                         break;
                     }
-                    row.unreadable = row
-                        .not_utf8
-                        .map(|field| self.not_utf8(row.line, field, &names));
                     read += 1;
                 }
                 // Each row's customer is a wait on memory: asked for all
@@ -1232,8 +1228,11 @@ impl<'c> FeedParser<'c> {
                         }
                     }
                 }
-                for row in &mut rows[..read] {
-                    out.extend(self.csv_row(row, &columns, converter));
+                for row in &rows[..read] {
+                    out.extend(match row.not_utf8 {
+                        Some(field) => Some(Err(vec![self.not_utf8(row.line, field, &names)])),
+                        None => self.csv_row(row, &columns, converter),
+                    });
                 }
             }
         };

@@ -331,17 +331,13 @@ impl Canonical {
 }
 
 impl FeedParser<'_> {
-    /// A CSV record as an invoice or a bad row; nothing for a blank one.
+    /// A CSV record whose text is UTF-8 as an invoice or a bad row; nothing for a blank one.
     pub(super) fn csv_row(
         &self,
-        row: &mut CsvRow,
+        record: &CsvRow,
         columns: &[Column],
         converter: &mut Converter,
     ) -> Option<Converted> {
-        if let Some(problem) = row.unreadable.take() {
-            return Some(Err(vec![problem]));
-        }
-        let record = &*row;
         let line = record.line as usize;
         // Values past the header have no column to go to: dropping them would
         // hide a shifted row (an unquoted separator inside a value). Empty ones
