@@ -24,14 +24,17 @@ pub enum Status {
 }
 
 impl Status {
+    /// A status in any case (`Paid`, `PAID`); empty is open. Compared in
+    /// place: every row of a feed has one, and a lower-cased copy each cost
+    /// an allocation.
     pub fn parse(s: &str) -> Option<Status> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "" | "open" => Some(Status::Open),
-            "paid" => Some(Status::Paid),
-            "void" => Some(Status::Void),
-            "disputed" => Some(Status::Disputed),
-            _ => None,
+        let s = s.trim();
+        if s.is_empty() {
+            return Some(Status::Open);
         }
+        [Status::Open, Status::Paid, Status::Void, Status::Disputed]
+            .into_iter()
+            .find(|status| s.eq_ignore_ascii_case(status.as_str()))
     }
     pub fn as_str(self) -> &'static str {
         match self {
@@ -1279,6 +1282,25 @@ pub fn read_ahead(invoices: &[Invoice]) -> impl Iterator<Item = &Invoice> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_are_read_in_any_case_and_blank_is_open() {
+        for (text, status) in [
+            ("", Some(Status::Open)),
+            ("  ", Some(Status::Open)),
+            ("open", Some(Status::Open)),
+            (" Paid ", Some(Status::Paid)),
+            ("PAID", Some(Status::Paid)),
+            ("vOiD", Some(Status::Void)),
+            ("\u{a0}Disputed\t", Some(Status::Disputed)),
+            ("paid.", None),
+            ("pai", None),
+            ("payé", None),
+            ("ｐaid", None),
+        ] {
+            assert_eq!(Status::parse(text), status, "{text:?}");
+        }
+    }
 
     pub fn date(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()

@@ -45,23 +45,34 @@ pub fn parse_date(format: &str, s: &str) -> Option<NaiveDate> {
 }
 
 /// A date format made of `%Y`, `%m` and `%d` (once each) and separators
-/// without digits, such as `%d/%m/%Y`. A date of exactly its shape, all
-/// digits where the format has numbers (`05/01/2026`), is read by position:
-/// chrono's parser reads the same numbers from it, far slower. Chrono still
-/// says which dates exist ([`NaiveDate::from_ymd_opt`]) and reads the dates
-/// of any other shape (`5/1/2026`).
+/// without digits, such as `%d/%m/%Y`, at most 16 bytes long. A date of
+/// exactly its shape, all digits where the format has numbers
+/// (`05/01/2026`), is read by position: chrono's parser reads the same
+/// numbers from it, far slower. Chrono still says which dates exist
+/// ([`NaiveDate::from_ymd_opt`]) and reads the dates of any other shape
+/// (`5/1/2026`).
 struct FixedDate {
-    /// Per byte of a date: `None` for a digit, else the separator's byte.
-    shape: Vec<Option<u8>>,
+    len: usize,
+    /// The shape as one number, a byte per byte of a date (the first the
+    /// lowest): 0xFF where the date has a digit, 0 elsewhere…
+    digits: u128,
+    /// …and where it does not, the separator's byte, then 0 past its end.
+    separators: u128,
     year: std::ops::Range<usize>,
     month: std::ops::Range<usize>,
     day: std::ops::Range<usize>,
 }
 
+/// A byte repeated across the 16 bytes of a `u128`.
+const fn every_byte(byte: u8) -> u128 {
+    u128::from_le_bytes([byte; 16])
+}
+
 impl FixedDate {
     fn new(items: &[chrono::format::Item]) -> Option<Self> {
         use chrono::format::{Item, Numeric};
-        let mut shape = Vec::new();
+        // Per byte of a date: `None` for a digit, else the separator's byte.
+        let mut shape: Vec<Option<u8>> = Vec::new();
         let (mut year, mut month, mut day) = (None, None, None);
         for item in items {
             let (place, width) = match item {
@@ -80,8 +91,18 @@ impl FixedDate {
             }
             shape.resize(shape.len() + width, None);
         }
+        let mut digits = [0; 16];
+        let mut separators = [0; 16];
+        for (i, byte) in shape.iter().enumerate() {
+            match byte {
+                None => *digits.get_mut(i)? = 0xFF,
+                Some(separator) => *separators.get_mut(i)? = *separator,
+            }
+        }
         Some(FixedDate {
-            shape,
+            len: shape.len(),
+            digits: u128::from_le_bytes(digits),
+            separators: u128::from_le_bytes(separators),
             year: year?,
             month: month?,
             day: day?,
@@ -91,19 +112,29 @@ impl FixedDate {
     /// The year, month and day of a date of this shape; None for another shape.
     fn fields(&self, s: &str) -> Option<(i32, u32, u32)> {
         let b = s.as_bytes();
-        let fits = b.len() == self.shape.len()
-            && b.iter()
-                .zip(&self.shape)
-                .all(|(c, expected)| match expected {
-                    None => c.is_ascii_digit(),
-                    Some(separator) => c == separator,
-                });
+        if b.len() != self.len {
+            return None;
+        }
+        // All the bytes are checked at once, as one number: every date of
+        // a feed is, and a byte at a time took ten times as long.
+        let mut padded = [0; 16];
+        padded[..b.len()].copy_from_slice(b);
+        let date = u128::from_le_bytes(padded);
+        let separators_fit = date & !self.digits == self.separators;
+        // The digits' places as they are, '0' in the others: then every byte
+        // is a digit, 0x30 to 0x39, when its high half is 3 and adding 6
+        // leaves it 3 (a byte of 0xFA or more, whose carry would spill into
+        // the next, already fails the first test).
+        let d = (date & self.digits) | (every_byte(b'0') & !self.digits);
+        let high = every_byte(0xF0);
+        let all_digits =
+            (d & high) | ((d.wrapping_add(every_byte(6)) & high) >> 4) == every_byte(0x33);
         let number = |r: &std::ops::Range<usize>| {
             b[r.clone()]
                 .iter()
                 .fold(0, |n, d| n * 10 + u32::from(d - b'0'))
         };
-        fits.then(|| {
+        (separators_fit && all_digits).then(|| {
             (
                 number(&self.year) as i32,
                 number(&self.month),
@@ -193,20 +224,40 @@ pub fn parse_amount(s: &str, decimal: char) -> Result<Decimal, String> {
     };
     let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
     let (whole, fraction) = unsigned.split_once(decimal).unwrap_or((unsigned, ""));
-    let digits = ungroup(whole, decimal).ok_or_else(invalid)?;
+    let separator = thousands_separator(whole, decimal).ok_or_else(invalid)?;
     // `1.2.3` is as unreadable as `abc`: say so the same way.
-    if !fraction.bytes().all(|b| b.is_ascii_digit()) || digits.is_empty() && fraction.is_empty() {
+    if !fraction.bytes().all(|b| b.is_ascii_digit()) || whole.is_empty() && fraction.is_empty() {
         return Err(invalid());
     }
     // Digits without separators, in a feed of decimal points, are parsed as given.
-    match digits {
-        Cow::Borrowed(_) if decimal == '.' => exact(s),
-        _ => {
-            let sign = if s.starts_with('-') { "-" } else { "" };
-            let point = if fraction.is_empty() { "" } else { "." };
-            exact(&format!("{sign}{digits}{point}{fraction}"))
-        }
+    if separator.is_none() && decimal == '.' {
+        return exact(s);
     }
+    let sign = if s.starts_with('-') { "-" } else { "" };
+    let point = if fraction.is_empty() { "" } else { "." };
+    // Without a separator, `whole` is one group whatever it is split by.
+    let groups = whole.split(separator.unwrap_or(decimal));
+    joined(
+        std::iter::once(sign).chain(groups).chain([point, fraction]),
+        exact,
+    )
+}
+
+/// `f` of the parts written one after the other: on the stack when they
+/// fit, as an amount does (a `String` per amount of a feed of decimal
+/// commas was a tenth of reading it).
+fn joined<'p, R>(parts: impl Iterator<Item = &'p str> + Clone, f: impl FnOnce(&str) -> R) -> R {
+    let mut buffer = [0; 64];
+    let mut len = 0;
+    for part in parts.clone() {
+        let Some(room) = buffer.get_mut(len..len + part.len()) else {
+            return f(&parts.collect::<String>());
+        };
+        room.copy_from_slice(part.as_bytes());
+        len += part.len();
+    }
+    // Whole strings one after the other are a string.
+    f(std::str::from_utf8(&buffer[..len]).expect("UTF-8 parts joined"))
 }
 
 /// Digits with at most one `.` among them, at least one digit.
@@ -222,12 +273,13 @@ fn plain_decimal(unsigned: &str) -> bool {
     digits > 0 && points <= 1
 }
 
-/// The digits of an amount's integer part without its thousands separators
-/// (see [`parse_amount`]); `None` unless every group after the first has
-/// exactly three digits, all split by the same separator.
-fn ungroup(whole: &str, decimal: char) -> Option<Cow<'_, str>> {
+/// The thousands separator of an amount's integer part (see
+/// [`parse_amount`]): `Some(None)` for digits alone, `None` unless every
+/// group after the first has exactly three digits, all split by the same
+/// separator.
+fn thousands_separator(whole: &str, decimal: char) -> Option<Option<char>> {
     let Some(separator) = whole.chars().find(|c| !c.is_ascii_digit()) else {
-        return Some(Cow::Borrowed(whole));
+        return Some(None);
     };
     let thousands = matches!(separator, ' ' | '\u{a0}' | '\u{202f}' | '\'')
         || (separator == '.' && decimal == ',');
@@ -237,7 +289,7 @@ fn ungroup(whole: &str, decimal: char) -> Option<Cow<'_, str>> {
         .next()
         .filter(|g| (1..=3).contains(&g.len()) && digits(g));
     (thousands && first.is_some() && groups.all(|g| g.len() == 3 && digits(g)))
-        .then(|| Cow::Owned(whole.replace(separator, "")))
+        .then_some(Some(separator))
 }
 
 #[cfg(test)]
@@ -288,6 +340,98 @@ mod tests {
             Err("expected a decimal number like 1234.56, found \"1.2.3\"".into())
         );
         assert!(parse_amount("", '.').is_err());
+    }
+
+    /// An amount longer than the stack's room is read the same way.
+    #[test]
+    fn long_amounts_in_a_feed_of_decimal_commas() {
+        let fraction = "1".repeat(28);
+        let (comma, point) = (format!("-0,{fraction}"), format!("-0.{fraction}"));
+        assert_eq!(parse_amount(&comma, ','), parse_amount(&point, '.'));
+        assert_eq!(parse_amount(&comma, ',').unwrap().to_string(), point);
+        let long = format!("1 000 000,{}", "5".repeat(60));
+        assert!(long.len() > 64);
+        assert_eq!(
+            parse_amount(&long, ','),
+            Err(format!(
+                "amount {long:?} cannot be read exactly: {}",
+                Decimal::from_str_exact(&format!("1000000.{}", "5".repeat(60))).unwrap_err()
+            ))
+        );
+    }
+
+    /// The fixed shape's check of all bytes at once, against a byte at a
+    /// time, and the dates read against chrono's, on texts made of a
+    /// shape's bytes and their near misses.
+    #[test]
+    fn dates_of_a_fixed_shape_are_read_as_chrono_reads_them() {
+        // What the shape reads: a date exactly as chrono writes it, year 0 to 9999.
+        fn byte_at_a_time(format: &str, s: &str) -> Option<(i32, u32, u32)> {
+            let date = chrono::NaiveDate::parse_from_str(s, format).ok()?;
+            (date.format(format).to_string() == s && date.year() >= 0)
+                .then(|| (date.year(), date.month(), date.day()))
+        }
+        use chrono::Datelike;
+        // Dates, then as many as two characters replaced by another, by
+        // nothing or by two: digits, separators and wider characters.
+        let pieces = [
+            "0", "1", "9", "/", "-", ".", "!", ":", "?", "", "\0", "a", "é", "٣", "😀", " ", "29",
+            "3/",
+        ];
+        let mut state = 7u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as usize
+        };
+        let formats = [
+            "%Y-%m-%d",
+            "%d/%m/%Y",
+            "%m/%d/%Y",
+            "%d.%m.%Y",
+            "%Y%m%d",
+            "%Y--%m--%d!!!!",
+            "%Y--%m--%d!!!!!",
+        ];
+        let mut dates = 0;
+        for format in formats {
+            let fixed = DateFormat::new(format).unwrap();
+            // A date is 2 bytes longer than its format: `%Y` is 4 digits.
+            assert_eq!(fixed.fixed.is_some(), format.len() + 2 <= 16, "{format}");
+            for _ in 0..40_000 {
+                let mut text = format
+                    .replace("%Y", &format!("{:04}", next() % 10_000))
+                    .replace("%m", &format!("{:02}", next() % 14))
+                    .replace("%d", &format!("{:02}", next() % 33));
+                for _ in 0..next() % 3 {
+                    let mut chars: Vec<String> = text.chars().map(String::from).collect();
+                    let at = next() % chars.len();
+                    chars[at] = pieces[next() % pieces.len()].to_string();
+                    text = chars.concat();
+                }
+                let read = parse_date(format, &text);
+                let chrono = chrono::NaiveDate::parse_from_str(&text, format).ok();
+                if let Some(fixed) = &fixed.fixed {
+                    let fields = fixed.fields(&text);
+                    if let Some((y, m, d)) = fields {
+                        assert_eq!(read, chrono::NaiveDate::from_ymd_opt(y, m, d), "{text:?}");
+                    }
+                    assert_eq!(
+                        fields.filter(|&(y, m, d)| chrono::NaiveDate::from_ymd_opt(y, m, d).is_some()),
+                        byte_at_a_time(format, &text),
+                        "{text:?} in {format}"
+                    );
+                }
+                if format == "%Y-%m-%d" {
+                    assert!(read.is_none() || read == chrono, "{text:?}");
+                } else {
+                    assert_eq!(read, chrono, "{text:?} in {format}");
+                }
+                dates += usize::from(read.is_some());
+            }
+        }
+        assert!(dates > 50_000, "{dates}");
     }
 
     #[test]
