@@ -28,7 +28,7 @@ impl Status {
     /// place: every row of a feed has one, and a lower-cased copy each cost
     /// an allocation.
     pub fn parse(s: &str) -> Option<Status> {
-        let s = s.trim();
+        let s = crate::text::trim(s);
         if s.is_empty() {
             return Some(Status::Open);
         }

@@ -113,9 +113,43 @@ pub fn weekday(date: NaiveDate) -> String {
     date.format("%a").to_string()
 }
 
+/// `s.trim()`, without decoding characters when `s` is empty or begins
+/// and ends with printable ASCII, as nearly every value of a feed does.
+pub(crate) fn trim(s: &str) -> &str {
+    // No whitespace: `char::is_whitespace` is ASCII's `\t`–`\r` and space.
+    let solid = |b: &u8| matches!(b, 0x21..=0x7e);
+    match s.as_bytes() {
+        [] => s,
+        [first, .., last] if solid(first) && solid(last) => s,
+        [only] if solid(only) => s,
+        _ => s.trim(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every text of up to four pieces, ASCII controls, spaces and wider
+    /// whitespace among them, is trimmed as `str::trim` trims it.
+    #[test]
+    fn trim_is_str_trim() {
+        let pieces = [
+            "a", "é", " ", "\t", "\n", "\u{b}", "\u{c}", "\r", "\0", "\u{1f}", "\u{7f}", "~", "!",
+            "\u{85}", "\u{a0}", "\u{3000}",
+        ];
+        let mut texts = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> = texts
+                .iter()
+                .flat_map(|t| pieces.iter().map(move |p| format!("{t}{p}")))
+                .collect();
+            texts.extend(longer);
+        }
+        for text in &texts {
+            assert_eq!(trim(text), text.trim(), "{text:?}");
+        }
+    }
 
     #[test]
     fn control_characters_are_escaped_and_clean_text_is_not_copied() {

@@ -17,6 +17,7 @@ use crate::diagnostics::{Location, Problem, quote};
 use crate::model::{
     BillTo, Extra, Invoice, InvoiceField, NumberHasher, Origin, Shared, Status, ThinSlice,
 };
+use crate::text::trim;
 
 // Each field's place among a row's values (its place in `InvoiceField::ALL`;
 // the worked-out fields' places stay empty): a row's values are read by
@@ -890,17 +891,6 @@ fn too_long(value: &str, max: usize) -> String {
         "longer than limits.field_chars ({max} characters): {}",
         quote(value)
     )
-}
-
-/// `s.trim()`, without decoding characters when `s` begins and ends with
-/// ASCII that is no whitespace, as nearly every value of a feed does.
-fn trim(s: &str) -> &str {
-    let solid = |b: &u8| b.is_ascii() && !char::from(*b).is_whitespace();
-    match s.as_bytes() {
-        [first, .., last] if solid(first) && solid(last) => s,
-        [only] if solid(only) => s,
-        _ => s.trim(),
-    }
 }
 
 /// How a column name is matched, to canonical names and to the feed's
