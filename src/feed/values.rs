@@ -256,8 +256,12 @@ fn joined<'p, R>(parts: impl Iterator<Item = &'p str> + Clone, f: impl FnOnce(&s
         room.copy_from_slice(part.as_bytes());
         len += part.len();
     }
-    // Whole strings one after the other are a string.
-    f(std::str::from_utf8(&buffer[..len]).expect("UTF-8 parts joined"))
+    // Whole strings one after the other are a string: the other arm is
+    // never taken.
+    match std::str::from_utf8(&buffer[..len]) {
+        Ok(text) => f(text),
+        Err(_) => f(&parts.collect::<String>()),
+    }
 }
 
 /// Digits with at most one `.` among them, at least one digit.
