@@ -68,9 +68,22 @@ pub fn group_token(customer: &str, template: &str, date: chrono::NaiveDate, firs
     token
 }
 
+/// Which bytes a token keeps as they are: ASCII letters and digits, `-`, `_`.
+/// A table, as a preview makes a token for each of a million rows.
+const PLAIN: [bool; 256] = {
+    let mut plain = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        plain[b] = byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_';
+        b += 1;
+    }
+    plain
+};
+
 /// Appends `part` with anything but letters, digits, `-` and `_` written `%XX`.
 fn escape_into(out: &mut String, part: &str) {
-    let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    let plain = |b: u8| PLAIN[usize::from(b)];
     if part.bytes().all(plain) {
         out.push_str(part);
         return;
@@ -1110,6 +1123,19 @@ mod tests {
         );
         assert_eq!(id("A/B c", "x").token(), "A%2FB%20c.std.x.2");
         assert_ne!(id("a.b", "c").token(), id("a", "b.c").token());
+        // Every character below 256 (é and ÿ as their two UTF-8 bytes).
+        for c in (0..=255u8).map(char::from) {
+            let plain = c.is_ascii_alphanumeric() || c == '-' || c == '_';
+            let escaped = match plain {
+                true => c.to_string(),
+                false => c.to_string().bytes().map(|b| format!("%{b:02X}")).collect(),
+            };
+            assert_eq!(
+                id(&format!("F{c}1"), "s").token(),
+                format!("F{escaped}1.std.s.2"),
+                "{c:?}"
+            );
+        }
     }
 
     #[test]
