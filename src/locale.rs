@@ -5,7 +5,10 @@ use rust_decimal::{Decimal, RoundingStrategy};
 
 /// Whether a message in `language` is written in French (`fr`, `fr-CA`…).
 pub fn is_french(language: &str) -> bool {
-    language.split('-').next() == Some("fr")
+    // Its first subtag, compared in place: a message asks for each amount and date.
+    language
+        .strip_prefix("fr")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
 }
 
 /// Writes a decimal the way a language does: French groups thousands with
@@ -21,8 +24,8 @@ pub fn format_number(value: Decimal, language: &str) -> String {
 /// written without a `String` of its own.
 fn push_number(out: &mut String, value: Decimal, french: bool) {
     let mut digits = [0u8; DIGITS];
-    let text = magnitude(value, &mut digits);
-    let (int, frac) = text.split_once('.').unwrap_or((&text, ""));
+    let (text, int) = magnitude(value, &mut digits);
+    let (int, frac) = (&text[..int], text.get(int + 1..).unwrap_or_default());
     out.reserve(text.len() + text.len() / 3 + 1);
     if value.is_sign_negative() && !value.is_zero() {
         out.push('-');
@@ -159,7 +162,7 @@ pub fn money(d: Decimal) -> String {
 /// amounts: `Display` took a fifth of their formatting.
 pub fn decimal_text(d: Decimal) -> String {
     let mut digits = [0u8; DIGITS];
-    let magnitude = magnitude(d, &mut digits);
+    let (magnitude, _) = magnitude(d, &mut digits);
     let mut out = String::with_capacity(magnitude.len() + 1);
     if d.is_sign_negative() {
         out.push('-');
@@ -174,31 +177,36 @@ const DIGITS: usize = 64;
 
 /// The text of `d`'s magnitude, as [`decimal_text`] writes it, in `buf`
 /// when its mantissa fits 64 bits (every amount of an invoice), else as
-/// `Display` writes it.
-fn magnitude(d: Decimal, buf: &mut [u8; DIGITS]) -> std::borrow::Cow<'_, str> {
-    let Ok(mut rest) = u64::try_from(d.mantissa().unsigned_abs()) else {
-        return std::borrow::Cow::Owned(d.abs().to_string());
+/// `Display` writes it; and the length of its integer part.
+fn magnitude(d: Decimal, buf: &mut [u8; DIGITS]) -> (std::borrow::Cow<'_, str>, usize) {
+    let Ok(mantissa) = u64::try_from(d.mantissa().unsigned_abs()) else {
+        let text = d.abs().to_string();
+        let int = text.find('.').unwrap_or(text.len());
+        return (std::borrow::Cow::Owned(text), int);
     };
     let scale = d.scale() as usize;
-    let mut start = buf.len();
-    let mut written = 0;
-    // From the last digit: the point after `scale` of them, and digits (zeros
-    // once the mantissa is spent) until there is one before the point.
-    loop {
-        if written == scale && scale > 0 {
-            start -= 1;
-            buf[start] = b'.';
+    let mut itoa = itoa::Buffer::new();
+    let digits = itoa.format(mantissa).as_bytes();
+    // Zeros before the mantissa's digits until there is one before the
+    // point (`0.05`), then the point after all but `scale` of them.
+    let zeros = (scale + 1).saturating_sub(digits.len());
+    let int = zeros + digits.len() - scale;
+    let mut len = 0;
+    let mut push = |byte: u8| {
+        if let Some(slot) = buf.get_mut(len) {
+            *slot = byte;
+            len += 1;
         }
-        start -= 1;
-        buf[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        written += 1;
-        if rest == 0 && written > scale {
-            break;
+    };
+    for (at, &digit) in std::iter::repeat_n(&b'0', zeros).chain(digits).enumerate() {
+        if at == int {
+            push(b'.');
         }
+        push(digit);
     }
     // Only ASCII digits and a point were written.
-    std::borrow::Cow::Borrowed(std::str::from_utf8(&buf[start..]).unwrap_or_default())
+    let text = std::str::from_utf8(&buf[..len]).unwrap_or_default();
+    (std::borrow::Cow::Borrowed(text), int)
 }
 
 /// An exact amount with at least cents, grouped the way `language` writes
@@ -270,6 +278,27 @@ mod tests {
             );
             let int = digits.split('.').next().unwrap_or_default().len();
             assert_eq!(english.matches(',').count(), (int - 1) / 3, "{d:?}");
+        }
+    }
+
+    /// French is a language whose first subtag is `fr`.
+    #[test]
+    fn french_is_fr_and_its_regions() {
+        for (language, french) in [
+            ("fr", true),
+            ("fr-CA", true),
+            ("fr-", true),
+            ("fry", false),
+            ("en", false),
+            ("en-fr", false),
+            ("", false),
+            ("f", false),
+        ] {
+            assert_eq!(is_french(language), french, "{language}");
+            assert_eq!(
+                is_french(language),
+                language.split('-').next() == Some("fr")
+            );
         }
     }
 
