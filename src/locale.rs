@@ -23,10 +23,10 @@ pub fn format_number(value: Decimal, language: &str) -> String {
 /// [`format_number`] onto the end of `out`: a message's every amount is
 /// written without a `String` of its own.
 fn push_number(out: &mut String, value: Decimal, french: bool) {
-    let mut digits = [0u8; DIGITS];
-    let (text, int) = magnitude(value, &mut digits);
-    let (int, frac) = (&text[..int], text.get(int + 1..).unwrap_or_default());
-    out.reserve(text.len() + text.len() / 3 + 1);
+    let (mut itoa, mut wide) = (itoa::Buffer::new(), String::new());
+    let magnitude = Magnitude::of(value, &mut itoa, &mut wide);
+    let int = magnitude.int;
+    out.reserve(int.len() + int.len() / 3 + magnitude.scale + 2);
     if value.is_sign_negative() && !value.is_zero() {
         out.push('-');
     }
@@ -41,10 +41,7 @@ fn push_number(out: &mut String, value: Decimal, french: bool) {
         out.push_str(&int[group..group + 3]);
         group += 3;
     }
-    if !frac.is_empty() {
-        out.push(if french { ',' } else { '.' });
-        out.push_str(frac);
-    }
+    magnitude.push_fraction(out, if french { ',' } else { '.' });
 }
 
 /// Formats money for a language: French groups with spaces and puts the
@@ -161,52 +158,72 @@ pub fn money(d: Decimal) -> String {
 /// `-` when it is negative (`-0.00` too). A preview writes a million
 /// amounts: `Display` took a fifth of their formatting.
 pub fn decimal_text(d: Decimal) -> String {
-    let mut digits = [0u8; DIGITS];
-    let (magnitude, _) = magnitude(d, &mut digits);
-    let mut out = String::with_capacity(magnitude.len() + 1);
+    let (mut itoa, mut wide) = (itoa::Buffer::new(), String::new());
+    let magnitude = Magnitude::of(d, &mut itoa, &mut wide);
+    let mut out = String::with_capacity(magnitude.int.len() + magnitude.scale + 2);
     if d.is_sign_negative() {
         out.push('-');
     }
-    out.push_str(&magnitude);
+    out.push_str(magnitude.int);
+    magnitude.push_fraction(&mut out, '.');
     out
 }
 
-/// Room for the magnitude of any decimal: 29 digits, a point, and the
-/// zeros of a fraction of scale 28.
-const DIGITS: usize = 64;
+/// A decimal's magnitude as `Display` writes it (`0.05`, `1234.50`), in
+/// parts taken from the digits of its mantissa: its integer part, then
+/// `scale` digits after the point, the first of them zeros the mantissa
+/// lacks (`0.05` is mantissa 5 with one zero). Written by the caller,
+/// grouped or not, without a copy of the text first.
+struct Magnitude<'d> {
+    int: &'d str,
+    scale: usize,
+    zeros: usize,
+    fraction: &'d str,
+}
 
-/// The text of `d`'s magnitude, as [`decimal_text`] writes it, in `buf`
-/// when its mantissa fits 64 bits (every amount of an invoice), else as
-/// `Display` writes it; and the length of its integer part.
-fn magnitude(d: Decimal, buf: &mut [u8; DIGITS]) -> (std::borrow::Cow<'_, str>, usize) {
-    let Ok(mantissa) = u64::try_from(d.mantissa().unsigned_abs()) else {
-        let text = d.abs().to_string();
-        let int = text.find('.').unwrap_or(text.len());
-        return (std::borrow::Cow::Owned(text), int);
-    };
-    let scale = d.scale() as usize;
-    let mut itoa = itoa::Buffer::new();
-    let digits = itoa.format(mantissa).as_bytes();
-    // Zeros before the mantissa's digits until there is one before the
-    // point (`0.05`), then the point after all but `scale` of them.
-    let zeros = (scale + 1).saturating_sub(digits.len());
-    let int = zeros + digits.len() - scale;
-    let mut len = 0;
-    let mut push = |byte: u8| {
-        if let Some(slot) = buf.get_mut(len) {
-            *slot = byte;
-            len += 1;
+impl<'d> Magnitude<'d> {
+    /// From `itoa`'s digits when the mantissa fits 64 bits (every amount of
+    /// an invoice), else from `Display`'s text, kept in `wide`.
+    fn of(d: Decimal, itoa: &'d mut itoa::Buffer, wide: &'d mut String) -> Self {
+        let scale = d.scale() as usize;
+        let Ok(mantissa) = u64::try_from(d.mantissa().unsigned_abs()) else {
+            *wide = d.abs().to_string();
+            let (int, fraction) = wide.split_once('.').unwrap_or((wide.as_str(), ""));
+            return Magnitude {
+                int,
+                scale,
+                zeros: scale.saturating_sub(fraction.len()),
+                fraction,
+            };
+        };
+        let digits = itoa.format(mantissa);
+        match digits.len().checked_sub(scale).filter(|&int| int > 0) {
+            Some(int) => {
+                let (int, fraction) = digits.split_at(int);
+                Magnitude {
+                    int,
+                    scale,
+                    zeros: 0,
+                    fraction,
+                }
+            }
+            None => Magnitude {
+                int: "0",
+                scale,
+                zeros: scale - digits.len(),
+                fraction: digits,
+            },
         }
-    };
-    for (at, &digit) in std::iter::repeat_n(&b'0', zeros).chain(digits).enumerate() {
-        if at == int {
-            push(b'.');
-        }
-        push(digit);
     }
-    // Only ASCII digits and a point were written.
-    let text = std::str::from_utf8(&buf[..len]).unwrap_or_default();
-    (std::borrow::Cow::Borrowed(text), int)
+
+    /// The point (`.` or `,`) and the fraction's digits, if it has any places.
+    fn push_fraction(&self, out: &mut String, point: char) {
+        if self.scale > 0 {
+            out.push(point);
+            (0..self.zeros).for_each(|_| out.push('0'));
+            out.push_str(self.fraction);
+        }
+    }
 }
 
 /// An exact amount with at least cents, grouped the way `language` writes

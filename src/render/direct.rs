@@ -815,7 +815,7 @@ impl<'a> Writer<'a> {
             Helper::Money => {
                 let amount = decimal(arg(0)?)?;
                 let currency = match args.get(1) {
-                    Some(c) => rendered(c)?.trim().to_ascii_uppercase(),
+                    Some(c) => Cow::Owned(rendered(c)?.trim().to_ascii_uppercase()),
                     None => self.root_invoice_currency(),
                 };
                 Val::Str(format_money(amount, &currency, language).into())
@@ -936,13 +936,13 @@ impl<'a> Writer<'a> {
     }
 
     /// The root invoice's currency, as `money` without a currency reads it.
-    fn root_invoice_currency(&self) -> String {
+    fn root_invoice_currency(&self) -> Cow<'a, str> {
         match self
             .field(Val::Object(Object::Root), &INVOICE)
             .and_then(|i| self.field(i, &CURRENCY))
         {
-            Ok(Val::Str(c)) => c.into_owned(),
-            _ => "EUR".to_string(),
+            Ok(Val::Str(c)) => c,
+            _ => Cow::Borrowed("EUR"),
         }
     }
 
