@@ -176,6 +176,7 @@ pub fn decimal_text(d: Decimal) -> String {
 /// grouped or not, without a copy of the text first.
 struct Magnitude<'d> {
     int: &'d str,
+    /// The places after the point: none, no point.
     scale: usize,
     zeros: usize,
     fraction: &'d str,
@@ -189,10 +190,11 @@ impl<'d> Magnitude<'d> {
         let Ok(mantissa) = u64::try_from(d.mantissa().unsigned_abs()) else {
             *wide = d.abs().to_string();
             let (int, fraction) = wide.split_once('.').unwrap_or((wide.as_str(), ""));
+            // As `Display` wrote it: its places are those it wrote.
             return Magnitude {
                 int,
-                scale,
-                zeros: scale.saturating_sub(fraction.len()),
+                scale: fraction.len(),
+                zeros: 0,
                 fraction,
             };
         };

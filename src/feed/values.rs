@@ -116,7 +116,7 @@ impl FixedDate {
             return None;
         }
         // All the bytes are checked at once, as one number: every date of
-        // a feed is, and a byte at a time took ten times as long.
+        // a feed is, and a byte at a time took several times as long.
         let mut padded = [0; 16];
         padded[..b.len()].copy_from_slice(b);
         let date = u128::from_le_bytes(padded);
@@ -245,7 +245,7 @@ pub fn parse_amount(s: &str, decimal: char) -> Result<Decimal, String> {
 
 /// `f` of the parts written one after the other: on the stack when they
 /// fit, as an amount does (a `String` per amount of a feed of decimal
-/// commas was a tenth of reading it).
+/// commas cost more than reading the amount).
 fn joined<'p, R>(parts: impl Iterator<Item = &'p str> + Clone, f: impl FnOnce(&str) -> R) -> R {
     let mut buffer = [0; 64];
     let mut len = 0;
