@@ -24,6 +24,9 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in the order the feeds' documentation lists them.
+    pub const ALL: [Status; 4] = [Status::Open, Status::Paid, Status::Void, Status::Disputed];
+
     /// A status in any case (`Paid`, `PAID`); empty is open. Compared in
     /// place: every row of a feed has one, and a lower-cased copy each cost
     /// an allocation.
@@ -32,7 +35,7 @@ impl Status {
         if s.is_empty() {
             return Some(Status::Open);
         }
-        [Status::Open, Status::Paid, Status::Void, Status::Disputed]
+        Status::ALL
             .into_iter()
             .find(|status| s.eq_ignore_ascii_case(status.as_str()))
     }

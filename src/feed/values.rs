@@ -364,13 +364,13 @@ mod tests {
         );
     }
 
-    /// The fixed shape's check of all bytes at once, against a byte at a
-    /// time, and the dates read against chrono's, on texts made of a
-    /// shape's bytes and their near misses.
+    /// The fixed shape's check of all bytes at once, against what chrono
+    /// reads and writes back unchanged, and the dates read against
+    /// chrono's, on dates of each shape and their near misses.
     #[test]
     fn dates_of_a_fixed_shape_are_read_as_chrono_reads_them() {
         // What the shape reads: a date exactly as chrono writes it, year 0 to 9999.
-        fn byte_at_a_time(format: &str, s: &str) -> Option<(i32, u32, u32)> {
+        fn written_back(format: &str, s: &str) -> Option<(i32, u32, u32)> {
             let date = chrono::NaiveDate::parse_from_str(s, format).ok()?;
             (date.format(format).to_string() == s && date.year() >= 0)
                 .then(|| (date.year(), date.month(), date.day()))
@@ -423,7 +423,7 @@ mod tests {
                     }
                     assert_eq!(
                         fields.filter(|&(y, m, d)| chrono::NaiveDate::from_ymd_opt(y, m, d).is_some()),
-                        byte_at_a_time(format, &text),
+                        written_back(format, &text),
                         "{text:?} in {format}"
                     );
                 }
