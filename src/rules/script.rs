@@ -14,7 +14,7 @@ use crate::config::Rates;
 use crate::diagnostics::{Location, Problem, Problems, files_with_extension, quote};
 use crate::model::{CustomerId, InvoiceField, InvoiceId, Ledger};
 use crate::money::{self, InterestError};
-use crate::rules::native::Native;
+use crate::rules::native::{MoneySum, Native};
 
 /// Words that make an expression's value change from one day to the next
 /// even when nothing else changes; the preview re-evaluates such expressions daily.
@@ -184,6 +184,8 @@ pub struct Scripts {
     defined_at: Vec<(String, Location)>,
     /// The config's rates, which the money functions read.
     rates: Rates,
+    /// Functions computed without the interpreter ([`MoneySum`]).
+    money_sums: Vec<(String, MoneySum)>,
 }
 
 fn sandboxed_engine(rates: &Rates) -> Engine {
@@ -438,6 +440,16 @@ impl Scripts {
         }
         let time_functions = functions_naming(&functions, &sources, &TIME_WORDS);
         let contact_functions = functions_naming(&functions, &sources, &[LAST_CONTACTED]);
+        // A library redefining a money rule (an error, reported above)
+        // would have Rhai call its version: then none is computed natively.
+        let redefines = library
+            .iter_functions()
+            .any(|f| BUILT_IN_FUNCTIONS.contains(&f.name));
+        let money_sums = functions
+            .iter()
+            .filter(|(_, arity, _)| *arity == 1 && !redefines)
+            .filter_map(|(name, _, _)| Some((name.clone(), MoneySum::of(&library, name)?)))
+            .collect();
         Scripts {
             engine,
             library,
@@ -446,6 +458,7 @@ impl Scripts {
             contact_functions,
             defined_at,
             rates: rates.clone(),
+            money_sums,
         }
     }
 
@@ -460,6 +473,7 @@ impl Scripts {
             contact_functions: Vec::new(),
             defined_at: Vec::new(),
             rates,
+            money_sums: Vec::new(),
         }
     }
 
@@ -540,6 +554,9 @@ impl Scripts {
         name: &str,
         args: &dyn Fn() -> Vec<Dynamic>,
     ) -> Result<Dynamic, ScriptError> {
+        if let Some(value) = self.money_sum(name, args) {
+            return Ok(value);
+        }
         let options = CallFnOptions::new().eval_ast(false);
         self.engine
             .call_fn_with_options::<Dynamic>(
@@ -577,6 +594,22 @@ impl Scripts {
                 };
                 self.error(&e, &Location::file(Path::new("rules")), Some(name), stopped)
             })
+    }
+
+    /// Function `name`'s value for `args` without the interpreter, when it
+    /// is a [`MoneySum`] called with an invoice and that computes.
+    fn money_sum(&self, name: &str, args: &dyn Fn() -> Vec<Dynamic>) -> Option<Dynamic> {
+        let (_, sum) = self.money_sums.iter().find(|(n, _)| n == name)?;
+        let [invoice] = args().try_into().ok()?;
+        let view = invoice.read_lock::<InvoiceView>()?;
+        let tags = view.ledger.customer(view.index).tags.iter().map(|t| &**t);
+        let value = sum.value(
+            &view.ledger.invoices[view.index],
+            tags,
+            view.today,
+            &self.rates,
+        )?;
+        Some(Dynamic::from(value))
     }
 
     /// Where a script stopped by the sandbox (an endless loop, a recursion
@@ -1094,6 +1127,137 @@ mod tests {
         // Nor is an expression that reads the invoice read natively.
         let mixed = "customer.open_count > 1 && invoice.amount > 1";
         assert_eq!(native("", mixed), None);
+    }
+
+    /// Script functions computed natively ([`MoneySum`]) give what Rhai
+    /// gives, on invoices of every kind (paid in part, due or not, large
+    /// enough to overflow, of consumers) with and without a configured
+    /// rate; other shapes, and every function of a library redefining a
+    /// money rule, are left to Rhai.
+    #[test]
+    fn money_sums_compute_as_rhai_does() {
+        let mut next = {
+            let mut state = 0x2545_f491_4f6c_dd1d_u64;
+            move |n: u64| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                (state >> 33) % n
+            }
+        };
+        let huge = Decimal::MAX - Decimal::ONE;
+        let invoices: Vec<_> = (0..300)
+            .map(|i| {
+                let due =
+                    date("2026-12-01") + chrono::Days::new(next(400)) - chrono::Days::new(200);
+                let mut inv = invoice(&format!("F{i}"), &format!("C{}", i % 11), "2026-11-01", "1");
+                inv.due_date = due;
+                inv.amount = match next(10) {
+                    0 => huge,
+                    _ => Decimal::new(next(5_000_000) as i64, next(3) as u32),
+                };
+                inv.amount_paid = match next(3) {
+                    0 => inv.amount / Decimal::from(2 + next(3)),
+                    _ => Decimal::ZERO,
+                };
+                inv
+            })
+            .collect();
+        let mut ledger = Ledger::new(invoices);
+        for c in &mut ledger.customers {
+            c.tags = match next(3) {
+                0 => vec!["b2c".into()],
+                _ => vec!["key-account".into()],
+            };
+        }
+        let ledger = Arc::new(ledger);
+        let today = date("2026-12-01");
+        let shipped = include_str!("../../rules/interest.rhai");
+        let sums = [
+            (shipped, "total_claimed"),
+            ("fn f(i) { i.amount - i.amount_paid - 0.01 }", "f"),
+            (
+                "fn f(i) { (i.amount_due - 10.0) + recovery_indemnity(i) }",
+                "f",
+            ),
+            (
+                "fn f(i) { i.amount_due + (late_interest(i, 8.5) - 1.25) }",
+                "f",
+            ),
+            ("fn f(i) { i.amount_due + i.amount_due + i.amount }", "f"),
+            ("fn g(i) { 2.5 }\nfn f(i) { g(i) }", "g"),
+            // Rhai's parse of it is the body: `return` at its end is dropped.
+            ("fn f(i) { return i.amount_due - 0.5; }", "f"),
+        ];
+        for rate in [Some("12.15"), None] {
+            for (library, name) in sums {
+                let (dir, s, p) = scripts_with_rates(library, &rates(rate, "40"));
+                assert!(p.is_empty(), "{p:?}");
+                assert_eq!(s.money_sums.len(), 1, "{library}");
+                let mut rhai =
+                    Scripts::load(dir.path(), &rates(rate, "40"), 1 << 20, &mut p.clone());
+                rhai.money_sums.clear();
+                let mut native = 0;
+                for index in (0..ledger.invoices.len()).map(InvoiceId::new) {
+                    let args = || {
+                        let ledger = ledger.clone();
+                        vec![Dynamic::from(InvoiceView {
+                            ledger,
+                            index,
+                            today,
+                        })]
+                    };
+                    let by_rhai = rhai.call(name, &args).map(|v| v.as_decimal().unwrap());
+                    if let Some(value) = s.money_sum(name, &args) {
+                        native += 1;
+                        assert_eq!(Ok(value.as_decimal().unwrap()), by_rhai, "{library}");
+                    }
+                    let called = s.call(name, &args).map(|v| v.as_decimal().unwrap());
+                    assert_eq!(called, by_rhai, "{library} for {index:?}");
+                }
+                // Most invoices are computed natively.
+                assert!(
+                    native > 200 || (rate.is_none() && library.contains("rates.")),
+                    "{library}: {native}"
+                );
+                // A customer is not an invoice: left to Rhai, which says so.
+                let customer = || {
+                    let ledger = ledger.clone();
+                    vec![Dynamic::from(CustomerView {
+                        ledger,
+                        index: 0,
+                        today,
+                        last_contacted: None,
+                    })]
+                };
+                assert!(s.money_sum(name, &customer).is_none());
+                assert_eq!(
+                    s.call(name, &customer).map(|v| v.to_string()),
+                    rhai.call(name, &customer).map(|v| v.to_string())
+                );
+            }
+        }
+        for library in [
+            "fn f(i) { i.amount_due * 2.0 }",
+            "fn f(i) { i.amount_due + 1 }",
+            "fn f(i) { late_interest(i, 8) }",
+            "fn f(i) { let x = i.amount_due; x }",
+            "fn f(i, j) { i.amount_due }",
+            "fn f(i) { if i.amount_due > 0.0 { i.amount_due } else { 0.0 } }",
+            "fn f(i) { i.days_overdue + 1.0 }",
+            "fn f(i) { rates.recovery_indemnity + i.amount }",
+            "fn f(i) { i.amount_due; 0.0 }",
+            "fn f(rates) { late_interest(rates, rates.late_interest_annual) }",
+        ] {
+            let (_d, s, p) = scripts_with(library);
+            assert!(p.is_empty(), "{library}: {p:?}");
+            assert!(s.money_sums.is_empty(), "{library}");
+        }
+        let (_d, s, p) = scripts_with(
+            "fn recovery_indemnity(i) { 0.0 }\nfn f(i) { i.amount_due + recovery_indemnity(i) }",
+        );
+        assert!(!p.is_empty());
+        assert!(s.money_sums.is_empty());
     }
 
     #[test]
