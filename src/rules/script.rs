@@ -1036,20 +1036,24 @@ mod tests {
         );
     }
 
+    /// Numbers below `n`, each from the last: a test's generated data is
+    /// the same on every run.
+    fn below(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut state = seed;
+        move |n: u64| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            (state >> 33) % n
+        }
+    }
+
     /// What Rhai says of each generated customer, the native evaluation
     /// says too, for every shape it reads (numbers of both kinds compared
     /// both ways, texts, tags, negations, precedence).
     #[test]
     fn native_expressions_decide_as_rhai_does() {
-        let mut next = {
-            let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-            move |n: u64| {
-                state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1);
-                (state >> 33) % n
-            }
-        };
+        let mut next = below(0x9e37_79b9_7f4a_7c15_u64);
         let tags = ["key-account", "b2c", "vip", "Key-Account", ""];
         let invoices: Vec<_> = (0..400)
             .map(|i| invoice(&format!("F{i}"), &format!("C{}", i % 7), "2026-11-01", "1"))
@@ -1136,15 +1140,7 @@ mod tests {
     /// money rule, are left to Rhai.
     #[test]
     fn money_sums_compute_as_rhai_does() {
-        let mut next = {
-            let mut state = 0x2545_f491_4f6c_dd1d_u64;
-            move |n: u64| {
-                state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1);
-                (state >> 33) % n
-            }
-        };
+        let mut next = below(0x2545_f491_4f6c_dd1d_u64);
         let huge = Decimal::MAX - Decimal::ONE;
         let invoices: Vec<_> = (0..300)
             .map(|i| {
