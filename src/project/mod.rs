@@ -2064,20 +2064,20 @@ fn first_escape(bytes: &[u8]) -> Option<usize> {
 }
 
 /// Whether JSON escapes `byte`: a control character, a quote or a backslash.
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
 fn escaped(byte: u8) -> bool {
     byte < 0x20 || byte == b'"' || byte == b'\\'
 }
 
 /// The bytes of `chunk` JSON escapes, a bit each (the lowest for its first
 /// byte): three comparisons of all sixteen at once.
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 fn escapes(chunk: &[u8; 16]) -> u32 {
     use std::arch::x86_64::{
         _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
         _mm_set1_epi8,
     };
-    // SAFETY: SSE2 is in every x86_64 processor (the target's baseline),
+    // SAFETY: SSE2 is enabled for this target (the x86_64 baseline),
     // and the unaligned load reads the sixteen bytes of `chunk`.
     let mask = unsafe {
         let x = _mm_loadu_si128(chunk.as_ptr().cast());
@@ -2090,13 +2090,13 @@ fn escapes(chunk: &[u8; 16]) -> u32 {
     mask as u32
 }
 
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 fn escapes(chunk: &[u8; 16]) -> u32 {
     escapes_bytewise(chunk)
 }
 
 /// [`escapes`], a byte at a time.
-#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
 fn escapes_bytewise(chunk: &[u8; 16]) -> u32 {
     (0..16).fold(0, |mask, i| mask | u32::from(escaped(chunk[i])) << i)
 }
