@@ -1221,6 +1221,11 @@ impl Ledger {
     pub fn customer(&self, invoice: InvoiceId) -> &Customer {
         &self.customers[self.customer_index(invoice)]
     }
+
+    /// The tags of the customer `invoice` bills, as the money rules read them.
+    pub fn customer_tags(&self, invoice: InvoiceId) -> impl Iterator<Item = &str> {
+        self.customer(invoice).tags.iter().map(|t| &**t)
+    }
 }
 
 /// Asks the processor to start reading `value` into its cache (each of

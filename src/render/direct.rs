@@ -862,7 +862,7 @@ impl<'a> Writer<'a> {
                     return Err(Other);
                 };
                 let index = line.map_or(data.lines[0].invoice, |i| data.lines[i].invoice);
-                let tags = data.ledger.customer(index).tags.iter().map(|t| &**t);
+                let tags = data.ledger.customer_tags(index);
                 amount(crate::money::recovery_indemnity(
                     data.scripts.rates().recovery_indemnity,
                     tags,

@@ -270,8 +270,7 @@ fn sandboxed_engine(rates: &Rates) -> Engine {
     );
     let indemnity = rates.recovery_indemnity;
     engine.register_fn("recovery_indemnity", move |v: &mut InvoiceView| {
-        let tags = v.ledger.customer(v.index).tags.iter();
-        money::recovery_indemnity(indemnity, tags.map(|t| &**t))
+        money::recovery_indemnity(indemnity, v.ledger.customer_tags(v.index))
     });
     // `rates` is the same for every expression and function: a constant of
     // the engine rather than a variable set for each invoice.
@@ -445,11 +444,14 @@ impl Scripts {
         let redefines = library
             .iter_functions()
             .any(|f| BUILT_IN_FUNCTIONS.contains(&f.name));
-        let money_sums = functions
-            .iter()
-            .filter(|(_, arity, _)| *arity == 1 && !redefines)
-            .filter_map(|(name, _, _)| Some((name.clone(), MoneySum::of(&library, name)?)))
-            .collect();
+        let money_sums = match redefines {
+            true => Vec::new(),
+            false => functions
+                .iter()
+                .filter(|(_, arity, _)| *arity == 1)
+                .filter_map(|(name, _, _)| Some((name.clone(), MoneySum::of(&library, name)?)))
+                .collect(),
+        };
         Scripts {
             engine,
             library,
@@ -603,7 +605,7 @@ impl Scripts {
         let (_, sum) = self.money_sums.iter().find(|(n, _)| n == name)?;
         let [invoice] = args().try_into().ok()?;
         let view = invoice.read_lock::<InvoiceView>()?;
-        let tags = view.ledger.customer(view.index).tags.iter().map(|t| &**t);
+        let tags = view.ledger.customer_tags(view.index);
         let value = sum.value(
             &view.ledger.invoices[view.index],
             tags,
