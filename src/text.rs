@@ -127,8 +127,30 @@ pub(crate) fn trim(s: &str) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// `count` texts of up to `longest` pieces each, taken at random from
+    /// `pieces` (the same texts on every run).
+    pub(crate) fn random_texts<'p>(
+        pieces: &'p [&str],
+        longest: u64,
+        count: usize,
+    ) -> impl Iterator<Item = String> + 'p {
+        // A small linear congruential generator.
+        let mut state = 3u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state >> 33
+        };
+        (0..count).map(move |_| {
+            (0..next() % (longest + 1))
+                .map(|_| pieces[next() as usize % pieces.len()])
+                .collect()
+        })
+    }
 
     /// Every text of up to four pieces, ASCII controls, spaces and wider
     /// whitespace among them, is trimmed as `str::trim` trims it.

@@ -117,9 +117,7 @@ impl FixedDate {
         }
         // All the bytes are checked at once, as one number: every date of
         // a feed is, and a byte at a time took several times as long.
-        let mut padded = [0; 16];
-        padded[..b.len()].copy_from_slice(b);
-        let date = u128::from_le_bytes(padded);
+        let date = load_le(b);
         let separators_fit = date & !self.digits == self.separators;
         // The digits' places as they are, '0' in the others: then every byte
         // is a digit, 0x30 to 0x39, when its high half is 3 and adding 6
@@ -129,10 +127,11 @@ impl FixedDate {
         let high = every_byte(0xF0);
         let all_digits =
             (d & high) | ((d.wrapping_add(every_byte(6)) & high) >> 4) == every_byte(0x33);
+        // Read from the number too: every byte of it is a digit by now.
+        let digits = d.to_le_bytes();
         let number = |r: &std::ops::Range<usize>| {
-            b[r.clone()]
-                .iter()
-                .fold(0, |n, d| n * 10 + u32::from(d - b'0'))
+            let digits = digits.get(r.clone()).unwrap_or_default();
+            digits.iter().fold(0, |n, d| n * 10 + u32::from(d & 0x0F))
         };
         (separators_fit && all_digits).then(|| {
             (
@@ -141,6 +140,26 @@ impl FixedDate {
                 number(&self.day),
             )
         })
+    }
+}
+
+/// The bytes of `b` (at most 16) as one little-endian number, zero past
+/// its end: from two overlapping eight-byte reads when it has eight bytes
+/// or more, as a date has (a copy into a buffer was a call to `memcpy`).
+fn load_le(b: &[u8]) -> u128 {
+    match (b.first_chunk::<8>(), b.last_chunk::<8>()) {
+        (Some(first), Some(last)) if b.len() <= 16 => {
+            // The last eight bytes moved down past those the first read has.
+            let past = (16 - b.len()) as u32 * 8;
+            let rest = u64::from_le_bytes(*last).checked_shr(past).unwrap_or(0);
+            u128::from(u64::from_le_bytes(*first)) | u128::from(rest) << 64
+        }
+        _ => {
+            let mut padded = [0; 16];
+            let n = b.len().min(16);
+            padded[..n].copy_from_slice(&b[..n]);
+            u128::from_le_bytes(padded)
+        }
     }
 }
 
@@ -200,15 +219,35 @@ pub(super) fn json_amount(number: &str, decimal: char) -> String {
 /// rather than silently read as 123456 or 15. With `.` a comma is refused
 /// rather than guessed (is `1,5` one and a half or fifteen?).
 pub fn parse_amount(s: &str, decimal: char) -> Result<Decimal, String> {
-    let exact = |text: &str| {
-        Decimal::from_str_exact(text)
-            .map_err(|e| format!("amount {} cannot be read exactly: {e}", quote(s)))
-    };
-    // The common case, `1234.56` in a feed of decimal points, is read as it
-    // is in one pass over its bytes: what the checks below would accept.
-    if decimal == '.' && plain_decimal(s.strip_prefix(['-', '+']).unwrap_or(s)) {
-        return exact(s);
+    // The common cases, `1234.56` in a feed of decimal points and `1234,56`
+    // in one of decimal commas, are found in one pass over their bytes:
+    // what [`amount_in_full`] accepts, read as it reads it.
+    let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
+    if !plain_decimal(unsigned, decimal) {
+        return amount_in_full(s, decimal);
     }
+    if decimal == '.' {
+        return exactly(s, s);
+    }
+    let (whole, fraction) = unsigned.split_once(decimal).unwrap_or((unsigned, ""));
+    let sign = if s.starts_with('-') { "-" } else { "" };
+    let point = if fraction.is_empty() { "" } else { "." };
+    joined([sign, whole, point, fraction].into_iter(), |text| {
+        exactly(text, s)
+    })
+}
+
+/// `text`, the amount `s` as rust_decimal reads it, as an exact decimal.
+fn exactly(text: &str, s: &str) -> Result<Decimal, String> {
+    Decimal::from_str_exact(text)
+        .map_err(|e| format!("amount {} cannot be read exactly: {e}", quote(s)))
+}
+
+/// [`parse_amount`], every rule checked in turn.
+#[inline(never)]
+fn amount_in_full(s: &str, decimal: char) -> Result<Decimal, String> {
+    let exact = |text: &str| exactly(text, s);
+    let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
     if decimal == '.' && s.contains(',') {
         return Err(format!(
             "expected a decimal number like 1234.56, found {} (for amounts written 1 234,56 set `decimal: \",\"` on this feed)",
@@ -222,7 +261,6 @@ pub fn parse_amount(s: &str, decimal: char) -> Result<Decimal, String> {
             quote(s)
         )
     };
-    let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
     let (whole, fraction) = unsigned.split_once(decimal).unwrap_or((unsigned, ""));
     let separator = thousands_separator(whole, decimal).ok_or_else(invalid)?;
     // `1.2.3` is as unreadable as `abc`: say so the same way.
@@ -264,13 +302,13 @@ fn joined<'p, R>(parts: impl Iterator<Item = &'p str> + Clone, f: impl FnOnce(&s
     }
 }
 
-/// Digits with at most one `.` among them, at least one digit.
-fn plain_decimal(unsigned: &str) -> bool {
+/// Digits with at most one `decimal` separator among them, at least one digit.
+fn plain_decimal(unsigned: &str, decimal: char) -> bool {
     let (mut digits, mut points) = (0, 0);
     for byte in unsigned.bytes() {
         match byte {
             b'0'..=b'9' => digits += 1,
-            b'.' => points += 1,
+            _ if char::from(byte) == decimal => points += 1,
             _ => return false,
         }
     }
@@ -299,6 +337,18 @@ fn thousands_separator(whole: &str, decimal: char) -> Option<Option<char>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Text of any length up to sixteen bytes is the number its bytes
+    /// make, zero past its end.
+    #[test]
+    fn text_is_loaded_as_its_bytes_padded_with_zeros() {
+        let text: Vec<u8> = (1..=16).collect();
+        for len in 0..=16 {
+            let mut padded = [0; 16];
+            padded[..len].copy_from_slice(&text[..len]);
+            assert_eq!(load_le(&text[..len]), u128::from_le_bytes(padded), "{len}");
+        }
+    }
 
     #[test]
     fn language_tags_get_their_canonical_case() {
@@ -436,6 +486,22 @@ mod tests {
             }
         }
         assert!(dates > 50_000, "{dates}");
+    }
+
+    /// Amounts read by the quick path are read as checking every rule reads them.
+    #[test]
+    fn plain_amounts_are_read_as_every_rule_reads_them() {
+        const PIECES: [&str; 10] = ["0", "1", "9", "5", ",", ".", "-", "+", " ", "'"];
+        let mut plain = 0;
+        for text in crate::text::tests::random_texts(&PIECES, 9, 20_000) {
+            for decimal in ['.', ','] {
+                let unsigned = text.strip_prefix(['-', '+']).unwrap_or(&text);
+                plain += usize::from(plain_decimal(unsigned, decimal));
+                let full = amount_in_full(&text, decimal);
+                assert_eq!(parse_amount(&text, decimal), full, "{text:?} {decimal}");
+            }
+        }
+        assert!(plain > 2_000, "{plain}");
     }
 
     #[test]

@@ -519,6 +519,7 @@ pub struct Prepared<'a> {
     data: &'a MessageData<'a>,
     root_discount: Option<Discount>,
     statement: Option<Statement>,
+    root_currency: Cow<'a, str>,
 }
 
 impl<'a> Prepared<'a> {
@@ -535,6 +536,7 @@ impl<'a> Prepared<'a> {
                 .parts
                 .has(Parts::STATEMENT)
                 .then(|| Statement::of(data)),
+            root_currency: Writer::plain(data).root_invoice_currency(),
         }
     }
 }
@@ -548,6 +550,7 @@ impl Program {
             root_discount: prepared.root_discount.as_ref(),
             statement: prepared.statement.as_ref(),
             html,
+            root_currency: &prepared.root_currency,
         };
         let lines = prepared.data.lines.len();
         let mut out = String::with_capacity(self.text * 5 / 4 + self.each_text * lines * 3 / 2);
@@ -566,9 +569,25 @@ struct Writer<'a> {
     root_discount: Option<&'a Discount>,
     statement: Option<&'a Statement>,
     html: bool,
+    /// The currency `money` writes an amount in when given none, as
+    /// [`Writer::root_invoice_currency`] finds it: once per message, not
+    /// once per amount.
+    root_currency: &'a str,
 }
 
 impl<'a> Writer<'a> {
+    /// A writer of text (not HTML) without the root's discount and the
+    /// statement: enough to read the root invoice's fields.
+    fn plain(data: &'a MessageData<'a>) -> Self {
+        Writer {
+            data,
+            root_discount: None,
+            statement: None,
+            html: false,
+            root_currency: "",
+        }
+    }
+
     fn write(
         &self,
         nodes: &'a [Node],
@@ -816,7 +835,7 @@ impl<'a> Writer<'a> {
                 let amount = decimal(arg(0)?)?;
                 let currency = match args.get(1) {
                     Some(c) => Cow::Owned(rendered(c)?.trim().to_ascii_uppercase()),
-                    None => self.root_invoice_currency(),
+                    None => Cow::Borrowed(self.root_currency),
                 };
                 Val::Str(format_money(amount, &currency, language).into())
             }
@@ -1147,7 +1166,7 @@ mod tests {
             "<", ">", "\"", "&", "'", "`", "=", "a", "é", "€", " ", "&amp;",
         ];
         let mut out = String::from("kept ");
-        for text in crate::render::tests::random_texts(&PIECES, 12, 5_000) {
+        for text in crate::text::tests::random_texts(&PIECES, 12, 5_000) {
             out.truncate("kept ".len());
             push_escaped(&mut out, &text);
             assert_eq!(

@@ -532,24 +532,40 @@ fn one_line(text: String) -> String {
 
 /// Whether [`one_line`] leaves `text` as it is: no whitespace but single
 /// spaces between words. The whitespace beyond ASCII (U+0085, U+00A0,
-/// U+1680, U+2000–U+3000) all starts with one of four bytes: only when one
-/// is there are the characters looked at. The bytes are tested without
-/// stopping at the first line end, which lets the compiler test many at once.
+/// U+1680, U+2000–U+3000) all starts with one of four bytes, which also
+/// start much that is not whitespace (`—`, `€`, `°`): only the characters
+/// starting with one are looked at, not every character of the text. The
+/// bytes are tested without stopping at the first line end, which lets the
+/// compiler test many at once.
 fn is_one_line(text: &str) -> bool {
     let bytes = text.as_bytes();
     // Bytes, not bools: the compiler tests those 16 at a time.
-    let (mut line_end, mut wide) = (0u8, 0u8);
+    let (mut line_end, mut wide, mut double) = (0u8, 0u8, 0u8);
     for &byte in bytes {
         // `\t`, `\n`, vertical tab, form feed, `\r`.
         line_end |= u8::from(byte.wrapping_sub(b'\t') < 5);
         wide |= u8::from(byte == 0xc2 || byte.wrapping_sub(0xe1) < 3);
     }
-    let wide = wide != 0;
+    for (&a, &b) in bytes.iter().zip(bytes.iter().skip(1)) {
+        double |= u8::from(a == b' ') & u8::from(b == b' ');
+    }
     line_end == 0
+        && double == 0
         && bytes.first() != Some(&b' ')
         && bytes.last() != Some(&b' ')
-        && memchr::memmem::find(bytes, b"  ").is_none()
-        && !(wide && text.chars().any(|c| !c.is_ascii() && c.is_whitespace()))
+        && (wide == 0 || !has_wide_whitespace(text))
+}
+
+/// Whether `text` holds whitespace beyond ASCII: the characters starting
+/// with the four bytes it starts with are decoded, found a run of bytes at
+/// a time (those bytes never continue a character: each starts one).
+fn has_wide_whitespace(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let starts =
+        memchr::memchr3_iter(0xc2, 0xe2, 0xe3, bytes).chain(memchr::memchr_iter(0xe1, bytes));
+    starts
+        .filter_map(|at| text.get(at..).and_then(|rest| rest.chars().next()))
+        .any(char::is_whitespace)
 }
 
 fn subject_key(name: &str) -> String {
@@ -918,38 +934,17 @@ mod tests {
 
     use super::*;
 
-    /// `count` texts of up to `longest` pieces each, taken at random from
-    /// `pieces` (the same texts on every run).
-    pub(super) fn random_texts<'p>(
-        pieces: &'p [&str],
-        longest: u64,
-        count: usize,
-    ) -> impl Iterator<Item = String> + 'p {
-        // A small linear congruential generator.
-        let mut state = 3u64;
-        let mut next = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            state >> 33
-        };
-        (0..count).map(move |_| {
-            (0..next() % (longest + 1))
-                .map(|_| pieces[next() as usize % pieces.len()])
-                .collect()
-        })
-    }
-
     /// A subject is its words joined by single spaces, whatever whitespace
     /// (ASCII or wider) it holds, and is kept as it is when it already is.
     #[test]
     fn subjects_are_folded_onto_one_line() {
-        const PIECES: [&str; 16] = [
+        const PIECES: [&str; 20] = [
             "a", " ", "  ", "\t", "\n", "\r\n", "\u{b}", "\u{85}", "\u{a0}", "\u{1680}",
-            "\u{2003}", "\u{3000}", "é", "€", "\u{200b}", "\u{1c}",
+            "\u{2003}", "\u{3000}", "é", "€", "\u{200b}", "\u{1c}", "\u{202f}", "\u{2028}", "—",
+            "°",
         ];
         let mut kept = 0;
-        for text in random_texts(&PIECES, 8, 20_000) {
+        for text in crate::text::tests::random_texts(&PIECES, 8, 20_000) {
             let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
             kept += usize::from(words == text);
             assert_eq!(is_one_line(&text), words == text, "{text:?}");

@@ -310,6 +310,9 @@ pub fn write_preview(
     } else {
         (WINDOW, CHUNK)
     };
+    // The bytes a JSON row took in the last window, a quarter more: a
+    // chunk's buffer sized from it is not grown (and copied) as it fills.
+    let mut row_bytes = 1024;
     for (w, window) in plan.chunks(size).enumerate() {
         let base = w * size;
         let opened: Vec<(usize, (Message, Vec<u8>))> = (base..base + window.len())
@@ -351,7 +354,7 @@ pub fn write_preview(
                     // Each row written as it is made; a grouped message's
                     // shared text written once, and spliced into each of
                     // its rows as the chunk is written out.
-                    let mut out = Vec::with_capacity(chunk.len() * 1024);
+                    let mut out = Vec::with_capacity(chunk.len() * row_bytes);
                     let mut splices = Vec::new();
                     let ledger = &project.ledger;
                     for (k, p, group) in shown_rows {
@@ -387,6 +390,9 @@ pub fn write_preview(
                 Ok(part)
             })
             .collect();
+        let bytes = parts.iter().flatten().map(|p| p.bytes.len()).sum::<usize>();
+        row_bytes = (bytes / window.len()).saturating_mul(5) / 4;
+        row_bytes = row_bytes.clamp(256, 1 << 16);
         for part in parts {
             let part = part?;
             let opens = !written && format == Format::Json && !part.bytes.is_empty();
