@@ -576,8 +576,10 @@ struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
-    /// A writer of text (not HTML) without the root's discount and the
-    /// statement: enough to read the root invoice's fields.
+    /// A writer of text (not HTML) without the root's discount, the
+    /// statement and the root currency: only for finding that currency
+    /// ([`Prepared::of`]), which reads the root invoice's fields alone. A
+    /// `money` helper it wrote would have no currency.
     fn plain(data: &'a MessageData<'a>) -> Self {
         Writer {
             data,

@@ -531,12 +531,12 @@ fn one_line(text: String) -> String {
 }
 
 /// Whether [`one_line`] leaves `text` as it is: no whitespace but single
-/// spaces between words. The whitespace beyond ASCII (U+0085, U+00A0,
-/// U+1680, U+2000–U+3000) all starts with one of four bytes, which also
-/// start much that is not whitespace (`—`, `€`, `°`): only the characters
-/// starting with one are looked at, not every character of the text. The
-/// bytes are tested without stopping at the first line end, which lets the
-/// compiler test many at once.
+/// spaces between words. Whitespace beyond ASCII (U+0085, U+00A0, U+1680,
+/// U+2000–U+200A, U+2028, U+2029, U+202F, U+205F, U+3000) all starts with
+/// one of four bytes, which also start much that is not whitespace (`—`,
+/// `€`, `°`): only when one is there are characters decoded, and only
+/// those it starts. The bytes are tested without stopping at the first
+/// line end, which lets the compiler test many at once.
 fn is_one_line(text: &str) -> bool {
     let bytes = text.as_bytes();
     // Bytes, not bools: the compiler tests those 16 at a time.
@@ -556,9 +556,9 @@ fn is_one_line(text: &str) -> bool {
         && (wide == 0 || !has_wide_whitespace(text))
 }
 
-/// Whether `text` holds whitespace beyond ASCII: the characters starting
-/// with the four bytes it starts with are decoded, found a run of bytes at
-/// a time (those bytes never continue a character: each starts one).
+/// Whether `text` holds whitespace beyond ASCII. Only a character whose
+/// first byte is 0xC2, 0xE1, 0xE2 or 0xE3 can be: `memchr` finds those
+/// bytes, which never continue a character, so each starts one.
 fn has_wide_whitespace(text: &str) -> bool {
     let bytes = text.as_bytes();
     let starts =
@@ -938,10 +938,10 @@ mod tests {
     /// (ASCII or wider) it holds, and is kept as it is when it already is.
     #[test]
     fn subjects_are_folded_onto_one_line() {
-        const PIECES: [&str; 20] = [
+        const PIECES: [&str; 24] = [
             "a", " ", "  ", "\t", "\n", "\r\n", "\u{b}", "\u{85}", "\u{a0}", "\u{1680}",
             "\u{2003}", "\u{3000}", "é", "€", "\u{200b}", "\u{1c}", "\u{202f}", "\u{2028}", "—",
-            "°",
+            "°", "\u{2029}", "\u{205f}", "ḁ", "、",
         ];
         let mut kept = 0;
         for text in crate::text::tests::random_texts(&PIECES, 8, 20_000) {

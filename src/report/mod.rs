@@ -390,9 +390,11 @@ pub fn write_preview(
                 Ok(part)
             })
             .collect();
-        let bytes = parts.iter().flatten().map(|p| p.bytes.len()).sum::<usize>();
-        row_bytes = (bytes / window.len()).saturating_mul(5) / 4;
-        row_bytes = row_bytes.clamp(256, 1 << 16);
+        if format == Format::Json {
+            let bytes = parts.iter().flatten().map(|p| p.bytes.len()).sum::<usize>();
+            let per_row = bytes.checked_div(window.len()).unwrap_or(0);
+            row_bytes = (per_row.saturating_mul(5) / 4).clamp(256, 1 << 16);
+        }
         for part in parts {
             let part = part?;
             let opens = !written && format == Format::Json && !part.bytes.is_empty();
