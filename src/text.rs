@@ -130,6 +130,18 @@ pub(crate) fn trim(s: &str) -> &str {
 pub(crate) mod tests {
     use super::*;
 
+    /// A generator of pseudo-random numbers (31 bits) from `seed`, a small
+    /// linear congruential one: the tests' generated data is the same on
+    /// every run.
+    pub(crate) fn random(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            state >> 33
+        }
+    }
+
     /// `count` texts of up to `longest` pieces each, taken at random from
     /// `pieces` (the same texts on every run).
     pub(crate) fn random_texts<'p>(
@@ -137,14 +149,7 @@ pub(crate) mod tests {
         longest: u64,
         count: usize,
     ) -> impl Iterator<Item = String> + 'p {
-        // A small linear congruential generator.
-        let mut state = 3u64;
-        let mut next = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            state >> 33
-        };
+        let mut next = random(3);
         (0..count).map(move |_| {
             (0..next() % (longest + 1))
                 .map(|_| pieces[next() as usize % pieces.len()])

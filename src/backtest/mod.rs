@@ -347,14 +347,9 @@ mod tests {
         let mut rows = vec![
             "number,customer_id,customer_name,email,issue_date,due_date,amount,amount_paid,status,paid_date,tags".to_string(),
         ];
-        // A small linear congruential generator: the same history every run.
-        let mut seed: u64 = 7;
-        let mut next = |n: u64| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) % n
-        };
+        // The same history every run.
+        let mut random = crate::text::tests::random(7);
+        let mut next = |n: u64| random() % n;
         for n in 0..90u64 {
             let customer = next(6);
             let issue = add_days(date("2026-01-02"), next(170) as i64);

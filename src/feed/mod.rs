@@ -1523,6 +1523,7 @@ pub fn feeds_for(config: &Config, overrides: &[PathBuf]) -> Vec<FeedConfig> {
 mod tests {
     use super::*;
     use crate::model;
+    use crate::text::tests::random;
     use ecow::EcoString;
     use rust_decimal::Decimal;
 
@@ -1658,16 +1659,6 @@ mod tests {
             msgs[3].contains("a.csv:5: number: duplicate invoice number \"F1\""),
             "{msgs:?}"
         );
-    }
-
-    /// A generator of pseudo-random numbers (31 bits) from `seed`: the same ones on every run.
-    fn random(mut state: u64) -> impl FnMut() -> u64 {
-        move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            state >> 33
-        }
     }
 
     /// Rows of numbers that repeat, of customers whose rows disagree, and bad

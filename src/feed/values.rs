@@ -440,13 +440,8 @@ mod tests {
             "0", "1", "9", "/", "-", ".", "!", ":", "?", "", "\0", "a", "é", "٣", "😀", " ", "29",
             "3/",
         ];
-        let mut state = 7u64;
-        let mut next = move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as usize
-        };
+        let mut random = crate::text::tests::random(7);
+        let mut next = move || random() as usize;
         let formats = [
             "%Y-%m-%d",
             "%d/%m/%Y",

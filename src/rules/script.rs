@@ -1042,13 +1042,8 @@ mod tests {
     /// Numbers below `n`, each from the last: a test's generated data is
     /// the same on every run.
     fn below(seed: u64) -> impl FnMut(u64) -> u64 {
-        let mut state = seed;
-        move |n: u64| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1);
-            (state >> 33) % n
-        }
+        let mut random = crate::text::tests::random(seed);
+        move |n: u64| random() % n
     }
 
     /// What Rhai says of each generated customer, the native evaluation
