@@ -126,6 +126,13 @@ pub(crate) fn trim(s: &str) -> &str {
     }
 }
 
+/// Whether `a` and `b` are the same text: at once when they are the same
+/// slice, as a stage's template name and an interned language are each
+/// time a writer of messages meets them again.
+pub(crate) fn same(a: &str, b: &str) -> bool {
+    std::ptr::eq(a, b) || a == b
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

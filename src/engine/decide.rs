@@ -6,6 +6,7 @@ use std::borrow::Cow;
 
 use chrono::NaiveDate;
 use rhai::{Dynamic, ImmutableString, Scope};
+use smallvec::SmallVec;
 
 use super::contact::{Ladder, LastContact, contact_wait};
 use super::{Evaluator, Occurrence, Outcome, PolicyChoice, Trace};
@@ -31,7 +32,7 @@ pub(super) struct Findings<'c> {
     /// Every occurrence met, in order; kept only for a trace.
     pub(super) visits: Vec<Visit>,
     /// The reached occurrences not journaled yet, in order, the broken promise last.
-    pub(super) candidates: Vec<Candidate>,
+    pub(super) candidates: SmallVec<[Candidate; 8]>,
     /// What the candidates' `when`s threw, in the order they ran: latest
     /// candidate first.
     pub(super) failures: Vec<ScriptError>,
@@ -125,7 +126,7 @@ impl<'c> Findings<'c> {
         Findings {
             choice,
             visits: Vec::new(),
-            candidates: Vec::new(),
+            candidates: SmallVec::new(),
             failures: Vec::new(),
             wait: None,
             fire: None,

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use rhai::Scope;
+use smallvec::SmallVec;
 
 use crate::journal::{JournalView, Mark};
 use crate::model::{InvoiceId, Ledger};
@@ -39,7 +40,8 @@ pub struct Outcome {
     pub policy: Option<PolicyId>,
     pub fire: Option<Occurrence>,
     /// Earlier candidates overtaken by the one that fires: recorded, never sent.
-    pub skipped: Vec<Occurrence>,
+    /// A handful at most, on the stack rather than allocated.
+    pub skipped: SmallVec<[Occurrence; 4]>,
     /// Reached candidates left waiting because their `when` was false.
     pub pending: bool,
     pub errors: Vec<ScriptError>,

@@ -1043,6 +1043,7 @@ fn a_partial_included_with_whitespace_control_reads_what_it_needs() {
         stage: crate::rules::StageId::new(0),
         occurrence: 0,
     }];
-    let message = project.render_message(&rows, "t0000", "en", true).unwrap();
+    let found = project.rulebook.templates.find("t0000", "en");
+    let message = project.render_message(&rows, "t0000", found, true).unwrap();
     assert_eq!(message.body, "AAtelier Durand SARLB\n");
 }

@@ -17,12 +17,13 @@ use crate::journal::{group_token, reminder_token};
 use crate::model::{
     BillTo, CustomerEmails, Invoice, InvoiceField, InvoiceId, Ledger, LedgerIndex, Origin, Status,
 };
-use crate::render::{Rendered, StatementLine, SubjectData, Templates, message_context};
+use crate::render::{Rendered, Resolved, StatementLine, SubjectData, Templates, message_context};
 use crate::rules::{
     Channel, Grouping, HoldTarget, Holds, Policy, PolicyDefaults, Stage, Trigger, load_holds,
     load_policies,
 };
 use crate::rules::{CustomerView, InvoiceView, Scripts, Variables};
+use crate::text::same;
 
 pub mod decisions;
 #[cfg(test)]
@@ -416,11 +417,33 @@ impl Project {
         self.message(std::slice::from_ref(planned), body)
     }
 
+    /// [`Project::reminder`] with the templates found for earlier messages
+    /// ([`Languages`]): for a writer of many.
+    pub fn reminder_in<'p>(
+        &'p self,
+        planned: &Reminder,
+        body: bool,
+        languages: &mut Languages<'p>,
+    ) -> Message<'p> {
+        self.message_in(std::slice::from_ref(planned), body, languages)
+    }
+
     /// Renders the message carrying `rows` (one reminder, or a customer's
     /// several when grouped or combined; the first leads): the first row's
     /// fields with the message's token, template, recipients, subject and
     /// (when asked) body.
     pub fn message(&self, rows: &[Reminder], body: bool) -> Message<'_> {
+        self.message_in(rows, body, &mut Languages::default())
+    }
+
+    /// [`Project::message`] with the templates found for earlier messages
+    /// ([`Languages`]): for a writer of many.
+    pub fn message_in<'p>(
+        &'p self,
+        rows: &[Reminder],
+        body: bool,
+        languages: &mut Languages<'p>,
+    ) -> Message<'p> {
         // Its invoices are far apart in memory: all asked for before any is
         // read, their waits overlap.
         if rows.len() > 1 {
@@ -439,12 +462,13 @@ impl Project {
             channel => (self.recipients(rows, channel), Ok(Contacts::default())),
         };
         let combined = self.is_combined(rows);
-        let mut reminder = if combined || stage.group == Grouping::Customer {
-            let template = if combined { COMBINED } else { &stage.template };
+        let grouped = combined || stage.group == Grouping::Customer;
+        let template = if combined { COMBINED } else { &stage.template };
+        let found = languages.find(self, planned.invoice, template);
+        let mut reminder = if grouped {
             let token = group_token(&inv.bill_to.id, template, planned.date, &inv.number);
-            let mut r = self.fields(planned, token, to);
+            let mut r = self.fields(planned, token, to, found.language);
             r.template = template;
-            r.language = self.message_language(planned.invoice, template);
             r.covers = rows
                 .iter()
                 .map(|r| &*self.ledger.invoices[r.invoice].number)
@@ -452,7 +476,7 @@ impl Project {
             r
         } else {
             let token = reminder_token(&inv.number, &policy.name, &stage.id, planned.occurrence);
-            self.fields(planned, token, to)
+            self.fields(planned, token, to, found.language)
         };
         let contacts = match contacts {
             Ok(contacts) => contacts,
@@ -466,7 +490,7 @@ impl Project {
         if stage.channel == Channel::Email {
             reminder.reply_to = policy.reply_to.as_deref();
         }
-        match self.render_message(rows, reminder.template, reminder.language, body) {
+        match self.render_message(rows, reminder.template, found, body) {
             Ok(message) => {
                 reminder.subject = message.subject;
                 if body {
@@ -506,16 +530,6 @@ impl Project {
         self.member(planned, &message)
     }
 
-    /// The language a message of `template` to this invoice is written in:
-    /// the invoice's, or the first of its fallbacks the template exists in.
-    fn message_language(&self, invoice: InvoiceId, template: &str) -> &str {
-        let wanted = self.language_of(invoice);
-        self.rulebook
-            .templates
-            .resolve(template, wanted)
-            .unwrap_or(wanted)
-    }
-
     /// A planned reminder as one row of the grouped message `message`
     /// (already rendered): its own fields, and the message's token,
     /// recipients, subject, body and error.
@@ -532,19 +546,29 @@ impl Project {
     /// time, body, HTML body, error: [`Message::write_json_text`]), for a
     /// writer that has that text already, written once for the message.
     pub fn member_heading<'p>(&'p self, planned: &Reminder, message: &Message<'p>) -> Message<'p> {
-        let mut r = self.fields(planned, message.message.clone(), message.to.clone());
+        let mut r = self.fields(
+            planned,
+            message.message.clone(),
+            message.to.clone(),
+            message.language,
+        );
         r.cc.clone_from(&message.cc);
         r.bcc.clone_from(&message.bcc);
         r.reply_to = message.reply_to;
         r.template = message.template;
-        r.language = message.language;
         r.subject.clone_from(&message.subject);
         r.send_at = None;
         r.covers = message.covers.clone();
         r
     }
 
-    fn fields<'p>(&'p self, planned: &Reminder, message: String, to: Cow<'p, str>) -> Message<'p> {
+    fn fields<'p>(
+        &'p self,
+        planned: &Reminder,
+        message: String,
+        to: Cow<'p, str>,
+        language: &'p str,
+    ) -> Message<'p> {
         let inv = &self.ledger.invoices[planned.invoice];
         let policy = &self.rulebook.policies[planned.policy];
         let stage = &policy.stages[planned.stage];
@@ -562,7 +586,7 @@ impl Project {
             cc: Vec::new(),
             bcc: Vec::new(),
             reply_to: None,
-            language: self.message_language(planned.invoice, &stage.template),
+            language,
             template: &stage.template,
             subject: String::new(),
             amount_due: crate::locale::money(inv.amount_due()),
@@ -1054,15 +1078,17 @@ impl Project {
         self.problems.has_errors()
     }
 
-    /// Renders the message of `rows` (the first leads) with `template` in `language`.
+    /// Renders the message of `rows` (the first leads) with `template`, as
+    /// `found` in its language.
     fn render_message(
         &self,
         rows: &[Reminder],
         template: &str,
-        language: &str,
+        found: Resolved,
         body: bool,
     ) -> Result<Rendered, Problem> {
         let planned = &rows[0];
+        let language = found.language;
         if body {
             let lines = self.statement_lines(rows);
             let policy = &self.rulebook.policies[planned.policy];
@@ -1085,8 +1111,7 @@ impl Project {
                 language,
                 occurrence: planned.occurrence,
             };
-            let templates = &self.rulebook.templates;
-            if let Some(subject) = templates.quick_subject(template, language, &data) {
+            if let Some(subject) = found.quick_subject(&data) {
                 return Ok(Rendered {
                     subject,
                     body: String::new(),
@@ -1899,25 +1924,36 @@ fn invoice_location(config: &Config, inv: &Invoice) -> Location {
 /// message (`contact: {combine: true}`): `templates/combined.LANG.hbs`.
 pub const COMBINED: &str = "combined";
 
-/// The language each (template, invoice language) pair of a plan is written
-/// in, resolved once each: resolving walks the language fallbacks, and a
-/// plan has few pairs.
+/// The template each (template, invoice language) pair of a plan's
+/// messages uses, found once each ([`Templates::find`]): finding walks the
+/// language fallbacks and looks templates up by name, and a plan has few
+/// pairs. A writer of many messages keeps one ([`Project::message_in`]).
 #[derive(Default)]
-struct Languages<'p>(Vec<(&'p str, &'p str, &'p str)>);
+pub struct Languages<'p>(Vec<(&'p str, &'p str, Resolved<'p>)>);
 
 impl<'p> Languages<'p> {
-    fn of(&mut self, project: &'p Project, invoice: InvoiceId, template: &'p str) -> &'p str {
+    fn find(
+        &mut self,
+        project: &'p Project,
+        invoice: InvoiceId,
+        template: &'p str,
+    ) -> Resolved<'p> {
         let wanted = project.language_of(invoice);
-        if let Some((_, _, language)) = self
+        if let Some((_, _, found)) = self
             .0
             .iter()
-            .find(|(t, w, _)| *t == template && *w == wanted)
+            .find(|(t, w, _)| same(t, template) && same(w, wanted))
         {
-            return language;
+            return *found;
         }
-        let language = project.message_language(invoice, template);
-        self.0.push((template, wanted, language));
-        language
+        let found = project.rulebook.templates.find(template, wanted);
+        self.0.push((template, wanted, found));
+        found
+    }
+
+    /// The language a message of `template` to `invoice` is written in.
+    fn of(&mut self, project: &'p Project, invoice: InvoiceId, template: &'p str) -> &'p str {
+        self.find(project, invoice, template).language
     }
 }
 
@@ -1932,30 +1968,53 @@ impl Message<'_> {
     }
 
     /// The first part of [`Message::write_json`]: the keys up to `currency`.
+    /// Its strings almost never hold a byte JSON escapes, so they are first
+    /// copied as they are and the heading is scanned once for such bytes,
+    /// sixteen at a time: when all it finds are the quotes it wrote itself,
+    /// that is the heading; otherwise it is written again, each string
+    /// escaped. Escaping thirteen short strings one by one was a tenth of
+    /// a day's preview.
     pub fn write_json_heading(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"date\":\"");
-        iso_date(out, self.date);
-        out.push(b'"');
-        json_text(out, ",\"invoice\":", self.invoice);
-        json_text(out, ",\"customer_id\":", self.customer_id);
-        json_text(out, ",\"customer_name\":", self.customer_name);
-        json_text(out, ",\"policy\":", self.policy);
-        json_text(out, ",\"stage\":", self.stage);
-        out.extend_from_slice(b",\"occurrence\":");
-        out.extend_from_slice(itoa::Buffer::new().format(self.occurrence).as_bytes());
-        json_text(out, ",\"message\":", &self.message);
-        json_text(out, ",\"channel\":", self.channel.as_str());
-        json_text(out, ",\"to\":", &self.to);
-        json_list(out, ",\"cc\":", &self.cc);
-        json_list(out, ",\"bcc\":", &self.bcc);
-        if let Some(reply_to) = self.reply_to {
-            json_text(out, ",\"reply_to\":", reply_to);
+        let start = out.len();
+        let quotes = self.write_heading::<false>(out);
+        if escaped_bytes(&out[start..]) != quotes {
+            out.truncate(start);
+            self.write_heading::<true>(out);
         }
-        json_text(out, ",\"language\":", self.language);
-        json_text(out, ",\"template\":", self.template);
-        json_text(out, ",\"subject\":", &self.subject);
-        json_text(out, ",\"amount_due\":", &self.amount_due);
-        json_text(out, ",\"currency\":", self.currency);
+    }
+
+    /// The heading, each string escaped when `ESCAPE`, copied as it is
+    /// otherwise; how many quotes it wrote around keys and strings.
+    fn write_heading<const ESCAPE: bool>(&self, out: &mut Vec<u8>) -> usize {
+        let mut heading = Heading::<ESCAPE> { out, quotes: 0 };
+        heading.key("{\"date\":");
+        heading.out.push(b'"');
+        iso_date(heading.out, self.date);
+        heading.out.push(b'"');
+        heading.quotes += 2;
+        heading.text(",\"invoice\":", self.invoice);
+        heading.text(",\"customer_id\":", self.customer_id);
+        heading.text(",\"customer_name\":", self.customer_name);
+        heading.text(",\"policy\":", self.policy);
+        heading.text(",\"stage\":", self.stage);
+        heading.key(",\"occurrence\":");
+        heading
+            .out
+            .extend_from_slice(itoa::Buffer::new().format(self.occurrence).as_bytes());
+        heading.text(",\"message\":", &self.message);
+        heading.text(",\"channel\":", self.channel.as_str());
+        heading.text(",\"to\":", &self.to);
+        heading.list(",\"cc\":", &self.cc);
+        heading.list(",\"bcc\":", &self.bcc);
+        if let Some(reply_to) = self.reply_to {
+            heading.text(",\"reply_to\":", reply_to);
+        }
+        heading.text(",\"language\":", self.language);
+        heading.text(",\"template\":", self.template);
+        heading.text(",\"subject\":", &self.subject);
+        heading.text(",\"amount_due\":", &self.amount_due);
+        heading.text(",\"currency\":", self.currency);
+        heading.quotes
     }
 
     /// The part of [`Message::write_json`] that every row of a grouped
@@ -2073,21 +2132,26 @@ fn escaped(byte: u8) -> bool {
 /// byte): three comparisons of all sixteen at once.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 fn escapes(chunk: &[u8; 16]) -> u32 {
+    // SAFETY: SSE2 is enabled for this target (the x86_64 baseline).
+    unsafe { std::arch::x86_64::_mm_movemask_epi8(escape_lanes(chunk)) as u32 }
+}
+
+/// The bytes of `chunk` JSON escapes, as lanes of all ones.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+fn escape_lanes(chunk: &[u8; 16]) -> std::arch::x86_64::__m128i {
     use std::arch::x86_64::{
-        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8,
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_or_si128, _mm_set1_epi8,
     };
     // SAFETY: SSE2 is enabled for this target (the x86_64 baseline),
     // and the unaligned load reads the sixteen bytes of `chunk`.
-    let mask = unsafe {
+    unsafe {
         let x = _mm_loadu_si128(chunk.as_ptr().cast());
         // Below 0x20: unchanged by the unsigned minimum with 0x1f.
         let control = _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(0x1f)), x);
         let quote = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'"' as i8));
         let backslash = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'\\' as i8));
-        _mm_movemask_epi8(_mm_or_si128(control, _mm_or_si128(quote, backslash)))
-    };
-    mask as u32
+        _mm_or_si128(control, _mm_or_si128(quote, backslash))
+    }
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
@@ -2101,26 +2165,91 @@ fn escapes_bytewise(chunk: &[u8; 16]) -> u32 {
     (0..16).fold(0, |mask, i| mask | u32::from(escaped(chunk[i])) << i)
 }
 
+/// How many bytes of `bytes` JSON escapes, counted sixteen at a time: each
+/// of sixteen counters, a byte wide, counts those in its lane for up to
+/// 255 chunks, and the sixteen are summed at the end of each run of
+/// chunks. (The baseline x86_64 has no instruction to count a mask's bits.)
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+fn escaped_bytes(bytes: &[u8]) -> usize {
+    use std::arch::x86_64::{
+        _mm_cvtsi128_si64, _mm_sad_epu8, _mm_setzero_si128, _mm_srli_si128, _mm_sub_epi8,
+    };
+    let (chunks, tail) = bytes.as_chunks::<16>();
+    let mut padded = [b' '; 16];
+    padded[..tail.len()].copy_from_slice(tail);
+    let mut count = 0;
+    for run in chunks.chunks(255).chain([std::slice::from_ref(&padded)]) {
+        // SAFETY: SSE2 is enabled for this target (the x86_64 baseline).
+        count += unsafe {
+            // An escaped byte's lane is all ones: minus one.
+            let counts = run.iter().fold(_mm_setzero_si128(), |counts, chunk| {
+                _mm_sub_epi8(counts, escape_lanes(chunk))
+            });
+            let halves = _mm_sad_epu8(counts, _mm_setzero_si128());
+            _mm_cvtsi128_si64(halves) + _mm_cvtsi128_si64(_mm_srli_si128::<8>(halves))
+        } as usize;
+    }
+    count
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+fn escaped_bytes(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&byte| escaped(byte)).count()
+}
+
+/// A message's heading being written ([`Message::write_json_heading`]):
+/// its strings escaped when `ESCAPE`, copied as they are otherwise, and
+/// the quotes it writes around keys and strings counted.
+struct Heading<'o, const ESCAPE: bool> {
+    out: &'o mut Vec<u8>,
+    quotes: usize,
+}
+
+impl<const ESCAPE: bool> Heading<'_, ESCAPE> {
+    /// A key with its quotes, comma and colon: `,"name":`.
+    fn key(&mut self, key: &str) {
+        debug_assert_eq!(key.matches('"').count(), 2, "{key}");
+        self.out.extend_from_slice(key.as_bytes());
+        self.quotes += 2;
+    }
+
+    fn string(&mut self, value: &str) {
+        if ESCAPE {
+            json_string(self.out, value);
+        } else {
+            self.out.push(b'"');
+            self.out.extend_from_slice(value.as_bytes());
+            self.out.push(b'"');
+        }
+        self.quotes += 2;
+    }
+
+    fn text(&mut self, key: &str, value: &str) {
+        self.key(key);
+        self.string(value);
+    }
+
+    /// `key` and the list of `values`; nothing when there are none.
+    fn list(&mut self, key: &str, values: &[&str]) {
+        if values.is_empty() {
+            return;
+        }
+        self.key(key);
+        self.out.push(b'[');
+        for (i, value) in values.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.string(value);
+        }
+        self.out.push(b']');
+    }
+}
+
 /// `key` (with its comma, quotes and colon) and the JSON string of `value`.
 fn json_text(out: &mut Vec<u8>, key: &str, value: &str) {
     out.extend_from_slice(key.as_bytes());
     json_string(out, value);
-}
-
-/// `key` and the JSON list of `values`; nothing when there are none.
-fn json_list(out: &mut Vec<u8>, key: &str, values: &[&str]) {
-    if values.is_empty() {
-        return;
-    }
-    out.extend_from_slice(key.as_bytes());
-    out.push(b'[');
-    for (i, value) in values.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        json_string(out, value);
-    }
-    out.push(b']');
 }
 
 /// Which reminders of a plan go out in one message ([`Project::messages`]).
@@ -2291,6 +2420,32 @@ mod tests {
         }
     }
 
+    /// The escaped bytes of a text are counted as a byte-by-byte test counts
+    /// them, for texts of every length up to five thousand bytes (past the
+    /// 255 chunks a lane's counter holds) and every density of escapes.
+    #[test]
+    fn escaped_bytes_are_counted_one_by_one() {
+        let mut next = crate::text::tests::random(11);
+        for len in (0..80).chain((4070..4100).step_by(3)).chain([5000]) {
+            for density in [0, 1, 10, 255] {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let byte = next() as u8;
+                        if byte < density {
+                            [b'"', b'\\', byte % 0x20][usize::from(byte % 3)]
+                        } else {
+                            byte
+                        }
+                    })
+                    .collect();
+                let one_by_one = bytes.iter().filter(|&&b| escaped(b)).count();
+                assert_eq!(escaped_bytes(&bytes), one_by_one, "{len} bytes, {density}");
+            }
+        }
+        let all_escaped = vec![b'"'; 255 * 16 * 2 + 7];
+        assert_eq!(escaped_bytes(&all_escaped), all_escaped.len());
+    }
+
     /// Every ASCII byte, at every place of a string longer than a word,
     /// is escaped as serde escapes it.
     #[test]
@@ -2372,6 +2527,83 @@ mod tests {
                 String::from_utf8(serde).unwrap()
             );
         }
+    }
+
+    /// A byte JSON escapes in any one string of a message's heading, alone,
+    /// is escaped: the heading is not taken as written when the quotes it
+    /// counted match by chance.
+    #[test]
+    fn any_one_string_of_a_heading_is_escaped() {
+        let plain = Message {
+            date: crate::model::tests::date("2024-02-29"),
+            invoice: "F1",
+            customer_id: "C1",
+            customer_name: "Dupont",
+            policy: "standard",
+            stage: "overdue_1",
+            occurrence: 12,
+            message: "F1.standard.overdue_1.12".into(),
+            channel: Channel::Email,
+            to: Cow::Borrowed("a@x.fr"),
+            cc: vec!["b@x.fr"],
+            bcc: vec!["d@x.fr", "e@x.fr"],
+            reply_to: Some("r@x.fr"),
+            language: "fr",
+            template: "t",
+            subject: "Relance".into(),
+            amount_due: "1234.50".into(),
+            currency: "EUR",
+            send_at: None,
+            body: None,
+            html: None,
+            error: None,
+            approval: None,
+            covers: Arc::from([]),
+        };
+        let mut compared = 0;
+        // Long enough that the byte falls in a full chunk, in the tail, or
+        // across the two.
+        for tricky in [
+            "\"",
+            "\\",
+            "\n",
+            "\u{1}",
+            "x\"y\"z",
+            "0123456789abcdef\"",
+            "\"\"",
+        ] {
+            for field in 0..15 {
+                let mut m = plain.clone();
+                match field {
+                    0 => m.invoice = tricky,
+                    1 => m.customer_id = tricky,
+                    2 => m.customer_name = tricky,
+                    3 => m.policy = tricky,
+                    4 => m.stage = tricky,
+                    5 => m.message = tricky.into(),
+                    6 => m.to = Cow::Borrowed(tricky),
+                    7 => m.cc = vec![tricky],
+                    8 => m.bcc[1] = tricky,
+                    9 => m.reply_to = Some(tricky),
+                    10 => m.language = tricky,
+                    11 => m.template = tricky,
+                    12 => m.subject = tricky.into(),
+                    13 => m.amount_due = tricky.into(),
+                    _ => m.currency = tricky,
+                }
+                let mut fast = b"[".to_vec();
+                m.write_json(&mut fast);
+                let mut serde = b"[".to_vec();
+                serde.extend(serde_json::to_vec(&m).unwrap());
+                assert_eq!(
+                    String::from_utf8(fast).unwrap(),
+                    String::from_utf8(serde).unwrap(),
+                    "{tricky:?} in field {field}"
+                );
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 7 * 15);
     }
 
     /// The compiled subjects ([`Templates::quick_subject`]) write what

@@ -104,6 +104,22 @@ pub struct Templates {
     dir: PathBuf,
 }
 
+/// A template as a message in some language uses it ([`Templates::find`]).
+#[derive(Clone, Copy)]
+pub struct Resolved<'t> {
+    /// The language of the template's version the message uses.
+    pub language: &'t str,
+    /// That version's subject, when it is compiled.
+    subject: Option<&'t CompiledSubject>,
+}
+
+impl Resolved<'_> {
+    /// [`Templates::quick_subject`] of the template found, in the language found.
+    pub fn quick_subject(&self, data: &SubjectData) -> Option<String> {
+        Some(one_line(self.subject?.render(data)))
+    }
+}
+
 /// The text and HTML files of one template or partial in one language.
 type TextAndHtml = (Option<PathBuf>, Option<PathBuf>);
 
@@ -305,6 +321,21 @@ impl Templates {
         let source = self.languages.get(language)?.sources.get(name)?;
         let subject = source.compiled_subject.as_ref()?;
         Some(one_line(subject.render(data)))
+    }
+
+    /// Template `name` as a message in `wanted` uses it: in that language
+    /// or the first of its fallbacks it exists in ([`Templates::resolve`];
+    /// `wanted` when none has it). A writer of many messages finds each
+    /// (template, language) pair once and keeps it: finding takes a few
+    /// lookups by name.
+    pub fn find<'a>(&'a self, name: &str, wanted: &'a str) -> Resolved<'a> {
+        let language = self.resolve(name, wanted).unwrap_or(wanted);
+        let subject = self
+            .languages
+            .get(language)
+            .and_then(|set| set.sources.get(name))
+            .and_then(|source| source.compiled_subject.as_ref());
+        Resolved { language, subject }
     }
 
     /// The whole message of template `name` in the already resolved
@@ -546,7 +577,8 @@ fn is_one_line(text: &str) -> bool {
         line_end |= u8::from(byte.wrapping_sub(b'\t') < 5);
         wide |= u8::from(byte == 0xc2 || byte.wrapping_sub(0xe1) < 3);
     }
-    for (&a, &b) in bytes.iter().zip(bytes.iter().skip(1)) {
+    // Two slices of one length, not `skip(1)`: that zip is vectorised.
+    for (&a, &b) in bytes.iter().zip(bytes.get(1..).unwrap_or_default()) {
         double |= u8::from(a == b' ') & u8::from(b == b' ');
     }
     line_end == 0

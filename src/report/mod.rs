@@ -13,7 +13,7 @@ use crate::engine::{Evaluator, Reminder};
 use crate::error::{Error, Result};
 use crate::journal::{JournalRow, JournalView, State};
 use crate::model::InvoiceId;
-use crate::project::{Message, Project};
+use crate::project::{Languages, Message, Project};
 use crate::text::{escape_controls, escape_controls_in_lines, escaped_width, stage_label, table};
 
 pub mod approvals;
@@ -356,6 +356,7 @@ pub fn write_preview(
                     // its rows as the chunk is written out.
                     let mut out = Vec::with_capacity(chunk.len() * row_bytes);
                     let mut splices = Vec::new();
+                    let mut languages = Languages::default();
                     let ledger = &project.ledger;
                     for (k, p, group) in shown_rows {
                         // Its invoice, whom it bills and their texts are
@@ -369,7 +370,7 @@ pub fn write_preview(
                                 json_row(&mut out, &r, Some((text, &mut splices)));
                             }
                             _ => {
-                                let r = project.reminder(p, render);
+                                let r = project.reminder_in(p, render, &mut languages);
                                 warn_of(&r, &r.error);
                                 json_row(&mut out, &r, None);
                             }
@@ -379,10 +380,11 @@ pub fn write_preview(
                     part.splices = splices;
                     return Ok(part);
                 }
+                let mut languages = Languages::default();
                 let reminders: Vec<Message> = shown_rows
                     .map(|(_, p, group)| match group {
                         Some(group) if group.len() > 1 => project.member(p, &grouped[&group[0]].0),
-                        _ => project.reminder(p, render),
+                        _ => project.reminder_in(p, render, &mut languages),
                     })
                     .collect();
                 reminders.iter().for_each(|r| warn_of(r, &r.error));
