@@ -63,7 +63,8 @@ pub fn group_token(customer: &str, template: &str, date: chrono::NaiveDate, firs
         escape_into(&mut token, part);
         token.push('.');
     }
-    let _ = write!(token, "{date}.");
+    crate::text::push_iso_date(&mut token, date);
+    token.push('.');
     escape_into(&mut token, first);
     token
 }

@@ -2041,25 +2041,16 @@ impl Message<'_> {
     }
 }
 
-/// `date` as `NaiveDate`'s `Display` writes it (`2026-12-01`): a preview
-/// writes one a row, and `Display` goes through `core::fmt` (a fifth of
-/// a row's heading). Years outside 0–9999, which no plausible invoice has,
-/// are left to `Display`.
+/// `date` as `NaiveDate`'s `Display` writes it ([`crate::text::iso_date`]).
 fn iso_date(out: &mut Vec<u8>, date: NaiveDate) {
-    use chrono::Datelike;
-    let Ok(year @ 0..=9999) = u32::try_from(date.year()) else {
-        use std::io::Write as _;
-        // Writing to a Vec does not fail.
-        let _ = write!(out, "{date}");
-        return;
-    };
-    let two = |n: u32| [b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
-    out.extend_from_slice(&two(year / 100));
-    out.extend_from_slice(&two(year));
-    out.push(b'-');
-    out.extend_from_slice(&two(date.month()));
-    out.push(b'-');
-    out.extend_from_slice(&two(date.day()));
+    match crate::text::iso_date(date) {
+        Some(bytes) => out.extend_from_slice(&bytes),
+        None => {
+            use std::io::Write as _;
+            // Writing to a Vec does not fail.
+            let _ = write!(out, "{date}");
+        }
+    }
 }
 
 /// A JSON string of `value`, as serde_json writes it: only control

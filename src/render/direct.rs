@@ -63,7 +63,6 @@ enum Expr {
 const INVOICE: Segment = Segment::known("invoice", None, Some(Root::Invoice));
 const NUMBER: Segment = Segment::known("number", Some(InvoiceField::Number), None);
 const CURRENCY: Segment = Segment::known("currency", Some(InvoiceField::Currency), None);
-const DUE_DATE: Segment = Segment::known("due_date", Some(InvoiceField::DueDate), None);
 const AMOUNT_DUE: Segment = Segment::known("amount_due", Some(InvoiceField::AmountDue), None);
 
 /// One name of a path, with the invoice or customer field, or the root
@@ -969,16 +968,19 @@ impl<'a> Writer<'a> {
 
     /// The due date of an invoice of the context, which the money helpers
     /// also need its `amount_due` for.
+    /// Both must be in its context, as Handlebars' helpers read them there:
+    /// known from the fields the object holds, without making the amount.
     fn invoice_due_date(&self, invoice: &Val<'a>) -> Result<NaiveDate> {
-        if !matches!(invoice, Val::Object(Object::Invoice { .. })) {
+        let &Val::Object(Object::Invoice { line, fields }) = invoice else {
+            return Err(Other);
+        };
+        let needed = InvoiceField::AmountDue.bit() | InvoiceField::DueDate.bit();
+        if fields & needed != needed {
             return Err(Other);
         }
-        self.field(invoice.clone(), &AMOUNT_DUE)
-            .map_err(|_| Other)?;
-        match self.field(invoice.clone(), &DUE_DATE) {
-            Ok(Val::Date(date)) => plain(date),
-            _ => Err(Other),
-        }
+        let lines = self.data.lines;
+        let index = line.map_or(lines[0].invoice, |i| lines[i].invoice);
+        plain(self.data.ledger.invoices[index].due_date)
     }
 }
 

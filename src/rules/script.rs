@@ -313,8 +313,10 @@ pub fn rates_variable(rates: &Rates) -> Map {
 }
 
 pub fn date_string(d: NaiveDate) -> ImmutableString {
-    // NaiveDate displays as YYYY-MM-DD, without strftime's format parsing.
-    d.to_string().into()
+    // As NaiveDate displays it, YYYY-MM-DD, without `core::fmt`.
+    let mut text = String::with_capacity(10);
+    crate::text::push_iso_date(&mut text, d);
+    text.into()
 }
 
 fn opt_date(d: Option<NaiveDate>) -> Dynamic {
