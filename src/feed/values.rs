@@ -58,9 +58,11 @@ struct FixedDate {
     digits: u128,
     /// …and where it does not, the separator's byte, then 0 past its end.
     separators: u128,
-    year: std::ops::Range<usize>,
-    month: std::ops::Range<usize>,
-    day: std::ops::Range<usize>,
+    /// Where the year's four digits and the month's and day's two start,
+    /// in bits from the first byte.
+    year: u32,
+    month: u32,
+    day: u32,
 }
 
 /// A byte repeated across the 16 bytes of a `u128`.
@@ -99,13 +101,14 @@ impl FixedDate {
                 Some(separator) => *separators.get_mut(i)? = *separator,
             }
         }
+        let bits = |place: Option<std::ops::Range<usize>>| u32::try_from(place?.start * 8).ok();
         Some(FixedDate {
             len: shape.len(),
             digits: u128::from_le_bytes(digits),
             separators: u128::from_le_bytes(separators),
-            year: year?,
-            month: month?,
-            day: day?,
+            year: bits(year)?,
+            month: bits(month)?,
+            day: bits(day)?,
         })
     }
 
@@ -127,21 +130,17 @@ impl FixedDate {
         let high = every_byte(0xF0);
         let all_digits =
             (d & high) | ((d.wrapping_add(every_byte(6)) & high) >> 4) == every_byte(0x33);
-        // The numbers read from the bytes already loaded, once they are
-        // known to be digits (their low halves): from an array of sixteen,
-        // not the text, whose length the compiler does not know.
-        let bytes = d.to_le_bytes();
-        let number = |r: &std::ops::Range<usize>| {
-            let field = bytes.get(r.clone()).unwrap_or_default();
-            field
-                .iter()
-                .fold(0, |n, digit| n * 10 + u32::from(digit & 0x0F))
+        // The numbers read from the number already loaded, once its bytes
+        // are known to be digits (their low halves), two digits at a time.
+        let two = |at: u32| {
+            let pair = d.checked_shr(at).unwrap_or(0) as u32;
+            (pair & 0x0F) * 10 + (pair >> 8 & 0x0F)
         };
         (separators_fit && all_digits).then(|| {
             (
-                number(&self.year) as i32,
-                number(&self.month),
-                number(&self.day),
+                (two(self.year) * 100 + two(self.year + 16)) as i32,
+                two(self.month),
+                two(self.day),
             )
         })
     }
