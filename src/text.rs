@@ -1,4 +1,4 @@
-//! Text for people: aligned tables, stage labels, one-line values, values trimmed, control characters escaped, weekdays.
+//! Text for people: aligned tables, stage labels, one-line values, values trimmed, control characters escaped, weekdays, ISO dates.
 
 use std::borrow::Cow;
 use std::io::{self, Write};
