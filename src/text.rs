@@ -130,7 +130,7 @@ pub(crate) fn trim(s: &str) -> &str {
 /// through `core::fmt`, which took a thousand instructions a date (a fifth
 /// of a preview row's heading); `None` for a year outside 0–9999, which no
 /// plausible invoice has, and which `Display` writes otherwise.
-pub(crate) fn iso_date(date: NaiveDate) -> Option<[u8; 10]> {
+fn iso_date(date: NaiveDate) -> Option<[u8; 10]> {
     use chrono::Datelike;
     let year = u32::try_from(date.year())
         .ok()
@@ -145,24 +145,14 @@ pub(crate) fn iso_date(date: NaiveDate) -> Option<[u8; 10]> {
     Some([c, y, e, a, b'-', m, o, b'-', d, n])
 }
 
-/// [`iso_date`] appended to `out`; `Display`'s text for a year it does not write.
-pub(crate) fn push_iso_date(out: &mut String, date: NaiveDate) {
+/// `write` given the text of `date` ([`iso_date`]; `Display`'s for a year
+/// it does not write).
+pub(crate) fn with_iso_date<R>(date: NaiveDate, write: impl FnOnce(&str) -> R) -> R {
     match iso_date(date) {
         // Digits and dashes: the text is always ASCII.
-        Some(bytes) => out.push_str(std::str::from_utf8(&bytes).unwrap_or_default()),
-        None => {
-            use std::fmt::Write as _;
-            // Writing to a String does not fail.
-            let _ = write!(out, "{date}");
-        }
+        Some(bytes) => write(std::str::from_utf8(&bytes).unwrap_or_default()),
+        None => write(&date.to_string()),
     }
-}
-
-/// Whether `a` and `b` are the same text: at once when they are the same
-/// slice, as a stage's template name and an interned language are each
-/// time a writer of messages meets them again.
-pub(crate) fn same(a: &str, b: &str) -> bool {
-    std::ptr::eq(a, b) || a == b
 }
 
 #[cfg(test)]
@@ -181,20 +171,23 @@ pub(crate) mod tests {
         }
     }
 
-    /// Dates are written as `Display` writes them: every day of leap and
-    /// common years in each century, and the years it alone writes.
+    /// Dates are written as `Display` writes them: every day of the first
+    /// five years of each century (leap or not), a day a week of the others,
+    /// and the years `Display` alone writes.
     #[test]
     fn iso_dates_are_written_as_display_writes_them() {
         use chrono::Datelike;
         let mut date = NaiveDate::from_ymd_opt(-3, 12, 25).unwrap();
         let mut written = 0;
         while date < NaiveDate::from_ymd_opt(10_001, 1, 8).unwrap() {
-            let mut text = String::from("x");
-            push_iso_date(&mut text, date);
-            assert_eq!(text, format!("x{date}"));
+            with_iso_date(date, |text| assert_eq!(text, date.to_string()));
             written += usize::from(iso_date(date).is_some());
             // Every day for a few years, then a day a week.
-            let step = if date.year() % 400 <= 4 { 1 } else { 7 };
+            let step = if date.year().rem_euclid(100) <= 4 {
+                1
+            } else {
+                7
+            };
             date = date + chrono::Days::new(step);
         }
         assert!(written > 100_000, "{written}");

@@ -40,7 +40,8 @@ pub struct Outcome {
     pub policy: Option<PolicyId>,
     pub fire: Option<Occurrence>,
     /// Earlier candidates overtaken by the one that fires: recorded, never sent.
-    /// A handful at most, on the stack rather than allocated.
+    /// Usually a handful, kept on the stack; more (a long catch-up) spill
+    /// to the heap.
     pub skipped: SmallVec<[Occurrence; 4]>,
     /// Reached candidates left waiting because their `when` was false.
     pub pending: bool,

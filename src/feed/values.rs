@@ -533,8 +533,29 @@ mod tests {
             "0", "1", "9", "5", "0", "1", "9", "5", "0", "9", ".", ",", "-",
         ];
         let mut plain = 0;
+        // The edges of the quick path, then random texts.
+        let edges = [
+            "-0",
+            "-0.00",
+            "+0.10",
+            "000.10",
+            "5.",
+            ".5",
+            "5,",
+            ",5",
+            "-5.",
+            "-.5",
+            "999999999999999999",
+            "9999999999999999999",
+            "99999999999999999.9",
+            "0.99999999999999999",
+            "-99999999999999999",
+            "-999999999999999999",
+        ]
+        .map(String::from);
         let texts = crate::text::tests::random_texts(&PIECES, 9, 20_000);
-        for text in texts.chain(crate::text::tests::random_texts(&DIGITS, 24, 20_000)) {
+        let texts = texts.chain(crate::text::tests::random_texts(&DIGITS, 24, 20_000));
+        for text in edges.into_iter().chain(texts) {
             for decimal in ['.', ','] {
                 let unsigned = text.strip_prefix(['-', '+']).unwrap_or(&text);
                 plain += usize::from(plain_decimal(unsigned, decimal));

@@ -63,7 +63,7 @@ pub fn group_token(customer: &str, template: &str, date: chrono::NaiveDate, firs
         escape_into(&mut token, part);
         token.push('.');
     }
-    crate::text::push_iso_date(&mut token, date);
+    crate::text::with_iso_date(date, |text| token.push_str(text));
     token.push('.');
     escape_into(&mut token, first);
     token

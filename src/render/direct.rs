@@ -771,10 +771,7 @@ impl<'a> Writer<'a> {
                 Root::Language => Val::Str(Cow::Borrowed(data.language)),
             },
             Object::Invoice { line, fields } => {
-                let index = match line {
-                    Some(i) => data.lines[i].invoice,
-                    None => first.invoice,
-                };
+                let index = self.invoice_at(line);
                 match (line, name) {
                     (Some(i), "stage") => {
                         let l = &data.lines[i];
@@ -881,7 +878,7 @@ impl<'a> Writer<'a> {
                 let &Val::Object(Object::Invoice { line, .. }) = invoice else {
                     return Err(Other);
                 };
-                let index = line.map_or(data.lines[0].invoice, |i| data.lines[i].invoice);
+                let index = self.invoice_at(line);
                 let tags = data.ledger.customer_tags(index);
                 amount(crate::money::recovery_indemnity(
                     data.scripts.rates().recovery_indemnity,
@@ -978,9 +975,12 @@ impl<'a> Writer<'a> {
         if fields & needed != needed {
             return Err(Other);
         }
-        let lines = self.data.lines;
-        let index = line.map_or(lines[0].invoice, |i| lines[i].invoice);
-        plain(self.data.ledger.invoices[index].due_date)
+        plain(self.data.ledger.invoices[self.invoice_at(line)].due_date)
+    }
+
+    /// The invoice of statement line `line`, or the message's first.
+    fn invoice_at(&self, line: Option<usize>) -> crate::model::InvoiceId {
+        self.data.lines[line.unwrap_or(0)].invoice
     }
 }
 

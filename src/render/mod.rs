@@ -114,7 +114,10 @@ pub struct Resolved<'t> {
 }
 
 impl Resolved<'_> {
-    /// [`Templates::quick_subject`] of the template found, in the language found.
+    /// The subject of the template found, in the language found, when it
+    /// is compiled ([`CompiledSubject`]): the same text as
+    /// [`Templates::render`] gives, a few times faster. `None` for the
+    /// others, which `render` renders.
     pub fn quick_subject(&self, data: &SubjectData) -> Option<String> {
         Some(one_line(self.subject?.render(data)))
     }
@@ -311,16 +314,6 @@ impl Templates {
             Some(failure) => in_script(failure, &problem),
             None => problem,
         })
-    }
-
-    /// The subject of template `name` in the already resolved `language`,
-    /// when it is compiled ([`CompiledSubject`]): the same text as
-    /// [`Templates::render`] gives, a few times faster. `None` for the
-    /// others, which `render` renders.
-    pub fn quick_subject(&self, name: &str, language: &str, data: &SubjectData) -> Option<String> {
-        let source = self.languages.get(language)?.sources.get(name)?;
-        let subject = source.compiled_subject.as_ref()?;
-        Some(one_line(subject.render(data)))
     }
 
     /// Template `name` as a message in `wanted` uses it: in that language
@@ -577,7 +570,7 @@ fn is_one_line(text: &str) -> bool {
         line_end |= u8::from(byte.wrapping_sub(b'\t') < 5);
         wide |= u8::from(byte == 0xc2 || byte.wrapping_sub(0xe1) < 3);
     }
-    // Two slices of one length, not `skip(1)`: that zip is vectorised.
+    // Two slices zipped, not `skip(1)`: that zip is vectorised.
     for (&a, &b) in bytes.iter().zip(bytes.get(1..).unwrap_or_default()) {
         double |= u8::from(a == b' ') & u8::from(b == b' ');
     }

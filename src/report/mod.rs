@@ -337,6 +337,7 @@ pub fn write_preview(
             .enumerate()
             .map(|(c, chunk)| {
                 let mut part = Part::default();
+                let mut languages = Languages::default();
                 let mut warn_of = |r: &Message, error: &Option<String>| {
                     if let Some(e) = error {
                         part.warnings.push(format!(
@@ -356,7 +357,6 @@ pub fn write_preview(
                     // its rows as the chunk is written out.
                     let mut out = Vec::with_capacity(chunk.len() * row_bytes);
                     let mut splices = Vec::new();
-                    let mut languages = Languages::default();
                     let ledger = &project.ledger;
                     for (k, p, group) in shown_rows {
                         // Its invoice, whom it bills and their texts are
@@ -380,7 +380,6 @@ pub fn write_preview(
                     part.splices = splices;
                     return Ok(part);
                 }
-                let mut languages = Languages::default();
                 let reminders: Vec<Message> = shown_rows
                     .map(|(_, p, group)| match group {
                         Some(group) if group.len() > 1 => project.member(p, &grouped[&group[0]].0),

@@ -314,9 +314,7 @@ pub fn rates_variable(rates: &Rates) -> Map {
 
 pub fn date_string(d: NaiveDate) -> ImmutableString {
     // As NaiveDate displays it, YYYY-MM-DD, without `core::fmt`.
-    let mut text = String::with_capacity(10);
-    crate::text::push_iso_date(&mut text, d);
-    text.into()
+    crate::text::with_iso_date(d, |text| ImmutableString::from(text))
 }
 
 fn opt_date(d: Option<NaiveDate>) -> Dynamic {
