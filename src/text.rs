@@ -136,13 +136,11 @@ fn iso_date(date: NaiveDate) -> Option<[u8; 10]> {
         .ok()
         .filter(|&year| year <= 9999)?;
     let two = |n: u32| [b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
-    let ([c, y], [e, a], [m, o], [d, n]) = (
-        two(year / 100),
-        two(year),
-        two(date.month()),
-        two(date.day()),
-    );
-    Some([c, y, e, a, b'-', m, o, b'-', d, n])
+    let [c1, c2] = two(year / 100);
+    let [y1, y2] = two(year);
+    let [m1, m2] = two(date.month());
+    let [d1, d2] = two(date.day());
+    Some([c1, c2, y1, y2, b'-', m1, m2, b'-', d1, d2])
 }
 
 /// `write` given the text of `date` ([`iso_date`]; `Display`'s for a year
