@@ -82,7 +82,7 @@ pub use model::{Id, InvoiceId};
 pub use policy_tests::{Expected, TestCase, TestFile, check_tests, run_tests, test_files};
 pub use project::decisions::{Approval, AwaitingFilter, decide_approvals, retry};
 pub use project::history::{HistoryFilter, history};
-pub use project::{Message, Options, Project};
+pub use project::{Languages, Message, Options, Project};
 pub use report::explain::{Explanation, explain};
 pub use rules::{
     HoldEntryView, HoldsFile, NewHold, NewPromise, PolicyId, PromiseView, StageId, add_hold,

@@ -1924,7 +1924,7 @@ fn invoice_location(config: &Config, inv: &Invoice) -> Location {
 pub const COMBINED: &str = "combined";
 
 /// The template each (template, invoice language) pair of a plan's
-/// messages uses, found once each ([`Templates::find`]): finding walks the
+/// messages uses, found once each (`render::Templates::find`): finding walks the
 /// language fallbacks and looks templates up by name, and a plan has few
 /// pairs. A writer of many messages keeps one ([`Project::message_in`]).
 #[derive(Default)]
