@@ -189,6 +189,13 @@ pub(crate) mod tests {
             date = date + chrono::Days::new(step);
         }
         assert!(written > 100_000, "{written}");
+        // The ends of years far beyond.
+        for year in [-262_000, 10_000, 99_999, 262_000] {
+            for date in [(year, 1, 1), (year, 12, 31)] {
+                let date = NaiveDate::from_ymd_opt(date.0, date.1, date.2).unwrap();
+                with_iso_date(date, |text| assert_eq!(text, date.to_string()));
+            }
+        }
     }
 
     /// `count` texts of up to `longest` pieces each, taken at random from

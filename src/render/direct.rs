@@ -964,9 +964,9 @@ impl<'a> Writer<'a> {
     }
 
     /// The due date of an invoice of the context, which the money helpers
-    /// also need its `amount_due` for.
-    /// Both must be in its context, as Handlebars' helpers read them there:
-    /// known from the fields the object holds, without making the amount.
+    /// also need its `amount_due` for: both must be in its context, as
+    /// Handlebars' helpers read them there, which the object's fields say
+    /// without the amount being made.
     fn invoice_due_date(&self, invoice: &Val<'a>) -> Result<NaiveDate> {
         let &Val::Object(Object::Invoice { line, fields }) = invoice else {
             return Err(Other);
