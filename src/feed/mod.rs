@@ -526,6 +526,13 @@ fn skip_bom(input: &mut impl BufRead) -> std::io::Result<()> {
 /// field, and locate a record where the one before it ended (before the
 /// `\n` of a CRLF, before the blank lines it skips); this reader locates it
 /// at its first byte.
+///
+/// A chunk without a quote or a `\r` (most of them) is read without
+/// `csv_core`, whose state machine takes a byte at a time: there every line
+/// is a record, or a blank line it skips, and every delimiter ends a field,
+/// which is all `csv_core` makes of such bytes (a test reads random chunks
+/// both ways). Its fields are found with `memchr` and the record's bytes
+/// copied as they are, delimiters included.
 struct ChunkRecords<'c> {
     core: &'c mut csv_core::Reader,
     bytes: &'c [u8],
@@ -533,24 +540,93 @@ struct ChunkRecords<'c> {
     at: usize,
     /// The line of the chunk's first byte.
     line: u64,
+    /// For a chunk of plain lines: its delimiters and line ends, in order,
+    /// and the line of the next byte to read.
+    plain: Option<(memchr::Memchr2<'c>, u64)>,
+    delimiter: u8,
 }
 
 impl<'c> ChunkRecords<'c> {
-    /// The records of `bytes`, whose first byte is on `line`, read by
-    /// `core` (reset here: a chunk starts where a record starts).
-    fn new(core: &'c mut csv_core::Reader, bytes: &'c [u8], line: u64) -> Self {
+    /// The records of `bytes`, whose first byte is on `line`, split at
+    /// `delimiter` and read by `core` (reset here: a chunk starts where a
+    /// record starts) unless they are plain lines.
+    fn new(core: &'c mut csv_core::Reader, delimiter: u8, bytes: &'c [u8], line: u64) -> Self {
         core.reset();
+        // A delimiter beyond ASCII may cut a character in two, which
+        // `csv_core`'s fields show and a line's text would hide.
+        let plain = delimiter.is_ascii()
+            && !matches!(delimiter, b'"' | b'\r' | b'\n')
+            && memchr::memchr2(b'"', b'\r', bytes).is_none();
         ChunkRecords {
             core,
             bytes,
             at: 0,
             line,
+            plain: plain.then(|| (memchr::memchr2_iter(delimiter, b'\n', bytes), line)),
+            delimiter,
         }
     }
 
     /// Reads the next record into `row`: false when there is none.
     fn read(&mut self, row: &mut CsvRow) -> bool {
+        match self.plain.is_some() {
+            true => self.read_line(row),
+            false => self.read_record(row),
+        }
+    }
+
+    /// [`ChunkRecords::read`] in a chunk of plain lines.
+    fn read_line(&mut self, row: &mut CsvRow) -> bool {
+        let Some((marks, line)) = &mut self.plain else {
+            return false;
+        };
+        let mut start = self.at;
+        let mut fields = 0;
+        let mut end_field = |fields: &mut usize, end: usize| {
+            match row.ends.get_mut(*fields) {
+                Some(slot) => *slot = end,
+                None => row.ends.push(end),
+            }
+            *fields += 1;
+        };
+        loop {
+            if start >= self.bytes.len() && fields == 0 {
+                return false;
+            }
+            let mark = marks.next();
+            let end = mark.unwrap_or(self.bytes.len());
+            if mark.is_some() && self.bytes[end] == self.delimiter {
+                end_field(&mut fields, end - start);
+                continue;
+            }
+            // A line end, or the chunk's.
+            self.at = end.saturating_add(1);
+            if fields == 0 && end == start {
+                // A blank line, skipped as `csv_core` skips it.
+                *line += 1;
+                start = self.at;
+                continue;
+            }
+            end_field(&mut fields, end - start);
+            row.fields = fields;
+            row.line = *line;
+            row.separated = true;
+            *line += 1;
+            let mut text = std::mem::take(&mut row.text).into_bytes();
+            text.clear();
+            text.extend_from_slice(&self.bytes[start..end]);
+            (row.text, row.not_utf8) = match String::from_utf8(text) {
+                Ok(text) => (text, None),
+                Err(e) => (String::new(), row.first_not_utf8(e.as_bytes())),
+            };
+            return true;
+        }
+    }
+
+    /// [`ChunkRecords::read`] with `csv_core`.
+    fn read_record(&mut self, row: &mut CsvRow) -> bool {
         use csv_core::ReadRecordResult;
+        row.separated = false;
         // `text` lends its buffer, grown as needed, and gets it back as
         // text once checked.
         let mut out = std::mem::take(&mut row.text).into_bytes();
@@ -977,6 +1053,9 @@ struct CsvRow {
     /// The first field that is not UTF-8 text, if any: the record is
     /// then a bad row ([`FeedParser::not_utf8`]).
     not_utf8: Option<usize>,
+    /// Whether `text` holds the delimiters between the fields (a plain
+    /// line's bytes as they are), each at the end of the field before it.
+    separated: bool,
 }
 
 impl CsvRow {
@@ -984,32 +1063,31 @@ impl CsvRow {
         self.fields
     }
 
-    fn get(&self, field: usize) -> Option<&str> {
+    /// Where `field` is in `text`.
+    fn span(&self, field: usize) -> Option<std::ops::Range<usize>> {
         let end = *self.ends[..self.fields].get(field)?;
         let start = match field {
             0 => 0,
-            _ => self.ends[field - 1],
+            _ => self.ends[field - 1] + usize::from(self.separated),
         };
-        self.text.get(start..end)
+        Some(start..end)
+    }
+
+    fn get(&self, field: usize) -> Option<&str> {
+        self.text.get(self.span(field)?)
     }
 
     fn iter(&self) -> impl Iterator<Item = &str> {
-        let mut start = 0;
-        self.ends[..self.fields].iter().map_while(move |&end| {
-            let field = self.text.get(start..end);
-            start = end;
-            field
-        })
+        (0..self.fields).map_while(|field| self.get(field))
     }
 
     /// The first of the fields in `bytes` (where `ends` says they end)
     /// that is not UTF-8, as the csv crate finds it.
     fn first_not_utf8(&self, bytes: &[u8]) -> Option<usize> {
-        let mut start = 0;
-        self.ends[..self.fields].iter().position(|&end| {
-            let field = &bytes[start..end];
-            start = end;
-            std::str::from_utf8(field).is_err()
+        (0..self.fields).position(|field| {
+            self.span(field)
+                .and_then(|span| bytes.get(span))
+                .is_some_and(|field| std::str::from_utf8(field).is_err())
         })
     }
 }
@@ -1206,7 +1284,7 @@ impl<'c> FeedParser<'c> {
             } = chunk;
             let reader = reader
                 .get_or_insert_with(|| csv_core::ReaderBuilder::new().delimiter(delimiter).build());
-            let mut records = ChunkRecords::new(reader, bytes, *line);
+            let mut records = ChunkRecords::new(reader, delimiter, bytes, *line);
             rows.resize_with(ROWS_AHEAD, CsvRow::default);
             let mut more = true;
             while more {
@@ -1865,18 +1943,27 @@ mod tests {
     /// that the csv crate's reader gives (with its lines corrected by
     /// [`LineEnds`]), and the first field that is not UTF-8 where the csv
     /// crate would report it: also when the two halves of a character are
-    /// two fields, which make valid text once put side by side.
+    /// two fields, which make valid text once put side by side. Half the
+    /// chunks have no quote and no `\r`: those are read as plain lines.
     #[test]
     fn chunk_records_are_the_records_the_csv_reader_reads() {
         let mut next = random(12);
-        let bytes = [CSV_NOISE, "é".as_bytes(), "é".as_bytes()].concat();
+        let bytes = [CSV_NOISE, "é".as_bytes(), "é".as_bytes(), b"\t\0"].concat();
+        let plain_bytes: Vec<u8> = bytes
+            .iter()
+            .copied()
+            .filter(|b| !matches!(b, b'"' | b'\r'))
+            .collect();
         // Readers used again and again, as converting threads use theirs.
         let mut cores =
             [b',', b';'].map(|d| (d, csv_core::ReaderBuilder::new().delimiter(d).build()));
         let mut row = CsvRow::default();
-        let (mut records, mut not_utf8) = (0, 0);
-        for _ in 0..20_000 {
-            let input = csv_noise(&mut next, &bytes);
+        let (mut records, mut not_utf8, mut plain) = (0, 0, 0);
+        for _ in 0..40_000 {
+            let input = match next() % 2 {
+                0 => csv_noise(&mut next, &bytes),
+                _ => csv_noise(&mut next, &plain_bytes),
+            };
             let (delimiter, core) = &mut cores[(next() % 2) as usize];
             let first_line = 1 + next() % 5;
             // Each record's line, and its fields or the first not UTF-8.
@@ -1888,7 +1975,8 @@ mod tests {
                     (line, bad.map_or(Ok(fields), Err))
                 })
                 .collect();
-            let mut chunk = ChunkRecords::new(core, &input, first_line);
+            let mut chunk = ChunkRecords::new(core, *delimiter, &input, first_line);
+            plain += usize::from(chunk.plain.is_some());
             let mut read = Vec::new();
             while chunk.read(&mut row) {
                 let fields = match row.not_utf8 {
@@ -1902,7 +1990,10 @@ mod tests {
             records += read.len();
             not_utf8 += read.iter().filter(|(_, r)| r.is_err()).count();
         }
-        assert!(records > 40_000 && not_utf8 > 2_000, "{records} {not_utf8}");
+        assert!(
+            records > 80_000 && not_utf8 > 4_000 && plain > 19_000,
+            "{records} {not_utf8} {plain}"
+        );
     }
 
     /// Splitting a feed where [`RecordEnds`] says records end, and reading
