@@ -137,6 +137,8 @@ fn load_feeds_in_chunks(
             row: csv.then(|| RowScan::new(parser.row_bytes)),
             overflow: None,
         };
+        let started = std::time::Instant::now();
+        let rows_before = load.invoices.len() + load.bad_rows;
         let mut accept = |row: Converted| load.keep(row);
         let (parser, converters) = (&parser, &mut converters[..]);
         let result = skip_bom(&mut input)
@@ -158,12 +160,21 @@ fn load_feeds_in_chunks(
                 )
                 .unwrap_or_else(|Crashed| Err(parser.crashed())),
             });
+        tracing::debug!(
+            feed = %path.display(),
+            rows = load.invoices.len() + load.bad_rows - rows_before,
+            elapsed = ?started.elapsed(),
+            "feed converted"
+        );
         if let Err(p) = result {
             load.unreadable(path, p);
         }
     }
     let extra_columns = converters.iter().flat_map(|c| &c.extra_columns);
-    load.finish(numbers, extra_columns)
+    let started = std::time::Instant::now();
+    let load = load.finish(numbers, extra_columns);
+    tracing::debug!(elapsed = ?started.elapsed(), "numbers and customers checked");
+    load
 }
 
 /// The rows of the feeds as the pipeline keeps them, in the feeds' order:
@@ -580,8 +591,6 @@ impl<'c> ChunkRecords<'c> {
         let Some((marks, line)) = &mut self.plain else {
             return false;
         };
-        let mut start = self.at;
-        let mut fields = 0;
         let mut end_field = |fields: &mut usize, end: usize| {
             match row.ends.get_mut(*fields) {
                 Some(slot) => *slot = end,
@@ -590,21 +599,23 @@ impl<'c> ChunkRecords<'c> {
             *fields += 1;
         };
         loop {
-            if start >= self.bytes.len() && fields == 0 {
+            if self.at >= self.bytes.len() {
                 return false;
             }
-            let mark = marks.next();
-            let end = mark.unwrap_or(self.bytes.len());
-            if mark.is_some() && self.bytes[end] == self.delimiter {
+            let start = self.at;
+            let mut fields = 0;
+            // The record's delimiters, up to its line end (or the chunk's).
+            let end = loop {
+                let end = marks.next().unwrap_or(self.bytes.len());
+                if self.bytes.get(end) != Some(&self.delimiter) {
+                    break end;
+                }
                 end_field(&mut fields, end - start);
-                continue;
-            }
-            // A line end, or the chunk's.
+            };
             self.at = end.saturating_add(1);
             if fields == 0 && end == start {
                 // A blank line, skipped as `csv_core` skips it.
                 *line += 1;
-                start = self.at;
                 continue;
             }
             end_field(&mut fields, end - start);

@@ -263,11 +263,15 @@ impl Project {
     /// Loads everything. Only a config that cannot be read stops loading:
     /// every other problem is collected and the rest still loads.
     pub fn load(options: &Options) -> Result<Project, crate::error::Error> {
+        let started = std::time::Instant::now();
         let rules = Self::load_rules(options)?;
+        tracing::debug!(elapsed = ?started.elapsed(), "rules loaded");
         let started = std::time::Instant::now();
         let load = Self::read_feeds(&rules.config, options);
         tracing::debug!(invoices = load.invoices.len(), elapsed = ?started.elapsed(), "feeds read");
+        let started = std::time::Instant::now();
         let (ledger, mut feed_problems) = Self::ledger(&rules.config, load.invoices, load.index);
+        tracing::debug!(elapsed = ?started.elapsed(), "ledger summed");
         feed_problems.extend(load.problems);
         let mut project = Project {
             ledger,
