@@ -538,12 +538,8 @@ fn skip_bom(input: &mut impl BufRead) -> std::io::Result<()> {
 /// `\n` of a CRLF, before the blank lines it skips); this reader locates it
 /// at its first byte.
 ///
-/// A chunk without a quote or a `\r` (most of them) is read without
-/// `csv_core`, whose state machine takes a byte at a time: there every line
-/// is a record, or a blank line it skips, and every delimiter ends a field,
-/// which is all `csv_core` makes of such bytes (a test reads random chunks
-/// both ways). Its fields are found with [`Marks`] and the record's bytes
-/// copied as they are, delimiters included.
+/// A chunk without a quote or a `\r` (most of them) is read as
+/// [`PlainLines`] instead.
 struct ChunkRecords<'c> {
     core: &'c mut csv_core::Reader,
     bytes: &'c [u8],
@@ -551,10 +547,7 @@ struct ChunkRecords<'c> {
     at: usize,
     /// The line of the chunk's first byte.
     line: u64,
-    /// For a chunk of plain lines: its delimiters and line ends, in order,
-    /// and the line of the next byte to read.
-    plain: Option<(Marks<'c>, u64)>,
-    delimiter: u8,
+    plain: Option<PlainLines<'c>>,
 }
 
 impl<'c> ChunkRecords<'c> {
@@ -563,74 +556,20 @@ impl<'c> ChunkRecords<'c> {
     /// record starts) unless they are plain lines.
     fn new(core: &'c mut csv_core::Reader, delimiter: u8, bytes: &'c [u8], line: u64) -> Self {
         core.reset();
-        // A delimiter beyond ASCII may cut a character in two, which
-        // `csv_core`'s fields show and a line's text would hide.
-        let plain = delimiter.is_ascii()
-            && !matches!(delimiter, b'"' | b'\r' | b'\n')
-            && memchr::memchr2(b'"', b'\r', bytes).is_none();
         ChunkRecords {
             core,
             bytes,
             at: 0,
             line,
-            plain: plain.then(|| (Marks::new(bytes, delimiter, b'\n'), line)),
-            delimiter,
+            plain: PlainLines::of(bytes, delimiter, line),
         }
     }
 
     /// Reads the next record into `row`: false when there is none.
     fn read(&mut self, row: &mut CsvRow) -> bool {
-        match self.plain.is_some() {
-            true => self.read_line(row),
-            false => self.read_record(row),
-        }
-    }
-
-    /// [`ChunkRecords::read`] in a chunk of plain lines.
-    fn read_line(&mut self, row: &mut CsvRow) -> bool {
-        let Some((marks, line)) = &mut self.plain else {
-            return false;
-        };
-        let mut end_field = |fields: &mut usize, end: usize| {
-            match row.ends.get_mut(*fields) {
-                Some(slot) => *slot = end,
-                None => row.ends.push(end),
-            }
-            *fields += 1;
-        };
-        loop {
-            if self.at >= self.bytes.len() {
-                return false;
-            }
-            let start = self.at;
-            let mut fields = 0;
-            // The record's delimiters, up to its line end (or the chunk's).
-            let end = loop {
-                let end = marks.next().unwrap_or(self.bytes.len());
-                if self.bytes.get(end) != Some(&self.delimiter) {
-                    break end;
-                }
-                end_field(&mut fields, end - start);
-            };
-            self.at = end.saturating_add(1);
-            if fields == 0 && end == start {
-                // A blank line, skipped as `csv_core` skips it.
-                *line += 1;
-                continue;
-            }
-            end_field(&mut fields, end - start);
-            row.fields = fields;
-            row.line = *line;
-            row.separated = true;
-            *line += 1;
-            let mut text = std::mem::take(&mut row.text).into_bytes();
-            text.clear();
-            text.extend_from_slice(&self.bytes[start..end]);
-            (row.text, row.not_utf8) = match String::from_utf8(text) {
-                Ok(text) => (text, None),
-                Err(e) => (String::new(), row.first_not_utf8(e.as_bytes())),
-            };
-            return true;
+        match &mut self.plain {
+            Some(lines) => lines.read(row),
+            None => self.read_record(row),
         }
     }
 
@@ -797,6 +736,87 @@ impl RecordEnds {
     }
 }
 
+/// A chunk of CSV records with no quote and no `\r`, read without
+/// `csv_core`, whose state machine takes a byte at a time: in such bytes
+/// every line is a record (or a blank line, skipped) and every delimiter
+/// ends a field, which is all `csv_core` makes of them (a test compares
+/// random plain chunks with the csv crate's reader). A record's fields are
+/// found with [`Marks`] and its line copied as it is, delimiters included
+/// ([`CsvRow::separated`]).
+struct PlainLines<'c> {
+    bytes: &'c [u8],
+    /// The next byte to read, and its line.
+    at: usize,
+    line: u64,
+    /// The chunk's delimiters and line ends, in order.
+    marks: Marks<'c>,
+    delimiter: u8,
+}
+
+impl<'c> PlainLines<'c> {
+    /// The plain lines of `bytes`, whose first byte is on `line`; none
+    /// when they hold a quote or a `\r`, or when `delimiter` may be part
+    /// of a character (beyond ASCII: `csv_core`'s fields would then show a
+    /// character cut in two, which a line's text hides) or of the quoting.
+    fn of(bytes: &'c [u8], delimiter: u8, line: u64) -> Option<Self> {
+        let plain = delimiter.is_ascii()
+            && !matches!(delimiter, b'"' | b'\r' | b'\n')
+            && memchr::memchr2(b'"', b'\r', bytes).is_none();
+        plain.then(|| PlainLines {
+            bytes,
+            at: 0,
+            line,
+            marks: Marks::new(bytes, delimiter, b'\n'),
+            delimiter,
+        })
+    }
+
+    /// [`ChunkRecords::read`] for plain lines.
+    fn read(&mut self, row: &mut CsvRow) -> bool {
+        let mut end_field = |fields: &mut usize, end: usize| {
+            match row.ends.get_mut(*fields) {
+                Some(slot) => *slot = end,
+                None => row.ends.push(end),
+            }
+            *fields += 1;
+        };
+        loop {
+            if self.at >= self.bytes.len() {
+                return false;
+            }
+            let start = self.at;
+            let mut fields = 0;
+            // The record's delimiters, up to its line end (or the chunk's).
+            let end = loop {
+                let end = self.marks.next().unwrap_or(self.bytes.len());
+                if self.bytes.get(end) != Some(&self.delimiter) {
+                    break end;
+                }
+                end_field(&mut fields, end - start);
+            };
+            self.at = end + 1;
+            if end == start {
+                // A blank line, skipped as `csv_core` skips it.
+                self.line += 1;
+                continue;
+            }
+            end_field(&mut fields, end - start);
+            row.fields = fields;
+            row.line = self.line;
+            row.separated = true;
+            self.line += 1;
+            let mut text = std::mem::take(&mut row.text).into_bytes();
+            text.clear();
+            text.extend_from_slice(&self.bytes[start..end]);
+            (row.text, row.not_utf8) = match String::from_utf8(text) {
+                Ok(text) => (text, None),
+                Err(e) => (String::new(), row.first_not_utf8(e.as_bytes())),
+            };
+            return true;
+        }
+    }
+}
+
 /// Where two bytes are in a text, in order: a plain chunk's delimiters and
 /// line ends. `memchr2_iter` costs about thirty instructions a place found,
 /// most of what reading a plain line costs, as a line has a place every
@@ -823,17 +843,6 @@ impl<'b> Marks<'b> {
             needles: [one, other],
         }
     }
-
-    /// The places of the needles in `block` (at most [`MARKS_BLOCK`] bytes), one bit each.
-    fn mask(&self, block: &[u8]) -> u64 {
-        let [one, other] = self.needles;
-        match <&[u8; MARKS_BLOCK]>::try_from(block) {
-            Ok(block) => block_mask(block, one, other),
-            Err(_) => block.iter().enumerate().fold(0, |mask, (i, &b)| {
-                mask | (u64::from(b == one || b == other) << i)
-            }),
-        }
-    }
 }
 
 impl Iterator for Marks<'_> {
@@ -845,7 +854,11 @@ impl Iterator for Marks<'_> {
             if block.is_empty() {
                 return None;
             }
-            self.mask = self.mask(&block[..block.len().min(MARKS_BLOCK)]);
+            let [one, other] = self.needles;
+            self.mask = match block.first_chunk::<MARKS_BLOCK>() {
+                Some(whole) => block_mask(whole, one, other),
+                None => bytewise_mask(block, one, other),
+            };
             self.next += MARKS_BLOCK;
         }
         let bit = self.mask.trailing_zeros() as usize;
@@ -854,7 +867,7 @@ impl Iterator for Marks<'_> {
     }
 }
 
-/// [`Marks::mask`] of a whole block, sixteen bytes at a time.
+/// The places of `one` and `other` in a whole block, one bit each, sixteen bytes at a time.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 fn block_mask(block: &[u8; MARKS_BLOCK], one: u8, other: u8) -> u64 {
     use std::arch::x86_64::{
@@ -877,9 +890,18 @@ fn block_mask(block: &[u8; MARKS_BLOCK], one: u8, other: u8) -> u64 {
 
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
 fn block_mask(block: &[u8; MARKS_BLOCK], one: u8, other: u8) -> u64 {
-    block.iter().enumerate().fold(0, |mask, (i, &b)| {
-        mask | (u64::from(b == one || b == other) << i)
-    })
+    bytewise_mask(block, one, other)
+}
+
+/// [`block_mask`] a byte at a time, also of the last block, which may be shorter.
+fn bytewise_mask(block: &[u8], one: u8, other: u8) -> u64 {
+    block
+        .iter()
+        .take(MARKS_BLOCK)
+        .enumerate()
+        .fold(0, |mask, (i, &b)| {
+            mask | (u64::from(b == one || b == other) << i)
+        })
 }
 
 /// Rows per batch: enough that handing a batch from thread to thread costs
@@ -1139,7 +1161,8 @@ const ROWS_AHEAD: usize = 8;
 /// A CSV record being converted (its buffers are reused from record to record).
 #[derive(Default)]
 struct CsvRow {
-    /// The fields' text one after the other; empty when `not_utf8`.
+    /// The fields' text one after the other (with the delimiters between
+    /// them when `separated`); empty when `not_utf8`.
     text: String,
     /// Where each field ends in `text` (the first `fields` of them).
     ends: Vec<usize>,
@@ -1177,8 +1200,8 @@ impl CsvRow {
         (0..self.fields).map_while(|field| self.get(field))
     }
 
-    /// The first of the fields in `bytes` (where `ends` says they end)
-    /// that is not UTF-8, as the csv crate finds it.
+    /// The first of the fields in `bytes` (where [`CsvRow::span`] says
+    /// they are) that is not UTF-8, as the csv crate finds it.
     fn first_not_utf8(&self, bytes: &[u8]) -> Option<usize> {
         (0..self.fields).position(|field| {
             self.span(field)
@@ -2028,9 +2051,9 @@ mod tests {
     /// Random CSV-ish bytes: values, separators, quotes and line ends of every kind.
     const CSV_NOISE: &[u8] = b"ab,;\"\"\"\n\n\r ";
 
-    /// Up to 47 bytes taken at random from `bytes`.
-    fn csv_noise(next: &mut impl FnMut() -> u64, bytes: &[u8]) -> Vec<u8> {
-        (0..next() % 48)
+    /// Fewer than `max` bytes taken at random from `bytes`.
+    fn csv_noise(next: &mut impl FnMut() -> u64, bytes: &[u8], max: u64) -> Vec<u8> {
+        (0..next() % max)
             .map(|_| bytes[(next() % bytes.len() as u64) as usize])
             .collect()
     }
@@ -2056,9 +2079,10 @@ mod tests {
         let mut row = CsvRow::default();
         let (mut records, mut not_utf8, mut plain) = (0, 0, 0);
         for _ in 0..40_000 {
+            // Plain chunks longer than the blocks `Marks` compares at a time.
             let input = match next() % 2 {
-                0 => csv_noise(&mut next, &bytes),
-                _ => csv_noise(&mut next, &plain_bytes),
+                0 => csv_noise(&mut next, &bytes, 48),
+                _ => csv_noise(&mut next, &plain_bytes, 200),
             };
             let (delimiter, core) = &mut cores[(next() % 2) as usize];
             let first_line = 1 + next() % 5;
@@ -2079,7 +2103,7 @@ mod tests {
                     Some(field) => Err(field),
                     None => Ok(row.iter().map(|f| f.as_bytes().to_vec()).collect()),
                 };
-                assert_eq!(row.len(), row.ends[..row.fields].len());
+                assert_eq!(row.separated, chunk.plain.is_some());
                 read.push((row.line, fields));
             }
             assert_eq!(read, expected, "{:?}", String::from_utf8_lossy(&input));
@@ -2110,8 +2134,29 @@ mod tests {
                 memchr::memchr2_iter(one, other, &text).collect::<Vec<_>>()
             );
             found += marks.len();
+            if let Some(block) = text.first_chunk::<MARKS_BLOCK>() {
+                assert_eq!(
+                    block_mask(block, one, other),
+                    bytewise_mask(block, one, other)
+                );
+            }
         }
         assert!(found > 500_000, "{found}");
+    }
+
+    /// Only chunks without a quote or a `\r`, split at an ASCII delimiter
+    /// that is no part of the quoting, are read as plain lines.
+    #[test]
+    fn plain_lines_only_where_csv_core_would_read_the_same() {
+        let plain = |bytes: &[u8], delimiter: u8| PlainLines::of(bytes, delimiter, 1).is_some();
+        assert!(plain(b"a,b\n\nc,d", b','));
+        assert!(plain("a;é\n".as_bytes(), b';'));
+        assert!(!plain(b"a,\"b\"\n", b','));
+        assert!(!plain(b"a,b\r\n", b','));
+        assert!(!plain(b"a,b\rc,d", b','));
+        // The second byte of `é`: as a delimiter, it cuts the character in two.
+        assert!(!plain("aé\n".as_bytes(), 0xA9));
+        assert!(!plain(b"a\"b\n", b'"'));
     }
 
     /// Splitting a feed where [`RecordEnds`] says records end, and reading
@@ -2122,7 +2167,7 @@ mod tests {
         let mut next = random(11);
         let mut splits = 0;
         for _ in 0..20_000 {
-            let input = csv_noise(&mut next, CSV_NOISE);
+            let input = csv_noise(&mut next, CSV_NOISE, 48);
             let delimiter = [b',', b';'][(next() % 2) as usize];
             let whole = csv_records(delimiter, &input, 1);
             // Scanned in pieces of random sizes, as reads give them.
