@@ -616,24 +616,7 @@ impl<'c> ChunkRecords<'c> {
         }
         row.fields = fields;
         out.truncate(wrote);
-        row.not_utf8 = None;
-        row.text = match String::from_utf8(out) {
-            Ok(text)
-                if row.ends[..fields]
-                    .iter()
-                    .all(|&end| text.is_char_boundary(end)) =>
-            {
-                text
-            }
-            Ok(text) => {
-                row.not_utf8 = row.first_not_utf8(text.as_bytes());
-                String::new()
-            }
-            Err(e) => {
-                row.not_utf8 = row.first_not_utf8(e.as_bytes());
-                String::new()
-            }
-        };
+        row.set_text(out);
         true
     }
 }
@@ -808,10 +791,7 @@ impl<'c> PlainLines<'c> {
             let mut text = std::mem::take(&mut row.text).into_bytes();
             text.clear();
             text.extend_from_slice(&self.bytes[start..end]);
-            (row.text, row.not_utf8) = match String::from_utf8(text) {
-                Ok(text) => (text, None),
-                Err(e) => (String::new(), row.first_not_utf8(e.as_bytes())),
-            };
+            row.set_text(text);
             return true;
         }
     }
@@ -1198,6 +1178,26 @@ impl CsvRow {
 
     fn iter(&self) -> impl Iterator<Item = &str> {
         (0..self.fields).map_while(|field| self.get(field))
+    }
+
+    /// Takes the record's bytes (its `fields` already found) as its text,
+    /// or finds the first field that is not UTF-8 text. A field boundary
+    /// `csv_core` found may cut a character in two, valid text once the
+    /// halves are side by side; a plain line's boundaries are its ASCII
+    /// delimiters, which cut none.
+    fn set_text(&mut self, bytes: Vec<u8>) {
+        (self.text, self.not_utf8) = match String::from_utf8(bytes) {
+            Ok(text)
+                if self.separated
+                    || self.ends[..self.fields]
+                        .iter()
+                        .all(|&end| text.is_char_boundary(end)) =>
+            {
+                (text, None)
+            }
+            Ok(text) => (String::new(), self.first_not_utf8(text.as_bytes())),
+            Err(e) => (String::new(), self.first_not_utf8(e.as_bytes())),
+        };
     }
 
     /// The first of the fields in `bytes` (where [`CsvRow::span`] says
